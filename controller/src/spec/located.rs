@@ -1,0 +1,181 @@
+//! Where things are in spec files: [`Located`] values, per-field positions, and [`SpecError`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// A 1-based line and column in a spec file.
+pub type Position = (usize, usize);
+
+/// Line and column of every field of one document, keyed by field path
+/// (`metadata.name`, `spec.ports[1].published`, `spec.env.RUST_LOG`).
+///
+/// The position of a path is where its value starts (for a mapping entry: the value, not the
+/// key). Built by the loader from the YAML itself, so validation can point at a field even
+/// though the typed values carry no spans.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FieldLocations {
+    fields: BTreeMap<String, Position>,
+}
+
+impl FieldLocations {
+    /// Records the position of `path`.
+    pub fn insert(&mut self, path: impl Into<String>, position: Position) {
+        self.fields.insert(path.into(), position);
+    }
+
+    /// The position of exactly `path`.
+    pub fn get(&self, path: &str) -> Option<Position> {
+        self.fields.get(path).copied()
+    }
+
+    /// The position of `path`, or of its nearest recorded ancestor (`spec.ports[1].published`
+    /// falls back to `spec.ports[1]`, then `spec.ports`, then `spec`).
+    pub fn nearest(&self, path: &str) -> Option<Position> {
+        let mut path = path;
+        loop {
+            if let Some(p) = self.get(path) {
+                return Some(p);
+            }
+            let cut = path.rfind(['.', '['])?;
+            path = &path[..cut];
+        }
+    }
+
+    /// The field path whose value starts exactly at `position`, preferring the deepest one.
+    pub fn path_at(&self, position: Position) -> Option<&str> {
+        self.fields
+            .iter()
+            .filter(|(_, p)| **p == position)
+            .max_by_key(|(k, _)| k.len())
+            .map(|(k, _)| k.as_str())
+    }
+
+    /// Every recorded path and its position.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Position)> {
+        self.fields.iter().map(|(k, v)| (k.as_str(), *v))
+    }
+
+    /// Whether nothing is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+}
+
+/// A value loaded from a spec file, with where it came from.
+///
+/// `line`/`column` point at the document's `metadata.name` value (or the document start when
+/// that is missing). `fields` holds the position of every field of the document.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Located<T> {
+    /// The value.
+    pub value: T,
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// 1-based line of `metadata.name` (or of the document).
+    pub line: usize,
+    /// 1-based column of `metadata.name` (or of the document).
+    pub column: usize,
+    /// Positions of the document's fields, for field-level error locations.
+    #[serde(skip)]
+    pub fields: FieldLocations,
+}
+
+impl<T> Located<T> {
+    /// A located value without field positions (e.g. in tests); errors about its fields then
+    /// point at `line:column`.
+    pub fn new(value: T, file: impl Into<PathBuf>, line: usize, column: usize) -> Self {
+        Located {
+            value,
+            file: file.into(),
+            line,
+            column,
+            fields: FieldLocations::default(),
+        }
+    }
+
+    /// An error about field `field` of this value, located at that field when its position is
+    /// known, else at the nearest enclosing field, else at the document.
+    pub fn error_at(&self, field: impl Into<String>, message: impl Into<String>) -> SpecError {
+        let field = field.into();
+        let (line, column) = self
+            .fields
+            .nearest(&field)
+            .unwrap_or((self.line, self.column));
+        SpecError {
+            file: self.file.clone(),
+            line: Some(line),
+            column: Some(column),
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// One problem in the spec directory, located as precisely as possible.
+///
+/// Displays as `file:line:column: field: message` (parts that are unknown are left out) and
+/// serializes to the status file's `errors[]` shape: `file, line, column, field, message`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct SpecError {
+    /// The file the problem is in (or the directory, if it could not be read).
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// The field path, like `spec.ports[1].published`; empty when the problem is not about one
+    /// field (syntax errors, a whole document).
+    pub field: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+impl SpecError {
+    /// An error about a whole file (no position, no field).
+    pub fn file(file: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        SpecError {
+            file: file.into(),
+            line: None,
+            column: None,
+            field: String::new(),
+            message: message.into(),
+        }
+    }
+
+    /// An error at a position.
+    pub fn at(
+        file: &Path,
+        position: Option<Position>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        SpecError {
+            file: file.to_owned(),
+            line: position.map(|p| p.0),
+            column: position.map(|p| p.1),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        if !self.field.is_empty() {
+            write!(f, ": {}", self.field)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for SpecError {}

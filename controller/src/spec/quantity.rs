@@ -1,0 +1,337 @@
+//! Quantities written as strings in specs: durations (`500ms`, `1h30m`) and memory sizes (`128Mi`).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+
+/// The forms a duration may take, for error messages and the schema description.
+pub const DURATION_FORMS: &str = "a duration like `500ms`, `3s`, `1m`, `1h30m` (an integer followed by a unit: ns, us, ms, s, m, h; units may be chained largest first, or `0`)";
+
+/// The forms a memory size may take, for error messages and the schema description.
+pub const MEMORY_FORMS: &str = "a memory size like `1024`, `512M`, `1G`, `128Mi`, `1Gi` (a non-negative integer of bytes, optionally followed by one of k, M, G, T (powers of 1000) or Ki, Mi, Gi, Ti (powers of 1024))";
+
+/// Regex (JSON Schema `pattern`) accepted by [`DurationStr`].
+const DURATION_PATTERN: &str = r"^(0|([0-9]+(h|m|s|ms|us|µs|ns))+)$";
+
+/// Regex (JSON Schema `pattern`) accepted by [`MemoryQuantity`] when written as a string.
+const MEMORY_PATTERN: &str = r"^[0-9]+(k|Ki|M|Mi|G|Gi|T|Ti)?$";
+
+/// Why a duration or memory string was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuantityError {
+    /// The text is not a duration in the accepted grammar.
+    #[error("invalid duration `{input}`: expected {DURATION_FORMS}")]
+    Duration {
+        /// The rejected text.
+        input: String,
+    },
+    /// The duration is syntactically fine but does not fit in 64-bit nanoseconds.
+    #[error("duration `{input}` is too large (at most about 292 years)")]
+    DurationOverflow {
+        /// The rejected text.
+        input: String,
+    },
+    /// The text is not a memory size in the accepted grammar.
+    #[error("invalid memory size `{input}`: expected {MEMORY_FORMS}")]
+    Memory {
+        /// The rejected text.
+        input: String,
+    },
+    /// The memory size does not fit in 64 bits of bytes.
+    #[error("memory size `{input}` is too large (at most 2^64-1 bytes)")]
+    MemoryOverflow {
+        /// The rejected text.
+        input: String,
+    },
+}
+
+/// A duration written as a string such as `500ms`, `3s`, `1m` or `1h30m` (Go/Docker style).
+///
+/// Serializes back to the same compact form (`1h30m`, not `1h 30m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct DurationStr(pub Duration);
+
+impl DurationStr {
+    /// The wrapped duration.
+    pub fn as_duration(&self) -> Duration {
+        self.0
+    }
+
+    /// Nanoseconds as Docker's API wants them, saturating at `i64::MAX`.
+    pub fn as_nanos_i64(&self) -> i64 {
+        i64::try_from(self.0.as_nanos()).unwrap_or(i64::MAX)
+    }
+}
+
+impl From<Duration> for DurationStr {
+    fn from(d: Duration) -> Self {
+        DurationStr(d)
+    }
+}
+
+impl FromStr for DurationStr {
+    type Err = QuantityError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let bad = || QuantityError::Duration {
+            input: input.to_owned(),
+        };
+        let overflow = || QuantityError::DurationOverflow {
+            input: input.to_owned(),
+        };
+        if input == "0" {
+            return Ok(DurationStr(Duration::ZERO));
+        }
+        if input.is_empty() {
+            return Err(bad());
+        }
+        let mut rest = input;
+        let mut total: u128 = 0;
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return Err(bad());
+            }
+            let number: u128 = rest[..digits].parse().map_err(|_| overflow())?;
+            rest = &rest[digits..];
+            let unit_len = rest
+                .char_indices()
+                .find(|(_, c)| c.is_ascii_digit())
+                .map_or(rest.len(), |(i, _)| i);
+            let nanos_per_unit: u128 = match &rest[..unit_len] {
+                "h" => 3_600_000_000_000,
+                "m" => 60_000_000_000,
+                "s" => 1_000_000_000,
+                "ms" => 1_000_000,
+                "us" | "µs" => 1_000,
+                "ns" => 1,
+                _ => return Err(bad()),
+            };
+            rest = &rest[unit_len..];
+            total = number
+                .checked_mul(nanos_per_unit)
+                .and_then(|n| total.checked_add(n))
+                .ok_or_else(overflow)?;
+        }
+        if total > i64::MAX as u128 {
+            return Err(overflow());
+        }
+        let secs = (total / 1_000_000_000) as u64;
+        let nanos = (total % 1_000_000_000) as u32;
+        Ok(DurationStr(Duration::new(secs, nanos)))
+    }
+}
+
+impl fmt::Display for DurationStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut nanos = self.0.as_nanos();
+        if nanos == 0 {
+            return f.write_str("0s");
+        }
+        for (unit, size) in [
+            ("h", 3_600_000_000_000u128),
+            ("m", 60_000_000_000),
+            ("s", 1_000_000_000),
+            ("ms", 1_000_000),
+            ("us", 1_000),
+            ("ns", 1),
+        ] {
+            if nanos >= size {
+                write!(f, "{}{unit}", nanos / size)?;
+                nanos %= size;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for DurationStr {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationStr {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = DurationStr;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(DURATION_FORMS)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DurationStr, E> {
+                v.parse().map_err(E::custom)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<DurationStr, E> {
+                // A bare number is ambiguous (seconds? nanoseconds?); only 0 is unambiguous.
+                if v == 0 {
+                    Ok(DurationStr(Duration::ZERO))
+                } else {
+                    Err(E::custom(format!(
+                        "invalid duration `{v}`: a unit is required; expected {DURATION_FORMS}"
+                    )))
+                }
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<DurationStr, E> {
+                Err(E::custom(format!(
+                    "invalid duration `{v}`: expected {DURATION_FORMS}"
+                )))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<DurationStr, E> {
+                Err(E::custom(format!(
+                    "invalid duration `{v}`: expected {DURATION_FORMS}"
+                )))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+impl JsonSchema for DurationStr {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": DURATION_PATTERN,
+            "description": format!("Duration: {DURATION_FORMS}."),
+            "examples": ["500ms", "3s", "1m", "1h30m"],
+        })
+    }
+}
+
+/// A memory size in bytes, written as `1024`, `512M`, `1G`, `128Mi` or `1Gi`
+/// (Kubernetes semantics: `M` = 10^6, `Mi` = 2^20).
+///
+/// Serializes to a canonical string: the largest binary unit that divides it exactly, else the
+/// largest decimal one, else plain bytes (`134217728` becomes `128Mi`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct MemoryQuantity(pub u64);
+
+impl MemoryQuantity {
+    /// The size in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.0
+    }
+}
+
+const MEMORY_UNITS: [(&str, u64); 8] = [
+    ("Ti", 1 << 40),
+    ("Gi", 1 << 30),
+    ("Mi", 1 << 20),
+    ("Ki", 1 << 10),
+    ("T", 1_000_000_000_000),
+    ("G", 1_000_000_000),
+    ("M", 1_000_000),
+    ("k", 1_000),
+];
+
+impl FromStr for MemoryQuantity {
+    type Err = QuantityError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let digits = input.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(QuantityError::Memory {
+                input: input.to_owned(),
+            });
+        }
+        let overflow = || QuantityError::MemoryOverflow {
+            input: input.to_owned(),
+        };
+        let number: u64 = input[..digits].parse().map_err(|_| overflow())?;
+        let suffix = &input[digits..];
+        let factor = if suffix.is_empty() {
+            1
+        } else {
+            MEMORY_UNITS
+                .iter()
+                .find(|(unit, _)| *unit == suffix)
+                .map(|(_, f)| *f)
+                .ok_or_else(|| QuantityError::Memory {
+                    input: input.to_owned(),
+                })?
+        };
+        number
+            .checked_mul(factor)
+            .map(MemoryQuantity)
+            .ok_or_else(overflow)
+    }
+}
+
+impl fmt::Display for MemoryQuantity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 != 0 {
+            for (unit, factor) in MEMORY_UNITS {
+                if self.0 % factor == 0 {
+                    return write!(f, "{}{unit}", self.0 / factor);
+                }
+            }
+        }
+        write!(f, "{}", self.0)
+    }
+}
+
+impl Serialize for MemoryQuantity {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for MemoryQuantity {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = MemoryQuantity;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(MEMORY_FORMS)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<MemoryQuantity, E> {
+                v.parse().map_err(E::custom)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<MemoryQuantity, E> {
+                Ok(MemoryQuantity(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<MemoryQuantity, E> {
+                u64::try_from(v).map(MemoryQuantity).map_err(|_| {
+                    E::custom(format!(
+                        "invalid memory size `{v}`: must not be negative; expected {MEMORY_FORMS}"
+                    ))
+                })
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<MemoryQuantity, E> {
+                Err(E::custom(format!(
+                    "invalid memory size `{v}`: expected {MEMORY_FORMS}"
+                )))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+impl JsonSchema for MemoryQuantity {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        "MemoryQuantity".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "anyOf": [
+                {"type": "string", "pattern": MEMORY_PATTERN},
+                {"type": "integer", "minimum": 0},
+            ],
+            "description": format!("Memory size: {MEMORY_FORMS}."),
+            "examples": ["128Mi", "1Gi", "512M"],
+        })
+    }
+}
