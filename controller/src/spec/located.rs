@@ -18,12 +18,26 @@ pub type Position = (usize, usize);
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FieldLocations {
     fields: BTreeMap<String, Position>,
+    keys: BTreeMap<String, Position>,
 }
 
 impl FieldLocations {
     /// Records the position of `path`.
     pub fn insert(&mut self, path: impl Into<String>, position: Position) {
         self.fields.insert(path.into(), position);
+    }
+
+    /// Records the position of the key of mapping entry `path`.
+    pub fn insert_key(&mut self, path: impl Into<String>, position: Position) {
+        self.keys.insert(path.into(), position);
+    }
+
+    /// The path of the mapping entry whose key starts exactly at `position`.
+    pub fn key_path_at(&self, position: Position) -> Option<&str> {
+        self.keys
+            .iter()
+            .find(|(_, p)| **p == position)
+            .map(|(k, _)| k.as_str())
     }
 
     /// The position of exactly `path`.
@@ -61,6 +75,28 @@ impl FieldLocations {
     /// Whether nothing is recorded.
     pub fn is_empty(&self) -> bool {
         self.fields.is_empty()
+    }
+}
+
+/// Building field paths the way the loader records them: `spec.ports[1].published`, and keys
+/// that are not plain identifiers quoted: `metadata.labels["app.kubernetes.io/name"]`.
+pub mod field_path {
+    /// The path of entry `key` of the mapping at `parent`.
+    pub fn key(parent: &str, key: &str) -> String {
+        let plain = !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        match (parent.is_empty(), plain) {
+            (true, true) => key.to_owned(),
+            (false, true) => format!("{parent}.{key}"),
+            (_, false) => format!("{parent}[{key:?}]"),
+        }
+    }
+
+    /// The path of item `index` of the sequence at `parent`.
+    pub fn index(parent: &str, index: usize) -> String {
+        format!("{parent}[{index}]")
     }
 }
 

@@ -1,10 +1,14 @@
 //! Spec files: the types users write, loading them from a directory with located errors,
 //! validating them, keeping the last good state per file, and their JSON Schemas.
 
+pub mod load;
 pub mod located;
 pub mod quantity;
 pub mod types;
+pub mod validate;
 
-pub use located::{FieldLocations, Located, SpecError};
+pub use load::{FileLoad, LoadDirError, LoadedDir, load_dir, load_file, load_str};
+pub use located::{FieldLocations, Located, SpecError, field_path};
 pub use quantity::{DurationStr, MemoryQuantity, QuantityError};
 pub use types::*;
+pub use validate::{validate, validate_object};
