@@ -1,2 +1,13 @@
-//! placeholder
+//! swarm-operator: a Kubernetes-style operator for Docker Swarm.
+//!
+//! The flow runs one way: spec files are loaded and validated ([`spec`]), turned into canonical
+//! definitions ([`desired`]), compared with what the swarm reports ([`docker`]) into a
+//! [`plan`], applied by the [`reconcile`]r under the [`runtime`]'s scheduling, and reported in
+//! the [`status`] file.
+
+pub mod definition;
+pub mod desired;
+pub mod docker;
+pub mod plan;
+pub mod runtime;
 pub mod spec;

@@ -1,0 +1,398 @@
+//! The canonical, normalized form of a swarm service or network: what the plan compares.
+//!
+//! Both sides of a comparison are brought into this form: the desired side from the spec files
+//! (`desired`), the observed side from the Docker Engine API (`docker::convert`). Everything that
+//! Docker may reorder or re-encode is normalized here (env is a map, durations are nanoseconds,
+//! CPUs are nano-CPUs), so "semantically equal" is plain `==`, and a restart of the operator
+//! causes zero writes.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// Label on every object the operator owns; it never changes an object without it.
+pub const MANAGED_BY_LABEL: &str = "swarm-operator.io/managed-by";
+/// Value of [`MANAGED_BY_LABEL`].
+pub const MANAGED_BY_VALUE: &str = "swarm-operator";
+/// Label holding the hash of the desired definition the object was last written from.
+pub const SPEC_HASH_LABEL: &str = "swarm-operator.io/spec-hash";
+/// Label naming the spec file an object came from, so that a file that fails to parse protects
+/// its objects from pruning even across an operator restart.
+pub const SOURCE_FILE_LABEL: &str = "swarm-operator.io/source-file";
+/// Prefix of every label the operator itself sets; user labels with it are rejected/ignored.
+pub const OPERATOR_LABEL_PREFIX: &str = "swarm-operator.io/";
+
+/// How many tasks a service runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Mode {
+    /// A fixed number of replicas.
+    Replicated {
+        /// The desired replica count.
+        replicas: u64,
+    },
+    /// One task on every eligible node.
+    Global,
+}
+
+/// How a service's tasks are reached on its networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointMode {
+    /// One virtual IP per network, load-balanced by IPVS.
+    Vip,
+    /// DNS round robin: the service name resolves to every task's address.
+    Dnsrr,
+}
+
+/// A published port.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Port {
+    /// Port inside the container.
+    pub target: u16,
+    /// Port on the node or the routing mesh; `None` lets swarm pick one.
+    pub published: Option<u16>,
+    /// `tcp`, `udp` or `sctp`.
+    pub protocol: String,
+    /// `ingress` or `host`.
+    pub mode: String,
+}
+
+/// A container healthcheck; durations in nanoseconds as Docker stores them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Healthcheck {
+    /// `["CMD", ...]`, `["CMD-SHELL", "..."]` or `["NONE"]`.
+    pub test: Vec<String>,
+    /// Time between checks.
+    pub interval_ns: Option<i64>,
+    /// Time one check may take.
+    pub timeout_ns: Option<i64>,
+    /// Consecutive failures before the container is unhealthy.
+    pub retries: Option<i64>,
+    /// Grace period during which failures do not count.
+    pub start_period_ns: Option<i64>,
+}
+
+/// Rolling update or rollback policy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdatePolicy {
+    /// Tasks updated at once.
+    pub parallelism: Option<i64>,
+    /// Pause between batches.
+    pub delay_ns: Option<i64>,
+    /// `pause`, `continue` or `rollback`.
+    pub failure_action: Option<String>,
+    /// How long a new task is watched for failure.
+    pub monitor_ns: Option<i64>,
+    /// Tolerated failure ratio, 0..=1.
+    pub max_failure_ratio: Option<f64>,
+    /// `stop-first` or `start-first`.
+    pub order: Option<String>,
+}
+
+/// When swarm restarts a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestartPolicy {
+    /// `none`, `on-failure` or `any`.
+    pub condition: Option<String>,
+    /// Delay between restart attempts.
+    pub delay_ns: Option<i64>,
+    /// Attempts before giving up (0 = unlimited).
+    pub max_attempts: Option<i64>,
+    /// Window used to evaluate the restart policy.
+    pub window_ns: Option<i64>,
+}
+
+/// Where tasks may be scheduled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Placement {
+    /// Constraints such as `node.role==manager`, in the order given.
+    pub constraints: Vec<String>,
+    /// Spread descriptors such as `node.labels.zone`.
+    pub spread_preferences: Vec<String>,
+    /// Maximum tasks per node (0/None = unlimited).
+    pub max_replicas: Option<u64>,
+}
+
+/// CPU and memory amounts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceAmounts {
+    /// CPUs in units of 10^-9 CPUs.
+    pub nano_cpus: Option<i64>,
+    /// Memory in bytes.
+    pub memory_bytes: Option<i64>,
+    /// Maximum number of processes (limits only).
+    pub pids: Option<i64>,
+}
+
+/// Resource limits and reservations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resources {
+    /// Hard limits.
+    pub limits: Option<ResourceAmounts>,
+    /// Amounts the scheduler reserves.
+    pub reservations: Option<ResourceAmounts>,
+}
+
+/// A volume, bind or tmpfs mount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Mount {
+    /// `volume`, `bind` or `tmpfs`.
+    pub kind: String,
+    /// Volume name or host path; none for tmpfs.
+    pub source: Option<String>,
+    /// Path in the container.
+    pub target: String,
+    /// Mounted read-only.
+    pub read_only: bool,
+    /// Size of a tmpfs mount in bytes.
+    pub tmpfs_size_bytes: Option<i64>,
+}
+
+/// A swarm service as the operator manages it.
+///
+/// Optional fields are `None` when the spec does not mention them; see [`field_changes`] for
+/// how that is treated.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceDefinition {
+    /// Service name.
+    pub name: String,
+    /// Image reference, used as written (nothing is pulled or resolved to a digest).
+    pub image: String,
+    /// Replicated or global.
+    pub mode: Mode,
+    /// Entrypoint override.
+    pub command: Option<Vec<String>>,
+    /// Arguments to the entrypoint.
+    pub args: Option<Vec<String>>,
+    /// Environment, sorted by name.
+    pub env: BTreeMap<String, String>,
+    /// Service labels set by the user (operator labels excluded).
+    pub labels: BTreeMap<String, String>,
+    /// Labels on the containers.
+    pub container_labels: BTreeMap<String, String>,
+    /// Network names, in the order given.
+    pub networks: Vec<String>,
+    /// VIP or DNS round robin.
+    pub endpoint_mode: EndpointMode,
+    /// Published ports, sorted.
+    pub ports: Vec<Port>,
+    /// Container healthcheck.
+    pub healthcheck: Option<Healthcheck>,
+    /// Rolling update policy.
+    pub update_config: Option<UpdatePolicy>,
+    /// Rollback policy.
+    pub rollback_config: Option<UpdatePolicy>,
+    /// Restart policy.
+    pub restart_policy: Option<RestartPolicy>,
+    /// Placement constraints and preferences.
+    pub placement: Option<Placement>,
+    /// Limits and reservations.
+    pub resources: Option<Resources>,
+    /// Mounts, in the order given.
+    pub mounts: Vec<Mount>,
+    /// Time between SIGTERM and SIGKILL.
+    pub stop_grace_period_ns: Option<i64>,
+    /// User the container runs as.
+    pub user: Option<String>,
+    /// Working directory.
+    pub workdir: Option<String>,
+}
+
+/// A swarm network as the operator manages it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkDefinition {
+    /// Network name.
+    pub name: String,
+    /// Driver, `overlay` for swarm-scoped networks.
+    pub driver: String,
+    /// Whether standalone containers may attach.
+    pub attachable: bool,
+    /// No external connectivity.
+    pub internal: bool,
+    /// Driver options.
+    pub options: BTreeMap<String, String>,
+    /// User labels (operator labels excluded).
+    pub labels: BTreeMap<String, String>,
+    /// Subnet in CIDR notation.
+    pub subnet: Option<String>,
+    /// Gateway address.
+    pub gateway: Option<String>,
+}
+
+/// One field that differs between the observed and the desired definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldChange {
+    /// Dotted path, e.g. `mode.replicated.replicas` or `env.RUST_LOG`.
+    pub path: String,
+    /// Observed value as compact JSON (`null` when absent).
+    pub old: String,
+    /// Desired value as compact JSON (`null` when absent).
+    pub new: String,
+}
+
+/// Hash of a definition's canonical JSON: stored in [`SPEC_HASH_LABEL`] to notice spec edits
+/// (including fields removed from the spec, which drift detection alone cannot see).
+pub fn definition_hash<T: Serialize>(definition: &T) -> String {
+    // Serializing plain structs and BTreeMaps cannot fail.
+    let json = serde_json::to_vec(definition).expect("definitions serialize to JSON");
+    let digest = Sha256::digest(&json);
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Fields where `observed` departs from `desired`.
+///
+/// With `compare_unset == false` this is drift detection: a field the spec leaves unset is
+/// Docker's to default, so only fields the spec sets are compared. With `true` (the spec was
+/// edited, its hash changed) every field is compared, so a field removed from the spec shows
+/// up as a change back to the default.
+pub fn field_changes<T: Serialize>(
+    desired: &T,
+    observed: &T,
+    compare_unset: bool,
+) -> Vec<FieldChange> {
+    let desired = serde_json::to_value(desired).expect("definitions serialize to JSON");
+    let observed = serde_json::to_value(observed).expect("definitions serialize to JSON");
+    let mut changes = Vec::new();
+    diff_values("", &observed, &desired, compare_unset, &mut changes);
+    changes
+}
+
+/// Top-level fields whose values are maps: a key missing on the desired side is a removal.
+const MAP_FIELDS: &[&str] = &["env", "labels", "containerLabels", "options"];
+
+/// Recursive JSON diff producing one [`FieldChange`] per differing leaf (objects are descended
+/// into; arrays and scalars compare whole, since a reordered list is a real change to Docker).
+fn diff_values(
+    path: &str,
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+    compare_unset: bool,
+    out: &mut Vec<FieldChange>,
+) {
+    use serde_json::Value;
+    match (old, new) {
+        (_, Value::Null) if !compare_unset => {}
+        (Value::Object(old_map), Value::Object(new_map)) => {
+            let keys: std::collections::BTreeSet<&String> =
+                old_map.keys().chain(new_map.keys()).collect();
+            for key in keys {
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                let old_child = old_map.get(key).unwrap_or(&Value::Null);
+                let new_child = new_map.get(key).unwrap_or(&Value::Null);
+                // Entries of the map-valued fields (env, labels) absent from the spec are real
+                // removals, while unset optional fields inside a policy are Docker's to default.
+                let child_compare = compare_unset || MAP_FIELDS.contains(&child.as_str());
+                diff_values(&child, old_child, new_child, child_compare, out);
+            }
+        }
+        _ if old == new => {}
+        _ => out.push(FieldChange {
+            path: path.to_owned(),
+            old: old.to_string(),
+            new: new.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A small, valid definition to vary in tests.
+    pub(crate) fn sample_service(name: &str) -> ServiceDefinition {
+        ServiceDefinition {
+            name: name.to_owned(),
+            image: "goblog/quote-service:dev".to_owned(),
+            mode: Mode::Replicated { replicas: 3 },
+            command: None,
+            args: None,
+            env: BTreeMap::from([("RUST_LOG".to_owned(), "info".to_owned())]),
+            labels: BTreeMap::new(),
+            container_labels: BTreeMap::new(),
+            networks: vec!["my_network".to_owned()],
+            endpoint_mode: EndpointMode::Dnsrr,
+            ports: vec![],
+            healthcheck: None,
+            update_config: None,
+            rollback_config: None,
+            restart_policy: None,
+            placement: None,
+            resources: None,
+            mounts: vec![],
+            stop_grace_period_ns: None,
+            user: None,
+            workdir: None,
+        }
+    }
+
+    #[test]
+    fn equal_definitions_have_no_drift_and_equal_hashes() {
+        let a = sample_service("quote");
+        assert!(field_changes(&a, &a.clone(), true).is_empty());
+        assert_eq!(definition_hash(&a), definition_hash(&a.clone()));
+    }
+
+    #[test]
+    fn replica_change_is_reported_with_its_path() {
+        let desired = sample_service("quote");
+        let mut observed = desired.clone();
+        observed.mode = Mode::Replicated { replicas: 1 };
+        let changes = field_changes(&desired, &observed, false);
+        assert_eq!(
+            changes,
+            vec![FieldChange {
+                path: "mode.replicated.replicas".into(),
+                old: "1".into(),
+                new: "3".into()
+            }]
+        );
+        assert_ne!(definition_hash(&desired), definition_hash(&observed));
+    }
+
+    #[test]
+    fn unset_fields_are_docker_defaults_unless_the_spec_changed() {
+        let desired = sample_service("quote");
+        let mut observed = desired.clone();
+        observed.update_config = Some(UpdatePolicy {
+            parallelism: Some(1),
+            delay_ns: None,
+            failure_action: Some("pause".into()),
+            monitor_ns: None,
+            max_failure_ratio: Some(0.0),
+            order: Some("stop-first".into()),
+        });
+        assert!(field_changes(&desired, &observed, false).is_empty());
+        let changes = field_changes(&desired, &observed, true);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].path, "updateConfig");
+        assert_eq!(changes[0].new, "null");
+    }
+
+    #[test]
+    fn an_env_entry_added_by_hand_is_drift() {
+        let desired = sample_service("quote");
+        let mut observed = desired.clone();
+        observed.env.insert("DEBUG".into(), "1".into());
+        let changes = field_changes(&desired, &observed, false);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].path, "env.DEBUG");
+        assert_eq!(changes[0].old, "\"1\"");
+        assert_eq!(changes[0].new, "null");
+    }
+}

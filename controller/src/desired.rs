@@ -1,0 +1,222 @@
+//! The desired state: loaded spec objects turned into canonical definitions, with what the
+//! plan needs to know about the spec directory's health (errors, failed files, prune safety).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::definition::{
+    self, EndpointMode, Healthcheck, Mode, Mount, NetworkDefinition, Placement, Port,
+    ResourceAmounts, Resources, RestartPolicy, ServiceDefinition, UpdatePolicy,
+};
+use crate::spec::{self, Located, Object, SpecError};
+
+/// A desired object with its identity in the operator's labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredObject<T> {
+    /// The canonical definition.
+    pub definition: T,
+    /// Hash of the definition, written as the spec-hash label.
+    pub hash: String,
+    /// File name (not path) of the spec it came from, written as the source-file label.
+    pub source_file: String,
+}
+
+/// Everything the operator wants, plus what it must not do because the specs are incomplete.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DesiredState {
+    /// Services by name.
+    pub services: BTreeMap<String, DesiredObject<ServiceDefinition>>,
+    /// Networks by name.
+    pub networks: BTreeMap<String, DesiredObject<NetworkDefinition>>,
+    /// Every problem found while loading and validating, located.
+    pub errors: Vec<SpecError>,
+    /// File names of spec files that failed to load: objects that carry one of them as their
+    /// source-file label are neither updated nor removed until the file loads again.
+    pub failed_files: BTreeSet<String>,
+    /// Whether owned objects that are not desired may be removed. False when the directory
+    /// held no spec at all (an empty or unmounted directory must not wipe the swarm) unless
+    /// the user allowed it.
+    pub prune_allowed: bool,
+}
+
+/// File name of a spec path, as written to the source-file label.
+pub fn source_file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+impl DesiredState {
+    /// Builds the desired state from loaded objects.
+    ///
+    /// `objects` should contain, for a file that failed, its last good objects (see the spec
+    /// store); `failed_files` names the files that failed now. Duplicate names keep the first
+    /// object (validation reports the duplicate).
+    pub fn build(
+        objects: &[Located<Object>],
+        errors: Vec<SpecError>,
+        failed_files: BTreeSet<String>,
+        allow_empty_prune: bool,
+    ) -> Self {
+        let mut state = DesiredState {
+            errors,
+            failed_files,
+            ..Default::default()
+        };
+        for located in objects {
+            let source_file = source_file_name(&located.file);
+            match &located.value {
+                Object::Service(service) => {
+                    let definition = service_definition(service);
+                    state
+                        .services
+                        .entry(definition.name.clone())
+                        .or_insert_with(|| DesiredObject {
+                            hash: definition::definition_hash(&definition),
+                            definition,
+                            source_file,
+                        });
+                }
+                Object::Network(network) => {
+                    let definition = network_definition(network);
+                    state
+                        .networks
+                        .entry(definition.name.clone())
+                        .or_insert_with(|| DesiredObject {
+                            hash: definition::definition_hash(&definition),
+                            definition,
+                            source_file,
+                        });
+                }
+            }
+        }
+        let has_objects = !state.services.is_empty() || !state.networks.is_empty();
+        state.prune_allowed = has_objects || allow_empty_prune;
+        state
+    }
+}
+
+/// The wire name serde gives an enum value (`stop-first`, `on-failure`, …), so the spec's
+/// spelling and Docker's stay one and the same.
+fn wire_name<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        other => unreachable!("spec enums serialize to strings, got {other:?}"),
+    }
+}
+
+fn nanos(duration: Option<&spec::DurationStr>) -> Option<i64> {
+    duration.map(spec::DurationStr::as_nanos_i64)
+}
+
+fn update_policy(policy: &spec::UpdatePolicy) -> UpdatePolicy {
+    UpdatePolicy {
+        parallelism: policy.parallelism.map(|p| p as i64),
+        delay_ns: nanos(policy.delay.as_ref()),
+        failure_action: policy.failure_action.as_ref().map(wire_name),
+        monitor_ns: nanos(policy.monitor.as_ref()),
+        max_failure_ratio: policy.max_failure_ratio,
+        order: policy.order.as_ref().map(wire_name),
+    }
+}
+
+fn amounts(amounts: &spec::ResourceAmounts) -> ResourceAmounts {
+    ResourceAmounts {
+        nano_cpus: amounts.cpus.map(|c| (c * 1e9).round() as i64),
+        memory_bytes: amounts.memory.as_ref().map(|m| m.bytes() as i64),
+        pids: amounts.pids,
+    }
+}
+
+/// The canonical definition of a `SwarmService`.
+pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
+    let spec = &service.spec;
+    let mut ports: Vec<Port> = spec
+        .ports
+        .iter()
+        .map(|p| Port {
+            target: p.target,
+            published: p.published,
+            protocol: p.protocol.as_str().to_owned(),
+            mode: wire_name(&p.mode),
+        })
+        .collect();
+    ports.sort();
+    ServiceDefinition {
+        name: service.metadata.name.clone(),
+        image: spec.image.clone(),
+        mode: match spec.effective_replicas() {
+            Some(replicas) => Mode::Replicated { replicas },
+            None => Mode::Global,
+        },
+        command: spec.command.clone(),
+        args: spec.args.clone(),
+        env: spec.env.clone(),
+        labels: service.metadata.labels.clone(),
+        container_labels: spec.container_labels.clone(),
+        networks: spec.networks.clone(),
+        endpoint_mode: match spec.endpoint_mode {
+            spec::EndpointMode::Vip => EndpointMode::Vip,
+            spec::EndpointMode::Dnsrr => EndpointMode::Dnsrr,
+        },
+        ports,
+        healthcheck: spec.healthcheck.as_ref().map(|h| Healthcheck {
+            test: h.test.clone(),
+            interval_ns: nanos(h.interval.as_ref()),
+            timeout_ns: nanos(h.timeout.as_ref()),
+            retries: h.retries.map(|r| r as i64),
+            start_period_ns: nanos(h.start_period.as_ref()),
+        }),
+        update_config: spec.update_config.as_ref().map(update_policy),
+        rollback_config: spec.rollback_config.as_ref().map(update_policy),
+        restart_policy: spec.restart_policy.as_ref().map(|p| RestartPolicy {
+            condition: p.condition.as_ref().map(wire_name),
+            delay_ns: nanos(p.delay.as_ref()),
+            max_attempts: p.max_attempts.map(|m| m as i64),
+            window_ns: nanos(p.window.as_ref()),
+        }),
+        placement: spec.placement.as_ref().map(|p| Placement {
+            constraints: p.constraints.clone(),
+            spread_preferences: p.preferences.iter().map(|p| p.spread.clone()).collect(),
+            max_replicas: p.max_replicas.filter(|m| *m > 0),
+        }),
+        resources: spec.resources.as_ref().map(|r| Resources {
+            limits: r.limits.as_ref().map(amounts),
+            reservations: r.reservations.as_ref().map(|a| ResourceAmounts {
+                pids: None,
+                ..amounts(a)
+            }),
+        }),
+        mounts: spec
+            .mounts
+            .iter()
+            .map(|m| Mount {
+                kind: wire_name(&m.r#type),
+                source: m.source.clone(),
+                target: m.target.clone(),
+                read_only: m.read_only,
+                tmpfs_size_bytes: m.tmpfs_size.as_ref().map(|s| s.bytes() as i64),
+            })
+            .collect(),
+        stop_grace_period_ns: nanos(spec.stop_grace_period.as_ref()),
+        user: spec.user.clone(),
+        workdir: spec.workdir.clone(),
+    }
+}
+
+/// The canonical definition of a `SwarmNetwork`.
+pub fn network_definition(network: &spec::SwarmNetwork) -> NetworkDefinition {
+    let spec = &network.spec;
+    NetworkDefinition {
+        name: network.metadata.name.clone(),
+        driver: spec.driver.clone(),
+        attachable: spec.attachable,
+        internal: spec.internal,
+        options: spec.options.clone(),
+        labels: network.metadata.labels.clone(),
+        subnet: spec.ipam.as_ref().and_then(|i| i.subnet.clone()),
+        gateway: spec.ipam.as_ref().and_then(|i| i.gateway.clone()),
+    }
+}

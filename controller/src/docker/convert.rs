@@ -1,0 +1,540 @@
+//! Conversions between the canonical definitions and bollard's Engine API models.
+//!
+//! `to_*` renders what we send; `from_*` normalizes what the engine returns so that a service
+//! created from a definition reads back as the same definition (tested against a real swarm).
+
+use std::collections::{BTreeMap, HashMap};
+
+use bollard::models::{
+    EndpointPortConfig, EndpointSpec, EndpointSpecModeEnum, HealthConfig, Ipam, IpamConfig,
+    Limit, Mount as DockerMount, MountTmpfsOptions, MountType, Network, NetworkAttachmentConfig,
+    NetworkCreateRequest, ResourceObject, Service, ServiceSpec, ServiceSpecMode,
+    ServiceSpecModeReplicated, ServiceSpecRollbackConfig, ServiceSpecUpdateConfig, TaskSpec,
+    TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecPlacementPreferences,
+    TaskSpecPlacementSpread, TaskSpecResources, TaskSpecRestartPolicy,
+};
+
+use super::{ObservedNetwork, ObservedService, Ownership, UpdateStatus, VirtualIp};
+use crate::definition::{
+    EndpointMode, Healthcheck, Mode, Mount, NetworkDefinition, OPERATOR_LABEL_PREFIX, Placement,
+    Port, ResourceAmounts, Resources, RestartPolicy, ServiceDefinition, UpdatePolicy,
+};
+
+/// Parses one of bollard's string enums; validation upstream only lets known values through,
+/// so `None` (left to Docker's default) is unreachable in practice.
+fn parse_enum<T: std::str::FromStr>(value: &str) -> Option<T> {
+    value.parse().ok()
+}
+
+/// bollard's enums render their wire value through `AsRef<str>`; empty means "unset".
+fn enum_str<T: AsRef<str>>(value: Option<&T>) -> Option<String> {
+    value
+        .map(|v| v.as_ref().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+fn to_hash_map(map: &BTreeMap<String, String>) -> HashMap<String, String> {
+    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// User labels: everything but the operator's own.
+fn user_labels(labels: Option<&HashMap<String, String>>) -> BTreeMap<String, String> {
+    labels
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| !k.starts_with(OPERATOR_LABEL_PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn all_labels(labels: Option<&HashMap<String, String>>) -> BTreeMap<String, String> {
+    labels
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Zero means "unset" for Docker's durations and counters.
+fn non_zero(value: Option<i64>) -> Option<i64> {
+    value.filter(|v| *v != 0)
+}
+
+/// Renders the full service spec to send on create and update.
+///
+/// `network_ids` maps network names to ids; names that are not in it are sent as they are
+/// (Docker accepts either).
+pub(crate) fn to_service_spec(
+    definition: &ServiceDefinition,
+    owner_labels: &BTreeMap<String, String>,
+) -> ServiceSpec {
+    let mut labels = to_hash_map(&definition.labels);
+    labels.extend(owner_labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let env: Vec<String> = definition
+        .env
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let container_spec = TaskSpecContainerSpec {
+        image: Some(definition.image.clone()),
+        labels: Some(to_hash_map(&definition.container_labels)),
+        command: definition.command.clone(),
+        args: definition.args.clone(),
+        env: Some(env),
+        dir: definition.workdir.clone(),
+        user: definition.user.clone(),
+        mounts: Some(definition.mounts.iter().map(to_mount).collect()),
+        stop_grace_period: definition.stop_grace_period_ns,
+        health_check: definition.healthcheck.as_ref().map(|h| HealthConfig {
+            test: Some(h.test.clone()),
+            interval: h.interval_ns,
+            timeout: h.timeout_ns,
+            retries: h.retries,
+            start_period: h.start_period_ns,
+            start_interval: None,
+        }),
+        ..Default::default()
+    };
+    let task_template = TaskSpec {
+        container_spec: Some(container_spec),
+        resources: definition.resources.as_ref().map(|r| TaskSpecResources {
+            limits: r.limits.as_ref().map(|l| Limit {
+                nano_cpus: l.nano_cpus,
+                memory_bytes: l.memory_bytes,
+                pids: l.pids,
+            }),
+            reservations: r.reservations.as_ref().map(|l| ResourceObject {
+                nano_cpus: l.nano_cpus,
+                memory_bytes: l.memory_bytes,
+                generic_resources: None,
+            }),
+            ..Default::default()
+        }),
+        restart_policy: definition
+            .restart_policy
+            .as_ref()
+            .map(|p| TaskSpecRestartPolicy {
+                condition: p.condition.as_deref().and_then(parse_enum),
+                delay: p.delay_ns,
+                max_attempts: p.max_attempts,
+                window: p.window_ns,
+            }),
+        placement: definition.placement.as_ref().map(|p| TaskSpecPlacement {
+            constraints: Some(p.constraints.clone()),
+            preferences: Some(
+                p.spread_preferences
+                    .iter()
+                    .map(|d| TaskSpecPlacementPreferences {
+                        spread: Some(TaskSpecPlacementSpread {
+                            spread_descriptor: Some(d.clone()),
+                        }),
+                    })
+                    .collect(),
+            ),
+            max_replicas: p.max_replicas.map(|m| m as i64),
+            platforms: None,
+        }),
+        networks: Some(
+            definition
+                .networks
+                .iter()
+                .map(|name| NetworkAttachmentConfig {
+                    target: Some(name.clone()),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    let mode = match definition.mode {
+        Mode::Replicated { replicas } => ServiceSpecMode {
+            replicated: Some(ServiceSpecModeReplicated {
+                replicas: Some(replicas as i64),
+            }),
+            ..Default::default()
+        },
+        Mode::Global => ServiceSpecMode {
+            global: Some(HashMap::new()),
+            ..Default::default()
+        },
+    };
+    ServiceSpec {
+        name: Some(definition.name.clone()),
+        labels: Some(labels),
+        task_template: Some(task_template),
+        mode: Some(mode),
+        update_config: definition
+            .update_config
+            .as_ref()
+            .map(|p| ServiceSpecUpdateConfig {
+                parallelism: p.parallelism,
+                delay: p.delay_ns,
+                failure_action: p.failure_action.as_deref().and_then(parse_enum),
+                monitor: p.monitor_ns,
+                max_failure_ratio: p.max_failure_ratio,
+                order: p.order.as_deref().and_then(parse_enum),
+            }),
+        rollback_config: definition
+            .rollback_config
+            .as_ref()
+            .map(|p| ServiceSpecRollbackConfig {
+                parallelism: p.parallelism,
+                delay: p.delay_ns,
+                failure_action: p.failure_action.as_deref().and_then(parse_enum),
+                monitor: p.monitor_ns,
+                max_failure_ratio: p.max_failure_ratio,
+                order: p.order.as_deref().and_then(parse_enum),
+            }),
+        networks: None,
+        endpoint_spec: Some(EndpointSpec {
+            mode: Some(match definition.endpoint_mode {
+                EndpointMode::Vip => EndpointSpecModeEnum::VIP,
+                EndpointMode::Dnsrr => EndpointSpecModeEnum::DNSRR,
+            }),
+            ports: Some(
+                definition
+                    .ports
+                    .iter()
+                    .map(|p| EndpointPortConfig {
+                        name: None,
+                        protocol: parse_enum(&p.protocol),
+                        target_port: Some(i64::from(p.target)),
+                        published_port: p.published.map(i64::from),
+                        publish_mode: parse_enum(&p.mode),
+                    })
+                    .collect(),
+            ),
+        }),
+    }
+}
+
+fn to_mount(mount: &Mount) -> DockerMount {
+    DockerMount {
+        target: Some(mount.target.clone()),
+        source: mount.source.clone(),
+        typ: Some(match mount.kind.as_str() {
+            "bind" => MountType::BIND,
+            "tmpfs" => MountType::TMPFS,
+            _ => MountType::VOLUME,
+        }),
+        read_only: Some(mount.read_only),
+        tmpfs_options: mount.tmpfs_size_bytes.map(|size| MountTmpfsOptions {
+            size_bytes: Some(size),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Normalizes a service read from the engine. `network_names` maps network ids to names.
+pub(crate) fn from_service(
+    service: &Service,
+    network_names: &HashMap<String, String>,
+) -> Option<ObservedService> {
+    let spec = service.spec.as_ref()?;
+    let name = spec.name.clone()?;
+    let task = spec.task_template.clone().unwrap_or_default();
+    let container = task.container_spec.clone().unwrap_or_default();
+    let network_name = |id: &str| {
+        network_names
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| id.to_owned())
+    };
+    // Older clients put networks on the service spec; the engine keeps whichever was used.
+    let attachments = task.networks.as_ref().or(spec.networks.as_ref());
+    let networks = attachments
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.target.as_deref().map(network_name))
+        .collect();
+    let mode = match &spec.mode {
+        Some(ServiceSpecMode {
+            global: Some(_), ..
+        }) => Mode::Global,
+        Some(ServiceSpecMode {
+            replicated: Some(r),
+            ..
+        }) => Mode::Replicated {
+            replicas: r.replicas.unwrap_or(1).max(0) as u64,
+        },
+        _ => Mode::Replicated { replicas: 1 },
+    };
+    let endpoint_spec = spec.endpoint_spec.clone().unwrap_or_default();
+    let mut ports: Vec<Port> = endpoint_spec
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| Port {
+            target: p.target_port.unwrap_or(0) as u16,
+            published: p.published_port.filter(|p| *p != 0).map(|p| p as u16),
+            protocol: enum_str(p.protocol.as_ref()).unwrap_or_else(|| "tcp".into()),
+            mode: enum_str(p.publish_mode.as_ref()).unwrap_or_else(|| "ingress".into()),
+        })
+        .collect();
+    ports.sort();
+    let labels = all_labels(spec.labels.as_ref());
+    let definition = ServiceDefinition {
+        name,
+        image: container.image.clone().unwrap_or_default(),
+        mode,
+        command: container.command.clone().filter(|c| !c.is_empty()),
+        args: container.args.clone().filter(|a| !a.is_empty()),
+        env: container
+            .env
+            .iter()
+            .flatten()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => (k.to_owned(), v.to_owned()),
+                None => (kv.clone(), String::new()),
+            })
+            .collect(),
+        labels: user_labels(spec.labels.as_ref()),
+        container_labels: all_labels(container.labels.as_ref()),
+        networks,
+        endpoint_mode: match endpoint_spec.mode {
+            Some(EndpointSpecModeEnum::DNSRR) => EndpointMode::Dnsrr,
+            _ => EndpointMode::Vip,
+        },
+        ports,
+        healthcheck: container.health_check.as_ref().map(|h| Healthcheck {
+            test: h.test.clone().unwrap_or_default(),
+            interval_ns: non_zero(h.interval),
+            timeout_ns: non_zero(h.timeout),
+            retries: non_zero(h.retries),
+            start_period_ns: non_zero(h.start_period),
+        }),
+        update_config: spec.update_config.as_ref().map(|p| UpdatePolicy {
+            parallelism: p.parallelism,
+            delay_ns: non_zero(p.delay),
+            failure_action: enum_str(p.failure_action.as_ref()),
+            monitor_ns: non_zero(p.monitor),
+            max_failure_ratio: p.max_failure_ratio,
+            order: enum_str(p.order.as_ref()),
+        }),
+        rollback_config: spec.rollback_config.as_ref().map(|p| UpdatePolicy {
+            parallelism: p.parallelism,
+            delay_ns: non_zero(p.delay),
+            failure_action: enum_str(p.failure_action.as_ref()),
+            monitor_ns: non_zero(p.monitor),
+            max_failure_ratio: p.max_failure_ratio,
+            order: enum_str(p.order.as_ref()),
+        }),
+        restart_policy: task.restart_policy.as_ref().map(|p| RestartPolicy {
+            condition: enum_str(p.condition.as_ref()),
+            delay_ns: non_zero(p.delay),
+            max_attempts: p.max_attempts,
+            window_ns: non_zero(p.window),
+        }),
+        placement: task.placement.as_ref().map(|p| Placement {
+            constraints: p.constraints.clone().unwrap_or_default(),
+            spread_preferences: p
+                .preferences
+                .iter()
+                .flatten()
+                .filter_map(|pref| pref.spread.as_ref()?.spread_descriptor.clone())
+                .collect(),
+            max_replicas: p.max_replicas.filter(|m| *m > 0).map(|m| m as u64),
+        }),
+        resources: task.resources.as_ref().map(|r| Resources {
+            limits: r.limits.as_ref().map(|l| ResourceAmounts {
+                nano_cpus: non_zero(l.nano_cpus),
+                memory_bytes: non_zero(l.memory_bytes),
+                pids: non_zero(l.pids),
+            }),
+            reservations: r.reservations.as_ref().map(|l| ResourceAmounts {
+                nano_cpus: non_zero(l.nano_cpus),
+                memory_bytes: non_zero(l.memory_bytes),
+                pids: None,
+            }),
+        }),
+        mounts: container
+            .mounts
+            .iter()
+            .flatten()
+            .map(|m| Mount {
+                kind: m.typ.as_ref().map_or_else(|| "volume".into(), |t| t.to_string()),
+                source: m.source.clone().filter(|s| !s.is_empty()),
+                target: m.target.clone().unwrap_or_default(),
+                read_only: m.read_only.unwrap_or(false),
+                tmpfs_size_bytes: m
+                    .tmpfs_options
+                    .as_ref()
+                    .and_then(|t| non_zero(t.size_bytes)),
+            })
+            .collect(),
+        stop_grace_period_ns: container.stop_grace_period,
+        user: container.user.clone().filter(|u| !u.is_empty()),
+        workdir: container.dir.clone().filter(|d| !d.is_empty()),
+    };
+    let virtual_ips = service
+        .endpoint
+        .as_ref()
+        .and_then(|e| e.virtual_ips.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|vip| {
+            let network = network_name(vip.network_id.as_deref()?);
+            let address = vip.addr.as_deref()?;
+            Some(VirtualIp {
+                network,
+                address: strip_prefix_len(address).to_owned(),
+            })
+        })
+        .collect();
+    Some(ObservedService {
+        id: service.id.clone()?,
+        version: service.version.as_ref()?.index?,
+        definition,
+        ownership: Ownership::from_labels(&labels),
+        virtual_ips,
+        update_status: service.update_status.as_ref().map(|u| UpdateStatus {
+            state: enum_str(u.state.as_ref()).unwrap_or_default(),
+            message: u.message.clone().unwrap_or_default(),
+        }),
+    })
+}
+
+/// `10.0.1.5/24` → `10.0.1.5`.
+pub(crate) fn strip_prefix_len(cidr: &str) -> &str {
+    cidr.split_once('/').map_or(cidr, |(ip, _)| ip)
+}
+
+/// Renders the request that creates a network.
+pub(crate) fn to_network_create(
+    definition: &NetworkDefinition,
+    owner_labels: &BTreeMap<String, String>,
+) -> NetworkCreateRequest {
+    let mut labels = to_hash_map(&definition.labels);
+    labels.extend(owner_labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let ipam = (definition.subnet.is_some() || definition.gateway.is_some()).then(|| Ipam {
+        driver: Some("default".into()),
+        config: Some(vec![IpamConfig {
+            subnet: definition.subnet.clone(),
+            gateway: definition.gateway.clone(),
+            ..Default::default()
+        }]),
+        options: None,
+    });
+    NetworkCreateRequest {
+        name: definition.name.clone(),
+        driver: Some(definition.driver.clone()),
+        scope: None,
+        internal: Some(definition.internal),
+        attachable: Some(definition.attachable),
+        ipam,
+        options: Some(to_hash_map(&definition.options)),
+        labels: Some(labels),
+        ..Default::default()
+    }
+}
+
+/// Normalizes a network read from the engine.
+pub(crate) fn from_network(network: &Network) -> Option<ObservedNetwork> {
+    let labels = all_labels(network.labels.as_ref());
+    let ipam_config = network
+        .ipam
+        .as_ref()
+        .and_then(|i| i.config.as_ref())
+        .and_then(|c| c.first());
+    // The overlay driver reports its VXLAN id as an option it added itself; it is not user
+    // configuration, so it must not count as drift.
+    let options = network
+        .options
+        .iter()
+        .flatten()
+        .filter(|(k, _)| k.as_str() != "com.docker.network.driver.overlay.vxlanid_list")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Some(ObservedNetwork {
+        id: network.id.clone()?,
+        scope: network.scope.clone().unwrap_or_default(),
+        definition: NetworkDefinition {
+            name: network.name.clone()?,
+            driver: network.driver.clone().unwrap_or_default(),
+            attachable: network.attachable.unwrap_or(false),
+            internal: network.internal.unwrap_or(false),
+            options,
+            labels: user_labels(network.labels.as_ref()),
+            subnet: ipam_config.and_then(|c| c.subnet.clone()),
+            gateway: ipam_config.and_then(|c| c.gateway.clone()),
+        },
+        ownership: Ownership::from_labels(&labels),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::definition::tests::sample_service;
+
+    /// What the engine would hand back for a spec we sent: same spec, ids for networks.
+    fn echo(spec: ServiceSpec) -> Service {
+        let mut spec = spec;
+        if let Some(task) = spec.task_template.as_mut() {
+            for n in task.networks.iter_mut().flatten() {
+                n.target = Some(format!("id-{}", n.target.as_deref().unwrap()));
+            }
+        }
+        Service {
+            id: Some("svc-id".into()),
+            version: Some(bollard::models::ObjectVersion { index: Some(7) }),
+            spec: Some(spec),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_rendered_service_reads_back_as_the_same_definition() {
+        let mut definition = sample_service("quote");
+        definition.ports = vec![Port {
+            target: 8080,
+            published: Some(8080),
+            protocol: "tcp".into(),
+            mode: "host".into(),
+        }];
+        definition.healthcheck = Some(Healthcheck {
+            test: vec!["CMD".into(), "/healthcheck".into()],
+            interval_ns: Some(3_000_000_000),
+            timeout_ns: Some(3_000_000_000),
+            retries: Some(3),
+            start_period_ns: None,
+        });
+        definition.placement = Some(Placement {
+            constraints: vec!["node.role==manager".into()],
+            spread_preferences: vec!["node.labels.zone".into()],
+            max_replicas: Some(2),
+        });
+        definition.mounts = vec![Mount {
+            kind: "tmpfs".into(),
+            source: None,
+            target: "/tmp".into(),
+            read_only: false,
+            tmpfs_size_bytes: Some(1 << 20),
+        }];
+        let owner = Ownership::labels("abc", "quote.yaml");
+        let networks = HashMap::from([("id-my_network".to_owned(), "my_network".to_owned())]);
+        let observed = from_service(&echo(to_service_spec(&definition, &owner)), &networks)
+            .expect("a complete service converts");
+        assert_eq!(observed.definition, definition);
+        assert_eq!(observed.version, 7);
+        assert!(observed.ownership.managed);
+        assert_eq!(observed.ownership.spec_hash.as_deref(), Some("abc"));
+        assert_eq!(observed.ownership.source_file.as_deref(), Some("quote.yaml"));
+    }
+
+    #[test]
+    fn a_service_without_operator_labels_is_not_owned() {
+        let definition = sample_service("foreign");
+        let observed =
+            from_service(&echo(to_service_spec(&definition, &BTreeMap::new())), &HashMap::new())
+                .unwrap();
+        assert!(!observed.ownership.managed);
+    }
+
+    #[test]
+    fn cidr_prefix_is_stripped() {
+        assert_eq!(strip_prefix_len("10.0.1.9/24"), "10.0.1.9");
+        assert_eq!(strip_prefix_len("10.0.1.9"), "10.0.1.9");
+    }
+}

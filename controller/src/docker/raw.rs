@@ -1,0 +1,210 @@
+//! Raw Engine API reads for data bollard's models drop: the tasks' `NetworksAttachments`.
+//!
+//! The request goes to the same endpoint bollard uses (`DOCKER_HOST` or the local socket) and
+//! the same negotiated API version, and is decoded with our own serde types.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use hyperlocal::UnixConnector;
+use serde::Deserialize;
+
+use super::convert::strip_prefix_len;
+use super::{DockerError, ObservedTask, TaskAddress};
+
+/// An HTTP/1 client for the engine endpoint, kept for the life of the adapter so that
+/// connections are reused across polls.
+#[derive(Clone)]
+pub(crate) enum RawClient {
+    /// `unix:///var/run/docker.sock`
+    Unix {
+        client: Client<UnixConnector, Empty<Bytes>>,
+        socket: String,
+    },
+    /// `tcp://host:port` (plain HTTP; TLS endpoints are not supported for raw reads).
+    Tcp {
+        client: Client<HttpConnector, Empty<Bytes>>,
+        authority: String,
+    },
+}
+
+impl RawClient {
+    /// A client for the endpoint in `docker_host` (`DOCKER_HOST` syntax), or the local socket.
+    pub(crate) fn new(docker_host: Option<&str>) -> Result<Self, DockerError> {
+        let host = docker_host.unwrap_or("unix:///var/run/docker.sock");
+        if let Some(socket) = host.strip_prefix("unix://") {
+            Ok(RawClient::Unix {
+                client: Client::builder(TokioExecutor::new()).build(UnixConnector),
+                socket: socket.to_owned(),
+            })
+        } else if let Some(authority) = host
+            .strip_prefix("tcp://")
+            .or_else(|| host.strip_prefix("http://"))
+        {
+            Ok(RawClient::Tcp {
+                client: Client::builder(TokioExecutor::new()).build_http(),
+                authority: authority.trim_end_matches('/').to_owned(),
+            })
+        } else {
+            Err(DockerError::Raw {
+                path: String::new(),
+                message: format!("unsupported DOCKER_HOST {host:?}: use unix:// or tcp://"),
+            })
+        }
+    }
+
+    /// GETs `path_and_query` (already prefixed with the API version) and decodes the JSON.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path_and_query: &str,
+    ) -> Result<T, DockerError> {
+        let raw_error = |message: String| DockerError::Raw {
+            path: path_and_query.to_owned(),
+            message,
+        };
+        let response = match self {
+            RawClient::Unix { client, socket } => {
+                let uri: hyper::Uri = hyperlocal::Uri::new(socket, path_and_query).into();
+                client.get(uri).await
+            }
+            RawClient::Tcp { client, authority } => {
+                let uri: hyper::Uri = format!("http://{authority}{path_and_query}")
+                    .parse()
+                    .map_err(|e| raw_error(format!("bad URI: {e}")))?;
+                client.get(uri).await
+            }
+        }
+        .map_err(|e| raw_error(e.to_string()))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| raw_error(e.to_string()))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(raw_error(format!(
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(&body).trim()
+            )));
+        }
+        serde_json::from_slice(&body).map_err(|e| raw_error(format!("undecodable reply: {e}")))
+    }
+
+    /// Lists every task with its network addresses.
+    pub(crate) async fn list_tasks(
+        &self,
+        api_version: &str,
+    ) -> Result<Vec<ObservedTask>, DockerError> {
+        let tasks: Vec<RawTask> = self.get_json(&format!("/v{api_version}/tasks")).await?;
+        Ok(tasks.into_iter().map(RawTask::into_observed).collect())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawTask {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(rename = "ServiceID", default)]
+    service_id: String,
+    #[serde(default)]
+    slot: Option<u64>,
+    #[serde(rename = "NodeID", default)]
+    node_id: Option<String>,
+    #[serde(default)]
+    status: RawTaskStatus,
+    #[serde(default)]
+    desired_state: String,
+    #[serde(default)]
+    networks_attachments: Vec<RawAttachment>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct RawTaskStatus {
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    err: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawAttachment {
+    network: RawAttachedNetwork,
+    #[serde(default)]
+    addresses: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawAttachedNetwork {
+    #[serde(default)]
+    spec: HashMap<String, serde_json::Value>,
+}
+
+impl RawTask {
+    fn into_observed(self) -> ObservedTask {
+        let addresses = self
+            .networks_attachments
+            .iter()
+            .flat_map(|attachment| {
+                let network = attachment
+                    .network
+                    .spec
+                    .get("Name")
+                    .and_then(|n| n.as_str())
+                    .unwrap_or_default()
+                    .to_owned();
+                attachment.addresses.iter().map(move |cidr| TaskAddress {
+                    network: network.clone(),
+                    ip: strip_prefix_len(cidr).to_owned(),
+                })
+            })
+            .collect();
+        ObservedTask {
+            id: self.id,
+            service_id: self.service_id,
+            slot: self.slot,
+            node_id: self.node_id.filter(|n| !n.is_empty()),
+            state: self.status.state,
+            desired_state: self.desired_state,
+            message: self.status.message,
+            error: self.status.err.filter(|e| !e.is_empty()),
+            addresses,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_addresses_come_from_networks_attachments() {
+        // Trimmed from a real `GET /v1.41/tasks` answer of Docker 20.10.
+        let json = r#"[{"ID":"t1","ServiceID":"s1","Slot":2,"NodeID":"n1",
+            "Status":{"State":"running","Message":"started","ContainerStatus":{}},
+            "DesiredState":"running",
+            "NetworksAttachments":[{"Network":{"ID":"net1","Spec":{"Name":"my_network"}},
+                                    "Addresses":["10.0.1.9/24"]}]}]"#;
+        let tasks: Vec<RawTask> = serde_json::from_str(json).unwrap();
+        let task = tasks.into_iter().next().unwrap().into_observed();
+        assert_eq!(task.slot, Some(2));
+        assert_eq!(task.state, "running");
+        assert_eq!(
+            task.addresses,
+            vec![TaskAddress {
+                network: "my_network".into(),
+                ip: "10.0.1.9".into()
+            }]
+        );
+    }
+}
