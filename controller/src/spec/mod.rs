@@ -4,11 +4,15 @@
 pub mod load;
 pub mod located;
 pub mod quantity;
+pub mod schema;
+pub mod store;
 pub mod types;
 pub mod validate;
 
 pub use load::{FileLoad, LoadDirError, LoadedDir, load_dir, load_file, load_str};
 pub use located::{FieldLocations, Located, SpecError, field_path};
 pub use quantity::{DurationStr, MemoryQuantity, QuantityError};
+pub use schema::{crds, write_crds};
+pub use store::{Desired, SpecStore};
 pub use types::*;
 pub use validate::{validate, validate_object};

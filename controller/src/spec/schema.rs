@@ -1,0 +1,86 @@
+//! JSON Schemas of the spec kinds, generated from the Rust types (the committed `crds/` files).
+
+use std::path::Path;
+
+use schemars::{JsonSchema, Schema, schema_for};
+
+use super::types::{SwarmNetwork, SwarmService};
+
+/// Base of the schemas' `$id`s.
+const ID_BASE: &str = "https://swarm-operator.io/schemas/v1alpha1";
+
+/// The command that regenerates `crds/`, for staleness messages.
+pub const REGENERATE: &str = "cargo run -p swarm-operator -- crds --out crds";
+
+/// One JSON Schema per kind: `(file name, pretty JSON with a trailing newline)`.
+pub fn crds() -> Vec<(String, String)> {
+    vec![
+        schema::<SwarmService>(
+            "swarmservice",
+            "SwarmService",
+            "A Docker Swarm service managed by swarm-operator (apiVersion swarm-operator.io/v1alpha1).",
+        ),
+        schema::<SwarmNetwork>(
+            "swarmnetwork",
+            "SwarmNetwork",
+            "A Docker Swarm network managed by swarm-operator (apiVersion swarm-operator.io/v1alpha1).",
+        ),
+    ]
+}
+
+/// Writes [`crds`] into `dir` (created if missing).
+pub fn write_crds(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (name, json) in crds() {
+        std::fs::write(dir.join(name), json)?;
+    }
+    Ok(())
+}
+
+fn schema<T: JsonSchema>(stem: &str, title: &str, description: &str) -> (String, String) {
+    let file = format!("{stem}.schema.json");
+    let mut schema: Schema = schema_for!(T);
+    schema.insert("$id".into(), format!("{ID_BASE}/{file}").into());
+    schema.insert("title".into(), title.into());
+    schema.insert("description".into(), description.into());
+    let mut json = serde_json::to_string_pretty(&schema).expect("a schema is always JSON");
+    json.push('\n');
+    (file, json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed `crds/` must match the types (like controller-rs's CI check).
+    #[test]
+    fn crds_are_fresh() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds");
+        for (name, json) in crds() {
+            let committed = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
+            assert!(
+                committed == json,
+                "crds/ is stale: run `{REGENERATE}` ({name} differs)"
+            );
+        }
+    }
+
+    #[test]
+    fn schemas_pin_api_version_and_kind() {
+        for (name, json) in crds() {
+            let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+            assert_eq!(v["$id"], format!("{ID_BASE}/{name}"), "{name} has its $id");
+            let text = json.as_str();
+            assert!(text.contains("swarm-operator.io/v1alpha1"), "{name}");
+            assert_eq!(
+                v["required"],
+                serde_json::json!(["apiVersion", "kind", "metadata", "spec"]),
+                "{name}"
+            );
+            assert_eq!(
+                v["additionalProperties"], false,
+                "{name}: unknown fields are errors"
+            );
+        }
+    }
+}

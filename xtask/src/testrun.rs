@@ -1,0 +1,129 @@
+//! `cargo xtask test`: the README's one test command: docker, fmt, clippy, unit + integration tests, images, e2e; each phase timed.
+
+use std::path::Path;
+
+use crate::cluster::{Cluster, ClusterError, ENV_CLUSTER, UpOptions};
+use crate::cmd::{Cmd, CmdError};
+use crate::docker::{self, DockerError};
+use crate::images::{self, ImagesError};
+use crate::timing::phase;
+
+/// Which phase failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TestError {
+    /// Docker could not be made available.
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    /// A cargo step failed (fmt, clippy, tests).
+    #[error(transparent)]
+    Cmd(#[from] CmdError),
+    /// Image build.
+    #[error(transparent)]
+    Images(#[from] ImagesError),
+    /// The e2e cluster.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+}
+
+/// Options of `cargo xtask test`.
+#[derive(Debug, Clone, Default)]
+pub struct TestOptions {
+    /// Skip images and the e2e phase.
+    pub skip_e2e: bool,
+    /// Nodes of the e2e cluster.
+    pub nodes: usize,
+}
+
+fn cargo(root: &Path) -> Cmd {
+    Cmd::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).current_dir(root)
+}
+
+/// Run every phase; stop at the first failure.
+pub fn run(root: &Path, opts: &TestOptions) -> Result<(), TestError> {
+    phase("docker: engine + local swarm", || {
+        docker::ensure_docker()?;
+        docker::ensure_local_swarm()
+    })?;
+    phase("cargo fmt --check", || {
+        cargo(root).args(["fmt", "--all", "--", "--check"]).run()
+    })?;
+    phase("cargo clippy -D warnings", || {
+        cargo(root)
+            .args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])
+            .run()
+    })?;
+    if crds_supported(root) {
+        phase("crds freshness", || check_crds(root))?;
+    }
+    phase("cargo test (unit + integration)", || {
+        cargo(root)
+            .args(["test", "--workspace", "--exclude", "e2e"])
+            .run()?;
+        cargo(root)
+            .args(["test", "-p", "e2e", "--lib", "--bins"])
+            .run()
+    })?;
+    if opts.skip_e2e {
+        eprintln!("skipping images and e2e (--skip-e2e)");
+        return Ok(());
+    }
+    e2e(root, opts.nodes.max(1), &[])
+}
+
+/// Images, a cluster, then the e2e test binary against it (handed over via [`ENV_CLUSTER`]).
+pub fn e2e(root: &Path, nodes: usize, extra: &[String]) -> Result<(), TestError> {
+    docker::ensure_docker()?;
+    let all = images::ALL.to_vec();
+    phase("images", || images::build(root, &all))?;
+    let cluster = Cluster::up(&UpOptions {
+        nodes,
+        images: all.iter().map(|i| i.tag.to_string()).collect(),
+    })?;
+    let r = phase("e2e scenarios", || {
+        cargo(root)
+            .args(["test", "-p", "e2e", "--test", "swarm", "--"])
+            .args(extra)
+            .env(ENV_CLUSTER, &cluster.prefix)
+            .run()
+    });
+    drop(cluster);
+    r.map_err(Into::into)
+}
+
+/// Whether the operator binary knows the `crds` subcommand yet (it is being written).
+fn crds_supported(root: &Path) -> bool {
+    root.join("crds")
+        .read_dir()
+        .is_ok_and(|mut d| d.next().is_some())
+}
+
+/// Regenerate `crds/` with the operator and fail if that changed anything (controller-rs style).
+fn check_crds(root: &Path) -> Result<(), CmdError> {
+    cargo(root)
+        .args(["run", "-q", "-p", "swarm-operator", "--", "crds"])
+        .output()?;
+    let (clean, _, _) = Cmd::new("git")
+        .args(["diff", "--exit-code", "--", "crds"])
+        .current_dir(root)
+        .output_any()?;
+    let untracked = Cmd::new("git")
+        .args(["ls-files", "--others", "--exclude-standard", "crds"])
+        .current_dir(root)
+        .output()?;
+    if clean && untracked.is_empty() {
+        Ok(())
+    } else {
+        Err(CmdError::Failed {
+            cmd: "git diff --exit-code -- crds".into(),
+            status: "crds/ is stale".into(),
+            stderr: "regenerate with `cargo run -p swarm-operator -- crds` and commit crds/".into(),
+        })
+    }
+}
