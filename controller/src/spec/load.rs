@@ -97,7 +97,7 @@ pub fn is_spec_file_name(name: &str) -> bool {
         return false;
     }
     let lower = name.to_ascii_lowercase();
-    (lower.ends_with(".yaml") || lower.ends_with(".yml")) && lower.len() > 5
+    lower.ends_with(".yaml") || lower.ends_with(".yml")
 }
 
 /// Loads every spec file directly in `dir` (sorted by name; subdirectories are not entered).
@@ -587,31 +587,429 @@ impl<'de> Deserialize<'de> for Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::types::*;
+
+    const HEAD: &str = "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: a\nspec:\n  image: x\n";
+
+    fn load(text: &str) -> FileLoad {
+        load_str(Path::new("t.yaml"), text)
+    }
+
+    fn ok(text: &str) -> Vec<Located<Object>> {
+        match load(text) {
+            FileLoad::Ok(o) => o,
+            FileLoad::Failed(e) => panic!("expected success, got {e:#?}"),
+        }
+    }
 
     fn errs(text: &str) -> Vec<SpecError> {
-        match load_str(Path::new("t.yaml"), text) {
+        match load(text) {
             FileLoad::Ok(o) => panic!("expected errors, got {o:?}"),
             FileLoad::Failed(e) => e,
         }
     }
 
+    /// The single error of `text`, as (line, column, field, message).
+    fn one(text: &str) -> (usize, usize, String, String) {
+        let e = errs(text);
+        assert_eq!(e.len(), 1, "{e:#?}");
+        let e = &e[0];
+        assert_eq!(e.file, Path::new("t.yaml"));
+        (
+            e.line.expect("line"),
+            e.column.expect("column"),
+            e.field.clone(),
+            e.message.clone(),
+        )
+    }
+
+    fn service(o: &Located<Object>) -> &ServiceSpec {
+        &o.value.as_service().expect("a service").spec
+    }
+
     #[test]
-    fn scratch() {
-        let texts = [
-            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: a\nspec:\n  image: x\n  bogus: 1\n",
+    fn minimal_service_gets_defaults() {
+        let o = ok(HEAD);
+        assert_eq!(o.len(), 1);
+        assert_eq!((o[0].line, o[0].column), (4, 9), "located at metadata.name");
+        assert_eq!(o[0].value.name(), "a");
+        assert_eq!(o[0].value.kind(), "SwarmService");
+        let s = service(&o[0]);
+        assert_eq!(s.mode, ServiceMode::Replicated);
+        assert_eq!(s.replicas, None);
+        assert_eq!(s.effective_replicas(), Some(1));
+        assert_eq!(s.endpoint_mode, EndpointMode::Vip);
+        assert!(s.env.is_empty() && s.ports.is_empty() && s.networks.is_empty());
+        assert!(s.mounts.is_empty() && s.container_labels.is_empty());
+        assert_eq!(s.command, None);
+    }
+
+    #[test]
+    fn network_defaults() {
+        let o = ok(
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmNetwork\nmetadata: {name: n, labels: {a: b}}\nspec: {}\n",
+        );
+        let n = o[0].value.as_network().unwrap();
+        assert_eq!(n.spec, NetworkSpec::default());
+        assert_eq!(n.spec.driver, "overlay");
+        assert_eq!(n.metadata.labels["a"], "b");
+    }
+
+    #[test]
+    fn port_defaults() {
+        let o = ok(&format!("{HEAD}  ports:\n  - target: 80\n"));
+        let p = &service(&o[0]).ports[0];
+        assert_eq!(p.target, 80);
+        assert_eq!(p.published, None);
+        assert_eq!(p.protocol, Protocol::Tcp);
+        assert_eq!(p.mode, PublishMode::Ingress);
+    }
+
+    #[test]
+    fn multi_document_file_and_field_positions() {
+        let text = "# leading comment\n---\napiVersion: swarm-operator.io/v1alpha1\nkind: SwarmNetwork\nmetadata: {name: net}\nspec: {}\n---\n\n---\napiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: svc\nspec:\n  image: x\n  ports:\n  - target: 80\n    published: 8080\n...\n";
+        let o = ok(text);
+        assert_eq!(o.len(), 2, "the empty middle document is ignored");
+        assert_eq!(o[0].value.name(), "net");
+        assert_eq!((o[0].line, o[0].column), (5, 18));
+        assert_eq!(o[1].value.name(), "svc");
+        assert_eq!((o[1].line, o[1].column), (13, 9));
+        assert_eq!(o[1].fields.get("spec.ports[0].published"), Some((18, 16)));
+        assert_eq!(o[1].fields.get("spec.image"), Some((15, 10)));
+    }
+
+    #[test]
+    fn errors_in_several_documents_are_all_reported() {
+        let text = format!("{HEAD}  bogus: 1\n---\n{HEAD}  replicas: -1\n");
+        let e = errs(&text);
+        assert_eq!(e.len(), 2, "{e:#?}");
+        assert_eq!((e[0].line, e[0].field.as_str()), (Some(7), "spec.bogus"));
+        assert_eq!(
+            (e[1].line, e[1].field.as_str()),
+            (Some(15), "spec.replicas")
+        );
+    }
+
+    #[test]
+    fn one_bad_document_fails_the_file() {
+        let text = format!("{HEAD}---\n{HEAD}  bogus: 1\n");
+        assert!(matches!(load(&text), FileLoad::Failed(e) if e.len() == 1));
+    }
+
+    #[test]
+    fn unknown_field_is_rejected_with_location_and_allowed_fields() {
+        let (l, c, f, m) = one(&format!("{HEAD}  replica: 3\n"));
+        assert_eq!((l, c, f.as_str()), (7, 3, "spec.replica"));
+        assert!(
+            m.starts_with("unknown field `replica`: allowed fields are image, mode, replicas"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn unknown_nested_field() {
+        let (l, c, f, m) = one(&format!(
+            "{HEAD}  ports:\n  - target: 80\n    hostPort: 80\n"
+        ));
+        assert_eq!((l, c, f.as_str()), (9, 5, "spec.ports[0].hostPort"));
+        assert!(
+            m.contains("allowed fields are target, published, protocol, mode"),
+            "{m}"
+        );
+        let (l, _, f, _) = one(
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {name: a, namespace: b}\nspec: {image: x}\n",
+        );
+        assert_eq!((l, f.as_str()), (3, "metadata.namespace"));
+        let (l, _, f, _) = one(&format!("{HEAD}status: {{}}\n"));
+        assert_eq!((l, f.as_str()), (7, "status"));
+    }
+
+    #[test]
+    fn missing_required_field() {
+        let (l, c, f, m) = one(
             "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: a\nspec:\n  replicas: 3\n",
-            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: a\nspec:\n  image: x\n  ports:\n  - target: 80\n    published: 70000\n",
-            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: a\nspec:\n  image: x\n  image: y\n",
-            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: a\nspec:\n  image: x\n  mode: foo\n",
-            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: a\nspec:\n  image: x\n  replicas: -1\n",
-            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: a\nspec:\n  image: [x\n",
-            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: a\nspec:\n  image: x\n  replicas: three\n  healthcheck: {interval: 3x}\n",
-            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: a\nspec:\n  image: x\n  healthcheck: {interval: 3x}\n",
-        ];
-        for t in texts {
-            for e in errs(t) {
-                eprintln!("{e}  // {e:?}");
-            }
+        );
+        assert_eq!((l, c, f.as_str()), (6, 3, "spec.image"));
+        assert_eq!(m, "missing required field `image`");
+    }
+
+    #[test]
+    fn wrong_type() {
+        let (l, c, f, m) = one(&format!("{HEAD}  env: [a, b]\n"));
+        assert_eq!((l, f.as_str()), (7, "spec.env"));
+        assert!(c >= 3, "{c}");
+        assert!(m.contains("mapping"), "{m}");
+        let (l, _, f, m) = one(&format!("{HEAD}  replicas: three\n"));
+        assert_eq!((l, f.as_str()), (7, "spec.replicas"));
+        assert!(m.contains("expected a non-negative integer"), "{m}");
+    }
+
+    #[test]
+    fn negative_replicas() {
+        let (l, c, f, m) = one(&format!("{HEAD}  replicas: -1\n"));
+        assert_eq!((l, c, f.as_str()), (7, 13, "spec.replicas"));
+        assert!(
+            m.contains("negative") && m.contains("non-negative integer"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn ports_out_of_range_get_a_clear_message() {
+        for (value, col) in [("70000", 16), ("0", 16), ("-5", 16)] {
+            let (l, c, f, m) = one(&format!(
+                "{HEAD}  ports:\n  - target: 80\n    published: {value}\n"
+            ));
+            assert_eq!(
+                (l, c, f.as_str()),
+                (9, col, "spec.ports[0].published"),
+                "{value}"
+            );
+            assert_eq!(m, format!("port {value} is out of range: allowed 1-65535"));
         }
+        let (l, c, f, m) = one(&format!("{HEAD}  ports: [{{target: 65536}}]\n"));
+        assert_eq!((l, c, f.as_str()), (7, 20, "spec.ports[0].target"));
+        assert_eq!(m, "port 65536 is out of range: allowed 1-65535");
+    }
+
+    #[test]
+    fn unknown_enum_value_lists_allowed_values() {
+        let (l, c, f, m) = one(&format!("{HEAD}  endpointMode: round-robin\n"));
+        assert_eq!((l, c, f.as_str()), (7, 17, "spec.endpointMode"));
+        assert_eq!(
+            m,
+            "unknown value `round-robin`: allowed values are vip, dnsrr"
+        );
+        let (_, _, f, m) = one(&format!("{HEAD}  updateConfig: {{order: first}}\n"));
+        assert_eq!(f, "spec.updateConfig.order");
+        assert!(m.contains("stop-first, start-first"), "{m}");
+    }
+
+    #[test]
+    fn bad_duration_and_memory() {
+        let (l, c, f, m) = one(&format!("{HEAD}  healthcheck:\n    interval: 3 seconds\n"));
+        assert_eq!((l, c, f.as_str()), (8, 15, "spec.healthcheck.interval"));
+        assert!(
+            m.starts_with("invalid duration `3 seconds`: expected a duration like `500ms`"),
+            "{m}"
+        );
+        let (l, c, f, m) = one(&format!("{HEAD}  stopGracePeriod: 10\n"));
+        assert_eq!((l, c, f.as_str()), (7, 20, "spec.stopGracePeriod"));
+        assert!(m.contains("a unit is required"), "{m}");
+        let (l, _, f, m) = one(&format!(
+            "{HEAD}  resources:\n    limits: {{memory: 128MB}}\n"
+        ));
+        assert_eq!((l, f.as_str()), (8, "spec.resources.limits.memory"));
+        assert!(
+            m.starts_with("invalid memory size `128MB`: expected a memory size like"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors() {
+        let (l, c, f, m) = one(&format!("{HEAD}  image: y\n"));
+        assert_eq!((l, c, f.as_str()), (7, 3, "spec.image"));
+        assert_eq!(m, "duplicate key `image`: each key may appear only once");
+        let e = errs(&format!("{HEAD}  env:\n    A: 1\n    A: 2\n"));
+        assert_eq!(e.len(), 1);
+        assert_eq!((e[0].line, e[0].field.as_str()), (Some(9), "spec.env.A"));
+    }
+
+    #[test]
+    fn syntax_error_is_located() {
+        let (l, c, f, m) = one(&format!("{HEAD}  command: [a, b\n"));
+        assert_eq!(f, "");
+        assert!(l >= 7, "{l}:{c}");
+        assert!(!m.is_empty());
+        let e = errs("a: b\n c: d\n");
+        assert_eq!(e[0].line, Some(2));
+    }
+
+    #[test]
+    fn syntax_error_in_one_document_does_not_hide_another() {
+        let e = errs(&format!("{HEAD}  command: [a\n---\n{HEAD}  bogus: 1\n"));
+        assert_eq!(e.len(), 2, "{e:#?}");
+        assert_eq!(e[1].field, "spec.bogus");
+        assert_eq!(e[1].line, Some(15));
+    }
+
+    #[test]
+    fn unknown_api_version_and_kind_say_what_is_allowed() {
+        let e = errs("apiVersion: v1\nkind: Deployment\nmetadata: {name: a}\nspec: {}\n");
+        assert_eq!(e.len(), 2);
+        assert_eq!(
+            (e[0].line, e[0].column, e[0].field.as_str()),
+            (Some(1), Some(13), "apiVersion")
+        );
+        assert_eq!(
+            e[0].message,
+            "unknown apiVersion `v1`: the only supported apiVersion is `swarm-operator.io/v1alpha1`"
+        );
+        assert_eq!(
+            (e[1].line, e[1].column, e[1].field.as_str()),
+            (Some(2), Some(7), "kind")
+        );
+        assert_eq!(
+            e[1].message,
+            "unknown kind `Deployment`: allowed kinds are SwarmService, SwarmNetwork"
+        );
+        let (l, _, f, m) =
+            one("apiVersion: swarm-operator.io/v1alpha1\nmetadata: {name: a}\nspec: {}\n");
+        assert_eq!((l, f.as_str()), (1, "kind"));
+        assert!(m.starts_with("missing field `kind`"), "{m}");
+    }
+
+    #[test]
+    fn non_mapping_document_is_an_error_and_empty_ones_are_ignored() {
+        let (l, c, f, m) = one("- a\n- b\n");
+        assert_eq!((l, c, f.as_str()), (1, 1, ""));
+        assert!(
+            m.contains("must be a mapping") && m.contains("a sequence"),
+            "{m}"
+        );
+        let (_, _, _, m) = one("just a string\n");
+        assert!(m.contains("`just a string`"), "{m}");
+        assert!(ok("").is_empty());
+        assert!(ok("# only a comment\n").is_empty());
+        assert!(ok("---\n---\n...\n").is_empty());
+        assert!(ok("~\n").is_empty());
+    }
+
+    #[test]
+    fn alias_bombs_are_stopped_by_the_budget() {
+        let mut text = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 0..8 {
+            let prev = if i == 0 {
+                "a".to_owned()
+            } else {
+                format!("l{}", i - 1)
+            };
+            text.push_str(&format!("l{i}: &l{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+        }
+        let e = errs(&text);
+        assert_eq!(e.len(), 1, "{e:#?}");
+    }
+
+    #[test]
+    fn full_fixture_directory() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/valid");
+        let loaded = load_dir(&dir).unwrap();
+        let names: Vec<String> = loaded
+            .files
+            .keys()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            ["account.yml", "goblog.yaml"],
+            "temp, hidden and non-YAML files skipped"
+        );
+        assert!(loaded.errors().is_empty(), "{:#?}", loaded.errors());
+        let objects = loaded.objects();
+        assert_eq!(objects.len(), 3);
+        let account = service(&objects[0]);
+        assert_eq!(
+            account.command.as_deref(),
+            Some(&["/account".to_owned()][..])
+        );
+        let limits = account.resources.as_ref().unwrap().limits.as_ref().unwrap();
+        assert_eq!(limits.memory.unwrap().bytes(), 128 * 1024 * 1024);
+        assert_eq!(limits.cpus, Some(0.5));
+        assert_eq!(
+            account
+                .resources
+                .as_ref()
+                .unwrap()
+                .reservations
+                .as_ref()
+                .unwrap()
+                .memory,
+            Some(crate::spec::MemoryQuantity(64_000_000))
+        );
+        let update = account.update_config.as_ref().unwrap();
+        assert_eq!(update.order, Some(UpdateOrder::StartFirst));
+        assert_eq!(update.failure_action, Some(FailureAction::Rollback));
+        assert_eq!(update.max_failure_ratio, Some(0.25));
+        assert_eq!(update.delay.unwrap().as_nanos_i64(), 10_000_000_000);
+        assert_eq!(
+            account.restart_policy.as_ref().unwrap().condition,
+            Some(RestartCondition::OnFailure)
+        );
+        assert_eq!(account.mounts[1].r#type, MountType::Tmpfs);
+        assert_eq!(account.mounts[1].tmpfs_size.unwrap().bytes(), 16 << 20);
+        assert!(account.mounts[2].read_only);
+        assert_eq!(
+            account.stop_grace_period.unwrap().as_duration().as_secs(),
+            90
+        );
+        assert_eq!(account.placement.as_ref().unwrap().max_replicas, Some(2));
+        let quote = service(&objects[2]);
+        assert_eq!(quote.endpoint_mode, EndpointMode::Dnsrr);
+        assert_eq!(quote.ports[0].mode, PublishMode::Host);
+        assert_eq!(quote.healthcheck.as_ref().unwrap().retries, Some(3));
+        assert_eq!(objects[2].file, dir.join("goblog.yaml"));
+    }
+
+    #[test]
+    fn spec_file_names() {
+        for good in ["a.yaml", "a.yml", "A.YAML", "my.service.yaml"] {
+            assert!(is_spec_file_name(good), "{good}");
+        }
+        for bad in [
+            ".a.yaml",
+            "a.yaml~",
+            ".a.yaml.swp",
+            ".a.yaml.swx",
+            "a.yaml.tmp",
+            "#a.yaml#",
+            "a.json",
+            ".yaml",
+            "a.yaml.bak",
+        ] {
+            assert!(!is_spec_file_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unreadable_directory_is_the_only_hard_error() {
+        let err = load_dir(Path::new("/definitely/not/here")).unwrap_err();
+        assert!(err.to_string().contains("/definitely/not/here"));
+    }
+
+    #[test]
+    fn display_is_file_line_column_field_message() {
+        let e = &errs(&format!("{HEAD}  bogus: 1\n"))[0];
+        assert!(
+            e.to_string()
+                .starts_with("t.yaml:7:3: spec.bogus: unknown field `bogus`"),
+            "{e}"
+        );
+        let json = serde_json::to_value(e).unwrap();
+        assert_eq!(json["file"], "t.yaml");
+        assert_eq!(json["line"], 7);
+        assert_eq!(json["column"], 3);
+        assert_eq!(json["field"], "spec.bogus");
+        assert_eq!(
+            SpecError::file("x.yaml", "boom").to_string(),
+            "x.yaml: boom"
+        );
+    }
+
+    #[test]
+    fn quoted_keys_in_paths() {
+        let o = ok(
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: a\n  labels:\n    app.kubernetes.io/name: x\nspec: {image: x}\n",
+        );
+        assert_eq!(
+            o[0].fields
+                .get(r#"metadata.labels["app.kubernetes.io/name"]"#),
+            Some((6, 29))
+        );
+        assert_eq!(
+            o[0].fields
+                .nearest(r#"metadata.labels["app.kubernetes.io/name"].x"#),
+            Some((6, 29))
+        );
     }
 }
