@@ -5,9 +5,16 @@
 //! [`plan`], applied by the [`reconcile`]r under the [`runtime`]'s scheduling, and reported in
 //! the [`status`] file.
 
+pub mod commands;
 pub mod definition;
 pub mod desired;
 pub mod docker;
+pub mod metrics;
+pub mod operator;
 pub mod plan;
+pub mod reconcile;
 pub mod runtime;
 pub mod spec;
+pub mod status;
+pub mod triggers;
+pub mod world;

@@ -10,7 +10,7 @@ mod raw;
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::definition::{
     MANAGED_BY_LABEL, MANAGED_BY_VALUE, NetworkDefinition, SOURCE_FILE_LABEL, SPEC_HASH_LABEL,
@@ -96,7 +96,7 @@ impl Ownership {
 }
 
 /// A service's virtual IP on one network.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VirtualIp {
     /// Network name.
     pub network: String,

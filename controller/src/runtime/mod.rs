@@ -46,6 +46,9 @@ mod observer;
 pub mod runner;
 pub mod scheduler;
 
+// The tests run on paused tokio time (`start_paused`), which needs tokio's `test-util` feature:
+// controller/Cargo.toml [dev-dependencies] must have
+// `tokio = { workspace = true, features = ["test-util"] }`.
 #[cfg(test)]
 mod tests;
 

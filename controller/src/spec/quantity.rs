@@ -9,7 +9,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
 /// The forms a duration may take, for error messages and the schema description.
-pub const DURATION_FORMS: &str = "a duration like `500ms`, `3s`, `1m`, `1h30m` (an integer followed by a unit: ns, us, ms, s, m, h; units may be chained largest first, or `0`)";
+pub const DURATION_FORMS: &str = "a duration like `500ms`, `3s`, `1m`, `1h30m` (an integer followed by a unit: ns, us, ms, s, m, h; units may be chained as in `1h30m`; or `0`)";
 
 /// The forms a memory size may take, for error messages and the schema description.
 pub const MEMORY_FORMS: &str = "a memory size like `1024`, `512M`, `1G`, `128Mi`, `1Gi` (a non-negative integer of bytes, optionally followed by one of k, M, G, T (powers of 1000) or Ki, Mi, Gi, Ti (powers of 1024))";
@@ -211,8 +211,8 @@ impl JsonSchema for DurationStr {
 /// A memory size in bytes, written as `1024`, `512M`, `1G`, `128Mi` or `1Gi`
 /// (Kubernetes semantics: `M` = 10^6, `Mi` = 2^20).
 ///
-/// Serializes to a canonical string: the largest binary unit that divides it exactly, else the
-/// largest decimal one, else plain bytes (`134217728` becomes `128Mi`).
+/// Serializes to a canonical string: the largest unit that divides it exactly, else plain bytes
+/// (`134217728` becomes `128Mi`, `512000000` stays `512M`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct MemoryQuantity(pub u64);
 
@@ -269,14 +269,15 @@ impl FromStr for MemoryQuantity {
 
 impl fmt::Display for MemoryQuantity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 != 0 {
-            for (unit, factor) in MEMORY_UNITS {
-                if self.0 % factor == 0 {
-                    return write!(f, "{}{unit}", self.0 / factor);
-                }
-            }
+        // The largest unit that divides exactly: `512M`, not `500000Ki`.
+        let unit = MEMORY_UNITS
+            .iter()
+            .filter(|(_, factor)| self.0 != 0 && self.0 % factor == 0)
+            .max_by_key(|(_, factor)| *factor);
+        match unit {
+            Some((unit, factor)) => write!(f, "{}{unit}", self.0 / factor),
+            None => write!(f, "{}", self.0),
         }
-        write!(f, "{}", self.0)
     }
 }
 
@@ -333,5 +334,116 @@ impl JsonSchema for MemoryQuantity {
             "description": format!("Memory size: {MEMORY_FORMS}."),
             "examples": ["128Mi", "1Gi", "512M"],
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Duration {
+        s.parse::<DurationStr>().unwrap().as_duration()
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(d("500ms"), Duration::from_millis(500));
+        assert_eq!(d("3s"), Duration::from_secs(3));
+        assert_eq!(d("1m"), Duration::from_secs(60));
+        assert_eq!(d("1h30m"), Duration::from_secs(5400));
+        assert_eq!(d("1m30s500ms"), Duration::from_millis(90_500));
+        assert_eq!(d("10us"), Duration::from_micros(10));
+        assert_eq!(d("10µs"), Duration::from_micros(10));
+        assert_eq!(d("7ns"), Duration::from_nanos(7));
+        assert_eq!(d("0"), Duration::ZERO);
+        assert_eq!(
+            DurationStr(Duration::from_secs(3)).as_nanos_i64(),
+            3_000_000_000
+        );
+    }
+
+    #[test]
+    fn bad_durations_name_the_allowed_forms() {
+        for bad in [
+            "", "3", "s", "3x", "1.5s", "-1s", "3 s", "1h 30m", "3S", "1d",
+        ] {
+            let err = bad.parse::<DurationStr>().unwrap_err();
+            assert!(
+                err.to_string().contains("expected a duration like `500ms`"),
+                "{bad}: {err}"
+            );
+        }
+        assert!(matches!(
+            "99999999999h".parse::<DurationStr>(),
+            Err(QuantityError::DurationOverflow { .. })
+        ));
+    }
+
+    #[test]
+    fn durations_round_trip_compactly() {
+        for s in ["500ms", "3s", "1m", "1h30m", "1h1m1s1ms1us1ns", "0s"] {
+            let parsed: DurationStr = s.parse().unwrap();
+            assert_eq!(parsed.to_string(), s);
+            let json = serde_json::to_string(&parsed).unwrap();
+            assert_eq!(json, format!("\"{s}\""));
+            let back: DurationStr = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, parsed);
+        }
+        assert_eq!(DurationStr(Duration::from_secs(90)).to_string(), "1m30s");
+    }
+
+    #[test]
+    fn memory_units_follow_kubernetes() {
+        let m = |s: &str| s.parse::<MemoryQuantity>().unwrap().bytes();
+        assert_eq!(m("1024"), 1024);
+        assert_eq!(m("1k"), 1_000);
+        assert_eq!(m("1Ki"), 1_024);
+        assert_eq!(m("512M"), 512_000_000);
+        assert_eq!(m("128Mi"), 128 << 20);
+        assert_eq!(m("1G"), 1_000_000_000);
+        assert_eq!(m("1Gi"), 1 << 30);
+        assert_eq!(m("2T"), 2_000_000_000_000);
+        assert_eq!(m("2Ti"), 2 << 40);
+        assert_eq!(m("0"), 0);
+    }
+
+    #[test]
+    fn bad_memory_names_the_allowed_forms() {
+        for bad in ["", "Mi", "128MB", "1.5Gi", "-1", "128 Mi", "1K", "1mi"] {
+            let err = bad.parse::<MemoryQuantity>().unwrap_err();
+            assert!(
+                err.to_string().contains("expected a memory size like"),
+                "{bad}: {err}"
+            );
+        }
+        assert!(matches!(
+            "99999999999Ti".parse::<MemoryQuantity>(),
+            Err(QuantityError::MemoryOverflow { .. })
+        ));
+    }
+
+    #[test]
+    fn memory_round_trips_canonically() {
+        for (input, canonical) in [
+            ("128Mi", "128Mi"),
+            ("134217728", "128Mi"),
+            ("512M", "512M"),
+            ("1024", "1Ki"),
+            ("1000", "1k"),
+            ("1001", "1001"),
+            ("0", "0"),
+        ] {
+            let q: MemoryQuantity = input.parse().unwrap();
+            assert_eq!(q.to_string(), canonical, "{input}");
+            let back: MemoryQuantity = canonical.parse().unwrap();
+            assert_eq!(back, q);
+            let json = serde_json::to_string(&q).unwrap();
+            assert_eq!(serde_json::from_str::<MemoryQuantity>(&json).unwrap(), q);
+        }
+        // Plain integers are accepted as bytes.
+        assert_eq!(
+            serde_json::from_str::<MemoryQuantity>("2048").unwrap(),
+            MemoryQuantity(2048)
+        );
     }
 }

@@ -131,3 +131,123 @@ impl SpecStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(name: &str, image: &str) -> String {
+        format!(
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {name}}}\nspec: {{image: {image}, networks: [net]}}\n"
+        )
+    }
+
+    fn names(d: &Desired) -> Vec<String> {
+        d.objects
+            .iter()
+            .map(|o| o.value.name().to_owned())
+            .collect()
+    }
+
+    fn image(d: &Desired, name: &str) -> String {
+        d.objects
+            .iter()
+            .find(|o| o.value.name() == name)
+            .and_then(|o| o.value.as_service())
+            .map(|s| s.spec.image.clone())
+            .unwrap()
+    }
+
+    #[test]
+    fn failed_file_keeps_last_good_and_deleted_file_drops() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.yaml");
+        let b = dir.path().join("b.yaml");
+        std::fs::write(&a, svc("alpha", "img:1")).unwrap();
+        std::fs::write(&b, svc("beta", "img:1")).unwrap();
+        let mut store = SpecStore::new();
+
+        let d = store.reload(dir.path()).unwrap();
+        assert!(d.complete && d.errors.is_empty());
+        assert_eq!(names(&d), ["alpha", "beta"]);
+
+        // A good edit replaces; a broken edit keeps the last good objects.
+        std::fs::write(&a, svc("alpha", "img:2")).unwrap();
+        std::fs::write(&b, format!("{}  bogus: 1\n", svc("beta", "img:2"))).unwrap();
+        let d = store.reload(dir.path()).unwrap();
+        assert!(!d.complete);
+        assert_eq!(d.errors.len(), 1);
+        assert_eq!(d.errors[0].file, b);
+        assert_eq!(names(&d), ["alpha", "beta"]);
+        assert_eq!(image(&d, "alpha"), "img:2");
+        assert_eq!(
+            image(&d, "beta"),
+            "img:1",
+            "last good version of the broken file"
+        );
+        assert_eq!(store.failed_files().iter().collect::<Vec<_>>(), [&b]);
+        assert_eq!(d.failed_files, store.failed_files().clone());
+
+        // Fixed again: complete, new version.
+        std::fs::write(&b, svc("beta", "img:3")).unwrap();
+        let d = store.reload(dir.path()).unwrap();
+        assert!(d.complete && store.failed_files().is_empty());
+        assert_eq!(image(&d, "beta"), "img:3");
+
+        // Deleted: its objects go.
+        std::fs::remove_file(&a).unwrap();
+        let d = store.reload(dir.path()).unwrap();
+        assert!(d.complete);
+        assert_eq!(names(&d), ["beta"]);
+
+        // A broken file that is then deleted drops its last good objects too.
+        std::fs::write(&b, "spec: [\n").unwrap();
+        assert_eq!(names(&store.reload(dir.path()).unwrap()), ["beta"]);
+        std::fs::remove_file(&b).unwrap();
+        let d = store.reload(dir.path()).unwrap();
+        assert!(d.complete && d.objects.is_empty());
+    }
+
+    #[test]
+    fn file_failing_on_first_load_contributes_nothing_and_marks_incomplete() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), "kind: [\n").unwrap();
+        let mut store = SpecStore::new();
+        let d = store.reload(dir.path()).unwrap();
+        assert!(!d.complete);
+        assert!(d.objects.is_empty());
+        assert_eq!(d.errors.len(), 1);
+    }
+
+    #[test]
+    fn unreadable_directory_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), svc("alpha", "img:1")).unwrap();
+        let mut store = SpecStore::new();
+        store.reload(dir.path()).unwrap();
+        assert!(store.reload(&dir.path().join("missing")).is_err());
+        assert_eq!(store.objects().count(), 1);
+    }
+
+    #[test]
+    fn validation_errors_fail_the_file_when_validating() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.yaml");
+        std::fs::write(&a, svc("alpha", "img:1")).unwrap();
+        let existing: BTreeSet<String> = ["net".to_owned()].into();
+        let mut store = SpecStore::new();
+        let d = store.reload_validated(dir.path(), &existing).unwrap();
+        assert!(d.complete, "{:#?}", d.errors);
+
+        // Network `net` disappears from the swarm: the reference dangles, the file fails and
+        // keeps its last good object.
+        std::fs::write(&a, svc("alpha", "img:2")).unwrap();
+        let d = store
+            .reload_validated(dir.path(), &BTreeSet::new())
+            .unwrap();
+        assert!(!d.complete);
+        assert_eq!(d.errors.len(), 1);
+        assert_eq!(d.errors[0].field, "spec.networks[0]");
+        assert_eq!(image(&d, "alpha"), "img:1");
+    }
+}

@@ -401,3 +401,251 @@ fn network_references(
     }
     errors
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::spec::load::{FileLoad, load_str};
+
+    fn objects(file: &str, text: &str) -> Vec<Located<Object>> {
+        match load_str(Path::new(file), text) {
+            FileLoad::Ok(o) => o,
+            FileLoad::Failed(e) => panic!("{e:#?}"),
+        }
+    }
+
+    fn svc(name: &str, spec: &str) -> String {
+        format!(
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: {name}\nspec:\n  image: x\n{spec}"
+        )
+    }
+
+    fn net(name: &str) -> String {
+        format!(
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmNetwork\nmetadata:\n  name: {name}\nspec: {{}}\n"
+        )
+    }
+
+    fn check(text: &str) -> Vec<SpecError> {
+        validate(&objects("t.yaml", text), &BTreeSet::new())
+    }
+
+    /// (line, column, field) of each error.
+    fn places(errors: &[SpecError]) -> Vec<(usize, usize, &str)> {
+        errors
+            .iter()
+            .map(|e| (e.line.unwrap(), e.column.unwrap(), e.field.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn valid_objects_have_no_errors() {
+        let text = format!(
+            "{}---\n{}",
+            net("my_network"),
+            svc(
+                "quote-service",
+                "  networks: [my_network, ingress]\n  ports: [{target: 80, published: 8080}]\n  healthcheck: {test: [CMD-SHELL, \"true\"]}\n"
+            )
+        );
+        let existing = ["ingress".to_owned()].into();
+        assert_eq!(validate(&objects("t.yaml", &text), &existing), []);
+    }
+
+    #[test]
+    fn invalid_names() {
+        let e = check(&svc("-bad", ""));
+        assert_eq!(places(&e), [(4, 9, "metadata.name")]);
+        assert!(
+            e[0].message.contains("starts with `-`") && e[0].message.contains("at most 63"),
+            "{}",
+            e[0].message
+        );
+        let e = check(&svc("a/b", ""));
+        assert!(e[0].message.contains("contains `/`"), "{}", e[0].message);
+        let long = "a".repeat(64);
+        let e = check(&svc(&long, ""));
+        assert!(
+            e[0].message.contains("has 64 characters"),
+            "{}",
+            e[0].message
+        );
+        assert!(check(&svc(&"a".repeat(63), "")).is_empty());
+        let e = check(&net("bad name"));
+        assert_eq!(e.len(), 1);
+        assert!(e[0].message.starts_with("invalid SwarmNetwork name"));
+    }
+
+    #[test]
+    fn replicas_checks() {
+        let e = check(&svc("a", "  replicas: 10001\n"));
+        assert_eq!(places(&e), [(7, 13, "spec.replicas")]);
+        assert!(e[0].message.contains("absurdly large: allowed 0-10000"));
+        assert!(check(&svc("a", "  replicas: 10000\n")).is_empty());
+        let e = check(&svc("a", "  mode: global\n  replicas: 2\n"));
+        assert_eq!(places(&e), [(8, 13, "spec.replicas")]);
+        assert!(e[0].message.contains("mode: global"));
+    }
+
+    #[test]
+    fn every_problem_of_one_object_is_reported() {
+        let e = check(&svc(
+            "a",
+            "  env: {\"\": x, \"A=B\": y}\n  healthcheck:\n    test: [curl, localhost]\n  updateConfig: {maxFailureRatio: 1.5}\n  rollbackConfig: {maxFailureRatio: -0.1}\n",
+        ));
+        let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                r#"spec.env[""]"#,
+                r#"spec.env["A=B"]"#,
+                "spec.healthcheck.test[0]",
+                "spec.updateConfig.maxFailureRatio",
+                "spec.rollbackConfig.maxFailureRatio",
+            ]
+        );
+        assert_eq!((e[2].line, e[2].column), (Some(9), Some(12)));
+        assert!(e[2].message.contains("starts with `curl`") && e[2].message.contains("CMD-SHELL"));
+        assert_eq!((e[3].line, e[3].column), (Some(10), Some(35)));
+        assert!(e[3].message.contains("allowed 0 to 1"));
+        assert!(e[1].message.contains("contains `=`"));
+    }
+
+    #[test]
+    fn healthcheck_forms() {
+        for ok in ["[CMD, /hc]", "[CMD-SHELL, \"curl -f x\"]", "[NONE]", "[]"] {
+            assert!(
+                check(&svc("a", &format!("  healthcheck: {{test: {ok}}}\n"))).is_empty(),
+                "{ok}"
+            );
+        }
+        for bad in ["[CMD]", "[CMD-SHELL, a, b]", "[NONE, x]", "[cmd, x]"] {
+            assert_eq!(
+                check(&svc("a", &format!("  healthcheck: {{test: {bad}}}\n"))).len(),
+                1,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn port_zero_is_rejected_in_values_built_in_code() {
+        let mut o = objects(
+            "t.yaml",
+            &svc("a", "  ports: [{target: 80, published: 81}]\n"),
+        );
+        if let Object::Service(s) = &mut o[0].value {
+            s.spec.ports[0].target = 0;
+            s.spec.ports[0].published = Some(0);
+        }
+        let e = validate(&o, &BTreeSet::new());
+        let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["spec.ports[0].target", "spec.ports[0].published"]);
+        assert!(e[0].message.contains("allowed 1-65535"));
+    }
+
+    #[test]
+    fn mounts() {
+        let e = check(&svc(
+            "a",
+            "  mounts:\n  - {type: bind, target: data}\n  - {type: tmpfs, source: x, target: /t}\n  - {type: volume, target: /v, tmpfsSize: 1Mi}\n",
+        ));
+        let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.mounts[0].target",
+                "spec.mounts[0].source",
+                "spec.mounts[1].source",
+                "spec.mounts[2].tmpfsSize",
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicate_names_across_files_report_both_locations() {
+        let mut all = objects("a.yaml", &svc("same", ""));
+        all.extend(objects(
+            "b.yaml",
+            &format!("{}---\n{}", net("same"), svc("same", "")),
+        ));
+        let e = validate(&all, &BTreeSet::new());
+        assert_eq!(e.len(), 2, "a network may share a service's name: {e:#?}");
+        assert_eq!(e[0].file, Path::new("a.yaml"));
+        assert_eq!((e[0].line, e[0].column), (Some(4), Some(9)));
+        assert!(
+            e[0].message.contains("also defined at b.yaml:10:9"),
+            "{}",
+            e[0].message
+        );
+        assert_eq!(e[1].file, Path::new("b.yaml"));
+        assert!(
+            e[1].message.contains("also defined at a.yaml:4:9"),
+            "{}",
+            e[1].message
+        );
+    }
+
+    #[test]
+    fn published_port_conflicts() {
+        let mut all = objects(
+            "a.yaml",
+            &svc(
+                "a",
+                "  ports:\n  - {target: 80, published: 8080}\n  - {target: 81, published: 8080, protocol: udp}\n",
+            ),
+        );
+        all.extend(objects(
+            "b.yaml",
+            &svc(
+                "b",
+                "  ports:\n  - {target: 90, published: 9090}\n  - {target: 80, published: 8080}\n",
+            ),
+        ));
+        let e = validate(&all, &BTreeSet::new());
+        assert_eq!(
+            places(&e),
+            [
+                (8, 29, "spec.ports[0].published"),
+                (9, 29, "spec.ports[1].published")
+            ]
+        );
+        assert_eq!(e[0].file, Path::new("a.yaml"));
+        assert!(
+            e[0].message
+                .contains("8080/tcp is also published by service `b`"),
+            "{}",
+            e[0].message
+        );
+        assert_eq!(e[1].file, Path::new("b.yaml"));
+    }
+
+    #[test]
+    fn network_references() {
+        let text = format!(
+            "{}---\n{}",
+            net("declared"),
+            svc(
+                "a",
+                "  networks:\n  - declared\n  - existing\n  - missing\n"
+            )
+        );
+        let existing = ["existing".to_owned()].into();
+        let e = validate(&objects("t.yaml", &text), &existing);
+        assert_eq!(places(&e), [(16, 5, "spec.networks[2]")]);
+        assert!(e[0].message.contains("`missing` is neither declared by a SwarmNetwork spec nor an existing swarm network (known networks: declared, existing)"), "{}", e[0].message);
+    }
+
+    #[test]
+    fn located_new_falls_back_to_the_document() {
+        let o = objects("t.yaml", &svc("a", "  replicas: 20000\n"));
+        let bare = Located::new(o[0].value.clone(), "x.yaml", 3, 1);
+        let e = validate_object(&bare);
+        assert_eq!(
+            e[0].to_string(),
+            format!("x.yaml:3:1: spec.replicas: {}", e[0].message)
+        );
+    }
+}

@@ -1,0 +1,252 @@
+//! Prometheus metrics and the HTTP endpoint serving them with `/healthz` and `/readyz`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::plan::{ObjectKey, ObjectKind};
+use crate::runtime::{Outcome, RunnerObserver};
+use crate::world::World;
+
+/// Errors serving metrics.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// The listen address could not be bound.
+    #[error("binding the metrics address {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server failed.
+    #[error("metrics server: {0}")]
+    Serve(std::io::Error),
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReconcileLabels {
+    kind: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+fn kind_label(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::Network => "network",
+        ObjectKind::Service => "service",
+    }
+}
+
+/// The operator's metrics.
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<ReconcileLabels, Counter>,
+    reconcile_duration: Family<KindLabels, Histogram>,
+    queue_depth: Gauge,
+    managed_objects: Family<KindLabels, Gauge>,
+    drift_corrections: Counter,
+    spec_errors: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `swarm_operator` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("swarm_operator");
+        let reconciles = Family::<ReconcileLabels, Counter>::default();
+        registry.register(
+            "reconciles",
+            "Reconciles by object kind and result",
+            reconciles.clone(),
+        );
+        let reconcile_duration =
+            Family::<KindLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 16))
+            });
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time one reconcile took",
+            reconcile_duration.clone(),
+        );
+        let queue_depth = Gauge::default();
+        registry.register(
+            "queue_depth",
+            "Objects waiting to be reconciled",
+            queue_depth.clone(),
+        );
+        let managed_objects = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "managed_objects",
+            "Objects carrying the operator's label",
+            managed_objects.clone(),
+        );
+        let drift_corrections = Counter::default();
+        registry.register(
+            "drift_corrections",
+            "Services rewritten because they were changed behind the operator's back",
+            drift_corrections.clone(),
+        );
+        let spec_errors = Gauge::default();
+        registry.register(
+            "spec_errors",
+            "Problems in the spec directory",
+            spec_errors.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            reconcile_duration,
+            queue_depth,
+            managed_objects,
+            drift_corrections,
+            spec_errors,
+        }
+    }
+
+    /// Counts one drift correction.
+    pub fn drift_corrected(&self) {
+        self.drift_corrections.inc();
+    }
+
+    /// Total drift corrections so far.
+    pub fn drift_corrections(&self) -> u64 {
+        self.drift_corrections.get()
+    }
+
+    /// Updates the gauges derived from the world (managed objects, spec errors).
+    pub fn observe_world(&self, world: &World) {
+        let state = world.read();
+        let services = state
+            .observed
+            .services
+            .values()
+            .filter(|s| s.ownership.managed)
+            .count();
+        let networks = state
+            .observed
+            .networks
+            .values()
+            .filter(|n| n.ownership.managed)
+            .count();
+        self.managed_objects
+            .get_or_create(&KindLabels { kind: "service" })
+            .set(services as i64);
+        self.managed_objects
+            .get_or_create(&KindLabels { kind: "network" })
+            .set(networks as i64);
+        self.spec_errors.set(state.desired.errors.len() as i64);
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("encoding metrics into a String");
+        out
+    }
+}
+
+impl RunnerObserver<ObjectKey> for Metrics {
+    fn on_reconcile_done(&self, key: &ObjectKey, outcome: Outcome, duration: Duration) {
+        let kind = kind_label(key.kind);
+        self.reconciles
+            .get_or_create(&ReconcileLabels {
+                kind,
+                result: outcome.as_str(),
+            })
+            .inc();
+        self.reconcile_duration
+            .get_or_create(&KindLabels { kind })
+            .observe(duration.as_secs_f64());
+    }
+
+    fn on_reconcile_error(
+        &self,
+        key: &ObjectKey,
+        error: &(dyn std::error::Error + 'static),
+        retry_in: Duration,
+    ) {
+        tracing::warn!(%key, %error, retry_in = ?retry_in, "reconcile failed; will retry");
+    }
+
+    fn on_queue_depth(&self, depth: usize) {
+        self.queue_depth.set(depth as i64);
+    }
+}
+
+#[derive(Clone)]
+struct ServerState {
+    metrics: Arc<Metrics>,
+    world: World,
+}
+
+/// The router serving `/metrics`, `/healthz` and `/readyz`.
+pub fn router(metrics: Arc<Metrics>, world: World) -> Router {
+    Router::new()
+        .route("/metrics", get(serve_metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .with_state(ServerState { metrics, world })
+}
+
+async fn serve_metrics(State(state): State<ServerState>) -> impl IntoResponse {
+    state.metrics.observe_world(&state.world);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+}
+
+async fn ready(State(state): State<ServerState>) -> impl IntoResponse {
+    if state.world.is_ready() {
+        (StatusCode::OK, "ready")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: specs or swarm not read yet",
+        )
+    }
+}
+
+/// Serves the router on `addr` until `shutdown` completes.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    world: World,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), MetricsError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| MetricsError::Bind { addr, source })?;
+    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    axum::serve(listener, router(metrics, world))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(MetricsError::Serve)
+}

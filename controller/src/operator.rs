@@ -1,0 +1,260 @@
+//! `swarm-operator run`: wires the triggers, the runtime, the reconciler, the status writer and
+//! the metrics server together, and shuts them down in order.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::docker::{DockerEngine, DockerError, SwarmEvent};
+use crate::metrics::{self, Metrics};
+use crate::plan::ObjectKey;
+use crate::reconcile::{Context, reconcile};
+use crate::runtime::{self, Runner, RunnerConfig, Trigger};
+use crate::spec::SpecStore;
+use crate::status::{self, StatusFile};
+use crate::triggers::{self, reload_specs, refresh_service, refresh_swarm};
+use crate::world::World;
+
+/// Errors that stop the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    /// The Docker engine could not be used.
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    /// A trigger could not be set up.
+    #[error(transparent)]
+    Trigger(#[from] triggers::TriggerError),
+    /// The runtime configuration is unusable.
+    #[error(transparent)]
+    Runtime(#[from] runtime::Error),
+    /// The metrics server failed.
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
+    /// The status file could not be written.
+    #[error(transparent)]
+    Status(#[from] status::StatusError),
+}
+
+/// Settings of `swarm-operator run`.
+#[derive(Debug, Clone)]
+pub struct OperatorConfig {
+    /// The spec directory.
+    pub specs_dir: PathBuf,
+    /// Where the status file goes.
+    pub status_file: PathBuf,
+    /// Period of the full resync.
+    pub resync: Duration,
+    /// Period of task polling (swarm has no task events).
+    pub task_poll: Duration,
+    /// Re-read the spec directory on this period too (for mounts that deliver no inotify
+    /// events).
+    pub spec_poll: Option<Duration>,
+    /// Serve metrics and health here.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Allow an empty spec directory to remove every managed object.
+    pub allow_empty_prune: bool,
+    /// Reconciles running at once.
+    pub concurrency: usize,
+}
+
+impl OperatorConfig {
+    /// Defaults for everything but the two paths.
+    pub fn new(specs_dir: PathBuf, status_file: PathBuf) -> Self {
+        OperatorConfig {
+            specs_dir,
+            status_file,
+            resync: Duration::from_secs(30),
+            task_poll: Duration::from_secs(1),
+            spec_poll: None,
+            metrics_addr: None,
+            allow_empty_prune: false,
+            concurrency: 8,
+        }
+    }
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// Writes the status whenever the world changed, at most every `STATUS_DEBOUNCE`, and once
+/// more at shutdown.
+async fn status_writer(
+    world: World,
+    config: OperatorConfig,
+    shutdown: CancellationToken,
+) -> Result<(), status::StatusError> {
+    // Coalesces bursts (a rollout touches many tasks) into one write.
+    const STATUS_DEBOUNCE: Duration = Duration::from_millis(100);
+    let mut last: Option<StatusFile> = status::read(&config.status_file);
+    loop {
+        let stopping = tokio::select! {
+            _ = world.changed() => false,
+            _ = shutdown.cancelled() => true,
+        };
+        if !stopping {
+            tokio::time::sleep(STATUS_DEBOUNCE).await;
+        }
+        let next = {
+            let state = world.read();
+            status::build(&state, &config.specs_dir, last.as_ref(), &now_rfc3339())
+        };
+        if stopping || last.as_ref().is_none_or(|l| !status::same_content(l, &next)) {
+            status::write_atomic(&config.status_file, &next)?;
+            last = Some(next);
+        }
+        if stopping {
+            info!(path = %config.status_file.display(), "final status written");
+            return Ok(());
+        }
+    }
+}
+
+/// Runs the operator until `shutdown` completes; in-flight reconciles finish and a final status
+/// is written before it returns.
+pub async fn run(
+    config: OperatorConfig,
+    api: DockerEngine,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), OperatorError> {
+    api.ensure_manager().await?;
+    let world = World::default();
+    let metrics = Arc::new(Metrics::new());
+    let stop = CancellationToken::new();
+
+    let metrics_server = config.metrics_addr.map(|addr| {
+        tokio::spawn(metrics::serve(
+            addr,
+            metrics.clone(),
+            world.clone(),
+            stop.clone().cancelled_owned(),
+        ))
+    });
+
+    // First look, before anything runs, so the first plan sees the whole swarm.
+    refresh_swarm(&api, &world).await?;
+    let mut store = SpecStore::new();
+    if let Err(error) = reload_specs(
+        &world,
+        &mut store,
+        &config.specs_dir,
+        config.allow_empty_prune,
+    ) {
+        warn!(%error, "spec directory unreadable: nothing will be created or removed until it is");
+    }
+
+    let ctx = Arc::new(Context {
+        api: api.clone(),
+        world: world.clone(),
+        metrics: metrics.clone(),
+    });
+    // Bounded: triggers are cheap to coalesce, and a stuck runner must not grow memory.
+    let (trigger_tx, trigger_rx) = mpsc::channel::<Trigger<ObjectKey>>(1024);
+    let keys_world = world.clone();
+    let runner = Runner::new(
+        move |key| reconcile(ctx.clone(), key),
+        RunnerConfig::default().concurrency(config.concurrency),
+    )?
+    .observer(metrics.clone())
+    .keys_fn(move || triggers::keys(&keys_world));
+    let runner_task = tokio::spawn(runner.run(
+        runtime::receiver_stream(trigger_rx),
+        stop.clone().cancelled_owned(),
+    ));
+    let writer_task = tokio::spawn(status_writer(world.clone(), config.clone(), stop.clone()));
+
+    let (_watcher, mut spec_changes) = triggers::watch_specs(&config.specs_dir)?;
+    let mut events = Box::pin(api.events());
+    let mut resync = tokio::time::interval(config.resync);
+    resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    resync.reset(); // the first full pass is the initial one just below
+    let mut task_poll = tokio::time::interval(config.task_poll);
+    task_poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut spec_poll = config.spec_poll.map(tokio::time::interval);
+    let _ = trigger_tx.send(Trigger::ReconcileAll).await;
+    info!(specs = %config.specs_dir.display(), status = %config.status_file.display(),
+          api = api.api_version(), "operator running");
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(()) = spec_changes.recv() => {
+                reload_and_trigger(&world, &mut store, &config, &trigger_tx).await;
+            }
+            _ = async { spec_poll.as_mut().unwrap().tick().await }, if spec_poll.is_some() => {
+                reload_and_trigger(&world, &mut store, &config, &trigger_tx).await;
+            }
+            event = events.next() => match event {
+                Some(Ok(SwarmEvent::Service { name })) => {
+                    if let Err(error) = refresh_service(&api, &world, &name).await {
+                        warn!(%error, service = %name, "re-reading service after event");
+                    }
+                    let _ = trigger_tx.send(Trigger::Reconcile(ObjectKey::service(name))).await;
+                }
+                Some(Ok(SwarmEvent::Other)) => {
+                    if let Err(error) = refresh_swarm(&api, &world).await {
+                        warn!(%error, "listing the swarm after an event");
+                    }
+                    let _ = trigger_tx.send(Trigger::ReconcileAll).await;
+                }
+                Some(Err(error)) => warn!(%error, "Docker event stream"),
+                None => {
+                    // The engine closed the stream (restart, timeout): reconnect, and list
+                    // everything since events may have been missed meanwhile.
+                    warn!("Docker event stream ended; reconnecting");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    events = Box::pin(api.events());
+                    if refresh_swarm(&api, &world).await.is_ok() {
+                        let _ = trigger_tx.send(Trigger::ReconcileAll).await;
+                    }
+                }
+            },
+            _ = resync.tick() => {
+                reload_and_trigger(&world, &mut store, &config, &trigger_tx).await;
+                match refresh_swarm(&api, &world).await {
+                    Ok(()) => { let _ = trigger_tx.send(Trigger::ReconcileAll).await; }
+                    Err(error) => warn!(%error, "periodic resync: listing the swarm"),
+                }
+            }
+            _ = task_poll.tick() => {
+                match crate::docker::SwarmApi::list_tasks(&api).await {
+                    Ok(tasks) => { world.set_tasks(tasks); }
+                    Err(error) => warn!(%error, "polling tasks"),
+                }
+            }
+        }
+    }
+
+    info!("shutting down: finishing in-flight reconciles");
+    stop.cancel();
+    let _ = runner_task.await;
+    writer_task.await.expect("status writer panicked")?;
+    if let Some(server) = metrics_server {
+        server.await.expect("metrics server panicked")?;
+    }
+    Ok(())
+}
+
+async fn reload_and_trigger(
+    world: &World,
+    store: &mut SpecStore,
+    config: &OperatorConfig,
+    trigger_tx: &mpsc::Sender<Trigger<ObjectKey>>,
+) {
+    match reload_specs(world, store, &config.specs_dir, config.allow_empty_prune) {
+        Ok(true) => {
+            let _ = trigger_tx.send(Trigger::ReconcileAll).await;
+        }
+        Ok(false) => {}
+        Err(error) => warn!(%error, "spec directory unreadable; keeping the last good specs"),
+    }
+}

@@ -1,0 +1,540 @@
+//! The status file: what the operator found (replicas, conditions, virtual IPs, every task's
+//! address) built purely from the shared view, and written atomically.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::definition::Mode;
+use crate::docker::{ObservedService, ObservedTask, TaskAddress, VirtualIp};
+use crate::plan::{ConflictReason, ObjectKey};
+use crate::spec::SpecError;
+use crate::world::WorldState;
+
+/// Errors writing the status file.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// Writing, syncing or renaming the file failed.
+    #[error("writing status file {path}: {source}")]
+    Write {
+        /// The status file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The whole status file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusFile {
+    /// When it was written (RFC 3339, UTC).
+    pub generated_at: String,
+    /// Per desired or managed service.
+    pub services: BTreeMap<String, ServiceStatus>,
+    /// Problems in the spec directory.
+    pub errors: Vec<StatusSpecError>,
+}
+
+/// A spec problem as the status file shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusSpecError {
+    /// File name relative to the spec directory.
+    pub file: String,
+    /// 1-based line.
+    pub line: Option<usize>,
+    /// 1-based column.
+    pub column: Option<usize>,
+    /// Field path, empty when not about one field.
+    pub field: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+/// One service's status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStatus {
+    /// Replicas the spec asks for (`null` for global services).
+    pub desired_replicas: Option<u64>,
+    /// Tasks running now.
+    pub running_replicas: u64,
+    /// `Ready`, `Progressing`, `Degraded`.
+    pub conditions: Vec<Condition>,
+    /// Virtual IPs per network (VIP mode).
+    #[serde(rename = "virtualIPs")]
+    pub virtual_ips: Vec<VirtualIp>,
+    /// Every task that should be running, with its addresses.
+    pub endpoints: Vec<Endpoint>,
+    /// The last error writing this service, or why it is left alone.
+    pub last_error: Option<String>,
+}
+
+/// A Kubernetes-style condition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// `Ready`, `Progressing` or `Degraded`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `True` or `False`.
+    pub status: String,
+    /// CamelCase machine-readable reason.
+    pub reason: String,
+    /// For humans.
+    pub message: String,
+    /// When `status` last changed (RFC 3339).
+    pub last_transition_time: String,
+}
+
+/// One task of a service, where it runs and how to reach it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// Task id.
+    pub task: String,
+    /// Replica slot (replicated services).
+    pub slot: Option<u64>,
+    /// Node hostname (or id when unknown).
+    pub node: Option<String>,
+    /// Task state: `running`, `starting`, `preparing`, …
+    pub state: String,
+    /// Address per network.
+    pub addresses: Vec<StatusAddress>,
+}
+
+/// An address on one network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusAddress {
+    /// Network name.
+    pub network: String,
+    /// IP address.
+    pub ip: String,
+}
+
+impl From<&TaskAddress> for StatusAddress {
+    fn from(a: &TaskAddress) -> Self {
+        StatusAddress {
+            network: a.network.clone(),
+            ip: a.ip.clone(),
+        }
+    }
+}
+
+/// Builds the status from the shared view. `previous` keeps condition transition times;
+/// `now` is the RFC 3339 timestamp to use for new transitions and `generatedAt`.
+pub fn build(
+    world: &WorldState,
+    spec_dir: &Path,
+    previous: Option<&StatusFile>,
+    now: &str,
+) -> StatusFile {
+    let mut names: Vec<&String> = world.desired.services.keys().collect();
+    names.extend(
+        world
+            .observed
+            .services
+            .values()
+            .filter(|s| s.ownership.managed)
+            .map(|s| &s.definition.name),
+    );
+    names.sort();
+    names.dedup();
+    let services = names
+        .into_iter()
+        .map(|name| {
+            let previous = previous.and_then(|p| p.services.get(name));
+            (name.clone(), service_status(world, name, previous, now))
+        })
+        .collect();
+    StatusFile {
+        generated_at: now.to_owned(),
+        services,
+        errors: world
+            .desired
+            .errors
+            .iter()
+            .map(|e| status_error(e, spec_dir))
+            .collect(),
+    }
+}
+
+fn status_error(error: &SpecError, spec_dir: &Path) -> StatusSpecError {
+    StatusSpecError {
+        file: error
+            .file
+            .strip_prefix(spec_dir)
+            .unwrap_or(&error.file)
+            .display()
+            .to_string(),
+        line: error.line,
+        column: error.column,
+        field: error.field.clone(),
+        message: error.message.clone(),
+    }
+}
+
+/// Tasks swarm wants running, i.e. the service's current replicas (old ones shut down and
+/// failed ones are history).
+fn live_tasks<'a>(
+    service: &'a ObservedService,
+    tasks: &'a [ObservedTask],
+) -> impl Iterator<Item = &'a ObservedTask> {
+    tasks
+        .iter()
+        .filter(move |t| t.service_id == service.id && t.desired_state == "running")
+}
+
+fn service_status(
+    world: &WorldState,
+    name: &str,
+    previous: Option<&ServiceStatus>,
+    now: &str,
+) -> ServiceStatus {
+    let desired = world.desired.services.get(name);
+    let observed = world.observed.services.get(name);
+    let outcome = world.outcomes.get(&ObjectKey::service(name));
+    let desired_replicas = match desired.map(|d| &d.definition.mode) {
+        Some(Mode::Replicated { replicas }) => Some(*replicas),
+        Some(Mode::Global) => None,
+        None => match observed.map(|o| &o.definition.mode) {
+            Some(Mode::Replicated { replicas }) => Some(*replicas),
+            _ => None,
+        },
+    };
+    let owned = observed.filter(|o| o.ownership.managed);
+    let (endpoints, running, expected, failures) = match owned {
+        Some(service) => {
+            let live: Vec<&ObservedTask> = live_tasks(service, &world.observed.tasks).collect();
+            let running = live.iter().filter(|t| t.state == "running").count() as u64;
+            let endpoints = live
+                .iter()
+                .map(|t| Endpoint {
+                    task: t.id.clone(),
+                    slot: t.slot,
+                    node: t.node_id.as_ref().map(|id| {
+                        world
+                            .observed
+                            .nodes
+                            .get(id)
+                            .map(|n| n.hostname.clone())
+                            .filter(|h| !h.is_empty())
+                            .unwrap_or_else(|| id.clone())
+                    }),
+                    state: t.state.clone(),
+                    addresses: t.addresses.iter().map(StatusAddress::from).collect(),
+                })
+                .collect();
+            // Global services expect one task per eligible node: whatever swarm scheduled.
+            let expected = desired_replicas.unwrap_or(live.len() as u64);
+            let failures: Vec<String> = world
+                .observed
+                .tasks
+                .iter()
+                .filter(|t| t.service_id == service.id)
+                .filter(|t| matches!(t.state.as_str(), "failed" | "rejected"))
+                .filter_map(|t| t.error.clone().or_else(|| Some(t.message.clone())))
+                .collect();
+            (endpoints, running, expected, failures)
+        }
+        None => (Vec::new(), 0, desired_replicas.unwrap_or(0), Vec::new()),
+    };
+    let last_error = outcome.and_then(|o| {
+        o.last_error
+            .clone()
+            .or_else(|| o.conflict.as_ref().map(|c| c.message.clone()))
+    });
+    let conflict = outcome.and_then(|o| o.conflict.as_ref()).map(|c| &c.reason);
+    let update = owned.and_then(|s| s.update_status.as_ref());
+    let updating = update.is_some_and(|u| matches!(u.state.as_str(), "updating" | "rollback_started"));
+    let update_stuck = update.filter(|u| {
+        matches!(
+            u.state.as_str(),
+            "paused" | "rollback_paused" | "rollback_completed"
+        )
+    });
+
+    let (ready, ready_reason, ready_message) = if owned.is_none() {
+        match conflict {
+            Some(ConflictReason::NotOwned) => (
+                false,
+                "NotOwned",
+                last_error.clone().unwrap_or_default(),
+            ),
+            _ => (false, "NotCreated", "the service does not exist yet".to_owned()),
+        }
+    } else if running >= expected && !updating {
+        (
+            true,
+            "AllReplicasRunning",
+            format!("{running}/{expected} replicas running"),
+        )
+    } else {
+        (
+            false,
+            "ReplicasUnavailable",
+            format!("{running}/{expected} replicas running"),
+        )
+    };
+    let (progressing, progressing_reason, progressing_message) = if updating {
+        (
+            true,
+            "RollingUpdate",
+            update.map(|u| u.message.clone()).unwrap_or_default(),
+        )
+    } else if owned.is_some() && running != expected && update_stuck.is_none() {
+        (
+            true,
+            "Scaling",
+            format!("{running}/{expected} replicas running"),
+        )
+    } else if desired.is_some() && owned.is_none() && conflict.is_none() {
+        (true, "Creating", "the service is being created".to_owned())
+    } else {
+        (false, "Converged", "nothing in progress".to_owned())
+    };
+    let (degraded, degraded_reason, degraded_message) = if let Some(update) = update_stuck {
+        (
+            true,
+            match update.state.as_str() {
+                "paused" => "UpdatePaused",
+                "rollback_paused" => "RollbackPaused",
+                _ => "RolledBack",
+            },
+            update.message.clone(),
+        )
+    } else if running < expected && !failures.is_empty() {
+        (
+            true,
+            "TasksFailing",
+            failures.last().cloned().unwrap_or_default(),
+        )
+    } else if let Some(error) = outcome.and_then(|o| o.last_error.clone()) {
+        (true, "ReconcileError", error)
+    } else if let Some(conflict) = outcome.and_then(|o| o.conflict.as_ref()) {
+        (true, conflict_reason(&conflict.reason), conflict.message.clone())
+    } else {
+        (false, "AsExpected", "no problems found".to_owned())
+    };
+
+    let previous_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
+    let condition = |kind: &str, status: bool, reason: &str, message: String| {
+        let status = if status { "True" } else { "False" };
+        let last_transition_time = previous_conditions
+            .iter()
+            .find(|c| c.kind == kind && c.status == status)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| now.to_owned());
+        Condition {
+            kind: kind.to_owned(),
+            status: status.to_owned(),
+            reason: reason.to_owned(),
+            message,
+            last_transition_time,
+        }
+    };
+    ServiceStatus {
+        desired_replicas,
+        running_replicas: running,
+        conditions: vec![
+            condition("Ready", ready, ready_reason, ready_message),
+            condition(
+                "Progressing",
+                progressing,
+                progressing_reason,
+                progressing_message,
+            ),
+            condition("Degraded", degraded, degraded_reason, degraded_message),
+        ],
+        virtual_ips: owned.map(|s| s.virtual_ips.clone()).unwrap_or_default(),
+        endpoints,
+        last_error,
+    }
+}
+
+fn conflict_reason(reason: &ConflictReason) -> &'static str {
+    match reason {
+        ConflictReason::NotOwned => "NotOwned",
+        ConflictReason::NetworkImmutable => "NetworkImmutable",
+        ConflictReason::SpecFileFailed => "SpecFileFailed",
+        ConflictReason::PruneWithheld => "PruneWithheld",
+    }
+}
+
+/// Whether two status files differ in anything but `generatedAt` (no rewrite needed if not).
+pub fn same_content(a: &StatusFile, b: &StatusFile) -> bool {
+    a.services == b.services && a.errors == b.errors
+}
+
+/// Replaces `path` atomically: write a temporary file in the same directory, fsync it, rename
+/// it over the old one, fsync the directory. Readers see the old or the new file, never half.
+pub fn write_atomic(path: &Path, status: &StatusFile) -> Result<(), StatusError> {
+    let error = |source| StatusError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(error)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".status-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(error)?;
+    let json = serde_json::to_vec_pretty(status).expect("status serializes to JSON");
+    tmp.write_all(&json).map_err(error)?;
+    tmp.write_all(b"\n").map_err(error)?;
+    tmp.as_file().sync_all().map_err(error)?;
+    tmp.persist(path).map_err(|e| error(e.error))?;
+    // The rename is durable only once the directory entry is.
+    if let Ok(dir) = std::fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// Reads a status file written before (to keep condition transition times across restarts).
+pub fn read(path: &Path) -> Option<StatusFile> {
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::definition::{definition_hash, tests::sample_service};
+    use crate::desired::DesiredObject;
+    use crate::docker::{ObservedNode, Ownership};
+
+    fn task(id: &str, slot: u64, state: &str, desired: &str, ip: &str) -> ObservedTask {
+        ObservedTask {
+            id: id.into(),
+            service_id: "svc".into(),
+            slot: Some(slot),
+            node_id: Some("n1".into()),
+            state: state.into(),
+            desired_state: desired.into(),
+            message: String::new(),
+            error: (state == "failed").then(|| "exit 1".to_owned()),
+            addresses: vec![TaskAddress {
+                network: "my_network".into(),
+                ip: ip.into(),
+            }],
+        }
+    }
+
+    fn world(tasks: Vec<ObservedTask>) -> WorldState {
+        let definition = sample_service("quote");
+        let hash = definition_hash(&definition);
+        let mut world = WorldState::default();
+        world.desired.services.insert(
+            "quote".into(),
+            DesiredObject {
+                definition: definition.clone(),
+                hash: hash.clone(),
+                source_file: "a.yaml".into(),
+            },
+        );
+        world.observed.services.insert(
+            "quote".into(),
+            ObservedService {
+                id: "svc".into(),
+                version: 1,
+                definition,
+                ownership: Ownership::from_labels(&Ownership::labels(&hash, "a.yaml")),
+                virtual_ips: vec![],
+                update_status: None,
+            },
+        );
+        world.observed.nodes.insert(
+            "n1".into(),
+            ObservedNode {
+                id: "n1".into(),
+                hostname: "node-1".into(),
+                state: "ready".into(),
+            },
+        );
+        world.observed.tasks = tasks;
+        world
+    }
+
+    fn condition<'a>(status: &'a ServiceStatus, kind: &str) -> &'a Condition {
+        status.conditions.iter().find(|c| c.kind == kind).unwrap()
+    }
+
+    #[test]
+    fn all_replicas_running_is_ready_with_endpoints() {
+        let w = world(vec![
+            task("t1", 1, "running", "running", "10.0.1.7"),
+            task("t2", 2, "running", "running", "10.0.1.8"),
+            task("t3", 3, "running", "running", "10.0.1.9"),
+            task("old", 1, "shutdown", "shutdown", "10.0.1.3"),
+        ]);
+        let status = build(&w, Path::new("/specs"), None, "2026-01-01T00:00:00Z");
+        let quote = &status.services["quote"];
+        assert_eq!(quote.desired_replicas, Some(3));
+        assert_eq!(quote.running_replicas, 3);
+        assert_eq!(quote.endpoints.len(), 3);
+        assert_eq!(quote.endpoints[0].node.as_deref(), Some("node-1"));
+        assert_eq!(quote.endpoints[0].addresses[0].ip, "10.0.1.7");
+        assert_eq!(condition(quote, "Ready").status, "True");
+        assert_eq!(condition(quote, "Progressing").status, "False");
+        assert_eq!(condition(quote, "Degraded").status, "False");
+    }
+
+    #[test]
+    fn failing_tasks_make_the_service_degraded_with_their_error() {
+        let w = world(vec![
+            task("t1", 1, "running", "running", "10.0.1.7"),
+            task("t2", 2, "failed", "shutdown", "10.0.1.8"),
+        ]);
+        let status = build(&w, Path::new("/specs"), None, "2026-01-01T00:00:00Z");
+        let quote = &status.services["quote"];
+        assert_eq!(condition(quote, "Ready").status, "False");
+        let degraded = condition(quote, "Degraded");
+        assert_eq!(degraded.status, "True");
+        assert_eq!(degraded.reason, "TasksFailing");
+        assert_eq!(degraded.message, "exit 1");
+    }
+
+    #[test]
+    fn transition_times_are_kept_while_the_status_holds() {
+        let w = world(vec![task("t1", 1, "running", "running", "10.0.1.7")]);
+        let first = build(&w, Path::new("/specs"), None, "2026-01-01T00:00:00Z");
+        let second = build(&w, Path::new("/specs"), Some(&first), "2026-01-01T00:05:00Z");
+        assert_eq!(
+            condition(&second.services["quote"], "Ready").last_transition_time,
+            "2026-01-01T00:00:00Z"
+        );
+        assert!(same_content(&first, &second));
+        let w = world(vec![
+            task("t1", 1, "running", "running", "10.0.1.7"),
+            task("t2", 2, "running", "running", "10.0.1.8"),
+            task("t3", 3, "running", "running", "10.0.1.9"),
+        ]);
+        let third = build(&w, Path::new("/specs"), Some(&second), "2026-01-01T00:09:00Z");
+        assert_eq!(
+            condition(&third.services["quote"], "Ready").last_transition_time,
+            "2026-01-01T00:09:00Z"
+        );
+    }
+
+    #[test]
+    fn atomic_write_replaces_the_file_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.json");
+        let w = world(vec![]);
+        let status = build(&w, Path::new("/specs"), None, "2026-01-01T00:00:00Z");
+        write_atomic(&path, &status).unwrap();
+        write_atomic(&path, &status).unwrap();
+        assert_eq!(read(&path).unwrap(), status);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["status.json"]);
+    }
+}
