@@ -11,3 +11,12 @@ pub fn init() {
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+/// Like [`init`], but through the test harness's capture, so logs show only for failing tests.
+pub fn init_for_tests() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
