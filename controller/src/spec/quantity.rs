@@ -272,7 +272,7 @@ impl fmt::Display for MemoryQuantity {
         // The largest unit that divides exactly: `512M`, not `500000Ki`.
         let unit = MEMORY_UNITS
             .iter()
-            .filter(|(_, factor)| self.0 != 0 && self.0 % factor == 0)
+            .filter(|(_, factor)| self.0 != 0 && self.0.is_multiple_of(*factor))
             .max_by_key(|(_, factor)| *factor);
         match unit {
             Some((unit, factor)) => write!(f, "{}{unit}", self.0 / factor),

@@ -99,6 +99,10 @@ pub struct SwarmNetwork {
 /// impl: it dispatches on `kind` itself so that errors keep their locations.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "objects are few and matched on everywhere; boxing would only add noise"
+)]
 pub enum Object {
     /// A `SwarmService` document.
     Service(SwarmService),

@@ -316,9 +316,12 @@ fn duplicate_names(objects: &[Located<Object>]) -> Vec<SpecError> {
     errors
 }
 
+/// A service and the index of one of its ports.
+type PortUse<'a> = (&'a Located<Object>, usize);
+
 fn port_conflicts(objects: &[Located<Object>]) -> Vec<SpecError> {
     // (published port, protocol) -> every (object, port index) publishing it.
-    let mut by_port: BTreeMap<(u16, &str), Vec<(&Located<Object>, usize)>> = BTreeMap::new();
+    let mut by_port: BTreeMap<(u16, &str), Vec<PortUse<'_>>> = BTreeMap::new();
     for o in objects {
         if let Object::Service(s) = &o.value {
             for (i, p) in s.spec.ports.iter().enumerate() {
