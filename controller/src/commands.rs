@@ -55,7 +55,11 @@ pub async fn diff_dir<A: SwarmApi>(
     let observed = api.observe().await?;
     let existing: BTreeSet<String> = observed.networks.keys().cloned().collect();
     let loaded = SpecStore::new().reload_validated(dir, &existing)?;
-    let failed = loaded.failed_files.iter().map(|p| source_file_name(p)).collect();
+    let failed = loaded
+        .failed_files
+        .iter()
+        .map(|p| source_file_name(p))
+        .collect();
     let desired = DesiredState::build(&loaded.objects, loaded.errors, failed, allow_empty_prune);
     Ok((plan(&desired, &observed), desired.errors))
 }

@@ -81,10 +81,9 @@ impl Metrics {
             "Reconciles by object kind and result",
             reconciles.clone(),
         );
-        let reconcile_duration =
-            Family::<KindLabels, Histogram>::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.001, 2.0, 16))
-            });
+        let reconcile_duration = Family::<KindLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 16))
+        });
         registry.register(
             "reconcile_duration_seconds",
             "Time one reconcile took",

@@ -20,7 +20,7 @@ use crate::reconcile::{Context, reconcile};
 use crate::runtime::{self, Runner, RunnerConfig, Trigger};
 use crate::spec::SpecStore;
 use crate::status::{self, StatusFile};
-use crate::triggers::{self, reload_specs, refresh_service, refresh_swarm};
+use crate::triggers::{self, refresh_service, refresh_swarm, reload_specs};
 use crate::world::World;
 
 /// Errors that stop the operator.
@@ -107,7 +107,11 @@ async fn status_writer(
             let state = world.read();
             status::build(&state, &config.specs_dir, last.as_ref(), &now_rfc3339())
         };
-        if stopping || last.as_ref().is_none_or(|l| !status::same_content(l, &next)) {
+        if stopping
+            || last
+                .as_ref()
+                .is_none_or(|l| !status::same_content(l, &next))
+        {
             status::write_atomic(&config.status_file, &next)?;
             last = Some(next);
         }

@@ -310,14 +310,14 @@ fn plan_service(
                 ObjectPlan::default()
             }
         }
-        (None, Some(observed)) => prune_blocker(key, &observed.ownership, state).unwrap_or_else(
-            || {
+        (None, Some(observed)) => {
+            prune_blocker(key, &observed.ownership, state).unwrap_or_else(|| {
                 action(Action::RemoveService {
                     name: key.name.clone(),
                     id: observed.id.clone(),
                 })
-            },
-        ),
+            })
+        }
         (Some(desired), Some(observed)) => {
             let spec_changed = observed.ownership.spec_hash.as_deref()
                 != Some(desired.hash.as_str())
@@ -355,14 +355,14 @@ fn plan_network(
         // A network that already exists without our label (created by hand or by a stack)
         // serves the services that reference it just as well; it is only never changed.
         (_, Some(observed)) if !observed.ownership.managed => ObjectPlan::default(),
-        (None, Some(observed)) => prune_blocker(key, &observed.ownership, state).unwrap_or_else(
-            || {
+        (None, Some(observed)) => {
+            prune_blocker(key, &observed.ownership, state).unwrap_or_else(|| {
                 action(Action::RemoveNetwork {
                     name: key.name.clone(),
                     id: observed.id.clone(),
                 })
-            },
-        ),
+            })
+        }
         (Some(desired), Some(observed)) => {
             let changes = field_changes(&desired.definition, &observed.definition, false);
             if changes.is_empty() {
@@ -525,7 +525,10 @@ mod tests {
 
     #[test]
     fn empty_swarm_creates_networks_before_services() {
-        let desired = state(&[("quote", "a.yaml"), ("account", "a.yaml")], &[("net", "a.yaml")]);
+        let desired = state(
+            &[("quote", "a.yaml"), ("account", "a.yaml")],
+            &[("net", "a.yaml")],
+        );
         let plan = plan(&desired, &Observed::default());
         let keys: Vec<String> = plan.actions.iter().map(|a| a.key().to_string()).collect();
         assert_eq!(keys, ["network/net", "service/account", "service/quote"]);
@@ -535,7 +538,10 @@ mod tests {
 
     #[test]
     fn converged_swarm_needs_no_action() {
-        let desired = state(&[("quote", "a.yaml"), ("account", "b.yaml")], &[("net", "a.yaml")]);
+        let desired = state(
+            &[("quote", "a.yaml"), ("account", "b.yaml")],
+            &[("net", "a.yaml")],
+        );
         let plan = plan(&desired, &converged(&desired));
         assert!(plan.is_empty(), "{plan:?}");
         assert!(plan.conflicts.is_empty());
@@ -549,12 +555,14 @@ mod tests {
             Mode::Replicated { replicas: 1 };
         let plan = plan(&desired, &observed);
         match &plan.actions[..] {
-            [Action::UpdateService {
-                cause,
-                changes,
-                version,
-                ..
-            }] => {
+            [
+                Action::UpdateService {
+                    cause,
+                    changes,
+                    version,
+                    ..
+                },
+            ] => {
                 assert_eq!(*cause, UpdateCause::Drift);
                 assert_eq!(*version, 10);
                 assert_eq!(changes[0].path, "mode.replicated.replicas");
@@ -573,12 +581,14 @@ mod tests {
         svc.hash = crate::definition::definition_hash(&svc.definition);
         let plan = plan(&edited, &observed);
         match &plan.actions[..] {
-            [Action::UpdateService {
-                cause,
-                changes,
-                desired,
-                ..
-            }] => {
+            [
+                Action::UpdateService {
+                    cause,
+                    changes,
+                    desired,
+                    ..
+                },
+            ] => {
                 assert_eq!(*cause, UpdateCause::SpecChanged);
                 assert_eq!(desired.definition.image, "goblog/quote-service:v2");
                 assert_eq!(changes.len(), 1);
@@ -592,21 +602,28 @@ mod tests {
     fn docker_defaults_for_unset_fields_are_not_drift() {
         let desired = state(&[("quote", "a.yaml")], &[]);
         let mut observed = converged(&desired);
-        observed.services.get_mut("quote").unwrap().definition.update_config =
-            Some(crate::definition::UpdatePolicy {
-                parallelism: Some(1),
-                delay_ns: None,
-                failure_action: Some("pause".into()),
-                monitor_ns: None,
-                max_failure_ratio: Some(0.0),
-                order: Some("stop-first".into()),
-            });
+        observed
+            .services
+            .get_mut("quote")
+            .unwrap()
+            .definition
+            .update_config = Some(crate::definition::UpdatePolicy {
+            parallelism: Some(1),
+            delay_ns: None,
+            failure_action: Some("pause".into()),
+            monitor_ns: None,
+            max_failure_ratio: Some(0.0),
+            order: Some("stop-first".into()),
+        });
         assert!(plan(&desired, &observed).is_empty());
     }
 
     #[test]
     fn removed_spec_removes_service_then_network() {
-        let before = state(&[("quote", "a.yaml"), ("account", "b.yaml")], &[("net", "a.yaml")]);
+        let before = state(
+            &[("quote", "a.yaml"), ("account", "b.yaml")],
+            &[("net", "a.yaml")],
+        );
         let observed = converged(&before);
         let after = state(&[("account", "b.yaml")], &[]);
         let plan = plan(&after, &observed);
@@ -681,7 +698,12 @@ mod tests {
     fn a_changed_network_is_a_conflict_not_a_write() {
         let desired = state(&[], &[("net", "a.yaml")]);
         let mut observed = converged(&desired);
-        observed.networks.get_mut("net").unwrap().definition.attachable = false;
+        observed
+            .networks
+            .get_mut("net")
+            .unwrap()
+            .definition
+            .attachable = false;
         let plan = plan(&desired, &observed);
         assert!(plan.is_empty());
         assert_eq!(plan.conflicts[0].reason, ConflictReason::NetworkImmutable);

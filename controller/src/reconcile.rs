@@ -23,6 +23,18 @@ pub enum ReconcileError {
         /// What the engine said.
         source: DockerError,
     },
+    /// A service still differs from its spec right after it was written: the engine stores
+    /// some field differently than the operator compares it. Retried with backoff (instead of
+    /// a hot loop of updates) and reported.
+    #[error(
+        "{key}: still differs from its spec after an update ({fields}); this is a bug in the operator's comparison, please report it"
+    )]
+    NotConverging {
+        /// The service.
+        key: ObjectKey,
+        /// The fields that still differ.
+        fields: String,
+    },
     /// A service needs a network that does not exist yet (its own reconcile creates it).
     #[error("{key}: waiting for network {network:?} to be created")]
     WaitingForNetwork {
@@ -151,6 +163,17 @@ async fn reconcile_inner<A: SwarmApi>(
             refresh_service(&ctx.api, &ctx.world, &key.name)
                 .await
                 .map_err(docker_error)?;
+            let replan = {
+                let world = ctx.world.read();
+                plan_object(key, &world.desired, &world.observed).action
+            };
+            if let Some(Action::UpdateService { changes, .. }) = replan {
+                let fields: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
+                return Err(ReconcileError::NotConverging {
+                    key: key.clone(),
+                    fields: fields.join(", "),
+                });
+            }
         }
         Action::RemoveService { id, .. } => {
             info!(%key, "removing service: its spec is gone");

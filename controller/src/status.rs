@@ -247,7 +247,8 @@ fn service_status(
     });
     let conflict = outcome.and_then(|o| o.conflict.as_ref()).map(|c| &c.reason);
     let update = owned.and_then(|s| s.update_status.as_ref());
-    let updating = update.is_some_and(|u| matches!(u.state.as_str(), "updating" | "rollback_started"));
+    let updating =
+        update.is_some_and(|u| matches!(u.state.as_str(), "updating" | "rollback_started"));
     let update_stuck = update.filter(|u| {
         matches!(
             u.state.as_str(),
@@ -257,12 +258,14 @@ fn service_status(
 
     let (ready, ready_reason, ready_message) = if owned.is_none() {
         match conflict {
-            Some(ConflictReason::NotOwned) => (
+            Some(ConflictReason::NotOwned) => {
+                (false, "NotOwned", last_error.clone().unwrap_or_default())
+            }
+            _ => (
                 false,
-                "NotOwned",
-                last_error.clone().unwrap_or_default(),
+                "NotCreated",
+                "the service does not exist yet".to_owned(),
             ),
-            _ => (false, "NotCreated", "the service does not exist yet".to_owned()),
         }
     } else if running >= expected && !updating {
         (
@@ -313,7 +316,11 @@ fn service_status(
     } else if let Some(error) = outcome.and_then(|o| o.last_error.clone()) {
         (true, "ReconcileError", error)
     } else if let Some(conflict) = outcome.and_then(|o| o.conflict.as_ref()) {
-        (true, conflict_reason(&conflict.reason), conflict.message.clone())
+        (
+            true,
+            conflict_reason(&conflict.reason),
+            conflict.message.clone(),
+        )
     } else {
         (false, "AsExpected", "no problems found".to_owned())
     };
@@ -504,7 +511,12 @@ mod tests {
     fn transition_times_are_kept_while_the_status_holds() {
         let w = world(vec![task("t1", 1, "running", "running", "10.0.1.7")]);
         let first = build(&w, Path::new("/specs"), None, "2026-01-01T00:00:00Z");
-        let second = build(&w, Path::new("/specs"), Some(&first), "2026-01-01T00:05:00Z");
+        let second = build(
+            &w,
+            Path::new("/specs"),
+            Some(&first),
+            "2026-01-01T00:05:00Z",
+        );
         assert_eq!(
             condition(&second.services["quote"], "Ready").last_transition_time,
             "2026-01-01T00:00:00Z"
@@ -515,7 +527,12 @@ mod tests {
             task("t2", 2, "running", "running", "10.0.1.8"),
             task("t3", 3, "running", "running", "10.0.1.9"),
         ]);
-        let third = build(&w, Path::new("/specs"), Some(&second), "2026-01-01T00:09:00Z");
+        let third = build(
+            &w,
+            Path::new("/specs"),
+            Some(&second),
+            "2026-01-01T00:09:00Z",
+        );
         assert_eq!(
             condition(&third.services["quote"], "Ready").last_transition_time,
             "2026-01-01T00:09:00Z"

@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{
-    EndpointPortConfig, EndpointSpec, EndpointSpecModeEnum, HealthConfig, Ipam, IpamConfig,
-    Limit, Mount as DockerMount, MountTmpfsOptions, MountType, Network, NetworkAttachmentConfig,
+    EndpointPortConfig, EndpointSpec, EndpointSpecModeEnum, HealthConfig, Ipam, IpamConfig, Limit,
+    Mount as DockerMount, MountTmpfsOptions, MountType, Network, NetworkAttachmentConfig,
     NetworkCreateRequest, ResourceObject, Service, ServiceSpec, ServiceSpecMode,
     ServiceSpecModeReplicated, ServiceSpecRollbackConfig, ServiceSpecUpdateConfig, TaskSpec,
     TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecPlacementPreferences,
@@ -353,7 +353,10 @@ pub(crate) fn from_service(
             .iter()
             .flatten()
             .map(|m| Mount {
-                kind: m.typ.as_ref().map_or_else(|| "volume".into(), |t| t.to_string()),
+                kind: m
+                    .typ
+                    .as_ref()
+                    .map_or_else(|| "volume".into(), |t| t.to_string()),
                 source: m.source.clone().filter(|s| !s.is_empty()),
                 target: m.target.clone().unwrap_or_default(),
                 read_only: m.read_only.unwrap_or(false),
@@ -520,15 +523,20 @@ mod tests {
         assert_eq!(observed.version, 7);
         assert!(observed.ownership.managed);
         assert_eq!(observed.ownership.spec_hash.as_deref(), Some("abc"));
-        assert_eq!(observed.ownership.source_file.as_deref(), Some("quote.yaml"));
+        assert_eq!(
+            observed.ownership.source_file.as_deref(),
+            Some("quote.yaml")
+        );
     }
 
     #[test]
     fn a_service_without_operator_labels_is_not_owned() {
         let definition = sample_service("foreign");
-        let observed =
-            from_service(&echo(to_service_spec(&definition, &BTreeMap::new())), &HashMap::new())
-                .unwrap();
+        let observed = from_service(
+            &echo(to_service_spec(&definition, &BTreeMap::new())),
+            &HashMap::new(),
+        )
+        .unwrap();
         assert!(!observed.ownership.managed);
     }
 

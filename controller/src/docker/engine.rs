@@ -8,8 +8,7 @@ use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::models::EventMessageTypeEnum;
 use bollard::query_parameters::{
-    EventsOptionsBuilder, InspectServiceOptions, ListNetworksOptions, ListNodesOptions,
-    ListServicesOptions, UpdateServiceOptionsBuilder,
+    EventsOptionsBuilder, ListNetworksOptions, ListNodesOptions, UpdateServiceOptionsBuilder,
 };
 use futures_util::{Stream, StreamExt};
 use tracing::{debug, warn};
@@ -17,8 +16,8 @@ use tracing::{debug, warn};
 use super::convert::{from_network, from_service, to_network_create, to_service_spec};
 use super::raw::RawClient;
 use super::{
-    DockerError, Observed, ObservedNetwork, ObservedNode, ObservedService, ObservedTask,
-    SwarmApi, SwarmEvent,
+    DockerError, Observed, ObservedNetwork, ObservedNode, ObservedService, ObservedTask, SwarmApi,
+    SwarmEvent,
 };
 use crate::definition::{NetworkDefinition, ServiceDefinition};
 
@@ -102,7 +101,10 @@ impl DockerEngine {
             .list_networks(None::<ListNetworksOptions>)
             .await?;
         let observed: Vec<ObservedNetwork> = networks.iter().filter_map(from_network).collect();
-        let mut names = self.network_names.lock().expect("network map lock poisoned");
+        let mut names = self
+            .network_names
+            .lock()
+            .expect("network map lock poisoned");
         names.clear();
         names.extend(
             observed
@@ -174,13 +176,7 @@ impl SwarmApi for DockerEngine {
         // Networks first: services name them by id.
         let networks = self.list_networks().await?;
         let (services, tasks, nodes) = tokio::try_join!(
-            async {
-                Ok::<_, DockerError>(
-                    self.docker
-                        .list_services(None::<ListServicesOptions>)
-                        .await?,
-                )
-            },
+            self.raw.list_services(&self.api_version),
             self.list_tasks(),
             self.list_nodes(),
         )?;
@@ -205,12 +201,8 @@ impl SwarmApi for DockerEngine {
     }
 
     async fn inspect_service(&self, name: &str) -> Result<Option<ObservedService>, DockerError> {
-        match self
-            .docker
-            .inspect_service(name, None::<InspectServiceOptions>)
-            .await
-        {
-            Ok(service) => {
+        match self.raw.inspect_service(&self.api_version, name).await? {
+            Some(service) => {
                 let mut names = self.network_names();
                 let unknown_network = service
                     .spec
@@ -226,10 +218,7 @@ impl SwarmApi for DockerEngine {
                 }
                 Ok(from_service(&service, &names))
             }
-            Err(e) => match classify(e, "service", name) {
-                DockerError::NotFound { .. } => Ok(None),
-                other => Err(other),
-            },
+            None => Ok(None),
         }
     }
 

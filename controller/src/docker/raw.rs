@@ -1,10 +1,14 @@
-//! Raw Engine API reads for data bollard's models drop: the tasks' `NetworksAttachments`.
+//! Raw Engine API reads for data bollard's models drop or misname: the tasks'
+//! `NetworksAttachments`, and the services' container `Healthcheck` (bollard expects
+//! `HealthCheck`; the engine writes `Healthcheck` and reads either, since Go decodes JSON keys
+//! case-insensitively).
 //!
 //! The request goes to the same endpoint bollard uses (`DOCKER_HOST` or the local socket) and
 //! the same negotiated API version, and is decoded with our own serde types.
 
 use std::collections::HashMap;
 
+use bollard::models::Service;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
@@ -95,6 +99,45 @@ impl RawClient {
         serde_json::from_slice(&body).map_err(|e| raw_error(format!("undecodable reply: {e}")))
     }
 
+    /// Lists every service, as bollard models.
+    pub(crate) async fn list_services(
+        &self,
+        api_version: &str,
+    ) -> Result<Vec<Service>, DockerError> {
+        let path = format!("/v{api_version}/services");
+        let mut services: serde_json::Value = self.get_json(&path).await?;
+        if let Some(list) = services.as_array_mut() {
+            list.iter_mut().for_each(fix_healthcheck_key);
+        }
+        serde_json::from_value(services).map_err(|e| DockerError::Raw {
+            path,
+            message: format!("undecodable reply: {e}"),
+        })
+    }
+
+    /// Reads one service by name or id; `None` when it does not exist.
+    pub(crate) async fn inspect_service(
+        &self,
+        api_version: &str,
+        name: &str,
+    ) -> Result<Option<Service>, DockerError> {
+        let path = format!("/v{api_version}/services/{name}");
+        let mut service: serde_json::Value = match self.get_json(&path).await {
+            Ok(service) => service,
+            Err(DockerError::Raw { message, .. }) if message.starts_with("HTTP 404") => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        fix_healthcheck_key(&mut service);
+        serde_json::from_value(service)
+            .map(Some)
+            .map_err(|e| DockerError::Raw {
+                path,
+                message: format!("undecodable reply: {e}"),
+            })
+    }
+
     /// Lists every task with its network addresses.
     pub(crate) async fn list_tasks(
         &self,
@@ -102,6 +145,18 @@ impl RawClient {
     ) -> Result<Vec<ObservedTask>, DockerError> {
         let tasks: Vec<RawTask> = self.get_json(&format!("/v{api_version}/tasks")).await?;
         Ok(tasks.into_iter().map(RawTask::into_observed).collect())
+    }
+}
+
+/// Renames `Spec.TaskTemplate.ContainerSpec.Healthcheck` to the `HealthCheck` bollard reads.
+fn fix_healthcheck_key(service: &mut serde_json::Value) {
+    let container = service
+        .pointer_mut("/Spec/TaskTemplate/ContainerSpec")
+        .and_then(|c| c.as_object_mut());
+    if let Some(container) = container {
+        if let Some(health) = container.remove("Healthcheck") {
+            container.insert("HealthCheck".to_owned(), health);
+        }
     }
 }
 
@@ -186,6 +241,26 @@ impl RawTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_engines_healthcheck_key_is_read() {
+        let mut service = serde_json::json!({"ID": "s1", "Version": {"Index": 3}, "Spec": {
+            "Name": "quote", "TaskTemplate": {"ContainerSpec": {
+                "Image": "quote:dev",
+                "Healthcheck": {"Test": ["CMD", "/healthcheck"], "Interval": 3000000000u64}}}}});
+        fix_healthcheck_key(&mut service);
+        let service: Service = serde_json::from_value(service).unwrap();
+        let health = service
+            .spec
+            .unwrap()
+            .task_template
+            .unwrap()
+            .container_spec
+            .unwrap();
+        let health = health.health_check.expect("healthcheck read");
+        assert_eq!(health.test.unwrap(), ["CMD", "/healthcheck"]);
+        assert_eq!(health.interval, Some(3_000_000_000));
+    }
 
     #[test]
     fn task_addresses_come_from_networks_attachments() {

@@ -414,8 +414,10 @@ async fn shutdown_waits_for_in_flight_work_and_starts_nothing_new() {
     let runner = Runner::new(reconcile, RunnerConfig::default().concurrency(1)).unwrap();
     let elapsed = drive(runner, |tx| async move {
         send(&tx, "a").await;
+        // Later, so that a surely has the single slot (keys due in the same ms have no order).
+        sleep(secs(0.1)).await;
         send(&tx, "b").await;
-        sleep(secs(1.0)).await;
+        sleep(secs(0.9)).await;
         // Cancelled here, while a is mid-reconcile and b waits for the slot.
     })
     .await;
