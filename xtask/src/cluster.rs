@@ -28,7 +28,7 @@ pub enum ClusterError {
     #[error(transparent)]
     Interrupted(#[from] Interrupted),
     /// Local file handling (temp dirs, the image tarball).
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What was being done.
         what: String,

@@ -11,7 +11,7 @@ use crate::cmd::{Cmd, CmdError};
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
     /// `apt-get` failed while installing `docker.io`.
-    #[error("installing Debian's docker.io failed: {0}")]
+    #[error("installing Debian's docker.io failed")]
     Install(#[source] CmdError),
     /// No `apt-get`: not a Debian-like machine, so we do not guess how to install Docker.
     #[error(
@@ -19,13 +19,13 @@ pub enum DockerError {
     )]
     NoApt,
     /// `dockerd` could not be started.
-    #[error("starting dockerd failed: {0}")]
+    #[error("starting dockerd failed")]
     Start(#[source] std::io::Error),
     /// `dockerd` started but did not answer in time.
     #[error("dockerd did not answer within {0:?}; see {LOG}")]
     Timeout(Duration),
     /// `docker swarm init` on the local engine failed.
-    #[error("making the local engine a swarm manager failed: {0}")]
+    #[error("making the local engine a swarm manager failed")]
     Swarm(#[source] CmdError),
 }
 

@@ -11,10 +11,10 @@ pub enum ImagesError {
     #[error("unknown image {0:?}; known: {known}", known = ALL.iter().map(|i| i.dir).collect::<Vec<_>>().join(", "))]
     Unknown(String),
     /// The static cargo build failed.
-    #[error("static release build failed: {0}")]
+    #[error("static release build failed")]
     Cargo(#[source] CmdError),
     /// Preparing the build context failed.
-    #[error("preparing the build context for {image}: {source}")]
+    #[error("preparing the build context for {image}")]
     Context {
         /// The image.
         image: String,
@@ -22,7 +22,7 @@ pub enum ImagesError {
         source: std::io::Error,
     },
     /// `docker build` failed.
-    #[error("docker build of {image} failed: {source}")]
+    #[error("docker build of {image} failed")]
     Build {
         /// The image.
         image: String,
