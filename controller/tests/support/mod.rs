@@ -1,0 +1,323 @@
+//! Test harness for running the real `swarm-operator` binary against the local Docker engine
+//! as a single-node swarm.
+
+#![allow(dead_code)] // each test binary uses a different part of it
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The image every test service runs: static busybox, built locally (nothing can be pulled).
+pub const TEST_IMAGE: &str = "swarm-operator-test/busybox:dev";
+
+/// Operators in one test process must not run at once: each prunes owned services that are not
+/// in its own spec directory.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Runs `docker` with `args`; panics with its stderr on failure.
+pub fn docker(args: &[&str]) -> String {
+    let output = docker_output(args);
+    assert!(
+        output.status.success(),
+        "docker {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// Runs `docker` with `args` and returns its output, success or not.
+pub fn docker_output(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("running the docker CLI")
+}
+
+/// A serialized test session on the local swarm with its own name prefix and spec directory.
+pub struct Swarm {
+    _serial: MutexGuard<'static, ()>,
+    /// Unique prefix of every object this test creates.
+    pub prefix: String,
+    /// The spec directory (a temp dir).
+    pub specs: tempfile::TempDir,
+    /// The status file path.
+    pub status: PathBuf,
+}
+
+impl Swarm {
+    /// Sets up, or returns `None` (with a printed reason) when no Docker engine answers and CI
+    /// is unset. Under `CI=true` a missing engine fails the test.
+    pub fn start(test: &str) -> Option<Swarm> {
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let info = Command::new("docker")
+            .args(["info", "--format", "{{.Swarm.LocalNodeState}}"])
+            .output();
+        let state = match info {
+            Ok(out) if out.status.success() => {
+                String::from_utf8_lossy(&out.stdout).trim().to_owned()
+            }
+            other => {
+                let why = match other {
+                    Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                if std::env::var_os("CI").is_some() {
+                    panic!("CI is set but no Docker engine answers: {why}");
+                }
+                eprintln!(
+                    "SKIPPED {test}: no Docker engine answers ({why}); set up Docker or run `cargo xtask test`"
+                );
+                return None;
+            }
+        };
+        if state != "active" {
+            docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
+        }
+        ensure_test_image();
+        let prefix = format!(
+            "sot{}{}",
+            std::process::id() % 10000,
+            test.replace('_', "").chars().take(12).collect::<String>()
+        );
+        let specs = tempfile::tempdir().expect("temp dir");
+        let status = specs.path().with_extension("status.json");
+        let swarm = Swarm {
+            _serial: serial,
+            prefix,
+            specs,
+            status,
+        };
+        swarm.cleanup();
+        Some(swarm)
+    }
+
+    /// `prefix-name`.
+    pub fn name(&self, name: &str) -> String {
+        format!("{}-{name}", self.prefix)
+    }
+
+    /// Writes a spec file into the spec directory (atomically, like an editor's save).
+    pub fn write_spec(&self, file: &str, text: &str) {
+        let tmp = self.specs.path().join(format!(".{file}.tmp"));
+        std::fs::write(&tmp, text).expect("writing spec");
+        std::fs::rename(&tmp, self.specs.path().join(file)).expect("renaming spec");
+    }
+
+    /// Removes a spec file.
+    pub fn remove_spec(&self, file: &str) {
+        std::fs::remove_file(self.specs.path().join(file)).expect("removing spec");
+    }
+
+    /// A SwarmService spec running the test image.
+    pub fn service_spec(&self, name: &str, replicas: u64, network: Option<&str>) -> String {
+        let networks = network
+            .map(|n| format!("  networks: [{}]\n", self.name(n)))
+            .unwrap_or_default();
+        format!(
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: {}\nspec:\n  image: {TEST_IMAGE}\n  replicas: {replicas}\n  args: [sleep, \"3600\"]\n{networks}  endpointMode: dnsrr\n  stopGracePeriod: 1s\n  env: {{ROLE: test}}\n",
+            self.name(name)
+        )
+    }
+
+    /// A SwarmNetwork spec.
+    pub fn network_spec(&self, name: &str) -> String {
+        format!(
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmNetwork\nmetadata:\n  name: {}\nspec:\n  driver: overlay\n  attachable: true\n",
+            self.name(name)
+        )
+    }
+
+    /// Starts `swarm-operator run` on this test's directories.
+    pub fn operator(&self) -> Operator {
+        let log = self.specs.path().with_extension("operator.log");
+        let log_file = std::fs::File::create(&log).expect("operator log");
+        let child = Command::new(env!("CARGO_BIN_EXE_swarm-operator"))
+            .args(["run", "--specs"])
+            .arg(self.specs.path())
+            .arg("--status")
+            .arg(&self.status)
+            .args(["--resync", "2s"])
+            .env("RUST_LOG", "info,swarm_operator=debug")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("starting swarm-operator");
+        Operator { child, log }
+    }
+
+    /// Runs a one-shot subcommand (`validate`, `diff`) on the spec directory.
+    pub fn command(&self, subcommand: &str) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_swarm-operator"))
+            .arg(subcommand)
+            .arg(self.specs.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("running swarm-operator")
+    }
+
+    /// The status file, once it exists and parses.
+    pub fn status(&self) -> Option<Value> {
+        let text = std::fs::read_to_string(&self.status).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Waits until `check` holds for the status file, or panics after `timeout` with the last
+    /// status and what was waited for.
+    pub fn wait_status(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.status() {
+                if check(&status) {
+                    eprintln!("{what}: after {:?}", start.elapsed());
+                    return status;
+                }
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; status: {}",
+                    self.status().map(|s| s.to_string()).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until `check` holds, polling the engine.
+    pub fn wait(&self, what: &str, timeout: Duration, check: impl Fn() -> bool) {
+        let start = Instant::now();
+        while !check() {
+            assert!(
+                start.elapsed() < timeout,
+                "timed out after {timeout:?} waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        eprintln!("{what}: after {:?}", start.elapsed());
+    }
+
+    /// Version index of a service (changes on every write), or `None` if it does not exist.
+    pub fn service_version(&self, name: &str) -> Option<u64> {
+        let out = docker_output(&[
+            "service",
+            "inspect",
+            "--format",
+            "{{.Version.Index}}",
+            &self.name(name),
+        ]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
+            .flatten()
+    }
+
+    /// Desired replicas of a service as the engine holds them.
+    pub fn service_replicas(&self, name: &str) -> Option<u64> {
+        let out = docker_output(&[
+            "service",
+            "inspect",
+            "--format",
+            "{{.Spec.Mode.Replicated.Replicas}}",
+            &self.name(name),
+        ]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
+            .flatten()
+    }
+
+    /// Removes every service and network with this test's prefix.
+    pub fn cleanup(&self) {
+        for kind in ["service", "network"] {
+            let filter = format!("name={}", self.prefix);
+            let names = docker(&[kind, "ls", "--filter", &filter, "--format", "{{.Name}}"]);
+            for name in names.lines().filter(|n| n.starts_with(&self.prefix)) {
+                let _ = docker_output(&[kind, "rm", name]);
+            }
+        }
+    }
+}
+
+impl Drop for Swarm {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+/// A running operator process; stopped with SIGTERM on drop.
+pub struct Operator {
+    child: Child,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+impl Operator {
+    /// Sends SIGTERM and waits; returns whether it exited successfully.
+    pub fn stop(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for operator") {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.stop();
+        }
+    }
+}
+
+/// Builds [`TEST_IMAGE`] from the host's static busybox if it is not there yet.
+fn ensure_test_image() {
+    if docker_output(&["image", "inspect", TEST_IMAGE])
+        .status
+        .success()
+    {
+        return;
+    }
+    let busybox = Path::new("/bin/busybox");
+    assert!(
+        busybox.exists(),
+        "the test image needs a static busybox at /bin/busybox: apt-get install busybox-static"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(busybox, dir.path().join("busybox")).expect("copying busybox");
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\nCMD [\"sleep\", \"3600\"]\n",
+    )
+    .expect("writing Dockerfile");
+    docker(&[
+        "build",
+        "-q",
+        "-t",
+        TEST_IMAGE,
+        dir.path().to_str().unwrap(),
+    ]);
+}

@@ -1,0 +1,244 @@
+//! The operator against a real single-node swarm on the local Docker engine.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{Swarm, docker, docker_output};
+
+const CONVERGE: Duration = Duration::from_secs(60);
+
+fn service<'a>(status: &'a Value, name: &str) -> &'a Value {
+    &status["services"][name]
+}
+
+fn condition<'a>(status: &'a Value, name: &str, kind: &str) -> &'a Value {
+    service(status, name)["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == kind))
+        .unwrap_or(&Value::Null)
+}
+
+fn ready(status: &Value, name: &str, replicas: u64) -> bool {
+    let svc = service(status, name);
+    svc["runningReplicas"] == replicas
+        && svc["desiredReplicas"] == replicas
+        && condition(status, name, "Ready")["status"] == "True"
+        && svc["endpoints"]
+            .as_array()
+            .is_some_and(|e| e.len() as u64 == replicas)
+}
+
+/// Create → converged with endpoints; edit replicas → scaled; scale by hand → reverted;
+/// broken file → located error and nothing touched; restart → zero writes; spec removed →
+/// service removed.
+#[test]
+fn lifecycle_on_a_real_swarm() {
+    let Some(swarm) = Swarm::start("lifecycle") else {
+        return;
+    };
+    let svc = swarm.name("web");
+    let net = swarm.name("net");
+    swarm.write_spec("net.yaml", &swarm.network_spec("net"));
+    swarm.write_spec("web.yaml", &swarm.service_spec("web", 2, Some("net")));
+
+    // diff before anything exists: changes pending.
+    let diff = swarm.command("diff");
+    assert_eq!(
+        diff.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
+    let plan = String::from_utf8_lossy(&diff.stdout);
+    assert!(
+        plan.contains(&format!("+ network/{net} (create)")),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(&format!("+ service/{svc} (create)")),
+        "{plan}"
+    );
+
+    let mut operator = swarm.operator();
+    let status = swarm.wait_status("2 replicas ready", CONVERGE, |s| ready(s, &svc, 2));
+    for endpoint in service(&status, &svc)["endpoints"].as_array().unwrap() {
+        let address = &endpoint["addresses"][0];
+        assert_eq!(address["network"], net.as_str(), "{endpoint}");
+        let ip: std::net::Ipv4Addr = address["ip"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .expect("an IPv4 address");
+        assert!(!ip.is_loopback());
+        assert_eq!(endpoint["state"], "running");
+    }
+    let labels = docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{json .Spec.Labels}}",
+        &svc,
+    ]);
+    assert!(
+        labels.contains("\"swarm-operator.io/managed-by\":\"swarm-operator\""),
+        "{labels}"
+    );
+    assert!(labels.contains("swarm-operator.io/spec-hash"), "{labels}");
+
+    // In sync now: diff says so.
+    let diff = swarm.command("diff");
+    assert_eq!(
+        diff.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
+
+    // Edit replicas in the spec.
+    swarm.write_spec("web.yaml", &swarm.service_spec("web", 3, Some("net")));
+    swarm.wait_status("scaled to 3 by spec edit", CONVERGE, |s| ready(s, &svc, 3));
+
+    // Scale by hand: drift, reverted.
+    docker(&["service", "scale", "--detach", &format!("{svc}=1")]);
+    swarm.wait("manual scale reverted", Duration::from_secs(15), || {
+        swarm.service_replicas("web") == Some(3)
+    });
+    swarm.wait_status("3 replicas running again", CONVERGE, |s| ready(s, &svc, 3));
+
+    // A broken file: located error in the status, nothing changed or removed.
+    let version = swarm.service_version("web").unwrap();
+    swarm.write_spec("web.yaml", "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: x\nspec:\n  image: img\n  replicas: [oops\n");
+    let status = swarm.wait_status("located error in status", CONVERGE, |s| {
+        s["errors"].as_array().is_some_and(|e| !e.is_empty())
+    });
+    let error = &status["errors"][0];
+    assert_eq!(error["file"], "web.yaml", "{error}");
+    assert!(error["line"].as_u64().is_some_and(|l| l >= 6), "{error}");
+    assert!(error["column"].as_u64().is_some(), "{error}");
+    std::thread::sleep(Duration::from_secs(3)); // past one resync
+    assert_eq!(
+        swarm.service_version("web"),
+        Some(version),
+        "a broken file must change nothing"
+    );
+    assert!(ready(&swarm.status().unwrap(), &svc, 3));
+
+    // Fix it again, then restart the operator: zero writes.
+    swarm.write_spec("web.yaml", &swarm.service_spec("web", 3, Some("net")));
+    swarm.wait_status("error cleared", CONVERGE, |s| {
+        s["errors"].as_array().is_some_and(|e| e.is_empty())
+    });
+    let version = swarm.service_version("web").unwrap();
+    assert!(
+        operator.stop(),
+        "operator exits cleanly on SIGTERM; log:\n{}",
+        operator.log()
+    );
+    let mut operator = swarm.operator();
+    std::thread::sleep(Duration::from_secs(5)); // start + two resyncs
+    assert_eq!(
+        swarm.service_version("web"),
+        Some(version),
+        "a restart must not write; log:\n{}",
+        operator.log()
+    );
+
+    // Remove the spec: service and network removed.
+    swarm.remove_spec("web.yaml");
+    swarm.remove_spec("net.yaml");
+    // An empty directory prunes nothing by default...
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        swarm.service_version("web").is_some(),
+        "an empty spec dir must not prune"
+    );
+    // ...but with another spec present the deletion is real.
+    swarm.write_spec("other.yaml", &swarm.service_spec("other", 1, None));
+    swarm.wait("service removed", CONVERGE, || {
+        swarm.service_version("web").is_none()
+    });
+    swarm.wait("network removed", CONVERGE, || {
+        !docker_output(&["network", "inspect", &net])
+            .status
+            .success()
+    });
+    swarm.wait_status("removed service gone from status", CONVERGE, |s| {
+        s["services"].get(&svc).is_none()
+    });
+    assert!(operator.stop());
+}
+
+/// A service of the same name made by hand is reported, never updated or removed; unrelated
+/// services are never touched.
+#[test]
+fn unowned_services_are_never_touched() {
+    let Some(swarm) = Swarm::start("unowned") else {
+        return;
+    };
+    let clash = swarm.name("clash");
+    let bystander = swarm.name("bystander");
+    for name in [&clash, &bystander] {
+        docker(&[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            name,
+            "--replicas",
+            "1",
+            support::TEST_IMAGE,
+            "sleep",
+            "3600",
+        ]);
+    }
+    let clash_version = swarm.service_version("clash").unwrap();
+    let bystander_version = swarm.service_version("bystander").unwrap();
+    swarm.write_spec("clash.yaml", &swarm.service_spec("clash", 2, None));
+    let _operator = swarm.operator();
+    let status = swarm.wait_status("NotOwned reported", CONVERGE, |s| {
+        condition(s, &clash, "Ready")["reason"] == "NotOwned"
+    });
+    assert!(
+        service(&status, &clash)["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("not managed by swarm-operator")),
+        "{status}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(swarm.service_version("clash"), Some(clash_version));
+    assert_eq!(swarm.service_version("bystander"), Some(bystander_version));
+    assert_eq!(swarm.service_replicas("clash"), Some(1));
+    assert!(
+        swarm.status().unwrap()["services"]
+            .get(&bystander)
+            .is_none()
+    );
+}
+
+/// `validate` exit codes and located messages.
+#[test]
+fn validate_reports_located_errors() {
+    let Some(swarm) = Swarm::start("validate") else {
+        return;
+    };
+    swarm.write_spec("ok.yaml", &swarm.service_spec("ok", 1, None));
+    let out = swarm.command("validate");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    swarm.write_spec(
+        "bad.yml",
+        "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: bad\nspec:\n  image: img\n  replicas: 2\n  ports:\n    - {target: 70000}\n  bogus: 1\n",
+    );
+    let out = swarm.command("validate");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("bad.yml:"), "{stdout}");
+    assert!(stdout.contains("65535"), "port range explained: {stdout}");
+}
