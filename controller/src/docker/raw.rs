@@ -153,10 +153,10 @@ fn fix_healthcheck_key(service: &mut serde_json::Value) {
     let container = service
         .pointer_mut("/Spec/TaskTemplate/ContainerSpec")
         .and_then(|c| c.as_object_mut());
-    if let Some(container) = container {
-        if let Some(health) = container.remove("Healthcheck") {
-            container.insert("HealthCheck".to_owned(), health);
-        }
+    if let Some(container) = container
+        && let Some(health) = container.remove("Healthcheck")
+    {
+        container.insert("HealthCheck".to_owned(), health);
     }
 }
 

@@ -176,11 +176,9 @@ impl Swarm {
     ) -> Value {
         let start = Instant::now();
         loop {
-            if let Some(status) = self.status() {
-                if check(&status) {
-                    eprintln!("{what}: after {:?}", start.elapsed());
-                    return status;
-                }
+            if let Some(status) = self.status().filter(|s| check(s)) {
+                eprintln!("{what}: after {:?}", start.elapsed());
+                return status;
             }
             if start.elapsed() > timeout {
                 panic!(
