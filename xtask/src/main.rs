@@ -59,6 +59,9 @@ enum ClusterCmd {
         /// Do not build and load the project images.
         #[arg(long)]
         no_images: bool,
+        /// Do not build images; load those of the project images that exist.
+        #[arg(long)]
+        no_build: bool,
     },
     /// Remove the remembered cluster, the one named by --prefix, or --all of them.
     Down {
@@ -91,11 +94,22 @@ fn run(root: &std::path::Path, cmd: Cmd) -> Result<()> {
             timing::phase("docker build", || images::build_images(root, &selected))?;
         }
         Cmd::Cluster {
-            cmd: ClusterCmd::Up { nodes, no_images },
+            cmd:
+                ClusterCmd::Up {
+                    nodes,
+                    no_images,
+                    no_build,
+                },
         } => {
             docker::ensure_docker()?;
             let mut tags = Vec::new();
-            if !no_images {
+            if no_build && !no_images {
+                tags = images::ALL
+                    .iter()
+                    .map(|i| i.tag.to_string())
+                    .filter(|t| images::exists(t))
+                    .collect();
+            } else if !no_images {
                 let all = images::ALL.to_vec();
                 timing::phase("images", || images::build(root, &all))?;
                 tags = all.iter().map(|i| i.tag.to_string()).collect();
