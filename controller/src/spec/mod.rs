@@ -4,6 +4,7 @@
 pub mod load;
 pub mod located;
 pub mod quantity;
+pub mod reference;
 pub mod schema;
 pub mod store;
 pub mod types;

@@ -12,8 +12,17 @@ const ID_BASE: &str = "https://swarm-operator.io/schemas/v1alpha1";
 /// The command that regenerates `crds/`, for staleness messages.
 pub const REGENERATE: &str = "cargo run -p swarm-operator -- crds --out crds";
 
-/// One JSON Schema per kind: `(file name, pretty JSON with a trailing newline)`.
+/// Every generated file of `crds/`: one JSON Schema per kind, then `REFERENCE.md` built from
+/// them, as `(file name, contents)`.
 pub fn crds() -> Vec<(String, String)> {
+    let mut files = schemas();
+    let reference = super::reference::reference_markdown(&files);
+    files.push(("REFERENCE.md".to_owned(), reference));
+    files
+}
+
+/// One JSON Schema per kind: `(file name, pretty JSON with a trailing newline)`.
+pub fn schemas() -> Vec<(String, String)> {
     vec![
         schema::<SwarmService>(
             "swarmservice",
@@ -67,7 +76,7 @@ mod tests {
 
     #[test]
     fn schemas_pin_api_version_and_kind() {
-        for (name, json) in crds() {
+        for (name, json) in schemas() {
             let v: serde_json::Value = serde_json::from_str(&json).unwrap();
             assert_eq!(v["$id"], format!("{ID_BASE}/{name}"), "{name} has its $id");
             let text = json.as_str();
