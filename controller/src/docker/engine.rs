@@ -79,20 +79,30 @@ impl DockerEngine {
     pub fn events(&self) -> impl Stream<Item = Result<SwarmEvent, DockerError>> + Send + 'static {
         let filters = HashMap::from([("type", vec!["service", "network", "node"])]);
         let options = EventsOptionsBuilder::default().filters(&filters).build();
-        self.docker.events(Some(options)).map(|event| {
-            let event = event?;
-            Ok(match event.typ {
-                Some(EventMessageTypeEnum::SERVICE) => match event
-                    .actor
-                    .and_then(|a| a.attributes)
-                    .and_then(|mut attrs| attrs.remove("name"))
-                {
-                    Some(name) => SwarmEvent::Service { name },
-                    None => SwarmEvent::Other,
-                },
-                _ => SwarmEvent::Other,
+        self.docker
+            .events(Some(options))
+            .filter_map(|event| async move {
+                let event = match event {
+                    Ok(event) => event,
+                    Err(e) => return Some(Err(e.into())),
+                };
+                let action = event.action.as_deref().unwrap_or_default();
+                match event.typ {
+                    Some(EventMessageTypeEnum::SERVICE) => event
+                        .actor
+                        .and_then(|a| a.attributes)
+                        .and_then(|mut attrs| attrs.remove("name"))
+                        .map(|name| Ok(SwarmEvent::Service { name })),
+                    // Every task start and stop connects or disconnects a container: those are
+                    // task churn, which task polling covers, not a change of the network.
+                    Some(EventMessageTypeEnum::NETWORK)
+                        if matches!(action, "connect" | "disconnect") =>
+                    {
+                        None
+                    }
+                    _ => Some(Ok(SwarmEvent::Other)),
+                }
             })
-        })
     }
 
     async fn list_networks(&self) -> Result<Vec<ObservedNetwork>, DockerError> {

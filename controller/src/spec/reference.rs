@@ -42,10 +42,11 @@ fn resolve<'a>(schema: &'a Value, defs: &'a Map<String, Value>) -> &'a Value {
 /// The non-null branch of an `anyOf: [X, null]` (how schemars writes `Option<X>`).
 fn non_null<'a>(schema: &'a Value, defs: &'a Map<String, Value>) -> &'a Value {
     let schema = resolve(schema, defs);
-    if let Some(branches) = schema["anyOf"].as_array() {
-        if let Some(branch) = branches.iter().find(|b| b["type"] != "null") {
-            return resolve(branch, defs);
-        }
+    if let Some(branch) = schema["anyOf"]
+        .as_array()
+        .and_then(|branches| branches.iter().find(|b| b["type"] != "null"))
+    {
+        return resolve(branch, defs);
     }
     schema
 }
