@@ -51,6 +51,7 @@ pub async fn diff_dir<A: SwarmApi>(
     api: &A,
     dir: &Path,
     allow_empty_prune: bool,
+    instance: &str,
 ) -> Result<(Plan, Vec<SpecError>), CommandError> {
     let observed = api.observe().await?;
     let existing: BTreeSet<String> = observed.networks.keys().cloned().collect();
@@ -60,6 +61,12 @@ pub async fn diff_dir<A: SwarmApi>(
         .iter()
         .map(|p| source_file_name(p))
         .collect();
-    let desired = DesiredState::build(&loaded.objects, loaded.errors, failed, allow_empty_prune);
+    let desired = DesiredState::build(
+        &loaded.objects,
+        loaded.errors,
+        failed,
+        allow_empty_prune,
+        instance,
+    );
     Ok((plan(&desired, &observed), desired.errors))
 }

@@ -15,6 +15,11 @@ use sha2::{Digest, Sha256};
 pub const MANAGED_BY_LABEL: &str = "swarm-operator.io/managed-by";
 /// Value of [`MANAGED_BY_LABEL`].
 pub const MANAGED_BY_VALUE: &str = "swarm-operator";
+/// Label naming the operator instance that owns an object: several operators (per team, per
+/// environment) can share one swarm, and each touches only its own objects.
+pub const INSTANCE_LABEL: &str = "swarm-operator.io/instance";
+/// The instance name when none is given.
+pub const DEFAULT_INSTANCE: &str = "default";
 /// Label holding the hash of the desired definition the object was last written from.
 pub const SPEC_HASH_LABEL: &str = "swarm-operator.io/spec-hash";
 /// Label naming the spec file an object came from, so that a file that fails to parse protects

@@ -7,9 +7,10 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::definition::{
-    self, EndpointMode, Healthcheck, Mode, Mount, NetworkDefinition, Placement, Port,
-    ResourceAmounts, Resources, RestartPolicy, ServiceDefinition, UpdatePolicy,
+    self, DEFAULT_INSTANCE, EndpointMode, Healthcheck, Mode, Mount, NetworkDefinition, Placement,
+    Port, ResourceAmounts, Resources, RestartPolicy, ServiceDefinition, UpdatePolicy,
 };
+use crate::docker::Ownership;
 use crate::spec::{self, Located, Object, SpecError};
 
 /// A desired object with its identity in the operator's labels.
@@ -21,11 +22,22 @@ pub struct DesiredObject<T> {
     pub hash: String,
     /// File name (not path) of the spec it came from, written as the source-file label.
     pub source_file: String,
+    /// The operator instance that owns it.
+    pub instance: String,
+}
+
+impl<T> DesiredObject<T> {
+    /// The operator's labels to write on the object.
+    pub fn owner_labels(&self) -> BTreeMap<String, String> {
+        Ownership::labels(&self.hash, &self.source_file, &self.instance)
+    }
 }
 
 /// Everything the operator wants, plus what it must not do because the specs are incomplete.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DesiredState {
+    /// The operator instance: only objects it owns are updated or removed.
+    pub instance: String,
     /// Services by name.
     pub services: BTreeMap<String, DesiredObject<ServiceDefinition>>,
     /// Networks by name.
@@ -41,7 +53,20 @@ pub struct DesiredState {
     pub prune_allowed: bool,
 }
 
-/// File name of a spec path, as written to the source-file label.
+impl Default for DesiredState {
+    fn default() -> Self {
+        DesiredState {
+            instance: DEFAULT_INSTANCE.to_owned(),
+            services: BTreeMap::new(),
+            networks: BTreeMap::new(),
+            errors: Vec::new(),
+            failed_files: BTreeSet::new(),
+            prune_allowed: false,
+        }
+    }
+}
+
+/// File name (not path) of a spec path, as written to the source-file label.
 pub fn source_file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -59,8 +84,10 @@ impl DesiredState {
         errors: Vec<SpecError>,
         failed_files: BTreeSet<String>,
         allow_empty_prune: bool,
+        instance: &str,
     ) -> Self {
         let mut state = DesiredState {
+            instance: instance.to_owned(),
             errors,
             failed_files,
             ..Default::default()
@@ -77,6 +104,7 @@ impl DesiredState {
                             hash: definition::definition_hash(&definition),
                             definition,
                             source_file,
+                            instance: instance.to_owned(),
                         });
                 }
                 Object::Network(network) => {
@@ -88,6 +116,7 @@ impl DesiredState {
                             hash: definition::definition_hash(&definition),
                             definition,
                             source_file,
+                            instance: instance.to_owned(),
                         });
                 }
             }

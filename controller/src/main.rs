@@ -49,6 +49,9 @@ enum Command {
         /// Reconciles running at once.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
+        /// Instance name: several operators can share a swarm, each owning only its objects.
+        #[arg(long, env = "SWARM_OPERATOR_INSTANCE", default_value = "default")]
+        instance: String,
     },
     /// Check every spec; exit 0 if all are valid, 1 otherwise (one line per problem).
     Validate {
@@ -66,6 +69,9 @@ enum Command {
         /// As for `run`.
         #[arg(long)]
         allow_empty_prune: bool,
+        /// As for `run`.
+        #[arg(long, env = "SWARM_OPERATOR_INSTANCE", default_value = "default")]
+        instance: String,
     },
     /// Write the JSON Schemas of the spec kinds (the files in crds/).
     Crds {
@@ -119,6 +125,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             metrics_addr,
             allow_empty_prune,
             concurrency,
+            instance,
         } => {
             let config = OperatorConfig {
                 resync,
@@ -126,6 +133,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 metrics_addr,
                 allow_empty_prune,
                 concurrency,
+                instance,
                 ..OperatorConfig::new(specs, status)
             };
             let api = DockerEngine::connect()
@@ -159,11 +167,12 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Diff {
             dir,
             allow_empty_prune,
+            instance,
         } => {
             let api = DockerEngine::connect()
                 .await
                 .context("connecting to the Docker engine")?;
-            let (plan, errors) = diff_dir(&api, &dir, allow_empty_prune).await?;
+            let (plan, errors) = diff_dir(&api, &dir, allow_empty_prune, &instance).await?;
             print!("{}", PlanDisplay(&plan));
             for error in &errors {
                 eprintln!("{error}");

@@ -141,13 +141,13 @@ impl Metrics {
             .observed
             .services
             .values()
-            .filter(|s| s.ownership.managed)
+            .filter(|s| s.ownership.is_owned_by(&state.desired.instance))
             .count();
         let networks = state
             .observed
             .networks
             .values()
-            .filter(|n| n.ownership.managed)
+            .filter(|n| n.ownership.is_owned_by(&state.desired.instance))
             .count();
         self.managed_objects
             .get_or_create(&KindLabels { kind: "service" })

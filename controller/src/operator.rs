@@ -63,6 +63,8 @@ pub struct OperatorConfig {
     pub allow_empty_prune: bool,
     /// Reconciles running at once.
     pub concurrency: usize,
+    /// This operator's instance name; it owns only objects labelled with it.
+    pub instance: String,
 }
 
 impl OperatorConfig {
@@ -77,6 +79,7 @@ impl OperatorConfig {
             metrics_addr: None,
             allow_empty_prune: false,
             concurrency: 8,
+            instance: crate::definition::DEFAULT_INSTANCE.to_owned(),
         }
     }
 }
@@ -151,6 +154,7 @@ pub async fn run(
         &mut store,
         &config.specs_dir,
         config.allow_empty_prune,
+        &config.instance,
     ) {
         warn!(%error, "spec directory unreadable: nothing will be created or removed until it is");
     }
@@ -254,7 +258,13 @@ async fn reload_and_trigger(
     config: &OperatorConfig,
     trigger_tx: &mpsc::Sender<Trigger<ObjectKey>>,
 ) {
-    match reload_specs(world, store, &config.specs_dir, config.allow_empty_prune) {
+    match reload_specs(
+        world,
+        store,
+        &config.specs_dir,
+        config.allow_empty_prune,
+        &config.instance,
+    ) {
         Ok(true) => {
             let _ = trigger_tx.send(Trigger::ReconcileAll).await;
         }

@@ -8,7 +8,9 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::definition::{FieldChange, NetworkDefinition, ServiceDefinition, field_changes};
+use crate::definition::{
+    DEFAULT_INSTANCE, FieldChange, NetworkDefinition, ServiceDefinition, field_changes,
+};
 use crate::desired::{DesiredObject, DesiredState};
 use crate::docker::{Observed, ObservedNetwork, ObservedService, Ownership};
 
@@ -191,14 +193,14 @@ pub fn all_keys(desired: &DesiredState, observed: &Observed) -> BTreeSet<ObjectK
         observed
             .networks
             .values()
-            .filter(|n| n.ownership.managed)
+            .filter(|n| n.ownership.is_owned_by(&desired.instance))
             .map(|n| n.definition.name.clone()),
     );
     let services = desired.services.keys().cloned().chain(
         observed
             .services
             .values()
-            .filter(|s| s.ownership.managed)
+            .filter(|s| s.ownership.is_owned_by(&desired.instance))
             .map(|s| s.definition.name.clone()),
     );
     networks
@@ -295,14 +297,26 @@ fn plan_service(
         (Some(desired), None) => action(Action::CreateService {
             desired: desired.clone(),
         }),
-        (_, Some(observed)) if !observed.ownership.managed => {
+        (_, Some(observed)) if !observed.ownership.is_owned_by(&state.instance) => {
             if desired.is_some() {
+                let owner = if observed.ownership.managed {
+                    format!(
+                        "is managed by swarm-operator instance {:?}, not {:?}",
+                        observed
+                            .ownership
+                            .instance
+                            .as_deref()
+                            .unwrap_or(DEFAULT_INSTANCE),
+                        state.instance
+                    )
+                } else {
+                    "is not managed by swarm-operator".to_owned()
+                };
                 conflict(
                     key,
                     ConflictReason::NotOwned,
                     format!(
-                        "a service named {} exists but is not managed by swarm-operator; \
-                         remove it or rename the spec",
+                        "a service named {} exists but {owner}; remove it or rename the spec",
                         key.name
                     ),
                 )
@@ -354,7 +368,9 @@ fn plan_network(
         }),
         // A network that already exists without our label (created by hand or by a stack)
         // serves the services that reference it just as well; it is only never changed.
-        (_, Some(observed)) if !observed.ownership.managed => ObjectPlan::default(),
+        (_, Some(observed)) if !observed.ownership.is_owned_by(&state.instance) => {
+            ObjectPlan::default()
+        }
         (None, Some(observed)) => {
             prune_blocker(key, &observed.ownership, state).unwrap_or_else(|| {
                 action(Action::RemoveNetwork {
@@ -454,6 +470,7 @@ mod tests {
             hash: crate::definition::definition_hash(&definition),
             definition,
             source_file: file.to_owned(),
+            instance: DEFAULT_INSTANCE.to_owned(),
         }
     }
 
@@ -472,6 +489,7 @@ mod tests {
             hash: crate::definition::definition_hash(&definition),
             definition,
             source_file: file.to_owned(),
+            instance: DEFAULT_INSTANCE.to_owned(),
         }
     }
 
@@ -485,7 +503,7 @@ mod tests {
                     id: format!("id-{name}"),
                     version: 10,
                     definition: d.definition.clone(),
-                    ownership: Ownership::from_labels(&Ownership::labels(&d.hash, &d.source_file)),
+                    ownership: Ownership::from_labels(&d.owner_labels()),
                     virtual_ips: vec![],
                     update_status: None,
                 },
@@ -501,7 +519,7 @@ mod tests {
                     id: format!("net-{name}"),
                     scope: "swarm".into(),
                     definition,
-                    ownership: Ownership::from_labels(&Ownership::labels(&d.hash, &d.source_file)),
+                    ownership: Ownership::from_labels(&d.owner_labels()),
                 },
             );
         }
@@ -692,6 +710,33 @@ mod tests {
             ..Default::default()
         };
         assert!(all_keys(&empty, &observed).is_empty());
+    }
+
+    #[test]
+    fn another_instances_objects_are_left_alone() {
+        let theirs = state(
+            &[("quote", "a.yaml"), ("shared", "a.yaml")],
+            &[("net", "a.yaml")],
+        );
+        let observed = converged(&theirs);
+        // This operator is instance "team-b" and wants only "shared".
+        let mut ours = state(&[("shared", "b.yaml")], &[]);
+        ours.instance = "team-b".into();
+        ours.services.get_mut("shared").unwrap().instance = "team-b".into();
+        let plan = plan(&ours, &observed);
+        assert!(
+            plan.is_empty(),
+            "nothing of instance default is removed: {plan:?}"
+        );
+        assert_eq!(plan.conflicts.len(), 1);
+        assert_eq!(plan.conflicts[0].key, ObjectKey::service("shared"));
+        assert!(
+            plan.conflicts[0]
+                .message
+                .contains("managed by swarm-operator instance \"default\", not \"team-b\""),
+            "{}",
+            plan.conflicts[0].message
+        );
     }
 
     #[test]

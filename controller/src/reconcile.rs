@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::docker::{DockerError, Ownership, SwarmApi};
+use crate::docker::{DockerError, SwarmApi};
 use crate::metrics::Metrics;
 use crate::plan::{Action, ObjectKey, UpdateCause, plan_object};
 use crate::runtime;
@@ -97,7 +97,7 @@ async fn reconcile_inner<A: SwarmApi>(
     match action {
         Action::CreateNetwork { desired } => {
             info!(%key, "creating network");
-            let labels = Ownership::labels(&desired.hash, &desired.source_file);
+            let labels = desired.owner_labels();
             match ctx.api.create_network(&desired.definition, &labels).await {
                 Ok(network) => {
                     ctx.world
@@ -128,7 +128,7 @@ async fn reconcile_inner<A: SwarmApi>(
                 }
             }
             info!(%key, image = %desired.definition.image, "creating service");
-            let labels = Ownership::labels(&desired.hash, &desired.source_file);
+            let labels = desired.owner_labels();
             match ctx.api.create_service(&desired.definition, &labels).await {
                 Ok(()) | Err(DockerError::AlreadyExists { .. }) => {}
                 Err(e) => return Err(docker_error(e)),
@@ -155,7 +155,7 @@ async fn reconcile_inner<A: SwarmApi>(
                     ctx.metrics.drift_corrected();
                 }
             }
-            let labels = Ownership::labels(&desired.hash, &desired.source_file);
+            let labels = desired.owner_labels();
             ctx.api
                 .update_service(&id, version, &desired.definition, &labels)
                 .await

@@ -136,7 +136,7 @@ pub fn build(
             .observed
             .services
             .values()
-            .filter(|s| s.ownership.managed)
+            .filter(|s| s.ownership.is_owned_by(&world.desired.instance))
             .map(|s| &s.definition.name),
     );
     names.sort();
@@ -203,7 +203,7 @@ fn service_status(
             _ => None,
         },
     };
-    let owned = observed.filter(|o| o.ownership.managed);
+    let owned = observed.filter(|o| o.ownership.is_owned_by(&world.desired.instance));
     let (endpoints, running, expected, failures) = match owned {
         Some(service) => {
             let live: Vec<&ObservedTask> = live_tasks(service, &world.observed.tasks).collect();
@@ -443,6 +443,7 @@ mod tests {
                 definition: definition.clone(),
                 hash: hash.clone(),
                 source_file: "a.yaml".into(),
+                instance: crate::definition::DEFAULT_INSTANCE.into(),
             },
         );
         world.observed.services.insert(
@@ -451,7 +452,11 @@ mod tests {
                 id: "svc".into(),
                 version: 1,
                 definition,
-                ownership: Ownership::from_labels(&Ownership::labels(&hash, "a.yaml")),
+                ownership: Ownership::from_labels(&Ownership::labels(
+                    &hash,
+                    "a.yaml",
+                    crate::definition::DEFAULT_INSTANCE,
+                )),
                 virtual_ips: vec![],
                 update_status: None,
             },

@@ -43,6 +43,7 @@ pub fn reload_specs(
     store: &mut SpecStore,
     dir: &Path,
     allow_empty_prune: bool,
+    instance: &str,
 ) -> Result<bool, LoadDirError> {
     let existing_networks: BTreeSet<String> =
         world.read().observed.networks.keys().cloned().collect();
@@ -57,6 +58,7 @@ pub fn reload_specs(
         loaded.errors,
         failed_files,
         allow_empty_prune,
+        instance,
     );
     for error in &desired.errors {
         warn!(%error, "spec problem");

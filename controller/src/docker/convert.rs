@@ -515,13 +515,14 @@ mod tests {
             read_only: false,
             tmpfs_size_bytes: Some(1 << 20),
         }];
-        let owner = Ownership::labels("abc", "quote.yaml");
+        let owner = Ownership::labels("abc", "quote.yaml", "team-a");
         let networks = HashMap::from([("id-my_network".to_owned(), "my_network".to_owned())]);
         let observed = from_service(&echo(to_service_spec(&definition, &owner)), &networks)
             .expect("a complete service converts");
         assert_eq!(observed.definition, definition);
         assert_eq!(observed.version, 7);
-        assert!(observed.ownership.managed);
+        assert!(observed.ownership.is_owned_by("team-a"));
+        assert!(!observed.ownership.is_owned_by("default"));
         assert_eq!(observed.ownership.spec_hash.as_deref(), Some("abc"));
         assert_eq!(
             observed.ownership.source_file.as_deref(),

@@ -13,8 +13,8 @@ use std::future::Future;
 use serde::{Deserialize, Serialize};
 
 use crate::definition::{
-    MANAGED_BY_LABEL, MANAGED_BY_VALUE, NetworkDefinition, SOURCE_FILE_LABEL, SPEC_HASH_LABEL,
-    ServiceDefinition,
+    DEFAULT_INSTANCE, INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NetworkDefinition,
+    SOURCE_FILE_LABEL, SPEC_HASH_LABEL, ServiceDefinition,
 };
 
 pub use engine::DockerEngine;
@@ -69,6 +69,9 @@ pub enum DockerError {
 pub struct Ownership {
     /// Carries `swarm-operator.io/managed-by=swarm-operator`.
     pub managed: bool,
+    /// The operator instance that owns it (`None`: written before instances existed, which
+    /// counts as the default instance).
+    pub instance: Option<String>,
     /// The spec hash it was last written from.
     pub spec_hash: Option<String>,
     /// The spec file it came from.
@@ -80,15 +83,22 @@ impl Ownership {
     pub fn from_labels(labels: &BTreeMap<String, String>) -> Self {
         Ownership {
             managed: labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE),
+            instance: labels.get(INSTANCE_LABEL).cloned(),
             spec_hash: labels.get(SPEC_HASH_LABEL).cloned(),
             source_file: labels.get(SOURCE_FILE_LABEL).cloned(),
         }
     }
 
-    /// The labels to write for an owned object.
-    pub fn labels(spec_hash: &str, source_file: &str) -> BTreeMap<String, String> {
+    /// Whether the operator instance `instance` owns the object.
+    pub fn is_owned_by(&self, instance: &str) -> bool {
+        self.managed && self.instance.as_deref().unwrap_or(DEFAULT_INSTANCE) == instance
+    }
+
+    /// The labels to write for an object owned by `instance`.
+    pub fn labels(spec_hash: &str, source_file: &str, instance: &str) -> BTreeMap<String, String> {
         BTreeMap::from([
             (MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned()),
+            (INSTANCE_LABEL.to_owned(), instance.to_owned()),
             (SPEC_HASH_LABEL.to_owned(), spec_hash.to_owned()),
             (SOURCE_FILE_LABEL.to_owned(), source_file.to_owned()),
         ])

@@ -13,8 +13,7 @@ use serde_json::Value;
 /// The image every test service runs: static busybox, built locally (nothing can be pulled).
 pub const TEST_IMAGE: &str = "swarm-operator-test/busybox:dev";
 
-/// Operators in one test process must not run at once: each prunes owned services that are not
-/// in its own spec directory.
+/// The tests share one small swarm; running them one at a time keeps their timings honest.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Runs `docker` with `args`; panics with its stderr on failure.
@@ -142,6 +141,9 @@ impl Swarm {
             .arg(&self.status)
             .args(["--resync", "2s"])
             .env("RUST_LOG", "info,swarm_operator=debug")
+            // Its own instance: operators of other tests (or a benchmark) on the same swarm
+            // then never prune this test's services, nor this one theirs.
+            .env("SWARM_OPERATOR_INSTANCE", &self.prefix)
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(log_file)
@@ -155,6 +157,7 @@ impl Swarm {
         Command::new(env!("CARGO_BIN_EXE_swarm-operator"))
             .arg(subcommand)
             .arg(self.specs.path())
+            .env("SWARM_OPERATOR_INSTANCE", &self.prefix)
             .env("NO_COLOR", "1")
             .output()
             .expect("running swarm-operator")
