@@ -194,3 +194,247 @@ async fn reconcile_inner<A: SwarmApi>(
     }
     Ok(runtime::Action::await_change())
 }
+
+#[cfg(test)]
+mod tests {
+    //! The reconcile step against an in-memory swarm. This only checks the step's own logic
+    //! (ordering, outcomes, loop protection); `tests/swarm.rs` proves it on a real swarm.
+
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::definition::{DEFAULT_INSTANCE, tests::sample_service};
+    use crate::definition::{Mode, NetworkDefinition, ServiceDefinition, definition_hash};
+    use crate::desired::DesiredObject;
+    use crate::docker::{Observed, ObservedNetwork, ObservedService, ObservedTask, Ownership};
+
+    /// An in-memory swarm. `mangle` alters what is stored on update, to imitate an engine that
+    /// normalizes a field differently than the operator compares it.
+    #[derive(Default)]
+    struct FakeSwarm {
+        services: Mutex<BTreeMap<String, ObservedService>>,
+        writes: Mutex<Vec<String>>,
+        mangle: Option<fn(&mut ServiceDefinition)>,
+    }
+
+    impl FakeSwarm {
+        fn store(&self, definition: &ServiceDefinition, labels: &BTreeMap<String, String>) {
+            let mut definition = definition.clone();
+            if let Some(mangle) = self.mangle {
+                mangle(&mut definition);
+            }
+            let mut services = self.services.lock().unwrap();
+            let version = services.get(&definition.name).map_or(1, |s| s.version + 1);
+            services.insert(
+                definition.name.clone(),
+                ObservedService {
+                    id: format!("id-{}", definition.name),
+                    version,
+                    definition,
+                    ownership: Ownership::from_labels(labels),
+                    virtual_ips: vec![],
+                    update_status: None,
+                },
+            );
+        }
+    }
+
+    impl SwarmApi for FakeSwarm {
+        async fn observe(&self) -> Result<Observed, DockerError> {
+            unimplemented!("reconcile never lists the swarm")
+        }
+        async fn list_tasks(&self) -> Result<Vec<ObservedTask>, DockerError> {
+            Ok(vec![])
+        }
+        async fn inspect_service(
+            &self,
+            name: &str,
+        ) -> Result<Option<ObservedService>, DockerError> {
+            Ok(self.services.lock().unwrap().get(name).cloned())
+        }
+        async fn create_network(
+            &self,
+            definition: &NetworkDefinition,
+            labels: &BTreeMap<String, String>,
+        ) -> Result<ObservedNetwork, DockerError> {
+            self.writes
+                .lock()
+                .unwrap()
+                .push(format!("create network {}", definition.name));
+            Ok(ObservedNetwork {
+                id: "net-id".into(),
+                scope: "swarm".into(),
+                definition: definition.clone(),
+                ownership: Ownership::from_labels(labels),
+            })
+        }
+        async fn remove_network(&self, id: &str) -> Result<(), DockerError> {
+            self.writes
+                .lock()
+                .unwrap()
+                .push(format!("remove network {id}"));
+            Ok(())
+        }
+        async fn create_service(
+            &self,
+            definition: &ServiceDefinition,
+            labels: &BTreeMap<String, String>,
+        ) -> Result<(), DockerError> {
+            self.writes
+                .lock()
+                .unwrap()
+                .push(format!("create service {}", definition.name));
+            self.store(definition, labels);
+            Ok(())
+        }
+        async fn update_service(
+            &self,
+            _id: &str,
+            _version: u64,
+            definition: &ServiceDefinition,
+            labels: &BTreeMap<String, String>,
+        ) -> Result<(), DockerError> {
+            self.writes
+                .lock()
+                .unwrap()
+                .push(format!("update service {}", definition.name));
+            self.store(definition, labels);
+            Ok(())
+        }
+        async fn remove_service(&self, id: &str) -> Result<(), DockerError> {
+            self.writes
+                .lock()
+                .unwrap()
+                .push(format!("remove service {id}"));
+            Ok(())
+        }
+    }
+
+    fn context(api: FakeSwarm) -> Arc<Context<FakeSwarm>> {
+        let ctx = Arc::new(Context {
+            api,
+            world: World::default(),
+            metrics: Arc::new(Metrics::new()),
+        });
+        let definition = sample_service("quote");
+        let network = NetworkDefinition {
+            name: "my_network".into(),
+            driver: "overlay".into(),
+            attachable: true,
+            internal: false,
+            options: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            subnet: None,
+            gateway: None,
+        };
+        let mut world = ctx.world.write();
+        world.desired.prune_allowed = true;
+        world.desired.services.insert(
+            "quote".into(),
+            DesiredObject {
+                hash: definition_hash(&definition),
+                definition,
+                source_file: "a.yaml".into(),
+                instance: DEFAULT_INSTANCE.into(),
+            },
+        );
+        world.desired.networks.insert(
+            "my_network".into(),
+            DesiredObject {
+                hash: definition_hash(&network),
+                definition: network,
+                source_file: "a.yaml".into(),
+                instance: DEFAULT_INSTANCE.into(),
+            },
+        );
+        drop(world);
+        ctx
+    }
+
+    fn writes(ctx: &Context<FakeSwarm>) -> Vec<String> {
+        ctx.api.writes.lock().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn a_service_waits_for_its_network_then_converges_with_one_write_each() {
+        let ctx = context(FakeSwarm::default());
+        let service = ObjectKey::service("quote");
+        let err = reconcile(ctx.clone(), service.clone()).await.unwrap_err();
+        assert!(
+            matches!(err, ReconcileError::WaitingForNetwork { .. }),
+            "{err}"
+        );
+        assert!(
+            ctx.world.read().outcomes[&service]
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("waiting for network")),
+        );
+        reconcile(ctx.clone(), ObjectKey::network("my_network"))
+            .await
+            .unwrap();
+        reconcile(ctx.clone(), service.clone()).await.unwrap();
+        // Converged: further reconciles write nothing and clear the error.
+        reconcile(ctx.clone(), service.clone()).await.unwrap();
+        reconcile(ctx.clone(), ObjectKey::network("my_network"))
+            .await
+            .unwrap();
+        assert_eq!(
+            writes(&ctx),
+            ["create network my_network", "create service quote"]
+        );
+        assert_eq!(ctx.world.read().outcomes[&service].last_error, None);
+    }
+
+    #[tokio::test]
+    async fn drift_is_corrected_and_counted() {
+        let ctx = context(FakeSwarm::default());
+        reconcile(ctx.clone(), ObjectKey::network("my_network"))
+            .await
+            .unwrap();
+        reconcile(ctx.clone(), ObjectKey::service("quote"))
+            .await
+            .unwrap();
+        // Someone scales by hand.
+        let mut drifted = ctx.world.read().observed.services["quote"].clone();
+        drifted.definition.mode = Mode::Replicated { replicas: 1 };
+        ctx.world
+            .write()
+            .observed
+            .services
+            .insert("quote".into(), drifted);
+        reconcile(ctx.clone(), ObjectKey::service("quote"))
+            .await
+            .unwrap();
+        assert_eq!(writes(&ctx).last().unwrap(), "update service quote");
+        assert_eq!(ctx.metrics.drift_corrections(), 1);
+        assert_eq!(
+            ctx.world.read().observed.services["quote"].definition.mode,
+            Mode::Replicated { replicas: 3 }
+        );
+    }
+
+    #[tokio::test]
+    async fn an_update_that_does_not_stick_is_an_error_not_a_loop() {
+        let ctx = context(FakeSwarm {
+            mangle: Some(|d| d.image.push_str("@sha256:abc")),
+            ..Default::default()
+        });
+        reconcile(ctx.clone(), ObjectKey::network("my_network"))
+            .await
+            .unwrap();
+        reconcile(ctx.clone(), ObjectKey::service("quote"))
+            .await
+            .unwrap();
+        // The engine stored another image string: the next reconcile updates once, sees the
+        // difference remain, and reports it instead of returning success.
+        let err = reconcile(ctx.clone(), ObjectKey::service("quote"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ReconcileError::NotConverging { fields, .. } if fields == "image"),
+            "{err}"
+        );
+    }
+}
