@@ -87,6 +87,35 @@ fn lifecycle_on_a_real_swarm() {
     );
     assert!(labels.contains("swarm-operator.io/spec-hash"), "{labels}");
 
+    // Ready, and the metrics say what happened.
+    assert_eq!(operator.http_get("/readyz").map(|r| r.0), Some(200));
+    assert_eq!(operator.http_get("/healthz").map(|r| r.0), Some(200));
+
+    // A task that stops leaves the status endpoints promptly (swarm has no task events: the
+    // operator polls every second).
+    let victim = service(&status, &svc)["endpoints"][0]["task"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let container = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.swarm.task.id={victim}"),
+    ]);
+    assert!(!container.is_empty(), "the task's container runs here");
+    docker(&["rm", "-f", &container]);
+    swarm.wait_status(
+        "stopped task gone from the endpoints",
+        Duration::from_secs(10),
+        |s| {
+            service(s, &svc)["endpoints"]
+                .as_array()
+                .is_some_and(|e| e.iter().all(|e| e["task"] != victim.as_str()))
+        },
+    );
+    swarm.wait_status("replacement task running", CONVERGE, |s| ready(s, &svc, 2));
+
     // In sync now: diff says so.
     let diff = swarm.command("diff");
     assert_eq!(
@@ -106,6 +135,20 @@ fn lifecycle_on_a_real_swarm() {
         swarm.service_replicas("web") == Some(3)
     });
     swarm.wait_status("3 replicas running again", CONVERGE, |s| ready(s, &svc, 3));
+    let (code, metrics) = operator.http_get("/metrics").expect("metrics answer");
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("swarm_operator_drift_corrections_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("swarm_operator_reconciles_total{kind=\"service\",result=\"success\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("swarm_operator_managed_objects{kind=\"service\"} 1"),
+        "{metrics}"
+    );
 
     // A broken file: located error in the status, nothing changed or removed.
     let version = swarm.service_version("web").unwrap();

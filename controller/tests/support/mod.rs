@@ -130,8 +130,12 @@ impl Swarm {
         )
     }
 
-    /// Starts `swarm-operator run` on this test's directories.
+    /// Starts `swarm-operator run` on this test's directories, serving metrics on a free
+    /// loopback port.
     pub fn operator(&self) -> Operator {
+        let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port");
         let log = self.specs.path().with_extension("operator.log");
         let log_file = std::fs::File::create(&log).expect("operator log");
         let child = Command::new(env!("CARGO_BIN_EXE_swarm-operator"))
@@ -140,6 +144,8 @@ impl Swarm {
             .arg("--status")
             .arg(&self.status)
             .args(["--resync", "2s"])
+            .arg("--metrics-addr")
+            .arg(metrics_addr.to_string())
             .env("RUST_LOG", "info,swarm_operator=debug")
             // Its own instance: operators of other tests (or a benchmark) on the same swarm
             // then never prune this test's services, nor this one theirs.
@@ -149,7 +155,11 @@ impl Swarm {
             .stderr(log_file)
             .spawn()
             .expect("starting swarm-operator");
-        Operator { child, log }
+        Operator {
+            child,
+            log,
+            metrics_addr,
+        }
     }
 
     /// Runs a one-shot subcommand (`validate`, `diff`) on the spec directory.
@@ -259,6 +269,8 @@ pub struct Operator {
     child: Child,
     /// Its log file.
     pub log: PathBuf,
+    /// Where it serves /metrics, /healthz and /readyz.
+    pub metrics_addr: std::net::SocketAddr,
 }
 
 impl Operator {
@@ -278,6 +290,21 @@ impl Operator {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// `GET path` on the metrics server: `(status code, body)`, or `None` if nothing answers.
+    pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut stream =
+            std::net::TcpStream::connect_timeout(&self.metrics_addr, Duration::from_secs(2))
+                .ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let code = response.split_whitespace().nth(1)?.parse().ok()?;
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+        Some((code, body))
     }
 
     /// The log so far.
