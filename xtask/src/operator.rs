@@ -30,20 +30,14 @@ pub fn create_args(specs_dir: &str) -> Vec<String> {
         "type=bind,source=/var/run/docker.sock,target=/var/run/docker.sock",
         "--mount",
         &format!("type=volume,source={STATUS_VOLUME},target=/status"),
+        // `any`, not `on-failure`: a task stopped for being unhealthy (or by a node drain) exits 0
+        // on SIGTERM and would otherwise never come back.
         "--restart-condition",
-        "on-failure",
+        "any",
         "--restart-delay",
         "2s",
-        "--health-cmd",
-        "/healthcheck --port 9090 --path /healthz",
-        "--health-interval",
-        "5s",
-        "--health-timeout",
-        "3s",
-        "--health-retries",
-        "3",
-        "--health-start-period",
-        "10s",
+        // No --health-cmd: the CLI wraps it in CMD-SHELL and the image has no shell. The image's
+        // own exec-form HEALTHCHECK (/healthcheck --port 9090 --path /healthz) applies.
         "--env",
         "RUST_LOG=info",
         "--label",

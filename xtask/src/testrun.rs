@@ -107,7 +107,16 @@ fn crds_supported(root: &Path) -> bool {
 /// Regenerate `crds/` with the operator and fail if that changed anything (controller-rs style).
 fn check_crds(root: &Path) -> Result<(), CmdError> {
     cargo(root)
-        .args(["run", "-q", "-p", "swarm-operator", "--", "crds"])
+        .args([
+            "run",
+            "-q",
+            "-p",
+            "swarm-operator",
+            "--",
+            "crds",
+            "--out",
+            "crds",
+        ])
         .output()?;
     let (clean, _, _) = Cmd::new("git")
         .args(["diff", "--exit-code", "--", "crds"])
@@ -123,7 +132,9 @@ fn check_crds(root: &Path) -> Result<(), CmdError> {
         Err(CmdError::Failed {
             cmd: "git diff --exit-code -- crds".into(),
             status: "crds/ is stale".into(),
-            stderr: "regenerate with `cargo run -p swarm-operator -- crds` and commit crds/".into(),
+            stderr:
+                "regenerate with `cargo run -p swarm-operator -- crds --out crds` and commit crds/"
+                    .into(),
         })
     }
 }
