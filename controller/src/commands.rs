@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::desired::{DesiredState, source_file_name};
+use crate::desired::DesiredState;
 use crate::docker::{DockerError, SwarmApi};
 use crate::plan::{Plan, plan};
 use crate::spec::{LoadDirError, SpecError, SpecStore};
@@ -55,18 +55,12 @@ pub async fn diff_dir<A: SwarmApi>(
 ) -> Result<(Plan, Vec<SpecError>), CommandError> {
     let observed = api.observe().await?;
     let existing: BTreeSet<String> = observed.networks.keys().cloned().collect();
-    let loaded = SpecStore::new().reload_validated(dir, &existing)?;
-    let failed = loaded
-        .failed_files
-        .iter()
-        .map(|p| source_file_name(p))
-        .collect();
-    let desired = DesiredState::build(
-        &loaded.objects,
-        loaded.errors,
-        failed,
+    let desired = DesiredState::load(
+        &mut SpecStore::new(),
+        dir,
+        &existing,
         allow_empty_prune,
         instance,
-    );
+    )?;
     Ok((plan(&desired, &observed), desired.errors))
 }

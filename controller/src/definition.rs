@@ -346,6 +346,20 @@ pub(crate) mod tests {
         }
     }
 
+    /// An attachable overlay network to vary in tests.
+    pub(crate) fn sample_network(name: &str) -> NetworkDefinition {
+        NetworkDefinition {
+            name: name.to_owned(),
+            driver: "overlay".into(),
+            attachable: true,
+            internal: false,
+            options: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            subnet: None,
+            gateway: None,
+        }
+    }
+
     #[test]
     fn equal_definitions_have_no_drift_and_equal_hashes() {
         let a = sample_service("quote");

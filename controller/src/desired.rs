@@ -11,7 +11,7 @@ use crate::definition::{
     Port, ResourceAmounts, Resources, RestartPolicy, ServiceDefinition, UpdatePolicy,
 };
 use crate::docker::Ownership;
-use crate::spec::{self, Located, Object, SpecError};
+use crate::spec::{self, LoadDirError, Located, Object, SpecError, SpecStore};
 
 /// A desired object with its identity in the operator's labels.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +24,18 @@ pub struct DesiredObject<T> {
     pub source_file: String,
     /// The operator instance that owns it.
     pub instance: String,
+}
+
+impl<T: Serialize> DesiredObject<T> {
+    /// A desired object, hashed.
+    pub fn new(definition: T, source_file: String, instance: &str) -> Self {
+        DesiredObject {
+            hash: definition::definition_hash(&definition),
+            definition,
+            source_file,
+            instance: instance.to_owned(),
+        }
+    }
 }
 
 impl<T> DesiredObject<T> {
@@ -97,33 +109,53 @@ impl DesiredState {
             match &located.value {
                 Object::Service(service) => {
                     let definition = service_definition(service);
-                    state
-                        .services
-                        .entry(definition.name.clone())
-                        .or_insert_with(|| DesiredObject {
-                            hash: definition::definition_hash(&definition),
-                            definition,
-                            source_file,
-                            instance: instance.to_owned(),
-                        });
+                    insert_first(&mut state.services, definition.name.clone(), || {
+                        DesiredObject::new(definition, source_file, instance)
+                    });
                 }
                 Object::Network(network) => {
                     let definition = network_definition(network);
-                    state
-                        .networks
-                        .entry(definition.name.clone())
-                        .or_insert_with(|| DesiredObject {
-                            hash: definition::definition_hash(&definition),
-                            definition,
-                            source_file,
-                            instance: instance.to_owned(),
-                        });
+                    insert_first(&mut state.networks, definition.name.clone(), || {
+                        DesiredObject::new(definition, source_file, instance)
+                    });
                 }
             }
         }
         let has_objects = !state.services.is_empty() || !state.networks.is_empty();
         state.prune_allowed = has_objects || allow_empty_prune;
         state
+    }
+}
+
+/// Keeps the first object of a name (validation reports the duplicate).
+fn insert_first<T>(map: &mut BTreeMap<String, T>, name: String, make: impl FnOnce() -> T) {
+    map.entry(name).or_insert_with(make);
+}
+
+impl DesiredState {
+    /// Re-reads the spec directory through `store` (which keeps the last good objects of files
+    /// that fail) and builds the desired state. `existing_networks` are the networks already on
+    /// the swarm, which services may reference without a `SwarmNetwork` spec.
+    pub fn load(
+        store: &mut SpecStore,
+        dir: &Path,
+        existing_networks: &BTreeSet<String>,
+        allow_empty_prune: bool,
+        instance: &str,
+    ) -> Result<Self, LoadDirError> {
+        let loaded = store.reload_validated(dir, existing_networks)?;
+        let failed_files = loaded
+            .failed_files
+            .iter()
+            .map(|p| source_file_name(p))
+            .collect();
+        Ok(DesiredState::build(
+            &loaded.objects,
+            loaded.errors,
+            failed_files,
+            allow_empty_prune,
+            instance,
+        ))
     }
 }
 

@@ -461,36 +461,15 @@ pub fn services_by_id(observed: &Observed) -> BTreeMap<&str, &ObservedService> {
 mod tests {
     use super::*;
     use crate::definition::Mode;
-    use crate::definition::tests::sample_service;
+    use crate::definition::tests::{sample_network, sample_service};
     use crate::docker::Ownership;
 
     fn desired_service(name: &str, file: &str) -> DesiredObject<ServiceDefinition> {
-        let definition = sample_service(name);
-        DesiredObject {
-            hash: crate::definition::definition_hash(&definition),
-            definition,
-            source_file: file.to_owned(),
-            instance: DEFAULT_INSTANCE.to_owned(),
-        }
+        DesiredObject::new(sample_service(name), file.to_owned(), DEFAULT_INSTANCE)
     }
 
     fn network(name: &str, file: &str) -> DesiredObject<NetworkDefinition> {
-        let definition = NetworkDefinition {
-            name: name.to_owned(),
-            driver: "overlay".into(),
-            attachable: true,
-            internal: false,
-            options: BTreeMap::new(),
-            labels: BTreeMap::new(),
-            subnet: None,
-            gateway: None,
-        };
-        DesiredObject {
-            hash: crate::definition::definition_hash(&definition),
-            definition,
-            source_file: file.to_owned(),
-            instance: DEFAULT_INSTANCE.to_owned(),
-        }
+        DesiredObject::new(sample_network(name), file.to_owned(), DEFAULT_INSTANCE)
     }
 
     /// The swarm as it looks right after the operator applied `desired`.

@@ -204,8 +204,8 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::definition::{DEFAULT_INSTANCE, tests::sample_service};
-    use crate::definition::{Mode, NetworkDefinition, ServiceDefinition, definition_hash};
+    use crate::definition::tests::{sample_network, sample_service};
+    use crate::definition::{DEFAULT_INSTANCE, Mode, NetworkDefinition, ServiceDefinition};
     use crate::desired::DesiredObject;
     use crate::docker::{Observed, ObservedNetwork, ObservedService, ObservedTask, Ownership};
 
@@ -317,36 +317,19 @@ mod tests {
             world: World::default(),
             metrics: Arc::new(Metrics::new()),
         });
-        let definition = sample_service("quote");
-        let network = NetworkDefinition {
-            name: "my_network".into(),
-            driver: "overlay".into(),
-            attachable: true,
-            internal: false,
-            options: BTreeMap::new(),
-            labels: BTreeMap::new(),
-            subnet: None,
-            gateway: None,
-        };
         let mut world = ctx.world.write();
         world.desired.prune_allowed = true;
         world.desired.services.insert(
             "quote".into(),
-            DesiredObject {
-                hash: definition_hash(&definition),
-                definition,
-                source_file: "a.yaml".into(),
-                instance: DEFAULT_INSTANCE.into(),
-            },
+            DesiredObject::new(sample_service("quote"), "a.yaml".into(), DEFAULT_INSTANCE),
         );
         world.desired.networks.insert(
             "my_network".into(),
-            DesiredObject {
-                hash: definition_hash(&network),
-                definition: network,
-                source_file: "a.yaml".into(),
-                instance: DEFAULT_INSTANCE.into(),
-            },
+            DesiredObject::new(
+                sample_network("my_network"),
+                "a.yaml".into(),
+                DEFAULT_INSTANCE,
+            ),
         );
         drop(world);
         ctx

@@ -10,7 +10,7 @@ use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, ne
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::desired::{DesiredState, source_file_name};
+use crate::desired::DesiredState;
 use crate::docker::{DockerError, SwarmApi};
 use crate::plan::{ObjectKey, all_keys};
 use crate::spec::SpecStore;
@@ -47,19 +47,7 @@ pub fn reload_specs(
 ) -> Result<bool, LoadDirError> {
     let existing_networks: BTreeSet<String> =
         world.read().observed.networks.keys().cloned().collect();
-    let loaded = store.reload_validated(dir, &existing_networks)?;
-    let failed_files = loaded
-        .failed_files
-        .iter()
-        .map(|p| source_file_name(p))
-        .collect();
-    let desired = DesiredState::build(
-        &loaded.objects,
-        loaded.errors,
-        failed_files,
-        allow_empty_prune,
-        instance,
-    );
+    let desired = DesiredState::load(store, dir, &existing_networks, allow_empty_prune, instance)?;
     for error in &desired.errors {
         warn!(%error, "spec problem");
     }

@@ -60,6 +60,37 @@ fn non_zero(value: Option<i64>) -> Option<i64> {
     value.filter(|v| *v != 0)
 }
 
+/// Renders an [`UpdatePolicy`] as bollard's update or rollback config: two structs with the
+/// same fields but distinct enum types, hence a macro rather than a function.
+macro_rules! render_policy {
+    ($config:ident, $policy:expr) => {{
+        let p: &UpdatePolicy = $policy;
+        $config {
+            parallelism: p.parallelism,
+            delay: p.delay_ns,
+            failure_action: p.failure_action.as_deref().and_then(parse_enum),
+            monitor: p.monitor_ns,
+            max_failure_ratio: p.max_failure_ratio,
+            order: p.order.as_deref().and_then(parse_enum),
+        }
+    }};
+}
+
+/// Reads bollard's update or rollback config back into an [`UpdatePolicy`].
+macro_rules! read_policy {
+    ($config:expr) => {{
+        let p = $config;
+        UpdatePolicy {
+            parallelism: p.parallelism,
+            delay_ns: non_zero(p.delay),
+            failure_action: enum_str(p.failure_action.as_ref()),
+            monitor_ns: non_zero(p.monitor),
+            max_failure_ratio: p.max_failure_ratio,
+            order: enum_str(p.order.as_ref()),
+        }
+    }};
+}
+
 /// Renders the full service spec to send on create and update.
 ///
 /// `network_ids` maps network names to ids; names that are not in it are sent as they are
@@ -166,25 +197,11 @@ pub(crate) fn to_service_spec(
         update_config: definition
             .update_config
             .as_ref()
-            .map(|p| ServiceSpecUpdateConfig {
-                parallelism: p.parallelism,
-                delay: p.delay_ns,
-                failure_action: p.failure_action.as_deref().and_then(parse_enum),
-                monitor: p.monitor_ns,
-                max_failure_ratio: p.max_failure_ratio,
-                order: p.order.as_deref().and_then(parse_enum),
-            }),
+            .map(|p| render_policy!(ServiceSpecUpdateConfig, p)),
         rollback_config: definition
             .rollback_config
             .as_ref()
-            .map(|p| ServiceSpecRollbackConfig {
-                parallelism: p.parallelism,
-                delay: p.delay_ns,
-                failure_action: p.failure_action.as_deref().and_then(parse_enum),
-                monitor: p.monitor_ns,
-                max_failure_ratio: p.max_failure_ratio,
-                order: p.order.as_deref().and_then(parse_enum),
-            }),
+            .map(|p| render_policy!(ServiceSpecRollbackConfig, p)),
         networks: None,
         endpoint_spec: Some(EndpointSpec {
             mode: Some(match definition.endpoint_mode {
@@ -304,22 +321,8 @@ pub(crate) fn from_service(
             retries: non_zero(h.retries),
             start_period_ns: non_zero(h.start_period),
         }),
-        update_config: spec.update_config.as_ref().map(|p| UpdatePolicy {
-            parallelism: p.parallelism,
-            delay_ns: non_zero(p.delay),
-            failure_action: enum_str(p.failure_action.as_ref()),
-            monitor_ns: non_zero(p.monitor),
-            max_failure_ratio: p.max_failure_ratio,
-            order: enum_str(p.order.as_ref()),
-        }),
-        rollback_config: spec.rollback_config.as_ref().map(|p| UpdatePolicy {
-            parallelism: p.parallelism,
-            delay_ns: non_zero(p.delay),
-            failure_action: enum_str(p.failure_action.as_ref()),
-            monitor_ns: non_zero(p.monitor),
-            max_failure_ratio: p.max_failure_ratio,
-            order: enum_str(p.order.as_ref()),
-        }),
+        update_config: spec.update_config.as_ref().map(|p| read_policy!(p)),
+        rollback_config: spec.rollback_config.as_ref().map(|p| read_policy!(p)),
         restart_policy: task.restart_policy.as_ref().map(|p| RestartPolicy {
             condition: enum_str(p.condition.as_ref()),
             delay_ns: non_zero(p.delay),
