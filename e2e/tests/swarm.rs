@@ -320,6 +320,24 @@ fn discovery(e: &Env) -> Outcome {
     let s = e.wait_apps(3, 3, Duration::from_secs(60))?;
     let accounts: BTreeSet<String> = s.services[ACCOUNT].running_ips(NET).into_iter().collect();
     let quotes: BTreeSet<String> = s.services[QUOTE].running_ips(NET).into_iter().collect();
+    // Replicas that just started may not have resolved the quote service yet (they re-resolve
+    // every few seconds) and answer with the fallback quote: wait until that has passed.
+    e.wait(
+        "no fallback quotes (account replicas see the quote replicas)",
+        Duration::from_secs(60),
+        || {
+            e.probe(&[
+                "get",
+                "-n",
+                "9",
+                "http://account-service:6767/accounts/10000",
+            ])
+            .is_ok_and(|ls| {
+                ls.iter()
+                    .all(|l| l.status == Some(200) && l.body["quote"]["ipAddress"] != "fallback")
+            })
+        },
+    )?;
     let lines = e.probe(&[
         "get",
         "-n",
@@ -408,42 +426,50 @@ fn drift(e: &Env) -> Outcome {
 fn removal(e: &Env) -> Outcome {
     e.m.remove_file(&e.spec_path("quote-service.yaml"))
         .map_err(|x| x.to_string())?;
-    e.wait(
-        "quote-service removed from the swarm",
-        Duration::from_secs(90),
-        || !e.m.docker(["service", "inspect", QUOTE]).succeeds(),
-    )?;
-    e.wait_status(
-        "quote-service gone from the status",
-        Duration::from_secs(60),
-        |s| {
-            s.services
-                .get(QUOTE)
-                .is_none_or(|q| q.running_replicas.unwrap_or(0) == 0)
-        },
-    )?;
-    ensure(
-        e.m.docker(["service", "inspect", ACCOUNT]).succeeds(),
-        || "account-service was removed too".into(),
-    )?;
-    let lines = e.probe(&[
-        "get",
-        "-n",
-        "6",
-        "http://account-service:6767/accounts/10000",
-    ])?;
-    for l in &lines {
-        ensure(l.status == Some(200), || {
-            format!("account did not answer: {l:?}")
-        })?;
-        ensure(l.body["quote"]["ipAddress"] == "fallback", || {
-            format!("expected the fallback quote: {l:?}")
-        })?;
-    }
+    let result = (|| {
+        e.wait(
+            "quote-service removed from the swarm",
+            Duration::from_secs(90),
+            || !e.m.docker(["service", "inspect", QUOTE]).succeeds(),
+        )?;
+        e.wait_status(
+            "quote-service gone from the status",
+            Duration::from_secs(60),
+            |s| {
+                s.services
+                    .get(QUOTE)
+                    .is_none_or(|q| q.running_replicas.unwrap_or(0) == 0)
+            },
+        )?;
+        ensure(
+            e.m.docker(["service", "inspect", ACCOUNT]).succeeds(),
+            || "account-service was removed too".into(),
+        )?;
+        // The removed service's tasks take their stop grace period to go away.
+        e.wait(
+            "accounts answer with the fallback quote",
+            Duration::from_secs(60),
+            || {
+                e.probe(&[
+                    "get",
+                    "-n",
+                    "6",
+                    "http://account-service:6767/accounts/10000",
+                ])
+                .is_ok_and(|ls| {
+                    ls.iter().all(|l| {
+                        l.status == Some(200) && l.body["quote"]["ipAddress"] == "fallback"
+                    })
+                })
+            },
+        )
+    })();
+    // Restore whatever happened, so the later scenarios start from the full system.
     let orig = e.original_spec("quote-service.yaml")?;
     e.m.write_file(&e.spec_path("quote-service.yaml"), &orig)
         .map_err(|x| x.to_string())?;
-    e.wait_apps(3, 3, Duration::from_secs(180)).map(|_| ())
+    let restored = e.wait_apps(3, 3, Duration::from_secs(180)).map(|_| ());
+    result.and(restored)
 }
 
 /// 6. A broken YAML file yields a located error in the status; nothing is removed or changed.
