@@ -114,7 +114,8 @@ impl Target {
 #[derive(Debug)]
 pub struct Endpoint {
     base: String,
-    url: String,
+    // Parsed once: reqwest would otherwise re-parse a string URL on every call.
+    url: Url,
     // Milliseconds since the balancer's origin until which this endpoint sits out; 0 = in.
     // An atomic rather than a lock: it is read on every request by every worker.
     ejected_until_ms: AtomicU64,
@@ -122,7 +123,8 @@ pub struct Endpoint {
 
 impl Endpoint {
     fn new(base: String) -> Self {
-        let url = format!("{base}{QUOTE_PATH}");
+        // `base` is either checked by `Target::parse` or built from a socket address.
+        let url = Url::parse(&format!("{base}{QUOTE_PATH}")).expect("valid base URL");
         Self {
             base,
             url,
@@ -136,7 +138,7 @@ impl Endpoint {
     }
 
     /// The full quote URL.
-    pub fn url(&self) -> &str {
+    pub fn url(&self) -> &Url {
         &self.url
     }
 

@@ -159,7 +159,7 @@ impl QuoteClient {
     async fn call(&self, endpoint: &Endpoint) -> Result<Quote, QuoteError> {
         let mut response = self
             .http
-            .get(endpoint.url())
+            .get(endpoint.url().clone())
             .send()
             .await
             .map_err(QuoteError::Transport)?;

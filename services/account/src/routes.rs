@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -46,7 +47,15 @@ pub fn router(state: AppState, health: &Health) -> Router {
     with_json_fallbacks(api.merge(health.routes()))
 }
 
-async fn get_account(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+async fn get_account(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    // A malformed id (e.g. percent-encoding that is not UTF-8) names no account either:
+    // same 404 as an unknown one, rather than axum's plain-text 400.
+    let Ok(Path(id)) = id else {
+        return json_error(StatusCode::NOT_FOUND, "account not found");
+    };
     if id.is_empty() || id.len() > MAX_ID_LEN {
         return json_error(StatusCode::NOT_FOUND, "account not found");
     }

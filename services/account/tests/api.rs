@@ -66,6 +66,7 @@ async fn unknown_is_404_and_wrong_method_is_405() {
         "/accounts/abc",
         "/accounts/%20",
         "/accounts/10000%00",
+        "/accounts/%FF%FE",
         &format!("/accounts/{long}"),
         "/accounts",
         "/accounts/10000/extra",
