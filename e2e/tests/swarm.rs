@@ -405,6 +405,7 @@ fn scale(e: &Env) -> Outcome {
 
 /// 4. A manual `docker service scale account-service=1` is reverted to the spec's 3.
 fn drift(e: &Env) -> Outcome {
+    let before = e.version(ACCOUNT)?;
     e.docker(&["service", "scale", "-d", "account-service=1"])?;
     let start = Instant::now();
     e.wait(
@@ -419,6 +420,12 @@ fn drift(e: &Env) -> Outcome {
         "    reverted {} after the manual scale",
         xtask::timing::fmt(start.elapsed())
     );
+    // Two updates since: ours (to 1) and the operator's (back to 3). Guards against a pass
+    // where the scale never took effect.
+    let after = e.version(ACCOUNT)?;
+    ensure(after >= before + 2, || {
+        format!("service version {before} -> {after}: the manual scale or its revert is missing")
+    })?;
     e.wait_apps(3, 3, Duration::from_secs(120)).map(|_| ())
 }
 
@@ -576,7 +583,6 @@ fn node_loss(e: &Env) -> Outcome {
 /// 8. Killing the operator's container: swarm restarts it, and it updates no service.
 fn operator_restart(e: &Env) -> Outcome {
     let before = (e.version(ACCOUNT)?, e.version(QUOTE)?);
-    let old_gen = e.status().and_then(|s| s.generated_at);
     let task = e.docker(&[
         "service",
         "ps",
@@ -615,12 +621,23 @@ fn operator_restart(e: &Env) -> Outcome {
                 })
         },
     )?;
-    e.wait_status(
-        "a status written by the new operator",
-        Duration::from_secs(60),
-        |s| s.generated_at != old_gen,
-    )?;
-    std::thread::sleep(Duration::from_secs(5));
+    // The status file is rewritten only when its content changes, so wait for the new
+    // operator's healthcheck instead (it serves /healthz once its loop runs), then give its
+    // first reconcile pass time to (wrongly) update something.
+    let healthy = format!("label=com.docker.swarm.service.name={}", operator::SERVICE);
+    e.wait("the new operator healthy", Duration::from_secs(60), || {
+        e.m.docker([
+            "ps",
+            "-q",
+            "--filter",
+            &healthy,
+            "--filter",
+            "health=healthy",
+        ])
+        .output()
+        .is_ok_and(|c| !c.is_empty())
+    })?;
+    std::thread::sleep(Duration::from_secs(8));
     let after = (e.version(ACCOUNT)?, e.version(QUOTE)?);
     ensure(before == after, || {
         format!("service versions changed across the restart {before:?} -> {after:?}")
