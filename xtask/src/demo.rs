@@ -86,6 +86,31 @@ pub fn run(root: &Path, nodes: usize) -> Result<(), DemoError> {
 
 /// Print a few account responses from the probe and the endpoints from the status file.
 pub fn show(manager: &Manager) -> Result<(), DemoError> {
+    // Account replicas re-resolve the quote service every few seconds; right after convergence
+    // some still answer with the fallback quote. Give them up to 30 s before showing the rotation.
+    let _ = crate::cluster::wait_for(
+        "quotes from every account replica",
+        std::time::Duration::from_secs(30),
+        || {
+            let out = manager
+                .docker([
+                    "run",
+                    "--rm",
+                    "--network",
+                    APP_NETWORK,
+                    "goblog/e2e-probe:dev",
+                ])
+                .args([
+                    "get",
+                    "-n",
+                    "6",
+                    "http://account-service:6767/accounts/10000",
+                ])
+                .output()
+                .unwrap_or_default();
+            Ok(!out.is_empty() && !out.contains("\"ipAddress\":\"fallback\""))
+        },
+    );
     let out = manager
         .docker([
             "run",
