@@ -1,6 +1,7 @@
 //! `swarm-operator run`: wires the triggers, the runtime, the reconciler, the status writer and
 //! the metrics server together, and shuts them down in order.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -125,6 +126,58 @@ async fn status_writer(
     }
 }
 
+/// Docker events that arrived together. Swarm emits them in bursts (a rollout, 500 creates);
+/// re-reading each service is one call per event, while one listing serves any number.
+#[derive(Debug, Default)]
+struct EventBurst {
+    /// Services named by service events.
+    services: BTreeSet<String>,
+    /// A network or node changed.
+    other: bool,
+    /// The stream ended.
+    ended: bool,
+}
+
+impl EventBurst {
+    /// How long to wait for the next event of a burst: short enough to keep drift correction
+    /// immediate, long enough to catch events queued behind the first.
+    const GAP: Duration = Duration::from_millis(10);
+    /// Bounds one burst, so that a never-ending stream still gets handled.
+    const MAX_EVENTS: usize = 512;
+    /// Above this many services one listing is cheaper than reading them one by one.
+    const INSPECT_LIMIT: usize = 8;
+
+    async fn collect<S>(first: Option<Result<SwarmEvent, DockerError>>, events: &mut S) -> Self
+    where
+        S: futures_util::Stream<Item = Result<SwarmEvent, DockerError>> + Unpin,
+    {
+        let mut burst = EventBurst::default();
+        let mut next = first;
+        for _ in 0..Self::MAX_EVENTS {
+            match next {
+                Some(Ok(SwarmEvent::Service { name })) => {
+                    burst.services.insert(name);
+                }
+                Some(Ok(SwarmEvent::Other)) => burst.other = true,
+                Some(Err(error)) => warn!(%error, "Docker event stream"),
+                None => {
+                    burst.ended = true;
+                    break;
+                }
+            }
+            match tokio::time::timeout(Self::GAP, events.next()).await {
+                Ok(event) => next = event,
+                Err(_) => break,
+            }
+        }
+        burst
+    }
+
+    fn refresh_all(&self) -> bool {
+        self.other || self.services.len() > Self::INSPECT_LIMIT
+    }
+}
+
 /// Runs the operator until `shutdown` completes; in-flight reconciles finish and a final status
 /// is written before it returns.
 pub async fn run(
@@ -201,21 +254,22 @@ pub async fn run(
             _ = async { spec_poll.as_mut().unwrap().tick().await }, if spec_poll.is_some() => {
                 reload_and_trigger(&world, &mut store, &config, &trigger_tx).await;
             }
-            event = events.next() => match event {
-                Some(Ok(SwarmEvent::Service { name })) => {
-                    if let Err(error) = refresh_service(&api, &world, &name).await {
-                        warn!(%error, service = %name, "re-reading service after event");
+            event = events.next() => {
+                let burst = EventBurst::collect(event, &mut events).await;
+                if burst.refresh_all() {
+                    match refresh_swarm(&api, &world).await {
+                        Ok(()) => { let _ = trigger_tx.send(Trigger::ReconcileAll).await; }
+                        Err(error) => warn!(%error, "listing the swarm after events"),
                     }
-                    let _ = trigger_tx.send(Trigger::Reconcile(ObjectKey::service(name))).await;
-                }
-                Some(Ok(SwarmEvent::Other)) => {
-                    if let Err(error) = refresh_swarm(&api, &world).await {
-                        warn!(%error, "listing the swarm after an event");
+                } else {
+                    for name in burst.services {
+                        if let Err(error) = refresh_service(&api, &world, &name).await {
+                            warn!(%error, service = %name, "re-reading service after event");
+                        }
+                        let _ = trigger_tx.send(Trigger::Reconcile(ObjectKey::service(name))).await;
                     }
-                    let _ = trigger_tx.send(Trigger::ReconcileAll).await;
                 }
-                Some(Err(error)) => warn!(%error, "Docker event stream"),
-                None => {
+                if burst.ended {
                     // The engine closed the stream (restart, timeout): reconnect, and list
                     // everything since events may have been missed meanwhile.
                     warn!("Docker event stream ended; reconnecting");
@@ -225,7 +279,7 @@ pub async fn run(
                         let _ = trigger_tx.send(Trigger::ReconcileAll).await;
                     }
                 }
-            },
+            }
             _ = resync.tick() => {
                 reload_and_trigger(&world, &mut store, &config, &trigger_tx).await;
                 match refresh_swarm(&api, &world).await {

@@ -132,9 +132,12 @@ pub fn load_dir(dir: &Path) -> Result<LoadedDir, LoadDirError> {
     paths.sort();
     let files = paths
         .into_iter()
-        .map(|path| {
+        .filter_map(|path| {
             let load = load_file(&path);
-            (path, load)
+            // Deleted between listing and reading (a `rm` racing the reload): the file is gone,
+            // not broken, and must not hold back the pruning of what it declared.
+            let vanished = matches!(load, FileLoad::Failed(_)) && !path.exists();
+            (!vanished).then_some((path, load))
         })
         .collect();
     Ok(LoadedDir { files })
