@@ -16,6 +16,8 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::http1::Origin;
+
 /// Path and query of the quote call, the original blog's API.
 pub const QUOTE_PATH: &str = "/api/quote?strength=4";
 
@@ -114,8 +116,10 @@ impl Target {
 #[derive(Debug)]
 pub struct Endpoint {
     base: String,
-    // Parsed once: reqwest would otherwise re-parse a string URL on every call.
+    // Parsed once, not per call.
     url: Url,
+    // Its idle keep-alive connections and the pre-rendered quote request.
+    origin: Origin,
     // Milliseconds since the balancer's origin until which this endpoint sits out; 0 = in.
     // An atomic rather than a lock: it is read on every request by every worker.
     ejected_until_ms: AtomicU64,
@@ -125,9 +129,13 @@ impl Endpoint {
     fn new(base: String) -> Self {
         // `base` is either checked by `Target::parse` or built from a socket address.
         let url = Url::parse(&format!("{base}{QUOTE_PATH}")).expect("valid base URL");
+        let host = url.host_str().expect("base URL has a host");
+        let port = url.port_or_known_default().unwrap_or(80);
+        let origin = Origin::new(&format!("{host}:{port}"), QUOTE_PATH);
         Self {
             base,
             url,
+            origin,
             ejected_until_ms: AtomicU64::new(0),
         }
     }
@@ -140,6 +148,11 @@ impl Endpoint {
     /// The full quote URL.
     pub fn url(&self) -> &Url {
         &self.url
+    }
+
+    /// Its connection pool.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
     }
 
     fn is_ejected(&self, now_ms: u64) -> bool {

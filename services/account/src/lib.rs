@@ -3,6 +3,7 @@
 
 pub mod balancer;
 pub mod config;
+pub mod http1;
 pub mod quote_client;
 pub mod routes;
 pub mod store;

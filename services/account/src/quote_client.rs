@@ -4,11 +4,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::balancer::{Balancer, Endpoint};
+use crate::http1::HttpError;
 
 /// `ipAddress` of the quote served when no replica could answer in time.
 pub const FALLBACK_IP: &str = "fallback";
@@ -29,15 +30,12 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Errors of one quote call.
 #[derive(Debug, thiserror::Error)]
 pub enum QuoteError {
-    /// The HTTP client could not be built.
-    #[error("building the HTTP client: {0}")]
-    Client(#[source] reqwest::Error),
     /// No endpoint is known (DNS has not answered yet, or names nothing).
     #[error("no quote endpoint known")]
     NoEndpoint,
-    /// Connecting, sending or reading failed.
+    /// Connecting, sending or reading failed, or the response is not HTTP.
     #[error("quote request failed: {0}")]
-    Transport(#[source] reqwest::Error),
+    Transport(#[source] HttpError),
     /// The attempt ran out of its share of the budget.
     #[error("quote request timed out after {0:?}")]
     Timeout(Duration),
@@ -75,12 +73,11 @@ impl Quote {
     }
 }
 
-/// The quote client: one pooled HTTP client over the balancer's endpoints.
+/// The quote client over the balancer's endpoints. Each endpoint keeps a pool of keep-alive
+/// connections (`http1::Origin`), which is where the speed over the seed (a new connection
+/// per call) comes from.
 #[derive(Debug)]
 pub struct QuoteClient {
-    // One client for the process: its pool keeps keep-alive connections per endpoint,
-    // which is where the speed over the seed (a new connection per call) comes from.
-    http: reqwest::Client,
     balancer: Arc<Balancer>,
     budget: Duration,
     // Rate limit for the fallback warning, so an outage logs once a second, not per request.
@@ -91,17 +88,9 @@ pub struct QuoteClient {
 impl QuoteClient {
     /// A client over `balancer` with a total budget per lookup.
     pub fn new(balancer: Arc<Balancer>, budget: Duration) -> Result<Self, QuoteError> {
-        let http = reqwest::Client::builder()
-            // Endpoints are addresses on an internal network: a proxy from the environment
-            // would only break the rotation.
-            .no_proxy()
-            .tcp_nodelay(true)
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .connect_timeout(budget)
-            .build()
-            .map_err(QuoteError::Client)?;
+        // No proxy from the environment (endpoints are addresses on an internal network, a
+        // proxy would only break the rotation); connecting is bounded by the attempt's share.
         Ok(Self {
-            http,
             balancer,
             budget,
             last_fallback_log_ms: AtomicU64::new(0),
@@ -157,29 +146,18 @@ impl QuoteClient {
     }
 
     async fn call(&self, endpoint: &Endpoint) -> Result<Quote, QuoteError> {
-        let mut response = self
-            .http
-            .get(endpoint.url().clone())
-            .send()
+        let response = endpoint
+            .origin()
+            .get(POOL_IDLE_TIMEOUT, MAX_BODY)
             .await
-            .map_err(QuoteError::Transport)?;
-        if response.status() != StatusCode::OK {
-            return Err(QuoteError::Status(response.status()));
+            .map_err(|err| match err {
+                HttpError::TooLarge(_) => QuoteError::TooLarge,
+                err => QuoteError::Transport(err),
+            })?;
+        if response.status != StatusCode::OK {
+            return Err(QuoteError::Status(response.status));
         }
-        if response
-            .content_length()
-            .is_some_and(|len| len > MAX_BODY as u64)
-        {
-            return Err(QuoteError::TooLarge);
-        }
-        let mut body = Vec::with_capacity(response.content_length().unwrap_or(256) as usize);
-        while let Some(chunk) = response.chunk().await.map_err(QuoteError::Transport)? {
-            if body.len() + chunk.len() > MAX_BODY {
-                return Err(QuoteError::TooLarge);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        serde_json::from_slice(&body).map_err(QuoteError::Body)
+        serde_json::from_slice(&response.body).map_err(QuoteError::Body)
     }
 
     fn log_fallback(&self, err: &QuoteError) {
