@@ -84,6 +84,41 @@ pub fn run(root: &Path, nodes: usize) -> Result<(), DemoError> {
     Ok(())
 }
 
+/// Removes the local demo: the operator first (so it does not recreate what follows), then the
+/// services and the network it created, and the status volume. Missing pieces are fine.
+pub fn down() -> Result<(), DemoError> {
+    let manager = Manager::Local;
+    let _ = manager
+        .docker(["service", "rm", operator::SERVICE])
+        .succeeds();
+    // Its task stops gracefully after the service is gone; until then it would recreate what
+    // the next steps remove.
+    let operator_filter = format!("label=com.docker.swarm.service.name={}", operator::SERVICE);
+    let _ = crate::cluster::wait_for("the operator to stop", Duration::from_secs(60), || {
+        Ok(manager
+            .docker(["ps", "-q", "--filter", operator_filter.as_str()])
+            .output()
+            .is_ok_and(|out| out.trim().is_empty()))
+    });
+    let steps: [&[&str]; 3] = [
+        &["service", "rm", APP_SERVICES[0], APP_SERVICES[1]],
+        &["network", "rm", APP_NETWORK],
+        &["volume", "rm", operator::STATUS_VOLUME],
+    ];
+    for (i, args) in steps.into_iter().enumerate() {
+        // The network and the volume stay busy until the tasks using them are gone.
+        let tries = if i >= 1 { 30 } else { 1 };
+        for attempt in 1..=tries {
+            if manager.docker(args).succeeds() || attempt == tries {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    eprintln!("local demo removed");
+    Ok(())
+}
+
 /// Print a few account responses from the probe and the endpoints from the status file.
 pub fn show(manager: &Manager) -> Result<(), DemoError> {
     // Account replicas re-resolve the quote service every few seconds; right after convergence

@@ -31,6 +31,10 @@ enum Cmd {
         /// 1 = the local engine as a single-node swarm; more = a dind cluster.
         #[arg(long, default_value_t = 1)]
         nodes: usize,
+        /// Remove the local demo instead (operator, app services, network, status volume);
+        /// a dind demo goes with `cargo xtask cluster down`.
+        #[arg(long)]
+        down: bool,
     },
     /// Images, a dind cluster, and the e2e scenarios (extra args go to the test binary).
     E2e {
@@ -164,7 +168,8 @@ fn run(root: &std::path::Path, cmd: Cmd) -> Result<()> {
                 println!("{p}");
             }
         }
-        Cmd::Demo { nodes } => demo::run(root, nodes).context("demo")?,
+        Cmd::Demo { down: true, .. } => demo::down().context("demo --down")?,
+        Cmd::Demo { nodes, .. } => demo::run(root, nodes).context("demo")?,
         Cmd::E2e { nodes, args } => testrun::e2e(root, nodes, &args).context("e2e")?,
         Cmd::Test { skip_e2e, nodes } => {
             testrun::run(root, &testrun::TestOptions { skip_e2e, nodes })
