@@ -520,20 +520,7 @@ pub fn ensure_node_image() -> Result<(), ClusterError> {
         eprintln!("{NODE_IMAGE} exists: reusing it");
         return Ok(());
     }
-    if !Path::new("/usr/sbin/debootstrap").exists() {
-        eprintln!("installing debootstrap");
-        Cmd::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends", "debootstrap"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .output()
-            .or_else(|_| {
-                Cmd::new("apt-get").arg("update").output()?;
-                Cmd::new("apt-get")
-                    .args(["install", "-y", "--no-install-recommends", "debootstrap"])
-                    .env("DEBIAN_FRONTEND", "noninteractive")
-                    .output()
-            })?;
-    }
+    crate::apt::ensure_installed("/usr/sbin/debootstrap", "debootstrap")?;
     let mirror = apt_mirror();
     // Not /tmp: it may be a small tmpfs, and the root file system is ~550 MB.
     let tmp = tempfile::Builder::new()

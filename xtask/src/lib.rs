@@ -1,5 +1,6 @@
 //! Repository chores as a library, so the e2e tests reuse the same cluster, image and deploy code as `cargo xtask`.
 
+pub mod apt;
 pub mod cluster;
 pub mod cmd;
 pub mod demo;
