@@ -119,6 +119,23 @@ pub fn down() -> Result<(), DemoError> {
     Ok(())
 }
 
+/// `n` × `GET /accounts/10000` from a probe container on the app network (one JSON line each).
+fn probe_accounts(manager: &Manager, n: usize, extra: &[&str]) -> Result<String, CmdError> {
+    let n = n.to_string();
+    manager
+        .docker([
+            "run",
+            "--rm",
+            "--network",
+            APP_NETWORK,
+            "goblog/e2e-probe:dev",
+        ])
+        .args(["get", "-n", n.as_str()])
+        .args(extra)
+        .arg("http://account-service:6767/accounts/10000")
+        .output()
+}
+
 /// Print a few account responses from the probe and the endpoints from the status file.
 pub fn show(manager: &Manager) -> Result<(), DemoError> {
     // Account replicas re-resolve the quote service every few seconds; right after convergence
@@ -127,42 +144,11 @@ pub fn show(manager: &Manager) -> Result<(), DemoError> {
         "quotes from every account replica",
         std::time::Duration::from_secs(30),
         || {
-            let out = manager
-                .docker([
-                    "run",
-                    "--rm",
-                    "--network",
-                    APP_NETWORK,
-                    "goblog/e2e-probe:dev",
-                ])
-                .args([
-                    "get",
-                    "-n",
-                    "6",
-                    "http://account-service:6767/accounts/10000",
-                ])
-                .output()
-                .unwrap_or_default();
+            let out = probe_accounts(manager, 6, &[]).unwrap_or_default();
             Ok(!out.is_empty() && !out.contains("\"ipAddress\":\"fallback\""))
         },
     );
-    let out = manager
-        .docker([
-            "run",
-            "--rm",
-            "--network",
-            APP_NETWORK,
-            "goblog/e2e-probe:dev",
-        ])
-        .args([
-            "get",
-            "-n",
-            "9",
-            "--resolve-wait-ms",
-            "10000",
-            "http://account-service:6767/accounts/10000",
-        ])
-        .output()?;
+    let out = probe_accounts(manager, 9, &["--resolve-wait-ms", "10000"])?;
     println!(
         "\nGET /accounts/10000 from a client container on {APP_NETWORK} (client-side round robin over dnsrr):"
     );
