@@ -360,6 +360,18 @@ pub(crate) mod tests {
         }
     }
 
+    /// The update policy Docker reports for a service whose spec set none.
+    pub(crate) fn docker_default_update_policy() -> UpdatePolicy {
+        UpdatePolicy {
+            parallelism: Some(1),
+            delay_ns: None,
+            failure_action: Some("pause".into()),
+            monitor_ns: None,
+            max_failure_ratio: Some(0.0),
+            order: Some("stop-first".into()),
+        }
+    }
+
     #[test]
     fn equal_definitions_have_no_drift_and_equal_hashes() {
         let a = sample_service("quote");
@@ -388,14 +400,7 @@ pub(crate) mod tests {
     fn unset_fields_are_docker_defaults_unless_the_spec_changed() {
         let desired = sample_service("quote");
         let mut observed = desired.clone();
-        observed.update_config = Some(UpdatePolicy {
-            parallelism: Some(1),
-            delay_ns: None,
-            failure_action: Some("pause".into()),
-            monitor_ns: None,
-            max_failure_ratio: Some(0.0),
-            order: Some("stop-first".into()),
-        });
+        observed.update_config = Some(docker_default_update_policy());
         assert!(field_changes(&desired, &observed, false).is_empty());
         let changes = field_changes(&desired, &observed, true);
         assert_eq!(changes.len(), 1);

@@ -461,7 +461,7 @@ pub fn services_by_id(observed: &Observed) -> BTreeMap<&str, &ObservedService> {
 mod tests {
     use super::*;
     use crate::definition::Mode;
-    use crate::definition::tests::{sample_network, sample_service};
+    use crate::definition::tests::{docker_default_update_policy, sample_network, sample_service};
     use crate::docker::Ownership;
 
     fn desired_service(name: &str, file: &str) -> DesiredObject<ServiceDefinition> {
@@ -604,14 +604,7 @@ mod tests {
             .get_mut("quote")
             .unwrap()
             .definition
-            .update_config = Some(crate::definition::UpdatePolicy {
-            parallelism: Some(1),
-            delay_ns: None,
-            failure_action: Some("pause".into()),
-            monitor_ns: None,
-            max_failure_ratio: Some(0.0),
-            order: Some("stop-first".into()),
-        });
+            .update_config = Some(docker_default_update_policy());
         assert!(plan(&desired, &observed).is_empty());
     }
 

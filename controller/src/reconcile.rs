@@ -63,33 +63,30 @@ pub async fn reconcile<A: SwarmApi>(
     ctx: Arc<Context<A>>,
     key: ObjectKey,
 ) -> Result<runtime::Action, ReconcileError> {
-    let result = reconcile_inner(&ctx, &key).await;
-    let last_error = result.as_ref().err().map(ToString::to_string);
-    let conflict = {
+    let plan = {
         let world = ctx.world.read();
-        plan_object(&key, &world.desired, &world.observed).conflict
+        plan_object(&key, &world.desired, &world.observed)
+    };
+    let result = match plan.action {
+        Some(action) => apply(&ctx, &key, action).await,
+        None => Ok(runtime::Action::await_change()),
     };
     ctx.world.set_outcome(
         &key,
         ObjectOutcome {
-            last_error,
-            conflict,
+            last_error: result.as_ref().err().map(ToString::to_string),
+            conflict: plan.conflict,
         },
     );
     result
 }
 
-async fn reconcile_inner<A: SwarmApi>(
+/// Performs one planned write and patches the shared view with its result.
+async fn apply<A: SwarmApi>(
     ctx: &Context<A>,
     key: &ObjectKey,
+    action: Action,
 ) -> Result<runtime::Action, ReconcileError> {
-    let plan = {
-        let world = ctx.world.read();
-        plan_object(key, &world.desired, &world.observed)
-    };
-    let Some(action) = plan.action else {
-        return Ok(runtime::Action::await_change());
-    };
     let docker_error = |source| ReconcileError::Docker {
         key: key.clone(),
         source,
