@@ -5,6 +5,7 @@
 
 mod convert;
 pub mod engine;
+mod engine_value;
 mod raw;
 
 use std::collections::BTreeMap;
@@ -17,7 +18,9 @@ use crate::definition::{
     SOURCE_FILE_LABEL, SPEC_HASH_LABEL, ServiceDefinition,
 };
 
+pub use bollard::models::{ServiceUpdateStatusStateEnum as UpdateState, TaskState};
 pub use engine::DockerEngine;
+pub use engine_value::EngineValue;
 
 /// Errors talking to the Docker Engine API.
 #[derive(Debug, thiserror::Error)]
@@ -117,9 +120,8 @@ pub struct VirtualIp {
 /// Swarm's own rolling-update state of a service (`UpdateStatus`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UpdateStatus {
-    /// `updating`, `paused`, `completed`, `rollback_started`, `rollback_paused`,
-    /// `rollback_completed`.
-    pub state: String,
+    /// Updating, paused, completed, or the same for a rollback.
+    pub state: UpdateState,
     /// Swarm's explanation.
     pub message: String,
 }
@@ -175,9 +177,9 @@ pub struct ObservedTask {
     /// Node it was scheduled on.
     pub node_id: Option<String>,
     /// Current state: `new` … `running`, `complete`, `failed`, `rejected`, `shutdown`, …
-    pub state: String,
+    pub state: EngineValue<TaskState>,
     /// What swarm wants it to be: `running`, `shutdown`, …
-    pub desired_state: String,
+    pub desired_state: EngineValue<TaskState>,
     /// Swarm's status message.
     pub message: String,
     /// Error of a failed or rejected task.

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::located::{Located, SpecError, field_path};
 use super::types::{
-    HealthcheckSpec, MountSpec, MountType, NetworkSpec, Object, ServiceMode, ServiceSpec,
-    UpdatePolicy,
+    FailureAction, HealthcheckSpec, MountSpec, MountType, NetworkSpec, Object, ServiceMode,
+    ServiceSpec, UpdatePolicy,
 };
 
 /// More replicas than this is almost certainly a typo.
@@ -144,6 +144,14 @@ fn service(object: &Located<Object>, spec: &ServiceSpec, errors: &mut Vec<SpecEr
         if let Some(policy) = policy {
             update_policy(name, policy, &mut err);
         }
+    }
+    if let Some(FailureAction::Rollback) =
+        spec.rollback_config.as_ref().and_then(|p| p.failure_action)
+    {
+        err(
+            "spec.rollbackConfig.failureAction".into(),
+            "failureAction `rollback` is not possible for a rollback (swarm would ignore it): allowed `pause` or `continue`".into(),
+        );
     }
     if let Some(resources) = &spec.resources {
         for (name, amounts) in [
@@ -514,6 +522,21 @@ mod tests {
         assert_eq!((e[3].line, e[3].column), (Some(10), Some(35)));
         assert!(e[3].message.contains("allowed 0 to 1"));
         assert!(e[1].message.contains("contains `=`"));
+    }
+
+    #[test]
+    fn a_rollback_can_not_roll_back() {
+        let e = check(&svc(
+            "a",
+            "  updateConfig: {failureAction: rollback}\n  rollbackConfig:\n    failureAction: rollback\n",
+        ));
+        assert_eq!(places(&e), [(9, 20, "spec.rollbackConfig.failureAction")]);
+        assert!(
+            e[0].message.contains("allowed `pause` or `continue`"),
+            "{}",
+            e[0].message
+        );
+        assert!(check(&svc("a", "  rollbackConfig: {failureAction: continue}\n")).is_empty());
     }
 
     #[test]
