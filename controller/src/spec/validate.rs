@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::located::{Located, SpecError, field_path};
 use super::types::{
-    FailureAction, HealthcheckSpec, MountSpec, MountType, NetworkSpec, Object, ServiceMode,
-    ServiceSpec, UpdatePolicy,
+    EndpointMode, FailureAction, HealthcheckSpec, MountSpec, MountType, NetworkSpec, Object,
+    PublishMode, ServiceMode, ServiceSpec, UpdatePolicy,
 };
 
 /// More replicas than this is almost certainly a typo.
@@ -131,6 +131,13 @@ fn service(object: &Located<Object>, spec: &ServiceSpec, errors: &mut Vec<SpecEr
                 format!("{field}.published"),
                 "port 0 is out of range: allowed 1-65535 (omit `published` to let swarm choose)"
                     .into(),
+            );
+        }
+        // Swarm refuses it: the routing mesh balances over a virtual IP, which dnsrr has none of.
+        if spec.endpoint_mode == EndpointMode::Dnsrr && port.mode == PublishMode::Ingress {
+            err(
+                format!("{field}.mode"),
+                "a port published through the routing mesh (`mode: ingress`, the default) needs a virtual IP, and `endpointMode: dnsrr` has none: set `mode: host` on this port or use `endpointMode: vip`".into(),
             );
         }
     }
@@ -537,6 +544,28 @@ mod tests {
             e[0].message
         );
         assert!(check(&svc("a", "  rollbackConfig: {failureAction: continue}\n")).is_empty());
+    }
+
+    #[test]
+    fn dnsrr_only_takes_host_mode_ports() {
+        let e = check(&svc(
+            "a",
+            "  endpointMode: dnsrr\n  ports:\n  - {target: 80, published: 8080}\n  - target: 81\n    mode: ingress\n  - {target: 82, published: 8082, mode: host}\n",
+        ));
+        // The first port has no `mode` key: the error points at the port itself.
+        assert_eq!(
+            places(&e),
+            [(9, 5, "spec.ports[0].mode"), (11, 11, "spec.ports[1].mode")]
+        );
+        assert!(
+            e[0].message.contains("set `mode: host`"),
+            "{}",
+            e[0].message
+        );
+        assert!(
+            check(&svc("a", "  ports: [{target: 80, published: 8080}]\n")).is_empty(),
+            "ingress is fine with a virtual IP"
+        );
     }
 
     #[test]
