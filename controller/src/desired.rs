@@ -183,7 +183,7 @@ fn amounts(amounts: &spec::ResourceAmounts) -> ResourceAmounts {
 }
 
 /// The canonical definition of a `SwarmService`.
-pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
+fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
     let spec = &service.spec;
     let mut ports: Vec<Port> = spec
         .ports
@@ -259,7 +259,7 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
 }
 
 /// The canonical definition of a `SwarmNetwork`.
-pub fn network_definition(network: &spec::SwarmNetwork) -> NetworkDefinition {
+fn network_definition(network: &spec::SwarmNetwork) -> NetworkDefinition {
     let spec = &network.spec;
     NetworkDefinition {
         name: network.metadata.name.clone(),

@@ -25,9 +25,7 @@ pub enum StatusError {
     /// Writing, syncing or renaming the file failed.
     #[error("writing status file {path}: {source}")]
     Write {
-        /// The status file.
         path: PathBuf,
-        /// Why.
         source: std::io::Error,
     },
 }

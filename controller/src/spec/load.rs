@@ -28,9 +28,7 @@ pub enum LoadDirError {
     /// Listing the directory failed (missing, not a directory, permissions).
     #[error("cannot read spec directory {}: {source}", dir.display())]
     ReadDir {
-        /// The directory.
         dir: PathBuf,
-        /// The underlying error.
         source: std::io::Error,
     },
 }

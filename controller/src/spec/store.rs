@@ -40,7 +40,6 @@ pub struct SpecStore {
 }
 
 impl SpecStore {
-    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }

@@ -22,9 +22,6 @@ pub enum ApiVersion {
 
 impl ApiVersion {
     /// The string form, as written in documents.
-    pub const VALUE: &'static str = API_VERSION;
-
-    /// The string form, as written in documents.
     pub fn as_str(&self) -> &'static str {
         API_VERSION
     }

@@ -13,7 +13,7 @@ use super::types::{
 pub const MAX_REPLICAS: u64 = 10_000;
 
 /// Longest name Docker accepts for a service (it becomes a DNS label).
-pub const MAX_NAME_LEN: usize = 63;
+const MAX_NAME_LEN: usize = 63;
 
 /// Every problem in `objects` (as loaded from all files): per-object checks plus duplicate
 /// names, conflicting published ports and dangling network references.
@@ -51,7 +51,7 @@ pub fn validate_object(object: &Located<Object>) -> Vec<SpecError> {
 }
 
 /// Why `name` is not a valid swarm service or network name, if it is not.
-pub fn name_problem(name: &str) -> Option<String> {
+fn name_problem(name: &str) -> Option<String> {
     const ALLOWED: &str = "names start with a letter or digit, continue with letters, digits, \
                            `_`, `.` or `-`, and have at most 63 characters";
     let mut chars = name.chars();
