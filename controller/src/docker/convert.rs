@@ -18,6 +18,7 @@ use bollard::models::{
     TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 
+use super::engine_value::report_unknown;
 use super::{ObservedNetwork, ObservedService, Ownership, UpdateState, UpdateStatus, VirtualIp};
 use crate::definition::{
     EndpointMode, FailureAction, Healthcheck, Mode, Mount, MountKind, MountType, NetworkDefinition,
@@ -364,7 +365,7 @@ pub(crate) fn from_service(
         .iter()
         .flatten()
         .map(|m| Mount {
-            kind: mount_kind(&name, m.typ),
+            kind: mount_kind(m.typ),
             source: m.source.clone().filter(|s| !s.is_empty()),
             target: m.target.clone().unwrap_or_default(),
             read_only: m.read_only.unwrap_or(false),
@@ -473,7 +474,7 @@ pub(crate) fn from_service(
 }
 
 /// A mount's kind as the definition holds it; unset is the engine's default, a volume.
-fn mount_kind(service: &str, kind: Option<DockerMountType>) -> MountKind {
+fn mount_kind(kind: Option<DockerMountType>) -> MountKind {
     match kind {
         None | Some(DockerMountType::VOLUME) => MountKind::Spec(MountType::Volume),
         Some(DockerMountType::BIND) => MountKind::Spec(MountType::Bind),
@@ -481,11 +482,9 @@ fn mount_kind(service: &str, kind: Option<DockerMountType>) -> MountKind {
         Some(
             other @ (DockerMountType::CLUSTER | DockerMountType::IMAGE | DockerMountType::NPIPE),
         ) => {
-            tracing::warn!(
-                service,
-                kind = %other,
-                "the service has a mount of a kind no spec can express; a managed service \
-                 gets it replaced by its spec's mounts"
+            report_unknown(
+                "Service.Spec.TaskTemplate.ContainerSpec.Mounts.Type",
+                &other.to_string(),
             );
             MountKind::Unsupported(other.to_string())
         }
