@@ -154,14 +154,37 @@ pub struct Resources {
 }
 
 /// A mount's kind: one a spec can ask for, or one only the engine reports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum MountKind {
     /// `volume`, `bind` or `tmpfs`.
     Spec(MountType),
-    /// A kind no spec can ask for (`npipe`, `cluster`, `image`), kept as the engine names it
-    /// so that it shows as drift instead of passing for a volume.
-    Unsupported(String),
+    /// A kind no spec can ask for, kept so that it shows as drift instead of passing for a
+    /// volume.
+    EngineOnly(EngineOnlyMountType),
+}
+
+/// Mount kinds the engine knows and specs do not offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineOnlyMountType {
+    /// A Windows named pipe.
+    Npipe,
+    /// A cluster (CSI) volume.
+    Cluster,
+    /// An image's file system.
+    Image,
+}
+
+impl EngineOnlyMountType {
+    /// The engine's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineOnlyMountType::Npipe => "npipe",
+            EngineOnlyMountType::Cluster => "cluster",
+            EngineOnlyMountType::Image => "image",
+        }
+    }
 }
 
 /// A volume, bind or tmpfs mount.
@@ -428,9 +451,17 @@ pub(crate) mod tests {
             (MountKind::Spec(MountType::Volume), "volume"),
             (MountKind::Spec(MountType::Bind), "bind"),
             (MountKind::Spec(MountType::Tmpfs), "tmpfs"),
-            (MountKind::Unsupported("npipe".into()), "npipe"),
+            (MountKind::EngineOnly(EngineOnlyMountType::Npipe), "npipe"),
+            (
+                MountKind::EngineOnly(EngineOnlyMountType::Cluster),
+                "cluster",
+            ),
+            (MountKind::EngineOnly(EngineOnlyMountType::Image), "image"),
         ] {
-            assert_eq!(serde_json::to_value(&kind).unwrap(), wire);
+            assert_eq!(serde_json::to_value(kind).unwrap(), wire);
+            if let MountKind::EngineOnly(engine_only) = kind {
+                assert_eq!(engine_only.as_str(), wire);
+            }
         }
     }
 

@@ -18,12 +18,13 @@ use bollard::models::{
     TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 
-use super::engine_value::report_unknown;
+use super::engine_value::report_unsupported;
 use super::{ObservedNetwork, ObservedService, Ownership, UpdateState, UpdateStatus, VirtualIp};
 use crate::definition::{
-    EndpointMode, FailureAction, Healthcheck, Mode, Mount, MountKind, MountType, NetworkDefinition,
-    OPERATOR_LABEL_PREFIX, Placement, Port, Protocol, PublishMode, ResourceAmounts, Resources,
-    RestartCondition, RestartPolicy, ServiceDefinition, UpdateOrder, UpdatePolicy,
+    EndpointMode, EngineOnlyMountType, FailureAction, Healthcheck, Mode, Mount, MountKind,
+    MountType, NetworkDefinition, OPERATOR_LABEL_PREFIX, Placement, Port, Protocol, PublishMode,
+    ResourceAmounts, Resources, RestartCondition, RestartPolicy, ServiceDefinition, UpdateOrder,
+    UpdatePolicy,
 };
 
 fn to_hash_map(map: &BTreeMap<String, String>) -> HashMap<String, String> {
@@ -285,8 +286,9 @@ fn to_mount(mount: &Mount) -> DockerMount {
             MountKind::Spec(MountType::Volume) => Some(DockerMountType::VOLUME),
             MountKind::Spec(MountType::Bind) => Some(DockerMountType::BIND),
             MountKind::Spec(MountType::Tmpfs) => Some(DockerMountType::TMPFS),
-            // Only read from the engine, where it came from this same enum.
-            MountKind::Unsupported(kind) => kind.parse().ok(),
+            MountKind::EngineOnly(EngineOnlyMountType::Npipe) => Some(DockerMountType::NPIPE),
+            MountKind::EngineOnly(EngineOnlyMountType::Cluster) => Some(DockerMountType::CLUSTER),
+            MountKind::EngineOnly(EngineOnlyMountType::Image) => Some(DockerMountType::IMAGE),
         },
         read_only: Some(mount.read_only),
         tmpfs_options: mount.tmpfs_size_bytes.map(|size| MountTmpfsOptions {
@@ -473,21 +475,24 @@ pub(crate) fn from_service(
     })
 }
 
+/// A mount kind no spec can express: reported, and kept as drift.
+fn engine_only(kind: EngineOnlyMountType) -> MountKind {
+    report_unsupported(
+        "Service.Spec.TaskTemplate.ContainerSpec.Mounts.Type",
+        kind.as_str(),
+    );
+    MountKind::EngineOnly(kind)
+}
+
 /// A mount's kind as the definition holds it; unset is the engine's default, a volume.
 fn mount_kind(kind: Option<DockerMountType>) -> MountKind {
     match kind {
         None | Some(DockerMountType::VOLUME) => MountKind::Spec(MountType::Volume),
         Some(DockerMountType::BIND) => MountKind::Spec(MountType::Bind),
         Some(DockerMountType::TMPFS) => MountKind::Spec(MountType::Tmpfs),
-        Some(
-            other @ (DockerMountType::CLUSTER | DockerMountType::IMAGE | DockerMountType::NPIPE),
-        ) => {
-            report_unknown(
-                "Service.Spec.TaskTemplate.ContainerSpec.Mounts.Type",
-                &other.to_string(),
-            );
-            MountKind::Unsupported(other.to_string())
-        }
+        Some(DockerMountType::NPIPE) => engine_only(EngineOnlyMountType::Npipe),
+        Some(DockerMountType::CLUSTER) => engine_only(EngineOnlyMountType::Cluster),
+        Some(DockerMountType::IMAGE) => engine_only(EngineOnlyMountType::Image),
     }
 }
 
@@ -660,7 +665,7 @@ mod tests {
     fn a_mount_kind_no_spec_can_express_is_kept_as_drift() {
         let mut definition = sample_service("pipes");
         definition.mounts = vec![Mount {
-            kind: MountKind::Unsupported("npipe".into()),
+            kind: MountKind::EngineOnly(EngineOnlyMountType::Npipe),
             source: Some(r"\\.\pipe\docker_engine".into()),
             target: r"\\.\pipe\docker_engine".into(),
             read_only: false,
@@ -670,7 +675,7 @@ mod tests {
         let observed = from_service(&echo(rendered), &HashMap::new()).unwrap();
         assert_eq!(
             observed.definition.mounts[0].kind,
-            MountKind::Unsupported("npipe".into())
+            MountKind::EngineOnly(EngineOnlyMountType::Npipe)
         );
         let mut desired = definition.clone();
         desired.mounts[0].kind = MountKind::Spec(MountType::Volume);

@@ -29,15 +29,9 @@ impl<T: FromStr> EngineValue<T> {
     }
 }
 
-/// Logs a value of `field` this build does not know, once per field and value: the engine is
-/// polled every few seconds, and one line says all there is to say.
-pub(crate) fn report_unknown(field: &'static str, value: &str) {
-    static REPORTED: Mutex<BTreeSet<(&'static str, String)>> = Mutex::new(BTreeSet::new());
-    let first = REPORTED
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert((field, value.to_owned()));
-    if first {
+/// Logs a value of `field` this build does not know.
+fn report_unknown(field: &'static str, value: &str) {
+    if first_report(field, value) {
         tracing::warn!(
             field,
             value,
@@ -45,6 +39,29 @@ pub(crate) fn report_unknown(field: &'static str, value: &str) {
              is and counts as none of the known ones (upgrade the operator if the engine is newer)"
         );
     }
+}
+
+/// Logs a value of `field` that no spec can express (so a managed object always differs from
+/// its spec there, and an update replaces it).
+pub(crate) fn report_unsupported(field: &'static str, value: &str) {
+    if first_report(field, value) {
+        tracing::warn!(
+            field,
+            value,
+            "the Docker engine reported a value no spec can express; on a service the operator \
+             manages, the next update replaces it with what the spec says"
+        );
+    }
+}
+
+/// Whether `value` of `field` is reported for the first time: the engine is polled every few
+/// seconds, and one line says all there is to say.
+fn first_report(field: &'static str, value: &str) -> bool {
+    static REPORTED: Mutex<BTreeSet<(&'static str, String)>> = Mutex::new(BTreeSet::new());
+    REPORTED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert((field, value.to_owned()))
 }
 
 impl<T: PartialEq> EngineValue<T> {
