@@ -183,7 +183,7 @@ fn amounts(amounts: &spec::ResourceAmounts) -> ResourceAmounts {
 }
 
 /// The canonical definition of a `SwarmService`.
-fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
+pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
     let spec = &service.spec;
     let mut ports: Vec<Port> = spec
         .ports
