@@ -1,18 +1,18 @@
-//! Reconcile one object: plan it against the shared view, apply the write, record the outcome.
+//! Reconcile one object: plan it against the shared view, make at most one write, report the
+//! write and the outcome to the reflector.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tracing::{info, warn};
 
 use crate::docker::{DockerError, SwarmApi};
 use crate::metrics::Metrics;
-use crate::plan::{Action, ObjectKey, UpdateCause, plan_object};
+use crate::plan::{Action, ObjectKey, ObjectPlan, UpdateCause, plan_object};
 use crate::runtime;
-use crate::triggers::refresh_service;
-use crate::world::{ObjectOutcome, World};
+use crate::world::{Blocker, ObjectOutcome, Observation, Reporter, World, Written};
 
-/// Why a reconcile failed; the runtime retries it with backoff.
+/// Why a reconcile did not finish; the runtime retries it with backoff (earlier when the
+/// object or its spec changes).
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     /// The Docker engine refused or failed the write.
@@ -43,70 +43,196 @@ pub enum ReconcileError {
         /// The missing network.
         network: String,
     },
+    /// A network whose spec is gone is still used by services the operator does not remove.
+    #[error(
+        "{key}: its spec is gone, but services {users:?} still use it; it is removed once they are gone (remove them or detach them from the network)"
+    )]
+    WaitingForUsers {
+        /// The network.
+        key: ObjectKey,
+        /// The services attached to it, by name where known.
+        users: Vec<String>,
+    },
+    /// A published port of the service is held by another service.
+    #[error(
+        "{key}: published port {port} is already used by service {holder:?}; free the port or change the spec's published port"
+    )]
+    PortConflict {
+        /// The service.
+        key: ObjectKey,
+        /// The port.
+        port: u16,
+        /// The service holding it.
+        holder: String,
+    },
+    /// The service kept changing under the operator between its read and its update.
+    #[error("{key}: the service kept changing while being updated ({attempts} attempts); retrying later")]
+    KeptChanging {
+        /// The service.
+        key: ObjectKey,
+        /// Reads and updates tried.
+        attempts: u32,
+    },
 }
 
-/// What a reconcile needs: the engine, the shared view and the metrics.
+impl ReconcileError {
+    /// What blocks the object, as the status reports it.
+    pub fn blocker(&self) -> Blocker {
+        match self {
+            ReconcileError::WaitingForNetwork { network, .. } => Blocker::WaitingForNetwork {
+                network: network.clone(),
+            },
+            ReconcileError::WaitingForUsers { users, .. } => Blocker::WaitingForUsers {
+                users: users.clone(),
+            },
+            ReconcileError::PortConflict { port, holder, .. } => Blocker::PortConflict {
+                port: *port,
+                holder: holder.clone(),
+            },
+            _ => Blocker::Failed,
+        }
+    }
+}
+
+/// What a reconcile needs: the engine, the shared view, the reflector and the metrics.
 pub struct Context<A> {
     /// The swarm.
-    pub api: A,
-    /// The shared view.
+    pub api: Arc<A>,
+    /// The shared view (read only).
     pub world: World,
+    /// Where reads and writes are reported.
+    pub reporter: Reporter,
     /// Counters.
     pub metrics: Arc<Metrics>,
 }
 
-/// After a create races with another writer, look again soon rather than wait for a resync.
-const RECHECK_AFTER_RACE: Duration = Duration::from_millis(500);
+/// Reads and writes one reconcile may try when the service changes under it (stale version,
+/// "update out of sequence") before it gives up and backs off.
+const MAX_ATTEMPTS: u32 = 3;
 
-/// Reconciles `key` once. Writes at most one object.
+/// Reconciles `key` once. Writes at most one object (a stale version costs a re-read and a
+/// second try, never a second different write).
 pub async fn reconcile<A: SwarmApi>(
     ctx: Arc<Context<A>>,
     key: ObjectKey,
 ) -> Result<runtime::Action, ReconcileError> {
-    let plan = {
-        let world = ctx.world.read();
-        plan_object(&key, &world.desired, &world.observed)
+    let mut attempt = 1;
+    let (result, conflict) = loop {
+        let plan = current_plan(&ctx, &key);
+        let Some(action) = plan.action else {
+            break (Ok(runtime::Action::await_change()), plan.conflict);
+        };
+        match apply(&ctx, &key, action).await {
+            Err(Retry::Reread) if attempt < MAX_ATTEMPTS => attempt += 1,
+            Err(Retry::Reread) => {
+                break (
+                    Err(ReconcileError::KeptChanging {
+                        key: key.clone(),
+                        attempts: attempt,
+                    }),
+                    plan.conflict,
+                );
+            }
+            Err(Retry::Fail(error)) => break (Err(error), plan.conflict),
+            Ok(()) => break (Ok(runtime::Action::await_change()), plan.conflict),
+        }
     };
-    let result = match plan.action {
-        Some(action) => apply(&ctx, &key, action).await,
-        None => Ok(runtime::Action::await_change()),
-    };
-    ctx.world.set_outcome(
-        &key,
-        ObjectOutcome {
-            last_error: result.as_ref().err().map(ToString::to_string),
-            conflict: plan.conflict,
-        },
-    );
+    let error = result
+        .as_ref()
+        .err()
+        .map(|error| (error.blocker(), error.to_string()));
+    ctx.reporter
+        .outcome(key.clone(), ObjectOutcome { error, conflict })
+        .await;
     result
 }
 
-/// Performs one planned write and patches the shared view with its result.
-async fn apply<A: SwarmApi>(
-    ctx: &Context<A>,
-    key: &ObjectKey,
-    action: Action,
-) -> Result<runtime::Action, ReconcileError> {
-    let docker_error = |source| ReconcileError::Docker {
-        key: key.clone(),
-        source,
-    };
+fn current_plan<A>(ctx: &Context<A>, key: &ObjectKey) -> ObjectPlan {
+    let world = ctx.world.read();
+    plan_object(key, &world.desired, &world.observed)
+}
+
+/// Why [`apply`] did not complete.
+enum Retry {
+    /// The object changed under us; it was re-read: plan again.
+    Reread,
+    /// A failure to report.
+    Fail(ReconcileError),
+}
+
+impl From<ReconcileError> for Retry {
+    fn from(error: ReconcileError) -> Self {
+        Retry::Fail(error)
+    }
+}
+
+/// Re-reads one service and reports it.
+async fn reread_service<A: SwarmApi>(ctx: &Context<A>, key: &ObjectKey) -> Result<(), Retry> {
+    let ticket = ctx.world.ticket();
+    let service = ctx
+        .api
+        .inspect_service(&key.name)
+        .await
+        .map_err(|source| docker_error(key, source))?;
+    ctx.reporter
+        .observed(Observation::Service {
+            ticket,
+            name: key.name.clone(),
+            service,
+        })
+        .await;
+    Ok(())
+}
+
+/// Re-reads one network and reports it.
+async fn reread_network<A: SwarmApi>(ctx: &Context<A>, key: &ObjectKey) -> Result<(), Retry> {
+    let ticket = ctx.world.ticket();
+    let network = ctx
+        .api
+        .inspect_network(&key.name)
+        .await
+        .map_err(|source| docker_error(key, source))?;
+    ctx.reporter
+        .observed(Observation::Network {
+            ticket,
+            name: key.name.clone(),
+            network,
+        })
+        .await;
+    Ok(())
+}
+
+fn docker_error(key: &ObjectKey, source: DockerError) -> Retry {
+    Retry::Fail(match source {
+        DockerError::PortConflict { port, holder, .. } => ReconcileError::PortConflict {
+            key: key.clone(),
+            port,
+            holder,
+        },
+        source => ReconcileError::Docker {
+            key: key.clone(),
+            source,
+        },
+    })
+}
+
+/// Performs one planned write and reports it.
+async fn apply<A: SwarmApi>(ctx: &Context<A>, key: &ObjectKey, action: Action) -> Result<(), Retry> {
     match action {
         Action::CreateNetwork { desired } => {
             info!(%key, "creating network");
-            let labels = desired.owner_labels();
-            match ctx.api.create_network(&desired.definition, &labels).await {
-                Ok(network) => {
-                    ctx.world
-                        .write()
-                        .observed
-                        .networks
-                        .insert(key.name.clone(), network);
-                }
+            match ctx
+                .api
+                .create_network(&desired.definition, &desired.owner_labels())
+                .await
+            {
+                Ok(network) => ctx.reporter.written(Written::NetworkCreated(network)).await,
+                // Someone else created it: read it, then plan again.
                 Err(DockerError::AlreadyExists { .. }) => {
-                    return Ok(runtime::Action::requeue(RECHECK_AFTER_RACE));
+                    reread_network(ctx, key).await?;
+                    return Err(Retry::Reread);
                 }
-                Err(e) => return Err(docker_error(e)),
+                Err(e) => return Err(docker_error(key, e)),
             }
         }
         Action::CreateService { desired } => {
@@ -118,21 +244,31 @@ async fn apply<A: SwarmApi>(
                     .iter()
                     .find(|n| !world.observed.networks.contains_key(*n))
                 {
-                    return Err(ReconcileError::WaitingForNetwork {
+                    return Err(Retry::Fail(ReconcileError::WaitingForNetwork {
                         key: key.clone(),
                         network: missing.clone(),
-                    });
+                    }));
                 }
             }
             info!(%key, image = %desired.definition.image, "creating service");
-            let labels = desired.owner_labels();
-            match ctx.api.create_service(&desired.definition, &labels).await {
-                Ok(()) | Err(DockerError::AlreadyExists { .. }) => {}
-                Err(e) => return Err(docker_error(e)),
-            }
-            refresh_service(&ctx.api, &ctx.world, &key.name)
+            match ctx
+                .api
+                .create_service(&desired.definition, &desired.owner_labels())
                 .await
-                .map_err(docker_error)?;
+            {
+                // The create answer carries the id; the rest is what we sent. No read-back:
+                // the engine's event about it confirms the version later.
+                Ok(id) => {
+                    ctx.reporter
+                        .written(Written::ServiceCreated { id, desired })
+                        .await;
+                }
+                Err(DockerError::AlreadyExists { .. }) => {
+                    reread_service(ctx, key).await?;
+                    return Err(Retry::Reread);
+                }
+                Err(e) => return Err(docker_error(key, e)),
+            }
         }
         Action::UpdateService {
             id,
@@ -141,55 +277,105 @@ async fn apply<A: SwarmApi>(
             changes,
             cause,
         } => {
+            if version == 0 {
+                // Created by us and not read back yet: the update needs the current version.
+                reread_service(ctx, key).await?;
+                return Err(Retry::Reread);
+            }
             let fields: Vec<String> = changes
                 .iter()
                 .map(|c| format!("{}: {} → {}", c.path, c.old, c.new))
                 .collect();
             match cause {
                 UpdateCause::SpecChanged => info!(%key, changes = ?fields, "updating service"),
-                UpdateCause::Drift => {
-                    warn!(%key, changes = ?fields, "correcting drift");
-                    ctx.metrics.drift_corrected();
-                }
+                UpdateCause::Drift => warn!(%key, changes = ?fields, "correcting drift"),
             }
-            let labels = desired.owner_labels();
-            ctx.api
-                .update_service(&id, version, &desired.definition, &labels)
+            match ctx
+                .api
+                .update_service(&id, version, &desired.definition, &desired.owner_labels())
                 .await
-                .map_err(docker_error)?;
-            refresh_service(&ctx.api, &ctx.world, &key.name)
-                .await
-                .map_err(docker_error)?;
-            let replan = {
-                let world = ctx.world.read();
-                plan_object(key, &world.desired, &world.observed).action
-            };
-            if let Some(Action::UpdateService { changes, .. }) = replan {
+            {
+                Ok(()) => {
+                    if cause == UpdateCause::Drift {
+                        ctx.metrics.drift_corrected();
+                    }
+                    ctx.reporter
+                        .written(Written::ServiceUpdated {
+                            id,
+                            based_on: version,
+                            desired,
+                        })
+                        .await;
+                }
+                Err(DockerError::OutOfSequence { .. }) => {
+                    // Someone else (swarm itself, or a human) wrote in between: read the
+                    // service again and plan against what is there now.
+                    reread_service(ctx, key).await?;
+                    return Err(Retry::Reread);
+                }
+                Err(DockerError::NotFound { .. }) => {
+                    reread_service(ctx, key).await?;
+                    return Err(Retry::Reread);
+                }
+                Err(e) => return Err(docker_error(key, e)),
+            }
+            // Read back once: it gives the new version for the next update, and shows whether
+            // the engine stored what we sent (if not, report it instead of rewriting in a loop).
+            reread_service(ctx, key).await?;
+            if let Some(Action::UpdateService { changes, .. }) = current_plan(ctx, key).action {
                 let fields: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
-                return Err(ReconcileError::NotConverging {
+                return Err(Retry::Fail(ReconcileError::NotConverging {
                     key: key.clone(),
                     fields: fields.join(", "),
-                });
+                }));
             }
         }
-        Action::RemoveService { id, .. } => {
+        Action::RemoveService { name, id } => {
             info!(%key, "removing service: its spec is gone");
             match ctx.api.remove_service(&id).await {
-                Ok(()) | Err(DockerError::NotFound { .. }) => {}
-                Err(e) => return Err(docker_error(e)),
+                Ok(()) | Err(DockerError::NotFound { .. }) => {
+                    ctx.reporter
+                        .written(Written::ServiceRemoved { name, id })
+                        .await;
+                }
+                Err(e) => return Err(docker_error(key, e)),
             }
-            ctx.world.write().observed.services.remove(&key.name);
         }
-        Action::RemoveNetwork { id, .. } => {
+        Action::RemoveNetwork { name, id } => {
             info!(%key, "removing network: its spec is gone");
             match ctx.api.remove_network(&id).await {
-                Ok(()) | Err(DockerError::NotFound { .. }) => {}
-                Err(e) => return Err(docker_error(e)),
+                Ok(()) | Err(DockerError::NotFound { .. }) => {
+                    ctx.reporter
+                        .written(Written::NetworkRemoved { name, id })
+                        .await;
+                }
+                Err(DockerError::InUse { users, .. }) => {
+                    let users = service_names(&ctx.world, users);
+                    return Err(Retry::Fail(ReconcileError::WaitingForUsers {
+                        key: key.clone(),
+                        users,
+                    }));
+                }
+                Err(e) => return Err(docker_error(key, e)),
             }
-            ctx.world.write().observed.networks.remove(&key.name);
         }
     }
-    Ok(runtime::Action::await_change())
+    Ok(())
+}
+
+/// Service ids as the engine names them → names, where the cache knows them.
+fn service_names(world: &World, ids: Vec<String>) -> Vec<String> {
+    let state = world.read();
+    ids.into_iter()
+        .map(|id| {
+            state
+                .observed
+                .services
+                .values()
+                .find(|s| s.id == id || s.definition.name == id)
+                .map_or(id, |s| s.definition.name.clone())
+        })
+        .collect()
 }
 
 #[cfg(test)]

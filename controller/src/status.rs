@@ -241,8 +241,8 @@ fn service_status(
         None => (Vec::new(), 0, desired_replicas.unwrap_or(0), Vec::new()),
     };
     let last_error = outcome.and_then(|o| {
-        o.last_error
-            .clone()
+        o.last_error()
+            .map(str::to_owned)
             .or_else(|| o.conflict.as_ref().map(|c| c.message.clone()))
     });
     let conflict = outcome.and_then(|o| o.conflict.as_ref()).map(|c| &c.reason);
@@ -313,7 +313,7 @@ fn service_status(
             "TasksFailing",
             failures.last().cloned().unwrap_or_default(),
         )
-    } else if let Some(error) = outcome.and_then(|o| o.last_error.clone()) {
+    } else if let Some(error) = outcome.and_then(|o| o.last_error().map(str::to_owned)) {
         (true, "ReconcileError", error)
     } else if let Some(conflict) = outcome.and_then(|o| o.conflict.as_ref()) {
         (
