@@ -178,12 +178,18 @@ impl Metrics {
     /// A status write failed.
     pub fn status_write_failed(&self, error: &dyn std::fmt::Display) {
         self.status_write_failures.inc();
-        *self.status_write_error.lock().expect("metrics lock poisoned") = Some(error.to_string());
+        *self
+            .status_write_error
+            .lock()
+            .expect("metrics lock poisoned") = Some(error.to_string());
     }
 
     /// A status write succeeded.
     pub fn status_write_succeeded(&self) {
-        *self.status_write_error.lock().expect("metrics lock poisoned") = None;
+        *self
+            .status_write_error
+            .lock()
+            .expect("metrics lock poisoned") = None;
     }
 
     /// Why the last status write failed, if it did.

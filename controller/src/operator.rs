@@ -17,7 +17,7 @@ use crate::docker::{DockerError, Metered, SwarmApi};
 use crate::metrics::{self, Metrics};
 use crate::plan::ObjectKey;
 use crate::reconcile::{Context, reconcile};
-use crate::runtime::{self, Runner, RunnerConfig, Trigger};
+use crate::runtime::{self, Runner, RunnerConfig};
 use crate::spec::SpecStore;
 use crate::status::{self, StatusFile};
 use crate::swarm_watch::{self, WatchConfig};
@@ -204,9 +204,7 @@ pub async fn run<A: SwarmApi>(
     let initial = world::all_keys(&world);
     let mut changes_rx = changes_rx;
     let changes = futures_util::stream::poll_fn(move |cx| changes_rx.poll_recv(cx));
-    let triggers = futures_util::stream::iter(initial)
-        .chain(changes)
-        .map(Trigger::Reconcile);
+    let triggers = futures_util::stream::iter(initial).chain(changes);
     let runner_task = tokio::spawn(runner.run(triggers, stop.clone().cancelled_owned()));
     let writer_task = tokio::spawn(status_writer(
         world.clone(),
@@ -259,7 +257,12 @@ pub async fn run<A: SwarmApi>(
 
 /// Re-reads the spec directory and hands the result to the reflector, which reconciles the
 /// keys whose spec changed. An unreadable directory changes nothing.
-async fn reload(world: &World, reporter: &Reporter, store: &mut SpecStore, config: &OperatorConfig) {
+async fn reload(
+    world: &World,
+    reporter: &Reporter,
+    store: &mut SpecStore,
+    config: &OperatorConfig,
+) {
     let existing = world::existing_networks(world);
     match triggers::reload_specs(
         store,

@@ -66,7 +66,9 @@ pub enum ReconcileError {
         holder: String,
     },
     /// The service kept changing under the operator between its read and its update.
-    #[error("{key}: the service kept changing while being updated ({attempts} attempts); retrying later")]
+    #[error(
+        "{key}: the service kept changing while being updated ({attempts} attempts); retrying later"
+    )]
     KeptChanging {
         /// The service.
         key: ObjectKey,
@@ -217,7 +219,11 @@ fn docker_error(key: &ObjectKey, source: DockerError) -> Retry {
 }
 
 /// Performs one planned write and reports it.
-async fn apply<A: SwarmApi>(ctx: &Context<A>, key: &ObjectKey, action: Action) -> Result<(), Retry> {
+async fn apply<A: SwarmApi>(
+    ctx: &Context<A>,
+    key: &ObjectKey,
+    action: Action,
+) -> Result<(), Retry> {
     match action {
         Action::CreateNetwork { desired } => {
             info!(%key, "creating network");
@@ -380,133 +386,31 @@ fn service_names(world: &World, ids: Vec<String>) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    //! The reconcile step against an in-memory swarm. This only checks the step's own logic
-    //! (ordering, outcomes, loop protection); `tests/swarm.rs` proves it on a real swarm.
+    //! The reconcile step against the in-memory swarm and a real reflector. This checks the
+    //! step's own logic (ordering, outcomes, loop protection, races); `tests/swarm.rs` proves
+    //! it on a real swarm.
 
     use std::collections::BTreeMap;
-    use std::sync::Mutex;
 
     use super::*;
     use crate::definition::tests::{sample_network, sample_service};
-    use crate::definition::{DEFAULT_INSTANCE, Mode, NetworkDefinition, ServiceDefinition};
-    use crate::desired::DesiredObject;
-    use crate::docker::{Observed, ObservedNetwork, ObservedService, ObservedTask, Ownership};
+    use crate::definition::{DEFAULT_INSTANCE, Mode, ServiceDefinition};
+    use crate::desired::{DesiredObject, DesiredState};
+    use crate::docker::Op;
+    use crate::docker::memory::{FailRule, MemorySwarm};
+    use crate::swarm_watch::relist;
+    use crate::world::Reflector;
 
-    /// An in-memory swarm. `mangle` alters what is stored on update, to imitate an engine that
-    /// normalizes a field differently than the operator compares it.
-    #[derive(Default)]
-    struct FakeSwarm {
-        services: Mutex<BTreeMap<String, ObservedService>>,
-        writes: Mutex<Vec<String>>,
-        mangle: Option<fn(&mut ServiceDefinition)>,
-    }
-
-    impl FakeSwarm {
-        fn store(&self, definition: &ServiceDefinition, labels: &BTreeMap<String, String>) {
-            let mut definition = definition.clone();
-            if let Some(mangle) = self.mangle {
-                mangle(&mut definition);
-            }
-            let mut services = self.services.lock().unwrap();
-            let version = services.get(&definition.name).map_or(1, |s| s.version + 1);
-            services.insert(
-                definition.name.clone(),
-                ObservedService {
-                    id: format!("id-{}", definition.name),
-                    version,
-                    definition,
-                    ownership: Ownership::from_labels(labels),
-                    virtual_ips: vec![],
-                    update_status: None,
-                },
-            );
-        }
-    }
-
-    impl SwarmApi for FakeSwarm {
-        async fn observe(&self) -> Result<Observed, DockerError> {
-            unimplemented!("reconcile never lists the swarm")
-        }
-        async fn list_tasks(&self) -> Result<Vec<ObservedTask>, DockerError> {
-            Ok(vec![])
-        }
-        async fn inspect_service(
-            &self,
-            name: &str,
-        ) -> Result<Option<ObservedService>, DockerError> {
-            Ok(self.services.lock().unwrap().get(name).cloned())
-        }
-        async fn create_network(
-            &self,
-            definition: &NetworkDefinition,
-            labels: &BTreeMap<String, String>,
-        ) -> Result<ObservedNetwork, DockerError> {
-            self.writes
-                .lock()
-                .unwrap()
-                .push(format!("create network {}", definition.name));
-            Ok(ObservedNetwork {
-                id: "net-id".into(),
-                scope: "swarm".into(),
-                definition: definition.clone(),
-                ownership: Ownership::from_labels(labels),
-            })
-        }
-        async fn remove_network(&self, id: &str) -> Result<(), DockerError> {
-            self.writes
-                .lock()
-                .unwrap()
-                .push(format!("remove network {id}"));
-            Ok(())
-        }
-        async fn create_service(
-            &self,
-            definition: &ServiceDefinition,
-            labels: &BTreeMap<String, String>,
-        ) -> Result<(), DockerError> {
-            self.writes
-                .lock()
-                .unwrap()
-                .push(format!("create service {}", definition.name));
-            self.store(definition, labels);
-            Ok(())
-        }
-        async fn update_service(
-            &self,
-            _id: &str,
-            _version: u64,
-            definition: &ServiceDefinition,
-            labels: &BTreeMap<String, String>,
-        ) -> Result<(), DockerError> {
-            self.writes
-                .lock()
-                .unwrap()
-                .push(format!("update service {}", definition.name));
-            self.store(definition, labels);
-            Ok(())
-        }
-        async fn remove_service(&self, id: &str) -> Result<(), DockerError> {
-            self.writes
-                .lock()
-                .unwrap()
-                .push(format!("remove service {id}"));
-            Ok(())
-        }
-    }
-
-    fn context(api: FakeSwarm) -> Arc<Context<FakeSwarm>> {
-        let ctx = Arc::new(Context {
-            api,
-            world: World::default(),
-            metrics: Arc::new(Metrics::new()),
-        });
-        let mut world = ctx.world.write();
-        world.desired.prune_allowed = true;
-        world.desired.services.insert(
+    fn desired_state() -> DesiredState {
+        let mut desired = DesiredState {
+            prune_allowed: true,
+            ..DesiredState::default()
+        };
+        desired.services.insert(
             "quote".into(),
             DesiredObject::new(sample_service("quote"), "a.yaml".into(), DEFAULT_INSTANCE),
         );
-        world.desired.networks.insert(
+        desired.networks.insert(
             "my_network".into(),
             DesiredObject::new(
                 sample_network("my_network"),
@@ -514,28 +418,49 @@ mod tests {
                 DEFAULT_INSTANCE,
             ),
         );
-        drop(world);
-        ctx
+        desired
     }
 
-    fn writes(ctx: &Context<FakeSwarm>) -> Vec<String> {
-        ctx.api.writes.lock().unwrap().clone()
+    async fn context(api: MemorySwarm, desired: DesiredState) -> Arc<Context<MemorySwarm>> {
+        let world = World::default();
+        let (changes, _) = tokio::sync::mpsc::unbounded_channel();
+        let (reflector, reporter) = Reflector::new(world.clone(), changes);
+        tokio::spawn(reflector.run());
+        relist(&api, &world, &reporter).await.unwrap();
+        reporter.desired(desired).await;
+        Arc::new(Context {
+            api: Arc::new(api),
+            world,
+            reporter,
+            metrics: Arc::new(Metrics::new()),
+        })
+    }
+
+    fn write_ops(ctx: &Context<MemorySwarm>) -> Vec<(Op, String)> {
+        ctx.api
+            .calls()
+            .into_iter()
+            .filter(|(op, _)| op.is_write())
+            .collect()
     }
 
     #[tokio::test]
     async fn a_service_waits_for_its_network_then_converges_with_one_write_each() {
-        let ctx = context(FakeSwarm::default());
+        let ctx = context(MemorySwarm::default(), desired_state()).await;
         let service = ObjectKey::service("quote");
         let err = reconcile(ctx.clone(), service.clone()).await.unwrap_err();
         assert!(
             matches!(err, ReconcileError::WaitingForNetwork { .. }),
             "{err}"
         );
-        assert!(
+        assert_eq!(
             ctx.world.read().outcomes[&service]
-                .last_error
-                .as_deref()
-                .is_some_and(|e| e.contains("waiting for network")),
+                .error
+                .as_ref()
+                .map(|e| &e.0),
+            Some(&Blocker::WaitingForNetwork {
+                network: "my_network".into()
+            })
         );
         reconcile(ctx.clone(), ObjectKey::network("my_network"))
             .await
@@ -547,60 +472,225 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            writes(&ctx),
-            ["create network my_network", "create service quote"]
+            write_ops(&ctx),
+            [
+                (Op::CreateNetwork, "my_network".to_owned()),
+                (Op::CreateService, "quote".to_owned())
+            ]
         );
-        assert_eq!(ctx.world.read().outcomes[&service].last_error, None);
+        assert_eq!(ctx.world.read().outcomes[&service].last_error(), None);
+        // No read-back after a create: the create answer's id is enough.
+        assert_eq!(ctx.api.count(Op::InspectService), 0);
     }
 
     #[tokio::test]
     async fn drift_is_corrected_and_counted() {
-        let ctx = context(FakeSwarm::default());
+        let swarm = MemorySwarm::default();
+        let ctx = context(swarm.clone(), desired_state()).await;
         reconcile(ctx.clone(), ObjectKey::network("my_network"))
             .await
             .unwrap();
         reconcile(ctx.clone(), ObjectKey::service("quote"))
             .await
             .unwrap();
-        // Someone scales by hand.
-        let mut drifted = ctx.world.read().observed.services["quote"].clone();
-        drifted.definition.mode = Mode::Replicated { replicas: 1 };
-        ctx.world
-            .write()
-            .observed
-            .services
-            .insert("quote".into(), drifted);
+        // Someone scales by hand; the watcher would re-read it after the event.
+        swarm.external_update_service("quote", |d| d.mode = Mode::Replicated { replicas: 1 });
+        relist(ctx.api.as_ref(), &ctx.world, &ctx.reporter)
+            .await
+            .unwrap();
         reconcile(ctx.clone(), ObjectKey::service("quote"))
             .await
             .unwrap();
-        assert_eq!(writes(&ctx).last().unwrap(), "update service quote");
+        assert_eq!(write_ops(&ctx).last().unwrap().0, Op::UpdateService);
         assert_eq!(ctx.metrics.drift_corrections(), 1);
         assert_eq!(
-            ctx.world.read().observed.services["quote"].definition.mode,
+            swarm.services()["quote"].definition.mode,
             Mode::Replicated { replicas: 3 }
         );
     }
 
     #[tokio::test]
-    async fn an_update_that_does_not_stick_is_an_error_not_a_loop() {
-        let ctx = context(FakeSwarm {
-            mangle: Some(|d| d.image.push_str("@sha256:abc")),
-            ..Default::default()
-        });
+    async fn update_out_of_sequence_rereads_and_retries_with_the_current_version() {
+        let swarm = MemorySwarm::default();
+        let ctx = context(swarm.clone(), desired_state()).await;
         reconcile(ctx.clone(), ObjectKey::network("my_network"))
             .await
             .unwrap();
         reconcile(ctx.clone(), ObjectKey::service("quote"))
             .await
             .unwrap();
-        // The engine stored another image string: the next reconcile updates once, sees the
-        // difference remain, and reports it instead of returning success.
+        relist(ctx.api.as_ref(), &ctx.world, &ctx.reporter)
+            .await
+            .unwrap();
+        // The spec changes; meanwhile another client bumps the version (a label only).
+        let mut desired = desired_state();
+        let mut changed = sample_service("quote");
+        changed.image = "goblog/quote-service:v2".into();
+        desired.services.insert(
+            "quote".into(),
+            DesiredObject::new(changed, "a.yaml".into(), DEFAULT_INSTANCE),
+        );
+        ctx.reporter.desired(desired).await;
+        swarm.external_update_service("quote", |d| {
+            d.labels.insert("touched".into(), "yes".into());
+        });
+        reconcile(ctx.clone(), ObjectKey::service("quote"))
+            .await
+            .unwrap();
+        let updates: Vec<_> = write_ops(&ctx)
+            .into_iter()
+            .filter(|(op, _)| *op == Op::UpdateService)
+            .collect();
+        assert_eq!(updates.len(), 2, "one stale attempt, one after re-reading");
+        let stored = &swarm.services()["quote"];
+        assert_eq!(stored.definition.image, "goblog/quote-service:v2");
+        assert!(
+            stored.definition.labels.is_empty(),
+            "our spec replaced the drift"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_port_held_by_another_service_is_a_port_conflict_naming_it() {
+        let swarm = MemorySwarm::default();
+        let mut holder = sample_service("holder");
+        holder.networks.clear();
+        holder.ports = vec![crate::definition::Port {
+            target: 80,
+            published: Some(8080),
+            protocol: "tcp".into(),
+            mode: "ingress".into(),
+        }];
+        swarm.external_create_service(holder.clone(), &BTreeMap::new());
+        let mut wants = holder.clone();
+        wants.name = "wants".into();
+        let mut desired = desired_state();
+        desired.services = BTreeMap::from([(
+            "wants".to_owned(),
+            DesiredObject::new(wants, "w.yaml".into(), DEFAULT_INSTANCE),
+        )]);
+        let ctx = context(swarm, desired).await;
+        let key = ObjectKey::service("wants");
+        let err = reconcile(ctx.clone(), key.clone()).await.unwrap_err();
+        assert!(
+            matches!(&err, ReconcileError::PortConflict { port: 8080, holder, .. } if holder == "holder"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("free the port or change"), "{err}");
+        assert_eq!(
+            ctx.world.read().outcomes[&key]
+                .error
+                .as_ref()
+                .map(|e| e.0.clone()),
+            Some(Blocker::PortConflict {
+                port: 8080,
+                holder: "holder".into()
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_network_still_in_use_waits_for_its_users_by_name() {
+        let swarm = MemorySwarm::default();
+        let ctx = context(swarm.clone(), desired_state()).await;
+        reconcile(ctx.clone(), ObjectKey::network("my_network"))
+            .await
+            .unwrap();
+        // An unmanaged service attaches to it, then the network's spec goes away.
+        let mut user = sample_service("user");
+        user.networks = vec!["my_network".into()];
+        swarm.external_create_service(user, &BTreeMap::new());
+        relist(ctx.api.as_ref(), &ctx.world, &ctx.reporter)
+            .await
+            .unwrap();
+        let mut desired = desired_state();
+        desired.networks.clear();
+        desired.services.clear();
+        ctx.reporter.desired(desired).await;
+        let key = ObjectKey::network("my_network");
+        let err = reconcile(ctx.clone(), key.clone()).await.unwrap_err();
+        assert!(
+            matches!(&err, ReconcileError::WaitingForUsers { users, .. } if users == &["user"]),
+            "{err}"
+        );
+        // Once the user is gone, the removal goes through.
+        swarm.external_remove_service("user");
+        relist(ctx.api.as_ref(), &ctx.world, &ctx.reporter)
+            .await
+            .unwrap();
+        reconcile(ctx.clone(), key).await.unwrap();
+        assert!(swarm.networks().is_empty());
+    }
+
+    #[tokio::test]
+    async fn removing_what_is_already_gone_is_done_not_an_error() {
+        let swarm = MemorySwarm::default();
+        let ctx = context(swarm.clone(), desired_state()).await;
+        reconcile(ctx.clone(), ObjectKey::network("my_network"))
+            .await
+            .unwrap();
+        let mut desired = desired_state();
+        desired.networks.clear();
+        desired.services.clear();
+        ctx.reporter.desired(desired).await;
+        // The engine answers "500 ... not found" (the adapter classifies it as NotFound).
+        swarm.fail(FailRule {
+            op: Op::RemoveNetwork,
+            name: None,
+            times: Some(1),
+            make: |name| {
+                DockerError::from_response(
+                    Op::RemoveNetwork,
+                    crate::docker::Resource::Network,
+                    name,
+                    500,
+                    "network abc not found",
+                )
+            },
+        });
+        reconcile(ctx.clone(), ObjectKey::network("my_network"))
+            .await
+            .unwrap();
+        assert!(
+            !ctx.world
+                .read()
+                .observed
+                .networks
+                .contains_key("my_network")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_update_that_does_not_stick_is_an_error_not_a_loop() {
+        let swarm = MemorySwarm::default();
+        let ctx = context(swarm.clone(), desired_state()).await;
+        reconcile(ctx.clone(), ObjectKey::network("my_network"))
+            .await
+            .unwrap();
+        reconcile(ctx.clone(), ObjectKey::service("quote"))
+            .await
+            .unwrap();
+        // The engine stores another image string than it was sent.
+        swarm.external_update_service("quote", |d: &mut ServiceDefinition| {
+            d.image.push_str("@sha256:abc");
+        });
+        swarm.mangle_updates(|d| d.image.push_str("@sha256:abc"));
+        relist(ctx.api.as_ref(), &ctx.world, &ctx.reporter)
+            .await
+            .unwrap();
         let err = reconcile(ctx.clone(), ObjectKey::service("quote"))
             .await
             .unwrap_err();
         assert!(
             matches!(&err, ReconcileError::NotConverging { fields, .. } if fields == "image"),
             "{err}"
+        );
+        assert_eq!(
+            write_ops(&ctx)
+                .iter()
+                .filter(|(op, _)| *op == Op::UpdateService)
+                .count(),
+            1
         );
     }
 }

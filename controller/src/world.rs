@@ -24,8 +24,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::definition::ServiceDefinition;
 use crate::desired::{DesiredObject, DesiredState};
-use crate::docker::{ObservedNetwork, ObservedNode, ObservedService, ObservedTask, Ownership};
 use crate::docker::Observed;
+use crate::docker::{ObservedNetwork, ObservedNode, ObservedService, ObservedTask, Ownership};
 use crate::plan::{Conflict, ObjectKey, ObjectKind};
 
 /// Why the last reconcile of an object did not finish its work, as the status reports it.
@@ -354,9 +354,9 @@ impl Reflector {
                     self.merge_service(state, ticket, &name, None, now, changed);
                 }
                 // A removal this list confirms needs no tombstone any more.
-                self.freshness.removed.retain(|key, (at, _)| {
-                    key.kind != ObjectKind::Service || ticket.0 < *at
-                });
+                self.freshness
+                    .removed
+                    .retain(|key, (at, _)| key.kind != ObjectKind::Service || ticket.0 < *at);
                 state.swarm_observed = true;
             }
             Observation::Networks { ticket, networks } => {
@@ -376,9 +376,9 @@ impl Reflector {
                 for name in absent {
                     self.merge_network(state, ticket, &name, None, now, changed);
                 }
-                self.freshness.removed.retain(|key, (at, _)| {
-                    key.kind != ObjectKind::Network || ticket.0 < *at
-                });
+                self.freshness
+                    .removed
+                    .retain(|key, (at, _)| key.kind != ObjectKind::Network || ticket.0 < *at);
             }
             Observation::Service {
                 ticket,

@@ -153,9 +153,8 @@ impl SwarmApi for DockerEngine {
                     })),
                     // Every task start and stop connects or disconnects a container: those are
                     // task churn, which task polling covers, not a change of the network.
-                    Some(EventMessageTypeEnum::NETWORK) => {
-                        event_action(action).map(|action| Ok(SwarmEvent::Network { id, name, action }))
-                    }
+                    Some(EventMessageTypeEnum::NETWORK) => event_action(action)
+                        .map(|action| Ok(SwarmEvent::Network { id, name, action })),
                     Some(EventMessageTypeEnum::NODE) => Some(Ok(SwarmEvent::Node { id })),
                     _ => None,
                 }
@@ -257,7 +256,12 @@ impl SwarmApi for DockerEngine {
         // The engine answers with the id; the rest is what we sent, so no read-back is needed.
         let network = ObservedNetwork {
             id: response.id,
-            scope: if definition.driver == "overlay" { "swarm" } else { "local" }.to_owned(),
+            scope: if definition.driver == "overlay" {
+                "swarm"
+            } else {
+                "local"
+            }
+            .to_owned(),
             definition: definition.clone(),
             ownership: Ownership::from_labels(owner_labels),
         };
@@ -304,7 +308,9 @@ impl SwarmApi for DockerEngine {
             op: Op::UpdateService,
             message: format!("service version {version} does not fit the API's int32"),
         })?;
-        let options = UpdateServiceOptionsBuilder::default().version(version).build();
+        let options = UpdateServiceOptionsBuilder::default()
+            .version(version)
+            .build();
         let response = self
             .docker
             .update_service(id, spec, options, None)

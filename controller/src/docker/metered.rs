@@ -7,8 +7,8 @@ use std::sync::Arc;
 use futures_util::{Stream, StreamExt};
 
 use super::{
-    DockerError, ObservedNetwork, ObservedNode, ObservedService, ObservedTask, Op,
-    RequestObserver, RequestOutcome, SwarmApi, SwarmEvent,
+    DockerError, ObservedNetwork, ObservedNode, ObservedService, ObservedTask, Op, RequestObserver,
+    RequestOutcome, SwarmApi, SwarmEvent,
 };
 use crate::definition::{NetworkDefinition, ServiceDefinition};
 
@@ -135,4 +135,3 @@ impl<A: SwarmApi> SwarmApi for Metered<A> {
         self.count(Op::RemoveService, result)
     }
 }
-

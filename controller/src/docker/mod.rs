@@ -311,7 +311,9 @@ pub enum RequestOutcome {
 impl RequestOutcome {
     /// The outcome of a request's result.
     pub fn of<T>(result: &Result<T, DockerError>) -> Self {
-        result.as_ref().map_or_else(Self::of_error, |_| RequestOutcome::Ok)
+        result
+            .as_ref()
+            .map_or_else(Self::of_error, |_| RequestOutcome::Ok)
     }
 
     /// The outcome of a failed request.
