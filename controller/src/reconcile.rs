@@ -175,7 +175,8 @@ async fn reread_service<A: SwarmApi>(ctx: &Context<A>, key: &ObjectKey) -> Resul
         .api
         .inspect_service(&key.name)
         .await
-        .map_err(|source| docker_error(key, source))?;
+        .map_err(|source| docker_error(key, source))?
+        .map(Box::new);
     ctx.reporter
         .observed(Observation::Service {
             ticket,

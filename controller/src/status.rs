@@ -11,7 +11,7 @@ use crate::definition::Mode;
 use crate::docker::{ObservedService, ObservedTask, TaskAddress, VirtualIp};
 use crate::plan::{ConflictReason, ObjectKey};
 use crate::spec::SpecError;
-use crate::world::WorldState;
+use crate::world::{Blocker, WorldState};
 
 /// Errors writing the status file.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +34,9 @@ pub struct StatusFile {
     pub generated_at: String,
     /// Per desired or managed service.
     pub services: BTreeMap<String, ServiceStatus>,
+    /// Per desired or managed network.
+    #[serde(default)]
+    pub networks: BTreeMap<String, NetworkStatus>,
     /// Problems in the spec directory.
     pub errors: Vec<StatusSpecError>,
 }
@@ -69,6 +72,18 @@ pub struct ServiceStatus {
     /// Every task that should be running, with its addresses.
     pub endpoints: Vec<Endpoint>,
     /// The last error writing this service, or why it is left alone.
+    pub last_error: Option<String>,
+}
+
+/// One network's status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkStatus {
+    /// Its id, once it exists.
+    pub id: Option<String>,
+    /// `Ready`, `Progressing`, `Degraded`.
+    pub conditions: Vec<Condition>,
+    /// The last error writing this network, or why it is left alone.
     pub last_error: Option<String>,
 }
 
@@ -148,9 +163,28 @@ pub fn build(
             (name.clone(), service_status(world, name, previous, now))
         })
         .collect();
+    let mut network_names: Vec<&String> = world.desired.networks.keys().collect();
+    network_names.extend(
+        world
+            .observed
+            .networks
+            .values()
+            .filter(|n| n.ownership.is_owned_by(&world.desired.instance))
+            .map(|n| &n.definition.name),
+    );
+    network_names.sort();
+    network_names.dedup();
+    let networks = network_names
+        .into_iter()
+        .map(|name| {
+            let previous = previous.and_then(|p| p.networks.get(name));
+            (name.clone(), network_status(world, name, previous, now))
+        })
+        .collect();
     StatusFile {
         generated_at: now.to_owned(),
         services,
+        networks,
         errors: world
             .desired
             .errors
@@ -313,8 +347,13 @@ fn service_status(
             "TasksFailing",
             failures.last().cloned().unwrap_or_default(),
         )
-    } else if let Some(error) = outcome.and_then(|o| o.last_error().map(str::to_owned)) {
-        (true, "ReconcileError", error)
+    } else if let Some((blocker, error)) = outcome.and_then(|o| o.error.clone()) {
+        let reason = match blocker {
+            Blocker::PortConflict { .. } => "PortConflict",
+            Blocker::WaitingForNetwork { .. } => "WaitingForNetwork",
+            Blocker::WaitingForUsers { .. } | Blocker::Failed => "ReconcileError",
+        };
+        (true, reason, error)
     } else if let Some(conflict) = outcome.and_then(|o| o.conflict.as_ref()) {
         (
             true,
@@ -327,19 +366,7 @@ fn service_status(
 
     let previous_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
     let condition = |kind: &str, status: bool, reason: &str, message: String| {
-        let status = if status { "True" } else { "False" };
-        let last_transition_time = previous_conditions
-            .iter()
-            .find(|c| c.kind == kind && c.status == status)
-            .map(|c| c.last_transition_time.clone())
-            .unwrap_or_else(|| now.to_owned());
-        Condition {
-            kind: kind.to_owned(),
-            status: status.to_owned(),
-            reason: reason.to_owned(),
-            message,
-            last_transition_time,
-        }
+        make_condition(previous_conditions, now, kind, status, reason, message)
     };
     ServiceStatus {
         desired_replicas,
@@ -360,6 +387,99 @@ fn service_status(
     }
 }
 
+/// A condition that keeps its previous transition time while its status stays the same.
+fn make_condition(
+    previous: &[Condition],
+    now: &str,
+    kind: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+) -> Condition {
+    let status = if status { "True" } else { "False" };
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.kind == kind && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.to_owned());
+    Condition {
+        kind: kind.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        last_transition_time,
+    }
+}
+
+fn network_status(
+    world: &WorldState,
+    name: &str,
+    previous: Option<&NetworkStatus>,
+    now: &str,
+) -> NetworkStatus {
+    let desired = world.desired.networks.contains_key(name);
+    let observed = world
+        .observed
+        .networks
+        .get(name)
+        .filter(|n| n.ownership.is_owned_by(&world.desired.instance) || desired);
+    let outcome = world.outcomes.get(&ObjectKey::network(name));
+    let error = outcome.and_then(|o| o.error.clone());
+    let conflict = outcome.and_then(|o| o.conflict.clone());
+    let (ready, ready_reason, ready_message) = match (desired, observed) {
+        (true, Some(_)) => (true, "Exists", "the network exists".to_owned()),
+        (true, None) => (
+            false,
+            "NotCreated",
+            "the network does not exist yet".to_owned(),
+        ),
+        (false, _) => (
+            false,
+            "SpecRemoved",
+            "its spec is gone; it is being removed".to_owned(),
+        ),
+    };
+    let (progressing, progressing_reason, progressing_message) = match (&error, desired, observed) {
+        (Some((Blocker::WaitingForUsers { .. }, message)), _, _) => {
+            (true, "WaitingForUsers", message.clone())
+        }
+        (_, true, None) => (true, "Creating", "the network is being created".to_owned()),
+        (_, false, Some(_)) if conflict.is_none() => {
+            (true, "Removing", "the network is being removed".to_owned())
+        }
+        _ => (false, "Converged", "nothing in progress".to_owned()),
+    };
+    let (degraded, degraded_reason, degraded_message) = match (&error, &conflict) {
+        (Some((Blocker::Failed, message)), _) => (true, "ReconcileError", message.clone()),
+        (_, Some(conflict)) => (
+            true,
+            conflict_reason(&conflict.reason),
+            conflict.message.clone(),
+        ),
+        _ => (false, "AsExpected", "no problems found".to_owned()),
+    };
+    let previous_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
+    let condition = |kind: &str, status: bool, reason: &str, message: String| {
+        make_condition(previous_conditions, now, kind, status, reason, message)
+    };
+    NetworkStatus {
+        id: observed.map(|n| n.id.clone()),
+        conditions: vec![
+            condition("Ready", ready, ready_reason, ready_message),
+            condition(
+                "Progressing",
+                progressing,
+                progressing_reason,
+                progressing_message,
+            ),
+            condition("Degraded", degraded, degraded_reason, degraded_message),
+        ],
+        last_error: error
+            .map(|(_, message)| message)
+            .or_else(|| conflict.map(|c| c.message)),
+    }
+}
+
 fn conflict_reason(reason: &ConflictReason) -> &'static str {
     match reason {
         ConflictReason::NotOwned => "NotOwned",
@@ -371,7 +491,7 @@ fn conflict_reason(reason: &ConflictReason) -> &'static str {
 
 /// Whether two status files differ in anything but `generatedAt` (no rewrite needed if not).
 pub fn same_content(a: &StatusFile, b: &StatusFile) -> bool {
-    a.services == b.services && a.errors == b.errors
+    a.services == b.services && a.networks == b.networks && a.errors == b.errors
 }
 
 /// Replaces `path` atomically: write a temporary file in the same directory, fsync it, rename
