@@ -397,3 +397,38 @@ proptest! {
         runtime.block_on(run_interleaving(case))?;
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_status_write_is_retried_until_it_succeeds() {
+    let swarm = MemorySwarm::default();
+    let dir = TempDir::new().unwrap();
+    write_spec(
+        &dir.path().join("specs"),
+        "a.yaml",
+        &service_yaml("a", "img:1", ""),
+    );
+    // The status file's directory is a plain file: every write fails (as on a full or
+    // read-only volume) until it is replaced by a directory.
+    let blocked = dir.path().join("out");
+    std::fs::write(&blocked, "not a directory").unwrap();
+    let config = OperatorConfig::new(dir.path().join("specs"), blocked.join("status.json"));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(operator::run(config, swarm.clone(), async {
+        let _ = stopped.await;
+    }));
+    eventually(Duration::from_secs(10), "a", || owned_services(&swarm) == 1).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!blocked.join("status.json").exists());
+
+    std::fs::remove_file(&blocked).unwrap();
+    std::fs::create_dir(&blocked).unwrap();
+    // Retried with backoff (at most 30 s apart), without any new change in the swarm.
+    eventually(
+        Duration::from_secs(35),
+        "status written after the space came back",
+        || blocked.join("status.json").exists(),
+    )
+    .await;
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
