@@ -151,8 +151,8 @@ async fn objects_that_can_not_be_applied_back_off_and_recover_when_unblocked() {
     holder.ports = vec![Port {
         target: 80,
         published: Some(8080),
-        protocol: "tcp".into(),
-        mode: "ingress".into(),
+        protocol: crate::spec::Protocol::Tcp,
+        mode: crate::spec::PublishMode::Ingress,
     }];
     swarm.external_create_service(holder, &BTreeMap::new());
     // An owned network whose spec is gone, still used by an unmanaged service.

@@ -559,8 +559,8 @@ mod tests {
         holder.ports = vec![crate::definition::Port {
             target: 80,
             published: Some(8080),
-            protocol: "tcp".into(),
-            mode: "ingress".into(),
+            protocol: crate::spec::Protocol::Tcp,
+            mode: crate::spec::PublishMode::Ingress,
         }];
         swarm.external_create_service(holder.clone(), &BTreeMap::new());
         let mut wants = holder.clone();

@@ -284,6 +284,26 @@ fn validate_reports_located_errors() {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("bad.yml:"), "{stdout}");
     assert!(stdout.contains("65535"), "port range explained: {stdout}");
+
+    // A symlink loop is an error of its own, not a file that is silently skipped.
+    swarm.remove_spec("bad.yml");
+    let link = |name: &str, target: &str| {
+        std::os::unix::fs::symlink(target, swarm.specs.path().join(name)).expect("symlink")
+    };
+    link("loop-a.yaml", "loop-b.yaml");
+    link("loop-b.yaml", "loop-a.yaml");
+    let out = swarm.command("validate");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout
+            .contains("loop-a.yaml: is a symlink loop (loop-a.yaml -> loop-b.yaml -> loop-a.yaml)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("loop-b.yaml: is a symlink loop"),
+        "{stdout}"
+    );
 }
 
 /// The Docker adapter classifies the engine's refusals once, on a real engine: removing what

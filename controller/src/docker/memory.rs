@@ -70,7 +70,7 @@ fn ingress_ports(definition: &ServiceDefinition) -> impl Iterator<Item = u16> + 
     definition
         .ports
         .iter()
-        .filter(|p| p.mode != "host")
+        .filter(|p| p.mode != crate::spec::PublishMode::Host)
         .filter_map(|p| p.published)
 }
 
