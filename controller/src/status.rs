@@ -16,7 +16,7 @@ use crate::docker::{
 use crate::plan::{ConflictReason, ObjectKey};
 
 use crate::spec::SpecError;
-use crate::world::WorldState;
+use crate::world::{Blocker, WorldState};
 pub use reason::{ConditionReason, ConditionStatus, ConditionType};
 
 /// Errors writing the status file.
@@ -38,6 +38,9 @@ pub struct StatusFile {
     pub generated_at: String,
     /// Per desired or managed service.
     pub services: BTreeMap<String, ServiceStatus>,
+    /// Per desired or managed network.
+    #[serde(default)]
+    pub networks: BTreeMap<String, NetworkStatus>,
     /// Problems in the spec directory.
     pub errors: Vec<StatusSpecError>,
 }
@@ -73,6 +76,18 @@ pub struct ServiceStatus {
     /// Every task that should be running, with its addresses.
     pub endpoints: Vec<Endpoint>,
     /// The last error writing this service, or why it is left alone.
+    pub last_error: Option<String>,
+}
+
+/// One network's status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkStatus {
+    /// Its id, once it exists.
+    pub id: Option<String>,
+    /// `Ready`, `Progressing`, `Degraded`.
+    pub conditions: Vec<Condition>,
+    /// The last error writing this network, or why it is left alone.
     pub last_error: Option<String>,
 }
 
@@ -152,9 +167,28 @@ pub fn build(
             (name.clone(), service_status(world, name, previous, now))
         })
         .collect();
+    let mut network_names: Vec<&String> = world.desired.networks.keys().collect();
+    network_names.extend(
+        world
+            .observed
+            .networks
+            .values()
+            .filter(|n| n.ownership.is_owned_by(&world.desired.instance))
+            .map(|n| &n.definition.name),
+    );
+    network_names.sort();
+    network_names.dedup();
+    let networks = network_names
+        .into_iter()
+        .map(|name| {
+            let previous = previous.and_then(|p| p.networks.get(name));
+            (name.clone(), network_status(world, name, previous, now))
+        })
+        .collect();
     StatusFile {
         generated_at: now.to_owned(),
         services,
+        networks,
         errors: world
             .desired
             .errors
@@ -248,8 +282,8 @@ fn service_status(
         None => (Vec::new(), 0, desired_replicas.unwrap_or(0), Vec::new()),
     };
     let last_error = outcome.and_then(|o| {
-        o.last_error
-            .clone()
+        o.last_error()
+            .map(str::to_owned)
             .or_else(|| o.conflict.as_ref().map(|c| c.message.clone()))
     });
     let conflict = outcome.and_then(|o| o.conflict.as_ref()).map(|c| &c.reason);
@@ -333,8 +367,13 @@ fn service_status(
             ConditionReason::TasksFailing,
             failures.last().cloned().unwrap_or_default(),
         )
-    } else if let Some(error) = outcome.and_then(|o| o.last_error.clone()) {
-        (true, ConditionReason::ReconcileError, error)
+    } else if let Some((blocker, error)) = outcome.and_then(|o| o.error.clone()) {
+        let reason = match blocker {
+            Blocker::PortConflict { .. } => ConditionReason::PortConflict,
+            Blocker::WaitingForNetwork { .. } => ConditionReason::WaitingForNetwork,
+            Blocker::WaitingForUsers { .. } | Blocker::Failed => ConditionReason::ReconcileError,
+        };
+        (true, reason, error)
     } else if let Some(conflict) = outcome.and_then(|o| o.conflict.as_ref()) {
         (
             true,
@@ -350,24 +389,8 @@ fn service_status(
     };
 
     let previous_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
-    let condition = |kind: ConditionType, holds: bool, reason: ConditionReason, message| {
-        let status = ConditionStatus::from(holds);
-        debug_assert!(
-            reason.explains().contains(&(kind, status)),
-            "{reason} does not explain {kind:?}={status:?}"
-        );
-        let last_transition_time = previous_conditions
-            .iter()
-            .find(|c| c.kind == kind && c.status == status)
-            .map(|c| c.last_transition_time.clone())
-            .unwrap_or_else(|| now.to_owned());
-        Condition {
-            kind,
-            status,
-            reason,
-            message,
-            last_transition_time,
-        }
+    let condition = |kind, holds, reason, message| {
+        make_condition(previous_conditions, now, kind, holds, reason, message)
     };
     ServiceStatus {
         desired_replicas,
@@ -393,9 +416,131 @@ fn service_status(
     }
 }
 
+/// A condition that keeps its previous transition time while its status stays the same.
+fn make_condition(
+    previous: &[Condition],
+    now: &str,
+    kind: ConditionType,
+    holds: bool,
+    reason: ConditionReason,
+    message: String,
+) -> Condition {
+    let status = ConditionStatus::from(holds);
+    debug_assert!(
+        reason.explains().contains(&(kind, status)),
+        "{reason} does not explain {kind:?}={status:?}"
+    );
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.kind == kind && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.to_owned());
+    Condition {
+        kind,
+        status,
+        reason,
+        message,
+        last_transition_time,
+    }
+}
+
+fn network_status(
+    world: &WorldState,
+    name: &str,
+    previous: Option<&NetworkStatus>,
+    now: &str,
+) -> NetworkStatus {
+    let desired = world.desired.networks.contains_key(name);
+    let observed = world
+        .observed
+        .networks
+        .get(name)
+        .filter(|n| n.ownership.is_owned_by(&world.desired.instance) || desired);
+    let outcome = world.outcomes.get(&ObjectKey::network(name));
+    let error = outcome.and_then(|o| o.error.clone());
+    let conflict = outcome.and_then(|o| o.conflict.clone());
+    let (ready, ready_reason, ready_message) = match (desired, observed) {
+        (true, Some(_)) => (
+            true,
+            ConditionReason::Exists,
+            "the network exists".to_owned(),
+        ),
+        (true, None) => (
+            false,
+            ConditionReason::NotCreated,
+            "the network does not exist yet".to_owned(),
+        ),
+        (false, _) => (
+            false,
+            ConditionReason::SpecRemoved,
+            "its spec is gone; it is being removed".to_owned(),
+        ),
+    };
+    let (progressing, progressing_reason, progressing_message) = match (&error, desired, observed) {
+        (Some((Blocker::WaitingForUsers { .. }, message)), _, _) => {
+            (true, ConditionReason::WaitingForUsers, message.clone())
+        }
+        (_, true, None) => (
+            true,
+            ConditionReason::Creating,
+            "the network is being created".to_owned(),
+        ),
+        (_, false, Some(_)) if conflict.is_none() => (
+            true,
+            ConditionReason::Removing,
+            "the network is being removed".to_owned(),
+        ),
+        _ => (
+            false,
+            ConditionReason::Converged,
+            "nothing in progress".to_owned(),
+        ),
+    };
+    let (degraded, degraded_reason, degraded_message) = match (&error, &conflict) {
+        (Some((Blocker::Failed, message)), _) => {
+            (true, ConditionReason::ReconcileError, message.clone())
+        }
+        (_, Some(conflict)) => (
+            true,
+            ConditionReason::from(&conflict.reason),
+            conflict.message.clone(),
+        ),
+        _ => (
+            false,
+            ConditionReason::AsExpected,
+            "no problems found".to_owned(),
+        ),
+    };
+    let previous_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
+    let condition = |kind, holds, reason, message| {
+        make_condition(previous_conditions, now, kind, holds, reason, message)
+    };
+    NetworkStatus {
+        id: observed.map(|n| n.id.clone()),
+        conditions: vec![
+            condition(ConditionType::Ready, ready, ready_reason, ready_message),
+            condition(
+                ConditionType::Progressing,
+                progressing,
+                progressing_reason,
+                progressing_message,
+            ),
+            condition(
+                ConditionType::Degraded,
+                degraded,
+                degraded_reason,
+                degraded_message,
+            ),
+        ],
+        last_error: error
+            .map(|(_, message)| message)
+            .or_else(|| conflict.map(|c| c.message)),
+    }
+}
+
 /// Whether two status files differ in anything but `generatedAt` (no rewrite needed if not).
 pub fn same_content(a: &StatusFile, b: &StatusFile) -> bool {
-    a.services == b.services && a.errors == b.errors
+    a.services == b.services && a.networks == b.networks && a.errors == b.errors
 }
 
 /// Replaces `path` atomically: write a temporary file in the same directory, fsync it, rename
@@ -594,5 +739,99 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["status.json"]);
+    }
+
+    /// Every blocker the reconciler reports gives a condition whose reason explains it (the
+    /// debug check in `make_condition` panics otherwise) and says what blocks the object.
+    #[test]
+    fn every_blocker_shows_as_a_condition_its_reason_explains() {
+        let cases = [
+            (
+                Blocker::PortConflict {
+                    port: 8080,
+                    holder: "other".into(),
+                },
+                ConditionReason::PortConflict,
+            ),
+            (
+                Blocker::WaitingForNetwork {
+                    network: "my_network".into(),
+                },
+                ConditionReason::WaitingForNetwork,
+            ),
+            (Blocker::Failed, ConditionReason::ReconcileError),
+        ];
+        for (blocker, reason) in cases {
+            let mut w = world(vec![]);
+            w.outcomes.insert(
+                ObjectKey::service("quote"),
+                crate::world::ObjectOutcome {
+                    error: Some((blocker, "what blocks it".into())),
+                    conflict: None,
+                },
+            );
+            let status = build(&w, Path::new("/specs"), None, "2026-01-01T00:00:00Z");
+            let degraded = condition(&status.services["quote"], ConditionType::Degraded);
+            assert_eq!(
+                (degraded.status, degraded.reason),
+                (ConditionStatus::True, reason)
+            );
+            assert_eq!(degraded.message, "what blocks it");
+        }
+
+        // A network whose spec is gone waits for the services still attached to it.
+        let mut w = world(vec![]);
+        w.observed.networks.insert(
+            "old_net".into(),
+            crate::docker::ObservedNetwork {
+                id: "net-id".into(),
+                scope: "swarm".into(),
+                definition: crate::definition::tests::sample_network("old_net"),
+                ownership: Ownership::from_labels(&Ownership::labels(
+                    "h",
+                    "net.yaml",
+                    crate::definition::DEFAULT_INSTANCE,
+                )),
+            },
+        );
+        w.outcomes.insert(
+            ObjectKey::network("old_net"),
+            crate::world::ObjectOutcome {
+                error: Some((
+                    Blocker::WaitingForUsers {
+                        users: vec!["bystander".into()],
+                    },
+                    "still used by bystander".into(),
+                )),
+                conflict: None,
+            },
+        );
+        let status = build(&w, Path::new("/specs"), None, "2026-01-01T00:00:00Z");
+        let net = &status.networks["old_net"];
+        let reasons: Vec<_> = net
+            .conditions
+            .iter()
+            .map(|c| (c.kind, c.status, c.reason))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (
+                    ConditionType::Ready,
+                    ConditionStatus::False,
+                    ConditionReason::SpecRemoved
+                ),
+                (
+                    ConditionType::Progressing,
+                    ConditionStatus::True,
+                    ConditionReason::WaitingForUsers
+                ),
+                (
+                    ConditionType::Degraded,
+                    ConditionStatus::False,
+                    ConditionReason::AsExpected
+                ),
+            ]
+        );
     }
 }
