@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 // The spec's closed sets are the canonical ones: they serialize to the engine's wire names, so
 // the definition hash and the drift paths read the same as before they were typed.
 pub use crate::spec::{
-    FailureAction, MountType, Protocol, PublishMode, RestartCondition, UpdateOrder,
+    EndpointMode, FailureAction, MountType, Protocol, PublishMode, RestartCondition, UpdateOrder,
 };
 
 /// Label on every object the operator owns; it never changes an object without it.
@@ -45,16 +45,6 @@ pub enum Mode {
     },
     /// One task on every eligible node.
     Global,
-}
-
-/// How a service's tasks are reached on its networks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EndpointMode {
-    /// One virtual IP per network, load-balanced by IPVS.
-    Vip,
-    /// DNS round robin: the service name resolves to every task's address.
-    Dnsrr,
 }
 
 /// A published port.
@@ -433,6 +423,8 @@ pub(crate) mod tests {
             serde_json::to_string(&port).unwrap(),
             r#"{"target":53,"published":5353,"protocol":"udp","mode":"host"}"#
         );
+        assert_eq!(serde_json::to_value(EndpointMode::Dnsrr).unwrap(), "dnsrr");
+        assert_eq!(serde_json::to_value(EndpointMode::Vip).unwrap(), "vip");
         let policy = docker_default_update_policy();
         let json = serde_json::to_value(&policy).unwrap();
         assert_eq!(json["failureAction"], "pause");

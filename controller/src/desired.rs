@@ -7,8 +7,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::definition::{
-    self, DEFAULT_INSTANCE, EndpointMode, Healthcheck, Mode, Mount, MountKind, NetworkDefinition,
-    Placement, Port, ResourceAmounts, Resources, RestartPolicy, ServiceDefinition, UpdatePolicy,
+    self, DEFAULT_INSTANCE, Healthcheck, Mode, Mount, MountKind, NetworkDefinition, Placement,
+    Port, ResourceAmounts, Resources, RestartPolicy, ServiceDefinition, UpdatePolicy,
 };
 use crate::docker::Ownership;
 use crate::spec::{self, LoadDirError, Located, Object, SpecError, SpecStore};
@@ -209,10 +209,7 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
         labels: service.metadata.labels.clone(),
         container_labels: spec.container_labels.clone(),
         networks: spec.networks.clone(),
-        endpoint_mode: match spec.endpoint_mode {
-            spec::EndpointMode::Vip => EndpointMode::Vip,
-            spec::EndpointMode::Dnsrr => EndpointMode::Dnsrr,
-        },
+        endpoint_mode: spec.endpoint_mode,
         ports,
         healthcheck: spec.healthcheck.as_ref().map(|h| Healthcheck {
             test: h.test.clone(),

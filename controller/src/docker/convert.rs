@@ -395,9 +395,12 @@ pub(crate) fn from_service(
         labels: user_labels(spec.labels.as_ref()),
         container_labels: all_labels(container.labels.as_ref()),
         networks,
+        // Unset means the engine's default, a virtual IP.
         endpoint_mode: match endpoint_spec.mode {
             Some(EndpointSpecModeEnum::DNSRR) => EndpointMode::Dnsrr,
-            _ => EndpointMode::Vip,
+            Some(EndpointSpecModeEnum::VIP | EndpointSpecModeEnum::EMPTY) | None => {
+                EndpointMode::Vip
+            }
         },
         ports,
         healthcheck: container.health_check.as_ref().map(|h| Healthcheck {
