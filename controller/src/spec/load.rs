@@ -408,7 +408,7 @@ fn load_document(file: &Path, text: &str) -> Result<Option<Located<Object>>, Vec
         file: file.to_owned(),
         line,
         column,
-        fields,
+        fields: std::sync::Arc::new(fields),
     }))
 }
 
