@@ -73,6 +73,11 @@ impl ActivityLog {
 
     fn record_at(&self, kind: ActivityKind, key: &ObjectKey, message: String, at: String) {
         let object = key.to_string();
+        // Errors name their object already; the entry shows it once.
+        let message = match message.strip_prefix(&object) {
+            Some(rest) if rest.starts_with(": ") => rest[2..].to_owned(),
+            _ => message,
+        };
         let mut events = self.events.lock().expect("activity lock poisoned");
         if let Some(last) = events
             .back_mut()
@@ -129,7 +134,12 @@ mod tests {
         for at in ["t1", "t2", "t3"] {
             log.record_at(ActivityKind::Error, &key, "port taken".into(), at.into());
         }
-        log.record_at(ActivityKind::Error, &key, "other".into(), "t4".into());
+        log.record_at(
+            ActivityKind::Error,
+            &key,
+            "service/web: other".into(),
+            "t4".into(),
+        );
         let recent = log.recent();
         assert_eq!(recent.len(), 2);
         assert_eq!(
