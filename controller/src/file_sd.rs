@@ -237,3 +237,112 @@ pub async fn writer(world: World, path: PathBuf, shutdown: CancellationToken) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::definition::Port;
+    use crate::overview::tests::{sample_world, task};
+
+    fn label<'a>(group: &'a TargetGroup, name: &str) -> &'a str {
+        group.labels[&format!("{META}{name}")].as_str()
+    }
+
+    #[test]
+    fn one_group_per_running_task_on_the_spec_networks_with_its_labels() {
+        let discovery = build(&sample_world());
+        // t1 and t2 run; t3 is starting, t0 shut down, t9 belongs to someone else; the
+        // ingress addresses are not on a network the spec names.
+        let targets: Vec<&str> = discovery
+            .groups
+            .iter()
+            .map(|g| g.targets[0].as_str())
+            .collect();
+        assert_eq!(targets, ["10.0.1.1:9100", "10.0.1.2:9100"]);
+        let first = &discovery.groups[0];
+        assert_eq!(label(first, "service"), "web");
+        assert_eq!(label(first, "slot"), "1");
+        assert_eq!(label(first, "node"), "manager-1");
+        assert_eq!(label(first, "network"), "my_network");
+        assert_eq!(label(first, "task"), "t1");
+        assert_eq!(label(first, "task_state"), "running");
+        // Two of three replicas run: not ready.
+        assert_eq!(label(first, "ready"), "false");
+        assert_eq!(label(first, "label_app_kubernetes_io_name"), "web");
+        assert_eq!(label(&discovery.groups[1], "node"), "worker-1");
+        assert!(discovery.skipped.is_empty());
+    }
+
+    #[test]
+    fn ready_follows_the_status_condition() {
+        let mut world = sample_world();
+        world
+            .observed
+            .tasks
+            .push(task("t5", "svc-web", 3, "n1", "running"));
+        world.observed.tasks.retain(|t| t.id != "t3");
+        let discovery = build(&world);
+        assert_eq!(discovery.groups.len(), 3);
+        assert!(discovery.groups.iter().all(|g| label(g, "ready") == "true"));
+    }
+
+    #[test]
+    fn the_port_comes_from_the_label_else_the_first_target_port() {
+        let mut world = sample_world();
+        let web = world.observed.services.get_mut("web").unwrap();
+        web.definition.labels.remove(PORT_LABEL);
+        web.definition.ports = vec![Port {
+            target: 8080,
+            published: Some(80),
+            protocol: "tcp".into(),
+            mode: "ingress".into(),
+        }];
+        assert_eq!(build(&world).groups[0].targets, ["10.0.1.1:8080"]);
+
+        let web = world.observed.services.get_mut("web").unwrap();
+        web.definition.ports.clear();
+        let discovery = build(&world);
+        assert!(discovery.groups.is_empty());
+        assert!(
+            discovery.skipped["web"].contains(PORT_LABEL),
+            "{discovery:?}"
+        );
+
+        let web = world.observed.services.get_mut("web").unwrap();
+        web.definition
+            .labels
+            .insert(PORT_LABEL.into(), "http".into());
+        let discovery = build(&world);
+        assert!(discovery.groups.is_empty());
+        assert!(
+            discovery.skipped["web"].contains("\"http\""),
+            "{discovery:?}"
+        );
+    }
+
+    #[test]
+    fn label_names_are_made_valid_for_prometheus() {
+        assert_eq!(
+            label_name("app.kubernetes.io/name"),
+            "app_kubernetes_io_name"
+        );
+        assert_eq!(label_name("team-Blue_2"), "team_Blue_2");
+    }
+
+    #[test]
+    fn the_file_is_replaced_whole_and_parses_as_file_sd() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sd").join("swarm.json");
+        let groups = build(&sample_world()).groups;
+        write_atomic(&path, &render(&groups)).unwrap();
+        write_atomic(&path, &render(&groups)).unwrap();
+        let parsed: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(parsed[1]["targets"][0], "10.0.1.2:9100");
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["swarm.json"]);
+    }
+}

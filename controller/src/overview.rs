@@ -157,8 +157,196 @@ pub fn image_tag(image: &str) -> &str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::path::Path;
+
     use super::*;
+    use crate::definition::DEFAULT_INSTANCE;
+    use crate::definition::tests::sample_service;
+    use crate::desired::DesiredObject;
+    use crate::docker::{ObservedNode, ObservedService, Ownership, TaskAddress};
+
+    pub(crate) fn task(
+        id: &str,
+        service: &str,
+        slot: u64,
+        node: &str,
+        state: &str,
+    ) -> ObservedTask {
+        let last = id.chars().last().unwrap_or('0');
+        ObservedTask {
+            id: id.into(),
+            service_id: service.into(),
+            slot: Some(slot),
+            node_id: (!node.is_empty()).then(|| node.to_owned()),
+            state: state.into(),
+            desired_state: if state == "shutdown" {
+                "shutdown"
+            } else {
+                "running"
+            }
+            .into(),
+            message: String::new(),
+            error: None,
+            addresses: vec![
+                TaskAddress {
+                    network: "my_network".into(),
+                    ip: format!("10.0.1.{last}"),
+                },
+                TaskAddress {
+                    network: "ingress".into(),
+                    ip: format!("10.255.0.{last}"),
+                },
+            ],
+        }
+    }
+
+    fn node(
+        id: &str,
+        hostname: &str,
+        role: NodeRole,
+        availability: NodeAvailability,
+    ) -> ObservedNode {
+        ObservedNode {
+            id: id.into(),
+            hostname: hostname.into(),
+            state: "ready".into(),
+            role,
+            availability,
+        }
+    }
+
+    /// This instance's service `web` (3 replicas wanted: two running on two nodes, one starting,
+    /// one old task shut down), someone else's service `other` with a running task, a manager
+    /// and a drained worker.
+    pub(crate) fn sample_world() -> WorldState {
+        let mut web = sample_service("web");
+        web.image = "registry:5000/team/web:1.4".into();
+        web.labels = BTreeMap::from([
+            ("prometheus.io/port".to_owned(), "9100".to_owned()),
+            ("app.kubernetes.io/name".to_owned(), "web".to_owned()),
+        ]);
+        let desired = DesiredObject::new(web.clone(), "web.yaml".into(), DEFAULT_INSTANCE);
+        let mut world = WorldState::default();
+        world.desired.instance = DEFAULT_INSTANCE.into();
+        world.desired.services.insert("web".into(), desired.clone());
+        world.observed.services.insert(
+            "web".into(),
+            ObservedService {
+                id: "svc-web".into(),
+                version: 7,
+                definition: web,
+                ownership: Ownership::from_labels(&desired.owner_labels()),
+                virtual_ips: vec![],
+                update_status: None,
+            },
+        );
+        world.observed.services.insert(
+            "other".into(),
+            ObservedService {
+                id: "svc-other".into(),
+                version: 1,
+                definition: sample_service("other"),
+                ownership: Ownership::default(),
+                virtual_ips: vec![],
+                update_status: None,
+            },
+        );
+        for n in [
+            node("n2", "worker-1", NodeRole::Worker, NodeAvailability::Drain),
+            node(
+                "n1",
+                "manager-1",
+                NodeRole::Manager,
+                NodeAvailability::Active,
+            ),
+        ] {
+            world.observed.nodes.insert(n.id.clone(), n);
+        }
+        world.observed.tasks = vec![
+            task("t3", "svc-web", 3, "n2", "starting"),
+            task("t1", "svc-web", 1, "n1", "running"),
+            task("t2", "svc-web", 2, "n2", "running"),
+            task("t0", "svc-web", 1, "n1", "shutdown"),
+            task("t9", "svc-other", 1, "n1", "running"),
+        ];
+        world.specs_loaded = true;
+        world.swarm_observed = true;
+        world
+    }
+
+    pub(crate) fn sample_overview(world: &WorldState) -> Overview {
+        let status = crate::status::build(world, Path::new("/specs"), None, "2026-01-01T00:00:00Z");
+        build(world, status, vec![])
+    }
+
+    #[test]
+    fn tasks_of_this_instance_are_grouped_by_node_managers_first() {
+        let overview = sample_overview(&sample_world());
+        let columns: Vec<(&str, NodeRole, NodeAvailability, Vec<&str>)> = overview
+            .nodes
+            .iter()
+            .map(|n| {
+                let tasks = n.tasks.iter().map(|t| t.task.as_str()).collect();
+                (n.hostname.as_str(), n.role, n.availability, tasks)
+            })
+            .collect();
+        assert_eq!(
+            columns,
+            [
+                (
+                    "manager-1",
+                    NodeRole::Manager,
+                    NodeAvailability::Active,
+                    vec!["t1"]
+                ),
+                (
+                    "worker-1",
+                    NodeRole::Worker,
+                    NodeAvailability::Drain,
+                    vec!["t2", "t3"]
+                ),
+            ],
+            "the old task and the other instance's task are not shown"
+        );
+        let card = &overview.nodes[1].tasks[1];
+        assert_eq!(
+            (
+                card.service.as_str(),
+                card.slot,
+                card.state.as_str(),
+                card.image_tag.as_str()
+            ),
+            ("web", Some(3), "starting", "1.4")
+        );
+        assert!(overview.unassigned.is_empty());
+    }
+
+    #[test]
+    fn a_task_not_placed_yet_is_unassigned() {
+        let mut world = sample_world();
+        world
+            .observed
+            .tasks
+            .push(task("t4", "svc-web", 4, "", "pending"));
+        let overview = sample_overview(&world);
+        assert_eq!(overview.unassigned.len(), 1);
+        assert_eq!(overview.unassigned[0].task, "t4");
+    }
+
+    #[test]
+    fn the_json_is_the_status_file_plus_nodes_and_activity() {
+        let overview = sample_overview(&sample_world());
+        let json = serde_json::to_value(&overview).unwrap();
+        let status = serde_json::to_value(&overview.status).unwrap();
+        for (key, value) in status.as_object().unwrap() {
+            assert_eq!(&json[key], value, "{key}");
+        }
+        assert_eq!(json["nodes"][0]["role"], "manager");
+        assert_eq!(json["nodes"][1]["availability"], "drain");
+        assert_eq!(json["nodes"][1]["tasks"][0]["imageTag"], "1.4");
+        assert!(json["activity"].is_array());
+    }
 
     #[test]
     fn image_tags_are_read_like_docker_reads_them() {

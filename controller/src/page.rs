@@ -333,3 +333,99 @@ fn activity_entry(event: &ActivityEvent) -> Markup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::activity::ActivityKind;
+    use crate::overview::tests::{sample_overview, sample_world};
+
+    const HOSTILE: &str = "<img src=x onerror=alert(1)>\"'&";
+
+    #[test]
+    fn hostile_names_and_messages_are_shown_as_text() {
+        let mut overview = sample_overview(&sample_world());
+        overview.status.errors.push(StatusSpecError {
+            file: format!("{HOSTILE}.yaml"),
+            line: Some(3),
+            column: Some(5),
+            field: format!("spec.{HOSTILE}"),
+            message: format!("bad value {HOSTILE}"),
+        });
+        overview.nodes[0].hostname = HOSTILE.into();
+        overview.nodes[0].tasks[0].addresses[0].network = HOSTILE.into();
+        let mut web = overview.status.services["web"].clone();
+        web.last_error = Some(format!("</td></tr><script>alert(1)</script>{HOSTILE}"));
+        overview.status.services.insert(HOSTILE.into(), web);
+        overview.activity.push(ActivityEvent {
+            at: "2026-01-01T00:00:00Z".into(),
+            kind: ActivityKind::Error,
+            object: format!("service/{HOSTILE}"),
+            message: HOSTILE.into(),
+            count: 2,
+        });
+        let html = render_page(&overview).into_string();
+        assert!(!html.contains("<img"), "{html}");
+        assert!(!html.contains("<script>alert"), "{html}");
+        assert!(!html.contains("</td></tr><script>"), "{html}");
+        let escaped = "&lt;img src=x onerror=alert(1)&gt;&quot;'&amp;";
+        assert!(
+            html.contains(&format!("data-file=\"{escaped}.yaml\"")),
+            "{html}"
+        );
+        assert!(
+            html.contains(&format!("data-service=\"{escaped}\"")),
+            "{html}"
+        );
+        assert!(html.contains(&format!("data-node=\"{escaped}\"")), "{html}");
+        // The page's own script is the only one.
+        assert_eq!(html.matches("<script").count(), 1, "{html}");
+    }
+
+    #[test]
+    fn hooks_for_tests_and_scripts() {
+        let html = render_board(&sample_overview(&sample_world())).into_string();
+        assert!(html.contains(
+            "data-task=\"t1\" data-service=\"web\" data-node=\"manager-1\" data-state=\"running\""
+        ), "{html}");
+        assert!(html.contains(
+            "data-task=\"t3\" data-service=\"web\" data-node=\"worker-1\" data-state=\"starting\""
+        ), "{html}");
+        assert!(
+            html.contains("data-service=\"web\" data-ready=\"false\""),
+            "{html}"
+        );
+        assert!(
+            html.contains("data-role=\"worker\" data-availability=\"drain\""),
+            "{html}"
+        );
+        assert!(html.contains("2/3"), "replicas running/desired: {html}");
+        assert!(!html.contains("data-task=\"t0\""), "an old task: {html}");
+    }
+
+    #[test]
+    fn spec_errors_carry_file_and_line() {
+        let mut overview = sample_overview(&sample_world());
+        overview.status.errors.push(StatusSpecError {
+            file: "web.yaml".into(),
+            line: Some(7),
+            column: Some(13),
+            field: "spec.replicas".into(),
+            message: "expected a number".into(),
+        });
+        let html = render_board(&overview).into_string();
+        assert!(
+            html.contains("<li data-file=\"web.yaml\" data-line=\"7\"><code>web.yaml:7:13</code>"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn the_page_needs_nothing_from_the_network() {
+        let html = render_page(&sample_overview(&sample_world())).into_string();
+        for outside in ["http://", "https://", "//cdn", "<link", "src="] {
+            assert!(!html.contains(outside), "{outside} in {html}");
+        }
+        assert!(html.contains("name=\"viewport\""), "readable on a phone");
+    }
+}
