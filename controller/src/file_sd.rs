@@ -12,6 +12,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::definition::ServiceDefinition;
+use crate::docker::TaskState;
+use crate::status::{ConditionStatus, ConditionType};
 use crate::world::{World, WorldState};
 
 /// The spec label naming the port Prometheus should scrape (else the first target port).
@@ -88,7 +90,7 @@ pub fn build(world: &WorldState) -> Discovery {
         let ready = service_status
             .conditions
             .iter()
-            .any(|c| c.kind == "Ready" && c.status == "True");
+            .any(|c| c.kind == ConditionType::Ready && c.status == ConditionStatus::True);
         let mut common = BTreeMap::from([
             (format!("{META}service"), name.clone()),
             (format!("{META}ready"), ready.to_string()),
@@ -101,7 +103,9 @@ pub fn build(world: &WorldState) -> Discovery {
             .tasks
             .iter()
             .filter(|t| {
-                t.service_id == service.id && t.desired_state == "running" && t.state == "running"
+                t.service_id == service.id
+                    && t.desired_state.is(&TaskState::RUNNING)
+                    && t.state.is(&TaskState::RUNNING)
             })
             .collect();
         tasks.sort_by(|a, b| (a.slot, &a.id).cmp(&(b.slot, &b.id)));
@@ -122,7 +126,7 @@ pub fn build(world: &WorldState) -> Discovery {
                 let mut labels = common.clone();
                 labels.insert(format!("{META}network"), network.clone());
                 labels.insert(format!("{META}task"), task.id.clone());
-                labels.insert(format!("{META}task_state"), task.state.clone());
+                labels.insert(format!("{META}task_state"), task.state.to_string());
                 labels.insert(format!("{META}node"), node.unwrap_or_default());
                 labels.insert(
                     format!("{META}slot"),
@@ -242,6 +246,7 @@ pub async fn writer(world: World, path: PathBuf, shutdown: CancellationToken) {
 mod tests {
     use super::*;
     use crate::definition::Port;
+    use crate::spec::types::{Protocol, PublishMode};
     use crate::overview::tests::{sample_world, task};
 
     fn label<'a>(group: &'a TargetGroup, name: &str) -> &'a str {
@@ -294,8 +299,8 @@ mod tests {
         web.definition.ports = vec![Port {
             target: 8080,
             published: Some(80),
-            protocol: "tcp".into(),
-            mode: "ingress".into(),
+            protocol: Protocol::Tcp,
+            mode: PublishMode::Ingress,
         }];
         assert_eq!(build(&world).groups[0].targets, ["10.0.1.1:8080"]);
 

@@ -23,3 +23,6 @@ pub mod status;
 pub mod swarm_watch;
 pub mod triggers;
 pub mod world;
+
+#[cfg(test)]
+mod loop_tests;

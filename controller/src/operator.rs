@@ -91,6 +91,12 @@ impl OperatorConfig {
     }
 }
 
+/// Retry delays of a failing object: 1 s doubling (plus jitter) to 5 min, so an object that
+/// can never be applied costs at most 6 attempts in its first minute and then one every few
+/// minutes. Retried at once when its own object or its spec changes.
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(5 * 60);
+
 fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
@@ -212,7 +218,9 @@ pub async fn run<A: SwarmApi>(
     });
     let runner = Runner::new(
         move |key| reconcile(ctx.clone(), key),
-        RunnerConfig::default().concurrency(config.concurrency),
+        RunnerConfig::default()
+            .concurrency(config.concurrency)
+            .backoff(RETRY_MIN, RETRY_MAX),
     )?
     .observer(metrics.clone());
     // The first pass looks at every key; after it, only at keys whose state changed.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::activity::ActivityEvent;
-use crate::docker::{NodeAvailability, NodeRole, ObservedTask};
+use crate::docker::{NodeAvailability, NodeRole, ObservedTask, TaskState};
 use crate::status::{StatusAddress, StatusFile};
 use crate::world::WorldState;
 
@@ -81,7 +81,7 @@ pub fn build(world: &WorldState, status: StatusFile, activity: Vec<ActivityEvent
             .observed
             .tasks
             .iter()
-            .filter(|t| t.service_id == service.id && t.desired_state == "running");
+            .filter(|t| t.service_id == service.id && t.desired_state.is(&TaskState::RUNNING));
         for task in live {
             let card = card(task, name, &image_tag);
             match &task.node_id {
@@ -138,7 +138,7 @@ fn card(task: &ObservedTask, service: &str, image_tag: &str) -> TaskCard {
         task: task.id.clone(),
         service: service.to_owned(),
         slot: task.slot,
-        state: task.state.clone(),
+        state: task.state.to_string(),
         image_tag: image_tag.to_owned(),
         addresses: task.addresses.iter().map(StatusAddress::from).collect(),
     }
@@ -164,7 +164,7 @@ pub(crate) mod tests {
     use crate::definition::DEFAULT_INSTANCE;
     use crate::definition::tests::sample_service;
     use crate::desired::DesiredObject;
-    use crate::docker::{ObservedNode, ObservedService, Ownership, TaskAddress};
+    use crate::docker::{EngineValue, ObservedNode, ObservedService, Ownership, TaskAddress};
 
     pub(crate) fn task(
         id: &str,
@@ -179,13 +179,15 @@ pub(crate) mod tests {
             service_id: service.into(),
             slot: Some(slot),
             node_id: (!node.is_empty()).then(|| node.to_owned()),
-            state: state.into(),
-            desired_state: if state == "shutdown" {
-                "shutdown"
-            } else {
-                "running"
-            }
-            .into(),
+            state: EngineValue::parse("state", state),
+            desired_state: EngineValue::parse(
+                "desired",
+                if state == "shutdown" {
+                    "shutdown"
+                } else {
+                    "running"
+                },
+            ),
             message: String::new(),
             error: None,
             addresses: vec![

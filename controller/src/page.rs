@@ -21,7 +21,9 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::activity::{ActivityEvent, ActivityLog};
 use crate::overview::{self, NodeView, Overview, TaskCard};
-use crate::status::{self, Condition, ServiceStatus, StatusFile, StatusSpecError};
+use crate::status::{
+    self, Condition, ConditionStatus, ConditionType, ServiceStatus, StatusFile, StatusSpecError,
+};
 use crate::world::World;
 
 /// How often an open page is brought up to date (tasks are polled every second anyway).
@@ -250,17 +252,31 @@ pub fn render_board(overview: &Overview) -> Markup {
     }
 }
 
-fn condition<'a>(service: &'a ServiceStatus, kind: &str) -> Option<&'a Condition> {
+/// The conditions, in the order of the table's columns, with their column titles.
+const CONDITIONS: [(ConditionType, &str); 3] = [
+    (ConditionType::Ready, "Ready"),
+    (ConditionType::Progressing, "Progressing"),
+    (ConditionType::Degraded, "Degraded"),
+];
+
+fn condition(service: &ServiceStatus, kind: ConditionType) -> Option<&Condition> {
     service.conditions.iter().find(|c| c.kind == kind)
 }
 
 fn is_true(condition: Option<&Condition>) -> bool {
-    condition.is_some_and(|c| c.status == "True")
+    condition.is_some_and(|c| c.status == ConditionStatus::True)
+}
+
+fn status_word(status: ConditionStatus) -> &'static str {
+    match status {
+        ConditionStatus::True => "True",
+        ConditionStatus::False => "False",
+    }
 }
 
 fn service_row(name: &str, service: &ServiceStatus) -> Markup {
-    let ready = is_true(condition(service, "Ready"));
-    let degraded = is_true(condition(service, "Degraded"));
+    let ready = is_true(condition(service, ConditionType::Ready));
+    let degraded = is_true(condition(service, ConditionType::Degraded));
     let desired = service
         .desired_replicas
         .map_or_else(|| "global".to_owned(), |d| d.to_string());
@@ -269,10 +285,10 @@ fn service_row(name: &str, service: &ServiceStatus) -> Markup {
             td { b { (name) }
                  @if let Some(error) = &service.last_error { small { (error) } } }
             td { (service.running_replicas) "/" (desired) }
-            @for kind in ["Ready", "Progressing", "Degraded"] {
+            @for (kind, title) in CONDITIONS {
                 @if let Some(c) = condition(service, kind) {
-                    td class={ "cond-" (c.status.to_lowercase()) " cond-" (kind) } title=(c.message) {
-                        (c.status) " · " (c.reason)
+                    td class={ "cond-" (status_word(c.status).to_lowercase()) " cond-" (title) } title=(c.message) {
+                        (status_word(c.status)) " · " (c.reason)
                         @if !c.message.is_empty() { small { (c.message) } }
                     }
                 } @else { td {} }

@@ -182,7 +182,8 @@ async fn reread_service<A: SwarmApi>(ctx: &Context<A>, key: &ObjectKey) -> Resul
         .api
         .inspect_service(&key.name)
         .await
-        .map_err(|source| docker_error(key, source))?;
+        .map_err(|source| docker_error(key, source))?
+        .map(Box::new);
     ctx.reporter
         .observed(Observation::Service {
             ticket,
@@ -599,8 +600,8 @@ mod tests {
         holder.ports = vec![crate::definition::Port {
             target: 80,
             published: Some(8080),
-            protocol: "tcp".into(),
-            mode: "ingress".into(),
+            protocol: crate::spec::Protocol::Tcp,
+            mode: crate::spec::PublishMode::Ingress,
         }];
         swarm.external_create_service(holder.clone(), &BTreeMap::new());
         let mut wants = holder.clone();

@@ -84,7 +84,7 @@ async fn reread<A: SwarmApi>(
     let observation = match what {
         Reread::Service(name) => Observation::Service {
             ticket,
-            service: api.inspect_service(&name).await?,
+            service: api.inspect_service(&name).await?.map(Box::new),
             name,
         },
         Reread::Network(name) => Observation::Network {

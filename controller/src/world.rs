@@ -123,6 +123,8 @@ impl World {
 }
 
 /// A read of the swarm, reported to the reflector.
+// One message at a time through a channel: the variants' sizes cost nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Observation {
     /// Every service, from a list issued at `ticket`.
@@ -145,8 +147,8 @@ pub enum Observation {
         ticket: Ticket,
         /// The name asked for.
         name: String,
-        /// What it returned.
-        service: Option<ObservedService>,
+        /// What it returned (boxed: a service is much larger than the other variants).
+        service: Option<Box<ObservedService>>,
     },
     /// One network by name: `None` means the engine said it does not exist.
     Network {
@@ -200,6 +202,7 @@ pub enum Written {
     },
 }
 
+#[allow(clippy::large_enum_variant)] // one message at a time, as above
 enum Report {
     Observed(Observation),
     Written(Written),
@@ -384,7 +387,7 @@ impl Reflector {
                 ticket,
                 name,
                 service,
-            } => self.merge_service(state, ticket, &name, service, now, changed),
+            } => self.merge_service(state, ticket, &name, service.map(|s| *s), now, changed),
             Observation::Network {
                 ticket,
                 name,
@@ -722,4 +725,233 @@ pub fn all_keys(world: &World) -> Vec<ObjectKey> {
 /// The networks the swarm has, by name (spec validation accepts references to them).
 pub fn existing_networks(world: &World) -> BTreeSet<String> {
     world.read().observed.networks.keys().cloned().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    //! The merge rules, report by report.
+
+    use super::*;
+    use crate::definition::DEFAULT_INSTANCE;
+    use crate::definition::tests::sample_service;
+
+    struct Fixture {
+        world: World,
+        reporter: Reporter,
+        changes: mpsc::UnboundedReceiver<ObjectKey>,
+    }
+
+    fn fixture() -> Fixture {
+        let world = World::default();
+        let (tx, changes) = mpsc::unbounded_channel();
+        let (reflector, reporter) = Reflector::new(world.clone(), tx);
+        tokio::spawn(reflector.run());
+        Fixture {
+            world,
+            reporter,
+            changes,
+        }
+    }
+
+    fn desired(name: &str) -> DesiredObject<ServiceDefinition> {
+        DesiredObject::new(sample_service(name), "a.yaml".into(), DEFAULT_INSTANCE)
+    }
+
+    /// What the engine would answer for a service we wrote, at `version`.
+    fn read(desired: &DesiredObject<ServiceDefinition>, id: &str, version: u64) -> ObservedService {
+        ObservedService {
+            version,
+            ..written_service(id.into(), version, desired)
+        }
+    }
+
+    fn drain(rx: &mut mpsc::UnboundedReceiver<ObjectKey>) -> Vec<ObjectKey> {
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    async fn with_desired(f: &Fixture, names: &[&str]) {
+        let mut state = DesiredState {
+            prune_allowed: true,
+            ..DesiredState::default()
+        };
+        for name in names {
+            state.services.insert((*name).into(), desired(name));
+        }
+        f.reporter.desired(state).await;
+    }
+
+    #[tokio::test]
+    async fn a_list_issued_before_a_create_does_not_erase_it() {
+        let mut f = fixture();
+        with_desired(&f, &["a"]).await;
+        drain(&mut f.changes);
+        let ticket = f.world.ticket(); // the list is issued...
+        f.reporter
+            .written(Written::ServiceCreated {
+                id: "s1".into(),
+                desired: desired("a"),
+            })
+            .await; // ...a create completes meanwhile...
+        f.reporter
+            .observed(Observation::Services {
+                ticket,
+                services: vec![],
+            })
+            .await; // ...and the list, which does not show it, arrives.
+        assert!(f.world.read().observed.services.contains_key("a"));
+        assert_eq!(drain(&mut f.changes), [], "nothing changed, nothing to do");
+        // A list issued after the create proves it gone.
+        let ticket = f.world.ticket();
+        f.reporter
+            .observed(Observation::Services {
+                ticket,
+                services: vec![],
+            })
+            .await;
+        assert!(!f.world.read().observed.services.contains_key("a"));
+        assert_eq!(drain(&mut f.changes), [ObjectKey::service("a")]);
+    }
+
+    #[tokio::test]
+    async fn an_older_read_never_rolls_back_an_update() {
+        let mut f = fixture();
+        with_desired(&f, &["a"]).await;
+        let before = f.world.ticket();
+        f.reporter
+            .observed(Observation::Service {
+                ticket: before,
+                name: "a".into(),
+                service: Some(Box::new(read(&desired("a"), "s1", 10))),
+            })
+            .await;
+        let stale_ticket = f.world.ticket();
+        let mut v2 = desired("a");
+        v2.definition.image = "v2".into();
+        v2 = DesiredObject::new(v2.definition, "a.yaml".into(), DEFAULT_INSTANCE);
+        f.reporter
+            .written(Written::ServiceUpdated {
+                id: "s1".into(),
+                based_on: 10,
+                desired: v2.clone(),
+            })
+            .await;
+        drain(&mut f.changes);
+        // A read issued before the update, showing version 10, arrives late.
+        f.reporter
+            .observed(Observation::Service {
+                ticket: stale_ticket,
+                name: "a".into(),
+                service: Some(Box::new(read(&desired("a"), "s1", 10))),
+            })
+            .await;
+        assert_eq!(f.world.read().observed.services["a"].definition.image, "v2");
+        // So does a list with an even older version.
+        f.reporter
+            .observed(Observation::Services {
+                ticket: before,
+                services: vec![read(&desired("a"), "s1", 9)],
+            })
+            .await;
+        assert_eq!(f.world.read().observed.services["a"].definition.image, "v2");
+        assert_eq!(drain(&mut f.changes), []);
+        // The read-back with the new version is taken, and changes nothing the plan sees.
+        let ticket = f.world.ticket();
+        f.reporter
+            .observed(Observation::Service {
+                ticket,
+                name: "a".into(),
+                service: Some(Box::new(read(&v2, "s1", 12))),
+            })
+            .await;
+        assert_eq!(f.world.read().observed.services["a"].version, 12);
+        assert_eq!(drain(&mut f.changes), []);
+        // Someone else's later change is taken and triggers the key.
+        let mut drifted = read(&v2, "s1", 15);
+        drifted.definition.image = "hand-edited".into();
+        f.reporter
+            .observed(Observation::Service {
+                ticket: f.world.ticket(),
+                name: "a".into(),
+                service: Some(Box::new(drifted)),
+            })
+            .await;
+        assert_eq!(drain(&mut f.changes), [ObjectKey::service("a")]);
+    }
+
+    #[tokio::test]
+    async fn a_read_issued_before_a_removal_does_not_bring_it_back() {
+        let mut f = fixture();
+        with_desired(&f, &[]).await;
+        f.reporter
+            .observed(Observation::Services {
+                ticket: f.world.ticket(),
+                services: vec![read(&desired("a"), "s1", 3)],
+            })
+            .await;
+        let stale = f.world.ticket();
+        f.reporter
+            .written(Written::ServiceRemoved {
+                name: "a".into(),
+                id: "s1".into(),
+            })
+            .await;
+        drain(&mut f.changes);
+        f.reporter
+            .observed(Observation::Services {
+                ticket: stale,
+                services: vec![read(&desired("a"), "s1", 3)],
+            })
+            .await;
+        assert!(f.world.read().observed.services.is_empty());
+        assert_eq!(drain(&mut f.changes), []);
+        // A new service of the same name (another id), read later, is real.
+        f.reporter
+            .observed(Observation::Service {
+                ticket: f.world.ticket(),
+                name: "a".into(),
+                service: Some(Box::new(read(&desired("a"), "s2", 8))),
+            })
+            .await;
+        assert_eq!(f.world.read().observed.services["a"].id, "s2");
+    }
+
+    #[tokio::test]
+    async fn unmanaged_churn_triggers_nothing() {
+        let mut f = fixture();
+        with_desired(&f, &["a"]).await;
+        drain(&mut f.changes);
+        let mut other = read(&desired("churn"), "x1", 4);
+        other.ownership = Ownership::default();
+        f.reporter
+            .observed(Observation::Service {
+                ticket: f.world.ticket(),
+                name: "churn".into(),
+                service: Some(Box::new(other)),
+            })
+            .await;
+        f.reporter
+            .observed(Observation::Service {
+                ticket: f.world.ticket(),
+                name: "churn".into(),
+                service: None,
+            })
+            .await;
+        assert_eq!(drain(&mut f.changes), []);
+    }
+
+    #[tokio::test]
+    async fn only_changed_specs_are_triggered() {
+        let mut f = fixture();
+        with_desired(&f, &["a", "b", "c"]).await;
+        assert_eq!(drain(&mut f.changes).len(), 3);
+        let mut state = f.world.read().desired.clone();
+        let mut b = state.services["b"].definition.clone();
+        b.image = "new".into();
+        state.services.insert(
+            "b".into(),
+            DesiredObject::new(b, "a.yaml".into(), DEFAULT_INSTANCE),
+        );
+        f.reporter.desired(state).await;
+        assert_eq!(drain(&mut f.changes), [ObjectKey::service("b")]);
+    }
 }

@@ -70,7 +70,7 @@ fn ingress_ports(definition: &ServiceDefinition) -> impl Iterator<Item = u16> + 
     definition
         .ports
         .iter()
-        .filter(|p| p.mode != "host")
+        .filter(|p| p.mode != crate::spec::PublishMode::Host)
         .filter_map(|p| p.published)
 }
 
@@ -130,11 +130,6 @@ impl MemorySwarm {
     /// The networks as stored.
     pub(crate) fn networks(&self) -> BTreeMap<String, ObservedNetwork> {
         self.state().networks.clone()
-    }
-
-    /// Sets the task list (there are no task events).
-    pub(crate) fn set_tasks(&self, tasks: Vec<ObservedTask>) {
-        self.state().tasks = tasks;
     }
 
     /// Another client creates a service (no operator labels unless given).
@@ -202,6 +197,15 @@ impl MemorySwarm {
 
     /// Another client creates a network.
     pub(crate) fn external_create_network(&self, definition: NetworkDefinition) -> String {
+        self.external_create_network_with_labels(definition, &BTreeMap::new())
+    }
+
+    /// Another client (or an earlier operator) creates a network with these labels.
+    pub(crate) fn external_create_network_with_labels(
+        &self,
+        definition: NetworkDefinition,
+        labels: &BTreeMap<String, String>,
+    ) -> String {
         let network = {
             let mut state = self.state();
             state.next_id += 1;
@@ -209,7 +213,7 @@ impl MemorySwarm {
                 id: format!("net{}", state.next_id),
                 scope: "swarm".into(),
                 definition,
-                ownership: Ownership::default(),
+                ownership: Ownership::from_labels(labels),
             };
             state
                 .networks

@@ -5,6 +5,7 @@
 
 mod convert;
 pub mod engine;
+mod engine_value;
 #[cfg(test)]
 pub(crate) mod memory;
 pub mod metered;
@@ -23,7 +24,9 @@ use crate::definition::{
     SOURCE_FILE_LABEL, SPEC_HASH_LABEL, ServiceDefinition,
 };
 
+pub use bollard::models::{ServiceUpdateStatusStateEnum as UpdateState, TaskState};
 pub use engine::DockerEngine;
+pub use engine_value::EngineValue;
 pub use metered::Metered;
 
 /// The kind of swarm object an error or an event is about.
@@ -400,9 +403,8 @@ pub struct VirtualIp {
 /// Swarm's own rolling-update state of a service (`UpdateStatus`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UpdateStatus {
-    /// `updating`, `paused`, `completed`, `rollback_started`, `rollback_paused`,
-    /// `rollback_completed`.
-    pub state: String,
+    /// Updating, paused, completed, or the same for a rollback.
+    pub state: UpdateState,
     /// Swarm's explanation.
     pub message: String,
 }
@@ -459,9 +461,9 @@ pub struct ObservedTask {
     /// Node it was scheduled on.
     pub node_id: Option<String>,
     /// Current state: `new` … `running`, `complete`, `failed`, `rejected`, `shutdown`, …
-    pub state: String,
+    pub state: EngineValue<TaskState>,
     /// What swarm wants it to be: `running`, `shutdown`, …
-    pub desired_state: String,
+    pub desired_state: EngineValue<TaskState>,
     /// Swarm's status message.
     pub message: String,
     /// Error of a failed or rejected task.

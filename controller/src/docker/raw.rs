@@ -18,7 +18,7 @@ use hyperlocal::UnixConnector;
 use serde::Deserialize;
 
 use super::convert::strip_prefix_len;
-use super::{DockerError, ObservedTask, Op, Resource, TaskAddress};
+use super::{DockerError, EngineValue, ObservedTask, Op, Resource, TaskAddress};
 
 /// An HTTP/1 client for the engine endpoint, kept for the life of the adapter so that
 /// connections are reused across polls.
@@ -272,8 +272,8 @@ impl RawTask {
             service_id: self.service_id,
             slot: self.slot,
             node_id: self.node_id.filter(|n| !n.is_empty()),
-            state: self.status.state,
-            desired_state: self.desired_state,
+            state: EngineValue::parse("Task.Status.State", &self.status.state),
+            desired_state: EngineValue::parse("Task.DesiredState", &self.desired_state),
             message: self.status.message,
             error: self.status.err.filter(|e| !e.is_empty()),
             addresses,
@@ -284,6 +284,7 @@ impl RawTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bollard::models::TaskState;
 
     #[test]
     fn the_engines_healthcheck_key_is_read() {
@@ -316,7 +317,8 @@ mod tests {
         let tasks: Vec<RawTask> = serde_json::from_str(json).unwrap();
         let task = tasks.into_iter().next().unwrap().into_observed();
         assert_eq!(task.slot, Some(2));
-        assert_eq!(task.state, "running");
+        assert_eq!(task.state, EngineValue::Known(TaskState::RUNNING));
+        assert_eq!(task.desired_state, EngineValue::Known(TaskState::RUNNING));
         assert_eq!(
             task.addresses,
             vec![TaskAddress {
