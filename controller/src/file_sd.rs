@@ -246,8 +246,8 @@ pub async fn writer(world: World, path: PathBuf, shutdown: CancellationToken) {
 mod tests {
     use super::*;
     use crate::definition::Port;
-    use crate::spec::types::{Protocol, PublishMode};
     use crate::overview::tests::{sample_world, task};
+    use crate::spec::types::{Protocol, PublishMode};
 
     fn label<'a>(group: &'a TargetGroup, name: &str) -> &'a str {
         group.labels[&format!("{META}{name}")].as_str()
