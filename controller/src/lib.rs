@@ -5,12 +5,16 @@
 //! [`plan`], applied by the [`reconcile`]r under the [`runtime`]'s scheduling, and reported in
 //! the [`status`] file.
 
+pub mod activity;
 pub mod commands;
 pub mod definition;
 pub mod desired;
 pub mod docker;
+pub mod file_sd;
 pub mod metrics;
 pub mod operator;
+pub mod overview;
+pub mod page;
 pub mod plan;
 pub mod reconcile;
 pub mod runtime;

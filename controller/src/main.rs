@@ -40,7 +40,7 @@ enum Command {
         /// Also re-read the spec directory on this period (for mounts without inotify).
         #[arg(long, value_parser = humantime::parse_duration)]
         spec_poll: Option<Duration>,
-        /// Serve /metrics, /healthz and /readyz on this address.
+        /// Serve /metrics, /healthz, /readyz, the status page (/) and /api/v1/status here.
         #[arg(long)]
         metrics_addr: Option<SocketAddr>,
         /// Let an empty spec directory remove every managed object.
@@ -52,6 +52,9 @@ enum Command {
         /// Instance name: several operators can share a swarm, each owning only its objects.
         #[arg(long, env = "SWARM_OPERATOR_INSTANCE", default_value = "default")]
         instance: String,
+        /// Keep this Prometheus file_sd_configs JSON file listing every running task endpoint.
+        #[arg(long)]
+        file_sd: Option<PathBuf>,
     },
     /// Check every spec; exit 0 if all are valid, 1 otherwise (one line per problem).
     Validate {
@@ -126,6 +129,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             allow_empty_prune,
             concurrency,
             instance,
+            file_sd,
         } => {
             let config = OperatorConfig {
                 resync,
@@ -134,6 +138,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 allow_empty_prune,
                 concurrency,
                 instance,
+                file_sd,
                 ..OperatorConfig::new(specs, status)
             };
             let api = DockerEngine::connect()

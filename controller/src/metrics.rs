@@ -328,18 +328,20 @@ async fn ready(State(state): State<ServerState>) -> impl IntoResponse {
     }
 }
 
-/// Serves the router on `addr` until `shutdown` completes.
+/// Serves the router, plus the `extra` routes (the status page), on `addr` until `shutdown`
+/// completes.
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     world: World,
+    extra: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), MetricsError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| MetricsError::Bind { addr, source })?;
-    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
-    axum::serve(listener, router(metrics, world))
+    tracing::info!(%addr, "serving /metrics, /healthz, /readyz, the status page (/) and /api/v1/status");
+    axum::serve(listener, router(metrics, world).merge(extra))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(MetricsError::Serve)

@@ -13,8 +13,11 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::activity::ActivityLog;
 use crate::docker::{DockerError, Metered, SwarmApi};
+use crate::file_sd;
 use crate::metrics::{self, Metrics};
+use crate::page;
 use crate::plan::ObjectKey;
 use crate::reconcile::{Context, reconcile};
 use crate::runtime::{self, Runner, RunnerConfig};
@@ -66,6 +69,8 @@ pub struct OperatorConfig {
     pub concurrency: usize,
     /// This operator's instance name; it owns only objects labelled with it.
     pub instance: String,
+    /// Keep this Prometheus `file_sd_configs` file up to date.
+    pub file_sd: Option<PathBuf>,
 }
 
 impl OperatorConfig {
@@ -81,6 +86,7 @@ impl OperatorConfig {
             allow_empty_prune: false,
             concurrency: 8,
             instance: crate::definition::DEFAULT_INSTANCE.to_owned(),
+            file_sd: None,
         }
     }
 }
@@ -176,12 +182,20 @@ pub async fn run<A: SwarmApi>(
     api.ensure_manager().await?;
     let world = World::default();
     let stop = CancellationToken::new();
+    let activity = ActivityLog::default();
 
     let metrics_server = config.metrics_addr.map(|addr| {
+        let page = page::PageState::new(
+            world.clone(),
+            activity.clone(),
+            config.specs_dir.clone(),
+            config.status_file.clone(),
+        );
         tokio::spawn(metrics::serve(
             addr,
             metrics.clone(),
             world.clone(),
+            page::router(page),
             stop.clone().cancelled_owned(),
         ))
     });
@@ -200,6 +214,7 @@ pub async fn run<A: SwarmApi>(
         world: world.clone(),
         reporter: reporter.clone(),
         metrics: metrics.clone(),
+        activity,
     });
     let runner = Runner::new(
         move |key| reconcile(ctx.clone(), key),
@@ -231,6 +246,11 @@ pub async fn run<A: SwarmApi>(
         stop.clone(),
     ));
 
+    let file_sd_task = config
+        .file_sd
+        .clone()
+        .map(|path| tokio::spawn(file_sd::writer(world.clone(), path, stop.clone())));
+
     let (_watcher, mut spec_changes) = triggers::watch_specs(&config.specs_dir)?;
     // The spec directory is read again on every resync too (and on `--spec-poll`): inotify
     // does not see changes made through some bind mounts.
@@ -254,6 +274,9 @@ pub async fn run<A: SwarmApi>(
     stop.cancel();
     let _ = runner_task.await;
     let _ = watch_task.await;
+    if let Some(task) = file_sd_task {
+        let _ = task.await;
+    }
     writer_task.await.expect("status writer panicked")?;
     if let Some(server) = metrics_server {
         server.await.expect("metrics server panicked")?;

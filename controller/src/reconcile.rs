@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
+use crate::activity::{ActivityKind, ActivityLog};
 use crate::docker::{DockerError, SwarmApi};
 use crate::metrics::Metrics;
 use crate::plan::{Action, ObjectKey, ObjectPlan, UpdateCause, plan_object};
@@ -106,6 +107,8 @@ pub struct Context<A> {
     pub reporter: Reporter,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// What the status page lists as recent events.
+    pub activity: ActivityLog,
 }
 
 /// Reads and writes one reconcile may try when the service changes under it (stale version,
@@ -143,6 +146,10 @@ pub async fn reconcile<A: SwarmApi>(
         .as_ref()
         .err()
         .map(|error| (error.blocker(), error.to_string()));
+    if let Some((_, message)) = &error {
+        ctx.activity
+            .record(ActivityKind::Error, &key, message.clone());
+    }
     ctx.reporter
         .outcome(key.clone(), ObjectOutcome { error, conflict })
         .await;
@@ -233,7 +240,11 @@ async fn apply<A: SwarmApi>(
                 .create_network(&desired.definition, &desired.owner_labels())
                 .await
             {
-                Ok(network) => ctx.reporter.written(Written::NetworkCreated(network)).await,
+                Ok(network) => {
+                    ctx.activity
+                        .record(ActivityKind::Created, key, "network created");
+                    ctx.reporter.written(Written::NetworkCreated(network)).await;
+                }
                 // Someone else created it: read it, then plan again.
                 Err(DockerError::AlreadyExists { .. }) => {
                     reread_network(ctx, key).await?;
@@ -266,6 +277,8 @@ async fn apply<A: SwarmApi>(
                 // The create answer carries the id; the rest is what we sent. No read-back:
                 // the engine's event about it confirms the version later.
                 Ok(id) => {
+                    let image = format!("image {}", desired.definition.image);
+                    ctx.activity.record(ActivityKind::Created, key, image);
                     ctx.reporter
                         .written(Written::ServiceCreated { id, desired })
                         .await;
@@ -306,6 +319,11 @@ async fn apply<A: SwarmApi>(
                     if cause == UpdateCause::Drift {
                         ctx.metrics.drift_corrected();
                     }
+                    let kind = match cause {
+                        UpdateCause::SpecChanged => ActivityKind::Updated,
+                        UpdateCause::Drift => ActivityKind::DriftCorrected,
+                    };
+                    ctx.activity.record(kind, key, fields.join("; "));
                     ctx.reporter
                         .written(Written::ServiceUpdated {
                             id,
@@ -341,6 +359,8 @@ async fn apply<A: SwarmApi>(
             info!(%key, "removing service: its spec is gone");
             match ctx.api.remove_service(&id).await {
                 Ok(()) | Err(DockerError::NotFound { .. }) => {
+                    ctx.activity
+                        .record(ActivityKind::Pruned, key, "its spec is gone");
                     ctx.reporter
                         .written(Written::ServiceRemoved { name, id })
                         .await;
@@ -352,6 +372,8 @@ async fn apply<A: SwarmApi>(
             info!(%key, "removing network: its spec is gone");
             match ctx.api.remove_network(&id).await {
                 Ok(()) | Err(DockerError::NotFound { .. }) => {
+                    ctx.activity
+                        .record(ActivityKind::Pruned, key, "its spec is gone");
                     ctx.reporter
                         .written(Written::NetworkRemoved { name, id })
                         .await;
@@ -434,6 +456,7 @@ mod tests {
             world,
             reporter,
             metrics: Arc::new(Metrics::new()),
+            activity: ActivityLog::default(),
         })
     }
 
@@ -480,6 +503,21 @@ mod tests {
             ]
         );
         assert_eq!(ctx.world.read().outcomes[&service].last_error(), None);
+        // The page's activity log tells the same story, newest first.
+        let activity: Vec<(ActivityKind, String)> = ctx
+            .activity
+            .recent()
+            .into_iter()
+            .map(|e| (e.kind, e.object))
+            .collect();
+        assert_eq!(
+            activity,
+            [
+                (ActivityKind::Created, "service/quote".to_owned()),
+                (ActivityKind::Created, "network/my_network".to_owned()),
+                (ActivityKind::Error, "service/quote".to_owned()),
+            ]
+        );
         // No read-back after a create: the create answer's id is enough.
         assert_eq!(ctx.api.count(Op::InspectService), 0);
     }
@@ -504,6 +542,9 @@ mod tests {
             .unwrap();
         assert_eq!(write_ops(&ctx).last().unwrap().0, Op::UpdateService);
         assert_eq!(ctx.metrics.drift_corrections(), 1);
+        let newest = &ctx.activity.recent()[0];
+        assert_eq!(newest.kind, ActivityKind::DriftCorrected);
+        assert!(newest.message.contains("replicas"), "{newest:?}");
         assert_eq!(
             swarm.services()["quote"].definition.mode,
             Mode::Replicated { replicas: 3 }

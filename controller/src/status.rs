@@ -644,6 +644,8 @@ mod tests {
                 id: "n1".into(),
                 hostname: "node-1".into(),
                 state: "ready".into(),
+                role: crate::docker::NodeRole::Manager,
+                availability: crate::docker::NodeAvailability::Active,
             },
         );
         world.observed.tasks = tasks;

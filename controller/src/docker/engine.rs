@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
-use bollard::models::EventMessageTypeEnum;
+use bollard::models::{EventMessageTypeEnum, NodeSpecAvailabilityEnum, NodeSpecRoleEnum};
 use bollard::query_parameters::{
     EventsOptionsBuilder, ListNetworksOptions, ListNodesOptions, UpdateServiceOptionsBuilder,
 };
@@ -16,8 +16,8 @@ use tracing::{debug, warn};
 use super::convert::{from_network, from_service, to_network_create, to_service_spec};
 use super::raw::RawClient;
 use super::{
-    DockerError, EventAction, ObservedNetwork, ObservedNode, ObservedService, ObservedTask, Op,
-    Ownership, Resource, SwarmApi, SwarmEvent,
+    DockerError, EventAction, NodeAvailability, NodeRole, ObservedNetwork, ObservedNode,
+    ObservedService, ObservedTask, Op, Ownership, Resource, SwarmApi, SwarmEvent,
 };
 use crate::definition::{NetworkDefinition, ServiceDefinition};
 
@@ -213,6 +213,17 @@ impl SwarmApi for DockerEngine {
                         .and_then(|s| s.state)
                         .map(|s| s.to_string())
                         .unwrap_or_default(),
+                    role: match node.spec.as_ref().and_then(|s| s.role) {
+                        Some(NodeSpecRoleEnum::MANAGER) => NodeRole::Manager,
+                        Some(NodeSpecRoleEnum::WORKER) => NodeRole::Worker,
+                        _ => NodeRole::Unknown,
+                    },
+                    availability: match node.spec.as_ref().and_then(|s| s.availability) {
+                        Some(NodeSpecAvailabilityEnum::ACTIVE) => NodeAvailability::Active,
+                        Some(NodeSpecAvailabilityEnum::PAUSE) => NodeAvailability::Pause,
+                        Some(NodeSpecAvailabilityEnum::DRAIN) => NodeAvailability::Drain,
+                        _ => NodeAvailability::Unknown,
+                    },
                 })
             })
             .collect())

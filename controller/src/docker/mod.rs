@@ -481,6 +481,61 @@ pub struct ObservedNode {
     pub hostname: String,
     /// `ready`, `down`, …
     pub state: String,
+    /// Manager or worker.
+    pub role: NodeRole,
+    /// Whether the scheduler may place tasks on it.
+    pub availability: NodeAvailability,
+}
+
+/// A node's role in the swarm.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    /// Takes part in the raft and may run the operator.
+    Manager,
+    /// Runs tasks only.
+    Worker,
+    /// The engine did not say (an older or newer API).
+    #[default]
+    Unknown,
+}
+
+/// A node's availability for new tasks (`docker node update --availability`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeAvailability {
+    /// Gets new tasks.
+    Active,
+    /// Keeps its tasks, gets no new ones.
+    Pause,
+    /// Its tasks are moved elsewhere.
+    Drain,
+    /// The engine did not say.
+    #[default]
+    Unknown,
+}
+
+impl NodeRole {
+    /// As Docker spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::Manager => "manager",
+            NodeRole::Worker => "worker",
+            NodeRole::Unknown => "unknown",
+        }
+    }
+}
+
+impl NodeAvailability {
+    /// As Docker spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeAvailability::Active => "active",
+            NodeAvailability::Pause => "pause",
+            NodeAvailability::Drain => "drain",
+            NodeAvailability::Unknown => "unknown",
+        }
+    }
 }
 
 /// Everything the operator reads from the swarm in one observation.

@@ -133,6 +133,11 @@ impl Swarm {
     /// Starts `swarm-operator run` on this test's directories, serving metrics on a free
     /// loopback port.
     pub fn operator(&self) -> Operator {
+        self.operator_with(&[])
+    }
+
+    /// [`Swarm::operator`] with more arguments for `run` (e.g. `--file-sd FILE`).
+    pub fn operator_with(&self, extra_args: &[&std::ffi::OsStr]) -> Operator {
         let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free loopback port");
@@ -144,6 +149,7 @@ impl Swarm {
             .arg("--status")
             .arg(&self.status)
             .args(["--resync", "2s"])
+            .args(extra_args)
             .arg("--metrics-addr")
             .arg(metrics_addr.to_string())
             .env("RUST_LOG", "info,swarm_operator=debug")
@@ -294,17 +300,7 @@ impl Operator {
 
     /// `GET path` on the metrics server: `(status code, body)`, or `None` if nothing answers.
     pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
-        use std::io::{Read, Write};
-        let mut stream =
-            std::net::TcpStream::connect_timeout(&self.metrics_addr, Duration::from_secs(2))
-                .ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).ok()?;
-        let code = response.split_whitespace().nth(1)?.parse().ok()?;
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-        Some((code, body))
+        http_get(self.metrics_addr, path)
     }
 
     /// The log so far.
@@ -318,6 +314,86 @@ impl Drop for Operator {
         if matches!(self.child.try_wait(), Ok(None)) {
             self.stop();
         }
+    }
+}
+
+/// `GET path` on `addr`: `(status code, body)`, or `None` if nothing answers.
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((code, body))
+}
+
+/// The path of a tool a test needs, or `None` (with a printed reason) when it is missing and
+/// CI is unset. Under `CI=true` a missing tool fails the test (`.ci/run` installs it).
+pub fn require_tool(test: &str, tool: &str, package: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(tool))
+            .find(|path| path.is_file())
+    });
+    if found.is_none() {
+        if std::env::var_os("CI").is_some() {
+            panic!("CI is set but `{tool}` is missing: apt-get install {package}");
+        }
+        eprintln!("SKIPPED {test}: `{tool}` is missing (apt-get install {package})");
+    }
+    found
+}
+
+/// Where tests leave files for humans to look at (screenshots): `target/test-artifacts/`.
+pub fn artifacts_dir() -> PathBuf {
+    // The binary under test is target/<profile>/swarm-operator.
+    let dir = Path::new(env!("CARGO_BIN_EXE_swarm-operator"))
+        .parent()
+        .and_then(Path::parent)
+        .expect("the binary lives in target/<profile>")
+        .join("test-artifacts");
+    std::fs::create_dir_all(&dir).expect("creating target/test-artifacts");
+    dir
+}
+
+/// Runs `command`, killing it after `timeout`; returns its output.
+pub fn output_within(command: &mut Command, timeout: Duration) -> Output {
+    use std::io::Read as _;
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {command:?}: {e}"));
+    // Drain both pipes on threads: a full pipe would block the child forever.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().expect("waiting for child").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{command:?} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = child.wait().expect("waiting for child");
+    let stdout = stdout.join().expect("stdout reader");
+    let stderr = stderr.join().expect("stderr reader");
+    Output {
+        status,
+        stdout,
+        stderr,
     }
 }
 
