@@ -7,8 +7,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::definition::{
-    self, DEFAULT_INSTANCE, EndpointMode, Healthcheck, Mode, Mount, NetworkDefinition, Placement,
-    Port, ResourceAmounts, Resources, RestartPolicy, ServiceDefinition, UpdatePolicy,
+    self, DEFAULT_INSTANCE, DnsConfig, EndpointMode, Healthcheck, LogDriver, Mode, Mount,
+    NetworkDefinition, Placement, Port, ResourceAmounts, Resources, RestartPolicy,
+    ServiceDefinition, Ulimit, UpdatePolicy, VolumeOptions,
 };
 use crate::docker::Ownership;
 use crate::spec::{self, LoadDirError, Located, Object, SpecError, SpecStore};
@@ -113,6 +114,8 @@ impl DesiredState {
                         DesiredObject::new(definition, source_file, instance)
                     });
                 }
+                // An external network is only referenced: it is not the operator's to create.
+                Object::Network(network) if network.spec.external => {}
                 Object::Network(network) => {
                     let definition = network_definition(network);
                     insert_first(&mut state.networks, definition.name.clone(), || {
@@ -259,11 +262,75 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
                 target: m.target.clone(),
                 read_only: m.read_only,
                 tmpfs_size_bytes: m.tmpfs_size.as_ref().map(|s| s.bytes() as i64),
+                tmpfs_mode: m.tmpfs_mode.map(|m| m.0),
+                bind_propagation: m.bind_propagation.as_ref().map(wire_name),
+                volume: m
+                    .volume
+                    .as_ref()
+                    .map(|v| VolumeOptions {
+                        no_copy: v.no_copy,
+                        labels: v.labels.clone(),
+                        driver: v.driver.clone(),
+                        driver_options: v.driver_options.clone(),
+                    })
+                    .filter(|v| *v != VolumeOptions::default()),
             })
             .collect(),
         stop_grace_period_ns: nanos(spec.stop_grace_period.as_ref()),
         user: spec.user.clone(),
         workdir: spec.workdir.clone(),
+        hostname: spec.hostname.clone(),
+        init: spec.init,
+        stop_signal: spec.stop_signal.clone(),
+        // Docker reports `false` for these as absent: the canonical form does the same.
+        read_only: spec.read_only.filter(|r| *r),
+        tty: spec.tty.filter(|t| *t),
+        open_stdin: spec.stdin_open.filter(|o| *o),
+        capability_add: spec.cap_add.clone(),
+        capability_drop: spec.cap_drop.clone(),
+        sysctls: spec.sysctls.clone(),
+        ulimits: spec
+            .ulimits
+            .iter()
+            .map(|(name, u)| {
+                (
+                    name.clone(),
+                    Ulimit {
+                        soft: u.soft,
+                        hard: u.hard,
+                    },
+                )
+            })
+            .collect(),
+        hosts: spec
+            .extra_hosts
+            .iter()
+            .map(|h| docker_host_entry(h))
+            .collect(),
+        dns: spec.dns.as_ref().map(|d| DnsConfig {
+            nameservers: d.nameservers.clone(),
+            search: d.search.clone(),
+            options: d.options.clone(),
+        }),
+        log_driver: spec.logging.as_ref().map(|l| LogDriver {
+            name: l.driver.clone(),
+            options: l.options.clone(),
+        }),
+        network_aliases: spec
+            .network_aliases
+            .iter()
+            .filter(|(_, aliases)| !aliases.is_empty())
+            .map(|(n, a)| (n.clone(), a.clone()))
+            .collect(),
+    }
+}
+
+/// `host:ip` (compose and `docker run --add-host`) → `ip host` (how swarm stores it, as a
+/// hosts file line). The address may itself contain colons (IPv6): only the first one splits.
+pub fn docker_host_entry(entry: &str) -> String {
+    match entry.split_once(':') {
+        Some((host, ip)) => format!("{ip} {host}"),
+        None => entry.to_owned(),
     }
 }
 

@@ -7,17 +7,20 @@ use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{
     EndpointPortConfig, EndpointSpec, EndpointSpecModeEnum, HealthConfig, Ipam, IpamConfig, Limit,
-    Mount as DockerMount, MountTmpfsOptions, MountType, Network, NetworkAttachmentConfig,
-    NetworkCreateRequest, ResourceObject, Service, ServiceSpec, ServiceSpecMode,
+    Mount as DockerMount, MountBindOptions, MountTmpfsOptions, MountType, MountVolumeOptions,
+    MountVolumeOptionsDriverConfig, Network, NetworkAttachmentConfig, NetworkCreateRequest,
+    ResourceObject, ResourcesUlimits, Service, ServiceSpec, ServiceSpecMode,
     ServiceSpecModeReplicated, ServiceSpecRollbackConfig, ServiceSpecUpdateConfig, TaskSpec,
-    TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecPlacementPreferences,
-    TaskSpecPlacementSpread, TaskSpecResources, TaskSpecRestartPolicy,
+    TaskSpecContainerSpec, TaskSpecContainerSpecDnsConfig, TaskSpecLogDriver, TaskSpecPlacement,
+    TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
+    TaskSpecRestartPolicy,
 };
 
 use super::{ObservedNetwork, ObservedService, Ownership, UpdateStatus, VirtualIp};
 use crate::definition::{
-    EndpointMode, Healthcheck, Mode, Mount, NetworkDefinition, OPERATOR_LABEL_PREFIX, Placement,
-    Port, ResourceAmounts, Resources, RestartPolicy, ServiceDefinition, UpdatePolicy,
+    DnsConfig, EndpointMode, Healthcheck, LogDriver, Mode, Mount, NetworkDefinition,
+    OPERATOR_LABEL_PREFIX, Placement, Port, ResourceAmounts, Resources, RestartPolicy,
+    ServiceDefinition, Ulimit, UpdatePolicy, VolumeOptions,
 };
 
 /// Parses one of bollard's string enums; validation upstream only lets known values through,
@@ -124,6 +127,35 @@ pub(crate) fn to_service_spec(
             start_period: h.start_period_ns,
             start_interval: None,
         }),
+        hostname: definition.hostname.clone(),
+        init: definition.init,
+        stop_signal: definition.stop_signal.clone(),
+        read_only: definition.read_only,
+        tty: definition.tty,
+        open_stdin: definition.open_stdin,
+        capability_add: non_empty(&definition.capability_add),
+        capability_drop: non_empty(&definition.capability_drop),
+        sysctls: (!definition.sysctls.is_empty()).then(|| to_hash_map(&definition.sysctls)),
+        ulimits: (!definition.ulimits.is_empty()).then(|| {
+            definition
+                .ulimits
+                .iter()
+                .map(|(name, u)| ResourcesUlimits {
+                    name: Some(name.clone()),
+                    soft: Some(u.soft),
+                    hard: Some(u.hard),
+                })
+                .collect()
+        }),
+        hosts: non_empty(&definition.hosts),
+        dns_config: definition
+            .dns
+            .as_ref()
+            .map(|d| TaskSpecContainerSpecDnsConfig {
+                nameservers: non_empty(&d.nameservers),
+                search: non_empty(&d.search),
+                options: non_empty(&d.options),
+            }),
         ..Default::default()
     };
     let task_template = TaskSpec {
@@ -171,10 +203,15 @@ pub(crate) fn to_service_spec(
                 .iter()
                 .map(|name| NetworkAttachmentConfig {
                     target: Some(name.clone()),
+                    aliases: definition.network_aliases.get(name).cloned(),
                     ..Default::default()
                 })
                 .collect(),
         ),
+        log_driver: definition.log_driver.as_ref().map(|l| TaskSpecLogDriver {
+            name: Some(l.name.clone()),
+            options: (!l.options.is_empty()).then(|| to_hash_map(&l.options)),
+        }),
         ..Default::default()
     };
     let mode = match definition.mode {
@@ -235,12 +272,48 @@ fn to_mount(mount: &Mount) -> DockerMount {
             _ => MountType::VOLUME,
         }),
         read_only: Some(mount.read_only),
-        tmpfs_options: mount.tmpfs_size_bytes.map(|size| MountTmpfsOptions {
-            size_bytes: Some(size),
+        tmpfs_options: (mount.tmpfs_size_bytes.is_some() || mount.tmpfs_mode.is_some()).then(
+            || MountTmpfsOptions {
+                size_bytes: mount.tmpfs_size_bytes,
+                mode: mount.tmpfs_mode.map(i64::from),
+                ..Default::default()
+            },
+        ),
+        bind_options: mount.bind_propagation.as_deref().map(|p| MountBindOptions {
+            propagation: parse_enum(p),
+            ..Default::default()
+        }),
+        volume_options: mount.volume.as_ref().map(|v| MountVolumeOptions {
+            no_copy: Some(v.no_copy),
+            labels: (!v.labels.is_empty()).then(|| to_hash_map(&v.labels)),
+            driver_config: (v.driver.is_some() || !v.driver_options.is_empty()).then(|| {
+                MountVolumeOptionsDriverConfig {
+                    name: v.driver.clone(),
+                    options: (!v.driver_options.is_empty()).then(|| to_hash_map(&v.driver_options)),
+                }
+            }),
             ..Default::default()
         }),
         ..Default::default()
     }
+}
+
+fn non_empty(items: &[String]) -> Option<Vec<String>> {
+    (!items.is_empty()).then(|| items.to_vec())
+}
+
+/// A volume mount's options as the canonical form has them; `None` when they say nothing.
+fn from_volume_options(options: &MountVolumeOptions) -> Option<VolumeOptions> {
+    let driver = options.driver_config.as_ref();
+    let read = VolumeOptions {
+        no_copy: options.no_copy.unwrap_or(false),
+        labels: all_labels(options.labels.as_ref()),
+        driver: driver
+            .and_then(|d| d.name.clone())
+            .filter(|n| !n.is_empty()),
+        driver_options: all_labels(driver.and_then(|d| d.options.as_ref())),
+    };
+    (read != VolumeOptions::default()).then_some(read)
 }
 
 /// Normalizes a service read from the engine. `network_names` maps network ids to names.
@@ -264,6 +337,14 @@ pub(crate) fn from_service(
         .into_iter()
         .flatten()
         .filter_map(|n| n.target.as_deref().map(network_name))
+        .collect();
+    let network_aliases = attachments
+        .into_iter()
+        .flatten()
+        .filter_map(|n| {
+            let aliases = n.aliases.clone().filter(|a| !a.is_empty())?;
+            Some((network_name(n.target.as_deref()?), aliases))
+        })
         .collect();
     let mode = match &spec.mode {
         Some(ServiceSpecMode {
@@ -367,11 +448,57 @@ pub(crate) fn from_service(
                     .tmpfs_options
                     .as_ref()
                     .and_then(|t| non_zero(t.size_bytes)),
+                tmpfs_mode: m
+                    .tmpfs_options
+                    .as_ref()
+                    .and_then(|t| non_zero(t.mode))
+                    .map(|m| m as u32),
+                bind_propagation: m
+                    .bind_options
+                    .as_ref()
+                    .and_then(|b| enum_str(b.propagation.as_ref())),
+                volume: m.volume_options.as_ref().and_then(from_volume_options),
             })
             .collect(),
         stop_grace_period_ns: container.stop_grace_period,
         user: container.user.clone().filter(|u| !u.is_empty()),
         workdir: container.dir.clone().filter(|d| !d.is_empty()),
+        hostname: container.hostname.clone().filter(|h| !h.is_empty()),
+        init: container.init,
+        stop_signal: container.stop_signal.clone().filter(|s| !s.is_empty()),
+        read_only: container.read_only.filter(|r| *r),
+        tty: container.tty.filter(|t| *t),
+        open_stdin: container.open_stdin.filter(|o| *o),
+        capability_add: container.capability_add.clone().unwrap_or_default(),
+        capability_drop: container.capability_drop.clone().unwrap_or_default(),
+        sysctls: all_labels(container.sysctls.as_ref()),
+        ulimits: container
+            .ulimits
+            .iter()
+            .flatten()
+            .filter_map(|u| {
+                Some((
+                    u.name.clone()?,
+                    Ulimit {
+                        soft: u.soft.unwrap_or(0),
+                        hard: u.hard.unwrap_or(0),
+                    },
+                ))
+            })
+            .collect(),
+        hosts: container.hosts.clone().unwrap_or_default(),
+        dns: container.dns_config.as_ref().map(|d| DnsConfig {
+            nameservers: d.nameservers.clone().unwrap_or_default(),
+            search: d.search.clone().unwrap_or_default(),
+            options: d.options.clone().unwrap_or_default(),
+        }),
+        log_driver: task.log_driver.as_ref().and_then(|l| {
+            Some(LogDriver {
+                name: l.name.clone().filter(|n| !n.is_empty())?,
+                options: all_labels(l.options.as_ref()),
+            })
+        }),
+        network_aliases,
     };
     let virtual_ips = service
         .endpoint
@@ -517,6 +644,9 @@ mod tests {
             target: "/tmp".into(),
             read_only: false,
             tmpfs_size_bytes: Some(1 << 20),
+            tmpfs_mode: Some(0o1777),
+            bind_propagation: None,
+            volume: None,
         }];
         let owner = Ownership::labels("abc", "quote.yaml", "team-a");
         let networks = HashMap::from([("id-my_network".to_owned(), "my_network".to_owned())]);
@@ -531,6 +661,85 @@ mod tests {
             observed.ownership.source_file.as_deref(),
             Some("quote.yaml")
         );
+    }
+
+    #[test]
+    fn stack_deploy_fields_read_back_as_the_same_definition() {
+        let mut definition = sample_service("stack_web");
+        definition.hostname = Some("web-1".into());
+        definition.init = Some(false);
+        definition.stop_signal = Some("SIGQUIT".into());
+        definition.read_only = Some(true);
+        definition.tty = Some(true);
+        definition.open_stdin = Some(true);
+        definition.capability_add = vec!["NET_ADMIN".into(), "SYS_TIME".into()];
+        definition.capability_drop = vec!["ALL".into()];
+        definition.sysctls = BTreeMap::from([("net.core.somaxconn".into(), "1024".into())]);
+        definition.ulimits = BTreeMap::from([(
+            "nofile".into(),
+            Ulimit {
+                soft: 1024,
+                hard: 4096,
+            },
+        )]);
+        definition.hosts = vec!["10.0.0.5 db.local".into()];
+        definition.dns = Some(DnsConfig {
+            nameservers: vec!["10.0.0.2".into()],
+            search: vec!["example.org".into()],
+            options: vec!["ndots:2".into()],
+        });
+        definition.log_driver = Some(LogDriver {
+            name: "json-file".into(),
+            options: BTreeMap::from([("max-size".into(), "10m".into())]),
+        });
+        definition.network_aliases =
+            BTreeMap::from([("my_network".into(), vec!["web".into(), "www".into()])]);
+        definition.mounts = vec![
+            Mount {
+                kind: "bind".into(),
+                source: Some("/srv/www".into()),
+                target: "/www".into(),
+                read_only: true,
+                tmpfs_size_bytes: None,
+                tmpfs_mode: None,
+                bind_propagation: Some("rslave".into()),
+                volume: None,
+            },
+            Mount {
+                kind: "volume".into(),
+                source: Some("stack_data".into()),
+                target: "/data".into(),
+                read_only: false,
+                tmpfs_size_bytes: None,
+                tmpfs_mode: None,
+                bind_propagation: None,
+                volume: Some(VolumeOptions {
+                    no_copy: true,
+                    labels: BTreeMap::from([("com.docker.stack.namespace".into(), "stack".into())]),
+                    driver: Some("local".into()),
+                    driver_options: BTreeMap::from([("type".into(), "tmpfs".into())]),
+                }),
+            },
+        ];
+        let networks = HashMap::from([("id-my_network".to_owned(), "my_network".to_owned())]);
+        let observed = from_service(
+            &echo(to_service_spec(&definition, &BTreeMap::new())),
+            &networks,
+        )
+        .expect("a complete service converts");
+        assert_eq!(observed.definition, definition);
+        // Unset, the new fields stay out of the hash input: services written by an older
+        // operator keep their spec hash.
+        let json = serde_json::to_string(&sample_service("a")).unwrap();
+        for absent in [
+            "hostname",
+            "ulimits",
+            "networkAliases",
+            "logDriver",
+            "tmpfsMode",
+        ] {
+            assert!(!json.contains(absent), "{absent} in {json}");
+        }
     }
 
     #[test]

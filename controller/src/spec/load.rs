@@ -16,6 +16,7 @@ use serde_saphyr::{
     Budget, DefaultMessageFormatter, DuplicateKeyPolicy, MessageFormatter, Spanned,
 };
 
+use super::files;
 use super::located::{FieldLocations, Located, Position, SpecError, field_path};
 use super::types::{API_VERSION, KINDS, Object, SwarmNetwork, SwarmService};
 
@@ -277,7 +278,11 @@ fn load_document(file: &Path, text: &str) -> Result<Option<Located<Object>>, Vec
         return Err(errors);
     }
     let object = match kind {
-        Some("SwarmService") => typed::<SwarmService>(file, text, &fields)?.into(),
+        Some("SwarmService") => {
+            let mut service = typed::<SwarmService>(file, text, &fields)?;
+            merge_env_files(file, &mut service, &fields)?;
+            service.into()
+        }
         Some("SwarmNetwork") => typed::<SwarmNetwork>(file, text, &fields)?.into(),
         _ => unreachable!("kind checked against KINDS above"),
     };
@@ -289,6 +294,44 @@ fn load_document(file: &Path, text: &str) -> Result<Option<Located<Object>>, Vec
         column,
         fields,
     }))
+}
+
+/// Reads the service's `envFile`s and merges them under `env` (later files win over earlier
+/// ones, `env` over all), so that everything downstream sees one environment.
+fn merge_env_files(
+    file: &Path,
+    service: &mut SwarmService,
+    fields: &FieldLocations,
+) -> Result<(), Vec<SpecError>> {
+    let mut merged = std::collections::BTreeMap::new();
+    let mut errors = Vec::new();
+    for (i, relative) in service.spec.env_file.iter().enumerate() {
+        let read = files::read_limited(file, relative, MAX_FILE_BYTES as usize).and_then(|bytes| {
+            let text = String::from_utf8(bytes).map_err(|_| files::FileProblem::Unreadable {
+                path: relative.clone(),
+                reason: "not valid UTF-8".to_owned(),
+            })?;
+            files::parse_env_file(relative, &text, |k| std::env::var(k).ok())
+        });
+        match read {
+            Ok(vars) => merged.extend(vars),
+            Err(problem) => {
+                let field = field_path::index("spec.envFile", i);
+                errors.push(SpecError::at(
+                    file,
+                    fields.nearest(&field),
+                    field,
+                    problem.to_string(),
+                ));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    merged.extend(std::mem::take(&mut service.spec.env));
+    service.spec.env = merged;
+    Ok(())
 }
 
 fn typed<T: DeserializeOwned>(
@@ -1014,5 +1057,57 @@ mod tests {
                 .nearest(r#"metadata.labels["app.kubernetes.io/name"].x"#),
             Some((6, 29))
         );
+    }
+
+    #[test]
+    fn env_files_merge_under_env_with_located_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("base.env"), "A=base\nB=base\nC=base\n").unwrap();
+        std::fs::write(dir.path().join("prod.env"), "B=prod\n").unwrap();
+        let spec = dir.path().join("web.yaml");
+        std::fs::write(
+            &spec,
+            format!("{HEAD}  envFile: [./base.env, prod.env]\n  env: {{C: spec}}\n"),
+        )
+        .unwrap();
+        let FileLoad::Ok(o) = load_file(&spec) else {
+            panic!("loads")
+        };
+        let env = &service(&o[0]).env;
+        assert_eq!(env["A"], "base");
+        assert_eq!(env["B"], "prod", "later files win");
+        assert_eq!(env["C"], "spec", "env wins over files");
+
+        std::fs::write(
+            &spec,
+            format!("{HEAD}  envFile:\n  - ok.env\n  - ../up.env\n"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("ok.env"), "X=1\n").unwrap();
+        let FileLoad::Failed(e) = load_file(&spec) else {
+            panic!("fails")
+        };
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert_eq!((e[0].line, e[0].column), (Some(9), Some(5)));
+        assert_eq!(e[0].field, "spec.envFile[1]");
+        assert!(
+            e[0].message.contains("outside the spec directory"),
+            "{}",
+            e[0].message
+        );
+    }
+
+    #[test]
+    fn stack_fields_load() {
+        let o = ok(&format!(
+            "{HEAD}  hostname: web\n  init: true\n  capAdd: [NET_ADMIN]\n  sysctls: {{net.core.somaxconn: \"1024\"}}\n  ulimits: {{nofile: {{soft: 1, hard: 2}}}}\n  extraHosts: [\"db:10.0.0.1\"]\n  dns: {{nameservers: [10.0.0.2]}}\n  logging: {{driver: local, options: {{max-size: 1m}}}}\n  networks: [front]\n  networkAliases: {{front: [www]}}\n  mounts:\n  - {{type: tmpfs, target: /t, tmpfsMode: \"1777\"}}\n  - {{type: volume, source: d, target: /d, volume: {{noCopy: true, driver: local, driverOptions: {{type: tmpfs}}}}}}\n  - {{type: bind, source: /s, target: /s, bindPropagation: rslave}}\n"
+        ));
+        let s = service(&o[0]);
+        assert_eq!(s.hostname.as_deref(), Some("web"));
+        assert_eq!(s.ulimits["nofile"], UlimitSpec { soft: 1, hard: 2 });
+        assert_eq!(s.network_aliases["front"], ["www"]);
+        assert_eq!(s.mounts[0].tmpfs_mode, Some(FileMode(0o1777)));
+        assert!(s.mounts[1].volume.as_ref().unwrap().no_copy);
+        assert_eq!(s.mounts[2].bind_propagation, Some(BindPropagation::Rslave));
     }
 }
