@@ -114,6 +114,9 @@ impl DesiredState {
                         DesiredObject::new(definition, source_file, instance)
                     });
                 }
+                // Configs and secrets become swarm objects through their own reconciler; the
+                // definitions here are services and networks only.
+                Object::Config(_) | Object::Secret(_) => {}
                 // An external network is only referenced: it is not the operator's to create.
                 Object::Network(network) if network.spec.external => {}
                 Object::Network(network) => {

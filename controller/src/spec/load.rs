@@ -18,7 +18,10 @@ use serde_saphyr::{
 
 use super::files;
 use super::located::{FieldLocations, Located, Position, SpecError, field_path};
-use super::types::{API_VERSION, KINDS, Object, SwarmNetwork, SwarmService};
+use super::types::{
+    API_VERSION, Content, DataSpec, KINDS, Object, SwarmConfig, SwarmNetwork, SwarmSecret,
+    SwarmService,
+};
 
 /// Files larger than this are rejected unread: specs are small, and this bounds memory.
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -284,6 +287,16 @@ fn load_document(file: &Path, text: &str) -> Result<Option<Located<Object>>, Vec
             service.into()
         }
         Some("SwarmNetwork") => typed::<SwarmNetwork>(file, text, &fields)?.into(),
+        Some("SwarmConfig") => {
+            let mut config = typed::<SwarmConfig>(file, text, &fields)?;
+            config.spec.content = read_content(file, &config.spec, &fields)?;
+            config.into()
+        }
+        Some("SwarmSecret") => {
+            let mut secret = typed::<SwarmSecret>(file, text, &fields)?;
+            secret.spec.content = read_content(file, &secret.spec, &fields)?;
+            secret.into()
+        }
         _ => unreachable!("kind checked against KINDS above"),
     };
     let (line, column) = fields.get("metadata.name").or(root_pos).unwrap_or((1, 1));
@@ -332,6 +345,59 @@ fn merge_env_files(
     merged.extend(std::mem::take(&mut service.spec.env));
     service.spec.env = merged;
     Ok(())
+}
+
+/// The content of a config or secret from its one source. Messages never quote the content.
+fn read_content(
+    file: &Path,
+    spec: &DataSpec,
+    fields: &FieldLocations,
+) -> Result<Content, Vec<SpecError>> {
+    let error = |field: &str, message: String| {
+        vec![SpecError::at(file, fields.nearest(field), field, message)]
+    };
+    let too_large = |field: &str, size: usize| {
+        error(
+            field,
+            format!(
+                "content is {size} bytes: swarm configs and secrets may be at most {} bytes (500 KiB)",
+                files::MAX_DATA_BYTES
+            ),
+        )
+    };
+    let bytes = match (&spec.file, &spec.data, &spec.data_base64) {
+        (Some(relative), None, None) => files::read_limited(file, relative, files::MAX_DATA_BYTES)
+            .map_err(|p| error("spec.file", p.to_string()))?,
+        (None, Some(data), None) => data.as_bytes().to_vec(),
+        (None, None, Some(encoded)) => {
+            use base64::Engine as _;
+            // The decoder's own message names an offending byte: not for a secret's content.
+            let compact: String = encoded.split_whitespace().collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(compact)
+                .map_err(|_| {
+                    error(
+                        "spec.dataBase64",
+                        "dataBase64 is not valid base64 (standard alphabet, `=` padded)".into(),
+                    )
+                })?
+        }
+        _ => {
+            return Err(error(
+                "spec",
+                "give exactly one of `file`, `data` or `dataBase64`".into(),
+            ));
+        }
+    };
+    if bytes.len() > files::MAX_DATA_BYTES {
+        let field = if spec.data.is_some() {
+            "spec.data"
+        } else {
+            "spec.dataBase64"
+        };
+        return Err(too_large(field, bytes.len()));
+    }
+    Ok(Content(bytes))
 }
 
 fn typed<T: DeserializeOwned>(
@@ -898,7 +964,7 @@ mod tests {
         );
         assert_eq!(
             e[1].message,
-            "unknown kind `Deployment`: allowed kinds are SwarmService, SwarmNetwork"
+            "unknown kind `Deployment`: allowed kinds are SwarmService, SwarmNetwork, SwarmConfig, SwarmSecret"
         );
         let (l, _, f, m) =
             one("apiVersion: swarm-operator.io/v1alpha1\nmetadata: {name: a}\nspec: {}\n");
@@ -1109,5 +1175,92 @@ mod tests {
         assert_eq!(s.mounts[0].tmpfs_mode, Some(FileMode(0o1777)));
         assert!(s.mounts[1].volume.as_ref().unwrap().no_copy);
         assert_eq!(s.mounts[2].bind_propagation, Some(BindPropagation::Rslave));
+    }
+
+    fn data_doc(kind: &str, name: &str, spec: &str) -> String {
+        format!(
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: {kind}\nmetadata:\n  name: {name}\nspec:\n{spec}"
+        )
+    }
+
+    #[test]
+    fn configs_and_secrets_read_their_content() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("caddy")).unwrap();
+        std::fs::write(dir.path().join("caddy/Caddyfile"), ":80 {\n}\n").unwrap();
+        let spec = dir.path().join("stack.yaml");
+        let text = [
+            data_doc("SwarmConfig", "caddy", "  file: ./caddy/Caddyfile\n"),
+            data_doc("SwarmConfig", "inline", "  data: |\n    a=1\n"),
+            data_doc("SwarmSecret", "key", "  dataBase64: aHVudGVyMg==\n"),
+        ]
+        .join("---\n");
+        std::fs::write(&spec, text).unwrap();
+        let FileLoad::Ok(o) = load_file(&spec) else {
+            panic!("loads")
+        };
+        let content = |i: usize| match &o[i].value {
+            Object::Config(c) => c.spec.content.0.clone(),
+            Object::Secret(s) => s.spec.content.0.clone(),
+            _ => panic!(),
+        };
+        assert_eq!(content(0), b":80 {\n}\n");
+        assert_eq!(content(1), b"a=1\n");
+        assert_eq!(content(2), b"hunter2");
+        let debug = format!("{:?}", o[2]);
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("aHVudGVyMg"),
+            "{debug}"
+        );
+        assert!(debug.contains("<7 bytes, sha256 "), "{debug}");
+    }
+
+    #[test]
+    fn config_and_secret_sources_are_checked_without_quoting_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let outer = dir.path().join("outer.txt");
+        std::fs::write(&outer, "hunter2").unwrap();
+        let specs = dir.path().join("specs");
+        std::fs::create_dir(&specs).unwrap();
+        std::fs::write(specs.join("big"), vec![b'x'; 500 * 1024 + 1]).unwrap();
+        let cases = [
+            (
+                "  file: missing.txt\n",
+                "spec.file",
+                "cannot read `missing.txt`",
+            ),
+            (
+                "  file: ../outer.txt\n",
+                "spec.file",
+                "outside the spec directory",
+            ),
+            ("  file: big\n", "spec.file", "at most 512000 bytes"),
+            ("  data: x\n  file: big\n", "spec", "exactly one of"),
+            (
+                "  dataBase64: \"hunter2!\"\n",
+                "spec.dataBase64",
+                "not valid base64",
+            ),
+        ];
+        for (body, field, message) in cases {
+            let spec = specs.join("s.yaml");
+            std::fs::write(&spec, data_doc("SwarmSecret", "s", body)).unwrap();
+            let FileLoad::Failed(e) = load_file(&spec) else {
+                panic!("{body} fails")
+            };
+            assert_eq!(e.len(), 1, "{e:#?}");
+            assert_eq!(e[0].field, field, "{body}");
+            assert!(e[0].message.contains(message), "{body}: {}", e[0].message);
+            assert!(e[0].line.is_some(), "{body}: located");
+            assert!(!e[0].to_string().contains("hunter2"), "{}", e[0]);
+        }
+        std::os::unix::fs::symlink(&outer, specs.join("link")).unwrap();
+        let spec = specs.join("s.yaml");
+        std::fs::write(&spec, data_doc("SwarmSecret", "s", "  file: link\n")).unwrap();
+        let e = load_file(&spec);
+        assert!(
+            e.errors()[0].message.contains("outside the spec directory"),
+            "{e:?}"
+        );
     }
 }

@@ -46,8 +46,24 @@ pub enum NetworkKind {
     SwarmNetwork,
 }
 
+/// The `kind` of a config document: always `SwarmConfig`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+pub enum ConfigKind {
+    /// A Docker Swarm config: a file (up to 500 KiB) mounted into services' containers.
+    #[default]
+    SwarmConfig,
+}
+
+/// The `kind` of a secret document: always `SwarmSecret`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+pub enum SecretKind {
+    /// A Docker Swarm secret: like a config, but encrypted at rest and kept in memory on nodes.
+    #[default]
+    SwarmSecret,
+}
+
 /// The kinds of document a spec directory may hold.
-pub const KINDS: [&str; 2] = ["SwarmService", "SwarmNetwork"];
+pub const KINDS: [&str; 4] = ["SwarmService", "SwarmNetwork", "SwarmConfig", "SwarmSecret"];
 
 /// Name and labels of an object.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
@@ -93,6 +109,96 @@ pub struct SwarmNetwork {
     pub spec: NetworkSpec,
 }
 
+/// A Docker Swarm config, declared. Created on the swarm as `<name>-<10 hex of sha256>`, so a
+/// content change makes a new version instead of failing (swarm configs are immutable).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SwarmConfig {
+    /// Always `swarm-operator.io/v1alpha1`.
+    pub api_version: ApiVersion,
+    /// Always `SwarmConfig`.
+    pub kind: ConfigKind,
+    /// The logical name services refer to, and labels.
+    pub metadata: ObjectMeta,
+    /// Where the content comes from.
+    pub spec: DataSpec,
+}
+
+/// A Docker Swarm secret, declared. Named and rotated like [`SwarmConfig`]; its content never
+/// appears in logs, errors, the status file or `diff` output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SwarmSecret {
+    /// Always `swarm-operator.io/v1alpha1`.
+    pub api_version: ApiVersion,
+    /// Always `SwarmSecret`.
+    pub kind: SecretKind,
+    /// The logical name services refer to, and labels.
+    pub metadata: ObjectMeta,
+    /// Where the content comes from.
+    pub spec: DataSpec,
+}
+
+/// The content of a config or secret: exactly one of `file`, `data`, `dataBase64`.
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DataSpec {
+    /// A file relative to this spec file, inside the spec directory (at most 500 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Inline text content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    /// Inline binary content, base64-encoded (standard alphabet, padded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_base64: Option<String>,
+    /// The content itself, filled in by the loader from whichever source is given.
+    #[serde(skip)]
+    pub content: Content,
+}
+
+impl fmt::Debug for DataSpec {
+    // Inline data is left out: for a secret it is the secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DataSpec")
+            .field("file", &self.file)
+            .field("data", &self.data.as_ref().map(|_| "<inline>"))
+            .field(
+                "data_base64",
+                &self.data_base64.as_ref().map(|_| "<inline>"),
+            )
+            .field("content", &self.content)
+            .finish()
+    }
+}
+
+/// The bytes of a config or secret. Its `Debug` shows only the size and a hash prefix, so the
+/// content of a secret can not end up in a log line through `{:?}`.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Content(pub Vec<u8>);
+
+impl Content {
+    /// Lower-case hex SHA-256 of the bytes.
+    pub fn sha256_hex(&self) -> String {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(&self.0)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+impl fmt::Debug for Content {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "<{} bytes, sha256 {}…>",
+            self.0.len(),
+            &self.sha256_hex()[..12]
+        )
+    }
+}
+
 /// Any object a spec document may declare.
 ///
 /// Untagged: each variant carries its own `kind` field. The loader does not go through this
@@ -108,6 +214,10 @@ pub enum Object {
     Service(SwarmService),
     /// A `SwarmNetwork` document.
     Network(SwarmNetwork),
+    /// A `SwarmConfig` document.
+    Config(SwarmConfig),
+    /// A `SwarmSecret` document.
+    Secret(SwarmSecret),
 }
 
 impl Object {
@@ -121,6 +231,8 @@ impl Object {
         match self {
             Object::Service(_) => "SwarmService",
             Object::Network(_) => "SwarmNetwork",
+            Object::Config(_) => "SwarmConfig",
+            Object::Secret(_) => "SwarmSecret",
         }
     }
 
@@ -129,6 +241,8 @@ impl Object {
         match self {
             Object::Service(s) => &s.metadata,
             Object::Network(n) => &n.metadata,
+            Object::Config(c) => &c.metadata,
+            Object::Secret(s) => &s.metadata,
         }
     }
 
@@ -136,7 +250,7 @@ impl Object {
     pub fn as_service(&self) -> Option<&SwarmService> {
         match self {
             Object::Service(s) => Some(s),
-            Object::Network(_) => None,
+            _ => None,
         }
     }
 
@@ -144,8 +258,20 @@ impl Object {
     pub fn as_network(&self) -> Option<&SwarmNetwork> {
         match self {
             Object::Network(n) => Some(n),
-            Object::Service(_) => None,
+            _ => None,
         }
+    }
+}
+
+impl From<SwarmConfig> for Object {
+    fn from(c: SwarmConfig) -> Self {
+        Object::Config(c)
+    }
+}
+
+impl From<SwarmSecret> for Object {
+    fn from(s: SwarmSecret) -> Self {
+        Object::Secret(s)
     }
 }
 
@@ -411,6 +537,14 @@ fn de_opt_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<FileMode>, D::E
         }
         fn visit_i64<E: de::Error>(self, v: i64) -> Result<FileMode, E> {
             self.visit_str(&v.to_string())
+        }
+        // The YAML parser reads a leading-zero number like `0440` as a float.
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<FileMode, E> {
+            if v.fract() == 0.0 && (0.0..1e6).contains(&v) {
+                self.visit_u64(v as u64)
+            } else {
+                Err(E::custom(format!("`{v}` is not {FORMS}")))
+            }
         }
     }
     d.deserialize_any(V).map(Some)

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::located::{Located, SpecError, field_path};
 use super::types::{
-    HealthcheckSpec, MountSpec, MountType, NetworkSpec, Object, ServiceMode, ServiceSpec,
-    UpdatePolicy,
+    FileReference, HealthcheckSpec, MountSpec, MountType, NetworkSpec, Object, ServiceMode,
+    ServiceSpec, UpdatePolicy,
 };
 
 /// More replicas than this is almost certainly a typo.
@@ -28,6 +28,85 @@ pub fn validate(
     errors.extend(duplicate_names(objects));
     errors.extend(port_conflicts(objects));
     errors.extend(network_references(objects, existing_networks));
+    errors.extend(file_references(objects));
+    errors
+}
+
+/// Where a config or secret reference puts its file in the container: configs default to
+/// `/<name>`, secrets to `/run/secrets/<name>`, and relative targets are relative to those
+/// directories (as `docker service create --config/--secret` does it).
+pub fn effective_target(reference: &FileReference, secret: bool) -> String {
+    let base = if secret { "/run/secrets/" } else { "/" };
+    match reference.target.as_deref() {
+        Some(t) if t.starts_with('/') => t.to_owned(),
+        Some(t) => format!("{base}{t}"),
+        None => format!("{base}{}", reference.name),
+    }
+}
+
+/// Service references to configs and secrets: known names (or `external`), and one file per
+/// container path.
+fn file_references(objects: &[Located<Object>]) -> Vec<SpecError> {
+    let declared = |kind: &str| -> BTreeSet<&str> {
+        objects
+            .iter()
+            .filter(|o| o.value.kind() == kind)
+            .map(|o| o.value.name())
+            .collect()
+    };
+    let (configs, secrets) = (declared("SwarmConfig"), declared("SwarmSecret"));
+    let mut errors = Vec::new();
+    for o in objects {
+        let Object::Service(s) = &o.value else {
+            continue;
+        };
+        let mut targets: BTreeMap<String, String> = BTreeMap::new();
+        for (list, refs, known, kind, secret) in [
+            (
+                "spec.configs",
+                &s.spec.configs,
+                &configs,
+                "SwarmConfig",
+                false,
+            ),
+            (
+                "spec.secrets",
+                &s.spec.secrets,
+                &secrets,
+                "SwarmSecret",
+                true,
+            ),
+        ] {
+            for (i, reference) in refs.iter().enumerate() {
+                let field = field_path::index(list, i);
+                if !reference.external && !known.contains(reference.name.as_str()) {
+                    let names = if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.iter().copied().collect::<Vec<_>>().join(", ")
+                    };
+                    errors.push(o.error_at(
+                        format!("{field}.name"),
+                        format!(
+                            "no {kind} named `{}` (declared: {names}); for one that exists on the swarm already, add `external: true`",
+                            reference.name
+                        ),
+                    ));
+                }
+                let target = effective_target(reference, secret);
+                if let Some(first) = targets.get(&target) {
+                    errors.push(o.error_at(
+                        format!("{field}.target"),
+                        format!(
+                            "`{target}` is also the target of {first}: each file path in the container may be used once"
+                        ),
+                    ));
+                } else {
+                    targets.insert(target, field);
+                }
+            }
+        }
+    }
     errors
 }
 
@@ -46,9 +125,25 @@ pub fn validate_object(object: &Located<Object>) -> Vec<SpecError> {
     match &object.value {
         Object::Service(s) => service(object, &s.spec, &mut errors),
         Object::Network(n) => network(object, &n.spec, &mut errors),
+        Object::Config(_) | Object::Secret(_) => {
+            let name = object.value.name();
+            if name.len() > MAX_DATA_NAME_LEN {
+                errors.push(object.error_at(
+                    "metadata.name",
+                    format!(
+                        "{kind} name `{name}` has {} characters: at most {MAX_DATA_NAME_LEN}, since the operator appends `-` and 10 hex digits of the content hash (swarm allows 64)",
+                        name.len()
+                    ),
+                ));
+            }
+        }
     }
     errors
 }
+
+/// Longest logical name of a config or secret: swarm allows 64 characters, and the versioned
+/// name adds `-` and 10 hex digits.
+pub const MAX_DATA_NAME_LEN: usize = 64 - 11;
 
 /// Why `name` is not a valid swarm service or network name, if it is not.
 pub fn name_problem(name: &str) -> Option<String> {
@@ -820,5 +915,52 @@ mod tests {
         );
         assert_eq!(e.len(), 1);
         assert!(e[0].message.contains("only referenced"), "{}", e[0].message);
+    }
+
+    #[test]
+    fn config_and_secret_references() {
+        let config = "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmConfig\nmetadata: {name: app_conf}\nspec: {data: x}\n";
+        let secret = "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmSecret\nmetadata: {name: db_pass}\nspec: {data: x}\n";
+        let service = svc(
+            "a",
+            "  configs:\n  - {name: app_conf, target: /etc/app.conf, mode: 0440}\n  - {name: nope}\n  - {name: other, external: true, target: etc/app.conf}\n  secrets:\n  - {name: db_pass}\n  - {name: ext, external: true, target: /run/secrets/db_pass}\n",
+        );
+        let text = format!("{config}---\n{secret}---\n{service}");
+        let e = check(&text);
+        let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.configs[1].name",
+                "spec.configs[2].target",
+                "spec.secrets[1].target"
+            ],
+            "{e:#?}"
+        );
+        assert!(
+            e[0].message
+                .contains("no SwarmConfig named `nope` (declared: app_conf)")
+        );
+        assert!(
+            e[1].message
+                .contains("`/etc/app.conf` is also the target of spec.configs[0]")
+        );
+        assert_eq!(e[0].line, Some(19));
+        let o = objects("t.yaml", &text);
+        let s = o[2].value.as_service().unwrap();
+        assert_eq!(s.spec.configs[0].mode, Some(crate::spec::FileMode(0o440)));
+    }
+
+    #[test]
+    fn data_names_leave_room_for_the_hash_suffix() {
+        let doc = |n: &str| {
+            format!(
+                "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmConfig\nmetadata: {{name: {n}}}\nspec: {{data: x}}\n"
+            )
+        };
+        assert!(check(&doc(&"a".repeat(53))).is_empty());
+        let e = check(&doc(&"a".repeat(54)));
+        assert_eq!(e.len(), 1);
+        assert!(e[0].message.contains("at most 53"), "{}", e[0].message);
     }
 }
