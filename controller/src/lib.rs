@@ -6,6 +6,7 @@
 //! the [`status`] file.
 
 pub mod commands;
+pub mod compose;
 pub mod definition;
 pub mod desired;
 pub mod docker;
