@@ -325,6 +325,29 @@ pub struct ServiceDefinition {
     /// Extra DNS names per network name (networks without aliases are absent).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub network_aliases: BTreeMap<String, Vec<String>>,
+    /// Configs mounted as files, sorted by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<FileMount>,
+    /// Secrets mounted as files, sorted by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<FileMount>,
+}
+
+/// A config or secret mounted into the containers. Only names, never content: a changed
+/// secret shows in a diff as a new versioned name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileMount {
+    /// The swarm name of the config/secret (a versioned name for the operator's own).
+    pub name: String,
+    /// File path as swarm stores it (relative paths are under `/` or `/run/secrets/`).
+    pub target: String,
+    /// Owner uid.
+    pub uid: String,
+    /// Owner gid.
+    pub gid: String,
+    /// Permission bits.
+    pub mode: u32,
 }
 
 impl ServiceDefinition {
@@ -367,6 +390,8 @@ impl ServiceDefinition {
             dns: None,
             log_driver: None,
             network_aliases: BTreeMap::new(),
+            configs: Vec::new(),
+            secrets: Vec::new(),
         }
     }
 }

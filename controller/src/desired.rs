@@ -6,10 +6,11 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::data_objects::{DataKind, DesiredData, versioned_name};
 use crate::definition::{
-    self, DEFAULT_INSTANCE, DnsConfig, EndpointMode, Healthcheck, LogDriver, Mode, Mount,
-    MountKind, NetworkDefinition, Placement, Port, ResourceAmounts, Resources, RestartPolicy,
-    ServiceDefinition, Ulimit, UpdatePolicy, VolumeOptions,
+    self, DEFAULT_INSTANCE, DnsConfig, EndpointMode, FileMount, Healthcheck, LogDriver, Mode,
+    Mount, MountKind, NetworkDefinition, Placement, Port, ResourceAmounts, Resources,
+    RestartPolicy, ServiceDefinition, Ulimit, UpdatePolicy, VolumeOptions,
 };
 use crate::docker::Ownership;
 use crate::spec::{self, LoadDirError, Located, Object, SpecError, SpecStore};
@@ -55,6 +56,9 @@ pub struct DesiredState {
     pub services: BTreeMap<String, DesiredObject<ServiceDefinition>>,
     /// Networks by name.
     pub networks: BTreeMap<String, DesiredObject<NetworkDefinition>>,
+    /// Config and secret versions by swarm (versioned) name: created before a service that
+    /// mounts them is written.
+    pub data: BTreeMap<String, DesiredData>,
     /// Every problem found while loading and validating, located.
     pub errors: Vec<SpecError>,
     /// File names of spec files that failed to load: objects that carry one of them as their
@@ -72,6 +76,7 @@ impl Default for DesiredState {
             instance: DEFAULT_INSTANCE.to_owned(),
             services: BTreeMap::new(),
             networks: BTreeMap::new(),
+            data: BTreeMap::new(),
             errors: Vec::new(),
             failed_files: BTreeSet::new(),
             prune_allowed: false,
@@ -105,11 +110,38 @@ impl DesiredState {
             failed_files,
             ..Default::default()
         };
+        // Versions first: services refer to them by logical name.
+        let mut versions: BTreeMap<(DataKind, String), String> = BTreeMap::new();
+        for located in objects {
+            let (kind, meta, spec) = match &located.value {
+                Object::Config(c) => (DataKind::Config, &c.metadata, &c.spec),
+                Object::Secret(s) => (DataKind::Secret, &s.metadata, &s.spec),
+                _ => continue,
+            };
+            let name = versioned_name(&meta.name, &spec.content);
+            versions
+                .entry((kind, meta.name.clone()))
+                .or_insert_with(|| name.clone());
+            state
+                .data
+                .entry(name.clone())
+                .or_insert_with(|| DesiredData {
+                    kind,
+                    logical_name: meta.name.clone(),
+                    name,
+                    content: spec.content.clone(),
+                    labels: meta.labels.clone(),
+                });
+        }
         for located in objects {
             let source_file = source_file_name(&located.file);
             match &located.value {
                 Object::Service(service) => {
-                    let definition = service_definition(service);
+                    let mut definition = service_definition(service);
+                    definition.configs =
+                        file_mounts(&service.spec.configs, DataKind::Config, &versions);
+                    definition.secrets =
+                        file_mounts(&service.spec.secrets, DataKind::Secret, &versions);
                     insert_first(&mut state.services, definition.name.clone(), || {
                         DesiredObject::new(definition, source_file, instance)
                     });
@@ -131,6 +163,35 @@ impl DesiredState {
         state.prune_allowed = has_objects || allow_empty_prune;
         state
     }
+}
+
+/// A service's config or secret references in canonical form: versioned names for declared
+/// ones, the name as written for external ones, and the docker CLI's defaults (uid/gid 0,
+/// mode 0444, target = the logical name), sorted by name.
+fn file_mounts(
+    references: &[spec::FileReference],
+    kind: DataKind,
+    versions: &BTreeMap<(DataKind, String), String>,
+) -> Vec<FileMount> {
+    let mut mounts: Vec<FileMount> = references
+        .iter()
+        .map(|r| FileMount {
+            name: match r.external {
+                true => r.name.clone(),
+                // Validation rejects unknown names; keep the logical one if it slips through.
+                false => versions
+                    .get(&(kind, r.name.clone()))
+                    .cloned()
+                    .unwrap_or_else(|| r.name.clone()),
+            },
+            target: r.target.clone().unwrap_or_else(|| r.name.clone()),
+            uid: r.uid.clone().unwrap_or_else(|| "0".to_owned()),
+            gid: r.gid.clone().unwrap_or_else(|| "0".to_owned()),
+            mode: r.mode.map_or(0o444, |m| m.0),
+        })
+        .collect();
+    mounts.sort();
+    mounts
 }
 
 /// Keeps the first object of a name (validation reports the duplicate).
@@ -316,6 +377,9 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
             .filter(|(_, aliases)| !aliases.is_empty())
             .map(|(n, a)| (n.clone(), a.clone()))
             .collect(),
+        // Filled by `DesiredState::build`, which knows the versions.
+        configs: Vec::new(),
+        secrets: Vec::new(),
     }
 }
 

@@ -15,17 +15,18 @@ use bollard::models::{
     ServiceSpecRollbackConfigFailureActionEnum, ServiceSpecRollbackConfigOrderEnum,
     ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
     ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec,
-    TaskSpecContainerSpecDnsConfig, TaskSpecLogDriver, TaskSpecPlacement,
+    TaskSpecContainerSpecConfigs, TaskSpecContainerSpecDnsConfig, TaskSpecContainerSpecFile,
+    TaskSpecContainerSpecFile1, TaskSpecContainerSpecSecrets, TaskSpecLogDriver, TaskSpecPlacement,
     TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
     TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 
 use super::{ObservedNetwork, ObservedService, Ownership, UpdateState, UpdateStatus, VirtualIp};
 use crate::definition::{
-    BindPropagation, DnsConfig, EndpointMode, FailureAction, Healthcheck, LogDriver, Mode, Mount,
-    MountKind, MountType, NetworkDefinition, OPERATOR_LABEL_PREFIX, Placement, Port, Protocol,
-    PublishMode, ResourceAmounts, Resources, RestartCondition, RestartPolicy, ServiceDefinition,
-    Ulimit, UpdateOrder, UpdatePolicy, VolumeOptions,
+    BindPropagation, DnsConfig, EndpointMode, FailureAction, FileMount, Healthcheck, LogDriver,
+    Mode, Mount, MountKind, MountType, NetworkDefinition, OPERATOR_LABEL_PREFIX, Placement, Port,
+    Protocol, PublishMode, ResourceAmounts, Resources, RestartCondition, RestartPolicy,
+    ServiceDefinition, Ulimit, UpdateOrder, UpdatePolicy, VolumeOptions,
 };
 
 fn to_hash_map(map: &BTreeMap<String, String>) -> HashMap<String, String> {
@@ -202,6 +203,40 @@ pub(crate) fn to_service_spec(
                 search: non_empty(&d.search),
                 options: non_empty(&d.options),
             }),
+        // The ids are filled in by the engine adapter, which resolves the names (swarm wants
+        // both and checks that they match).
+        configs: (!definition.configs.is_empty()).then(|| {
+            definition
+                .configs
+                .iter()
+                .map(|c| TaskSpecContainerSpecConfigs {
+                    file: Some(TaskSpecContainerSpecFile1 {
+                        name: Some(c.target.clone()),
+                        uid: Some(c.uid.clone()),
+                        gid: Some(c.gid.clone()),
+                        mode: Some(c.mode),
+                    }),
+                    config_name: Some(c.name.clone()),
+                    ..Default::default()
+                })
+                .collect()
+        }),
+        secrets: (!definition.secrets.is_empty()).then(|| {
+            definition
+                .secrets
+                .iter()
+                .map(|c| TaskSpecContainerSpecSecrets {
+                    file: Some(TaskSpecContainerSpecFile {
+                        name: Some(c.target.clone()),
+                        uid: Some(c.uid.clone()),
+                        gid: Some(c.gid.clone()),
+                        mode: Some(c.mode),
+                    }),
+                    secret_name: Some(c.name.clone()),
+                    ..Default::default()
+                })
+                .collect()
+        }),
         ..Default::default()
     };
     let task_template = TaskSpec {
@@ -356,6 +391,37 @@ fn to_mount(mount: &Mount) -> DockerMount {
         }),
         ..Default::default()
     }
+}
+
+fn sorted<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut items: Vec<T> = items.collect();
+    items.sort();
+    items
+}
+
+/// Fills in the config and secret ids of a rendered service spec from `ids` (swarm name →
+/// id); returns the first name that has no id.
+pub(crate) fn fill_data_ids(
+    spec: &mut ServiceSpec,
+    config_ids: &HashMap<String, String>,
+    secret_ids: &HashMap<String, String>,
+) -> Result<(), String> {
+    let Some(container) = spec
+        .task_template
+        .as_mut()
+        .and_then(|t| t.container_spec.as_mut())
+    else {
+        return Ok(());
+    };
+    for c in container.configs.iter_mut().flatten() {
+        let name = c.config_name.clone().unwrap_or_default();
+        c.config_id = Some(config_ids.get(&name).cloned().ok_or(name)?);
+    }
+    for s in container.secrets.iter_mut().flatten() {
+        let name = s.secret_name.clone().unwrap_or_default();
+        s.secret_id = Some(secret_ids.get(&name).cloned().ok_or(name)?);
+    }
+    Ok(())
 }
 
 fn non_empty(items: &[String]) -> Option<Vec<String>> {
@@ -582,6 +648,26 @@ pub(crate) fn from_service(
             })
         }),
         network_aliases,
+        configs: sorted(container.configs.iter().flatten().filter_map(|c| {
+            let file = c.file.as_ref()?;
+            Some(FileMount {
+                name: c.config_name.clone()?,
+                target: file.name.clone().unwrap_or_default(),
+                uid: file.uid.clone().unwrap_or_default(),
+                gid: file.gid.clone().unwrap_or_default(),
+                mode: file.mode.unwrap_or(0),
+            })
+        })),
+        secrets: sorted(container.secrets.iter().flatten().filter_map(|c| {
+            let file = c.file.as_ref()?;
+            Some(FileMount {
+                name: c.secret_name.clone()?,
+                target: file.name.clone().unwrap_or_default(),
+                uid: file.uid.clone().unwrap_or_default(),
+                gid: file.gid.clone().unwrap_or_default(),
+                mode: file.mode.unwrap_or(0),
+            })
+        })),
     };
     let virtual_ips = service
         .endpoint
