@@ -180,14 +180,14 @@ fn metrics_stack_reports_what_swarm_ignores() {
     assert_eq!(
         dropped,
         [
-            (36, "services.agent.build"),
-            (37, "services.agent.depends_on")
+            (35, "services.agent.build"),
+            (36, "services.agent.depends_on")
         ]
     );
     assert!(
         report.dropped[0]
             .to_string()
-            .contains("stack.yml:36:5: services.agent.build: ignored by docker stack deploy")
+            .contains("stack.yml:35:5: services.agent.build: ignored by docker stack deploy")
     );
 
     let agent = service(&objects, "metrics_agent");
@@ -294,8 +294,8 @@ fn ledger_merges_files_in_order_and_reads_dot_env() {
     assert_eq!(ledger.extra_hosts, ["ledger-db.local:10.11.12.13"]);
     assert_eq!(ledger.dns.as_ref().unwrap().search, ["ledger.internal"]);
     assert_eq!(
-        ledger.stop_grace_period.unwrap().as_duration().as_secs(),
-        90
+        ledger.stop_grace_period.unwrap().as_duration().as_millis(),
+        1500
     );
     assert_eq!(ledger.endpoint_mode, crate::spec::EndpointMode::Dnsrr);
     assert_eq!(ledger.placement.as_ref().unwrap().max_replicas, Some(2));

@@ -16,9 +16,9 @@ use bollard::models::{
     ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
     ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec,
     TaskSpecContainerSpecConfigs, TaskSpecContainerSpecDnsConfig, TaskSpecContainerSpecFile,
-    TaskSpecContainerSpecFile1, TaskSpecContainerSpecSecrets, TaskSpecLogDriver, TaskSpecPlacement,
-    TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
-    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+    TaskSpecContainerSpecFile1, TaskSpecContainerSpecPrivileges, TaskSpecContainerSpecSecrets,
+    TaskSpecLogDriver, TaskSpecPlacement, TaskSpecPlacementPreferences, TaskSpecPlacementSpread,
+    TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 
 use super::{ObservedNetwork, ObservedService, Ownership, UpdateState, UpdateStatus, VirtualIp};
@@ -203,6 +203,9 @@ pub(crate) fn to_service_spec(
                 search: non_empty(&d.search),
                 options: non_empty(&d.options),
             }),
+        // What `docker service create` and `docker stack deploy` send too, so that a service
+        // inspects the same whichever wrote it.
+        privileges: Some(TaskSpecContainerSpecPrivileges::default()),
         // The ids are filled in by the engine adapter, which resolves the names (swarm wants
         // both and checks that they match).
         configs: (!definition.configs.is_empty()).then(|| {
