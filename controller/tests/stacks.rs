@@ -367,3 +367,196 @@ fn import_compose_and_the_operator_deploy_what_stack_deploy_deploys() {
     }
     assert!(all.is_empty(), "differences:\n{}", all.join("\n"));
 }
+
+/// `swarm_operator_docker_requests_total{op="<op>",outcome="ok"}` of a running operator.
+fn requests(operator: &support::Operator, op: &str) -> u64 {
+    let (_, metrics) = operator.http_get("/metrics").expect("metrics answer");
+    let key = format!(r#"swarm_operator_docker_requests_total{{op="{op}",outcome="ok"}} "#);
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// The versioned config and secret names a service mounts.
+fn mounted(service: &str) -> Vec<String> {
+    let format = "{{range .Spec.TaskTemplate.ContainerSpec.Configs}}{{.ConfigName}} {{end}}{{range .Spec.TaskTemplate.ContainerSpec.Secrets}}{{.SecretName}} {{end}}";
+    docker(&["service", "inspect", "--format", format, service])
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The operator's versions of logical config/secret `name` on the swarm.
+fn versions(kind: &str, name: &str) -> Vec<String> {
+    let filter = format!("label=swarm-operator.io/logical-name={name}");
+    let mut names: Vec<String> =
+        docker(&[kind, "ls", "--filter", &filter, "--format", "{{.Name}}"])
+            .lines()
+            .map(str::to_owned)
+            .collect();
+    names.sort();
+    names
+}
+
+/// Config rotation: an edited config rolls exactly the services that mount it (one update
+/// each), the others keep their version; a resync writes nothing; old versions go, the
+/// previous one stays for a rollback; a secret's content is in no status, log or diff.
+#[test]
+fn a_config_edit_rolls_exactly_its_services_and_old_versions_go() {
+    let Some(swarm) = Swarm::start("rotation") else {
+        return;
+    };
+    let (conf, token) = (swarm.name("conf"), swarm.name("token"));
+    let data = |kind: &str, name: &str, body: &str| {
+        format!(
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: {kind}\nmetadata: {{name: {name}}}\nspec:\n  data: {body}\n"
+        )
+    };
+    let service = |name: &str, mounts: &str| {
+        format!(
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {}}}\nspec:\n  image: {}\n  args: [sleep, \"3600\"]\n  stopGracePeriod: 1s\n{mounts}",
+            swarm.name(name),
+            support::TEST_IMAGE
+        )
+    };
+    swarm.write_spec("conf.yaml", &data("SwarmConfig", &conf, "listen-1"));
+    swarm.write_spec("token.yaml", &data("SwarmSecret", &token, "hunter2-first"));
+    swarm.write_spec(
+        "a.yaml",
+        &service(
+            "a",
+            &format!("  configs: [{{name: {conf}, target: /etc/app.conf}}]\n  secrets: [{{name: {token}}}]\n"),
+        ),
+    );
+    swarm.write_spec(
+        "b.yaml",
+        &service(
+            "b",
+            &format!("  configs: [{{name: {conf}, target: /etc/b.conf, mode: \"0400\"}}]\n"),
+        ),
+    );
+    swarm.write_spec("c.yaml", &service("c", ""));
+    let mut operator = swarm.operator();
+    let (a, b, c) = (swarm.name("a"), swarm.name("b"), swarm.name("c"));
+    let running = |name: &str| {
+        swarm
+            .status()
+            .is_some_and(|s| s["services"][name]["runningReplicas"] == 1)
+    };
+    wait_for("three services running", CONVERGE, || {
+        running(&a) && running(&b) && running(&c)
+    });
+    let v1 = versions("config", &conf);
+    assert_eq!(v1.len(), 1, "{v1:?}");
+    assert!(mounted(&a).contains(&v1[0]) && mounted(&b).contains(&v1[0]));
+    // The task really has the file, with the content.
+    let task = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.swarm.service.name={a}"),
+    ]);
+    let task = task.lines().next().expect("a task of a");
+    assert_eq!(
+        docker(&["exec", task, "/bin/busybox", "cat", "/etc/app.conf"]),
+        "listen-1"
+    );
+    assert_eq!(
+        docker(&[
+            "exec",
+            task,
+            "/bin/busybox",
+            "cat",
+            &format!("/run/secrets/{token}")
+        ]),
+        "hunter2-first"
+    );
+
+    // A few resyncs (every 2 s) write nothing.
+    let (va, vb, vc) = (
+        swarm.service_version("a"),
+        swarm.service_version("b"),
+        swarm.service_version("c"),
+    );
+    let updates = requests(&operator, "update_service");
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        requests(&operator, "update_service"),
+        updates,
+        "no-op resyncs"
+    );
+    assert_eq!(swarm.service_version("a"), va);
+
+    // Edit the config: a and b roll once each, c is untouched.
+    swarm.write_spec("conf.yaml", &data("SwarmConfig", &conf, "listen-2"));
+    wait_for("a and b on the new version", CONVERGE, || {
+        let v = versions("config", &conf);
+        v.len() == 2
+            && v.iter()
+                .any(|n| !v1.contains(n) && mounted(&a).contains(n) && mounted(&b).contains(n))
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        requests(&operator, "update_service"),
+        updates + 2,
+        "one update per service"
+    );
+    assert_eq!(
+        swarm.service_version("c"),
+        vc,
+        "c mounts nothing: untouched"
+    );
+    assert_ne!(swarm.service_version("a"), va);
+    assert_ne!(swarm.service_version("b"), vb);
+    assert_eq!(
+        versions("config", &conf).len(),
+        2,
+        "the previous version stays"
+    );
+
+    // Again: now the first version goes, current and previous stay.
+    swarm.write_spec("conf.yaml", &data("SwarmConfig", &conf, "listen-3"));
+    wait_for("the oldest version removed", CONVERGE, || {
+        let v = versions("config", &conf);
+        v.len() == 2 && !v.contains(&v1[0])
+    });
+
+    // A secret change, seen by `diff` while the operator is stopped: names, never content.
+    let first_secret = versions("secret", &token);
+    assert!(operator.stop());
+    swarm.write_spec("token.yaml", &data("SwarmSecret", &token, "hunter2-second"));
+    let diff = swarm.command("diff");
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&diff.stdout),
+        String::from_utf8_lossy(&diff.stderr)
+    );
+    assert_eq!(diff.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("secrets"), "{shown}");
+    let mut operator = swarm.operator();
+    wait_for("a on the new secret", CONVERGE, || {
+        mounted(&a)
+            .iter()
+            .any(|n| n.starts_with(&token) && !first_secret.contains(n))
+    });
+    let status = std::fs::read_to_string(&swarm.status).unwrap();
+    assert!(operator.stop());
+    for (what, text) in [("diff", shown), ("status", status), ("log", operator.log())] {
+        assert!(
+            !text.contains("hunter2"),
+            "secret content in {what}: {text}"
+        );
+    }
+    swarm.cleanup();
+    let filter = format!("label=swarm-operator.io/instance={}", swarm.prefix);
+    wait_for("configs and secrets released", CONVERGE, || {
+        ["config", "secret"].iter().all(|kind| {
+            let ids = docker(&[kind, "ls", "-q", "--filter", &filter]);
+            for id in ids.lines() {
+                let _ = docker_output(&[kind, "rm", id]);
+            }
+            docker(&[kind, "ls", "-q", "--filter", &filter]).is_empty()
+        })
+    });
+}
