@@ -401,7 +401,7 @@ fn versions(kind: &str, name: &str) -> Vec<String> {
 
 /// Config rotation: an edited config rolls exactly the services that mount it (one update
 /// each), the others keep their version; a resync writes nothing; old versions go, the
-/// previous one stays for a rollback; a secret's content is in no status, log or diff.
+/// previous one stays and `docker service rollback` finds it; a secret's content is in no status, log or diff.
 #[test]
 fn a_config_edit_rolls_exactly_its_services_and_old_versions_go() {
     let Some(swarm) = Swarm::start("rotation") else {
@@ -520,6 +520,28 @@ fn a_config_edit_rolls_exactly_its_services_and_old_versions_go() {
     wait_for("the oldest version removed", CONVERGE, || {
         let v = versions("config", &conf);
         v.len() == 2 && !v.contains(&v1[0])
+    });
+
+    // A rollback to the previous spec still finds its config (the operator is stopped so that
+    // it does not re-apply the spec right away).
+    assert!(operator.stop());
+    docker(&["service", "rollback", "--detach", &a]);
+    wait_for("a rolled back to the previous config", CONVERGE, || {
+        let tasks = docker(&[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=com.docker.swarm.service.name={a}"),
+        ]);
+        tasks.lines().count() == 1
+            && docker_output(&["exec", tasks.trim(), "/bin/busybox", "cat", "/etc/app.conf"]).stdout
+                == b"listen-2"
+    });
+    let mut operator = swarm.operator();
+    // b was not rolled back: it mounts the current version, which a gets again.
+    let current = mounted(&b);
+    wait_for("the operator re-applies the spec", CONVERGE, || {
+        mounted(&a).contains(&current[0])
     });
 
     // A secret change, seen by `diff` while the operator is stopped: names, never content.
