@@ -14,7 +14,8 @@ use sha2::{Digest, Sha256};
 // The spec's closed sets are the canonical ones: they serialize to the engine's wire names, so
 // the definition hash and the drift paths read the same as before they were typed.
 pub use crate::spec::{
-    BindPropagation, FailureAction, MountType, Protocol, PublishMode, RestartCondition, UpdateOrder,
+    BindPropagation, EndpointMode, FailureAction, MountType, Protocol, PublishMode,
+    RestartCondition, UpdateOrder,
 };
 
 /// Label on every object the operator owns; it never changes an object without it.
@@ -45,16 +46,6 @@ pub enum Mode {
     },
     /// One task on every eligible node.
     Global,
-}
-
-/// How a service's tasks are reached on its networks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EndpointMode {
-    /// One virtual IP per network, load-balanced by IPVS.
-    Vip,
-    /// DNS round robin: the service name resolves to every task's address.
-    Dnsrr,
 }
 
 /// A published port.
@@ -154,14 +145,37 @@ pub struct Resources {
 }
 
 /// A mount's kind: one a spec can ask for, or one only the engine reports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum MountKind {
     /// `volume`, `bind` or `tmpfs`.
     Spec(MountType),
-    /// A kind no spec can ask for (`npipe`, `cluster`, `image`), kept as the engine names it
-    /// so that it shows as drift instead of passing for a volume.
-    Unsupported(String),
+    /// A kind no spec can ask for, kept so that it shows as drift instead of passing for a
+    /// volume.
+    EngineOnly(EngineOnlyMountType),
+}
+
+/// Mount kinds the engine knows and specs do not offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineOnlyMountType {
+    /// A Windows named pipe.
+    Npipe,
+    /// A cluster (CSI) volume.
+    Cluster,
+    /// An image's file system.
+    Image,
+}
+
+impl EngineOnlyMountType {
+    /// The engine's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineOnlyMountType::Npipe => "npipe",
+            EngineOnlyMountType::Cluster => "cluster",
+            EngineOnlyMountType::Image => "image",
+        }
+    }
 }
 
 /// A volume, bind or tmpfs mount.
@@ -583,6 +597,8 @@ pub(crate) mod tests {
             serde_json::to_string(&port).unwrap(),
             r#"{"target":53,"published":5353,"protocol":"udp","mode":"host"}"#
         );
+        assert_eq!(serde_json::to_value(EndpointMode::Dnsrr).unwrap(), "dnsrr");
+        assert_eq!(serde_json::to_value(EndpointMode::Vip).unwrap(), "vip");
         let policy = docker_default_update_policy();
         let json = serde_json::to_value(&policy).unwrap();
         assert_eq!(json["failureAction"], "pause");
@@ -601,9 +617,17 @@ pub(crate) mod tests {
             (MountKind::Spec(MountType::Volume), "volume"),
             (MountKind::Spec(MountType::Bind), "bind"),
             (MountKind::Spec(MountType::Tmpfs), "tmpfs"),
-            (MountKind::Unsupported("npipe".into()), "npipe"),
+            (MountKind::EngineOnly(EngineOnlyMountType::Npipe), "npipe"),
+            (
+                MountKind::EngineOnly(EngineOnlyMountType::Cluster),
+                "cluster",
+            ),
+            (MountKind::EngineOnly(EngineOnlyMountType::Image), "image"),
         ] {
-            assert_eq!(serde_json::to_value(&kind).unwrap(), wire);
+            assert_eq!(serde_json::to_value(kind).unwrap(), wire);
+            if let MountKind::EngineOnly(engine_only) = kind {
+                assert_eq!(engine_only.as_str(), wire);
+            }
         }
     }
 

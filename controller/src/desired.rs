@@ -8,9 +8,9 @@ use serde::Serialize;
 
 use crate::data_objects::{DataKind, DesiredData, versioned_name};
 use crate::definition::{
-    self, DEFAULT_INSTANCE, DnsConfig, EndpointMode, FileMount, Healthcheck, LogDriver, Mode,
-    Mount, MountKind, NetworkDefinition, Placement, Port, ResourceAmounts, Resources,
-    RestartPolicy, ServiceDefinition, Ulimit, UpdatePolicy, VolumeOptions,
+    self, DEFAULT_INSTANCE, DnsConfig, FileMount, Healthcheck, LogDriver, Mode, Mount, MountKind,
+    NetworkDefinition, Placement, Port, ResourceAmounts, Resources, RestartPolicy,
+    ServiceDefinition, Ulimit, UpdatePolicy, VolumeOptions,
 };
 use crate::docker::Ownership;
 use crate::spec::{self, LoadDirError, Located, Object, SpecError, SpecStore};
@@ -276,10 +276,7 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
         labels: service.metadata.labels.clone(),
         container_labels: spec.container_labels.clone(),
         networks: spec.networks.clone(),
-        endpoint_mode: match spec.endpoint_mode {
-            spec::EndpointMode::Vip => EndpointMode::Vip,
-            spec::EndpointMode::Dnsrr => EndpointMode::Dnsrr,
-        },
+        endpoint_mode: spec.endpoint_mode,
         ports,
         healthcheck: spec.healthcheck.as_ref().map(|h| Healthcheck {
             test: h.test.clone(),

@@ -740,4 +740,98 @@ mod tests {
             .collect();
         assert_eq!(names, ["status.json"]);
     }
+
+    /// Every blocker the reconciler reports gives a condition whose reason explains it (the
+    /// debug check in `make_condition` panics otherwise) and says what blocks the object.
+    #[test]
+    fn every_blocker_shows_as_a_condition_its_reason_explains() {
+        let cases = [
+            (
+                Blocker::PortConflict {
+                    port: 8080,
+                    holder: "other".into(),
+                },
+                ConditionReason::PortConflict,
+            ),
+            (
+                Blocker::WaitingForNetwork {
+                    network: "my_network".into(),
+                },
+                ConditionReason::WaitingForNetwork,
+            ),
+            (Blocker::Failed, ConditionReason::ReconcileError),
+        ];
+        for (blocker, reason) in cases {
+            let mut w = world(vec![]);
+            w.outcomes.insert(
+                ObjectKey::service("quote"),
+                crate::world::ObjectOutcome {
+                    error: Some((blocker, "what blocks it".into())),
+                    conflict: None,
+                },
+            );
+            let status = build(&w, Path::new("/specs"), None, "2026-01-01T00:00:00Z");
+            let degraded = condition(&status.services["quote"], ConditionType::Degraded);
+            assert_eq!(
+                (degraded.status, degraded.reason),
+                (ConditionStatus::True, reason)
+            );
+            assert_eq!(degraded.message, "what blocks it");
+        }
+
+        // A network whose spec is gone waits for the services still attached to it.
+        let mut w = world(vec![]);
+        w.observed.networks.insert(
+            "old_net".into(),
+            crate::docker::ObservedNetwork {
+                id: "net-id".into(),
+                scope: "swarm".into(),
+                definition: crate::definition::tests::sample_network("old_net"),
+                ownership: Ownership::from_labels(&Ownership::labels(
+                    "h",
+                    "net.yaml",
+                    crate::definition::DEFAULT_INSTANCE,
+                )),
+            },
+        );
+        w.outcomes.insert(
+            ObjectKey::network("old_net"),
+            crate::world::ObjectOutcome {
+                error: Some((
+                    Blocker::WaitingForUsers {
+                        users: vec!["bystander".into()],
+                    },
+                    "still used by bystander".into(),
+                )),
+                conflict: None,
+            },
+        );
+        let status = build(&w, Path::new("/specs"), None, "2026-01-01T00:00:00Z");
+        let net = &status.networks["old_net"];
+        let reasons: Vec<_> = net
+            .conditions
+            .iter()
+            .map(|c| (c.kind, c.status, c.reason))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (
+                    ConditionType::Ready,
+                    ConditionStatus::False,
+                    ConditionReason::SpecRemoved
+                ),
+                (
+                    ConditionType::Progressing,
+                    ConditionStatus::True,
+                    ConditionReason::WaitingForUsers
+                ),
+                (
+                    ConditionType::Degraded,
+                    ConditionStatus::False,
+                    ConditionReason::AsExpected
+                ),
+            ]
+        );
+    }
 }

@@ -21,12 +21,14 @@ use bollard::models::{
     TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 
+use super::engine_value::report_unsupported;
 use super::{ObservedNetwork, ObservedService, Ownership, UpdateState, UpdateStatus, VirtualIp};
 use crate::definition::{
-    BindPropagation, DnsConfig, EndpointMode, FailureAction, FileMount, Healthcheck, LogDriver,
-    Mode, Mount, MountKind, MountType, NetworkDefinition, OPERATOR_LABEL_PREFIX, Placement, Port,
-    Protocol, PublishMode, ResourceAmounts, Resources, RestartCondition, RestartPolicy,
-    ServiceDefinition, Ulimit, UpdateOrder, UpdatePolicy, VolumeOptions,
+    BindPropagation, DnsConfig, EndpointMode, EngineOnlyMountType, FailureAction, FileMount,
+    Healthcheck, LogDriver, Mode, Mount, MountKind, MountType, NetworkDefinition,
+    OPERATOR_LABEL_PREFIX, Placement, Port, Protocol, PublishMode, ResourceAmounts, Resources,
+    RestartCondition, RestartPolicy, ServiceDefinition, Ulimit, UpdateOrder, UpdatePolicy,
+    VolumeOptions,
 };
 
 fn to_hash_map(map: &BTreeMap<String, String>) -> HashMap<String, String> {
@@ -359,8 +361,9 @@ fn to_mount(mount: &Mount) -> DockerMount {
             MountKind::Spec(MountType::Volume) => Some(DockerMountType::VOLUME),
             MountKind::Spec(MountType::Bind) => Some(DockerMountType::BIND),
             MountKind::Spec(MountType::Tmpfs) => Some(DockerMountType::TMPFS),
-            // Only read from the engine, where it came from this same enum.
-            MountKind::Unsupported(kind) => kind.parse().ok(),
+            MountKind::EngineOnly(EngineOnlyMountType::Npipe) => Some(DockerMountType::NPIPE),
+            MountKind::EngineOnly(EngineOnlyMountType::Cluster) => Some(DockerMountType::CLUSTER),
+            MountKind::EngineOnly(EngineOnlyMountType::Image) => Some(DockerMountType::IMAGE),
         },
         read_only: Some(mount.read_only),
         tmpfs_options: (mount.tmpfs_size_bytes.is_some() || mount.tmpfs_mode.is_some()).then(
@@ -521,7 +524,7 @@ pub(crate) fn from_service(
         .iter()
         .flatten()
         .map(|m| Mount {
-            kind: mount_kind(&name, m.typ),
+            kind: mount_kind(m.typ),
             source: m.source.clone().filter(|s| !s.is_empty()),
             target: m.target.clone().unwrap_or_default(),
             read_only: m.read_only.unwrap_or(false),
@@ -564,9 +567,12 @@ pub(crate) fn from_service(
         labels: user_labels(spec.labels.as_ref()),
         container_labels: all_labels(container.labels.as_ref()),
         networks,
+        // Unset means the engine's default, a virtual IP.
         endpoint_mode: match endpoint_spec.mode {
             Some(EndpointSpecModeEnum::DNSRR) => EndpointMode::Dnsrr,
-            _ => EndpointMode::Vip,
+            Some(EndpointSpecModeEnum::VIP | EndpointSpecModeEnum::EMPTY) | None => {
+                EndpointMode::Vip
+            }
         },
         ports,
         healthcheck: container.health_check.as_ref().map(|h| Healthcheck {
@@ -700,23 +706,24 @@ pub(crate) fn from_service(
     })
 }
 
+/// A mount kind no spec can express: reported, and kept as drift.
+fn engine_only(kind: EngineOnlyMountType) -> MountKind {
+    report_unsupported(
+        "Service.Spec.TaskTemplate.ContainerSpec.Mounts.Type",
+        kind.as_str(),
+    );
+    MountKind::EngineOnly(kind)
+}
+
 /// A mount's kind as the definition holds it; unset is the engine's default, a volume.
-fn mount_kind(service: &str, kind: Option<DockerMountType>) -> MountKind {
+fn mount_kind(kind: Option<DockerMountType>) -> MountKind {
     match kind {
         None | Some(DockerMountType::VOLUME) => MountKind::Spec(MountType::Volume),
         Some(DockerMountType::BIND) => MountKind::Spec(MountType::Bind),
         Some(DockerMountType::TMPFS) => MountKind::Spec(MountType::Tmpfs),
-        Some(
-            other @ (DockerMountType::CLUSTER | DockerMountType::IMAGE | DockerMountType::NPIPE),
-        ) => {
-            tracing::warn!(
-                service,
-                kind = %other,
-                "the service has a mount of a kind no spec can express; a managed service \
-                 gets it replaced by its spec's mounts"
-            );
-            MountKind::Unsupported(other.to_string())
-        }
+        Some(DockerMountType::NPIPE) => engine_only(EngineOnlyMountType::Npipe),
+        Some(DockerMountType::CLUSTER) => engine_only(EngineOnlyMountType::Cluster),
+        Some(DockerMountType::IMAGE) => engine_only(EngineOnlyMountType::Image),
     }
 }
 
@@ -971,7 +978,7 @@ mod tests {
     fn a_mount_kind_no_spec_can_express_is_kept_as_drift() {
         let mut definition = sample_service("pipes");
         definition.mounts = vec![Mount {
-            kind: MountKind::Unsupported("npipe".into()),
+            kind: MountKind::EngineOnly(EngineOnlyMountType::Npipe),
             source: Some(r"\\.\pipe\docker_engine".into()),
             target: r"\\.\pipe\docker_engine".into(),
             read_only: false,
@@ -984,7 +991,7 @@ mod tests {
         let observed = from_service(&echo(rendered), &HashMap::new()).unwrap();
         assert_eq!(
             observed.definition.mounts[0].kind,
-            MountKind::Unsupported("npipe".into())
+            MountKind::EngineOnly(EngineOnlyMountType::Npipe)
         );
         let mut desired = definition.clone();
         desired.mounts[0].kind = MountKind::Spec(MountType::Volume);
