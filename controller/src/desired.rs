@@ -403,3 +403,58 @@ fn network_definition(network: &spec::SwarmNetwork) -> NetworkDefinition {
         gateway: spec.ipam.as_ref().and_then(|i| i.gateway.clone()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::spec::{FileLoad, load_str};
+
+    fn state(conf: &str, token: &str) -> DesiredState {
+        let text = format!(
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmConfig\nmetadata: {{name: conf}}\nspec: {{data: {conf}}}\n---\napiVersion: swarm-operator.io/v1alpha1\nkind: SwarmSecret\nmetadata: {{name: token}}\nspec: {{data: {token}}}\n---\napiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: both}}\nspec:\n  image: x\n  configs: [{{name: conf, target: /etc/c, mode: 0440}}]\n  secrets: [{{name: token}}, {{name: shared, external: true}}]\n---\napiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: plain}}\nspec: {{image: x}}\n"
+        );
+        let FileLoad::Ok(objects) = load_str(Path::new("s.yaml"), &text) else {
+            panic!("loads")
+        };
+        DesiredState::build(&objects, Vec::new(), BTreeSet::new(), false, "default")
+    }
+
+    #[test]
+    fn services_mount_versioned_names_with_the_cli_defaults() {
+        let s = state("a", "b");
+        let both = &s.services["both"].definition;
+        let conf = versioned_name("conf", &spec::Content(b"a".to_vec()));
+        assert_eq!(
+            both.configs,
+            [FileMount {
+                name: conf.clone(),
+                target: "/etc/c".into(),
+                uid: "0".into(),
+                gid: "0".into(),
+                mode: 0o440,
+            }]
+        );
+        let names: Vec<&str> = both.secrets.iter().map(|m| m.name.as_str()).collect();
+        let token = versioned_name("token", &spec::Content(b"b".to_vec()));
+        assert_eq!(names, ["shared", token.as_str()], "external kept, sorted");
+        assert_eq!(both.secrets[1].target, "token");
+        assert_eq!(both.secrets[1].mode, 0o444);
+        assert_eq!(s.data[&conf].kind, DataKind::Config);
+        assert_eq!(s.data.len(), 2, "external ones are not the operator's");
+    }
+
+    #[test]
+    fn a_content_change_changes_only_the_services_that_mount_it() {
+        let (before, after) = (state("a", "b"), state("a2", "hunter2-rotated"));
+        // One new definition (one update) for the service mounting both changed objects…
+        assert_ne!(before.services["both"].hash, after.services["both"].hash);
+        // …and nothing for the one mounting neither.
+        assert_eq!(before.services["plain"], after.services["plain"]);
+        // Unchanged content, unchanged names: no write on a resync.
+        assert_eq!(state("a", "b").services["both"], before.services["both"]);
+        let text = format!("{:?}", after.data);
+        assert!(!text.contains("hunter2"), "secret content in Debug: {text}");
+    }
+}
