@@ -420,7 +420,22 @@ fn a_config_edit_rolls_exactly_its_services_and_old_versions_go() {
             support::TEST_IMAGE
         )
     };
-    swarm.write_spec("conf.yaml", &data("SwarmConfig", &conf, "listen-1"));
+    // The config's content is a file in a subdirectory, edited like a user would.
+    let conf_file = swarm.specs.path().join("files/app.conf");
+    std::fs::create_dir_all(conf_file.parent().unwrap()).unwrap();
+    // Written by rename, as editors save: a resync never reads a half-written file.
+    let save = |text: &str| {
+        let tmp = conf_file.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &conf_file).unwrap();
+    };
+    save("listen-1");
+    swarm.write_spec(
+        "conf.yaml",
+        &format!(
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmConfig\nmetadata: {{name: {conf}}}\nspec:\n  file: ./files/app.conf\n"
+        ),
+    );
     swarm.write_spec("token.yaml", &data("SwarmSecret", &token, "hunter2-first"));
     swarm.write_spec(
         "a.yaml",
@@ -489,7 +504,7 @@ fn a_config_edit_rolls_exactly_its_services_and_old_versions_go() {
     assert_eq!(swarm.service_version("a"), va);
 
     // Edit the config: a and b roll once each, c is untouched.
-    swarm.write_spec("conf.yaml", &data("SwarmConfig", &conf, "listen-2"));
+    save("listen-2");
     wait_for("a and b on the new version", CONVERGE, || {
         let v = versions("config", &conf);
         v.len() == 2
@@ -516,7 +531,7 @@ fn a_config_edit_rolls_exactly_its_services_and_old_versions_go() {
     );
 
     // Again: now the first version goes, current and previous stay.
-    swarm.write_spec("conf.yaml", &data("SwarmConfig", &conf, "listen-3"));
+    save("listen-3");
     wait_for("the oldest version removed", CONVERGE, || {
         let v = versions("config", &conf);
         v.len() == 2 && !v.contains(&v1[0])
