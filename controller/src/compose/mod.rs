@@ -1,10 +1,12 @@
 //! `import-compose`: compose stack files turned into spec files, one per object, named and
 //! labelled as `docker stack deploy` names and labels them, with a report of what was left out.
 //!
-//! Why no compose model crate: `docker-compose-types` (the maintained one) parses with
-//! `serde_yaml` into types without positions, so the report could not say file:line, and
-//! interpolation and multi-file merging must happen on the untyped tree before typing anyway.
-//! The tree here comes from `serde-saphyr` (already the spec loader) with spans.
+//! Why no compose model crate: `docker-compose-types` and `compose_spec` both deserialize with
+//! the deprecated `serde_yaml` into types without positions (so the report could not say
+//! file:line), neither interpolates, and both model `docker compose` rather than the subset and
+//! defaults of `docker stack deploy`; interpolation and multi-file merging happen on the untyped
+//! tree before typing anyway. The tree here comes from `serde-saphyr` (already the spec
+//! loader) with spans, and the conversion follows the docker CLI's `cli/compose/convert`.
 
 pub mod interpolate;
 pub mod model;
