@@ -126,3 +126,73 @@ mod tests {
         assert_eq!(labels[INSTANCE_LABEL], "team-a");
     }
 }
+
+/// How `diff` shows a change of a service's `secrets` (given as the JSON of the mount lists):
+/// per logical secret, `<secret changed: sha256 8e07d4c511…>` for a new version, `added` or
+/// `removed`, and changed file settings, but never more of the content than the version's
+/// hash prefix (which is already in the swarm name).
+pub fn describe_secret_changes(old: &str, new: &str) -> String {
+    let parse = |json: &str| -> BTreeMap<String, (String, serde_json::Value)> {
+        serde_json::from_str::<Vec<serde_json::Value>>(json)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|mut m| {
+                let name = m.get("name")?.as_str()?.to_owned();
+                let (logical, hash) = split_version(&name);
+                m.as_object_mut()?.shift_remove("name");
+                Some((logical.to_owned(), (hash.to_owned(), m)))
+            })
+            .collect()
+    };
+    let (old, new) = (parse(old), parse(new));
+    let mut parts = Vec::new();
+    for name in old
+        .keys()
+        .chain(new.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        match (old.get(name), new.get(name)) {
+            (None, Some(_)) => parts.push(format!("{name}: added")),
+            (Some(_), None) => parts.push(format!("{name}: removed")),
+            (Some((old_hash, old_file)), Some((new_hash, new_file))) => {
+                if old_hash != new_hash {
+                    parts.push(format!("{name}: <secret changed: sha256 {new_hash}…>"));
+                }
+                if old_file != new_file {
+                    parts.push(format!("{name}: file {old_file} → {new_file}"));
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    parts.join(", ")
+}
+
+/// `db-8e07d4c511` → (`db`, `8e07d4c511`); names without a version suffix keep an empty hash.
+fn split_version(name: &str) -> (&str, &str) {
+    match name.rsplit_once('-') {
+        Some((base, hash)) if hash.len() == 10 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            (base, hash)
+        }
+        _ => (name, ""),
+    }
+}
+
+#[cfg(test)]
+mod diff_tests {
+    use super::*;
+
+    #[test]
+    fn secret_changes_show_hash_prefixes_only() {
+        let old = r#"[{"name":"db-1a2b3c4d5e","target":"db","uid":"0","gid":"0","mode":292},{"name":"gone-0000000000","target":"g","uid":"0","gid":"0","mode":292}]"#;
+        let new = r#"[{"name":"db-8e07d4c511","target":"db","uid":"0","gid":"0","mode":256},{"name":"ext","target":"e","uid":"0","gid":"0","mode":292}]"#;
+        assert_eq!(
+            describe_secret_changes(old, new),
+            r#"db: <secret changed: sha256 8e07d4c511…>, db: file {"target":"db","uid":"0","gid":"0","mode":292} → {"target":"db","uid":"0","gid":"0","mode":256}, ext: added, gone: removed"#
+        );
+        assert_eq!(
+            describe_secret_changes("null", new),
+            "db: added, ext: added"
+        );
+    }
+}

@@ -570,7 +570,10 @@ fn a_config_edit_rolls_exactly_its_services_and_old_versions_go() {
         String::from_utf8_lossy(&diff.stderr)
     );
     assert_eq!(diff.status.code(), Some(1), "{shown}");
-    assert!(shown.contains("secrets"), "{shown}");
+    assert!(
+        shown.contains(&format!("secrets: {token}: <secret changed: sha256 ")),
+        "{shown}"
+    );
     let mut operator = swarm.operator();
     wait_for("a on the new secret", CONVERGE, || {
         mounted(&a)
