@@ -127,7 +127,16 @@ fn capture(stack: &str) -> Deployed {
             configs.insert(unversioned(name).to_owned(), data);
         }
         normalize(&mut spec, &networks);
-        services.insert(spec["Name"].as_str().unwrap().to_owned(), spec);
+        let name = spec["Name"].as_str().unwrap().to_owned();
+        // Besides the spec: what swarm made of the endpoint (published ports) and that there is
+        // no previous spec. Ids, versions, dates and virtual IPs are per deployment.
+        let compared = serde_json::json!({
+            "Spec": spec,
+            "Endpoint.Spec": service["Endpoint"]["Spec"],
+            "Endpoint.Ports": service["Endpoint"]["Ports"],
+            "PreviousSpec": service["PreviousSpec"],
+        });
+        services.insert(name, compared);
     }
     Deployed { services, configs }
 }
@@ -322,7 +331,8 @@ type Case = (
 /// and preferences, resources, restart/update/rollback policies, configs from files, an
 /// external secret, named volumes and bind mounts, several networks incl. an encrypted one,
 /// env interpolation with defaults, ports in both syntaxes, two files merged) deploy to the
-/// same service specs either way: zero differences in `docker service inspect`'s `Spec`,
+/// same services either way: zero differences in `docker service inspect`'s `Spec`, endpoint
+/// and previous spec,
 /// ignoring only the deployers' labels and config/secret ids and version suffixes (their
 /// contents are compared).
 #[test]
