@@ -505,6 +505,7 @@ fn a_config_edit_rolls_exactly_its_services_and_old_versions_go() {
         swarm.service_version("c"),
     );
     let updates = requests(&operator, "update_service");
+    let config_creates = requests(&operator, "create_config");
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(
         requests(&operator, "update_service"),
@@ -526,6 +527,11 @@ fn a_config_edit_rolls_exactly_its_services_and_old_versions_go() {
         requests(&operator, "update_service"),
         updates + 2,
         "one update per service"
+    );
+    assert_eq!(
+        requests(&operator, "create_config"),
+        config_creates + 1,
+        "one new version for both services"
     );
     assert_eq!(
         swarm.service_version("c"),
