@@ -32,12 +32,20 @@ pub fn validate_dir(
         None => {
             // Two passes: the first learns which networks are referenced, the second treats
             // them all as existing, so that only a live swarm can call one missing.
-            let referenced: BTreeSet<String> = store
-                .reload(dir)?
+            let loaded = store.reload(dir)?;
+            let referenced: BTreeSet<String> = loaded
                 .objects
                 .iter()
                 .filter_map(|o| o.value.as_service())
                 .flat_map(|s| s.spec.networks.iter().cloned())
+                .chain(
+                    loaded
+                        .objects
+                        .iter()
+                        .filter_map(|o| o.value.as_network())
+                        .filter(|n| n.spec.external)
+                        .map(|n| n.metadata.name.clone()),
+                )
                 .collect();
             store = SpecStore::new();
             store.reload_validated(dir, &referenced)?

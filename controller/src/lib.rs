@@ -7,6 +7,8 @@
 
 pub mod activity;
 pub mod commands;
+pub mod compose;
+pub mod data_objects;
 pub mod definition;
 pub mod desired;
 pub mod docker;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use swarm_operator::commands::{diff_dir, validate_dir};
+use swarm_operator::compose;
 use swarm_operator::docker::{DockerEngine, SwarmApi};
 use swarm_operator::operator::{self, OperatorConfig};
 use swarm_operator::plan::PlanDisplay;
@@ -75,6 +76,23 @@ enum Command {
         /// As for `run`.
         #[arg(long, env = "SWARM_OPERATOR_INSTANCE", default_value = "default")]
         instance: String,
+    },
+    /// Turn compose stack files into spec files (one per object), named as
+    /// `docker stack deploy -c FILE NAME` names them.
+    /// Exit 0 = everything imported, 1 = imported but keys were dropped (listed), 2 = error.
+    ImportCompose {
+        /// Compose files, merged in order like repeated `docker stack deploy -c`.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The stack name (`NAME` of `docker stack deploy`).
+        #[arg(long)]
+        stack: String,
+        /// Directory to write the specs (and the files they read) to.
+        #[arg(long)]
+        out: PathBuf,
+        /// Fail (exit 2, nothing written) if any key would be dropped.
+        #[arg(long)]
+        strict: bool,
     },
     /// Write the JSON Schemas of the spec kinds (the files in crds/).
     Crds {
@@ -185,6 +203,37 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Ok(if !errors.is_empty() {
                 ExitCode::from(2)
             } else if plan.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::ImportCompose {
+            files,
+            stack,
+            out,
+            strict,
+        } => {
+            let lookup = compose::environment(&files, |k| std::env::var(k).ok())?;
+            let request = compose::ImportRequest {
+                files,
+                stack,
+                out,
+                strict,
+            };
+            let report = compose::import(&request, &lookup)?;
+            for warning in &report.warnings {
+                eprintln!("warning: {warning}");
+            }
+            println!(
+                "wrote {} file(s) to {}",
+                report.written.len(),
+                request.out.display()
+            );
+            for dropped in &report.dropped {
+                println!("dropped: {dropped}");
+            }
+            Ok(if report.dropped.is_empty() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

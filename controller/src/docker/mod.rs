@@ -19,6 +19,7 @@ use futures_util::Stream;
 
 use serde::{Deserialize, Serialize};
 
+use crate::data_objects::{DataKind, DesiredData, ObservedData};
 use crate::definition::{
     DEFAULT_INSTANCE, INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NetworkDefinition,
     SOURCE_FILE_LABEL, SPEC_HASH_LABEL, ServiceDefinition,
@@ -36,6 +37,10 @@ pub enum Resource {
     Service,
     /// A network.
     Network,
+    /// A swarm config.
+    Config,
+    /// A swarm secret.
+    Secret,
 }
 
 impl fmt::Display for Resource {
@@ -43,6 +48,8 @@ impl fmt::Display for Resource {
         f.write_str(match self {
             Resource::Service => "service",
             Resource::Network => "network",
+            Resource::Config => "config",
+            Resource::Secret => "secret",
         })
     }
 }
@@ -238,11 +245,23 @@ pub enum Op {
     CreateNetwork,
     /// `DELETE /networks/{id}`.
     RemoveNetwork,
+    /// `GET /configs`.
+    ListConfigs,
+    /// `GET /secrets`.
+    ListSecrets,
+    /// `POST /configs/create`.
+    CreateConfig,
+    /// `POST /secrets/create`.
+    CreateSecret,
+    /// `DELETE /configs/{id}`.
+    RemoveConfig,
+    /// `DELETE /secrets/{id}`.
+    RemoveSecret,
 }
 
 impl Op {
     /// Every op, for tests and dashboards.
-    pub const ALL: [Op; 13] = [
+    pub const ALL: [Op; 19] = [
         Op::Info,
         Op::Events,
         Op::ListServices,
@@ -256,6 +275,12 @@ impl Op {
         Op::RemoveService,
         Op::CreateNetwork,
         Op::RemoveNetwork,
+        Op::ListConfigs,
+        Op::ListSecrets,
+        Op::CreateConfig,
+        Op::CreateSecret,
+        Op::RemoveConfig,
+        Op::RemoveSecret,
     ];
 
     /// The metric label.
@@ -274,6 +299,12 @@ impl Op {
             Op::RemoveService => "remove_service",
             Op::CreateNetwork => "create_network",
             Op::RemoveNetwork => "remove_network",
+            Op::ListConfigs => "list_configs",
+            Op::ListSecrets => "list_secrets",
+            Op::CreateConfig => "create_config",
+            Op::CreateSecret => "create_secret",
+            Op::RemoveConfig => "remove_config",
+            Op::RemoveSecret => "remove_secret",
         }
     }
 
@@ -286,6 +317,10 @@ impl Op {
                 | Op::RemoveService
                 | Op::CreateNetwork
                 | Op::RemoveNetwork
+                | Op::CreateConfig
+                | Op::CreateSecret
+                | Op::RemoveConfig
+                | Op::RemoveSecret
         )
     }
 }
@@ -662,6 +697,49 @@ pub trait SwarmApi: Send + Sync + 'static {
     /// Removes a service by id.
     fn remove_service(&self, id: &str) -> impl Future<Output = Result<(), DockerError>> + Send;
 
+    /// Lists the configs or the secrets: names and labels, never contents. The default is an
+    /// API without configs and secrets (the in-memory test swarm).
+    fn list_data(
+        &self,
+        kind: DataKind,
+    ) -> impl Future<Output = Result<Vec<ObservedData>, DockerError>> + Send {
+        let _ = kind;
+        async { Ok(Vec::new()) }
+    }
+
+    /// Creates a config or secret; returns its id.
+    fn create_data(
+        &self,
+        data: &DesiredData,
+        labels: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<String, DockerError>> + Send {
+        let (kind, name) = (data.kind, data.name.clone());
+        let _ = labels;
+        async move {
+            Err(DockerError::Refused {
+                op: data_op(kind, DataOp::Create),
+                status: 501,
+                message: format!("{kind} {name:?}: this swarm API has no configs and secrets"),
+            })
+        }
+    }
+
+    /// Removes a config or secret by id.
+    fn remove_data(
+        &self,
+        kind: DataKind,
+        id: &str,
+    ) -> impl Future<Output = Result<(), DockerError>> + Send {
+        let id = id.to_owned();
+        async move {
+            Err(DockerError::Refused {
+                op: data_op(kind, DataOp::Remove),
+                status: 501,
+                message: format!("{kind} {id:?}: this swarm API has no configs and secrets"),
+            })
+        }
+    }
+
     /// Lists the whole swarm: four list calls, never one per object. Networks first, since
     /// services name them by id.
     fn observe(&self) -> impl Future<Output = Result<Observed, DockerError>> + Send {
@@ -682,5 +760,28 @@ pub trait SwarmApi: Send + Sync + 'static {
                 nodes: nodes.into_iter().map(|n| (n.id.clone(), n)).collect(),
             })
         }
+    }
+}
+
+/// The three requests on configs and secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataOp {
+    /// List.
+    List,
+    /// Create.
+    Create,
+    /// Remove.
+    Remove,
+}
+
+/// The [`Op`] of a request on configs or secrets.
+pub fn data_op(kind: DataKind, op: DataOp) -> Op {
+    match (kind, op) {
+        (DataKind::Config, DataOp::List) => Op::ListConfigs,
+        (DataKind::Config, DataOp::Create) => Op::CreateConfig,
+        (DataKind::Config, DataOp::Remove) => Op::RemoveConfig,
+        (DataKind::Secret, DataOp::List) => Op::ListSecrets,
+        (DataKind::Secret, DataOp::Create) => Op::CreateSecret,
+        (DataKind::Secret, DataOp::Remove) => Op::RemoveSecret,
     }
 }
