@@ -9,6 +9,7 @@ pub mod commands;
 pub mod definition;
 pub mod desired;
 pub mod docker;
+pub mod election;
 pub mod metrics;
 pub mod operator;
 pub mod plan;

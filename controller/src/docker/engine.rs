@@ -55,6 +55,11 @@ impl DockerEngine {
         })
     }
 
+    /// The bollard client, for the sibling modules that add calls of their own (configs).
+    pub(super) fn client(&self) -> &Docker {
+        &self.docker
+    }
+
     /// The negotiated Engine API version, e.g. `1.41`.
     pub fn api_version(&self) -> &str {
         &self.api_version

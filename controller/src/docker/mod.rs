@@ -3,6 +3,7 @@
 //! Everything above this module speaks in [`crate::definition`] types and the `Observed*` types
 //! below; only [`engine`] knows about bollard. Tests of the reconciler can substitute the trait.
 
+pub mod configs;
 mod convert;
 pub mod engine;
 mod raw;
