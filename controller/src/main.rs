@@ -9,8 +9,10 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use swarm_operator::commands::{diff_dir, validate_dir};
 use swarm_operator::docker::{DockerEngine, SwarmApi};
+use swarm_operator::election::{ElectionConfig, Elector, Leadership, SwarmLeaseStore};
 use swarm_operator::operator::{self, OperatorConfig};
 use swarm_operator::plan::PlanDisplay;
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 /// A Kubernetes-style operator for Docker Swarm.
@@ -52,6 +54,14 @@ enum Command {
         /// Instance name: several operators can share a swarm, each owning only its objects.
         #[arg(long, env = "SWARM_OPERATOR_INSTANCE", default_value = "default")]
         instance: String,
+        /// Run as one of several replicas: only the holder of the instance's lease (a swarm
+        /// config, lease 15 s, renewed every 5 s) reconciles; the others stand by.
+        #[arg(long, env = "SWARM_OPERATOR_LEADER_ELECTION")]
+        leader_election: bool,
+        /// This replica's name in the lease (default: hostname-pid; swarm sets a task's
+        /// hostname to its container id).
+        #[arg(long, env = "SWARM_OPERATOR_IDENTITY")]
+        identity: Option<String>,
     },
     /// Check every spec; exit 0 if all are valid, 1 otherwise (one line per problem).
     Validate {
@@ -93,6 +103,13 @@ fn init_logging(json: bool) {
     }
 }
 
+/// Hostname and process id: unique among replicas in containers (swarm sets the hostname to
+/// the container id) and among processes on one host.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}-{}", host.trim(), std::process::id())
+}
+
 async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("installing the SIGTERM handler");
@@ -126,7 +143,22 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             allow_empty_prune,
             concurrency,
             instance,
+            leader_election,
+            identity,
         } => {
+            let api = DockerEngine::connect()
+                .await
+                .context("connecting to the Docker engine (DOCKER_HOST or /var/run/docker.sock)")?;
+            let stop_electing = CancellationToken::new();
+            let (leadership, elector) = if leader_election {
+                let identity = identity.unwrap_or_else(default_identity);
+                let store = SwarmLeaseStore::new(api.clone(), &instance);
+                let (elector, leadership) = Elector::new(store, ElectionConfig::new(identity));
+                let task = tokio::spawn(elector.run(stop_electing.clone().cancelled_owned()));
+                (leadership, Some(task))
+            } else {
+                (Leadership::always(), None)
+            };
             let config = OperatorConfig {
                 resync,
                 spec_poll,
@@ -134,12 +166,16 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 allow_empty_prune,
                 concurrency,
                 instance,
+                leadership,
                 ..OperatorConfig::new(specs, status)
             };
-            let api = DockerEngine::connect()
-                .await
-                .context("connecting to the Docker engine (DOCKER_HOST or /var/run/docker.sock)")?;
-            operator::run(config, api, shutdown_signal()).await?;
+            let result = operator::run(config, api, shutdown_signal()).await;
+            // Release the lease only once nothing writes any more.
+            stop_electing.cancel();
+            if let Some(task) = elector {
+                task.await.context("the leader elector panicked")?;
+            }
+            result?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { dir, offline } => {

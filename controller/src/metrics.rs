@@ -16,6 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::election::Leadership;
 use crate::plan::{ObjectKey, ObjectKind};
 use crate::runtime::{Outcome, RunnerObserver};
 use crate::world::World;
@@ -63,6 +64,8 @@ pub struct Metrics {
     managed_objects: Family<KindLabels, Gauge>,
     drift_corrections: Counter,
     spec_errors: Gauge,
+    leader: Gauge,
+    skipped_as_follower: Counter,
 }
 
 impl Default for Metrics {
@@ -113,7 +116,21 @@ impl Metrics {
             "Problems in the spec directory",
             spec_errors.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica leads (reconciles and writes), 0 on a standby replica",
+            leader.clone(),
+        );
+        let skipped_as_follower = Counter::default();
+        registry.register(
+            "reconciles_skipped_as_follower",
+            "Reconciles that wrote nothing because this replica did not lead",
+            skipped_as_follower.clone(),
+        );
         Metrics {
+            leader,
+            skipped_as_follower,
             registry,
             reconciles,
             reconcile_duration,
@@ -132,6 +149,11 @@ impl Metrics {
     /// Total drift corrections so far.
     pub fn drift_corrections(&self) -> u64 {
         self.drift_corrections.get()
+    }
+
+    /// Counts a reconcile a standby replica skipped.
+    pub fn reconcile_skipped_as_follower(&self) {
+        self.skipped_as_follower.inc();
     }
 
     /// Updates the gauges derived from the world (managed objects, spec errors).
@@ -200,19 +222,28 @@ impl RunnerObserver<ObjectKey> for Metrics {
 struct ServerState {
     metrics: Arc<Metrics>,
     world: World,
+    leadership: Leadership,
 }
 
 /// The router serving `/metrics`, `/healthz` and `/readyz`.
-pub fn router(metrics: Arc<Metrics>, world: World) -> Router {
+pub fn router(metrics: Arc<Metrics>, world: World, leadership: Leadership) -> Router {
     Router::new()
         .route("/metrics", get(serve_metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .with_state(ServerState { metrics, world })
+        .with_state(ServerState {
+            metrics,
+            world,
+            leadership,
+        })
 }
 
 async fn serve_metrics(State(state): State<ServerState>) -> impl IntoResponse {
     state.metrics.observe_world(&state.world);
+    state
+        .metrics
+        .leader
+        .set(i64::from(state.leadership.is_leader()));
     (
         [(
             header::CONTENT_TYPE,
@@ -223,7 +254,12 @@ async fn serve_metrics(State(state): State<ServerState>) -> impl IntoResponse {
 }
 
 async fn ready(State(state): State<ServerState>) -> impl IntoResponse {
-    if state.world.is_ready() {
+    if !state.leadership.is_leader() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: standby replica, another one leads",
+        )
+    } else if state.world.is_ready() {
         (StatusCode::OK, "ready")
     } else {
         (
@@ -238,13 +274,14 @@ pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     world: World,
+    leadership: Leadership,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), MetricsError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| MetricsError::Bind { addr, source })?;
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
-    axum::serve(listener, router(metrics, world))
+    axum::serve(listener, router(metrics, world, leadership))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(MetricsError::Serve)

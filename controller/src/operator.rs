@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::docker::{DockerEngine, DockerError, SwarmEvent};
+use crate::election::Leadership;
 use crate::metrics::{self, Metrics};
 use crate::plan::ObjectKey;
 use crate::reconcile::{Context, reconcile};
@@ -66,6 +67,8 @@ pub struct OperatorConfig {
     pub concurrency: usize,
     /// This operator's instance name; it owns only objects labelled with it.
     pub instance: String,
+    /// Whether this replica may write ([`Leadership::always`] for a single replica).
+    pub leadership: Leadership,
 }
 
 impl OperatorConfig {
@@ -81,6 +84,7 @@ impl OperatorConfig {
             allow_empty_prune: false,
             concurrency: 8,
             instance: crate::definition::DEFAULT_INSTANCE.to_owned(),
+            leadership: Leadership::always(),
         }
     }
 }
@@ -195,6 +199,7 @@ pub async fn run(
             addr,
             metrics.clone(),
             world.clone(),
+            config.leadership.clone(),
             stop.clone().cancelled_owned(),
         ))
     });
@@ -220,8 +225,25 @@ pub async fn run(
     // Bounded: triggers are cheap to coalesce, and a stuck runner must not grow memory.
     let (trigger_tx, trigger_rx) = mpsc::channel::<Trigger<ObjectKey>>(1024);
     let keys_world = world.clone();
+    // Followers keep their view warm but never write: the gate is checked at the start of
+    // every reconcile, and a replica that becomes leader reconciles everything at once.
+    let gate = config.leadership.clone();
+    let gate_metrics = metrics.clone();
+    let mut leadership = config.leadership.clone();
     let runner = Runner::new(
-        move |key| reconcile(ctx.clone(), key),
+        move |key| {
+            let ctx = ctx.clone();
+            let leading = gate.is_leader();
+            let metrics = gate_metrics.clone();
+            async move {
+                if leading {
+                    reconcile(ctx, key).await
+                } else {
+                    metrics.reconcile_skipped_as_follower();
+                    Ok(runtime::Action::await_change())
+                }
+            }
+        },
         RunnerConfig::default().concurrency(config.concurrency),
     )?
     .observer(metrics.clone())
@@ -248,6 +270,15 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            () = leadership.changed() => {
+                if leadership.is_leader() {
+                    info!("leading: reconciling everything");
+                    match refresh_swarm(&api, &world).await {
+                        Ok(()) => { let _ = trigger_tx.send(Trigger::ReconcileAll).await; }
+                        Err(error) => warn!(%error, "listing the swarm on becoming leader"),
+                    }
+                }
+            }
             Some(()) = spec_changes.recv() => {
                 reload_and_trigger(&world, &mut store, &config, &trigger_tx).await;
             }

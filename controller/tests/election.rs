@@ -7,7 +7,7 @@ use std::time::Duration;
 use swarm_operator::docker::DockerEngine;
 use swarm_operator::docker::configs::CasOutcome;
 use swarm_operator::election::{
-    ElectionConfig, Elector, LEASE_DURATION, LeaseStore, Leadership, RENEW_PERIOD, RETRY_PERIOD,
+    ElectionConfig, Elector, LEASE_DURATION, Leadership, LeaseStore, RENEW_PERIOD, RETRY_PERIOD,
     SwarmLeaseStore,
 };
 use tokio::task::JoinHandle;
@@ -82,7 +82,10 @@ async fn two_replicas_one_leader_and_takeover_on_a_real_swarm() {
     let instance = instance("election");
     let _cleanup = LeaseCleanup(SwarmLeaseStore::config_name(&instance));
     let a = replica(&api, &instance, "replica-a");
-    wait_for(Duration::from_secs(5), "a leads", || a.leadership.is_leader()).await;
+    wait_for(Duration::from_secs(5), "a leads", || {
+        a.leadership.is_leader()
+    })
+    .await;
     let b = replica(&api, &instance, "replica-b");
 
     let watch_until = Instant::now() + Duration::from_secs(12);
@@ -99,11 +102,9 @@ async fn two_replicas_one_leader_and_takeover_on_a_real_swarm() {
     // The leader dies: no more renewals, no release.
     a.task.abort();
     let _ = a.task.await;
-    let took = wait_for(
-        LEASE_DURATION + 3 * RETRY_PERIOD,
-        "b takes over",
-        || b.leadership.is_leader(),
-    )
+    let took = wait_for(LEASE_DURATION + 3 * RETRY_PERIOD, "b takes over", || {
+        b.leadership.is_leader()
+    })
     .await;
     eprintln!("takeover after the leader died: {took:?}");
     assert!(

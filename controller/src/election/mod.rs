@@ -213,15 +213,13 @@ impl<S: LeaseStore> Elector<S> {
         loop {
             let delay = match self.leader_deadline() {
                 // A step that hangs past the renew deadline ends leadership on time.
-                Some(deadline) => {
-                    match tokio::time::timeout_at(deadline, self.step()).await {
-                        Ok(delay) => delay,
-                        Err(_) => {
-                            self.step_down("renewal did not finish before the renew deadline");
-                            self.config.retry_period
-                        }
+                Some(deadline) => match tokio::time::timeout_at(deadline, self.step()).await {
+                    Ok(delay) => delay,
+                    Err(_) => {
+                        self.step_down("renewal did not finish before the renew deadline");
+                        self.config.retry_period
                     }
-                }
+                },
                 None => self.step().await,
             };
             let wake = Instant::now() + delay;
@@ -378,7 +376,10 @@ impl<S: LeaseStore> Elector<S> {
         };
         match self.call(self.store.read()).await {
             Ok(Some(lease)) if lease.record.holder == self.config.identity => {
-                match self.call(self.store.replace(lease.version, &released)).await {
+                match self
+                    .call(self.store.replace(lease.version, &released))
+                    .await
+                {
                     Ok(CasOutcome::Written) => info!("released the leader lease"),
                     Ok(CasOutcome::Conflict) => {}
                     Err(error) => warn!(%error, "releasing the leader lease"),

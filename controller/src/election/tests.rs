@@ -46,7 +46,11 @@ impl MemoryLease {
     }
 
     fn term(&self) -> u64 {
-        self.lease.lock().unwrap().as_ref().map_or(0, |l| l.record.term)
+        self.lease
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map_or(0, |l| l.record.term)
     }
 }
 
@@ -123,7 +127,10 @@ async fn a_lone_replica_leads_and_renews_once_per_renew_period() {
     assert_eq!(store.holder().as_deref(), Some("a"));
     assert_eq!(store.term(), 1);
     let writes_before = store.writes.load(Ordering::SeqCst);
-    run_for(Duration::from_secs(60), || assert!(a.leadership.is_leader())).await;
+    run_for(Duration::from_secs(60), || {
+        assert!(a.leadership.is_leader())
+    })
+    .await;
     let renewals = store.writes.load(Ordering::SeqCst) - writes_before;
     assert_eq!(renewals, 12, "one write per 5 s over 60 s");
     assert_eq!(store.term(), 1, "renewals keep the term");
@@ -156,7 +163,10 @@ async fn when_the_leader_stops_renewing_the_other_takes_over_after_the_lease() {
     let a = replica(&store, "a");
     time_until(Duration::from_secs(1), || a.leadership.is_leader()).await;
     let b = replica(&store, "b");
-    run_for(Duration::from_secs(20), || assert!(!b.leadership.is_leader())).await;
+    run_for(Duration::from_secs(20), || {
+        assert!(!b.leadership.is_leader())
+    })
+    .await;
 
     // The leader's process dies: no renewal, no release.
     let last_write = store.writes.load(Ordering::SeqCst);
@@ -247,7 +257,10 @@ async fn a_leader_shutting_down_releases_so_the_other_takes_over_at_once() {
     let a = replica(&store, "a");
     time_until(Duration::from_secs(1), || a.leadership.is_leader()).await;
     let b = replica(&store, "b");
-    run_for(Duration::from_secs(10), || assert!(!b.leadership.is_leader())).await;
+    run_for(Duration::from_secs(10), || {
+        assert!(!b.leadership.is_leader())
+    })
+    .await;
     a.stop.cancel();
     a.task.await.unwrap();
     assert!(!a.leadership.is_leader());
