@@ -17,5 +17,6 @@ pub mod reconcile;
 pub mod runtime;
 pub mod spec;
 pub mod status;
+pub mod stored_specs;
 pub mod triggers;
 pub mod world;

@@ -6,8 +6,12 @@ use std::collections::{BTreeMap, HashMap};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bollard::errors::Error as BollardError;
+use bollard::models::EventMessageTypeEnum;
 use bollard::models::{Config, ConfigSpec};
-use bollard::query_parameters::{ListConfigsOptionsBuilder, UpdateConfigOptionsBuilder};
+use bollard::query_parameters::{
+    EventsOptionsBuilder, ListConfigsOptionsBuilder, UpdateConfigOptionsBuilder,
+};
+use futures_util::{Stream, StreamExt};
 
 use super::{DockerEngine, DockerError};
 
@@ -151,5 +155,21 @@ impl DockerEngine {
             Err(e) if status_code(&e) == Some(404) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// One item per config created, updated or removed anywhere in the swarm, as a hint to
+    /// list again. The stream ends when the engine closes it; the caller reconnects.
+    pub fn config_events(&self) -> impl Stream<Item = Result<(), DockerError>> + Send + 'static {
+        let filters = HashMap::from([("type", vec!["config"])]);
+        let options = EventsOptionsBuilder::default().filters(&filters).build();
+        self.client()
+            .events(Some(options))
+            .filter_map(|event| async move {
+                match event {
+                    Ok(event) if event.typ == Some(EventMessageTypeEnum::CONFIG) => Some(Ok(())),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e.into())),
+                }
+            })
     }
 }

@@ -365,9 +365,10 @@ impl<S: LeaseStore> Elector<S> {
 
     /// Gives the lease up (holder emptied) if this replica holds it.
     async fn release(&mut self) {
-        let Some(term) = self.term else {
+        let Some(term) = self.term.take() else {
             return;
         };
+        info!(identity = %self.config.identity, "shutting down: no longer the leader");
         self.step_down("shutting down");
         let released = LeaseRecord {
             holder: String::new(),
