@@ -1,4 +1,4 @@
-//! The e2e scenarios of issue 4 on a 3-node docker-in-docker swarm: converge, discovery/LB, scale, drift, removal, bad input, node loss, operator restart, VIP.
+//! The e2e scenarios of issue 4 on a docker-in-docker swarm of 3 managers + 1 worker: converge, discovery/LB, scale, drift, removal, bad input, node loss, operator restart, VIP; and of issue 11: the operator's own failover.
 //!
 //! Reuses the cluster named by `SWARM_E2E_CLUSTER` (set by `cargo xtask e2e` / `cargo xtask test`),
 //! else brings one up itself (building missing images) and tears it down at the end. Without a
@@ -12,8 +12,12 @@ use std::time::{Duration, Instant};
 use e2e::probe::ProbeLine;
 use e2e::status::Status;
 use xtask::cluster::{Cluster, ENV_CLUSTER, UpOptions};
+use xtask::operator::Deployment;
 use xtask::swarm::Manager;
 use xtask::{docker, images, interrupt, operator};
+
+#[path = "scenarios/failover.rs"]
+mod failover;
 
 /// Where the e2e copy of the specs lives on the manager node.
 const SPECS: &str = "/srv/swarm-operator/e2e-specs";
@@ -55,7 +59,7 @@ fn main() -> ExitCode {
         println!(
             "e2e: skipped: no Docker daemon answers (run `cargo xtask e2e`, which starts one; CI=true makes this a failure)"
         );
-        println!("test result: ok. 0 passed; 0 failed; 9 ignored; 0 measured; 0 filtered out");
+        println!("test result: ok. 0 passed; 0 failed; 10 ignored; 0 measured; 0 filtered out");
         return ExitCode::SUCCESS;
     }
     let env = match setup() {
@@ -69,7 +73,7 @@ fn main() -> ExitCode {
         }
     };
     type Scenario = fn(&Env) -> Verdict;
-    let scenarios: [(&str, Scenario); 9] = [
+    let scenarios: [(&str, Scenario); 10] = [
         ("s1_converge", |e| pass(converge(e))),
         ("s2_discovery_and_load_balancing", |e| pass(discovery(e))),
         ("s3_scale_by_spec_edit", |e| pass(scale(e))),
@@ -79,6 +83,10 @@ fn main() -> ExitCode {
         ("s7_node_loss", |e| pass(node_loss(e))),
         ("s8_operator_restart", |e| pass(operator_restart(e))),
         ("s9_vip_and_ingress", vip),
+        // Last: it redeploys the operator in its HA form and kills a manager.
+        ("s10_operator_failover", |e| {
+            pass(failover::operator_failover(e))
+        }),
     ];
     let (mut passed, mut failed, mut ignored, mut filtered) = (0, 0, 0, 0);
     let mut failures = Vec::new();
@@ -159,7 +167,8 @@ fn setup() -> Result<Env, String> {
             }
             let tags = all.iter().map(|i| i.tag.to_string()).collect();
             Cluster::up(&UpOptions {
-                nodes: 3,
+                nodes: 4,
+                managers: 3,
                 images: tags,
             })
             .map_err(|e| e.to_string())?
@@ -172,7 +181,16 @@ fn setup() -> Result<Env, String> {
     }
     m.put_specs(&root.join("manifests"), SPECS)
         .map_err(|e| e.to_string())?;
-    operator::deploy(&m, SPECS).map_err(|e| e.to_string())?;
+    // One replica on the manager holding the spec files the scenarios edit (s10 switches to
+    // the HA form).
+    operator::deploy(
+        &m,
+        Deployment::Directory {
+            specs_dir: SPECS,
+            node: Some(&cluster.manager().name),
+        },
+    )
+    .map_err(|e| e.to_string())?;
     Ok(Env { cluster, m, root })
 }
 
