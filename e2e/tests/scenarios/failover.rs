@@ -66,7 +66,9 @@ fn replica_metrics(node: &Node) -> Option<BTreeMap<String, f64>> {
     let text = line["body"].as_str()?;
     let mut metrics = BTreeMap::new();
     for l in text.lines().filter(|l| !l.starts_with('#')) {
-        let (name, value) = l.rsplit_once(' ')?;
+        let Some((name, value)) = l.rsplit_once(' ') else {
+            continue;
+        };
         let name = name.split('{').next().unwrap_or(name).to_owned();
         *metrics.entry(name).or_default() += value.parse::<f64>().unwrap_or(0.0);
     }
