@@ -101,10 +101,14 @@ pub async fn apply_path(
     resulting.extend(files.iter().map(|f| (f.name.clone(), f.content.clone())));
 
     // Validate the set as the operator will load it: the same loader on a directory.
-    let scratch = tempfile::tempdir().map_err(|source| StoredSpecsError::Io {
-        path: std::env::temp_dir(),
+    let temp = std::env::temp_dir();
+    let io = |source| StoredSpecsError::Io {
+        path: temp.clone(),
         source,
-    })?;
+    };
+    // A FROM-scratch image (the operator's own) has no /tmp until someone makes it.
+    std::fs::create_dir_all(&temp).map_err(io)?;
+    let scratch = tempfile::tempdir_in(&temp).map_err(io)?;
     write_mirror(scratch.path(), &resulting)?;
     let networks: BTreeSet<String> = api.observe().await?.networks.into_keys().collect();
     let mut errors = validate_dir(scratch.path(), Some(&networks))?;

@@ -28,8 +28,6 @@ pub struct StoredConfig {
     pub labels: BTreeMap<String, String>,
     /// The decoded payload.
     pub data: Vec<u8>,
-    /// Creation time as the engine reports it (RFC 3339), for ordering.
-    pub created_at: String,
 }
 
 /// Whether a compare-and-swap write went through.
@@ -65,7 +63,6 @@ fn from_config(config: Config) -> Option<StoredConfig> {
         name: spec.name?,
         labels: spec.labels.unwrap_or_default().into_iter().collect(),
         data,
-        created_at: config.created_at.unwrap_or_default(),
     })
 }
 

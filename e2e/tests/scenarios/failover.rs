@@ -152,6 +152,8 @@ pub fn operator_failover(e: &Env) -> Outcome {
             managers.len()
         )
     })?;
+    // The running system, as the single-replica operator of the earlier scenarios keeps it.
+    e.wait_apps(3, 3, Duration::from_secs(240))?;
     let (before, _) = app_objects(&e.m)?;
     let versions_before = (version(&e.m, ACCOUNT)?, version(&e.m, QUOTE)?);
 
