@@ -23,8 +23,9 @@ fn docker(m: &Manager, args: &[&str]) -> Result<String, String> {
     m.docker(args).output().map_err(|e| e.to_string())
 }
 
-/// The lease's holder (`node-hostname/task-id`), empty when released or missing.
-fn lease_holder(m: &Manager) -> String {
+/// The lease's holder (`node-hostname/task-id`), empty when released; `None` when the swarm
+/// does not answer (no raft leader).
+fn try_lease_holder(m: &Manager) -> Option<String> {
     m.docker([
         "config",
         "inspect",
@@ -33,7 +34,24 @@ fn lease_holder(m: &Manager) -> String {
         LEASE,
     ])
     .output()
-    .unwrap_or_default()
+    .ok()
+}
+
+fn lease_holder(m: &Manager) -> String {
+    try_lease_holder(m).unwrap_or_default()
+}
+
+/// Whether `node` is the swarm's raft leader.
+fn is_raft_leader(m: &Manager, node: &str) -> bool {
+    m.docker([
+        "node",
+        "inspect",
+        "--format",
+        "{{.ManagerStatus.Leader}}",
+        node,
+    ])
+    .output()
+    .is_ok_and(|l| l == "true")
 }
 
 /// The operator container on `node`, if one runs there.
@@ -121,11 +139,38 @@ fn version(m: &Manager, svc: &str) -> Result<String, String> {
     )
 }
 
-fn desired_running(m: &Manager, svc: &str, n: u64) -> bool {
-    m.services().is_ok_and(|rows| {
-        rows.iter()
-            .any(|r| r.name == svc && r.desired == n && r.running == n)
-    })
+/// Whether `svc` asks for `n` replicas and runs them on nodes other than `lost`. Counted from
+/// the tasks: `service ls` keeps counting a task of a lost node as running until the node is
+/// back.
+fn runs_replicas(m: &Manager, svc: &str, n: u64, lost: &str) -> bool {
+    let spec = m
+        .docker([
+            "service",
+            "inspect",
+            "--format",
+            "{{.Spec.Mode.Replicated.Replicas}}",
+            svc,
+        ])
+        .output()
+        .ok()
+        .and_then(|r| r.trim().parse::<u64>().ok());
+    let tasks = m
+        .docker([
+            "service",
+            "ps",
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.Node}} {{.CurrentState}}",
+            svc,
+        ])
+        .output()
+        .unwrap_or_default();
+    let running = tasks
+        .lines()
+        .filter(|l| !l.starts_with(&format!("{lost} ")) && l.contains(" Running"))
+        .count() as u64;
+    spec == Some(n) && running == n
 }
 
 /// Writes the manifests into `HA_SPECS` on `node` with account-service at `replicas`, and
@@ -214,19 +259,47 @@ pub fn operator_failover(e: &Env) -> Outcome {
         .expect("3 managers")
         .clone();
     let survivor = Manager::Node(survivor_node.name.clone());
-    eprintln!("    killing {} (the leader's node)", victim.name);
+    // When the leader's node is also the swarm's raft leader, the swarm itself answers
+    // nothing (not even reads) until raft has elected another one: that outage is measured
+    // too, as the bound the operator cannot beat.
+    let raft_leader_lost = is_raft_leader(&e.m, &victim.name);
+    eprintln!(
+        "    killing {} (the leader's node{})",
+        victim.name,
+        if raft_leader_lost {
+            ", also the raft leader"
+        } else {
+            ""
+        }
+    );
     let killed = Instant::now();
     e.cluster.kill_node(&victim).map_err(|x| x.to_string())?;
     let result = (|| {
+        let mut swarm_silent = false;
+        let mut swarm_back: Option<Duration> = None;
         e.wait(
             "another replica holds the lease",
             Duration::from_secs(60),
-            || {
-                let h = lease_holder(&survivor);
-                !h.is_empty() && !h.starts_with(&format!("{}/", victim.name))
+            || match try_lease_holder(&survivor) {
+                None => {
+                    swarm_silent = true;
+                    false
+                }
+                Some(h) => {
+                    if swarm_silent && swarm_back.is_none() {
+                        swarm_back = Some(killed.elapsed());
+                    }
+                    !h.is_empty() && !h.starts_with(&format!("{}/", victim.name))
+                }
             },
         )?;
         let lease_taken = killed.elapsed();
+        if let Some(back) = swarm_back {
+            println!(
+                "    the swarm answered again {} after the kill (raft re-election)",
+                xtask::timing::fmt(back)
+            );
+        }
         let new_host = lease_holder(&survivor)
             .split('/')
             .next()
@@ -251,9 +324,13 @@ pub fn operator_failover(e: &Env) -> Outcome {
         );
         // The reconcile is seen by polling (a probe container per poll): the lease, taken
         // by the same process right before it reconciles, bounds it more tightly.
-        ensure(lease_taken <= FAILOVER_TARGET, || {
-            format!("failover took {lease_taken:?}")
-        })?;
+        // Beyond the target only while the swarm itself had no raft leader, and then by no
+        // more than one follower round after it answered again.
+        let raft_bound = swarm_back.map(|back| back + Duration::from_secs(3));
+        ensure(
+            lease_taken <= FAILOVER_TARGET || raft_bound.is_some_and(|b| lease_taken <= b),
+            || format!("failover took {lease_taken:?} (swarm answered again after {swarm_back:?})"),
+        )?;
 
         // Nothing duplicated or removed across the failover.
         let (after, count) = app_objects(&survivor)?;
@@ -266,13 +343,13 @@ pub fn operator_failover(e: &Env) -> Outcome {
         e.wait(
             "account-service at 4 replicas",
             Duration::from_secs(120),
-            || desired_running(&survivor, ACCOUNT, 4),
+            || runs_replicas(&survivor, ACCOUNT, 4, &victim.name),
         )?;
         apply_manifests(e, &survivor, 3)?;
         e.wait(
             "account-service back at 3",
             Duration::from_secs(120),
-            || desired_running(&survivor, ACCOUNT, 3),
+            || runs_replicas(&survivor, ACCOUNT, 3, &victim.name),
         )?;
         let (after, _) = app_objects(&survivor)?;
         ensure(after == before, || {
