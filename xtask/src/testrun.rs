@@ -96,6 +96,7 @@ pub fn e2e(root: &Path, nodes: usize, extra: &[String]) -> Result<(), TestError>
     phase("images", || images::build(root, &all))?;
     let cluster = Cluster::up(&UpOptions {
         nodes,
+        managers: crate::cluster::default_managers(nodes),
         images: all.iter().map(|i| i.tag.to_string()).collect(),
     })?;
     let r = phase("e2e scenarios", || {

@@ -60,6 +60,11 @@ impl DockerEngine {
         })
     }
 
+    /// The bollard client, for the sibling modules that add calls of their own (configs).
+    pub(super) fn client(&self) -> &Docker {
+        &self.docker
+    }
+
     /// The negotiated Engine API version, e.g. `1.41`.
     pub fn api_version(&self) -> &str {
         &self.api_version
@@ -87,7 +92,7 @@ impl DockerEngine {
 
 /// Classifies a bollard error once: engine answers by status and message, everything else
 /// by whether the engine was reached at all.
-fn classify(error: BollardError, op: Op, kind: Resource, name: &str) -> DockerError {
+pub(super) fn classify(error: BollardError, op: Op, kind: Resource, name: &str) -> DockerError {
     match error {
         BollardError::DockerResponseServerError {
             status_code,

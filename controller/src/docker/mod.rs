@@ -3,6 +3,7 @@
 //! Everything above this module speaks in [`crate::definition`] types and the `Observed*` types
 //! below; only [`engine`] knows about bollard. Tests of the reconciler can substitute the trait.
 
+pub mod configs;
 mod convert;
 pub mod engine;
 mod engine_value;
@@ -257,11 +258,15 @@ pub enum Op {
     RemoveConfig,
     /// `DELETE /secrets/{id}`.
     RemoveSecret,
+    /// `GET /configs/{id}` (the leader lease, the stored specs).
+    InspectConfig,
+    /// `POST /configs/{id}/update` (the leader lease's labels).
+    UpdateConfig,
 }
 
 impl Op {
     /// Every op, for tests and dashboards.
-    pub const ALL: [Op; 19] = [
+    pub const ALL: [Op; 21] = [
         Op::Info,
         Op::Events,
         Op::ListServices,
@@ -281,6 +286,8 @@ impl Op {
         Op::CreateSecret,
         Op::RemoveConfig,
         Op::RemoveSecret,
+        Op::InspectConfig,
+        Op::UpdateConfig,
     ];
 
     /// The metric label.
@@ -305,6 +312,8 @@ impl Op {
             Op::CreateSecret => "create_secret",
             Op::RemoveConfig => "remove_config",
             Op::RemoveSecret => "remove_secret",
+            Op::InspectConfig => "inspect_config",
+            Op::UpdateConfig => "update_config",
         }
     }
 
@@ -321,6 +330,7 @@ impl Op {
                 | Op::CreateSecret
                 | Op::RemoveConfig
                 | Op::RemoveSecret
+                | Op::UpdateConfig
         )
     }
 }
