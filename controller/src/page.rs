@@ -73,7 +73,7 @@ impl PageState {
 }
 
 /// `/` (the page), `/api/v1/status` (its data as JSON) and `/api/v1/events` (the page's board
-/// as server-sent events, whenever it changes).
+/// as server-sent events: at once, then whenever something but the time changed).
 pub fn router(state: PageState) -> Router {
     Router::new()
         .route("/", get(serve_page))
@@ -99,17 +99,23 @@ async fn serve_status(State(state): State<PageState>) -> impl IntoResponse {
 async fn serve_events(
     State(state): State<PageState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    // One render per second per open page, sent only when it differs from the last one sent.
+    // One build per second per open page; the board is rendered and sent only when something
+    // but the time changed.
     let stream =
-        futures_util::stream::unfold((state, None::<String>), |(state, mut last)| async move {
+        futures_util::stream::unfold((state, None::<Overview>), |(state, mut last)| async move {
             loop {
                 if last.is_some() {
                     tokio::time::sleep(REFRESH).await;
                 }
-                let board = render_board(&state.overview()).into_string();
-                if last.as_ref() != Some(&board) {
-                    let event = Event::default().event("board").data(&board);
-                    last = Some(board);
+                let mut view = state.overview();
+                let generated_at = std::mem::take(&mut view.status.generated_at);
+                if last.as_ref() != Some(&view) {
+                    let mut shown = view.clone();
+                    shown.status.generated_at = generated_at;
+                    let event = Event::default()
+                        .event("board")
+                        .data(render_board(&shown).into_string());
+                    last = Some(view);
                     return Some((Ok(event), (state, last)));
                 }
             }
@@ -208,7 +214,7 @@ pub fn render_page(overview: &Overview) -> Markup {
 pub fn render_board(overview: &Overview) -> Markup {
     let status = &overview.status;
     html! {
-        p.updated { "updated " time datetime=(status.generated_at) { (status.generated_at) } }
+        p.updated { "as of " time datetime=(status.generated_at) { (status.generated_at) } }
         section.services {
             h2 { "Services (" (status.services.len()) ")" }
             @if status.services.is_empty() {
