@@ -123,13 +123,14 @@ fn chromium(chromium: &Path, args: &[&str], url: &str) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn screenshot(browser: &Path, url: &str, name: &str) -> PathBuf {
+/// Saves a screenshot of `url` at `size` (`width,height`) in `target/test-artifacts/`.
+fn screenshot(browser: &Path, url: &str, name: &str, size: &str) -> PathBuf {
     let path = artifacts_dir().join(name);
     let _ = std::fs::remove_file(&path);
     chromium(
         browser,
         &[
-            "--window-size=1280,1000",
+            &format!("--window-size={size}"),
             &format!("--screenshot={}", path.display()),
         ],
         url,
@@ -306,7 +307,9 @@ fn status_page_in_a_real_browser() {
         error.html
     );
 
-    screenshot(&browser, &url, "status-page-1.png");
+    screenshot(&browser, &url, "status-page-1.png", "1280,1000");
+    // The same page on a phone-sized screen.
+    screenshot(&browser, &url, "status-page-1-phone.png", "412,915");
 
     // Live: the page's event stream sends the board now and whenever it changes.
     let mut events = EventStream::open(operator.metrics_addr);
@@ -374,7 +377,7 @@ fn status_page_in_a_real_browser() {
         kinds.iter().any(|k| k == "drift-corrected") && kinds.iter().any(|k| k == "updated"),
         "{kinds:?}"
     );
-    screenshot(&browser, &url, "status-page-2-scaled.png");
+    screenshot(&browser, &url, "status-page-2-scaled.png", "1280,1000");
 }
 
 /// Starts the operator with only the network's spec and waits for the network, so that the
