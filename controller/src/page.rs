@@ -169,7 +169,16 @@ tr[data-ready=false][data-degraded=false] td:first-child { border-left: 4px soli
 .activity [data-kind=drift-corrected] b { color: var(--warn); }
 .activity [data-kind=created] b, .activity [data-kind=updated] b { color: var(--ok); }
 .empty { color: var(--off); }
-@media (max-width: 40em) { .node { flex-basis: 80vw; } th, td { padding: .3em; } }
+@media (max-width: 40em) {
+  .node { flex-basis: 80vw; }
+  /* The service table becomes one block per service, each condition labelled. */
+  table, tbody, tr, td { display: block; min-width: 0; }
+  thead { display: none; }
+  tr { border-bottom: 1px solid var(--line); padding: .3em 0; }
+  td { border: 0; padding: .1em .6em; }
+  td[data-cond]::before { content: attr(data-cond) ": "; color: #1f2328; font-weight: normal; }
+  td.replicas::before { content: "replicas "; color: var(--off); }
+}
 "#;
 
 /// Replaces the board whenever the server sends a new one; EventSource reconnects by itself.
@@ -290,10 +299,11 @@ fn service_row(name: &str, service: &ServiceStatus) -> Markup {
         tr data-service=(name) data-ready=(ready) data-degraded=(degraded) {
             td { b { (name) }
                  @if let Some(error) = &service.last_error { small { (error) } } }
-            td { (service.running_replicas) "/" (desired) }
+            td.replicas { (service.running_replicas) "/" (desired) }
             @for (kind, title) in CONDITIONS {
                 @if let Some(c) = condition(service, kind) {
-                    td class={ "cond-" (status_word(c.status).to_lowercase()) " cond-" (title) } title=(c.message) {
+                    td class={ "cond-" (status_word(c.status).to_lowercase()) " cond-" (title) }
+                        data-cond=(title) title=(c.message) {
                         (status_word(c.status)) " · " (c.reason)
                         @if !c.message.is_empty() { small { (c.message) } }
                     }
