@@ -150,6 +150,22 @@ fn cards<'a>(cards: &'a [Element], service: &str) -> BTreeMap<&'a str, &'a Eleme
         .collect()
 }
 
+/// The value of header `name` (lower case) in the response to `GET path`.
+fn response_header(addr: SocketAddr, path: &str, name: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connecting to the page");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let reader = BufReader::new(stream);
+    reader
+        .lines()
+        .map_while(Result::ok)
+        .take_while(|line| !line.is_empty())
+        .find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.eq_ignore_ascii_case(name)).then(|| value.trim().to_owned())
+        })
+        .unwrap_or_default()
+}
+
 /// The page's server-sent events, read as they come.
 struct EventStream {
     reader: BufReader<TcpStream>,
@@ -241,6 +257,16 @@ fn status_page_in_a_real_browser() {
     let url = format!("http://{}/", operator.metrics_addr);
 
     let dom = chromium(&browser, &["--dump-dom"], &url);
+    // The page's script ran (under the page's content security policy): it marks the body
+    // before it connects to the event stream.
+    let body = elements_with(&dom, "data-live");
+    assert!(
+        ["connecting", "live"].contains(&body[0].attr("data-live")),
+        "the script did not run: {:?}",
+        body[0].attrs
+    );
+    let csp = response_header(operator.metrics_addr, "/", "content-security-policy");
+    assert!(csp.contains("script-src 'self'"), "{csp}");
     let all_cards = elements_with(&dom, "data-task");
     let web_cards = cards(&all_cards, &web);
     let endpoints = running_endpoints(&status, &web);
