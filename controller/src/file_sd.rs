@@ -189,6 +189,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FileSdError> {
     tmp.write_all(bytes).map_err(error)?;
     tmp.as_file().sync_all().map_err(error)?;
     tmp.persist(path).map_err(|e| error(e.error))?;
+    // The rename is durable only once the directory entry is.
+    if let Ok(dir) = std::fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
     Ok(())
 }
 
