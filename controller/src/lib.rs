@@ -7,9 +7,12 @@
 
 pub mod activity;
 pub mod commands;
+pub mod compose;
+pub mod data_objects;
 pub mod definition;
 pub mod desired;
 pub mod docker;
+pub mod election;
 pub mod file_sd;
 pub mod metrics;
 pub mod operator;
@@ -20,6 +23,7 @@ pub mod reconcile;
 pub mod runtime;
 pub mod spec;
 pub mod status;
+pub mod stored_specs;
 pub mod swarm_watch;
 pub mod triggers;
 pub mod world;

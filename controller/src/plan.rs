@@ -8,6 +8,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::data_objects::describe_secret_changes;
 use crate::definition::{
     DEFAULT_INSTANCE, FieldChange, NetworkDefinition, ServiceDefinition, field_changes,
 };
@@ -427,7 +428,12 @@ impl fmt::Display for PlanDisplay<'_> {
                     };
                     writeln!(f, "~ service/{} (update: {why})", desired.definition.name)?;
                     for change in changes {
-                        writeln!(f, "    {}: {} → {}", change.path, change.old, change.new)?;
+                        if change.path == "secrets" {
+                            let what = describe_secret_changes(&change.old, &change.new);
+                            writeln!(f, "    secrets: {what}")?;
+                        } else {
+                            writeln!(f, "    {}: {} → {}", change.path, change.old, change.new)?;
+                        }
                     }
                     if changes.is_empty() {
                         writeln!(f, "    (operator labels only)")?;

@@ -1,12 +1,15 @@
 //! Reconcile one object: plan it against the shared view, make at most one write, report the
 //! write and the outcome to the reflector.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use tracing::{info, warn};
 
 use crate::activity::{ActivityKind, ActivityLog};
-use crate::docker::{DockerError, SwarmApi};
+use crate::data_objects::{DataKind, DesiredData, LOGICAL_NAME_LABEL};
+use crate::definition::ServiceDefinition;
+use crate::docker::{DockerError, Ownership, SwarmApi};
 use crate::metrics::Metrics;
 use crate::plan::{Action, ObjectKey, ObjectPlan, UpdateCause, plan_object};
 use crate::runtime;
@@ -226,6 +229,122 @@ fn docker_error(key: &ObjectKey, source: DockerError) -> Retry {
     })
 }
 
+/// The config and secret versions a definition mounts that the operator creates (external
+/// ones are not in the desired data).
+fn wanted_data<A>(ctx: &Context<A>, definition: &ServiceDefinition) -> (String, Vec<DesiredData>) {
+    let world = ctx.world.read();
+    let mounts = definition
+        .configs
+        .iter()
+        .map(|m| (DataKind::Config, m))
+        .chain(definition.secrets.iter().map(|m| (DataKind::Secret, m)));
+    let wanted = mounts
+        .filter_map(|(kind, m)| {
+            world
+                .desired
+                .data
+                .get(&m.name)
+                .filter(|d| d.kind == kind)
+                .cloned()
+        })
+        .collect();
+    (world.desired.instance.clone(), wanted)
+}
+
+/// Creates the config and secret versions `definition` mounts that the swarm lacks: swarm
+/// refuses a service that names a missing one. Versions are immutable and content-addressed,
+/// so an existing name is the right content (one list per kind, a create per new version).
+async fn ensure_data<A: SwarmApi>(
+    ctx: &Context<A>,
+    key: &ObjectKey,
+    definition: &ServiceDefinition,
+) -> Result<(), Retry> {
+    let (instance, wanted) = wanted_data(ctx, definition);
+    for kind in [DataKind::Config, DataKind::Secret] {
+        let needed: Vec<&DesiredData> = wanted.iter().filter(|d| d.kind == kind).collect();
+        if needed.is_empty() {
+            continue;
+        }
+        let existing: BTreeSet<String> = ctx
+            .api
+            .list_data(kind)
+            .await
+            .map_err(|e| docker_error(key, e))?
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        for data in needed.into_iter().filter(|d| !existing.contains(&d.name)) {
+            info!(%key, %kind, name = %data.name, "creating version");
+            match ctx.api.create_data(data, &data.labels(&instance)).await {
+                Ok(_) | Err(DockerError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(docker_error(key, e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// After a service moved from `previous` to `current`, removes the operator's versions of the
+/// same configs/secrets that nothing needs any more: not desired, not mounted by `previous`
+/// (kept so that swarm's rollback to the previous spec still finds it) and not mounted by any
+/// other service. So at most the current and the previous version stay. Failures (e.g. the
+/// engine saying it is still in use) are logged and retried at the next rotation.
+async fn collect_old_versions<A: SwarmApi>(
+    ctx: &Context<A>,
+    key: &ObjectKey,
+    previous: &ServiceDefinition,
+    current: &ServiceDefinition,
+) {
+    let logical = |d: &ServiceDefinition| -> BTreeSet<String> {
+        d.configs
+            .iter()
+            .chain(&d.secrets)
+            .map(|m| m.name.clone())
+            .collect()
+    };
+    let rotated: BTreeSet<String> = logical(previous)
+        .difference(&logical(current))
+        .cloned()
+        .collect();
+    if rotated.is_empty() {
+        return;
+    }
+    let (instance, keep) = {
+        let world = ctx.world.read();
+        let mut keep: BTreeSet<String> = world.desired.data.keys().cloned().collect();
+        keep.extend(logical(previous));
+        for service in world.observed.services.values() {
+            if service.definition.name != key.name {
+                keep.extend(logical(&service.definition));
+            }
+        }
+        (world.desired.instance.clone(), keep)
+    };
+    for kind in [DataKind::Config, DataKind::Secret] {
+        let Ok(list) = ctx.api.list_data(kind).await else {
+            continue;
+        };
+        // Logical names whose versions this service just rotated.
+        let rotated_logical: BTreeSet<&str> = list
+            .iter()
+            .filter(|d| rotated.contains(&d.name))
+            .filter_map(|d| d.labels.get(LOGICAL_NAME_LABEL).map(String::as_str))
+            .collect();
+        for old in list.iter().filter(|d| {
+            Ownership::from_labels(&d.labels).is_owned_by(&instance)
+                && !keep.contains(&d.name)
+                && d.labels
+                    .get(LOGICAL_NAME_LABEL)
+                    .is_some_and(|l| rotated_logical.contains(l.as_str()))
+        }) {
+            match ctx.api.remove_data(kind, &old.id).await {
+                Ok(()) => info!(%key, %kind, name = %old.name, "removed old version"),
+                Err(e) => warn!(%key, %kind, name = %old.name, error = %e, "old version kept"),
+            }
+        }
+    }
+}
+
 /// Performs one planned write and reports it.
 async fn apply<A: SwarmApi>(
     ctx: &Context<A>,
@@ -268,6 +387,7 @@ async fn apply<A: SwarmApi>(
                     }));
                 }
             }
+            ensure_data(ctx, key, &desired.definition).await?;
             info!(%key, image = %desired.definition.image, "creating service");
             match ctx
                 .api
@@ -306,6 +426,14 @@ async fn apply<A: SwarmApi>(
                 .iter()
                 .map(|c| format!("{}: {} → {}", c.path, c.old, c.new))
                 .collect();
+            ensure_data(ctx, key, &desired.definition).await?;
+            let previous = ctx
+                .world
+                .read()
+                .observed
+                .services
+                .get(&key.name)
+                .map(|s| s.definition.clone());
             match cause {
                 UpdateCause::SpecChanged => info!(%key, changes = ?fields, "updating service"),
                 UpdateCause::Drift => warn!(%key, changes = ?fields, "correcting drift"),
@@ -324,6 +452,9 @@ async fn apply<A: SwarmApi>(
                         UpdateCause::Drift => ActivityKind::DriftCorrected,
                     };
                     ctx.activity.record(kind, key, fields.join("; "));
+                    if let Some(previous) = &previous {
+                        collect_old_versions(ctx, key, previous, &desired.definition).await;
+                    }
                     ctx.reporter
                         .written(Written::ServiceUpdated {
                             id,

@@ -413,7 +413,12 @@ fn status_page_in_a_real_browser() {
 // services could be written together with the network again.
 fn operator_with_network(swarm: &Swarm, extra_args: &[&std::ffi::OsStr]) -> support::Operator {
     swarm.write_spec("net.yaml", &swarm.network_spec("net"));
-    let operator = swarm.operator_with(extra_args);
+    let operator = swarm.operator_with(
+        &["--specs", swarm.specs.path().to_str().unwrap()],
+        &swarm.status,
+        "",
+        extra_args,
+    );
     let net = swarm.name("net");
     swarm.wait("the network", CONVERGE, || {
         support::docker_output(&["network", "inspect", &net])

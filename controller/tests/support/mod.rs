@@ -133,21 +133,36 @@ impl Swarm {
     /// Starts `swarm-operator run` on this test's directories, serving metrics on a free
     /// loopback port.
     pub fn operator(&self) -> Operator {
-        self.operator_with(&[])
+        self.operator_with(
+            &["--specs", self.specs.path().to_str().unwrap()],
+            &self.status,
+            "",
+            &[],
+        )
     }
 
-    /// [`Swarm::operator`] with more arguments for `run` (e.g. `--file-sd FILE`).
-    pub fn operator_with(&self, extra_args: &[&std::ffi::OsStr]) -> Operator {
+    /// Starts `swarm-operator run` with `args` (instead of `--specs DIR`) writing `status`,
+    /// plus `extra_args` (e.g. `--file-sd FILE`); its log file gets the suffix `log_name`.
+    pub fn operator_with(
+        &self,
+        args: &[&str],
+        status: &Path,
+        log_name: &str,
+        extra_args: &[&std::ffi::OsStr],
+    ) -> Operator {
         let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free loopback port");
-        let log = self.specs.path().with_extension("operator.log");
+        let log = self
+            .specs
+            .path()
+            .with_extension(format!("operator{log_name}.log"));
         let log_file = std::fs::File::create(&log).expect("operator log");
         let child = Command::new(env!("CARGO_BIN_EXE_swarm-operator"))
-            .args(["run", "--specs"])
-            .arg(self.specs.path())
+            .arg("run")
+            .args(args)
             .arg("--status")
-            .arg(&self.status)
+            .arg(status)
             .args(["--resync", "2s"])
             .args(extra_args)
             .arg("--metrics-addr")
@@ -173,6 +188,16 @@ impl Swarm {
         Command::new(env!("CARGO_BIN_EXE_swarm-operator"))
             .arg(subcommand)
             .arg(self.specs.path())
+            .env("SWARM_OPERATOR_INSTANCE", &self.prefix)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("running swarm-operator")
+    }
+
+    /// Runs `swarm-operator ARGS` with this test's instance.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_swarm-operator"))
+            .args(args)
             .env("SWARM_OPERATOR_INSTANCE", &self.prefix)
             .env("NO_COLOR", "1")
             .output()
@@ -252,8 +277,14 @@ impl Swarm {
             .flatten()
     }
 
-    /// Removes every service and network with this test's prefix.
+    /// Removes every service and network with this test's prefix, and the configs (stored
+    /// specs, leader lease) of its operator instance.
     pub fn cleanup(&self) {
+        let filter = format!("label=swarm-operator.io/instance={}", self.prefix);
+        let configs = docker(&["config", "ls", "-q", "--filter", &filter]);
+        for id in configs.lines() {
+            let _ = docker_output(&["config", "rm", id]);
+        }
         for kind in ["service", "network"] {
             let filter = format!("name={}", self.prefix);
             let names = docker(&[kind, "ls", "--filter", &filter, "--format", "{{.Name}}"]);
@@ -296,6 +327,30 @@ impl Operator {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Kills the process at once (no shutdown, no lease release), like a lost node.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The value of an unlabelled metric, `None` while nothing answers.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let (_, body) = self.http_get("/metrics")?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// The sum of a metric over all its label sets (0 when absent).
+    pub fn metric_sum(&self, name: &str) -> f64 {
+        let Some((_, body)) = self.http_get("/metrics") else {
+            return 0.0;
+        };
+        body.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     /// `GET path` on the metrics server: `(status code, body)`, or `None` if nothing answers.
