@@ -403,3 +403,36 @@ fn explicit_and_external_names_are_kept_as_stack_deploy_keeps_them() {
     assert_eq!(networks, [("my_own_net", false), ("public_net", true)]);
     assert_eq!(stack.configs[0].metadata.name, "fixed_cfg");
 }
+
+#[test]
+fn a_re_import_removes_the_specs_it_no_longer_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.yml");
+    let out = dir.path().join("out");
+    let request = ImportRequest {
+        files: vec![file.clone()],
+        stack: "st".into(),
+        out: out.clone(),
+        strict: false,
+    };
+    std::fs::write(&file, "services:\n  a: {image: x}\n  b: {image: x}\n").unwrap();
+    import(&request, &env(&[])).unwrap();
+    std::fs::write(out.join("service.other_c.yaml"), "# another stack's\n").unwrap();
+    // Named like ours but of stack `st_x`: its label tells.
+    let foreign = std::fs::read_to_string(out.join("service.st_b.yaml"))
+        .unwrap()
+        .replace("namespace: st", "namespace: st_x");
+    std::fs::write(out.join("service.st_x_web.yaml"), foreign).unwrap();
+    std::fs::write(&file, "services:\n  a: {image: x}\n").unwrap();
+    let report = import(&request, &env(&[])).unwrap();
+    assert_eq!(report.removed, ["service.st_b.yaml"]);
+    assert!(
+        out.join("service.st_x_web.yaml").is_file(),
+        "stack st_x's file stays"
+    );
+    assert!(out.join("service.st_a.yaml").is_file());
+    assert!(
+        out.join("service.other_c.yaml").is_file(),
+        "other stacks' files stay"
+    );
+}
