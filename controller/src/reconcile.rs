@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
+use crate::activity::{ActivityKind, ActivityLog};
 use crate::data_objects::{DataKind, DesiredData, LOGICAL_NAME_LABEL};
 use crate::definition::ServiceDefinition;
 use crate::docker::{DockerError, Ownership, SwarmApi};
@@ -109,6 +110,8 @@ pub struct Context<A> {
     pub reporter: Reporter,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// What the status page lists as recent events.
+    pub activity: ActivityLog,
 }
 
 /// Reads and writes one reconcile may try when the service changes under it (stale version,
@@ -146,6 +149,10 @@ pub async fn reconcile<A: SwarmApi>(
         .as_ref()
         .err()
         .map(|error| (error.blocker(), error.to_string()));
+    if let Some((_, message)) = &error {
+        ctx.activity
+            .record(ActivityKind::Error, &key, message.clone());
+    }
     ctx.reporter
         .outcome(key.clone(), ObjectOutcome { error, conflict })
         .await;
@@ -361,7 +368,11 @@ async fn apply<A: SwarmApi>(
                 .create_network(&desired.definition, &desired.owner_labels())
                 .await
             {
-                Ok(network) => ctx.reporter.written(Written::NetworkCreated(network)).await,
+                Ok(network) => {
+                    ctx.activity
+                        .record(ActivityKind::Created, key, "network created");
+                    ctx.reporter.written(Written::NetworkCreated(network)).await;
+                }
                 // Someone else created it: read it, then plan again.
                 Err(DockerError::AlreadyExists { .. }) => {
                     reread_network(ctx, key).await?;
@@ -395,6 +406,8 @@ async fn apply<A: SwarmApi>(
                 // The create answer carries the id; the rest is what we sent. No read-back:
                 // the engine's event about it confirms the version later.
                 Ok(id) => {
+                    let image = format!("image {}", desired.definition.image);
+                    ctx.activity.record(ActivityKind::Created, key, image);
                     ctx.reporter
                         .written(Written::ServiceCreated { id, desired })
                         .await;
@@ -443,6 +456,11 @@ async fn apply<A: SwarmApi>(
                     if cause == UpdateCause::Drift {
                         ctx.metrics.drift_corrected();
                     }
+                    let kind = match cause {
+                        UpdateCause::SpecChanged => ActivityKind::Updated,
+                        UpdateCause::Drift => ActivityKind::DriftCorrected,
+                    };
+                    ctx.activity.record(kind, key, fields.join("; "));
                     if let Some(previous) = &previous {
                         collect_old_versions(ctx, key, previous, Some(&desired.definition)).await;
                     }
@@ -491,6 +509,8 @@ async fn apply<A: SwarmApi>(
                     if let Some(removed) = &removed {
                         collect_old_versions(ctx, key, removed, None).await;
                     }
+                    ctx.activity
+                        .record(ActivityKind::Pruned, key, "its spec is gone");
                     ctx.reporter
                         .written(Written::ServiceRemoved { name, id })
                         .await;
@@ -502,6 +522,8 @@ async fn apply<A: SwarmApi>(
             info!(%key, "removing network: its spec is gone");
             match ctx.api.remove_network(&id).await {
                 Ok(()) | Err(DockerError::NotFound { .. }) => {
+                    ctx.activity
+                        .record(ActivityKind::Pruned, key, "its spec is gone");
                     ctx.reporter
                         .written(Written::NetworkRemoved { name, id })
                         .await;
@@ -584,6 +606,7 @@ mod tests {
             world,
             reporter,
             metrics: Arc::new(Metrics::new()),
+            activity: ActivityLog::default(),
         })
     }
 
@@ -630,6 +653,21 @@ mod tests {
             ]
         );
         assert_eq!(ctx.world.read().outcomes[&service].last_error(), None);
+        // The page's activity log tells the same story, newest first.
+        let activity: Vec<(ActivityKind, String)> = ctx
+            .activity
+            .recent()
+            .into_iter()
+            .map(|e| (e.kind, e.object))
+            .collect();
+        assert_eq!(
+            activity,
+            [
+                (ActivityKind::Created, "service/quote".to_owned()),
+                (ActivityKind::Created, "network/my_network".to_owned()),
+                (ActivityKind::Error, "service/quote".to_owned()),
+            ]
+        );
         // No read-back after a create: the create answer's id is enough.
         assert_eq!(ctx.api.count(Op::InspectService), 0);
     }
@@ -654,6 +692,9 @@ mod tests {
             .unwrap();
         assert_eq!(write_ops(&ctx).last().unwrap().0, Op::UpdateService);
         assert_eq!(ctx.metrics.drift_corrections(), 1);
+        let newest = &ctx.activity.recent()[0];
+        assert_eq!(newest.kind, ActivityKind::DriftCorrected);
+        assert!(newest.message.contains("replicas"), "{newest:?}");
         assert_eq!(
             swarm.services()["quote"].definition.mode,
             Mode::Replicated { replicas: 3 }

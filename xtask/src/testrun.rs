@@ -45,8 +45,11 @@ pub fn run(root: &Path, opts: &TestOptions) -> Result<(), TestError> {
         docker::ensure_local_swarm()
     })?;
     phase("test tools", || {
-        // The controller's integration tests run a FROM-scratch image of static busybox.
-        crate::apt::ensure_installed("/bin/busybox", "busybox-static")
+        // The controller's integration tests run a FROM-scratch image of static busybox,
+        // check the status page in a headless Chromium and file_sd with a real Prometheus.
+        crate::apt::ensure_installed("/bin/busybox", "busybox-static")?;
+        crate::apt::ensure_installed("/usr/bin/chromium", "chromium")?;
+        crate::apt::ensure_installed("/usr/bin/prometheus", "prometheus")
     })?;
     phase("cargo fmt --check", || {
         cargo(root).args(["fmt", "--all", "--", "--check"]).run()
@@ -93,6 +96,7 @@ pub fn e2e(root: &Path, nodes: usize, extra: &[String]) -> Result<(), TestError>
     phase("images", || images::build(root, &all))?;
     let cluster = Cluster::up(&UpOptions {
         nodes,
+        managers: crate::cluster::default_managers(nodes),
         images: all.iter().map(|i| i.tag.to_string()).collect(),
     })?;
     let r = phase("e2e scenarios", || {

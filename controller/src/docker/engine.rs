@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
-use bollard::models::{ConfigSpec, EventMessageTypeEnum, SecretSpec};
+use bollard::models::{
+    ConfigSpec, EventMessageTypeEnum, NodeSpecAvailabilityEnum, NodeSpecRoleEnum, SecretSpec,
+};
 use bollard::query_parameters::{
     EventsOptionsBuilder, ListNetworksOptions, ListNodesOptions, UpdateServiceOptionsBuilder,
 };
@@ -18,8 +20,8 @@ use super::convert::{
 };
 use super::raw::RawClient;
 use super::{
-    DataOp, DockerError, EventAction, ObservedNetwork, ObservedNode, ObservedService, ObservedTask,
-    Op, Ownership, Resource, SwarmApi, SwarmEvent, data_op,
+    DataOp, DockerError, EventAction, NodeAvailability, NodeRole, ObservedNetwork, ObservedNode,
+    ObservedService, ObservedTask, Op, Ownership, Resource, SwarmApi, SwarmEvent, data_op,
 };
 use crate::data_objects::{DataKind, DesiredData, ObservedData};
 use crate::definition::{NetworkDefinition, ServiceDefinition};
@@ -58,6 +60,11 @@ impl DockerEngine {
         })
     }
 
+    /// The bollard client, for the sibling modules that add calls of their own (configs).
+    pub(super) fn client(&self) -> &Docker {
+        &self.docker
+    }
+
     /// The negotiated Engine API version, e.g. `1.41`.
     pub fn api_version(&self) -> &str {
         &self.api_version
@@ -85,7 +92,7 @@ impl DockerEngine {
 
 /// Classifies a bollard error once: engine answers by status and message, everything else
 /// by whether the engine was reached at all.
-fn classify(error: BollardError, op: Op, kind: Resource, name: &str) -> DockerError {
+pub(super) fn classify(error: BollardError, op: Op, kind: Resource, name: &str) -> DockerError {
     match error {
         BollardError::DockerResponseServerError {
             status_code,
@@ -216,6 +223,17 @@ impl SwarmApi for DockerEngine {
                         .and_then(|s| s.state)
                         .map(|s| s.to_string())
                         .unwrap_or_default(),
+                    role: match node.spec.as_ref().and_then(|s| s.role) {
+                        Some(NodeSpecRoleEnum::MANAGER) => NodeRole::Manager,
+                        Some(NodeSpecRoleEnum::WORKER) => NodeRole::Worker,
+                        _ => NodeRole::Unknown,
+                    },
+                    availability: match node.spec.as_ref().and_then(|s| s.availability) {
+                        Some(NodeSpecAvailabilityEnum::ACTIVE) => NodeAvailability::Active,
+                        Some(NodeSpecAvailabilityEnum::PAUSE) => NodeAvailability::Pause,
+                        Some(NodeSpecAvailabilityEnum::DRAIN) => NodeAvailability::Drain,
+                        _ => NodeAvailability::Unknown,
+                    },
                 })
             })
             .collect())

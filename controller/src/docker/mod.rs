@@ -3,6 +3,7 @@
 //! Everything above this module speaks in [`crate::definition`] types and the `Observed*` types
 //! below; only [`engine`] knows about bollard. Tests of the reconciler can substitute the trait.
 
+pub mod configs;
 mod convert;
 pub mod engine;
 mod engine_value;
@@ -257,11 +258,15 @@ pub enum Op {
     RemoveConfig,
     /// `DELETE /secrets/{id}`.
     RemoveSecret,
+    /// `GET /configs/{id}` (the leader lease, the stored specs).
+    InspectConfig,
+    /// `POST /configs/{id}/update` (the leader lease's labels).
+    UpdateConfig,
 }
 
 impl Op {
     /// Every op, for tests and dashboards.
-    pub const ALL: [Op; 19] = [
+    pub const ALL: [Op; 21] = [
         Op::Info,
         Op::Events,
         Op::ListServices,
@@ -281,6 +286,8 @@ impl Op {
         Op::CreateSecret,
         Op::RemoveConfig,
         Op::RemoveSecret,
+        Op::InspectConfig,
+        Op::UpdateConfig,
     ];
 
     /// The metric label.
@@ -305,6 +312,8 @@ impl Op {
             Op::CreateSecret => "create_secret",
             Op::RemoveConfig => "remove_config",
             Op::RemoveSecret => "remove_secret",
+            Op::InspectConfig => "inspect_config",
+            Op::UpdateConfig => "update_config",
         }
     }
 
@@ -321,6 +330,7 @@ impl Op {
                 | Op::CreateSecret
                 | Op::RemoveConfig
                 | Op::RemoveSecret
+                | Op::UpdateConfig
         )
     }
 }
@@ -516,6 +526,61 @@ pub struct ObservedNode {
     pub hostname: String,
     /// `ready`, `down`, …
     pub state: String,
+    /// Manager or worker.
+    pub role: NodeRole,
+    /// Whether the scheduler may place tasks on it.
+    pub availability: NodeAvailability,
+}
+
+/// A node's role in the swarm.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    /// Takes part in the raft and may run the operator.
+    Manager,
+    /// Runs tasks only.
+    Worker,
+    /// The engine did not say (an older or newer API).
+    #[default]
+    Unknown,
+}
+
+/// A node's availability for new tasks (`docker node update --availability`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeAvailability {
+    /// Gets new tasks.
+    Active,
+    /// Keeps its tasks, gets no new ones.
+    Pause,
+    /// Its tasks are moved elsewhere.
+    Drain,
+    /// The engine did not say.
+    #[default]
+    Unknown,
+}
+
+impl NodeRole {
+    /// As Docker spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::Manager => "manager",
+            NodeRole::Worker => "worker",
+            NodeRole::Unknown => "unknown",
+        }
+    }
+}
+
+impl NodeAvailability {
+    /// As Docker spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeAvailability::Active => "active",
+            NodeAvailability::Pause => "pause",
+            NodeAvailability::Drain => "drain",
+            NodeAvailability::Unknown => "unknown",
+        }
+    }
 }
 
 /// Everything the operator reads from the swarm in one observation.

@@ -159,7 +159,8 @@ impl ConditionReason {
             | ConditionReason::Scaling
             | ConditionReason::Creating
             | ConditionReason::Removing
-            | ConditionReason::WaitingForUsers => &[(Progressing, True)],
+            | ConditionReason::WaitingForUsers
+            | ConditionReason::WaitingForNetwork => &[(Progressing, True)],
             ConditionReason::Converged => &[(Progressing, False)],
             ConditionReason::UpdatePaused
             | ConditionReason::RollbackPaused
@@ -169,8 +170,7 @@ impl ConditionReason {
             | ConditionReason::NetworkImmutable
             | ConditionReason::SpecFileFailed
             | ConditionReason::PruneWithheld
-            | ConditionReason::PortConflict
-            | ConditionReason::WaitingForNetwork => &[(Degraded, True)],
+            | ConditionReason::PortConflict => &[(Degraded, True)],
             ConditionReason::AsExpected => &[(Degraded, False)],
         }
     }
@@ -227,7 +227,7 @@ mod tests {
         (ConditionReason::SpecFileFailed, "SpecFileFailed", &[(Degraded, True)]),
         (ConditionReason::PruneWithheld, "PruneWithheld", &[(Degraded, True)]),
         (ConditionReason::PortConflict, "PortConflict", &[(Degraded, True)]),
-        (ConditionReason::WaitingForNetwork, "WaitingForNetwork", &[(Degraded, True)]),
+        (ConditionReason::WaitingForNetwork, "WaitingForNetwork", &[(Progressing, True)]),
         (ConditionReason::AsExpected, "AsExpected", &[(Degraded, False)]),
     ];
 
