@@ -600,6 +600,23 @@ fn a_config_edit_rolls_exactly_its_services_and_old_versions_go() {
             .any(|n| n.starts_with(&token) && !first_secret.contains(n))
     });
     let status = std::fs::read_to_string(&swarm.status).unwrap();
+
+    // Specs removed: the services go, and with the last one that mounted them every version
+    // of the config and the secret (b first, so a's removal sees b gone).
+    swarm.remove_spec("conf.yaml");
+    swarm.remove_spec("token.yaml");
+    swarm.remove_spec("b.yaml");
+    wait_for("b removed", CONVERGE, || {
+        swarm.service_version("b").is_none()
+    });
+    swarm.remove_spec("a.yaml");
+    wait_for("a removed", CONVERGE, || {
+        swarm.service_version("a").is_none()
+    });
+    wait_for("every version removed", CONVERGE, || {
+        versions("config", &conf).is_empty() && versions("secret", &token).is_empty()
+    });
+    assert!(swarm.service_version("c").is_some(), "c stays");
     assert!(operator.stop());
     for (what, text) in [("diff", shown), ("status", status), ("log", operator.log())] {
         assert!(

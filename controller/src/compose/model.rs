@@ -597,20 +597,7 @@ impl<'a> Reader<'a> {
                             .iter()
                             .map(|e| format!("{}:{}", e.key, e.value.scalar().unwrap_or_default()))
                             .collect(),
-                        _ => self
-                            .strings(v, &p)
-                            .into_iter()
-                            // `host=ip` is accepted as well as `host:ip`.
-                            .map(|h| match h.split_once('=') {
-                                Some((host, ip))
-                                    if !h.contains(':')
-                                        || host.len() < h.find(':').unwrap_or(0) =>
-                                {
-                                    format!("{host}:{ip}")
-                                }
-                                _ => h,
-                            })
-                            .collect(),
+                        _ => self.strings(v, &p).into_iter().map(host_colon_ip).collect(),
                     }
                 }
                 "dns" => s.dns = self.strings(v, &p),
@@ -1166,6 +1153,17 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// `host=ip` (newer compose syntax) → `host:ip`; `host:ip` as it is. The address may contain
+/// colons (IPv6), so `=` separates only when it comes before the first colon.
+fn host_colon_ip(entry: String) -> String {
+    match (entry.find('='), entry.find(':')) {
+        (Some(eq), colon) if colon.is_none_or(|c| eq < c) => {
+            format!("{}:{}", &entry[..eq], &entry[eq + 1..])
+        }
+        _ => entry,
+    }
+}
+
 /// `a/./b/../c` → `a/c`, without touching the file system (the path need not exist here).
 fn normalize_path(path: &Path) -> String {
     let mut out = PathBuf::new();
@@ -1544,6 +1542,14 @@ mod tests {
         );
         assert_eq!(parse_short_port("80/http"), None);
         assert_eq!(parse_short_port("x:80"), None);
+    }
+
+    #[test]
+    fn extra_host_forms() {
+        assert_eq!(host_colon_ip("db:10.0.0.1".into()), "db:10.0.0.1");
+        assert_eq!(host_colon_ip("db=10.0.0.1".into()), "db:10.0.0.1");
+        assert_eq!(host_colon_ip("db=::1".into()), "db:::1");
+        assert_eq!(host_colon_ip("db:::1".into()), "db:::1");
     }
 
     #[test]
