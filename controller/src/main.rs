@@ -369,6 +369,9 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 report.written.len(),
                 request.out.display()
             );
+            for removed in &report.removed {
+                println!("removed (no longer in the compose files): {removed}");
+            }
             for dropped in &report.dropped {
                 println!("dropped: {dropped}");
             }

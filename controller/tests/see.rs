@@ -1,5 +1,8 @@
 //! Seeing the swarm: the status page in a real headless Chromium, and Prometheus file-based
 //! discovery checked by a real Prometheus, both against the local single-node swarm.
+// Helpers outside #[test] functions unwrap too: in a test, a failed unwrap is a failed test
+// with its location.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 

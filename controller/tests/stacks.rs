@@ -1,6 +1,9 @@
 //! Real stacks on the real swarm: `docker stack deploy` and `import-compose` + the operator
 //! must produce the same services, and a config edit must roll exactly the services that
 //! mount it.
+// Helpers outside #[test] functions unwrap too: in a test, a failed unwrap is a failed test
+// with its location.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 
@@ -597,6 +600,23 @@ fn a_config_edit_rolls_exactly_its_services_and_old_versions_go() {
             .any(|n| n.starts_with(&token) && !first_secret.contains(n))
     });
     let status = std::fs::read_to_string(&swarm.status).unwrap();
+
+    // Specs removed: the services go, and with the last one that mounted them every version
+    // of the config and the secret (b first, so a's removal sees b gone).
+    swarm.remove_spec("conf.yaml");
+    swarm.remove_spec("token.yaml");
+    swarm.remove_spec("b.yaml");
+    wait_for("b removed", CONVERGE, || {
+        swarm.service_version("b").is_none()
+    });
+    swarm.remove_spec("a.yaml");
+    wait_for("a removed", CONVERGE, || {
+        swarm.service_version("a").is_none()
+    });
+    wait_for("every version removed", CONVERGE, || {
+        versions("config", &conf).is_empty() && versions("secret", &token).is_empty()
+    });
+    assert!(swarm.service_version("c").is_some(), "c stays");
     assert!(operator.stop());
     for (what, text) in [("diff", shown), ("status", status), ("log", operator.log())] {
         assert!(

@@ -192,13 +192,30 @@ pub fn load_dir_cached(dir: &Path, cache: &mut LoadCache) -> Result<LoadedDir, L
                 load
             }
         };
-        if let Some(stamp) = stamp {
+        // A file's stamp stands for its whole outcome only when the outcome depends on no other
+        // file: a config's `file:` or a service's `envFile` can change on their own, and a
+        // failed file may be fixed by creating what it refers to.
+        if let Some(stamp) = stamp
+            && is_self_contained(&load)
+        {
             next_cache.insert(path.clone(), (stamp, load.clone()));
         }
         files.insert(path, load);
     }
     cache.files = next_cache;
     Ok(LoadedDir { files })
+}
+
+/// Whether a file's outcome depends on nothing but its own text.
+fn is_self_contained(load: &FileLoad) -> bool {
+    load.objects().is_some_and(|objects| {
+        objects.iter().all(|object| match &object.value {
+            Object::Service(service) => service.spec.env_file.is_empty(),
+            Object::Config(config) => config.spec.file.is_none(),
+            Object::Secret(secret) => secret.spec.file.is_none(),
+            Object::Network(_) => true,
+        })
+    })
 }
 
 /// Whether the directory entry `path` itself is gone (not: its symlink target).
