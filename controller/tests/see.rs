@@ -449,6 +449,7 @@ fn status_api_has_the_status_file_content_and_the_nodes() {
         ready(o, &web, 2)
     });
     assert_eq!(api["instance"], swarm.prefix.as_str());
+    assert_eq!(api["leader"], true, "a single replica always leads");
     assert_eq!(api["errors"], status["errors"]);
     assert_eq!(
         api["services"][&web]["endpoints"],
