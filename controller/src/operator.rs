@@ -195,6 +195,7 @@ pub async fn run<A: SwarmApi>(
             config.specs_dir.clone(),
             config.status_file.clone(),
             config.leadership.clone(),
+            stop.clone(),
         );
         tokio::spawn(metrics::serve(
             addr,

@@ -19,6 +19,7 @@ use axum::response::{Html, IntoResponse, Json};
 use axum::routing::get;
 use futures_util::Stream;
 use maud::{DOCTYPE, Markup, html};
+use tokio_util::sync::CancellationToken;
 
 use crate::activity::{ActivityEvent, ActivityLog};
 use crate::election::Leadership;
@@ -39,6 +40,9 @@ pub struct PageState {
     spec_dir: PathBuf,
     status_file: PathBuf,
     leadership: Leadership,
+    /// Ends the event streams: the server's graceful shutdown waits for every open response,
+    /// and an open page's stream would otherwise never end.
+    shutdown: CancellationToken,
     /// The last status built here, so that conditions keep their transition times; seeded from
     /// the status file, so that they agree with it.
     previous: Arc<Mutex<Option<StatusFile>>>,
@@ -46,13 +50,14 @@ pub struct PageState {
 
 impl PageState {
     /// Reads `world` and `activity`; error file names are shown relative to `spec_dir`;
-    /// `leadership` says whether this replica acts.
+    /// `leadership` says whether this replica acts; open pages are let go at `shutdown`.
     pub fn new(
         world: World,
         activity: ActivityLog,
         spec_dir: PathBuf,
         status_file: PathBuf,
         leadership: Leadership,
+        shutdown: CancellationToken,
     ) -> Self {
         PageState {
             world,
@@ -60,6 +65,7 @@ impl PageState {
             spec_dir,
             status_file,
             leadership,
+            shutdown,
             previous: Arc::default(),
         }
     }
@@ -132,7 +138,10 @@ async fn serve_events(
         futures_util::stream::unfold((state, None::<Overview>), |(state, mut last)| async move {
             loop {
                 if last.is_some() {
-                    tokio::time::sleep(REFRESH).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(REFRESH) => {}
+                        () = state.shutdown.cancelled() => return None,
+                    }
                 }
                 let mut view = state.overview();
                 let generated_at = std::mem::take(&mut view.status.generated_at);

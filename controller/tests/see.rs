@@ -252,7 +252,7 @@ fn status_page_in_a_real_browser() {
         "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: x\nspec:\n  image: a\n  replicas: \"<script>alert(1)</script>\"\n",
     );
 
-    let operator = swarm.operator();
+    let mut operator = swarm.operator();
     let status = swarm.wait_status("web ready and bad degraded", CONVERGE, |s| {
         ready(s, &web, 3)
             && condition_true(s, &bad, "Degraded")
@@ -408,6 +408,16 @@ fn status_page_in_a_real_browser() {
         "{kinds:?}"
     );
     screenshot(&browser, &url, "status-page-2-scaled.png", "1280,1000");
+
+    // A page still open does not hold up a graceful shutdown.
+    let stopping = Instant::now();
+    assert!(
+        operator.stop(),
+        "the operator did not stop with a page open; log:\n{}",
+        operator.log()
+    );
+    eprintln!("stopped with a page open after {:?}", stopping.elapsed());
+    drop(events);
 }
 
 fn overview(addr: SocketAddr) -> Option<Value> {
