@@ -137,7 +137,7 @@ fn main() {
     println!("status::build                    {status_time:>10.2?}");
     let (overview_time, view) = median(rounds, || {
         let status = status::build(&world, Path::new("/specs"), Some(&built), now);
-        overview::build(&world, status, log.recent())
+        overview::build(&world, status, log.recent(), true)
     });
     println!("status + overview::build         {overview_time:>10.2?}");
     let (board_time, board) = median(rounds, || page::render_board(&view).into_string());

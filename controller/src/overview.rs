@@ -16,6 +16,9 @@ use crate::world::WorldState;
 pub struct Overview {
     /// The operator instance whose services these are.
     pub instance: String,
+    /// Whether this replica leads (acts); a follower only watches, so its activity log stays
+    /// empty and the leader's page is the one to look at.
+    pub leader: bool,
     /// Exactly what the status file holds (services, conditions, endpoints, spec errors).
     #[serde(flatten)]
     pub status: StatusFile,
@@ -63,10 +66,16 @@ pub struct TaskCard {
     pub addresses: Vec<StatusAddress>,
 }
 
-/// Builds the overview from the shared view, the status built from it and the activity log.
+/// Builds the overview from the shared view, the status built from it, the activity log and
+/// whether this replica leads.
 /// Only tasks of the services in `status` (this instance's) are shown, the same live tasks
 /// (desired state `running`) the status lists as endpoints.
-pub fn build(world: &WorldState, status: StatusFile, activity: Vec<ActivityEvent>) -> Overview {
+pub fn build(
+    world: &WorldState,
+    status: StatusFile,
+    activity: Vec<ActivityEvent>,
+    leader: bool,
+) -> Overview {
     let live_tasks = live_tasks_by_service(world);
     let mut by_node: BTreeMap<&str, Vec<TaskCard>> = BTreeMap::new();
     let mut unassigned = Vec::new();
@@ -122,6 +131,7 @@ pub fn build(world: &WorldState, status: StatusFile, activity: Vec<ActivityEvent
     unassigned.sort_by(|a, b| (&a.service, a.slot).cmp(&(&b.service, b.slot)));
     Overview {
         instance: world.desired.instance.clone(),
+        leader,
         status,
         nodes,
         unassigned,
@@ -287,7 +297,7 @@ pub(crate) mod tests {
 
     pub(crate) fn sample_overview(world: &WorldState) -> Overview {
         let status = crate::status::build(world, Path::new("/specs"), None, "2026-01-01T00:00:00Z");
-        build(world, status, vec![])
+        build(world, status, vec![], true)
     }
 
     #[test]

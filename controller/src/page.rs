@@ -19,8 +19,10 @@ use axum::response::{Html, IntoResponse, Json};
 use axum::routing::get;
 use futures_util::Stream;
 use maud::{DOCTYPE, Markup, html};
+use tokio_util::sync::CancellationToken;
 
 use crate::activity::{ActivityEvent, ActivityLog};
+use crate::election::Leadership;
 use crate::overview::{self, NodeView, Overview, TaskCard};
 use crate::status::{
     self, Condition, ConditionStatus, ConditionType, ServiceStatus, StatusFile, StatusSpecError,
@@ -37,24 +39,33 @@ pub struct PageState {
     activity: ActivityLog,
     spec_dir: PathBuf,
     status_file: PathBuf,
+    leadership: Leadership,
+    /// Ends the event streams: the server's graceful shutdown waits for every open response,
+    /// and an open page's stream would otherwise never end.
+    shutdown: CancellationToken,
     /// The last status built here, so that conditions keep their transition times; seeded from
     /// the status file, so that they agree with it.
     previous: Arc<Mutex<Option<StatusFile>>>,
 }
 
 impl PageState {
-    /// Reads `world` and `activity`; error file names are shown relative to `spec_dir`.
+    /// Reads `world` and `activity`; error file names are shown relative to `spec_dir`;
+    /// `leadership` says whether this replica acts; open pages are let go at `shutdown`.
     pub fn new(
         world: World,
         activity: ActivityLog,
         spec_dir: PathBuf,
         status_file: PathBuf,
+        leadership: Leadership,
+        shutdown: CancellationToken,
     ) -> Self {
         PageState {
             world,
             activity,
             spec_dir,
             status_file,
+            leadership,
+            shutdown,
             previous: Arc::default(),
         }
     }
@@ -69,7 +80,12 @@ impl PageState {
         let state = self.world.read();
         let status = status::build(&state, &self.spec_dir, previous.as_ref(), &now);
         *previous = Some(status.clone());
-        overview::build(&state, status, self.activity.recent())
+        overview::build(
+            &state,
+            status,
+            self.activity.recent(),
+            self.leadership.is_leader(),
+        )
     }
 }
 
@@ -122,7 +138,10 @@ async fn serve_events(
         futures_util::stream::unfold((state, None::<Overview>), |(state, mut last)| async move {
             loop {
                 if last.is_some() {
-                    tokio::time::sleep(REFRESH).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(REFRESH) => {}
+                        () = state.shutdown.cancelled() => return None,
+                    }
                 }
                 let mut view = state.overview();
                 let generated_at = std::mem::take(&mut view.status.generated_at);
@@ -187,6 +206,7 @@ tr[data-ready=false][data-degraded=false] td:first-child { border-left: 4px soli
 .activity [data-kind=drift-corrected] b { color: var(--warn); }
 .activity [data-kind=created] b, .activity [data-kind=updated] b { color: var(--ok); }
 .empty { color: var(--off); }
+.follower { color: var(--warn); }
 @media (max-width: 40em) {
   .node { flex-basis: 80vw; }
   /* The service table becomes one block per service, each condition labelled. */
@@ -242,7 +262,12 @@ pub fn render_page(overview: &Overview) -> Markup {
 pub fn render_board(overview: &Overview) -> Markup {
     let status = &overview.status;
     html! {
-        p.updated { "as of " time datetime=(status.generated_at) { (status.generated_at) } }
+        p.updated data-leader=(overview.leader) {
+            "as of " time datetime=(status.generated_at) { (status.generated_at) }
+            @if !overview.leader {
+                " · " b.follower { "follower" } ": this replica watches, the leader acts (its page lists the activity)"
+            }
+        }
         section.services {
             h2 { "Services (" (status.services.len()) ")" }
             @if status.services.is_empty() {
@@ -453,6 +478,18 @@ mod tests {
         );
         assert!(html.contains("2/3"), "replicas running/desired: {html}");
         assert!(!html.contains("data-task=\"t0\""), "an old task: {html}");
+    }
+
+    #[test]
+    fn a_follower_says_so() {
+        let mut overview = sample_overview(&sample_world());
+        let leader = render_board(&overview).into_string();
+        assert!(leader.contains("data-leader=\"true\""), "{leader}");
+        assert!(!leader.contains("follower"), "{leader}");
+        overview.leader = false;
+        let follower = render_board(&overview).into_string();
+        assert!(follower.contains("data-leader=\"false\""), "{follower}");
+        assert!(follower.contains("the leader acts"), "{follower}");
     }
 
     #[test]

@@ -149,7 +149,11 @@ pub async fn reconcile<A: SwarmApi>(
         .as_ref()
         .err()
         .map(|error| (error.blocker(), error.to_string()));
-    if let Some((_, message)) = &error {
+    // Waiting for a network being created is ordering, not a failure (the status shows it
+    // as Progressing): the activity log keeps it out.
+    if let Some((blocker, message)) = &error
+        && !matches!(blocker, Blocker::WaitingForNetwork { .. })
+    {
         ctx.activity
             .record(ActivityKind::Error, &key, message.clone());
     }
@@ -653,7 +657,8 @@ mod tests {
             ]
         );
         assert_eq!(ctx.world.read().outcomes[&service].last_error(), None);
-        // The page's activity log tells the same story, newest first.
+        // The page's activity log tells the same story, newest first (the wait for the network
+        // is not an error).
         let activity: Vec<(ActivityKind, String)> = ctx
             .activity
             .recent()
@@ -665,7 +670,6 @@ mod tests {
             [
                 (ActivityKind::Created, "service/quote".to_owned()),
                 (ActivityKind::Created, "network/my_network".to_owned()),
-                (ActivityKind::Error, "service/quote".to_owned()),
             ]
         );
         // No read-back after a create: the create answer's id is enough.
@@ -778,6 +782,15 @@ mod tests {
                 port: 8080,
                 holder: "holder".into()
             })
+        );
+        let newest = &ctx.activity.recent()[0];
+        assert_eq!(
+            (newest.kind, newest.object.as_str()),
+            (ActivityKind::Error, "service/wants")
+        );
+        assert!(
+            newest.message.starts_with("published port 8080"),
+            "{newest:?}"
         );
     }
 

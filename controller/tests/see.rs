@@ -238,7 +238,7 @@ fn status_page_in_a_real_browser() {
     };
     let web = swarm.name("web");
     let bad = swarm.name("bad");
-    let operator = operator_with_network(&swarm, &[]);
+    swarm.write_spec("net.yaml", &swarm.network_spec("net"));
     swarm.write_spec("web.yaml", &swarm.service_spec("web", 3, Some("net")));
     // A command that exits at once: swarm restarts it forever, the service is Degraded.
     let failing = swarm
@@ -252,6 +252,7 @@ fn status_page_in_a_real_browser() {
         "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: x\nspec:\n  image: a\n  replicas: \"<script>alert(1)</script>\"\n",
     );
 
+    let mut operator = swarm.operator();
     let status = swarm.wait_status("web ready and bad degraded", CONVERGE, |s| {
         ready(s, &web, 3)
             && condition_true(s, &bad, "Degraded")
@@ -407,28 +408,16 @@ fn status_page_in_a_real_browser() {
         "{kinds:?}"
     );
     screenshot(&browser, &url, "status-page-2-scaled.png", "1280,1000");
-}
 
-/// Starts the operator with only the network's spec and waits for the network, so that the
-/// services written next never wait for it.
-// TODO(lead): main's status build panics (debug assertion "WaitingForNetwork does not explain
-// Degraded=True") when it sees a service waiting for its network; once that is fixed the
-// services could be written together with the network again.
-fn operator_with_network(swarm: &Swarm, extra_args: &[&std::ffi::OsStr]) -> support::Operator {
-    swarm.write_spec("net.yaml", &swarm.network_spec("net"));
-    let operator = swarm.operator_with(
-        &["--specs", swarm.specs.path().to_str().unwrap()],
-        &swarm.status,
-        "",
-        extra_args,
+    // A page still open does not hold up a graceful shutdown.
+    let stopping = Instant::now();
+    assert!(
+        operator.stop(),
+        "the operator did not stop with a page open; log:\n{}",
+        operator.log()
     );
-    let net = swarm.name("net");
-    swarm.wait("the network", CONVERGE, || {
-        support::docker_output(&["network", "inspect", &net])
-            .status
-            .success()
-    });
-    operator
+    eprintln!("stopped with a page open after {:?}", stopping.elapsed());
+    drop(events);
 }
 
 fn overview(addr: SocketAddr) -> Option<Value> {
@@ -462,13 +451,15 @@ fn status_api_has_the_status_file_content_and_the_nodes() {
         return;
     };
     let web = swarm.name("web");
-    let operator = operator_with_network(&swarm, &[]);
+    swarm.write_spec("net.yaml", &swarm.network_spec("net"));
     swarm.write_spec("web.yaml", &swarm.service_spec("web", 2, Some("net")));
+    let operator = swarm.operator();
     let status = swarm.wait_status("web ready", CONVERGE, |s| ready(s, &web, 2));
     let api = wait_overview(operator.metrics_addr, "the API agrees", |o| {
         ready(o, &web, 2)
     });
     assert_eq!(api["instance"], swarm.prefix.as_str());
+    assert_eq!(api["leader"], true, "a single replica always leads");
     assert_eq!(api["errors"], status["errors"]);
     assert_eq!(
         api["services"][&web]["endpoints"],
@@ -609,8 +600,14 @@ fn prometheus_discovers_exactly_the_running_tasks() {
     };
     let dir = tempfile::tempdir().unwrap();
     let file_sd = dir.path().join("sd").join("swarm.json");
-    let _operator = operator_with_network(&swarm, &["--file-sd".as_ref(), file_sd.as_os_str()]);
+    swarm.write_spec("net.yaml", &swarm.network_spec("net"));
     swarm.write_spec("web.yaml", &spec(3));
+    let _operator = swarm.operator_with(
+        &["--specs", swarm.specs.path().to_str().unwrap()],
+        &swarm.status,
+        "",
+        &["--file-sd".as_ref(), file_sd.as_os_str()],
+    );
     let status = swarm.wait_status("3 replicas ready", CONVERGE, |s| ready(s, &web, 3));
     let prometheus = Prometheus::start(&prometheus, dir.path(), &file_sd);
 
