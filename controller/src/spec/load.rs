@@ -139,7 +139,47 @@ impl FileStamp {
 /// `stat` per file instead of a parse per file.
 #[derive(Debug, Clone, Default)]
 pub struct LoadCache {
-    files: BTreeMap<PathBuf, (FileStamp, FileLoad)>,
+    files: BTreeMap<PathBuf, CachedLoad>,
+}
+
+/// One file's last load, with the stamps it was made from: the spec file's and those of the
+/// files it read (env files, config and secret data), whose edits change the load too.
+#[derive(Debug, Clone)]
+struct CachedLoad {
+    stamp: FileStamp,
+    dependencies: Vec<(PathBuf, Option<FileStamp>)>,
+    load: FileLoad,
+}
+
+impl CachedLoad {
+    fn is_current(&self, stamp: Option<FileStamp>) -> bool {
+        Some(self.stamp) == stamp
+            && self
+                .dependencies
+                .iter()
+                .all(|(path, was)| stamp_of(path) == *was)
+    }
+}
+
+fn stamp_of(path: &Path) -> Option<FileStamp> {
+    std::fs::metadata(path).ok().map(|m| FileStamp::of(&m))
+}
+
+/// The files the objects of spec file `path` read, with their current stamps.
+fn dependencies(path: &Path, objects: &[Located<Object>]) -> Vec<(PathBuf, Option<FileStamp>)> {
+    let relative = objects.iter().flat_map(|o| match &o.value {
+        Object::Service(s) => s.spec.env_file.clone(),
+        Object::Config(c) => c.spec.file.clone().into_iter().collect(),
+        Object::Secret(s) => s.spec.file.clone().into_iter().collect(),
+        Object::Network(_) => Vec::new(),
+    });
+    relative
+        .filter_map(|r| files::resolve_inside(path, &r).ok())
+        .map(|p| {
+            let stamp = stamp_of(&p);
+            (p, stamp)
+        })
+        .collect()
 }
 
 /// Like [`load_dir`], but reuses the outcome of files whose stamp did not change since the
@@ -177,8 +217,8 @@ pub fn load_dir_cached(dir: &Path, cache: &mut LoadCache) -> Result<LoadedDir, L
         let cached = cache
             .files
             .remove(&path)
-            .filter(|(cached, _)| Some(*cached) == stamp)
-            .map(|(_, load)| load);
+            .filter(|cached| cached.is_current(stamp))
+            .map(|cached| cached.load);
         let load = match cached {
             Some(load) => load,
             None => {
@@ -192,8 +232,18 @@ pub fn load_dir_cached(dir: &Path, cache: &mut LoadCache) -> Result<LoadedDir, L
                 load
             }
         };
-        if let Some(stamp) = stamp {
-            next_cache.insert(path.clone(), (stamp, load.clone()));
+        // A failed load is not kept: it may have failed on a referenced file that is missing
+        // or too large, which can be fixed without touching the spec file.
+        if let (Some(stamp), FileLoad::Ok(objects)) = (stamp, &load) {
+            let dependencies = dependencies(&path, objects);
+            next_cache.insert(
+                path.clone(),
+                CachedLoad {
+                    stamp,
+                    dependencies,
+                    load: load.clone(),
+                },
+            );
         }
         files.insert(path, load);
     }
@@ -1441,5 +1491,40 @@ mod tests {
             "{}",
             errors[0].message
         );
+    }
+
+    #[test]
+    fn a_cached_reload_sees_edits_of_the_files_specs_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("app.env"), "A=1\n").unwrap();
+        std::fs::create_dir(d.join("files")).unwrap();
+        std::fs::write(d.join("files/c.txt"), "one").unwrap();
+        std::fs::write(
+            d.join("s.yaml"),
+            format!(
+                "{HEAD}  envFile: [app.env]\n---\napiVersion: swarm-operator.io/v1alpha1\nkind: SwarmConfig\nmetadata: {{name: c}}\nspec: {{file: ./files/c.txt}}\n---\napiVersion: swarm-operator.io/v1alpha1\nkind: SwarmSecret\nmetadata: {{name: s}}\nspec: {{file: ./files/missing}}\n"
+            ),
+        )
+        .unwrap();
+        let mut cache = LoadCache::default();
+        let loaded = load_dir_cached(d, &mut cache).unwrap();
+        assert!(
+            loaded.errors()[0]
+                .message
+                .contains("cannot read `./files/missing`")
+        );
+        // The missing file appears; the spec file is untouched.
+        std::fs::write(d.join("files/missing"), "s").unwrap();
+        let loaded = load_dir_cached(d, &mut cache).unwrap();
+        assert!(loaded.errors().is_empty(), "{:?}", loaded.errors());
+        std::fs::write(d.join("files/c.txt"), "two").unwrap();
+        std::fs::write(d.join("app.env"), "A=2\n").unwrap();
+        let objects = load_dir_cached(d, &mut cache).unwrap().objects();
+        let Object::Config(c) = &objects[1].value else {
+            panic!("a config")
+        };
+        assert_eq!(c.spec.content.0, b"two");
+        assert_eq!(service(&objects[0]).env["A"], "2");
     }
 }
