@@ -1,7 +1,7 @@
 //! The live overview that `/api/v1/status` serves and the status page shows: the status file's
 //! content, plus every node with the tasks it runs and the recent operator activity.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
@@ -67,6 +67,7 @@ pub struct TaskCard {
 /// Only tasks of the services in `status` (this instance's) are shown, the same live tasks
 /// (desired state `running`) the status lists as endpoints.
 pub fn build(world: &WorldState, status: StatusFile, activity: Vec<ActivityEvent>) -> Overview {
+    let live_tasks = live_tasks_by_service(world);
     let mut by_node: BTreeMap<&str, Vec<TaskCard>> = BTreeMap::new();
     let mut unassigned = Vec::new();
     for name in status.services.keys() {
@@ -77,12 +78,7 @@ pub fn build(world: &WorldState, status: StatusFile, activity: Vec<ActivityEvent
             continue;
         }
         let image_tag = image_tag(&service.definition.image).to_owned();
-        let live = world
-            .observed
-            .tasks
-            .iter()
-            .filter(|t| t.service_id == service.id && t.desired_state.is(&TaskState::RUNNING));
-        for task in live {
+        for task in live_tasks.get(service.id.as_str()).into_iter().flatten() {
             let card = card(task, name, &image_tag);
             match &task.node_id {
                 Some(node) => by_node.entry(node.as_str()).or_default().push(card),
@@ -131,6 +127,18 @@ pub fn build(world: &WorldState, status: StatusFile, activity: Vec<ActivityEvent
         unassigned,
         activity,
     }
+}
+
+/// The tasks swarm wants running (a service's current replicas; old ones shut down and failed
+/// ones are history), by service id: one pass over the task list rather than one per service.
+pub fn live_tasks_by_service(world: &WorldState) -> HashMap<&str, Vec<&ObservedTask>> {
+    let mut by_service: HashMap<&str, Vec<&ObservedTask>> = HashMap::new();
+    for task in &world.observed.tasks {
+        if task.desired_state.is(&TaskState::RUNNING) {
+            by_service.entry(&task.service_id).or_default().push(task);
+        }
+    }
+    by_service
 }
 
 fn card(task: &ObservedTask, service: &str, image_tag: &str) -> TaskCard {

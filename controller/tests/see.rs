@@ -1,5 +1,8 @@
 //! Seeing the swarm: the status page in a real headless Chromium, and Prometheus file-based
 //! discovery checked by a real Prometheus, both against the local single-node swarm.
+// Helpers outside #[test] functions unwrap too: in a test, a failed unwrap is a failed test
+// with its location.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 
@@ -123,13 +126,14 @@ fn chromium(chromium: &Path, args: &[&str], url: &str) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn screenshot(browser: &Path, url: &str, name: &str) -> PathBuf {
+/// Saves a screenshot of `url` at `size` (`width,height`) in `target/test-artifacts/`.
+fn screenshot(browser: &Path, url: &str, name: &str, size: &str) -> PathBuf {
     let path = artifacts_dir().join(name);
     let _ = std::fs::remove_file(&path);
     chromium(
         browser,
         &[
-            "--window-size=1280,1000",
+            &format!("--window-size={size}"),
             &format!("--screenshot={}", path.display()),
         ],
         url,
@@ -147,6 +151,22 @@ fn cards<'a>(cards: &'a [Element], service: &str) -> BTreeMap<&'a str, &'a Eleme
         .filter(|c| c.attr("data-service") == service)
         .map(|c| (c.attr("data-task"), c))
         .collect()
+}
+
+/// The value of header `name` (lower case) in the response to `GET path`.
+fn response_header(addr: SocketAddr, path: &str, name: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connecting to the page");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let reader = BufReader::new(stream);
+    reader
+        .lines()
+        .map_while(Result::ok)
+        .take_while(|line| !line.is_empty())
+        .find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.eq_ignore_ascii_case(name)).then(|| value.trim().to_owned())
+        })
+        .unwrap_or_default()
 }
 
 /// The page's server-sent events, read as they come.
@@ -240,6 +260,16 @@ fn status_page_in_a_real_browser() {
     let url = format!("http://{}/", operator.metrics_addr);
 
     let dom = chromium(&browser, &["--dump-dom"], &url);
+    // The page's script ran (under the page's content security policy): it marks the body
+    // before it connects to the event stream.
+    let body = elements_with(&dom, "data-live");
+    assert!(
+        ["connecting", "live"].contains(&body[0].attr("data-live")),
+        "the script did not run: {:?}",
+        body[0].attrs
+    );
+    let csp = response_header(operator.metrics_addr, "/", "content-security-policy");
+    assert!(csp.contains("script-src 'self'"), "{csp}");
     let all_cards = elements_with(&dom, "data-task");
     let web_cards = cards(&all_cards, &web);
     let endpoints = running_endpoints(&status, &web);
@@ -306,7 +336,9 @@ fn status_page_in_a_real_browser() {
         error.html
     );
 
-    screenshot(&browser, &url, "status-page-1.png");
+    screenshot(&browser, &url, "status-page-1.png", "1280,1000");
+    // The same page on a phone-sized screen.
+    screenshot(&browser, &url, "status-page-1-phone.png", "412,915");
 
     // Live: the page's event stream sends the board now and whenever it changes.
     let mut events = EventStream::open(operator.metrics_addr);
@@ -374,7 +406,7 @@ fn status_page_in_a_real_browser() {
         kinds.iter().any(|k| k == "drift-corrected") && kinds.iter().any(|k| k == "updated"),
         "{kinds:?}"
     );
-    screenshot(&browser, &url, "status-page-2-scaled.png");
+    screenshot(&browser, &url, "status-page-2-scaled.png", "1280,1000");
 }
 
 /// Starts the operator with only the network's spec and waits for the network, so that the

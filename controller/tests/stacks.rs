@@ -1,6 +1,9 @@
 //! Real stacks on the real swarm: `docker stack deploy` and `import-compose` + the operator
 //! must produce the same services, and a config edit must roll exactly the services that
 //! mount it.
+// Helpers outside #[test] functions unwrap too: in a test, a failed unwrap is a failed test
+// with its location.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 

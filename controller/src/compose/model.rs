@@ -639,31 +639,31 @@ impl<'a> Reader<'a> {
                             port.target = self
                                 .u64(&e.value, &p)
                                 .and_then(|t| u16::try_from(t).ok())
-                                .unwrap_or(0)
+                                .unwrap_or(0);
                         }
                         "published" => {
                             port.published = self
                                 .u64(&e.value, &p)
                                 .and_then(|t| u16::try_from(t).ok())
-                                .filter(|p| *p != 0)
+                                .filter(|p| *p != 0);
                         }
                         "protocol" => match self.string(&e.value, &p).as_deref() {
                             Some("udp") => port.protocol = Protocol::Udp,
                             Some("sctp") => port.protocol = Protocol::Sctp,
                             Some("tcp") | None => {}
                             Some(other) => {
-                                self.bad(&e.value, &p, format!("unknown protocol `{other}`"))
+                                self.bad(&e.value, &p, format!("unknown protocol `{other}`"));
                             }
                         },
                         "mode" => match self.string(&e.value, &p).as_deref() {
                             Some("host") => port.mode = PublishMode::Host,
                             Some("ingress") | None => {}
                             Some(other) => {
-                                self.bad(&e.value, &p, format!("unknown port mode `{other}`"))
+                                self.bad(&e.value, &p, format!("unknown port mode `{other}`"));
                             }
                         },
                         "host_ip" | "name" | "app_protocol" => {
-                            self.drop_key(e, &p, "ignored by docker stack deploy")
+                            self.drop_key(e, &p, "ignored by docker stack deploy");
                         }
                         _ => self.drop_key(e, &p, "not a port option"),
                     }
@@ -740,7 +740,7 @@ impl<'a> Reader<'a> {
                                 let bp = format!("{p}.{}", b.key);
                                 match b.key.as_str() {
                                     "propagation" => {
-                                        m.bind_propagation = self.string(&b.value, &bp)
+                                        m.bind_propagation = self.string(&b.value, &bp);
                                     }
                                     _ => self.drop_key(
                                         b,
@@ -777,7 +777,7 @@ impl<'a> Reader<'a> {
                             }
                         }
                         "consistency" => {
-                            self.drop_key(e, &p, "only meaningful on Docker Desktop for Mac")
+                            self.drop_key(e, &p, "only meaningful on Docker Desktop for Mac");
                         }
                         _ => self.drop_key(e, &p, "not a volume option"),
                     }
@@ -815,7 +815,7 @@ impl<'a> Reader<'a> {
                         "rw" => m.read_only = false,
                         "nocopy" => m.no_copy = Some(true),
                         "rprivate" | "private" | "rshared" | "shared" | "rslave" | "slave" => {
-                            m.bind_propagation = Some(option.to_owned())
+                            m.bind_propagation = Some(option.to_owned());
                         }
                         "z" | "Z" | "cached" | "delegated" | "consistent" => {}
                         other => self.bad(node, path, format!("unknown volume mode `{other}`")),
@@ -974,7 +974,7 @@ impl<'a> Reader<'a> {
                                 }
                             }
                             "max_replicas_per_node" => {
-                                d.placement.max_replicas = self.u64(&f.value, &fp)
+                                d.placement.max_replicas = self.u64(&f.value, &fp);
                             }
                             _ => self.drop_key(f, &fp, "not a placement option"),
                         }
@@ -1077,7 +1077,7 @@ impl<'a> Reader<'a> {
                                             let cp = format!("{fp}.{}", c.key);
                                             match c.key.as_str() {
                                                 "subnet" => {
-                                                    n.subnets.extend(self.string(&c.value, &cp))
+                                                    n.subnets.extend(self.string(&c.value, &cp));
                                                 }
                                                 _ => self.drop_key(
                                                     c,

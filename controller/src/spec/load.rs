@@ -139,47 +139,7 @@ impl FileStamp {
 /// `stat` per file instead of a parse per file.
 #[derive(Debug, Clone, Default)]
 pub struct LoadCache {
-    files: BTreeMap<PathBuf, CachedLoad>,
-}
-
-/// One file's last load, with the stamps it was made from: the spec file's and those of the
-/// files it read (env files, config and secret data), whose edits change the load too.
-#[derive(Debug, Clone)]
-struct CachedLoad {
-    stamp: FileStamp,
-    dependencies: Vec<(PathBuf, Option<FileStamp>)>,
-    load: FileLoad,
-}
-
-impl CachedLoad {
-    fn is_current(&self, stamp: Option<FileStamp>) -> bool {
-        Some(self.stamp) == stamp
-            && self
-                .dependencies
-                .iter()
-                .all(|(path, was)| stamp_of(path) == *was)
-    }
-}
-
-fn stamp_of(path: &Path) -> Option<FileStamp> {
-    std::fs::metadata(path).ok().map(|m| FileStamp::of(&m))
-}
-
-/// The files the objects of spec file `path` read, with their current stamps.
-fn dependencies(path: &Path, objects: &[Located<Object>]) -> Vec<(PathBuf, Option<FileStamp>)> {
-    let relative = objects.iter().flat_map(|o| match &o.value {
-        Object::Service(s) => s.spec.env_file.clone(),
-        Object::Config(c) => c.spec.file.clone().into_iter().collect(),
-        Object::Secret(s) => s.spec.file.clone().into_iter().collect(),
-        Object::Network(_) => Vec::new(),
-    });
-    relative
-        .filter_map(|r| files::resolve_inside(path, &r).ok())
-        .map(|p| {
-            let stamp = stamp_of(&p);
-            (p, stamp)
-        })
-        .collect()
+    files: BTreeMap<PathBuf, (FileStamp, FileLoad)>,
 }
 
 /// Like [`load_dir`], but reuses the outcome of files whose stamp did not change since the
@@ -217,8 +177,8 @@ pub fn load_dir_cached(dir: &Path, cache: &mut LoadCache) -> Result<LoadedDir, L
         let cached = cache
             .files
             .remove(&path)
-            .filter(|cached| cached.is_current(stamp))
-            .map(|cached| cached.load);
+            .filter(|(cached, _)| Some(*cached) == stamp)
+            .map(|(_, load)| load);
         let load = match cached {
             Some(load) => load,
             None => {
@@ -232,23 +192,30 @@ pub fn load_dir_cached(dir: &Path, cache: &mut LoadCache) -> Result<LoadedDir, L
                 load
             }
         };
-        // A failed load is not kept: it may have failed on a referenced file that is missing
-        // or too large, which can be fixed without touching the spec file.
-        if let (Some(stamp), FileLoad::Ok(objects)) = (stamp, &load) {
-            let dependencies = dependencies(&path, objects);
-            next_cache.insert(
-                path.clone(),
-                CachedLoad {
-                    stamp,
-                    dependencies,
-                    load: load.clone(),
-                },
-            );
+        // A file's stamp stands for its whole outcome only when the outcome depends on no other
+        // file: a config's `file:` or a service's `envFile` can change on their own, and a
+        // failed file may be fixed by creating what it refers to.
+        if let Some(stamp) = stamp
+            && is_self_contained(&load)
+        {
+            next_cache.insert(path.clone(), (stamp, load.clone()));
         }
         files.insert(path, load);
     }
     cache.files = next_cache;
     Ok(LoadedDir { files })
+}
+
+/// Whether a file's outcome depends on nothing but its own text.
+fn is_self_contained(load: &FileLoad) -> bool {
+    load.objects().is_some_and(|objects| {
+        objects.iter().all(|object| match &object.value {
+            Object::Service(service) => service.spec.env_file.is_empty(),
+            Object::Config(config) => config.spec.file.is_none(),
+            Object::Secret(secret) => secret.spec.file.is_none(),
+            Object::Network(_) => true,
+        })
+    })
 }
 
 /// Whether the directory entry `path` itself is gone (not: its symlink target).
