@@ -170,7 +170,8 @@ impl Bench {
         self.report
             .row("operator log: WARN/ERROR lines", problems.len().to_string());
         for line in problems.iter().take(3) {
-            self.report.note(format!("operator log: {line}"));
+            self.report
+                .note(format!("operator log: {}", clip(line, 240)));
         }
         if !clean {
             self.report.note("the operator did not exit cleanly");
@@ -249,6 +250,14 @@ impl Bench {
             }
         }
         self.swarm.remove_all(&self.prefix).await;
+    }
+}
+
+/// The first `max` characters of `text`, marked when cut.
+pub fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
     }
 }
 

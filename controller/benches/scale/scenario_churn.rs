@@ -246,12 +246,12 @@ fn status_summary(status: &serde_json::Value) -> String {
                 field("type"),
                 field("status"),
                 field("reason"),
-                field("message")
+                crate::clip(&field("message"), 160)
             )
         })
         .collect();
     if let Some(error) = status.get("lastError").and_then(|e| e.as_str()) {
-        parts.push(format!("lastError: {error}"));
+        parts.push(format!("lastError: {}", crate::clip(error, 160)));
     }
     parts.join("; ")
 }
