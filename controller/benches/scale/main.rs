@@ -201,9 +201,12 @@ impl Bench {
                 None
             }
         };
+        let end = self.operator_wire.log.mark();
+        // The last responses (e.g. a duplicate create's 409) may still be on their way.
+        tokio::time::sleep(Duration::from_secs(1)).await;
         Ok(Convergence {
             took,
-            requests: self.operator_wire.log.since(mark),
+            requests: self.operator_wire.log.between(mark, end),
         })
     }
 

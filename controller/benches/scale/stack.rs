@@ -51,7 +51,9 @@ impl Bench {
         .await?;
         let command = start.elapsed();
         let all = self.swarm.wait_count(&name_prefix, n, start).await?;
-        let requests = self.cli_wire.log.since(mark);
+        let end = self.cli_wire.log.mark();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let requests = self.cli_wire.log.between(mark, end);
         self.report.row(
             format!("stack deploy of {n}: command returns / all {n} exist"),
             format!("{} / **{}**", secs(command), secs(all)),

@@ -50,6 +50,11 @@ impl WireLog {
         self.0.lock().expect("wire log lock")[mark..].to_vec()
     }
 
+    /// The requests from `mark` to `end` (two marks), with the statuses that arrived since.
+    pub fn between(&self, mark: usize, end: usize) -> Vec<Request> {
+        self.0.lock().expect("wire log lock")[mark..end].to_vec()
+    }
+
     fn push(&self, request: Request) -> usize {
         let mut log = self.0.lock().expect("wire log lock");
         log.push(request);
