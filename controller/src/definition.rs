@@ -11,6 +11,12 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+// The spec's closed sets are the canonical ones: they serialize to the engine's wire names, so
+// the definition hash and the drift paths read the same as before they were typed.
+pub use crate::spec::{
+    FailureAction, MountType, Protocol, PublishMode, RestartCondition, UpdateOrder,
+};
+
 /// Label on every object the operator owns; it never changes an object without it.
 pub const MANAGED_BY_LABEL: &str = "swarm-operator.io/managed-by";
 /// Value of [`MANAGED_BY_LABEL`].
@@ -59,10 +65,10 @@ pub struct Port {
     pub target: u16,
     /// Port on the node or the routing mesh; `None` lets swarm pick one.
     pub published: Option<u16>,
-    /// `tcp`, `udp` or `sctp`.
-    pub protocol: String,
-    /// `ingress` or `host`.
-    pub mode: String,
+    /// Transport protocol.
+    pub protocol: Protocol,
+    /// Routing mesh or host port.
+    pub mode: PublishMode,
 }
 
 /// A container healthcheck; durations in nanoseconds as Docker stores them.
@@ -89,22 +95,22 @@ pub struct UpdatePolicy {
     pub parallelism: Option<i64>,
     /// Pause between batches.
     pub delay_ns: Option<i64>,
-    /// `pause`, `continue` or `rollback`.
-    pub failure_action: Option<String>,
+    /// What swarm does when a batch fails.
+    pub failure_action: Option<FailureAction>,
     /// How long a new task is watched for failure.
     pub monitor_ns: Option<i64>,
     /// Tolerated failure ratio, 0..=1.
     pub max_failure_ratio: Option<f64>,
-    /// `stop-first` or `start-first`.
-    pub order: Option<String>,
+    /// Whether old tasks stop before new ones start.
+    pub order: Option<UpdateOrder>,
 }
 
 /// When swarm restarts a task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RestartPolicy {
-    /// `none`, `on-failure` or `any`.
-    pub condition: Option<String>,
+    /// When a task is restarted.
+    pub condition: Option<RestartCondition>,
     /// Delay between restart attempts.
     pub delay_ns: Option<i64>,
     /// Attempts before giving up (0 = unlimited).
@@ -147,12 +153,23 @@ pub struct Resources {
     pub reservations: Option<ResourceAmounts>,
 }
 
+/// A mount's kind: one a spec can ask for, or one only the engine reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum MountKind {
+    /// `volume`, `bind` or `tmpfs`.
+    Spec(MountType),
+    /// A kind no spec can ask for (`npipe`, `cluster`, `image`), kept as the engine names it
+    /// so that it shows as drift instead of passing for a volume.
+    Unsupported(String),
+}
+
 /// A volume, bind or tmpfs mount.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Mount {
-    /// `volume`, `bind` or `tmpfs`.
-    pub kind: String,
+    /// Volume, bind, tmpfs, or a kind the engine reports that specs cannot express.
+    pub kind: MountKind,
     /// Volume name or host path; none for tmpfs.
     pub source: Option<String>,
     /// Path in the container.
@@ -365,10 +382,10 @@ pub(crate) mod tests {
         UpdatePolicy {
             parallelism: Some(1),
             delay_ns: None,
-            failure_action: Some("pause".into()),
+            failure_action: Some(FailureAction::Pause),
             monitor_ns: None,
             max_failure_ratio: Some(0.0),
-            order: Some("stop-first".into()),
+            order: Some(UpdateOrder::StopFirst),
         }
     }
 
@@ -377,6 +394,44 @@ pub(crate) mod tests {
         let a = sample_service("quote");
         assert!(field_changes(&a, &a.clone(), true).is_empty());
         assert_eq!(definition_hash(&a), definition_hash(&a.clone()));
+    }
+
+    /// The hash label of every service on a swarm is computed from this JSON: a change in how
+    /// the typed fields serialize would make the operator rewrite every service once.
+    #[test]
+    fn typed_fields_serialize_to_the_engine_wire_names() {
+        let port = Port {
+            target: 53,
+            published: Some(5353),
+            protocol: Protocol::Udp,
+            mode: PublishMode::Host,
+        };
+        assert_eq!(
+            serde_json::to_string(&port).unwrap(),
+            r#"{"target":53,"published":5353,"protocol":"udp","mode":"host"}"#
+        );
+        let policy = docker_default_update_policy();
+        let json = serde_json::to_value(&policy).unwrap();
+        assert_eq!(json["failureAction"], "pause");
+        assert_eq!(json["order"], "stop-first");
+        let restart = RestartPolicy {
+            condition: Some(RestartCondition::OnFailure),
+            delay_ns: None,
+            max_attempts: None,
+            window_ns: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&restart).unwrap()["condition"],
+            "on-failure"
+        );
+        for (kind, wire) in [
+            (MountKind::Spec(MountType::Volume), "volume"),
+            (MountKind::Spec(MountType::Bind), "bind"),
+            (MountKind::Spec(MountType::Tmpfs), "tmpfs"),
+            (MountKind::Unsupported("npipe".into()), "npipe"),
+        ] {
+            assert_eq!(serde_json::to_value(&kind).unwrap(), wire);
+        }
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::definition::{
-    self, DEFAULT_INSTANCE, EndpointMode, Healthcheck, Mode, Mount, NetworkDefinition, Placement,
-    Port, ResourceAmounts, Resources, RestartPolicy, ServiceDefinition, UpdatePolicy,
+    self, DEFAULT_INSTANCE, EndpointMode, Healthcheck, Mode, Mount, MountKind, NetworkDefinition,
+    Placement, Port, ResourceAmounts, Resources, RestartPolicy, ServiceDefinition, UpdatePolicy,
 };
 use crate::docker::Ownership;
 use crate::spec::{self, LoadDirError, Located, Object, SpecError, SpecStore};
@@ -159,15 +159,6 @@ impl DesiredState {
     }
 }
 
-/// The wire name serde gives an enum value (`stop-first`, `on-failure`, …), so the spec's
-/// spelling and Docker's stay one and the same.
-fn wire_name<T: Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        other => unreachable!("spec enums serialize to strings, got {other:?}"),
-    }
-}
-
 fn nanos(duration: Option<&spec::DurationStr>) -> Option<i64> {
     duration.map(spec::DurationStr::as_nanos_i64)
 }
@@ -176,10 +167,10 @@ fn update_policy(policy: &spec::UpdatePolicy) -> UpdatePolicy {
     UpdatePolicy {
         parallelism: policy.parallelism.map(|p| p as i64),
         delay_ns: nanos(policy.delay.as_ref()),
-        failure_action: policy.failure_action.as_ref().map(wire_name),
+        failure_action: policy.failure_action,
         monitor_ns: nanos(policy.monitor.as_ref()),
         max_failure_ratio: policy.max_failure_ratio,
-        order: policy.order.as_ref().map(wire_name),
+        order: policy.order,
     }
 }
 
@@ -200,8 +191,8 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
         .map(|p| Port {
             target: p.target,
             published: p.published,
-            protocol: p.protocol.as_str().to_owned(),
-            mode: wire_name(&p.mode),
+            protocol: p.protocol,
+            mode: p.mode,
         })
         .collect();
     ports.sort();
@@ -233,7 +224,7 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
         update_config: spec.update_config.as_ref().map(update_policy),
         rollback_config: spec.rollback_config.as_ref().map(update_policy),
         restart_policy: spec.restart_policy.as_ref().map(|p| RestartPolicy {
-            condition: p.condition.as_ref().map(wire_name),
+            condition: p.condition,
             delay_ns: nanos(p.delay.as_ref()),
             max_attempts: p.max_attempts.map(|m| m as i64),
             window_ns: nanos(p.window.as_ref()),
@@ -254,7 +245,7 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
             .mounts
             .iter()
             .map(|m| Mount {
-                kind: wire_name(&m.r#type),
+                kind: MountKind::Spec(m.r#type),
                 source: m.source.clone(),
                 target: m.target.clone(),
                 read_only: m.read_only,
@@ -268,7 +259,7 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
 }
 
 /// The canonical definition of a `SwarmNetwork`.
-pub fn network_definition(network: &spec::SwarmNetwork) -> NetworkDefinition {
+fn network_definition(network: &spec::SwarmNetwork) -> NetworkDefinition {
     let spec = &network.spec;
     NetworkDefinition {
         name: network.metadata.name.clone(),

@@ -16,5 +16,9 @@ pub mod reconcile;
 pub mod runtime;
 pub mod spec;
 pub mod status;
+pub mod swarm_watch;
 pub mod triggers;
 pub mod world;
+
+#[cfg(test)]
+mod loop_tests;

@@ -1,7 +1,7 @@
 //! Prometheus metrics and the HTTP endpoint serving them with `/healthz` and `/readyz`.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -16,6 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::docker::{Op, RequestObserver, RequestOutcome};
 use crate::plan::{ObjectKey, ObjectKind};
 use crate::runtime::{Outcome, RunnerObserver};
 use crate::world::World;
@@ -43,6 +44,12 @@ struct ReconcileLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    op: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: &'static str,
 }
@@ -63,6 +70,10 @@ pub struct Metrics {
     managed_objects: Family<KindLabels, Gauge>,
     drift_corrections: Counter,
     spec_errors: Gauge,
+    docker_requests: Family<RequestLabels, Counter>,
+    status_write_failures: Counter,
+    /// The last status write's error, `None` after a success: shown on `/readyz`.
+    status_write_error: Mutex<Option<String>>,
 }
 
 impl Default for Metrics {
@@ -113,7 +124,23 @@ impl Metrics {
             "Problems in the spec directory",
             spec_errors.clone(),
         );
+        let docker_requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "docker_requests",
+            "Docker Engine API requests the operator made, by op and outcome (writes are raft \
+             proposals on the managers)",
+            docker_requests.clone(),
+        );
+        let status_write_failures = Counter::default();
+        registry.register(
+            "status_write_failures",
+            "Failed writes of the status file (each is retried with backoff)",
+            status_write_failures.clone(),
+        );
         Metrics {
+            docker_requests,
+            status_write_failures,
+            status_write_error: Mutex::new(None),
             registry,
             reconciles,
             reconcile_duration,
@@ -127,6 +154,50 @@ impl Metrics {
     /// Counts one drift correction.
     pub fn drift_corrected(&self) {
         self.drift_corrections.inc();
+    }
+
+    /// Requests counted so far for `op` with `outcome`.
+    pub fn docker_requests(&self, op: Op, outcome: RequestOutcome) -> u64 {
+        self.docker_requests
+            .get_or_create(&RequestLabels {
+                op: op.as_str(),
+                outcome: outcome.as_str(),
+            })
+            .get()
+    }
+
+    /// Write requests (creates, updates, removals) counted so far, whatever their outcome.
+    pub fn docker_writes(&self) -> u64 {
+        Op::ALL
+            .into_iter()
+            .filter(|op| op.is_write())
+            .flat_map(|op| OUTCOMES.map(|outcome| self.docker_requests(op, outcome)))
+            .sum()
+    }
+
+    /// A status write failed.
+    pub fn status_write_failed(&self, error: &dyn std::fmt::Display) {
+        self.status_write_failures.inc();
+        *self
+            .status_write_error
+            .lock()
+            .expect("metrics lock poisoned") = Some(error.to_string());
+    }
+
+    /// A status write succeeded.
+    pub fn status_write_succeeded(&self) {
+        *self
+            .status_write_error
+            .lock()
+            .expect("metrics lock poisoned") = None;
+    }
+
+    /// Why the last status write failed, if it did.
+    pub fn status_write_error(&self) -> Option<String> {
+        self.status_write_error
+            .lock()
+            .expect("metrics lock poisoned")
+            .clone()
     }
 
     /// Total drift corrections so far.
@@ -165,6 +236,25 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("encoding metrics into a String");
         out
+    }
+}
+
+const OUTCOMES: [RequestOutcome; 5] = [
+    RequestOutcome::Ok,
+    RequestOutcome::NotFound,
+    RequestOutcome::Conflict,
+    RequestOutcome::Refused,
+    RequestOutcome::Transport,
+];
+
+impl RequestObserver for Metrics {
+    fn on_request(&self, op: Op, outcome: RequestOutcome) {
+        self.docker_requests
+            .get_or_create(&RequestLabels {
+                op: op.as_str(),
+                outcome: outcome.as_str(),
+            })
+            .inc();
     }
 }
 
@@ -223,13 +313,18 @@ async fn serve_metrics(State(state): State<ServerState>) -> impl IntoResponse {
 }
 
 async fn ready(State(state): State<ServerState>) -> impl IntoResponse {
-    if state.world.is_ready() {
-        (StatusCode::OK, "ready")
-    } else {
-        (
+    if !state.world.is_ready() {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: specs or swarm not read yet",
-        )
+            "not ready: specs or swarm not read yet".to_owned(),
+        );
+    }
+    match state.metrics.status_write_error() {
+        None => (StatusCode::OK, "ready".to_owned()),
+        Some(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: the status file can not be written ({error}); retrying"),
+        ),
     }
 }
 

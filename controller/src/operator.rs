@@ -1,7 +1,6 @@
 //! `swarm-operator run`: wires the triggers, the runtime, the reconciler, the status writer and
 //! the metrics server together, and shuts them down in order.
 
-use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,15 +13,16 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::docker::{DockerEngine, DockerError, SwarmEvent};
+use crate::docker::{DockerError, Metered, SwarmApi};
 use crate::metrics::{self, Metrics};
 use crate::plan::ObjectKey;
 use crate::reconcile::{Context, reconcile};
-use crate::runtime::{self, Runner, RunnerConfig, Trigger};
+use crate::runtime::{self, Runner, RunnerConfig};
 use crate::spec::SpecStore;
 use crate::status::{self, StatusFile};
-use crate::triggers::{self, refresh_service, refresh_swarm, reload_specs};
-use crate::world::World;
+use crate::swarm_watch::{self, WatchConfig};
+use crate::triggers;
+use crate::world::{self, Reflector, Reporter, World};
 
 /// Errors that stop the operator.
 #[derive(Debug, thiserror::Error)]
@@ -85,39 +85,73 @@ impl OperatorConfig {
     }
 }
 
+/// Retry delays of a failing object: 1 s doubling (plus jitter) to 5 min, so an object that
+/// can never be applied costs at most 6 attempts in its first minute and then one every few
+/// minutes. Retried at once when its own object or its spec changes.
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(5 * 60);
+
 fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
 /// Writes the status whenever the world changed, at most every `STATUS_DEBOUNCE`, and once
-/// more at shutdown.
+/// more at shutdown. A failed write (disk full, read-only volume) is logged when it happens,
+/// counted, shown on `/readyz`, and retried with backoff until it succeeds; it never stops
+/// the writer.
 async fn status_writer(
     world: World,
+    metrics: Arc<Metrics>,
     config: OperatorConfig,
     shutdown: CancellationToken,
 ) -> Result<(), status::StatusError> {
     // Coalesces bursts (a rollout touches many tasks) into one write.
     const STATUS_DEBOUNCE: Duration = Duration::from_millis(100);
+    const RETRY_MIN: Duration = Duration::from_millis(500);
+    const RETRY_MAX: Duration = Duration::from_secs(30);
     let mut last: Option<StatusFile> = status::read(&config.status_file);
+    let mut retry: Option<Duration> = None;
     loop {
-        let stopping = tokio::select! {
-            _ = world.changed() => false,
-            _ = shutdown.cancelled() => true,
+        let stopping = match retry {
+            Some(delay) => tokio::select! {
+                () = tokio::time::sleep(delay) => false,
+                () = shutdown.cancelled() => true,
+            },
+            None => tokio::select! {
+                () = world.changed() => false,
+                () = shutdown.cancelled() => true,
+            },
         };
-        if !stopping {
+        if !stopping && retry.is_none() {
             tokio::time::sleep(STATUS_DEBOUNCE).await;
         }
         let next = {
             let state = world.read();
             status::build(&state, &config.specs_dir, last.as_ref(), &now_rfc3339())
         };
-        if stopping
+        let due = stopping
+            || retry.is_some()
             || last
                 .as_ref()
-                .is_none_or(|l| !status::same_content(l, &next))
-        {
-            status::write_atomic(&config.status_file, &next)?;
-            last = Some(next);
+                .is_none_or(|l| !status::same_content(l, &next));
+        if due {
+            match status::write_atomic(&config.status_file, &next) {
+                Ok(()) => {
+                    if retry.take().is_some() {
+                        info!(path = %config.status_file.display(), "status file written again");
+                    }
+                    metrics.status_write_succeeded();
+                    last = Some(next);
+                }
+                Err(error) if stopping => return Err(error),
+                Err(error) => {
+                    let delay = retry.map_or(RETRY_MIN, |d| (d * 2).min(RETRY_MAX));
+                    warn!(%error, retry_in = ?delay,
+                          "writing the status file failed (full or read-only file system?); retrying");
+                    metrics.status_write_failed(&error);
+                    retry = Some(delay);
+                }
+            }
         }
         if stopping {
             info!(path = %config.status_file.display(), "final status written");
@@ -126,68 +160,21 @@ async fn status_writer(
     }
 }
 
-/// Docker events that arrived together. Swarm emits them in bursts (a rollout, 500 creates);
-/// re-reading each service is one call per event, while one listing serves any number.
-#[derive(Debug, Default)]
-struct EventBurst {
-    /// Services named by service events.
-    services: BTreeSet<String>,
-    /// A network or node changed.
-    other: bool,
-    /// The stream ended.
-    ended: bool,
-}
-
-impl EventBurst {
-    /// How long to wait for the next event of a burst: short enough to keep drift correction
-    /// immediate, long enough to catch events queued behind the first.
-    const GAP: Duration = Duration::from_millis(10);
-    /// Bounds one burst, so that a never-ending stream still gets handled.
-    const MAX_EVENTS: usize = 512;
-    /// Above this many services one listing is cheaper than reading them one by one.
-    const INSPECT_LIMIT: usize = 8;
-
-    async fn collect<S>(first: Option<Result<SwarmEvent, DockerError>>, events: &mut S) -> Self
-    where
-        S: futures_util::Stream<Item = Result<SwarmEvent, DockerError>> + Unpin,
-    {
-        let mut burst = EventBurst::default();
-        let mut next = first;
-        for _ in 0..Self::MAX_EVENTS {
-            match next {
-                Some(Ok(SwarmEvent::Service { name })) => {
-                    burst.services.insert(name);
-                }
-                Some(Ok(SwarmEvent::Other)) => burst.other = true,
-                Some(Err(error)) => warn!(%error, "Docker event stream"),
-                None => {
-                    burst.ended = true;
-                    break;
-                }
-            }
-            match tokio::time::timeout(Self::GAP, events.next()).await {
-                Ok(event) => next = event,
-                Err(_) => break,
-            }
-        }
-        burst
-    }
-
-    fn refresh_all(&self) -> bool {
-        self.other || self.services.len() > Self::INSPECT_LIMIT
-    }
-}
-
 /// Runs the operator until `shutdown` completes; in-flight reconciles finish and a final status
 /// is written before it returns.
-pub async fn run(
+///
+/// Tasks: the reflector (the only writer of the shared view), the swarm watcher (events,
+/// relists, task polling), the spec watcher (here), the runner (reconciles of the keys the
+/// reflector says changed), the status writer and the metrics server.
+pub async fn run<A: SwarmApi>(
     config: OperatorConfig,
-    api: DockerEngine,
+    api: A,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), OperatorError> {
+    let metrics = Arc::new(Metrics::new());
+    let api = Arc::new(Metered::new(api, metrics.clone()));
     api.ensure_manager().await?;
     let world = World::default();
-    let metrics = Arc::new(Metrics::new());
     let stop = CancellationToken::new();
 
     let metrics_server = config.metrics_addr.map(|addr| {
@@ -199,130 +186,108 @@ pub async fn run(
         ))
     });
 
+    let (changes_tx, changes_rx) = mpsc::unbounded_channel::<ObjectKey>();
+    let (reflector, reporter) = Reflector::new(world.clone(), changes_tx);
+    let reflector_task = tokio::spawn(reflector.run());
+
     // First look, before anything runs, so the first plan sees the whole swarm.
-    refresh_swarm(&api, &world).await?;
+    swarm_watch::relist(api.as_ref(), &world, &reporter).await?;
     let mut store = SpecStore::new();
-    if let Err(error) = reload_specs(
-        &world,
-        &mut store,
-        &config.specs_dir,
-        config.allow_empty_prune,
-        &config.instance,
-    ) {
-        warn!(%error, "spec directory unreadable: nothing will be created or removed until it is");
-    }
+    reload(&world, &reporter, &mut store, &config).await;
 
     let ctx = Arc::new(Context {
         api: api.clone(),
         world: world.clone(),
+        reporter: reporter.clone(),
         metrics: metrics.clone(),
     });
-    // Bounded: triggers are cheap to coalesce, and a stuck runner must not grow memory.
-    let (trigger_tx, trigger_rx) = mpsc::channel::<Trigger<ObjectKey>>(1024);
-    let keys_world = world.clone();
     let runner = Runner::new(
         move |key| reconcile(ctx.clone(), key),
-        RunnerConfig::default().concurrency(config.concurrency),
+        RunnerConfig::default()
+            .concurrency(config.concurrency)
+            .backoff(RETRY_MIN, RETRY_MAX),
     )?
-    .observer(metrics.clone())
-    .keys_fn(move || triggers::keys(&keys_world));
-    let runner_task = tokio::spawn(runner.run(
-        runtime::receiver_stream(trigger_rx),
-        stop.clone().cancelled_owned(),
+    .observer(metrics.clone());
+    // The first pass looks at every key; after it, only at keys whose state changed.
+    let initial = world::all_keys(&world);
+    let mut changes_rx = changes_rx;
+    let changes = futures_util::stream::poll_fn(move |cx| changes_rx.poll_recv(cx));
+    let triggers = futures_util::stream::iter(initial).chain(changes);
+    let runner_task = tokio::spawn(runner.run(triggers, stop.clone().cancelled_owned()));
+    let writer_task = tokio::spawn(status_writer(
+        world.clone(),
+        metrics.clone(),
+        config.clone(),
+        stop.clone(),
     ));
-    let writer_task = tokio::spawn(status_writer(world.clone(), config.clone(), stop.clone()));
+    let watch_task = tokio::spawn(swarm_watch::run(
+        api.clone(),
+        world.clone(),
+        reporter.clone(),
+        WatchConfig {
+            resync: config.resync,
+            task_poll: config.task_poll,
+        },
+        stop.clone(),
+    ));
 
     let (_watcher, mut spec_changes) = triggers::watch_specs(&config.specs_dir)?;
-    let mut events = Box::pin(api.events());
-    let mut resync = tokio::time::interval(config.resync);
-    resync.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    resync.reset(); // the first full pass is the initial one just below
-    let mut task_poll = tokio::time::interval(config.task_poll);
-    task_poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut spec_poll = config.spec_poll.map(tokio::time::interval);
-    let _ = trigger_tx.send(Trigger::ReconcileAll).await;
+    // The spec directory is read again on every resync too (and on `--spec-poll`): inotify
+    // does not see changes made through some bind mounts.
+    let mut spec_poll =
+        tokio::time::interval(config.spec_poll.unwrap_or(config.resync).min(config.resync));
+    spec_poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    spec_poll.reset();
     info!(specs = %config.specs_dir.display(), status = %config.status_file.display(),
-          api = api.api_version(), "operator running");
+          "operator running");
 
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            _ = &mut shutdown => break,
-            Some(()) = spec_changes.recv() => {
-                reload_and_trigger(&world, &mut store, &config, &trigger_tx).await;
-            }
-            _ = async { spec_poll.as_mut().unwrap().tick().await }, if spec_poll.is_some() => {
-                reload_and_trigger(&world, &mut store, &config, &trigger_tx).await;
-            }
-            event = events.next() => {
-                let burst = EventBurst::collect(event, &mut events).await;
-                if burst.refresh_all() {
-                    match refresh_swarm(&api, &world).await {
-                        Ok(()) => { let _ = trigger_tx.send(Trigger::ReconcileAll).await; }
-                        Err(error) => warn!(%error, "listing the swarm after events"),
-                    }
-                } else {
-                    for name in burst.services {
-                        if let Err(error) = refresh_service(&api, &world, &name).await {
-                            warn!(%error, service = %name, "re-reading service after event");
-                        }
-                        let _ = trigger_tx.send(Trigger::Reconcile(ObjectKey::service(name))).await;
-                    }
-                }
-                if burst.ended {
-                    // The engine closed the stream (restart, timeout): reconnect, and list
-                    // everything since events may have been missed meanwhile.
-                    warn!("Docker event stream ended; reconnecting");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    events = Box::pin(api.events());
-                    if refresh_swarm(&api, &world).await.is_ok() {
-                        let _ = trigger_tx.send(Trigger::ReconcileAll).await;
-                    }
-                }
-            }
-            _ = resync.tick() => {
-                reload_and_trigger(&world, &mut store, &config, &trigger_tx).await;
-                match refresh_swarm(&api, &world).await {
-                    Ok(()) => { let _ = trigger_tx.send(Trigger::ReconcileAll).await; }
-                    Err(error) => warn!(%error, "periodic resync: listing the swarm"),
-                }
-            }
-            _ = task_poll.tick() => {
-                match crate::docker::SwarmApi::list_tasks(&api).await {
-                    Ok(tasks) => { world.set_tasks(tasks); }
-                    Err(error) => warn!(%error, "polling tasks"),
-                }
-            }
+            () = &mut shutdown => break,
+            Some(()) = spec_changes.recv() => reload(&world, &reporter, &mut store, &config).await,
+            _ = spec_poll.tick() => reload(&world, &reporter, &mut store, &config).await,
         }
     }
 
     info!("shutting down: finishing in-flight reconciles");
     stop.cancel();
     let _ = runner_task.await;
+    let _ = watch_task.await;
     writer_task.await.expect("status writer panicked")?;
     if let Some(server) = metrics_server {
         server.await.expect("metrics server panicked")?;
     }
+    drop(reporter);
+    let _ = reflector_task.await;
     Ok(())
 }
 
-async fn reload_and_trigger(
+/// Re-reads the spec directory and hands the result to the reflector, which reconciles the
+/// keys whose spec changed. An unreadable directory changes nothing.
+async fn reload(
     world: &World,
+    reporter: &Reporter,
     store: &mut SpecStore,
     config: &OperatorConfig,
-    trigger_tx: &mpsc::Sender<Trigger<ObjectKey>>,
 ) {
-    match reload_specs(
-        world,
+    let existing = world::existing_networks(world);
+    match triggers::reload_specs(
         store,
         &config.specs_dir,
+        &existing,
         config.allow_empty_prune,
         &config.instance,
     ) {
-        Ok(true) => {
-            let _ = trigger_tx.send(Trigger::ReconcileAll).await;
+        Ok(desired) => {
+            let unchanged = {
+                let state = world.read();
+                state.specs_loaded && state.desired == desired
+            };
+            if !unchanged {
+                reporter.desired(desired).await;
+            }
         }
-        Ok(false) => {}
         Err(error) => warn!(%error, "spec directory unreadable; keeping the last good specs"),
     }
 }

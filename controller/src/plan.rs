@@ -3,7 +3,7 @@
 //! Pure and deterministic. Equal inputs give an empty plan, so a restart or a resync writes
 //! nothing. Objects without the operator's label are never written; they show up as conflicts.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::Serialize;
@@ -26,9 +26,7 @@ pub enum ObjectKind {
 /// Identifies one object the operator reconciles.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct ObjectKey {
-    /// Network or service.
     pub kind: ObjectKind,
-    /// Its name.
     pub name: String,
 }
 
@@ -153,9 +151,7 @@ pub enum ConflictReason {
 /// An object the plan refuses or is unable to act on, with the reason and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Conflict {
-    /// The object.
     pub key: ObjectKey,
-    /// Why.
     pub reason: ConflictReason,
     /// For humans: what is wrong and what to do.
     pub message: String,
@@ -446,15 +442,6 @@ impl fmt::Display for PlanDisplay<'_> {
         }
         Ok(())
     }
-}
-
-/// Observed services by id, for mapping tasks to services.
-pub fn services_by_id(observed: &Observed) -> BTreeMap<&str, &ObservedService> {
-    observed
-        .services
-        .values()
-        .map(|s| (s.id.as_str(), s))
-        .collect()
 }
 
 #[cfg(test)]

@@ -1,18 +1,18 @@
-//! Reconcile one object: plan it against the shared view, apply the write, record the outcome.
+//! Reconcile one object: plan it against the shared view, make at most one write, report the
+//! write and the outcome to the reflector.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tracing::{info, warn};
 
 use crate::docker::{DockerError, SwarmApi};
 use crate::metrics::Metrics;
-use crate::plan::{Action, ObjectKey, UpdateCause, plan_object};
+use crate::plan::{Action, ObjectKey, ObjectPlan, UpdateCause, plan_object};
 use crate::runtime;
-use crate::triggers::refresh_service;
-use crate::world::{ObjectOutcome, World};
+use crate::world::{Blocker, ObjectOutcome, Observation, Reporter, World, Written};
 
-/// Why a reconcile failed; the runtime retries it with backoff.
+/// Why a reconcile did not finish; the runtime retries it with backoff (earlier when the
+/// object or its spec changes).
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     /// The Docker engine refused or failed the write.
@@ -43,70 +43,203 @@ pub enum ReconcileError {
         /// The missing network.
         network: String,
     },
+    /// A network whose spec is gone is still used by services the operator does not remove.
+    #[error(
+        "{key}: its spec is gone, but services {users:?} still use it; it is removed once they are gone (remove them or detach them from the network)"
+    )]
+    WaitingForUsers {
+        /// The network.
+        key: ObjectKey,
+        /// The services attached to it, by name where known.
+        users: Vec<String>,
+    },
+    /// A published port of the service is held by another service.
+    #[error(
+        "{key}: published port {port} is already used by service {holder:?}; free the port or change the spec's published port"
+    )]
+    PortConflict {
+        /// The service.
+        key: ObjectKey,
+        /// The port.
+        port: u16,
+        /// The service holding it.
+        holder: String,
+    },
+    /// The service kept changing under the operator between its read and its update.
+    #[error(
+        "{key}: the service kept changing while being updated ({attempts} attempts); retrying later"
+    )]
+    KeptChanging {
+        /// The service.
+        key: ObjectKey,
+        /// Reads and updates tried.
+        attempts: u32,
+    },
 }
 
-/// What a reconcile needs: the engine, the shared view and the metrics.
+impl ReconcileError {
+    /// What blocks the object, as the status reports it.
+    pub fn blocker(&self) -> Blocker {
+        match self {
+            ReconcileError::WaitingForNetwork { network, .. } => Blocker::WaitingForNetwork {
+                network: network.clone(),
+            },
+            ReconcileError::WaitingForUsers { users, .. } => Blocker::WaitingForUsers {
+                users: users.clone(),
+            },
+            ReconcileError::PortConflict { port, holder, .. } => Blocker::PortConflict {
+                port: *port,
+                holder: holder.clone(),
+            },
+            _ => Blocker::Failed,
+        }
+    }
+}
+
+/// What a reconcile needs: the engine, the shared view, the reflector and the metrics.
 pub struct Context<A> {
     /// The swarm.
-    pub api: A,
-    /// The shared view.
+    pub api: Arc<A>,
+    /// The shared view (read only).
     pub world: World,
+    /// Where reads and writes are reported.
+    pub reporter: Reporter,
     /// Counters.
     pub metrics: Arc<Metrics>,
 }
 
-/// After a create races with another writer, look again soon rather than wait for a resync.
-const RECHECK_AFTER_RACE: Duration = Duration::from_millis(500);
+/// Reads and writes one reconcile may try when the service changes under it (stale version,
+/// "update out of sequence") before it gives up and backs off.
+const MAX_ATTEMPTS: u32 = 3;
 
-/// Reconciles `key` once. Writes at most one object.
+/// Reconciles `key` once. Writes at most one object (a stale version costs a re-read and a
+/// second try, never a second different write).
 pub async fn reconcile<A: SwarmApi>(
     ctx: Arc<Context<A>>,
     key: ObjectKey,
 ) -> Result<runtime::Action, ReconcileError> {
-    let plan = {
-        let world = ctx.world.read();
-        plan_object(&key, &world.desired, &world.observed)
+    let mut attempt = 1;
+    let (result, conflict) = loop {
+        let plan = current_plan(&ctx, &key);
+        let Some(action) = plan.action else {
+            break (Ok(runtime::Action::await_change()), plan.conflict);
+        };
+        match apply(&ctx, &key, action).await {
+            Err(Retry::Reread) if attempt < MAX_ATTEMPTS => attempt += 1,
+            Err(Retry::Reread) => {
+                break (
+                    Err(ReconcileError::KeptChanging {
+                        key: key.clone(),
+                        attempts: attempt,
+                    }),
+                    plan.conflict,
+                );
+            }
+            Err(Retry::Fail(error)) => break (Err(error), plan.conflict),
+            Ok(()) => break (Ok(runtime::Action::await_change()), plan.conflict),
+        }
     };
-    let result = match plan.action {
-        Some(action) => apply(&ctx, &key, action).await,
-        None => Ok(runtime::Action::await_change()),
-    };
-    ctx.world.set_outcome(
-        &key,
-        ObjectOutcome {
-            last_error: result.as_ref().err().map(ToString::to_string),
-            conflict: plan.conflict,
-        },
-    );
+    let error = result
+        .as_ref()
+        .err()
+        .map(|error| (error.blocker(), error.to_string()));
+    ctx.reporter
+        .outcome(key.clone(), ObjectOutcome { error, conflict })
+        .await;
     result
 }
 
-/// Performs one planned write and patches the shared view with its result.
+fn current_plan<A>(ctx: &Context<A>, key: &ObjectKey) -> ObjectPlan {
+    let world = ctx.world.read();
+    plan_object(key, &world.desired, &world.observed)
+}
+
+/// Why [`apply`] did not complete.
+enum Retry {
+    /// The object changed under us; it was re-read: plan again.
+    Reread,
+    /// A failure to report.
+    Fail(ReconcileError),
+}
+
+impl From<ReconcileError> for Retry {
+    fn from(error: ReconcileError) -> Self {
+        Retry::Fail(error)
+    }
+}
+
+/// Re-reads one service and reports it.
+async fn reread_service<A: SwarmApi>(ctx: &Context<A>, key: &ObjectKey) -> Result<(), Retry> {
+    let ticket = ctx.world.ticket();
+    let service = ctx
+        .api
+        .inspect_service(&key.name)
+        .await
+        .map_err(|source| docker_error(key, source))?
+        .map(Box::new);
+    ctx.reporter
+        .observed(Observation::Service {
+            ticket,
+            name: key.name.clone(),
+            service,
+        })
+        .await;
+    Ok(())
+}
+
+/// Re-reads one network and reports it.
+async fn reread_network<A: SwarmApi>(ctx: &Context<A>, key: &ObjectKey) -> Result<(), Retry> {
+    let ticket = ctx.world.ticket();
+    let network = ctx
+        .api
+        .inspect_network(&key.name)
+        .await
+        .map_err(|source| docker_error(key, source))?;
+    ctx.reporter
+        .observed(Observation::Network {
+            ticket,
+            name: key.name.clone(),
+            network,
+        })
+        .await;
+    Ok(())
+}
+
+fn docker_error(key: &ObjectKey, source: DockerError) -> Retry {
+    Retry::Fail(match source {
+        DockerError::PortConflict { port, holder, .. } => ReconcileError::PortConflict {
+            key: key.clone(),
+            port,
+            holder,
+        },
+        source => ReconcileError::Docker {
+            key: key.clone(),
+            source,
+        },
+    })
+}
+
+/// Performs one planned write and reports it.
 async fn apply<A: SwarmApi>(
     ctx: &Context<A>,
     key: &ObjectKey,
     action: Action,
-) -> Result<runtime::Action, ReconcileError> {
-    let docker_error = |source| ReconcileError::Docker {
-        key: key.clone(),
-        source,
-    };
+) -> Result<(), Retry> {
     match action {
         Action::CreateNetwork { desired } => {
             info!(%key, "creating network");
-            let labels = desired.owner_labels();
-            match ctx.api.create_network(&desired.definition, &labels).await {
-                Ok(network) => {
-                    ctx.world
-                        .write()
-                        .observed
-                        .networks
-                        .insert(key.name.clone(), network);
-                }
+            match ctx
+                .api
+                .create_network(&desired.definition, &desired.owner_labels())
+                .await
+            {
+                Ok(network) => ctx.reporter.written(Written::NetworkCreated(network)).await,
+                // Someone else created it: read it, then plan again.
                 Err(DockerError::AlreadyExists { .. }) => {
-                    return Ok(runtime::Action::requeue(RECHECK_AFTER_RACE));
+                    reread_network(ctx, key).await?;
+                    return Err(Retry::Reread);
                 }
-                Err(e) => return Err(docker_error(e)),
+                Err(e) => return Err(docker_error(key, e)),
             }
         }
         Action::CreateService { desired } => {
@@ -118,21 +251,31 @@ async fn apply<A: SwarmApi>(
                     .iter()
                     .find(|n| !world.observed.networks.contains_key(*n))
                 {
-                    return Err(ReconcileError::WaitingForNetwork {
+                    return Err(Retry::Fail(ReconcileError::WaitingForNetwork {
                         key: key.clone(),
                         network: missing.clone(),
-                    });
+                    }));
                 }
             }
             info!(%key, image = %desired.definition.image, "creating service");
-            let labels = desired.owner_labels();
-            match ctx.api.create_service(&desired.definition, &labels).await {
-                Ok(()) | Err(DockerError::AlreadyExists { .. }) => {}
-                Err(e) => return Err(docker_error(e)),
-            }
-            refresh_service(&ctx.api, &ctx.world, &key.name)
+            match ctx
+                .api
+                .create_service(&desired.definition, &desired.owner_labels())
                 .await
-                .map_err(docker_error)?;
+            {
+                // The create answer carries the id; the rest is what we sent. No read-back:
+                // the engine's event about it confirms the version later.
+                Ok(id) => {
+                    ctx.reporter
+                        .written(Written::ServiceCreated { id, desired })
+                        .await;
+                }
+                Err(DockerError::AlreadyExists { .. }) => {
+                    reread_service(ctx, key).await?;
+                    return Err(Retry::Reread);
+                }
+                Err(e) => return Err(docker_error(key, e)),
+            }
         }
         Action::UpdateService {
             id,
@@ -141,186 +284,134 @@ async fn apply<A: SwarmApi>(
             changes,
             cause,
         } => {
+            if version == 0 {
+                // Created by us and not read back yet: the update needs the current version.
+                reread_service(ctx, key).await?;
+                return Err(Retry::Reread);
+            }
             let fields: Vec<String> = changes
                 .iter()
                 .map(|c| format!("{}: {} → {}", c.path, c.old, c.new))
                 .collect();
             match cause {
                 UpdateCause::SpecChanged => info!(%key, changes = ?fields, "updating service"),
-                UpdateCause::Drift => {
-                    warn!(%key, changes = ?fields, "correcting drift");
-                    ctx.metrics.drift_corrected();
-                }
+                UpdateCause::Drift => warn!(%key, changes = ?fields, "correcting drift"),
             }
-            let labels = desired.owner_labels();
-            ctx.api
-                .update_service(&id, version, &desired.definition, &labels)
+            match ctx
+                .api
+                .update_service(&id, version, &desired.definition, &desired.owner_labels())
                 .await
-                .map_err(docker_error)?;
-            refresh_service(&ctx.api, &ctx.world, &key.name)
-                .await
-                .map_err(docker_error)?;
-            let replan = {
-                let world = ctx.world.read();
-                plan_object(key, &world.desired, &world.observed).action
-            };
-            if let Some(Action::UpdateService { changes, .. }) = replan {
+            {
+                Ok(()) => {
+                    if cause == UpdateCause::Drift {
+                        ctx.metrics.drift_corrected();
+                    }
+                    ctx.reporter
+                        .written(Written::ServiceUpdated {
+                            id,
+                            based_on: version,
+                            desired,
+                        })
+                        .await;
+                }
+                Err(DockerError::OutOfSequence { .. }) => {
+                    // Someone else (swarm itself, or a human) wrote in between: read the
+                    // service again and plan against what is there now.
+                    reread_service(ctx, key).await?;
+                    return Err(Retry::Reread);
+                }
+                Err(DockerError::NotFound { .. }) => {
+                    reread_service(ctx, key).await?;
+                    return Err(Retry::Reread);
+                }
+                Err(e) => return Err(docker_error(key, e)),
+            }
+            // Read back once: it gives the new version for the next update, and shows whether
+            // the engine stored what we sent (if not, report it instead of rewriting in a loop).
+            reread_service(ctx, key).await?;
+            if let Some(Action::UpdateService { changes, .. }) = current_plan(ctx, key).action {
                 let fields: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
-                return Err(ReconcileError::NotConverging {
+                return Err(Retry::Fail(ReconcileError::NotConverging {
                     key: key.clone(),
                     fields: fields.join(", "),
-                });
+                }));
             }
         }
-        Action::RemoveService { id, .. } => {
+        Action::RemoveService { name, id } => {
             info!(%key, "removing service: its spec is gone");
             match ctx.api.remove_service(&id).await {
-                Ok(()) | Err(DockerError::NotFound { .. }) => {}
-                Err(e) => return Err(docker_error(e)),
+                Ok(()) | Err(DockerError::NotFound { .. }) => {
+                    ctx.reporter
+                        .written(Written::ServiceRemoved { name, id })
+                        .await;
+                }
+                Err(e) => return Err(docker_error(key, e)),
             }
-            ctx.world.write().observed.services.remove(&key.name);
         }
-        Action::RemoveNetwork { id, .. } => {
+        Action::RemoveNetwork { name, id } => {
             info!(%key, "removing network: its spec is gone");
             match ctx.api.remove_network(&id).await {
-                Ok(()) | Err(DockerError::NotFound { .. }) => {}
-                Err(e) => return Err(docker_error(e)),
+                Ok(()) | Err(DockerError::NotFound { .. }) => {
+                    ctx.reporter
+                        .written(Written::NetworkRemoved { name, id })
+                        .await;
+                }
+                Err(DockerError::InUse { users, .. }) => {
+                    let users = service_names(&ctx.world, users);
+                    return Err(Retry::Fail(ReconcileError::WaitingForUsers {
+                        key: key.clone(),
+                        users,
+                    }));
+                }
+                Err(e) => return Err(docker_error(key, e)),
             }
-            ctx.world.write().observed.networks.remove(&key.name);
         }
     }
-    Ok(runtime::Action::await_change())
+    Ok(())
+}
+
+/// Service ids as the engine names them → names, where the cache knows them.
+fn service_names(world: &World, ids: Vec<String>) -> Vec<String> {
+    let state = world.read();
+    ids.into_iter()
+        .map(|id| {
+            state
+                .observed
+                .services
+                .values()
+                .find(|s| s.id == id || s.definition.name == id)
+                .map_or(id, |s| s.definition.name.clone())
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
-    //! The reconcile step against an in-memory swarm. This only checks the step's own logic
-    //! (ordering, outcomes, loop protection); `tests/swarm.rs` proves it on a real swarm.
+    //! The reconcile step against the in-memory swarm and a real reflector. This checks the
+    //! step's own logic (ordering, outcomes, loop protection, races); `tests/swarm.rs` proves
+    //! it on a real swarm.
 
     use std::collections::BTreeMap;
-    use std::sync::Mutex;
 
     use super::*;
     use crate::definition::tests::{sample_network, sample_service};
-    use crate::definition::{DEFAULT_INSTANCE, Mode, NetworkDefinition, ServiceDefinition};
-    use crate::desired::DesiredObject;
-    use crate::docker::{Observed, ObservedNetwork, ObservedService, ObservedTask, Ownership};
+    use crate::definition::{DEFAULT_INSTANCE, Mode, ServiceDefinition};
+    use crate::desired::{DesiredObject, DesiredState};
+    use crate::docker::Op;
+    use crate::docker::memory::{FailRule, MemorySwarm};
+    use crate::swarm_watch::relist;
+    use crate::world::Reflector;
 
-    /// An in-memory swarm. `mangle` alters what is stored on update, to imitate an engine that
-    /// normalizes a field differently than the operator compares it.
-    #[derive(Default)]
-    struct FakeSwarm {
-        services: Mutex<BTreeMap<String, ObservedService>>,
-        writes: Mutex<Vec<String>>,
-        mangle: Option<fn(&mut ServiceDefinition)>,
-    }
-
-    impl FakeSwarm {
-        fn store(&self, definition: &ServiceDefinition, labels: &BTreeMap<String, String>) {
-            let mut definition = definition.clone();
-            if let Some(mangle) = self.mangle {
-                mangle(&mut definition);
-            }
-            let mut services = self.services.lock().unwrap();
-            let version = services.get(&definition.name).map_or(1, |s| s.version + 1);
-            services.insert(
-                definition.name.clone(),
-                ObservedService {
-                    id: format!("id-{}", definition.name),
-                    version,
-                    definition,
-                    ownership: Ownership::from_labels(labels),
-                    virtual_ips: vec![],
-                    update_status: None,
-                },
-            );
-        }
-    }
-
-    impl SwarmApi for FakeSwarm {
-        async fn observe(&self) -> Result<Observed, DockerError> {
-            unimplemented!("reconcile never lists the swarm")
-        }
-        async fn list_tasks(&self) -> Result<Vec<ObservedTask>, DockerError> {
-            Ok(vec![])
-        }
-        async fn inspect_service(
-            &self,
-            name: &str,
-        ) -> Result<Option<ObservedService>, DockerError> {
-            Ok(self.services.lock().unwrap().get(name).cloned())
-        }
-        async fn create_network(
-            &self,
-            definition: &NetworkDefinition,
-            labels: &BTreeMap<String, String>,
-        ) -> Result<ObservedNetwork, DockerError> {
-            self.writes
-                .lock()
-                .unwrap()
-                .push(format!("create network {}", definition.name));
-            Ok(ObservedNetwork {
-                id: "net-id".into(),
-                scope: "swarm".into(),
-                definition: definition.clone(),
-                ownership: Ownership::from_labels(labels),
-            })
-        }
-        async fn remove_network(&self, id: &str) -> Result<(), DockerError> {
-            self.writes
-                .lock()
-                .unwrap()
-                .push(format!("remove network {id}"));
-            Ok(())
-        }
-        async fn create_service(
-            &self,
-            definition: &ServiceDefinition,
-            labels: &BTreeMap<String, String>,
-        ) -> Result<(), DockerError> {
-            self.writes
-                .lock()
-                .unwrap()
-                .push(format!("create service {}", definition.name));
-            self.store(definition, labels);
-            Ok(())
-        }
-        async fn update_service(
-            &self,
-            _id: &str,
-            _version: u64,
-            definition: &ServiceDefinition,
-            labels: &BTreeMap<String, String>,
-        ) -> Result<(), DockerError> {
-            self.writes
-                .lock()
-                .unwrap()
-                .push(format!("update service {}", definition.name));
-            self.store(definition, labels);
-            Ok(())
-        }
-        async fn remove_service(&self, id: &str) -> Result<(), DockerError> {
-            self.writes
-                .lock()
-                .unwrap()
-                .push(format!("remove service {id}"));
-            Ok(())
-        }
-    }
-
-    fn context(api: FakeSwarm) -> Arc<Context<FakeSwarm>> {
-        let ctx = Arc::new(Context {
-            api,
-            world: World::default(),
-            metrics: Arc::new(Metrics::new()),
-        });
-        let mut world = ctx.world.write();
-        world.desired.prune_allowed = true;
-        world.desired.services.insert(
+    fn desired_state() -> DesiredState {
+        let mut desired = DesiredState {
+            prune_allowed: true,
+            ..DesiredState::default()
+        };
+        desired.services.insert(
             "quote".into(),
             DesiredObject::new(sample_service("quote"), "a.yaml".into(), DEFAULT_INSTANCE),
         );
-        world.desired.networks.insert(
+        desired.networks.insert(
             "my_network".into(),
             DesiredObject::new(
                 sample_network("my_network"),
@@ -328,28 +419,49 @@ mod tests {
                 DEFAULT_INSTANCE,
             ),
         );
-        drop(world);
-        ctx
+        desired
     }
 
-    fn writes(ctx: &Context<FakeSwarm>) -> Vec<String> {
-        ctx.api.writes.lock().unwrap().clone()
+    async fn context(api: MemorySwarm, desired: DesiredState) -> Arc<Context<MemorySwarm>> {
+        let world = World::default();
+        let (changes, _) = tokio::sync::mpsc::unbounded_channel();
+        let (reflector, reporter) = Reflector::new(world.clone(), changes);
+        tokio::spawn(reflector.run());
+        relist(&api, &world, &reporter).await.unwrap();
+        reporter.desired(desired).await;
+        Arc::new(Context {
+            api: Arc::new(api),
+            world,
+            reporter,
+            metrics: Arc::new(Metrics::new()),
+        })
+    }
+
+    fn write_ops(ctx: &Context<MemorySwarm>) -> Vec<(Op, String)> {
+        ctx.api
+            .calls()
+            .into_iter()
+            .filter(|(op, _)| op.is_write())
+            .collect()
     }
 
     #[tokio::test]
     async fn a_service_waits_for_its_network_then_converges_with_one_write_each() {
-        let ctx = context(FakeSwarm::default());
+        let ctx = context(MemorySwarm::default(), desired_state()).await;
         let service = ObjectKey::service("quote");
         let err = reconcile(ctx.clone(), service.clone()).await.unwrap_err();
         assert!(
             matches!(err, ReconcileError::WaitingForNetwork { .. }),
             "{err}"
         );
-        assert!(
+        assert_eq!(
             ctx.world.read().outcomes[&service]
-                .last_error
-                .as_deref()
-                .is_some_and(|e| e.contains("waiting for network")),
+                .error
+                .as_ref()
+                .map(|e| &e.0),
+            Some(&Blocker::WaitingForNetwork {
+                network: "my_network".into()
+            })
         );
         reconcile(ctx.clone(), ObjectKey::network("my_network"))
             .await
@@ -361,60 +473,225 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            writes(&ctx),
-            ["create network my_network", "create service quote"]
+            write_ops(&ctx),
+            [
+                (Op::CreateNetwork, "my_network".to_owned()),
+                (Op::CreateService, "quote".to_owned())
+            ]
         );
-        assert_eq!(ctx.world.read().outcomes[&service].last_error, None);
+        assert_eq!(ctx.world.read().outcomes[&service].last_error(), None);
+        // No read-back after a create: the create answer's id is enough.
+        assert_eq!(ctx.api.count(Op::InspectService), 0);
     }
 
     #[tokio::test]
     async fn drift_is_corrected_and_counted() {
-        let ctx = context(FakeSwarm::default());
+        let swarm = MemorySwarm::default();
+        let ctx = context(swarm.clone(), desired_state()).await;
         reconcile(ctx.clone(), ObjectKey::network("my_network"))
             .await
             .unwrap();
         reconcile(ctx.clone(), ObjectKey::service("quote"))
             .await
             .unwrap();
-        // Someone scales by hand.
-        let mut drifted = ctx.world.read().observed.services["quote"].clone();
-        drifted.definition.mode = Mode::Replicated { replicas: 1 };
-        ctx.world
-            .write()
-            .observed
-            .services
-            .insert("quote".into(), drifted);
+        // Someone scales by hand; the watcher would re-read it after the event.
+        swarm.external_update_service("quote", |d| d.mode = Mode::Replicated { replicas: 1 });
+        relist(ctx.api.as_ref(), &ctx.world, &ctx.reporter)
+            .await
+            .unwrap();
         reconcile(ctx.clone(), ObjectKey::service("quote"))
             .await
             .unwrap();
-        assert_eq!(writes(&ctx).last().unwrap(), "update service quote");
+        assert_eq!(write_ops(&ctx).last().unwrap().0, Op::UpdateService);
         assert_eq!(ctx.metrics.drift_corrections(), 1);
         assert_eq!(
-            ctx.world.read().observed.services["quote"].definition.mode,
+            swarm.services()["quote"].definition.mode,
             Mode::Replicated { replicas: 3 }
         );
     }
 
     #[tokio::test]
-    async fn an_update_that_does_not_stick_is_an_error_not_a_loop() {
-        let ctx = context(FakeSwarm {
-            mangle: Some(|d| d.image.push_str("@sha256:abc")),
-            ..Default::default()
-        });
+    async fn update_out_of_sequence_rereads_and_retries_with_the_current_version() {
+        let swarm = MemorySwarm::default();
+        let ctx = context(swarm.clone(), desired_state()).await;
         reconcile(ctx.clone(), ObjectKey::network("my_network"))
             .await
             .unwrap();
         reconcile(ctx.clone(), ObjectKey::service("quote"))
             .await
             .unwrap();
-        // The engine stored another image string: the next reconcile updates once, sees the
-        // difference remain, and reports it instead of returning success.
+        relist(ctx.api.as_ref(), &ctx.world, &ctx.reporter)
+            .await
+            .unwrap();
+        // The spec changes; meanwhile another client bumps the version (a label only).
+        let mut desired = desired_state();
+        let mut changed = sample_service("quote");
+        changed.image = "goblog/quote-service:v2".into();
+        desired.services.insert(
+            "quote".into(),
+            DesiredObject::new(changed, "a.yaml".into(), DEFAULT_INSTANCE),
+        );
+        ctx.reporter.desired(desired).await;
+        swarm.external_update_service("quote", |d| {
+            d.labels.insert("touched".into(), "yes".into());
+        });
+        reconcile(ctx.clone(), ObjectKey::service("quote"))
+            .await
+            .unwrap();
+        let updates: Vec<_> = write_ops(&ctx)
+            .into_iter()
+            .filter(|(op, _)| *op == Op::UpdateService)
+            .collect();
+        assert_eq!(updates.len(), 2, "one stale attempt, one after re-reading");
+        let stored = &swarm.services()["quote"];
+        assert_eq!(stored.definition.image, "goblog/quote-service:v2");
+        assert!(
+            stored.definition.labels.is_empty(),
+            "our spec replaced the drift"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_port_held_by_another_service_is_a_port_conflict_naming_it() {
+        let swarm = MemorySwarm::default();
+        let mut holder = sample_service("holder");
+        holder.networks.clear();
+        holder.ports = vec![crate::definition::Port {
+            target: 80,
+            published: Some(8080),
+            protocol: crate::spec::Protocol::Tcp,
+            mode: crate::spec::PublishMode::Ingress,
+        }];
+        swarm.external_create_service(holder.clone(), &BTreeMap::new());
+        let mut wants = holder.clone();
+        wants.name = "wants".into();
+        let mut desired = desired_state();
+        desired.services = BTreeMap::from([(
+            "wants".to_owned(),
+            DesiredObject::new(wants, "w.yaml".into(), DEFAULT_INSTANCE),
+        )]);
+        let ctx = context(swarm, desired).await;
+        let key = ObjectKey::service("wants");
+        let err = reconcile(ctx.clone(), key.clone()).await.unwrap_err();
+        assert!(
+            matches!(&err, ReconcileError::PortConflict { port: 8080, holder, .. } if holder == "holder"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("free the port or change"), "{err}");
+        assert_eq!(
+            ctx.world.read().outcomes[&key]
+                .error
+                .as_ref()
+                .map(|e| e.0.clone()),
+            Some(Blocker::PortConflict {
+                port: 8080,
+                holder: "holder".into()
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_network_still_in_use_waits_for_its_users_by_name() {
+        let swarm = MemorySwarm::default();
+        let ctx = context(swarm.clone(), desired_state()).await;
+        reconcile(ctx.clone(), ObjectKey::network("my_network"))
+            .await
+            .unwrap();
+        // An unmanaged service attaches to it, then the network's spec goes away.
+        let mut user = sample_service("user");
+        user.networks = vec!["my_network".into()];
+        swarm.external_create_service(user, &BTreeMap::new());
+        relist(ctx.api.as_ref(), &ctx.world, &ctx.reporter)
+            .await
+            .unwrap();
+        let mut desired = desired_state();
+        desired.networks.clear();
+        desired.services.clear();
+        ctx.reporter.desired(desired).await;
+        let key = ObjectKey::network("my_network");
+        let err = reconcile(ctx.clone(), key.clone()).await.unwrap_err();
+        assert!(
+            matches!(&err, ReconcileError::WaitingForUsers { users, .. } if users == &["user"]),
+            "{err}"
+        );
+        // Once the user is gone, the removal goes through.
+        swarm.external_remove_service("user");
+        relist(ctx.api.as_ref(), &ctx.world, &ctx.reporter)
+            .await
+            .unwrap();
+        reconcile(ctx.clone(), key).await.unwrap();
+        assert!(swarm.networks().is_empty());
+    }
+
+    #[tokio::test]
+    async fn removing_what_is_already_gone_is_done_not_an_error() {
+        let swarm = MemorySwarm::default();
+        let ctx = context(swarm.clone(), desired_state()).await;
+        reconcile(ctx.clone(), ObjectKey::network("my_network"))
+            .await
+            .unwrap();
+        let mut desired = desired_state();
+        desired.networks.clear();
+        desired.services.clear();
+        ctx.reporter.desired(desired).await;
+        // The engine answers "500 ... not found" (the adapter classifies it as NotFound).
+        swarm.fail(FailRule {
+            op: Op::RemoveNetwork,
+            name: None,
+            times: Some(1),
+            make: |name| {
+                DockerError::from_response(
+                    Op::RemoveNetwork,
+                    crate::docker::Resource::Network,
+                    name,
+                    500,
+                    "network abc not found",
+                )
+            },
+        });
+        reconcile(ctx.clone(), ObjectKey::network("my_network"))
+            .await
+            .unwrap();
+        assert!(
+            !ctx.world
+                .read()
+                .observed
+                .networks
+                .contains_key("my_network")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_update_that_does_not_stick_is_an_error_not_a_loop() {
+        let swarm = MemorySwarm::default();
+        let ctx = context(swarm.clone(), desired_state()).await;
+        reconcile(ctx.clone(), ObjectKey::network("my_network"))
+            .await
+            .unwrap();
+        reconcile(ctx.clone(), ObjectKey::service("quote"))
+            .await
+            .unwrap();
+        // The engine stores another image string than it was sent.
+        swarm.external_update_service("quote", |d: &mut ServiceDefinition| {
+            d.image.push_str("@sha256:abc");
+        });
+        swarm.mangle_updates(|d| d.image.push_str("@sha256:abc"));
+        relist(ctx.api.as_ref(), &ctx.world, &ctx.reporter)
+            .await
+            .unwrap();
         let err = reconcile(ctx.clone(), ObjectKey::service("quote"))
             .await
             .unwrap_err();
         assert!(
             matches!(&err, ReconcileError::NotConverging { fields, .. } if fields == "image"),
             "{err}"
+        );
+        assert_eq!(
+            write_ops(&ctx)
+                .iter()
+                .filter(|(op, _)| *op == Op::UpdateService)
+                .count(),
+            1
         );
     }
 }

@@ -1,6 +1,8 @@
 //! The status file: what the operator found (replicas, conditions, virtual IPs, every task's
 //! address) built purely from the shared view, and written atomically.
 
+mod reason;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,10 +10,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::definition::Mode;
-use crate::docker::{ObservedService, ObservedTask, TaskAddress, VirtualIp};
+use crate::docker::{
+    ObservedService, ObservedTask, TaskAddress, TaskState, UpdateState, VirtualIp,
+};
 use crate::plan::{ConflictReason, ObjectKey};
+
 use crate::spec::SpecError;
-use crate::world::WorldState;
+use crate::world::{Blocker, WorldState};
+pub use reason::{ConditionReason, ConditionStatus, ConditionType};
 
 /// Errors writing the status file.
 #[derive(Debug, thiserror::Error)]
@@ -19,9 +25,7 @@ pub enum StatusError {
     /// Writing, syncing or renaming the file failed.
     #[error("writing status file {path}: {source}")]
     Write {
-        /// The status file.
         path: PathBuf,
-        /// Why.
         source: std::io::Error,
     },
 }
@@ -34,6 +38,9 @@ pub struct StatusFile {
     pub generated_at: String,
     /// Per desired or managed service.
     pub services: BTreeMap<String, ServiceStatus>,
+    /// Per desired or managed network.
+    #[serde(default)]
+    pub networks: BTreeMap<String, NetworkStatus>,
     /// Problems in the spec directory.
     pub errors: Vec<StatusSpecError>,
 }
@@ -72,17 +79,29 @@ pub struct ServiceStatus {
     pub last_error: Option<String>,
 }
 
+/// One network's status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkStatus {
+    /// Its id, once it exists.
+    pub id: Option<String>,
+    /// `Ready`, `Progressing`, `Degraded`.
+    pub conditions: Vec<Condition>,
+    /// The last error writing this network, or why it is left alone.
+    pub last_error: Option<String>,
+}
+
 /// A Kubernetes-style condition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     /// `Ready`, `Progressing` or `Degraded`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: ConditionType,
     /// `True` or `False`.
-    pub status: String,
+    pub status: ConditionStatus,
     /// CamelCase machine-readable reason.
-    pub reason: String,
+    pub reason: ConditionReason,
     /// For humans.
     pub message: String,
     /// When `status` last changed (RFC 3339).
@@ -148,9 +167,28 @@ pub fn build(
             (name.clone(), service_status(world, name, previous, now))
         })
         .collect();
+    let mut network_names: Vec<&String> = world.desired.networks.keys().collect();
+    network_names.extend(
+        world
+            .observed
+            .networks
+            .values()
+            .filter(|n| n.ownership.is_owned_by(&world.desired.instance))
+            .map(|n| &n.definition.name),
+    );
+    network_names.sort();
+    network_names.dedup();
+    let networks = network_names
+        .into_iter()
+        .map(|name| {
+            let previous = previous.and_then(|p| p.networks.get(name));
+            (name.clone(), network_status(world, name, previous, now))
+        })
+        .collect();
     StatusFile {
         generated_at: now.to_owned(),
         services,
+        networks,
         errors: world
             .desired
             .errors
@@ -183,7 +221,7 @@ fn live_tasks<'a>(
 ) -> impl Iterator<Item = &'a ObservedTask> {
     tasks
         .iter()
-        .filter(move |t| t.service_id == service.id && t.desired_state == "running")
+        .filter(move |t| t.service_id == service.id && t.desired_state.is(&TaskState::RUNNING))
 }
 
 fn service_status(
@@ -207,7 +245,10 @@ fn service_status(
     let (endpoints, running, expected, failures) = match owned {
         Some(service) => {
             let live: Vec<&ObservedTask> = live_tasks(service, &world.observed.tasks).collect();
-            let running = live.iter().filter(|t| t.state == "running").count() as u64;
+            let running = live
+                .iter()
+                .filter(|t| t.state.is(&TaskState::RUNNING))
+                .count() as u64;
             let endpoints = live
                 .iter()
                 .map(|t| Endpoint {
@@ -222,7 +263,7 @@ fn service_status(
                             .filter(|h| !h.is_empty())
                             .unwrap_or_else(|| id.clone())
                     }),
-                    state: t.state.clone(),
+                    state: t.state.to_string(),
                     addresses: t.addresses.iter().map(StatusAddress::from).collect(),
                 })
                 .collect();
@@ -233,7 +274,7 @@ fn service_status(
                 .tasks
                 .iter()
                 .filter(|t| t.service_id == service.id)
-                .filter(|t| matches!(t.state.as_str(), "failed" | "rejected"))
+                .filter(|t| t.state.is(&TaskState::FAILED) || t.state.is(&TaskState::REJECTED))
                 .filter_map(|t| t.error.clone().or_else(|| Some(t.message.clone())))
                 .collect();
             (endpoints, running, expected, failures)
@@ -241,118 +282,133 @@ fn service_status(
         None => (Vec::new(), 0, desired_replicas.unwrap_or(0), Vec::new()),
     };
     let last_error = outcome.and_then(|o| {
-        o.last_error
-            .clone()
+        o.last_error()
+            .map(str::to_owned)
             .or_else(|| o.conflict.as_ref().map(|c| c.message.clone()))
     });
     let conflict = outcome.and_then(|o| o.conflict.as_ref()).map(|c| &c.reason);
     let update = owned.and_then(|s| s.update_status.as_ref());
-    let updating =
-        update.is_some_and(|u| matches!(u.state.as_str(), "updating" | "rollback_started"));
-    let update_stuck = update.filter(|u| {
+    let updating = update.is_some_and(|u| {
         matches!(
-            u.state.as_str(),
-            "paused" | "rollback_paused" | "rollback_completed"
+            u.state,
+            UpdateState::UPDATING | UpdateState::ROLLBACK_STARTED
         )
+    });
+    let update_stuck = update.and_then(|u| {
+        let reason = match u.state {
+            UpdateState::PAUSED => ConditionReason::UpdatePaused,
+            UpdateState::ROLLBACK_PAUSED => ConditionReason::RollbackPaused,
+            UpdateState::ROLLBACK_COMPLETED => ConditionReason::RolledBack,
+            UpdateState::EMPTY
+            | UpdateState::UPDATING
+            | UpdateState::COMPLETED
+            | UpdateState::ROLLBACK_STARTED => return None,
+        };
+        Some((reason, u))
     });
 
     let (ready, ready_reason, ready_message) = if owned.is_none() {
         match conflict {
-            Some(ConflictReason::NotOwned) => {
-                (false, "NotOwned", last_error.clone().unwrap_or_default())
-            }
+            Some(ConflictReason::NotOwned) => (
+                false,
+                ConditionReason::NotOwned,
+                last_error.clone().unwrap_or_default(),
+            ),
             _ => (
                 false,
-                "NotCreated",
+                ConditionReason::NotCreated,
                 "the service does not exist yet".to_owned(),
             ),
         }
     } else if running >= expected && !updating {
         (
             true,
-            "AllReplicasRunning",
+            ConditionReason::AllReplicasRunning,
             format!("{running}/{expected} replicas running"),
         )
     } else {
         (
             false,
-            "ReplicasUnavailable",
+            ConditionReason::ReplicasUnavailable,
             format!("{running}/{expected} replicas running"),
         )
     };
     let (progressing, progressing_reason, progressing_message) = if updating {
         (
             true,
-            "RollingUpdate",
+            ConditionReason::RollingUpdate,
             update.map(|u| u.message.clone()).unwrap_or_default(),
         )
     } else if owned.is_some() && running != expected && update_stuck.is_none() {
         (
             true,
-            "Scaling",
+            ConditionReason::Scaling,
             format!("{running}/{expected} replicas running"),
         )
     } else if desired.is_some() && owned.is_none() && conflict.is_none() {
-        (true, "Creating", "the service is being created".to_owned())
-    } else {
-        (false, "Converged", "nothing in progress".to_owned())
-    };
-    let (degraded, degraded_reason, degraded_message) = if let Some(update) = update_stuck {
         (
             true,
-            match update.state.as_str() {
-                "paused" => "UpdatePaused",
-                "rollback_paused" => "RollbackPaused",
-                _ => "RolledBack",
-            },
-            update.message.clone(),
+            ConditionReason::Creating,
+            "the service is being created".to_owned(),
         )
+    } else {
+        (
+            false,
+            ConditionReason::Converged,
+            "nothing in progress".to_owned(),
+        )
+    };
+    let (degraded, degraded_reason, degraded_message) = if let Some((reason, update)) = update_stuck
+    {
+        (true, reason, update.message.clone())
     } else if running < expected && !failures.is_empty() {
         (
             true,
-            "TasksFailing",
+            ConditionReason::TasksFailing,
             failures.last().cloned().unwrap_or_default(),
         )
-    } else if let Some(error) = outcome.and_then(|o| o.last_error.clone()) {
-        (true, "ReconcileError", error)
+    } else if let Some((blocker, error)) = outcome.and_then(|o| o.error.clone()) {
+        let reason = match blocker {
+            Blocker::PortConflict { .. } => ConditionReason::PortConflict,
+            Blocker::WaitingForNetwork { .. } => ConditionReason::WaitingForNetwork,
+            Blocker::WaitingForUsers { .. } | Blocker::Failed => ConditionReason::ReconcileError,
+        };
+        (true, reason, error)
     } else if let Some(conflict) = outcome.and_then(|o| o.conflict.as_ref()) {
         (
             true,
-            conflict_reason(&conflict.reason),
+            ConditionReason::from(&conflict.reason),
             conflict.message.clone(),
         )
     } else {
-        (false, "AsExpected", "no problems found".to_owned())
+        (
+            false,
+            ConditionReason::AsExpected,
+            "no problems found".to_owned(),
+        )
     };
 
     let previous_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
-    let condition = |kind: &str, status: bool, reason: &str, message: String| {
-        let status = if status { "True" } else { "False" };
-        let last_transition_time = previous_conditions
-            .iter()
-            .find(|c| c.kind == kind && c.status == status)
-            .map(|c| c.last_transition_time.clone())
-            .unwrap_or_else(|| now.to_owned());
-        Condition {
-            kind: kind.to_owned(),
-            status: status.to_owned(),
-            reason: reason.to_owned(),
-            message,
-            last_transition_time,
-        }
+    let condition = |kind, holds, reason, message| {
+        make_condition(previous_conditions, now, kind, holds, reason, message)
     };
     ServiceStatus {
         desired_replicas,
         running_replicas: running,
         conditions: vec![
-            condition("Ready", ready, ready_reason, ready_message),
+            condition(ConditionType::Ready, ready, ready_reason, ready_message),
             condition(
-                "Progressing",
+                ConditionType::Progressing,
                 progressing,
                 progressing_reason,
                 progressing_message,
             ),
-            condition("Degraded", degraded, degraded_reason, degraded_message),
+            condition(
+                ConditionType::Degraded,
+                degraded,
+                degraded_reason,
+                degraded_message,
+            ),
         ],
         virtual_ips: owned.map(|s| s.virtual_ips.clone()).unwrap_or_default(),
         endpoints,
@@ -360,18 +416,131 @@ fn service_status(
     }
 }
 
-fn conflict_reason(reason: &ConflictReason) -> &'static str {
-    match reason {
-        ConflictReason::NotOwned => "NotOwned",
-        ConflictReason::NetworkImmutable => "NetworkImmutable",
-        ConflictReason::SpecFileFailed => "SpecFileFailed",
-        ConflictReason::PruneWithheld => "PruneWithheld",
+/// A condition that keeps its previous transition time while its status stays the same.
+fn make_condition(
+    previous: &[Condition],
+    now: &str,
+    kind: ConditionType,
+    holds: bool,
+    reason: ConditionReason,
+    message: String,
+) -> Condition {
+    let status = ConditionStatus::from(holds);
+    debug_assert!(
+        reason.explains().contains(&(kind, status)),
+        "{reason} does not explain {kind:?}={status:?}"
+    );
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.kind == kind && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.to_owned());
+    Condition {
+        kind,
+        status,
+        reason,
+        message,
+        last_transition_time,
+    }
+}
+
+fn network_status(
+    world: &WorldState,
+    name: &str,
+    previous: Option<&NetworkStatus>,
+    now: &str,
+) -> NetworkStatus {
+    let desired = world.desired.networks.contains_key(name);
+    let observed = world
+        .observed
+        .networks
+        .get(name)
+        .filter(|n| n.ownership.is_owned_by(&world.desired.instance) || desired);
+    let outcome = world.outcomes.get(&ObjectKey::network(name));
+    let error = outcome.and_then(|o| o.error.clone());
+    let conflict = outcome.and_then(|o| o.conflict.clone());
+    let (ready, ready_reason, ready_message) = match (desired, observed) {
+        (true, Some(_)) => (
+            true,
+            ConditionReason::Exists,
+            "the network exists".to_owned(),
+        ),
+        (true, None) => (
+            false,
+            ConditionReason::NotCreated,
+            "the network does not exist yet".to_owned(),
+        ),
+        (false, _) => (
+            false,
+            ConditionReason::SpecRemoved,
+            "its spec is gone; it is being removed".to_owned(),
+        ),
+    };
+    let (progressing, progressing_reason, progressing_message) = match (&error, desired, observed) {
+        (Some((Blocker::WaitingForUsers { .. }, message)), _, _) => {
+            (true, ConditionReason::WaitingForUsers, message.clone())
+        }
+        (_, true, None) => (
+            true,
+            ConditionReason::Creating,
+            "the network is being created".to_owned(),
+        ),
+        (_, false, Some(_)) if conflict.is_none() => (
+            true,
+            ConditionReason::Removing,
+            "the network is being removed".to_owned(),
+        ),
+        _ => (
+            false,
+            ConditionReason::Converged,
+            "nothing in progress".to_owned(),
+        ),
+    };
+    let (degraded, degraded_reason, degraded_message) = match (&error, &conflict) {
+        (Some((Blocker::Failed, message)), _) => {
+            (true, ConditionReason::ReconcileError, message.clone())
+        }
+        (_, Some(conflict)) => (
+            true,
+            ConditionReason::from(&conflict.reason),
+            conflict.message.clone(),
+        ),
+        _ => (
+            false,
+            ConditionReason::AsExpected,
+            "no problems found".to_owned(),
+        ),
+    };
+    let previous_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
+    let condition = |kind, holds, reason, message| {
+        make_condition(previous_conditions, now, kind, holds, reason, message)
+    };
+    NetworkStatus {
+        id: observed.map(|n| n.id.clone()),
+        conditions: vec![
+            condition(ConditionType::Ready, ready, ready_reason, ready_message),
+            condition(
+                ConditionType::Progressing,
+                progressing,
+                progressing_reason,
+                progressing_message,
+            ),
+            condition(
+                ConditionType::Degraded,
+                degraded,
+                degraded_reason,
+                degraded_message,
+            ),
+        ],
+        last_error: error
+            .map(|(_, message)| message)
+            .or_else(|| conflict.map(|c| c.message)),
     }
 }
 
 /// Whether two status files differ in anything but `generatedAt` (no rewrite needed if not).
 pub fn same_content(a: &StatusFile, b: &StatusFile) -> bool {
-    a.services == b.services && a.errors == b.errors
+    a.services == b.services && a.networks == b.networks && a.errors == b.errors
 }
 
 /// Replaces `path` atomically: write a temporary file in the same directory, fsync it, rename
@@ -414,7 +583,7 @@ mod tests {
     use super::*;
     use crate::definition::{definition_hash, tests::sample_service};
     use crate::desired::DesiredObject;
-    use crate::docker::{ObservedNode, Ownership};
+    use crate::docker::{EngineValue, ObservedNode, Ownership};
 
     fn task(id: &str, slot: u64, state: &str, desired: &str, ip: &str) -> ObservedTask {
         ObservedTask {
@@ -422,8 +591,8 @@ mod tests {
             service_id: "svc".into(),
             slot: Some(slot),
             node_id: Some("n1".into()),
-            state: state.into(),
-            desired_state: desired.into(),
+            state: EngineValue::parse("state", state),
+            desired_state: EngineValue::parse("desired", desired),
             message: String::new(),
             error: (state == "failed").then(|| "exit 1".to_owned()),
             addresses: vec![TaskAddress {
@@ -473,7 +642,7 @@ mod tests {
         world
     }
 
-    fn condition<'a>(status: &'a ServiceStatus, kind: &str) -> &'a Condition {
+    fn condition(status: &ServiceStatus, kind: ConditionType) -> &Condition {
         status.conditions.iter().find(|c| c.kind == kind).unwrap()
     }
 
@@ -492,9 +661,18 @@ mod tests {
         assert_eq!(quote.endpoints.len(), 3);
         assert_eq!(quote.endpoints[0].node.as_deref(), Some("node-1"));
         assert_eq!(quote.endpoints[0].addresses[0].ip, "10.0.1.7");
-        assert_eq!(condition(quote, "Ready").status, "True");
-        assert_eq!(condition(quote, "Progressing").status, "False");
-        assert_eq!(condition(quote, "Degraded").status, "False");
+        assert_eq!(
+            condition(quote, ConditionType::Ready).status,
+            ConditionStatus::True
+        );
+        assert_eq!(
+            condition(quote, ConditionType::Progressing).status,
+            ConditionStatus::False
+        );
+        assert_eq!(
+            condition(quote, ConditionType::Degraded).status,
+            ConditionStatus::False
+        );
     }
 
     #[test]
@@ -505,10 +683,13 @@ mod tests {
         ]);
         let status = build(&w, Path::new("/specs"), None, "2026-01-01T00:00:00Z");
         let quote = &status.services["quote"];
-        assert_eq!(condition(quote, "Ready").status, "False");
-        let degraded = condition(quote, "Degraded");
-        assert_eq!(degraded.status, "True");
-        assert_eq!(degraded.reason, "TasksFailing");
+        assert_eq!(
+            condition(quote, ConditionType::Ready).status,
+            ConditionStatus::False
+        );
+        let degraded = condition(quote, ConditionType::Degraded);
+        assert_eq!(degraded.status, ConditionStatus::True);
+        assert_eq!(degraded.reason, ConditionReason::TasksFailing);
         assert_eq!(degraded.message, "exit 1");
     }
 
@@ -523,7 +704,7 @@ mod tests {
             "2026-01-01T00:05:00Z",
         );
         assert_eq!(
-            condition(&second.services["quote"], "Ready").last_transition_time,
+            condition(&second.services["quote"], ConditionType::Ready).last_transition_time,
             "2026-01-01T00:00:00Z"
         );
         assert!(same_content(&first, &second));
@@ -539,7 +720,7 @@ mod tests {
             "2026-01-01T00:09:00Z",
         );
         assert_eq!(
-            condition(&third.services["quote"], "Ready").last_transition_time,
+            condition(&third.services["quote"], ConditionType::Ready).last_transition_time,
             "2026-01-01T00:09:00Z"
         );
     }

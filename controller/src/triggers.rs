@@ -1,21 +1,18 @@
-//! What wakes the reconciler: spec directory changes, Docker events, task polling and the
-//! periodic resync. Each trigger refreshes the shared view and says which objects to look at.
+//! Watching the spec directory: a saved file is applied at once, a stream of partial writes
+//! once it goes quiet.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use notify::RecursiveMode;
-use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use notify::event::{AccessKind, AccessMode, ModifyKind};
+use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::desired::DesiredState;
-use crate::docker::{DockerError, SwarmApi};
-use crate::plan::{ObjectKey, all_keys};
 use crate::spec::SpecStore;
 use crate::spec::load::LoadDirError;
-use crate::world::World;
 
 /// Errors setting up a trigger.
 #[derive(Debug, thiserror::Error)]
@@ -30,110 +27,110 @@ pub enum TriggerError {
     },
 }
 
-/// How long file events are collected before one reload: editors write a file in several
-/// steps (truncate, write, rename), and one reload per save is enough.
-const SPEC_DEBOUNCE: Duration = Duration::from_millis(150);
+/// How long a file that is being written without being closed (a partial write, an editor
+/// that keeps it open) must stay quiet before it is read.
+const QUIET_AFTER_WRITES: Duration = Duration::from_millis(150);
 
-/// Re-reads the spec directory into the world. Returns whether the desired state changed.
+/// What a file-system event means for reloading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Urgency {
+    /// A file was closed after writing, renamed into place, created or removed: its content is
+    /// final, read it now.
+    Now,
+    /// A file is being written: wait until it goes quiet (or is closed).
+    WhenQuiet,
+}
+
+fn urgency(event: &Event) -> Option<Urgency> {
+    match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+        | EventKind::Modify(ModifyKind::Name(_))
+        | EventKind::Create(_)
+        | EventKind::Remove(_) => Some(Urgency::Now),
+        EventKind::Modify(_) | EventKind::Any | EventKind::Other => Some(Urgency::WhenQuiet),
+        EventKind::Access(_) => None,
+    }
+}
+
+/// Re-reads the spec directory. `existing_networks` are the networks the swarm has (spec
+/// validation accepts references to them).
 ///
-/// A directory that can not be read changes nothing (and so prunes nothing); the error is
-/// returned for the caller to report.
+/// A directory that can not be read returns the error and changes nothing (so prunes
+/// nothing); the caller reports it.
 pub fn reload_specs(
-    world: &World,
     store: &mut SpecStore,
     dir: &Path,
+    existing_networks: &std::collections::BTreeSet<String>,
     allow_empty_prune: bool,
     instance: &str,
-) -> Result<bool, LoadDirError> {
-    let existing_networks: BTreeSet<String> =
-        world.read().observed.networks.keys().cloned().collect();
-    let desired = DesiredState::load(store, dir, &existing_networks, allow_empty_prune, instance)?;
+) -> Result<DesiredState, LoadDirError> {
+    let desired = DesiredState::load(store, dir, existing_networks, allow_empty_prune, instance)?;
     for error in &desired.errors {
         warn!(%error, "spec problem");
     }
-    let changed = {
-        let state = world.read();
-        state.desired != desired || !state.specs_loaded
-    };
-    if changed {
-        let mut state = world.write();
-        state.desired = desired;
-        state.specs_loaded = true;
-    }
-    Ok(changed)
+    Ok(desired)
 }
 
-/// Lists the whole swarm into the world.
-pub async fn refresh_swarm<A: SwarmApi>(api: &A, world: &World) -> Result<(), DockerError> {
-    let observed = api.observe().await?;
-    let mut state = world.write();
-    state.observed = observed;
-    state.swarm_observed = true;
-    Ok(())
-}
-
-/// Re-reads one service into the world (after an event about it).
-pub async fn refresh_service<A: SwarmApi>(
-    api: &A,
-    world: &World,
-    name: &str,
-) -> Result<(), DockerError> {
-    let service = api.inspect_service(name).await?;
-    let mut state = world.write();
-    match service {
-        Some(service) => state.observed.services.insert(name.to_owned(), service),
-        None => state.observed.services.remove(name),
-    };
-    Ok(())
-}
-
-/// Every object key the world knows (for a full resync).
-pub fn keys(world: &World) -> Vec<ObjectKey> {
-    let state = world.read();
-    all_keys(&state.desired, &state.observed)
-        .into_iter()
-        .collect()
-}
-
-/// Watches the spec directory; every burst of changes sends one `()`. Keep the returned
-/// debouncer alive for as long as events are wanted. Events are hints only: the receiver
-/// re-reads the whole directory.
-pub fn watch_specs(
-    dir: &Path,
-) -> Result<
-    (
-        Debouncer<notify::RecommendedWatcher, RecommendedCache>,
-        mpsc::Receiver<()>,
-    ),
-    TriggerError,
-> {
-    // Capacity 1: a pending "something changed" already covers any later change.
-    let (tx, rx) = mpsc::channel(1);
-    let mut debouncer = new_debouncer(SPEC_DEBOUNCE, None, move |result: DebounceEventResult| {
-        match result {
-            Ok(events) if !events.is_empty() => {
-                debug!(events = events.len(), "spec directory changed");
-                let _ = tx.try_send(());
+/// Watches the spec directory; sends one `()` per change worth a reload, coalesced: while the
+/// receiver is busy at most one signal waits. Keep the returned watcher alive for as long as
+/// events are wanted. Events are hints only: the receiver re-reads the whole directory.
+pub fn watch_specs(dir: &Path) -> Result<(RecommendedWatcher, mpsc::Receiver<()>), TriggerError> {
+    let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<Urgency>();
+    let mut watcher = notify::recommended_watcher(move |result: notify::Result<Event>| {
+        let urgency = match result {
+            Ok(event) => urgency(&event),
+            Err(error) => {
+                warn!(%error, "watching the spec directory; re-reading it to be safe");
+                Some(Urgency::Now)
             }
-            Ok(_) => {}
-            Err(errors) => {
-                for error in errors {
-                    warn!(%error, "watching the spec directory");
-                }
-                // Lost events: re-read to be safe.
-                let _ = tx.try_send(());
-            }
+        };
+        if let Some(urgency) = urgency {
+            let _ = raw_tx.send(urgency);
         }
     })
     .map_err(|source| TriggerError::Watch {
         dir: dir.to_owned(),
         source,
     })?;
-    debouncer
+    watcher
         .watch(dir, RecursiveMode::NonRecursive)
         .map_err(|source| TriggerError::Watch {
             dir: dir.to_owned(),
             source,
         })?;
-    Ok((debouncer, rx))
+
+    // Capacity 1: a pending "something changed" already covers any later change.
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        let mut quiet_deadline: Option<Instant> = None;
+        loop {
+            let next = async {
+                match quiet_deadline {
+                    Some(deadline) => tokio::time::timeout_at(deadline, raw_rx.recv()).await,
+                    None => Ok(raw_rx.recv().await),
+                }
+            };
+            match next.await {
+                Ok(None) => return, // the watcher was dropped
+                Ok(Some(Urgency::Now)) => {
+                    quiet_deadline = None;
+                    debug!("spec file saved");
+                    if tx.try_send(()).is_err() && tx.is_closed() {
+                        return;
+                    }
+                }
+                Ok(Some(Urgency::WhenQuiet)) => {
+                    quiet_deadline = Some(Instant::now() + QUIET_AFTER_WRITES);
+                }
+                Err(_elapsed) => {
+                    quiet_deadline = None;
+                    debug!("spec file writes went quiet");
+                    if tx.try_send(()).is_err() && tx.is_closed() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Ok((watcher, rx))
 }

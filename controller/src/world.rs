@@ -1,87 +1,957 @@
-//! The operator's in-memory view: the desired state, the last observation of the swarm, and
-//! what happened to each object, shared by the triggers, the reconciler and the status writer.
+//! The operator's view of the spec directory and of the swarm, kept by one writer (the
+//! reflector) and read by everyone else.
 //!
-//! Like kube-runtime's reflector store, it lets a reconcile of one object plan without listing
-//! the whole swarm; writers update the entries they touched so the next plan sees their work.
+//! Like kube-runtime's reflector store, the cache is exact and monotonic: every read of the
+//! swarm (a list, an inspect) and every write the operator makes is *reported* to the reflector,
+//! which merges it by the swarm's version index and by when the read was issued:
+//!
+//! * an older read never replaces a newer object (lower `Version.Index`, or a read issued
+//!   before one of our own writes was reported);
+//! * a list issued before a create cannot erase the created object, and a read issued before a
+//!   removal cannot bring the removed object back;
+//! * a removal is applied only when proven: a 404 on inspect, or absence from a list issued
+//!   after the object was last seen.
+//!
+//! The reflector says which keys changed, so that only those are reconciled: an event about
+//! one object costs one read and at most one reconcile, and a relist costs nothing for the
+//! objects that did not change.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::desired::DesiredState;
-use crate::docker::{Observed, ObservedTask};
-use crate::plan::{Conflict, ObjectKey};
+use crate::definition::ServiceDefinition;
+use crate::desired::{DesiredObject, DesiredState};
+use crate::docker::Observed;
+use crate::docker::{ObservedNetwork, ObservedNode, ObservedService, ObservedTask, Ownership};
+use crate::plan::{Conflict, ObjectKey, ObjectKind};
+
+/// Why the last reconcile of an object did not finish its work, as the status reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Blocker {
+    /// A network's removal waits for services still attached to it.
+    WaitingForUsers {
+        /// The attached services, by name where known.
+        users: Vec<String>,
+    },
+    /// A service waits for a network to be created.
+    WaitingForNetwork {
+        /// The missing network.
+        network: String,
+    },
+    /// A published port is held by another service.
+    PortConflict {
+        /// The port.
+        port: u16,
+        /// The service holding it.
+        holder: String,
+    },
+    /// Any other failure; retried with backoff.
+    Failed,
+}
 
 /// The outcome of the last reconcile of one object.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ObjectOutcome {
-    /// The error of the last reconcile, if it failed.
-    pub last_error: Option<String>,
+    /// The error of the last reconcile, if it failed: what blocks it and the message.
+    pub error: Option<(Blocker, String)>,
     /// Why the plan left the object alone, if it did.
     pub conflict: Option<Conflict>,
 }
 
-/// Everything the operator knows right now.
+impl ObjectOutcome {
+    /// The error message of the last reconcile, if it failed.
+    pub fn last_error(&self) -> Option<&str> {
+        self.error.as_ref().map(|(_, message)| message.as_str())
+    }
+}
+
+/// Everything the operator knows right now. Only the reflector changes it; everyone else
+/// gets `&WorldState` through [`World::read`].
 #[derive(Debug, Default)]
 pub struct WorldState {
     /// What the spec directory asks for.
     pub desired: DesiredState,
-    /// What the swarm looked like, as last listed and patched by our own writes.
+    /// What the swarm looks like, merged from every read and write.
     pub observed: Observed,
     /// Per-object outcome of the last reconcile.
     pub outcomes: BTreeMap<ObjectKey, ObjectOutcome>,
     /// The spec directory has been read at least once.
     pub specs_loaded: bool,
-    /// The swarm has been observed at least once.
+    /// The swarm has been listed at least once.
     pub swarm_observed: bool,
 }
 
-/// Shared handle to the [`WorldState`] plus a signal that the status file is out of date.
+/// Marks when a read of the swarm was issued, relative to the reports the reflector applied.
+/// Take it with [`World::ticket`] *before* sending the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ticket(u64);
+
+/// Read access to the shared view, plus the signal that it changed.
 #[derive(Debug, Clone, Default)]
 pub struct World {
     state: Arc<RwLock<WorldState>>,
+    /// Number of reports applied so far (the reflector's clock).
+    applied: Arc<AtomicU64>,
     changed: Arc<Notify>,
 }
 
 impl World {
-    /// Read access. Hold it briefly: writers wait.
+    /// Read access. Hold it briefly: the reflector waits.
     pub fn read(&self) -> RwLockReadGuard<'_, WorldState> {
         // A panic while holding the lock is a bug we would rather surface than hide.
         self.state.read().expect("world lock poisoned")
     }
 
-    /// Write access; marks the status as out of date.
-    pub fn write(&self) -> RwLockWriteGuard<'_, WorldState> {
-        self.changed.notify_one();
-        self.state.write().expect("world lock poisoned")
-    }
-
-    /// Waits until something was written since the last wait.
+    /// Waits until something changed since the last wait.
     pub async fn changed(&self) {
         self.changed.notified().await;
     }
 
-    /// Replaces the task list; returns whether anything the status shows changed.
-    pub fn set_tasks(&self, tasks: Vec<ObservedTask>) -> bool {
-        if self.read().observed.tasks == tasks {
-            return false;
-        }
-        self.write().observed.tasks = tasks;
-        true
-    }
-
-    /// Records the outcome of a reconcile.
-    pub fn set_outcome(&self, key: &ObjectKey, outcome: ObjectOutcome) {
-        let unchanged = self.read().outcomes.get(key) == Some(&outcome);
-        if !unchanged {
-            self.write().outcomes.insert(key.clone(), outcome);
-        }
+    /// The clock value to attach to a read of the swarm issued now.
+    pub fn ticket(&self) -> Ticket {
+        Ticket(self.applied.load(Ordering::SeqCst))
     }
 
     /// Whether both the specs and the swarm have been read once (readiness).
     pub fn is_ready(&self) -> bool {
         let state = self.read();
         state.specs_loaded && state.swarm_observed
+    }
+}
+
+/// A read of the swarm, reported to the reflector.
+// One message at a time through a channel: the variants' sizes cost nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Observation {
+    /// Every service, from a list issued at `ticket`.
+    Services {
+        /// When the list was issued.
+        ticket: Ticket,
+        /// What it returned.
+        services: Vec<ObservedService>,
+    },
+    /// Every network, from a list issued at `ticket`.
+    Networks {
+        /// When the list was issued.
+        ticket: Ticket,
+        /// What it returned.
+        networks: Vec<ObservedNetwork>,
+    },
+    /// One service by name: `None` means the engine said it does not exist.
+    Service {
+        /// When the read was issued.
+        ticket: Ticket,
+        /// The name asked for.
+        name: String,
+        /// What it returned (boxed: a service is much larger than the other variants).
+        service: Option<Box<ObservedService>>,
+    },
+    /// One network by name: `None` means the engine said it does not exist.
+    Network {
+        /// When the read was issued.
+        ticket: Ticket,
+        /// The name asked for.
+        name: String,
+        /// What it returned.
+        network: Option<ObservedNetwork>,
+    },
+    /// Every node.
+    Nodes(Vec<ObservedNode>),
+    /// Every task.
+    Tasks(Vec<ObservedTask>),
+}
+
+/// A write the operator made, reported by the reconcile that made it.
+#[derive(Debug)]
+pub enum Written {
+    /// A service was created with this id.
+    ServiceCreated {
+        /// Its id, from the create answer.
+        id: String,
+        /// What was written.
+        desired: DesiredObject<ServiceDefinition>,
+    },
+    /// A service was updated from version `based_on`.
+    ServiceUpdated {
+        /// Its id.
+        id: String,
+        /// The version the update was based on.
+        based_on: u64,
+        /// What was written.
+        desired: DesiredObject<ServiceDefinition>,
+    },
+    /// A service was removed (or found gone).
+    ServiceRemoved {
+        /// Its name.
+        name: String,
+        /// Its id.
+        id: String,
+    },
+    /// A network was created.
+    NetworkCreated(ObservedNetwork),
+    /// A network was removed (or found gone).
+    NetworkRemoved {
+        /// Its name.
+        name: String,
+        /// Its id.
+        id: String,
+    },
+}
+
+#[allow(clippy::large_enum_variant)] // one message at a time, as above
+enum Report {
+    Observed(Observation),
+    Written(Written),
+    Desired(DesiredState),
+    Outcome(ObjectKey, ObjectOutcome),
+}
+
+/// Sends reports to the reflector; cheap to clone. Every report is applied before `report`
+/// returns, so a reconcile that reported its write plans against it the next time.
+#[derive(Debug, Clone)]
+pub struct Reporter {
+    tx: mpsc::UnboundedSender<(Report, oneshot::Sender<()>)>,
+}
+
+impl Reporter {
+    async fn send(&self, report: Report) {
+        let (ack, done) = oneshot::channel();
+        // Both fail only when the reflector stopped, i.e. at shutdown: nothing left to keep.
+        if self.tx.send((report, ack)).is_ok() {
+            let _ = done.await;
+        }
+    }
+
+    /// Reports a read of the swarm.
+    pub async fn observed(&self, observation: Observation) {
+        self.send(Report::Observed(observation)).await;
+    }
+
+    /// Reports one of the operator's own writes.
+    pub async fn written(&self, written: Written) {
+        self.send(Report::Written(written)).await;
+    }
+
+    /// Reports a new desired state (the spec directory was read).
+    pub async fn desired(&self, desired: DesiredState) {
+        self.send(Report::Desired(desired)).await;
+    }
+
+    /// Reports the outcome of a reconcile.
+    pub async fn outcome(&self, key: ObjectKey, outcome: ObjectOutcome) {
+        self.send(Report::Outcome(key, outcome)).await;
+    }
+}
+
+/// Bookkeeping the readers never need: when each cached object was last confirmed, and our
+/// own writes the engine has not confirmed yet.
+#[derive(Debug, Default)]
+struct Freshness {
+    /// Clock value at which the cached entry was last set from a read or a write.
+    seen_at: HashMap<ObjectKey, u64>,
+    /// Our own service writes, by name: the clock value and the version they were based on.
+    /// A read issued before the write that shows that version or an older one is stale.
+    pending: HashMap<String, (u64, u64)>,
+    /// Objects we removed: the clock value and id, so that a read issued before the removal
+    /// does not bring them back.
+    removed: HashMap<ObjectKey, (u64, String)>,
+}
+
+/// The single writer of the [`World`]: applies reports in order and sends the keys whose
+/// state changed to `changes`.
+pub struct Reflector {
+    world: World,
+    freshness: Freshness,
+    rx: mpsc::UnboundedReceiver<(Report, oneshot::Sender<()>)>,
+    changes: mpsc::UnboundedSender<ObjectKey>,
+}
+
+impl Reflector {
+    /// A reflector for `world` that sends changed keys to `changes`, and the handle to report
+    /// to it. Run it with [`Reflector::run`].
+    pub fn new(world: World, changes: mpsc::UnboundedSender<ObjectKey>) -> (Self, Reporter) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let reflector = Reflector {
+            world,
+            freshness: Freshness::default(),
+            rx,
+            changes,
+        };
+        (reflector, Reporter { tx })
+    }
+
+    /// Applies reports until every [`Reporter`] is dropped.
+    pub async fn run(mut self) {
+        while let Some((report, ack)) = self.rx.recv().await {
+            self.apply(report);
+            let _ = ack.send(());
+        }
+    }
+
+    fn apply(&mut self, report: Report) {
+        // The clock moves before the change becomes visible: a read issued after this point
+        // gets a ticket at least `now`, so it is known to have started after this report.
+        let now = self.world.applied.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut changed = BTreeSet::new();
+        {
+            let shared = self.world.state.clone();
+            let mut state = shared.write().expect("world lock poisoned");
+            match report {
+                Report::Observed(observation) => {
+                    self.observe(&mut state, observation, now, &mut changed);
+                }
+                Report::Written(written) => self.written(&mut state, written, now),
+                Report::Desired(desired) => {
+                    let (keys, prune_rules_changed) = desired_changes(&state.desired, &desired);
+                    changed.extend(keys);
+                    state.desired = desired;
+                    state.specs_loaded = true;
+                    if prune_rules_changed {
+                        // What may be removed changed: every object not desired any more
+                        // needs a new look.
+                        changed.extend(undesired_owned(&state));
+                    }
+                }
+                Report::Outcome(key, outcome) => {
+                    if state.outcomes.get(&key) == Some(&outcome) {
+                        return;
+                    }
+                    state.outcomes.insert(key, outcome);
+                }
+            }
+            let relevant = relevant_keys(&state, changed);
+            for key in relevant {
+                let _ = self.changes.send(key);
+            }
+        }
+        self.world.changed.notify_one();
+    }
+
+    fn observe(
+        &mut self,
+        state: &mut WorldState,
+        observation: Observation,
+        now: u64,
+        changed: &mut BTreeSet<ObjectKey>,
+    ) {
+        match observation {
+            Observation::Services { ticket, services } => {
+                let listed: BTreeSet<String> =
+                    services.iter().map(|s| s.definition.name.clone()).collect();
+                for service in services {
+                    let name = service.definition.name.clone();
+                    self.merge_service(state, ticket, &name, Some(service), now, changed);
+                }
+                let absent: Vec<String> = state
+                    .observed
+                    .services
+                    .keys()
+                    .filter(|name| !listed.contains(*name))
+                    .cloned()
+                    .collect();
+                for name in absent {
+                    self.merge_service(state, ticket, &name, None, now, changed);
+                }
+                // A removal this list confirms needs no tombstone any more.
+                self.freshness
+                    .removed
+                    .retain(|key, (at, _)| key.kind != ObjectKind::Service || ticket.0 < *at);
+                state.swarm_observed = true;
+            }
+            Observation::Networks { ticket, networks } => {
+                let listed: BTreeSet<String> =
+                    networks.iter().map(|n| n.definition.name.clone()).collect();
+                for network in networks {
+                    let name = network.definition.name.clone();
+                    self.merge_network(state, ticket, &name, Some(network), now, changed);
+                }
+                let absent: Vec<String> = state
+                    .observed
+                    .networks
+                    .keys()
+                    .filter(|name| !listed.contains(*name))
+                    .cloned()
+                    .collect();
+                for name in absent {
+                    self.merge_network(state, ticket, &name, None, now, changed);
+                }
+                self.freshness
+                    .removed
+                    .retain(|key, (at, _)| key.kind != ObjectKind::Network || ticket.0 < *at);
+            }
+            Observation::Service {
+                ticket,
+                name,
+                service,
+            } => self.merge_service(state, ticket, &name, service.map(|s| *s), now, changed),
+            Observation::Network {
+                ticket,
+                name,
+                network,
+            } => self.merge_network(state, ticket, &name, network, now, changed),
+            Observation::Nodes(nodes) => {
+                state.observed.nodes = nodes.into_iter().map(|n| (n.id.clone(), n)).collect();
+            }
+            Observation::Tasks(tasks) => state.observed.tasks = tasks,
+        }
+    }
+
+    /// Merges one read of service `name` (`None`: the read says it does not exist).
+    fn merge_service(
+        &mut self,
+        state: &mut WorldState,
+        ticket: Ticket,
+        name: &str,
+        read: Option<ObservedService>,
+        now: u64,
+        changed: &mut BTreeSet<ObjectKey>,
+    ) {
+        let key = ObjectKey::service(name);
+        let seen_at = self.freshness.seen_at.get(&key).copied().unwrap_or(0);
+        let cached = state.observed.services.get(name);
+        let next = match (cached, read) {
+            (None, None) => return,
+            // Absent: proven only by a read issued after the entry was last confirmed.
+            (Some(_), None) => {
+                if ticket.0 < seen_at {
+                    return;
+                }
+                None
+            }
+            (cached, Some(read)) => {
+                if let Some((removed_at, id)) = self.freshness.removed.get(&key)
+                    && *id == read.id
+                    && ticket.0 < *removed_at
+                {
+                    return; // issued before our removal
+                }
+                if let Some(cached) = cached {
+                    if cached.id == read.id {
+                        if read.version < cached.version {
+                            return; // an older version than we have
+                        }
+                        if let Some((written_at, based_on)) = self.freshness.pending.get(name)
+                            && ticket.0 < *written_at
+                            && read.version <= *based_on
+                        {
+                            return; // issued before our write, and shows the state before it
+                        }
+                    } else if ticket.0 < seen_at {
+                        return; // another incarnation, from a read older than what we have
+                    }
+                }
+                Some(read)
+            }
+        };
+        self.freshness.seen_at.insert(key.clone(), now);
+        match next {
+            Some(read) => {
+                if self
+                    .freshness
+                    .pending
+                    .get(name)
+                    .is_some_and(|(_, based_on)| read.version > *based_on)
+                {
+                    self.freshness.pending.remove(name);
+                }
+                let previous = state.observed.services.insert(name.to_owned(), read);
+                let current = &state.observed.services[name];
+                if previous.as_ref().is_none_or(|p| !same_service(p, current)) {
+                    changed.insert(key.clone());
+                    changed.extend(service_dependents(state, previous.as_ref()));
+                    changed.extend(service_dependents(state, Some(current)));
+                }
+            }
+            None => {
+                self.freshness.pending.remove(name);
+                self.freshness.seen_at.remove(&key);
+                if let Some(previous) = state.observed.services.remove(name) {
+                    changed.insert(key.clone());
+                    changed.extend(service_dependents(state, Some(&previous)));
+                }
+            }
+        }
+    }
+
+    /// Merges one read of network `name`. Networks have no version index and never change in
+    /// place, so only their existence and identity are merged.
+    fn merge_network(
+        &mut self,
+        state: &mut WorldState,
+        ticket: Ticket,
+        name: &str,
+        read: Option<ObservedNetwork>,
+        now: u64,
+        changed: &mut BTreeSet<ObjectKey>,
+    ) {
+        let key = ObjectKey::network(name);
+        let seen_at = self.freshness.seen_at.get(&key).copied().unwrap_or(0);
+        let cached = state.observed.networks.get(name);
+        match (cached, &read) {
+            (None, None) => return,
+            (Some(_), None) if ticket.0 < seen_at => return,
+            (_, Some(read)) => {
+                if let Some((removed_at, id)) = self.freshness.removed.get(&key)
+                    && *id == read.id
+                    && ticket.0 < *removed_at
+                {
+                    return;
+                }
+                if cached.is_some_and(|c| c.id != read.id) && ticket.0 < seen_at {
+                    return;
+                }
+            }
+            _ => {}
+        }
+        self.freshness.seen_at.insert(key.clone(), now);
+        let previous = match read {
+            Some(read) => state.observed.networks.insert(name.to_owned(), read),
+            None => {
+                self.freshness.seen_at.remove(&key);
+                state.observed.networks.remove(name)
+            }
+        };
+        if previous.as_ref() != state.observed.networks.get(name) {
+            changed.insert(key);
+            changed.extend(network_dependents(state, name));
+        }
+    }
+
+    /// Applies one of our own writes. It changes no key that the writer does not already know
+    /// about, so it triggers nothing.
+    fn written(&mut self, state: &mut WorldState, written: Written, now: u64) {
+        match written {
+            Written::ServiceCreated { id, desired } => {
+                let name = desired.definition.name.clone();
+                self.freshness.removed.remove(&ObjectKey::service(&name));
+                self.freshness.pending.insert(name.clone(), (now, 0));
+                self.freshness
+                    .seen_at
+                    .insert(ObjectKey::service(&name), now);
+                state
+                    .observed
+                    .services
+                    .insert(name, written_service(id, 0, &desired));
+            }
+            Written::ServiceUpdated {
+                id,
+                based_on,
+                desired,
+            } => {
+                let name = desired.definition.name.clone();
+                self.freshness.pending.insert(name.clone(), (now, based_on));
+                self.freshness
+                    .seen_at
+                    .insert(ObjectKey::service(&name), now);
+                let mut service = written_service(id, based_on, &desired);
+                if let Some(cached) = state.observed.services.get(&name) {
+                    service.virtual_ips.clone_from(&cached.virtual_ips);
+                    service.update_status.clone_from(&cached.update_status);
+                }
+                state.observed.services.insert(name, service);
+            }
+            Written::ServiceRemoved { name, id } => {
+                let key = ObjectKey::service(&name);
+                self.freshness.pending.remove(&name);
+                self.freshness.seen_at.remove(&key);
+                self.freshness.removed.insert(key, (now, id));
+                state.observed.services.remove(&name);
+            }
+            Written::NetworkCreated(network) => {
+                let key = ObjectKey::network(&network.definition.name);
+                self.freshness.removed.remove(&key);
+                self.freshness.seen_at.insert(key, now);
+                state
+                    .observed
+                    .networks
+                    .insert(network.definition.name.clone(), network);
+            }
+            Written::NetworkRemoved { name, id } => {
+                let key = ObjectKey::network(&name);
+                self.freshness.seen_at.remove(&key);
+                self.freshness.removed.insert(key, (now, id));
+                state.observed.networks.remove(&name);
+            }
+        }
+    }
+}
+
+/// What the cache holds right after we wrote a service, until a read confirms it.
+fn written_service(
+    id: String,
+    version: u64,
+    desired: &DesiredObject<ServiceDefinition>,
+) -> ObservedService {
+    ObservedService {
+        id,
+        version,
+        definition: desired.definition.clone(),
+        ownership: Ownership::from_labels(&desired.owner_labels()),
+        virtual_ips: Vec::new(),
+        update_status: None,
+    }
+}
+
+/// Whether two reads of a service differ in anything the plan looks at.
+fn same_service(a: &ObservedService, b: &ObservedService) -> bool {
+    a.id == b.id && a.definition == b.definition && a.ownership == b.ownership
+}
+
+/// Keys that another object's change may unblock: the owned networks a service used (a
+/// removal waiting for its users) and the services whose port it held.
+fn service_dependents(state: &WorldState, service: Option<&ObservedService>) -> Vec<ObjectKey> {
+    let Some(service) = service else {
+        return Vec::new();
+    };
+    let networks = service
+        .definition
+        .networks
+        .iter()
+        .filter(|n| !state.desired.networks.contains_key(*n))
+        .map(ObjectKey::network);
+    let port_waiters = state
+        .outcomes
+        .iter()
+        .filter(|(_, outcome)| {
+            matches!(&outcome.error, Some((Blocker::PortConflict { holder, .. }, _))
+                if *holder == service.definition.name || *holder == service.id)
+        })
+        .map(|(key, _)| key.clone());
+    networks.chain(port_waiters).collect()
+}
+
+/// Desired services that wait for network `name` to appear.
+fn network_dependents(state: &WorldState, name: &str) -> Vec<ObjectKey> {
+    state
+        .desired
+        .services
+        .iter()
+        .filter(|(service, d)| {
+            d.definition.networks.iter().any(|n| n == name)
+                && !state.observed.services.contains_key(*service)
+        })
+        .map(|(service, _)| ObjectKey::service(service))
+        .collect()
+}
+
+/// The keys whose plan may differ between two desired states, and whether the rules for
+/// removing undesired objects changed.
+fn desired_changes(old: &DesiredState, new: &DesiredState) -> (BTreeSet<ObjectKey>, bool) {
+    fn diff<'a, T: PartialEq>(
+        old: &'a BTreeMap<String, DesiredObject<T>>,
+        new: &'a BTreeMap<String, DesiredObject<T>>,
+    ) -> impl Iterator<Item = &'a String> {
+        old.keys()
+            .chain(new.keys())
+            .filter(|name| old.get(*name) != new.get(*name))
+    }
+    let keys = diff(&old.services, &new.services)
+        .map(ObjectKey::service)
+        .chain(diff(&old.networks, &new.networks).map(ObjectKey::network))
+        .collect();
+    let prune_rules_changed = old.prune_allowed != new.prune_allowed
+        || old.failed_files != new.failed_files
+        || old.instance != new.instance;
+    (keys, prune_rules_changed)
+}
+
+/// Filters changed keys to the ones the operator reconciles (desired, or owned by this
+/// instance).
+fn relevant_keys(state: &WorldState, changed: BTreeSet<ObjectKey>) -> BTreeSet<ObjectKey> {
+    let instance = &state.desired.instance;
+    let owned_service = |name: &str| {
+        state
+            .observed
+            .services
+            .get(name)
+            .is_some_and(|s| s.ownership.is_owned_by(instance))
+    };
+    let owned_network = |name: &str| {
+        state
+            .observed
+            .networks
+            .get(name)
+            .is_some_and(|n| n.ownership.is_owned_by(instance))
+    };
+    let mut relevant = BTreeSet::new();
+    for key in changed {
+        let wanted = match key.kind {
+            ObjectKind::Service => {
+                state.desired.services.contains_key(&key.name) || owned_service(&key.name)
+            }
+            ObjectKind::Network => {
+                state.desired.networks.contains_key(&key.name) || owned_network(&key.name)
+            }
+        };
+        if wanted {
+            relevant.insert(key);
+        }
+    }
+    relevant
+}
+
+/// Owned objects whose spec is gone.
+fn undesired_owned(state: &WorldState) -> Vec<ObjectKey> {
+    let instance = &state.desired.instance;
+    let services = state
+        .observed
+        .services
+        .values()
+        .filter(|s| s.ownership.is_owned_by(instance))
+        .filter(|s| !state.desired.services.contains_key(&s.definition.name))
+        .map(|s| ObjectKey::service(&s.definition.name));
+    let networks = state
+        .observed
+        .networks
+        .values()
+        .filter(|n| n.ownership.is_owned_by(instance))
+        .filter(|n| !state.desired.networks.contains_key(&n.definition.name))
+        .map(|n| ObjectKey::network(&n.definition.name));
+    services.chain(networks).collect()
+}
+
+/// Every key the operator reconciles right now (the initial pass).
+pub fn all_keys(world: &World) -> Vec<ObjectKey> {
+    let state = world.read();
+    crate::plan::all_keys(&state.desired, &state.observed)
+        .into_iter()
+        .collect()
+}
+
+/// The networks the swarm has, by name (spec validation accepts references to them).
+pub fn existing_networks(world: &World) -> BTreeSet<String> {
+    world.read().observed.networks.keys().cloned().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    //! The merge rules, report by report.
+
+    use super::*;
+    use crate::definition::DEFAULT_INSTANCE;
+    use crate::definition::tests::sample_service;
+
+    struct Fixture {
+        world: World,
+        reporter: Reporter,
+        changes: mpsc::UnboundedReceiver<ObjectKey>,
+    }
+
+    fn fixture() -> Fixture {
+        let world = World::default();
+        let (tx, changes) = mpsc::unbounded_channel();
+        let (reflector, reporter) = Reflector::new(world.clone(), tx);
+        tokio::spawn(reflector.run());
+        Fixture {
+            world,
+            reporter,
+            changes,
+        }
+    }
+
+    fn desired(name: &str) -> DesiredObject<ServiceDefinition> {
+        DesiredObject::new(sample_service(name), "a.yaml".into(), DEFAULT_INSTANCE)
+    }
+
+    /// What the engine would answer for a service we wrote, at `version`.
+    fn read(desired: &DesiredObject<ServiceDefinition>, id: &str, version: u64) -> ObservedService {
+        ObservedService {
+            version,
+            ..written_service(id.into(), version, desired)
+        }
+    }
+
+    fn drain(rx: &mut mpsc::UnboundedReceiver<ObjectKey>) -> Vec<ObjectKey> {
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    async fn with_desired(f: &Fixture, names: &[&str]) {
+        let mut state = DesiredState {
+            prune_allowed: true,
+            ..DesiredState::default()
+        };
+        for name in names {
+            state.services.insert((*name).into(), desired(name));
+        }
+        f.reporter.desired(state).await;
+    }
+
+    #[tokio::test]
+    async fn a_list_issued_before_a_create_does_not_erase_it() {
+        let mut f = fixture();
+        with_desired(&f, &["a"]).await;
+        drain(&mut f.changes);
+        let ticket = f.world.ticket(); // the list is issued...
+        f.reporter
+            .written(Written::ServiceCreated {
+                id: "s1".into(),
+                desired: desired("a"),
+            })
+            .await; // ...a create completes meanwhile...
+        f.reporter
+            .observed(Observation::Services {
+                ticket,
+                services: vec![],
+            })
+            .await; // ...and the list, which does not show it, arrives.
+        assert!(f.world.read().observed.services.contains_key("a"));
+        assert_eq!(drain(&mut f.changes), [], "nothing changed, nothing to do");
+        // A list issued after the create proves it gone.
+        let ticket = f.world.ticket();
+        f.reporter
+            .observed(Observation::Services {
+                ticket,
+                services: vec![],
+            })
+            .await;
+        assert!(!f.world.read().observed.services.contains_key("a"));
+        assert_eq!(drain(&mut f.changes), [ObjectKey::service("a")]);
+    }
+
+    #[tokio::test]
+    async fn an_older_read_never_rolls_back_an_update() {
+        let mut f = fixture();
+        with_desired(&f, &["a"]).await;
+        let before = f.world.ticket();
+        f.reporter
+            .observed(Observation::Service {
+                ticket: before,
+                name: "a".into(),
+                service: Some(Box::new(read(&desired("a"), "s1", 10))),
+            })
+            .await;
+        let stale_ticket = f.world.ticket();
+        let mut v2 = desired("a");
+        v2.definition.image = "v2".into();
+        v2 = DesiredObject::new(v2.definition, "a.yaml".into(), DEFAULT_INSTANCE);
+        f.reporter
+            .written(Written::ServiceUpdated {
+                id: "s1".into(),
+                based_on: 10,
+                desired: v2.clone(),
+            })
+            .await;
+        drain(&mut f.changes);
+        // A read issued before the update, showing version 10, arrives late.
+        f.reporter
+            .observed(Observation::Service {
+                ticket: stale_ticket,
+                name: "a".into(),
+                service: Some(Box::new(read(&desired("a"), "s1", 10))),
+            })
+            .await;
+        assert_eq!(f.world.read().observed.services["a"].definition.image, "v2");
+        // So does a list with an even older version.
+        f.reporter
+            .observed(Observation::Services {
+                ticket: before,
+                services: vec![read(&desired("a"), "s1", 9)],
+            })
+            .await;
+        assert_eq!(f.world.read().observed.services["a"].definition.image, "v2");
+        assert_eq!(drain(&mut f.changes), []);
+        // The read-back with the new version is taken, and changes nothing the plan sees.
+        let ticket = f.world.ticket();
+        f.reporter
+            .observed(Observation::Service {
+                ticket,
+                name: "a".into(),
+                service: Some(Box::new(read(&v2, "s1", 12))),
+            })
+            .await;
+        assert_eq!(f.world.read().observed.services["a"].version, 12);
+        assert_eq!(drain(&mut f.changes), []);
+        // Someone else's later change is taken and triggers the key.
+        let mut drifted = read(&v2, "s1", 15);
+        drifted.definition.image = "hand-edited".into();
+        f.reporter
+            .observed(Observation::Service {
+                ticket: f.world.ticket(),
+                name: "a".into(),
+                service: Some(Box::new(drifted)),
+            })
+            .await;
+        assert_eq!(drain(&mut f.changes), [ObjectKey::service("a")]);
+    }
+
+    #[tokio::test]
+    async fn a_read_issued_before_a_removal_does_not_bring_it_back() {
+        let mut f = fixture();
+        with_desired(&f, &[]).await;
+        f.reporter
+            .observed(Observation::Services {
+                ticket: f.world.ticket(),
+                services: vec![read(&desired("a"), "s1", 3)],
+            })
+            .await;
+        let stale = f.world.ticket();
+        f.reporter
+            .written(Written::ServiceRemoved {
+                name: "a".into(),
+                id: "s1".into(),
+            })
+            .await;
+        drain(&mut f.changes);
+        f.reporter
+            .observed(Observation::Services {
+                ticket: stale,
+                services: vec![read(&desired("a"), "s1", 3)],
+            })
+            .await;
+        assert!(f.world.read().observed.services.is_empty());
+        assert_eq!(drain(&mut f.changes), []);
+        // A new service of the same name (another id), read later, is real.
+        f.reporter
+            .observed(Observation::Service {
+                ticket: f.world.ticket(),
+                name: "a".into(),
+                service: Some(Box::new(read(&desired("a"), "s2", 8))),
+            })
+            .await;
+        assert_eq!(f.world.read().observed.services["a"].id, "s2");
+    }
+
+    #[tokio::test]
+    async fn unmanaged_churn_triggers_nothing() {
+        let mut f = fixture();
+        with_desired(&f, &["a"]).await;
+        drain(&mut f.changes);
+        let mut other = read(&desired("churn"), "x1", 4);
+        other.ownership = Ownership::default();
+        f.reporter
+            .observed(Observation::Service {
+                ticket: f.world.ticket(),
+                name: "churn".into(),
+                service: Some(Box::new(other)),
+            })
+            .await;
+        f.reporter
+            .observed(Observation::Service {
+                ticket: f.world.ticket(),
+                name: "churn".into(),
+                service: None,
+            })
+            .await;
+        assert_eq!(drain(&mut f.changes), []);
+    }
+
+    #[tokio::test]
+    async fn only_changed_specs_are_triggered() {
+        let mut f = fixture();
+        with_desired(&f, &["a", "b", "c"]).await;
+        assert_eq!(drain(&mut f.changes).len(), 3);
+        let mut state = f.world.read().desired.clone();
+        let mut b = state.services["b"].definition.clone();
+        b.image = "new".into();
+        state.services.insert(
+            "b".into(),
+            DesiredObject::new(b, "a.yaml".into(), DEFAULT_INSTANCE),
+        );
+        f.reporter.desired(state).await;
+        assert_eq!(drain(&mut f.changes), [ObjectKey::service("b")]);
     }
 }

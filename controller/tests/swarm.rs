@@ -284,4 +284,216 @@ fn validate_reports_located_errors() {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("bad.yml:"), "{stdout}");
     assert!(stdout.contains("65535"), "port range explained: {stdout}");
+
+    // A symlink loop is an error of its own, not a file that is silently skipped.
+    swarm.remove_spec("bad.yml");
+    let link = |name: &str, target: &str| {
+        std::os::unix::fs::symlink(target, swarm.specs.path().join(name)).expect("symlink")
+    };
+    link("loop-a.yaml", "loop-b.yaml");
+    link("loop-b.yaml", "loop-a.yaml");
+    let out = swarm.command("validate");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout
+            .contains("loop-a.yaml: is a symlink loop (loop-a.yaml -> loop-b.yaml -> loop-a.yaml)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("loop-b.yaml: is a symlink loop"),
+        "{stdout}"
+    );
+}
+
+/// The Docker adapter classifies the engine's refusals once, on a real engine: removing what
+/// is gone is "not found" (done), a network with attached services is "in use" naming them,
+/// and a published port held by another service is a port conflict naming the holder.
+#[test]
+fn engine_errors_are_classified() {
+    use std::collections::BTreeMap;
+    use swarm_operator::docker::{DockerEngine, DockerError, SwarmApi};
+
+    let Some(swarm) = Swarm::start("engine_errors") else {
+        return;
+    };
+    let net = swarm.name("net");
+    let user = swarm.name("user");
+    let holder = swarm.name("holder");
+    let port = 20_000 + std::process::id() % 10_000;
+    docker(&["network", "create", "-d", "overlay", &net]);
+    let user_id = docker(&[
+        "service",
+        "create",
+        "-q",
+        "-d",
+        "--name",
+        &user,
+        "--network",
+        &net,
+        "--replicas",
+        "0",
+        support::TEST_IMAGE,
+    ]);
+    docker(&[
+        "service",
+        "create",
+        "-q",
+        "-d",
+        "--name",
+        &holder,
+        "--replicas",
+        "0",
+        "-p",
+        &format!("{port}:80"),
+        support::TEST_IMAGE,
+    ]);
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let engine = DockerEngine::connect().await.expect("connecting");
+        match engine.remove_network(&net).await {
+            Err(DockerError::InUse { users, .. }) => {
+                assert_eq!(
+                    users,
+                    [user_id.trim()],
+                    "the engine names the attached service"
+                );
+            }
+            other => panic!("expected InUse, got {other:?}"),
+        }
+        for result in [
+            engine.remove_network("sot-no-such-network").await,
+            engine.remove_service("sot-no-such-service").await,
+        ] {
+            assert!(
+                matches!(result, Err(DockerError::NotFound { .. })),
+                "{result:?}"
+            );
+        }
+        let text = format!(
+            "{}  ports: [{{target: 80, published: {port}}}]\n",
+            swarm.service_spec("wants", 0, None)
+        );
+        let loaded = swarm_operator::spec::load_str(std::path::Path::new("wants.yaml"), &text);
+        let service = loaded.objects().expect("a valid spec")[0]
+            .value
+            .as_service()
+            .expect("a service")
+            .clone();
+        let mut wants = swarm_operator::desired::service_definition(&service);
+        wants.networks.clear();
+        // Swarm refuses ingress ports with dnsrr before it looks at the port.
+        wants.endpoint_mode = swarm_operator::definition::EndpointMode::Vip;
+        match engine.create_service(&wants, &BTreeMap::new()).await {
+            Err(DockerError::PortConflict {
+                port: p, holder: h, ..
+            }) => {
+                assert_eq!((u32::from(p), h.as_str()), (port, holder.as_str()));
+            }
+            other => panic!("expected PortConflict, got {other:?}"),
+        }
+    });
+}
+
+fn network_condition<'a>(status: &'a Value, name: &str, kind: &str) -> &'a Value {
+    status["networks"][name]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == kind))
+        .unwrap_or(&Value::Null)
+}
+
+/// What the user sees for an object that can not be applied: a port held by another service
+/// is `Degraded/PortConflict` naming the holder; a network whose spec is gone but which is
+/// still used is `Progressing/WaitingForUsers` naming the users. Both are retried with
+/// backoff only (counted in `swarm_operator_docker_requests_total`), and go through as soon as
+/// the blocker is gone.
+#[test]
+fn blocked_objects_are_reported_and_recover() {
+    let Some(swarm) = Swarm::start("blocked") else {
+        return;
+    };
+    let net = swarm.name("net");
+    let holder = swarm.name("holder");
+    let wants = swarm.name("wants");
+    let user = swarm.name("user");
+    let port = 20_000 + (std::process::id() + 1) % 10_000;
+    docker(&[
+        "service",
+        "create",
+        "-q",
+        "-d",
+        "--name",
+        &holder,
+        "--replicas",
+        "0",
+        "-p",
+        &format!("{port}:80"),
+        support::TEST_IMAGE,
+    ]);
+    swarm.write_spec("net.yaml", &swarm.network_spec("net"));
+    let wants_spec = swarm
+        .service_spec("wants", 0, None)
+        .replace("endpointMode: dnsrr", "endpointMode: vip")
+        + &format!("  ports: [{{target: 80, published: {port}}}]\n");
+    swarm.write_spec("wants.yaml", &wants_spec);
+    let operator = swarm.operator();
+
+    let status = swarm.wait_status("port conflict reported", CONVERGE, |s| {
+        condition(s, &wants, "Degraded")["reason"] == "PortConflict"
+            && network_condition(s, &net, "Ready")["status"] == "True"
+    });
+    let message = condition(&status, &wants, "Degraded")["message"].to_string();
+    assert!(
+        message.contains(&holder) && message.contains(&port.to_string()),
+        "{message}"
+    );
+
+    // An unmanaged service attaches to the owned network; then the network's spec goes.
+    docker(&[
+        "service",
+        "create",
+        "-q",
+        "-d",
+        "--name",
+        &user,
+        "--network",
+        &net,
+        "--replicas",
+        "0",
+        support::TEST_IMAGE,
+    ]);
+    swarm.remove_spec("net.yaml");
+    let status = swarm.wait_status("network waits for its users", CONVERGE, |s| {
+        network_condition(s, &net, "Progressing")["reason"] == "WaitingForUsers"
+    });
+    let message = network_condition(&status, &net, "Progressing")["message"].to_string();
+    assert!(message.contains(&user), "names the user: {message}");
+
+    let (_, metrics) = operator.http_get("/metrics").expect("metrics");
+    assert!(
+        metrics.contains(
+            r#"swarm_operator_docker_requests_total{op="create_service",outcome="conflict"}"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"swarm_operator_docker_requests_total{op="remove_network",outcome="conflict"}"#
+        ),
+        "{metrics}"
+    );
+
+    // Unblocked: both go through well before their backoff would have retried them.
+    docker(&["service", "rm", &holder, &user]);
+    swarm.wait(
+        "wants created and net removed",
+        Duration::from_secs(10),
+        || {
+            swarm.service_version("wants").is_some()
+                && !support::docker_output(&["network", "inspect", &net])
+                    .status
+                    .success()
+        },
+    );
 }

@@ -3,14 +3,18 @@
 //! Reuses the cluster named by `SWARM_E2E_CLUSTER` (set by `cargo xtask e2e` / `cargo xtask test`),
 //! else brings one up itself (building missing images) and tears it down at the end. Without a
 //! Docker daemon it fails under `CI=true` and skips, saying why, otherwise.
-//! Filter scenarios by passing a substring: `cargo test -p e2e --test swarm -- drift`.
+//! The harness is libtest's command line (`--list`, `--exact`, `--skip`, a name filter:
+//! `cargo test -p e2e --test swarm -- drift`); the scenarios always run one at a time, in order.
 
 use std::collections::BTreeSet;
+use std::panic::AssertUnwindSafe;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use e2e::probe::ProbeLine;
 use e2e::status::Status;
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use xtask::cluster::{Cluster, ENV_CLUSTER, UpOptions};
 use xtask::swarm::Manager;
 use xtask::{docker, images, interrupt, operator};
@@ -37,99 +41,107 @@ struct Env {
     root: std::path::PathBuf,
 }
 
+type Scenario = fn(&Env) -> Verdict;
+
+/// In the order they run: each builds on the state the previous ones left (s1 converges the
+/// app the others edit, break and restore).
+const SCENARIOS: [(&str, Scenario); 9] = [
+    ("s1_converge", |e| pass(converge(e))),
+    ("s2_discovery_and_load_balancing", |e| pass(discovery(e))),
+    ("s3_scale_by_spec_edit", |e| pass(scale(e))),
+    ("s4_drift_is_reverted", |e| pass(drift(e))),
+    ("s5_removal", |e| pass(removal(e))),
+    ("s6_bad_input", |e| pass(bad_input(e))),
+    ("s7_node_loss", |e| pass(node_loss(e))),
+    ("s8_operator_restart", |e| pass(operator_restart(e))),
+    ("s9_vip_and_ingress", vip),
+];
+
+/// Why the scenarios have no environment to run in.
+#[derive(Clone)]
+enum NoEnv {
+    /// No Docker daemon and CI unset: the scenarios are skipped, saying why.
+    Skip(String),
+    /// Setup failed, or no daemon under `CI=true`: every scenario fails with this.
+    Fail(String),
+}
+
+/// The environment the scenarios share: set up by the first one that runs (so `--list`, or a
+/// filter that matches nothing, starts no cluster) and torn down after the last.
+type SharedEnv = Arc<Mutex<Option<Result<Env, NoEnv>>>>;
+
 fn main() -> ExitCode {
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let started = Instant::now();
+    let mut args = Arguments::from_args();
+    // One shared cluster, scenarios that build on each other: one at a time, in order.
+    args.test_threads = Some(1);
     interrupt::install();
-    if !docker::answers() {
-        if xtask::is_ci() {
-            eprintln!("e2e: no Docker daemon answers and CI=true: this is a failure, not a skip");
-            println!(
-                "test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out"
-            );
-            return ExitCode::FAILURE;
-        }
-        println!(
-            "e2e: skipped: no Docker daemon answers (run `cargo xtask e2e`, which starts one; CI=true makes this a failure)"
-        );
-        println!("test result: ok. 0 passed; 0 failed; 9 ignored; 0 measured; 0 filtered out");
-        return ExitCode::SUCCESS;
+    let shared: SharedEnv = Arc::default();
+    let trials = SCENARIOS
+        .iter()
+        .map(|&(name, scenario)| {
+            let shared = Arc::clone(&shared);
+            Trial::ignorable_test(name, move || run_scenario(&shared, name, scenario))
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    // The cluster's Drop guard tears it down (if this run brought it up) before the exit.
+    drop(lock(&shared).take());
+    conclusion.exit_code()
+}
+
+fn lock(shared: &SharedEnv) -> MutexGuard<'_, Option<Result<Env, NoEnv>>> {
+    // A scenario that panicked leaves the cluster as usable as one that failed.
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn run_scenario(shared: &SharedEnv, name: &str, scenario: Scenario) -> Result<Completion, Failed> {
+    if interrupt::interrupted() {
+        return Err("interrupted (Ctrl-C): not run".into());
     }
-    let env = match setup() {
+    let mut env = lock(shared);
+    let env = match env.get_or_insert_with(prepare) {
         Ok(env) => env,
-        Err(e) => {
-            eprintln!("e2e setup failed: {e}");
-            println!(
-                "test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out"
-            );
-            return ExitCode::FAILURE;
-        }
+        Err(NoEnv::Skip(why)) => return Ok(Completion::ignored_with(why.clone())),
+        Err(NoEnv::Fail(why)) => return Err(why.as_str().into()),
     };
-    type Scenario = fn(&Env) -> Verdict;
-    let scenarios: [(&str, Scenario); 9] = [
-        ("s1_converge", |e| pass(converge(e))),
-        ("s2_discovery_and_load_balancing", |e| pass(discovery(e))),
-        ("s3_scale_by_spec_edit", |e| pass(scale(e))),
-        ("s4_drift_is_reverted", |e| pass(drift(e))),
-        ("s5_removal", |e| pass(removal(e))),
-        ("s6_bad_input", |e| pass(bad_input(e))),
-        ("s7_node_loss", |e| pass(node_loss(e))),
-        ("s8_operator_restart", |e| pass(operator_restart(e))),
-        ("s9_vip_and_ingress", vip),
-    ];
-    let (mut passed, mut failed, mut ignored, mut filtered) = (0, 0, 0, 0);
-    let mut failures = Vec::new();
-    for (name, f) in scenarios {
-        if !filter.is_empty() && !filter.iter().any(|p| name.contains(p.as_str())) {
-            filtered += 1;
-            continue;
+    let started = Instant::now();
+    let verdict = std::panic::catch_unwind(AssertUnwindSafe(|| scenario(env)));
+    eprintln!("--- {name}: {}", xtask::timing::fmt(started.elapsed()));
+    match verdict {
+        Ok(Verdict::Pass) => Ok(Completion::Completed),
+        Ok(Verdict::Skip(why)) => Ok(Completion::ignored_with(why)),
+        Ok(Verdict::Fail(why)) => {
+            print_status(env);
+            Err(why.into())
         }
-        if interrupt::interrupted() {
-            break;
-        }
-        let t = Instant::now();
-        eprintln!("--- {name}");
-        let verdict = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&env)))
-            .unwrap_or_else(|p| {
-                Verdict::Fail(format!("panicked: {:?}", p.downcast_ref::<String>()))
-            });
-        let took = xtask::timing::fmt(t.elapsed());
-        match verdict {
-            Verdict::Pass => {
-                passed += 1;
-                println!("test {name} ... ok ({took})");
-            }
-            Verdict::Skip(why) => {
-                ignored += 1;
-                println!("test {name} ... ignored, {why}");
-            }
-            Verdict::Fail(why) => {
-                failed += 1;
-                println!("test {name} ... FAILED ({took})\n    {why}");
-                failures.push(name);
-                if let Ok(Some(s)) = operator::read_status(&env.m) {
-                    eprintln!("    status file at failure: {s}");
-                }
-            }
+        Err(panic) => {
+            print_status(env);
+            // The harness reports the panic with its message.
+            std::panic::resume_unwind(panic)
         }
     }
-    drop(env);
-    let result = if failed == 0 { "ok" } else { "FAILED" };
-    if !failures.is_empty() {
-        println!("\nfailures:\n    {}", failures.join("\n    "));
+}
+
+fn print_status(env: &Env) {
+    if let Ok(Some(s)) = operator::read_status(&env.m) {
+        eprintln!("    status file at failure: {s}");
     }
-    println!(
-        "\ntest result: {result}. {passed} passed; {failed} failed; {ignored} ignored; 0 measured; {filtered} filtered out; finished in {:.2}s",
-        started.elapsed().as_secs_f64()
-    );
-    if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+}
+
+/// A Docker daemon, then [`setup`]; or why the scenarios can not run.
+fn prepare() -> Result<Env, NoEnv> {
+    if !docker::answers() {
+        return Err(if xtask::is_ci() {
+            NoEnv::Fail(
+                "no Docker daemon answers and CI=true: this is a failure, not a skip".into(),
+            )
+        } else {
+            NoEnv::Skip(
+                "no Docker daemon answers: `cargo xtask e2e` starts one; CI=true makes this a failure".into(),
+            )
+        });
     }
+    setup().map_err(|e| NoEnv::Fail(format!("e2e setup failed: {e}")))
 }
 
 fn pass(o: Outcome) -> Verdict {

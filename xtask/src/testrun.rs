@@ -63,6 +63,8 @@ pub fn run(root: &Path, opts: &TestOptions) -> Result<(), TestError> {
             ])
             .run()
     })?;
+    // The only freshness check of `crds/` (there is no unit-test twin): it regenerates with
+    // the real binary, so it also catches a generated file that was never committed.
     phase("crds freshness", || check_crds(root))?;
     phase("cargo test (unit + integration)", || {
         cargo(root)
@@ -99,7 +101,6 @@ pub fn e2e(root: &Path, nodes: usize, extra: &[String]) -> Result<(), TestError>
     r.map_err(Into::into)
 }
 
-/// Whether the operator binary knows the `crds` subcommand yet (it is being written).
 /// Regenerate `crds/` with the operator and fail if that changed anything (controller-rs style).
 fn check_crds(root: &Path) -> Result<(), CmdError> {
     cargo(root)

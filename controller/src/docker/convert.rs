@@ -6,32 +6,24 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{
-    EndpointPortConfig, EndpointSpec, EndpointSpecModeEnum, HealthConfig, Ipam, IpamConfig, Limit,
-    Mount as DockerMount, MountTmpfsOptions, MountType, Network, NetworkAttachmentConfig,
-    NetworkCreateRequest, ResourceObject, Service, ServiceSpec, ServiceSpecMode,
-    ServiceSpecModeReplicated, ServiceSpecRollbackConfig, ServiceSpecUpdateConfig, TaskSpec,
-    TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecPlacementPreferences,
-    TaskSpecPlacementSpread, TaskSpecResources, TaskSpecRestartPolicy,
+    EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
+    EndpointSpec, EndpointSpecModeEnum, HealthConfig, Ipam, IpamConfig, Limit,
+    Mount as DockerMount, MountTmpfsOptions, MountType as DockerMountType, Network,
+    NetworkAttachmentConfig, NetworkCreateRequest, ResourceObject, Service, ServiceSpec,
+    ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecRollbackConfig,
+    ServiceSpecRollbackConfigFailureActionEnum, ServiceSpecRollbackConfigOrderEnum,
+    ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
+    ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement,
+    TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
+    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 
-use super::{ObservedNetwork, ObservedService, Ownership, UpdateStatus, VirtualIp};
+use super::{ObservedNetwork, ObservedService, Ownership, UpdateState, UpdateStatus, VirtualIp};
 use crate::definition::{
-    EndpointMode, Healthcheck, Mode, Mount, NetworkDefinition, OPERATOR_LABEL_PREFIX, Placement,
-    Port, ResourceAmounts, Resources, RestartPolicy, ServiceDefinition, UpdatePolicy,
+    EndpointMode, FailureAction, Healthcheck, Mode, Mount, MountKind, MountType, NetworkDefinition,
+    OPERATOR_LABEL_PREFIX, Placement, Port, Protocol, PublishMode, ResourceAmounts, Resources,
+    RestartCondition, RestartPolicy, ServiceDefinition, UpdateOrder, UpdatePolicy,
 };
-
-/// Parses one of bollard's string enums; validation upstream only lets known values through,
-/// so `None` (left to Docker's default) is unreachable in practice.
-fn parse_enum<T: std::str::FromStr>(value: &str) -> Option<T> {
-    value.parse().ok()
-}
-
-/// bollard's enums render their wire value through `AsRef<str>`; empty means "unset".
-fn enum_str<T: AsRef<str>>(value: Option<&T>) -> Option<String> {
-    value
-        .map(|v| v.as_ref().to_owned())
-        .filter(|s| !s.is_empty())
-}
 
 fn to_hash_map(map: &BTreeMap<String, String>) -> HashMap<String, String> {
     map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
@@ -60,35 +52,89 @@ fn non_zero(value: Option<i64>) -> Option<i64> {
     value.filter(|v| *v != 0)
 }
 
-/// Renders an [`UpdatePolicy`] as bollard's update or rollback config: two structs with the
-/// same fields but distinct enum types, hence a macro rather than a function.
-macro_rules! render_policy {
-    ($config:ident, $policy:expr) => {{
-        let p: &UpdatePolicy = $policy;
-        $config {
-            parallelism: p.parallelism,
-            delay: p.delay_ns,
-            failure_action: p.failure_action.as_deref().and_then(parse_enum),
-            monitor: p.monitor_ns,
-            max_failure_ratio: p.max_failure_ratio,
-            order: p.order.as_deref().and_then(parse_enum),
-        }
-    }};
+fn to_update_config(p: &UpdatePolicy) -> ServiceSpecUpdateConfig {
+    use ServiceSpecUpdateConfigFailureActionEnum as Action;
+    use ServiceSpecUpdateConfigOrderEnum as Order;
+    ServiceSpecUpdateConfig {
+        parallelism: p.parallelism,
+        delay: p.delay_ns,
+        failure_action: p.failure_action.map(|a| match a {
+            FailureAction::Pause => Action::PAUSE,
+            FailureAction::Continue => Action::CONTINUE,
+            FailureAction::Rollback => Action::ROLLBACK,
+        }),
+        monitor: p.monitor_ns,
+        max_failure_ratio: p.max_failure_ratio,
+        order: p.order.map(|o| match o {
+            UpdateOrder::StopFirst => Order::STOP_FIRST,
+            UpdateOrder::StartFirst => Order::START_FIRST,
+        }),
+    }
 }
 
-/// Reads bollard's update or rollback config back into an [`UpdatePolicy`].
-macro_rules! read_policy {
-    ($config:expr) => {{
-        let p = $config;
-        UpdatePolicy {
-            parallelism: p.parallelism,
-            delay_ns: non_zero(p.delay),
-            failure_action: enum_str(p.failure_action.as_ref()),
-            monitor_ns: non_zero(p.monitor),
-            max_failure_ratio: p.max_failure_ratio,
-            order: enum_str(p.order.as_ref()),
-        }
-    }};
+fn to_rollback_config(p: &UpdatePolicy) -> ServiceSpecRollbackConfig {
+    use ServiceSpecRollbackConfigFailureActionEnum as Action;
+    use ServiceSpecRollbackConfigOrderEnum as Order;
+    ServiceSpecRollbackConfig {
+        parallelism: p.parallelism,
+        delay: p.delay_ns,
+        failure_action: p.failure_action.and_then(|a| match a {
+            FailureAction::Pause => Some(Action::PAUSE),
+            FailureAction::Continue => Some(Action::CONTINUE),
+            // A rollback can not roll back; validation rejects it in `rollbackConfig`, and
+            // the engine's default applies should a definition carry it anyway.
+            FailureAction::Rollback => None,
+        }),
+        monitor: p.monitor_ns,
+        max_failure_ratio: p.max_failure_ratio,
+        order: p.order.map(|o| match o {
+            UpdateOrder::StopFirst => Order::STOP_FIRST,
+            UpdateOrder::StartFirst => Order::START_FIRST,
+        }),
+    }
+}
+
+fn from_update_config(p: &ServiceSpecUpdateConfig) -> UpdatePolicy {
+    use ServiceSpecUpdateConfigFailureActionEnum as Action;
+    use ServiceSpecUpdateConfigOrderEnum as Order;
+    UpdatePolicy {
+        parallelism: p.parallelism,
+        delay_ns: non_zero(p.delay),
+        failure_action: p.failure_action.and_then(|a| match a {
+            Action::EMPTY => None,
+            Action::PAUSE => Some(FailureAction::Pause),
+            Action::CONTINUE => Some(FailureAction::Continue),
+            Action::ROLLBACK => Some(FailureAction::Rollback),
+        }),
+        monitor_ns: non_zero(p.monitor),
+        max_failure_ratio: p.max_failure_ratio,
+        order: p.order.and_then(|o| match o {
+            Order::EMPTY => None,
+            Order::STOP_FIRST => Some(UpdateOrder::StopFirst),
+            Order::START_FIRST => Some(UpdateOrder::StartFirst),
+        }),
+    }
+}
+
+fn from_rollback_config(p: &ServiceSpecRollbackConfig) -> UpdatePolicy {
+    use ServiceSpecRollbackConfigFailureActionEnum as Action;
+    use ServiceSpecRollbackConfigOrderEnum as Order;
+    UpdatePolicy {
+        parallelism: p.parallelism,
+        delay_ns: non_zero(p.delay),
+        failure_action: p.failure_action.and_then(|a| match a {
+            Action::EMPTY => None,
+            Action::PAUSE => Some(FailureAction::Pause),
+            Action::CONTINUE => Some(FailureAction::Continue),
+        }),
+        monitor_ns: non_zero(p.monitor),
+        max_failure_ratio: p.max_failure_ratio,
+        order: p.order.and_then(|o| match o {
+            Order::EMPTY => None,
+            Order::STOP_FIRST => Some(UpdateOrder::StopFirst),
+            Order::START_FIRST => Some(UpdateOrder::StartFirst),
+        }),
+    }
 }
 
 /// Renders the full service spec to send on create and update.
@@ -145,7 +191,11 @@ pub(crate) fn to_service_spec(
             .restart_policy
             .as_ref()
             .map(|p| TaskSpecRestartPolicy {
-                condition: p.condition.as_deref().and_then(parse_enum),
+                condition: p.condition.map(|c| match c {
+                    RestartCondition::None => TaskSpecRestartPolicyConditionEnum::NONE,
+                    RestartCondition::OnFailure => TaskSpecRestartPolicyConditionEnum::ON_FAILURE,
+                    RestartCondition::Any => TaskSpecRestartPolicyConditionEnum::ANY,
+                }),
                 delay: p.delay_ns,
                 max_attempts: p.max_attempts,
                 window: p.window_ns,
@@ -194,14 +244,8 @@ pub(crate) fn to_service_spec(
         labels: Some(labels),
         task_template: Some(task_template),
         mode: Some(mode),
-        update_config: definition
-            .update_config
-            .as_ref()
-            .map(|p| render_policy!(ServiceSpecUpdateConfig, p)),
-        rollback_config: definition
-            .rollback_config
-            .as_ref()
-            .map(|p| render_policy!(ServiceSpecRollbackConfig, p)),
+        update_config: definition.update_config.as_ref().map(to_update_config),
+        rollback_config: definition.rollback_config.as_ref().map(to_rollback_config),
         networks: None,
         endpoint_spec: Some(EndpointSpec {
             mode: Some(match definition.endpoint_mode {
@@ -214,10 +258,17 @@ pub(crate) fn to_service_spec(
                     .iter()
                     .map(|p| EndpointPortConfig {
                         name: None,
-                        protocol: parse_enum(&p.protocol),
+                        protocol: Some(match p.protocol {
+                            Protocol::Tcp => EndpointPortConfigProtocolEnum::TCP,
+                            Protocol::Udp => EndpointPortConfigProtocolEnum::UDP,
+                            Protocol::Sctp => EndpointPortConfigProtocolEnum::SCTP,
+                        }),
                         target_port: Some(i64::from(p.target)),
                         published_port: p.published.map(i64::from),
-                        publish_mode: parse_enum(&p.mode),
+                        publish_mode: Some(match p.mode {
+                            PublishMode::Ingress => EndpointPortConfigPublishModeEnum::INGRESS,
+                            PublishMode::Host => EndpointPortConfigPublishModeEnum::HOST,
+                        }),
                     })
                     .collect(),
             ),
@@ -229,11 +280,13 @@ fn to_mount(mount: &Mount) -> DockerMount {
     DockerMount {
         target: Some(mount.target.clone()),
         source: mount.source.clone(),
-        typ: Some(match mount.kind.as_str() {
-            "bind" => MountType::BIND,
-            "tmpfs" => MountType::TMPFS,
-            _ => MountType::VOLUME,
-        }),
+        typ: match &mount.kind {
+            MountKind::Spec(MountType::Volume) => Some(DockerMountType::VOLUME),
+            MountKind::Spec(MountType::Bind) => Some(DockerMountType::BIND),
+            MountKind::Spec(MountType::Tmpfs) => Some(DockerMountType::TMPFS),
+            // Only read from the engine, where it came from this same enum.
+            MountKind::Unsupported(kind) => kind.parse().ok(),
+        },
         read_only: Some(mount.read_only),
         tmpfs_options: mount.tmpfs_size_bytes.map(|size| MountTmpfsOptions {
             size_bytes: Some(size),
@@ -285,12 +338,42 @@ pub(crate) fn from_service(
         .map(|p| Port {
             target: p.target_port.unwrap_or(0) as u16,
             published: p.published_port.filter(|p| *p != 0).map(|p| p as u16),
-            protocol: enum_str(p.protocol.as_ref()).unwrap_or_else(|| "tcp".into()),
-            mode: enum_str(p.publish_mode.as_ref()).unwrap_or_else(|| "ingress".into()),
+            // Unset means the engine's default: TCP through the routing mesh.
+            protocol: match p.protocol {
+                Some(EndpointPortConfigProtocolEnum::UDP) => Protocol::Udp,
+                Some(EndpointPortConfigProtocolEnum::SCTP) => Protocol::Sctp,
+                Some(
+                    EndpointPortConfigProtocolEnum::TCP | EndpointPortConfigProtocolEnum::EMPTY,
+                )
+                | None => Protocol::Tcp,
+            },
+            mode: match p.publish_mode {
+                Some(EndpointPortConfigPublishModeEnum::HOST) => PublishMode::Host,
+                Some(
+                    EndpointPortConfigPublishModeEnum::INGRESS
+                    | EndpointPortConfigPublishModeEnum::EMPTY,
+                )
+                | None => PublishMode::Ingress,
+            },
         })
         .collect();
     ports.sort();
     let labels = all_labels(spec.labels.as_ref());
+    let mounts = container
+        .mounts
+        .iter()
+        .flatten()
+        .map(|m| Mount {
+            kind: mount_kind(&name, m.typ),
+            source: m.source.clone().filter(|s| !s.is_empty()),
+            target: m.target.clone().unwrap_or_default(),
+            read_only: m.read_only.unwrap_or(false),
+            tmpfs_size_bytes: m
+                .tmpfs_options
+                .as_ref()
+                .and_then(|t| non_zero(t.size_bytes)),
+        })
+        .collect();
     let definition = ServiceDefinition {
         name,
         image: container.image.clone().unwrap_or_default(),
@@ -321,10 +404,15 @@ pub(crate) fn from_service(
             retries: non_zero(h.retries),
             start_period_ns: non_zero(h.start_period),
         }),
-        update_config: spec.update_config.as_ref().map(|p| read_policy!(p)),
-        rollback_config: spec.rollback_config.as_ref().map(|p| read_policy!(p)),
+        update_config: spec.update_config.as_ref().map(from_update_config),
+        rollback_config: spec.rollback_config.as_ref().map(from_rollback_config),
         restart_policy: task.restart_policy.as_ref().map(|p| RestartPolicy {
-            condition: enum_str(p.condition.as_ref()),
+            condition: p.condition.and_then(|c| match c {
+                TaskSpecRestartPolicyConditionEnum::EMPTY => None,
+                TaskSpecRestartPolicyConditionEnum::NONE => Some(RestartCondition::None),
+                TaskSpecRestartPolicyConditionEnum::ON_FAILURE => Some(RestartCondition::OnFailure),
+                TaskSpecRestartPolicyConditionEnum::ANY => Some(RestartCondition::Any),
+            }),
             delay_ns: non_zero(p.delay),
             max_attempts: p.max_attempts,
             window_ns: non_zero(p.window),
@@ -351,24 +439,7 @@ pub(crate) fn from_service(
                 pids: None,
             }),
         }),
-        mounts: container
-            .mounts
-            .iter()
-            .flatten()
-            .map(|m| Mount {
-                kind: m
-                    .typ
-                    .as_ref()
-                    .map_or_else(|| "volume".into(), |t| t.to_string()),
-                source: m.source.clone().filter(|s| !s.is_empty()),
-                target: m.target.clone().unwrap_or_default(),
-                read_only: m.read_only.unwrap_or(false),
-                tmpfs_size_bytes: m
-                    .tmpfs_options
-                    .as_ref()
-                    .and_then(|t| non_zero(t.size_bytes)),
-            })
-            .collect(),
+        mounts,
         stop_grace_period_ns: container.stop_grace_period,
         user: container.user.clone().filter(|u| !u.is_empty()),
         workdir: container.dir.clone().filter(|d| !d.is_empty()),
@@ -395,10 +466,30 @@ pub(crate) fn from_service(
         ownership: Ownership::from_labels(&labels),
         virtual_ips,
         update_status: service.update_status.as_ref().map(|u| UpdateStatus {
-            state: enum_str(u.state.as_ref()).unwrap_or_default(),
+            state: u.state.unwrap_or(UpdateState::EMPTY),
             message: u.message.clone().unwrap_or_default(),
         }),
     })
+}
+
+/// A mount's kind as the definition holds it; unset is the engine's default, a volume.
+fn mount_kind(service: &str, kind: Option<DockerMountType>) -> MountKind {
+    match kind {
+        None | Some(DockerMountType::VOLUME) => MountKind::Spec(MountType::Volume),
+        Some(DockerMountType::BIND) => MountKind::Spec(MountType::Bind),
+        Some(DockerMountType::TMPFS) => MountKind::Spec(MountType::Tmpfs),
+        Some(
+            other @ (DockerMountType::CLUSTER | DockerMountType::IMAGE | DockerMountType::NPIPE),
+        ) => {
+            tracing::warn!(
+                service,
+                kind = %other,
+                "the service has a mount of a kind no spec can express; a managed service \
+                 gets it replaced by its spec's mounts"
+            );
+            MountKind::Unsupported(other.to_string())
+        }
+    }
 }
 
 /// `10.0.1.5/24` → `10.0.1.5`.
@@ -496,8 +587,8 @@ mod tests {
         definition.ports = vec![Port {
             target: 8080,
             published: Some(8080),
-            protocol: "tcp".into(),
-            mode: "host".into(),
+            protocol: Protocol::Udp,
+            mode: PublishMode::Host,
         }];
         definition.healthcheck = Some(Healthcheck {
             test: vec!["CMD".into(), "/healthcheck".into()],
@@ -512,12 +603,34 @@ mod tests {
             max_replicas: Some(2),
         });
         definition.mounts = vec![Mount {
-            kind: "tmpfs".into(),
+            kind: MountKind::Spec(MountType::Tmpfs),
             source: None,
             target: "/tmp".into(),
             read_only: false,
             tmpfs_size_bytes: Some(1 << 20),
         }];
+        definition.update_config = Some(UpdatePolicy {
+            parallelism: Some(2),
+            delay_ns: Some(1_000_000_000),
+            failure_action: Some(FailureAction::Rollback),
+            monitor_ns: None,
+            max_failure_ratio: Some(0.5),
+            order: Some(UpdateOrder::StartFirst),
+        });
+        definition.rollback_config = Some(UpdatePolicy {
+            parallelism: None,
+            delay_ns: None,
+            failure_action: Some(FailureAction::Continue),
+            monitor_ns: None,
+            max_failure_ratio: None,
+            order: Some(UpdateOrder::StopFirst),
+        });
+        definition.restart_policy = Some(RestartPolicy {
+            condition: Some(RestartCondition::OnFailure),
+            delay_ns: None,
+            max_attempts: Some(3),
+            window_ns: None,
+        });
         let owner = Ownership::labels("abc", "quote.yaml", "team-a");
         let networks = HashMap::from([("id-my_network".to_owned(), "my_network".to_owned())]);
         let observed = from_service(&echo(to_service_spec(&definition, &owner)), &networks)
@@ -542,6 +655,27 @@ mod tests {
         )
         .unwrap();
         assert!(!observed.ownership.managed);
+    }
+
+    #[test]
+    fn a_mount_kind_no_spec_can_express_is_kept_as_drift() {
+        let mut definition = sample_service("pipes");
+        definition.mounts = vec![Mount {
+            kind: MountKind::Unsupported("npipe".into()),
+            source: Some(r"\\.\pipe\docker_engine".into()),
+            target: r"\\.\pipe\docker_engine".into(),
+            read_only: false,
+            tmpfs_size_bytes: None,
+        }];
+        let rendered = to_service_spec(&definition, &BTreeMap::new());
+        let observed = from_service(&echo(rendered), &HashMap::new()).unwrap();
+        assert_eq!(
+            observed.definition.mounts[0].kind,
+            MountKind::Unsupported("npipe".into())
+        );
+        let mut desired = definition.clone();
+        desired.mounts[0].kind = MountKind::Spec(MountType::Volume);
+        assert_ne!(observed.definition, desired);
     }
 
     #[test]

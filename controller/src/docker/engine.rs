@@ -16,13 +16,10 @@ use tracing::{debug, warn};
 use super::convert::{from_network, from_service, to_network_create, to_service_spec};
 use super::raw::RawClient;
 use super::{
-    DockerError, Observed, ObservedNetwork, ObservedNode, ObservedService, ObservedTask, SwarmApi,
-    SwarmEvent,
+    DockerError, EventAction, ObservedNetwork, ObservedNode, ObservedService, ObservedTask, Op,
+    Ownership, Resource, SwarmApi, SwarmEvent,
 };
 use crate::definition::{NetworkDefinition, ServiceDefinition};
-
-/// How often an update that lost the race on the service version is re-read and retried.
-const UPDATE_ATTEMPTS: u32 = 5;
 
 /// A connection to one Docker engine (a swarm manager).
 #[derive(Clone)]
@@ -39,10 +36,13 @@ impl DockerEngine {
     /// Connects to `DOCKER_HOST` or the local socket and negotiates the API version (the engine
     /// here speaks 1.41 while bollard defaults to a newer one).
     pub async fn connect() -> Result<Self, DockerError> {
-        let docker = Docker::connect_with_defaults()?
+        let connect_error = |e| classify(e, Op::Info, Resource::Service, "");
+        let docker = Docker::connect_with_defaults()
+            .map_err(connect_error)?
             .with_timeout(Duration::from_secs(60))
             .negotiate_version()
-            .await?;
+            .await
+            .map_err(connect_error)?;
         let version = docker.client_version();
         let api_version = format!("{}.{}", version.major_version, version.minor_version);
         let raw = RawClient::new(std::env::var("DOCKER_HOST").ok().as_deref())?;
@@ -60,9 +60,63 @@ impl DockerEngine {
         &self.api_version
     }
 
-    /// Fails with [`DockerError::NotAManager`] unless this engine manages a swarm.
-    pub async fn ensure_manager(&self) -> Result<(), DockerError> {
-        let info = self.docker.info().await?;
+    fn network_names(&self) -> HashMap<String, String> {
+        self.network_names
+            .lock()
+            .expect("network map lock poisoned")
+            .clone()
+    }
+
+    fn remember_networks<'a>(&self, networks: impl IntoIterator<Item = &'a ObservedNetwork>) {
+        let mut names = self
+            .network_names
+            .lock()
+            .expect("network map lock poisoned");
+        names.extend(
+            networks
+                .into_iter()
+                .map(|n| (n.id.clone(), n.definition.name.clone())),
+        );
+    }
+}
+
+/// Classifies a bollard error once: engine answers by status and message, everything else
+/// by whether the engine was reached at all.
+fn classify(error: BollardError, op: Op, kind: Resource, name: &str) -> DockerError {
+    match error {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => DockerError::from_response(op, kind, name, status_code, &message),
+        BollardError::JsonDataError { message, .. } => DockerError::Undecodable { op, message },
+        BollardError::JsonSerdeError { err } => DockerError::Undecodable {
+            op,
+            message: err.to_string(),
+        },
+        other => DockerError::Transport {
+            op,
+            message: other.to_string(),
+        },
+    }
+}
+
+/// An event's kind of change, from the engine's action word.
+fn event_action(action: &str) -> Option<EventAction> {
+    match action {
+        "create" => Some(EventAction::Create),
+        "update" => Some(EventAction::Update),
+        "remove" | "destroy" => Some(EventAction::Remove),
+        _ => None,
+    }
+}
+
+impl SwarmApi for DockerEngine {
+    async fn ensure_manager(&self) -> Result<(), DockerError> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(|e| classify(e, Op::Info, Resource::Service, ""))?;
         let is_manager = info
             .swarm
             .and_then(|s| s.control_available)
@@ -74,9 +128,7 @@ impl DockerEngine {
         }
     }
 
-    /// Service, network and node events, as hints of what to look at again. The stream ends
-    /// when the engine closes it; the caller reconnects.
-    pub fn events(&self) -> impl Stream<Item = Result<SwarmEvent, DockerError>> + Send + 'static {
+    fn events(&self) -> impl Stream<Item = Result<SwarmEvent, DockerError>> + Send + 'static {
         let filters = HashMap::from([("type", vec!["service", "network", "node"])]);
         let options = EventsOptionsBuilder::default().filters(&filters).build();
         self.docker
@@ -84,152 +136,110 @@ impl DockerEngine {
             .filter_map(|event| async move {
                 let event = match event {
                     Ok(event) => event,
-                    Err(e) => return Some(Err(e.into())),
+                    Err(e) => return Some(Err(classify(e, Op::Events, Resource::Service, ""))),
                 };
                 let action = event.action.as_deref().unwrap_or_default();
+                let actor = event.actor.unwrap_or_default();
+                let id = actor.id.unwrap_or_default();
+                let name = actor
+                    .attributes
+                    .and_then(|mut attributes| attributes.remove("name"))
+                    .unwrap_or_default();
                 match event.typ {
-                    Some(EventMessageTypeEnum::SERVICE) => event
-                        .actor
-                        .and_then(|a| a.attributes)
-                        .and_then(|mut attrs| attrs.remove("name"))
-                        .map(|name| Ok(SwarmEvent::Service { name })),
+                    Some(EventMessageTypeEnum::SERVICE) => Some(Ok(SwarmEvent::Service {
+                        id,
+                        name,
+                        action: event_action(action).unwrap_or(EventAction::Update),
+                    })),
                     // Every task start and stop connects or disconnects a container: those are
                     // task churn, which task polling covers, not a change of the network.
-                    Some(EventMessageTypeEnum::NETWORK)
-                        if matches!(action, "connect" | "disconnect") =>
-                    {
-                        None
-                    }
-                    _ => Some(Ok(SwarmEvent::Other)),
+                    Some(EventMessageTypeEnum::NETWORK) => event_action(action)
+                        .map(|action| Ok(SwarmEvent::Network { id, name, action })),
+                    Some(EventMessageTypeEnum::NODE) => Some(Ok(SwarmEvent::Node { id })),
+                    _ => None,
                 }
             })
+    }
+
+    async fn list_services(&self) -> Result<Vec<ObservedService>, DockerError> {
+        let services = self.raw.list_services(&self.api_version).await?;
+        let mut names = self.network_names();
+        let knows_every_network = services
+            .iter()
+            .flat_map(service_network_ids)
+            .all(|id| names.contains_key(id));
+        if !knows_every_network {
+            self.list_networks().await?;
+            names = self.network_names();
+        }
+        Ok(services
+            .iter()
+            .filter_map(|s| from_service(s, &names))
+            .collect())
     }
 
     async fn list_networks(&self) -> Result<Vec<ObservedNetwork>, DockerError> {
         let networks = self
             .docker
             .list_networks(None::<ListNetworksOptions>)
-            .await?;
+            .await
+            .map_err(|e| classify(e, Op::ListNetworks, Resource::Network, ""))?;
         let observed: Vec<ObservedNetwork> = networks.iter().filter_map(from_network).collect();
-        let mut names = self
-            .network_names
-            .lock()
-            .expect("network map lock poisoned");
-        names.clear();
-        names.extend(
-            observed
-                .iter()
-                .map(|n| (n.id.clone(), n.definition.name.clone())),
-        );
+        self.remember_networks(&observed);
         Ok(observed)
-    }
-
-    fn network_names(&self) -> HashMap<String, String> {
-        self.network_names
-            .lock()
-            .expect("network map lock poisoned")
-            .clone()
-    }
-
-    async fn list_nodes(&self) -> Result<BTreeMap<String, ObservedNode>, DockerError> {
-        let nodes = self.docker.list_nodes(None::<ListNodesOptions>).await?;
-        Ok(nodes
-            .into_iter()
-            .filter_map(|node| {
-                let id = node.id?;
-                Some((
-                    id.clone(),
-                    ObservedNode {
-                        id,
-                        hostname: node
-                            .description
-                            .and_then(|d| d.hostname)
-                            .unwrap_or_default(),
-                        state: node
-                            .status
-                            .and_then(|s| s.state)
-                            .map(|s| s.to_string())
-                            .unwrap_or_default(),
-                    },
-                ))
-            })
-            .collect())
-    }
-}
-
-/// Maps the engine's "already exists" / "not found" answers to typed errors.
-fn classify(error: BollardError, kind: &'static str, name: &str) -> DockerError {
-    match &error {
-        BollardError::DockerResponseServerError {
-            status_code: 409, ..
-        } => DockerError::AlreadyExists {
-            kind,
-            name: name.to_owned(),
-        },
-        BollardError::DockerResponseServerError {
-            status_code: 404, ..
-        } => DockerError::NotFound {
-            kind,
-            name: name.to_owned(),
-        },
-        _ => DockerError::Api(error),
-    }
-}
-
-fn is_out_of_sequence(error: &BollardError) -> bool {
-    matches!(error, BollardError::DockerResponseServerError { message, .. }
-        if message.contains("update out of sequence"))
-}
-
-impl SwarmApi for DockerEngine {
-    async fn observe(&self) -> Result<Observed, DockerError> {
-        // Networks first: services name them by id.
-        let networks = self.list_networks().await?;
-        let (services, tasks, nodes) = tokio::try_join!(
-            self.raw.list_services(&self.api_version),
-            self.list_tasks(),
-            self.list_nodes(),
-        )?;
-        let names = self.network_names();
-        Ok(Observed {
-            services: services
-                .iter()
-                .filter_map(|s| from_service(s, &names))
-                .map(|s| (s.definition.name.clone(), s))
-                .collect(),
-            networks: networks
-                .into_iter()
-                .map(|n| (n.definition.name.clone(), n))
-                .collect(),
-            tasks,
-            nodes,
-        })
     }
 
     async fn list_tasks(&self) -> Result<Vec<ObservedTask>, DockerError> {
         self.raw.list_tasks(&self.api_version).await
     }
 
+    async fn list_nodes(&self) -> Result<Vec<ObservedNode>, DockerError> {
+        let nodes = self
+            .docker
+            .list_nodes(None::<ListNodesOptions>)
+            .await
+            .map_err(|e| classify(e, Op::ListNodes, Resource::Service, ""))?;
+        Ok(nodes
+            .into_iter()
+            .filter_map(|node| {
+                Some(ObservedNode {
+                    id: node.id?,
+                    hostname: node
+                        .description
+                        .and_then(|d| d.hostname)
+                        .unwrap_or_default(),
+                    state: node
+                        .status
+                        .and_then(|s| s.state)
+                        .map(|s| s.to_string())
+                        .unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+
     async fn inspect_service(&self, name: &str) -> Result<Option<ObservedService>, DockerError> {
-        match self.raw.inspect_service(&self.api_version, name).await? {
-            Some(service) => {
-                let mut names = self.network_names();
-                let unknown_network = service
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.task_template.as_ref())
-                    .and_then(|t| t.networks.as_ref())
-                    .into_iter()
-                    .flatten()
-                    .any(|n| n.target.as_ref().is_some_and(|id| !names.contains_key(id)));
-                if unknown_network {
-                    self.list_networks().await?;
-                    names = self.network_names();
+        let Some(service) = self.raw.inspect_service(&self.api_version, name).await? else {
+            return Ok(None);
+        };
+        let mut names = self.network_names();
+        if service_network_ids(&service).any(|id| !names.contains_key(id)) {
+            // A network we have not seen yet: read just those (usually one call).
+            for id in service_network_ids(&service) {
+                if !names.contains_key(id) {
+                    self.inspect_network(id).await?;
                 }
-                Ok(from_service(&service, &names))
             }
-            None => Ok(None),
+            names = self.network_names();
         }
+        Ok(from_service(&service, &names))
+    }
+
+    async fn inspect_network(&self, name: &str) -> Result<Option<ObservedNetwork>, DockerError> {
+        let network = self.raw.inspect_network(&self.api_version, name).await?;
+        let observed = network.as_ref().and_then(from_network);
+        self.remember_networks(&observed);
+        Ok(observed)
     }
 
     async fn create_network(
@@ -238,38 +248,52 @@ impl SwarmApi for DockerEngine {
         owner_labels: &BTreeMap<String, String>,
     ) -> Result<ObservedNetwork, DockerError> {
         let request = to_network_create(definition, owner_labels);
-        self.docker
+        let response = self
+            .docker
             .create_network(request)
             .await
-            .map_err(|e| classify(e, "network", &definition.name))?;
-        self.list_networks()
-            .await?
-            .into_iter()
-            .find(|n| n.definition.name == definition.name)
-            .ok_or_else(|| DockerError::NotFound {
-                kind: "network",
-                name: definition.name.clone(),
-            })
+            .map_err(|e| classify(e, Op::CreateNetwork, Resource::Network, &definition.name))?;
+        // The engine answers with the id; the rest is what we sent, so no read-back is needed.
+        let network = ObservedNetwork {
+            id: response.id,
+            scope: if definition.driver == "overlay" {
+                "swarm"
+            } else {
+                "local"
+            }
+            .to_owned(),
+            definition: definition.clone(),
+            ownership: Ownership::from_labels(owner_labels),
+        };
+        self.remember_networks([&network]);
+        Ok(network)
     }
 
     async fn remove_network(&self, id: &str) -> Result<(), DockerError> {
         self.docker
             .remove_network(id)
             .await
-            .map_err(|e| classify(e, "network", id))
+            .map_err(|e| classify(e, Op::RemoveNetwork, Resource::Network, id))
     }
 
     async fn create_service(
         &self,
         definition: &ServiceDefinition,
         owner_labels: &BTreeMap<String, String>,
-    ) -> Result<(), DockerError> {
+    ) -> Result<String, DockerError> {
         let spec = to_service_spec(definition, owner_labels);
-        self.docker
+        let response = self
+            .docker
             .create_service(spec, None)
             .await
-            .map_err(|e| classify(e, "service", &definition.name))?;
-        Ok(())
+            .map_err(|e| classify(e, Op::CreateService, Resource::Service, &definition.name))?;
+        for warning in response.warnings.into_iter().flatten() {
+            debug!(service = %definition.name, %warning, "engine warning on create");
+        }
+        response.id.ok_or_else(|| DockerError::Undecodable {
+            op: Op::CreateService,
+            message: "the create answer has no ID".to_owned(),
+        })
     }
 
     async fn update_service(
@@ -279,46 +303,41 @@ impl SwarmApi for DockerEngine {
         definition: &ServiceDefinition,
         owner_labels: &BTreeMap<String, String>,
     ) -> Result<(), DockerError> {
-        let mut version = version;
-        for attempt in 1..=UPDATE_ATTEMPTS {
-            let spec = to_service_spec(definition, owner_labels);
-            let options = UpdateServiceOptionsBuilder::default()
-                .version(version as i32)
-                .build();
-            match self.docker.update_service(id, spec, options, None).await {
-                Ok(response) => {
-                    for warning in response.warnings.into_iter().flatten() {
-                        warn!(service = %definition.name, %warning, "engine warning on update");
-                    }
-                    return Ok(());
-                }
-                Err(e) if is_out_of_sequence(&e) => {
-                    // Someone else (swarm itself, or a human) wrote in between: re-read the
-                    // version and send our full spec again.
-                    debug!(service = %definition.name, attempt, "update out of sequence, re-reading");
-                    version = match self.inspect_service(id).await? {
-                        Some(current) => current.version,
-                        None => {
-                            return Err(DockerError::NotFound {
-                                kind: "service",
-                                name: definition.name.clone(),
-                            });
-                        }
-                    };
-                }
-                Err(e) => return Err(classify(e, "service", &definition.name)),
-            }
+        let spec = to_service_spec(definition, owner_labels);
+        let version = i32::try_from(version).map_err(|_| DockerError::Undecodable {
+            op: Op::UpdateService,
+            message: format!("service version {version} does not fit the API's int32"),
+        })?;
+        let options = UpdateServiceOptionsBuilder::default()
+            .version(version)
+            .build();
+        let response = self
+            .docker
+            .update_service(id, spec, options, None)
+            .await
+            .map_err(|e| classify(e, Op::UpdateService, Resource::Service, &definition.name))?;
+        for warning in response.warnings.into_iter().flatten() {
+            warn!(service = %definition.name, %warning, "engine warning on update");
         }
-        Err(DockerError::OutOfSequence {
-            name: definition.name.clone(),
-            attempts: UPDATE_ATTEMPTS,
-        })
+        Ok(())
     }
 
     async fn remove_service(&self, id: &str) -> Result<(), DockerError> {
         self.docker
             .delete_service(id)
             .await
-            .map_err(|e| classify(e, "service", id))
+            .map_err(|e| classify(e, Op::RemoveService, Resource::Service, id))
     }
+}
+
+/// The network ids a service's task template attaches to.
+fn service_network_ids(service: &bollard::models::Service) -> impl Iterator<Item = &str> {
+    service
+        .spec
+        .as_ref()
+        .and_then(|s| s.task_template.as_ref())
+        .and_then(|t| t.networks.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.target.as_deref())
 }

@@ -5,10 +5,17 @@
 
 mod convert;
 pub mod engine;
+mod engine_value;
+#[cfg(test)]
+pub(crate) mod memory;
+pub mod metered;
 mod raw;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::future::Future;
+
+use futures_util::Stream;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,51 +24,330 @@ use crate::definition::{
     SOURCE_FILE_LABEL, SPEC_HASH_LABEL, ServiceDefinition,
 };
 
+pub use bollard::models::{ServiceUpdateStatusStateEnum as UpdateState, TaskState};
 pub use engine::DockerEngine;
+pub use engine_value::EngineValue;
+pub use metered::Metered;
 
-/// Errors talking to the Docker Engine API.
+/// The kind of swarm object an error or an event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Resource {
+    /// A swarm service.
+    Service,
+    /// A network.
+    Network,
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Resource::Service => "service",
+            Resource::Network => "network",
+        })
+    }
+}
+
+/// Errors talking to the Docker Engine API, classified once, here, so that everything above
+/// decides by variant and never by matching message text.
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
-    /// The daemon could not be reached or answered with an error.
-    #[error("Docker Engine API: {0}")]
-    Api(#[from] bollard::errors::Error),
-    /// A raw API call (one bollard has no model for) failed.
-    #[error("Docker Engine API {path}: {message}")]
-    Raw {
-        /// Request path.
-        path: String,
-        /// What went wrong.
+    /// The engine could not be reached or did not answer (connection refused or reset, timeout,
+    /// a broken stream). Transient: retried with backoff.
+    #[error("{op}: the Docker engine did not answer ({message}); retrying with backoff")]
+    Transport {
+        /// The request.
+        op: Op,
+        /// What the HTTP layer said.
+        message: String,
+    },
+    /// The engine refused the request for a reason not classified below.
+    #[error("{op}: the Docker engine refused it (HTTP {status}): {message}")]
+    Refused {
+        /// The request.
+        op: Op,
+        /// HTTP status code.
+        status: u16,
+        /// The engine's message.
+        message: String,
+    },
+    /// The engine answered something we could not decode.
+    #[error("{op}: undecodable reply from the Docker engine: {message}")]
+    Undecodable {
+        /// The request.
+        op: Op,
+        /// What did not fit.
         message: String,
     },
     /// An object with this name already exists (a create raced with another writer).
     #[error("{kind} {name:?} already exists")]
     AlreadyExists {
-        /// `service` or `network`.
-        kind: &'static str,
+        /// Service or network.
+        kind: Resource,
         /// The object's name.
         name: String,
     },
-    /// The object was not found (removed behind our back).
+    /// The object does not exist (any form: 404, or a 500 whose message says "not found").
     #[error("{kind} {name:?} not found")]
     NotFound {
-        /// `service` or `network`.
-        kind: &'static str,
+        /// Service or network.
+        kind: Resource,
         /// The object's name or id.
         name: String,
     },
-    /// A service update kept losing the race on the service version.
-    #[error("service {name:?}: update out of sequence after {attempts} attempts")]
+    /// A network can not be removed while services are attached to it.
+    #[error("network {name:?} is still used by services {users:?}")]
+    InUse {
+        /// The network's name or id.
+        name: String,
+        /// Ids (or names) of the services attached to it, as the engine named them.
+        users: Vec<String>,
+    },
+    /// A published port is already held by another service.
+    #[error("service {name:?}: published port {port} is already used by service {holder:?}")]
+    PortConflict {
+        /// The service that wanted the port.
+        name: String,
+        /// The port.
+        port: u16,
+        /// The service holding it.
+        holder: String,
+    },
+    /// A service update was based on a version that is no longer current: somebody else wrote
+    /// in between. Re-read and plan again.
+    #[error("service {name:?}: update out of sequence (the service changed meanwhile)")]
     OutOfSequence {
         /// Service name.
         name: String,
-        /// How many times we re-read and retried.
-        attempts: u32,
     },
     /// This node is not a swarm manager, so it can not manage services.
     #[error(
         "this Docker engine is not a swarm manager: run `docker swarm init` or point DOCKER_HOST at a manager"
     )]
     NotAManager,
+}
+
+impl DockerError {
+    /// Classifies an engine answer with an error status. `kind` and `name` say which object
+    /// the request was about, for the typed variants.
+    pub fn from_response(
+        op: Op,
+        kind: Resource,
+        name: &str,
+        status: u16,
+        message: &str,
+    ) -> DockerError {
+        let lower = message.to_ascii_lowercase();
+        // On a create, "not found" is about something the new object refers to (a network),
+        // not the object itself.
+        let creates = matches!(op, Op::CreateService | Op::CreateNetwork);
+        if !creates && (status == 404 || lower.contains("not found")) {
+            return DockerError::NotFound {
+                kind,
+                name: name.to_owned(),
+            };
+        }
+        if status == 409 || lower.contains("already exists") {
+            return DockerError::AlreadyExists {
+                kind,
+                name: name.to_owned(),
+            };
+        }
+        if lower.contains("update out of sequence") {
+            return DockerError::OutOfSequence {
+                name: name.to_owned(),
+            };
+        }
+        if let Some(users) = network_users(message) {
+            return DockerError::InUse {
+                name: name.to_owned(),
+                users,
+            };
+        }
+        if let Some((port, holder)) = port_holder(message) {
+            return DockerError::PortConflict {
+                name: name.to_owned(),
+                port,
+                holder,
+            };
+        }
+        DockerError::Refused {
+            op,
+            status,
+            message: message.to_owned(),
+        }
+    }
+
+    /// Whether retrying the same request later may succeed without anything else changing.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, DockerError::Transport { .. })
+            || matches!(self, DockerError::Refused { status, .. } if *status >= 500)
+    }
+}
+
+/// `network X is in use by service Y` (swarm) or `network X has active endpoints` (local):
+/// the services named, possibly none.
+fn network_users(message: &str) -> Option<Vec<String>> {
+    if let Some((_, rest)) = message.split_once("is in use by service ") {
+        let users = rest
+            .split([',', ' '])
+            .map(|s| s.trim_matches(|c: char| c == '\'' || c == '"' || c == '.'))
+            .filter(|s| !s.is_empty() && *s != "and")
+            .map(str::to_owned)
+            .collect();
+        return Some(users);
+    }
+    message.contains("has active endpoints").then(Vec::new)
+}
+
+/// `port '8080' is already in use by service 'name' (id) as an ingress port`.
+fn port_holder(message: &str) -> Option<(u16, String)> {
+    let (_, rest) = message.split_once("port '")?;
+    let (port, rest) = rest.split_once('\'')?;
+    let (_, rest) = rest.split_once("already in use by service '")?;
+    let (holder, _) = rest.split_once('\'')?;
+    Some((port.parse().ok()?, holder.to_owned()))
+}
+
+/// One kind of Engine API request the operator makes: the `op` label of
+/// `swarm_operator_docker_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Op {
+    /// `GET /info`.
+    Info,
+    /// `GET /events` (one per connection).
+    Events,
+    /// `GET /services`.
+    ListServices,
+    /// `GET /networks`.
+    ListNetworks,
+    /// `GET /tasks`.
+    ListTasks,
+    /// `GET /nodes`.
+    ListNodes,
+    /// `GET /services/{id}`.
+    InspectService,
+    /// `GET /networks/{id}`.
+    InspectNetwork,
+    /// `POST /services/create`.
+    CreateService,
+    /// `POST /services/{id}/update`.
+    UpdateService,
+    /// `DELETE /services/{id}`.
+    RemoveService,
+    /// `POST /networks/create`.
+    CreateNetwork,
+    /// `DELETE /networks/{id}`.
+    RemoveNetwork,
+}
+
+impl Op {
+    /// Every op, for tests and dashboards.
+    pub const ALL: [Op; 13] = [
+        Op::Info,
+        Op::Events,
+        Op::ListServices,
+        Op::ListNetworks,
+        Op::ListTasks,
+        Op::ListNodes,
+        Op::InspectService,
+        Op::InspectNetwork,
+        Op::CreateService,
+        Op::UpdateService,
+        Op::RemoveService,
+        Op::CreateNetwork,
+        Op::RemoveNetwork,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Info => "info",
+            Op::Events => "events",
+            Op::ListServices => "list_services",
+            Op::ListNetworks => "list_networks",
+            Op::ListTasks => "list_tasks",
+            Op::ListNodes => "list_nodes",
+            Op::InspectService => "inspect_service",
+            Op::InspectNetwork => "inspect_network",
+            Op::CreateService => "create_service",
+            Op::UpdateService => "update_service",
+            Op::RemoveService => "remove_service",
+            Op::CreateNetwork => "create_network",
+            Op::RemoveNetwork => "remove_network",
+        }
+    }
+
+    /// Whether the request changes the swarm (a raft proposal on the managers).
+    pub fn is_write(self) -> bool {
+        matches!(
+            self,
+            Op::CreateService
+                | Op::UpdateService
+                | Op::RemoveService
+                | Op::CreateNetwork
+                | Op::RemoveNetwork
+        )
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a request ended: the `outcome` label of `swarm_operator_docker_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestOutcome {
+    /// It succeeded.
+    Ok,
+    /// The object was not there.
+    NotFound,
+    /// It lost a race or collided with another object (exists, out of sequence, in use, port).
+    Conflict,
+    /// The engine refused it otherwise.
+    Refused,
+    /// The engine could not be reached.
+    Transport,
+}
+
+impl RequestOutcome {
+    /// The outcome of a request's result.
+    pub fn of<T>(result: &Result<T, DockerError>) -> Self {
+        result
+            .as_ref()
+            .map_or_else(Self::of_error, |_| RequestOutcome::Ok)
+    }
+
+    /// The outcome of a failed request.
+    pub fn of_error(error: &DockerError) -> Self {
+        match error {
+            DockerError::NotFound { .. } => RequestOutcome::NotFound,
+            DockerError::AlreadyExists { .. }
+            | DockerError::OutOfSequence { .. }
+            | DockerError::InUse { .. }
+            | DockerError::PortConflict { .. } => RequestOutcome::Conflict,
+            DockerError::Transport { .. } => RequestOutcome::Transport,
+            _ => RequestOutcome::Refused,
+        }
+    }
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestOutcome::Ok => "ok",
+            RequestOutcome::NotFound => "not_found",
+            RequestOutcome::Conflict => "conflict",
+            RequestOutcome::Refused => "refused",
+            RequestOutcome::Transport => "transport",
+        }
+    }
+}
+
+/// Counts the requests an [`SwarmApi`] implementation makes (the operator's metrics).
+pub trait RequestObserver: Send + Sync {
+    /// One request finished.
+    fn on_request(&self, op: Op, outcome: RequestOutcome);
 }
 
 /// The operator's labels on an object it owns.
@@ -117,9 +403,8 @@ pub struct VirtualIp {
 /// Swarm's own rolling-update state of a service (`UpdateStatus`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UpdateStatus {
-    /// `updating`, `paused`, `completed`, `rollback_started`, `rollback_paused`,
-    /// `rollback_completed`.
-    pub state: String,
+    /// Updating, paused, completed, or the same for a rollback.
+    pub state: UpdateState,
     /// Swarm's explanation.
     pub message: String,
 }
@@ -129,7 +414,8 @@ pub struct UpdateStatus {
 pub struct ObservedService {
     /// Service id.
     pub id: String,
-    /// The version to send with an update.
+    /// The swarm's version index of the service, sent with an update (compare-and-swap).
+    /// 0 while unknown: the operator created it and has not read it back yet.
     pub version: u64,
     /// Its spec in canonical form.
     pub definition: ServiceDefinition,
@@ -175,9 +461,9 @@ pub struct ObservedTask {
     /// Node it was scheduled on.
     pub node_id: Option<String>,
     /// Current state: `new` … `running`, `complete`, `failed`, `rejected`, `shutdown`, …
-    pub state: String,
+    pub state: EngineValue<TaskState>,
     /// What swarm wants it to be: `running`, `shutdown`, …
-    pub desired_state: String,
+    pub desired_state: EngineValue<TaskState>,
     /// Swarm's status message.
     pub message: String,
     /// Error of a failed or rejected task.
@@ -211,32 +497,85 @@ pub struct Observed {
     pub nodes: BTreeMap<String, ObservedNode>,
 }
 
-/// What changed on the swarm, as reported by the engine's event stream.
+/// What an event says happened to its object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventAction {
+    /// The object was created.
+    Create,
+    /// The object was changed.
+    Update,
+    /// The object was removed.
+    Remove,
+}
+
+/// What changed on the swarm, as reported by the engine's event stream. An event is a hint
+/// about one object: the receiver re-reads that object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SwarmEvent {
     /// A service was created, updated or removed.
     Service {
+        /// Service id.
+        id: String,
         /// Service name.
         name: String,
+        /// What happened.
+        action: EventAction,
     },
-    /// A network or node changed: anything may need a look.
-    Other,
+    /// A network was created or removed.
+    Network {
+        /// Network id.
+        id: String,
+        /// Network name.
+        name: String,
+        /// What happened.
+        action: EventAction,
+    },
+    /// A node changed (joined, left, went down, was promoted).
+    Node {
+        /// Node id.
+        id: String,
+    },
 }
 
-/// The operations the operator needs from a swarm. [`DockerEngine`] implements them over
-/// the Docker Engine API.
+/// The operations the operator needs from a swarm: one method per Engine API request, so
+/// that every request can be counted. [`DockerEngine`] implements them over the Docker Engine
+/// API; tests use an in-memory swarm.
 pub trait SwarmApi: Send + Sync + 'static {
-    /// Lists services, networks, tasks and nodes (a handful of list calls, never one per object).
-    fn observe(&self) -> impl Future<Output = Result<Observed, DockerError>> + Send;
+    /// Fails with [`DockerError::NotAManager`] unless the engine manages a swarm.
+    fn ensure_manager(&self) -> impl Future<Output = Result<(), DockerError>> + Send;
 
-    /// Lists only tasks (swarm has no task events, so they are polled).
+    /// Service, network and node events from now on. The stream ends when the engine closes
+    /// it; the caller reconnects and lists again (events may have been missed).
+    fn events(&self) -> impl Stream<Item = Result<SwarmEvent, DockerError>> + Send + 'static;
+
+    /// Lists every service.
+    fn list_services(
+        &self,
+    ) -> impl Future<Output = Result<Vec<ObservedService>, DockerError>> + Send;
+
+    /// Lists every network (swarm-scoped and local ones, so references to existing networks
+    /// resolve).
+    fn list_networks(
+        &self,
+    ) -> impl Future<Output = Result<Vec<ObservedNetwork>, DockerError>> + Send;
+
+    /// Lists every task (swarm has no task events, so they are polled).
     fn list_tasks(&self) -> impl Future<Output = Result<Vec<ObservedTask>, DockerError>> + Send;
 
-    /// Reads one service by name; `None` if it does not exist.
+    /// Lists the swarm's nodes.
+    fn list_nodes(&self) -> impl Future<Output = Result<Vec<ObservedNode>, DockerError>> + Send;
+
+    /// Reads one service by name or id; `None` if it does not exist.
     fn inspect_service(
         &self,
-        name: &str,
+        name_or_id: &str,
     ) -> impl Future<Output = Result<Option<ObservedService>, DockerError>> + Send;
+
+    /// Reads one network by name or id; `None` if it does not exist.
+    fn inspect_network(
+        &self,
+        name_or_id: &str,
+    ) -> impl Future<Output = Result<Option<ObservedNetwork>, DockerError>> + Send;
 
     /// Creates a network with the given operator labels; returns what was created.
     fn create_network(
@@ -248,15 +587,15 @@ pub trait SwarmApi: Send + Sync + 'static {
     /// Removes a network by id.
     fn remove_network(&self, id: &str) -> impl Future<Output = Result<(), DockerError>> + Send;
 
-    /// Creates a service with the given operator labels.
+    /// Creates a service with the given operator labels; returns its id.
     fn create_service(
         &self,
         definition: &ServiceDefinition,
         owner_labels: &BTreeMap<String, String>,
-    ) -> impl Future<Output = Result<(), DockerError>> + Send;
+    ) -> impl Future<Output = Result<String, DockerError>> + Send;
 
-    /// Replaces a service's spec. `version` is the one last read; on "update out of sequence"
-    /// the implementation re-reads the version and retries a few times.
+    /// Replaces a service's spec, based on `version` (compare-and-swap: a stale version fails
+    /// with [`DockerError::OutOfSequence`]; the caller re-reads and plans again).
     fn update_service(
         &self,
         id: &str,
@@ -267,4 +606,26 @@ pub trait SwarmApi: Send + Sync + 'static {
 
     /// Removes a service by id.
     fn remove_service(&self, id: &str) -> impl Future<Output = Result<(), DockerError>> + Send;
+
+    /// Lists the whole swarm: four list calls, never one per object. Networks first, since
+    /// services name them by id.
+    fn observe(&self) -> impl Future<Output = Result<Observed, DockerError>> + Send {
+        async move {
+            let networks = self.list_networks().await?;
+            let (services, tasks, nodes) =
+                tokio::try_join!(self.list_services(), self.list_tasks(), self.list_nodes())?;
+            Ok(Observed {
+                services: services
+                    .into_iter()
+                    .map(|s| (s.definition.name.clone(), s))
+                    .collect(),
+                networks: networks
+                    .into_iter()
+                    .map(|n| (n.definition.name.clone(), n))
+                    .collect(),
+                tasks,
+                nodes: nodes.into_iter().map(|n| (n.id.clone(), n)).collect(),
+            })
+        }
+    }
 }

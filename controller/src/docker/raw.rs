@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use bollard::models::Service;
+use bollard::models::{Network, Service};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
@@ -18,7 +18,7 @@ use hyperlocal::UnixConnector;
 use serde::Deserialize;
 
 use super::convert::strip_prefix_len;
-use super::{DockerError, ObservedTask, TaskAddress};
+use super::{DockerError, EngineValue, ObservedTask, Op, Resource, TaskAddress};
 
 /// An HTTP/1 client for the engine endpoint, kept for the life of the adapter so that
 /// connections are reused across polls.
@@ -54,22 +54,23 @@ impl RawClient {
                 authority: authority.trim_end_matches('/').to_owned(),
             })
         } else {
-            Err(DockerError::Raw {
-                path: String::new(),
+            Err(DockerError::Transport {
+                op: Op::Info,
                 message: format!("unsupported DOCKER_HOST {host:?}: use unix:// or tcp://"),
             })
         }
     }
 
     /// GETs `path_and_query` (already prefixed with the API version) and decodes the JSON.
+    /// `op`, `kind` and `name` classify an error answer.
     async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
+        op: Op,
+        kind: Resource,
+        name: &str,
         path_and_query: &str,
     ) -> Result<T, DockerError> {
-        let raw_error = |message: String| DockerError::Raw {
-            path: path_and_query.to_owned(),
-            message,
-        };
+        let transport = |message: String| DockerError::Transport { op, message };
         let response = match self {
             RawClient::Unix { client, socket } => {
                 let uri: hyper::Uri = hyperlocal::Uri::new(socket, path_and_query).into();
@@ -78,25 +79,37 @@ impl RawClient {
             RawClient::Tcp { client, authority } => {
                 let uri: hyper::Uri = format!("http://{authority}{path_and_query}")
                     .parse()
-                    .map_err(|e| raw_error(format!("bad URI: {e}")))?;
+                    .map_err(|e| DockerError::Undecodable {
+                        op,
+                        message: format!("bad URI {path_and_query:?}: {e}"),
+                    })?;
                 client.get(uri).await
             }
         }
-        .map_err(|e| raw_error(e.to_string()))?;
+        .map_err(|e| transport(e.to_string()))?;
         let status = response.status();
         let body = response
             .into_body()
             .collect()
             .await
-            .map_err(|e| raw_error(e.to_string()))?
+            .map_err(|e| transport(e.to_string()))?
             .to_bytes();
         if !status.is_success() {
-            return Err(raw_error(format!(
-                "HTTP {status}: {}",
-                String::from_utf8_lossy(&body).trim()
-            )));
+            let message = serde_json::from_slice::<ErrorBody>(&body)
+                .map(|b| b.message)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&body).trim().to_owned());
+            return Err(DockerError::from_response(
+                op,
+                kind,
+                name,
+                status.as_u16(),
+                &message,
+            ));
         }
-        serde_json::from_slice(&body).map_err(|e| raw_error(format!("undecodable reply: {e}")))
+        serde_json::from_slice(&body).map_err(|e| DockerError::Undecodable {
+            op,
+            message: format!("{path_and_query}: {e}"),
+        })
     }
 
     /// Lists every service, as bollard models.
@@ -105,13 +118,15 @@ impl RawClient {
         api_version: &str,
     ) -> Result<Vec<Service>, DockerError> {
         let path = format!("/v{api_version}/services");
-        let mut services: serde_json::Value = self.get_json(&path).await?;
+        let mut services: serde_json::Value = self
+            .get_json(Op::ListServices, Resource::Service, "", &path)
+            .await?;
         if let Some(list) = services.as_array_mut() {
             list.iter_mut().for_each(fix_healthcheck_key);
         }
-        serde_json::from_value(services).map_err(|e| DockerError::Raw {
-            path,
-            message: format!("undecodable reply: {e}"),
+        serde_json::from_value(services).map_err(|e| DockerError::Undecodable {
+            op: Op::ListServices,
+            message: e.to_string(),
         })
     }
 
@@ -122,20 +137,39 @@ impl RawClient {
         name: &str,
     ) -> Result<Option<Service>, DockerError> {
         let path = format!("/v{api_version}/services/{name}");
-        let mut service: serde_json::Value = match self.get_json(&path).await {
+        let mut service: serde_json::Value = match self
+            .get_json(Op::InspectService, Resource::Service, name, &path)
+            .await
+        {
             Ok(service) => service,
-            Err(DockerError::Raw { message, .. }) if message.starts_with("HTTP 404") => {
-                return Ok(None);
-            }
+            Err(DockerError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e),
         };
         fix_healthcheck_key(&mut service);
         serde_json::from_value(service)
             .map(Some)
-            .map_err(|e| DockerError::Raw {
-                path,
-                message: format!("undecodable reply: {e}"),
+            .map_err(|e| DockerError::Undecodable {
+                op: Op::InspectService,
+                message: e.to_string(),
             })
+    }
+
+    /// Reads one network by name or id; `None` when it does not exist. (bollard's
+    /// `inspect_network` answers a different model than its list; this keeps one.)
+    pub(crate) async fn inspect_network(
+        &self,
+        api_version: &str,
+        name: &str,
+    ) -> Result<Option<Network>, DockerError> {
+        let path = format!("/v{api_version}/networks/{name}");
+        match self
+            .get_json(Op::InspectNetwork, Resource::Network, name, &path)
+            .await
+        {
+            Ok(network) => Ok(Some(network)),
+            Err(DockerError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Lists every task with its network addresses.
@@ -143,9 +177,18 @@ impl RawClient {
         &self,
         api_version: &str,
     ) -> Result<Vec<ObservedTask>, DockerError> {
-        let tasks: Vec<RawTask> = self.get_json(&format!("/v{api_version}/tasks")).await?;
+        let path = format!("/v{api_version}/tasks");
+        let tasks: Vec<RawTask> = self
+            .get_json(Op::ListTasks, Resource::Service, "", &path)
+            .await?;
         Ok(tasks.into_iter().map(RawTask::into_observed).collect())
     }
+}
+
+/// The engine's error answer: `{"message": "..."}`.
+#[derive(Deserialize)]
+struct ErrorBody {
+    message: String,
 }
 
 /// Renames `Spec.TaskTemplate.ContainerSpec.Healthcheck` to the `HealthCheck` bollard reads.
@@ -229,8 +272,8 @@ impl RawTask {
             service_id: self.service_id,
             slot: self.slot,
             node_id: self.node_id.filter(|n| !n.is_empty()),
-            state: self.status.state,
-            desired_state: self.desired_state,
+            state: EngineValue::parse("Task.Status.State", &self.status.state),
+            desired_state: EngineValue::parse("Task.DesiredState", &self.desired_state),
             message: self.status.message,
             error: self.status.err.filter(|e| !e.is_empty()),
             addresses,
@@ -241,6 +284,7 @@ impl RawTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bollard::models::TaskState;
 
     #[test]
     fn the_engines_healthcheck_key_is_read() {
@@ -273,7 +317,8 @@ mod tests {
         let tasks: Vec<RawTask> = serde_json::from_str(json).unwrap();
         let task = tasks.into_iter().next().unwrap().into_observed();
         assert_eq!(task.slot, Some(2));
-        assert_eq!(task.state, "running");
+        assert_eq!(task.state, EngineValue::Known(TaskState::RUNNING));
+        assert_eq!(task.desired_state, EngineValue::Known(TaskState::RUNNING));
         assert_eq!(
             task.addresses,
             vec![TaskAddress {

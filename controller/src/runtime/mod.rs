@@ -7,13 +7,13 @@
 //! * [`Scheduler`] — pending work, one entry per key, earliest time wins, optional bounded
 //!   debounce.
 //! * [`KeyedBackoff`] — exponential backoff with jitter per failing key (backon).
-//! * [`Runner`] — takes [`Trigger`]s, runs the reconcile function with a global concurrency
+//! * [`Runner`] — takes the keys of changed objects, runs the reconcile function with a global concurrency
 //!   limit and never twice at once for the same key, requeues per the returned [`Action`] or
 //!   the backoff, and shuts down gracefully.
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use swarm_operator::runtime::{self, Action, Runner, RunnerConfig, Trigger};
+//! use swarm_operator::runtime::{self, Action, Runner, RunnerConfig};
 //! use tokio_util::sync::CancellationToken;
 //!
 //! #[derive(Debug, thiserror::Error)]
@@ -28,12 +28,10 @@
 //! # async fn example() -> Result<(), runtime::Error> {
 //! let (tx, rx) = tokio::sync::mpsc::channel(1024);
 //! let shutdown = CancellationToken::new();
-//! let runner = Runner::new(reconcile, RunnerConfig::default().concurrency(8))?
-//!     .keys_fn(|| vec!["quote-service".to_string(), "account-service".to_string()]);
+//! let runner = Runner::new(reconcile, RunnerConfig::default().concurrency(8))?;
 //! let task = tokio::spawn(runner.run(runtime::receiver_stream(rx), shutdown.clone().cancelled_owned()));
 //!
-//! tx.send(Trigger::Reconcile("quote-service".to_string())).await.unwrap(); // a file changed
-//! tx.send(Trigger::ReconcileAll).await.unwrap();                           // periodic resync
+//! tx.send("quote-service".to_string()).await.unwrap(); // its spec or its service changed
 //! shutdown.cancel(); // SIGTERM: no new work, in-flight reconciles finish, then `run` returns
 //! task.await.unwrap();
 //! # Ok(()) }
@@ -56,5 +54,5 @@ pub use action::Action;
 pub use backoff::KeyedBackoff;
 pub use error::Error;
 pub use observer::{NoopObserver, Outcome, RunnerObserver};
-pub use runner::{Runner, RunnerConfig, Trigger, receiver_stream};
+pub use runner::{Runner, RunnerConfig, receiver_stream};
 pub use scheduler::{Debounce, ScheduleRequest, Scheduler};

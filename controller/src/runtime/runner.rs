@@ -18,18 +18,7 @@ use super::backoff::{DEFAULT_MAX_BACKOFF, DEFAULT_MIN_BACKOFF, KeyedBackoff};
 use super::scheduler::{Debounce, ScheduleRequest, Scheduler};
 use super::{Action, Error, NoopObserver, Outcome, RunnerObserver};
 
-/// Something that asks the runner to reconcile.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Trigger<K> {
-    /// Reconcile this key as soon as possible (subject to debounce, the concurrency limit and a
-    /// running reconcile of the same key).
-    Reconcile(K),
-    /// Reconcile every key returned by the runner's [`Runner::keys_fn`] (a periodic resync).
-    /// Ignored, with a warning, when no `keys_fn` was given.
-    ReconcileAll,
-}
-
-/// Adapts an mpsc receiver into the trigger stream [`Runner::run`] takes.
+/// Adapts an mpsc receiver into the stream of keys [`Runner::run`] takes.
 ///
 /// The runner drains triggers continuously (scheduling is cheap and deduplicated), so a
 /// bounded channel only applies back-pressure while the runner is not being polled.
@@ -104,9 +93,8 @@ impl RunnerConfig {
     }
 }
 
-type KeysFn<K> = Box<dyn Fn() -> Vec<K> + Send + Sync>;
-
-/// Runs a reconcile function for keys named by triggers.
+/// Runs a reconcile function for the keys it is sent: each one names an object whose state
+/// changed.
 ///
 /// Guarantees:
 /// * **one at a time per key** — a key that becomes due while its reconcile is running is held
@@ -115,32 +103,25 @@ type KeysFn<K> = Box<dyn Fn() -> Vec<K> + Send + Sync>;
 ///   wait in FIFO order for a free slot;
 /// * **backoff per key** — `Err` schedules a retry after the key's next backoff delay
 ///   ([`KeyedBackoff`]); `Ok` resets it and follows the [`Action`]. A failing key's retry sits
-///   in the scheduler, not in a slot, so it never blocks other keys. A trigger for a key still
-///   runs it at once, as in kube-runtime: it is new information. The backoff keeps growing
-///   until the key succeeds. (A `ReconcileAll` resync therefore bounds the retry interval of a
-///   failing key by the resync period.)
+///   in the scheduler, not in a slot, so it never blocks other keys. A key sent again while it
+///   backs off runs at once, as in kube-runtime: callers send a key only when its object or
+///   its spec changed, which is new information. The backoff keeps growing until the key
+///   succeeds.
 ///
 /// Reconciles are polled inside the future returned by [`Runner::run`] (a `FuturesUnordered`,
 /// like kube-runtime's runner), not spawned: there is no `JoinError` to handle, and a panic in
 /// the reconcile function propagates to whoever awaits `run`. Spawn `run` itself to put it on
 /// its own task.
-///
-/// `ReconcileAll` lists keys with a synchronous [`Runner::keys_fn`] because that is the common
-/// case (keys from an in-memory cache of desired and last observed objects). A trigger source
-/// that must do I/O to list keys can instead send one [`Trigger::Reconcile`] per key: the
-/// scheduler deduplicates them.
 pub struct Runner<K, F> {
     reconcile: F,
     config: RunnerConfig,
     observer: Arc<dyn RunnerObserver<K>>,
-    keys: Option<KeysFn<K>>,
 }
 
 impl<K, F> Debug for Runner<K, F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runner")
             .field("config", &self.config)
-            .field("keys_fn", &self.keys.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -162,7 +143,6 @@ where
             reconcile,
             config,
             observer: Arc::new(NoopObserver),
-            keys: None,
         })
     }
 
@@ -173,30 +153,23 @@ where
         self
     }
 
-    /// How [`Trigger::ReconcileAll`] lists keys. Called on the runner task: keep it cheap.
-    #[must_use]
-    pub fn keys_fn(mut self, keys: impl Fn() -> Vec<K> + Send + Sync + 'static) -> Self {
-        self.keys = Some(Box::new(keys));
-        self
-    }
-
     /// Run until `shutdown` completes, then stop taking triggers and starting reconciles, wait
     /// for the in-flight ones to finish, and return. Queued work is dropped (a restart
     /// reconciles everything anyway).
     ///
-    /// The end of the `triggers` stream is not a shutdown: scheduled requeues and retries keep
+    /// `triggers` names keys to reconcile as soon as possible (subject to debounce, the
+    /// concurrency limit and a running reconcile of the same key). Its end is not a shutdown: scheduled requeues and retries keep
     /// running until `shutdown` completes. For a `CancellationToken`, pass
     /// `token.cancelled_owned()`.
     pub async fn run<S, Sh>(self, triggers: S, shutdown: Sh)
     where
-        S: Stream<Item = Trigger<K>>,
+        S: Stream<Item = K>,
         Sh: Future<Output = ()>,
     {
         let Runner {
             reconcile,
             config,
             observer,
-            keys,
         } = self;
         let mut scheduler = Scheduler::new().with_debounce(config.debounce);
         let mut backoff = KeyedBackoff::new(config.min_backoff, config.max_backoff);
@@ -268,15 +241,7 @@ where
                     }
                 }
                 trigger = triggers.next(), if triggers_open && !stopping => match trigger {
-                    Some(Trigger::Reconcile(key)) => scheduler.schedule(ScheduleRequest::now(key)),
-                    Some(Trigger::ReconcileAll) => match &keys {
-                        Some(keys) => {
-                            for key in keys() {
-                                scheduler.schedule(ScheduleRequest::now(key));
-                            }
-                        }
-                        None => tracing::warn!("Trigger::ReconcileAll ignored: the runner has no keys_fn"),
-                    },
+                    Some(key) => scheduler.schedule(ScheduleRequest::now(key)),
                     None => {
                         tracing::debug!("trigger stream ended; scheduled work continues until shutdown");
                         triggers_open = false;

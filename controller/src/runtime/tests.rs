@@ -107,7 +107,7 @@ fn gaps(starts: &[Duration]) -> Vec<Duration> {
 /// virtual time from start until `run` returned.
 async fn drive<F, Fut, S>(
     runner: Runner<Key, F>,
-    script: impl FnOnce(mpsc::Sender<Trigger<Key>>) -> S,
+    script: impl FnOnce(mpsc::Sender<Key>) -> S,
 ) -> Duration
 where
     F: Fn(Key) -> Fut,
@@ -132,8 +132,8 @@ where
     elapsed
 }
 
-async fn send(tx: &mpsc::Sender<Trigger<Key>>, key: Key) {
-    tx.send(Trigger::Reconcile(key)).await.unwrap();
+async fn send(tx: &mpsc::Sender<Key>, key: Key) {
+    tx.send(key).await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -445,49 +445,6 @@ async fn shutdown_with_nothing_in_flight_returns_at_once() {
     })
     .await;
     assert_near(elapsed, secs(2.0), "pending requeues do not delay shutdown");
-}
-
-#[tokio::test(start_paused = true)]
-async fn reconcile_all_expands_through_keys_fn() {
-    let probe = Probe::new(&["a", "b", "c"]);
-    let p = probe.clone();
-    let reconcile = move |key: Key| {
-        let p = p.clone();
-        async move {
-            let _in = p.enter(key);
-            Ok::<_, Boom>(Action::await_change())
-        }
-    };
-    let runner = Runner::new(reconcile, RunnerConfig::default())
-        .unwrap()
-        .keys_fn(|| vec!["a", "b", "c"]);
-    drive(runner, |tx| async move {
-        tx.send(Trigger::ReconcileAll).await.unwrap();
-        sleep(secs(1.0)).await;
-        tx.send(Trigger::ReconcileAll).await.unwrap();
-        sleep(secs(1.0)).await;
-    })
-    .await;
-    for key in ["a", "b", "c"] {
-        assert_eq!(probe.starts_of(key).len(), 2, "{key}");
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn reconcile_all_without_keys_fn_is_ignored() {
-    let runs = Arc::new(AtomicUsize::new(0));
-    let r = runs.clone();
-    let reconcile = move |_key: Key| {
-        r.fetch_add(1, Ordering::SeqCst);
-        async { Ok::<_, Boom>(Action::await_change()) }
-    };
-    let runner = Runner::new(reconcile, RunnerConfig::default()).unwrap();
-    drive(runner, |tx| async move {
-        tx.send(Trigger::ReconcileAll).await.unwrap();
-        sleep(secs(1.0)).await;
-    })
-    .await;
-    assert_eq!(runs.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test(start_paused = true)]

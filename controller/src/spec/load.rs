@@ -28,9 +28,7 @@ pub enum LoadDirError {
     /// Listing the directory failed (missing, not a directory, permissions).
     #[error("cannot read spec directory {}: {source}", dir.display())]
     ReadDir {
-        /// The directory.
         dir: PathBuf,
-        /// The underlying error.
         source: std::io::Error,
     },
 }
@@ -125,8 +123,9 @@ pub fn load_dir(dir: &Path) -> Result<LoadedDir, LoadDirError> {
             Ok(meta) if meta.is_file() => paths.push(path),
             Ok(_) => {}
             // Vanished between listing and stat (an editor's save dance): not a spec file now.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(_) => paths.push(path), // let load_file report it
+            Err(_) if entry_vanished(&path) => {}
+            // Unreadable, a symlink loop, a symlink to nothing: let load_file report it.
+            Err(_) => paths.push(path),
         }
     }
     paths.sort();
@@ -135,12 +134,75 @@ pub fn load_dir(dir: &Path) -> Result<LoadedDir, LoadDirError> {
         .filter_map(|path| {
             let load = load_file(&path);
             // Deleted between listing and reading (a `rm` racing the reload): the file is gone,
-            // not broken, and must not hold back the pruning of what it declared.
-            let vanished = matches!(load, FileLoad::Failed(_)) && !path.exists();
+            // not broken, and must not hold back the pruning of what it declared. A symlink
+            // whose target is missing or loops is still there, and broken.
+            let vanished = matches!(load, FileLoad::Failed(_)) && entry_vanished(&path);
             (!vanished).then_some((path, load))
         })
         .collect();
     Ok(LoadedDir { files })
+}
+
+/// Whether the directory entry `path` itself is gone (not: its symlink target).
+fn entry_vanished(path: &Path) -> bool {
+    matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+}
+
+/// How many symlinks the kernel follows before giving up (Linux `MAXSYMLINKS`).
+const MAX_SYMLINK_HOPS: usize = 40;
+
+/// Why a symlink chain leads to no file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum BrokenSymlink {
+    /// The chain comes back to a link it passed (or is longer than the kernel follows).
+    Loop(Vec<PathBuf>),
+    /// The last link points at nothing.
+    Dangling(Vec<PathBuf>),
+}
+
+impl fmt::Display for BrokenSymlink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (chain, problem) = match self {
+            BrokenSymlink::Loop(chain) => (chain, "is a symlink loop"),
+            BrokenSymlink::Dangling(chain) => (chain, "is a symlink to a file that does not exist"),
+        };
+        let chain: Vec<String> = chain.iter().map(|p| p.display().to_string()).collect();
+        write!(
+            f,
+            "{problem} ({}): point it at a regular file or remove it; what the file declared \
+             before is kept, not removed, until then",
+            chain.join(" -> ")
+        )
+    }
+}
+
+/// Follows the symlinks starting at `path` (the links as written, the first one by its file
+/// name) and says why they lead to no file, if they do not.
+fn broken_symlink(path: &Path) -> Option<BrokenSymlink> {
+    let mut chain = vec![PathBuf::from(path.file_name()?)];
+    let mut visited = vec![path.to_owned()];
+    let mut current = path.to_owned();
+    loop {
+        match std::fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => {}
+            Ok(_) => return None,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Some(BrokenSymlink::Dangling(chain));
+            }
+            Err(_) => return None,
+        }
+        let target = std::fs::read_link(&current).ok()?;
+        // A relative target is relative to the directory holding the link.
+        let next = current
+            .parent()
+            .map_or_else(|| target.clone(), |dir| dir.join(&target));
+        chain.push(target);
+        if visited.contains(&next) || visited.len() >= MAX_SYMLINK_HOPS {
+            return Some(BrokenSymlink::Loop(chain));
+        }
+        visited.push(next.clone());
+        current = next;
+    }
 }
 
 /// Loads one spec file.
@@ -155,7 +217,12 @@ pub fn load_file(path: &Path) -> FileLoad {
                 ),
             )]);
         }
-        _ => {}
+        Ok(_) => {}
+        Err(_) => {
+            if let Some(broken) = broken_symlink(path) {
+                return FileLoad::Failed(vec![SpecError::file(path, broken.to_string())]);
+            }
+        }
     }
     match std::fs::read(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
@@ -1013,6 +1080,64 @@ mod tests {
             o[0].fields
                 .nearest(r#"metadata.labels["app.kubernetes.io/name"].x"#),
             Some((6, 29))
+        );
+    }
+
+    #[test]
+    fn a_symlink_loop_is_a_located_error_not_a_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("b.yaml", dir.path().join("a.yaml")).unwrap();
+        std::os::unix::fs::symlink("a.yaml", dir.path().join("b.yaml")).unwrap();
+        let loaded = load_dir(dir.path()).unwrap();
+        let errors = loaded.errors();
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert_eq!(errors[0].file, dir.path().join("a.yaml"));
+        assert_eq!(
+            errors[0].message,
+            "is a symlink loop (a.yaml -> b.yaml -> a.yaml): point it at a regular file or \
+             remove it; what the file declared before is kept, not removed, until then"
+        );
+        assert_eq!(errors[1].file, dir.path().join("b.yaml"));
+        assert!(errors[1].message.contains("(b.yaml -> a.yaml -> b.yaml)"));
+    }
+
+    #[test]
+    fn a_self_loop_and_a_link_into_a_loop_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("self.yaml", dir.path().join("self.yaml")).unwrap();
+        std::os::unix::fs::symlink("self.yaml", dir.path().join("via.yaml")).unwrap();
+        let loaded = load_dir(dir.path()).unwrap();
+        let messages: Vec<String> = loaded.errors().into_iter().map(|e| e.message).collect();
+        assert_eq!(messages.len(), 2);
+        assert!(
+            messages[0].contains("(self.yaml -> self.yaml)"),
+            "{messages:?}"
+        );
+        assert!(
+            messages[1].contains("(via.yaml -> self.yaml -> self.yaml)"),
+            "{messages:?}"
+        );
+    }
+
+    #[test]
+    fn a_symlink_to_nothing_is_an_error_and_a_good_symlink_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("real.yaml"), HEAD).unwrap();
+        std::os::unix::fs::symlink("target/real.yaml", dir.path().join("good.yaml")).unwrap();
+        std::os::unix::fs::symlink("target/gone.yaml", dir.path().join("dangling.yaml")).unwrap();
+        let loaded = load_dir(dir.path()).unwrap();
+        assert_eq!(loaded.objects().len(), 1);
+        let errors = loaded.errors();
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert_eq!(errors[0].file, dir.path().join("dangling.yaml"));
+        assert!(
+            errors[0].message.starts_with(
+                "is a symlink to a file that does not exist (dangling.yaml -> target/gone.yaml)"
+            ),
+            "{}",
+            errors[0].message
         );
     }
 }

@@ -106,7 +106,6 @@ pub mod field_path {
 /// that is missing). `fields` holds the position of every field of the document.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Located<T> {
-    /// The value.
     pub value: T,
     /// The file it was read from.
     pub file: PathBuf,

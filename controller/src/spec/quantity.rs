@@ -25,28 +25,16 @@ const MEMORY_PATTERN: &str = r"^[0-9]+(k|Ki|M|Mi|G|Gi|T|Ti)?$";
 pub enum QuantityError {
     /// The text is not a duration in the accepted grammar.
     #[error("invalid duration `{input}`: expected {DURATION_FORMS}")]
-    Duration {
-        /// The rejected text.
-        input: String,
-    },
+    Duration { input: String },
     /// The duration is syntactically fine but does not fit in 64-bit nanoseconds.
     #[error("duration `{input}` is too large (at most about 292 years)")]
-    DurationOverflow {
-        /// The rejected text.
-        input: String,
-    },
+    DurationOverflow { input: String },
     /// The text is not a memory size in the accepted grammar.
     #[error("invalid memory size `{input}`: expected {MEMORY_FORMS}")]
-    Memory {
-        /// The rejected text.
-        input: String,
-    },
+    Memory { input: String },
     /// The memory size does not fit in 64 bits of bytes.
     #[error("memory size `{input}` is too large (at most 2^64-1 bytes)")]
-    MemoryOverflow {
-        /// The rejected text.
-        input: String,
-    },
+    MemoryOverflow { input: String },
 }
 
 /// A duration written as a string such as `500ms`, `3s`, `1m` or `1h30m` (Go/Docker style).
@@ -56,7 +44,6 @@ pub enum QuantityError {
 pub struct DurationStr(pub Duration);
 
 impl DurationStr {
-    /// The wrapped duration.
     pub fn as_duration(&self) -> Duration {
         self.0
     }

@@ -40,7 +40,6 @@ pub struct SpecStore {
 }
 
 impl SpecStore {
-    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
@@ -249,5 +248,32 @@ mod tests {
         assert_eq!(d.errors.len(), 1);
         assert_eq!(d.errors[0].field, "spec.networks[0]");
         assert_eq!(image(&d, "alpha"), "img:1");
+    }
+
+    #[test]
+    fn a_file_that_becomes_a_symlink_loop_keeps_its_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.yaml");
+        let b = dir.path().join("b.yaml");
+        std::fs::write(&a, svc("alpha", "img:1")).unwrap();
+        let mut store = SpecStore::new();
+        assert_eq!(names(&store.reload(dir.path()).unwrap()), ["alpha"]);
+
+        // `a.yaml` is replaced by a link into a loop: its objects are held, not pruned.
+        std::fs::remove_file(&a).unwrap();
+        std::os::unix::fs::symlink("b.yaml", &a).unwrap();
+        std::os::unix::fs::symlink("a.yaml", &b).unwrap();
+        let d = store.reload(dir.path()).unwrap();
+        assert!(!d.complete);
+        assert_eq!(names(&d), ["alpha"]);
+        assert_eq!(image(&d, "alpha"), "img:1");
+        assert!(d.failed_files.contains(&a) && d.failed_files.contains(&b));
+        assert!(d.errors.iter().all(|e| e.message.contains("symlink loop")));
+
+        // Removing the links is deleting the spec: then its objects go.
+        std::fs::remove_file(&a).unwrap();
+        std::fs::remove_file(&b).unwrap();
+        let d = store.reload(dir.path()).unwrap();
+        assert!(d.complete && d.objects.is_empty());
     }
 }

@@ -22,9 +22,6 @@ pub enum ApiVersion {
 
 impl ApiVersion {
     /// The string form, as written in documents.
-    pub const VALUE: &'static str = API_VERSION;
-
-    /// The string form, as written in documents.
     pub fn as_str(&self) -> &'static str {
         API_VERSION
     }
@@ -334,7 +331,20 @@ impl fmt::Display for Protocol {
 }
 
 /// How a port is published.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum PublishMode {
     /// Through the swarm routing mesh, on every node.

@@ -5,15 +5,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::located::{Located, SpecError, field_path};
 use super::types::{
-    HealthcheckSpec, MountSpec, MountType, NetworkSpec, Object, ServiceMode, ServiceSpec,
-    UpdatePolicy,
+    EndpointMode, FailureAction, HealthcheckSpec, MountSpec, MountType, NetworkSpec, Object,
+    PublishMode, ServiceMode, ServiceSpec, UpdatePolicy,
 };
 
 /// More replicas than this is almost certainly a typo.
 pub const MAX_REPLICAS: u64 = 10_000;
 
 /// Longest name Docker accepts for a service (it becomes a DNS label).
-pub const MAX_NAME_LEN: usize = 63;
+const MAX_NAME_LEN: usize = 63;
 
 /// Every problem in `objects` (as loaded from all files): per-object checks plus duplicate
 /// names, conflicting published ports and dangling network references.
@@ -51,7 +51,7 @@ pub fn validate_object(object: &Located<Object>) -> Vec<SpecError> {
 }
 
 /// Why `name` is not a valid swarm service or network name, if it is not.
-pub fn name_problem(name: &str) -> Option<String> {
+fn name_problem(name: &str) -> Option<String> {
     const ALLOWED: &str = "names start with a letter or digit, continue with letters, digits, \
                            `_`, `.` or `-`, and have at most 63 characters";
     let mut chars = name.chars();
@@ -133,6 +133,13 @@ fn service(object: &Located<Object>, spec: &ServiceSpec, errors: &mut Vec<SpecEr
                     .into(),
             );
         }
+        // Swarm refuses it: the routing mesh balances over a virtual IP, which dnsrr has none of.
+        if spec.endpoint_mode == EndpointMode::Dnsrr && port.mode == PublishMode::Ingress {
+            err(
+                format!("{field}.mode"),
+                "a port published through the routing mesh (`mode: ingress`, the default) needs a virtual IP, and `endpointMode: dnsrr` has none: set `mode: host` on this port or use `endpointMode: vip`".into(),
+            );
+        }
     }
     if let Some(hc) = &spec.healthcheck {
         healthcheck(hc, &mut err);
@@ -144,6 +151,14 @@ fn service(object: &Located<Object>, spec: &ServiceSpec, errors: &mut Vec<SpecEr
         if let Some(policy) = policy {
             update_policy(name, policy, &mut err);
         }
+    }
+    if let Some(FailureAction::Rollback) =
+        spec.rollback_config.as_ref().and_then(|p| p.failure_action)
+    {
+        err(
+            "spec.rollbackConfig.failureAction".into(),
+            "failureAction `rollback` is not possible for a rollback (swarm would ignore it): allowed `pause` or `continue`".into(),
+        );
     }
     if let Some(resources) = &spec.resources {
         for (name, amounts) in [
@@ -514,6 +529,43 @@ mod tests {
         assert_eq!((e[3].line, e[3].column), (Some(10), Some(35)));
         assert!(e[3].message.contains("allowed 0 to 1"));
         assert!(e[1].message.contains("contains `=`"));
+    }
+
+    #[test]
+    fn a_rollback_can_not_roll_back() {
+        let e = check(&svc(
+            "a",
+            "  updateConfig: {failureAction: rollback}\n  rollbackConfig:\n    failureAction: rollback\n",
+        ));
+        assert_eq!(places(&e), [(9, 20, "spec.rollbackConfig.failureAction")]);
+        assert!(
+            e[0].message.contains("allowed `pause` or `continue`"),
+            "{}",
+            e[0].message
+        );
+        assert!(check(&svc("a", "  rollbackConfig: {failureAction: continue}\n")).is_empty());
+    }
+
+    #[test]
+    fn dnsrr_only_takes_host_mode_ports() {
+        let e = check(&svc(
+            "a",
+            "  endpointMode: dnsrr\n  ports:\n  - {target: 80, published: 8080}\n  - target: 81\n    mode: ingress\n  - {target: 82, published: 8082, mode: host}\n",
+        ));
+        // The first port has no `mode` key: the error points at the port itself.
+        assert_eq!(
+            places(&e),
+            [(9, 5, "spec.ports[0].mode"), (11, 11, "spec.ports[1].mode")]
+        );
+        assert!(
+            e[0].message.contains("set `mode: host`"),
+            "{}",
+            e[0].message
+        );
+        assert!(
+            check(&svc("a", "  ports: [{target: 80, published: 8080}]\n")).is_empty(),
+            "ingress is fine with a virtual IP"
+        );
     }
 
     #[test]

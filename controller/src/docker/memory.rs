@@ -1,0 +1,557 @@
+//! An in-memory swarm for deterministic tests of the reconcile step, the reflector and the
+//! whole loop: versioned services, networks, events, and knobs to delay and reorder answers,
+//! inject failures, restart the event stream, and act as another client.
+//!
+//! Answers are computed when a request arrives and delivered after the configured latency
+//! (tokio time, so paused-time tests are exact): a slow list therefore races the writes made
+//! meanwhile, as on a busy manager.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use tokio::sync::broadcast;
+
+use super::{
+    DockerError, EventAction, ObservedNetwork, ObservedNode, ObservedService, ObservedTask, Op,
+    Ownership, Resource, SwarmApi, SwarmEvent,
+};
+use crate::definition::{NetworkDefinition, ServiceDefinition};
+
+/// A failure to inject: requests of `op` (about `name`, if given) fail `times` times (or
+/// always) with the error `make` builds from the object's name.
+pub(crate) struct FailRule {
+    pub op: Op,
+    pub name: Option<String>,
+    pub times: Option<usize>,
+    pub make: fn(&str) -> DockerError,
+}
+
+#[derive(Default)]
+struct State {
+    /// The raft-like index: every write bumps it, and a service's version is the index of
+    /// its last write.
+    index: u64,
+    services: BTreeMap<String, ObservedService>,
+    networks: BTreeMap<String, ObservedNetwork>,
+    tasks: Vec<ObservedTask>,
+    nodes: Vec<ObservedNode>,
+    /// Every request, in arrival order.
+    calls: Vec<(Op, String)>,
+    latency: BTreeMap<Op, Duration>,
+    failures: Vec<FailRule>,
+    next_id: u64,
+    /// Events of the write being answered: sent when the write happens, before its answer
+    /// arrives (as the engine does).
+    pending_events: Vec<SwarmEvent>,
+    /// Alters what an update stores, to imitate an engine that normalizes a field otherwise
+    /// than the operator compares it.
+    mangle: Option<fn(&mut ServiceDefinition)>,
+}
+
+/// The in-memory swarm; clones share it.
+#[derive(Clone)]
+pub(crate) struct MemorySwarm {
+    state: Arc<Mutex<State>>,
+    events: Arc<Mutex<broadcast::Sender<SwarmEvent>>>,
+}
+
+impl Default for MemorySwarm {
+    fn default() -> Self {
+        MemorySwarm {
+            state: Arc::default(),
+            events: Arc::new(Mutex::new(broadcast::channel(65_536).0)),
+        }
+    }
+}
+
+fn ingress_ports(definition: &ServiceDefinition) -> impl Iterator<Item = u16> + '_ {
+    definition
+        .ports
+        .iter()
+        .filter(|p| p.mode != crate::spec::PublishMode::Host)
+        .filter_map(|p| p.published)
+}
+
+impl MemorySwarm {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("memory swarm lock poisoned")
+    }
+
+    fn emit(&self, event: SwarmEvent) {
+        let _ = self.events.lock().expect("events lock").send(event);
+    }
+
+    /// Answers of `op` arrive `latency` after the request (computed at arrival).
+    pub(crate) fn set_latency(&self, op: Op, latency: Duration) {
+        self.state().latency.insert(op, latency);
+    }
+
+    /// Updates store their definition altered by `mangle`.
+    pub(crate) fn mangle_updates(&self, mangle: fn(&mut ServiceDefinition)) {
+        self.state().mangle = Some(mangle);
+    }
+
+    /// Injects a failure.
+    pub(crate) fn fail(&self, rule: FailRule) {
+        self.state().failures.push(rule);
+    }
+
+    /// Ends every open event stream, as a daemon restart does.
+    pub(crate) fn restart_events(&self) {
+        *self.events.lock().expect("events lock") = broadcast::channel(65_536).0;
+    }
+
+    /// Every request so far.
+    pub(crate) fn calls(&self) -> Vec<(Op, String)> {
+        self.state().calls.clone()
+    }
+
+    /// How many requests of `op` were made.
+    pub(crate) fn count(&self, op: Op) -> usize {
+        self.state().calls.iter().filter(|(o, _)| *o == op).count()
+    }
+
+    /// How many write requests were made.
+    pub(crate) fn writes(&self) -> usize {
+        self.state()
+            .calls
+            .iter()
+            .filter(|(o, _)| o.is_write())
+            .count()
+    }
+
+    /// The services as stored.
+    pub(crate) fn services(&self) -> BTreeMap<String, ObservedService> {
+        self.state().services.clone()
+    }
+
+    /// The networks as stored.
+    pub(crate) fn networks(&self) -> BTreeMap<String, ObservedNetwork> {
+        self.state().networks.clone()
+    }
+
+    /// Another client creates a service (no operator labels unless given).
+    pub(crate) fn external_create_service(
+        &self,
+        definition: ServiceDefinition,
+        labels: &BTreeMap<String, String>,
+    ) -> String {
+        let (id, name) = {
+            let mut state = self.state();
+            let id = store_service(&mut state, None, definition, labels);
+            (
+                id.clone(),
+                state
+                    .services
+                    .values()
+                    .find(|s| s.id == id)
+                    .map(|s| s.definition.name.clone())
+                    .unwrap_or_default(),
+            )
+        };
+        self.emit(SwarmEvent::Service {
+            id: id.clone(),
+            name,
+            action: EventAction::Create,
+        });
+        id
+    }
+
+    /// Another client changes a service (keeping its labels).
+    pub(crate) fn external_update_service(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut ServiceDefinition),
+    ) {
+        let id = {
+            let mut state = self.state();
+            let Some(current) = state.services.get(name).cloned() else {
+                return;
+            };
+            let mut definition = current.definition.clone();
+            change(&mut definition);
+            let labels = owner_labels(&current.ownership);
+            store_service(&mut state, Some(current.id.clone()), definition, &labels)
+        };
+        self.emit(SwarmEvent::Service {
+            id,
+            name: name.to_owned(),
+            action: EventAction::Update,
+        });
+    }
+
+    /// Another client removes a service.
+    pub(crate) fn external_remove_service(&self, name: &str) {
+        let removed = self.state().services.remove(name);
+        if let Some(service) = removed {
+            self.state().index += 1;
+            self.emit(SwarmEvent::Service {
+                id: service.id,
+                name: name.to_owned(),
+                action: EventAction::Remove,
+            });
+        }
+    }
+
+    /// Another client creates a network.
+    pub(crate) fn external_create_network(&self, definition: NetworkDefinition) -> String {
+        self.external_create_network_with_labels(definition, &BTreeMap::new())
+    }
+
+    /// Another client (or an earlier operator) creates a network with these labels.
+    pub(crate) fn external_create_network_with_labels(
+        &self,
+        definition: NetworkDefinition,
+        labels: &BTreeMap<String, String>,
+    ) -> String {
+        let network = {
+            let mut state = self.state();
+            state.next_id += 1;
+            let network = ObservedNetwork {
+                id: format!("net{}", state.next_id),
+                scope: "swarm".into(),
+                definition,
+                ownership: Ownership::from_labels(labels),
+            };
+            state
+                .networks
+                .insert(network.definition.name.clone(), network.clone());
+            network
+        };
+        self.emit(SwarmEvent::Network {
+            id: network.id.clone(),
+            name: network.definition.name.clone(),
+            action: EventAction::Create,
+        });
+        network.id
+    }
+
+    /// Another client removes a network.
+    pub(crate) fn external_remove_network(&self, name: &str) {
+        let removed = self.state().networks.remove(name);
+        if let Some(network) = removed {
+            self.emit(SwarmEvent::Network {
+                id: network.id,
+                name: name.to_owned(),
+                action: EventAction::Remove,
+            });
+        }
+    }
+
+    /// Records the request, applies injected failures and returns the answer's latency.
+    fn arrive(&self, op: Op, name: &str) -> Result<Duration, DockerError> {
+        let mut state = self.state();
+        state.calls.push((op, name.to_owned()));
+        let latency = state.latency.get(&op).copied().unwrap_or_default();
+        let rule = state.failures.iter_mut().find(|rule| {
+            rule.op == op && rule.name.as_deref().is_none_or(|n| n == name) && rule.times != Some(0)
+        });
+        if let Some(rule) = rule {
+            if let Some(times) = rule.times.as_mut() {
+                *times -= 1;
+            }
+            return Err((rule.make)(name));
+        }
+        Ok(latency)
+    }
+
+    async fn answer<T>(
+        &self,
+        op: Op,
+        name: &str,
+        compute: impl FnOnce(&mut State) -> Result<T, DockerError>,
+    ) -> Result<T, DockerError> {
+        let latency = match self.arrive(op, name) {
+            Ok(latency) => latency,
+            Err(error) => return Err(error),
+        };
+        let (answer, events) = {
+            let mut state = self.state();
+            let answer = compute(&mut state);
+            (answer, std::mem::take(&mut state.pending_events))
+        };
+        for event in events {
+            self.emit(event);
+        }
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        answer
+    }
+}
+
+fn owner_labels(ownership: &Ownership) -> BTreeMap<String, String> {
+    if ownership.managed {
+        Ownership::labels(
+            ownership.spec_hash.as_deref().unwrap_or_default(),
+            ownership.source_file.as_deref().unwrap_or_default(),
+            ownership
+                .instance
+                .as_deref()
+                .unwrap_or(crate::definition::DEFAULT_INSTANCE),
+        )
+    } else {
+        BTreeMap::new()
+    }
+}
+
+/// Stores a service (new when `id` is `None`) at a new index; returns its id.
+fn store_service(
+    state: &mut State,
+    id: Option<String>,
+    definition: ServiceDefinition,
+    labels: &BTreeMap<String, String>,
+) -> String {
+    state.index += 1;
+    let id = id.unwrap_or_else(|| {
+        state.next_id += 1;
+        format!("svc{}", state.next_id)
+    });
+    let service = ObservedService {
+        id: id.clone(),
+        version: state.index,
+        ownership: Ownership::from_labels(labels),
+        definition,
+        virtual_ips: Vec::new(),
+        update_status: None,
+    };
+    state
+        .services
+        .insert(service.definition.name.clone(), service);
+    id
+}
+
+fn port_holder(state: &State, definition: &ServiceDefinition) -> Option<(u16, String)> {
+    ingress_ports(definition).find_map(|port| {
+        state
+            .services
+            .values()
+            .filter(|s| s.definition.name != definition.name)
+            .find(|s| ingress_ports(&s.definition).any(|p| p == port))
+            .map(|s| (port, s.definition.name.clone()))
+    })
+}
+
+impl SwarmApi for MemorySwarm {
+    async fn ensure_manager(&self) -> Result<(), DockerError> {
+        self.answer(Op::Info, "", |_| Ok(())).await
+    }
+
+    fn events(&self) -> impl Stream<Item = Result<SwarmEvent, DockerError>> + Send + 'static {
+        self.state().calls.push((Op::Events, String::new()));
+        let rx = self.events.lock().expect("events lock").subscribe();
+        futures_util::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(event) => return Some((Ok(event), rx)),
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+        .boxed()
+    }
+
+    async fn list_services(&self) -> Result<Vec<ObservedService>, DockerError> {
+        self.answer(Op::ListServices, "", |s| {
+            Ok(s.services.values().cloned().collect())
+        })
+        .await
+    }
+
+    async fn list_networks(&self) -> Result<Vec<ObservedNetwork>, DockerError> {
+        self.answer(Op::ListNetworks, "", |s| {
+            Ok(s.networks.values().cloned().collect())
+        })
+        .await
+    }
+
+    async fn list_tasks(&self) -> Result<Vec<ObservedTask>, DockerError> {
+        self.answer(Op::ListTasks, "", |s| Ok(s.tasks.clone()))
+            .await
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<ObservedNode>, DockerError> {
+        self.answer(Op::ListNodes, "", |s| Ok(s.nodes.clone()))
+            .await
+    }
+
+    async fn inspect_service(&self, name: &str) -> Result<Option<ObservedService>, DockerError> {
+        self.answer(Op::InspectService, name, |s| {
+            Ok(s.services
+                .get(name)
+                .or_else(|| s.services.values().find(|x| x.id == name))
+                .cloned())
+        })
+        .await
+    }
+
+    async fn inspect_network(&self, name: &str) -> Result<Option<ObservedNetwork>, DockerError> {
+        self.answer(Op::InspectNetwork, name, |s| {
+            Ok(s.networks
+                .get(name)
+                .or_else(|| s.networks.values().find(|x| x.id == name))
+                .cloned())
+        })
+        .await
+    }
+
+    async fn create_network(
+        &self,
+        definition: &NetworkDefinition,
+        owner_labels: &BTreeMap<String, String>,
+    ) -> Result<ObservedNetwork, DockerError> {
+        self.answer(Op::CreateNetwork, &definition.name, |s| {
+            if s.networks.contains_key(&definition.name) {
+                return Err(DockerError::AlreadyExists {
+                    kind: Resource::Network,
+                    name: definition.name.clone(),
+                });
+            }
+            s.index += 1;
+            s.next_id += 1;
+            let network = ObservedNetwork {
+                id: format!("net{}", s.next_id),
+                scope: "swarm".into(),
+                definition: definition.clone(),
+                ownership: Ownership::from_labels(owner_labels),
+            };
+            s.networks.insert(definition.name.clone(), network.clone());
+            s.pending_events.push(SwarmEvent::Network {
+                id: network.id.clone(),
+                name: network.definition.name.clone(),
+                action: EventAction::Create,
+            });
+            Ok(network)
+        })
+        .await
+    }
+
+    async fn remove_network(&self, id: &str) -> Result<(), DockerError> {
+        self.answer(Op::RemoveNetwork, id, |s| {
+            let Some(name) = s
+                .networks
+                .values()
+                .find(|n| n.id == id)
+                .map(|n| n.definition.name.clone())
+            else {
+                return Err(DockerError::NotFound {
+                    kind: Resource::Network,
+                    name: id.to_owned(),
+                });
+            };
+            let users: Vec<String> = s
+                .services
+                .values()
+                .filter(|svc| svc.definition.networks.contains(&name))
+                .map(|svc| svc.id.clone())
+                .collect();
+            if !users.is_empty() {
+                return Err(DockerError::InUse {
+                    name: id.to_owned(),
+                    users,
+                });
+            }
+            s.index += 1;
+            s.networks.remove(&name);
+            s.pending_events.push(SwarmEvent::Network {
+                id: id.to_owned(),
+                name,
+                action: EventAction::Remove,
+            });
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_service(
+        &self,
+        definition: &ServiceDefinition,
+        owner_labels: &BTreeMap<String, String>,
+    ) -> Result<String, DockerError> {
+        self.answer(Op::CreateService, &definition.name, |s| {
+            if s.services.contains_key(&definition.name) {
+                return Err(DockerError::AlreadyExists {
+                    kind: Resource::Service,
+                    name: definition.name.clone(),
+                });
+            }
+            if let Some((port, holder)) = port_holder(s, definition) {
+                return Err(DockerError::PortConflict {
+                    name: definition.name.clone(),
+                    port,
+                    holder,
+                });
+            }
+            let id = store_service(s, None, definition.clone(), owner_labels);
+            s.pending_events.push(SwarmEvent::Service {
+                id: id.clone(),
+                name: definition.name.clone(),
+                action: EventAction::Create,
+            });
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn update_service(
+        &self,
+        id: &str,
+        version: u64,
+        definition: &ServiceDefinition,
+        owner_labels: &BTreeMap<String, String>,
+    ) -> Result<(), DockerError> {
+        self.answer(Op::UpdateService, &definition.name, |s| {
+            let Some(current) = s.services.values().find(|x| x.id == id) else {
+                return Err(DockerError::NotFound {
+                    kind: Resource::Service,
+                    name: id.to_owned(),
+                });
+            };
+            if current.version != version {
+                return Err(DockerError::OutOfSequence {
+                    name: definition.name.clone(),
+                });
+            }
+            let mut stored = definition.clone();
+            if let Some(mangle) = s.mangle {
+                mangle(&mut stored);
+            }
+            store_service(s, Some(id.to_owned()), stored, owner_labels);
+            s.pending_events.push(SwarmEvent::Service {
+                id: id.to_owned(),
+                name: definition.name.clone(),
+                action: EventAction::Update,
+            });
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_service(&self, id: &str) -> Result<(), DockerError> {
+        self.answer(Op::RemoveService, id, |s| {
+            let Some(name) = s
+                .services
+                .values()
+                .find(|x| x.id == id)
+                .map(|x| x.definition.name.clone())
+            else {
+                return Err(DockerError::NotFound {
+                    kind: Resource::Service,
+                    name: id.to_owned(),
+                });
+            };
+            s.index += 1;
+            s.services.remove(&name);
+            s.pending_events.push(SwarmEvent::Service {
+                id: id.to_owned(),
+                name,
+                action: EventAction::Remove,
+            });
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,434 @@
+//! Deterministic tests of the whole loop (`operator::run`) on the in-memory swarm, in paused
+//! time: event storms, lists racing writes, objects that can never be applied, a daemon
+//! restart, and a property test over random interleavings.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::definition::tests::{sample_network, sample_service};
+use crate::definition::{DEFAULT_INSTANCE, Port, ServiceDefinition};
+use crate::docker::memory::MemorySwarm;
+use crate::docker::{Op, Ownership};
+use crate::operator::{self, OperatorConfig, OperatorError};
+
+/// An operator running on the in-memory swarm.
+struct Running {
+    dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), OperatorError>>,
+}
+
+impl Running {
+    async fn stop(mut self) {
+        let _ = self.stop.take().expect("running").send(());
+        self.task
+            .await
+            .expect("operator task")
+            .expect("operator run");
+    }
+}
+
+fn service_yaml(name: &str, image: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: {name}\nspec:\n  image: {image}\n  replicas: 1\n{extra}"
+    )
+}
+
+fn write_spec(dir: &Path, file: &str, text: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join(file), text).unwrap();
+}
+
+/// Starts the operator with the spec files already written (`specs/` under a fresh dir).
+fn start(swarm: &MemorySwarm, dir: TempDir, resync: Duration) -> Running {
+    let config = OperatorConfig {
+        resync,
+        ..OperatorConfig::new(dir.path().join("specs"), dir.path().join("status.json"))
+    };
+    std::fs::create_dir_all(&config.specs_dir).unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(operator::run(config, swarm.clone(), async {
+        let _ = stopped.await;
+    }));
+    Running {
+        dir,
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// Waits (in paused time) until `done` holds, for at most `limit`.
+async fn eventually(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn owned_services(swarm: &MemorySwarm) -> usize {
+    swarm
+        .services()
+        .values()
+        .filter(|s| s.ownership.is_owned_by(DEFAULT_INSTANCE))
+        .count()
+}
+
+/// Another client creating and removing unmanaged services and networks every `period`.
+fn churn(swarm: &MemorySwarm, period: Duration) -> JoinHandle<()> {
+    let swarm = swarm.clone();
+    tokio::spawn(async move {
+        for i in 0u64.. {
+            let mut service = sample_service(&format!("churn-{i}"));
+            service.networks.clear();
+            swarm.external_create_service(service, &BTreeMap::new());
+            swarm.external_create_network(sample_network(&format!("churn-net-{i}")));
+            if i >= 3 {
+                swarm.external_remove_service(&format!("churn-{}", i - 3));
+                swarm.external_remove_network(&format!("churn-net-{}", i - 3));
+            }
+            tokio::time::sleep(period).await;
+        }
+    })
+}
+
+fn calls_for(swarm: &MemorySwarm, op: Op, name: &str) -> Vec<Op> {
+    swarm
+        .calls()
+        .into_iter()
+        .filter(|(o, n)| *o == op && n == name)
+        .map(|(o, _)| o)
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_event_storm_during_500_creates_creates_each_service_once() {
+    let swarm = MemorySwarm::default();
+    // Slow lists, resynced often: every list races the creates made while it is in flight.
+    swarm.set_latency(Op::ListServices, Duration::from_millis(40));
+    swarm.set_latency(Op::CreateService, Duration::from_millis(20));
+    swarm.set_latency(Op::InspectService, Duration::from_millis(2));
+    let dir = TempDir::new().unwrap();
+    for i in 0..500 {
+        write_spec(
+            &dir.path().join("specs"),
+            &format!("svc-{i}.yaml"),
+            &service_yaml(&format!("svc-{i}"), "img:1", ""),
+        );
+    }
+    let storm = churn(&swarm, Duration::from_millis(15));
+    let running = start(&swarm, dir, Duration::from_millis(100));
+    eventually(Duration::from_secs(120), "500 services created", || {
+        owned_services(&swarm) == 500
+    })
+    .await;
+    assert_eq!(
+        swarm.count(Op::CreateService),
+        500,
+        "one create per service"
+    );
+
+    // Steady state under continuing churn and resyncs: no write at all.
+    let writes = swarm.writes();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(swarm.writes(), writes, "writes in 10 s of steady state");
+    storm.abort();
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn objects_that_can_not_be_applied_back_off_and_recover_when_unblocked() {
+    let swarm = MemorySwarm::default();
+    // The port the spec wants is held by an unmanaged service.
+    let mut holder = sample_service("holder");
+    holder.networks.clear();
+    holder.ports = vec![Port {
+        target: 80,
+        published: Some(8080),
+        protocol: crate::spec::Protocol::Tcp,
+        mode: crate::spec::PublishMode::Ingress,
+    }];
+    swarm.external_create_service(holder, &BTreeMap::new());
+    // An owned network whose spec is gone, still used by an unmanaged service.
+    let held = sample_network("held");
+    let network_labels = Ownership::labels("h", "gone.yaml", DEFAULT_INSTANCE);
+    swarm.external_create_network_with_labels(held, &network_labels);
+    let mut user = sample_service("user");
+    user.networks = vec!["held".into()];
+    swarm.external_create_service(user, &BTreeMap::new());
+
+    let dir = TempDir::new().unwrap();
+    let specs = dir.path().join("specs");
+    write_spec(
+        &specs,
+        "wants.yaml",
+        &service_yaml(
+            "wants",
+            "img:1",
+            "  ports: [{target: 80, published: 8080}]\n",
+        ),
+    );
+    write_spec(&specs, "ok.yaml", &service_yaml("fine", "img:1", ""));
+    let storm = churn(&swarm, Duration::from_millis(200));
+    let running = start(&swarm, dir, Duration::from_secs(30));
+
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    let creates = calls_for(&swarm, Op::CreateService, "wants").len();
+    let removals = swarm
+        .calls()
+        .iter()
+        .filter(|(op, _)| *op == Op::RemoveNetwork)
+        .count();
+    // 1 s doubling (with jitter) to 5 min: at most 6 tries in the first minute, ~10 in five.
+    assert!(
+        (5..=10).contains(&creates),
+        "create attempts in 5 min: {creates}"
+    );
+    assert!(
+        (5..=10).contains(&removals),
+        "removal attempts in 5 min: {removals}"
+    );
+    assert_eq!(calls_for(&swarm, Op::CreateService, "fine").len(), 1);
+
+    let status: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(running.dir.path().join("status.json")).unwrap(),
+    )
+    .unwrap();
+    let wants = status["services"]["wants"].to_string();
+    assert!(
+        wants.contains("PortConflict") && wants.contains("holder"),
+        "{wants}"
+    );
+    let held = status["networks"]["held"].to_string();
+    assert!(
+        held.contains("WaitingForUsers") && held.contains("user"),
+        "{held}"
+    );
+
+    // Unblocked: each goes through at once, not after its backoff (up to minutes by now).
+    swarm.external_remove_service("holder");
+    swarm.external_remove_service("user");
+    eventually(Duration::from_secs(2), "both unblocked", || {
+        swarm.services().contains_key("wants") && !swarm.networks().contains_key("held")
+    })
+    .await;
+    storm.abort();
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_daemon_restart_relists_and_repairs_only_what_changed_meanwhile() {
+    let swarm = MemorySwarm::default();
+    let dir = TempDir::new().unwrap();
+    for i in 0..5 {
+        write_spec(
+            &dir.path().join("specs"),
+            &format!("svc-{i}.yaml"),
+            &service_yaml(&format!("svc-{i}"), "img:1", ""),
+        );
+    }
+    let running = start(&swarm, dir, Duration::from_secs(30));
+    eventually(Duration::from_secs(10), "5 services", || {
+        owned_services(&swarm) == 5
+    })
+    .await;
+    let writes = swarm.writes();
+
+    // The daemon restarts: the stream ends, and a removal meanwhile sends no event to anyone.
+    swarm.restart_events();
+    swarm.external_remove_service("svc-3");
+    eventually(Duration::from_secs(5), "svc-3 recreated", || {
+        swarm.services().contains_key("svc-3")
+    })
+    .await;
+    assert_eq!(swarm.writes(), writes + 1, "exactly the one create");
+    assert_eq!(calls_for(&swarm, Op::CreateService, "svc-3").len(), 2);
+    assert!(swarm.count(Op::Events) >= 2, "the stream was reconnected");
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn drift_is_corrected_by_the_event_alone() {
+    let swarm = MemorySwarm::default();
+    let dir = TempDir::new().unwrap();
+    write_spec(
+        &dir.path().join("specs"),
+        "a.yaml",
+        &service_yaml("a", "img:1", ""),
+    );
+    let running = start(&swarm, dir, Duration::from_secs(3600));
+    eventually(Duration::from_secs(10), "a", || owned_services(&swarm) == 1).await;
+    let lists = swarm.count(Op::ListServices);
+    swarm.external_update_service("a", |d: &mut ServiceDefinition| d.image = "by-hand".into());
+    eventually(Duration::from_secs(2), "drift corrected", || {
+        swarm.services()["a"].definition.image == "img:1"
+    })
+    .await;
+    assert_eq!(
+        swarm.count(Op::ListServices),
+        lists,
+        "one object read, no relist"
+    );
+    running.stop().await;
+}
+
+/// One random interleaving: how many services, how slow each request is, how busy the other
+/// client is, whether the event stream breaks, and whether someone edits a service by hand.
+#[derive(Debug, Clone)]
+struct Interleaving {
+    services: usize,
+    list_ms: u64,
+    inspect_ms: u64,
+    create_ms: u64,
+    update_ms: u64,
+    churn_ms: u64,
+    restart_at_ms: Option<u64>,
+    drift_at_ms: Option<u64>,
+    resync_ms: u64,
+}
+
+fn interleavings() -> impl Strategy<Value = Interleaving> {
+    (
+        1usize..60,
+        (0u64..60, 0u64..20, 0u64..50, 0u64..20),
+        5u64..80,
+        proptest::option::of(0u64..400),
+        proptest::option::of(0u64..400),
+        20u64..500,
+    )
+        .prop_map(
+            |(
+                services,
+                (list_ms, inspect_ms, create_ms, update_ms),
+                churn_ms,
+                restart_at_ms,
+                drift_at_ms,
+                resync_ms,
+            )| {
+                Interleaving {
+                    services,
+                    list_ms,
+                    inspect_ms,
+                    create_ms,
+                    update_ms,
+                    churn_ms,
+                    restart_at_ms,
+                    drift_at_ms,
+                    resync_ms,
+                }
+            },
+        )
+}
+
+async fn run_interleaving(case: Interleaving) -> Result<(), TestCaseError> {
+    let swarm = MemorySwarm::default();
+    let ms = Duration::from_millis;
+    swarm.set_latency(Op::ListServices, ms(case.list_ms));
+    swarm.set_latency(Op::ListNetworks, ms(case.list_ms / 2));
+    swarm.set_latency(Op::InspectService, ms(case.inspect_ms));
+    swarm.set_latency(Op::CreateService, ms(case.create_ms));
+    swarm.set_latency(Op::UpdateService, ms(case.update_ms));
+    let dir = TempDir::new().unwrap();
+    for i in 0..case.services {
+        write_spec(
+            &dir.path().join("specs"),
+            &format!("s{i}.yaml"),
+            &service_yaml(&format!("s{i}"), "img:1", ""),
+        );
+    }
+    let storm = churn(&swarm, ms(case.churn_ms));
+    let running = start(&swarm, dir, ms(case.resync_ms));
+    let mut events = Vec::new();
+    if let Some(at) = case.restart_at_ms {
+        events.push((at, 0));
+    }
+    if let Some(at) = case.drift_at_ms {
+        events.push((at, 1));
+    }
+    events.sort_unstable();
+    let mut now = 0;
+    for (at, what) in events {
+        tokio::time::sleep(ms(at - now)).await;
+        now = at;
+        match what {
+            0 => swarm.restart_events(),
+            _ => swarm.external_update_service("s0", |d: &mut ServiceDefinition| {
+                d.image = "by-hand".into();
+            }),
+        }
+    }
+    let services = case.services;
+    eventually(Duration::from_secs(120), "converged", || {
+        let stored = swarm.services();
+        (0..services).all(|i| {
+            stored
+                .get(&format!("s{i}"))
+                .is_some_and(|s| s.definition.image == "img:1")
+        })
+    })
+    .await;
+    // Creates issued = distinct services created: no duplicate, however the reads raced.
+    prop_assert_eq!(swarm.count(Op::CreateService), case.services);
+    // No write for an unchanged object: a quiet period with resyncs writes nothing.
+    let writes = swarm.writes();
+    tokio::time::sleep(ms(case.resync_ms * 3).max(Duration::from_secs(5))).await;
+    prop_assert_eq!(swarm.writes(), writes);
+    storm.abort();
+    running.stop().await;
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_interleaving_creates_each_service_once_and_then_writes_nothing(case in interleavings()) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(run_interleaving(case))?;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_status_write_is_retried_until_it_succeeds() {
+    let swarm = MemorySwarm::default();
+    let dir = TempDir::new().unwrap();
+    write_spec(
+        &dir.path().join("specs"),
+        "a.yaml",
+        &service_yaml("a", "img:1", ""),
+    );
+    // The status file's directory is a plain file: every write fails (as on a full or
+    // read-only volume) until it is replaced by a directory.
+    let blocked = dir.path().join("out");
+    std::fs::write(&blocked, "not a directory").unwrap();
+    let config = OperatorConfig::new(dir.path().join("specs"), blocked.join("status.json"));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(operator::run(config, swarm.clone(), async {
+        let _ = stopped.await;
+    }));
+    eventually(Duration::from_secs(10), "a", || owned_services(&swarm) == 1).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!blocked.join("status.json").exists());
+
+    std::fs::remove_file(&blocked).unwrap();
+    std::fs::create_dir(&blocked).unwrap();
+    // Retried with backoff (at most 30 s apart), without any new change in the swarm.
+    eventually(
+        Duration::from_secs(35),
+        "status written after the space came back",
+        || blocked.join("status.json").exists(),
+    )
+    .await;
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
