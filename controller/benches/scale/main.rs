@@ -56,6 +56,8 @@ pub struct Config {
     resync_samples: usize,
     idle: Duration,
     steady: Duration,
+    /// Span after the churn scenario's faults over which their retries are counted.
+    retry_watch: Duration,
     churn_rate: f64,
     timeout: Duration,
 }
@@ -102,6 +104,7 @@ impl Config {
             resync_samples: env_num("BENCH_RESYNC_SAMPLES", 5usize)?.max(1),
             idle: Duration::from_secs(env_num("BENCH_IDLE_SECS", 35)?),
             steady: Duration::from_secs(env_num("BENCH_STEADY_SECS", 30)?),
+            retry_watch: Duration::from_secs(env_num("BENCH_RETRY_WATCH_SECS", 60)?.max(1)),
             churn_rate: env_num("BENCH_CHURN_RATE", 4.0)?,
             timeout: Duration::from_secs(env_num("BENCH_TIMEOUT_SECS", 600)?),
         })

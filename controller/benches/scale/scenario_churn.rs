@@ -121,25 +121,37 @@ impl Bench {
         eprintln!("  steady state {steady:?}");
         let window = self.operator_wire.log.mark();
         tokio::time::sleep(steady).await;
-        let end = Instant::now();
         let steady_requests = self.operator_wire.log.since(window);
+        // Retries are counted over a fixed span after the faults (default: the first minute, the
+        // backoff's busiest), so that runs of any length compare.
+        let watch = self.cfg.retry_watch;
+        if let Some(rest) = watch.checked_sub(faults.elapsed()) {
+            eprintln!("  watching retries for {rest:.0?} more");
+            tokio::time::sleep(rest).await;
+        }
         let all = self.operator_wire.log.since(mark);
 
         let held_targets = [held.as_str(), held_id.as_str()];
         let impossible_targets = [impossible.as_str()];
-        let minutes = end.duration_since(faults).as_secs_f64() / 60.0;
+        let minutes = watch.as_secs_f64() / 60.0;
         for (what, targets) in [
             ("the impossible spec (port held)", &impossible_targets[..]),
             ("the held network's removal", &held_targets[..]),
         ] {
-            let at = attempts(&all, targets, faults);
+            let mut at = attempts(&all, targets, faults);
+            let later = at.len();
+            at.retain(|t| *t <= watch.as_secs_f64());
+            let later = later - at.len();
             self.report.row(
-                format!("**attempts at {what} per minute**"),
                 format!(
-                    "**{:.1}** ({} in {:.1} min; {})",
+                    "**attempts at {what} per minute** (first {} s after the fault)",
+                    watch.as_secs()
+                ),
+                format!(
+                    "**{:.1}** ({} in {} s, {}; {later} after)",
                     at.len() as f64 / minutes,
                     at.len(),
-                    minutes,
+                    watch.as_secs(),
                     timeline(&at)
                 ),
             );
