@@ -250,10 +250,10 @@ impl Bench {
         if let Some(churn) = self.churn.take() {
             churn.stop().await;
         }
+        // An operator still running here means a scenario failed: its log says why.
         if let Some(mut operator) = self.operator.take() {
-            if !operator.stop().await {
-                eprintln!("operator log (last lines):\n{}", operator.log_tail(20));
-            }
+            operator.stop().await;
+            eprintln!("operator log (last lines):\n{}", operator.log_tail(20));
         }
         self.swarm.remove_all(&self.prefix).await;
     }
