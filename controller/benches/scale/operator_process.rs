@@ -99,6 +99,18 @@ impl OperatorProcess {
         })
     }
 
+    /// CPU time (user + system) the process used so far, from `/proc/PID/stat`.
+    pub fn cpu(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
+        // pid (comm) state … : utime and stime are fields 14 and 15, 12 and 13 after `comm`.
+        let (_, after_comm) = stat.rsplit_once(") ")?;
+        let fields: Vec<&str> = after_comm.split(' ').collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // USER_HZ is 100 on every Linux architecture this runs on.
+        Some(Duration::from_millis(ticks * 10))
+    }
+
     /// The operator's [`REQUESTS_METRIC`] now; `None` when it does not export it (or the
     /// endpoint does not answer).
     pub async fn request_metric(&self) -> Option<RequestMetric> {

@@ -22,6 +22,7 @@ impl Bench {
         let specs = self.specs(&instance)?;
         self.start_operator(&specs, &instance).await?;
         let metric_before = self.operator().request_metric().await;
+        let cpu_before = self.operator().cpu();
         let name_prefix = format!("{instance}-svc");
         let names: Vec<String> = (0..n).map(|i| format!("{name_prefix}{i:05}")).collect();
         let created = self.converge(&specs, &names, &name_prefix).await?;
@@ -43,6 +44,12 @@ impl Bench {
                 ratio(took, stack.command)
             ),
         );
+        if let (Some(before), Some(after)) = (cpu_before, self.operator().cpu()) {
+            self.report.row(
+                "operator CPU time (user + system) until all exist",
+                secs(after.saturating_sub(before)),
+            );
+        }
         let requests = &created.requests;
         self.report.row(
             "operator create: Engine API calls until all exist (failed)",
