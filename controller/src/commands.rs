@@ -1,12 +1,16 @@
-//! The one-shot commands: `validate` and `diff` (the long-running `run` is in `operator`).
+//! The one-shot commands: `validate`, `diff`, `apply` and `delete` (the long-running `run` is
+//! in `operator`).
 
-use std::collections::BTreeSet;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 use crate::desired::DesiredState;
-use crate::docker::{DockerError, SwarmApi};
+use crate::docker::{DockerEngine, DockerError, SwarmApi};
 use crate::plan::{Plan, plan};
 use crate::spec::{LoadDirError, SpecError, SpecStore};
+use crate::stored_specs::{
+    ApplyReport, SpecConfigs, StoredSpecsError, read_spec_files, write_mirror,
+};
 
 /// Errors of the one-shot commands.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +21,18 @@ pub enum CommandError {
     /// The swarm could not be read.
     #[error(transparent)]
     Docker(#[from] DockerError),
+    /// Stored specs could not be read or written.
+    #[error(transparent)]
+    Stored(#[from] StoredSpecsError),
+}
+
+/// What `apply` found or did.
+#[derive(Debug)]
+pub enum ApplyOutcome {
+    /// The specs were invalid; nothing was stored.
+    Invalid(Vec<SpecError>),
+    /// The specs were stored.
+    Applied(ApplyReport),
 }
 
 /// Validates the spec directory. With `existing_networks` (read from a live swarm) references
@@ -32,12 +48,20 @@ pub fn validate_dir(
         None => {
             // Two passes: the first learns which networks are referenced, the second treats
             // them all as existing, so that only a live swarm can call one missing.
-            let referenced: BTreeSet<String> = store
-                .reload(dir)?
+            let loaded = store.reload(dir)?;
+            let referenced: BTreeSet<String> = loaded
                 .objects
                 .iter()
                 .filter_map(|o| o.value.as_service())
                 .flat_map(|s| s.spec.networks.iter().cloned())
+                .chain(
+                    loaded
+                        .objects
+                        .iter()
+                        .filter_map(|o| o.value.as_network())
+                        .filter(|n| n.spec.external)
+                        .map(|n| n.metadata.name.clone()),
+                )
                 .collect();
             store = SpecStore::new();
             store.reload_validated(dir, &referenced)?
@@ -63,4 +87,86 @@ pub async fn diff_dir<A: SwarmApi>(
         instance,
     )?;
     Ok((plan(&desired, &observed), desired.errors))
+}
+
+/// `apply PATH`: validates the spec files of `path` together with the stored ones they join
+/// (all of a directory replaces the stored set; a single file is added to it), then stores
+/// them in the swarm. Invalid specs store nothing; their errors name the files in `path`.
+pub async fn apply_path(
+    api: &DockerEngine,
+    path: &Path,
+    instance: &str,
+) -> Result<ApplyOutcome, CommandError> {
+    let files = read_spec_files(path)?;
+    let is_dir = path.is_dir();
+    let configs = SpecConfigs::new(api.clone(), instance);
+    let mut resulting: BTreeMap<String, Vec<u8>> = if is_dir {
+        BTreeMap::new()
+    } else {
+        configs.current().await?
+    };
+    let stored_names: BTreeSet<String> = resulting.keys().cloned().collect();
+    resulting.extend(files.iter().map(|f| (f.name.clone(), f.content.clone())));
+
+    // Validate the set as the operator will load it: the same loader on a directory.
+    let temp = std::env::temp_dir();
+    let io = |source| StoredSpecsError::Io {
+        path: temp.clone(),
+        source,
+    };
+    // A FROM-scratch image (the operator's own) has no /tmp until someone makes it.
+    std::fs::create_dir_all(&temp).map_err(io)?;
+    let scratch = tempfile::tempdir_in(&temp).map_err(io)?;
+    write_mirror(scratch.path(), &resulting)?;
+    let networks: BTreeSet<String> = api.observe().await?.networks.into_keys().collect();
+    let mut errors = validate_dir(scratch.path(), Some(&networks))?;
+    if !errors.is_empty() {
+        for error in &mut errors {
+            error.file = original_path(path, is_dir, &stored_names, &error.file, scratch.path());
+        }
+        return Ok(ApplyOutcome::Invalid(errors));
+    }
+    Ok(ApplyOutcome::Applied(configs.apply(&files, is_dir).await?))
+}
+
+/// Maps a file of the scratch directory back to where the user knows it from.
+fn original_path(
+    applied: &Path,
+    is_dir: bool,
+    stored: &BTreeSet<String>,
+    scratch_file: &Path,
+    scratch: &Path,
+) -> PathBuf {
+    let Ok(name) = scratch_file.strip_prefix(scratch) else {
+        return scratch_file.to_owned();
+    };
+    if is_dir {
+        applied.join(name)
+    } else if applied.file_name() == Some(name.as_os_str()) {
+        applied.to_owned()
+    } else if stored.contains(name.to_str().unwrap_or_default()) {
+        PathBuf::from(format!("(stored in the swarm) {}", name.display()))
+    } else {
+        scratch_file.to_owned()
+    }
+}
+
+/// `delete TARGET`: removes stored spec files. `TARGET` is a spec file or directory (its file
+/// names are removed) or the name of a stored file. Returns the names removed.
+pub async fn delete_target(
+    api: &DockerEngine,
+    target: &Path,
+    instance: &str,
+) -> Result<Vec<String>, CommandError> {
+    let names: BTreeSet<String> = if target.exists() {
+        read_spec_files(target)?
+            .into_iter()
+            .map(|f| f.name)
+            .collect()
+    } else {
+        BTreeSet::from([target.display().to_string()])
+    };
+    Ok(SpecConfigs::new(api.clone(), instance)
+        .delete(&names)
+        .await?)
 }

@@ -14,7 +14,8 @@ use sha2::{Digest, Sha256};
 // The spec's closed sets are the canonical ones: they serialize to the engine's wire names, so
 // the definition hash and the drift paths read the same as before they were typed.
 pub use crate::spec::{
-    FailureAction, MountType, Protocol, PublishMode, RestartCondition, UpdateOrder,
+    BindPropagation, EndpointMode, FailureAction, MountType, Protocol, PublishMode,
+    RestartCondition, UpdateOrder,
 };
 
 /// Label on every object the operator owns; it never changes an object without it.
@@ -45,16 +46,6 @@ pub enum Mode {
     },
     /// One task on every eligible node.
     Global,
-}
-
-/// How a service's tasks are reached on its networks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EndpointMode {
-    /// One virtual IP per network, load-balanced by IPVS.
-    Vip,
-    /// DNS round robin: the service name resolves to every task's address.
-    Dnsrr,
 }
 
 /// A published port.
@@ -154,14 +145,37 @@ pub struct Resources {
 }
 
 /// A mount's kind: one a spec can ask for, or one only the engine reports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum MountKind {
     /// `volume`, `bind` or `tmpfs`.
     Spec(MountType),
-    /// A kind no spec can ask for (`npipe`, `cluster`, `image`), kept as the engine names it
-    /// so that it shows as drift instead of passing for a volume.
-    Unsupported(String),
+    /// A kind no spec can ask for, kept so that it shows as drift instead of passing for a
+    /// volume.
+    EngineOnly(EngineOnlyMountType),
+}
+
+/// Mount kinds the engine knows and specs do not offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineOnlyMountType {
+    /// A Windows named pipe.
+    Npipe,
+    /// A cluster (CSI) volume.
+    Cluster,
+    /// An image's file system.
+    Image,
+}
+
+impl EngineOnlyMountType {
+    /// The engine's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineOnlyMountType::Npipe => "npipe",
+            EngineOnlyMountType::Cluster => "cluster",
+            EngineOnlyMountType::Image => "image",
+        }
+    }
 }
 
 /// A volume, bind or tmpfs mount.
@@ -178,6 +192,58 @@ pub struct Mount {
     pub read_only: bool,
     /// Size of a tmpfs mount in bytes.
     pub tmpfs_size_bytes: Option<i64>,
+    /// Mode of a tmpfs mount's root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmpfs_mode: Option<u32>,
+    /// Propagation of a bind mount (`rprivate`, `rshared`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_propagation: Option<BindPropagation>,
+    /// How a named volume is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<VolumeOptions>,
+}
+
+/// How a named volume is created on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeOptions {
+    /// Do not copy the image's files into a new volume.
+    pub no_copy: bool,
+    /// Labels of the volume.
+    pub labels: BTreeMap<String, String>,
+    /// Volume driver.
+    pub driver: Option<String>,
+    /// Driver options.
+    pub driver_options: BTreeMap<String, String>,
+}
+
+/// A soft and a hard resource limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Ulimit {
+    /// Soft limit.
+    pub soft: i64,
+    /// Hard limit.
+    pub hard: i64,
+}
+
+/// DNS resolver settings of the containers.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct DnsConfig {
+    /// Name servers.
+    pub nameservers: Vec<String>,
+    /// Search domains.
+    pub search: Vec<String>,
+    /// Resolver options.
+    pub options: Vec<String>,
+}
+
+/// Log driver of the containers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogDriver {
+    /// Driver name.
+    pub name: String,
+    /// Driver options.
+    pub options: BTreeMap<String, String>,
 }
 
 /// A swarm service as the operator manages it.
@@ -229,6 +295,119 @@ pub struct ServiceDefinition {
     pub user: Option<String>,
     /// Working directory.
     pub workdir: Option<String>,
+    // The fields below are left out of the JSON when unset, so that the spec hash of services
+    // written before they existed stays the same (no rolling update on upgrade).
+    /// Container hostname.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Run an init process as PID 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<bool>,
+    /// Stop signal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    /// Read-only root filesystem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+    /// Allocate a TTY.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty: Option<bool>,
+    /// Keep stdin open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_stdin: Option<bool>,
+    /// Capabilities added, in the order given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capability_add: Vec<String>,
+    /// Capabilities dropped, in the order given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capability_drop: Vec<String>,
+    /// Namespaced kernel parameters.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+    /// Process resource limits by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ulimits: BTreeMap<String, Ulimit>,
+    /// `/etc/hosts` entries in Docker's form, `IP hostname`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// DNS settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsConfig>,
+    /// Log driver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_driver: Option<LogDriver>,
+    /// Extra DNS names per network name (networks without aliases are absent).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub network_aliases: BTreeMap<String, Vec<String>>,
+    /// Configs mounted as files, sorted by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<FileMount>,
+    /// Secrets mounted as files, sorted by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<FileMount>,
+}
+
+/// A config or secret mounted into the containers. Only names, never content: a changed
+/// secret shows in a diff as a new versioned name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileMount {
+    /// The swarm name of the config/secret (a versioned name for the operator's own).
+    pub name: String,
+    /// File path as swarm stores it (relative paths are under `/` or `/run/secrets/`).
+    pub target: String,
+    /// Owner uid.
+    pub uid: String,
+    /// Owner gid.
+    pub gid: String,
+    /// Permission bits.
+    pub mode: u32,
+}
+
+impl ServiceDefinition {
+    /// A replicated service of one task running `image`-less defaults: the base that
+    /// conversions and tests fill in, so adding a field does not touch every constructor.
+    pub fn empty(name: &str) -> Self {
+        ServiceDefinition {
+            name: name.to_owned(),
+            image: String::new(),
+            mode: Mode::Replicated { replicas: 1 },
+            command: None,
+            args: None,
+            env: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            container_labels: BTreeMap::new(),
+            networks: Vec::new(),
+            endpoint_mode: EndpointMode::Vip,
+            ports: Vec::new(),
+            healthcheck: None,
+            update_config: None,
+            rollback_config: None,
+            restart_policy: None,
+            placement: None,
+            resources: None,
+            mounts: Vec::new(),
+            stop_grace_period_ns: None,
+            user: None,
+            workdir: None,
+            hostname: None,
+            init: None,
+            stop_signal: None,
+            read_only: None,
+            tty: None,
+            open_stdin: None,
+            capability_add: Vec::new(),
+            capability_drop: Vec::new(),
+            sysctls: BTreeMap::new(),
+            ulimits: BTreeMap::new(),
+            hosts: Vec::new(),
+            dns: None,
+            log_driver: None,
+            network_aliases: BTreeMap::new(),
+            configs: Vec::new(),
+            secrets: Vec::new(),
+        }
+    }
 }
 
 /// A swarm network as the operator manages it.
@@ -292,7 +471,14 @@ pub fn field_changes<T: Serialize>(
 }
 
 /// Top-level fields whose values are maps: a key missing on the desired side is a removal.
-const MAP_FIELDS: &[&str] = &["env", "labels", "containerLabels", "options"];
+const MAP_FIELDS: &[&str] = &[
+    "env",
+    "labels",
+    "containerLabels",
+    "options",
+    "sysctls",
+    "networkAliases",
+];
 
 /// Recursive JSON diff producing one [`FieldChange`] per differing leaf (objects are descended
 /// into; arrays and scalars compare whole, since a reordered list is a real change to Docker).
@@ -360,6 +546,7 @@ pub(crate) mod tests {
             stop_grace_period_ns: None,
             user: None,
             workdir: None,
+            ..ServiceDefinition::empty(name)
         }
     }
 
@@ -410,6 +597,8 @@ pub(crate) mod tests {
             serde_json::to_string(&port).unwrap(),
             r#"{"target":53,"published":5353,"protocol":"udp","mode":"host"}"#
         );
+        assert_eq!(serde_json::to_value(EndpointMode::Dnsrr).unwrap(), "dnsrr");
+        assert_eq!(serde_json::to_value(EndpointMode::Vip).unwrap(), "vip");
         let policy = docker_default_update_policy();
         let json = serde_json::to_value(&policy).unwrap();
         assert_eq!(json["failureAction"], "pause");
@@ -428,9 +617,17 @@ pub(crate) mod tests {
             (MountKind::Spec(MountType::Volume), "volume"),
             (MountKind::Spec(MountType::Bind), "bind"),
             (MountKind::Spec(MountType::Tmpfs), "tmpfs"),
-            (MountKind::Unsupported("npipe".into()), "npipe"),
+            (MountKind::EngineOnly(EngineOnlyMountType::Npipe), "npipe"),
+            (
+                MountKind::EngineOnly(EngineOnlyMountType::Cluster),
+                "cluster",
+            ),
+            (MountKind::EngineOnly(EngineOnlyMountType::Image), "image"),
         ] {
-            assert_eq!(serde_json::to_value(&kind).unwrap(), wire);
+            assert_eq!(serde_json::to_value(kind).unwrap(), wire);
+            if let MountKind::EngineOnly(engine_only) = kind {
+                assert_eq!(engine_only.as_str(), wire);
+            }
         }
     }
 

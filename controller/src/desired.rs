@@ -6,9 +6,11 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::data_objects::{DataKind, DesiredData, versioned_name};
 use crate::definition::{
-    self, DEFAULT_INSTANCE, EndpointMode, Healthcheck, Mode, Mount, MountKind, NetworkDefinition,
-    Placement, Port, ResourceAmounts, Resources, RestartPolicy, ServiceDefinition, UpdatePolicy,
+    self, DEFAULT_INSTANCE, DnsConfig, FileMount, Healthcheck, LogDriver, Mode, Mount, MountKind,
+    NetworkDefinition, Placement, Port, ResourceAmounts, Resources, RestartPolicy,
+    ServiceDefinition, Ulimit, UpdatePolicy, VolumeOptions,
 };
 use crate::docker::Ownership;
 use crate::spec::{self, LoadDirError, Located, Object, SpecError, SpecStore};
@@ -54,6 +56,9 @@ pub struct DesiredState {
     pub services: BTreeMap<String, DesiredObject<ServiceDefinition>>,
     /// Networks by name.
     pub networks: BTreeMap<String, DesiredObject<NetworkDefinition>>,
+    /// Config and secret versions by swarm (versioned) name: created before a service that
+    /// mounts them is written.
+    pub data: BTreeMap<String, DesiredData>,
     /// Every problem found while loading and validating, located.
     pub errors: Vec<SpecError>,
     /// File names of spec files that failed to load: objects that carry one of them as their
@@ -71,6 +76,7 @@ impl Default for DesiredState {
             instance: DEFAULT_INSTANCE.to_owned(),
             services: BTreeMap::new(),
             networks: BTreeMap::new(),
+            data: BTreeMap::new(),
             errors: Vec::new(),
             failed_files: BTreeSet::new(),
             prune_allowed: false,
@@ -104,15 +110,47 @@ impl DesiredState {
             failed_files,
             ..Default::default()
         };
+        // Versions first: services refer to them by logical name.
+        let mut versions: BTreeMap<(DataKind, String), String> = BTreeMap::new();
+        for located in objects {
+            let (kind, meta, spec) = match &located.value {
+                Object::Config(c) => (DataKind::Config, &c.metadata, &c.spec),
+                Object::Secret(s) => (DataKind::Secret, &s.metadata, &s.spec),
+                _ => continue,
+            };
+            let name = versioned_name(&meta.name, &spec.content);
+            versions
+                .entry((kind, meta.name.clone()))
+                .or_insert_with(|| name.clone());
+            state
+                .data
+                .entry(name.clone())
+                .or_insert_with(|| DesiredData {
+                    kind,
+                    logical_name: meta.name.clone(),
+                    name,
+                    content: spec.content.clone(),
+                    labels: meta.labels.clone(),
+                });
+        }
         for located in objects {
             let source_file = source_file_name(&located.file);
             match &located.value {
                 Object::Service(service) => {
-                    let definition = service_definition(service);
+                    let mut definition = service_definition(service);
+                    definition.configs =
+                        file_mounts(&service.spec.configs, DataKind::Config, &versions);
+                    definition.secrets =
+                        file_mounts(&service.spec.secrets, DataKind::Secret, &versions);
                     insert_first(&mut state.services, definition.name.clone(), || {
                         DesiredObject::new(definition, source_file, instance)
                     });
                 }
+                // Configs and secrets become swarm objects through their own reconciler; the
+                // definitions here are services and networks only.
+                Object::Config(_) | Object::Secret(_) => {}
+                // An external network is only referenced: it is not the operator's to create.
+                Object::Network(network) if network.spec.external => {}
                 Object::Network(network) => {
                     let definition = network_definition(network);
                     insert_first(&mut state.networks, definition.name.clone(), || {
@@ -125,6 +163,35 @@ impl DesiredState {
         state.prune_allowed = has_objects || allow_empty_prune;
         state
     }
+}
+
+/// A service's config or secret references in canonical form: versioned names for declared
+/// ones, the name as written for external ones, and the docker CLI's defaults (uid/gid 0,
+/// mode 0444, target = the logical name), sorted by name.
+fn file_mounts(
+    references: &[spec::FileReference],
+    kind: DataKind,
+    versions: &BTreeMap<(DataKind, String), String>,
+) -> Vec<FileMount> {
+    let mut mounts: Vec<FileMount> = references
+        .iter()
+        .map(|r| FileMount {
+            name: match r.external {
+                true => r.name.clone(),
+                // Validation rejects unknown names; keep the logical one if it slips through.
+                false => versions
+                    .get(&(kind, r.name.clone()))
+                    .cloned()
+                    .unwrap_or_else(|| r.name.clone()),
+            },
+            target: r.target.clone().unwrap_or_else(|| r.name.clone()),
+            uid: r.uid.clone().unwrap_or_else(|| "0".to_owned()),
+            gid: r.gid.clone().unwrap_or_else(|| "0".to_owned()),
+            mode: r.mode.map_or(0o444, |m| m.0),
+        })
+        .collect();
+    mounts.sort();
+    mounts
 }
 
 /// Keeps the first object of a name (validation reports the duplicate).
@@ -209,10 +276,7 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
         labels: service.metadata.labels.clone(),
         container_labels: spec.container_labels.clone(),
         networks: spec.networks.clone(),
-        endpoint_mode: match spec.endpoint_mode {
-            spec::EndpointMode::Vip => EndpointMode::Vip,
-            spec::EndpointMode::Dnsrr => EndpointMode::Dnsrr,
-        },
+        endpoint_mode: spec.endpoint_mode,
         ports,
         healthcheck: spec.healthcheck.as_ref().map(|h| Healthcheck {
             test: h.test.clone(),
@@ -250,11 +314,78 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
                 target: m.target.clone(),
                 read_only: m.read_only,
                 tmpfs_size_bytes: m.tmpfs_size.as_ref().map(|s| s.bytes() as i64),
+                tmpfs_mode: m.tmpfs_mode.map(|m| m.0),
+                bind_propagation: m.bind_propagation,
+                volume: m
+                    .volume
+                    .as_ref()
+                    .map(|v| VolumeOptions {
+                        no_copy: v.no_copy,
+                        labels: v.labels.clone(),
+                        driver: v.driver.clone(),
+                        driver_options: v.driver_options.clone(),
+                    })
+                    .filter(|v| *v != VolumeOptions::default()),
             })
             .collect(),
         stop_grace_period_ns: nanos(spec.stop_grace_period.as_ref()),
         user: spec.user.clone(),
         workdir: spec.workdir.clone(),
+        hostname: spec.hostname.clone(),
+        init: spec.init,
+        stop_signal: spec.stop_signal.clone(),
+        // Docker reports `false` for these as absent: the canonical form does the same.
+        read_only: spec.read_only.filter(|r| *r),
+        tty: spec.tty.filter(|t| *t),
+        open_stdin: spec.stdin_open.filter(|o| *o),
+        capability_add: spec.cap_add.clone(),
+        capability_drop: spec.cap_drop.clone(),
+        sysctls: spec.sysctls.clone(),
+        ulimits: spec
+            .ulimits
+            .iter()
+            .map(|(name, u)| {
+                (
+                    name.clone(),
+                    Ulimit {
+                        soft: u.soft,
+                        hard: u.hard,
+                    },
+                )
+            })
+            .collect(),
+        hosts: spec
+            .extra_hosts
+            .iter()
+            .map(|h| docker_host_entry(h))
+            .collect(),
+        dns: spec.dns.as_ref().map(|d| DnsConfig {
+            nameservers: d.nameservers.clone(),
+            search: d.search.clone(),
+            options: d.options.clone(),
+        }),
+        log_driver: spec.logging.as_ref().map(|l| LogDriver {
+            name: l.driver.clone(),
+            options: l.options.clone(),
+        }),
+        network_aliases: spec
+            .network_aliases
+            .iter()
+            .filter(|(_, aliases)| !aliases.is_empty())
+            .map(|(n, a)| (n.clone(), a.clone()))
+            .collect(),
+        // Filled by `DesiredState::build`, which knows the versions.
+        configs: Vec::new(),
+        secrets: Vec::new(),
+    }
+}
+
+/// `host:ip` (compose and `docker run --add-host`) → `ip host` (how swarm stores it, as a
+/// hosts file line). The address may itself contain colons (IPv6): only the first one splits.
+pub fn docker_host_entry(entry: &str) -> String {
+    match entry.split_once(':') {
+        Some((host, ip)) => format!("{ip} {host}"),
+        None => entry.to_owned(),
     }
 }
 
@@ -270,5 +401,60 @@ fn network_definition(network: &spec::SwarmNetwork) -> NetworkDefinition {
         labels: network.metadata.labels.clone(),
         subnet: spec.ipam.as_ref().and_then(|i| i.subnet.clone()),
         gateway: spec.ipam.as_ref().and_then(|i| i.gateway.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::spec::{FileLoad, load_str};
+
+    fn state(conf: &str, token: &str) -> DesiredState {
+        let text = format!(
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmConfig\nmetadata: {{name: conf}}\nspec: {{data: {conf}}}\n---\napiVersion: swarm-operator.io/v1alpha1\nkind: SwarmSecret\nmetadata: {{name: token}}\nspec: {{data: {token}}}\n---\napiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: both}}\nspec:\n  image: x\n  configs: [{{name: conf, target: /etc/c, mode: 0440}}]\n  secrets: [{{name: token}}, {{name: shared, external: true}}]\n---\napiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: plain}}\nspec: {{image: x}}\n"
+        );
+        let FileLoad::Ok(objects) = load_str(Path::new("s.yaml"), &text) else {
+            panic!("loads")
+        };
+        DesiredState::build(&objects, Vec::new(), BTreeSet::new(), false, "default")
+    }
+
+    #[test]
+    fn services_mount_versioned_names_with_the_cli_defaults() {
+        let s = state("a", "b");
+        let both = &s.services["both"].definition;
+        let conf = versioned_name("conf", &spec::Content(b"a".to_vec()));
+        assert_eq!(
+            both.configs,
+            [FileMount {
+                name: conf.clone(),
+                target: "/etc/c".into(),
+                uid: "0".into(),
+                gid: "0".into(),
+                mode: 0o440,
+            }]
+        );
+        let names: Vec<&str> = both.secrets.iter().map(|m| m.name.as_str()).collect();
+        let token = versioned_name("token", &spec::Content(b"b".to_vec()));
+        assert_eq!(names, ["shared", token.as_str()], "external kept, sorted");
+        assert_eq!(both.secrets[1].target, "token");
+        assert_eq!(both.secrets[1].mode, 0o444);
+        assert_eq!(s.data[&conf].kind, DataKind::Config);
+        assert_eq!(s.data.len(), 2, "external ones are not the operator's");
+    }
+
+    #[test]
+    fn a_content_change_changes_only_the_services_that_mount_it() {
+        let (before, after) = (state("a", "b"), state("a2", "hunter2-rotated"));
+        // One new definition (one update) for the service mounting both changed objects…
+        assert_ne!(before.services["both"].hash, after.services["both"].hash);
+        // …and nothing for the one mounting neither.
+        assert_eq!(before.services["plain"], after.services["plain"]);
+        // Unchanged content, unchanged names: no write on a resync.
+        assert_eq!(state("a", "b").services["both"], before.services["both"]);
+        let text = format!("{:?}", after.data);
+        assert!(!text.contains("hunter2"), "secret content in Debug: {text}");
     }
 }

@@ -5,17 +5,25 @@
 //! [`plan`], applied by the [`reconcile`]r under the [`runtime`]'s scheduling, and reported in
 //! the [`status`] file.
 
+pub mod activity;
 pub mod commands;
+pub mod compose;
+pub mod data_objects;
 pub mod definition;
 pub mod desired;
 pub mod docker;
+pub mod election;
+pub mod file_sd;
 pub mod metrics;
 pub mod operator;
+pub mod overview;
+pub mod page;
 pub mod plan;
 pub mod reconcile;
 pub mod runtime;
 pub mod spec;
 pub mod status;
+pub mod stored_specs;
 pub mod swarm_watch;
 pub mod triggers;
 pub mod world;

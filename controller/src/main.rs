@@ -7,10 +7,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use swarm_operator::commands::{diff_dir, validate_dir};
+use swarm_operator::commands::{ApplyOutcome, apply_path, delete_target, diff_dir, validate_dir};
+use swarm_operator::compose;
 use swarm_operator::docker::{DockerEngine, SwarmApi};
+use swarm_operator::election::{ElectionConfig, Elector, Leadership, SwarmLeaseStore};
 use swarm_operator::operator::{self, OperatorConfig};
 use swarm_operator::plan::PlanDisplay;
+use swarm_operator::stored_specs::SpecConfigs;
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 /// A Kubernetes-style operator for Docker Swarm.
@@ -24,13 +28,28 @@ struct Cli {
     command: Command,
 }
 
+/// Where `run` reads the desired state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Source {
+    /// The `--specs` directory.
+    Dir,
+    /// The specs stored in the swarm by `apply`.
+    Swarm,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the reconcile loop against the swarm of DOCKER_HOST (or the local socket).
     Run {
-        /// Directory of SwarmService / SwarmNetwork specs (*.yaml, *.yml).
+        /// Directory of SwarmService / SwarmNetwork specs (*.yaml, *.yml). With
+        /// `--source swarm`, where the stored specs are mirrored (default: `swarm-specs/` next
+        /// to the status file).
         #[arg(long)]
-        specs: PathBuf,
+        specs: Option<PathBuf>,
+        /// Where the desired state comes from: the spec directory, or the specs stored in the
+        /// swarm by `swarm-operator apply` (the same on every manager).
+        #[arg(long, value_enum, default_value_t = Source::Dir, env = "SWARM_OPERATOR_SOURCE")]
+        source: Source,
         /// Status file to write (replaced atomically).
         #[arg(long)]
         status: PathBuf,
@@ -40,7 +59,7 @@ enum Command {
         /// Also re-read the spec directory on this period (for mounts without inotify).
         #[arg(long, value_parser = humantime::parse_duration)]
         spec_poll: Option<Duration>,
-        /// Serve /metrics, /healthz and /readyz on this address.
+        /// Serve /metrics, /healthz, /readyz, the status page (/) and /api/v1/status here.
         #[arg(long)]
         metrics_addr: Option<SocketAddr>,
         /// Let an empty spec directory remove every managed object.
@@ -50,6 +69,36 @@ enum Command {
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
         /// Instance name: several operators can share a swarm, each owning only its objects.
+        #[arg(long, env = "SWARM_OPERATOR_INSTANCE", default_value = "default")]
+        instance: String,
+        /// Keep this Prometheus file_sd_configs JSON file listing every running task endpoint.
+        #[arg(long)]
+        file_sd: Option<PathBuf>,
+        /// Run as one of several replicas: only the holder of the instance's lease (a swarm
+        /// config, lease 15 s, renewed every 5 s) reconciles; the others stand by.
+        #[arg(long, env = "SWARM_OPERATOR_LEADER_ELECTION")]
+        leader_election: bool,
+        /// This replica's name in the lease (default: hostname-pid; swarm sets a task's
+        /// hostname to its container id).
+        #[arg(long, env = "SWARM_OPERATOR_IDENTITY")]
+        identity: Option<String>,
+    },
+    /// Validate the specs of a file or directory, then store them in the swarm for
+    /// `run --source swarm`. A directory replaces every stored file (files gone from it are
+    /// removed); a file is added or replaced. Exit 0 stored, 1 invalid (nothing stored).
+    Apply {
+        /// A spec file or directory.
+        path: PathBuf,
+        /// As for `run`.
+        #[arg(long, env = "SWARM_OPERATOR_INSTANCE", default_value = "default")]
+        instance: String,
+    },
+    /// Remove stored spec files: those of a file or directory, or one by its file name.
+    /// Exit 0 removed, 1 nothing of that name was stored.
+    Delete {
+        /// A spec file or directory, or the name of a stored file (`quote-service.yaml`).
+        target: PathBuf,
+        /// As for `run`.
         #[arg(long, env = "SWARM_OPERATOR_INSTANCE", default_value = "default")]
         instance: String,
     },
@@ -73,6 +122,23 @@ enum Command {
         #[arg(long, env = "SWARM_OPERATOR_INSTANCE", default_value = "default")]
         instance: String,
     },
+    /// Turn compose stack files into spec files (one per object), named as
+    /// `docker stack deploy -c FILE NAME` names them.
+    /// Exit 0 = everything imported, 1 = imported but keys were dropped (listed), 2 = error.
+    ImportCompose {
+        /// Compose files, merged in order like repeated `docker stack deploy -c`.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The stack name (`NAME` of `docker stack deploy`).
+        #[arg(long)]
+        stack: String,
+        /// Directory to write the specs (and the files they read) to.
+        #[arg(long)]
+        out: PathBuf,
+        /// Fail (exit 2, nothing written) if any key would be dropped.
+        #[arg(long)]
+        strict: bool,
+    },
     /// Write the JSON Schemas of the spec kinds (the files in crds/).
     Crds {
         /// Directory to write them to; prints them when absent.
@@ -91,6 +157,13 @@ fn init_logging(json: bool) {
     } else {
         builder.init();
     }
+}
+
+/// Hostname and process id: unique among replicas in containers (swarm sets the hostname to
+/// the container id) and among processes on one host.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}-{}", host.trim(), std::process::id())
 }
 
 async fn shutdown_signal() {
@@ -119,6 +192,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run {
             specs,
+            source,
             status,
             resync,
             spec_poll,
@@ -126,7 +200,45 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             allow_empty_prune,
             concurrency,
             instance,
+            file_sd,
+            leader_election,
+            identity,
         } => {
+            let api = DockerEngine::connect()
+                .await
+                .context("connecting to the Docker engine (DOCKER_HOST or /var/run/docker.sock)")?;
+            let stop_electing = CancellationToken::new();
+            let (leadership, elector) = if leader_election {
+                let identity = identity.unwrap_or_else(default_identity);
+                let store = SwarmLeaseStore::new(api.clone(), &instance);
+                let (elector, leadership) = Elector::new(store, ElectionConfig::new(identity));
+                let task = tokio::spawn(elector.run(stop_electing.clone().cancelled_owned()));
+                (leadership, Some(task))
+            } else {
+                (Leadership::always(), None)
+            };
+            let stop_mirroring = CancellationToken::new();
+            let specs = match source {
+                Source::Dir => specs.context(
+                    "--specs DIR is required (or --source swarm to read the specs stored by `apply`)",
+                )?,
+                Source::Swarm => {
+                    let dir = specs.unwrap_or_else(|| {
+                        status
+                            .parent()
+                            .unwrap_or(std::path::Path::new("."))
+                            .join("swarm-specs")
+                    });
+                    let stored = SpecConfigs::new(api.clone(), &instance);
+                    // The first copy before the operator reads the directory, so that it never
+                    // acts on a stale or empty one.
+                    stored.sync_mirror(&dir).await.with_context(|| {
+                        format!("copying the stored specs into {}", dir.display())
+                    })?;
+                    tokio::spawn(stored.mirror(dir.clone(), resync, stop_mirroring.clone()));
+                    dir
+                }
+            };
             let config = OperatorConfig {
                 resync,
                 spec_poll,
@@ -134,13 +246,63 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 allow_empty_prune,
                 concurrency,
                 instance,
+                file_sd,
+                leadership,
                 ..OperatorConfig::new(specs, status)
             };
+            let result = operator::run(config, api, shutdown_signal()).await;
+            // Release the lease only once nothing writes any more.
+            stop_mirroring.cancel();
+            stop_electing.cancel();
+            if let Some(task) = elector {
+                task.await.context("the leader elector panicked")?;
+            }
+            result?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Apply { path, instance } => {
             let api = DockerEngine::connect()
                 .await
-                .context("connecting to the Docker engine (DOCKER_HOST or /var/run/docker.sock)")?;
-            operator::run(config, api, shutdown_signal()).await?;
-            Ok(ExitCode::SUCCESS)
+                .context("connecting to the Docker engine")?;
+            match apply_path(&api, &path, &instance).await? {
+                ApplyOutcome::Invalid(errors) => {
+                    for error in &errors {
+                        println!("{error}");
+                    }
+                    eprintln!("{} problem(s) found; nothing stored", errors.len());
+                    Ok(ExitCode::from(1))
+                }
+                ApplyOutcome::Applied(report) => {
+                    for name in &report.stored {
+                        println!("{name} stored");
+                    }
+                    for name in &report.unchanged {
+                        println!("{name} unchanged");
+                    }
+                    for name in &report.removed {
+                        println!("{name} removed");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
+        Command::Delete { target, instance } => {
+            let api = DockerEngine::connect()
+                .await
+                .context("connecting to the Docker engine")?;
+            let removed = delete_target(&api, &target, &instance).await?;
+            for name in &removed {
+                println!("{name} removed");
+            }
+            if removed.is_empty() {
+                eprintln!(
+                    "{}: no such stored spec file of instance {instance:?}",
+                    target.display()
+                );
+                Ok(ExitCode::from(1))
+            } else {
+                Ok(ExitCode::SUCCESS)
+            }
         }
         Command::Validate { dir, offline } => {
             let networks = if offline {
@@ -180,6 +342,40 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Ok(if !errors.is_empty() {
                 ExitCode::from(2)
             } else if plan.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::ImportCompose {
+            files,
+            stack,
+            out,
+            strict,
+        } => {
+            let lookup = compose::environment(&files, |k| std::env::var(k).ok())?;
+            let request = compose::ImportRequest {
+                files,
+                stack,
+                out,
+                strict,
+            };
+            let report = compose::import(&request, &lookup)?;
+            for warning in &report.warnings {
+                eprintln!("warning: {warning}");
+            }
+            println!(
+                "wrote {} file(s) to {}",
+                report.written.len(),
+                request.out.display()
+            );
+            for removed in &report.removed {
+                println!("removed (no longer in the compose files): {removed}");
+            }
+            for dropped in &report.dropped {
+                println!("dropped: {dropped}");
+            }
+            Ok(if report.dropped.is_empty() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

@@ -17,6 +17,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::docker::{Op, RequestObserver, RequestOutcome};
+use crate::election::Leadership;
 use crate::plan::{ObjectKey, ObjectKind};
 use crate::runtime::{Outcome, RunnerObserver};
 use crate::world::World;
@@ -74,6 +75,8 @@ pub struct Metrics {
     status_write_failures: Counter,
     /// The last status write's error, `None` after a success: shown on `/readyz`.
     status_write_error: Mutex<Option<String>>,
+    leader: Gauge,
+    skipped_as_follower: Counter,
 }
 
 impl Default for Metrics {
@@ -137,10 +140,24 @@ impl Metrics {
             "Failed writes of the status file (each is retried with backoff)",
             status_write_failures.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica leads (reconciles and writes), 0 on a standby replica",
+            leader.clone(),
+        );
+        let skipped_as_follower = Counter::default();
+        registry.register(
+            "reconciles_skipped_as_follower",
+            "Reconciles that wrote nothing because this replica did not lead",
+            skipped_as_follower.clone(),
+        );
         Metrics {
             docker_requests,
             status_write_failures,
             status_write_error: Mutex::new(None),
+            leader,
+            skipped_as_follower,
             registry,
             reconciles,
             reconcile_duration,
@@ -203,6 +220,11 @@ impl Metrics {
     /// Total drift corrections so far.
     pub fn drift_corrections(&self) -> u64 {
         self.drift_corrections.get()
+    }
+
+    /// Counts a reconcile a standby replica skipped.
+    pub fn reconcile_skipped_as_follower(&self) {
+        self.skipped_as_follower.inc();
     }
 
     /// Updates the gauges derived from the world (managed objects, spec errors).
@@ -290,19 +312,28 @@ impl RunnerObserver<ObjectKey> for Metrics {
 struct ServerState {
     metrics: Arc<Metrics>,
     world: World,
+    leadership: Leadership,
 }
 
 /// The router serving `/metrics`, `/healthz` and `/readyz`.
-pub fn router(metrics: Arc<Metrics>, world: World) -> Router {
+pub fn router(metrics: Arc<Metrics>, world: World, leadership: Leadership) -> Router {
     Router::new()
         .route("/metrics", get(serve_metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .with_state(ServerState { metrics, world })
+        .with_state(ServerState {
+            metrics,
+            world,
+            leadership,
+        })
 }
 
 async fn serve_metrics(State(state): State<ServerState>) -> impl IntoResponse {
     state.metrics.observe_world(&state.world);
+    state
+        .metrics
+        .leader
+        .set(i64::from(state.leadership.is_leader()));
     (
         [(
             header::CONTENT_TYPE,
@@ -313,6 +344,12 @@ async fn serve_metrics(State(state): State<ServerState>) -> impl IntoResponse {
 }
 
 async fn ready(State(state): State<ServerState>) -> impl IntoResponse {
+    if !state.leadership.is_leader() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: standby replica, another one leads".to_owned(),
+        );
+    }
     if !state.world.is_ready() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -328,18 +365,21 @@ async fn ready(State(state): State<ServerState>) -> impl IntoResponse {
     }
 }
 
-/// Serves the router on `addr` until `shutdown` completes.
+/// Serves the router, plus the `extra` routes (the status page), on `addr` until `shutdown`
+/// completes.
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     world: World,
+    extra: Router,
+    leadership: Leadership,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), MetricsError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| MetricsError::Bind { addr, source })?;
-    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
-    axum::serve(listener, router(metrics, world))
+    tracing::info!(%addr, "serving /metrics, /healthz, /readyz, the status page (/) and /api/v1/status");
+    axum::serve(listener, router(metrics, world, leadership).merge(extra))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(MetricsError::Serve)

@@ -13,8 +13,12 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::activity::ActivityLog;
 use crate::docker::{DockerError, Metered, SwarmApi};
+use crate::election::Leadership;
+use crate::file_sd;
 use crate::metrics::{self, Metrics};
+use crate::page;
 use crate::plan::ObjectKey;
 use crate::reconcile::{Context, reconcile};
 use crate::runtime::{self, Runner, RunnerConfig};
@@ -66,6 +70,10 @@ pub struct OperatorConfig {
     pub concurrency: usize,
     /// This operator's instance name; it owns only objects labelled with it.
     pub instance: String,
+    /// Keep this Prometheus `file_sd_configs` file up to date.
+    pub file_sd: Option<PathBuf>,
+    /// Whether this replica may write ([`Leadership::always`] for a single replica).
+    pub leadership: Leadership,
 }
 
 impl OperatorConfig {
@@ -81,6 +89,8 @@ impl OperatorConfig {
             allow_empty_prune: false,
             concurrency: 8,
             instance: crate::definition::DEFAULT_INSTANCE.to_owned(),
+            file_sd: None,
+            leadership: Leadership::always(),
         }
     }
 }
@@ -176,17 +186,29 @@ pub async fn run<A: SwarmApi>(
     api.ensure_manager().await?;
     let world = World::default();
     let stop = CancellationToken::new();
+    let activity = ActivityLog::default();
 
     let metrics_server = config.metrics_addr.map(|addr| {
+        let page = page::PageState::new(
+            world.clone(),
+            activity.clone(),
+            config.specs_dir.clone(),
+            config.status_file.clone(),
+        );
         tokio::spawn(metrics::serve(
             addr,
             metrics.clone(),
             world.clone(),
+            page::router(page),
+            config.leadership.clone(),
             stop.clone().cancelled_owned(),
         ))
     });
 
     let (changes_tx, changes_rx) = mpsc::unbounded_channel::<ObjectKey>();
+    // Keys to look at: from the reflector (what changed), and all of them when this replica
+    // becomes the leader.
+    let all_keys_tx = changes_tx.clone();
     let (reflector, reporter) = Reflector::new(world.clone(), changes_tx);
     let reflector_task = tokio::spawn(reflector.run());
 
@@ -200,9 +222,26 @@ pub async fn run<A: SwarmApi>(
         world: world.clone(),
         reporter: reporter.clone(),
         metrics: metrics.clone(),
+        activity,
     });
+    // Followers keep their view warm but never write: the gate is checked at the start of
+    // every reconcile, and a replica that becomes leader looks at every key once.
+    let gate = config.leadership.clone();
+    let gate_metrics = metrics.clone();
     let runner = Runner::new(
-        move |key| reconcile(ctx.clone(), key),
+        move |key| {
+            let ctx = ctx.clone();
+            let leading = gate.is_leader();
+            let metrics = gate_metrics.clone();
+            async move {
+                if leading {
+                    reconcile(ctx, key).await
+                } else {
+                    metrics.reconcile_skipped_as_follower();
+                    Ok(runtime::Action::await_change())
+                }
+            }
+        },
         RunnerConfig::default()
             .concurrency(config.concurrency)
             .backoff(RETRY_MIN, RETRY_MAX),
@@ -231,6 +270,11 @@ pub async fn run<A: SwarmApi>(
         stop.clone(),
     ));
 
+    let file_sd_task = config
+        .file_sd
+        .clone()
+        .map(|path| tokio::spawn(file_sd::writer(world.clone(), path, stop.clone())));
+
     let (_watcher, mut spec_changes) = triggers::watch_specs(&config.specs_dir)?;
     // The spec directory is read again on every resync too (and on `--spec-poll`): inotify
     // does not see changes made through some bind mounts.
@@ -241,10 +285,25 @@ pub async fn run<A: SwarmApi>(
     info!(specs = %config.specs_dir.display(), status = %config.status_file.display(),
           "operator running");
 
+    let mut leadership = config.leadership.clone();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
+            () = leadership.changed() => {
+                if leadership.is_leader() {
+                    // What happened while following was seen but not acted on: list again
+                    // (the view may lag behind the old leader's last writes) and look at
+                    // every key once.
+                    info!("leading: reconciling everything");
+                    if let Err(error) = swarm_watch::relist(api.as_ref(), &world, &reporter).await {
+                        warn!(%error, "listing the swarm on becoming leader");
+                    }
+                    for key in world::all_keys(&world) {
+                        let _ = all_keys_tx.send(key);
+                    }
+                }
+            }
             Some(()) = spec_changes.recv() => reload(&world, &reporter, &mut store, &config).await,
             _ = spec_poll.tick() => reload(&world, &reporter, &mut store, &config).await,
         }
@@ -254,6 +313,9 @@ pub async fn run<A: SwarmApi>(
     stop.cancel();
     let _ = runner_task.await;
     let _ = watch_task.await;
+    if let Some(task) = file_sd_task {
+        let _ = task.await;
+    }
     writer_task.await.expect("status writer panicked")?;
     if let Some(server) = metrics_server {
         server.await.expect("metrics server panicked")?;

@@ -8,6 +8,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::data_objects::describe_secret_changes;
 use crate::definition::{
     DEFAULT_INSTANCE, FieldChange, NetworkDefinition, ServiceDefinition, field_changes,
 };
@@ -410,10 +411,10 @@ impl fmt::Display for PlanDisplay<'_> {
         for action in &plan.actions {
             match action {
                 Action::CreateNetwork { desired } => {
-                    writeln!(f, "+ network/{} (create)", desired.definition.name)?
+                    writeln!(f, "+ network/{} (create)", desired.definition.name)?;
                 }
                 Action::CreateService { desired } => {
-                    writeln!(f, "+ service/{} (create)", desired.definition.name)?
+                    writeln!(f, "+ service/{} (create)", desired.definition.name)?;
                 }
                 Action::UpdateService {
                     desired,
@@ -427,7 +428,12 @@ impl fmt::Display for PlanDisplay<'_> {
                     };
                     writeln!(f, "~ service/{} (update: {why})", desired.definition.name)?;
                     for change in changes {
-                        writeln!(f, "    {}: {} → {}", change.path, change.old, change.new)?;
+                        if change.path == "secrets" {
+                            let what = describe_secret_changes(&change.old, &change.new);
+                            writeln!(f, "    secrets: {what}")?;
+                        } else {
+                            writeln!(f, "    {}: {} → {}", change.path, change.old, change.new)?;
+                        }
                     }
                     if changes.is_empty() {
                         writeln!(f, "    (operator labels only)")?;
@@ -559,7 +565,7 @@ mod tests {
     fn spec_edit_is_an_update_with_the_new_definition() {
         let desired = state(&[("quote", "a.yaml")], &[]);
         let observed = converged(&desired);
-        let mut edited = desired.clone();
+        let mut edited = desired;
         let svc = edited.services.get_mut("quote").unwrap();
         svc.definition.image = "goblog/quote-service:v2".into();
         svc.hash = crate::definition::definition_hash(&svc.definition);

@@ -1,11 +1,15 @@
 //! Reconcile one object: plan it against the shared view, make at most one write, report the
 //! write and the outcome to the reflector.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use crate::docker::{DockerError, SwarmApi};
+use crate::activity::{ActivityKind, ActivityLog};
+use crate::data_objects::{DataKind, DesiredData, LOGICAL_NAME_LABEL};
+use crate::definition::ServiceDefinition;
+use crate::docker::{DockerError, Ownership, SwarmApi};
 use crate::metrics::Metrics;
 use crate::plan::{Action, ObjectKey, ObjectPlan, UpdateCause, plan_object};
 use crate::runtime;
@@ -106,6 +110,8 @@ pub struct Context<A> {
     pub reporter: Reporter,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// What the status page lists as recent events.
+    pub activity: ActivityLog,
 }
 
 /// Reads and writes one reconcile may try when the service changes under it (stale version,
@@ -143,6 +149,10 @@ pub async fn reconcile<A: SwarmApi>(
         .as_ref()
         .err()
         .map(|error| (error.blocker(), error.to_string()));
+    if let Some((_, message)) = &error {
+        ctx.activity
+            .record(ActivityKind::Error, &key, message.clone());
+    }
     ctx.reporter
         .outcome(key.clone(), ObjectOutcome { error, conflict })
         .await;
@@ -219,6 +229,131 @@ fn docker_error(key: &ObjectKey, source: DockerError) -> Retry {
     })
 }
 
+/// The config and secret versions a definition mounts that the operator creates (external
+/// ones are not in the desired data).
+fn wanted_data<A>(ctx: &Context<A>, definition: &ServiceDefinition) -> (String, Vec<DesiredData>) {
+    let world = ctx.world.read();
+    let mounts = definition
+        .configs
+        .iter()
+        .map(|m| (DataKind::Config, m))
+        .chain(definition.secrets.iter().map(|m| (DataKind::Secret, m)));
+    let wanted = mounts
+        .filter_map(|(kind, m)| {
+            world
+                .desired
+                .data
+                .get(&m.name)
+                .filter(|d| d.kind == kind)
+                .cloned()
+        })
+        .collect();
+    (world.desired.instance.clone(), wanted)
+}
+
+/// Creates the config and secret versions `definition` mounts that the swarm lacks: swarm
+/// refuses a service that names a missing one. Versions are immutable and content-addressed,
+/// so an existing name is the right content (one list per kind, a create per new version).
+async fn ensure_data<A: SwarmApi>(
+    ctx: &Context<A>,
+    key: &ObjectKey,
+    definition: &ServiceDefinition,
+) -> Result<(), Retry> {
+    let (instance, wanted) = wanted_data(ctx, definition);
+    for kind in [DataKind::Config, DataKind::Secret] {
+        let needed: Vec<&DesiredData> = wanted.iter().filter(|d| d.kind == kind).collect();
+        if needed.is_empty() {
+            continue;
+        }
+        let existing: BTreeSet<String> = ctx
+            .api
+            .list_data(kind)
+            .await
+            .map_err(|e| docker_error(key, e))?
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        for data in needed.into_iter().filter(|d| !existing.contains(&d.name)) {
+            info!(%key, %kind, name = %data.name, "creating version");
+            match ctx.api.create_data(data, &data.labels(&instance)).await {
+                Ok(_) | Err(DockerError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(docker_error(key, e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The swarm names of the configs and secrets a definition mounts.
+fn mounted_names(definition: &ServiceDefinition) -> BTreeSet<String> {
+    definition
+        .configs
+        .iter()
+        .chain(&definition.secrets)
+        .map(|m| m.name.clone())
+        .collect()
+}
+
+/// After a service moved from `previous` to `current` (`None`: it was removed), removes the
+/// operator's versions of the configs/secrets `previous` mounted that nothing needs any more:
+/// not desired, not mounted by any other service, and (after an update) not `previous`'s own,
+/// which is kept so that swarm's rollback to the previous spec still finds it. So at most the
+/// current and the previous version stay. Failures (e.g. the engine saying it is still in
+/// use) are logged; the version is tried again at the next rotation.
+async fn collect_old_versions<A: SwarmApi>(
+    ctx: &Context<A>,
+    key: &ObjectKey,
+    previous: &ServiceDefinition,
+    current: Option<&ServiceDefinition>,
+) {
+    let rotated: BTreeSet<String> = match current {
+        Some(current) => mounted_names(previous)
+            .difference(&mounted_names(current))
+            .cloned()
+            .collect(),
+        None => mounted_names(previous),
+    };
+    if rotated.is_empty() {
+        return;
+    }
+    let (instance, keep) = {
+        let world = ctx.world.read();
+        let mut keep: BTreeSet<String> = world.desired.data.keys().cloned().collect();
+        if current.is_some() {
+            keep.extend(mounted_names(previous));
+        }
+        for service in world.observed.services.values() {
+            if service.definition.name != key.name {
+                keep.extend(mounted_names(&service.definition));
+            }
+        }
+        (world.desired.instance.clone(), keep)
+    };
+    for kind in [DataKind::Config, DataKind::Secret] {
+        let Ok(list) = ctx.api.list_data(kind).await else {
+            continue;
+        };
+        // Logical names whose versions this service just stopped using.
+        let rotated_logical: BTreeSet<&str> = list
+            .iter()
+            .filter(|d| rotated.contains(&d.name))
+            .filter_map(|d| d.labels.get(LOGICAL_NAME_LABEL).map(String::as_str))
+            .collect();
+        for old in list.iter().filter(|d| {
+            Ownership::from_labels(&d.labels).is_owned_by(&instance)
+                && !keep.contains(&d.name)
+                && d.labels
+                    .get(LOGICAL_NAME_LABEL)
+                    .is_some_and(|l| rotated_logical.contains(l.as_str()))
+        }) {
+            match ctx.api.remove_data(kind, &old.id).await {
+                Ok(()) => info!(%key, %kind, name = %old.name, "removed unused version"),
+                Err(e) => warn!(%key, %kind, name = %old.name, error = %e, "unused version kept"),
+            }
+        }
+    }
+}
+
 /// Performs one planned write and reports it.
 async fn apply<A: SwarmApi>(
     ctx: &Context<A>,
@@ -233,7 +368,11 @@ async fn apply<A: SwarmApi>(
                 .create_network(&desired.definition, &desired.owner_labels())
                 .await
             {
-                Ok(network) => ctx.reporter.written(Written::NetworkCreated(network)).await,
+                Ok(network) => {
+                    ctx.activity
+                        .record(ActivityKind::Created, key, "network created");
+                    ctx.reporter.written(Written::NetworkCreated(network)).await;
+                }
                 // Someone else created it: read it, then plan again.
                 Err(DockerError::AlreadyExists { .. }) => {
                     reread_network(ctx, key).await?;
@@ -257,6 +396,7 @@ async fn apply<A: SwarmApi>(
                     }));
                 }
             }
+            ensure_data(ctx, key, &desired.definition).await?;
             info!(%key, image = %desired.definition.image, "creating service");
             match ctx
                 .api
@@ -266,6 +406,8 @@ async fn apply<A: SwarmApi>(
                 // The create answer carries the id; the rest is what we sent. No read-back:
                 // the engine's event about it confirms the version later.
                 Ok(id) => {
+                    let image = format!("image {}", desired.definition.image);
+                    ctx.activity.record(ActivityKind::Created, key, image);
                     ctx.reporter
                         .written(Written::ServiceCreated { id, desired })
                         .await;
@@ -293,6 +435,14 @@ async fn apply<A: SwarmApi>(
                 .iter()
                 .map(|c| format!("{}: {} → {}", c.path, c.old, c.new))
                 .collect();
+            ensure_data(ctx, key, &desired.definition).await?;
+            let previous = ctx
+                .world
+                .read()
+                .observed
+                .services
+                .get(&key.name)
+                .map(|s| s.definition.clone());
             match cause {
                 UpdateCause::SpecChanged => info!(%key, changes = ?fields, "updating service"),
                 UpdateCause::Drift => warn!(%key, changes = ?fields, "correcting drift"),
@@ -305,6 +455,14 @@ async fn apply<A: SwarmApi>(
                 Ok(()) => {
                     if cause == UpdateCause::Drift {
                         ctx.metrics.drift_corrected();
+                    }
+                    let kind = match cause {
+                        UpdateCause::SpecChanged => ActivityKind::Updated,
+                        UpdateCause::Drift => ActivityKind::DriftCorrected,
+                    };
+                    ctx.activity.record(kind, key, fields.join("; "));
+                    if let Some(previous) = &previous {
+                        collect_old_versions(ctx, key, previous, Some(&desired.definition)).await;
                     }
                     ctx.reporter
                         .written(Written::ServiceUpdated {
@@ -339,8 +497,20 @@ async fn apply<A: SwarmApi>(
         }
         Action::RemoveService { name, id } => {
             info!(%key, "removing service: its spec is gone");
+            let removed = ctx
+                .world
+                .read()
+                .observed
+                .services
+                .get(&key.name)
+                .map(|s| s.definition.clone());
             match ctx.api.remove_service(&id).await {
                 Ok(()) | Err(DockerError::NotFound { .. }) => {
+                    if let Some(removed) = &removed {
+                        collect_old_versions(ctx, key, removed, None).await;
+                    }
+                    ctx.activity
+                        .record(ActivityKind::Pruned, key, "its spec is gone");
                     ctx.reporter
                         .written(Written::ServiceRemoved { name, id })
                         .await;
@@ -352,6 +522,8 @@ async fn apply<A: SwarmApi>(
             info!(%key, "removing network: its spec is gone");
             match ctx.api.remove_network(&id).await {
                 Ok(()) | Err(DockerError::NotFound { .. }) => {
+                    ctx.activity
+                        .record(ActivityKind::Pruned, key, "its spec is gone");
                     ctx.reporter
                         .written(Written::NetworkRemoved { name, id })
                         .await;
@@ -434,6 +606,7 @@ mod tests {
             world,
             reporter,
             metrics: Arc::new(Metrics::new()),
+            activity: ActivityLog::default(),
         })
     }
 
@@ -480,6 +653,21 @@ mod tests {
             ]
         );
         assert_eq!(ctx.world.read().outcomes[&service].last_error(), None);
+        // The page's activity log tells the same story, newest first.
+        let activity: Vec<(ActivityKind, String)> = ctx
+            .activity
+            .recent()
+            .into_iter()
+            .map(|e| (e.kind, e.object))
+            .collect();
+        assert_eq!(
+            activity,
+            [
+                (ActivityKind::Created, "service/quote".to_owned()),
+                (ActivityKind::Created, "network/my_network".to_owned()),
+                (ActivityKind::Error, "service/quote".to_owned()),
+            ]
+        );
         // No read-back after a create: the create answer's id is enough.
         assert_eq!(ctx.api.count(Op::InspectService), 0);
     }
@@ -504,6 +692,9 @@ mod tests {
             .unwrap();
         assert_eq!(write_ops(&ctx).last().unwrap().0, Op::UpdateService);
         assert_eq!(ctx.metrics.drift_corrections(), 1);
+        let newest = &ctx.activity.recent()[0];
+        assert_eq!(newest.kind, ActivityKind::DriftCorrected);
+        assert!(newest.message.contains("replicas"), "{newest:?}");
         assert_eq!(
             swarm.services()["quote"].definition.mode,
             Mode::Replicated { replicas: 3 }

@@ -333,31 +333,36 @@ fn service_status(
             format!("{running}/{expected} replicas running"),
         )
     };
-    let (progressing, progressing_reason, progressing_message) = if updating {
-        (
-            true,
-            ConditionReason::RollingUpdate,
-            update.map(|u| u.message.clone()).unwrap_or_default(),
-        )
-    } else if owned.is_some() && running != expected && update_stuck.is_none() {
-        (
-            true,
-            ConditionReason::Scaling,
-            format!("{running}/{expected} replicas running"),
-        )
-    } else if desired.is_some() && owned.is_none() && conflict.is_none() {
-        (
-            true,
-            ConditionReason::Creating,
-            "the service is being created".to_owned(),
-        )
-    } else {
-        (
-            false,
-            ConditionReason::Converged,
-            "nothing in progress".to_owned(),
-        )
-    };
+    let (progressing, progressing_reason, progressing_message) =
+        if let Some((Blocker::WaitingForNetwork { .. }, message)) =
+            outcome.and_then(|o| o.error.as_ref())
+        {
+            (true, ConditionReason::WaitingForNetwork, message.clone())
+        } else if updating {
+            (
+                true,
+                ConditionReason::RollingUpdate,
+                update.map(|u| u.message.clone()).unwrap_or_default(),
+            )
+        } else if owned.is_some() && running != expected && update_stuck.is_none() {
+            (
+                true,
+                ConditionReason::Scaling,
+                format!("{running}/{expected} replicas running"),
+            )
+        } else if desired.is_some() && owned.is_none() && conflict.is_none() {
+            (
+                true,
+                ConditionReason::Creating,
+                "the service is being created".to_owned(),
+            )
+        } else {
+            (
+                false,
+                ConditionReason::Converged,
+                "nothing in progress".to_owned(),
+            )
+        };
     let (degraded, degraded_reason, degraded_message) = if let Some((reason, update)) = update_stuck
     {
         (true, reason, update.message.clone())
@@ -367,11 +372,14 @@ fn service_status(
             ConditionReason::TasksFailing,
             failures.last().cloned().unwrap_or_default(),
         )
-    } else if let Some((blocker, error)) = outcome.and_then(|o| o.error.clone()) {
+    } else if let Some((blocker, error)) = outcome
+        .and_then(|o| o.error.clone())
+        .filter(|(blocker, _)| !matches!(blocker, Blocker::WaitingForNetwork { .. }))
+    {
+        // Waiting for a network is progress (above), not a problem.
         let reason = match blocker {
             Blocker::PortConflict { .. } => ConditionReason::PortConflict,
-            Blocker::WaitingForNetwork { .. } => ConditionReason::WaitingForNetwork,
-            Blocker::WaitingForUsers { .. } | Blocker::Failed => ConditionReason::ReconcileError,
+            _ => ConditionReason::ReconcileError,
         };
         (true, reason, error)
     } else if let Some(conflict) = outcome.and_then(|o| o.conflict.as_ref()) {
@@ -636,6 +644,8 @@ mod tests {
                 id: "n1".into(),
                 hostname: "node-1".into(),
                 state: "ready".into(),
+                role: crate::docker::NodeRole::Manager,
+                availability: crate::docker::NodeAvailability::Active,
             },
         );
         world.observed.tasks = tasks;
@@ -739,5 +749,104 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["status.json"]);
+    }
+
+    /// Every blocker the reconciler reports gives a condition whose reason explains it (the
+    /// debug check in `make_condition` panics otherwise) and says what blocks the object.
+    #[test]
+    fn every_blocker_shows_as_a_condition_its_reason_explains() {
+        let cases = [
+            (
+                Blocker::PortConflict {
+                    port: 8080,
+                    holder: "other".into(),
+                },
+                ConditionReason::PortConflict,
+            ),
+            (
+                Blocker::WaitingForNetwork {
+                    network: "my_network".into(),
+                },
+                ConditionReason::WaitingForNetwork,
+            ),
+            (Blocker::Failed, ConditionReason::ReconcileError),
+        ];
+        for (blocker, reason) in cases {
+            let kind = if reason == ConditionReason::WaitingForNetwork {
+                ConditionType::Progressing
+            } else {
+                ConditionType::Degraded
+            };
+            let mut w = world(vec![]);
+            w.outcomes.insert(
+                ObjectKey::service("quote"),
+                crate::world::ObjectOutcome {
+                    error: Some((blocker, "what blocks it".into())),
+                    conflict: None,
+                },
+            );
+            let status = build(&w, Path::new("/specs"), None, "2026-01-01T00:00:00Z");
+            let degraded = condition(&status.services["quote"], kind);
+            assert_eq!(
+                (degraded.status, degraded.reason),
+                (ConditionStatus::True, reason)
+            );
+            assert_eq!(degraded.message, "what blocks it");
+        }
+
+        // A network whose spec is gone waits for the services still attached to it.
+        let mut w = world(vec![]);
+        w.observed.networks.insert(
+            "old_net".into(),
+            crate::docker::ObservedNetwork {
+                id: "net-id".into(),
+                scope: "swarm".into(),
+                definition: crate::definition::tests::sample_network("old_net"),
+                ownership: Ownership::from_labels(&Ownership::labels(
+                    "h",
+                    "net.yaml",
+                    crate::definition::DEFAULT_INSTANCE,
+                )),
+            },
+        );
+        w.outcomes.insert(
+            ObjectKey::network("old_net"),
+            crate::world::ObjectOutcome {
+                error: Some((
+                    Blocker::WaitingForUsers {
+                        users: vec!["bystander".into()],
+                    },
+                    "still used by bystander".into(),
+                )),
+                conflict: None,
+            },
+        );
+        let status = build(&w, Path::new("/specs"), None, "2026-01-01T00:00:00Z");
+        let net = &status.networks["old_net"];
+        let reasons: Vec<_> = net
+            .conditions
+            .iter()
+            .map(|c| (c.kind, c.status, c.reason))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (
+                    ConditionType::Ready,
+                    ConditionStatus::False,
+                    ConditionReason::SpecRemoved
+                ),
+                (
+                    ConditionType::Progressing,
+                    ConditionStatus::True,
+                    ConditionReason::WaitingForUsers
+                ),
+                (
+                    ConditionType::Degraded,
+                    ConditionStatus::False,
+                    ConditionReason::AsExpected
+                ),
+            ]
+        );
     }
 }

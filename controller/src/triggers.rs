@@ -92,8 +92,10 @@ pub fn watch_specs(dir: &Path) -> Result<(RecommendedWatcher, mpsc::Receiver<()>
         dir: dir.to_owned(),
         source,
     })?;
+    // Recursive: configs, secrets and env files that specs read may sit in subdirectories
+    // (import-compose puts them under `files/`), and an edit of one is a spec change.
     watcher
-        .watch(dir, RecursiveMode::NonRecursive)
+        .watch(dir, RecursiveMode::Recursive)
         .map_err(|source| TriggerError::Watch {
             dir: dir.to_owned(),
             source,

@@ -1,4 +1,4 @@
-//! The e2e scenarios of issue 4 on a 3-node docker-in-docker swarm: converge, discovery/LB, scale, drift, removal, bad input, node loss, operator restart, VIP.
+//! The e2e scenarios of issue 4 on a docker-in-docker swarm of 3 managers + 1 worker: converge, discovery/LB, scale, drift, removal, bad input, node loss, operator restart, VIP; and of issue 11: the operator's own failover.
 //!
 //! Reuses the cluster named by `SWARM_E2E_CLUSTER` (set by `cargo xtask e2e` / `cargo xtask test`),
 //! else brings one up itself (building missing images) and tears it down at the end. Without a
@@ -16,8 +16,12 @@ use e2e::probe::ProbeLine;
 use e2e::status::Status;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use xtask::cluster::{Cluster, ENV_CLUSTER, UpOptions};
+use xtask::operator::Deployment;
 use xtask::swarm::Manager;
 use xtask::{docker, images, interrupt, operator};
+
+#[path = "scenarios/failover.rs"]
+mod failover;
 
 /// Where the e2e copy of the specs lives on the manager node.
 const SPECS: &str = "/srv/swarm-operator/e2e-specs";
@@ -45,7 +49,7 @@ type Scenario = fn(&Env) -> Verdict;
 
 /// In the order they run: each builds on the state the previous ones left (s1 converges the
 /// app the others edit, break and restore).
-const SCENARIOS: [(&str, Scenario); 9] = [
+const SCENARIOS: [(&str, Scenario); 10] = [
     ("s1_converge", |e| pass(converge(e))),
     ("s2_discovery_and_load_balancing", |e| pass(discovery(e))),
     ("s3_scale_by_spec_edit", |e| pass(scale(e))),
@@ -55,6 +59,10 @@ const SCENARIOS: [(&str, Scenario); 9] = [
     ("s7_node_loss", |e| pass(node_loss(e))),
     ("s8_operator_restart", |e| pass(operator_restart(e))),
     ("s9_vip_and_ingress", vip),
+    // Last: it redeploys the operator in its HA form and kills a manager.
+    ("s10_operator_failover", |e| {
+        pass(failover::operator_failover(e))
+    }),
 ];
 
 /// Why the scenarios have no environment to run in.
@@ -171,7 +179,8 @@ fn setup() -> Result<Env, String> {
             }
             let tags = all.iter().map(|i| i.tag.to_string()).collect();
             Cluster::up(&UpOptions {
-                nodes: 3,
+                nodes: 4,
+                managers: 3,
                 images: tags,
             })
             .map_err(|e| e.to_string())?
@@ -184,7 +193,16 @@ fn setup() -> Result<Env, String> {
     }
     m.put_specs(&root.join("manifests"), SPECS)
         .map_err(|e| e.to_string())?;
-    operator::deploy(&m, SPECS).map_err(|e| e.to_string())?;
+    // One replica on the manager holding the spec files the scenarios edit (s10 switches to
+    // the HA form).
+    operator::deploy(
+        &m,
+        Deployment::Directory {
+            specs_dir: SPECS,
+            node: Some(&cluster.manager().name),
+        },
+    )
+    .map_err(|e| e.to_string())?;
     Ok(Env { cluster, m, root })
 }
 

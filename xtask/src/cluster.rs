@@ -87,10 +87,19 @@ impl Node {
 /// Options for [`Cluster::up`].
 #[derive(Debug, Clone)]
 pub struct UpOptions {
-    /// Number of nodes; node 1 is the only manager.
+    /// Number of nodes.
     pub nodes: usize,
+    /// How many of them are managers (nodes 1..=managers); node 1 initialises the swarm.
+    pub managers: usize,
     /// Image tags to load into every node.
     pub images: Vec<String>,
+}
+
+/// The managers for a cluster of `nodes`: three from three nodes on (raft keeps working when
+/// one is lost, so the operator's own failover can be shown), else one (two managers would
+/// tolerate no loss at all while doubling the raft traffic).
+pub fn default_managers(nodes: usize) -> usize {
+    if nodes >= 3 { 3 } else { 1 }
 }
 
 /// A running cluster. Dropping it tears it down unless [`Cluster::keep`] was called (or it was
@@ -120,7 +129,7 @@ impl Cluster {
             owned: true,
         };
         phase("cluster: start nodes", || {
-            cluster.start_nodes(opts.nodes.max(1))
+            cluster.start_nodes(opts.nodes.max(1), opts.managers.clamp(1, opts.nodes.max(1)))
         })?;
         phase("cluster: swarm init + join", || cluster.form_swarm())?;
         if !opts.images.is_empty() {
@@ -171,6 +180,16 @@ impl Cluster {
         self.owned = false;
     }
 
+    /// The manager nodes, the one that initialised the swarm first.
+    pub fn managers(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.manager)
+    }
+
+    /// The node named `name`.
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
     /// The (first) manager node.
     pub fn manager(&self) -> &Node {
         self.nodes
@@ -184,7 +203,7 @@ impl Cluster {
         self.nodes.iter().filter(|n| !n.manager)
     }
 
-    fn start_nodes(&mut self, n: usize) -> Result<(), ClusterError> {
+    fn start_nodes(&mut self, n: usize, managers: usize) -> Result<(), ClusterError> {
         Cmd::docker(["network", "create", "--label"])
             .arg(format!("{LABEL}={}", self.prefix))
             .arg(&self.network)
@@ -192,7 +211,7 @@ impl Cluster {
         for i in 1..=n {
             interrupt::check()?;
             let name = format!("{}-node{i}", self.prefix);
-            let manager = i == 1;
+            let manager = i <= managers;
             let volume = format!("{name}-data");
             Cmd::docker(["volume", "create", "--label"])
                 .arg(format!("{LABEL}={}", self.prefix))
@@ -249,16 +268,24 @@ impl Cluster {
         let m = self.manager();
         m.docker(["swarm", "init", "--advertise-addr", &m.ip])
             .output()?;
-        let token = m.docker(["swarm", "join-token", "-q", "worker"]).output()?;
-        for w in self.workers() {
+        let worker_token = m.docker(["swarm", "join-token", "-q", "worker"]).output()?;
+        let manager_token = m
+            .docker(["swarm", "join-token", "-q", "manager"])
+            .output()?;
+        for node in self.nodes.iter().filter(|n| n.name != m.name) {
             interrupt::check()?;
-            w.docker([
+            let token = if node.manager {
+                &manager_token
+            } else {
+                &worker_token
+            };
+            node.docker([
                 "swarm",
                 "join",
                 "--advertise-addr",
-                &w.ip,
+                &node.ip,
                 "--token",
-                &token,
+                token,
             ])
             .arg(format!("{}:2377", m.ip))
             .output()?;
@@ -274,11 +301,12 @@ impl Cluster {
                 Ok(out.lines().filter(|l| *l == "Ready").count() == want)
             },
         )?;
+        let managers = self.managers().count();
         eprintln!(
-            "swarm: manager {} ({}), {} worker(s)",
+            "swarm: {managers} manager(s), first {} ({}), {} worker(s)",
             m.name,
             m.ip,
-            want - 1
+            want - managers
         );
         Ok(())
     }
@@ -319,6 +347,12 @@ impl Cluster {
             tags.join(", "),
             self.nodes.len()
         );
+        Ok(())
+    }
+
+    /// Kill a node's container at once (abrupt node loss: nothing in it shuts down).
+    pub fn kill_node(&self, node: &Node) -> Result<(), ClusterError> {
+        Cmd::docker(["kill", &node.name]).output()?;
         Ok(())
     }
 
@@ -439,7 +473,7 @@ fn remove_cgroup_tree(dir: &Path) {
 }
 
 /// `docker run` flags that make a node work without `--privileged` (CAP_SYS_RESOURCE is not in
-/// this machine's bounding set, so `--privileged` fails): DESIGN §4, measured again here.
+/// this machine's bounding set, so `--privileged` fails): see docs/architecture.md, measured again here.
 pub fn node_run_flags(name: &str, volume: &str) -> Vec<String> {
     [
         "--cap-add=ALL",

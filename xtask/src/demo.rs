@@ -3,10 +3,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::cluster::{Cluster, ClusterError, UpOptions};
+use crate::cluster::{Cluster, ClusterError, UpOptions, default_managers};
 use crate::cmd::CmdError;
 use crate::docker::{self, DockerError};
 use crate::images::{self, ImagesError};
+use crate::operator::Deployment;
 use crate::swarm::Manager;
 use crate::timing::phase;
 use crate::{operator, state};
@@ -48,26 +49,40 @@ pub fn run(root: &Path, nodes: usize) -> Result<(), DemoError> {
     let all = images::ALL.to_vec();
     phase("images", || images::build(root, &all))?;
     let tags: Vec<String> = all.iter().map(|i| i.tag.to_string()).collect();
-    let (manager, specs_dir, cluster) = if nodes > 1 {
+    let (manager, cluster) = if nodes > 1 {
         let cluster = Cluster::up(&UpOptions {
             nodes,
+            managers: default_managers(nodes),
             images: tags,
         })?;
         let m = Manager::Node(cluster.manager().name.clone());
         phase("copy manifests to the manager", || {
             m.put_specs(&root.join("manifests"), NODE_SPECS_DIR)
         })?;
-        (m, NODE_SPECS_DIR.to_string(), Some(cluster))
+        // The high-availability form: a replica on every manager, specs stored in the swarm.
+        phase("deploy the operator on every manager", || {
+            operator::deploy(&m, Deployment::HighAvailability)
+        })?;
+        phase("swarm-operator apply manifests/", || {
+            let printed = operator::apply_specs(&m, NODE_SPECS_DIR)?;
+            eprintln!("{printed}");
+            Ok::<_, CmdError>(())
+        })?;
+        (m, Some(cluster))
     } else {
-        (
-            Manager::Local,
-            root.join("manifests").display().to_string(),
-            None,
-        )
+        let m = Manager::Local;
+        let specs_dir = root.join("manifests").display().to_string();
+        phase("deploy the operator", || {
+            operator::deploy(
+                &m,
+                Deployment::Directory {
+                    specs_dir: &specs_dir,
+                    node: None,
+                },
+            )
+        })?;
+        (m, None)
     };
-    phase("deploy the operator", || {
-        operator::deploy(&manager, &specs_dir)
-    })?;
     phase("converge: operator + app services", || {
         manager.wait_converged(&[operator::SERVICE], 1, Duration::from_secs(120))?;
         manager.wait_converged(&APP_SERVICES, 1, Duration::from_secs(300))

@@ -38,7 +38,8 @@ enum Cmd {
     },
     /// Images, a dind cluster, and the e2e scenarios (extra args go to the test binary).
     E2e {
-        #[arg(long, default_value_t = 3)]
+        /// Nodes of the cluster: 4 = 3 managers (the operator's failover) + 1 worker (node loss).
+        #[arg(long, default_value_t = 4)]
         nodes: usize,
         /// Passed to the e2e test binary (e.g. a scenario name filter).
         #[arg(last = true)]
@@ -49,7 +50,8 @@ enum Cmd {
         /// Stop after the unit and integration tests.
         #[arg(long)]
         skip_e2e: bool,
-        #[arg(long, default_value_t = 3)]
+        /// Nodes of the e2e cluster (3 managers from 3 nodes on).
+        #[arg(long, default_value_t = 4)]
         nodes: usize,
     },
 }
@@ -58,7 +60,8 @@ enum Cmd {
 enum ClusterCmd {
     /// Start a cluster and leave it running (its prefix is remembered for `down`).
     Up {
-        #[arg(long, default_value_t = 3)]
+        /// Nodes (3 managers from 3 nodes on, else 1).
+        #[arg(long, default_value_t = 4)]
         nodes: usize,
         /// Do not build and load the project images.
         #[arg(long)]
@@ -120,6 +123,7 @@ fn run(root: &std::path::Path, cmd: Cmd) -> Result<()> {
             }
             let c = cluster::Cluster::up(&cluster::UpOptions {
                 nodes,
+                managers: cluster::default_managers(nodes),
                 images: tags,
             })?;
             state::remember(root, &c.prefix);
@@ -173,7 +177,7 @@ fn run(root: &std::path::Path, cmd: Cmd) -> Result<()> {
         Cmd::E2e { nodes, args } => testrun::e2e(root, nodes, &args).context("e2e")?,
         Cmd::Test { skip_e2e, nodes } => {
             testrun::run(root, &testrun::TestOptions { skip_e2e, nodes })
-                .context("cargo xtask test")?
+                .context("cargo xtask test")?;
         }
     }
     Ok(())

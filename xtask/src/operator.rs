@@ -1,4 +1,4 @@
-//! Deploying the operator itself as a swarm service on a manager (it cannot create itself): the flags of manifests/operator/README.md.
+//! Deploying the operator itself as a swarm service (it cannot create itself): the flags of manifests/operator/README.md, in its two forms.
 
 use crate::cmd::CmdError;
 use crate::swarm::Manager;
@@ -11,10 +11,28 @@ pub const STATUS_VOLUME: &str = "swarm-operator-status";
 pub const STATUS_FILE: &str = "status.json";
 /// The image.
 pub const IMAGE: &str = "swarm-operator:dev";
+/// The port of `/metrics`, `/healthz` and `/readyz` inside the operator's container.
+pub const METRICS_PORT: u16 = 9090;
 
-/// The `docker service create` arguments, `specs_dir` being a directory on the manager node.
-/// Keep in sync with manifests/operator/README.md.
-pub fn create_args(specs_dir: &str) -> Vec<String> {
+/// How the operator is deployed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deployment<'a> {
+    /// One replica reading a spec directory on a manager node: the local single-node demo,
+    /// and the e2e scenarios that edit spec files.
+    Directory {
+        /// The spec directory on the node.
+        specs_dir: &'a str,
+        /// Pin to this node's hostname (where the directory is) when there are several
+        /// managers.
+        node: Option<&'a str>,
+    },
+    /// The high-availability form: a replica on every manager, one leader elected through a
+    /// lease in the swarm, the specs read from the swarm (stored there by `apply`).
+    HighAvailability,
+}
+
+/// The `docker service create` arguments. Keep in sync with manifests/operator/README.md.
+pub fn create_args(deployment: Deployment<'_>) -> Vec<String> {
     let mut args: Vec<String> = [
         "service",
         "create",
@@ -24,8 +42,6 @@ pub fn create_args(specs_dir: &str) -> Vec<String> {
         // Swarm services can only be managed through a manager's API.
         "--constraint",
         "node.role==manager",
-        "--replicas",
-        "1",
         "--mount",
         "type=bind,source=/var/run/docker.sock,target=/var/run/docker.sock",
         "--mount",
@@ -48,34 +64,80 @@ pub fn create_args(specs_dir: &str) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    args.push("--mount".into());
-    args.push(format!(
-        "type=bind,source={specs_dir},target=/specs,readonly"
-    ));
+    let metrics_addr = format!("0.0.0.0:{METRICS_PORT}");
+    match deployment {
+        Deployment::Directory { specs_dir, node } => {
+            args.extend(["--replicas", "1"].map(String::from));
+            if let Some(node) = node {
+                args.push("--constraint".into());
+                args.push(format!("node.hostname=={node}"));
+            }
+            args.push("--mount".into());
+            args.push(format!(
+                "type=bind,source={specs_dir},target=/specs,readonly"
+            ));
+            args.push(IMAGE.into());
+            args.extend(["run", "--specs", "/specs"].map(String::from));
+        }
+        Deployment::HighAvailability => {
+            args.extend(
+                [
+                    // One replica per manager: whichever manager is left runs one.
+                    "--mode",
+                    "global",
+                    // Unique per task, readable per node: `docker config inspect
+                    // swarm-operator-lease-default` then says which node leads.
+                    "--env",
+                    "SWARM_OPERATOR_IDENTITY={{.Node.Hostname}}/{{.Task.ID}}",
+                    IMAGE,
+                    "run",
+                    "--source",
+                    "swarm",
+                    "--leader-election",
+                ]
+                .map(String::from),
+            );
+        }
+    }
     args.extend(
         [
-            IMAGE,
-            "run",
-            "--specs",
-            "/specs",
             "--status",
             "/status/status.json",
             "--metrics-addr",
-            "0.0.0.0:9090",
+            &metrics_addr,
         ]
         .map(String::from),
     );
     args
 }
 
-/// (Re)deploy the operator on `manager`: an existing operator service is removed first, so the new
-/// image and flags take effect; the app services it manages are left alone.
-pub fn deploy(manager: &Manager, specs_dir: &str) -> Result<(), CmdError> {
+/// (Re)deploy the operator through `manager`: an existing operator service is removed first, so
+/// the new image and flags take effect; the app services it manages are left alone.
+pub fn deploy(manager: &Manager, deployment: Deployment<'_>) -> Result<(), CmdError> {
     if manager.docker(["service", "inspect", SERVICE]).succeeds() {
         manager.docker(["service", "rm", SERVICE]).output()?;
     }
-    manager.docker(create_args(specs_dir)).output()?;
+    manager.docker(create_args(deployment)).output()?;
     Ok(())
+}
+
+/// `swarm-operator apply /specs` in a one-off container on `manager`, with `specs_dir` (a
+/// directory on that node) mounted as `/specs`: validates the specs and stores them in the
+/// swarm for the high-availability form. Returns what it printed.
+pub fn apply_specs(manager: &Manager, specs_dir: &str) -> Result<String, CmdError> {
+    manager
+        .docker([
+            "run",
+            "--rm",
+            "--volume",
+            "/var/run/docker.sock:/var/run/docker.sock",
+            "--volume",
+            &format!("{specs_dir}:/specs:ro"),
+            IMAGE,
+            "apply",
+            "/specs",
+        ])
+        .output()
 }
 
 /// The status file's text, if the operator has written one.

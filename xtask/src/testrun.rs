@@ -45,8 +45,11 @@ pub fn run(root: &Path, opts: &TestOptions) -> Result<(), TestError> {
         docker::ensure_local_swarm()
     })?;
     phase("test tools", || {
-        // The controller's integration tests run a FROM-scratch image of static busybox.
-        crate::apt::ensure_installed("/bin/busybox", "busybox-static")
+        // The controller's integration tests run a FROM-scratch image of static busybox,
+        // check the status page in a headless Chromium and file_sd with a real Prometheus.
+        crate::apt::ensure_installed("/bin/busybox", "busybox-static")?;
+        crate::apt::ensure_installed("/usr/bin/chromium", "chromium")?;
+        crate::apt::ensure_installed("/usr/bin/prometheus", "prometheus")
     })?;
     phase("cargo fmt --check", || {
         cargo(root).args(["fmt", "--all", "--", "--check"]).run()
@@ -83,16 +86,21 @@ pub fn run(root: &Path, opts: &TestOptions) -> Result<(), TestError> {
 
 /// Images, a cluster, then the e2e test binary against it (handed over via [`ENV_CLUSTER`]).
 pub fn e2e(root: &Path, nodes: usize, extra: &[String]) -> Result<(), TestError> {
+    let e2e_binary = || cargo(root).args(["test", "-p", "e2e", "--test", "swarm", "--"]);
+    // Listing the scenarios needs no images and no cluster.
+    if extra.iter().any(|a| a == "--list") {
+        return e2e_binary().args(extra).run().map_err(Into::into);
+    }
     docker::ensure_docker()?;
     let all = images::ALL.to_vec();
     phase("images", || images::build(root, &all))?;
     let cluster = Cluster::up(&UpOptions {
         nodes,
+        managers: crate::cluster::default_managers(nodes),
         images: all.iter().map(|i| i.tag.to_string()).collect(),
     })?;
     let r = phase("e2e scenarios", || {
-        cargo(root)
-            .args(["test", "-p", "e2e", "--test", "swarm", "--"])
+        e2e_binary()
             .args(extra)
             .env(ENV_CLUSTER, &cluster.prefix)
             .run()

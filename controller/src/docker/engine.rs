@@ -6,19 +6,24 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
-use bollard::models::EventMessageTypeEnum;
+use bollard::models::{
+    ConfigSpec, EventMessageTypeEnum, NodeSpecAvailabilityEnum, NodeSpecRoleEnum, SecretSpec,
+};
 use bollard::query_parameters::{
     EventsOptionsBuilder, ListNetworksOptions, ListNodesOptions, UpdateServiceOptionsBuilder,
 };
 use futures_util::{Stream, StreamExt};
 use tracing::{debug, warn};
 
-use super::convert::{from_network, from_service, to_network_create, to_service_spec};
+use super::convert::{
+    fill_data_ids, from_network, from_service, to_network_create, to_service_spec,
+};
 use super::raw::RawClient;
 use super::{
-    DockerError, EventAction, ObservedNetwork, ObservedNode, ObservedService, ObservedTask, Op,
-    Ownership, Resource, SwarmApi, SwarmEvent,
+    DataOp, DockerError, EventAction, NodeAvailability, NodeRole, ObservedNetwork, ObservedNode,
+    ObservedService, ObservedTask, Op, Ownership, Resource, SwarmApi, SwarmEvent, data_op,
 };
+use crate::data_objects::{DataKind, DesiredData, ObservedData};
 use crate::definition::{NetworkDefinition, ServiceDefinition};
 
 /// A connection to one Docker engine (a swarm manager).
@@ -55,6 +60,11 @@ impl DockerEngine {
         })
     }
 
+    /// The bollard client, for the sibling modules that add calls of their own (configs).
+    pub(super) fn client(&self) -> &Docker {
+        &self.docker
+    }
+
     /// The negotiated Engine API version, e.g. `1.41`.
     pub fn api_version(&self) -> &str {
         &self.api_version
@@ -82,7 +92,7 @@ impl DockerEngine {
 
 /// Classifies a bollard error once: engine answers by status and message, everything else
 /// by whether the engine was reached at all.
-fn classify(error: BollardError, op: Op, kind: Resource, name: &str) -> DockerError {
+pub(super) fn classify(error: BollardError, op: Op, kind: Resource, name: &str) -> DockerError {
     match error {
         BollardError::DockerResponseServerError {
             status_code,
@@ -213,6 +223,17 @@ impl SwarmApi for DockerEngine {
                         .and_then(|s| s.state)
                         .map(|s| s.to_string())
                         .unwrap_or_default(),
+                    role: match node.spec.as_ref().and_then(|s| s.role) {
+                        Some(NodeSpecRoleEnum::MANAGER) => NodeRole::Manager,
+                        Some(NodeSpecRoleEnum::WORKER) => NodeRole::Worker,
+                        _ => NodeRole::Unknown,
+                    },
+                    availability: match node.spec.as_ref().and_then(|s| s.availability) {
+                        Some(NodeSpecAvailabilityEnum::ACTIVE) => NodeAvailability::Active,
+                        Some(NodeSpecAvailabilityEnum::PAUSE) => NodeAvailability::Pause,
+                        Some(NodeSpecAvailabilityEnum::DRAIN) => NodeAvailability::Drain,
+                        _ => NodeAvailability::Unknown,
+                    },
                 })
             })
             .collect())
@@ -281,7 +302,9 @@ impl SwarmApi for DockerEngine {
         definition: &ServiceDefinition,
         owner_labels: &BTreeMap<String, String>,
     ) -> Result<String, DockerError> {
-        let spec = to_service_spec(definition, owner_labels);
+        let spec = self
+            .with_data_ids(definition, to_service_spec(definition, owner_labels))
+            .await?;
         let response = self
             .docker
             .create_service(spec, None)
@@ -303,7 +326,9 @@ impl SwarmApi for DockerEngine {
         definition: &ServiceDefinition,
         owner_labels: &BTreeMap<String, String>,
     ) -> Result<(), DockerError> {
-        let spec = to_service_spec(definition, owner_labels);
+        let spec = self
+            .with_data_ids(definition, to_service_spec(definition, owner_labels))
+            .await?;
         let version = i32::try_from(version).map_err(|_| DockerError::Undecodable {
             op: Op::UpdateService,
             message: format!("service version {version} does not fit the API's int32"),
@@ -327,6 +352,135 @@ impl SwarmApi for DockerEngine {
             .delete_service(id)
             .await
             .map_err(|e| classify(e, Op::RemoveService, Resource::Service, id))
+    }
+
+    async fn list_data(&self, kind: DataKind) -> Result<Vec<ObservedData>, DockerError> {
+        let op = data_op(kind, DataOp::List);
+        let labels = |l: Option<&HashMap<String, String>>| -> BTreeMap<String, String> {
+            l.into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        Ok(match kind {
+            DataKind::Config => self
+                .docker
+                .list_configs(None)
+                .await
+                .map_err(|e| classify(e, op, Resource::Config, ""))?
+                .into_iter()
+                .filter_map(|c| {
+                    let spec = c.spec?;
+                    Some(ObservedData {
+                        kind,
+                        id: c.id?,
+                        name: spec.name?,
+                        labels: labels(spec.labels.as_ref()),
+                    })
+                })
+                .collect(),
+            DataKind::Secret => self
+                .docker
+                .list_secrets(None)
+                .await
+                .map_err(|e| classify(e, op, Resource::Secret, ""))?
+                .into_iter()
+                .filter_map(|c| {
+                    let spec = c.spec?;
+                    Some(ObservedData {
+                        kind,
+                        id: c.id?,
+                        name: spec.name?,
+                        labels: labels(spec.labels.as_ref()),
+                    })
+                })
+                .collect(),
+        })
+    }
+
+    async fn create_data(
+        &self,
+        data: &DesiredData,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<String, DockerError> {
+        use base64::Engine as _;
+        let op = data_op(data.kind, DataOp::Create);
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&data.content.0);
+        let labels: HashMap<String, String> =
+            labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let response = match data.kind {
+            DataKind::Config => self
+                .docker
+                .create_config(ConfigSpec {
+                    name: Some(data.name.clone()),
+                    labels: Some(labels),
+                    data: Some(encoded),
+                    templating: None,
+                })
+                .await
+                .map_err(|e| classify(e, op, Resource::Config, &data.name)),
+            DataKind::Secret => self
+                .docker
+                .create_secret(SecretSpec {
+                    name: Some(data.name.clone()),
+                    labels: Some(labels),
+                    data: Some(encoded),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| classify(e, op, Resource::Secret, &data.name)),
+        }?;
+        Ok(response.id)
+    }
+
+    async fn remove_data(&self, kind: DataKind, id: &str) -> Result<(), DockerError> {
+        let op = data_op(kind, DataOp::Remove);
+        match kind {
+            DataKind::Config => self
+                .docker
+                .delete_config(id)
+                .await
+                .map_err(|e| classify(e, op, Resource::Config, id)),
+            DataKind::Secret => self
+                .docker
+                .delete_secret(id)
+                .await
+                .map_err(|e| classify(e, op, Resource::Secret, id)),
+        }
+    }
+}
+
+impl DockerEngine {
+    /// Fills in the ids of the configs and secrets a rendered service mounts: swarm wants id
+    /// and name, the definition has names. One list per kind, only for services that mount
+    /// some.
+    async fn with_data_ids(
+        &self,
+        definition: &ServiceDefinition,
+        mut spec: bollard::models::ServiceSpec,
+    ) -> Result<bollard::models::ServiceSpec, DockerError> {
+        let ids = |list: Vec<ObservedData>| -> HashMap<String, String> {
+            list.into_iter().map(|d| (d.name, d.id)).collect()
+        };
+        let configs = match definition.configs.is_empty() {
+            true => HashMap::new(),
+            false => ids(self.list_data(DataKind::Config).await?),
+        };
+        let secrets = match definition.secrets.is_empty() {
+            true => HashMap::new(),
+            false => ids(self.list_data(DataKind::Secret).await?),
+        };
+        fill_data_ids(&mut spec, &configs, &secrets).map_err(|missing| DockerError::NotFound {
+            kind: if configs.contains_key(&missing)
+                || definition.configs.iter().any(|c| c.name == missing)
+            {
+                Resource::Config
+            } else {
+                Resource::Secret
+            },
+            name: missing,
+        })?;
+        Ok(spec)
     }
 }
 

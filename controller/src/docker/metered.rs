@@ -7,9 +7,10 @@ use std::sync::Arc;
 use futures_util::{Stream, StreamExt};
 
 use super::{
-    DockerError, ObservedNetwork, ObservedNode, ObservedService, ObservedTask, Op, RequestObserver,
-    RequestOutcome, SwarmApi, SwarmEvent,
+    DataOp, DockerError, ObservedNetwork, ObservedNode, ObservedService, ObservedTask, Op,
+    RequestObserver, RequestOutcome, SwarmApi, SwarmEvent, data_op,
 };
+use crate::data_objects::{DataKind, DesiredData, ObservedData};
 use crate::definition::{NetworkDefinition, ServiceDefinition};
 
 /// Wraps an API and reports each request to an observer.
@@ -133,5 +134,24 @@ impl<A: SwarmApi> SwarmApi for Metered<A> {
     async fn remove_service(&self, id: &str) -> Result<(), DockerError> {
         let result = self.inner.remove_service(id).await;
         self.count(Op::RemoveService, result)
+    }
+
+    async fn list_data(&self, kind: DataKind) -> Result<Vec<ObservedData>, DockerError> {
+        let result = self.inner.list_data(kind).await;
+        self.count(data_op(kind, DataOp::List), result)
+    }
+
+    async fn create_data(
+        &self,
+        data: &DesiredData,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<String, DockerError> {
+        let result = self.inner.create_data(data, labels).await;
+        self.count(data_op(data.kind, DataOp::Create), result)
+    }
+
+    async fn remove_data(&self, kind: DataKind, id: &str) -> Result<(), DockerError> {
+        let result = self.inner.remove_data(kind, id).await;
+        self.count(data_op(kind, DataOp::Remove), result)
     }
 }

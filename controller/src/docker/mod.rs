@@ -3,6 +3,7 @@
 //! Everything above this module speaks in [`crate::definition`] types and the `Observed*` types
 //! below; only [`engine`] knows about bollard. Tests of the reconciler can substitute the trait.
 
+pub mod configs;
 mod convert;
 pub mod engine;
 mod engine_value;
@@ -19,6 +20,7 @@ use futures_util::Stream;
 
 use serde::{Deserialize, Serialize};
 
+use crate::data_objects::{DataKind, DesiredData, ObservedData};
 use crate::definition::{
     DEFAULT_INSTANCE, INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NetworkDefinition,
     SOURCE_FILE_LABEL, SPEC_HASH_LABEL, ServiceDefinition,
@@ -36,6 +38,10 @@ pub enum Resource {
     Service,
     /// A network.
     Network,
+    /// A swarm config.
+    Config,
+    /// A swarm secret.
+    Secret,
 }
 
 impl fmt::Display for Resource {
@@ -43,6 +49,8 @@ impl fmt::Display for Resource {
         f.write_str(match self {
             Resource::Service => "service",
             Resource::Network => "network",
+            Resource::Config => "config",
+            Resource::Secret => "secret",
         })
     }
 }
@@ -238,11 +246,27 @@ pub enum Op {
     CreateNetwork,
     /// `DELETE /networks/{id}`.
     RemoveNetwork,
+    /// `GET /configs`.
+    ListConfigs,
+    /// `GET /secrets`.
+    ListSecrets,
+    /// `POST /configs/create`.
+    CreateConfig,
+    /// `POST /secrets/create`.
+    CreateSecret,
+    /// `DELETE /configs/{id}`.
+    RemoveConfig,
+    /// `DELETE /secrets/{id}`.
+    RemoveSecret,
+    /// `GET /configs/{id}` (the leader lease, the stored specs).
+    InspectConfig,
+    /// `POST /configs/{id}/update` (the leader lease's labels).
+    UpdateConfig,
 }
 
 impl Op {
     /// Every op, for tests and dashboards.
-    pub const ALL: [Op; 13] = [
+    pub const ALL: [Op; 21] = [
         Op::Info,
         Op::Events,
         Op::ListServices,
@@ -256,6 +280,14 @@ impl Op {
         Op::RemoveService,
         Op::CreateNetwork,
         Op::RemoveNetwork,
+        Op::ListConfigs,
+        Op::ListSecrets,
+        Op::CreateConfig,
+        Op::CreateSecret,
+        Op::RemoveConfig,
+        Op::RemoveSecret,
+        Op::InspectConfig,
+        Op::UpdateConfig,
     ];
 
     /// The metric label.
@@ -274,6 +306,14 @@ impl Op {
             Op::RemoveService => "remove_service",
             Op::CreateNetwork => "create_network",
             Op::RemoveNetwork => "remove_network",
+            Op::ListConfigs => "list_configs",
+            Op::ListSecrets => "list_secrets",
+            Op::CreateConfig => "create_config",
+            Op::CreateSecret => "create_secret",
+            Op::RemoveConfig => "remove_config",
+            Op::RemoveSecret => "remove_secret",
+            Op::InspectConfig => "inspect_config",
+            Op::UpdateConfig => "update_config",
         }
     }
 
@@ -286,6 +326,11 @@ impl Op {
                 | Op::RemoveService
                 | Op::CreateNetwork
                 | Op::RemoveNetwork
+                | Op::CreateConfig
+                | Op::CreateSecret
+                | Op::RemoveConfig
+                | Op::RemoveSecret
+                | Op::UpdateConfig
         )
     }
 }
@@ -481,6 +526,61 @@ pub struct ObservedNode {
     pub hostname: String,
     /// `ready`, `down`, …
     pub state: String,
+    /// Manager or worker.
+    pub role: NodeRole,
+    /// Whether the scheduler may place tasks on it.
+    pub availability: NodeAvailability,
+}
+
+/// A node's role in the swarm.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    /// Takes part in the raft and may run the operator.
+    Manager,
+    /// Runs tasks only.
+    Worker,
+    /// The engine did not say (an older or newer API).
+    #[default]
+    Unknown,
+}
+
+/// A node's availability for new tasks (`docker node update --availability`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeAvailability {
+    /// Gets new tasks.
+    Active,
+    /// Keeps its tasks, gets no new ones.
+    Pause,
+    /// Its tasks are moved elsewhere.
+    Drain,
+    /// The engine did not say.
+    #[default]
+    Unknown,
+}
+
+impl NodeRole {
+    /// As Docker spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::Manager => "manager",
+            NodeRole::Worker => "worker",
+            NodeRole::Unknown => "unknown",
+        }
+    }
+}
+
+impl NodeAvailability {
+    /// As Docker spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeAvailability::Active => "active",
+            NodeAvailability::Pause => "pause",
+            NodeAvailability::Drain => "drain",
+            NodeAvailability::Unknown => "unknown",
+        }
+    }
 }
 
 /// Everything the operator reads from the swarm in one observation.
@@ -607,6 +707,49 @@ pub trait SwarmApi: Send + Sync + 'static {
     /// Removes a service by id.
     fn remove_service(&self, id: &str) -> impl Future<Output = Result<(), DockerError>> + Send;
 
+    /// Lists the configs or the secrets: names and labels, never contents. The default is an
+    /// API without configs and secrets (the in-memory test swarm).
+    fn list_data(
+        &self,
+        kind: DataKind,
+    ) -> impl Future<Output = Result<Vec<ObservedData>, DockerError>> + Send {
+        let _ = kind;
+        async { Ok(Vec::new()) }
+    }
+
+    /// Creates a config or secret; returns its id.
+    fn create_data(
+        &self,
+        data: &DesiredData,
+        labels: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<String, DockerError>> + Send {
+        let (kind, name) = (data.kind, data.name.clone());
+        let _ = labels;
+        async move {
+            Err(DockerError::Refused {
+                op: data_op(kind, DataOp::Create),
+                status: 501,
+                message: format!("{kind} {name:?}: this swarm API has no configs and secrets"),
+            })
+        }
+    }
+
+    /// Removes a config or secret by id.
+    fn remove_data(
+        &self,
+        kind: DataKind,
+        id: &str,
+    ) -> impl Future<Output = Result<(), DockerError>> + Send {
+        let id = id.to_owned();
+        async move {
+            Err(DockerError::Refused {
+                op: data_op(kind, DataOp::Remove),
+                status: 501,
+                message: format!("{kind} {id:?}: this swarm API has no configs and secrets"),
+            })
+        }
+    }
+
     /// Lists the whole swarm: four list calls, never one per object. Networks first, since
     /// services name them by id.
     fn observe(&self) -> impl Future<Output = Result<Observed, DockerError>> + Send {
@@ -627,5 +770,28 @@ pub trait SwarmApi: Send + Sync + 'static {
                 nodes: nodes.into_iter().map(|n| (n.id.clone(), n)).collect(),
             })
         }
+    }
+}
+
+/// The three requests on configs and secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataOp {
+    /// List.
+    List,
+    /// Create.
+    Create,
+    /// Remove.
+    Remove,
+}
+
+/// The [`Op`] of a request on configs or secrets.
+pub fn data_op(kind: DataKind, op: DataOp) -> Op {
+    match (kind, op) {
+        (DataKind::Config, DataOp::List) => Op::ListConfigs,
+        (DataKind::Config, DataOp::Create) => Op::CreateConfig,
+        (DataKind::Config, DataOp::Remove) => Op::RemoveConfig,
+        (DataKind::Secret, DataOp::List) => Op::ListSecrets,
+        (DataKind::Secret, DataOp::Create) => Op::CreateSecret,
+        (DataKind::Secret, DataOp::Remove) => Op::RemoveSecret,
     }
 }

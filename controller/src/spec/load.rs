@@ -16,8 +16,12 @@ use serde_saphyr::{
     Budget, DefaultMessageFormatter, DuplicateKeyPolicy, MessageFormatter, Spanned,
 };
 
+use super::files;
 use super::located::{FieldLocations, Located, Position, SpecError, field_path};
-use super::types::{API_VERSION, KINDS, Object, SwarmNetwork, SwarmService};
+use super::types::{
+    API_VERSION, Content, DataSpec, KINDS, Object, SwarmConfig, SwarmNetwork, SwarmSecret,
+    SwarmService,
+};
 
 /// Files larger than this are rejected unread: specs are small, and this bounds memory.
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -103,6 +107,44 @@ pub fn is_spec_file_name(name: &str) -> bool {
 /// Only fails when the directory itself cannot be listed; problems with files and documents
 /// are reported per file in the result.
 pub fn load_dir(dir: &Path) -> Result<LoadedDir, LoadDirError> {
+    load_dir_cached(dir, &mut LoadCache::default())
+}
+
+/// What identifies one version of a file without reading it: if none of these changed, its
+/// content did not either (an editor's save and a rename into place both change them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: u64,
+    device: u64,
+    changed_ns: i64,
+}
+
+impl FileStamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            inode: meta.ino(),
+            device: meta.dev(),
+            changed_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        }
+    }
+}
+
+/// The outcome of each spec file's last load, by path and stamp, so that a reload parses only
+/// the files that changed: with thousands of specs, a reload after one saved file costs a
+/// `stat` per file instead of a parse per file.
+#[derive(Debug, Clone, Default)]
+pub struct LoadCache {
+    files: BTreeMap<PathBuf, (FileStamp, FileLoad)>,
+}
+
+/// Like [`load_dir`], but reuses the outcome of files whose stamp did not change since the
+/// last call with the same cache.
+pub fn load_dir_cached(dir: &Path, cache: &mut LoadCache) -> Result<LoadedDir, LoadDirError> {
     let read_dir_err = |source| LoadDirError::ReadDir {
         dir: dir.to_owned(),
         source,
@@ -120,27 +162,60 @@ pub fn load_dir(dir: &Path) -> Result<LoadedDir, LoadDirError> {
         // Follow symlinks (Kubernetes-style ConfigMap mounts are symlinks), skip the rest.
         let path = entry.path();
         match std::fs::metadata(&path) {
-            Ok(meta) if meta.is_file() => paths.push(path),
+            Ok(meta) if meta.is_file() => paths.push((path, Some(FileStamp::of(&meta)))),
             Ok(_) => {}
             // Vanished between listing and stat (an editor's save dance): not a spec file now.
             Err(_) if entry_vanished(&path) => {}
             // Unreadable, a symlink loop, a symlink to nothing: let load_file report it.
-            Err(_) => paths.push(path),
+            Err(_) => paths.push((path, None)),
         }
     }
-    paths.sort();
-    let files = paths
-        .into_iter()
-        .filter_map(|path| {
-            let load = load_file(&path);
-            // Deleted between listing and reading (a `rm` racing the reload): the file is gone,
-            // not broken, and must not hold back the pruning of what it declared. A symlink
-            // whose target is missing or loops is still there, and broken.
-            let vanished = matches!(load, FileLoad::Failed(_)) && entry_vanished(&path);
-            (!vanished).then_some((path, load))
-        })
-        .collect();
+    paths.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut files = BTreeMap::new();
+    let mut next_cache = BTreeMap::new();
+    for (path, stamp) in paths {
+        let cached = cache
+            .files
+            .remove(&path)
+            .filter(|(cached, _)| Some(*cached) == stamp)
+            .map(|(_, load)| load);
+        let load = match cached {
+            Some(load) => load,
+            None => {
+                let load = load_file(&path);
+                // Deleted between listing and reading (a `rm` racing the reload): the file is
+                // gone, not broken, and must not hold back the pruning of what it declared. A
+                // symlink whose target is missing or loops is still there, and broken.
+                if matches!(load, FileLoad::Failed(_)) && entry_vanished(&path) {
+                    continue;
+                }
+                load
+            }
+        };
+        // A file's stamp stands for its whole outcome only when the outcome depends on no other
+        // file: a config's `file:` or a service's `envFile` can change on their own, and a
+        // failed file may be fixed by creating what it refers to.
+        if let Some(stamp) = stamp
+            && is_self_contained(&load)
+        {
+            next_cache.insert(path.clone(), (stamp, load.clone()));
+        }
+        files.insert(path, load);
+    }
+    cache.files = next_cache;
     Ok(LoadedDir { files })
+}
+
+/// Whether a file's outcome depends on nothing but its own text.
+fn is_self_contained(load: &FileLoad) -> bool {
+    load.objects().is_some_and(|objects| {
+        objects.iter().all(|object| match &object.value {
+            Object::Service(service) => service.spec.env_file.is_empty(),
+            Object::Config(config) => config.spec.file.is_none(),
+            Object::Secret(secret) => secret.spec.file.is_none(),
+            Object::Network(_) => true,
+        })
+    })
 }
 
 /// Whether the directory entry `path` itself is gone (not: its symlink target).
@@ -344,8 +419,22 @@ fn load_document(file: &Path, text: &str) -> Result<Option<Located<Object>>, Vec
         return Err(errors);
     }
     let object = match kind {
-        Some("SwarmService") => typed::<SwarmService>(file, text, &fields)?.into(),
+        Some("SwarmService") => {
+            let mut service = typed::<SwarmService>(file, text, &fields)?;
+            merge_env_files(file, &mut service, &fields)?;
+            service.into()
+        }
         Some("SwarmNetwork") => typed::<SwarmNetwork>(file, text, &fields)?.into(),
+        Some("SwarmConfig") => {
+            let mut config = typed::<SwarmConfig>(file, text, &fields)?;
+            config.spec.content = read_content(file, &config.spec, &fields)?;
+            config.into()
+        }
+        Some("SwarmSecret") => {
+            let mut secret = typed::<SwarmSecret>(file, text, &fields)?;
+            secret.spec.content = read_content(file, &secret.spec, &fields)?;
+            secret.into()
+        }
         _ => unreachable!("kind checked against KINDS above"),
     };
     let (line, column) = fields.get("metadata.name").or(root_pos).unwrap_or((1, 1));
@@ -354,8 +443,99 @@ fn load_document(file: &Path, text: &str) -> Result<Option<Located<Object>>, Vec
         file: file.to_owned(),
         line,
         column,
-        fields,
+        fields: std::sync::Arc::new(fields),
     }))
+}
+
+/// Reads the service's `envFile`s and merges them under `env` (later files win over earlier
+/// ones, `env` over all), so that everything downstream sees one environment.
+fn merge_env_files(
+    file: &Path,
+    service: &mut SwarmService,
+    fields: &FieldLocations,
+) -> Result<(), Vec<SpecError>> {
+    let mut merged = std::collections::BTreeMap::new();
+    let mut errors = Vec::new();
+    for (i, relative) in service.spec.env_file.iter().enumerate() {
+        let read = files::read_limited(file, relative, MAX_FILE_BYTES as usize).and_then(|bytes| {
+            let text = String::from_utf8(bytes).map_err(|_| files::FileProblem::Unreadable {
+                path: relative.clone(),
+                reason: "not valid UTF-8".to_owned(),
+            })?;
+            files::parse_env_file(relative, &text, |k| std::env::var(k).ok())
+        });
+        match read {
+            Ok(vars) => merged.extend(vars),
+            Err(problem) => {
+                let field = field_path::index("spec.envFile", i);
+                errors.push(SpecError::at(
+                    file,
+                    fields.nearest(&field),
+                    field,
+                    problem.to_string(),
+                ));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    merged.extend(std::mem::take(&mut service.spec.env));
+    service.spec.env = merged;
+    Ok(())
+}
+
+/// The content of a config or secret from its one source. Messages never quote the content.
+fn read_content(
+    file: &Path,
+    spec: &DataSpec,
+    fields: &FieldLocations,
+) -> Result<Content, Vec<SpecError>> {
+    let error = |field: &str, message: String| {
+        vec![SpecError::at(file, fields.nearest(field), field, message)]
+    };
+    let too_large = |field: &str, size: usize| {
+        error(
+            field,
+            format!(
+                "content is {size} bytes: swarm configs and secrets may be at most {} bytes (500 KiB)",
+                files::MAX_DATA_BYTES
+            ),
+        )
+    };
+    let bytes = match (&spec.file, &spec.data, &spec.data_base64) {
+        (Some(relative), None, None) => files::read_limited(file, relative, files::MAX_DATA_BYTES)
+            .map_err(|p| error("spec.file", p.to_string()))?,
+        (None, Some(data), None) => data.as_bytes().to_vec(),
+        (None, None, Some(encoded)) => {
+            use base64::Engine as _;
+            // The decoder's own message names an offending byte: not for a secret's content.
+            let compact: String = encoded.split_whitespace().collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(compact)
+                .map_err(|_| {
+                    error(
+                        "spec.dataBase64",
+                        "dataBase64 is not valid base64 (standard alphabet, `=` padded)".into(),
+                    )
+                })?
+        }
+        _ => {
+            return Err(error(
+                "spec",
+                "give exactly one of `file`, `data` or `dataBase64`".into(),
+            ));
+        }
+    };
+    if bytes.len() > files::MAX_DATA_BYTES {
+        let field = if spec.data.is_some() {
+            "spec.data"
+        } else {
+            "spec.dataBase64"
+        };
+        return Err(too_large(field, bytes.len()));
+    }
+    Ok(Content(bytes))
 }
 
 fn typed<T: DeserializeOwned>(
@@ -922,7 +1102,7 @@ mod tests {
         );
         assert_eq!(
             e[1].message,
-            "unknown kind `Deployment`: allowed kinds are SwarmService, SwarmNetwork"
+            "unknown kind `Deployment`: allowed kinds are SwarmService, SwarmNetwork, SwarmConfig, SwarmSecret"
         );
         let (l, _, f, m) =
             one("apiVersion: swarm-operator.io/v1alpha1\nmetadata: {name: a}\nspec: {}\n");
@@ -1080,6 +1260,145 @@ mod tests {
             o[0].fields
                 .nearest(r#"metadata.labels["app.kubernetes.io/name"].x"#),
             Some((6, 29))
+        );
+    }
+
+    #[test]
+    fn env_files_merge_under_env_with_located_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("base.env"), "A=base\nB=base\nC=base\n").unwrap();
+        std::fs::write(dir.path().join("prod.env"), "B=prod\n").unwrap();
+        let spec = dir.path().join("web.yaml");
+        std::fs::write(
+            &spec,
+            format!("{HEAD}  envFile: [./base.env, prod.env]\n  env: {{C: spec}}\n"),
+        )
+        .unwrap();
+        let FileLoad::Ok(o) = load_file(&spec) else {
+            panic!("loads")
+        };
+        let env = &service(&o[0]).env;
+        assert_eq!(env["A"], "base");
+        assert_eq!(env["B"], "prod", "later files win");
+        assert_eq!(env["C"], "spec", "env wins over files");
+
+        std::fs::write(
+            &spec,
+            format!("{HEAD}  envFile:\n  - ok.env\n  - ../up.env\n"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("ok.env"), "X=1\n").unwrap();
+        let FileLoad::Failed(e) = load_file(&spec) else {
+            panic!("fails")
+        };
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert_eq!((e[0].line, e[0].column), (Some(9), Some(5)));
+        assert_eq!(e[0].field, "spec.envFile[1]");
+        assert!(
+            e[0].message.contains("outside the spec directory"),
+            "{}",
+            e[0].message
+        );
+    }
+
+    #[test]
+    fn stack_fields_load() {
+        let o = ok(&format!(
+            "{HEAD}  hostname: web\n  init: true\n  capAdd: [NET_ADMIN]\n  sysctls: {{net.core.somaxconn: \"1024\"}}\n  ulimits: {{nofile: {{soft: 1, hard: 2}}}}\n  extraHosts: [\"db:10.0.0.1\"]\n  dns: {{nameservers: [10.0.0.2]}}\n  logging: {{driver: local, options: {{max-size: 1m}}}}\n  networks: [front]\n  networkAliases: {{front: [www]}}\n  mounts:\n  - {{type: tmpfs, target: /t, tmpfsMode: \"1777\"}}\n  - {{type: volume, source: d, target: /d, volume: {{noCopy: true, driver: local, driverOptions: {{type: tmpfs}}}}}}\n  - {{type: bind, source: /s, target: /s, bindPropagation: rslave}}\n"
+        ));
+        let s = service(&o[0]);
+        assert_eq!(s.hostname.as_deref(), Some("web"));
+        assert_eq!(s.ulimits["nofile"], UlimitSpec { soft: 1, hard: 2 });
+        assert_eq!(s.network_aliases["front"], ["www"]);
+        assert_eq!(s.mounts[0].tmpfs_mode, Some(FileMode(0o1777)));
+        assert!(s.mounts[1].volume.as_ref().unwrap().no_copy);
+        assert_eq!(s.mounts[2].bind_propagation, Some(BindPropagation::Rslave));
+    }
+
+    fn data_doc(kind: &str, name: &str, spec: &str) -> String {
+        format!(
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: {kind}\nmetadata:\n  name: {name}\nspec:\n{spec}"
+        )
+    }
+
+    #[test]
+    fn configs_and_secrets_read_their_content() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("caddy")).unwrap();
+        std::fs::write(dir.path().join("caddy/Caddyfile"), ":80 {\n}\n").unwrap();
+        let spec = dir.path().join("stack.yaml");
+        let text = [
+            data_doc("SwarmConfig", "caddy", "  file: ./caddy/Caddyfile\n"),
+            data_doc("SwarmConfig", "inline", "  data: |\n    a=1\n"),
+            data_doc("SwarmSecret", "key", "  dataBase64: aHVudGVyMg==\n"),
+        ]
+        .join("---\n");
+        std::fs::write(&spec, text).unwrap();
+        let FileLoad::Ok(o) = load_file(&spec) else {
+            panic!("loads")
+        };
+        let content = |i: usize| match &o[i].value {
+            Object::Config(c) => c.spec.content.0.clone(),
+            Object::Secret(s) => s.spec.content.0.clone(),
+            _ => panic!(),
+        };
+        assert_eq!(content(0), b":80 {\n}\n");
+        assert_eq!(content(1), b"a=1\n");
+        assert_eq!(content(2), b"hunter2");
+        let debug = format!("{:?}", o[2]);
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("aHVudGVyMg"),
+            "{debug}"
+        );
+        assert!(debug.contains("<7 bytes, sha256 "), "{debug}");
+    }
+
+    #[test]
+    fn config_and_secret_sources_are_checked_without_quoting_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let outer = dir.path().join("outer.txt");
+        std::fs::write(&outer, "hunter2").unwrap();
+        let specs = dir.path().join("specs");
+        std::fs::create_dir(&specs).unwrap();
+        std::fs::write(specs.join("big"), vec![b'x'; 500 * 1024 + 1]).unwrap();
+        let cases = [
+            (
+                "  file: missing.txt\n",
+                "spec.file",
+                "cannot read `missing.txt`",
+            ),
+            (
+                "  file: ../outer.txt\n",
+                "spec.file",
+                "outside the spec directory",
+            ),
+            ("  file: big\n", "spec.file", "at most 512000 bytes"),
+            ("  data: x\n  file: big\n", "spec", "exactly one of"),
+            (
+                "  dataBase64: \"hunter2!\"\n",
+                "spec.dataBase64",
+                "not valid base64",
+            ),
+        ];
+        for (body, field, message) in cases {
+            let spec = specs.join("s.yaml");
+            std::fs::write(&spec, data_doc("SwarmSecret", "s", body)).unwrap();
+            let FileLoad::Failed(e) = load_file(&spec) else {
+                panic!("{body} fails")
+            };
+            assert_eq!(e.len(), 1, "{e:#?}");
+            assert_eq!(e[0].field, field, "{body}");
+            assert!(e[0].message.contains(message), "{body}: {}", e[0].message);
+            assert!(e[0].line.is_some(), "{body}: located");
+            assert!(!e[0].to_string().contains("hunter2"), "{}", e[0]);
+        }
+        std::os::unix::fs::symlink(&outer, specs.join("link")).unwrap();
+        let spec = specs.join("s.yaml");
+        std::fs::write(&spec, data_doc("SwarmSecret", "s", "  file: link\n")).unwrap();
+        let e = load_file(&spec);
+        assert!(
+            e.errors()[0].message.contains("outside the spec directory"),
+            "{e:?}"
         );
     }
 

@@ -113,9 +113,10 @@ pub struct Located<T> {
     pub line: usize,
     /// 1-based column of `metadata.name` (or of the document).
     pub column: usize,
-    /// Positions of the document's fields, for field-level error locations.
+    /// Positions of the document's fields, for field-level error locations. Shared: objects
+    /// are cloned on every reload, their locations never change.
     #[serde(skip)]
-    pub fields: FieldLocations,
+    pub fields: std::sync::Arc<FieldLocations>,
 }
 
 impl<T> Located<T> {
@@ -127,7 +128,7 @@ impl<T> Located<T> {
             file: file.into(),
             line,
             column,
-            fields: FieldLocations::default(),
+            fields: std::sync::Arc::default(),
         }
     }
 

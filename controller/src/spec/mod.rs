@@ -1,6 +1,7 @@
 //! Spec files: the types users write, loading them from a directory with located errors,
 //! validating them, keeping the last good state per file, and their JSON Schemas.
 
+pub mod files;
 pub mod load;
 pub mod located;
 pub mod quantity;

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use schemars::{JsonSchema, Schema, schema_for};
 
-use super::types::{SwarmNetwork, SwarmService};
+use super::types::{SwarmConfig, SwarmNetwork, SwarmSecret, SwarmService};
 
 /// Base of the schemas' `$id`s.
 const ID_BASE: &str = "https://swarm-operator.io/schemas/v1alpha1";
@@ -30,6 +30,16 @@ pub fn schemas() -> Vec<(String, String)> {
             "swarmnetwork",
             "SwarmNetwork",
             "A Docker Swarm network managed by swarm-operator (apiVersion swarm-operator.io/v1alpha1).",
+        ),
+        schema::<SwarmConfig>(
+            "swarmconfig",
+            "SwarmConfig",
+            "A Docker Swarm config managed by swarm-operator, versioned by content hash (apiVersion swarm-operator.io/v1alpha1).",
+        ),
+        schema::<SwarmSecret>(
+            "swarmsecret",
+            "SwarmSecret",
+            "A Docker Swarm secret managed by swarm-operator, versioned by content hash (apiVersion swarm-operator.io/v1alpha1).",
         ),
     ]
 }

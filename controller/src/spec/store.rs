@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::load::{FileLoad, LoadDirError, load_dir};
+use super::load::{FileLoad, LoadCache, LoadDirError, load_dir_cached};
 use super::located::{Located, SpecError};
 use super::types::Object;
 use super::validate::validate;
@@ -37,6 +37,7 @@ pub struct Desired {
 pub struct SpecStore {
     last_good: BTreeMap<PathBuf, Vec<Located<Object>>>,
     failed: BTreeSet<PathBuf>,
+    cache: LoadCache,
 }
 
 impl SpecStore {
@@ -77,7 +78,7 @@ impl SpecStore {
         dir: &Path,
         existing_networks: Option<&BTreeSet<String>>,
     ) -> Result<Desired, LoadDirError> {
-        let loaded = load_dir(dir)?;
+        let loaded = load_dir_cached(dir, &mut self.cache)?;
         let mut errors = Vec::new();
         let mut fresh: BTreeMap<PathBuf, Vec<Located<Object>>> = BTreeMap::new();
         let mut failed = BTreeSet::new();
@@ -155,6 +156,56 @@ mod tests {
             .and_then(|o| o.value.as_service())
             .map(|s| s.spec.image.clone())
             .unwrap()
+    }
+
+    #[test]
+    fn an_edit_in_place_of_the_same_size_is_seen_although_loads_are_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.yaml");
+        std::fs::write(&a, svc("alpha", "img:1")).unwrap();
+        std::fs::write(dir.path().join("b.yaml"), svc("beta", "img:1")).unwrap();
+        let mut store = SpecStore::new();
+        assert_eq!(image(&store.reload(dir.path()).unwrap(), "alpha"), "img:1");
+        // Same length, same second: only the modification time's nanoseconds and the change
+        // time tell it apart.
+        std::fs::write(&a, svc("alpha", "img:2")).unwrap();
+        let d = store.reload(dir.path()).unwrap();
+        assert_eq!(image(&d, "alpha"), "img:2");
+        assert_eq!(image(&d, "beta"), "img:1");
+        // Replaced by a rename (a new inode), and removed.
+        let tmp = dir.path().join(".a.yaml.tmp");
+        std::fs::write(&tmp, svc("alpha", "img:3")).unwrap();
+        std::fs::rename(&tmp, &a).unwrap();
+        assert_eq!(image(&store.reload(dir.path()).unwrap(), "alpha"), "img:3");
+        std::fs::remove_file(&a).unwrap();
+        assert_eq!(names(&store.reload(dir.path()).unwrap()), ["beta"]);
+    }
+
+    #[test]
+    fn a_file_a_spec_reads_is_read_again_although_the_spec_did_not_change() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("c.yaml"),
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmConfig\nmetadata: {name: conf}\nspec: {file: ./app.conf}\n",
+        )
+        .unwrap();
+        let content = |d: &Desired| {
+            d.objects
+                .iter()
+                .find_map(|o| match &o.value {
+                    Object::Config(c) => Some(c.clone()),
+                    _ => None,
+                })
+                .expect("the config")
+        };
+        let mut store = SpecStore::new();
+        // Missing at first: the spec fails; creating the file fixes it without touching the spec.
+        assert!(!store.reload(dir.path()).unwrap().errors.is_empty());
+        std::fs::write(dir.path().join("app.conf"), "one").unwrap();
+        let first = content(&store.reload(dir.path()).unwrap());
+        std::fs::write(dir.path().join("app.conf"), "two").unwrap();
+        let second = content(&store.reload(dir.path()).unwrap());
+        assert_ne!(first, second, "the new content is seen");
     }
 
     #[test]

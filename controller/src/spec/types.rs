@@ -43,8 +43,24 @@ pub enum NetworkKind {
     SwarmNetwork,
 }
 
+/// The `kind` of a config document: always `SwarmConfig`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+pub enum ConfigKind {
+    /// A Docker Swarm config: a file (up to 500 KiB) mounted into services' containers.
+    #[default]
+    SwarmConfig,
+}
+
+/// The `kind` of a secret document: always `SwarmSecret`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+pub enum SecretKind {
+    /// A Docker Swarm secret: like a config, but encrypted at rest and kept in memory on nodes.
+    #[default]
+    SwarmSecret,
+}
+
 /// The kinds of document a spec directory may hold.
-pub const KINDS: [&str; 2] = ["SwarmService", "SwarmNetwork"];
+pub const KINDS: [&str; 4] = ["SwarmService", "SwarmNetwork", "SwarmConfig", "SwarmSecret"];
 
 /// Name and labels of an object.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
@@ -90,6 +106,96 @@ pub struct SwarmNetwork {
     pub spec: NetworkSpec,
 }
 
+/// A Docker Swarm config, declared. Created on the swarm as `<name>-<10 hex of sha256>`, so a
+/// content change makes a new version instead of failing (swarm configs are immutable).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SwarmConfig {
+    /// Always `swarm-operator.io/v1alpha1`.
+    pub api_version: ApiVersion,
+    /// Always `SwarmConfig`.
+    pub kind: ConfigKind,
+    /// The logical name services refer to, and labels.
+    pub metadata: ObjectMeta,
+    /// Where the content comes from.
+    pub spec: DataSpec,
+}
+
+/// A Docker Swarm secret, declared. Named and rotated like [`SwarmConfig`]; its content never
+/// appears in logs, errors, the status file or `diff` output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SwarmSecret {
+    /// Always `swarm-operator.io/v1alpha1`.
+    pub api_version: ApiVersion,
+    /// Always `SwarmSecret`.
+    pub kind: SecretKind,
+    /// The logical name services refer to, and labels.
+    pub metadata: ObjectMeta,
+    /// Where the content comes from.
+    pub spec: DataSpec,
+}
+
+/// The content of a config or secret: exactly one of `file`, `data`, `dataBase64`.
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DataSpec {
+    /// A file relative to this spec file, inside the spec directory (at most 500 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Inline text content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    /// Inline binary content, base64-encoded (standard alphabet, padded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_base64: Option<String>,
+    /// The content itself, filled in by the loader from whichever source is given.
+    #[serde(skip)]
+    pub content: Content,
+}
+
+impl fmt::Debug for DataSpec {
+    // Inline data is left out: for a secret it is the secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DataSpec")
+            .field("file", &self.file)
+            .field("data", &self.data.as_ref().map(|_| "<inline>"))
+            .field(
+                "data_base64",
+                &self.data_base64.as_ref().map(|_| "<inline>"),
+            )
+            .field("content", &self.content)
+            .finish()
+    }
+}
+
+/// The bytes of a config or secret. Its `Debug` shows only the size and a hash prefix, so the
+/// content of a secret can not end up in a log line through `{:?}`.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Content(pub Vec<u8>);
+
+impl Content {
+    /// Lower-case hex SHA-256 of the bytes.
+    pub fn sha256_hex(&self) -> String {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(&self.0)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+impl fmt::Debug for Content {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "<{} bytes, sha256 {}…>",
+            self.0.len(),
+            &self.sha256_hex()[..12]
+        )
+    }
+}
+
 /// Any object a spec document may declare.
 ///
 /// Untagged: each variant carries its own `kind` field. The loader does not go through this
@@ -105,6 +211,10 @@ pub enum Object {
     Service(SwarmService),
     /// A `SwarmNetwork` document.
     Network(SwarmNetwork),
+    /// A `SwarmConfig` document.
+    Config(SwarmConfig),
+    /// A `SwarmSecret` document.
+    Secret(SwarmSecret),
 }
 
 impl Object {
@@ -118,6 +228,8 @@ impl Object {
         match self {
             Object::Service(_) => "SwarmService",
             Object::Network(_) => "SwarmNetwork",
+            Object::Config(_) => "SwarmConfig",
+            Object::Secret(_) => "SwarmSecret",
         }
     }
 
@@ -126,6 +238,8 @@ impl Object {
         match self {
             Object::Service(s) => &s.metadata,
             Object::Network(n) => &n.metadata,
+            Object::Config(c) => &c.metadata,
+            Object::Secret(s) => &s.metadata,
         }
     }
 
@@ -133,7 +247,7 @@ impl Object {
     pub fn as_service(&self) -> Option<&SwarmService> {
         match self {
             Object::Service(s) => Some(s),
-            Object::Network(_) => None,
+            _ => None,
         }
     }
 
@@ -141,8 +255,20 @@ impl Object {
     pub fn as_network(&self) -> Option<&SwarmNetwork> {
         match self {
             Object::Network(n) => Some(n),
-            Object::Service(_) => None,
+            _ => None,
         }
+    }
+}
+
+impl From<SwarmConfig> for Object {
+    fn from(c: SwarmConfig) -> Self {
+        Object::Config(c)
+    }
+}
+
+impl From<SwarmSecret> for Object {
+    fn from(s: SwarmSecret) -> Self {
+        Object::Secret(s)
     }
 }
 
@@ -228,6 +354,197 @@ pub struct ServiceSpec {
     /// Working directory inside the containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
+    /// Files of `NAME=value` lines (compose `env_file` syntax), relative to this spec file and
+    /// inside its directory; read in order, later files win, and `env` wins over all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_file: Vec<String>,
+    /// Container hostname (defaults to the container id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Run an init process (tini) as PID 1 that reaps zombies and forwards signals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<bool>,
+    /// Signal sent to stop a container (default `SIGTERM`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    /// Mount the container's root filesystem read-only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+    /// Allocate a pseudo-TTY.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty: Option<bool>,
+    /// Keep stdin open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin_open: Option<bool>,
+    /// Linux capabilities to add, e.g. `NET_ADMIN`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    /// Linux capabilities to drop, e.g. `ALL`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
+    /// Namespaced kernel parameters, e.g. `net.core.somaxconn: "1024"`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+    /// Resource limits of the containers' processes by name, e.g. `nofile: {soft: 1024, hard:
+    /// 4096}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ulimits: BTreeMap<String, UlimitSpec>,
+    /// Extra `/etc/hosts` entries as `hostname:ip` (compose `extra_hosts` syntax).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<String>,
+    /// DNS settings of the containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsSpec>,
+    /// Log driver of the containers and its options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<LoggingSpec>,
+    /// Extra DNS names of the service on its networks, by network name (as listed in
+    /// `networks`): e.g. `{backend: [db, postgres]}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub network_aliases: BTreeMap<String, Vec<String>>,
+    /// `SwarmConfig`s (or, with `external`, existing swarm configs) mounted as files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<FileReference>,
+    /// `SwarmSecret`s (or, with `external`, existing swarm secrets) mounted as files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<FileReference>,
+}
+
+/// A soft and a hard limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UlimitSpec {
+    /// The limit a process starts with and may raise up to `hard`.
+    pub soft: i64,
+    /// The ceiling.
+    pub hard: i64,
+}
+
+/// DNS resolver settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DnsSpec {
+    /// Name server addresses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nameservers: Vec<String>,
+    /// Search domains.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub search: Vec<String>,
+    /// Resolver options, e.g. `ndots:2`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+}
+
+/// Log driver settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoggingSpec {
+    /// Driver name, e.g. `json-file`, `local`, `syslog`.
+    pub driver: String,
+    /// Driver options, e.g. `max-size: 10m`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+}
+
+/// A config or secret mounted into a service's containers.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileReference {
+    /// `metadata.name` of a `SwarmConfig`/`SwarmSecret` spec, or with `external: true` the
+    /// name of a config/secret that already exists on the swarm (used as it is, never changed).
+    pub name: String,
+    /// Path of the file in the container: absolute, or relative to `/` for configs and to
+    /// `/run/secrets/` for secrets. Defaults to the name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Owner user id of the file (default `0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// Owner group id of the file (default `0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<String>,
+    /// File mode in octal, as a string (`"0440"`) or a number (`0440`, `440`); default `0444`.
+    #[serde(
+        default,
+        deserialize_with = "de_opt_mode",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<ModeSchema>")]
+    pub mode: Option<FileMode>,
+    /// The config/secret is not declared by a spec but exists on the swarm already.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub external: bool,
+}
+
+/// A Unix file mode (permission bits), written in octal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct FileMode(pub u32);
+
+impl Serialize for FileMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{:04o}", self.0))
+    }
+}
+
+/// Schema of a file mode: an octal string or a number whose digits are read as octal.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code, reason = "only its schema is used")]
+enum ModeSchema {
+    /// Octal digits, e.g. `"0440"`.
+    Octal(#[schemars(regex(pattern = r"^0?[0-7]{1,4}$"))] String),
+    /// A number whose decimal digits are read as octal (YAML `0440` and `440` both mean 0o440).
+    Number(#[schemars(range(min = 0, max = 7777))] u32),
+}
+
+impl FileMode {
+    /// Parses octal digits (an optional leading `0` or `0o`), at most `0o7777`.
+    pub fn parse_octal(text: &str) -> Option<FileMode> {
+        let digits = text.strip_prefix("0o").unwrap_or(text);
+        if digits.is_empty()
+            || digits.len() > 5
+            || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+        {
+            return None;
+        }
+        u32::from_str_radix(digits, 8)
+            .ok()
+            .filter(|m| *m <= 0o7777)
+            .map(FileMode)
+    }
+}
+
+fn de_opt_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<FileMode>, D::Error> {
+    struct V;
+    const FORMS: &str = "an octal file mode like `\"0440\"` or `0440`";
+    impl de::Visitor<'_> for V {
+        type Value = FileMode;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(FORMS)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<FileMode, E> {
+            FileMode::parse_octal(v).ok_or_else(|| {
+                E::custom(format!("`{v}` is not {FORMS} (digits 0-7, at most 7777)"))
+            })
+        }
+        // YAML 1.2 reads `0440` as the decimal number 440: its digits are the octal mode the
+        // user meant, which is how the compose file format treats numeric modes too.
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<FileMode, E> {
+            self.visit_str(&v.to_string())
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<FileMode, E> {
+            self.visit_str(&v.to_string())
+        }
+        // The YAML parser reads a leading-zero number like `0440` as a float.
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<FileMode, E> {
+            if v.fract() == 0.0 && (0.0..1e6).contains(&v) {
+                self.visit_u64(v as u64)
+            } else {
+                Err(E::custom(format!("`{v}` is not {FORMS}")))
+            }
+        }
+    }
+    d.deserialize_any(V).map(Some)
 }
 
 impl ServiceSpec {
@@ -536,6 +853,57 @@ pub struct MountSpec {
     /// Size of a `tmpfs` mount, e.g. `64Mi`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tmpfs_size: Option<MemoryQuantity>,
+    /// File mode of a `tmpfs` mount's root, in octal (e.g. `"1777"`).
+    #[serde(
+        default,
+        deserialize_with = "de_opt_mode",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<ModeSchema>")]
+    pub tmpfs_mode: Option<FileMode>,
+    /// Propagation of a `bind` mount: `rprivate` (Docker's default), `private`, `rshared`,
+    /// `shared`, `rslave` or `slave`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_propagation: Option<BindPropagation>,
+    /// Options of a `volume` mount: how the volume is created on each node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<VolumeOptionsSpec>,
+}
+
+/// Propagation of a bind mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BindPropagation {
+    /// Mounts do not propagate, recursively (Docker's default).
+    Rprivate,
+    /// Mounts do not propagate.
+    Private,
+    /// Mounts propagate both ways, recursively.
+    Rshared,
+    /// Mounts propagate both ways.
+    Shared,
+    /// Host mounts propagate into the container, recursively.
+    Rslave,
+    /// Host mounts propagate into the container.
+    Slave,
+}
+
+/// How a named volume is created on the node that runs a task (when it does not exist yet).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VolumeOptionsSpec {
+    /// Do not copy the image's files at the target into a new, empty volume.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub no_copy: bool,
+    /// Labels of the created volume.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Volume driver (default `local`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// Options of the volume driver, e.g. `type: nfs`, `o: addr=10.0.0.1`, `device: :/export`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_options: BTreeMap<String, String>,
 }
 
 /// Kind of mount.
@@ -570,6 +938,11 @@ pub struct NetworkSpec {
     /// Address management; swarm picks a subnet when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipam: Option<IpamSpec>,
+    /// The network exists already and is not the operator's: it is never created, changed or
+    /// removed, only checked to exist (like compose `external: true`). The other fields must
+    /// then be left out.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub external: bool,
 }
 
 impl Default for NetworkSpec {
@@ -580,6 +953,7 @@ impl Default for NetworkSpec {
             internal: false,
             options: BTreeMap::new(),
             ipam: None,
+            external: false,
         }
     }
 }

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::located::{Located, SpecError, field_path};
 use super::types::{
-    EndpointMode, FailureAction, HealthcheckSpec, MountSpec, MountType, NetworkSpec, Object,
-    PublishMode, ServiceMode, ServiceSpec, UpdatePolicy,
+    EndpointMode, FailureAction, FileReference, HealthcheckSpec, MountSpec, MountType, NetworkSpec,
+    Object, PublishMode, ServiceMode, ServiceSpec, UpdatePolicy,
 };
 
 /// More replicas than this is almost certainly a typo.
@@ -28,6 +28,85 @@ pub fn validate(
     errors.extend(duplicate_names(objects));
     errors.extend(port_conflicts(objects));
     errors.extend(network_references(objects, existing_networks));
+    errors.extend(file_references(objects));
+    errors
+}
+
+/// Where a config or secret reference puts its file in the container: configs default to
+/// `/<name>`, secrets to `/run/secrets/<name>`, and relative targets are relative to those
+/// directories (as `docker service create --config/--secret` does it).
+pub fn effective_target(reference: &FileReference, secret: bool) -> String {
+    let base = if secret { "/run/secrets/" } else { "/" };
+    match reference.target.as_deref() {
+        Some(t) if t.starts_with('/') => t.to_owned(),
+        Some(t) => format!("{base}{t}"),
+        None => format!("{base}{}", reference.name),
+    }
+}
+
+/// Service references to configs and secrets: known names (or `external`), and one file per
+/// container path.
+fn file_references(objects: &[Located<Object>]) -> Vec<SpecError> {
+    let declared = |kind: &str| -> BTreeSet<&str> {
+        objects
+            .iter()
+            .filter(|o| o.value.kind() == kind)
+            .map(|o| o.value.name())
+            .collect()
+    };
+    let (configs, secrets) = (declared("SwarmConfig"), declared("SwarmSecret"));
+    let mut errors = Vec::new();
+    for o in objects {
+        let Object::Service(s) = &o.value else {
+            continue;
+        };
+        let mut targets: BTreeMap<String, String> = BTreeMap::new();
+        for (list, refs, known, kind, secret) in [
+            (
+                "spec.configs",
+                &s.spec.configs,
+                &configs,
+                "SwarmConfig",
+                false,
+            ),
+            (
+                "spec.secrets",
+                &s.spec.secrets,
+                &secrets,
+                "SwarmSecret",
+                true,
+            ),
+        ] {
+            for (i, reference) in refs.iter().enumerate() {
+                let field = field_path::index(list, i);
+                if !reference.external && !known.contains(reference.name.as_str()) {
+                    let names = if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.iter().copied().collect::<Vec<_>>().join(", ")
+                    };
+                    errors.push(o.error_at(
+                        format!("{field}.name"),
+                        format!(
+                            "no {kind} named `{}` (declared: {names}); for one that exists on the swarm already, add `external: true`",
+                            reference.name
+                        ),
+                    ));
+                }
+                let target = effective_target(reference, secret);
+                if let Some(first) = targets.get(&target) {
+                    errors.push(o.error_at(
+                        format!("{field}.target"),
+                        format!(
+                            "`{target}` is also the target of {first}: each file path in the container may be used once"
+                        ),
+                    ));
+                } else {
+                    targets.insert(target, field);
+                }
+            }
+        }
+    }
     errors
 }
 
@@ -46,12 +125,28 @@ pub fn validate_object(object: &Located<Object>) -> Vec<SpecError> {
     match &object.value {
         Object::Service(s) => service(object, &s.spec, &mut errors),
         Object::Network(n) => network(object, &n.spec, &mut errors),
+        Object::Config(_) | Object::Secret(_) => {
+            let name = object.value.name();
+            if name.len() > MAX_DATA_NAME_LEN {
+                errors.push(object.error_at(
+                    "metadata.name",
+                    format!(
+                        "{kind} name `{name}` has {} characters: at most {MAX_DATA_NAME_LEN}, since the operator appends `-` and 10 hex digits of the content hash (swarm allows 64)",
+                        name.len()
+                    ),
+                ));
+            }
+        }
     }
     errors
 }
 
+/// Longest logical name of a config or secret: swarm allows 64 characters, and the versioned
+/// name adds `-` and 10 hex digits.
+pub const MAX_DATA_NAME_LEN: usize = 64 - 11;
+
 /// Why `name` is not a valid swarm service or network name, if it is not.
-fn name_problem(name: &str) -> Option<String> {
+pub fn name_problem(name: &str) -> Option<String> {
     const ALLOWED: &str = "names start with a letter or digit, continue with letters, digits, \
                            `_`, `.` or `-`, and have at most 63 characters";
     let mut chars = name.chars();
@@ -184,6 +279,7 @@ fn service(object: &Located<Object>, spec: &ServiceSpec, errors: &mut Vec<SpecEr
     for (i, mount) in spec.mounts.iter().enumerate() {
         self::mount(&field_path::index("spec.mounts", i), mount, &mut err);
     }
+    stack_fields(spec, &mut err);
     if let Some(placement) = &spec.placement {
         for (i, c) in placement.constraints.iter().enumerate() {
             if !["==", "!="].iter().any(|op| c.contains(op)) {
@@ -205,6 +301,73 @@ fn service(object: &Located<Object>, spec: &ServiceSpec, errors: &mut Vec<SpecEr
                     "spread must name a node attribute like `node.labels.zone`".into(),
                 );
             }
+        }
+    }
+}
+
+/// The container options `docker stack deploy` covers beyond the basics.
+fn stack_fields(spec: &ServiceSpec, err: &mut impl FnMut(String, String)) {
+    for network in spec.network_aliases.keys() {
+        if !spec.networks.contains(network) {
+            err(
+                field_path::key("spec.networkAliases", network),
+                format!(
+                    "aliases for network `{network}`, which is not in `networks`: attach to it there, or remove the aliases"
+                ),
+            );
+        }
+    }
+    for (i, entry) in spec.extra_hosts.iter().enumerate() {
+        let ok = entry
+            .split_once(':')
+            .is_some_and(|(host, ip)| !host.trim().is_empty() && !ip.trim().is_empty());
+        if !ok {
+            err(
+                field_path::index("spec.extraHosts", i),
+                format!(
+                    "extra host `{entry}` must be written `hostname:ip`, e.g. `db.local:10.0.0.5`"
+                ),
+            );
+        }
+    }
+    for (name, limit) in &spec.ulimits {
+        if limit.soft > limit.hard {
+            err(
+                field_path::key("spec.ulimits", name),
+                format!(
+                    "ulimit `{name}`: soft limit {} is above hard limit {}: soft must be at most hard",
+                    limit.soft, limit.hard
+                ),
+            );
+        }
+    }
+    if let Some(logging) = &spec.logging
+        && logging.driver.trim().is_empty()
+    {
+        err(
+            "spec.logging.driver".into(),
+            "the log driver must not be empty: e.g. `json-file`, `local` or `syslog`".into(),
+        );
+    }
+    for (list, items) in [
+        ("spec.capAdd", &spec.cap_add),
+        ("spec.capDrop", &spec.cap_drop),
+    ] {
+        for (i, cap) in items.iter().enumerate() {
+            if cap.trim().is_empty() || cap.contains(char::is_whitespace) {
+                err(
+                    field_path::index(list, i),
+                    format!("`{cap}` is not a capability name like `NET_ADMIN` or `ALL`"),
+                );
+            }
+        }
+    }
+    for (i, path) in spec.env_file.iter().enumerate() {
+        if path.trim().is_empty() {
+            err(
+                field_path::index("spec.envFile", i),
+                "env file paths must not be empty".into(),
+            );
         }
     }
 }
@@ -281,15 +444,54 @@ fn mount(field: &str, mount: &MountSpec, err: &mut impl FnMut(String, String)) {
         }
         MountType::Volume => {}
     }
-    if mount.tmpfs_size.is_some() && mount.r#type != MountType::Tmpfs {
+    let only_with = [
+        ("tmpfsSize", mount.tmpfs_size.is_some(), MountType::Tmpfs),
+        ("tmpfsMode", mount.tmpfs_mode.is_some(), MountType::Tmpfs),
+        (
+            "bindPropagation",
+            mount.bind_propagation.is_some(),
+            MountType::Bind,
+        ),
+        ("volume", mount.volume.is_some(), MountType::Volume),
+    ];
+    for (name, set, kind) in only_with {
+        if set && mount.r#type != kind {
+            let kind = match kind {
+                MountType::Tmpfs => "tmpfs",
+                MountType::Bind => "bind",
+                MountType::Volume => "volume",
+            };
+            err(
+                format!("{field}.{name}"),
+                format!("{name} is only allowed with `type: {kind}`"),
+            );
+        }
+    }
+    if let Some(volume) = &mount.volume
+        && mount.source.as_deref().is_none_or(str::is_empty)
+        && (volume.driver.is_some() || !volume.driver_options.is_empty())
+    {
         err(
-            format!("{field}.tmpfsSize"),
-            "tmpfsSize is only allowed with `type: tmpfs`".into(),
+            format!("{field}.source"),
+            "a volume with driver settings needs a `source` (the volume name)".into(),
         );
     }
 }
 
 fn network(object: &Located<Object>, spec: &NetworkSpec, errors: &mut Vec<SpecError>) {
+    if spec.external {
+        let configured = NetworkSpec {
+            external: true,
+            ..NetworkSpec::default()
+        };
+        if *spec != configured {
+            errors.push(object.error_at(
+                "spec.external",
+                "an external network is only referenced, never created: remove driver, attachable, internal, options and ipam, or remove `external`",
+            ));
+        }
+        return;
+    }
     if spec.driver.trim().is_empty() {
         errors.push(object.error_at(
             "spec.driver",
@@ -382,10 +584,24 @@ fn network_references(
 ) -> Vec<SpecError> {
     let declared: BTreeSet<&str> = objects
         .iter()
-        .filter(|o| matches!(o.value, Object::Network(_)))
+        .filter(|o| matches!(&o.value, Object::Network(n) if !n.spec.external))
         .map(|o| o.value.name())
         .collect();
     let mut errors = Vec::new();
+    for o in objects {
+        if let Object::Network(n) = &o.value
+            && n.spec.external
+            && !existing_networks.contains(&n.metadata.name)
+        {
+            errors.push(o.error_at(
+                "spec.external",
+                format!(
+                    "external network `{}` does not exist on the swarm: create it (`docker network create --driver overlay {}`) or drop `external: true` to let the operator create it",
+                    n.metadata.name, n.metadata.name
+                ),
+            ));
+        }
+    }
     for o in objects {
         let Object::Service(s) = &o.value else {
             continue;
@@ -702,5 +918,101 @@ mod tests {
             e[0].to_string(),
             format!("x.yaml:3:1: spec.replicas: {}", e[0].message)
         );
+    }
+
+    #[test]
+    fn stack_field_checks() {
+        let e = check(&svc(
+            "a",
+            "  networks: [front]\n  networkAliases: {back: [x]}\n  extraHosts: [nocolon]\n  ulimits: {nofile: {soft: 2, hard: 1}}\n  logging: {driver: \"\"}\n  capAdd: [\"NET ADMIN\"]\n  mounts:\n  - {type: volume, target: /v, bindPropagation: shared, volume: {driver: local}}\n",
+        ));
+        let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.mounts[0].bindPropagation",
+                "spec.mounts[0].source",
+                "spec.networkAliases.back",
+                "spec.extraHosts[0]",
+                "spec.ulimits.nofile",
+                "spec.logging.driver",
+                "spec.capAdd[0]",
+                "spec.networks[0]",
+            ]
+        );
+        assert!(
+            e[2].message.contains("not in `networks`"),
+            "{}",
+            e[2].message
+        );
+        assert!(e[4].message.contains("soft limit 2 is above hard limit 1"));
+    }
+
+    #[test]
+    fn external_networks_are_only_referenced() {
+        let external = "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmNetwork\nmetadata: {name: shared}\nspec: {external: true}\n";
+        let text = format!("{external}---\n{}", svc("a", "  networks: [shared]\n"));
+        let e = validate(&objects("t.yaml", &text), &BTreeSet::new());
+        let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["spec.external", "spec.networks[0]"], "{e:#?}");
+        assert!(e[0].message.contains("does not exist on the swarm"));
+        let existing = ["shared".to_owned()].into();
+        assert!(validate(&objects("t.yaml", &text), &existing).is_empty());
+        let e = validate(
+            &objects(
+                "t.yaml",
+                &external.replace("{external: true}", "{external: true, internal: true}"),
+            ),
+            &existing,
+        );
+        assert_eq!(e.len(), 1);
+        assert!(e[0].message.contains("only referenced"), "{}", e[0].message);
+    }
+
+    #[test]
+    fn config_and_secret_references() {
+        let config = "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmConfig\nmetadata: {name: app_conf}\nspec: {data: x}\n";
+        let secret = "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmSecret\nmetadata: {name: db_pass}\nspec: {data: x}\n";
+        let service = svc(
+            "a",
+            "  configs:\n  - {name: app_conf, target: /etc/app.conf, mode: 0440}\n  - {name: nope}\n  - {name: other, external: true, target: etc/app.conf}\n  secrets:\n  - {name: db_pass}\n  - {name: ext, external: true, target: /run/secrets/db_pass}\n",
+        );
+        let text = format!("{config}---\n{secret}---\n{service}");
+        let e = check(&text);
+        let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.configs[1].name",
+                "spec.configs[2].target",
+                "spec.secrets[1].target"
+            ],
+            "{e:#?}"
+        );
+        assert!(
+            e[0].message
+                .contains("no SwarmConfig named `nope` (declared: app_conf)")
+        );
+        assert!(
+            e[1].message
+                .contains("`/etc/app.conf` is also the target of spec.configs[0]")
+        );
+        assert_eq!(e[0].line, Some(19));
+        let o = objects("t.yaml", &text);
+        let s = o[2].value.as_service().unwrap();
+        assert_eq!(s.spec.configs[0].mode, Some(crate::spec::FileMode(0o440)));
+    }
+
+    #[test]
+    fn data_names_leave_room_for_the_hash_suffix() {
+        let doc = |n: &str| {
+            format!(
+                "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmConfig\nmetadata: {{name: {n}}}\nspec: {{data: x}}\n"
+            )
+        };
+        assert!(check(&doc(&"a".repeat(53))).is_empty());
+        let e = check(&doc(&"a".repeat(54)));
+        assert_eq!(e.len(), 1);
+        assert!(e[0].message.contains("at most 53"), "{}", e[0].message);
     }
 }

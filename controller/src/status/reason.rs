@@ -6,12 +6,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::plan::ConflictReason;
 
-/// Which aspect of a service a condition describes.
+/// Which aspect of an object a condition describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConditionType {
-    /// All expected replicas run.
+    /// The object is there and serving (all expected replicas run, the network exists).
     Ready,
-    /// Something is under way (creating, scaling, rolling out, waiting).
+    /// Something is under way (creating, scaling, rolling out, waiting, removing).
     Progressing,
     /// Something needs the user's attention.
     Degraded,
@@ -40,24 +40,28 @@ impl From<bool> for ConditionStatus {
 /// (and JSON form) is the wire string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConditionReason {
-    /// Ready: every expected replica runs.
+    /// Ready (services): every expected replica runs.
     AllReplicasRunning,
+    /// Ready (networks): the network exists.
+    Exists,
     /// Ready: fewer replicas run than expected, or an update is under way.
     ReplicasUnavailable,
-    /// Ready: the service does not exist yet.
+    /// Ready: the object does not exist yet.
     NotCreated,
+    /// Ready (networks): its spec is gone, so the network is being removed.
+    SpecRemoved,
     /// Ready and Degraded: an object of that name exists that the operator does not own.
     NotOwned,
     /// Progressing: swarm is rolling out a new spec.
     RollingUpdate,
     /// Progressing: swarm is starting or stopping replicas.
     Scaling,
-    /// Progressing: the operator is creating the service.
+    /// Progressing: the operator is creating the object.
     Creating,
-    /// Progressing: a network removal waits for the services still attached to it.
+    /// Progressing (networks): the operator is removing the network.
+    Removing,
+    /// Progressing (networks): the removal waits for the services still attached.
     WaitingForUsers,
-    /// Progressing: the service waits for a network it uses to be created.
-    WaitingForNetwork,
     /// Progressing: nothing is under way.
     Converged,
     /// Degraded: swarm paused a rolling update after failures.
@@ -78,28 +82,26 @@ pub enum ConditionReason {
     PruneWithheld,
     /// Degraded: a published port is held by another service.
     PortConflict,
+    /// Degraded: the service can not be written until a network it uses exists.
+    WaitingForNetwork,
     /// Degraded: no problem found.
     AsExpected,
-    /// Ready (networks): the network exists.
-    Exists,
-    /// Ready (networks): its spec is gone; it is to be removed.
-    SpecRemoved,
-    /// Progressing (networks): the operator is removing it.
-    Removing,
 }
 
 impl ConditionReason {
-    /// Every reason, for exhaustive tests and documentation.
+    /// Every reason, for exhaustive tests.
     pub const ALL: [ConditionReason; 23] = [
         ConditionReason::AllReplicasRunning,
+        ConditionReason::Exists,
         ConditionReason::ReplicasUnavailable,
         ConditionReason::NotCreated,
+        ConditionReason::SpecRemoved,
         ConditionReason::NotOwned,
         ConditionReason::RollingUpdate,
         ConditionReason::Scaling,
         ConditionReason::Creating,
+        ConditionReason::Removing,
         ConditionReason::WaitingForUsers,
-        ConditionReason::WaitingForNetwork,
         ConditionReason::Converged,
         ConditionReason::UpdatePaused,
         ConditionReason::RollbackPaused,
@@ -110,24 +112,24 @@ impl ConditionReason {
         ConditionReason::SpecFileFailed,
         ConditionReason::PruneWithheld,
         ConditionReason::PortConflict,
+        ConditionReason::WaitingForNetwork,
         ConditionReason::AsExpected,
-        ConditionReason::Exists,
-        ConditionReason::SpecRemoved,
-        ConditionReason::Removing,
     ];
 
     /// The wire string.
     pub fn as_str(self) -> &'static str {
         match self {
             ConditionReason::AllReplicasRunning => "AllReplicasRunning",
+            ConditionReason::Exists => "Exists",
             ConditionReason::ReplicasUnavailable => "ReplicasUnavailable",
             ConditionReason::NotCreated => "NotCreated",
+            ConditionReason::SpecRemoved => "SpecRemoved",
             ConditionReason::NotOwned => "NotOwned",
             ConditionReason::RollingUpdate => "RollingUpdate",
             ConditionReason::Scaling => "Scaling",
             ConditionReason::Creating => "Creating",
+            ConditionReason::Removing => "Removing",
             ConditionReason::WaitingForUsers => "WaitingForUsers",
-            ConditionReason::WaitingForNetwork => "WaitingForNetwork",
             ConditionReason::Converged => "Converged",
             ConditionReason::UpdatePaused => "UpdatePaused",
             ConditionReason::RollbackPaused => "RollbackPaused",
@@ -138,10 +140,8 @@ impl ConditionReason {
             ConditionReason::SpecFileFailed => "SpecFileFailed",
             ConditionReason::PruneWithheld => "PruneWithheld",
             ConditionReason::PortConflict => "PortConflict",
+            ConditionReason::WaitingForNetwork => "WaitingForNetwork",
             ConditionReason::AsExpected => "AsExpected",
-            ConditionReason::Exists => "Exists",
-            ConditionReason::SpecRemoved => "SpecRemoved",
-            ConditionReason::Removing => "Removing",
         }
     }
 
@@ -158,9 +158,9 @@ impl ConditionReason {
             ConditionReason::RollingUpdate
             | ConditionReason::Scaling
             | ConditionReason::Creating
+            | ConditionReason::Removing
             | ConditionReason::WaitingForUsers
-            | ConditionReason::WaitingForNetwork
-            | ConditionReason::Removing => &[(Progressing, True)],
+            | ConditionReason::WaitingForNetwork => &[(Progressing, True)],
             ConditionReason::Converged => &[(Progressing, False)],
             ConditionReason::UpdatePaused
             | ConditionReason::RollbackPaused
@@ -204,110 +204,31 @@ mod tests {
 
     /// Every reason with its wire string and the conditions it explains, written out by hand:
     /// the status file's readers (dashboards, scripts, the e2e tests) match on these strings.
+    #[rustfmt::skip]
     const TABLE: &[(ConditionReason, &str, Explained)] = &[
-        (
-            ConditionReason::AllReplicasRunning,
-            "AllReplicasRunning",
-            &[(Ready, True)],
-        ),
-        (
-            ConditionReason::ReplicasUnavailable,
-            "ReplicasUnavailable",
-            &[(Ready, False)],
-        ),
-        (ConditionReason::NotCreated, "NotCreated", &[(Ready, False)]),
-        (
-            ConditionReason::NotOwned,
-            "NotOwned",
-            &[(Ready, False), (Degraded, True)],
-        ),
-        (
-            ConditionReason::RollingUpdate,
-            "RollingUpdate",
-            &[(Progressing, True)],
-        ),
-        (ConditionReason::Scaling, "Scaling", &[(Progressing, True)]),
-        (
-            ConditionReason::Creating,
-            "Creating",
-            &[(Progressing, True)],
-        ),
-        (
-            ConditionReason::WaitingForUsers,
-            "WaitingForUsers",
-            &[(Progressing, True)],
-        ),
-        (
-            ConditionReason::WaitingForNetwork,
-            "WaitingForNetwork",
-            &[(Progressing, True)],
-        ),
-        (
-            ConditionReason::Converged,
-            "Converged",
-            &[(Progressing, False)],
-        ),
-        (
-            ConditionReason::UpdatePaused,
-            "UpdatePaused",
-            &[(Degraded, True)],
-        ),
-        (
-            ConditionReason::RollbackPaused,
-            "RollbackPaused",
-            &[(Degraded, True)],
-        ),
-        (
-            ConditionReason::RolledBack,
-            "RolledBack",
-            &[(Degraded, True)],
-        ),
-        (
-            ConditionReason::TasksFailing,
-            "TasksFailing",
-            &[(Degraded, True)],
-        ),
-        (
-            ConditionReason::ReconcileError,
-            "ReconcileError",
-            &[(Degraded, True)],
-        ),
-        (
-            ConditionReason::NetworkImmutable,
-            "NetworkImmutable",
-            &[(Degraded, True)],
-        ),
-        (
-            ConditionReason::SpecFileFailed,
-            "SpecFileFailed",
-            &[(Degraded, True)],
-        ),
-        (
-            ConditionReason::PruneWithheld,
-            "PruneWithheld",
-            &[(Degraded, True)],
-        ),
-        (
-            ConditionReason::PortConflict,
-            "PortConflict",
-            &[(Degraded, True)],
-        ),
-        (
-            ConditionReason::AsExpected,
-            "AsExpected",
-            &[(Degraded, False)],
-        ),
+        (ConditionReason::AllReplicasRunning, "AllReplicasRunning", &[(Ready, True)]),
         (ConditionReason::Exists, "Exists", &[(Ready, True)]),
-        (
-            ConditionReason::SpecRemoved,
-            "SpecRemoved",
-            &[(Ready, False)],
-        ),
-        (
-            ConditionReason::Removing,
-            "Removing",
-            &[(Progressing, True)],
-        ),
+        (ConditionReason::ReplicasUnavailable, "ReplicasUnavailable", &[(Ready, False)]),
+        (ConditionReason::NotCreated, "NotCreated", &[(Ready, False)]),
+        (ConditionReason::SpecRemoved, "SpecRemoved", &[(Ready, False)]),
+        (ConditionReason::NotOwned, "NotOwned", &[(Ready, False), (Degraded, True)]),
+        (ConditionReason::RollingUpdate, "RollingUpdate", &[(Progressing, True)]),
+        (ConditionReason::Scaling, "Scaling", &[(Progressing, True)]),
+        (ConditionReason::Creating, "Creating", &[(Progressing, True)]),
+        (ConditionReason::Removing, "Removing", &[(Progressing, True)]),
+        (ConditionReason::WaitingForUsers, "WaitingForUsers", &[(Progressing, True)]),
+        (ConditionReason::Converged, "Converged", &[(Progressing, False)]),
+        (ConditionReason::UpdatePaused, "UpdatePaused", &[(Degraded, True)]),
+        (ConditionReason::RollbackPaused, "RollbackPaused", &[(Degraded, True)]),
+        (ConditionReason::RolledBack, "RolledBack", &[(Degraded, True)]),
+        (ConditionReason::TasksFailing, "TasksFailing", &[(Degraded, True)]),
+        (ConditionReason::ReconcileError, "ReconcileError", &[(Degraded, True)]),
+        (ConditionReason::NetworkImmutable, "NetworkImmutable", &[(Degraded, True)]),
+        (ConditionReason::SpecFileFailed, "SpecFileFailed", &[(Degraded, True)]),
+        (ConditionReason::PruneWithheld, "PruneWithheld", &[(Degraded, True)]),
+        (ConditionReason::PortConflict, "PortConflict", &[(Degraded, True)]),
+        (ConditionReason::WaitingForNetwork, "WaitingForNetwork", &[(Progressing, True)]),
+        (ConditionReason::AsExpected, "AsExpected", &[(Degraded, False)]),
     ];
 
     #[test]

@@ -133,17 +133,38 @@ impl Swarm {
     /// Starts `swarm-operator run` on this test's directories, serving metrics on a free
     /// loopback port.
     pub fn operator(&self) -> Operator {
+        self.operator_with(
+            &["--specs", self.specs.path().to_str().unwrap()],
+            &self.status,
+            "",
+            &[],
+        )
+    }
+
+    /// Starts `swarm-operator run` with `args` (instead of `--specs DIR`) writing `status`,
+    /// plus `extra_args` (e.g. `--file-sd FILE`); its log file gets the suffix `log_name`.
+    pub fn operator_with(
+        &self,
+        args: &[&str],
+        status: &Path,
+        log_name: &str,
+        extra_args: &[&std::ffi::OsStr],
+    ) -> Operator {
         let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free loopback port");
-        let log = self.specs.path().with_extension("operator.log");
+        let log = self
+            .specs
+            .path()
+            .with_extension(format!("operator{log_name}.log"));
         let log_file = std::fs::File::create(&log).expect("operator log");
         let child = Command::new(env!("CARGO_BIN_EXE_swarm-operator"))
-            .args(["run", "--specs"])
-            .arg(self.specs.path())
+            .arg("run")
+            .args(args)
             .arg("--status")
-            .arg(&self.status)
+            .arg(status)
             .args(["--resync", "2s"])
+            .args(extra_args)
             .arg("--metrics-addr")
             .arg(metrics_addr.to_string())
             .env("RUST_LOG", "info,swarm_operator=debug")
@@ -167,6 +188,16 @@ impl Swarm {
         Command::new(env!("CARGO_BIN_EXE_swarm-operator"))
             .arg(subcommand)
             .arg(self.specs.path())
+            .env("SWARM_OPERATOR_INSTANCE", &self.prefix)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("running swarm-operator")
+    }
+
+    /// Runs `swarm-operator ARGS` with this test's instance.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_swarm-operator"))
+            .args(args)
             .env("SWARM_OPERATOR_INSTANCE", &self.prefix)
             .env("NO_COLOR", "1")
             .output()
@@ -246,8 +277,14 @@ impl Swarm {
             .flatten()
     }
 
-    /// Removes every service and network with this test's prefix.
+    /// Removes every service and network with this test's prefix, and the configs (stored
+    /// specs, leader lease) of its operator instance.
     pub fn cleanup(&self) {
+        let filter = format!("label=swarm-operator.io/instance={}", self.prefix);
+        let configs = docker(&["config", "ls", "-q", "--filter", &filter]);
+        for id in configs.lines() {
+            let _ = docker_output(&["config", "rm", id]);
+        }
         for kind in ["service", "network"] {
             let filter = format!("name={}", self.prefix);
             let names = docker(&[kind, "ls", "--filter", &filter, "--format", "{{.Name}}"]);
@@ -292,19 +329,33 @@ impl Operator {
         }
     }
 
+    /// Kills the process at once (no shutdown, no lease release), like a lost node.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The value of an unlabelled metric, `None` while nothing answers.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let (_, body) = self.http_get("/metrics")?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// The sum of a metric over all its label sets (0 when absent).
+    pub fn metric_sum(&self, name: &str) -> f64 {
+        let Some((_, body)) = self.http_get("/metrics") else {
+            return 0.0;
+        };
+        body.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// `GET path` on the metrics server: `(status code, body)`, or `None` if nothing answers.
     pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
-        use std::io::{Read, Write};
-        let mut stream =
-            std::net::TcpStream::connect_timeout(&self.metrics_addr, Duration::from_secs(2))
-                .ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).ok()?;
-        let code = response.split_whitespace().nth(1)?.parse().ok()?;
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-        Some((code, body))
+        http_get(self.metrics_addr, path)
     }
 
     /// The log so far.
@@ -318,6 +369,86 @@ impl Drop for Operator {
         if matches!(self.child.try_wait(), Ok(None)) {
             self.stop();
         }
+    }
+}
+
+/// `GET path` on `addr`: `(status code, body)`, or `None` if nothing answers.
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((code, body))
+}
+
+/// The path of a tool a test needs, or `None` (with a printed reason) when it is missing and
+/// CI is unset. Under `CI=true` a missing tool fails the test (`.ci/run` installs it).
+pub fn require_tool(test: &str, tool: &str, package: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(tool))
+            .find(|path| path.is_file())
+    });
+    if found.is_none() {
+        if std::env::var_os("CI").is_some() {
+            panic!("CI is set but `{tool}` is missing: apt-get install {package}");
+        }
+        eprintln!("SKIPPED {test}: `{tool}` is missing (apt-get install {package})");
+    }
+    found
+}
+
+/// Where tests leave files for humans to look at (screenshots): `target/test-artifacts/`.
+pub fn artifacts_dir() -> PathBuf {
+    // The binary under test is target/<profile>/swarm-operator.
+    let dir = Path::new(env!("CARGO_BIN_EXE_swarm-operator"))
+        .parent()
+        .and_then(Path::parent)
+        .expect("the binary lives in target/<profile>")
+        .join("test-artifacts");
+    std::fs::create_dir_all(&dir).expect("creating target/test-artifacts");
+    dir
+}
+
+/// Runs `command`, killing it after `timeout`; returns its output.
+pub fn output_within(command: &mut Command, timeout: Duration) -> Output {
+    use std::io::Read as _;
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {command:?}: {e}"));
+    // Drain both pipes on threads: a full pipe would block the child forever.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().expect("waiting for child").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{command:?} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = child.wait().expect("waiting for child");
+    let stdout = stdout.join().expect("stdout reader");
+    let stderr = stderr.join().expect("stderr reader");
+    Output {
+        status,
+        stdout,
+        stderr,
     }
 }
 

@@ -1,0 +1,152 @@
+//! The activity log: the last operator events (created, updated, drift corrected, pruned,
+//! errors) kept in memory for the status page.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::plan::ObjectKey;
+
+/// How many events the log keeps; older ones are dropped.
+pub const CAPACITY: usize = 50;
+
+/// What the operator did, or failed to do, to one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ActivityKind {
+    /// Created because a spec asks for it.
+    Created,
+    /// Updated because its spec changed.
+    Updated,
+    /// Rewritten because it was changed behind the operator's back.
+    DriftCorrected,
+    /// Removed because its spec is gone.
+    Pruned,
+    /// A reconcile failed (retried with backoff).
+    Error,
+}
+
+impl ActivityKind {
+    /// The lower-case word the page shows and styles by.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActivityKind::Created => "created",
+            ActivityKind::Updated => "updated",
+            ActivityKind::DriftCorrected => "drift corrected",
+            ActivityKind::Pruned => "pruned",
+            ActivityKind::Error => "error",
+        }
+    }
+}
+
+/// One entry of the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivityEvent {
+    /// When it (last) happened, RFC 3339 UTC.
+    pub at: String,
+    /// What happened.
+    pub kind: ActivityKind,
+    /// The object, e.g. `service/quote`.
+    pub object: String,
+    /// Details: the changed fields, or the error.
+    pub message: String,
+    /// How many times in a row this same event happened (a failing object is retried with
+    /// backoff: one entry with a count, rather than fifty copies pushing everything else out).
+    pub count: u32,
+}
+
+/// The shared log; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct ActivityLog {
+    events: Arc<Mutex<VecDeque<ActivityEvent>>>,
+}
+
+impl ActivityLog {
+    /// Records an event that happens now.
+    pub fn record(&self, kind: ActivityKind, key: &ObjectKey, message: impl Into<String>) {
+        let at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        self.record_at(kind, key, message.into(), at);
+    }
+
+    fn record_at(&self, kind: ActivityKind, key: &ObjectKey, message: String, at: String) {
+        let object = key.to_string();
+        // Errors name their object already; the entry shows it once.
+        let message = match message.strip_prefix(&object) {
+            Some(rest) if rest.starts_with(": ") => rest[2..].to_owned(),
+            _ => message,
+        };
+        let mut events = self.events.lock().expect("activity lock poisoned");
+        if let Some(last) = events
+            .back_mut()
+            .filter(|last| last.kind == kind && last.object == object && last.message == message)
+        {
+            last.count += 1;
+            last.at = at;
+            return;
+        }
+        if events.len() == CAPACITY {
+            events.pop_front();
+        }
+        events.push_back(ActivityEvent {
+            at,
+            kind,
+            object,
+            message,
+            count: 1,
+        });
+    }
+
+    /// The events, newest first.
+    pub fn recent(&self) -> Vec<ActivityEvent> {
+        let events = self.events.lock().expect("activity lock poisoned");
+        events.iter().rev().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_last_fifty_newest_first() {
+        let log = ActivityLog::default();
+        for i in 0..(CAPACITY + 7) {
+            log.record_at(
+                ActivityKind::Created,
+                &ObjectKey::service(format!("s{i}")),
+                String::new(),
+                format!("t{i}"),
+            );
+        }
+        let recent = log.recent();
+        assert_eq!(recent.len(), CAPACITY);
+        assert_eq!(recent[0].object, format!("service/s{}", CAPACITY + 6));
+        assert_eq!(recent[CAPACITY - 1].object, "service/s7");
+    }
+
+    #[test]
+    fn a_repeated_error_is_one_entry_with_a_count() {
+        let log = ActivityLog::default();
+        let key = ObjectKey::service("web");
+        for at in ["t1", "t2", "t3"] {
+            log.record_at(ActivityKind::Error, &key, "port taken".into(), at.into());
+        }
+        log.record_at(
+            ActivityKind::Error,
+            &key,
+            "service/web: other".into(),
+            "t4".into(),
+        );
+        let recent = log.recent();
+        assert_eq!(recent.len(), 2);
+        assert_eq!(
+            (recent[1].count, recent[1].at.as_str()),
+            (3, "t3"),
+            "{recent:?}"
+        );
+        assert_eq!(recent[0].message, "other");
+    }
+}

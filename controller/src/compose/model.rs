@@ -1,0 +1,1563 @@
+//! The part of the compose file format that `docker stack deploy` honours, read from an
+//! interpolated tree (every key it does not honour is recorded as dropped, with its origin),
+//! and merged across several files with the docker CLI's rules.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::tree::{Entry, Node, Origin, Value};
+use crate::spec::{
+    DurationStr, FailureAction, FileMode, FileReference, MemoryQuantity, PlacementPreference,
+    PlacementSpec, PortSpec, Protocol, PublishMode, ResourceAmounts, ResourcesSpec,
+    RestartCondition, RestartPolicySpec, UlimitSpec, UpdateOrder, UpdatePolicy,
+};
+
+/// A key of the compose files that the import leaves out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dropped {
+    /// Where it was written.
+    pub origin: Origin,
+    /// Its path, like `services.web.build`.
+    pub path: String,
+    /// Why it is left out.
+    pub reason: String,
+}
+
+/// A value of the wrong shape or out of range: the import fails (docker would refuse it too).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}: {path}: {message}")]
+pub struct Invalid {
+    /// Where it was written.
+    pub origin: Origin,
+    /// Its path.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// One compose file (or several, merged).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Compose {
+    /// Services by compose name.
+    pub services: BTreeMap<String, Service>,
+    /// Top-level networks by compose name.
+    pub networks: BTreeMap<String, NetworkDecl>,
+    /// Top-level volumes by compose name.
+    pub volumes: BTreeMap<String, VolumeDecl>,
+    /// Top-level configs by compose name.
+    pub configs: BTreeMap<String, FileObjectDecl>,
+    /// Top-level secrets by compose name.
+    pub secrets: BTreeMap<String, FileObjectDecl>,
+}
+
+/// A service as far as stack deploy converts it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Service {
+    /// Where the service was declared (first file).
+    pub origin: Option<Origin>,
+    pub image: Option<String>,
+    pub entrypoint: Option<Vec<String>>,
+    pub command: Option<Vec<String>>,
+    /// `None` values: a name without value, taken from the environment at import.
+    pub environment: BTreeMap<String, Option<String>>,
+    /// Env files, resolved against the compose file's directory.
+    pub env_file: Vec<PathBuf>,
+    pub labels: BTreeMap<String, String>,
+    pub ports: Vec<PortSpec>,
+    /// Networks and their aliases (`None`: no aliases given).
+    pub networks: BTreeMap<String, Option<Vec<String>>>,
+    pub volumes: Vec<VolumeMount>,
+    pub configs: Vec<FileReference>,
+    pub secrets: Vec<FileReference>,
+    pub healthcheck: Option<Healthcheck>,
+    pub stop_grace_period: Option<DurationStr>,
+    pub stop_signal: Option<String>,
+    pub user: Option<String>,
+    pub working_dir: Option<String>,
+    pub hostname: Option<String>,
+    pub init: Option<bool>,
+    pub read_only: Option<bool>,
+    pub tty: Option<bool>,
+    pub stdin_open: Option<bool>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub sysctls: BTreeMap<String, String>,
+    pub ulimits: BTreeMap<String, UlimitSpec>,
+    pub extra_hosts: Vec<String>,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub logging: Option<Logging>,
+    /// Legacy `restart:`, used when `deploy.restart_policy` is absent.
+    pub restart: Option<String>,
+    pub deploy: Deploy,
+}
+
+/// `logging:`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Logging {
+    pub driver: Option<String>,
+    pub options: BTreeMap<String, String>,
+}
+
+/// `healthcheck:`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Healthcheck {
+    pub test: Vec<String>,
+    pub interval: Option<DurationStr>,
+    pub timeout: Option<DurationStr>,
+    pub retries: Option<u64>,
+    pub start_period: Option<DurationStr>,
+    pub disable: bool,
+}
+
+/// `deploy:`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Deploy {
+    pub mode: Option<String>,
+    pub replicas: Option<u64>,
+    pub endpoint_mode: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub resources: ResourcesSpec,
+    pub restart_policy: Option<RestartPolicySpec>,
+    pub update_config: Option<UpdatePolicy>,
+    pub rollback_config: Option<UpdatePolicy>,
+    pub placement: PlacementSpec,
+}
+
+/// A service volume entry, short or long syntax.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VolumeMount {
+    /// `volume`, `bind` or `tmpfs`.
+    pub kind: String,
+    pub source: Option<String>,
+    pub target: String,
+    pub read_only: bool,
+    pub bind_propagation: Option<String>,
+    pub no_copy: Option<bool>,
+    pub tmpfs_size: Option<u64>,
+    pub origin: Option<Origin>,
+}
+
+/// A top-level network.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NetworkDecl {
+    pub name: Option<String>,
+    pub driver: Option<String>,
+    pub driver_opts: BTreeMap<String, String>,
+    pub attachable: bool,
+    pub internal: bool,
+    pub external: bool,
+    pub labels: BTreeMap<String, String>,
+    pub ipam_driver: Option<String>,
+    pub subnets: Vec<String>,
+}
+
+/// A top-level volume.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VolumeDecl {
+    pub name: Option<String>,
+    pub driver: Option<String>,
+    pub driver_opts: Option<BTreeMap<String, String>>,
+    pub external: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A top-level config or secret.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FileObjectDecl {
+    pub name: Option<String>,
+    /// The file, resolved against the compose file's directory.
+    pub file: Option<PathBuf>,
+    pub external: bool,
+    pub labels: BTreeMap<String, String>,
+    pub origin: Option<Origin>,
+}
+
+/// Keys swarm ignores (stack deploy prints "Ignoring unsupported options") or that only
+/// `docker compose` uses.
+const IGNORED_BY_SWARM: &[&str] = &[
+    "build",
+    "cgroup_parent",
+    "container_name",
+    "depends_on",
+    "devices",
+    "external_links",
+    "links",
+    "network_mode",
+    "privileged",
+    "security_opt",
+    "userns_mode",
+    "expose",
+    "profiles",
+    "pull_policy",
+    "platform",
+    "tmpfs",
+    "volumes_from",
+    "mem_limit",
+    "memswap_limit",
+    "cpus",
+    "cpu_shares",
+    "cpu_quota",
+    "shm_size",
+    "ipc",
+    "pid",
+    "domainname",
+    "mac_address",
+    "scale",
+];
+
+/// Reads and records what one file says.
+pub struct Reader<'a> {
+    /// Directory relative paths (env files, config files, bind sources) resolve against.
+    pub base_dir: &'a Path,
+    /// The environment, for `environment` entries without a value.
+    pub lookup: &'a dyn Fn(&str) -> Option<String>,
+    /// Keys left out.
+    pub dropped: Vec<Dropped>,
+    /// Values that make the import fail.
+    pub invalid: Vec<Invalid>,
+}
+
+type Fields<'n> = Vec<&'n Entry>;
+
+impl<'a> Reader<'a> {
+    fn drop_key(&mut self, entry: &Entry, path: &str, reason: &str) {
+        self.dropped.push(Dropped {
+            origin: entry.origin.clone(),
+            path: path.to_owned(),
+            reason: reason.to_owned(),
+        });
+    }
+
+    fn bad(&mut self, node: &Node, path: &str, message: impl Into<String>) {
+        self.invalid.push(Invalid {
+            origin: node.origin.clone(),
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// The entries of a mapping, or an error if it is something else (null: none).
+    fn map<'n>(&mut self, node: &'n Node, path: &str) -> Fields<'n> {
+        match &node.value {
+            Value::Map(entries) => entries.iter().collect(),
+            Value::Null => Vec::new(),
+            _ => {
+                self.bad(
+                    node,
+                    path,
+                    format!("expected a mapping, found {}", node.describe()),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    fn string(&mut self, node: &Node, path: &str) -> Option<String> {
+        let s = node.scalar();
+        if s.is_none() && !matches!(node.value, Value::Null) {
+            self.bad(
+                node,
+                path,
+                format!("expected a string, found {}", node.describe()),
+            );
+        }
+        s
+    }
+
+    fn bool(&mut self, node: &Node, path: &str) -> Option<bool> {
+        match &node.value {
+            Value::Bool(b) => Some(*b),
+            // Interpolated values are strings; the docker CLI casts them by the schema.
+            Value::Str(s) => match s.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "y" | "on" => Some(true),
+                "false" | "no" | "n" | "off" => Some(false),
+                _ => {
+                    self.bad(node, path, format!("`{s}` is not a boolean"));
+                    None
+                }
+            },
+            _ => {
+                self.bad(
+                    node,
+                    path,
+                    format!("expected a boolean, found {}", node.describe()),
+                );
+                None
+            }
+        }
+    }
+
+    fn u64(&mut self, node: &Node, path: &str) -> Option<u64> {
+        match &node.value {
+            Value::Int(i) if *i >= 0 => Some(*i as u64),
+            Value::Str(s) if s.trim().parse::<u64>().is_ok() => s.trim().parse().ok(),
+            _ => {
+                self.bad(node, path, "expected a non-negative integer");
+                None
+            }
+        }
+    }
+
+    fn i64(&mut self, node: &Node, path: &str) -> Option<i64> {
+        match &node.value {
+            Value::Int(i) => Some(*i),
+            Value::Str(s) if s.trim().parse::<i64>().is_ok() => s.trim().parse().ok(),
+            _ => {
+                self.bad(node, path, "expected an integer");
+                None
+            }
+        }
+    }
+
+    fn f64(&mut self, node: &Node, path: &str) -> Option<f64> {
+        match &node.value {
+            Value::Int(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            Value::Str(s) if s.trim().parse::<f64>().is_ok() => s.trim().parse().ok(),
+            _ => {
+                self.bad(node, path, "expected a number");
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, node: &Node, path: &str) -> Option<DurationStr> {
+        let text = self.string(node, path)?;
+        match parse_go_duration(&text) {
+            Some(d) => Some(DurationStr(d)),
+            None => {
+                self.bad(
+                    node,
+                    path,
+                    format!("`{text}` is not a duration like `10s`, `1m30s`, `1.5s`"),
+                );
+                None
+            }
+        }
+    }
+
+    fn bytes(&mut self, node: &Node, path: &str) -> Option<u64> {
+        if let Value::Int(i) = node.value {
+            return u64::try_from(i).ok();
+        }
+        let text = self.string(node, path)?;
+        match parse_ram_bytes(&text) {
+            Some(b) => Some(b),
+            None => {
+                self.bad(
+                    node,
+                    path,
+                    format!("`{text}` is not a size like `512M`, `1g`, `64k`"),
+                );
+                None
+            }
+        }
+    }
+
+    fn strings(&mut self, node: &Node, path: &str) -> Vec<String> {
+        match &node.value {
+            Value::Seq(items) => items.iter().filter_map(|i| self.string(i, path)).collect(),
+            Value::Null => Vec::new(),
+            _ => self.string(node, path).into_iter().collect(),
+        }
+    }
+
+    /// A command: a list, or a string split like a shell would (quotes, no expansion).
+    fn command(&mut self, node: &Node, path: &str) -> Option<Vec<String>> {
+        match &node.value {
+            Value::Seq(_) => Some(self.strings(node, path)),
+            Value::Null => None,
+            _ => {
+                let text = self.string(node, path)?;
+                match shell_split(&text) {
+                    Some(words) => Some(words),
+                    None => {
+                        self.bad(node, path, "unbalanced quotes");
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// A mapping or a list of `KEY=VALUE` (the compose "list or dict" form).
+    fn key_values(&mut self, node: &Node, path: &str) -> BTreeMap<String, Option<String>> {
+        let mut out = BTreeMap::new();
+        match &node.value {
+            Value::Map(entries) => {
+                for e in entries {
+                    out.insert(e.key.clone(), e.value.scalar());
+                }
+            }
+            Value::Seq(items) => {
+                for item in items {
+                    if let Some(text) = self.string(item, path) {
+                        match text.split_once('=') {
+                            Some((k, v)) => out.insert(k.to_owned(), Some(v.to_owned())),
+                            None => out.insert(text, None),
+                        };
+                    }
+                }
+            }
+            Value::Null => {}
+            _ => self.bad(node, path, "expected a mapping or a list of `KEY=VALUE`"),
+        }
+        out
+    }
+
+    fn labels(&mut self, node: &Node, path: &str) -> BTreeMap<String, String> {
+        self.key_values(node, path)
+            .into_iter()
+            .map(|(k, v)| (k, v.unwrap_or_default()))
+            .collect()
+    }
+
+    fn string_map(&mut self, node: &Node, path: &str) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for e in self.map(node, path) {
+            if let Some(v) = self.string(&e.value, &format!("{path}.{}", e.key)) {
+                out.insert(e.key.clone(), v);
+            }
+        }
+        out
+    }
+
+    /// `external: true` or the legacy `external: {name: x}` (which also names the object).
+    fn external(&mut self, node: &Node, path: &str, name: &mut Option<String>) -> bool {
+        match &node.value {
+            Value::Map(_) => {
+                if let Some(n) = node.get("name") {
+                    *name = self.string(n, &format!("{path}.name"));
+                }
+                true
+            }
+            _ => self.bool(node, path).unwrap_or(false),
+        }
+    }
+
+    fn resolve(&self, relative: &str) -> PathBuf {
+        let p = Path::new(relative);
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// Reads one (interpolated) compose file.
+    pub fn read(&mut self, root: &Node) -> Compose {
+        let mut compose = Compose::default();
+        for e in self.map(root, "") {
+            let key = e.key.as_str();
+            match key {
+                "version" | "name" => {}
+                k if k.starts_with("x-") => {}
+                "services" => {
+                    for s in self.map(&e.value, "services") {
+                        let path = format!("services.{}", s.key);
+                        let service = self.service(&s.value, &path);
+                        compose.services.insert(
+                            s.key.clone(),
+                            Service {
+                                origin: Some(s.origin.clone()),
+                                ..service
+                            },
+                        );
+                    }
+                }
+                "networks" => {
+                    for n in self.map(&e.value, "networks") {
+                        let path = format!("networks.{}", n.key);
+                        let mut network = self.network(&n.value, &path);
+                        // An external object is called by its key unless named (loader rule).
+                        if network.external && network.name.is_none() {
+                            network.name = Some(n.key.clone());
+                        }
+                        compose.networks.insert(n.key.clone(), network);
+                    }
+                }
+                "volumes" => {
+                    for v in self.map(&e.value, "volumes") {
+                        let path = format!("volumes.{}", v.key);
+                        let mut volume = self.volume_decl(&v.value, &path);
+                        if volume.external && volume.name.is_none() {
+                            volume.name = Some(v.key.clone());
+                        }
+                        compose.volumes.insert(v.key.clone(), volume);
+                    }
+                }
+                "configs" | "secrets" => {
+                    for o in self.map(&e.value, key) {
+                        let path = format!("{key}.{}", o.key);
+                        let mut decl = self.file_object(&o.value, &path);
+                        decl.origin = Some(o.origin.clone());
+                        if decl.external && decl.name.is_none() {
+                            decl.name = Some(o.key.clone());
+                        }
+                        let target = if key == "configs" {
+                            &mut compose.configs
+                        } else {
+                            &mut compose.secrets
+                        };
+                        target.insert(o.key.clone(), decl);
+                    }
+                }
+                _ => self.drop_key(e, key, "not a top-level key of the compose format"),
+            }
+        }
+        compose
+    }
+
+    fn service(&mut self, node: &Node, path: &str) -> Service {
+        let mut s = Service::default();
+        for e in self.map(node, path) {
+            let key = e.key.as_str();
+            let p = format!("{path}.{key}");
+            let v = &e.value;
+            match key {
+                "image" => s.image = self.string(v, &p),
+                "entrypoint" => s.entrypoint = self.command(v, &p),
+                "command" => s.command = self.command(v, &p),
+                "environment" => s.environment = self.key_values(v, &p),
+                "env_file" => {
+                    let files = match &v.value {
+                        Value::Seq(items) => items
+                            .iter()
+                            .filter_map(|i| match &i.value {
+                                Value::Map(_) => i.get("path").and_then(Node::scalar),
+                                _ => i.scalar(),
+                            })
+                            .collect(),
+                        _ => self.strings(v, &p),
+                    };
+                    s.env_file = files.iter().map(|f| self.resolve(f)).collect();
+                }
+                "labels" => s.labels = self.labels(v, &p),
+                "ports" => {
+                    if let Value::Seq(items) = &v.value {
+                        for (i, item) in items.iter().enumerate() {
+                            let ip = format!("{p}[{i}]");
+                            s.ports.extend(self.port(item, &ip));
+                        }
+                    }
+                }
+                "networks" => s.networks = self.service_networks(v, &p),
+                "volumes" => {
+                    if let Value::Seq(items) = &v.value {
+                        for (i, item) in items.iter().enumerate() {
+                            if let Some(m) = self.volume_mount(item, &format!("{p}[{i}]")) {
+                                s.volumes.push(m);
+                            }
+                        }
+                    }
+                }
+                "configs" => s.configs = self.file_refs(v, &p),
+                "secrets" => s.secrets = self.file_refs(v, &p),
+                "healthcheck" => s.healthcheck = Some(self.healthcheck(v, &p)),
+                "stop_grace_period" => s.stop_grace_period = self.duration(v, &p),
+                "stop_signal" => s.stop_signal = self.string(v, &p),
+                "user" => s.user = self.string(v, &p),
+                "working_dir" => s.working_dir = self.string(v, &p),
+                "hostname" => s.hostname = self.string(v, &p),
+                "init" => s.init = self.bool(v, &p),
+                "read_only" => s.read_only = self.bool(v, &p),
+                "tty" => s.tty = self.bool(v, &p),
+                "stdin_open" => s.stdin_open = self.bool(v, &p),
+                "cap_add" => s.cap_add = self.strings(v, &p),
+                "cap_drop" => s.cap_drop = self.strings(v, &p),
+                "sysctls" => s.sysctls = self.labels(v, &p),
+                "ulimits" => {
+                    for u in self.map(v, &p) {
+                        let up = format!("{p}.{}", u.key);
+                        let limit = match &u.value.value {
+                            Value::Map(_) => {
+                                let soft = u.value.get("soft").and_then(|n| self.i64(n, &up));
+                                let hard = u.value.get("hard").and_then(|n| self.i64(n, &up));
+                                UlimitSpec {
+                                    soft: soft.unwrap_or(0),
+                                    hard: hard.unwrap_or(0),
+                                }
+                            }
+                            _ => {
+                                let single = self.i64(&u.value, &up).unwrap_or(0);
+                                UlimitSpec {
+                                    soft: single,
+                                    hard: single,
+                                }
+                            }
+                        };
+                        s.ulimits.insert(u.key.clone(), limit);
+                    }
+                }
+                "extra_hosts" => {
+                    s.extra_hosts = match &v.value {
+                        Value::Map(entries) => entries
+                            .iter()
+                            .map(|e| format!("{}:{}", e.key, e.value.scalar().unwrap_or_default()))
+                            .collect(),
+                        _ => self.strings(v, &p).into_iter().map(host_colon_ip).collect(),
+                    }
+                }
+                "dns" => s.dns = self.strings(v, &p),
+                "dns_search" => s.dns_search = self.strings(v, &p),
+                "logging" => {
+                    let mut logging = Logging::default();
+                    for l in self.map(v, &p) {
+                        let lp = format!("{p}.{}", l.key);
+                        match l.key.as_str() {
+                            "driver" => logging.driver = self.string(&l.value, &lp),
+                            "options" => logging.options = self.string_map(&l.value, &lp),
+                            _ => self.drop_key(l, &lp, "not a logging option"),
+                        }
+                    }
+                    s.logging = Some(logging);
+                }
+                "restart" => s.restart = self.string(v, &p),
+                "deploy" => s.deploy = self.deploy(v, &p),
+                k if k.starts_with("x-") => {}
+                k if IGNORED_BY_SWARM.contains(&k) => self.drop_key(
+                    e,
+                    &p,
+                    "ignored by docker stack deploy (swarm has no such setting)",
+                ),
+                _ => self.drop_key(e, &p, "not supported by the spec kinds"),
+            }
+        }
+        s
+    }
+
+    fn port(&mut self, node: &Node, path: &str) -> Vec<PortSpec> {
+        match &node.value {
+            Value::Map(_) => {
+                let mut port = PortSpec::default();
+                for e in self.map(node, path) {
+                    let p = format!("{path}.{}", e.key);
+                    match e.key.as_str() {
+                        "target" => {
+                            port.target = self
+                                .u64(&e.value, &p)
+                                .and_then(|t| u16::try_from(t).ok())
+                                .unwrap_or(0);
+                        }
+                        "published" => {
+                            port.published = self
+                                .u64(&e.value, &p)
+                                .and_then(|t| u16::try_from(t).ok())
+                                .filter(|p| *p != 0);
+                        }
+                        "protocol" => match self.string(&e.value, &p).as_deref() {
+                            Some("udp") => port.protocol = Protocol::Udp,
+                            Some("sctp") => port.protocol = Protocol::Sctp,
+                            Some("tcp") | None => {}
+                            Some(other) => {
+                                self.bad(&e.value, &p, format!("unknown protocol `{other}`"));
+                            }
+                        },
+                        "mode" => match self.string(&e.value, &p).as_deref() {
+                            Some("host") => port.mode = PublishMode::Host,
+                            Some("ingress") | None => {}
+                            Some(other) => {
+                                self.bad(&e.value, &p, format!("unknown port mode `{other}`"));
+                            }
+                        },
+                        "host_ip" | "name" | "app_protocol" => {
+                            self.drop_key(e, &p, "ignored by docker stack deploy");
+                        }
+                        _ => self.drop_key(e, &p, "not a port option"),
+                    }
+                }
+                if port.target == 0 {
+                    self.bad(node, path, "a port needs `target` (1-65535)");
+                    return Vec::new();
+                }
+                vec![port]
+            }
+            _ => {
+                let Some(text) = self.string(node, path) else {
+                    return Vec::new();
+                };
+                match parse_short_port(&text) {
+                    Some(ports) => ports,
+                    None => {
+                        self.bad(node, path, format!("`{text}` is not a port like `80`, `8080:80`, `8080:80/udp`, `9000-9001:9000-9001`"));
+                        Vec::new()
+                    }
+                }
+            }
+        }
+    }
+
+    fn service_networks(
+        &mut self,
+        node: &Node,
+        path: &str,
+    ) -> BTreeMap<String, Option<Vec<String>>> {
+        let mut out = BTreeMap::new();
+        match &node.value {
+            Value::Seq(_) => {
+                for name in self.strings(node, path) {
+                    out.insert(name, None);
+                }
+            }
+            Value::Map(entries) => {
+                for e in entries {
+                    let p = format!("{path}.{}", e.key);
+                    let mut aliases = None;
+                    for a in self.map(&e.value, &p) {
+                        let ap = format!("{p}.{}", a.key);
+                        match a.key.as_str() {
+                            "aliases" => aliases = Some(self.strings(&a.value, &ap)),
+                            _ => self.drop_key(a, &ap, "not supported by swarm services"),
+                        }
+                    }
+                    out.insert(e.key.clone(), aliases);
+                }
+            }
+            _ => self.bad(node, path, "expected a list or mapping of networks"),
+        }
+        out
+    }
+
+    fn volume_mount(&mut self, node: &Node, path: &str) -> Option<VolumeMount> {
+        let mut m = VolumeMount {
+            origin: Some(node.origin.clone()),
+            ..Default::default()
+        };
+        match &node.value {
+            Value::Map(_) => {
+                for e in self.map(node, path) {
+                    let p = format!("{path}.{}", e.key);
+                    let v = &e.value;
+                    match e.key.as_str() {
+                        "type" => m.kind = self.string(v, &p).unwrap_or_default(),
+                        "source" => m.source = self.string(v, &p),
+                        "target" => m.target = self.string(v, &p).unwrap_or_default(),
+                        "read_only" => m.read_only = self.bool(v, &p).unwrap_or(false),
+                        "bind" => {
+                            for b in self.map(v, &p) {
+                                let bp = format!("{p}.{}", b.key);
+                                match b.key.as_str() {
+                                    "propagation" => {
+                                        m.bind_propagation = self.string(&b.value, &bp);
+                                    }
+                                    _ => self.drop_key(
+                                        b,
+                                        &bp,
+                                        "not supported by docker stack deploy",
+                                    ),
+                                }
+                            }
+                        }
+                        "volume" => {
+                            for b in self.map(v, &p) {
+                                let bp = format!("{p}.{}", b.key);
+                                match b.key.as_str() {
+                                    "nocopy" => m.no_copy = self.bool(&b.value, &bp),
+                                    _ => self.drop_key(
+                                        b,
+                                        &bp,
+                                        "not supported by docker stack deploy",
+                                    ),
+                                }
+                            }
+                        }
+                        "tmpfs" => {
+                            for b in self.map(v, &p) {
+                                let bp = format!("{p}.{}", b.key);
+                                match b.key.as_str() {
+                                    "size" => m.tmpfs_size = self.bytes(&b.value, &bp),
+                                    _ => self.drop_key(
+                                        b,
+                                        &bp,
+                                        "not supported by docker stack deploy",
+                                    ),
+                                }
+                            }
+                        }
+                        "consistency" => {
+                            self.drop_key(e, &p, "only meaningful on Docker Desktop for Mac");
+                        }
+                        _ => self.drop_key(e, &p, "not a volume option"),
+                    }
+                }
+                if m.kind.is_empty() {
+                    m.kind = "volume".into();
+                }
+            }
+            _ => {
+                let text = self.string(node, path)?;
+                let parts: Vec<&str> = text.split(':').collect();
+                let (source, target, mode) = match parts.as_slice() {
+                    [target] => (None, *target, None),
+                    [source, target] => (Some(*source), *target, None),
+                    [source, target, mode] => (Some(*source), *target, Some(*mode)),
+                    _ => {
+                        self.bad(
+                            node,
+                            path,
+                            format!("`{text}` is not `[SOURCE:]TARGET[:MODE]`"),
+                        );
+                        return None;
+                    }
+                };
+                m.target = target.to_owned();
+                m.kind = match source {
+                    None => "volume".into(),
+                    Some(s) if s.starts_with(['/', '.', '~']) => "bind".into(),
+                    Some(_) => "volume".into(),
+                };
+                m.source = source.map(str::to_owned);
+                for option in mode.into_iter().flat_map(|m| m.split(',')) {
+                    match option {
+                        "ro" => m.read_only = true,
+                        "rw" => m.read_only = false,
+                        "nocopy" => m.no_copy = Some(true),
+                        "rprivate" | "private" | "rshared" | "shared" | "rslave" | "slave" => {
+                            m.bind_propagation = Some(option.to_owned());
+                        }
+                        "z" | "Z" | "cached" | "delegated" | "consistent" => {}
+                        other => self.bad(node, path, format!("unknown volume mode `{other}`")),
+                    }
+                }
+            }
+        }
+        if m.kind == "bind"
+            && let Some(source) = &m.source
+        {
+            // The docker CLI makes relative bind sources absolute against the compose file.
+            let expanded = match source.strip_prefix('~') {
+                Some(rest) => std::env::var("HOME")
+                    .map(|h| format!("{h}{rest}"))
+                    .unwrap_or_else(|_| source.clone()),
+                None => source.clone(),
+            };
+            let resolved = self.resolve(&expanded);
+            m.source = Some(normalize_path(&resolved));
+        }
+        Some(m)
+    }
+
+    fn file_refs(&mut self, node: &Node, path: &str) -> Vec<FileReference> {
+        let Value::Seq(items) = &node.value else {
+            if !matches!(node.value, Value::Null) {
+                self.bad(node, path, "expected a list");
+            }
+            return Vec::new();
+        };
+        let mut refs = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let ip = format!("{path}[{i}]");
+            let mut r = FileReference::default();
+            match &item.value {
+                Value::Map(_) => {
+                    for e in self.map(item, &ip) {
+                        let p = format!("{ip}.{}", e.key);
+                        let v = &e.value;
+                        match e.key.as_str() {
+                            "source" => r.name = self.string(v, &p).unwrap_or_default(),
+                            "target" => r.target = self.string(v, &p),
+                            "uid" => r.uid = self.string(v, &p),
+                            "gid" => r.gid = self.string(v, &p),
+                            "mode" => {
+                                let text = self.string(v, &p).unwrap_or_default();
+                                // The YAML parser reads `0440` as a float; its digits are the mode.
+                                let text = text.strip_suffix(".0").unwrap_or(&text).to_owned();
+                                match FileMode::parse_octal(&text) {
+                                    Some(mode) => r.mode = Some(mode),
+                                    None => self.bad(
+                                        v,
+                                        &p,
+                                        format!("`{text}` is not an octal file mode like 0440"),
+                                    ),
+                                }
+                            }
+                            _ => self.drop_key(e, &p, "not a config/secret reference option"),
+                        }
+                    }
+                }
+                _ => r.name = self.string(item, &ip).unwrap_or_default(),
+            }
+            refs.push(r);
+        }
+        refs
+    }
+
+    fn healthcheck(&mut self, node: &Node, path: &str) -> Healthcheck {
+        let mut h = Healthcheck::default();
+        for e in self.map(node, path) {
+            let p = format!("{path}.{}", e.key);
+            let v = &e.value;
+            match e.key.as_str() {
+                "test" => {
+                    h.test = match &v.value {
+                        Value::Seq(_) => self.strings(v, &p),
+                        // A string test is a shell command (docker: CMD-SHELL).
+                        _ => self
+                            .string(v, &p)
+                            .map(|t| vec!["CMD-SHELL".to_owned(), t])
+                            .unwrap_or_default(),
+                    }
+                }
+                "interval" => h.interval = self.duration(v, &p),
+                "timeout" => h.timeout = self.duration(v, &p),
+                "start_period" => h.start_period = self.duration(v, &p),
+                "retries" => h.retries = self.u64(v, &p),
+                "disable" => h.disable = self.bool(v, &p).unwrap_or(false),
+                _ => self.drop_key(e, &p, "not supported by the spec kinds"),
+            }
+        }
+        h
+    }
+
+    fn deploy(&mut self, node: &Node, path: &str) -> Deploy {
+        let mut d = Deploy::default();
+        for e in self.map(node, path) {
+            let p = format!("{path}.{}", e.key);
+            let v = &e.value;
+            match e.key.as_str() {
+                "mode" => d.mode = self.string(v, &p),
+                "replicas" => d.replicas = self.u64(v, &p),
+                "endpoint_mode" => d.endpoint_mode = self.string(v, &p),
+                "labels" => d.labels = self.labels(v, &p),
+                "resources" => d.resources = self.resources(v, &p),
+                "restart_policy" => {
+                    let mut r = RestartPolicySpec::default();
+                    for f in self.map(v, &p) {
+                        let fp = format!("{p}.{}", f.key);
+                        match f.key.as_str() {
+                            "condition" => {
+                                r.condition = match self.string(&f.value, &fp).as_deref() {
+                                    Some("none") => Some(RestartCondition::None),
+                                    Some("on-failure") => Some(RestartCondition::OnFailure),
+                                    Some("any") => Some(RestartCondition::Any),
+                                    Some(other) => {
+                                        self.bad(&f.value, &fp, format!("unknown condition `{other}`: none, on-failure or any"));
+                                        None
+                                    }
+                                    None => None,
+                                }
+                            }
+                            "delay" => r.delay = self.duration(&f.value, &fp),
+                            "max_attempts" => r.max_attempts = self.u64(&f.value, &fp),
+                            "window" => r.window = self.duration(&f.value, &fp),
+                            _ => self.drop_key(f, &fp, "not a restart policy option"),
+                        }
+                    }
+                    d.restart_policy = Some(r);
+                }
+                "update_config" => d.update_config = Some(self.update_policy(v, &p)),
+                "rollback_config" => d.rollback_config = Some(self.update_policy(v, &p)),
+                "placement" => {
+                    for f in self.map(v, &p) {
+                        let fp = format!("{p}.{}", f.key);
+                        match f.key.as_str() {
+                            "constraints" => d.placement.constraints = self.strings(&f.value, &fp),
+                            "preferences" => {
+                                if let Value::Seq(items) = &f.value.value {
+                                    for item in items {
+                                        if let Some(spread) =
+                                            item.get("spread").and_then(Node::scalar)
+                                        {
+                                            d.placement
+                                                .preferences
+                                                .push(PlacementPreference { spread });
+                                        } else {
+                                            self.bad(
+                                                item,
+                                                &fp,
+                                                "a preference must be `spread: <node attribute>`",
+                                            );
+                                        }
+                                    }
+                                }
+                            }
+                            "max_replicas_per_node" => {
+                                d.placement.max_replicas = self.u64(&f.value, &fp);
+                            }
+                            _ => self.drop_key(f, &fp, "not a placement option"),
+                        }
+                    }
+                }
+                _ => self.drop_key(e, &p, "not supported by the spec kinds"),
+            }
+        }
+        d
+    }
+
+    fn resources(&mut self, node: &Node, path: &str) -> ResourcesSpec {
+        let mut r = ResourcesSpec::default();
+        for e in self.map(node, path) {
+            let p = format!("{path}.{}", e.key);
+            let mut amounts = ResourceAmounts::default();
+            for f in self.map(&e.value, &p) {
+                let fp = format!("{p}.{}", f.key);
+                match f.key.as_str() {
+                    "cpus" => amounts.cpus = self.f64(&f.value, &fp),
+                    "memory" => amounts.memory = self.bytes(&f.value, &fp).map(MemoryQuantity),
+                    "pids" if e.key == "limits" => amounts.pids = self.i64(&f.value, &fp),
+                    _ => self.drop_key(f, &fp, "not supported by the spec kinds"),
+                }
+            }
+            match e.key.as_str() {
+                "limits" => r.limits = Some(amounts),
+                "reservations" => r.reservations = Some(amounts),
+                _ => self.drop_key(e, &p, "not a resources option"),
+            }
+        }
+        r
+    }
+
+    fn update_policy(&mut self, node: &Node, path: &str) -> UpdatePolicy {
+        let mut u = UpdatePolicy::default();
+        for e in self.map(node, path) {
+            let p = format!("{path}.{}", e.key);
+            let v = &e.value;
+            match e.key.as_str() {
+                "parallelism" => u.parallelism = self.u64(v, &p),
+                "delay" => u.delay = self.duration(v, &p),
+                "monitor" => u.monitor = self.duration(v, &p),
+                "max_failure_ratio" => u.max_failure_ratio = self.f64(v, &p),
+                "failure_action" => {
+                    u.failure_action = match self.string(v, &p).as_deref() {
+                        Some("pause") => Some(FailureAction::Pause),
+                        Some("continue") => Some(FailureAction::Continue),
+                        Some("rollback") => Some(FailureAction::Rollback),
+                        Some(other) => {
+                            self.bad(v, &p, format!("unknown failure_action `{other}`"));
+                            None
+                        }
+                        None => None,
+                    }
+                }
+                "order" => {
+                    u.order = match self.string(v, &p).as_deref() {
+                        Some("stop-first") => Some(UpdateOrder::StopFirst),
+                        Some("start-first") => Some(UpdateOrder::StartFirst),
+                        Some(other) => {
+                            self.bad(v, &p, format!("unknown order `{other}`"));
+                            None
+                        }
+                        None => None,
+                    }
+                }
+                _ => self.drop_key(e, &p, "not an update policy option"),
+            }
+        }
+        u
+    }
+
+    fn network(&mut self, node: &Node, path: &str) -> NetworkDecl {
+        let mut n = NetworkDecl::default();
+        for e in self.map(node, path) {
+            let p = format!("{path}.{}", e.key);
+            let v = &e.value;
+            match e.key.as_str() {
+                "name" => n.name = self.string(v, &p),
+                "driver" => n.driver = self.string(v, &p),
+                "driver_opts" => n.driver_opts = self.string_map(v, &p),
+                "attachable" => n.attachable = self.bool(v, &p).unwrap_or(false),
+                "internal" => n.internal = self.bool(v, &p).unwrap_or(false),
+                "labels" => n.labels = self.labels(v, &p),
+                "external" => {
+                    let mut name = None;
+                    n.external = self.external(v, &p, &mut name);
+                    n.name = name.or(n.name.take());
+                }
+                "ipam" => {
+                    for f in self.map(v, &p) {
+                        let fp = format!("{p}.{}", f.key);
+                        match f.key.as_str() {
+                            "driver" => n.ipam_driver = self.string(&f.value, &fp),
+                            "config" => {
+                                if let Value::Seq(items) = &f.value.value {
+                                    for item in items {
+                                        for c in self.map(item, &fp) {
+                                            let cp = format!("{fp}.{}", c.key);
+                                            match c.key.as_str() {
+                                                "subnet" => {
+                                                    n.subnets.extend(self.string(&c.value, &cp));
+                                                }
+                                                _ => self.drop_key(
+                                                    c,
+                                                    &cp,
+                                                    "ignored by docker stack deploy",
+                                                ),
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                            _ => self.drop_key(f, &fp, "ignored by docker stack deploy"),
+                        }
+                    }
+                }
+                _ => self.drop_key(e, &p, "not supported by docker stack deploy"),
+            }
+        }
+        n
+    }
+
+    fn volume_decl(&mut self, node: &Node, path: &str) -> VolumeDecl {
+        let mut d = VolumeDecl::default();
+        for e in self.map(node, path) {
+            let p = format!("{path}.{}", e.key);
+            let v = &e.value;
+            match e.key.as_str() {
+                "name" => d.name = self.string(v, &p),
+                "driver" => d.driver = self.string(v, &p),
+                "driver_opts" => d.driver_opts = Some(self.string_map(v, &p)),
+                "labels" => d.labels = self.labels(v, &p),
+                "external" => {
+                    let mut name = None;
+                    d.external = self.external(v, &p, &mut name);
+                    d.name = name.or(d.name.take());
+                }
+                _ => self.drop_key(e, &p, "not supported by docker stack deploy"),
+            }
+        }
+        d
+    }
+
+    fn file_object(&mut self, node: &Node, path: &str) -> FileObjectDecl {
+        let mut d = FileObjectDecl::default();
+        for e in self.map(node, path) {
+            let p = format!("{path}.{}", e.key);
+            let v = &e.value;
+            match e.key.as_str() {
+                "name" => d.name = self.string(v, &p),
+                "file" => d.file = self.string(v, &p).map(|f| self.resolve(&f)),
+                "labels" => d.labels = self.labels(v, &p),
+                "external" => {
+                    let mut name = None;
+                    d.external = self.external(v, &p, &mut name);
+                    d.name = name.or(d.name.take());
+                }
+                "template_driver" | "driver" | "driver_opts" => self.drop_key(
+                    e,
+                    &p,
+                    "not supported by the spec kinds (content is always the file)",
+                ),
+                _ => self.drop_key(
+                    e,
+                    &p,
+                    "not supported by docker stack deploy (only `file` and `external`)",
+                ),
+            }
+        }
+        if d.file.is_none() && !d.external {
+            self.bad(node, path, "needs `file:` (or `external: true`)");
+        }
+        d
+    }
+}
+
+/// `host=ip` (newer compose syntax) → `host:ip`; `host:ip` as it is. The address may contain
+/// colons (IPv6), so `=` separates only when it comes before the first colon.
+fn host_colon_ip(entry: String) -> String {
+    match (entry.find('='), entry.find(':')) {
+        (Some(eq), colon) if colon.is_none_or(|c| eq < c) => {
+            format!("{}:{}", &entry[..eq], &entry[eq + 1..])
+        }
+        _ => entry,
+    }
+}
+
+/// `a/./b/../c` → `a/c`, without touching the file system (the path need not exist here).
+fn normalize_path(path: &Path) -> String {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out.display().to_string()
+}
+
+/// Go's `time.ParseDuration`: `1h30m`, `1.5s`, `300ms`, `2us`, `0`.
+pub fn parse_go_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if text == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut rest = text;
+    let mut nanos: f64 = 0.0;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..number_len].parse().ok()?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let factor = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        nanos += number * factor;
+        rest = &rest[unit_len..];
+    }
+    Some(Duration::from_nanos(nanos.round() as u64))
+}
+
+/// docker's `units.RAMInBytes`: a number with an optional binary unit, case-insensitive
+/// (`512m`, `1G`, `64kb`, `2GiB`): powers of 1024, as stack deploy reads `memory:`.
+pub fn parse_ram_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let number_len = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let number: f64 = text[..number_len].parse().ok()?;
+    let unit = text[number_len..].trim().to_ascii_lowercase();
+    let unit = unit
+        .strip_suffix("ib")
+        .or_else(|| unit.strip_suffix('b'))
+        .unwrap_or(&unit);
+    let factor: u64 = match unit {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        "p" => 1 << 50,
+        _ => return None,
+    };
+    Some((number * factor as f64) as u64)
+}
+
+/// Short port syntax: `[HOST_IP:][PUBLISHED[-END]:]TARGET[-END][/PROTOCOL]`; ranges expand
+/// to one port each. Published through the routing mesh, as stack deploy does.
+pub fn parse_short_port(text: &str) -> Option<Vec<PortSpec>> {
+    let (spec, protocol) = match text.rsplit_once('/') {
+        Some((spec, "tcp")) => (spec, Protocol::Tcp),
+        Some((spec, "udp")) => (spec, Protocol::Udp),
+        Some((spec, "sctp")) => (spec, Protocol::Sctp),
+        Some(_) => return None,
+        None => (text, Protocol::Tcp),
+    };
+    let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
+    let (target, published) = match parts.as_slice() {
+        [target] => (*target, None),
+        [target, published] => (*target, Some(*published)),
+        [target, published, _host_ip] => (*target, Some(*published).filter(|p| !p.is_empty())),
+        _ => return None,
+    };
+    let range = |r: &str| -> Option<(u16, u16)> {
+        match r.split_once('-') {
+            Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+            None => {
+                let p = r.parse().ok()?;
+                Some((p, p))
+            }
+        }
+    };
+    let (t0, t1) = range(target)?;
+    let published = match published {
+        Some(p) => Some(range(p)?),
+        None => None,
+    };
+    if t0 == 0 || t1 < t0 {
+        return None;
+    }
+    let count = t1 - t0;
+    if let Some((p0, p1)) = published
+        && p1 - p0 != count
+        && p0 != p1
+    {
+        return None;
+    }
+    Some(
+        (0..=count)
+            .map(|i| PortSpec {
+                target: t0 + i,
+                published: published
+                    .map(|(p0, p1)| if p0 == p1 { p0 } else { p0 + i })
+                    .filter(|p| *p != 0),
+                protocol,
+                mode: PublishMode::Ingress,
+            })
+            .collect(),
+    )
+}
+
+/// Splits a command string like a POSIX shell would split words (quotes and backslashes; no
+/// expansion), which is what the compose loader does with string commands.
+pub fn shell_split(text: &str) -> Option<Vec<String>> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next()? {
+                        '\'' => break,
+                        c => word.push(c),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next()? {
+                        '"' => break,
+                        '\\' => match chars.next()? {
+                            c @ ('"' | '\\' | '$' | '`') => word.push(c),
+                            c => {
+                                word.push('\\');
+                                word.push(c);
+                            }
+                        },
+                        c => word.push(c),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                word.push(chars.next()?);
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    Some(words)
+}
+
+/// Merges `over` into `base` with the docker CLI's rules for `-c a.yml -c b.yml`: services
+/// field by field (scalars replaced when set, maps merged by key, lists appended, ports /
+/// volumes / configs / secrets merged by key, commands replaced); top-level networks,
+/// volumes, configs and secrets replaced whole by name.
+pub fn merge(base: &mut Compose, over: Compose) {
+    for (name, service) in over.services {
+        match base.services.get_mut(&name) {
+            Some(existing) => merge_service(existing, service),
+            None => {
+                base.services.insert(name, service);
+            }
+        }
+    }
+    base.networks.extend(over.networks);
+    base.volumes.extend(over.volumes);
+    base.configs.extend(over.configs);
+    base.secrets.extend(over.secrets);
+}
+
+fn set<T>(base: &mut Option<T>, over: Option<T>) {
+    if over.is_some() {
+        *base = over;
+    }
+}
+
+fn merge_service(b: &mut Service, o: Service) {
+    set(&mut b.image, o.image);
+    if o.entrypoint.as_ref().is_some_and(|c| !c.is_empty()) {
+        b.entrypoint = o.entrypoint;
+    }
+    if o.command.as_ref().is_some_and(|c| !c.is_empty()) {
+        b.command = o.command;
+    }
+    b.environment.extend(o.environment);
+    b.env_file.extend(o.env_file);
+    b.labels.extend(o.labels);
+    // Ports are merged as a set, ordered by published port.
+    for p in o.ports {
+        if !b.ports.contains(&p) {
+            b.ports.push(p);
+        }
+    }
+    b.ports.sort_by_key(|p| p.published.unwrap_or(0));
+    for (net, aliases) in o.networks {
+        let entry = b.networks.entry(net).or_default();
+        if aliases.as_ref().is_some_and(|a| !a.is_empty()) {
+            *entry = aliases;
+        }
+    }
+    let mut volumes: BTreeMap<String, VolumeMount> =
+        b.volumes.drain(..).map(|v| (v.target.clone(), v)).collect();
+    volumes.extend(o.volumes.into_iter().map(|v| (v.target.clone(), v)));
+    b.volumes = volumes.into_values().collect();
+    for (base_refs, over_refs) in [(&mut b.configs, o.configs), (&mut b.secrets, o.secrets)] {
+        let mut by_name: BTreeMap<String, FileReference> =
+            base_refs.drain(..).map(|r| (r.name.clone(), r)).collect();
+        by_name.extend(over_refs.into_iter().map(|r| (r.name.clone(), r)));
+        *base_refs = by_name.into_values().collect();
+    }
+    if let Some(oh) = o.healthcheck {
+        let bh = b.healthcheck.get_or_insert_with(Healthcheck::default);
+        bh.test.extend(oh.test);
+        set(&mut bh.interval, oh.interval);
+        set(&mut bh.timeout, oh.timeout);
+        set(&mut bh.retries, oh.retries);
+        set(&mut bh.start_period, oh.start_period);
+        bh.disable |= oh.disable;
+    }
+    set(&mut b.stop_grace_period, o.stop_grace_period);
+    set(&mut b.stop_signal, o.stop_signal);
+    set(&mut b.user, o.user);
+    set(&mut b.working_dir, o.working_dir);
+    set(&mut b.hostname, o.hostname);
+    set(&mut b.init, o.init);
+    set(&mut b.read_only, o.read_only.filter(|r| *r));
+    set(&mut b.tty, o.tty.filter(|r| *r));
+    set(&mut b.stdin_open, o.stdin_open.filter(|r| *r));
+    b.cap_add.extend(o.cap_add);
+    b.cap_drop.extend(o.cap_drop);
+    b.sysctls.extend(o.sysctls);
+    b.ulimits.extend(o.ulimits);
+    b.extra_hosts.extend(o.extra_hosts);
+    b.dns.extend(o.dns);
+    b.dns_search.extend(o.dns_search);
+    match (&mut b.logging, o.logging) {
+        (Some(bl), Some(ol))
+            if bl.driver.is_none() || ol.driver.is_none() || bl.driver == ol.driver =>
+        {
+            set(&mut bl.driver, ol.driver);
+            bl.options.extend(ol.options);
+        }
+        (bl, Some(ol)) => *bl = Some(ol),
+        (_, None) => {}
+    }
+    set(&mut b.restart, o.restart);
+    let (bd, od) = (&mut b.deploy, o.deploy);
+    set(&mut bd.mode, od.mode);
+    set(&mut bd.replicas, od.replicas);
+    set(&mut bd.endpoint_mode, od.endpoint_mode);
+    bd.labels.extend(od.labels);
+    for (ba, oa) in [
+        (&mut bd.resources.limits, od.resources.limits),
+        (&mut bd.resources.reservations, od.resources.reservations),
+    ] {
+        if let Some(oa) = oa {
+            let ba = ba.get_or_insert_with(ResourceAmounts::default);
+            set(&mut ba.cpus, oa.cpus);
+            set(&mut ba.memory, oa.memory);
+            set(&mut ba.pids, oa.pids);
+        }
+    }
+    if let Some(or) = od.restart_policy {
+        let br = bd
+            .restart_policy
+            .get_or_insert_with(RestartPolicySpec::default);
+        set(&mut br.condition, or.condition);
+        set(&mut br.delay, or.delay);
+        set(&mut br.max_attempts, or.max_attempts);
+        set(&mut br.window, or.window);
+    }
+    for (bu, ou) in [
+        (&mut bd.update_config, od.update_config),
+        (&mut bd.rollback_config, od.rollback_config),
+    ] {
+        if let Some(ou) = ou {
+            let bu = bu.get_or_insert_with(UpdatePolicy::default);
+            set(&mut bu.parallelism, ou.parallelism);
+            set(&mut bu.delay, ou.delay);
+            set(&mut bu.failure_action, ou.failure_action);
+            set(&mut bu.monitor, ou.monitor);
+            set(&mut bu.max_failure_ratio, ou.max_failure_ratio);
+            set(&mut bu.order, ou.order);
+        }
+    }
+    bd.placement.constraints.extend(od.placement.constraints);
+    bd.placement.preferences.extend(od.placement.preferences);
+    set(&mut bd.placement.max_replicas, od.placement.max_replicas);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_go_duration("300ms"), Some(Duration::from_millis(300)));
+        assert_eq!(parse_go_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_go_duration("10"), None, "Go needs a unit");
+        assert_eq!(parse_go_duration("1d"), None);
+    }
+
+    #[test]
+    fn ram_sizes_are_binary_like_docker() {
+        assert_eq!(parse_ram_bytes("512M"), Some(512 << 20));
+        assert_eq!(parse_ram_bytes("1g"), Some(1 << 30));
+        assert_eq!(parse_ram_bytes("64kb"), Some(64 << 10));
+        assert_eq!(parse_ram_bytes("2GiB"), Some(2 << 30));
+        assert_eq!(parse_ram_bytes("1024"), Some(1024));
+        assert_eq!(parse_ram_bytes("1x"), None);
+    }
+
+    #[test]
+    fn short_ports() {
+        let p = |t, pubd: Option<u16>, proto| PortSpec {
+            target: t,
+            published: pubd,
+            protocol: proto,
+            mode: PublishMode::Ingress,
+        };
+        assert_eq!(
+            parse_short_port("80"),
+            Some(vec![p(80, None, Protocol::Tcp)])
+        );
+        assert_eq!(
+            parse_short_port("8080:80/udp"),
+            Some(vec![p(80, Some(8080), Protocol::Udp)])
+        );
+        assert_eq!(
+            parse_short_port("127.0.0.1:8080:80"),
+            Some(vec![p(80, Some(8080), Protocol::Tcp)])
+        );
+        assert_eq!(
+            parse_short_port("9000-9001:8000-8001"),
+            Some(vec![
+                p(8000, Some(9000), Protocol::Tcp),
+                p(8001, Some(9001), Protocol::Tcp)
+            ])
+        );
+        assert_eq!(parse_short_port("80/http"), None);
+        assert_eq!(parse_short_port("x:80"), None);
+    }
+
+    #[test]
+    fn extra_host_forms() {
+        assert_eq!(host_colon_ip("db:10.0.0.1".into()), "db:10.0.0.1");
+        assert_eq!(host_colon_ip("db=10.0.0.1".into()), "db:10.0.0.1");
+        assert_eq!(host_colon_ip("db=::1".into()), "db:::1");
+        assert_eq!(host_colon_ip("db:::1".into()), "db:::1");
+    }
+
+    #[test]
+    fn shell_words() {
+        assert_eq!(
+            shell_split(r#"sh -c "echo 'hi there' \"x\"" a\ b"#).unwrap(),
+            ["sh", "-c", "echo 'hi there' \"x\"", "a b"]
+        );
+        assert!(shell_split("a 'b").is_none());
+    }
+}

@@ -1,0 +1,529 @@
+//! A merged compose model turned into spec objects exactly as `docker stack deploy -c FILE
+//! NAME` would create them: `NAME_service`, `NAME_network`, `NAME_volume`, the
+//! `com.docker.stack.namespace` label, and the defaults the docker CLI fills in.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use super::model::{Compose, Dropped, Invalid, Service};
+use super::tree::Origin;
+use crate::spec::{
+    ApiVersion, BindPropagation, ConfigKind, DataSpec, DnsSpec, EndpointMode, FileMode,
+    FileReference, HealthcheckSpec, IpamSpec, LoggingSpec, MountSpec, MountType, NetworkKind,
+    NetworkSpec, ObjectMeta, PlacementSpec, RestartCondition, RestartPolicySpec, SecretKind,
+    ServiceKind, ServiceMode, ServiceSpec, SwarmConfig, SwarmNetwork, SwarmSecret, SwarmService,
+    UpdatePolicy, VolumeOptionsSpec,
+};
+
+/// The label `docker stack` uses to find a stack's objects.
+pub const NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
+/// The label stack deploy puts the compose file's image reference in.
+pub const IMAGE_LABEL: &str = "com.docker.stack.image";
+
+/// A file the specs read (config/secret data, env files), to be copied next to them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopiedFile {
+    /// Where it is now.
+    pub from: PathBuf,
+    /// Path relative to the output directory (as the spec refers to it).
+    pub to: String,
+    /// A secret's file: written readable by the owner only.
+    pub secret: bool,
+}
+
+/// The spec objects of a stack, with the files they need.
+#[derive(Debug, Clone, Default)]
+pub struct Stack {
+    /// Services, by swarm name.
+    pub services: Vec<SwarmService>,
+    /// Networks (created and external), by swarm name.
+    pub networks: Vec<SwarmNetwork>,
+    /// Configs.
+    pub configs: Vec<SwarmConfig>,
+    /// Secrets.
+    pub secrets: Vec<SwarmSecret>,
+    /// Files to copy.
+    pub files: Vec<CopiedFile>,
+    /// What was left out, located.
+    pub dropped: Vec<Dropped>,
+    /// Values that could not be converted.
+    pub invalid: Vec<Invalid>,
+}
+
+fn scope(stack: &str, name: &str) -> String {
+    format!("{stack}_{name}")
+}
+
+fn with_namespace(stack: &str, labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut labels = labels.clone();
+    labels.insert(NAMESPACE_LABEL.to_owned(), stack.to_owned());
+    labels
+}
+
+/// Docker's capability normalisation (`opts.EffectiveCapAddCapDrop`): upper case, `CAP_`
+/// prefixed, `ALL` wins over the rest of its list, an added capability is not dropped, both
+/// sorted.
+pub fn effective_caps(add: &[String], drop: &[String]) -> (Vec<String>, Vec<String>) {
+    let normalize = |c: &String| {
+        let c = c.trim().to_ascii_uppercase();
+        if c == "ALL" || c == "RESET" || c.starts_with("CAP_") {
+            c
+        } else {
+            format!("CAP_{c}")
+        }
+    };
+    let set = |list: &[String]| -> BTreeSet<String> {
+        let s: BTreeSet<String> = list.iter().map(normalize).collect();
+        if s.contains("ALL") {
+            BTreeSet::from(["ALL".to_owned()])
+        } else {
+            s
+        }
+    };
+    let (add, drop) = (set(add), set(drop));
+    let cap_drop = drop
+        .iter()
+        .filter(|c| !add.contains(*c) && c.as_str() != "RESET")
+        .cloned()
+        .collect();
+    let cap_add = add.into_iter().filter(|c| c != "RESET").collect();
+    (cap_add, cap_drop)
+}
+
+/// Converts the merged compose model of stack `stack`.
+pub fn convert(compose: &Compose, stack: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Stack {
+    let mut out = Stack::default();
+    let mut used_networks = BTreeSet::new();
+    for (name, service) in &compose.services {
+        let converted = convert_service(compose, stack, name, service, lookup, &mut out);
+        used_networks.extend(service.networks.keys().cloned());
+        if service.networks.is_empty() {
+            used_networks.insert("default".to_owned());
+        }
+        out.services.push(converted);
+    }
+    // Stack deploy creates only the networks some service uses.
+    for name in used_networks {
+        let decl = compose.networks.get(&name).cloned().unwrap_or_default();
+        let swarm_name = decl.name.clone().unwrap_or_else(|| scope(stack, &name));
+        let spec = if decl.external {
+            NetworkSpec {
+                external: true,
+                ..NetworkSpec::default()
+            }
+        } else {
+            NetworkSpec {
+                driver: decl.driver.clone().unwrap_or_else(|| "overlay".to_owned()),
+                attachable: decl.attachable,
+                internal: decl.internal,
+                options: decl.driver_opts.clone(),
+                ipam: decl.subnets.first().map(|subnet| IpamSpec {
+                    subnet: Some(subnet.clone()),
+                    gateway: None,
+                }),
+                external: false,
+            }
+        };
+        out.networks.push(SwarmNetwork {
+            api_version: ApiVersion::V1Alpha1,
+            kind: NetworkKind::SwarmNetwork,
+            metadata: ObjectMeta {
+                name: swarm_name,
+                labels: if decl.external {
+                    BTreeMap::new()
+                } else {
+                    with_namespace(stack, &decl.labels)
+                },
+            },
+            spec,
+        });
+    }
+    // Stack deploy creates every declared config and secret, used or not.
+    for (name, decl) in &compose.configs {
+        if decl.external {
+            continue;
+        }
+        let logical = decl.name.clone().unwrap_or_else(|| scope(stack, name));
+        let to = data_file(&mut out, "configs", &logical, decl.file.as_ref(), false);
+        out.configs.push(SwarmConfig {
+            api_version: ApiVersion::V1Alpha1,
+            kind: ConfigKind::SwarmConfig,
+            metadata: ObjectMeta {
+                name: logical,
+                labels: with_namespace(stack, &decl.labels),
+            },
+            spec: DataSpec {
+                file: to,
+                ..DataSpec::default()
+            },
+        });
+    }
+    for (name, decl) in &compose.secrets {
+        if decl.external {
+            continue;
+        }
+        let logical = decl.name.clone().unwrap_or_else(|| scope(stack, name));
+        let to = data_file(&mut out, "secrets", &logical, decl.file.as_ref(), true);
+        out.secrets.push(SwarmSecret {
+            api_version: ApiVersion::V1Alpha1,
+            kind: SecretKind::SwarmSecret,
+            metadata: ObjectMeta {
+                name: logical,
+                labels: with_namespace(stack, &decl.labels),
+            },
+            spec: DataSpec {
+                file: to,
+                ..DataSpec::default()
+            },
+        });
+    }
+    out
+}
+
+fn data_file(
+    out: &mut Stack,
+    dir: &str,
+    logical: &str,
+    from: Option<&PathBuf>,
+    secret: bool,
+) -> Option<String> {
+    let from = from?;
+    let base = from
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "data".to_owned());
+    let to = format!("files/{dir}/{logical}/{base}");
+    out.files.push(CopiedFile {
+        from: from.clone(),
+        to: to.clone(),
+        secret,
+    });
+    Some(format!("./{to}"))
+}
+
+fn convert_service(
+    compose: &Compose,
+    stack: &str,
+    name: &str,
+    s: &Service,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    out: &mut Stack,
+) -> SwarmService {
+    let origin = s.origin.clone().unwrap_or_else(|| Origin {
+        file: Default::default(),
+        line: 0,
+        column: 0,
+    });
+    let path = format!("services.{name}");
+    let mut invalid = |field: &str, message: String| {
+        out.invalid.push(Invalid {
+            origin: origin.clone(),
+            path: format!("{path}.{field}"),
+            message,
+        });
+    };
+    let image = s.image.clone().unwrap_or_default();
+    if image.is_empty() {
+        invalid(
+            "image",
+            "a service needs an image (stack deploy does not build)".into(),
+        );
+    }
+    let mut labels = with_namespace(stack, &s.deploy.labels);
+    labels.insert(IMAGE_LABEL.to_owned(), image.clone());
+
+    // Environment: names without a value come from the environment at import time, as
+    // stack deploy reads them at deploy time; names still unset are left out.
+    let mut env = BTreeMap::new();
+    for (k, v) in &s.environment {
+        match v.clone().or_else(|| lookup(k)) {
+            Some(v) => {
+                env.insert(k.clone(), v);
+            }
+            None => out.dropped.push(Dropped {
+                origin: origin.clone(),
+                path: format!("{path}.environment.{k}"),
+                reason: "has no value and is not set in the environment: left out".into(),
+            }),
+        }
+    }
+    let mut env_file = Vec::new();
+    for file in &s.env_file {
+        let base = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "env".to_owned());
+        let to = format!("files/env/{}/{base}", scope(stack, name));
+        out.files.push(CopiedFile {
+            from: file.clone(),
+            to: to.clone(),
+            secret: false,
+        });
+        env_file.push(format!("./{to}"));
+    }
+
+    // Networks: sorted by swarm name, each with the service's own name as an alias (stack
+    // deploy adds it so `name` resolves inside the stack).
+    let mut networks: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let attached: Vec<(String, Option<Vec<String>>)> = if s.networks.is_empty() {
+        vec![("default".to_owned(), None)]
+    } else {
+        s.networks
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    for (net, aliases) in attached {
+        let decl = compose.networks.get(&net);
+        if decl.is_none() && net != "default" {
+            invalid("networks", format!("undefined network `{net}`"));
+            continue;
+        }
+        let target = decl
+            .and_then(|d| d.name.clone())
+            .unwrap_or_else(|| scope(stack, &net));
+        let mut all = aliases.unwrap_or_default();
+        if !matches!(target.as_str(), "host" | "bridge" | "none" | "default") {
+            all.push(name.to_owned());
+        }
+        networks.insert(target, all);
+    }
+
+    let mut mounts = Vec::new();
+    for v in &s.volumes {
+        let kind = match v.kind.as_str() {
+            "volume" => MountType::Volume,
+            "bind" => MountType::Bind,
+            "tmpfs" => MountType::Tmpfs,
+            other => {
+                invalid(
+                    "volumes",
+                    format!("mount type `{other}` is not supported: volume, bind or tmpfs"),
+                );
+                continue;
+            }
+        };
+        let mut mount = MountSpec {
+            r#type: kind,
+            source: v.source.clone(),
+            target: v.target.clone(),
+            read_only: v.read_only,
+            tmpfs_size: v.tmpfs_size.map(crate::spec::MemoryQuantity),
+            tmpfs_mode: None,
+            bind_propagation: v.bind_propagation.as_deref().and_then(|p| {
+                serde_json::from_value::<BindPropagation>(serde_json::Value::String(p.to_owned()))
+                    .ok()
+            }),
+            volume: None,
+        };
+        if kind == MountType::Volume
+            && let Some(source) = &v.source
+        {
+            let Some(decl) = compose.volumes.get(source) else {
+                invalid(
+                    "volumes",
+                    format!(
+                        "undefined volume `{source}`: declare it under the top-level `volumes:`"
+                    ),
+                );
+                continue;
+            };
+            mount.source = Some(decl.name.clone().unwrap_or_else(|| scope(stack, source)));
+            let mut options = VolumeOptionsSpec {
+                no_copy: v.no_copy.unwrap_or(false),
+                ..Default::default()
+            };
+            if !decl.external {
+                options.labels = with_namespace(stack, &decl.labels);
+                if decl.driver.is_some() || decl.driver_opts.is_some() {
+                    options.driver = decl.driver.clone().filter(|d| !d.is_empty());
+                    options.driver_options = decl.driver_opts.clone().unwrap_or_default();
+                }
+            }
+            mount.volume = Some(options);
+        }
+        mounts.push(mount);
+    }
+
+    let refs = |list: &[FileReference],
+                decls: &BTreeMap<String, super::model::FileObjectDecl>,
+                kind: &str,
+                invalid: &mut dyn FnMut(&str, String)|
+     -> Vec<FileReference> {
+        let mut converted: Vec<FileReference> = Vec::new();
+        for r in list {
+            let Some(decl) = decls.get(&r.name) else {
+                invalid(
+                    kind,
+                    format!(
+                        "undefined {kind} `{}`: declare it under the top-level `{kind}s:`",
+                        r.name
+                    ),
+                );
+                continue;
+            };
+            let swarm_name = decl.name.clone().unwrap_or_else(|| scope(stack, &r.name));
+            // The docker CLI's defaults, written out so the spec says what runs.
+            converted.push(FileReference {
+                name: swarm_name,
+                target: Some(r.target.clone().unwrap_or_else(|| r.name.clone())),
+                uid: Some(r.uid.clone().unwrap_or_else(|| "0".into())),
+                gid: Some(r.gid.clone().unwrap_or_else(|| "0".into())),
+                mode: Some(r.mode.unwrap_or(FileMode(0o444))),
+                external: decl.external,
+            });
+        }
+        converted.sort_by(|a, b| a.name.cmp(&b.name));
+        converted
+    };
+    let configs = refs(&s.configs, &compose.configs, "config", &mut invalid);
+    let secrets = refs(&s.secrets, &compose.secrets, "secret", &mut invalid);
+
+    let mode = match s.deploy.mode.as_deref() {
+        None | Some("replicated") => ServiceMode::Replicated,
+        Some("global") => ServiceMode::Global,
+        Some(other) => {
+            invalid(
+                "deploy.mode",
+                format!("mode `{other}` is not supported: replicated or global"),
+            );
+            ServiceMode::Replicated
+        }
+    };
+    let endpoint_mode = match s.deploy.endpoint_mode.as_deref() {
+        None | Some("vip") => EndpointMode::Vip,
+        Some("dnsrr") => EndpointMode::Dnsrr,
+        Some(other) => {
+            invalid(
+                "deploy.endpoint_mode",
+                format!("`{other}` is not vip or dnsrr"),
+            );
+            EndpointMode::Vip
+        }
+    };
+    let restart_policy = s.deploy.restart_policy.clone().or_else(|| {
+        let restart = s.restart.as_deref()?;
+        let (policy, count) = match restart.split_once(':') {
+            Some((p, n)) => (p, n.parse::<u64>().ok().filter(|n| *n > 0)),
+            None => (restart, None),
+        };
+        let condition = match policy {
+            "always" | "unless-stopped" => RestartCondition::Any,
+            "on-failure" => RestartCondition::OnFailure,
+            _ => return None,
+        };
+        Some(RestartPolicySpec {
+            condition: Some(condition),
+            max_attempts: count,
+            ..Default::default()
+        })
+    });
+    let update_policy = |p: &Option<UpdatePolicy>| {
+        p.clone().map(|mut p| {
+            // The docker CLI sends parallelism 1 when the file leaves it out.
+            p.parallelism.get_or_insert(1);
+            p
+        })
+    };
+    let (cap_add, cap_drop) = effective_caps(&s.cap_add, &s.cap_drop);
+    let healthcheck = s.healthcheck.as_ref().map(|h| {
+        if h.disable {
+            HealthcheckSpec {
+                test: vec!["NONE".into()],
+                ..Default::default()
+            }
+        } else {
+            HealthcheckSpec {
+                test: h.test.clone(),
+                interval: h.interval,
+                timeout: h.timeout,
+                retries: h.retries,
+                start_period: h.start_period,
+            }
+        }
+    });
+    let spec = ServiceSpec {
+        image,
+        mode,
+        replicas: match mode {
+            ServiceMode::Replicated => s.deploy.replicas,
+            ServiceMode::Global => None,
+        },
+        command: s.entrypoint.clone().filter(|c| !c.is_empty()),
+        args: s.command.clone().filter(|c| !c.is_empty()),
+        env,
+        container_labels: with_namespace(stack, &s.labels),
+        networks: networks.keys().cloned().collect(),
+        network_aliases: networks
+            .into_iter()
+            .filter(|(_, a)| !a.is_empty())
+            .collect(),
+        endpoint_mode,
+        ports: s.ports.clone(),
+        healthcheck,
+        update_config: update_policy(&s.deploy.update_config),
+        rollback_config: update_policy(&s.deploy.rollback_config),
+        restart_policy,
+        // Stack deploy always sends a placement and resources (empty when the file has none).
+        placement: Some(PlacementSpec {
+            constraints: s.deploy.placement.constraints.clone(),
+            preferences: s.deploy.placement.preferences.clone(),
+            max_replicas: s.deploy.placement.max_replicas,
+        }),
+        resources: Some(s.deploy.resources.clone()),
+        mounts,
+        stop_grace_period: s.stop_grace_period,
+        user: s.user.clone(),
+        workdir: s.working_dir.clone(),
+        env_file,
+        hostname: s.hostname.clone(),
+        init: s.init,
+        stop_signal: s.stop_signal.clone(),
+        read_only: s.read_only.filter(|r| *r),
+        tty: s.tty.filter(|t| *t),
+        stdin_open: s.stdin_open.filter(|o| *o),
+        cap_add,
+        cap_drop,
+        sysctls: s.sysctls.clone(),
+        ulimits: s.ulimits.clone(),
+        extra_hosts: s.extra_hosts.clone(),
+        dns: (!s.dns.is_empty() || !s.dns_search.is_empty()).then(|| DnsSpec {
+            nameservers: s.dns.clone(),
+            search: s.dns_search.clone(),
+            options: Vec::new(),
+        }),
+        logging: s.logging.as_ref().map(|l| LoggingSpec {
+            driver: l.driver.clone().unwrap_or_default(),
+            options: l.options.clone(),
+        }),
+        configs,
+        secrets,
+    };
+    SwarmService {
+        api_version: ApiVersion::V1Alpha1,
+        kind: ServiceKind::SwarmService,
+        metadata: ObjectMeta {
+            name: scope(stack, name),
+            labels,
+        },
+        spec,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_like_the_docker_cli() {
+        let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            effective_caps(&s(&["net_admin", "CAP_SYS_TIME"]), &s(&["ALL", "chown"])),
+            (s(&["CAP_NET_ADMIN", "CAP_SYS_TIME"]), s(&["ALL"]))
+        );
+        assert_eq!(
+            effective_caps(&s(&["NET_ADMIN"]), &s(&["NET_ADMIN", "MKNOD"])),
+            (s(&["CAP_NET_ADMIN"]), s(&["CAP_MKNOD"]))
+        );
+    }
+}

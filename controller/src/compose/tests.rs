@@ -1,0 +1,438 @@
+//! Importing the realistic stacks of `tests/fixtures/stacks` (also deployed by the equivalence
+//! test) and small cases for the rules of the docker CLI.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::spec::{FileLoad, Object, load_dir};
+
+fn fixture(stack: &str, file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/stacks")
+        .join(stack)
+        .join(file)
+}
+
+fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+    let vars: BTreeMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |k: &str| vars.get(k).cloned()
+}
+
+/// Imports into a fresh directory and loads the result back.
+fn import_fixture(
+    files: &[PathBuf],
+    stack: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> (tempfile::TempDir, ImportReport, Vec<Object>) {
+    let out = tempfile::tempdir().unwrap();
+    let request = ImportRequest {
+        files: files.to_vec(),
+        stack: stack.to_owned(),
+        out: out.path().to_owned(),
+        strict: false,
+    };
+    let report = import(&request, lookup).expect("imports");
+    let loaded = load_dir(out.path()).unwrap();
+    for (path, load) in &loaded.files {
+        assert!(
+            matches!(load, FileLoad::Ok(_)),
+            "{}: {load:?}",
+            path.display()
+        );
+    }
+    let objects = loaded.objects().into_iter().map(|o| o.value).collect();
+    (out, report, objects)
+}
+
+fn service<'a>(objects: &'a [Object], name: &str) -> &'a crate::spec::ServiceSpec {
+    &objects
+        .iter()
+        .find_map(|o| o.as_service().filter(|s| s.metadata.name == name))
+        .unwrap_or_else(|| panic!("no service {name}"))
+        .spec
+}
+
+fn meta<'a>(objects: &'a [Object], kind: &str, name: &str) -> &'a Object {
+    objects
+        .iter()
+        .find(|o| o.kind() == kind && o.name() == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+#[test]
+fn shop_stack_is_named_and_labelled_like_stack_deploy() {
+    let lookup = env(&[("PROXY_PORT", "28080")]);
+    let (out, report, objects) = import_fixture(&[fixture("shop", "stack.yml")], "shop", &lookup);
+    let mut names: Vec<(String, String)> = objects
+        .iter()
+        .map(|o| (o.kind().to_owned(), o.name().to_owned()))
+        .collect();
+    names.sort();
+    let expect = [
+        ("SwarmConfig", "shop_api_settings"),
+        ("SwarmConfig", "shop_proxy_conf"),
+        ("SwarmNetwork", "shop_back"),
+        ("SwarmNetwork", "shop_front"),
+        ("SwarmSecret", "shop_api_key"),
+        ("SwarmService", "shop_api"),
+        ("SwarmService", "shop_proxy"),
+    ];
+    let expect: Vec<(String, String)> = expect
+        .iter()
+        .map(|(k, n)| (k.to_string(), n.to_string()))
+        .collect();
+    assert_eq!(names, expect, "the external secret gets no spec");
+    assert!(report.dropped.is_empty(), "{:#?}", report.dropped);
+
+    let proxy = service(&objects, "shop_proxy");
+    assert_eq!(
+        proxy.image, "swarm-operator-test/busybox:dev",
+        "default applied"
+    );
+    assert_eq!(proxy.replicas, Some(2));
+    assert_eq!(proxy.ports.len(), 2);
+    assert_eq!(proxy.ports[0].published, Some(28080), "environment wins");
+    assert_eq!(proxy.ports[1].mode, crate::spec::PublishMode::Host);
+    assert_eq!(
+        proxy.networks,
+        ["shop_back", "shop_front"],
+        "sorted like stack deploy"
+    );
+    assert_eq!(proxy.network_aliases["shop_front"], ["proxy"]);
+    assert_eq!(proxy.configs[0].name, "shop_proxy_conf");
+    assert_eq!(proxy.configs[0].mode, Some(crate::spec::FileMode(0o440)));
+    let limits = proxy.resources.as_ref().unwrap().limits.as_ref().unwrap();
+    assert_eq!(
+        limits.memory.unwrap().bytes(),
+        64 << 20,
+        "docker's M is MiB"
+    );
+    assert_eq!(limits.cpus, Some(0.5));
+    assert_eq!(proxy.rollback_config.as_ref().unwrap().parallelism, Some(2));
+    assert_eq!(proxy.logging.as_ref().unwrap().options["max-size"], "10m");
+
+    let Object::Service(proxy_object) = meta(&objects, "SwarmService", "shop_proxy") else {
+        unreachable!()
+    };
+    let labels = &proxy_object.metadata.labels;
+    assert_eq!(labels[NAMESPACE_LABEL], "shop");
+    assert_eq!(labels[IMAGE_LABEL], "swarm-operator-test/busybox:dev");
+    assert_eq!(labels["tier"], "edge");
+    assert_eq!(proxy.container_labels[NAMESPACE_LABEL], "shop");
+
+    let api = service(&objects, "shop_api");
+    assert_eq!(
+        api.args.as_deref(),
+        Some(&["sleep".to_owned(), "3600".to_owned()][..])
+    );
+    assert_eq!(api.env["DB_HOST"], "db.internal");
+    assert_eq!(api.network_aliases["shop_back"], ["shop-api", "api"]);
+    let secrets: Vec<(&str, bool, Option<&str>)> = api
+        .secrets
+        .iter()
+        .map(|s| (s.name.as_str(), s.external, s.target.as_deref()))
+        .collect();
+    assert_eq!(
+        secrets,
+        [
+            ("shop_api_key", false, Some("api.key")),
+            ("shop_db_password", true, Some("shop_db_password")),
+        ]
+    );
+    assert_eq!(api.update_config.as_ref().unwrap().parallelism, Some(0));
+
+    let Object::Network(back) = meta(&objects, "SwarmNetwork", "shop_back") else {
+        unreachable!()
+    };
+    assert_eq!(back.spec.options["encrypted"], "");
+    assert_eq!(back.metadata.labels["purpose"], "backend");
+    // Config and secret files were copied next to the specs; the secret is private.
+    let copied = out.path().join("files/secrets/shop_api_key/api.key");
+    assert_eq!(
+        std::fs::read_to_string(&copied).unwrap(),
+        "not-a-real-key-0123456789\n"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&copied).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let text = std::fs::read_to_string(out.path().join("service.shop_proxy.yaml")).unwrap();
+    assert!(
+        text.starts_with("# yaml-language-server: $schema=https://swarm-operator.io/schemas/v1alpha1/swarmservice.schema.json\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn metrics_stack_reports_what_swarm_ignores() {
+    let (_out, report, objects) =
+        import_fixture(&[fixture("metrics", "stack.yml")], "metrics", &env(&[]));
+    let dropped: Vec<(usize, &str)> = report
+        .dropped
+        .iter()
+        .map(|d| (d.origin.line, d.path.as_str()))
+        .collect();
+    assert_eq!(
+        dropped,
+        [
+            (35, "services.agent.build"),
+            (36, "services.agent.depends_on")
+        ]
+    );
+    assert!(
+        report.dropped[0]
+            .to_string()
+            .contains("stack.yml:35:5: services.agent.build: ignored by docker stack deploy")
+    );
+
+    let agent = service(&objects, "metrics_agent");
+    assert_eq!(agent.mode, crate::spec::ServiceMode::Global);
+    assert_eq!(agent.replicas, None);
+    assert_eq!(
+        agent.networks,
+        ["metrics_default"],
+        "the implicit default network"
+    );
+    assert_eq!(agent.mounts[0].source.as_deref(), Some("/proc"));
+    assert!(agent.mounts[0].read_only);
+    assert_eq!(
+        agent.mounts[1].bind_propagation,
+        Some(crate::spec::BindPropagation::Rslave)
+    );
+    let spool = &agent.mounts[2];
+    assert_eq!(spool.source.as_deref(), Some("metrics_spool"));
+    assert_eq!(
+        spool.volume.as_ref().unwrap().labels[NAMESPACE_LABEL],
+        "metrics"
+    );
+    assert_eq!(agent.read_only, Some(true));
+    assert_eq!(agent.init, Some(true));
+
+    let collector = service(&objects, "metrics_collector");
+    assert_eq!(collector.env["RETENTION"], "15d");
+    let tsdb = collector.mounts[0].volume.as_ref().unwrap();
+    assert!(tsdb.no_copy);
+    assert_eq!(tsdb.driver.as_deref(), Some("local"));
+    assert_eq!(tsdb.driver_options["o"], "size=64m");
+    assert_eq!(collector.mounts[1].tmpfs_size.unwrap().bytes(), 8 << 20);
+    let ports: Vec<(u16, Option<u16>)> = collector
+        .ports
+        .iter()
+        .map(|p| (p.target, p.published))
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            (9090, Some(19090)),
+            (9091, Some(19091)),
+            (9092, Some(19092))
+        ]
+    );
+    let placement = collector.placement.as_ref().unwrap();
+    assert_eq!(placement.max_replicas, Some(1));
+    assert_eq!(placement.preferences[0].spread, "node.labels.rack");
+    assert!(objects.iter().any(|o| o.name() == "metrics_default"));
+
+    // --strict turns the report into an error and writes nothing.
+    let out = tempfile::tempdir().unwrap();
+    let request = ImportRequest {
+        files: vec![fixture("metrics", "stack.yml")],
+        stack: "metrics".into(),
+        out: out.path().to_owned(),
+        strict: true,
+    };
+    let err = import(&request, &env(&[])).unwrap_err();
+    assert!(
+        matches!(err, ImportError::Strict(ref d) if d.len() == 2),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn ledger_merges_files_in_order_and_reads_dot_env() {
+    let files = [
+        fixture("ledger", "stack.yml"),
+        fixture("ledger", "stack.prod.yml"),
+    ];
+    let process = env(&[("REGION", "eu-1")]);
+    let lookup = environment(&files, process).unwrap();
+    let (out, report, objects) = import_fixture(&files, "ledger", &lookup);
+    assert!(report.dropped.is_empty(), "{:#?}", report.dropped);
+    let ledger = service(&objects, "ledger_ledger");
+    assert_eq!(ledger.replicas, Some(2), "the override wins");
+    assert_eq!(ledger.env["LEDGER_MODE"], "clustered", "from .env");
+    assert_eq!(ledger.env["REGION"], "eu-1");
+    assert_eq!(
+        ledger.env["LOG_LEVEL"], "warn",
+        "environment wins over env_file"
+    );
+    assert_eq!(
+        ledger.env["LEDGER_DB"], "ledger",
+        "the env file was read back"
+    );
+    assert_eq!(ledger.env_file, ["./files/env/ledger_ledger/ledger.env"]);
+    assert!(
+        out.path()
+            .join("files/env/ledger_ledger/ledger.env")
+            .is_file()
+    );
+    assert_eq!(ledger.cap_add, ["CAP_NET_ADMIN"]);
+    assert_eq!(ledger.cap_drop, ["ALL"]);
+    assert_eq!(
+        ledger.ulimits["nproc"],
+        crate::spec::UlimitSpec {
+            soft: 512,
+            hard: 512
+        }
+    );
+    assert_eq!(ledger.extra_hosts, ["ledger-db.local:10.11.12.13"]);
+    assert_eq!(ledger.dns.as_ref().unwrap().search, ["ledger.internal"]);
+    assert_eq!(
+        ledger.stop_grace_period.unwrap().as_duration().as_millis(),
+        1500
+    );
+    assert_eq!(ledger.endpoint_mode, crate::spec::EndpointMode::Dnsrr);
+    assert_eq!(ledger.placement.as_ref().unwrap().max_replicas, Some(2));
+    assert_eq!(
+        ledger.secrets[0].target.as_deref(),
+        Some("/run/secrets/token")
+    );
+    let Object::Service(s) = meta(&objects, "SwarmService", "ledger_ledger") else {
+        unreachable!()
+    };
+    assert_eq!(s.metadata.labels["env"], "production");
+    let worker = service(&objects, "ledger_worker");
+    let restart = worker.restart_policy.as_ref().unwrap();
+    assert_eq!(
+        restart.condition,
+        Some(crate::spec::RestartCondition::OnFailure)
+    );
+    assert_eq!(restart.max_attempts, Some(3));
+    assert_eq!((worker.tty, worker.stdin_open), (Some(true), Some(true)));
+    let Object::Network(net) = meta(&objects, "SwarmNetwork", "ledger_ledger") else {
+        unreachable!()
+    };
+    assert_eq!(
+        net.spec.ipam.as_ref().unwrap().subnet.as_deref(),
+        Some("10.231.0.0/24")
+    );
+}
+
+#[test]
+fn a_required_variable_stops_the_import_with_its_message() {
+    let files = [fixture("ledger", "stack.yml")];
+    let err = convert(&files, "ledger", &env(&[])).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("stack.yml:10:15: required variable REGION is missing a value: set REGION to the deployment region"), "{text}");
+}
+
+#[test]
+fn undefined_references_are_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.yml");
+    std::fs::write(
+        &file,
+        "services:\n  a:\n    image: x\n    networks: [nope]\n    secrets: [missing]\n    volumes: [data:/d]\n",
+    )
+    .unwrap();
+    let (stack, _) = convert(&[file], "s", &env(&[])).unwrap();
+    let messages: Vec<String> = stack.invalid.iter().map(|i| i.to_string()).collect();
+    assert_eq!(messages.len(), 3, "{messages:#?}");
+    assert!(
+        messages[0].contains("undefined network `nope`"),
+        "{messages:#?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("undefined volume `data`"))
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("undefined secret `missing`"))
+    );
+}
+
+#[test]
+fn bad_stack_names_are_refused() {
+    let err = convert(&[], "-x", &env(&[])).unwrap_err();
+    assert!(matches!(err, ImportError::StackName(_)));
+}
+
+#[test]
+fn explicit_and_external_names_are_kept_as_stack_deploy_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.txt"), "c").unwrap();
+    let file = dir.path().join("s.yml");
+    std::fs::write(
+        &file,
+        "services:\n  a:\n    image: x\n    networks: [pub, own]\n    volumes: [shared:/s, named:/n]\n    configs: [cfg]\n    secrets: [old]\nnetworks:\n  pub: {external: true, name: public_net}\n  own: {name: my_own_net}\nvolumes:\n  shared: {external: true}\n  named: {name: fixed_volume}\nconfigs:\n  cfg: {file: ./c.txt, name: fixed_cfg}\nsecrets:\n  old: {external: {name: legacy_secret}}\n",
+    )
+    .unwrap();
+    let (stack, _) = convert(&[file], "st", &env(&[])).unwrap();
+    assert!(stack.invalid.is_empty(), "{:#?}", stack.invalid);
+    let a = &stack.services[0].spec;
+    assert_eq!(a.networks, ["my_own_net", "public_net"]);
+    let sources: Vec<&str> = a
+        .mounts
+        .iter()
+        .filter_map(|m| m.source.as_deref())
+        .collect();
+    assert_eq!(sources, ["shared", "fixed_volume"]);
+    assert!(
+        a.mounts[0].volume.as_ref().unwrap().labels.is_empty(),
+        "external volumes get no stack label"
+    );
+    assert_eq!(a.configs[0].name, "fixed_cfg");
+    assert_eq!(
+        (a.secrets[0].name.as_str(), a.secrets[0].external),
+        ("legacy_secret", true)
+    );
+    let networks: Vec<(&str, bool)> = stack
+        .networks
+        .iter()
+        .map(|n| (n.metadata.name.as_str(), n.spec.external))
+        .collect();
+    assert_eq!(networks, [("my_own_net", false), ("public_net", true)]);
+    assert_eq!(stack.configs[0].metadata.name, "fixed_cfg");
+}
+
+#[test]
+fn a_re_import_removes_the_specs_it_no_longer_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.yml");
+    let out = dir.path().join("out");
+    let request = ImportRequest {
+        files: vec![file.clone()],
+        stack: "st".into(),
+        out: out.clone(),
+        strict: false,
+    };
+    std::fs::write(&file, "services:\n  a: {image: x}\n  b: {image: x}\n").unwrap();
+    import(&request, &env(&[])).unwrap();
+    std::fs::write(out.join("service.other_c.yaml"), "# another stack's\n").unwrap();
+    // Named like ours but of stack `st_x`: its label tells.
+    let foreign = std::fs::read_to_string(out.join("service.st_b.yaml"))
+        .unwrap()
+        .replace("namespace: st", "namespace: st_x");
+    std::fs::write(out.join("service.st_x_web.yaml"), foreign).unwrap();
+    std::fs::write(&file, "services:\n  a: {image: x}\n").unwrap();
+    let report = import(&request, &env(&[])).unwrap();
+    assert_eq!(report.removed, ["service.st_b.yaml"]);
+    assert!(
+        out.join("service.st_x_web.yaml").is_file(),
+        "stack st_x's file stays"
+    );
+    assert!(out.join("service.st_a.yaml").is_file());
+    assert!(
+        out.join("service.other_c.yaml").is_file(),
+        "other stacks' files stay"
+    );
+}

@@ -1,0 +1,285 @@
+//! A compose file as an untyped YAML tree that remembers, for every node, the file and line it
+//! came from (so that the import report can say where a dropped key was), before it is
+//! interpolated, merged and converted.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde::de;
+use serde_saphyr::Spanned;
+
+/// Where a node is: file, 1-based line and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The compose file.
+    pub file: Arc<PathBuf>,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
+/// A YAML node with its origin.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// The value.
+    pub value: Value,
+    /// Where it was written.
+    pub origin: Origin,
+}
+
+/// A YAML value; mapping keys are kept in file order with their own origins.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// `null`, `~` or nothing.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A floating-point number.
+    Float(f64),
+    /// A string.
+    Str(String),
+    /// A sequence.
+    Seq(Vec<Node>),
+    /// A mapping: `(key, key origin, value)` in file order.
+    Map(Vec<Entry>),
+}
+
+/// One entry of a mapping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// The key, as text.
+    pub key: String,
+    /// Where the key was written.
+    pub origin: Origin,
+    /// The value.
+    pub value: Node,
+}
+
+impl Node {
+    /// The entries, if this is a mapping.
+    pub fn entries(&self) -> Option<&[Entry]> {
+        match &self.value {
+            Value::Map(entries) => Some(entries),
+            _ => None,
+        }
+    }
+
+    /// The value of mapping key `key`.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.entries()?
+            .iter()
+            .find(|e| e.key == key)
+            .map(|e| &e.value)
+    }
+
+    /// The text of a scalar (numbers and booleans as YAML writes them); `None` for null and
+    /// collections.
+    pub fn scalar(&self) -> Option<String> {
+        match &self.value {
+            Value::Str(s) => Some(s.clone()),
+            Value::Int(i) => Some(i.to_string()),
+            Value::Float(f) => Some(f.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Null | Value::Seq(_) | Value::Map(_) => None,
+        }
+    }
+
+    /// What kind of node this is, for messages.
+    pub fn describe(&self) -> &'static str {
+        match &self.value {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Int(_) | Value::Float(_) => "a number",
+            Value::Str(_) => "a string",
+            Value::Seq(_) => "a list",
+            Value::Map(_) => "a mapping",
+        }
+    }
+}
+
+/// Why a compose file could not be parsed.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", file.display())]
+pub struct ParseError {
+    /// The file.
+    pub file: PathBuf,
+    /// The parser's message, with its position.
+    pub message: String,
+}
+
+/// Parses one compose file's text. An empty file is an empty mapping.
+pub fn parse(file: &Path, text: &str) -> Result<Node, ParseError> {
+    let mut options = serde_saphyr::Options::default();
+    options.with_snippet = false;
+    let raw: Spanned<Raw> =
+        serde_saphyr::from_str_with_options(text, options).map_err(|e| ParseError {
+            file: file.to_owned(),
+            message: e.to_string(),
+        })?;
+    let file = Arc::new(file.to_owned());
+    let node = convert(raw, &file);
+    Ok(match node.value {
+        Value::Null => Node {
+            value: Value::Map(Vec::new()),
+            origin: node.origin,
+        },
+        _ => node,
+    })
+}
+
+fn origin<T>(s: &Spanned<T>, file: &Arc<PathBuf>) -> Origin {
+    let l = s.referenced;
+    Origin {
+        file: Arc::clone(file),
+        line: l.line() as usize,
+        column: l.column().max(1) as usize,
+    }
+}
+
+fn convert(raw: Spanned<Raw>, file: &Arc<PathBuf>) -> Node {
+    let at = origin(&raw, file);
+    let value = match raw.value {
+        Raw::Null => Value::Null,
+        Raw::Bool(b) => Value::Bool(b),
+        Raw::Int(i) => Value::Int(i),
+        Raw::Float(f) => Value::Float(f),
+        Raw::Str(s) => Value::Str(s),
+        Raw::Seq(items) => Value::Seq(items.into_iter().map(|i| convert(i, file)).collect()),
+        Raw::Map(entries) => Value::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| Entry {
+                    origin: origin(&k, file),
+                    key: k.value.key_text(),
+                    value: convert(v, file),
+                })
+                .collect(),
+        ),
+    };
+    Node { value, origin: at }
+}
+
+/// What the parser hands over, before origins are attached.
+enum Raw {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Spanned<Raw>>),
+    Map(Vec<(Spanned<Raw>, Spanned<Raw>)>),
+}
+
+impl Raw {
+    fn key_text(&self) -> String {
+        match self {
+            Raw::Str(s) => s.clone(),
+            Raw::Int(i) => i.to_string(),
+            Raw::Float(f) => f.to_string(),
+            Raw::Bool(b) => b.to_string(),
+            Raw::Null => "null".to_owned(),
+            Raw::Seq(_) | Raw::Map(_) => String::new(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Raw {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = Raw;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any YAML node")
+            }
+            fn visit_unit<E>(self) -> Result<Raw, E> {
+                Ok(Raw::Null)
+            }
+            fn visit_none<E>(self) -> Result<Raw, E> {
+                Ok(Raw::Null)
+            }
+            fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Raw, D::Error> {
+                Raw::deserialize(d)
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Raw, E> {
+                Ok(Raw::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Raw, E> {
+                Ok(Raw::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Raw, E> {
+                i64::try_from(v)
+                    .map(Raw::Int)
+                    .map_err(|_| E::custom(format!("{v} is too large")))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Raw, E> {
+                Ok(Raw::Float(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Raw, E> {
+                Ok(Raw::Str(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Raw, E> {
+                Ok(Raw::Str(v))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Raw, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Raw::Seq(items))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Raw, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(Raw::Map(entries))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_know_file_and_line() {
+        let text = "services:\n  web:\n    image: nginx\n    ports: [\"80:80\"]\n";
+        let root = parse(Path::new("stack.yml"), text).unwrap();
+        let web = root.get("services").unwrap().get("web").unwrap();
+        let image = web.get("image").unwrap();
+        assert_eq!(image.scalar().as_deref(), Some("nginx"));
+        assert_eq!(image.origin.to_string(), "stack.yml:3:12");
+        let key = &web.entries().unwrap()[1];
+        assert_eq!((key.key.as_str(), key.origin.line), ("ports", 4));
+    }
+
+    #[test]
+    fn anchors_and_merge_keys_resolve() {
+        let text = "x-common: &common\n  restart: always\nservices:\n  a:\n    <<: *common\n    image: a\n";
+        let root = parse(Path::new("s.yml"), text).unwrap();
+        let a = root.get("services").unwrap().get("a").unwrap();
+        assert_eq!(
+            a.get("restart").unwrap().scalar().as_deref(),
+            Some("always")
+        );
+    }
+
+    #[test]
+    fn empty_file_is_an_empty_mapping() {
+        let root = parse(Path::new("e.yml"), "# nothing\n").unwrap();
+        assert_eq!(root.entries().map(<[Entry]>::len), Some(0));
+    }
+}

@@ -1,0 +1,241 @@
+//! Files that specs point at (env files, config and secret data): resolved relative to the
+//! spec file, confined to the spec directory, size-limited, and parsed.
+
+use std::path::{Component, Path, PathBuf};
+
+/// Swarm's limit on the size of one config or secret (swarmkit's `MaxConfigSize` and
+/// `MaxSecretSize`).
+pub const MAX_DATA_BYTES: usize = 500 * 1024;
+
+/// Why a referenced file could not be used. The messages never quote file contents, so that
+/// they are safe for secrets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileProblem {
+    /// An absolute path: only paths relative to the spec file are allowed.
+    #[error("`{path}` is absolute: give a path relative to the spec file, inside its directory")]
+    Absolute {
+        /// The path as written.
+        path: String,
+    },
+    /// The path leaves the spec directory (through `..` or a symlink).
+    #[error(
+        "`{path}` is outside the spec directory {}: only files inside it may be read (no `..`, no symlink out of it)",
+        dir.display()
+    )]
+    Outside {
+        /// The path as written.
+        path: String,
+        /// The spec directory.
+        dir: PathBuf,
+    },
+    /// The file does not exist or cannot be read.
+    #[error("cannot read `{path}`: {reason}")]
+    Unreadable {
+        /// The path as written.
+        path: String,
+        /// The I/O error.
+        reason: String,
+    },
+    /// Larger than swarm accepts.
+    #[error("`{path}` is {size} bytes: swarm configs and secrets may be at most {max} bytes (500 KiB)", max = MAX_DATA_BYTES)]
+    TooLarge {
+        /// The path as written.
+        path: String,
+        /// Its size.
+        size: u64,
+    },
+    /// An env file line that is not `NAME=value`, `NAME` or a comment.
+    #[error("`{path}` line {line}: {message}")]
+    EnvSyntax {
+        /// The path as written.
+        path: String,
+        /// 1-based line in the env file.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Resolves `relative` against the directory of `spec_file`, and makes sure the result (with
+/// symlinks followed) is inside that directory.
+pub fn resolve_inside(spec_file: &Path, relative: &str) -> Result<PathBuf, FileProblem> {
+    let dir = spec_file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let written = Path::new(relative);
+    if written.is_absolute() {
+        return Err(FileProblem::Absolute {
+            path: relative.to_owned(),
+        });
+    }
+    let outside = || FileProblem::Outside {
+        path: relative.to_owned(),
+        dir: dir.to_owned(),
+    };
+    // Rejected before touching the file system, so that a missing file outside the directory
+    // is reported as outside rather than as missing.
+    if written.components().any(|c| c == Component::ParentDir) {
+        return Err(outside());
+    }
+    let joined = dir.join(written);
+    let unreadable = |e: std::io::Error| FileProblem::Unreadable {
+        path: relative.to_owned(),
+        reason: e.to_string(),
+    };
+    let real_dir = dir.canonicalize().map_err(unreadable)?;
+    let real = joined.canonicalize().map_err(unreadable)?;
+    if !real.starts_with(&real_dir) {
+        return Err(outside());
+    }
+    Ok(real)
+}
+
+/// Reads a file found by [`resolve_inside`], refusing files over `max` bytes unread.
+pub fn read_limited(spec_file: &Path, relative: &str, max: usize) -> Result<Vec<u8>, FileProblem> {
+    let path = resolve_inside(spec_file, relative)?;
+    let unreadable = |e: std::io::Error| FileProblem::Unreadable {
+        path: relative.to_owned(),
+        reason: e.to_string(),
+    };
+    let meta = std::fs::metadata(&path).map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(FileProblem::Unreadable {
+            path: relative.to_owned(),
+            reason: "not a regular file".to_owned(),
+        });
+    }
+    if meta.len() > max as u64 {
+        return Err(FileProblem::TooLarge {
+            path: relative.to_owned(),
+            size: meta.len(),
+        });
+    }
+    std::fs::read(&path).map_err(unreadable)
+}
+
+/// Parses an env file the way the docker CLI does for `docker stack deploy` and `docker run
+/// --env-file`: one `NAME=value` per line, the value taken literally (no quotes, no
+/// interpolation); `#` comments and blank lines skipped; a bare `NAME` takes the value of that
+/// variable in `lookup` and is left out when it is unset there.
+pub fn parse_env_file(
+    path: &str,
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<(String, String)>, FileProblem> {
+    let mut vars = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let problem = |message: String| FileProblem::EnvSyntax {
+            path: path.to_owned(),
+            line: i + 1,
+            message,
+        };
+        let (name, value) = match line.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
+            None => (line, None),
+        };
+        if name.is_empty() {
+            return Err(problem("no variable name before `=`".to_owned()));
+        }
+        if name.contains(char::is_whitespace) {
+            return Err(problem(format!(
+                "variable name `{}` contains whitespace: write `NAME=value`",
+                name.trim_end()
+            )));
+        }
+        match value {
+            Some(value) => vars.push((name.to_owned(), value.to_owned())),
+            None => {
+                if let Some(value) = lookup(name) {
+                    vars.push((name.to_owned(), value));
+                }
+            }
+        }
+    }
+    Ok(vars)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_dir() -> (tempfile::TempDir, PathBuf) {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("specs");
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("sub/app.env"), "A=1\n").unwrap();
+        std::fs::write(root.path().join("outside.env"), "SECRET=1\n").unwrap();
+        let spec = dir.join("web.yaml");
+        (root, spec)
+    }
+
+    #[test]
+    fn files_inside_the_spec_directory_are_read() {
+        let (_root, spec) = spec_dir();
+        assert_eq!(read_limited(&spec, "sub/app.env", 10).unwrap(), b"A=1\n");
+        assert_eq!(read_limited(&spec, "./sub/app.env", 10).unwrap(), b"A=1\n");
+    }
+
+    #[test]
+    fn escapes_are_refused() {
+        let (root, spec) = spec_dir();
+        let e = read_limited(&spec, "../outside.env", 100).unwrap_err();
+        assert!(matches!(e, FileProblem::Outside { .. }), "{e}");
+        assert!(e.to_string().contains("outside the spec directory"), "{e}");
+        let abs = root.path().join("outside.env");
+        let e = read_limited(&spec, abs.to_str().unwrap(), 100).unwrap_err();
+        assert!(matches!(e, FileProblem::Absolute { .. }), "{e}");
+        std::os::unix::fs::symlink(&abs, spec.parent().unwrap().join("link.env")).unwrap();
+        let e = read_limited(&spec, "link.env", 100).unwrap_err();
+        assert!(matches!(e, FileProblem::Outside { .. }), "{e}");
+        assert!(!e.to_string().contains("SECRET"), "{e}");
+    }
+
+    #[test]
+    fn missing_and_large_files_are_reported() {
+        let (_root, spec) = spec_dir();
+        let e = read_limited(&spec, "nope.env", 100).unwrap_err();
+        assert!(e.to_string().starts_with("cannot read `nope.env`"), "{e}");
+        let e = read_limited(&spec, "sub/app.env", 3).unwrap_err();
+        assert_eq!(
+            e,
+            FileProblem::TooLarge {
+                path: "sub/app.env".into(),
+                size: 4
+            }
+        );
+    }
+
+    #[test]
+    fn env_files_follow_the_docker_cli() {
+        let text = "# comment\n\nA=1\n  B = x \nC=\"quoted\"\nD=a=b\nFROM_ENV\nUNSET\nE=\n";
+        let lookup = |k: &str| (k == "FROM_ENV").then(|| "env".to_owned());
+        let vars = parse_env_file("app.env", text, lookup).unwrap_err();
+        assert_eq!(
+            vars,
+            FileProblem::EnvSyntax {
+                path: "app.env".into(),
+                line: 4,
+                message: "variable name `B` contains whitespace: write `NAME=value`".into()
+            }
+        );
+        let text = text.replace("  B = x \n", "");
+        let vars = parse_env_file("app.env", &text, lookup).unwrap();
+        let expect = [
+            ("A", "1"),
+            ("C", "\"quoted\""),
+            ("D", "a=b"),
+            ("FROM_ENV", "env"),
+            ("E", ""),
+        ];
+        let expect: Vec<(String, String)> = expect
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(vars, expect);
+    }
+}

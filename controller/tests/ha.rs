@@ -1,0 +1,204 @@
+//! Two operator replicas with leader election and the specs stored in the swarm (`apply`,
+//! `run --source swarm`), on the real single-node swarm of the local Docker engine.
+// Helpers outside #[test] functions unwrap too: in a test, a failed unwrap is a failed test
+// with its location.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{Operator, Swarm, docker, docker_output};
+
+const CONVERGE: Duration = Duration::from_secs(60);
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stored_configs(swarm: &Swarm) -> Vec<String> {
+    let filter = "label=swarm-operator.io/stored-spec-file";
+    let instance = format!("label=swarm-operator.io/instance={}", swarm.prefix);
+    let out = docker(&[
+        "config",
+        "ls",
+        "--filter",
+        filter,
+        "--filter",
+        &instance,
+        "--format",
+        "{{.Name}}",
+    ]);
+    let mut names: Vec<String> = out.lines().map(str::to_owned).collect();
+    names.sort();
+    names
+}
+
+fn service_id(swarm: &Swarm, name: &str) -> Option<String> {
+    let out = docker_output(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{.ID}}",
+        &swarm.name(name),
+    ]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn leads(operator: &Operator) -> bool {
+    operator.metric("swarm_operator_leader") == Some(1.0)
+}
+
+/// Reconciles that got past the leader gate (the only path to a write).
+fn reconciles_as_leader(operator: &Operator) -> f64 {
+    operator.metric_sum("swarm_operator_reconciles_total")
+        - operator.metric_sum("swarm_operator_reconciles_skipped_as_follower_total")
+}
+
+/// apply validates and stores; two replicas elect one leader, which alone reconciles; the
+/// leader dies → the other takes over within 20 s without duplicating or removing anything,
+/// and a spec applied afterwards is applied; `delete` removes a stored file and so its service.
+#[test]
+fn two_replicas_with_specs_stored_in_the_swarm() {
+    let Some(swarm) = Swarm::start("ha") else {
+        return;
+    };
+    let specs = swarm.specs.path();
+    swarm.write_spec("net.yaml", &swarm.network_spec("net"));
+    swarm.write_spec("web.yaml", &swarm.service_spec("web", 2, Some("net")));
+    let applied = swarm.cli(&["apply", specs.to_str().unwrap()]);
+    assert!(applied.status.success(), "{applied:?}");
+    assert_eq!(stored_configs(&swarm).len(), 2);
+    let again = swarm.cli(&["apply", specs.to_str().unwrap()]);
+    assert!(
+        stdout(&again).contains("web.yaml unchanged"),
+        "{}",
+        stdout(&again)
+    );
+    let before_invalid = stored_configs(&swarm);
+
+    // An invalid file: located error naming the file given, and nothing stored.
+    let bad = swarm
+        .service_spec("web", 2, Some("net"))
+        .replace("replicas: 2", "replicas: two");
+    let bad_dir = tempfile::tempdir().unwrap();
+    let bad_file = bad_dir.path().join("web.yaml");
+    std::fs::write(&bad_file, bad).unwrap();
+    let refused = swarm.cli(&["apply", bad_file.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(
+        stdout(&refused).contains(&format!("{}:7:", bad_file.display())),
+        "{}",
+        stdout(&refused)
+    );
+    assert_eq!(stored_configs(&swarm), before_invalid, "nothing stored");
+
+    let replica = |id: &str| {
+        let status = specs.with_extension(format!("{id}.status.json"));
+        let mirror = specs.with_extension(format!("{id}.mirror"));
+        swarm.operator_with(
+            &[
+                "--source",
+                "swarm",
+                "--specs",
+                mirror.to_str().unwrap(),
+                "--leader-election",
+                "--identity",
+                id,
+            ],
+            &status,
+            id,
+            &[],
+        )
+    };
+    let mut a = replica("a");
+    let mut b = replica("b");
+    swarm.wait("2 replicas of web", CONVERGE, || {
+        swarm.service_replicas("web") == Some(2)
+    });
+    swarm.wait("one leader", Duration::from_secs(10), || {
+        leads(&a) || leads(&b)
+    });
+    let (leader, follower) = if leads(&a) {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    // Normal operation for a few resyncs: only the leader reconciles past the gate.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(leads(leader) && !leads(follower), "exactly one leader");
+    assert!(reconciles_as_leader(leader) > 0.0);
+    assert!(
+        follower.metric_sum("swarm_operator_reconciles_skipped_as_follower_total") > 0.0,
+        "the follower keeps its view warm and is triggered"
+    );
+    assert_eq!(
+        reconciles_as_leader(follower),
+        0.0,
+        "the follower never reconciled past the gate"
+    );
+    assert_eq!(
+        follower.http_get("/readyz").map(|(code, _)| code),
+        Some(503)
+    );
+    let web_id = service_id(&swarm, "web").expect("web exists");
+    let web_version = swarm.service_version("web");
+
+    // The leader dies without releasing the lease.
+    leader.kill();
+    let killed = Instant::now();
+    swarm.wait("the follower leads", Duration::from_secs(25), || {
+        leads(follower)
+    });
+    let failover = killed.elapsed();
+    eprintln!("failover (leader killed -> other replica leads): {failover:?}");
+    assert!(failover <= Duration::from_secs(20), "{failover:?}");
+    assert_eq!(
+        service_id(&swarm, "web"),
+        Some(web_id.clone()),
+        "not recreated"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        swarm.service_version("web"),
+        web_version,
+        "the new leader found nothing to change"
+    );
+
+    // A change applied after the failover is applied by the new leader.
+    swarm.write_spec("web.yaml", &swarm.service_spec("web", 3, Some("net")));
+    let web_file = specs.join("web.yaml");
+    let applied = swarm.cli(&["apply", web_file.to_str().unwrap()]);
+    assert!(applied.status.success(), "{applied:?}");
+    assert_eq!(stored_configs(&swarm).len(), 2, "the old copy was replaced");
+    swarm.wait("3 replicas of web", CONVERGE, || {
+        swarm.service_replicas("web") == Some(3)
+    });
+    assert_eq!(service_id(&swarm, "web"), Some(web_id), "updated in place");
+
+    // `delete NAME` removes the stored file; the operator prunes its service.
+    let deleted = swarm.cli(&["delete", "web.yaml"]);
+    assert!(deleted.status.success(), "{deleted:?}");
+    swarm.wait("web removed", CONVERGE, || {
+        service_id(&swarm, "web").is_none()
+    });
+    assert!(
+        docker_output(&["network", "inspect", &swarm.name("net")])
+            .status
+            .success(),
+        "the network, still stored, stays"
+    );
+
+    // A graceful stop releases the lease at once.
+    assert!(follower.stop(), "{}", follower.log());
+    let holder = docker(&[
+        "config",
+        "inspect",
+        "--format",
+        "{{index .Spec.Labels \"swarm-operator.io/lease-holder\"}}",
+        &format!("swarm-operator-lease-{}", swarm.prefix),
+    ]);
+    assert_eq!(holder, "", "released");
+}
