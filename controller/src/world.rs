@@ -462,8 +462,9 @@ impl Reflector {
                 let current = &state.observed.services[name];
                 if previous.as_ref().is_none_or(|p| !same_service(p, current)) {
                     changed.insert(key.clone());
-                    changed.extend(service_dependents(state, previous.as_ref()));
-                    changed.extend(service_dependents(state, Some(current)));
+                    if let Some(previous) = &previous {
+                        changed.extend(unblocked_by(state, previous, Some(current)));
+                    }
                 }
             }
             None => {
@@ -471,7 +472,7 @@ impl Reflector {
                 self.freshness.seen_at.remove(&key);
                 if let Some(previous) = state.observed.services.remove(name) {
                     changed.insert(key.clone());
-                    changed.extend(service_dependents(state, Some(&previous)));
+                    changed.extend(unblocked_by(state, &previous, None));
                 }
             }
         }
@@ -601,24 +602,32 @@ fn same_service(a: &ObservedService, b: &ObservedService) -> bool {
     a.id == b.id && a.definition == b.definition && a.ownership == b.ownership
 }
 
-/// Keys that another object's change may unblock: the owned networks a service used (a
-/// removal waiting for its users) and the services whose port it held.
-fn service_dependents(state: &WorldState, service: Option<&ObservedService>) -> Vec<ObjectKey> {
-    let Some(service) = service else {
-        return Vec::new();
-    };
-    let networks = service
+/// Keys that a service's change may unblock: the owned networks it stopped using (a removal
+/// waiting for its users) and the services whose port it stopped holding. A service that
+/// appears or starts using something unblocks nothing, so it triggers nothing: a key in backoff
+/// is retried early only when what blocks it went away.
+fn unblocked_by(
+    state: &WorldState,
+    previous: &ObservedService,
+    current: Option<&ObservedService>,
+) -> Vec<ObjectKey> {
+    let still_uses =
+        |network: &String| current.is_some_and(|c| c.definition.networks.contains(network));
+    let networks = previous
         .definition
         .networks
         .iter()
+        .filter(|n| !still_uses(n))
         .filter(|n| !state.desired.networks.contains_key(*n))
         .map(ObjectKey::network);
+    let ports_changed = current.is_none_or(|c| c.definition.ports != previous.definition.ports);
     let port_waiters = state
         .outcomes
         .iter()
+        .filter(move |_| ports_changed)
         .filter(|(_, outcome)| {
             matches!(&outcome.error, Some((Blocker::PortConflict { holder, .. }, _))
-                if *holder == service.definition.name || *holder == service.id)
+                if *holder == previous.definition.name || *holder == previous.id)
         })
         .map(|(key, _)| key.clone());
     networks.chain(port_waiters).collect()
@@ -937,6 +946,59 @@ mod tests {
             })
             .await;
         assert_eq!(drain(&mut f.changes), []);
+    }
+
+    #[tokio::test]
+    async fn only_a_user_going_away_wakes_a_network_removal_that_waits_for_it() {
+        let mut f = fixture();
+        with_desired(&f, &[]).await;
+        let network = ObservedNetwork {
+            id: "n1".into(),
+            scope: "swarm".into(),
+            definition: crate::definition::tests::sample_network("held"),
+            ownership: Ownership::from_labels(&Ownership::labels(
+                "h",
+                "gone.yaml",
+                DEFAULT_INSTANCE,
+            )),
+        };
+        f.reporter
+            .observed(Observation::Networks {
+                ticket: f.world.ticket(),
+                networks: vec![network],
+            })
+            .await;
+        drain(&mut f.changes);
+        let mut user = read(&desired("user"), "u1", 4);
+        user.ownership = Ownership::default();
+        user.definition.networks = vec!["held".into()];
+        // A user appearing (or changing something else) blocks more, it unblocks nothing.
+        f.reporter
+            .observed(Observation::Service {
+                ticket: f.world.ticket(),
+                name: "user".into(),
+                service: Some(Box::new(user.clone())),
+            })
+            .await;
+        user.version = 5;
+        user.definition.image = "other".into();
+        f.reporter
+            .observed(Observation::Service {
+                ticket: f.world.ticket(),
+                name: "user".into(),
+                service: Some(Box::new(user)),
+            })
+            .await;
+        assert_eq!(drain(&mut f.changes), []);
+        // Its removal may let the network go.
+        f.reporter
+            .observed(Observation::Service {
+                ticket: f.world.ticket(),
+                name: "user".into(),
+                service: None,
+            })
+            .await;
+        assert_eq!(drain(&mut f.changes), [ObjectKey::network("held")]);
     }
 
     #[tokio::test]
