@@ -1,5 +1,5 @@
-//! Watching the spec directory: a saved file is applied at once, a stream of partial writes
-//! once it goes quiet.
+//! Watching the spec directory: a saved file is applied at once (after its burst, a few
+//! milliseconds), a stream of partial writes once it goes quiet.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,6 +30,12 @@ pub enum TriggerError {
 /// How long a file that is being written without being closed (a partial write, an editor
 /// that keeps it open) must stay quiet before it is read.
 const QUIET_AFTER_WRITES: Duration = Duration::from_millis(150);
+
+/// How long a saved, renamed or removed file waits for the rest of its burst: `rm a.yaml
+/// b.yaml`, a `git checkout` or an editor's save dance touch several files within a
+/// millisecond or two, and applying the state between them would act on a directory nobody
+/// meant (e.g. prune because one of two deleted files was still there).
+const BURST_SETTLE: Duration = Duration::from_millis(15);
 
 /// What a file-system event means for reloading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,18 +121,17 @@ pub fn watch_specs(dir: &Path) -> Result<(RecommendedWatcher, mpsc::Receiver<()>
             match next.await {
                 Ok(None) => return, // the watcher was dropped
                 Ok(Some(Urgency::Now)) => {
-                    quiet_deadline = None;
-                    debug!("spec file saved");
-                    if tx.try_send(()).is_err() && tx.is_closed() {
-                        return;
-                    }
+                    // Never later than a pending deadline: a stream of saves still reloads
+                    // every BURST_SETTLE.
+                    let settle = Instant::now() + BURST_SETTLE;
+                    quiet_deadline = Some(quiet_deadline.map_or(settle, |d| d.min(settle)));
                 }
                 Ok(Some(Urgency::WhenQuiet)) => {
                     quiet_deadline = Some(Instant::now() + QUIET_AFTER_WRITES);
                 }
                 Err(_elapsed) => {
                     quiet_deadline = None;
-                    debug!("spec file writes went quiet");
+                    debug!("spec directory changed");
                     if tx.try_send(()).is_err() && tx.is_closed() {
                         return;
                     }
