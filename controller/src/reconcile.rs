@@ -614,6 +614,16 @@ mod tests {
         })
     }
 
+    /// Creates the sample network and service.
+    async fn converge(ctx: &Arc<Context<MemorySwarm>>) {
+        reconcile(ctx.clone(), ObjectKey::network("my_network"))
+            .await
+            .unwrap();
+        reconcile(ctx.clone(), ObjectKey::service("quote"))
+            .await
+            .unwrap();
+    }
+
     fn write_ops(ctx: &Context<MemorySwarm>) -> Vec<(Op, String)> {
         ctx.api
             .calls()
@@ -680,12 +690,7 @@ mod tests {
     async fn drift_is_corrected_and_counted() {
         let swarm = MemorySwarm::default();
         let ctx = context(swarm.clone(), desired_state()).await;
-        reconcile(ctx.clone(), ObjectKey::network("my_network"))
-            .await
-            .unwrap();
-        reconcile(ctx.clone(), ObjectKey::service("quote"))
-            .await
-            .unwrap();
+        converge(&ctx).await;
         // Someone scales by hand; the watcher would re-read it after the event.
         swarm.external_update_service("quote", |d| d.mode = Mode::Replicated { replicas: 1 });
         relist(ctx.api.as_ref(), &ctx.world, &ctx.reporter)
@@ -709,12 +714,7 @@ mod tests {
     async fn update_out_of_sequence_rereads_and_retries_with_the_current_version() {
         let swarm = MemorySwarm::default();
         let ctx = context(swarm.clone(), desired_state()).await;
-        reconcile(ctx.clone(), ObjectKey::network("my_network"))
-            .await
-            .unwrap();
-        reconcile(ctx.clone(), ObjectKey::service("quote"))
-            .await
-            .unwrap();
+        converge(&ctx).await;
         relist(ctx.api.as_ref(), &ctx.world, &ctx.reporter)
             .await
             .unwrap();
@@ -869,12 +869,7 @@ mod tests {
     async fn an_update_that_does_not_stick_is_an_error_not_a_loop() {
         let swarm = MemorySwarm::default();
         let ctx = context(swarm.clone(), desired_state()).await;
-        reconcile(ctx.clone(), ObjectKey::network("my_network"))
-            .await
-            .unwrap();
-        reconcile(ctx.clone(), ObjectKey::service("quote"))
-            .await
-            .unwrap();
+        converge(&ctx).await;
         // The engine stores another image string than it was sent.
         swarm.external_update_service("quote", |d: &mut ServiceDefinition| {
             d.image.push_str("@sha256:abc");
