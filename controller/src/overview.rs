@@ -190,6 +190,9 @@ pub(crate) mod tests {
             ),
             message: String::new(),
             error: None,
+            exit_code: None,
+            timestamp: None,
+            template: None,
             addresses: vec![
                 TaskAddress {
                     network: "my_network".into(),
@@ -241,6 +244,7 @@ pub(crate) mod tests {
                 ownership: Ownership::from_labels(&desired.owner_labels()),
                 virtual_ips: vec![],
                 update_status: None,
+                revision: Default::default(),
             },
         );
         world.observed.services.insert(
@@ -252,6 +256,7 @@ pub(crate) mod tests {
                 ownership: Ownership::default(),
                 virtual_ips: vec![],
                 update_status: None,
+                revision: Default::default(),
             },
         );
         for n in [

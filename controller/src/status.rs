@@ -603,6 +603,9 @@ mod tests {
             desired_state: EngineValue::parse("desired", desired),
             message: String::new(),
             error: (state == "failed").then(|| "exit 1".to_owned()),
+            exit_code: None,
+            timestamp: None,
+            template: None,
             addresses: vec![TaskAddress {
                 network: "my_network".into(),
                 ip: ip.into(),
@@ -636,6 +639,7 @@ mod tests {
                 )),
                 virtual_ips: vec![],
                 update_status: None,
+                revision: Default::default(),
             },
         );
         world.observed.nodes.insert(

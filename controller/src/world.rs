@@ -593,6 +593,8 @@ fn written_service(
         ownership: Ownership::from_labels(&desired.owner_labels()),
         virtual_ips: Vec::new(),
         update_status: None,
+        // Unknown until read back: the status does not count tasks as current meanwhile.
+        revision: Default::default(),
     }
 }
 

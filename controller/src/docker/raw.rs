@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use bollard::models::{Network, Service};
+use bollard::models::{Network, Service, TaskSpec};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
@@ -17,7 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use hyperlocal::UnixConnector;
 use serde::Deserialize;
 
-use super::convert::strip_prefix_len;
+use super::convert::{strip_prefix_len, template_fingerprint};
 use super::{DockerError, EngineValue, ObservedTask, Op, Resource, TaskAddress};
 
 /// An HTTP/1 client for the engine endpoint, kept for the life of the adapter so that
@@ -220,6 +220,9 @@ struct RawTask {
     desired_state: String,
     #[serde(default)]
     networks_attachments: Vec<RawAttachment>,
+    /// The task's copy of its service's template, kept raw: decoded as the service's is.
+    #[serde(default)]
+    spec: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -231,6 +234,17 @@ struct RawTaskStatus {
     message: String,
     #[serde(default)]
     err: Option<String>,
+    #[serde(default)]
+    timestamp: Option<String>,
+    #[serde(default)]
+    container_status: Option<RawContainerStatus>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct RawContainerStatus {
+    #[serde(default)]
+    exit_code: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -250,6 +264,15 @@ struct RawAttachedNetwork {
 
 impl RawTask {
     fn into_observed(self) -> ObservedTask {
+        let template = self.spec.and_then(|mut spec| {
+            // The same key fix as for a service, so that both fingerprints read the same model.
+            let mut wrapped = serde_json::json!({ "Spec": { "TaskTemplate": spec.take() } });
+            fix_healthcheck_key(&mut wrapped);
+            let spec = wrapped.pointer_mut("/Spec/TaskTemplate")?.take();
+            serde_json::from_value::<TaskSpec>(spec)
+                .ok()
+                .map(|spec| template_fingerprint(&spec))
+        });
         let addresses = self
             .networks_attachments
             .iter()
@@ -276,6 +299,13 @@ impl RawTask {
             desired_state: EngineValue::parse("Task.DesiredState", &self.desired_state),
             message: self.status.message,
             error: self.status.err.filter(|e| !e.is_empty()),
+            exit_code: self
+                .status
+                .container_status
+                .and_then(|c| c.exit_code)
+                .filter(|code| *code != 0),
+            timestamp: self.status.timestamp,
+            template,
             addresses,
         }
     }
