@@ -336,6 +336,53 @@ mod tests {
         assert_eq!(health.interval, Some(3_000_000_000));
     }
 
+    /// A service and its task as Docker 20.10 answers them (trimmed): the task's `Spec` is the
+    /// service's `TaskTemplate` without `Runtime`, keys in the same order.
+    const SERVICE: &str = r#"{"ID":"s1","Version":{"Index":75180},
+        "CreatedAt":"2026-11-26T06:24:08.1Z","UpdatedAt":"2026-11-26T06:24:08.1Z",
+        "Spec":{"Name":"api","Labels":{"x":"y"},"TaskTemplate":{"ContainerSpec":{
+          "Image":"busybox:dev","Labels":{"b":"2","a":"1"},"Args":["sleep","3600"],"Env":["A=b"],
+          "Healthcheck":{"Test":["CMD-SHELL","true"],"Interval":1000000000}},
+          "Resources":{"Limits":{"MemoryBytes":67108864}},"Placement":{},
+          "Networks":[{"Target":"net1"}],"ForceUpdate":0,"Runtime":"container"}}}"#;
+    const TASK_SPEC: &str = r#"{"ContainerSpec":{
+          "Image":"busybox:dev","Labels":{"a":"1","b":"2"},"Args":["sleep","3600"],"Env":["A=b"],
+          "Healthcheck":{"Test":["CMD-SHELL","true"],"Interval":1000000000}},
+          "Resources":{"Limits":{"MemoryBytes":67108864}},"Placement":{},
+          "Networks":[{"Target":"net1"}],"ForceUpdate":0}"#;
+
+    fn task_with_spec(spec: &str) -> ObservedTask {
+        let json = format!(
+            r#"{{"ID":"t1","ServiceID":"s1","Spec":{spec},
+            "Status":{{"State":"failed","Err":"task: non-zero exit (3)",
+                       "Timestamp":"2026-11-26T06:24:09Z","ContainerStatus":{{"ExitCode":3}}}},
+            "DesiredState":"shutdown"}}"#
+        );
+        serde_json::from_str::<RawTask>(&json)
+            .unwrap()
+            .into_observed()
+    }
+
+    #[test]
+    fn a_task_runs_its_services_template_when_the_fingerprints_match() {
+        let mut service: serde_json::Value = serde_json::from_str(SERVICE).unwrap();
+        fix_healthcheck_key(&mut service);
+        let service: Service = serde_json::from_value(service).unwrap();
+        let template = service.spec.unwrap().task_template.unwrap();
+        let expected = template_fingerprint(&template);
+        let task = task_with_spec(TASK_SPEC);
+        assert_eq!(task.template.as_deref(), Some(expected.as_str()));
+        assert_eq!(task.exit_code, Some(3));
+        assert_eq!(task.timestamp.as_deref(), Some("2026-11-26T06:24:09Z"));
+        // Any change of the template (here the image) is another spec.
+        let other = task_with_spec(&TASK_SPEC.replace("busybox:dev", "busybox:v2"));
+        assert_ne!(other.template, task.template);
+        let other = task_with_spec(
+            &TASK_SPEC.replace("\"Interval\":1000000000", "\"Interval\":2000000000"),
+        );
+        assert_ne!(other.template, task.template);
+    }
+
     #[test]
     fn task_addresses_come_from_networks_attachments() {
         // Trimmed from a real `GET /v1.41/tasks` answer of Docker 20.10.
