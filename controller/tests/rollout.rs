@@ -262,3 +262,114 @@ fn a_healthcheck_that_never_passes_is_rolled_back_and_wait_fails() {
         "{json}"
     );
 }
+
+/// `wait` on a terminal (tmux) draws one bar per service and redraws it in place as swarm
+/// replaces tasks: two captures of the pane differ, and each shows the service on one line.
+#[test]
+fn wait_on_a_terminal_redraws_a_progress_bar() {
+    let test = "wait_on_a_terminal_redraws_a_progress_bar";
+    let Some(swarm) = Swarm::start("waittmux") else {
+        return;
+    };
+    let Some(tmux) = support::require_tool(test, "tmux", "tmux") else {
+        return;
+    };
+    let svc = swarm.name("api");
+    let instance = format!("swarm-operator.io/instance={}", swarm.prefix);
+    docker(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        &svc,
+        "--replicas",
+        "4",
+        "--label",
+        "swarm-operator.io/managed-by=swarm-operator",
+        "--label",
+        &instance,
+        "--update-parallelism",
+        "1",
+        "--update-delay",
+        "2s",
+        "--stop-grace-period",
+        "1s",
+        TEST_IMAGE,
+        "sleep",
+        "3600",
+    ]);
+    let waited = swarm.cli(&["wait", &svc, "--for", "ready", "--timeout", "60s"]);
+    assert_eq!(waited.status.code(), Some(0), "{}", show(&waited));
+    docker(&["service", "update", "--detach", "--env-add", "V=2", &svc]);
+
+    // Its own tmux server (-L), so that nothing else's sessions are touched.
+    let tmux_cmd = |args: &[&str]| {
+        std::process::Command::new(&tmux)
+            .args(["-L", &swarm.prefix])
+            .args(args)
+            .output()
+            .expect("running tmux")
+    };
+    let script = format!(
+        "env -u CI SWARM_OPERATOR_INSTANCE={} {} wait {svc} --for ready --timeout 60s; \
+         echo EXIT=$?; sleep 60",
+        swarm.prefix,
+        env!("CARGO_BIN_EXE_swarm-operator")
+    );
+    let started = tmux_cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "wait",
+        "-x",
+        "160",
+        "-y",
+        "12",
+        &script,
+    ]);
+    assert!(started.status.success(), "{}", show(&started));
+    let capture = || text(&tmux_cmd(&["capture-pane", "-p", "-t", "wait"]).stdout);
+    let deadline = Instant::now() + CONVERGE;
+    let mut captures: Vec<String> = Vec::new();
+    let finished = loop {
+        let pane = capture();
+        if pane.contains("EXIT=") {
+            break pane;
+        }
+        if pane.contains(&svc) && captures.last() != Some(&pane) {
+            captures.push(pane);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "wait did not finish: {captures:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let _ = tmux_cmd(&["kill-server"]);
+    assert!(finished.contains("EXIT=0"), "{finished}");
+    // At least two different drawings of the bar while the update ran, each with the service
+    // on exactly one line (redrawn in place, not appended).
+    let bars: Vec<&String> = captures.iter().filter(|c| c.contains("updated")).collect();
+    assert!(
+        bars.len() >= 2,
+        "fewer than two progress drawings: {captures:?}"
+    );
+    for pane in &bars {
+        assert_eq!(
+            pane.lines().filter(|l| l.contains(&svc)).count(),
+            1,
+            "{pane}"
+        );
+        assert!(pane.contains('['), "a bar is drawn: {pane}");
+    }
+    eprintln!(
+        "first drawing:\n{}\nlast drawing:\n{}",
+        bars[0],
+        bars[bars.len() - 1]
+    );
+    assert_eq!(
+        finished.lines().filter(|l| l.contains(&svc)).count(),
+        1,
+        "{finished}"
+    );
+}
