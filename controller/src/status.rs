@@ -310,6 +310,7 @@ impl Rollout {
         name: &str,
         service: &ObservedService,
         expected: Option<u64>,
+        progressing_since: Option<&str>,
         now: &str,
     ) -> Rollout {
         let tasks = &world.observed.tasks;
@@ -365,11 +366,13 @@ impl Rollout {
             .get(name)
             .copied()
             .unwrap_or(DEFAULT_PROGRESS_DEADLINE);
-        // The rollout started with swarm's update, else with the last change of the spec.
+        // The rollout started with swarm's update, else when `Progressing` last became true
+        // (a crashed task being replaced counts from its crash, not from the last spec
+        // change long ago; the first look at a rollout starts the clock).
         let since = update
             .filter(|_| updating)
             .and_then(|u| u.started_at.clone())
-            .or_else(|| service.revision.updated_at.clone());
+            .or_else(|| progressing_since.map(str::to_owned));
         if !rollout.is_complete()
             && rollout.stuck.is_none()
             && rollout.spec_pending.is_none()
@@ -510,8 +513,23 @@ fn service_status(
         },
     };
     let owned = observed.filter(|o| o.ownership.is_owned_by(&world.desired.instance));
-    let rollout =
-        owned.map(|service| Rollout::observe(world, name, service, desired_replicas, now));
+    let rollout = owned.map(|service| {
+        let progressing_since = previous
+            .and_then(|p| {
+                p.conditions.iter().find(|c| {
+                    c.kind == ConditionType::Progressing && c.status == ConditionStatus::True
+                })
+            })
+            .map(|c| c.last_transition_time.as_str());
+        Rollout::observe(
+            world,
+            name,
+            service,
+            desired_replicas,
+            progressing_since,
+            now,
+        )
+    });
     let endpoints = owned
         .map(|service| {
             live_tasks(service, &world.observed.tasks)
@@ -1139,30 +1157,50 @@ mod tests {
         let mut failing = versioned("n1", 1, "failed", "shutdown", "new");
         failing.error = Some("task: non-zero exit (3)".into());
         let tasks = vec![failing, versioned("n2", 2, "starting", "running", "new")];
-        let since = "2026-01-01T00:00:00Z";
-        let w = rolling(tasks.clone(), "new", since, None);
-        // Within the default ten minutes: failing tasks, not yet overdue.
-        let quote = &build(&w, Path::new("/specs"), None, "2026-01-01T00:09:00Z").services["quote"];
+        // The spec changed long ago: the clock starts when Progressing became true.
+        let w = rolling(tasks.clone(), "new", "2025-06-01T00:00:00Z", None);
+        let build_at = |w: &WorldState, previous: &StatusFile, now: &str| {
+            build(w, Path::new("/specs"), Some(previous), now)
+        };
+        let first = build(&w, Path::new("/specs"), None, "2026-01-01T00:00:00Z");
         assert_eq!(
-            condition(quote, Degraded).reason,
+            condition(&first.services["quote"], Degraded).reason,
             ConditionReason::TasksFailing
         );
-        let quote = &build(&w, Path::new("/specs"), None, "2026-01-01T00:10:01Z").services["quote"];
-        let degraded = condition(quote, Degraded);
+        // Within the default ten minutes: failing tasks, not yet overdue.
+        let later = build_at(&w, &first, "2026-01-01T00:09:00Z");
+        assert_eq!(
+            condition(&later.services["quote"], Degraded).reason,
+            ConditionReason::TasksFailing
+        );
+        let overdue = build_at(&w, &later, "2026-01-01T00:10:01Z");
+        let degraded = condition(&overdue.services["quote"], Degraded);
         assert_eq!(degraded.reason, ConditionReason::ProgressDeadlineExceeded);
         assert_eq!(
             degraded.message,
             "the rollout has not finished within 10m (since 2026-01-01T00:00:00Z): \
              0/3 updated, 0 running; last task error: task: non-zero exit (3) (task n1)"
         );
-        let mut w = rolling(tasks, "new", since, None);
+        let mut w = rolling(tasks, "new", "2025-06-01T00:00:00Z", None);
         w.desired
             .progress_deadlines
             .insert("quote".into(), std::time::Duration::from_secs(3600));
-        let quote = &build(&w, Path::new("/specs"), None, "2026-01-01T00:10:01Z").services["quote"];
+        let extended = build_at(&w, &later, "2026-01-01T00:10:01Z");
         assert_eq!(
-            condition(quote, Degraded).reason,
+            condition(&extended.services["quote"], Degraded).reason,
             ConditionReason::TasksFailing
+        );
+        // Swarm's own update start counts even on the first look.
+        let w = rolling(
+            vec![versioned("o1", 1, "running", "running", "old")],
+            "new",
+            "2026-01-01T00:00:00Z",
+            Some((UpdateState::UPDATING, "update in progress")),
+        );
+        let first_look = build(&w, Path::new("/specs"), None, "2026-01-01T00:11:00Z");
+        assert_eq!(
+            condition(&first_look.services["quote"], Degraded).reason,
+            ConditionReason::ProgressDeadlineExceeded
         );
     }
 
