@@ -460,6 +460,14 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 let snapshot = view.snapshot();
                 let selection = Selection::of(&snapshot.status, &names);
                 if shown.is_none() {
+                    for error in &snapshot.status.errors {
+                        let at = [error.line, error.column]
+                            .iter()
+                            .flatten()
+                            .map(|n| format!(":{n}"))
+                            .collect::<String>();
+                        eprintln!("{}{at}: {}: {}", error.file, error.field, error.message);
+                    }
                     for name in &selection.missing {
                         eprintln!(
                             "{name}: no service or network of that name (instance {instance:?})"

@@ -1205,6 +1205,29 @@ mod tests {
     }
 
     #[test]
+    fn right_after_our_own_update_the_old_tasks_are_not_called_ready() {
+        // What the cache holds between our update and reading the service back.
+        let w = rolling(
+            vec![
+                versioned("o1", 1, "running", "running", "old"),
+                versioned("o2", 2, "running", "running", "old"),
+                versioned("o3", 3, "running", "running", "old"),
+            ],
+            crate::docker::UNREAD_TEMPLATE,
+            "2026-01-01T00:00:00Z",
+            None,
+        );
+        let quote = &build(&w, Path::new("/specs"), None, "2026-01-01T00:00:01Z").services["quote"];
+        assert_eq!(
+            conditions(quote)[..2],
+            [
+                (Ready, False, ConditionReason::ReplicasOutdated),
+                (Progressing, True, ConditionReason::RollingUpdate),
+            ]
+        );
+    }
+
+    #[test]
     fn a_spec_not_yet_written_is_not_ready_whatever_runs() {
         let mut w = rolling(
             vec![

@@ -593,8 +593,12 @@ fn written_service(
         ownership: Ownership::from_labels(&desired.owner_labels()),
         virtual_ips: Vec::new(),
         update_status: None,
-        // Unknown until read back: the status does not count tasks as current meanwhile.
-        revision: Default::default(),
+        // Unknown until read back: no task counts as running the new spec meanwhile, so that
+        // the status never calls the old tasks ready right after an update.
+        revision: crate::docker::ServiceRevision {
+            template: Some(crate::docker::UNREAD_TEMPLATE.to_owned()),
+            ..Default::default()
+        },
     }
 }
 

@@ -456,6 +456,10 @@ pub struct UpdateStatus {
     pub started_at: Option<String>,
 }
 
+/// The template fingerprint of a service the operator just wrote and has not read back: no
+/// task has it (real fingerprints are hex digests).
+pub const UNREAD_TEMPLATE: &str = "unread";
+
 /// What tells a service's current tasks from older ones, and how old the service is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServiceRevision {
