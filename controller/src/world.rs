@@ -551,6 +551,10 @@ impl Reflector {
                 if let Some(cached) = state.observed.services.get(&name) {
                     service.virtual_ips.clone_from(&cached.virtual_ips);
                     service.update_status.clone_from(&cached.update_status);
+                    service
+                        .revision
+                        .created_at
+                        .clone_from(&cached.revision.created_at);
                 }
                 state.observed.services.insert(name, service);
             }

@@ -75,7 +75,8 @@ fn a_good_update_progresses_with_counts_then_is_ready() {
     let _operator = swarm.operator();
 
     let started = Instant::now();
-    let waited = wait_ready(&swarm, &[&svc], "60s");
+    // --all: every object of the specs, the network too.
+    let waited = wait_ready(&swarm, &["--all"], "60s");
     assert_eq!(waited.status.code(), Some(0), "{}", show(&waited));
     eprintln!("created and ready after {:?}", started.elapsed());
     // In a pipe: plain lines, the last one saying it is ready.
@@ -83,6 +84,13 @@ fn a_good_update_progresses_with_counts_then_is_ready() {
         text(&waited.stdout)
             .lines()
             .any(|l| l == format!("{svc}: ready")),
+        "{}",
+        show(&waited)
+    );
+    assert!(
+        text(&waited.stdout)
+            .lines()
+            .any(|l| l == format!("{}: ready", swarm.name("net"))),
         "{}",
         show(&waited)
     );
