@@ -498,7 +498,10 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                         if shown.is_none() && rows.is_empty() {
                             eprintln!("no services or networks of instance {instance:?}");
                         } else if shown.is_none() || !changed.is_empty() {
-                            print!("{}", object_table::table(&changed, shown.is_none()));
+                            print!(
+                                "{}",
+                                object_table::table_of(&rows, &changed, shown.is_none())
+                            );
                         }
                         shown = Some(rows);
                     }

@@ -199,6 +199,12 @@ fn cells(row: &Row) -> [&str; 7] {
 
 /// Rows as an aligned table; with the header line when `header`.
 pub fn table(rows: &[Row], header: bool) -> String {
+    table_of(rows, rows, header)
+}
+
+/// The rows `shown` (a part of `rows`, e.g. the changed ones) aligned as in a table of all
+/// `rows`.
+pub fn table_of(rows: &[Row], shown: &[Row], header: bool) -> String {
     let mut widths = HEADER.map(str::len);
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(cells(row)) {
@@ -221,7 +227,7 @@ pub fn table(rows: &[Row], header: bool) -> String {
     if header {
         line(HEADER);
     }
-    for row in rows {
+    for row in shown {
         line(cells(row));
     }
     out

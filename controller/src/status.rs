@@ -418,6 +418,15 @@ impl Rollout {
                 ConditionReason::ReplicasOutdated,
                 "the update was rolled back: the tasks run the previous spec".to_owned(),
             )
+        } else if self.updating && self.updated >= self.expected {
+            (
+                false,
+                ConditionReason::ReplicasOutdated,
+                format!(
+                    "{}/{} replicas run the current spec; swarm is still monitoring the update",
+                    self.updated, self.expected
+                ),
+            )
         } else if let Some((running, wanted)) = &self.spec_pending {
             (
                 false,
