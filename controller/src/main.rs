@@ -12,7 +12,7 @@ use swarm_operator::compose;
 use swarm_operator::docker::{DockerEngine, SwarmApi};
 use swarm_operator::election::{ElectionConfig, Elector, Leadership, SwarmLeaseStore};
 use swarm_operator::live_status::LiveStatus;
-use swarm_operator::object_table::{self, Row, Selection};
+use swarm_operator::object_table::{Format, Printer, Selection};
 use swarm_operator::operator::{self, OperatorConfig};
 use swarm_operator::plan::PlanDisplay;
 use swarm_operator::stored_specs::SpecConfigs;
@@ -455,11 +455,16 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 .await
                 .context("connecting to the Docker engine")?;
             let mut view = LiveStatus::open(api, &instance, specs.as_deref()).await?;
-            let mut shown: Option<Vec<Row>> = None;
+            let mut printer = Printer::new(match output {
+                OutputFormat::Table => Format::Table,
+                OutputFormat::Json => Format::Json,
+                OutputFormat::Yaml => Format::Yaml,
+            });
+            let mut first = true;
             loop {
                 let snapshot = view.snapshot();
                 let selection = Selection::of(&snapshot.status, &names);
-                if shown.is_none() {
+                if first {
                     for error in &snapshot.status.errors {
                         let at = [error.line, error.column]
                             .iter()
@@ -473,50 +478,18 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                             "{name}: no service or network of that name (instance {instance:?})"
                         );
                     }
-                }
-                match output {
-                    OutputFormat::Table => {
-                        let rows = selection.rows(&snapshot.status.generated_at);
-                        // On --watch, only the lines that changed (AGE aside).
-                        let changed: Vec<Row> = rows
-                            .iter()
-                            .filter(|row| {
-                                shown.as_ref().is_none_or(|old| {
-                                    !old.iter().any(|o| {
-                                        Row {
-                                            age: String::new(),
-                                            ..o.clone()
-                                        } == Row {
-                                            age: String::new(),
-                                            ..(*row).clone()
-                                        }
-                                    })
-                                })
-                            })
-                            .cloned()
-                            .collect();
-                        if shown.is_none() && rows.is_empty() {
-                            eprintln!("no services or networks of instance {instance:?}");
-                        } else if shown.is_none() || !changed.is_empty() {
-                            print!(
-                                "{}",
-                                object_table::table_of(&rows, &changed, shown.is_none())
-                            );
-                        }
-                        shown = Some(rows);
-                    }
-                    OutputFormat::Json | OutputFormat::Yaml => {
-                        let rows = selection.rows(&snapshot.status.generated_at);
-                        if shown.as_ref() != Some(&rows) {
-                            if output == OutputFormat::Json {
-                                println!("{}", serde_json::to_string_pretty(&selection)?);
-                            } else {
-                                print!("{}", serde_saphyr::to_string(&selection)?);
-                            }
-                        }
-                        shown = Some(rows);
+                    if names.is_empty()
+                        && selection.services.is_empty()
+                        && selection.networks.is_empty()
+                    {
+                        eprintln!("no services or networks of instance {instance:?}");
                     }
                 }
+                print!(
+                    "{}",
+                    printer.next(&selection, &snapshot.status.generated_at)?
+                );
+                first = false;
                 if !watch {
                     return Ok(if selection.missing.is_empty() {
                         ExitCode::SUCCESS

@@ -174,6 +174,93 @@ fn age(since: &str, now: &str) -> Option<String> {
     })
 }
 
+/// How `get` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Aligned lines.
+    Table,
+    /// The selected objects' status as JSON.
+    Json,
+    /// The same as YAML.
+    Yaml,
+}
+
+/// Errors rendering the status as JSON or YAML.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The status did not serialize.
+    #[error("rendering the status as {format}: {message}")]
+    Serialize {
+        /// `JSON` or `YAML`.
+        format: &'static str,
+        /// What the serializer said.
+        message: String,
+    },
+}
+
+/// `get`'s output, look after look: the first look in full, then (`--watch`) only what
+/// changed: the rows that differ in anything but their age, or the whole document.
+#[derive(Debug)]
+pub struct Printer {
+    format: Format,
+    shown: Option<Vec<Row>>,
+}
+
+impl Printer {
+    /// A printer that has shown nothing yet.
+    pub fn new(format: Format) -> Printer {
+        Printer {
+            format,
+            shown: None,
+        }
+    }
+
+    /// The text to print for this look: empty when nothing changed.
+    ///
+    /// # Errors
+    /// The status does not serialize as JSON or YAML.
+    pub fn next(&mut self, selection: &Selection, now: &str) -> Result<String, RenderError> {
+        let rows = selection.rows(now);
+        let ageless = |row: &Row| Row {
+            age: String::new(),
+            ..row.clone()
+        };
+        let first = self.shown.is_none();
+        let changed: Vec<Row> = rows
+            .iter()
+            .filter(|row| {
+                self.shown
+                    .as_ref()
+                    .is_none_or(|old| !old.iter().any(|o| ageless(o) == ageless(row)))
+            })
+            .cloned()
+            .collect();
+        let gone = self
+            .shown
+            .as_ref()
+            .is_some_and(|old| old.iter().any(|o| !rows.iter().any(|r| r.name == o.name)));
+        self.shown = Some(rows.clone());
+        if !first && changed.is_empty() && !gone {
+            return Ok(String::new());
+        }
+        match self.format {
+            Format::Table => Ok(table_of(&rows, &changed, first)),
+            Format::Json => serde_json::to_string_pretty(selection)
+                .map(|json| json + "\n")
+                .map_err(|e| RenderError::Serialize {
+                    format: "JSON",
+                    message: e.to_string(),
+                }),
+            Format::Yaml => {
+                serde_saphyr::to_string(selection).map_err(|e| RenderError::Serialize {
+                    format: "YAML",
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+}
+
 /// The header line's cells.
 const HEADER: [&str; 7] = [
     "NAME",
@@ -334,6 +421,57 @@ web    SwarmService   2/3     0            UpdatePaused    3m    10.0.0.1,10.0.0
         let some = Selection::of(&status, &["db".to_owned(), "nope".to_owned()]);
         assert_eq!(some.services.keys().collect::<Vec<_>>(), ["db"]);
         assert_eq!(some.missing, ["nope"]);
+    }
+
+    #[test]
+    fn watching_prints_the_table_once_then_only_changed_rows() {
+        use ConditionReason as R;
+        use ConditionType::{Degraded, Progressing, Ready};
+        let status = |running: u64, reason: R| StatusFile {
+            generated_at: String::new(),
+            services: [(
+                "api".to_owned(),
+                service(
+                    running,
+                    running,
+                    vec![
+                        condition(Ready, running == 3, reason),
+                        condition(Progressing, running != 3, R::Scaling),
+                        condition(Degraded, false, R::AsExpected),
+                    ],
+                ),
+            )]
+            .into(),
+            networks: BTreeMap::new(),
+            errors: vec![],
+        };
+        let mut printer = Printer::new(Format::Table);
+        let scaling = status(2, R::ReplicasUnavailable);
+        let first = printer
+            .next(&Selection::of(&scaling, &[]), "2026-01-01T00:00:10Z")
+            .unwrap();
+        assert!(first.starts_with("NAME "), "{first}");
+        assert_eq!(first.lines().count(), 2, "{first}");
+        // Only the age moved: nothing to print.
+        let same = printer
+            .next(&Selection::of(&scaling, &[]), "2026-01-01T00:00:20Z")
+            .unwrap();
+        assert_eq!(same, "");
+        let ready = status(3, R::AllReplicasRunning);
+        let changed = printer
+            .next(&Selection::of(&ready, &[]), "2026-01-01T00:00:30Z")
+            .unwrap();
+        assert_eq!(changed.lines().count(), 1, "{changed}");
+        assert!(
+            changed.starts_with("api ") && changed.contains(" Ready "),
+            "{changed}"
+        );
+        let mut json = Printer::new(Format::Json);
+        let text = json
+            .next(&Selection::of(&ready, &[]), "2026-01-01T00:00:30Z")
+            .unwrap();
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed["services"]["api"]["updatedReplicas"], 3);
     }
 
     #[test]
