@@ -254,12 +254,18 @@ fn describe_failure(task: &ObservedTask) -> String {
         .filter(|e| !e.is_empty())
         .unwrap_or_else(|| task.message.clone());
     let short_id: String = task.id.chars().take(12).collect();
-    match task.exit_code {
-        Some(code) if !error.contains(&format!("({code})")) => {
-            format!("{error} (task {short_id}, exit code {code})")
-        }
-        _ => format!("{error} (task {short_id})"),
+    let mut about = format!("task {short_id}");
+    if let Some(code) = task
+        .exit_code
+        .filter(|code| !error.contains(&format!("({code})")))
+    {
+        about.push_str(&format!(", exit code {code}"));
     }
+    // When it failed: the last restart, for a task swarm keeps restarting.
+    if let Some(time) = &task.timestamp {
+        about.push_str(&format!(", at {time}"));
+    }
+    format!("{error} ({about})")
 }
 
 /// The latest failed or rejected task among `tasks`, described.
@@ -1098,7 +1104,8 @@ mod tests {
         assert_eq!(
             condition(quote, Degraded).message,
             "update paused due to failure or early termination of task n1failedtask0; \
-             last task error: No such image: quote:missing (task n1failedtask)"
+             last task error: No such image: quote:missing (task n1failedtask, \
+             at 2026-01-01T00:00:01Z)"
         );
     }
 
@@ -1131,7 +1138,8 @@ mod tests {
         // The exit code is already in the error: not repeated.
         assert_eq!(
             condition(quote, Degraded).message,
-            "rollback completed; last task error: task: non-zero exit (1) (task n1)"
+            "rollback completed; last task error: task: non-zero exit (1) \
+             (task n1, at 2026-01-01T00:00:01Z)"
         );
     }
 
@@ -1188,7 +1196,8 @@ mod tests {
         assert_eq!(
             degraded.message,
             "the rollout has not finished within 10m (since 2026-01-01T00:00:00Z): \
-             0/3 updated, 0 running; last task error: task: non-zero exit (3) (task n1)"
+             0/3 updated, 0 running; last task error: task: non-zero exit (3) \
+             (task n1, at 2026-01-01T00:00:01Z)"
         );
         let mut w = rolling(tasks, "new", "2025-06-01T00:00:00Z", None);
         w.desired

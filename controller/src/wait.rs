@@ -258,6 +258,11 @@ pub async fn wait(
                 .collect()
         }
     };
+    if names.is_empty() {
+        // `--all` over an instance with no objects: nothing can fail.
+        println!("nothing to wait for: no services or networks");
+        return WaitOutcome::Reached;
+    }
     loop {
         let snapshot = view.snapshot();
         let verdicts: Vec<(&String, Verdict)> = names
