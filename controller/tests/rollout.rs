@@ -72,7 +72,7 @@ fn a_good_update_progresses_with_counts_then_is_ready() {
     swarm.write_spec("api.yaml", &rolling_spec(&swarm, "api", 3, ""));
     // Stays when api.yaml goes: an empty spec directory prunes nothing.
     swarm.write_spec("net.yaml", &swarm.network_spec("net"));
-    let _operator = swarm.operator();
+    let operator = swarm.operator();
 
     let started = Instant::now();
     // --all: every object of the specs, the network too.
@@ -150,6 +150,18 @@ fn a_good_update_progresses_with_counts_then_is_ready() {
     let deleted = swarm.cli(&["wait", &svc, "--for", "deleted", "--timeout", "60s"]);
     assert_eq!(deleted.status.code(), Some(0), "{}", show(&deleted));
     assert!(swarm.service_version("api").is_none());
+
+    // The network outlives the test's cleanup when its last task is still detaching.
+    drop(operator);
+    let net = swarm.name("net");
+    swarm.wait("network removed", CONVERGE, || {
+        support::docker_output(&["network", "rm", &net])
+            .status
+            .success()
+            || !support::docker_output(&["network", "inspect", &net])
+                .status
+                .success()
+    });
 }
 
 /// An update to an image that does not exist: swarm rejects the first new task and pauses;
