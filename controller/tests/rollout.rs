@@ -145,6 +145,15 @@ fn a_good_update_progresses_with_counts_then_is_ready() {
 
     let missing = swarm.cli(&["get", &swarm.name("nothing")]);
     assert_eq!(missing.status.code(), Some(1), "{}", show(&missing));
+    // Something that never gets ready: exit 2 when time runs out, saying where it stood.
+    let nothing = swarm.name("nothing");
+    let timed_out = swarm.cli(&["wait", &nothing, "--for", "ready", "--timeout", "2s"]);
+    assert_eq!(timed_out.status.code(), Some(2), "{}", show(&timed_out));
+    assert!(
+        text(&timed_out.stderr).contains(&format!("{nothing}: timed out after 2s: not found")),
+        "{}",
+        show(&timed_out)
+    );
 
     swarm.remove_spec("api.yaml");
     let deleted = swarm.cli(&["wait", &svc, "--for", "deleted", "--timeout", "60s"]);
