@@ -59,6 +59,8 @@ pub struct DesiredState {
     /// Config and secret versions by swarm (versioned) name: created before a service that
     /// mounts them is written.
     pub data: BTreeMap<String, DesiredData>,
+    /// Services' own rollout deadlines (`spec.progressDeadline`), where set.
+    pub progress_deadlines: BTreeMap<String, std::time::Duration>,
     /// Every problem found while loading and validating, located.
     pub errors: Vec<SpecError>,
     /// File names of spec files that failed to load: objects that carry one of them as their
@@ -77,6 +79,7 @@ impl Default for DesiredState {
             services: BTreeMap::new(),
             networks: BTreeMap::new(),
             data: BTreeMap::new(),
+            progress_deadlines: BTreeMap::new(),
             errors: Vec::new(),
             failed_files: BTreeSet::new(),
             prune_allowed: false,
@@ -142,6 +145,12 @@ impl DesiredState {
                         file_mounts(&service.spec.configs, DataKind::Config, &versions);
                     definition.secrets =
                         file_mounts(&service.spec.secrets, DataKind::Secret, &versions);
+                    if let Some(deadline) = &service.spec.progress_deadline {
+                        state
+                            .progress_deadlines
+                            .entry(definition.name.clone())
+                            .or_insert(deadline.as_duration());
+                    }
                     insert_first(&mut state.services, definition.name.clone(), || {
                         DesiredObject::new(definition, source_file, instance)
                     });

@@ -14,7 +14,9 @@ pub mod desired;
 pub mod docker;
 pub mod election;
 pub mod file_sd;
+pub mod live_status;
 pub mod metrics;
+pub mod object_table;
 pub mod operator;
 pub mod overview;
 pub mod page;
@@ -26,6 +28,7 @@ pub mod status;
 pub mod stored_specs;
 pub mod swarm_watch;
 pub mod triggers;
+pub mod wait;
 pub mod world;
 
 #[cfg(test)]

@@ -11,9 +11,12 @@ use swarm_operator::commands::{ApplyOutcome, apply_path, delete_target, diff_dir
 use swarm_operator::compose;
 use swarm_operator::docker::{DockerEngine, SwarmApi};
 use swarm_operator::election::{ElectionConfig, Elector, Leadership, SwarmLeaseStore};
+use swarm_operator::live_status::LiveStatus;
+use swarm_operator::object_table::{Format, Printer, Selection};
 use swarm_operator::operator::{self, OperatorConfig};
 use swarm_operator::plan::PlanDisplay;
 use swarm_operator::stored_specs::SpecConfigs;
+use swarm_operator::wait::{self, Goal, Targets, WaitOutcome};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -26,6 +29,26 @@ struct Cli {
     log_json: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How `get` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutputFormat {
+    /// One aligned line per object.
+    Table,
+    /// The objects' status as JSON.
+    Json,
+    /// The objects' status as YAML.
+    Yaml,
+}
+
+/// What `wait` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum WaitFor {
+    /// The `Ready` condition holds.
+    Ready,
+    /// The object is gone from the swarm.
+    Deleted,
 }
 
 /// Where `run` reads the desired state.
@@ -138,6 +161,49 @@ enum Command {
         /// Fail (exit 2, nothing written) if any key would be dropped.
         #[arg(long)]
         strict: bool,
+    },
+    /// Show services and networks, one line each like `kubectl get`, read from the swarm with
+    /// the operator's own status code (no operator needs to run). Exit 1 if a named object
+    /// was not found.
+    Get {
+        /// Objects to show (default: every object of the instance).
+        names: Vec<String>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+        /// Keep running and print the lines that change.
+        #[arg(short, long)]
+        watch: bool,
+        /// Compare the swarm with this spec directory (a spec not applied yet is not Ready).
+        #[arg(long)]
+        specs: Option<PathBuf>,
+        /// As for `run`.
+        #[arg(long, env = "SWARM_OPERATOR_INSTANCE", default_value = "default")]
+        instance: String,
+    },
+    /// Wait until objects are ready (or deleted). Exit 0 when all got there, 1 when one is
+    /// Degraded (update paused or rolled back, tasks failing, deadline exceeded: the reason
+    /// and the task's error are printed), 2 on timeout.
+    Wait {
+        /// Objects to wait for.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        names: Vec<String>,
+        /// Every object of the instance (with `--specs`: every object of the specs).
+        #[arg(long)]
+        all: bool,
+        /// What to wait for.
+        #[arg(long = "for", value_enum)]
+        goal: WaitFor,
+        /// Give up after this long.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        /// Compare the swarm with this spec directory: an object is ready only once the
+        /// swarm runs its current spec (how CI waits after writing the specs).
+        #[arg(long)]
+        specs: Option<PathBuf>,
+        /// As for `run`.
+        #[arg(long, env = "SWARM_OPERATOR_INSTANCE", default_value = "default")]
+        instance: String,
     },
     /// Write the JSON Schemas of the spec kinds (the files in crds/).
     Crds {
@@ -399,6 +465,105 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Command::Get {
+            names,
+            output,
+            watch,
+            specs,
+            instance,
+        } => {
+            let api = DockerEngine::connect()
+                .await
+                .context("connecting to the Docker engine")?;
+            let mut view = LiveStatus::open(api, &instance, specs.as_deref()).await?;
+            let mut printer = Printer::new(match output {
+                OutputFormat::Table => Format::Table,
+                OutputFormat::Json => Format::Json,
+                OutputFormat::Yaml => Format::Yaml,
+            });
+            let mut first = true;
+            loop {
+                let snapshot = view.snapshot();
+                let selection = Selection::of(&snapshot.status, &names);
+                if first {
+                    for error in &snapshot.status.errors {
+                        let at = [error.line, error.column]
+                            .iter()
+                            .flatten()
+                            .map(|n| format!(":{n}"))
+                            .collect::<String>();
+                        eprintln!("{}{at}: {}: {}", error.file, error.field, error.message);
+                    }
+                    for name in &selection.missing {
+                        eprintln!(
+                            "{name}: no service or network of that name (instance {instance:?})"
+                        );
+                    }
+                    if names.is_empty()
+                        && selection.services.is_empty()
+                        && selection.networks.is_empty()
+                    {
+                        eprintln!("no services or networks of instance {instance:?}");
+                    }
+                }
+                print!(
+                    "{}",
+                    printer.next(&selection, &snapshot.status.generated_at)?
+                );
+                first = false;
+                if !watch {
+                    return Ok(if selection.missing.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    });
+                }
+                tokio::select! {
+                    () = view.changed() => {}
+                    () = shutdown_signal() => return Ok(ExitCode::SUCCESS),
+                }
+            }
+        }
+        Command::Wait {
+            names,
+            all,
+            goal,
+            timeout,
+            specs,
+            instance,
+        } => {
+            let api = DockerEngine::connect()
+                .await
+                .context("connecting to the Docker engine")?;
+            let mut view = LiveStatus::open(api, &instance, specs.as_deref()).await?;
+            let targets = if all {
+                Targets::All
+            } else {
+                Targets::Named(names)
+            };
+            let goal = match goal {
+                WaitFor::Ready => Goal::Ready,
+                WaitFor::Deleted => Goal::Deleted,
+            };
+            match wait::wait(&mut view, targets, goal, timeout, wait::Display::detect()).await {
+                WaitOutcome::Reached => Ok(ExitCode::SUCCESS),
+                WaitOutcome::Failed(failed) => {
+                    for (name, reason, message) in failed {
+                        eprintln!("{name}: {reason}: {message}");
+                    }
+                    Ok(ExitCode::from(1))
+                }
+                WaitOutcome::TimedOut(pending) => {
+                    for (name, line) in pending {
+                        eprintln!(
+                            "{name}: timed out after {}: {line}",
+                            humantime::format_duration(timeout)
+                        );
+                    }
+                    Ok(ExitCode::from(2))
+                }
+            }
         }
         Command::Crds { out } => {
             match out {

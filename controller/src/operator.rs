@@ -117,6 +117,7 @@ async fn status_writer(
 ) -> Result<(), status::StatusError> {
     // Coalesces bursts (a rollout touches many tasks) into one write.
     const STATUS_DEBOUNCE: Duration = Duration::from_millis(100);
+    const STATUS_RECHECK: Duration = Duration::from_secs(5);
     const RETRY_MIN: Duration = Duration::from_millis(500);
     const RETRY_MAX: Duration = Duration::from_secs(30);
     let mut last: Option<StatusFile> = status::read(&config.status_file);
@@ -129,6 +130,9 @@ async fn status_writer(
             },
             None => tokio::select! {
                 () = world.changed() => false,
+                // Conditions also change with time alone (a rollout passing its deadline);
+                // the file is rewritten only if its content changed.
+                () = tokio::time::sleep(STATUS_RECHECK) => false,
                 () = shutdown.cancelled() => true,
             },
         };

@@ -208,6 +208,9 @@ pub(crate) mod tests {
             ),
             message: String::new(),
             error: None,
+            exit_code: None,
+            timestamp: None,
+            template: None,
             addresses: vec![
                 TaskAddress {
                     network: "my_network".into(),
@@ -259,6 +262,7 @@ pub(crate) mod tests {
                 ownership: Ownership::from_labels(&desired.owner_labels()),
                 virtual_ips: vec![],
                 update_status: None,
+                revision: Default::default(),
             },
         );
         world.observed.services.insert(
@@ -270,6 +274,7 @@ pub(crate) mod tests {
                 ownership: Ownership::default(),
                 virtual_ips: vec![],
                 update_status: None,
+                revision: Default::default(),
             },
         );
         for n in [

@@ -478,6 +478,7 @@ mod tests {
                     ownership: Ownership::from_labels(&d.owner_labels()),
                     virtual_ips: vec![],
                     update_status: None,
+                    revision: Default::default(),
                 },
             );
         }

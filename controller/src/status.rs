@@ -68,6 +68,19 @@ pub struct ServiceStatus {
     pub desired_replicas: Option<u64>,
     /// Tasks running now.
     pub running_replicas: u64,
+    /// Running tasks of the current spec (`UP-TO-DATE`).
+    #[serde(default)]
+    pub updated_replicas: u64,
+    /// Hash of the spec the spec directory asks for (`None`: no spec, e.g. read without one).
+    #[serde(default)]
+    pub spec_hash: Option<String>,
+    /// Hash of the spec the swarm has, from the service's label: the conditions describe the
+    /// rollout of this spec; it equals `specHash` once the operator wrote the current one.
+    #[serde(default)]
+    pub observed_spec_hash: Option<String>,
+    /// When the service was created (RFC 3339).
+    #[serde(default)]
+    pub created_at: Option<String>,
     /// `Ready`, `Progressing`, `Degraded`.
     pub conditions: Vec<Condition>,
     /// Virtual IPs per network (VIP mode).
@@ -224,6 +237,279 @@ fn live_tasks<'a>(
         .filter(move |t| t.service_id == service.id && t.desired_state.is(&TaskState::RUNNING))
 }
 
+/// Whether a task runs the service's current spec. Unknown on either side (the in-memory
+/// swarm, our own write not read back yet) counts as current: nothing tells them apart.
+fn runs_current_spec(service: &ObservedService, task: &ObservedTask) -> bool {
+    match (&service.revision.template, &task.template) {
+        (Some(service), Some(task)) => service == task,
+        _ => true,
+    }
+}
+
+/// A failed task in a line: its own error (e.g. `No such image: …`), its exit code, its id.
+fn describe_failure(task: &ObservedTask) -> String {
+    let error = task
+        .error
+        .clone()
+        .filter(|e| !e.is_empty())
+        .unwrap_or_else(|| task.message.clone());
+    let short_id: String = task.id.chars().take(12).collect();
+    let mut about = format!("task {short_id}");
+    if let Some(code) = task
+        .exit_code
+        .filter(|code| !error.contains(&format!("({code})")))
+    {
+        about.push_str(&format!(", exit code {code}"));
+    }
+    // When it failed: the last restart, for a task swarm keeps restarting.
+    if let Some(time) = &task.timestamp {
+        about.push_str(&format!(", at {time}"));
+    }
+    format!("{error} ({about})")
+}
+
+/// The latest failed or rejected task among `tasks`, described.
+fn latest_failure<'a>(tasks: impl Iterator<Item = &'a ObservedTask>) -> Option<String> {
+    tasks
+        .filter(|t| t.state.is(&TaskState::FAILED) || t.state.is(&TaskState::REJECTED))
+        .max_by(|a, b| a.timestamp.cmp(&b.timestamp))
+        .map(describe_failure)
+}
+
+/// Seconds between two RFC 3339 times (`None` if either does not parse).
+fn seconds_between(since: &str, now: &str) -> Option<u64> {
+    let since = humantime::parse_rfc3339_weak(since).ok()?;
+    let now = humantime::parse_rfc3339_weak(now).ok()?;
+    Some(now.duration_since(since).map_or(0, |d| d.as_secs()))
+}
+
+/// How far a service's rollout got, from its tasks and swarm's update state: what the three
+/// conditions are computed from.
+#[derive(Debug, Clone, PartialEq)]
+struct Rollout {
+    /// Tasks that should run.
+    expected: u64,
+    /// Tasks running (and healthy, where there is a healthcheck: swarm holds them in
+    /// `starting` until it passed).
+    running: u64,
+    /// Running tasks of the current spec.
+    updated: u64,
+    /// Swarm runs a rolling update or rollback now.
+    updating: bool,
+    /// Swarm's verdict on an update that failed: paused, rollback paused, rolled back; with
+    /// its message.
+    stuck: Option<(ConditionReason, String)>,
+    /// The swarm has another spec than the spec directory's (the operator has not written the
+    /// current one yet): `(swarm's, spec's)` hashes.
+    spec_pending: Option<(String, String)>,
+    /// The latest failure of a task of the current spec.
+    failing: Option<String>,
+    /// The latest failure of any task (the cause of a paused or rolled-back update).
+    last_failure: Option<String>,
+    /// The rollout runs for longer than its deadline: `(deadline, since)`.
+    overdue: Option<(std::time::Duration, String)>,
+}
+
+impl Rollout {
+    fn observe(
+        world: &WorldState,
+        name: &str,
+        service: &ObservedService,
+        expected: Option<u64>,
+        progressing_since: Option<&str>,
+        now: &str,
+    ) -> Rollout {
+        let tasks = &world.observed.tasks;
+        let live: Vec<&ObservedTask> = live_tasks(service, tasks).collect();
+        let running: Vec<&&ObservedTask> = live
+            .iter()
+            .filter(|t| t.state.is(&TaskState::RUNNING))
+            .collect();
+        let updated = running
+            .iter()
+            .filter(|t| runs_current_spec(service, t))
+            .count() as u64;
+        // Global services expect one task per eligible node: whatever swarm scheduled.
+        let expected = expected.unwrap_or(live.len() as u64);
+        let own_tasks = || tasks.iter().filter(|t| t.service_id == service.id);
+        let update = service.update_status.as_ref();
+        let updating = update.is_some_and(|u| {
+            matches!(
+                u.state,
+                UpdateState::UPDATING | UpdateState::ROLLBACK_STARTED
+            )
+        });
+        let stuck = update.and_then(|u| {
+            let reason = match u.state {
+                UpdateState::PAUSED => ConditionReason::UpdatePaused,
+                UpdateState::ROLLBACK_PAUSED => ConditionReason::RollbackPaused,
+                UpdateState::ROLLBACK_COMPLETED => ConditionReason::RolledBack,
+                UpdateState::EMPTY
+                | UpdateState::UPDATING
+                | UpdateState::COMPLETED
+                | UpdateState::ROLLBACK_STARTED => return None,
+            };
+            Some((reason, u.message.clone()))
+        });
+        let spec_pending = world.desired.services.get(name).and_then(|desired| {
+            let running = service.ownership.spec_hash.clone().unwrap_or_default();
+            (running != desired.hash).then(|| (running, desired.hash.clone()))
+        });
+        let mut rollout = Rollout {
+            expected,
+            running: running.len() as u64,
+            updated,
+            updating,
+            stuck,
+            spec_pending,
+            failing: latest_failure(own_tasks().filter(|t| runs_current_spec(service, t))),
+            last_failure: latest_failure(own_tasks()),
+            overdue: None,
+        };
+        let deadline = world
+            .desired
+            .progress_deadlines
+            .get(name)
+            .copied()
+            .unwrap_or(DEFAULT_PROGRESS_DEADLINE);
+        // The rollout started with swarm's update, else when `Progressing` last became true
+        // (a crashed task being replaced counts from its crash, not from the last spec
+        // change long ago; the first look at a rollout starts the clock).
+        let since = update
+            .filter(|_| updating)
+            .and_then(|u| u.started_at.clone())
+            .or_else(|| progressing_since.map(str::to_owned));
+        if !rollout.is_complete()
+            && rollout.stuck.is_none()
+            && rollout.spec_pending.is_none()
+            && let Some(since) = since
+            && seconds_between(&since, now).is_some_and(|s| s > deadline.as_secs())
+        {
+            rollout.overdue = Some((deadline, since));
+        }
+        rollout
+    }
+
+    /// Every expected task runs the current spec and no update is under way.
+    fn is_complete(&self) -> bool {
+        self.updated >= self.expected
+            && !self.updating
+            && self.spec_pending.is_none()
+            && !matches!(self.stuck, Some((ConditionReason::RolledBack, _)))
+    }
+
+    fn counts(&self) -> String {
+        format!(
+            "{}/{} updated, {} running",
+            self.updated, self.expected, self.running
+        )
+    }
+
+    fn ready(&self) -> (bool, ConditionReason, String) {
+        if self.is_complete() {
+            (
+                true,
+                ConditionReason::AllReplicasRunning,
+                format!("{}/{} replicas running", self.updated, self.expected),
+            )
+        } else if self.running < self.expected {
+            (
+                false,
+                ConditionReason::ReplicasUnavailable,
+                format!("{}/{} replicas running", self.running, self.expected),
+            )
+        } else if let Some((ConditionReason::RolledBack, _)) = self.stuck {
+            (
+                false,
+                ConditionReason::ReplicasOutdated,
+                "the update was rolled back: the tasks run the previous spec".to_owned(),
+            )
+        } else if self.updating && self.updated >= self.expected {
+            (
+                false,
+                ConditionReason::ReplicasOutdated,
+                format!(
+                    "{}/{} replicas run the current spec; swarm is still monitoring the update",
+                    self.updated, self.expected
+                ),
+            )
+        } else if let Some((running, wanted)) = &self.spec_pending {
+            (
+                false,
+                ConditionReason::ReplicasOutdated,
+                format!("the swarm runs spec {running}, the spec asks for {wanted}"),
+            )
+        } else {
+            (
+                false,
+                ConditionReason::ReplicasOutdated,
+                format!(
+                    "{}/{} replicas run the current spec",
+                    self.updated, self.expected
+                ),
+            )
+        }
+    }
+
+    /// `None` when nothing is under way.
+    fn progressing(&self) -> Option<(ConditionReason, String)> {
+        if self.stuck.is_some() {
+            None
+        } else if let Some((_, wanted)) = &self.spec_pending {
+            Some((
+                ConditionReason::RollingUpdate,
+                format!("spec {wanted} is not written to the swarm yet"),
+            ))
+        } else if self.updating || (self.updated < self.expected && self.running >= self.expected) {
+            Some((ConditionReason::RollingUpdate, self.counts()))
+        } else if self.running != self.expected {
+            Some((
+                ConditionReason::Scaling,
+                format!("{}/{} replicas running", self.running, self.expected),
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// `None` when the rollout has no problem.
+    fn degraded(&self) -> Option<(ConditionReason, String)> {
+        let with_cause = |message: String, cause: Option<&String>| match cause {
+            Some(cause) if !message.contains(cause.as_str()) => {
+                format!("{message}; last task error: {cause}")
+            }
+            _ => message,
+        };
+        if let Some((reason, message)) = &self.stuck {
+            Some((
+                *reason,
+                with_cause(message.clone(), self.last_failure.as_ref()),
+            ))
+        } else if let Some((deadline, since)) = &self.overdue {
+            Some((
+                ConditionReason::ProgressDeadlineExceeded,
+                with_cause(
+                    format!(
+                        "the rollout has not finished within {} (since {since}): {}",
+                        humantime::format_duration(*deadline),
+                        self.counts()
+                    ),
+                    self.failing.as_ref(),
+                ),
+            ))
+        } else if self.updated < self.expected
+            && let Some(failure) = &self.failing
+        {
+            Some((ConditionReason::TasksFailing, failure.clone()))
+        } else {
+            None
+        }
+    }
+}
+
+/// How long a rollout may take when its spec does not say (`spec.progressDeadline`).
+pub const DEFAULT_PROGRESS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
+
 fn service_status(
     world: &WorldState,
     name: &str,
@@ -242,15 +528,26 @@ fn service_status(
         },
     };
     let owned = observed.filter(|o| o.ownership.is_owned_by(&world.desired.instance));
-    let (endpoints, running, expected, failures) = match owned {
-        Some(service) => {
-            let live: Vec<&ObservedTask> = live_tasks(service, &world.observed.tasks).collect();
-            let running = live
-                .iter()
-                .filter(|t| t.state.is(&TaskState::RUNNING))
-                .count() as u64;
-            let endpoints = live
-                .iter()
+    let rollout = owned.map(|service| {
+        let progressing_since = previous
+            .and_then(|p| {
+                p.conditions.iter().find(|c| {
+                    c.kind == ConditionType::Progressing && c.status == ConditionStatus::True
+                })
+            })
+            .map(|c| c.last_transition_time.as_str());
+        Rollout::observe(
+            world,
+            name,
+            service,
+            desired_replicas,
+            progressing_since,
+            now,
+        )
+    });
+    let endpoints = owned
+        .map(|service| {
+            live_tasks(service, &world.observed.tasks)
                 .map(|t| Endpoint {
                     task: t.id.clone(),
                     slot: t.slot,
@@ -266,49 +563,19 @@ fn service_status(
                     state: t.state.to_string(),
                     addresses: t.addresses.iter().map(StatusAddress::from).collect(),
                 })
-                .collect();
-            // Global services expect one task per eligible node: whatever swarm scheduled.
-            let expected = desired_replicas.unwrap_or(live.len() as u64);
-            let failures: Vec<String> = world
-                .observed
-                .tasks
-                .iter()
-                .filter(|t| t.service_id == service.id)
-                .filter(|t| t.state.is(&TaskState::FAILED) || t.state.is(&TaskState::REJECTED))
-                .filter_map(|t| t.error.clone().or_else(|| Some(t.message.clone())))
-                .collect();
-            (endpoints, running, expected, failures)
-        }
-        None => (Vec::new(), 0, desired_replicas.unwrap_or(0), Vec::new()),
-    };
+                .collect()
+        })
+        .unwrap_or_default();
     let last_error = outcome.and_then(|o| {
         o.last_error()
             .map(str::to_owned)
             .or_else(|| o.conflict.as_ref().map(|c| c.message.clone()))
     });
     let conflict = outcome.and_then(|o| o.conflict.as_ref()).map(|c| &c.reason);
-    let update = owned.and_then(|s| s.update_status.as_ref());
-    let updating = update.is_some_and(|u| {
-        matches!(
-            u.state,
-            UpdateState::UPDATING | UpdateState::ROLLBACK_STARTED
-        )
-    });
-    let update_stuck = update.and_then(|u| {
-        let reason = match u.state {
-            UpdateState::PAUSED => ConditionReason::UpdatePaused,
-            UpdateState::ROLLBACK_PAUSED => ConditionReason::RollbackPaused,
-            UpdateState::ROLLBACK_COMPLETED => ConditionReason::RolledBack,
-            UpdateState::EMPTY
-            | UpdateState::UPDATING
-            | UpdateState::COMPLETED
-            | UpdateState::ROLLBACK_STARTED => return None,
-        };
-        Some((reason, u))
-    });
 
-    let (ready, ready_reason, ready_message) = if owned.is_none() {
-        match conflict {
+    let (ready, ready_reason, ready_message) = match &rollout {
+        Some(rollout) => rollout.ready(),
+        None => match conflict {
             Some(ConflictReason::NotOwned) => (
                 false,
                 ConditionReason::NotOwned,
@@ -319,37 +586,15 @@ fn service_status(
                 ConditionReason::NotCreated,
                 "the service does not exist yet".to_owned(),
             ),
-        }
-    } else if running >= expected && !updating {
-        (
-            true,
-            ConditionReason::AllReplicasRunning,
-            format!("{running}/{expected} replicas running"),
-        )
-    } else {
-        (
-            false,
-            ConditionReason::ReplicasUnavailable,
-            format!("{running}/{expected} replicas running"),
-        )
+        },
     };
     let (progressing, progressing_reason, progressing_message) =
         if let Some((Blocker::WaitingForNetwork { .. }, message)) =
             outcome.and_then(|o| o.error.as_ref())
         {
             (true, ConditionReason::WaitingForNetwork, message.clone())
-        } else if updating {
-            (
-                true,
-                ConditionReason::RollingUpdate,
-                update.map(|u| u.message.clone()).unwrap_or_default(),
-            )
-        } else if owned.is_some() && running != expected && update_stuck.is_none() {
-            (
-                true,
-                ConditionReason::Scaling,
-                format!("{running}/{expected} replicas running"),
-            )
+        } else if let Some((reason, message)) = rollout.as_ref().and_then(Rollout::progressing) {
+            (true, reason, message)
         } else if desired.is_some() && owned.is_none() && conflict.is_none() {
             (
                 true,
@@ -363,38 +608,32 @@ fn service_status(
                 "nothing in progress".to_owned(),
             )
         };
-    let (degraded, degraded_reason, degraded_message) = if let Some((reason, update)) = update_stuck
-    {
-        (true, reason, update.message.clone())
-    } else if running < expected && !failures.is_empty() {
-        (
-            true,
-            ConditionReason::TasksFailing,
-            failures.last().cloned().unwrap_or_default(),
-        )
-    } else if let Some((blocker, error)) = outcome
-        .and_then(|o| o.error.clone())
-        .filter(|(blocker, _)| !matches!(blocker, Blocker::WaitingForNetwork { .. }))
-    {
-        // Waiting for a network is progress (above), not a problem.
-        let reason = match blocker {
-            Blocker::PortConflict { .. } => ConditionReason::PortConflict,
-            _ => ConditionReason::ReconcileError,
+    let (degraded, degraded_reason, degraded_message) =
+        if let Some((reason, message)) = rollout.as_ref().and_then(Rollout::degraded) {
+            (true, reason, message)
+        } else if let Some((blocker, error)) = outcome
+            .and_then(|o| o.error.clone())
+            .filter(|(blocker, _)| !matches!(blocker, Blocker::WaitingForNetwork { .. }))
+        {
+            // Waiting for a network is progress (above), not a problem.
+            let reason = match blocker {
+                Blocker::PortConflict { .. } => ConditionReason::PortConflict,
+                _ => ConditionReason::ReconcileError,
+            };
+            (true, reason, error)
+        } else if let Some(conflict) = outcome.and_then(|o| o.conflict.as_ref()) {
+            (
+                true,
+                ConditionReason::from(&conflict.reason),
+                conflict.message.clone(),
+            )
+        } else {
+            (
+                false,
+                ConditionReason::AsExpected,
+                "no problems found".to_owned(),
+            )
         };
-        (true, reason, error)
-    } else if let Some(conflict) = outcome.and_then(|o| o.conflict.as_ref()) {
-        (
-            true,
-            ConditionReason::from(&conflict.reason),
-            conflict.message.clone(),
-        )
-    } else {
-        (
-            false,
-            ConditionReason::AsExpected,
-            "no problems found".to_owned(),
-        )
-    };
 
     let previous_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
     let condition = |kind, holds, reason, message| {
@@ -402,7 +641,11 @@ fn service_status(
     };
     ServiceStatus {
         desired_replicas,
-        running_replicas: running,
+        running_replicas: rollout.as_ref().map_or(0, |r| r.running),
+        updated_replicas: rollout.as_ref().map_or(0, |r| r.updated),
+        spec_hash: desired.map(|d| d.hash.clone()),
+        observed_spec_hash: owned.and_then(|s| s.ownership.spec_hash.clone()),
+        created_at: owned.and_then(|s| s.revision.created_at.clone()),
         conditions: vec![
             condition(ConditionType::Ready, ready, ready_reason, ready_message),
             condition(
@@ -603,6 +846,9 @@ mod tests {
             desired_state: EngineValue::parse("desired", desired),
             message: String::new(),
             error: (state == "failed").then(|| "exit 1".to_owned()),
+            exit_code: None,
+            timestamp: None,
+            template: None,
             addresses: vec![TaskAddress {
                 network: "my_network".into(),
                 ip: ip.into(),
@@ -636,6 +882,7 @@ mod tests {
                 )),
                 virtual_ips: vec![],
                 update_status: None,
+                revision: Default::default(),
             },
         );
         world.observed.nodes.insert(
@@ -700,7 +947,334 @@ mod tests {
         let degraded = condition(quote, ConditionType::Degraded);
         assert_eq!(degraded.status, ConditionStatus::True);
         assert_eq!(degraded.reason, ConditionReason::TasksFailing);
-        assert_eq!(degraded.message, "exit 1");
+        assert_eq!(degraded.message, "exit 1 (task t2)");
+    }
+
+    /// A task of the given spec fingerprint, for the rollout tests.
+    fn versioned(id: &str, slot: u64, state: &str, desired: &str, spec: &str) -> ObservedTask {
+        ObservedTask {
+            template: Some(spec.to_owned()),
+            timestamp: Some(format!("2026-01-01T00:00:0{slot}Z")),
+            ..task(id, slot, state, desired, "10.0.1.1")
+        }
+    }
+
+    /// The service of [`world`], its template at fingerprint `spec`, last changed at `since`,
+    /// with swarm's update state.
+    fn rolling(
+        tasks: Vec<ObservedTask>,
+        spec: &str,
+        since: &str,
+        update: Option<(UpdateState, &str)>,
+    ) -> WorldState {
+        let mut w = world(tasks);
+        let service = w.observed.services.get_mut("quote").unwrap();
+        service.revision = crate::docker::ServiceRevision {
+            template: Some(spec.to_owned()),
+            created_at: Some("2025-12-31T00:00:00Z".into()),
+            updated_at: Some(since.to_owned()),
+        };
+        service.update_status = update.map(|(state, message)| crate::docker::UpdateStatus {
+            state,
+            message: message.to_owned(),
+            started_at: Some(since.to_owned()),
+        });
+        w
+    }
+
+    fn conditions(
+        status: &ServiceStatus,
+    ) -> Vec<(ConditionType, ConditionStatus, ConditionReason)> {
+        status
+            .conditions
+            .iter()
+            .map(|c| (c.kind, c.status, c.reason))
+            .collect()
+    }
+
+    use ConditionStatus::{False, True};
+    use ConditionType::{Degraded, Progressing, Ready};
+
+    #[test]
+    fn a_rolling_update_is_progressing_with_counts_until_every_task_runs_the_new_spec() {
+        let now = "2026-01-01T00:01:00Z";
+        let since = "2026-01-01T00:00:00Z";
+        // One task replaced, one starting (its healthcheck has not passed), one old.
+        let w = rolling(
+            vec![
+                versioned("n1", 1, "running", "running", "new"),
+                versioned("n2", 2, "starting", "running", "new"),
+                versioned("o2", 2, "shutdown", "shutdown", "old"),
+                versioned("o3", 3, "running", "running", "old"),
+            ],
+            "new",
+            since,
+            Some((UpdateState::UPDATING, "update in progress")),
+        );
+        let status = build(&w, Path::new("/specs"), None, now);
+        let quote = &status.services["quote"];
+        assert_eq!(
+            conditions(quote),
+            [
+                (Ready, False, ConditionReason::ReplicasUnavailable),
+                (Progressing, True, ConditionReason::RollingUpdate),
+                (Degraded, False, ConditionReason::AsExpected),
+            ]
+        );
+        assert_eq!(
+            condition(quote, Progressing).message,
+            "1/3 updated, 2 running"
+        );
+        assert_eq!((quote.running_replicas, quote.updated_replicas), (2, 1));
+
+        // Three tasks run, but one is the old spec's: not ready, still rolling.
+        let w = rolling(
+            vec![
+                versioned("n1", 1, "running", "running", "new"),
+                versioned("n2", 2, "running", "running", "new"),
+                versioned("o3", 3, "running", "running", "old"),
+            ],
+            "new",
+            since,
+            Some((UpdateState::UPDATING, "update in progress")),
+        );
+        let quote = &build(&w, Path::new("/specs"), None, now).services["quote"];
+        assert_eq!(
+            conditions(quote)[..2],
+            [
+                (Ready, False, ConditionReason::ReplicasOutdated),
+                (Progressing, True, ConditionReason::RollingUpdate),
+            ]
+        );
+        assert_eq!(
+            condition(quote, Ready).message,
+            "2/3 replicas run the current spec"
+        );
+
+        // Swarm says completed and every task is the new spec's: ready.
+        let w = rolling(
+            vec![
+                versioned("n1", 1, "running", "running", "new"),
+                versioned("n2", 2, "running", "running", "new"),
+                versioned("n3", 3, "running", "running", "new"),
+                versioned("o3", 3, "shutdown", "shutdown", "old"),
+            ],
+            "new",
+            since,
+            Some((UpdateState::COMPLETED, "update completed")),
+        );
+        let quote = &build(&w, Path::new("/specs"), None, now).services["quote"];
+        assert_eq!(
+            conditions(quote),
+            [
+                (Ready, True, ConditionReason::AllReplicasRunning),
+                (Progressing, False, ConditionReason::Converged),
+                (Degraded, False, ConditionReason::AsExpected),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_paused_update_is_degraded_with_the_failing_tasks_own_error() {
+        let mut failed = versioned("n1failedtask0", 1, "rejected", "shutdown", "new");
+        failed.error = Some("No such image: quote:missing".into());
+        let w = rolling(
+            vec![
+                failed,
+                versioned("o1", 1, "running", "running", "old"),
+                versioned("o2", 2, "running", "running", "old"),
+                versioned("o3", 3, "running", "running", "old"),
+            ],
+            "new",
+            "2026-01-01T00:00:00Z",
+            Some((
+                UpdateState::PAUSED,
+                "update paused due to failure or early termination of task n1failedtask0",
+            )),
+        );
+        let quote = &build(&w, Path::new("/specs"), None, "2026-01-01T00:01:00Z").services["quote"];
+        assert_eq!(
+            conditions(quote),
+            [
+                (Ready, False, ConditionReason::ReplicasOutdated),
+                (Progressing, False, ConditionReason::Converged),
+                (Degraded, True, ConditionReason::UpdatePaused),
+            ]
+        );
+        assert_eq!(
+            condition(quote, Degraded).message,
+            "update paused due to failure or early termination of task n1failedtask0; \
+             last task error: No such image: quote:missing (task n1failedtask, \
+             at 2026-01-01T00:00:01Z)"
+        );
+    }
+
+    #[test]
+    fn a_rolled_back_update_is_degraded_and_not_ready_although_the_old_tasks_run() {
+        let mut failed = versioned("n1", 1, "failed", "shutdown", "new");
+        failed.error = Some("task: non-zero exit (1)".into());
+        failed.exit_code = Some(1);
+        let w = rolling(
+            vec![
+                failed,
+                versioned("o1", 1, "running", "running", "old"),
+                versioned("o2", 2, "running", "running", "old"),
+                versioned("o3", 3, "running", "running", "old"),
+            ],
+            // After a rollback the service's template is the previous one again.
+            "old",
+            "2026-01-01T00:00:00Z",
+            Some((UpdateState::ROLLBACK_COMPLETED, "rollback completed")),
+        );
+        let quote = &build(&w, Path::new("/specs"), None, "2026-01-01T00:01:00Z").services["quote"];
+        assert_eq!(
+            conditions(quote),
+            [
+                (Ready, False, ConditionReason::ReplicasOutdated),
+                (Progressing, False, ConditionReason::Converged),
+                (Degraded, True, ConditionReason::RolledBack),
+            ]
+        );
+        // The exit code is already in the error: not repeated.
+        assert_eq!(
+            condition(quote, Degraded).message,
+            "rollback completed; last task error: task: non-zero exit (1) \
+             (task n1, at 2026-01-01T00:00:01Z)"
+        );
+    }
+
+    #[test]
+    fn failures_of_an_older_spec_are_history() {
+        let mut failed = versioned("f1", 1, "failed", "shutdown", "old");
+        failed.error = Some("No such image: quote:missing".into());
+        let w = rolling(
+            vec![
+                failed,
+                versioned("n1", 1, "running", "running", "new"),
+                versioned("n2", 2, "running", "running", "new"),
+            ],
+            "new",
+            "2026-01-01T00:00:00Z",
+            None,
+        );
+        let quote = &build(&w, Path::new("/specs"), None, "2026-01-01T00:01:00Z").services["quote"];
+        // Two of three run: scaling, but the failure is not this spec's.
+        assert_eq!(
+            conditions(quote),
+            [
+                (Ready, False, ConditionReason::ReplicasUnavailable),
+                (Progressing, True, ConditionReason::Scaling),
+                (Degraded, False, ConditionReason::AsExpected),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_rollout_past_its_deadline_is_degraded_and_the_spec_can_extend_the_deadline() {
+        let mut failing = versioned("n1", 1, "failed", "shutdown", "new");
+        failing.error = Some("task: non-zero exit (3)".into());
+        let tasks = vec![failing, versioned("n2", 2, "starting", "running", "new")];
+        // The spec changed long ago: the clock starts when Progressing became true.
+        let w = rolling(tasks.clone(), "new", "2025-06-01T00:00:00Z", None);
+        let build_at = |w: &WorldState, previous: &StatusFile, now: &str| {
+            build(w, Path::new("/specs"), Some(previous), now)
+        };
+        let first = build(&w, Path::new("/specs"), None, "2026-01-01T00:00:00Z");
+        assert_eq!(
+            condition(&first.services["quote"], Degraded).reason,
+            ConditionReason::TasksFailing
+        );
+        // Within the default ten minutes: failing tasks, not yet overdue.
+        let later = build_at(&w, &first, "2026-01-01T00:09:00Z");
+        assert_eq!(
+            condition(&later.services["quote"], Degraded).reason,
+            ConditionReason::TasksFailing
+        );
+        let overdue = build_at(&w, &later, "2026-01-01T00:10:01Z");
+        let degraded = condition(&overdue.services["quote"], Degraded);
+        assert_eq!(degraded.reason, ConditionReason::ProgressDeadlineExceeded);
+        assert_eq!(
+            degraded.message,
+            "the rollout has not finished within 10m (since 2026-01-01T00:00:00Z): \
+             0/3 updated, 0 running; last task error: task: non-zero exit (3) \
+             (task n1, at 2026-01-01T00:00:01Z)"
+        );
+        let mut w = rolling(tasks, "new", "2025-06-01T00:00:00Z", None);
+        w.desired
+            .progress_deadlines
+            .insert("quote".into(), std::time::Duration::from_secs(3600));
+        let extended = build_at(&w, &later, "2026-01-01T00:10:01Z");
+        assert_eq!(
+            condition(&extended.services["quote"], Degraded).reason,
+            ConditionReason::TasksFailing
+        );
+        // Swarm's own update start counts even on the first look.
+        let w = rolling(
+            vec![versioned("o1", 1, "running", "running", "old")],
+            "new",
+            "2026-01-01T00:00:00Z",
+            Some((UpdateState::UPDATING, "update in progress")),
+        );
+        let first_look = build(&w, Path::new("/specs"), None, "2026-01-01T00:11:00Z");
+        assert_eq!(
+            condition(&first_look.services["quote"], Degraded).reason,
+            ConditionReason::ProgressDeadlineExceeded
+        );
+    }
+
+    #[test]
+    fn right_after_our_own_update_the_old_tasks_are_not_called_ready() {
+        // What the cache holds between our update and reading the service back.
+        let w = rolling(
+            vec![
+                versioned("o1", 1, "running", "running", "old"),
+                versioned("o2", 2, "running", "running", "old"),
+                versioned("o3", 3, "running", "running", "old"),
+            ],
+            crate::docker::UNREAD_TEMPLATE,
+            "2026-01-01T00:00:00Z",
+            None,
+        );
+        let quote = &build(&w, Path::new("/specs"), None, "2026-01-01T00:00:01Z").services["quote"];
+        assert_eq!(
+            conditions(quote)[..2],
+            [
+                (Ready, False, ConditionReason::ReplicasOutdated),
+                (Progressing, True, ConditionReason::RollingUpdate),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_spec_not_yet_written_is_not_ready_whatever_runs() {
+        let mut w = rolling(
+            vec![
+                versioned("o1", 1, "running", "running", "old"),
+                versioned("o2", 2, "running", "running", "old"),
+                versioned("o3", 3, "running", "running", "old"),
+            ],
+            "old",
+            "2026-01-01T00:00:00Z",
+            Some((UpdateState::COMPLETED, "update completed")),
+        );
+        w.observed
+            .services
+            .get_mut("quote")
+            .unwrap()
+            .ownership
+            .spec_hash = Some("0ld".into());
+        let quote = &build(&w, Path::new("/specs"), None, "2026-01-01T00:30:00Z").services["quote"];
+        assert_eq!(
+            conditions(quote),
+            [
+                (Ready, False, ConditionReason::ReplicasOutdated),
+                (Progressing, True, ConditionReason::RollingUpdate),
+                // Nothing started yet: the deadline does not run.
+                (Degraded, False, ConditionReason::AsExpected),
+            ]
+        );
+        assert_eq!(quote.observed_spec_hash.as_deref(), Some("0ld"));
+        assert_ne!(quote.spec_hash, quote.observed_spec_hash);
     }
 
     #[test]

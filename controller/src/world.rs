@@ -552,6 +552,10 @@ impl Reflector {
                 if let Some(cached) = state.observed.services.get(&name) {
                     service.virtual_ips.clone_from(&cached.virtual_ips);
                     service.update_status.clone_from(&cached.update_status);
+                    service
+                        .revision
+                        .created_at
+                        .clone_from(&cached.revision.created_at);
                 }
                 state.observed.services.insert(name, service);
             }
@@ -594,6 +598,12 @@ fn written_service(
         ownership: Ownership::from_labels(&desired.owner_labels()),
         virtual_ips: Vec::new(),
         update_status: None,
+        // Unknown until read back: no task counts as running the new spec meanwhile, so that
+        // the status never calls the old tasks ready right after an update.
+        revision: crate::docker::ServiceRevision {
+            template: Some(crate::docker::UNREAD_TEMPLATE.to_owned()),
+            ..Default::default()
+        },
     }
 }
 

@@ -476,6 +476,7 @@ fn convert_service(
         user: s.user.clone(),
         workdir: s.working_dir.clone(),
         env_file,
+        progress_deadline: None,
         hostname: s.hostname.clone(),
         init: s.init,
         stop_signal: s.stop_signal.clone(),

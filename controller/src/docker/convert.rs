@@ -22,7 +22,10 @@ use bollard::models::{
 };
 
 use super::engine_value::report_unsupported;
-use super::{ObservedNetwork, ObservedService, Ownership, UpdateState, UpdateStatus, VirtualIp};
+use super::{
+    ObservedNetwork, ObservedService, Ownership, ServiceRevision, UpdateState, UpdateStatus,
+    VirtualIp,
+};
 use crate::definition::{
     BindPropagation, DnsConfig, EndpointMode, EngineOnlyMountType, FailureAction, FileMount,
     Healthcheck, LogDriver, Mode, Mount, MountKind, MountType, NetworkDefinition,
@@ -702,8 +705,41 @@ pub(crate) fn from_service(
         update_status: service.update_status.as_ref().map(|u| UpdateStatus {
             state: u.state.unwrap_or(UpdateState::EMPTY),
             message: u.message.clone().unwrap_or_default(),
+            started_at: u.started_at.clone(),
         }),
+        revision: ServiceRevision {
+            template: spec.task_template.as_ref().map(template_fingerprint),
+            created_at: service.created_at.clone(),
+            updated_at: service.updated_at.clone(),
+        },
     })
+}
+
+/// A fingerprint of a task template, equal for a service's `Spec.TaskTemplate` and the
+/// `Spec` of every task created from it (swarm copies the template into the task).
+///
+/// `Runtime` is left out: the engine fills it in on the service but not on its tasks. Object
+/// keys are sorted first, since the model's maps (labels, options) serialize in hash order.
+pub(crate) fn template_fingerprint(template: &TaskSpec) -> String {
+    let mut template = template.clone();
+    template.runtime = None;
+    // Serializing the engine's own model cannot fail.
+    let value = serde_json::to_value(&template).expect("task specs serialize to JSON");
+    crate::definition::definition_hash(&sorted_keys(value))
+}
+
+fn sorted_keys(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let sorted: BTreeMap<String, serde_json::Value> =
+                map.into_iter().map(|(k, v)| (k, sorted_keys(v))).collect();
+            serde_json::Value::Object(sorted.into_iter().collect())
+        }
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.into_iter().map(sorted_keys).collect())
+        }
+        other => other,
+    }
 }
 
 /// A mount kind no spec can express: reported, and kept as drift.

@@ -316,6 +316,7 @@ fn store_service(
         definition,
         virtual_ips: Vec::new(),
         update_status: None,
+        revision: Default::default(),
     };
     state
         .services

@@ -452,6 +452,25 @@ pub struct UpdateStatus {
     pub state: UpdateState,
     /// Swarm's explanation.
     pub message: String,
+    /// When the update (or rollback) started (RFC 3339), as swarm reports it.
+    pub started_at: Option<String>,
+}
+
+/// The template fingerprint of a service the operator just wrote and has not read back: no
+/// task has it (real fingerprints are hex digests).
+pub const UNREAD_TEMPLATE: &str = "unread";
+
+/// What tells a service's current tasks from older ones, and how old the service is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceRevision {
+    /// Fingerprint of the service's task template: a task whose own spec has the same
+    /// fingerprint runs the current spec (the engine reports no spec version on tasks).
+    /// `None` while unknown (our own write, not read back yet).
+    pub template: Option<String>,
+    /// When the service was created (RFC 3339).
+    pub created_at: Option<String>,
+    /// When its spec last changed (RFC 3339).
+    pub updated_at: Option<String>,
 }
 
 /// A service as read from the swarm.
@@ -470,6 +489,8 @@ pub struct ObservedService {
     pub virtual_ips: Vec<VirtualIp>,
     /// Swarm's rolling-update state, if an update ever ran.
     pub update_status: Option<UpdateStatus>,
+    /// Which spec its tasks should run, and when it was created and changed.
+    pub revision: ServiceRevision,
 }
 
 /// A network as read from the swarm.
@@ -513,6 +534,12 @@ pub struct ObservedTask {
     pub message: String,
     /// Error of a failed or rejected task.
     pub error: Option<String>,
+    /// The container's exit code, once it exited (0 is not reported).
+    pub exit_code: Option<i64>,
+    /// When the task last changed state (RFC 3339).
+    pub timestamp: Option<String>,
+    /// Fingerprint of the spec the task runs (see [`ServiceRevision::template`]).
+    pub template: Option<String>,
     /// Addresses per network, from the task's `NetworksAttachments`.
     pub addresses: Vec<TaskAddress>,
 }

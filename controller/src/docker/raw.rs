@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use bollard::models::{Network, Service};
+use bollard::models::{Network, Service, TaskSpec};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
@@ -17,7 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use hyperlocal::UnixConnector;
 use serde::Deserialize;
 
-use super::convert::strip_prefix_len;
+use super::convert::{strip_prefix_len, template_fingerprint};
 use super::{DockerError, EngineValue, ObservedTask, Op, Resource, TaskAddress};
 
 /// An HTTP/1 client for the engine endpoint, kept for the life of the adapter so that
@@ -220,6 +220,9 @@ struct RawTask {
     desired_state: String,
     #[serde(default)]
     networks_attachments: Vec<RawAttachment>,
+    /// The task's copy of its service's template, kept raw: decoded as the service's is.
+    #[serde(default)]
+    spec: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -231,6 +234,17 @@ struct RawTaskStatus {
     message: String,
     #[serde(default)]
     err: Option<String>,
+    #[serde(default)]
+    timestamp: Option<String>,
+    #[serde(default)]
+    container_status: Option<RawContainerStatus>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct RawContainerStatus {
+    #[serde(default)]
+    exit_code: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -250,6 +264,15 @@ struct RawAttachedNetwork {
 
 impl RawTask {
     fn into_observed(self) -> ObservedTask {
+        let template = self.spec.and_then(|mut spec| {
+            // The same key fix as for a service, so that both fingerprints read the same model.
+            let mut wrapped = serde_json::json!({ "Spec": { "TaskTemplate": spec.take() } });
+            fix_healthcheck_key(&mut wrapped);
+            let spec = wrapped.pointer_mut("/Spec/TaskTemplate")?.take();
+            serde_json::from_value::<TaskSpec>(spec)
+                .ok()
+                .map(|spec| template_fingerprint(&spec))
+        });
         let addresses = self
             .networks_attachments
             .iter()
@@ -276,6 +299,13 @@ impl RawTask {
             desired_state: EngineValue::parse("Task.DesiredState", &self.desired_state),
             message: self.status.message,
             error: self.status.err.filter(|e| !e.is_empty()),
+            exit_code: self
+                .status
+                .container_status
+                .and_then(|c| c.exit_code)
+                .filter(|code| *code != 0),
+            timestamp: self.status.timestamp,
+            template,
             addresses,
         }
     }
@@ -304,6 +334,53 @@ mod tests {
         let health = health.health_check.expect("healthcheck read");
         assert_eq!(health.test.unwrap(), ["CMD", "/healthcheck"]);
         assert_eq!(health.interval, Some(3_000_000_000));
+    }
+
+    /// A service and its task as Docker 20.10 answers them (trimmed): the task's `Spec` is the
+    /// service's `TaskTemplate` without `Runtime`, keys in the same order.
+    const SERVICE: &str = r#"{"ID":"s1","Version":{"Index":75180},
+        "CreatedAt":"2026-11-26T06:24:08.1Z","UpdatedAt":"2026-11-26T06:24:08.1Z",
+        "Spec":{"Name":"api","Labels":{"x":"y"},"TaskTemplate":{"ContainerSpec":{
+          "Image":"busybox:dev","Labels":{"b":"2","a":"1"},"Args":["sleep","3600"],"Env":["A=b"],
+          "Healthcheck":{"Test":["CMD-SHELL","true"],"Interval":1000000000}},
+          "Resources":{"Limits":{"MemoryBytes":67108864}},"Placement":{},
+          "Networks":[{"Target":"net1"}],"ForceUpdate":0,"Runtime":"container"}}}"#;
+    const TASK_SPEC: &str = r#"{"ContainerSpec":{
+          "Image":"busybox:dev","Labels":{"a":"1","b":"2"},"Args":["sleep","3600"],"Env":["A=b"],
+          "Healthcheck":{"Test":["CMD-SHELL","true"],"Interval":1000000000}},
+          "Resources":{"Limits":{"MemoryBytes":67108864}},"Placement":{},
+          "Networks":[{"Target":"net1"}],"ForceUpdate":0}"#;
+
+    fn task_with_spec(spec: &str) -> ObservedTask {
+        let json = format!(
+            r#"{{"ID":"t1","ServiceID":"s1","Spec":{spec},
+            "Status":{{"State":"failed","Err":"task: non-zero exit (3)",
+                       "Timestamp":"2026-11-26T06:24:09Z","ContainerStatus":{{"ExitCode":3}}}},
+            "DesiredState":"shutdown"}}"#
+        );
+        serde_json::from_str::<RawTask>(&json)
+            .unwrap()
+            .into_observed()
+    }
+
+    #[test]
+    fn a_task_runs_its_services_template_when_the_fingerprints_match() {
+        let mut service: serde_json::Value = serde_json::from_str(SERVICE).unwrap();
+        fix_healthcheck_key(&mut service);
+        let service: Service = serde_json::from_value(service).unwrap();
+        let template = service.spec.unwrap().task_template.unwrap();
+        let expected = template_fingerprint(&template);
+        let task = task_with_spec(TASK_SPEC);
+        assert_eq!(task.template.as_deref(), Some(expected.as_str()));
+        assert_eq!(task.exit_code, Some(3));
+        assert_eq!(task.timestamp.as_deref(), Some("2026-11-26T06:24:09Z"));
+        // Any change of the template (here the image) is another spec.
+        let other = task_with_spec(&TASK_SPEC.replace("busybox:dev", "busybox:v2"));
+        assert_ne!(other.template, task.template);
+        let other = task_with_spec(
+            &TASK_SPEC.replace("\"Interval\":1000000000", "\"Interval\":2000000000"),
+        );
+        assert_ne!(other.template, task.template);
     }
 
     #[test]

@@ -358,6 +358,11 @@ pub struct ServiceSpec {
     /// inside its directory; read in order, later files win, and `env` wins over all of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env_file: Vec<String>,
+    /// How long a rollout (creation, update, scaling) may take before the status reports it
+    /// `Degraded` with reason `ProgressDeadlineExceeded` (default `10m`). Only the operator
+    /// reads it: it is not part of the swarm service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_deadline: Option<DurationStr>,
     /// Container hostname (defaults to the container id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,

@@ -188,6 +188,16 @@ fn service(object: &Located<Object>, spec: &ServiceSpec, errors: &mut Vec<SpecEr
         ),
         _ => {}
     }
+    if spec
+        .progress_deadline
+        .as_ref()
+        .is_some_and(|d| d.as_duration().is_zero())
+    {
+        err(
+            "spec.progressDeadline".into(),
+            "progressDeadline must be longer than 0s (every rollout would be overdue at once): give e.g. `10m`, or leave it out for the default 10m".into(),
+        );
+    }
     for (key, _) in spec.env.iter() {
         let field = field_path::key("spec.env", key);
         if key.is_empty() {
@@ -686,6 +696,16 @@ mod tests {
         );
         let existing = ["ingress".to_owned()].into();
         assert_eq!(validate(&objects("t.yaml", &text), &existing), []);
+    }
+
+    #[test]
+    fn a_zero_progress_deadline_is_located() {
+        let e = check(&svc("api", "  progressDeadline: 0s\n"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].field, "spec.progressDeadline");
+        assert!(e[0].message.contains("longer than 0s"), "{}", e[0].message);
+        assert_eq!(e[0].line, Some(7), "the line of the field");
+        assert!(check(&svc("api", "  progressDeadline: 90s\n")).is_empty());
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub enum ConditionReason {
     Exists,
     /// Ready: fewer replicas run than expected, or an update is under way.
     ReplicasUnavailable,
+    /// Ready: enough replicas run, but not all of them run the current spec (a rolling update
+    /// under way or rolled back, or the spec not written yet).
+    ReplicasOutdated,
     /// Ready: the object does not exist yet.
     NotCreated,
     /// Ready (networks): its spec is gone, so the network is being removed.
@@ -72,6 +75,8 @@ pub enum ConditionReason {
     RolledBack,
     /// Degraded: tasks fail and fewer replicas run than expected.
     TasksFailing,
+    /// Degraded: the rollout did not finish within `spec.progressDeadline`.
+    ProgressDeadlineExceeded,
     /// Degraded: the operator's last write failed.
     ReconcileError,
     /// Degraded: a network's configuration differs from its spec (networks are immutable).
@@ -90,10 +95,11 @@ pub enum ConditionReason {
 
 impl ConditionReason {
     /// Every reason, for exhaustive tests.
-    pub const ALL: [ConditionReason; 23] = [
+    pub const ALL: [ConditionReason; 25] = [
         ConditionReason::AllReplicasRunning,
         ConditionReason::Exists,
         ConditionReason::ReplicasUnavailable,
+        ConditionReason::ReplicasOutdated,
         ConditionReason::NotCreated,
         ConditionReason::SpecRemoved,
         ConditionReason::NotOwned,
@@ -107,6 +113,7 @@ impl ConditionReason {
         ConditionReason::RollbackPaused,
         ConditionReason::RolledBack,
         ConditionReason::TasksFailing,
+        ConditionReason::ProgressDeadlineExceeded,
         ConditionReason::ReconcileError,
         ConditionReason::NetworkImmutable,
         ConditionReason::SpecFileFailed,
@@ -122,6 +129,7 @@ impl ConditionReason {
             ConditionReason::AllReplicasRunning => "AllReplicasRunning",
             ConditionReason::Exists => "Exists",
             ConditionReason::ReplicasUnavailable => "ReplicasUnavailable",
+            ConditionReason::ReplicasOutdated => "ReplicasOutdated",
             ConditionReason::NotCreated => "NotCreated",
             ConditionReason::SpecRemoved => "SpecRemoved",
             ConditionReason::NotOwned => "NotOwned",
@@ -135,6 +143,7 @@ impl ConditionReason {
             ConditionReason::RollbackPaused => "RollbackPaused",
             ConditionReason::RolledBack => "RolledBack",
             ConditionReason::TasksFailing => "TasksFailing",
+            ConditionReason::ProgressDeadlineExceeded => "ProgressDeadlineExceeded",
             ConditionReason::ReconcileError => "ReconcileError",
             ConditionReason::NetworkImmutable => "NetworkImmutable",
             ConditionReason::SpecFileFailed => "SpecFileFailed",
@@ -152,6 +161,7 @@ impl ConditionReason {
         match self {
             ConditionReason::AllReplicasRunning | ConditionReason::Exists => &[(Ready, True)],
             ConditionReason::ReplicasUnavailable
+            | ConditionReason::ReplicasOutdated
             | ConditionReason::NotCreated
             | ConditionReason::SpecRemoved => &[(Ready, False)],
             ConditionReason::NotOwned => &[(Ready, False), (Degraded, True)],
@@ -166,6 +176,7 @@ impl ConditionReason {
             | ConditionReason::RollbackPaused
             | ConditionReason::RolledBack
             | ConditionReason::TasksFailing
+            | ConditionReason::ProgressDeadlineExceeded
             | ConditionReason::ReconcileError
             | ConditionReason::NetworkImmutable
             | ConditionReason::SpecFileFailed
@@ -209,6 +220,7 @@ mod tests {
         (ConditionReason::AllReplicasRunning, "AllReplicasRunning", &[(Ready, True)]),
         (ConditionReason::Exists, "Exists", &[(Ready, True)]),
         (ConditionReason::ReplicasUnavailable, "ReplicasUnavailable", &[(Ready, False)]),
+        (ConditionReason::ReplicasOutdated, "ReplicasOutdated", &[(Ready, False)]),
         (ConditionReason::NotCreated, "NotCreated", &[(Ready, False)]),
         (ConditionReason::SpecRemoved, "SpecRemoved", &[(Ready, False)]),
         (ConditionReason::NotOwned, "NotOwned", &[(Ready, False), (Degraded, True)]),
@@ -222,6 +234,7 @@ mod tests {
         (ConditionReason::RollbackPaused, "RollbackPaused", &[(Degraded, True)]),
         (ConditionReason::RolledBack, "RolledBack", &[(Degraded, True)]),
         (ConditionReason::TasksFailing, "TasksFailing", &[(Degraded, True)]),
+        (ConditionReason::ProgressDeadlineExceeded, "ProgressDeadlineExceeded", &[(Degraded, True)]),
         (ConditionReason::ReconcileError, "ReconcileError", &[(Degraded, True)]),
         (ConditionReason::NetworkImmutable, "NetworkImmutable", &[(Degraded, True)]),
         (ConditionReason::SpecFileFailed, "SpecFileFailed", &[(Degraded, True)]),

@@ -1,0 +1,140 @@
+//! The status of a swarm as `get` and `wait` see it: the operator's own view (reflector, swarm
+//! watcher) and status code, run without an operator and without writing anything.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::desired::DesiredState;
+use crate::docker::{DockerError, SwarmApi};
+use crate::spec::SpecStore;
+use crate::spec::load::LoadDirError;
+use crate::status::{self, StatusFile};
+use crate::swarm_watch::{self, WatchConfig};
+use crate::triggers;
+use crate::world::{self, Reflector, Reporter, World};
+
+/// Errors opening the view.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveStatusError {
+    /// The swarm could not be read.
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    /// The spec directory given with `--specs` could not be read.
+    #[error(transparent)]
+    Specs(#[from] LoadDirError),
+}
+
+/// How often tasks are polled (swarm has no task events): also how often a waiting command
+/// looks again.
+pub const TASK_POLL: Duration = Duration::from_secs(1);
+
+/// One swarm's status as the operator would write it, kept up to date by the swarm watcher
+/// until dropped.
+pub struct LiveStatus {
+    world: World,
+    // Kept so that the reflector runs as long as the view.
+    _reporter: Reporter,
+    stop: CancellationToken,
+    specs_dir: PathBuf,
+    last: Option<StatusFile>,
+}
+
+/// What one look at the swarm found.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The status, as the operator builds it.
+    pub status: StatusFile,
+    /// Names of the services and networks that exist on the swarm now (any owner).
+    pub existing: BTreeSet<String>,
+}
+
+impl LiveStatus {
+    /// Lists the swarm, reads the spec directory if one is given (so that the status compares
+    /// the swarm with it: a spec not yet applied is not `Ready`), and starts following the
+    /// swarm. `instance` selects the objects owned by that operator instance.
+    ///
+    /// # Errors
+    /// The swarm can not be listed, or the spec directory can not be read.
+    pub async fn open<A: SwarmApi>(
+        api: A,
+        instance: &str,
+        specs: Option<&Path>,
+    ) -> Result<LiveStatus, LiveStatusError> {
+        let api = Arc::new(api);
+        api.ensure_manager().await?;
+        let world = World::default();
+        // Nobody reconciles: the changed keys are not needed.
+        let (changes, _) = mpsc::unbounded_channel();
+        let (reflector, reporter) = Reflector::new(world.clone(), changes);
+        tokio::spawn(reflector.run());
+        swarm_watch::relist(api.as_ref(), &world, &reporter).await?;
+        let desired = match specs {
+            Some(dir) => triggers::reload_specs(
+                &mut SpecStore::new(),
+                dir,
+                &world::existing_networks(&world),
+                false,
+                instance,
+            )?,
+            None => DesiredState {
+                instance: instance.to_owned(),
+                ..DesiredState::default()
+            },
+        };
+        reporter.desired(desired).await;
+        let stop = CancellationToken::new();
+        tokio::spawn(swarm_watch::run(
+            api,
+            world.clone(),
+            reporter.clone(),
+            WatchConfig {
+                resync: Duration::from_secs(30),
+                task_poll: TASK_POLL,
+            },
+            stop.clone(),
+        ));
+        Ok(LiveStatus {
+            world,
+            _reporter: reporter,
+            stop,
+            specs_dir: specs.map(Path::to_owned).unwrap_or_default(),
+            last: None,
+        })
+    }
+
+    /// The status now.
+    pub fn snapshot(&mut self) -> Snapshot {
+        let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        let state = self.world.read();
+        let status = status::build(&state, &self.specs_dir, self.last.as_ref(), &now);
+        let existing = state
+            .observed
+            .services
+            .keys()
+            .chain(state.observed.networks.keys())
+            .cloned()
+            .collect();
+        drop(state);
+        self.last = Some(status.clone());
+        Snapshot { status, existing }
+    }
+
+    /// Waits until the swarm changed, or `TASK_POLL` passed (deadlines run on the clock).
+    pub async fn changed(&self) {
+        tokio::select! {
+            () = self.world.changed() => {}
+            () = tokio::time::sleep(TASK_POLL) => {}
+        }
+    }
+}
+
+impl Drop for LiveStatus {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}

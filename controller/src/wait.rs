@@ -1,0 +1,419 @@
+//! `swarm-operator wait`: until the named objects are ready (or deleted), with live progress
+//! on a terminal and plain lines in a pipe.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::live_status::{LiveStatus, Snapshot};
+use crate::object_table::summary;
+use crate::status::{Condition, ConditionReason, ConditionStatus, ConditionType};
+
+/// What to wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Goal {
+    /// `Ready` holds.
+    Ready,
+    /// The object is gone from the swarm.
+    Deleted,
+}
+
+/// Which objects to wait for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Targets {
+    /// These names.
+    Named(Vec<String>),
+    /// Every object of the status at the first look (the spec directory's and the owned ones).
+    All,
+}
+
+/// Where one object stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// It reached the goal.
+    Reached,
+    /// Not yet.
+    Pending(Progress),
+    /// It will not get there without help: the reason and what the status says (with the
+    /// failing task's error).
+    Failed {
+        /// The Degraded reason.
+        reason: ConditionReason,
+        /// Its message.
+        message: String,
+    },
+}
+
+/// How far a pending object got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// Tasks expected (0 for networks and unknown objects).
+    pub expected: u64,
+    /// Running tasks of the current spec.
+    pub updated: u64,
+    /// Running tasks.
+    pub running: u64,
+    /// The telling condition's reason (`RollingUpdate`, `Scaling`, …) or what is awaited.
+    pub status: String,
+}
+
+impl Progress {
+    fn line(&self) -> String {
+        if self.expected == 0 {
+            self.status.clone()
+        } else {
+            format!(
+                "{}/{} updated, {} running ({})",
+                self.updated, self.expected, self.running, self.status
+            )
+        }
+    }
+}
+
+/// How `name` stands against `goal` in `snapshot`.
+pub fn verdict(goal: Goal, name: &str, snapshot: &Snapshot) -> Verdict {
+    let pending = |status: &str| {
+        Verdict::Pending(Progress {
+            expected: 0,
+            updated: 0,
+            running: 0,
+            status: status.to_owned(),
+        })
+    };
+    if goal == Goal::Deleted {
+        return if snapshot.existing.contains(name) {
+            pending("still exists")
+        } else {
+            Verdict::Reached
+        };
+    }
+    let (conditions, progress) = if let Some(service) = snapshot.status.services.get(name) {
+        let progress = Progress {
+            expected: service
+                .desired_replicas
+                .unwrap_or(service.endpoints.len() as u64),
+            updated: service.updated_replicas,
+            running: service.running_replicas,
+            status: summary(&service.conditions),
+        };
+        (&service.conditions, progress)
+    } else if let Some(network) = snapshot.status.networks.get(name) {
+        let progress = Progress {
+            expected: 0,
+            updated: 0,
+            running: 0,
+            status: summary(&network.conditions),
+        };
+        (&network.conditions, progress)
+    } else {
+        return pending("not found");
+    };
+    let holds = |kind| {
+        conditions
+            .iter()
+            .find(|c: &&Condition| c.kind == kind && c.status == ConditionStatus::True)
+    };
+    if let Some(degraded) = holds(ConditionType::Degraded) {
+        // While swarm rolls out, failing tasks are its to handle (its failure action pauses,
+        // rolls back or continues): its verdict is awaited.
+        let swarm_decides = degraded.reason == ConditionReason::TasksFailing
+            && holds(ConditionType::Progressing)
+                .is_some_and(|p| p.reason == ConditionReason::RollingUpdate);
+        if !swarm_decides {
+            return Verdict::Failed {
+                reason: degraded.reason,
+                message: degraded.message.clone(),
+            };
+        }
+    }
+    if holds(ConditionType::Ready).is_some() {
+        Verdict::Reached
+    } else {
+        Verdict::Pending(progress)
+    }
+}
+
+/// How `wait` ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitOutcome {
+    /// Every object reached the goal.
+    Reached,
+    /// These objects failed: name, reason, message.
+    Failed(Vec<(String, ConditionReason, String)>),
+    /// Time ran out; these objects were still pending: name, where they stood.
+    TimedOut(Vec<(String, String)>),
+}
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Display {
+    /// A bar per object, redrawn in place (a terminal).
+    Bars,
+    /// A line per change (a pipe, a CI log).
+    Lines,
+}
+
+impl Display {
+    /// Bars on a terminal, lines elsewhere and under CI.
+    pub fn detect() -> Display {
+        use std::io::IsTerminal as _;
+        if std::io::stdout().is_terminal() && std::env::var_os("CI").is_none() {
+            Display::Bars
+        } else {
+            Display::Lines
+        }
+    }
+}
+
+/// Shows each object's progress: bars redrawn in place, or a line whenever it changed.
+struct Reporter {
+    display: Display,
+    bars: MultiProgress,
+    bar: BTreeMap<String, ProgressBar>,
+    shown: BTreeMap<String, String>,
+}
+
+impl Reporter {
+    fn new(display: Display) -> Reporter {
+        Reporter {
+            display,
+            bars: MultiProgress::with_draw_target(ProgressDrawTarget::stdout()),
+            bar: BTreeMap::new(),
+            shown: BTreeMap::new(),
+        }
+    }
+
+    fn show(&mut self, name: &str, verdict: &Verdict, goal: Goal) {
+        let line = match verdict {
+            Verdict::Reached => match goal {
+                Goal::Ready => "ready".to_owned(),
+                Goal::Deleted => "deleted".to_owned(),
+            },
+            Verdict::Pending(progress) => progress.line(),
+            Verdict::Failed { reason, message } => format!("failed: {reason}: {message}"),
+        };
+        if self.shown.get(name) == Some(&line) {
+            return;
+        }
+        self.shown.insert(name.to_owned(), line.clone());
+        match self.display {
+            Display::Lines => {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{name}: {line}");
+                let _ = out.flush();
+            }
+            Display::Bars => {
+                let bar = self.bar.entry(name.to_owned()).or_insert_with(|| {
+                    let bar = self.bars.add(ProgressBar::new(0));
+                    bar.set_style(
+                        ProgressStyle::with_template("{prefix:>24} [{bar:30}] {msg}")
+                            .expect("the template is valid")
+                            .progress_chars("=> "),
+                    );
+                    bar.set_prefix(name.to_owned());
+                    bar
+                });
+                match verdict {
+                    Verdict::Pending(progress) => {
+                        bar.set_length(progress.expected.max(1));
+                        bar.set_position(progress.updated);
+                        bar.set_message(line);
+                    }
+                    Verdict::Reached => {
+                        let length = bar.length().unwrap_or(1).max(1);
+                        bar.set_length(length);
+                        bar.set_position(length);
+                        bar.finish_with_message(line);
+                    }
+                    Verdict::Failed { .. } => bar.abandon_with_message(line),
+                }
+            }
+        }
+    }
+}
+
+/// Follows `view` until every target reached `goal` (→ `Reached`), one failed (→ `Failed`,
+/// with every failure seen at that look), or `timeout` passed (→ `TimedOut`).
+pub async fn wait(
+    view: &mut LiveStatus,
+    targets: Targets,
+    goal: Goal,
+    timeout: Duration,
+    display: Display,
+) -> WaitOutcome {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut reporter = Reporter::new(display);
+    let names = match targets {
+        Targets::Named(names) => names,
+        Targets::All => {
+            let snapshot = view.snapshot();
+            snapshot
+                .status
+                .services
+                .keys()
+                .chain(snapshot.status.networks.keys())
+                .cloned()
+                .collect()
+        }
+    };
+    if names.is_empty() {
+        // `--all` over an instance with no objects: nothing can fail.
+        println!("nothing to wait for: no services or networks");
+        return WaitOutcome::Reached;
+    }
+    loop {
+        let snapshot = view.snapshot();
+        let verdicts: Vec<(&String, Verdict)> = names
+            .iter()
+            .map(|name| (name, verdict(goal, name, &snapshot)))
+            .collect();
+        for (name, verdict) in &verdicts {
+            reporter.show(name, verdict, goal);
+        }
+        let failed: Vec<(String, ConditionReason, String)> = verdicts
+            .iter()
+            .filter_map(|(name, v)| match v {
+                Verdict::Failed { reason, message } => {
+                    Some(((*name).clone(), *reason, message.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        if !failed.is_empty() {
+            return WaitOutcome::Failed(failed);
+        }
+        let pending: Vec<(String, String)> = verdicts
+            .iter()
+            .filter_map(|(name, v)| match v {
+                Verdict::Pending(progress) => Some(((*name).clone(), progress.line())),
+                _ => None,
+            })
+            .collect();
+        if pending.is_empty() {
+            return WaitOutcome::Reached;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return WaitOutcome::TimedOut(pending);
+        }
+        tokio::select! {
+            () = view.changed() => {}
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{ServiceStatus, StatusFile};
+    use std::collections::BTreeSet;
+
+    fn snapshot(conditions: &[(ConditionType, bool, ConditionReason)]) -> Snapshot {
+        let service = ServiceStatus {
+            desired_replicas: Some(3),
+            running_replicas: 3,
+            updated_replicas: 1,
+            spec_hash: None,
+            observed_spec_hash: None,
+            created_at: None,
+            conditions: conditions
+                .iter()
+                .map(|(kind, holds, reason)| Condition {
+                    kind: *kind,
+                    status: (*holds).into(),
+                    reason: *reason,
+                    message: format!("{reason} message"),
+                    last_transition_time: String::new(),
+                })
+                .collect(),
+            virtual_ips: vec![],
+            endpoints: vec![],
+            last_error: None,
+        };
+        Snapshot {
+            status: StatusFile {
+                generated_at: String::new(),
+                services: [("api".to_owned(), service)].into(),
+                networks: BTreeMap::new(),
+                errors: vec![],
+            },
+            existing: BTreeSet::from(["api".to_owned()]),
+        }
+    }
+
+    use ConditionReason as R;
+    use ConditionType::{Degraded, Progressing, Ready};
+
+    #[test]
+    fn ready_is_reached_degraded_fails_and_a_rollout_is_pending_with_counts() {
+        let ready = snapshot(&[
+            (Ready, true, R::AllReplicasRunning),
+            (Progressing, false, R::Converged),
+            (Degraded, false, R::AsExpected),
+        ]);
+        assert_eq!(verdict(Goal::Ready, "api", &ready), Verdict::Reached);
+        let rolling = snapshot(&[
+            (Ready, false, R::ReplicasOutdated),
+            (Progressing, true, R::RollingUpdate),
+            (Degraded, false, R::AsExpected),
+        ]);
+        let Verdict::Pending(progress) = verdict(Goal::Ready, "api", &rolling) else {
+            panic!("a rollout is pending");
+        };
+        assert_eq!(progress.line(), "1/3 updated, 3 running (RollingUpdate)");
+        let paused = snapshot(&[
+            (Ready, false, R::ReplicasOutdated),
+            (Progressing, false, R::Converged),
+            (Degraded, true, R::UpdatePaused),
+        ]);
+        assert_eq!(
+            verdict(Goal::Ready, "api", &paused),
+            Verdict::Failed {
+                reason: R::UpdatePaused,
+                message: "UpdatePaused message".into()
+            }
+        );
+    }
+
+    #[test]
+    fn failing_tasks_during_a_rollout_wait_for_swarms_verdict_but_fail_otherwise() {
+        let rolling = snapshot(&[
+            (Ready, false, R::ReplicasUnavailable),
+            (Progressing, true, R::RollingUpdate),
+            (Degraded, true, R::TasksFailing),
+        ]);
+        assert!(matches!(
+            verdict(Goal::Ready, "api", &rolling),
+            Verdict::Pending(_)
+        ));
+        let settled = snapshot(&[
+            (Ready, false, R::ReplicasUnavailable),
+            (Progressing, true, R::Scaling),
+            (Degraded, true, R::TasksFailing),
+        ]);
+        assert!(matches!(
+            verdict(Goal::Ready, "api", &settled),
+            Verdict::Failed {
+                reason: R::TasksFailing,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn deleted_is_reached_once_the_swarm_has_no_such_object() {
+        let mut gone = snapshot(&[]);
+        assert!(matches!(
+            verdict(Goal::Deleted, "api", &gone),
+            Verdict::Pending(_)
+        ));
+        gone.existing.clear();
+        assert_eq!(verdict(Goal::Deleted, "api", &gone), Verdict::Reached);
+        assert!(matches!(
+            verdict(Goal::Ready, "nothing", &gone),
+            Verdict::Pending(_)
+        ));
+    }
+}
