@@ -13,7 +13,7 @@ use crate::definition::Mode;
 use crate::docker::{
     ObservedService, ObservedTask, TaskAddress, TaskState, UpdateState, VirtualIp,
 };
-use crate::plan::{ConflictReason, ObjectKey};
+use crate::plan::{Conflict, ConflictReason, ObjectKey};
 
 use crate::spec::SpecError;
 use crate::world::{Blocker, WorldState};
@@ -282,9 +282,12 @@ fn service_status(
         None => (Vec::new(), 0, desired_replicas.unwrap_or(0), Vec::new()),
     };
     let last_error = outcome.and_then(|o| {
-        o.last_error()
-            .map(str::to_owned)
-            .or_else(|| o.conflict.as_ref().map(|c| c.message.clone()))
+        o.last_error().map(str::to_owned).or_else(|| {
+            o.conflict
+                .as_ref()
+                .filter(|c| is_problem(c))
+                .map(|c| c.message.clone())
+        })
     });
     let conflict = outcome.and_then(|o| o.conflict.as_ref()).map(|c| &c.reason);
     let update = owned.and_then(|s| s.update_status.as_ref());
@@ -333,8 +336,11 @@ fn service_status(
             format!("{running}/{expected} replicas running"),
         )
     };
+    let plan_conflict = outcome.and_then(|o| o.conflict.as_ref());
     let (progressing, progressing_reason, progressing_message) =
-        if let Some((Blocker::WaitingForNetwork { .. }, message)) =
+        if let Some(note) = condition_from_plan(plan_conflict, ConditionType::Progressing) {
+            note
+        } else if let Some((Blocker::WaitingForNetwork { .. }, message)) =
             outcome.and_then(|o| o.error.as_ref())
         {
             (true, ConditionReason::WaitingForNetwork, message.clone())
@@ -382,12 +388,8 @@ fn service_status(
             _ => ConditionReason::ReconcileError,
         };
         (true, reason, error)
-    } else if let Some(conflict) = outcome.and_then(|o| o.conflict.as_ref()) {
-        (
-            true,
-            ConditionReason::from(&conflict.reason),
-            conflict.message.clone(),
-        )
+    } else if let Some(note) = condition_from_plan(plan_conflict, ConditionType::Degraded) {
+        note
     } else {
         (
             false,
@@ -422,6 +424,29 @@ fn service_status(
         endpoints,
         last_error,
     }
+}
+
+/// Whether a plan conflict is a problem (an error to show) rather than a policy note.
+fn is_problem(conflict: &Conflict) -> bool {
+    ConditionReason::from(&conflict.reason)
+        .explains()
+        .contains(&(ConditionType::Degraded, ConditionStatus::True))
+}
+
+/// The condition of type `kind` that the plan's conflict or note sets, if its reason is about
+/// that type (a suspension is about progress, a refusal about degradation).
+fn condition_from_plan(
+    conflict: Option<&Conflict>,
+    kind: ConditionType,
+) -> Option<(bool, ConditionReason, String)> {
+    let conflict = conflict?;
+    let reason = ConditionReason::from(&conflict.reason);
+    let (_, status) = reason.explains().iter().find(|(k, _)| *k == kind)?;
+    Some((
+        *status == ConditionStatus::True,
+        reason,
+        conflict.message.clone(),
+    ))
 }
 
 /// A condition that keeps its previous transition time while its status stays the same.
@@ -484,7 +509,9 @@ fn network_status(
             "its spec is gone; it is being removed".to_owned(),
         ),
     };
+    let progressing_note = condition_from_plan(conflict.as_ref(), ConditionType::Progressing);
     let (progressing, progressing_reason, progressing_message) = match (&error, desired, observed) {
+        _ if progressing_note.is_some() => progressing_note.expect("checked"),
         (Some((Blocker::WaitingForUsers { .. }, message)), _, _) => {
             (true, ConditionReason::WaitingForUsers, message.clone())
         }
@@ -508,11 +535,11 @@ fn network_status(
         (Some((Blocker::Failed, message)), _) => {
             (true, ConditionReason::ReconcileError, message.clone())
         }
-        (_, Some(conflict)) => (
-            true,
-            ConditionReason::from(&conflict.reason),
-            conflict.message.clone(),
-        ),
+        (_, Some(conflict))
+            if condition_from_plan(Some(conflict), ConditionType::Degraded).is_some() =>
+        {
+            condition_from_plan(Some(conflict), ConditionType::Degraded).expect("checked")
+        }
         _ => (
             false,
             ConditionReason::AsExpected,
@@ -542,7 +569,7 @@ fn network_status(
         ],
         last_error: error
             .map(|(_, message)| message)
-            .or_else(|| conflict.map(|c| c.message)),
+            .or_else(|| conflict.filter(is_problem).map(|c| c.message)),
     }
 }
 
@@ -621,6 +648,7 @@ mod tests {
                 hash: hash.clone(),
                 source_file: "a.yaml".into(),
                 instance: crate::definition::DEFAULT_INSTANCE.into(),
+                policy: Default::default(),
             },
         );
         world.observed.services.insert(

@@ -29,6 +29,83 @@ pub fn validate(
     errors.extend(port_conflicts(objects));
     errors.extend(network_references(objects, existing_networks));
     errors.extend(file_references(objects));
+    errors.extend(dependency_references(objects));
+    errors
+}
+
+/// `dependsOn` names: declared services, and no cycle (a cycle could never start).
+fn dependency_references(objects: &[Located<Object>]) -> Vec<SpecError> {
+    let services: BTreeMap<&str, (&Located<Object>, &[String])> = objects
+        .iter()
+        .filter_map(|o| match &o.value {
+            Object::Service(s) => {
+                Some((s.metadata.name.as_str(), (o, s.spec.depends_on.as_slice())))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut errors = Vec::new();
+    for (name, (o, deps)) in &services {
+        for (i, dep) in deps.iter().enumerate() {
+            if services.contains_key(dep.as_str()) {
+                continue;
+            }
+            let known: Vec<&str> = services.keys().copied().filter(|n| n != name).collect();
+            errors.push(o.error_at(
+                field_path::index("spec.dependsOn", i),
+                format!(
+                    "`{dep}` is not a SwarmService in the spec directory (known services: {})",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        }
+    }
+    // A path from `start` back to itself, if any (depth-first over known names).
+    fn cycle_from<'a>(
+        start: &'a str,
+        at: &'a str,
+        services: &BTreeMap<&'a str, (&Located<Object>, &'a [String])>,
+        path: &mut Vec<&'a str>,
+        seen: &mut BTreeSet<&'a str>,
+    ) -> bool {
+        let Some((_, deps)) = services.get(at) else {
+            return false;
+        };
+        for dep in deps.iter() {
+            if dep == start {
+                return true;
+            }
+            if services.contains_key(dep.as_str()) && seen.insert(dep.as_str()) {
+                path.push(dep.as_str());
+                if cycle_from(start, dep.as_str(), services, path, seen) {
+                    return true;
+                }
+                path.pop();
+            }
+        }
+        false
+    }
+    for (name, (o, deps)) in &services {
+        let mut path = vec![*name];
+        if !cycle_from(name, name, &services, &mut path, &mut BTreeSet::new()) {
+            continue;
+        }
+        path.push(name);
+        // Point at the entry that starts the cycle.
+        let next = path[1];
+        let i = deps.iter().position(|d| d == next).unwrap_or(0);
+        errors.push(o.error_at(
+            field_path::index("spec.dependsOn", i),
+            format!(
+                "dependency cycle: {}; services in a cycle could never start, remove one of these dependsOn entries",
+                path.join(" → ")
+            ),
+        ));
+    }
     errors
 }
 
@@ -891,6 +968,50 @@ mod tests {
             e[0].message
         );
         assert_eq!(e[1].file, Path::new("b.yaml"));
+    }
+
+    #[test]
+    fn depends_on_names_known_services_without_cycles() {
+        let text = format!(
+            "{}---\n{}---\n{}",
+            svc("db", ""),
+            svc("api", "  dependsOn: [db, cache]\n"),
+            svc("web", "  dependsOn: [api]\n")
+        );
+        let e = check(&text);
+        assert_eq!(places(&e), [(14, 19, "spec.dependsOn[1]")], "{e:#?}");
+        assert!(
+            e[0].message.contains("`cache` is not a SwarmService")
+                && e[0].message.contains("known services: db, web"),
+            "{}",
+            e[0].message
+        );
+        let text = format!(
+            "{}---\n{}---\n{}",
+            svc("a", "  dependsOn: [b]\n"),
+            svc("b", "  dependsOn: [c]\n"),
+            svc("c", "  dependsOn: [a]\n")
+        );
+        let e = check(&text);
+        assert_eq!(
+            e.len(),
+            3,
+            "each service in the cycle is pointed at: {e:#?}"
+        );
+        assert!(
+            e[0].message.contains("dependency cycle: a → b → c → a"),
+            "{}",
+            e[0].message
+        );
+        assert_eq!(e[0].line, Some(7));
+        let e = check(&svc("self", "  dependsOn: [self]\n"));
+        assert!(e[0].message.contains("self → self"), "{e:#?}");
+        let fine = format!(
+            "{}---\n{}",
+            svc("db", ""),
+            svc("api", "  dependsOn: [db]\n")
+        );
+        assert_eq!(check(&fine), []);
     }
 
     #[test]
