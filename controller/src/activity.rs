@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use crate::notify::{Event, EventKind, Notifier};
 use crate::plan::ObjectKey;
 
 /// How many events the log keeps; older ones are dropped.
@@ -62,13 +63,35 @@ pub struct ActivityEvent {
 #[derive(Debug, Clone, Default)]
 pub struct ActivityLog {
     events: Arc<Mutex<VecDeque<ActivityEvent>>>,
+    /// Where drift corrections and prunes are also announced.
+    notifier: Notifier,
 }
 
 impl ActivityLog {
+    /// A log that also sends drift corrections and prunes to `notifier`.
+    pub fn with_notifier(notifier: Notifier) -> Self {
+        ActivityLog {
+            notifier,
+            ..ActivityLog::default()
+        }
+    }
+
     /// Records an event that happens now.
     pub fn record(&self, kind: ActivityKind, key: &ObjectKey, message: impl Into<String>) {
         let at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-        self.record_at(kind, key, message.into(), at);
+        let message = message.into();
+        // Rollouts and errors are announced from the status (when they succeed or fail), not
+        // when the write is made.
+        let notify = match kind {
+            ActivityKind::DriftCorrected => Some((EventKind::DriftCorrected, "Drift")),
+            ActivityKind::Pruned => Some((EventKind::Pruned, "SpecRemoved")),
+            ActivityKind::Created | ActivityKind::Updated | ActivityKind::Error => None,
+        };
+        if let Some((event, reason)) = notify {
+            self.notifier
+                .send(Event::new(event, key.to_string(), reason, &message, None));
+        }
+        self.record_at(kind, key, message, at);
     }
 
     fn record_at(&self, kind: ActivityKind, key: &ObjectKey, message: String, at: String) {

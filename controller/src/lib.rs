@@ -15,6 +15,7 @@ pub mod docker;
 pub mod election;
 pub mod file_sd;
 pub mod metrics;
+pub mod notify;
 pub mod operator;
 pub mod overview;
 pub mod page;

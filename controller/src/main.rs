@@ -11,6 +11,7 @@ use swarm_operator::commands::{ApplyOutcome, apply_path, delete_target, diff_dir
 use swarm_operator::compose;
 use swarm_operator::docker::{DockerEngine, SwarmApi};
 use swarm_operator::election::{ElectionConfig, Elector, Leadership, SwarmLeaseStore};
+use swarm_operator::notify::NotifyConfig;
 use swarm_operator::operator::{self, OperatorConfig};
 use swarm_operator::plan::PlanDisplay;
 use swarm_operator::stored_specs::SpecConfigs;
@@ -82,6 +83,13 @@ enum Command {
         /// hostname to its container id).
         #[arg(long, env = "SWARM_OPERATOR_IDENTITY")]
         identity: Option<String>,
+        /// POST each event (rolloutSucceeded, rolloutFailed, rolledBack, driftCorrected,
+        /// specError, pruned) as JSON to this http:// URL, retried with backoff; repeatable.
+        #[arg(long = "notify", value_name = "URL")]
+        notify: Vec<String>,
+        /// Append each event as a JSON line to this file.
+        #[arg(long, value_name = "FILE")]
+        events_log: Option<PathBuf>,
     },
     /// Validate the specs of a file or directory, then store them in the swarm for
     /// `run --source swarm`. A directory replaces every stored file (files gone from it are
@@ -203,6 +211,8 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             file_sd,
             leader_election,
             identity,
+            notify,
+            events_log,
         } => {
             let api = DockerEngine::connect()
                 .await
@@ -248,6 +258,10 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 instance,
                 file_sd,
                 leadership,
+                notify: NotifyConfig {
+                    urls: notify,
+                    events_log,
+                },
                 ..OperatorConfig::new(specs, status)
             };
             let result = operator::run(config, api, shutdown_signal()).await;
