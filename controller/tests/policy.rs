@@ -21,6 +21,33 @@ fn running(status: &Value, name: &str, replicas: u64) -> bool {
         && condition(status, name, "Ready")["status"] == "True"
 }
 
+/// Starts the operator with `--events-log`; returns it and the log's path.
+fn operator_with_events(swarm: &Swarm) -> (support::Operator, std::path::PathBuf) {
+    let events = swarm.specs.path().with_extension("events.jsonl");
+    let operator = swarm.operator_with(
+        &["--specs", swarm.specs.path().to_str().unwrap()],
+        &swarm.status,
+        "",
+        &["--events-log".as_ref(), events.as_os_str()],
+    );
+    (operator, events)
+}
+
+/// The (kind, object) of every event in the events log.
+fn events(path: &std::path::Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| {
+            let event: Value = serde_json::from_str(line).expect("one JSON object per line");
+            (
+                event["kind"].as_str().unwrap().to_owned(),
+                event["object"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
 fn inspect(name: &str, format: &str) -> String {
     docker(&["service", "inspect", "--format", format, name])
 }
@@ -48,7 +75,7 @@ fn drift_policy_leaves_manual_scaling_alone_but_applies_spec_changes() {
     let spec = swarm.service_spec("scaled", 1, None);
     let ignoring = format!("{spec}  driftPolicy: {{ignore: [replicas]}}\n");
     swarm.write_spec("scaled.yaml", &ignoring);
-    let _operator = swarm.operator();
+    let (_operator, events_log) = operator_with_events(&swarm);
     swarm.wait_status("1 replica ready", CONVERGE, |s| running(s, &svc, 1));
 
     docker(&["service", "scale", "--detach", &format!("{svc}=2")]);
@@ -83,8 +110,21 @@ fn drift_policy_leaves_manual_scaling_alone_but_applies_spec_changes() {
         "1",
         "the spec's value is recorded for the next comparison"
     );
+    let rollout = ("rolloutSucceeded".to_owned(), format!("service/{svc}"));
+    swarm.wait("the new image's rollout announced", CONVERGE, || {
+        events(&events_log).contains(&rollout)
+    });
     several_resyncs();
     assert_eq!(swarm.service_replicas("scaled"), Some(2));
+    assert_eq!(
+        events(&events_log)
+            .iter()
+            .filter(|e| **e == rollout)
+            .count(),
+        1,
+        "one rollout, announced once: {:?}",
+        events(&events_log)
+    );
 
     // Without the policy the same difference is drift and is corrected.
     swarm.write_spec("scaled.yaml", &spec.replace(TEST_IMAGE, &tag));
@@ -112,7 +152,7 @@ fn suspend_leaves_a_deleted_specs_service_in_place() {
         &format!("  name: {held}\n  annotations: {{swarm-operator.io/suspend: \"true\"}}\n"),
     );
     swarm.write_spec("held.yaml", &annotated);
-    let _operator = swarm.operator();
+    let (_operator, events_log) = operator_with_events(&swarm);
     let status = swarm.wait_status("kept ready, held suspended", CONVERGE, |s| {
         running(s, &kept, 1) && condition(s, &held, "Progressing")["reason"] == "Suspended"
     });
@@ -142,6 +182,10 @@ fn suspend_leaves_a_deleted_specs_service_in_place() {
     std::fs::remove_file(swarm.specs.path().join(".suspend")).unwrap();
     swarm.wait("kept pruned once resumed", CONVERGE, || !exists(&kept));
     assert!(!exists(&held), "still suspended by its annotation");
+    let pruned = ("pruned".to_owned(), format!("service/{kept}"));
+    swarm.wait("the prune announced", Duration::from_secs(10), || {
+        events(&events_log).contains(&pruned)
+    });
 }
 
 /// RFC 3339 time as the engine prints it.
