@@ -64,6 +64,7 @@ pub fn build(world: &WorldState) -> Discovery {
     let mut discovery = Discovery::default();
     // Readiness as the status file reports it.
     let status = crate::status::build(world, Path::new(""), None, "");
+    let live_tasks = crate::overview::live_tasks_by_service(world);
     for (name, service_status) in &status.services {
         let Some(service) = world
             .observed
@@ -98,15 +99,11 @@ pub fn build(world: &WorldState) -> Discovery {
         for (label, value) in &service.definition.labels {
             common.insert(format!("{META}label_{}", label_name(label)), value.clone());
         }
-        let mut tasks: Vec<_> = world
-            .observed
-            .tasks
-            .iter()
-            .filter(|t| {
-                t.service_id == service.id
-                    && t.desired_state.is(&TaskState::RUNNING)
-                    && t.state.is(&TaskState::RUNNING)
-            })
+        let mut tasks: Vec<_> = live_tasks
+            .get(service.id.as_str())
+            .into_iter()
+            .flatten()
+            .filter(|t| t.state.is(&TaskState::RUNNING))
             .collect();
         tasks.sort_by(|a, b| (a.slot, &a.id).cmp(&(b.slot, &b.id)));
         for network in &service.definition.networks {
@@ -192,6 +189,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FileSdError> {
     tmp.write_all(bytes).map_err(error)?;
     tmp.as_file().sync_all().map_err(error)?;
     tmp.persist(path).map_err(|e| error(e.error))?;
+    // The rename is durable only once the directory entry is.
+    if let Ok(dir) = std::fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
     Ok(())
 }
 

@@ -220,6 +220,8 @@ pub async fn run<A: SwarmApi>(
             activity.clone(),
             config.specs_dir.clone(),
             config.status_file.clone(),
+            config.leadership.clone(),
+            stop.clone(),
         );
         tokio::spawn(metrics::serve(
             addr,

@@ -1,7 +1,7 @@
 //! The live overview that `/api/v1/status` serves and the status page shows: the status file's
 //! content, plus every node with the tasks it runs and the recent operator activity.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
@@ -16,6 +16,9 @@ use crate::world::WorldState;
 pub struct Overview {
     /// The operator instance whose services these are.
     pub instance: String,
+    /// Whether this replica leads (acts); a follower only watches, so its activity log stays
+    /// empty and the leader's page is the one to look at.
+    pub leader: bool,
     /// Exactly what the status file holds (services, conditions, endpoints, spec errors).
     #[serde(flatten)]
     pub status: StatusFile,
@@ -63,10 +66,17 @@ pub struct TaskCard {
     pub addresses: Vec<StatusAddress>,
 }
 
-/// Builds the overview from the shared view, the status built from it and the activity log.
+/// Builds the overview from the shared view, the status built from it, the activity log and
+/// whether this replica leads.
 /// Only tasks of the services in `status` (this instance's) are shown, the same live tasks
 /// (desired state `running`) the status lists as endpoints.
-pub fn build(world: &WorldState, status: StatusFile, activity: Vec<ActivityEvent>) -> Overview {
+pub fn build(
+    world: &WorldState,
+    status: StatusFile,
+    activity: Vec<ActivityEvent>,
+    leader: bool,
+) -> Overview {
+    let live_tasks = live_tasks_by_service(world);
     let mut by_node: BTreeMap<&str, Vec<TaskCard>> = BTreeMap::new();
     let mut unassigned = Vec::new();
     for name in status.services.keys() {
@@ -77,12 +87,7 @@ pub fn build(world: &WorldState, status: StatusFile, activity: Vec<ActivityEvent
             continue;
         }
         let image_tag = image_tag(&service.definition.image).to_owned();
-        let live = world
-            .observed
-            .tasks
-            .iter()
-            .filter(|t| t.service_id == service.id && t.desired_state.is(&TaskState::RUNNING));
-        for task in live {
+        for task in live_tasks.get(service.id.as_str()).into_iter().flatten() {
             let card = card(task, name, &image_tag);
             match &task.node_id {
                 Some(node) => by_node.entry(node.as_str()).or_default().push(card),
@@ -126,11 +131,24 @@ pub fn build(world: &WorldState, status: StatusFile, activity: Vec<ActivityEvent
     unassigned.sort_by(|a, b| (&a.service, a.slot).cmp(&(&b.service, b.slot)));
     Overview {
         instance: world.desired.instance.clone(),
+        leader,
         status,
         nodes,
         unassigned,
         activity,
     }
+}
+
+/// The tasks swarm wants running (a service's current replicas; old ones shut down and failed
+/// ones are history), by service id: one pass over the task list rather than one per service.
+pub fn live_tasks_by_service(world: &WorldState) -> HashMap<&str, Vec<&ObservedTask>> {
+    let mut by_service: HashMap<&str, Vec<&ObservedTask>> = HashMap::new();
+    for task in &world.observed.tasks {
+        if task.desired_state.is(&TaskState::RUNNING) {
+            by_service.entry(&task.service_id).or_default().push(task);
+        }
+    }
+    by_service
 }
 
 fn card(task: &ObservedTask, service: &str, image_tag: &str) -> TaskCard {
@@ -279,7 +297,7 @@ pub(crate) mod tests {
 
     pub(crate) fn sample_overview(world: &WorldState) -> Overview {
         let status = crate::status::build(world, Path::new("/specs"), None, "2026-01-01T00:00:00Z");
-        build(world, status, vec![])
+        build(world, status, vec![], true)
     }
 
     #[test]

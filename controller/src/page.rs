@@ -2,8 +2,9 @@
 //! JSON at `/api/v1/status` and live updates of the page as server-sent events.
 //!
 //! Every value is interpolated through maud, which HTML-escapes it: service names are checked,
-//! but file names and error messages come straight from users' files. The page embeds its CSS
-//! and a few lines of plain JavaScript (no CDN, no framework), so it works offline.
+//! but file names and error messages come straight from users' files, and a content security
+//! policy lets only the page's own CSS and few lines of plain JavaScript apply. Both are in the
+//! binary and served from the same address (no CDN, no framework), so the page works offline.
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -17,9 +18,11 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Json};
 use axum::routing::get;
 use futures_util::Stream;
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{DOCTYPE, Markup, html};
+use tokio_util::sync::CancellationToken;
 
 use crate::activity::{ActivityEvent, ActivityLog};
+use crate::election::Leadership;
 use crate::overview::{self, NodeView, Overview, TaskCard};
 use crate::status::{
     self, Condition, ConditionStatus, ConditionType, ServiceStatus, StatusFile, StatusSpecError,
@@ -36,24 +39,33 @@ pub struct PageState {
     activity: ActivityLog,
     spec_dir: PathBuf,
     status_file: PathBuf,
+    leadership: Leadership,
+    /// Ends the event streams: the server's graceful shutdown waits for every open response,
+    /// and an open page's stream would otherwise never end.
+    shutdown: CancellationToken,
     /// The last status built here, so that conditions keep their transition times; seeded from
     /// the status file, so that they agree with it.
     previous: Arc<Mutex<Option<StatusFile>>>,
 }
 
 impl PageState {
-    /// Reads `world` and `activity`; error file names are shown relative to `spec_dir`.
+    /// Reads `world` and `activity`; error file names are shown relative to `spec_dir`;
+    /// `leadership` says whether this replica acts; open pages are let go at `shutdown`.
     pub fn new(
         world: World,
         activity: ActivityLog,
         spec_dir: PathBuf,
         status_file: PathBuf,
+        leadership: Leadership,
+        shutdown: CancellationToken,
     ) -> Self {
         PageState {
             world,
             activity,
             spec_dir,
             status_file,
+            leadership,
+            shutdown,
             previous: Arc::default(),
         }
     }
@@ -68,25 +80,46 @@ impl PageState {
         let state = self.world.read();
         let status = status::build(&state, &self.spec_dir, previous.as_ref(), &now);
         *previous = Some(status.clone());
-        overview::build(&state, status, self.activity.recent())
+        overview::build(
+            &state,
+            status,
+            self.activity.recent(),
+            self.leadership.is_leader(),
+        )
     }
 }
 
 /// `/` (the page), `/api/v1/status` (its data as JSON) and `/api/v1/events` (the page's board
-/// as server-sent events, whenever it changes).
+/// as server-sent events: at once, then whenever something but the time changed).
 pub fn router(state: PageState) -> Router {
     Router::new()
         .route("/", get(serve_page))
+        .route("/page.css", get(|| async { asset("text/css", STYLE) }))
+        .route(
+            "/page.js",
+            get(|| async { asset("text/javascript", SCRIPT) }),
+        )
         .route("/api/v1/status", get(serve_status))
         .route("/api/v1/events", get(serve_events))
         .with_state(state)
 }
 
+/// Only the page's own files run or style it, even if a user's text ever escaped the escaping.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
 async fn serve_page(State(state): State<PageState>) -> impl IntoResponse {
     (
-        [(header::CACHE_CONTROL, "no-store")],
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        ],
         Html(render_page(&state.overview()).into_string()),
     )
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, content_type)], body)
 }
 
 async fn serve_status(State(state): State<PageState>) -> impl IntoResponse {
@@ -99,17 +132,26 @@ async fn serve_status(State(state): State<PageState>) -> impl IntoResponse {
 async fn serve_events(
     State(state): State<PageState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    // One render per second per open page, sent only when it differs from the last one sent.
+    // One build per second per open page; the board is rendered and sent only when something
+    // but the time changed.
     let stream =
-        futures_util::stream::unfold((state, None::<String>), |(state, mut last)| async move {
+        futures_util::stream::unfold((state, None::<Overview>), |(state, mut last)| async move {
             loop {
                 if last.is_some() {
-                    tokio::time::sleep(REFRESH).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(REFRESH) => {}
+                        () = state.shutdown.cancelled() => return None,
+                    }
                 }
-                let board = render_board(&state.overview()).into_string();
-                if last.as_ref() != Some(&board) {
-                    let event = Event::default().event("board").data(&board);
-                    last = Some(board);
+                let mut view = state.overview();
+                let generated_at = std::mem::take(&mut view.status.generated_at);
+                if last.as_ref() != Some(&view) {
+                    let mut shown = view.clone();
+                    shown.status.generated_at = generated_at;
+                    let event = Event::default()
+                        .event("board")
+                        .data(render_board(&shown).into_string());
+                    last = Some(view);
                     return Some((Ok(event), (state, last)));
                 }
             }
@@ -124,6 +166,7 @@ body { font: 15px/1.4 system-ui, sans-serif; margin: 0; color: #1f2328; backgrou
 header { display: flex; flex-wrap: wrap; gap: .3em 1em; align-items: baseline; padding: .6em 1em;
          background: #24292f; color: #fff; }
 header h1 { font-size: 1.1em; margin: 0; }
+body[data-live=connecting] #live::before { content: "● connecting"; color: #d4a72c; }
 body[data-live=live] #live::before { content: "● live"; color: #4ac26b; }
 body[data-live=reconnecting] #live::before { content: "● reconnecting"; color: #d4a72c; }
 main { padding: .5em 1em 2em; }
@@ -163,13 +206,24 @@ tr[data-ready=false][data-degraded=false] td:first-child { border-left: 4px soli
 .activity [data-kind=drift-corrected] b { color: var(--warn); }
 .activity [data-kind=created] b, .activity [data-kind=updated] b { color: var(--ok); }
 .empty { color: var(--off); }
-@media (max-width: 40em) { .node { flex-basis: 80vw; } th, td { padding: .3em; } }
+.follower { color: var(--warn); }
+@media (max-width: 40em) {
+  .node { flex-basis: 80vw; }
+  /* The service table becomes one block per service, each condition labelled. */
+  table, tbody, tr, td { display: block; min-width: 0; }
+  thead { display: none; }
+  tr { border-bottom: 1px solid var(--line); padding: .3em 0; }
+  td { border: 0; padding: .1em .6em; }
+  td[data-cond]::before { content: attr(data-cond) ": "; color: #1f2328; font-weight: normal; }
+  td.replicas::before { content: "replicas "; color: var(--off); }
+}
 "#;
 
 /// Replaces the board whenever the server sends a new one; EventSource reconnects by itself.
 const SCRIPT: &str = r#"
 (function () {
   if (!window.EventSource) return;
+  document.body.dataset.live = "connecting";
   var board = document.getElementById("board");
   var events = new EventSource("api/v1/events");
   events.addEventListener("board", function (e) {
@@ -189,7 +243,7 @@ pub fn render_page(overview: &Overview) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { "swarm-operator · " (overview.instance) }
-                style { (PreEscaped(STYLE)) }
+                link rel="stylesheet" href="page.css";
             }
             body data-live="static" {
                 header {
@@ -198,7 +252,7 @@ pub fn render_page(overview: &Overview) -> Markup {
                     span #live {}
                 }
                 main #board { (render_board(overview)) }
-                script { (PreEscaped(SCRIPT)) }
+                script src="page.js" {}
             }
         }
     }
@@ -208,7 +262,12 @@ pub fn render_page(overview: &Overview) -> Markup {
 pub fn render_board(overview: &Overview) -> Markup {
     let status = &overview.status;
     html! {
-        p.updated { "updated " time datetime=(status.generated_at) { (status.generated_at) } }
+        p.updated data-leader=(overview.leader) {
+            "as of " time datetime=(status.generated_at) { (status.generated_at) }
+            @if !overview.leader {
+                " · " b.follower { "follower" } ": this replica watches, the leader acts (its page lists the activity)"
+            }
+        }
         section.services {
             h2 { "Services (" (status.services.len()) ")" }
             @if status.services.is_empty() {
@@ -284,10 +343,11 @@ fn service_row(name: &str, service: &ServiceStatus) -> Markup {
         tr data-service=(name) data-ready=(ready) data-degraded=(degraded) {
             td { b { (name) }
                  @if let Some(error) = &service.last_error { small { (error) } } }
-            td { (service.running_replicas) "/" (desired) }
+            td.replicas { (service.running_replicas) "/" (desired) }
             @for (kind, title) in CONDITIONS {
                 @if let Some(c) = condition(service, kind) {
-                    td class={ "cond-" (status_word(c.status).to_lowercase()) " cond-" (title) } title=(c.message) {
+                    td class={ "cond-" (status_word(c.status).to_lowercase()) " cond-" (title) }
+                        data-cond=(title) title=(c.message) {
                         (status_word(c.status)) " · " (c.reason)
                         @if !c.message.is_empty() { small { (c.message) } }
                     }
@@ -396,6 +456,7 @@ mod tests {
         assert!(html.contains(&format!("data-node=\"{escaped}\"")), "{html}");
         // The page's own script is the only one.
         assert_eq!(html.matches("<script").count(), 1, "{html}");
+        assert!(html.contains("<script src=\"page.js\"></script>"), "{html}");
     }
 
     #[test]
@@ -420,6 +481,18 @@ mod tests {
     }
 
     #[test]
+    fn a_follower_says_so() {
+        let mut overview = sample_overview(&sample_world());
+        let leader = render_board(&overview).into_string();
+        assert!(leader.contains("data-leader=\"true\""), "{leader}");
+        assert!(!leader.contains("follower"), "{leader}");
+        overview.leader = false;
+        let follower = render_board(&overview).into_string();
+        assert!(follower.contains("data-leader=\"false\""), "{follower}");
+        assert!(follower.contains("the leader acts"), "{follower}");
+    }
+
+    #[test]
     fn spec_errors_carry_file_and_line() {
         let mut overview = sample_overview(&sample_world());
         overview.status.errors.push(StatusSpecError {
@@ -439,9 +512,12 @@ mod tests {
     #[test]
     fn the_page_needs_nothing_from_the_network() {
         let html = render_page(&sample_overview(&sample_world())).into_string();
-        for outside in ["http://", "https://", "//cdn", "<link", "src="] {
-            assert!(!html.contains(outside), "{outside} in {html}");
+        for text in [html.as_str(), STYLE, SCRIPT] {
+            for outside in ["http:", "https:", "//", "url(", "@import"] {
+                assert!(!text.contains(outside), "{outside} in {text}");
+            }
         }
+        assert!(html.contains("href=\"page.css\""), "{html}");
         assert!(html.contains("name=\"viewport\""), "readable on a phone");
     }
 }

@@ -622,10 +622,10 @@ impl fmt::Display for PlanDisplay<'_> {
         for action in &plan.actions {
             match action {
                 Action::CreateNetwork { desired } => {
-                    writeln!(f, "+ network/{} (create)", desired.definition.name)?
+                    writeln!(f, "+ network/{} (create)", desired.definition.name)?;
                 }
                 Action::CreateService { desired } => {
-                    writeln!(f, "+ service/{} (create)", desired.definition.name)?
+                    writeln!(f, "+ service/{} (create)", desired.definition.name)?;
                 }
                 Action::UpdateService {
                     desired,
@@ -776,7 +776,7 @@ mod tests {
     fn spec_edit_is_an_update_with_the_new_definition() {
         let desired = state(&[("quote", "a.yaml")], &[]);
         let observed = converged(&desired);
-        let mut edited = desired.clone();
+        let mut edited = desired;
         let svc = edited.services.get_mut("quote").unwrap();
         svc.definition.image = "goblog/quote-service:v2".into();
         svc.hash = crate::definition::definition_hash(&svc.definition);

@@ -149,7 +149,11 @@ pub async fn reconcile<A: SwarmApi>(
         .as_ref()
         .err()
         .map(|error| (error.blocker(), error.to_string()));
-    if let Some((_, message)) = &error {
+    // Waiting for a network being created is ordering, not a failure (the status shows it
+    // as Progressing): the activity log keeps it out.
+    if let Some((blocker, message)) = &error
+        && !matches!(blocker, Blocker::WaitingForNetwork { .. })
+    {
         ctx.activity
             .record(ActivityKind::Error, &key, message.clone());
     }
@@ -284,38 +288,47 @@ async fn ensure_data<A: SwarmApi>(
     Ok(())
 }
 
-/// After a service moved from `previous` to `current`, removes the operator's versions of the
-/// same configs/secrets that nothing needs any more: not desired, not mounted by `previous`
-/// (kept so that swarm's rollback to the previous spec still finds it) and not mounted by any
-/// other service. So at most the current and the previous version stay. Failures (e.g. the
-/// engine saying it is still in use) are logged and retried at the next rotation.
+/// The swarm names of the configs and secrets a definition mounts.
+fn mounted_names(definition: &ServiceDefinition) -> BTreeSet<String> {
+    definition
+        .configs
+        .iter()
+        .chain(&definition.secrets)
+        .map(|m| m.name.clone())
+        .collect()
+}
+
+/// After a service moved from `previous` to `current` (`None`: it was removed), removes the
+/// operator's versions of the configs/secrets `previous` mounted that nothing needs any more:
+/// not desired, not mounted by any other service, and (after an update) not `previous`'s own,
+/// which is kept so that swarm's rollback to the previous spec still finds it. So at most the
+/// current and the previous version stay. Failures (e.g. the engine saying it is still in
+/// use) are logged; the version is tried again at the next rotation.
 async fn collect_old_versions<A: SwarmApi>(
     ctx: &Context<A>,
     key: &ObjectKey,
     previous: &ServiceDefinition,
-    current: &ServiceDefinition,
+    current: Option<&ServiceDefinition>,
 ) {
-    let logical = |d: &ServiceDefinition| -> BTreeSet<String> {
-        d.configs
-            .iter()
-            .chain(&d.secrets)
-            .map(|m| m.name.clone())
-            .collect()
+    let rotated: BTreeSet<String> = match current {
+        Some(current) => mounted_names(previous)
+            .difference(&mounted_names(current))
+            .cloned()
+            .collect(),
+        None => mounted_names(previous),
     };
-    let rotated: BTreeSet<String> = logical(previous)
-        .difference(&logical(current))
-        .cloned()
-        .collect();
     if rotated.is_empty() {
         return;
     }
     let (instance, keep) = {
         let world = ctx.world.read();
         let mut keep: BTreeSet<String> = world.desired.data.keys().cloned().collect();
-        keep.extend(logical(previous));
+        if current.is_some() {
+            keep.extend(mounted_names(previous));
+        }
         for service in world.observed.services.values() {
             if service.definition.name != key.name {
-                keep.extend(logical(&service.definition));
+                keep.extend(mounted_names(&service.definition));
             }
         }
         (world.desired.instance.clone(), keep)
@@ -324,7 +337,7 @@ async fn collect_old_versions<A: SwarmApi>(
         let Ok(list) = ctx.api.list_data(kind).await else {
             continue;
         };
-        // Logical names whose versions this service just rotated.
+        // Logical names whose versions this service just stopped using.
         let rotated_logical: BTreeSet<&str> = list
             .iter()
             .filter(|d| rotated.contains(&d.name))
@@ -338,8 +351,8 @@ async fn collect_old_versions<A: SwarmApi>(
                     .is_some_and(|l| rotated_logical.contains(l.as_str()))
         }) {
             match ctx.api.remove_data(kind, &old.id).await {
-                Ok(()) => info!(%key, %kind, name = %old.name, "removed old version"),
-                Err(e) => warn!(%key, %kind, name = %old.name, error = %e, "old version kept"),
+                Ok(()) => info!(%key, %kind, name = %old.name, "removed unused version"),
+                Err(e) => warn!(%key, %kind, name = %old.name, error = %e, "unused version kept"),
             }
         }
     }
@@ -454,7 +467,7 @@ async fn apply<A: SwarmApi>(
                     ctx.activity
                         .record_for_spec(kind, key, fields.join("; "), Some(&desired.hash));
                     if let Some(previous) = &previous {
-                        collect_old_versions(ctx, key, previous, &desired.definition).await;
+                        collect_old_versions(ctx, key, previous, Some(&desired.definition)).await;
                     }
                     ctx.reporter
                         .written(Written::ServiceUpdated {
@@ -489,8 +502,18 @@ async fn apply<A: SwarmApi>(
         }
         Action::RemoveService { name, id } => {
             info!(%key, "removing service: its spec is gone");
+            let removed = ctx
+                .world
+                .read()
+                .observed
+                .services
+                .get(&key.name)
+                .map(|s| s.definition.clone());
             match ctx.api.remove_service(&id).await {
                 Ok(()) | Err(DockerError::NotFound { .. }) => {
+                    if let Some(removed) = &removed {
+                        collect_old_versions(ctx, key, removed, None).await;
+                    }
                     ctx.activity
                         .record(ActivityKind::Pruned, key, "its spec is gone");
                     ctx.reporter
@@ -635,7 +658,8 @@ mod tests {
             ]
         );
         assert_eq!(ctx.world.read().outcomes[&service].last_error(), None);
-        // The page's activity log tells the same story, newest first.
+        // The page's activity log tells the same story, newest first (the wait for the network
+        // is not an error).
         let activity: Vec<(ActivityKind, String)> = ctx
             .activity
             .recent()
@@ -647,7 +671,6 @@ mod tests {
             [
                 (ActivityKind::Created, "service/quote".to_owned()),
                 (ActivityKind::Created, "network/my_network".to_owned()),
-                (ActivityKind::Error, "service/quote".to_owned()),
             ]
         );
         // No read-back after a create: the create answer's id is enough.
@@ -760,6 +783,15 @@ mod tests {
                 port: 8080,
                 holder: "holder".into()
             })
+        );
+        let newest = &ctx.activity.recent()[0];
+        assert_eq!(
+            (newest.kind, newest.object.as_str()),
+            (ActivityKind::Error, "service/wants")
+        );
+        assert!(
+            newest.message.starts_with("published port 8080"),
+            "{newest:?}"
         );
     }
 

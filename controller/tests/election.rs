@@ -1,5 +1,8 @@
 //! Leader election against the real swarm of the local Docker engine: the lease is a swarm
 //! config whose labels are replaced with its version index as compare-and-swap.
+// Helpers outside #[test] functions unwrap too: in a test, a failed unwrap is a failed test
+// with its location.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,5 +1,8 @@
 //! Two operator replicas with leader election and the specs stored in the swarm (`apply`,
 //! `run --source swarm`), on the real single-node swarm of the local Docker engine.
+// Helpers outside #[test] functions unwrap too: in a test, a failed unwrap is a failed test
+// with its location.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 

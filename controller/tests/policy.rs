@@ -25,7 +25,10 @@ fn running(status: &Value, name: &str, replicas: u64) -> bool {
 fn operator_with_events(swarm: &Swarm) -> (support::Operator, std::path::PathBuf) {
     let events = swarm.specs.path().with_extension("events.jsonl");
     let operator = swarm.operator_with(
-        &["--specs", swarm.specs.path().to_str().unwrap()],
+        &[
+            "--specs",
+            swarm.specs.path().to_str().expect("a UTF-8 temp path"),
+        ],
         &swarm.status,
         "",
         &["--events-log".as_ref(), events.as_os_str()],
@@ -41,8 +44,8 @@ fn events(path: &std::path::Path) -> Vec<(String, String)> {
         .map(|line| {
             let event: Value = serde_json::from_str(line).expect("one JSON object per line");
             (
-                event["kind"].as_str().unwrap().to_owned(),
-                event["object"].as_str().unwrap().to_owned(),
+                event["kind"].as_str().expect("a kind").to_owned(),
+                event["object"].as_str().expect("an object").to_owned(),
             )
         })
         .collect()

@@ -1,5 +1,8 @@
 //! Seeing the swarm: the status page in a real headless Chromium, and Prometheus file-based
 //! discovery checked by a real Prometheus, both against the local single-node swarm.
+// Helpers outside #[test] functions unwrap too: in a test, a failed unwrap is a failed test
+// with its location.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 
@@ -123,13 +126,14 @@ fn chromium(chromium: &Path, args: &[&str], url: &str) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn screenshot(browser: &Path, url: &str, name: &str) -> PathBuf {
+/// Saves a screenshot of `url` at `size` (`width,height`) in `target/test-artifacts/`.
+fn screenshot(browser: &Path, url: &str, name: &str, size: &str) -> PathBuf {
     let path = artifacts_dir().join(name);
     let _ = std::fs::remove_file(&path);
     chromium(
         browser,
         &[
-            "--window-size=1280,1000",
+            &format!("--window-size={size}"),
             &format!("--screenshot={}", path.display()),
         ],
         url,
@@ -147,6 +151,22 @@ fn cards<'a>(cards: &'a [Element], service: &str) -> BTreeMap<&'a str, &'a Eleme
         .filter(|c| c.attr("data-service") == service)
         .map(|c| (c.attr("data-task"), c))
         .collect()
+}
+
+/// The value of header `name` (lower case) in the response to `GET path`.
+fn response_header(addr: SocketAddr, path: &str, name: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connecting to the page");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let reader = BufReader::new(stream);
+    reader
+        .lines()
+        .map_while(Result::ok)
+        .take_while(|line| !line.is_empty())
+        .find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.eq_ignore_ascii_case(name)).then(|| value.trim().to_owned())
+        })
+        .unwrap_or_default()
 }
 
 /// The page's server-sent events, read as they come.
@@ -218,7 +238,7 @@ fn status_page_in_a_real_browser() {
     };
     let web = swarm.name("web");
     let bad = swarm.name("bad");
-    let operator = operator_with_network(&swarm, &[]);
+    swarm.write_spec("net.yaml", &swarm.network_spec("net"));
     swarm.write_spec("web.yaml", &swarm.service_spec("web", 3, Some("net")));
     // A command that exits at once: swarm restarts it forever, the service is Degraded.
     let failing = swarm
@@ -232,6 +252,7 @@ fn status_page_in_a_real_browser() {
         "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: x\nspec:\n  image: a\n  replicas: \"<script>alert(1)</script>\"\n",
     );
 
+    let mut operator = swarm.operator();
     let status = swarm.wait_status("web ready and bad degraded", CONVERGE, |s| {
         ready(s, &web, 3)
             && condition_true(s, &bad, "Degraded")
@@ -240,6 +261,16 @@ fn status_page_in_a_real_browser() {
     let url = format!("http://{}/", operator.metrics_addr);
 
     let dom = chromium(&browser, &["--dump-dom"], &url);
+    // The page's script ran (under the page's content security policy): it marks the body
+    // before it connects to the event stream.
+    let body = elements_with(&dom, "data-live");
+    assert!(
+        ["connecting", "live"].contains(&body[0].attr("data-live")),
+        "the script did not run: {:?}",
+        body[0].attrs
+    );
+    let csp = response_header(operator.metrics_addr, "/", "content-security-policy");
+    assert!(csp.contains("script-src 'self'"), "{csp}");
     let all_cards = elements_with(&dom, "data-task");
     let web_cards = cards(&all_cards, &web);
     let endpoints = running_endpoints(&status, &web);
@@ -306,7 +337,9 @@ fn status_page_in_a_real_browser() {
         error.html
     );
 
-    screenshot(&browser, &url, "status-page-1.png");
+    screenshot(&browser, &url, "status-page-1.png", "1280,1000");
+    // The same page on a phone-sized screen.
+    screenshot(&browser, &url, "status-page-1-phone.png", "412,915");
 
     // Live: the page's event stream sends the board now and whenever it changes.
     let mut events = EventStream::open(operator.metrics_addr);
@@ -374,29 +407,17 @@ fn status_page_in_a_real_browser() {
         kinds.iter().any(|k| k == "drift-corrected") && kinds.iter().any(|k| k == "updated"),
         "{kinds:?}"
     );
-    screenshot(&browser, &url, "status-page-2-scaled.png");
-}
+    screenshot(&browser, &url, "status-page-2-scaled.png", "1280,1000");
 
-/// Starts the operator with only the network's spec and waits for the network, so that the
-/// services written next never wait for it.
-// TODO(lead): main's status build panics (debug assertion "WaitingForNetwork does not explain
-// Degraded=True") when it sees a service waiting for its network; once that is fixed the
-// services could be written together with the network again.
-fn operator_with_network(swarm: &Swarm, extra_args: &[&std::ffi::OsStr]) -> support::Operator {
-    swarm.write_spec("net.yaml", &swarm.network_spec("net"));
-    let operator = swarm.operator_with(
-        &["--specs", swarm.specs.path().to_str().unwrap()],
-        &swarm.status,
-        "",
-        extra_args,
+    // A page still open does not hold up a graceful shutdown.
+    let stopping = Instant::now();
+    assert!(
+        operator.stop(),
+        "the operator did not stop with a page open; log:\n{}",
+        operator.log()
     );
-    let net = swarm.name("net");
-    swarm.wait("the network", CONVERGE, || {
-        support::docker_output(&["network", "inspect", &net])
-            .status
-            .success()
-    });
-    operator
+    eprintln!("stopped with a page open after {:?}", stopping.elapsed());
+    drop(events);
 }
 
 fn overview(addr: SocketAddr) -> Option<Value> {
@@ -430,13 +451,15 @@ fn status_api_has_the_status_file_content_and_the_nodes() {
         return;
     };
     let web = swarm.name("web");
-    let operator = operator_with_network(&swarm, &[]);
+    swarm.write_spec("net.yaml", &swarm.network_spec("net"));
     swarm.write_spec("web.yaml", &swarm.service_spec("web", 2, Some("net")));
+    let operator = swarm.operator();
     let status = swarm.wait_status("web ready", CONVERGE, |s| ready(s, &web, 2));
     let api = wait_overview(operator.metrics_addr, "the API agrees", |o| {
         ready(o, &web, 2)
     });
     assert_eq!(api["instance"], swarm.prefix.as_str());
+    assert_eq!(api["leader"], true, "a single replica always leads");
     assert_eq!(api["errors"], status["errors"]);
     assert_eq!(
         api["services"][&web]["endpoints"],
@@ -577,8 +600,14 @@ fn prometheus_discovers_exactly_the_running_tasks() {
     };
     let dir = tempfile::tempdir().unwrap();
     let file_sd = dir.path().join("sd").join("swarm.json");
-    let _operator = operator_with_network(&swarm, &["--file-sd".as_ref(), file_sd.as_os_str()]);
+    swarm.write_spec("net.yaml", &swarm.network_spec("net"));
     swarm.write_spec("web.yaml", &spec(3));
+    let _operator = swarm.operator_with(
+        &["--specs", swarm.specs.path().to_str().unwrap()],
+        &swarm.status,
+        "",
+        &["--file-sd".as_ref(), file_sd.as_os_str()],
+    );
     let status = swarm.wait_status("3 replicas ready", CONVERGE, |s| ready(s, &web, 3));
     let prometheus = Prometheus::start(&prometheus, dir.path(), &file_sd);
 

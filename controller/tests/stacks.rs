@@ -1,6 +1,9 @@
 //! Real stacks on the real swarm: `docker stack deploy` and `import-compose` + the operator
 //! must produce the same services, and a config edit must roll exactly the services that
 //! mount it.
+// Helpers outside #[test] functions unwrap too: in a test, a failed unwrap is a failed test
+// with its location.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 
@@ -378,6 +381,34 @@ fn import_compose_and_the_operator_deploy_what_stack_deploy_deploys() {
     assert!(all.is_empty(), "differences:\n{}", all.join("\n"));
 }
 
+/// Removes this test's services, then its configs and secrets, also when the test fails
+/// (the harness cleans up services and networks only).
+struct DataCleanup(String);
+
+impl Drop for DataCleanup {
+    fn drop(&mut self) {
+        let filter = format!("name={}", self.0);
+        let services = docker(&["service", "ls", "-q", "--filter", &filter]);
+        for id in services.lines() {
+            let _ = docker_output(&["service", "rm", id]);
+        }
+        let owned = format!("label=swarm-operator.io/instance={}", self.0);
+        for _ in 0..60 {
+            let mut left = 0;
+            for kind in ["config", "secret"] {
+                for id in docker(&[kind, "ls", "-q", "--filter", &owned]).lines() {
+                    left += usize::from(!docker_output(&[kind, "rm", id]).status.success());
+                }
+            }
+            if left == 0 {
+                return;
+            }
+            // Still mounted by a service that is going away.
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
 /// `swarm_operator_docker_requests_total{op="<op>",outcome="ok"}` of a running operator.
 fn requests(operator: &support::Operator, op: &str) -> u64 {
     let (_, metrics) = operator.http_get("/metrics").expect("metrics answer");
@@ -417,6 +448,7 @@ fn a_config_edit_rolls_exactly_its_services_and_old_versions_go() {
     let Some(swarm) = Swarm::start("rotation") else {
         return;
     };
+    let _data_cleanup = DataCleanup(swarm.prefix.clone());
     let (conf, token) = (swarm.name("conf"), swarm.name("token"));
     let data = |kind: &str, name: &str, body: &str| {
         format!(
@@ -597,6 +629,23 @@ fn a_config_edit_rolls_exactly_its_services_and_old_versions_go() {
             .any(|n| n.starts_with(&token) && !first_secret.contains(n))
     });
     let status = std::fs::read_to_string(&swarm.status).unwrap();
+
+    // Specs removed: the services go, and with the last one that mounted them every version
+    // of the config and the secret (b first, so a's removal sees b gone).
+    swarm.remove_spec("conf.yaml");
+    swarm.remove_spec("token.yaml");
+    swarm.remove_spec("b.yaml");
+    wait_for("b removed", CONVERGE, || {
+        swarm.service_version("b").is_none()
+    });
+    swarm.remove_spec("a.yaml");
+    wait_for("a removed", CONVERGE, || {
+        swarm.service_version("a").is_none()
+    });
+    wait_for("every version removed", CONVERGE, || {
+        versions("config", &conf).is_empty() && versions("secret", &token).is_empty()
+    });
+    assert!(swarm.service_version("c").is_some(), "c stays");
     assert!(operator.stop());
     for (what, text) in [("diff", shown), ("status", status), ("log", operator.log())] {
         assert!(
@@ -604,15 +653,4 @@ fn a_config_edit_rolls_exactly_its_services_and_old_versions_go() {
             "secret content in {what}: {text}"
         );
     }
-    swarm.cleanup();
-    let filter = format!("label=swarm-operator.io/instance={}", swarm.prefix);
-    wait_for("configs and secrets released", CONVERGE, || {
-        ["config", "secret"].iter().all(|kind| {
-            let ids = docker(&[kind, "ls", "-q", "--filter", &filter]);
-            for id in ids.lines() {
-                let _ = docker_output(&[kind, "rm", id]);
-            }
-            docker(&[kind, "ls", "-q", "--filter", &filter]).is_empty()
-        })
-    });
 }

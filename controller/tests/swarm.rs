@@ -1,4 +1,7 @@
 //! The operator against a real single-node swarm on the local Docker engine.
+// Helpers outside #[test] functions unwrap too: in a test, a failed unwrap is a failed test
+// with its location.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 
@@ -288,7 +291,7 @@ fn validate_reports_located_errors() {
     // A symlink loop is an error of its own, not a file that is silently skipped.
     swarm.remove_spec("bad.yml");
     let link = |name: &str, target: &str| {
-        std::os::unix::fs::symlink(target, swarm.specs.path().join(name)).expect("symlink")
+        std::os::unix::fs::symlink(target, swarm.specs.path().join(name)).expect("symlink");
     };
     link("loop-a.yaml", "loop-b.yaml");
     link("loop-b.yaml", "loop-a.yaml");

@@ -1,4 +1,4 @@
-//! The operator's status file (DESIGN §3), read leniently: tests assert on the fields the contract names.
+//! The operator's status file (the README's contract), read leniently: tests assert on the fields the contract names.
 
 use std::collections::BTreeMap;
 

@@ -473,7 +473,7 @@ fn remove_cgroup_tree(dir: &Path) {
 }
 
 /// `docker run` flags that make a node work without `--privileged` (CAP_SYS_RESOURCE is not in
-/// this machine's bounding set, so `--privileged` fails): DESIGN §4, measured again here.
+/// this machine's bounding set, so `--privileged` fails): see docs/architecture.md, measured again here.
 pub fn node_run_flags(name: &str, volume: &str) -> Vec<String> {
     [
         "--cap-add=ALL",

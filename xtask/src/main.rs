@@ -177,7 +177,7 @@ fn run(root: &std::path::Path, cmd: Cmd) -> Result<()> {
         Cmd::E2e { nodes, args } => testrun::e2e(root, nodes, &args).context("e2e")?,
         Cmd::Test { skip_e2e, nodes } => {
             testrun::run(root, &testrun::TestOptions { skip_e2e, nodes })
-                .context("cargo xtask test")?
+                .context("cargo xtask test")?;
         }
     }
     Ok(())

@@ -87,6 +87,8 @@ impl std::fmt::Display for Dropped {
 pub struct ImportReport {
     /// Spec files and copied files written, relative to the output directory.
     pub written: Vec<String>,
+    /// Spec files of an earlier import of the same stack that this one no longer writes.
+    pub removed: Vec<String>,
     /// Keys left out, located.
     pub dropped: Vec<Dropped>,
     /// Interpolation warnings (unset variables).
@@ -200,6 +202,29 @@ pub fn convert(
     Ok((stack, warnings))
 }
 
+/// Whether `path` (named `file`) is a spec file an import of `stack` wrote: named like one
+/// (`service.<stack>_web.yaml`, …) and its objects labelled with the stack.
+fn is_previous_import(path: &Path, file: &str, stack: &str) -> bool {
+    let named = ["service.", "network.", "config.", "secret."]
+        .iter()
+        .any(|kind| {
+            file.strip_prefix(kind)
+                .and_then(|rest| rest.strip_prefix(stack))
+                .is_some_and(|rest| rest.starts_with('_') && rest.ends_with(".yaml"))
+        });
+    named
+        && spec::load_file(path).objects().is_some_and(|objects| {
+            objects.iter().all(|o| {
+                o.value
+                    .metadata()
+                    .labels
+                    .get(NAMESPACE_LABEL)
+                    .map(String::as_str)
+                    == Some(stack)
+            })
+        })
+}
+
 fn modeline(kind: &str) -> String {
     format!(
         "# yaml-language-server: $schema={SCHEMA_BASE}/{}.schema.json\n",
@@ -279,6 +304,26 @@ pub fn import(
         write(name, text.as_bytes(), false)?;
         written.push(name.clone());
     }
+    // A re-import replaces the previous one: spec files of this stack that it no longer
+    // writes (a service dropped from the compose file) would otherwise keep running.
+    let mut removed = Vec::new();
+    let ours_now: BTreeSet<&str> = documents.iter().map(|(n, _)| n.as_str()).collect();
+    for entry in std::fs::read_dir(out).map_err(|source| ImportError::Write {
+        path: out.clone(),
+        source,
+    })? {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_previous_import(&entry.path(), &name, &request.stack)
+            && !ours_now.contains(name.as_str())
+        {
+            std::fs::remove_file(entry.path()).map_err(|source| ImportError::Write {
+                path: entry.path(),
+                source,
+            })?;
+            removed.push(name);
+        }
+    }
     // The written directory must load as it is: external networks count as existing.
     let externals: BTreeSet<String> = stack
         .networks
@@ -312,6 +357,7 @@ pub fn import(
     }
     Ok(ImportReport {
         written,
+        removed,
         dropped: stack.dropped,
         warnings,
     })

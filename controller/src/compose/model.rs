@@ -597,20 +597,7 @@ impl<'a> Reader<'a> {
                             .iter()
                             .map(|e| format!("{}:{}", e.key, e.value.scalar().unwrap_or_default()))
                             .collect(),
-                        _ => self
-                            .strings(v, &p)
-                            .into_iter()
-                            // `host=ip` is accepted as well as `host:ip`.
-                            .map(|h| match h.split_once('=') {
-                                Some((host, ip))
-                                    if !h.contains(':')
-                                        || host.len() < h.find(':').unwrap_or(0) =>
-                                {
-                                    format!("{host}:{ip}")
-                                }
-                                _ => h,
-                            })
-                            .collect(),
+                        _ => self.strings(v, &p).into_iter().map(host_colon_ip).collect(),
                     }
                 }
                 "dns" => s.dns = self.strings(v, &p),
@@ -652,31 +639,31 @@ impl<'a> Reader<'a> {
                             port.target = self
                                 .u64(&e.value, &p)
                                 .and_then(|t| u16::try_from(t).ok())
-                                .unwrap_or(0)
+                                .unwrap_or(0);
                         }
                         "published" => {
                             port.published = self
                                 .u64(&e.value, &p)
                                 .and_then(|t| u16::try_from(t).ok())
-                                .filter(|p| *p != 0)
+                                .filter(|p| *p != 0);
                         }
                         "protocol" => match self.string(&e.value, &p).as_deref() {
                             Some("udp") => port.protocol = Protocol::Udp,
                             Some("sctp") => port.protocol = Protocol::Sctp,
                             Some("tcp") | None => {}
                             Some(other) => {
-                                self.bad(&e.value, &p, format!("unknown protocol `{other}`"))
+                                self.bad(&e.value, &p, format!("unknown protocol `{other}`"));
                             }
                         },
                         "mode" => match self.string(&e.value, &p).as_deref() {
                             Some("host") => port.mode = PublishMode::Host,
                             Some("ingress") | None => {}
                             Some(other) => {
-                                self.bad(&e.value, &p, format!("unknown port mode `{other}`"))
+                                self.bad(&e.value, &p, format!("unknown port mode `{other}`"));
                             }
                         },
                         "host_ip" | "name" | "app_protocol" => {
-                            self.drop_key(e, &p, "ignored by docker stack deploy")
+                            self.drop_key(e, &p, "ignored by docker stack deploy");
                         }
                         _ => self.drop_key(e, &p, "not a port option"),
                     }
@@ -753,7 +740,7 @@ impl<'a> Reader<'a> {
                                 let bp = format!("{p}.{}", b.key);
                                 match b.key.as_str() {
                                     "propagation" => {
-                                        m.bind_propagation = self.string(&b.value, &bp)
+                                        m.bind_propagation = self.string(&b.value, &bp);
                                     }
                                     _ => self.drop_key(
                                         b,
@@ -790,7 +777,7 @@ impl<'a> Reader<'a> {
                             }
                         }
                         "consistency" => {
-                            self.drop_key(e, &p, "only meaningful on Docker Desktop for Mac")
+                            self.drop_key(e, &p, "only meaningful on Docker Desktop for Mac");
                         }
                         _ => self.drop_key(e, &p, "not a volume option"),
                     }
@@ -828,7 +815,7 @@ impl<'a> Reader<'a> {
                         "rw" => m.read_only = false,
                         "nocopy" => m.no_copy = Some(true),
                         "rprivate" | "private" | "rshared" | "shared" | "rslave" | "slave" => {
-                            m.bind_propagation = Some(option.to_owned())
+                            m.bind_propagation = Some(option.to_owned());
                         }
                         "z" | "Z" | "cached" | "delegated" | "consistent" => {}
                         other => self.bad(node, path, format!("unknown volume mode `{other}`")),
@@ -987,7 +974,7 @@ impl<'a> Reader<'a> {
                                 }
                             }
                             "max_replicas_per_node" => {
-                                d.placement.max_replicas = self.u64(&f.value, &fp)
+                                d.placement.max_replicas = self.u64(&f.value, &fp);
                             }
                             _ => self.drop_key(f, &fp, "not a placement option"),
                         }
@@ -1090,7 +1077,7 @@ impl<'a> Reader<'a> {
                                             let cp = format!("{fp}.{}", c.key);
                                             match c.key.as_str() {
                                                 "subnet" => {
-                                                    n.subnets.extend(self.string(&c.value, &cp))
+                                                    n.subnets.extend(self.string(&c.value, &cp));
                                                 }
                                                 _ => self.drop_key(
                                                     c,
@@ -1163,6 +1150,17 @@ impl<'a> Reader<'a> {
             self.bad(node, path, "needs `file:` (or `external: true`)");
         }
         d
+    }
+}
+
+/// `host=ip` (newer compose syntax) → `host:ip`; `host:ip` as it is. The address may contain
+/// colons (IPv6), so `=` separates only when it comes before the first colon.
+fn host_colon_ip(entry: String) -> String {
+    match (entry.find('='), entry.find(':')) {
+        (Some(eq), colon) if colon.is_none_or(|c| eq < c) => {
+            format!("{}:{}", &entry[..eq], &entry[eq + 1..])
+        }
+        _ => entry,
     }
 }
 
@@ -1544,6 +1542,14 @@ mod tests {
         );
         assert_eq!(parse_short_port("80/http"), None);
         assert_eq!(parse_short_port("x:80"), None);
+    }
+
+    #[test]
+    fn extra_host_forms() {
+        assert_eq!(host_colon_ip("db:10.0.0.1".into()), "db:10.0.0.1");
+        assert_eq!(host_colon_ip("db=10.0.0.1".into()), "db:10.0.0.1");
+        assert_eq!(host_colon_ip("db=::1".into()), "db:::1");
+        assert_eq!(host_colon_ip("db:::1".into()), "db:::1");
     }
 
     #[test]

@@ -223,7 +223,7 @@ fn convert_service(
             origin: origin.clone(),
             path: format!("{path}.{field}"),
             message,
-        })
+        });
     };
     let image = s.image.clone().unwrap_or_default();
     if image.is_empty() {

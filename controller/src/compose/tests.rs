@@ -365,3 +365,74 @@ fn bad_stack_names_are_refused() {
     let err = convert(&[], "-x", &env(&[])).unwrap_err();
     assert!(matches!(err, ImportError::StackName(_)));
 }
+
+#[test]
+fn explicit_and_external_names_are_kept_as_stack_deploy_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.txt"), "c").unwrap();
+    let file = dir.path().join("s.yml");
+    std::fs::write(
+        &file,
+        "services:\n  a:\n    image: x\n    networks: [pub, own]\n    volumes: [shared:/s, named:/n]\n    configs: [cfg]\n    secrets: [old]\nnetworks:\n  pub: {external: true, name: public_net}\n  own: {name: my_own_net}\nvolumes:\n  shared: {external: true}\n  named: {name: fixed_volume}\nconfigs:\n  cfg: {file: ./c.txt, name: fixed_cfg}\nsecrets:\n  old: {external: {name: legacy_secret}}\n",
+    )
+    .unwrap();
+    let (stack, _) = convert(&[file], "st", &env(&[])).unwrap();
+    assert!(stack.invalid.is_empty(), "{:#?}", stack.invalid);
+    let a = &stack.services[0].spec;
+    assert_eq!(a.networks, ["my_own_net", "public_net"]);
+    let sources: Vec<&str> = a
+        .mounts
+        .iter()
+        .filter_map(|m| m.source.as_deref())
+        .collect();
+    assert_eq!(sources, ["shared", "fixed_volume"]);
+    assert!(
+        a.mounts[0].volume.as_ref().unwrap().labels.is_empty(),
+        "external volumes get no stack label"
+    );
+    assert_eq!(a.configs[0].name, "fixed_cfg");
+    assert_eq!(
+        (a.secrets[0].name.as_str(), a.secrets[0].external),
+        ("legacy_secret", true)
+    );
+    let networks: Vec<(&str, bool)> = stack
+        .networks
+        .iter()
+        .map(|n| (n.metadata.name.as_str(), n.spec.external))
+        .collect();
+    assert_eq!(networks, [("my_own_net", false), ("public_net", true)]);
+    assert_eq!(stack.configs[0].metadata.name, "fixed_cfg");
+}
+
+#[test]
+fn a_re_import_removes_the_specs_it_no_longer_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.yml");
+    let out = dir.path().join("out");
+    let request = ImportRequest {
+        files: vec![file.clone()],
+        stack: "st".into(),
+        out: out.clone(),
+        strict: false,
+    };
+    std::fs::write(&file, "services:\n  a: {image: x}\n  b: {image: x}\n").unwrap();
+    import(&request, &env(&[])).unwrap();
+    std::fs::write(out.join("service.other_c.yaml"), "# another stack's\n").unwrap();
+    // Named like ours but of stack `st_x`: its label tells.
+    let foreign = std::fs::read_to_string(out.join("service.st_b.yaml"))
+        .unwrap()
+        .replace("namespace: st", "namespace: st_x");
+    std::fs::write(out.join("service.st_x_web.yaml"), foreign).unwrap();
+    std::fs::write(&file, "services:\n  a: {image: x}\n").unwrap();
+    let report = import(&request, &env(&[])).unwrap();
+    assert_eq!(report.removed, ["service.st_b.yaml"]);
+    assert!(
+        out.join("service.st_x_web.yaml").is_file(),
+        "stack st_x's file stays"
+    );
+    assert!(out.join("service.st_a.yaml").is_file());
+    assert!(
+        out.join("service.other_c.yaml").is_file(),
+        "other stacks' files stay"
+    );
+}

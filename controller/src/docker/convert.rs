@@ -993,7 +993,7 @@ mod tests {
             observed.definition.mounts[0].kind,
             MountKind::EngineOnly(EngineOnlyMountType::Npipe)
         );
-        let mut desired = definition.clone();
+        let mut desired = definition;
         desired.mounts[0].kind = MountKind::Spec(MountType::Volume);
         assert_ne!(observed.definition, desired);
     }

@@ -178,7 +178,7 @@ impl MemorySwarm {
             let mut definition = current.definition.clone();
             change(&mut definition);
             let labels = owner_labels(&current.ownership);
-            store_service(&mut state, Some(current.id.clone()), definition, &labels)
+            store_service(&mut state, Some(current.id), definition, &labels)
         };
         self.emit(SwarmEvent::Service {
             id,

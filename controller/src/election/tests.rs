@@ -128,7 +128,7 @@ async fn a_lone_replica_leads_and_renews_once_per_renew_period() {
     assert_eq!(store.term(), 1);
     let writes_before = store.writes.load(Ordering::SeqCst);
     run_for(Duration::from_secs(60), || {
-        assert!(a.leadership.is_leader())
+        assert!(a.leadership.is_leader());
     })
     .await;
     let renewals = store.writes.load(Ordering::SeqCst) - writes_before;
@@ -164,7 +164,7 @@ async fn when_the_leader_stops_renewing_the_other_takes_over_after_the_lease() {
     time_until(Duration::from_secs(1), || a.leadership.is_leader()).await;
     let b = replica(&store, "b");
     run_for(Duration::from_secs(20), || {
-        assert!(!b.leadership.is_leader())
+        assert!(!b.leadership.is_leader());
     })
     .await;
 
@@ -258,7 +258,7 @@ async fn a_leader_shutting_down_releases_so_the_other_takes_over_at_once() {
     time_until(Duration::from_secs(1), || a.leadership.is_leader()).await;
     let b = replica(&store, "b");
     run_for(Duration::from_secs(10), || {
-        assert!(!b.leadership.is_leader())
+        assert!(!b.leadership.is_leader());
     })
     .await;
     a.stop.cancel();

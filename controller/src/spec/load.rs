@@ -192,13 +192,30 @@ pub fn load_dir_cached(dir: &Path, cache: &mut LoadCache) -> Result<LoadedDir, L
                 load
             }
         };
-        if let Some(stamp) = stamp {
+        // A file's stamp stands for its whole outcome only when the outcome depends on no other
+        // file: a config's `file:` or a service's `envFile` can change on their own, and a
+        // failed file may be fixed by creating what it refers to.
+        if let Some(stamp) = stamp
+            && is_self_contained(&load)
+        {
             next_cache.insert(path.clone(), (stamp, load.clone()));
         }
         files.insert(path, load);
     }
     cache.files = next_cache;
     Ok(LoadedDir { files })
+}
+
+/// Whether a file's outcome depends on nothing but its own text.
+fn is_self_contained(load: &FileLoad) -> bool {
+    load.objects().is_some_and(|objects| {
+        objects.iter().all(|object| match &object.value {
+            Object::Service(service) => service.spec.env_file.is_empty(),
+            Object::Config(config) => config.spec.file.is_none(),
+            Object::Secret(secret) => secret.spec.file.is_none(),
+            Object::Network(_) => true,
+        })
+    })
 }
 
 /// Whether the directory entry `path` itself is gone (not: its symlink target).
@@ -1441,5 +1458,40 @@ mod tests {
             "{}",
             errors[0].message
         );
+    }
+
+    #[test]
+    fn a_cached_reload_sees_edits_of_the_files_specs_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("app.env"), "A=1\n").unwrap();
+        std::fs::create_dir(d.join("files")).unwrap();
+        std::fs::write(d.join("files/c.txt"), "one").unwrap();
+        std::fs::write(
+            d.join("s.yaml"),
+            format!(
+                "{HEAD}  envFile: [app.env]\n---\napiVersion: swarm-operator.io/v1alpha1\nkind: SwarmConfig\nmetadata: {{name: c}}\nspec: {{file: ./files/c.txt}}\n---\napiVersion: swarm-operator.io/v1alpha1\nkind: SwarmSecret\nmetadata: {{name: s}}\nspec: {{file: ./files/missing}}\n"
+            ),
+        )
+        .unwrap();
+        let mut cache = LoadCache::default();
+        let loaded = load_dir_cached(d, &mut cache).unwrap();
+        assert!(
+            loaded.errors()[0]
+                .message
+                .contains("cannot read `./files/missing`")
+        );
+        // The missing file appears; the spec file is untouched.
+        std::fs::write(d.join("files/missing"), "s").unwrap();
+        let loaded = load_dir_cached(d, &mut cache).unwrap();
+        assert!(loaded.errors().is_empty(), "{:?}", loaded.errors());
+        std::fs::write(d.join("files/c.txt"), "two").unwrap();
+        std::fs::write(d.join("app.env"), "A=2\n").unwrap();
+        let objects = load_dir_cached(d, &mut cache).unwrap().objects();
+        let Object::Config(c) = &objects[1].value else {
+            panic!("a config")
+        };
+        assert_eq!(c.spec.content.0, b"two");
+        assert_eq!(service(&objects[0]).env["A"], "2");
     }
 }

@@ -182,6 +182,33 @@ mod tests {
     }
 
     #[test]
+    fn a_file_a_spec_reads_is_read_again_although_the_spec_did_not_change() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("c.yaml"),
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmConfig\nmetadata: {name: conf}\nspec: {file: ./app.conf}\n",
+        )
+        .unwrap();
+        let content = |d: &Desired| {
+            d.objects
+                .iter()
+                .find_map(|o| match &o.value {
+                    Object::Config(c) => Some(c.clone()),
+                    _ => None,
+                })
+                .expect("the config")
+        };
+        let mut store = SpecStore::new();
+        // Missing at first: the spec fails; creating the file fixes it without touching the spec.
+        assert!(!store.reload(dir.path()).unwrap().errors.is_empty());
+        std::fs::write(dir.path().join("app.conf"), "one").unwrap();
+        let first = content(&store.reload(dir.path()).unwrap());
+        std::fs::write(dir.path().join("app.conf"), "two").unwrap();
+        let second = content(&store.reload(dir.path()).unwrap());
+        assert_ne!(first, second, "the new content is seen");
+    }
+
+    #[test]
     fn failed_file_keeps_last_good_and_deleted_file_drops() {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.yaml");

@@ -258,7 +258,7 @@ pub fn operator_failover(e: &Env) -> Outcome {
         .find(|n| n.name != victim.name)
         .expect("3 managers")
         .clone();
-    let survivor = Manager::Node(survivor_node.name.clone());
+    let survivor = Manager::Node(survivor_node.name);
     // When the leader's node is also the swarm's raft leader, the swarm itself answers
     // nothing (not even reads) until raft has elected another one: that outage is measured
     // too, as the bound the operator cannot beat.

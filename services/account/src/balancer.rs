@@ -2,7 +2,7 @@
 //!
 //! Ribbon-style: the account service itself knows every quote replica's address and
 //! spreads its calls, instead of trusting a virtual IP (which, without IPVS, does not
-//! route at all, see DESIGN.md §4) or the one address a resolver happens to return first.
+//! route at all, see docs/architecture.md) or the one address a resolver happens to return first.
 
 use std::collections::HashMap;
 use std::io;

@@ -48,10 +48,10 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Server, Star
     ));
     match balancer.refresh().await {
         Ok(n) => {
-            tracing::info!(endpoints = n, target = ?config.quote_target, "quote endpoints resolved")
+            tracing::info!(endpoints = n, target = ?config.quote_target, "quote endpoints resolved");
         }
         Err(err) => {
-            tracing::warn!(error = %err, "quote endpoints not resolved yet; serving fallback quotes until they are")
+            tracing::warn!(error = %err, "quote endpoints not resolved yet; serving fallback quotes until they are");
         }
     }
     // Not joined: it holds only a Weak and ends once the router (and so the balancer) is gone.

@@ -1,4 +1,7 @@
 //! The account service's HTTP contract, against real servers and a real redb file.
+// Helpers outside #[test] functions unwrap too: in a test, a failed unwrap is a failed test
+// with its location.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 

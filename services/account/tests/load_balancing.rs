@@ -1,4 +1,7 @@
 //! Client-side load balancing against real quote replicas: spread, failover, fallback.
+// Helpers outside #[test] functions unwrap too: in a test, a failed unwrap is a failed test
+// with its location.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 
@@ -70,9 +73,9 @@ async fn one_replica_stopped_under_load_loses_nothing() {
                     Ok(response) if response.status() == 200 => {
                         let ip = quote_ip(&response.text().await.unwrap());
                         if was_stopped {
-                            after.push(ip)
+                            after.push(ip);
                         } else {
-                            before.push(ip)
+                            before.push(ip);
                         }
                     }
                     Ok(response) => failures.push(format!("status {}", response.status())),

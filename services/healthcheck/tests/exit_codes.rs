@@ -1,5 +1,8 @@
 //! The healthcheck binary's exit codes against a live service, an unhealthy one, a dead
 //! port and a port that never answers.
+// Helpers outside #[test] functions unwrap too: in a test, a failed unwrap is a failed test
+// with its location.
+#![allow(clippy::unwrap_used)]
 
 use std::net::TcpListener as StdListener;
 use std::process::{Command, Output};
