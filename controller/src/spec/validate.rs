@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::located::{Located, SpecError, field_path};
 use super::types::{
     EndpointMode, FailureAction, FileReference, HealthcheckSpec, MountSpec, MountType, NetworkSpec,
-    Object, PublishMode, ServiceMode, ServiceSpec, UpdatePolicy,
+    Object, PublishMode, SUSPEND_ANNOTATION, ServiceMode, ServiceSpec, UpdatePolicy,
 };
 
 /// More replicas than this is almost certainly a typo.
@@ -197,6 +197,22 @@ pub fn validate_object(object: &Located<Object>) -> Vec<SpecError> {
     for key in object.value.metadata().labels.keys() {
         if key.is_empty() {
             errors.push(object.error_at("metadata.labels", "label keys must not be empty"));
+        }
+    }
+    if let Some(value) = object.value.metadata().annotations.get(SUSPEND_ANNOTATION) {
+        let field = field_path::key("metadata.annotations", SUSPEND_ANNOTATION);
+        if value != "true" && value != "false" {
+            errors.push(object.error_at(
+                &field,
+                format!("`{value}`: the suspend annotation is \"true\" or \"false\""),
+            ));
+        } else if matches!(object.value, Object::Config(_) | Object::Secret(_)) {
+            errors.push(object.error_at(
+                &field,
+                format!(
+                    "a {kind} can not be suspended on its own: its versions are written only along with the services that mount it, so suspend those services (or the whole directory with a .suspend file)"
+                ),
+            ));
         }
     }
     match &object.value {
@@ -1012,6 +1028,31 @@ mod tests {
             svc("api", "  dependsOn: [db]\n")
         );
         assert_eq!(check(&fine), []);
+    }
+
+    #[test]
+    fn the_suspend_annotation_is_true_or_false_on_services_and_networks() {
+        let annotated = |kind: &str, value: &str| {
+            format!(
+                "apiVersion: swarm-operator.io/v1alpha1\nkind: {kind}\nmetadata:\n  name: x\n  annotations:\n    swarm-operator.io/suspend: \"{value}\"\nspec: {{data: a}}\n"
+            )
+        };
+        let e = check(&annotated("SwarmConfig", "true"));
+        assert_eq!(
+            places(&e),
+            [(6, 32, "metadata.annotations[\"swarm-operator.io/suspend\"]")]
+        );
+        assert!(e[0].message.contains("suspend those services"), "{e:#?}");
+        let e = check(&svc("x", "").replace(
+            "  name: x\n",
+            "  name: x\n  annotations: {swarm-operator.io/suspend: \"yes\"}\n",
+        ));
+        assert!(e[0].message.contains("`yes`"), "{e:#?}");
+        let ok = svc("x", "").replace(
+            "  name: x\n",
+            "  annotations: {swarm-operator.io/suspend: \"true\", note: free text}\n  name: x\n",
+        );
+        assert_eq!(check(&ok), []);
     }
 
     #[test]
