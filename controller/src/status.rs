@@ -14,6 +14,7 @@ use crate::docker::{
     ObservedService, ObservedTask, TaskAddress, TaskState, UpdateState, VirtualIp,
 };
 use crate::plan::{Conflict, ConflictReason, ObjectKey};
+use crate::spec::DriftField;
 
 use crate::spec::SpecError;
 use crate::world::{Blocker, WorldState};
@@ -233,7 +234,17 @@ fn service_status(
     let desired = world.desired.services.get(name);
     let observed = world.observed.services.get(name);
     let outcome = world.outcomes.get(&ObjectKey::service(name));
+    // With `driftPolicy.ignore: [replicas]` the count someone else set is the one expected.
+    let replicas_external = desired
+        .is_some_and(|d| d.policy.drift_ignore.contains(&DriftField::Replicas))
+        && observed.is_some_and(|o| matches!(o.definition.mode, Mode::Replicated { .. }));
     let desired_replicas = match desired.map(|d| &d.definition.mode) {
+        Some(Mode::Replicated { .. }) if replicas_external => {
+            match observed.map(|o| &o.definition.mode) {
+                Some(Mode::Replicated { replicas }) => Some(*replicas),
+                _ => None,
+            }
+        }
         Some(Mode::Replicated { replicas }) => Some(*replicas),
         Some(Mode::Global) => None,
         None => match observed.map(|o| &o.definition.mode) {

@@ -38,6 +38,14 @@ fn operator_with_events(swarm: &Swarm) -> (support::Operator, std::path::PathBuf
 
 /// The (kind, object) of every event in the events log.
 fn events(path: &std::path::Path) -> Vec<(String, String)> {
+    events_with_hash(path)
+        .into_iter()
+        .map(|(kind, object, _)| (kind, object))
+        .collect()
+}
+
+/// The (kind, object, specHash) of every event in the events log.
+fn events_with_hash(path: &std::path::Path) -> Vec<(String, String, Value)> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -46,6 +54,7 @@ fn events(path: &std::path::Path) -> Vec<(String, String)> {
             (
                 event["kind"].as_str().expect("a kind").to_owned(),
                 event["object"].as_str().expect("an object").to_owned(),
+                event["specHash"].clone(),
             )
         })
         .collect()
@@ -113,20 +122,30 @@ fn drift_policy_leaves_manual_scaling_alone_but_applies_spec_changes() {
         "1",
         "the spec's value is recorded for the next comparison"
     );
-    let rollout = ("rolloutSucceeded".to_owned(), format!("service/{svc}"));
+    // Two rollouts announced: the creation and the image change, each once, each with its
+    // own spec hash.
+    let rollouts = || -> Vec<Value> {
+        events_with_hash(&events_log)
+            .into_iter()
+            .filter(|(kind, object, _)| {
+                kind == "rolloutSucceeded" && *object == format!("service/{svc}")
+            })
+            .map(|(_, _, hash)| hash)
+            .collect()
+    };
     swarm.wait("the new image's rollout announced", CONVERGE, || {
-        events(&events_log).contains(&rollout)
+        rollouts().len() >= 2
     });
     several_resyncs();
     assert_eq!(swarm.service_replicas("scaled"), Some(2));
+    let hashes = rollouts();
+    assert_eq!(hashes.len(), 2, "{:?}", events_with_hash(&events_log));
+    assert_ne!(hashes[0], hashes[1]);
+    assert!(hashes.iter().all(Value::is_string), "{hashes:?}");
+    let status = swarm.status().expect("a status");
     assert_eq!(
-        events(&events_log)
-            .iter()
-            .filter(|e| **e == rollout)
-            .count(),
-        1,
-        "one rollout, announced once: {:?}",
-        events(&events_log)
+        status["services"][&svc]["desiredReplicas"], 2,
+        "the externally managed count is the one expected"
     );
 
     // Without the policy the same difference is drift and is corrected.
