@@ -79,6 +79,7 @@ fn world(services: usize, replicas: usize, nodes: usize) -> WorldState {
                 ownership: Ownership::from_labels(&object.owner_labels()),
                 virtual_ips: vec![],
                 update_status: None,
+                revision: Default::default(),
             },
         );
         for slot in 1..=replicas {
@@ -92,6 +93,9 @@ fn world(services: usize, replicas: usize, nodes: usize) -> WorldState {
                 desired_state: EngineValue::Known(TaskState::RUNNING),
                 message: "started".into(),
                 error: None,
+                exit_code: None,
+                timestamp: None,
+                template: None,
                 addresses: vec![TaskAddress {
                     network: "bench_net".into(),
                     ip: format!("10.{}.{}.{}", ip >> 16, (ip >> 8) & 255, ip & 255),

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use crate::notify::{Event, EventKind, Notifier};
 use crate::plan::ObjectKey;
 
 /// How many events the log keeps; older ones are dropped.
@@ -62,13 +63,51 @@ pub struct ActivityEvent {
 #[derive(Debug, Clone, Default)]
 pub struct ActivityLog {
     events: Arc<Mutex<VecDeque<ActivityEvent>>>,
+    /// Where drift corrections and prunes are also announced.
+    notifier: Notifier,
 }
 
 impl ActivityLog {
+    /// A log that also sends drift corrections and prunes to `notifier`.
+    pub fn with_notifier(notifier: Notifier) -> Self {
+        ActivityLog {
+            notifier,
+            ..ActivityLog::default()
+        }
+    }
+
     /// Records an event that happens now.
     pub fn record(&self, kind: ActivityKind, key: &ObjectKey, message: impl Into<String>) {
+        self.record_for_spec(kind, key, message, None);
+    }
+
+    /// Records an event that happens now to an object written from the spec with `spec_hash`.
+    pub fn record_for_spec(
+        &self,
+        kind: ActivityKind,
+        key: &ObjectKey,
+        message: impl Into<String>,
+        spec_hash: Option<&str>,
+    ) {
         let at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-        self.record_at(kind, key, message.into(), at);
+        let message = message.into();
+        // Rollouts and errors are announced from the status (when they succeed or fail), not
+        // when the write is made.
+        let notify = match kind {
+            ActivityKind::DriftCorrected => Some((EventKind::DriftCorrected, "Drift")),
+            ActivityKind::Pruned => Some((EventKind::Pruned, "SpecRemoved")),
+            ActivityKind::Created | ActivityKind::Updated | ActivityKind::Error => None,
+        };
+        if let Some((event, reason)) = notify {
+            self.notifier.send(Event::new(
+                event,
+                key.to_string(),
+                reason,
+                &message,
+                spec_hash.map(str::to_owned),
+            ));
+        }
+        self.record_at(kind, key, message, at);
     }
 
     fn record_at(&self, kind: ActivityKind, key: &ObjectKey, message: String, at: String) {
@@ -148,5 +187,45 @@ mod tests {
             "{recent:?}"
         );
         assert_eq!(recent[0].message, "other");
+    }
+
+    #[tokio::test]
+    async fn drift_corrections_and_prunes_are_announced_other_writes_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let (notifier, _task) = Notifier::start(crate::notify::NotifyConfig {
+            urls: vec![],
+            events_log: Some(path.clone()),
+        })
+        .await
+        .unwrap();
+        let log = ActivityLog::with_notifier(notifier);
+        let key = ObjectKey::service("web");
+        log.record_for_spec(ActivityKind::Updated, &key, "image: a → b", Some("h1"));
+        log.record_for_spec(
+            ActivityKind::DriftCorrected,
+            &key,
+            "replicas: 1 → 3",
+            Some("h1"),
+        );
+        log.record(ActivityKind::Error, &key, "port taken");
+        log.record(ActivityKind::Pruned, &key, "its spec is gone");
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        let lines = loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if text.lines().count() >= 2 || tokio::time::Instant::now() > deadline {
+                break text;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
+        let events: Vec<serde_json::Value> = lines
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["driftCorrected", "pruned"]);
+        assert_eq!(events[0]["specHash"], "h1");
+        assert_eq!(events[0]["message"], "replicas: 1 → 3");
+        assert_eq!(log.recent().len(), 4, "the page still lists every event");
     }
 }

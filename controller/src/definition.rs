@@ -32,6 +32,13 @@ pub const SPEC_HASH_LABEL: &str = "swarm-operator.io/spec-hash";
 /// Label naming the spec file an object came from, so that a file that fails to parse protects
 /// its objects from pruning even across an operator restart.
 pub const SOURCE_FILE_LABEL: &str = "swarm-operator.io/source-file";
+/// Prefix of labels holding the spec's value of a field under `driftPolicy.ignore`, as last
+/// written: a later spec value that differs is a spec change (applied); a swarm value that
+/// differs from the spec while this label still matches is someone else's (left alone).
+pub const SPEC_VALUE_LABEL_PREFIX: &str = "swarm-operator.io/spec-value.";
+/// Label listing a service's `dependsOn` (comma-separated), so that removals can run in
+/// reverse order even after the specs are gone.
+pub const DEPENDS_ON_LABEL: &str = "swarm-operator.io/depends-on";
 /// Prefix of every label the operator itself sets; user labels with it are rejected/ignored.
 pub const OPERATOR_LABEL_PREFIX: &str = "swarm-operator.io/";
 

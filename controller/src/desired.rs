@@ -8,12 +8,12 @@ use serde::Serialize;
 
 use crate::data_objects::{DataKind, DesiredData, versioned_name};
 use crate::definition::{
-    self, DEFAULT_INSTANCE, DnsConfig, FileMount, Healthcheck, LogDriver, Mode, Mount, MountKind,
-    NetworkDefinition, Placement, Port, ResourceAmounts, Resources, RestartPolicy,
-    ServiceDefinition, Ulimit, UpdatePolicy, VolumeOptions,
+    self, DEFAULT_INSTANCE, DEPENDS_ON_LABEL, DnsConfig, FileMount, Healthcheck, LogDriver, Mode,
+    Mount, MountKind, NetworkDefinition, Placement, Port, ResourceAmounts, Resources,
+    RestartPolicy, SPEC_VALUE_LABEL_PREFIX, ServiceDefinition, Ulimit, UpdatePolicy, VolumeOptions,
 };
 use crate::docker::Ownership;
-use crate::spec::{self, LoadDirError, Located, Object, SpecError, SpecStore};
+use crate::spec::{self, DriftField, LoadDirError, Located, Object, SpecError, SpecStore};
 
 /// A desired object with its identity in the operator's labels.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,24 +26,97 @@ pub struct DesiredObject<T> {
     pub source_file: String,
     /// The operator instance that owns it.
     pub instance: String,
+    /// How the operator treats it (suspend, drift policy, dependencies): never written to the
+    /// swarm and not part of the hash, so changing it alone causes no write.
+    pub policy: ObjectPolicy,
 }
 
 impl<T: Serialize> DesiredObject<T> {
-    /// A desired object, hashed.
+    /// A desired object, hashed, with the default policy.
     pub fn new(definition: T, source_file: String, instance: &str) -> Self {
         DesiredObject {
             hash: definition::definition_hash(&definition),
             definition,
             source_file,
             instance: instance.to_owned(),
+            policy: ObjectPolicy::default(),
         }
     }
 }
 
+/// What the spec says about reconciling an object, beside what the object should be.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ObjectPolicy {
+    /// `swarm-operator.io/suspend: "true"`: the object is left exactly as it is.
+    pub suspended: bool,
+    /// Fields whose drift is left to someone else.
+    pub drift_ignore: BTreeSet<DriftField>,
+    /// The spec's values of the fields in `drift_ignore`, as written to the policy labels.
+    pub spec_values: BTreeMap<DriftField, String>,
+    /// Services that must be ready before this one is created or updated.
+    pub depends_on: Vec<String>,
+}
+
+impl ObjectPolicy {
+    fn of_service(service: &spec::SwarmService, definition: &ServiceDefinition) -> Self {
+        let drift_ignore: BTreeSet<DriftField> = service
+            .spec
+            .drift_policy
+            .iter()
+            .flat_map(|p| p.ignore.iter().copied())
+            .collect();
+        let spec_values = drift_ignore
+            .iter()
+            .filter_map(|field| Some((*field, drift_value(definition, *field)?)))
+            .collect();
+        ObjectPolicy {
+            suspended: service.metadata.is_suspended(),
+            drift_ignore,
+            spec_values,
+            depends_on: service.spec.depends_on.clone(),
+        }
+    }
+
+    /// The labels that record this policy on the swarm object.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        let mut labels: BTreeMap<String, String> = self
+            .spec_values
+            .iter()
+            .map(|(field, value)| {
+                (
+                    format!("{SPEC_VALUE_LABEL_PREFIX}{}", field.as_str()),
+                    value.clone(),
+                )
+            })
+            .collect();
+        if !self.depends_on.is_empty() {
+            labels.insert(DEPENDS_ON_LABEL.to_owned(), self.depends_on.join(","));
+        }
+        labels
+    }
+}
+
+/// A definition's value of a drift-policy field, as a label value (`None`: the field does not
+/// apply, e.g. replicas of a global service).
+pub fn drift_value(definition: &ServiceDefinition, field: DriftField) -> Option<String> {
+    match field {
+        DriftField::Replicas => match definition.mode {
+            Mode::Replicated { replicas } => Some(replicas.to_string()),
+            Mode::Global => None,
+        },
+        DriftField::Image => Some(definition.image.clone()),
+    }
+}
+
+/// The file whose presence in the spec directory suspends every object (prune included).
+pub const SUSPEND_FILE: &str = ".suspend";
+
 impl<T> DesiredObject<T> {
     /// The operator's labels to write on the object.
     pub fn owner_labels(&self) -> BTreeMap<String, String> {
-        Ownership::labels(&self.hash, &self.source_file, &self.instance)
+        let mut labels = Ownership::labels(&self.hash, &self.source_file, &self.instance);
+        labels.extend(self.policy.labels());
+        labels
     }
 }
 
@@ -70,6 +143,8 @@ pub struct DesiredState {
     /// held no spec at all (an empty or unmounted directory must not wipe the swarm) unless
     /// the user allowed it.
     pub prune_allowed: bool,
+    /// The spec directory holds a `.suspend` file: nothing is created, updated or removed.
+    pub all_suspended: bool,
 }
 
 impl Default for DesiredState {
@@ -83,6 +158,7 @@ impl Default for DesiredState {
             errors: Vec::new(),
             failed_files: BTreeSet::new(),
             prune_allowed: false,
+            all_suspended: false,
         }
     }
 }
@@ -152,7 +228,10 @@ impl DesiredState {
                             .or_insert(deadline.as_duration());
                     }
                     insert_first(&mut state.services, definition.name.clone(), || {
-                        DesiredObject::new(definition, source_file, instance)
+                        DesiredObject {
+                            policy: ObjectPolicy::of_service(service, &definition),
+                            ..DesiredObject::new(definition, source_file, instance)
+                        }
                     });
                 }
                 // Configs and secrets become swarm objects through their own reconciler; the
@@ -163,7 +242,13 @@ impl DesiredState {
                 Object::Network(network) => {
                     let definition = network_definition(network);
                     insert_first(&mut state.networks, definition.name.clone(), || {
-                        DesiredObject::new(definition, source_file, instance)
+                        DesiredObject {
+                            policy: ObjectPolicy {
+                                suspended: network.metadata.is_suspended(),
+                                ..ObjectPolicy::default()
+                            },
+                            ..DesiredObject::new(definition, source_file, instance)
+                        }
                     });
                 }
             }
@@ -225,13 +310,15 @@ impl DesiredState {
             .iter()
             .map(|p| source_file_name(p))
             .collect();
-        Ok(DesiredState::build(
+        let mut state = DesiredState::build(
             &loaded.objects,
             loaded.errors,
             failed_files,
             allow_empty_prune,
             instance,
-        ))
+        );
+        state.all_suspended = dir.join(SUSPEND_FILE).exists();
+        Ok(state)
     }
 }
 

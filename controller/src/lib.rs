@@ -16,6 +16,7 @@ pub mod election;
 pub mod file_sd;
 pub mod live_status;
 pub mod metrics;
+pub mod notify;
 pub mod object_table;
 pub mod operator;
 pub mod overview;

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use crate::definition::tests::{sample_network, sample_service};
 use crate::definition::{DEFAULT_INSTANCE, Port, ServiceDefinition};
 use crate::docker::memory::MemorySwarm;
-use crate::docker::{Op, Ownership};
+use crate::docker::{EngineValue, ObservedTask, Op, Ownership};
 use crate::operator::{self, OperatorConfig, OperatorError};
 
 /// An operator running on the in-memory swarm.
@@ -274,6 +274,57 @@ async fn drift_is_corrected_by_the_event_alone() {
         swarm.count(Op::ListServices),
         lists,
         "one object read, no relist"
+    );
+    running.stop().await;
+}
+
+/// A dependent waits for its dependency without polling the plan: the task list showing the
+/// dependency running is what lets it be created.
+#[tokio::test(start_paused = true)]
+async fn a_dependent_is_created_when_its_dependency_runs() {
+    let swarm = MemorySwarm::default();
+    let dir = TempDir::new().unwrap();
+    let specs = dir.path().join("specs");
+    write_spec(&specs, "db.yaml", &service_yaml("db", "img:1", ""));
+    write_spec(
+        &specs,
+        "api.yaml",
+        &service_yaml("api", "img:1", "  dependsOn: [db]\n"),
+    );
+    let running = start(&swarm, dir, Duration::from_secs(3600));
+    eventually(Duration::from_secs(10), "db created", || {
+        swarm.services().contains_key("db")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        !swarm.services().contains_key("api"),
+        "api waits while db runs no task"
+    );
+    let db = swarm.services()["db"].id.clone();
+    swarm.set_tasks(vec![ObservedTask {
+        id: "t1".into(),
+        service_id: db,
+        slot: Some(1),
+        node_id: Some("n1".into()),
+        state: EngineValue::parse("state", "running"),
+        desired_state: EngineValue::parse("desired", "running"),
+        message: String::new(),
+        error: None,
+        exit_code: None,
+        timestamp: None,
+        template: None,
+        addresses: vec![],
+    }]);
+    eventually(Duration::from_secs(5), "api created", || {
+        swarm.services().contains_key("api")
+    })
+    .await;
+    assert_eq!(
+        swarm.count(Op::CreateService),
+        2,
+        "each created once: {:?}",
+        swarm.calls()
     );
     running.stop().await;
 }

@@ -12,6 +12,7 @@ use swarm_operator::compose;
 use swarm_operator::docker::{DockerEngine, SwarmApi};
 use swarm_operator::election::{ElectionConfig, Elector, Leadership, SwarmLeaseStore};
 use swarm_operator::live_status::LiveStatus;
+use swarm_operator::notify::NotifyConfig;
 use swarm_operator::object_table::{Format, Printer, Selection};
 use swarm_operator::operator::{self, OperatorConfig};
 use swarm_operator::plan::PlanDisplay;
@@ -105,6 +106,13 @@ enum Command {
         /// hostname to its container id).
         #[arg(long, env = "SWARM_OPERATOR_IDENTITY")]
         identity: Option<String>,
+        /// POST each event (rolloutSucceeded, rolloutFailed, rolledBack, driftCorrected,
+        /// specError, pruned) as JSON to this http:// URL, retried with backoff; repeatable.
+        #[arg(long = "notify", value_name = "URL")]
+        notify: Vec<String>,
+        /// Append each event as a JSON line to this file.
+        #[arg(long, value_name = "FILE")]
+        events_log: Option<PathBuf>,
     },
     /// Validate the specs of a file or directory, then store them in the swarm for
     /// `run --source swarm`. A directory replaces every stored file (files gone from it are
@@ -288,6 +296,8 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             file_sd,
             leader_election,
             identity,
+            notify,
+            events_log,
         } => {
             let api = DockerEngine::connect()
                 .await
@@ -333,6 +343,10 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 instance,
                 file_sd,
                 leadership,
+                notify: NotifyConfig {
+                    urls: notify,
+                    events_log,
+                },
                 ..OperatorConfig::new(specs, status)
             };
             let result = operator::run(config, api, shutdown_signal()).await;

@@ -18,6 +18,7 @@ use crate::docker::{DockerError, Metered, SwarmApi};
 use crate::election::Leadership;
 use crate::file_sd;
 use crate::metrics::{self, Metrics};
+use crate::notify::{Notifier, NotifyConfig, NotifyError, StatusEvents};
 use crate::page;
 use crate::plan::ObjectKey;
 use crate::reconcile::{Context, reconcile};
@@ -46,6 +47,9 @@ pub enum OperatorError {
     /// The status file could not be written.
     #[error(transparent)]
     Status(#[from] status::StatusError),
+    /// Notifications could not be set up.
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
 }
 
 /// Settings of `swarm-operator run`.
@@ -74,6 +78,8 @@ pub struct OperatorConfig {
     pub file_sd: Option<PathBuf>,
     /// Whether this replica may write ([`Leadership::always`] for a single replica).
     pub leadership: Leadership,
+    /// Webhooks and the events log.
+    pub notify: NotifyConfig,
 }
 
 impl OperatorConfig {
@@ -91,6 +97,7 @@ impl OperatorConfig {
             instance: crate::definition::DEFAULT_INSTANCE.to_owned(),
             file_sd: None,
             leadership: Leadership::always(),
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -113,6 +120,7 @@ async fn status_writer(
     world: World,
     metrics: Arc<Metrics>,
     config: OperatorConfig,
+    notifier: Notifier,
     shutdown: CancellationToken,
 ) -> Result<(), status::StatusError> {
     // Coalesces bursts (a rollout touches many tasks) into one write.
@@ -122,6 +130,9 @@ async fn status_writer(
     const RETRY_MAX: Duration = Duration::from_secs(30);
     let mut last: Option<StatusFile> = status::read(&config.status_file);
     let mut retry: Option<Duration> = None;
+    // What notifications were computed against (the file may fail to be written).
+    let mut announced = last.clone();
+    let mut status_events = StatusEvents::default();
     loop {
         let stopping = match retry {
             Some(delay) => tokio::select! {
@@ -141,7 +152,21 @@ async fn status_writer(
         }
         let next = {
             let state = world.read();
-            status::build(&state, &config.specs_dir, last.as_ref(), &now_rfc3339())
+            let next = status::build(&state, &config.specs_dir, last.as_ref(), &now_rfc3339());
+            if announced
+                .as_ref()
+                .is_none_or(|a| !status::same_content(a, &next))
+            {
+                let events = status_events.changes(announced.as_ref(), &next, |name| {
+                    state.desired.services.get(name).map(|d| d.hash.clone())
+                });
+                // Followers see the same changes; only the leader announces them.
+                if config.leadership.is_leader() {
+                    events.into_iter().for_each(|e| notifier.send(e));
+                }
+                announced = Some(next.clone());
+            }
+            next
         };
         let due = stopping
             || retry.is_some()
@@ -190,7 +215,8 @@ pub async fn run<A: SwarmApi>(
     api.ensure_manager().await?;
     let world = World::default();
     let stop = CancellationToken::new();
-    let activity = ActivityLog::default();
+    let (notifier, _notify_task) = Notifier::start(config.notify.clone()).await?;
+    let activity = ActivityLog::with_notifier(notifier.clone());
 
     let metrics_server = config.metrics_addr.map(|addr| {
         let page = page::PageState::new(
@@ -263,6 +289,7 @@ pub async fn run<A: SwarmApi>(
         world.clone(),
         metrics.clone(),
         config.clone(),
+        notifier,
         stop.clone(),
     ));
     let watch_task = tokio::spawn(swarm_watch::run(

@@ -10,10 +10,14 @@ use serde::Serialize;
 
 use crate::data_objects::describe_secret_changes;
 use crate::definition::{
-    DEFAULT_INSTANCE, FieldChange, NetworkDefinition, ServiceDefinition, field_changes,
+    DEFAULT_INSTANCE, FieldChange, Mode, NetworkDefinition, SPEC_VALUE_LABEL_PREFIX,
+    ServiceDefinition, field_changes,
 };
-use crate::desired::{DesiredObject, DesiredState};
-use crate::docker::{Observed, ObservedNetwork, ObservedService, Ownership};
+use crate::desired::{DesiredObject, DesiredState, SUSPEND_FILE, drift_value};
+use crate::docker::{
+    Observed, ObservedNetwork, ObservedService, Ownership, TaskState, UpdateState,
+};
+use crate::spec::{DriftField, SUSPEND_ANNOTATION};
 
 /// The kind of object a key names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -122,6 +126,22 @@ impl Action {
         }
     }
 
+    /// What the action does, for messages: `create`, `update: spec changed`, `remove`, ….
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Action::CreateNetwork { .. } | Action::CreateService { .. } => "create",
+            Action::UpdateService {
+                cause: UpdateCause::SpecChanged,
+                ..
+            } => "update: spec changed",
+            Action::UpdateService {
+                cause: UpdateCause::Drift,
+                ..
+            } => "update: drift",
+            Action::RemoveService { .. } | Action::RemoveNetwork { .. } => "remove",
+        }
+    }
+
     /// Order in which actions run: networks exist before the services that use them, and
     /// services are gone before the networks they used.
     fn rank(&self) -> u8 {
@@ -147,6 +167,13 @@ pub enum ConflictReason {
     SpecFileFailed,
     /// The spec directory is empty, and pruning from an empty directory is not allowed.
     PruneWithheld,
+    /// The object (annotation) or the whole spec directory (`.suspend`) is suspended.
+    Suspended,
+    /// A field under `driftPolicy.ignore` differs on the swarm; it is left as it is. Not a
+    /// refusal: other writes still happen.
+    ExternallyManaged,
+    /// A service in `dependsOn` is not ready yet (or, for a removal, a dependent still exists).
+    WaitingForDependency,
 }
 
 /// An object the plan refuses or is unable to act on, with the reason and what to do.
@@ -220,6 +247,136 @@ pub fn plan(desired: &DesiredState, observed: &Observed) -> Plan {
 
 /// Plans one object: the unit of work of the reconciler.
 pub fn plan_object(key: &ObjectKey, desired: &DesiredState, observed: &Observed) -> ObjectPlan {
+    let plan = plan_unsuspended(key, desired, observed);
+    match suspension(key, desired) {
+        Some(why)
+            if plan.action.is_some() || plan.conflict.is_some() || is_present(key, observed) =>
+        {
+            let held = plan
+                .action
+                .as_ref()
+                .map(|a| format!(" (held: {})", a.verb()))
+                .unwrap_or_default();
+            conflict(key, ConflictReason::Suspended, format!("{why}{held}"))
+        }
+        Some(_) => ObjectPlan::default(),
+        None => plan,
+    }
+}
+
+/// Why `key` is suspended, if it is.
+fn suspension(key: &ObjectKey, desired: &DesiredState) -> Option<String> {
+    if desired.all_suspended {
+        return Some(format!(
+            "suspended: the spec directory holds a {SUSPEND_FILE} file; remove it to reconcile again"
+        ));
+    }
+    let (suspended, file) = match key.kind {
+        ObjectKind::Service => desired
+            .services
+            .get(&key.name)
+            .map(|d| (d.policy.suspended, &d.source_file)),
+        ObjectKind::Network => desired
+            .networks
+            .get(&key.name)
+            .map(|d| (d.policy.suspended, &d.source_file)),
+    }?;
+    suspended.then(|| {
+        format!(
+            "suspended by the annotation {SUSPEND_ANNOTATION}: \"true\" in {file}; remove it to \
+             reconcile again"
+        )
+    })
+}
+
+fn is_present(key: &ObjectKey, observed: &Observed) -> bool {
+    match key.kind {
+        ObjectKind::Service => observed.services.contains_key(&key.name),
+        ObjectKind::Network => observed.networks.contains_key(&key.name),
+    }
+}
+
+fn plan_unsuspended(key: &ObjectKey, desired: &DesiredState, observed: &Observed) -> ObjectPlan {
+    let plan = plan_by_kind(key, desired, observed);
+    match &plan.action {
+        Some(Action::CreateService { desired: d })
+        | Some(Action::UpdateService {
+            desired: d,
+            cause: UpdateCause::SpecChanged,
+            ..
+        }) => match unready_dependency(&d.policy.depends_on, desired, observed) {
+            Some(message) => conflict(key, ConflictReason::WaitingForDependency, message),
+            None => plan,
+        },
+        Some(Action::RemoveService { name, .. }) => match remaining_dependent(name, observed) {
+            Some(message) => conflict(key, ConflictReason::WaitingForDependency, message),
+            None => plan,
+        },
+        _ => plan,
+    }
+}
+
+/// The first service of `depends_on` that is not ready, described; `None` when all are.
+/// Ready: it runs the current spec (its spec-hash label matches) with no rolling update under
+/// way, and every expected replica runs (global: every task swarm wants running).
+fn unready_dependency(
+    depends_on: &[String],
+    desired: &DesiredState,
+    observed: &Observed,
+) -> Option<String> {
+    depends_on.iter().find_map(|name| {
+        let waiting = |why: String| Some(format!("waiting for dependency {name}: {why}"));
+        let Some(service) = observed.services.get(name) else {
+            return waiting("it does not exist yet".to_owned());
+        };
+        if let Some(spec) = desired.services.get(name)
+            && service.ownership.spec_hash.as_deref() != Some(spec.hash.as_str())
+        {
+            return waiting("its spec change is not rolled out yet".to_owned());
+        }
+        if service.update_status.as_ref().is_some_and(|u| {
+            matches!(
+                u.state,
+                UpdateState::UPDATING | UpdateState::ROLLBACK_STARTED | UpdateState::PAUSED
+            )
+        }) {
+            return waiting("a rolling update is under way".to_owned());
+        }
+        let live: Vec<_> = observed
+            .tasks
+            .iter()
+            .filter(|t| t.service_id == service.id && t.desired_state.is(&TaskState::RUNNING))
+            .collect();
+        let running = live
+            .iter()
+            .filter(|t| t.state.is(&TaskState::RUNNING))
+            .count() as u64;
+        let expected = match service.definition.mode {
+            Mode::Replicated { replicas } => replicas,
+            Mode::Global => (live.len() as u64).max(1),
+        };
+        (running < expected).then(|| {
+            format!("waiting for dependency {name}: {running}/{expected} replicas running")
+        })
+    })
+}
+
+/// An owned service, other than `name`, recorded as depending on `name`: a removal waits until
+/// it is gone (removal in reverse order).
+fn remaining_dependent(name: &str, observed: &Observed) -> Option<String> {
+    observed
+        .services
+        .values()
+        .find(|s| s.definition.name != name && s.ownership.depends_on().iter().any(|d| d == name))
+        .map(|s| {
+            format!(
+                "{} depends on it; it is removed after {} is gone",
+                s.definition.name, s.definition.name
+            )
+        })
+}
+
+fn plan_by_kind(key: &ObjectKey, desired: &DesiredState, observed: &Observed) -> ObjectPlan {
     match key.kind {
         ObjectKind::Service => plan_service(
             key,
@@ -330,26 +487,80 @@ fn plan_service(
             })
         }
         (Some(desired), Some(observed)) => {
+            let (written, external) = apply_drift_policy(desired, observed);
+            let note = (!external.is_empty()).then(|| Conflict {
+                key: key.clone(),
+                reason: ConflictReason::ExternallyManaged,
+                message: format!(
+                    "{} (driftPolicy.ignore: changed by someone else, left alone)",
+                    external.join(", ")
+                ),
+            });
             let spec_changed = observed.ownership.spec_hash.as_deref()
                 != Some(desired.hash.as_str())
-                || observed.ownership.source_file.as_deref() != Some(&desired.source_file);
-            let changes = field_changes(&desired.definition, &observed.definition, spec_changed);
+                || observed.ownership.source_file.as_deref() != Some(&desired.source_file)
+                || observed.ownership.policy != desired.policy.labels();
+            let changes = field_changes(&written.definition, &observed.definition, spec_changed);
             if !spec_changed && changes.is_empty() {
-                return ObjectPlan::default();
+                return ObjectPlan {
+                    action: None,
+                    conflict: note,
+                };
             }
-            action(Action::UpdateService {
-                id: observed.id.clone(),
-                version: observed.version,
-                desired: desired.clone(),
-                changes,
-                cause: if spec_changed {
-                    UpdateCause::SpecChanged
-                } else {
-                    UpdateCause::Drift
-                },
-            })
+            ObjectPlan {
+                action: Some(Action::UpdateService {
+                    id: observed.id.clone(),
+                    version: observed.version,
+                    desired: written,
+                    changes,
+                    cause: if spec_changed {
+                        UpdateCause::SpecChanged
+                    } else {
+                        UpdateCause::Drift
+                    },
+                }),
+                conflict: note,
+            }
         }
     }
+}
+
+/// What to write for a service under its drift policy: the desired object with the swarm's
+/// value kept for each ignored field that someone else changed (the spec's value recorded on
+/// the service still matches the spec), and those fields described.
+fn apply_drift_policy(
+    desired: &DesiredObject<ServiceDefinition>,
+    observed: &ObservedService,
+) -> (DesiredObject<ServiceDefinition>, Vec<String>) {
+    let mut written = desired.clone();
+    let mut external = Vec::new();
+    for field in &desired.policy.drift_ignore {
+        let label = format!("{SPEC_VALUE_LABEL_PREFIX}{}", field.as_str());
+        let recorded = observed.ownership.policy.get(&label);
+        let spec_value = desired.policy.spec_values.get(field);
+        // The spec's value moved since the last write: that is a spec change, applied. With no
+        // record (the policy is new) the swarm's value is kept: that is what the policy is for.
+        if recorded.is_some() && recorded != spec_value {
+            continue;
+        }
+        let (Some(swarm_value), Some(spec_value)) =
+            (drift_value(&observed.definition, *field), spec_value)
+        else {
+            continue;
+        };
+        if swarm_value == *spec_value {
+            continue;
+        }
+        match field {
+            DriftField::Replicas => written.definition.mode = observed.definition.mode.clone(),
+            DriftField::Image => written.definition.image = observed.definition.image.clone(),
+        }
+        external.push(format!(
+            "{}: {swarm_value} on the swarm, {spec_value} in the spec",
+            field.as_str()
+        ));
+    }
+    (written, external)
 }
 
 fn plan_network(
@@ -455,7 +666,7 @@ mod tests {
     use super::*;
     use crate::definition::Mode;
     use crate::definition::tests::{docker_default_update_policy, sample_network, sample_service};
-    use crate::docker::Ownership;
+    use crate::docker::{EngineValue, ObservedTask, Ownership};
 
     fn desired_service(name: &str, file: &str) -> DesiredObject<ServiceDefinition> {
         DesiredObject::new(sample_service(name), file.to_owned(), DEFAULT_INSTANCE)
@@ -747,5 +958,261 @@ mod tests {
             text,
             "~ service/quote (update: drift)\n    mode.replicated.replicas: 1 → 3\n"
         );
+    }
+
+    fn suspend(desired: &mut DesiredState, name: &str) {
+        desired.services.get_mut(name).unwrap().policy.suspended = true;
+    }
+
+    #[test]
+    fn a_suspended_service_is_neither_created_updated_nor_removed() {
+        let mut desired = state(&[("quote", "a.yaml"), ("new", "a.yaml")], &[]);
+        let mut observed = converged(&desired);
+        observed.services.remove("new");
+        observed.services.get_mut("quote").unwrap().definition.mode =
+            Mode::Replicated { replicas: 1 };
+        suspend(&mut desired, "quote");
+        suspend(&mut desired, "new");
+        let p = plan(&desired, &observed);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(p.conflicts.len(), 2);
+        assert!(
+            p.conflicts
+                .iter()
+                .all(|c| c.reason == ConflictReason::Suspended)
+        );
+        let text = PlanDisplay(&p).to_string();
+        assert!(
+            text.contains("! service/quote: suspended by the annotation swarm-operator.io/suspend: \"true\" in a.yaml; remove it to reconcile again (held: update: drift)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("service/new") && text.contains("(held: create)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_suspend_file_holds_everything_prune_included() {
+        let before = state(
+            &[("quote", "a.yaml"), ("account", "b.yaml")],
+            &[("net", "a.yaml")],
+        );
+        let observed = converged(&before);
+        let mut after = state(&[("account", "b.yaml")], &[]);
+        after.all_suspended = true;
+        let p = plan(&after, &observed);
+        assert!(p.is_empty(), "{p:?}");
+        // In sync objects are reported too, so that the status says why nothing moves.
+        let keys: Vec<String> = p.conflicts.iter().map(|c| c.key.to_string()).collect();
+        assert_eq!(keys, ["network/net", "service/account", "service/quote"]);
+        assert!(p.conflicts[0].message.contains(".suspend file"));
+        after.all_suspended = false;
+        assert_eq!(
+            plan(&after, &observed).actions.len(),
+            2,
+            "removals once resumed"
+        );
+    }
+
+    fn ignore(desired: &mut DesiredState, name: &str, fields: &[DriftField]) {
+        let d = desired.services.get_mut(name).unwrap();
+        d.policy.drift_ignore = fields.iter().copied().collect();
+        d.policy.spec_values = fields
+            .iter()
+            .filter_map(|f| Some((*f, drift_value(&d.definition, *f)?)))
+            .collect();
+    }
+
+    fn scaled(observed: &mut Observed, name: &str, replicas: u64) {
+        observed.services.get_mut(name).unwrap().definition.mode = Mode::Replicated { replicas };
+    }
+
+    #[test]
+    fn ignored_replicas_scaled_by_someone_else_are_left_alone() {
+        let mut desired = state(&[("quote", "a.yaml")], &[]);
+        ignore(&mut desired, "quote", &[DriftField::Replicas]);
+        let mut observed = converged(&desired);
+        assert!(
+            observed.services["quote"]
+                .ownership
+                .policy
+                .contains_key("swarm-operator.io/spec-value.replicas"),
+            "the spec value is recorded on the service"
+        );
+        scaled(&mut observed, "quote", 0);
+        let p = plan(&desired, &observed);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(p.conflicts[0].reason, ConflictReason::ExternallyManaged);
+        assert!(
+            p.conflicts[0]
+                .message
+                .starts_with("replicas: 0 on the swarm, 3 in the spec"),
+            "{}",
+            p.conflicts[0].message
+        );
+        // Without the policy the same difference is drift, corrected.
+        let plain = state(&[("quote", "a.yaml")], &[]);
+        let mut observed_plain = converged(&plain);
+        scaled(&mut observed_plain, "quote", 0);
+        assert!(matches!(
+            plan(&plain, &observed_plain).actions[..],
+            [Action::UpdateService {
+                cause: UpdateCause::Drift,
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn other_spec_changes_keep_the_external_replicas_and_a_new_spec_value_wins() {
+        let mut desired = state(&[("quote", "a.yaml")], &[]);
+        ignore(&mut desired, "quote", &[DriftField::Replicas]);
+        let mut observed = converged(&desired);
+        scaled(&mut observed, "quote", 7);
+        // An image change in the spec: written, with the swarm's 7 replicas kept.
+        let mut edited = desired.clone();
+        let svc = edited.services.get_mut("quote").unwrap();
+        svc.definition.image = "goblog/quote-service:v2".into();
+        svc.hash = crate::definition::definition_hash(&svc.definition);
+        let p = plan(&edited, &observed);
+        match &p.actions[..] {
+            [
+                Action::UpdateService {
+                    desired,
+                    changes,
+                    cause: UpdateCause::SpecChanged,
+                    ..
+                },
+            ] => {
+                assert_eq!(desired.definition.image, "goblog/quote-service:v2");
+                assert_eq!(desired.definition.mode, Mode::Replicated { replicas: 7 });
+                let paths: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
+                assert_eq!(paths, ["image"]);
+            }
+            other => panic!("expected one update, got {other:?}"),
+        }
+        // The spec's replicas change 3 → 5: the new spec value is applied.
+        let mut rescaled = desired.clone();
+        let svc = rescaled.services.get_mut("quote").unwrap();
+        svc.definition.mode = Mode::Replicated { replicas: 5 };
+        svc.hash = crate::definition::definition_hash(&svc.definition);
+        ignore(&mut rescaled, "quote", &[DriftField::Replicas]);
+        let p = plan(&rescaled, &observed);
+        match &p.actions[..] {
+            [Action::UpdateService { desired, .. }] => {
+                assert_eq!(desired.definition.mode, Mode::Replicated { replicas: 5 });
+                assert_eq!(
+                    desired.owner_labels()["swarm-operator.io/spec-value.replicas"],
+                    "5"
+                );
+            }
+            other => panic!("expected one update, got {other:?}"),
+        }
+        assert!(p.conflicts.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn an_ignored_image_changed_by_an_updater_is_left_alone() {
+        let mut desired = state(&[("quote", "a.yaml")], &[]);
+        ignore(&mut desired, "quote", &[DriftField::Image]);
+        let mut observed = converged(&desired);
+        observed.services.get_mut("quote").unwrap().definition.image = "quote:sha-updated".into();
+        let p = plan(&desired, &observed);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(p.conflicts[0].reason, ConflictReason::ExternallyManaged);
+    }
+
+    fn task(service: &str, state: &str) -> ObservedTask {
+        ObservedTask {
+            id: format!("t-{service}-{state}"),
+            service_id: format!("id-{service}"),
+            slot: Some(1),
+            node_id: None,
+            state: EngineValue::parse("state", state),
+            desired_state: EngineValue::parse("desired", "running"),
+            message: String::new(),
+            error: None,
+            exit_code: None,
+            timestamp: None,
+            template: None,
+            addresses: vec![],
+        }
+    }
+
+    #[test]
+    fn a_dependent_is_created_only_once_its_dependency_is_ready() {
+        let mut desired = state(&[("db", "a.yaml"), ("api", "a.yaml")], &[]);
+        desired.services.get_mut("api").unwrap().policy.depends_on = vec!["db".into()];
+        // Nothing exists: db is created, api waits naming db.
+        let p = plan(&desired, &Observed::default());
+        let keys: Vec<String> = p.actions.iter().map(|a| a.key().to_string()).collect();
+        assert_eq!(keys, ["service/db"]);
+        assert_eq!(p.conflicts[0].reason, ConflictReason::WaitingForDependency);
+        assert_eq!(
+            p.conflicts[0].message,
+            "waiting for dependency db: it does not exist yet"
+        );
+        // db exists with 2 of 3 replicas running: still waiting.
+        let mut observed = converged(&desired);
+        observed.services.remove("api");
+        observed.tasks = vec![
+            task("db", "running"),
+            task("db", "running"),
+            task("db", "starting"),
+        ];
+        let p = plan(&desired, &observed);
+        assert!(p.is_empty(), "{p:?}");
+        assert!(
+            p.conflicts[0].message.ends_with("db: 2/3 replicas running"),
+            "{p:?}"
+        );
+        // All running: api is created.
+        observed.tasks[2] = task("db", "running");
+        let p = plan(&desired, &observed);
+        assert!(
+            matches!(&p.actions[..], [Action::CreateService { desired }] if desired.definition.name == "api")
+        );
+        if let Action::CreateService { desired } = &p.actions[0] {
+            assert_eq!(desired.owner_labels()["swarm-operator.io/depends-on"], "db");
+        }
+    }
+
+    #[test]
+    fn a_dependent_spec_change_waits_for_the_dependency_rollout() {
+        let mut desired = state(&[("db", "a.yaml"), ("api", "a.yaml")], &[]);
+        desired.services.get_mut("api").unwrap().policy.depends_on = vec!["db".into()];
+        let observed = converged(&desired);
+        let mut edited = desired.clone();
+        for name in ["db", "api"] {
+            let svc = edited.services.get_mut(name).unwrap();
+            svc.definition.image = "v2".into();
+            svc.hash = crate::definition::definition_hash(&svc.definition);
+        }
+        let p = plan(&edited, &observed);
+        let keys: Vec<String> = p.actions.iter().map(|a| a.key().to_string()).collect();
+        assert_eq!(keys, ["service/db"]);
+        assert_eq!(
+            p.conflicts[0].message,
+            "waiting for dependency db: its spec change is not rolled out yet"
+        );
+    }
+
+    #[test]
+    fn removal_goes_in_reverse_dependency_order() {
+        let mut before = state(&[("db", "a.yaml"), ("api", "a.yaml")], &[]);
+        before.services.get_mut("api").unwrap().policy.depends_on = vec!["db".into()];
+        let mut observed = converged(&before);
+        let after = DesiredState {
+            prune_allowed: true,
+            ..Default::default()
+        };
+        let p = plan(&after, &observed);
+        let keys: Vec<String> = p.actions.iter().map(|a| a.key().to_string()).collect();
+        assert_eq!(keys, ["service/api"], "db waits for api: {p:?}");
+        assert_eq!(p.conflicts[0].key, ObjectKey::service("db"));
+        assert_eq!(p.conflicts[0].reason, ConflictReason::WaitingForDependency);
+        observed.services.remove("api");
+        assert_eq!(plan(&after, &observed).actions.len(), 1);
     }
 }

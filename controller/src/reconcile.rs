@@ -464,7 +464,8 @@ async fn apply<A: SwarmApi>(
                         UpdateCause::SpecChanged => ActivityKind::Updated,
                         UpdateCause::Drift => ActivityKind::DriftCorrected,
                     };
-                    ctx.activity.record(kind, key, fields.join("; "));
+                    ctx.activity
+                        .record_for_spec(kind, key, fields.join("; "), Some(&desired.hash));
                     if let Some(previous) = &previous {
                         collect_old_versions(ctx, key, previous, Some(&desired.definition)).await;
                     }

@@ -13,7 +13,8 @@ use crate::definition::Mode;
 use crate::docker::{
     ObservedService, ObservedTask, TaskAddress, TaskState, UpdateState, VirtualIp,
 };
-use crate::plan::{ConflictReason, ObjectKey};
+use crate::plan::{Conflict, ConflictReason, ObjectKey};
+use crate::spec::DriftField;
 
 use crate::spec::SpecError;
 use crate::world::{Blocker, WorldState};
@@ -519,7 +520,17 @@ fn service_status(
     let desired = world.desired.services.get(name);
     let observed = world.observed.services.get(name);
     let outcome = world.outcomes.get(&ObjectKey::service(name));
+    // With `driftPolicy.ignore: [replicas]` the count someone else set is the one expected.
+    let replicas_external = desired
+        .is_some_and(|d| d.policy.drift_ignore.contains(&DriftField::Replicas))
+        && observed.is_some_and(|o| matches!(o.definition.mode, Mode::Replicated { .. }));
     let desired_replicas = match desired.map(|d| &d.definition.mode) {
+        Some(Mode::Replicated { .. }) if replicas_external => {
+            match observed.map(|o| &o.definition.mode) {
+                Some(Mode::Replicated { replicas }) => Some(*replicas),
+                _ => None,
+            }
+        }
         Some(Mode::Replicated { replicas }) => Some(*replicas),
         Some(Mode::Global) => None,
         None => match observed.map(|o| &o.definition.mode) {
@@ -567,9 +578,12 @@ fn service_status(
         })
         .unwrap_or_default();
     let last_error = outcome.and_then(|o| {
-        o.last_error()
-            .map(str::to_owned)
-            .or_else(|| o.conflict.as_ref().map(|c| c.message.clone()))
+        o.last_error().map(str::to_owned).or_else(|| {
+            o.conflict
+                .as_ref()
+                .filter(|c| is_problem(c))
+                .map(|c| c.message.clone())
+        })
     });
     let conflict = outcome.and_then(|o| o.conflict.as_ref()).map(|c| &c.reason);
 
@@ -588,8 +602,11 @@ fn service_status(
             ),
         },
     };
+    let plan_conflict = outcome.and_then(|o| o.conflict.as_ref());
     let (progressing, progressing_reason, progressing_message) =
-        if let Some((Blocker::WaitingForNetwork { .. }, message)) =
+        if let Some(note) = condition_from_plan(plan_conflict, ConditionType::Progressing) {
+            note
+        } else if let Some((Blocker::WaitingForNetwork { .. }, message)) =
             outcome.and_then(|o| o.error.as_ref())
         {
             (true, ConditionReason::WaitingForNetwork, message.clone())
@@ -621,12 +638,8 @@ fn service_status(
                 _ => ConditionReason::ReconcileError,
             };
             (true, reason, error)
-        } else if let Some(conflict) = outcome.and_then(|o| o.conflict.as_ref()) {
-            (
-                true,
-                ConditionReason::from(&conflict.reason),
-                conflict.message.clone(),
-            )
+        } else if let Some(note) = condition_from_plan(plan_conflict, ConditionType::Degraded) {
+            note
         } else {
             (
                 false,
@@ -665,6 +678,29 @@ fn service_status(
         endpoints,
         last_error,
     }
+}
+
+/// Whether a plan conflict is a problem (an error to show) rather than a policy note.
+fn is_problem(conflict: &Conflict) -> bool {
+    ConditionReason::from(&conflict.reason)
+        .explains()
+        .contains(&(ConditionType::Degraded, ConditionStatus::True))
+}
+
+/// The condition of type `kind` that the plan's conflict or note sets, if its reason is about
+/// that type (a suspension is about progress, a refusal about degradation).
+fn condition_from_plan(
+    conflict: Option<&Conflict>,
+    kind: ConditionType,
+) -> Option<(bool, ConditionReason, String)> {
+    let conflict = conflict?;
+    let reason = ConditionReason::from(&conflict.reason);
+    let (_, status) = reason.explains().iter().find(|(k, _)| *k == kind)?;
+    Some((
+        *status == ConditionStatus::True,
+        reason,
+        conflict.message.clone(),
+    ))
 }
 
 /// A condition that keeps its previous transition time while its status stays the same.
@@ -727,7 +763,9 @@ fn network_status(
             "its spec is gone; it is being removed".to_owned(),
         ),
     };
+    let progressing_note = condition_from_plan(conflict.as_ref(), ConditionType::Progressing);
     let (progressing, progressing_reason, progressing_message) = match (&error, desired, observed) {
+        _ if progressing_note.is_some() => progressing_note.expect("checked"),
         (Some((Blocker::WaitingForUsers { .. }, message)), _, _) => {
             (true, ConditionReason::WaitingForUsers, message.clone())
         }
@@ -751,11 +789,11 @@ fn network_status(
         (Some((Blocker::Failed, message)), _) => {
             (true, ConditionReason::ReconcileError, message.clone())
         }
-        (_, Some(conflict)) => (
-            true,
-            ConditionReason::from(&conflict.reason),
-            conflict.message.clone(),
-        ),
+        (_, Some(conflict))
+            if condition_from_plan(Some(conflict), ConditionType::Degraded).is_some() =>
+        {
+            condition_from_plan(Some(conflict), ConditionType::Degraded).expect("checked")
+        }
         _ => (
             false,
             ConditionReason::AsExpected,
@@ -785,7 +823,7 @@ fn network_status(
         ],
         last_error: error
             .map(|(_, message)| message)
-            .or_else(|| conflict.map(|c| c.message)),
+            .or_else(|| conflict.filter(is_problem).map(|c| c.message)),
     }
 }
 
@@ -867,6 +905,7 @@ mod tests {
                 hash: hash.clone(),
                 source_file: "a.yaml".into(),
                 instance: crate::definition::DEFAULT_INSTANCE.into(),
+                policy: Default::default(),
             },
         );
         world.observed.services.insert(

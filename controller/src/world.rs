@@ -26,7 +26,7 @@ use crate::definition::ServiceDefinition;
 use crate::desired::{DesiredObject, DesiredState};
 use crate::docker::Observed;
 use crate::docker::{ObservedNetwork, ObservedNode, ObservedService, ObservedTask, Ownership};
-use crate::plan::{Conflict, ObjectKey, ObjectKind};
+use crate::plan::{Conflict, ConflictReason, ObjectKey, ObjectKind};
 
 /// Why the last reconcile of an object did not finish its work, as the status reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,7 +302,14 @@ impl Reflector {
             let mut state = shared.write().expect("world lock poisoned");
             match report {
                 Report::Observed(observation) => {
+                    let tasks_changed = matches!(&observation,
+                        Observation::Tasks(tasks) if *tasks != state.observed.tasks);
                     self.observe(&mut state, observation, now, &mut changed);
+                    if tasks_changed || !changed.is_empty() {
+                        // A dependency may have become ready (its tasks run, its update
+                        // finished, or a dependent is gone): look at the waiters again.
+                        changed.extend(waiting_for_dependency(&state));
+                    }
                 }
                 Report::Written(written) => self.written(&mut state, written, now),
                 Report::Desired(desired) => {
@@ -643,6 +650,20 @@ fn unblocked_by(
     networks.chain(port_waiters).collect()
 }
 
+/// Services whose last reconcile waited for a `dependsOn` service (or a dependent's removal).
+fn waiting_for_dependency(state: &WorldState) -> Vec<ObjectKey> {
+    state
+        .outcomes
+        .iter()
+        .filter(|(_, o)| {
+            o.conflict
+                .as_ref()
+                .is_some_and(|c| c.reason == ConflictReason::WaitingForDependency)
+        })
+        .map(|(key, _)| key.clone())
+        .collect()
+}
+
 /// Desired services that wait for network `name` to appear.
 fn network_dependents(state: &WorldState, name: &str) -> Vec<ObjectKey> {
     state
@@ -668,13 +689,20 @@ fn desired_changes(old: &DesiredState, new: &DesiredState) -> (BTreeSet<ObjectKe
             .chain(new.keys())
             .filter(|name| old.get(*name) != new.get(*name))
     }
-    let keys = diff(&old.services, &new.services)
+    let mut keys: BTreeSet<ObjectKey> = diff(&old.services, &new.services)
         .map(ObjectKey::service)
         .chain(diff(&old.networks, &new.networks).map(ObjectKey::network))
         .collect();
+    let suspension_changed = old.all_suspended != new.all_suspended;
+    if suspension_changed {
+        // A `.suspend` file came or went: every object's plan changes.
+        keys.extend(new.services.keys().map(ObjectKey::service));
+        keys.extend(new.networks.keys().map(ObjectKey::network));
+    }
     let prune_rules_changed = old.prune_allowed != new.prune_allowed
         || old.failed_files != new.failed_files
-        || old.instance != new.instance;
+        || old.instance != new.instance
+        || suspension_changed;
     (keys, prune_rules_changed)
 }
 

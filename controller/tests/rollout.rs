@@ -1,6 +1,10 @@
 //! Rollouts one can wait on, on the real single-node swarm: the conditions follow swarm's
 //! rolling update, `get` shows them, `wait` exits by them.
 
+// Helpers outside #[test] functions unwrap too: in a test, a failed unwrap is a failed test
+// with its location.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::process::Output;

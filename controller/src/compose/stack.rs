@@ -134,6 +134,7 @@ pub fn convert(compose: &Compose, stack: &str, lookup: &dyn Fn(&str) -> Option<S
                 } else {
                     with_namespace(stack, &decl.labels)
                 },
+                annotations: BTreeMap::new(),
             },
             spec,
         });
@@ -151,6 +152,7 @@ pub fn convert(compose: &Compose, stack: &str, lookup: &dyn Fn(&str) -> Option<S
             metadata: ObjectMeta {
                 name: logical,
                 labels: with_namespace(stack, &decl.labels),
+                annotations: BTreeMap::new(),
             },
             spec: DataSpec {
                 file: to,
@@ -170,6 +172,7 @@ pub fn convert(compose: &Compose, stack: &str, lookup: &dyn Fn(&str) -> Option<S
             metadata: ObjectMeta {
                 name: logical,
                 labels: with_namespace(stack, &decl.labels),
+                annotations: BTreeMap::new(),
             },
             spec: DataSpec {
                 file: to,
@@ -499,6 +502,8 @@ fn convert_service(
         }),
         configs,
         secrets,
+        drift_policy: None,
+        depends_on: Vec::new(),
     };
     SwarmService {
         api_version: ApiVersion::V1Alpha1,
@@ -506,6 +511,7 @@ fn convert_service(
         metadata: ObjectMeta {
             name: scope(stack, name),
             labels,
+            annotations: BTreeMap::new(),
         },
         spec,
     }

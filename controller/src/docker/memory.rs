@@ -122,6 +122,11 @@ impl MemorySwarm {
             .count()
     }
 
+    /// Replaces the tasks the swarm reports (swarm schedules them; the in-memory one does not).
+    pub(crate) fn set_tasks(&self, tasks: Vec<ObservedTask>) {
+        self.state().tasks = tasks;
+    }
+
     /// The services as stored.
     pub(crate) fn services(&self) -> BTreeMap<String, ObservedService> {
         self.state().services.clone()

@@ -22,8 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::data_objects::{DataKind, DesiredData, ObservedData};
 use crate::definition::{
-    DEFAULT_INSTANCE, INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NetworkDefinition,
-    SOURCE_FILE_LABEL, SPEC_HASH_LABEL, ServiceDefinition,
+    DEFAULT_INSTANCE, DEPENDS_ON_LABEL, INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    NetworkDefinition, SOURCE_FILE_LABEL, SPEC_HASH_LABEL, SPEC_VALUE_LABEL_PREFIX,
+    ServiceDefinition,
 };
 
 pub use bollard::models::{ServiceUpdateStatusStateEnum as UpdateState, TaskState};
@@ -407,6 +408,9 @@ pub struct Ownership {
     pub spec_hash: Option<String>,
     /// The spec file it came from.
     pub source_file: Option<String>,
+    /// The policy labels ([`SPEC_VALUE_LABEL_PREFIX`]…, [`DEPENDS_ON_LABEL`]) it was last
+    /// written with.
+    pub policy: BTreeMap<String, String>,
 }
 
 impl Ownership {
@@ -417,7 +421,25 @@ impl Ownership {
             instance: labels.get(INSTANCE_LABEL).cloned(),
             spec_hash: labels.get(SPEC_HASH_LABEL).cloned(),
             source_file: labels.get(SOURCE_FILE_LABEL).cloned(),
+            policy: labels
+                .iter()
+                .filter(|(k, _)| k.starts_with(SPEC_VALUE_LABEL_PREFIX) || *k == DEPENDS_ON_LABEL)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }
+    }
+
+    /// The services it was written to depend on.
+    pub fn depends_on(&self) -> Vec<String> {
+        self.policy
+            .get(DEPENDS_ON_LABEL)
+            .map(|v| {
+                v.split(',')
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Whether the operator instance `instance` owns the object.

@@ -76,6 +76,22 @@ pub struct ObjectMeta {
     /// Labels put on the swarm service or network itself (not on its containers).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Notes for the operator, never written to the swarm. `swarm-operator.io/suspend: "true"`
+    /// stops reconciling the object (nothing is created, updated or removed).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The annotation that suspends an object when its value is `"true"`.
+pub const SUSPEND_ANNOTATION: &str = "swarm-operator.io/suspend";
+
+impl ObjectMeta {
+    /// Whether the object carries `swarm-operator.io/suspend: "true"`.
+    pub fn is_suspended(&self) -> bool {
+        self.annotations
+            .get(SUSPEND_ANNOTATION)
+            .is_some_and(|v| v == "true")
+    }
 }
 
 /// A Docker Swarm service, declared.
@@ -413,6 +429,45 @@ pub struct ServiceSpec {
     /// `SwarmSecret`s (or, with `external`, existing swarm secrets) mounted as files.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<FileReference>,
+    /// Fields another controller (an autoscaler, an image updater) may change: set at creation
+    /// and when the spec value changes, but a difference made by someone else is left alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_policy: Option<DriftPolicy>,
+    /// Names of `SwarmService`s that must be ready (all replicas running) before this one is
+    /// created or its spec changes are rolled out. Removal goes in reverse order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+}
+
+/// Which differences the operator leaves to someone else.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DriftPolicy {
+    /// Fields whose drift is not corrected.
+    #[serde(default)]
+    pub ignore: Vec<DriftField>,
+}
+
+/// A service field an external controller may own.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum DriftField {
+    /// The replica count (autoscalers, scale-to-zero).
+    Replicas,
+    /// The image (image updaters).
+    Image,
+}
+
+impl DriftField {
+    /// The spec field's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftField::Replicas => "replicas",
+            DriftField::Image => "image",
+        }
+    }
 }
 
 /// A soft and a hard limit.

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::located::{Located, SpecError, field_path};
 use super::types::{
     EndpointMode, FailureAction, FileReference, HealthcheckSpec, MountSpec, MountType, NetworkSpec,
-    Object, PublishMode, ServiceMode, ServiceSpec, UpdatePolicy,
+    Object, PublishMode, SUSPEND_ANNOTATION, ServiceMode, ServiceSpec, UpdatePolicy,
 };
 
 /// More replicas than this is almost certainly a typo.
@@ -29,6 +29,83 @@ pub fn validate(
     errors.extend(port_conflicts(objects));
     errors.extend(network_references(objects, existing_networks));
     errors.extend(file_references(objects));
+    errors.extend(dependency_references(objects));
+    errors
+}
+
+/// `dependsOn` names: declared services, and no cycle (a cycle could never start).
+fn dependency_references(objects: &[Located<Object>]) -> Vec<SpecError> {
+    let services: BTreeMap<&str, (&Located<Object>, &[String])> = objects
+        .iter()
+        .filter_map(|o| match &o.value {
+            Object::Service(s) => {
+                Some((s.metadata.name.as_str(), (o, s.spec.depends_on.as_slice())))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut errors = Vec::new();
+    for (name, (o, deps)) in &services {
+        for (i, dep) in deps.iter().enumerate() {
+            if services.contains_key(dep.as_str()) {
+                continue;
+            }
+            let known: Vec<&str> = services.keys().copied().filter(|n| n != name).collect();
+            errors.push(o.error_at(
+                field_path::index("spec.dependsOn", i),
+                format!(
+                    "`{dep}` is not a SwarmService in the spec directory (known services: {})",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        }
+    }
+    // A path from `start` back to itself, if any (depth-first over known names).
+    fn cycle_from<'a>(
+        start: &'a str,
+        at: &'a str,
+        services: &BTreeMap<&'a str, (&Located<Object>, &'a [String])>,
+        path: &mut Vec<&'a str>,
+        seen: &mut BTreeSet<&'a str>,
+    ) -> bool {
+        let Some((_, deps)) = services.get(at) else {
+            return false;
+        };
+        for dep in deps.iter() {
+            if dep == start {
+                return true;
+            }
+            if services.contains_key(dep.as_str()) && seen.insert(dep.as_str()) {
+                path.push(dep.as_str());
+                if cycle_from(start, dep.as_str(), services, path, seen) {
+                    return true;
+                }
+                path.pop();
+            }
+        }
+        false
+    }
+    for (name, (o, deps)) in &services {
+        let mut path = vec![*name];
+        if !cycle_from(name, name, &services, &mut path, &mut BTreeSet::new()) {
+            continue;
+        }
+        path.push(name);
+        // Point at the entry that starts the cycle.
+        let next = path[1];
+        let i = deps.iter().position(|d| d == next).unwrap_or(0);
+        errors.push(o.error_at(
+            field_path::index("spec.dependsOn", i),
+            format!(
+                "dependency cycle: {}; services in a cycle could never start, remove one of these dependsOn entries",
+                path.join(" → ")
+            ),
+        ));
+    }
     errors
 }
 
@@ -120,6 +197,22 @@ pub fn validate_object(object: &Located<Object>) -> Vec<SpecError> {
     for key in object.value.metadata().labels.keys() {
         if key.is_empty() {
             errors.push(object.error_at("metadata.labels", "label keys must not be empty"));
+        }
+    }
+    if let Some(value) = object.value.metadata().annotations.get(SUSPEND_ANNOTATION) {
+        let field = field_path::key("metadata.annotations", SUSPEND_ANNOTATION);
+        if value != "true" && value != "false" {
+            errors.push(object.error_at(
+                &field,
+                format!("`{value}`: the suspend annotation is \"true\" or \"false\""),
+            ));
+        } else if matches!(object.value, Object::Config(_) | Object::Secret(_)) {
+            errors.push(object.error_at(
+                &field,
+                format!(
+                    "a {kind} can not be suspended on its own: its versions are written only along with the services that mount it, so suspend those services (or the whole directory with a .suspend file)"
+                ),
+            ));
         }
     }
     match &object.value {
@@ -911,6 +1004,75 @@ mod tests {
             e[0].message
         );
         assert_eq!(e[1].file, Path::new("b.yaml"));
+    }
+
+    #[test]
+    fn depends_on_names_known_services_without_cycles() {
+        let text = format!(
+            "{}---\n{}---\n{}",
+            svc("db", ""),
+            svc("api", "  dependsOn: [db, cache]\n"),
+            svc("web", "  dependsOn: [api]\n")
+        );
+        let e = check(&text);
+        assert_eq!(places(&e), [(14, 19, "spec.dependsOn[1]")], "{e:#?}");
+        assert!(
+            e[0].message.contains("`cache` is not a SwarmService")
+                && e[0].message.contains("known services: db, web"),
+            "{}",
+            e[0].message
+        );
+        let text = format!(
+            "{}---\n{}---\n{}",
+            svc("a", "  dependsOn: [b]\n"),
+            svc("b", "  dependsOn: [c]\n"),
+            svc("c", "  dependsOn: [a]\n")
+        );
+        let e = check(&text);
+        assert_eq!(
+            e.len(),
+            3,
+            "each service in the cycle is pointed at: {e:#?}"
+        );
+        assert!(
+            e[0].message.contains("dependency cycle: a → b → c → a"),
+            "{}",
+            e[0].message
+        );
+        assert_eq!(e[0].line, Some(7));
+        let e = check(&svc("self", "  dependsOn: [self]\n"));
+        assert!(e[0].message.contains("self → self"), "{e:#?}");
+        let fine = format!(
+            "{}---\n{}",
+            svc("db", ""),
+            svc("api", "  dependsOn: [db]\n")
+        );
+        assert_eq!(check(&fine), []);
+    }
+
+    #[test]
+    fn the_suspend_annotation_is_true_or_false_on_services_and_networks() {
+        let annotated = |kind: &str, value: &str| {
+            format!(
+                "apiVersion: swarm-operator.io/v1alpha1\nkind: {kind}\nmetadata:\n  name: x\n  annotations:\n    swarm-operator.io/suspend: \"{value}\"\nspec: {{data: a}}\n"
+            )
+        };
+        let e = check(&annotated("SwarmConfig", "true"));
+        assert_eq!(
+            places(&e),
+            [(6, 32, "metadata.annotations[\"swarm-operator.io/suspend\"]")]
+        );
+        assert!(e[0].message.contains("suspend those services"), "{e:#?}");
+        let e = check(&svc("x", "").replace(
+            "  name: x\n",
+            "  name: x\n  annotations: {swarm-operator.io/suspend: \"yes\"}\n",
+        ));
+        assert!(e[0].message.contains("`yes`"), "{e:#?}");
+        let ok = svc("x", "").replace(
+            "  name: x\n",
+            "  annotations: {swarm-operator.io/suspend: \"true\", note: free text}\n  name: x\n",
+        );
+        assert_eq!(check(&ok), []);
     }
 
     #[test]

@@ -91,11 +91,19 @@ pub enum ConditionReason {
     WaitingForNetwork,
     /// Degraded: no problem found.
     AsExpected,
+    /// Progressing (False): the object or the spec directory is suspended; nothing is written.
+    Suspended,
+    /// Degraded (False): a field under `driftPolicy.ignore` was changed by someone else and is
+    /// left as it is.
+    ExternallyManaged,
+    /// Progressing: the service waits for a `dependsOn` service to be ready (or, for a
+    /// removal, for a dependent to be gone).
+    WaitingForDependency,
 }
 
 impl ConditionReason {
     /// Every reason, for exhaustive tests.
-    pub const ALL: [ConditionReason; 25] = [
+    pub const ALL: [ConditionReason; 28] = [
         ConditionReason::AllReplicasRunning,
         ConditionReason::Exists,
         ConditionReason::ReplicasUnavailable,
@@ -121,6 +129,9 @@ impl ConditionReason {
         ConditionReason::PortConflict,
         ConditionReason::WaitingForNetwork,
         ConditionReason::AsExpected,
+        ConditionReason::Suspended,
+        ConditionReason::ExternallyManaged,
+        ConditionReason::WaitingForDependency,
     ];
 
     /// The wire string.
@@ -151,6 +162,9 @@ impl ConditionReason {
             ConditionReason::PortConflict => "PortConflict",
             ConditionReason::WaitingForNetwork => "WaitingForNetwork",
             ConditionReason::AsExpected => "AsExpected",
+            ConditionReason::Suspended => "Suspended",
+            ConditionReason::ExternallyManaged => "ExternallyManaged",
+            ConditionReason::WaitingForDependency => "WaitingForDependency",
         }
     }
 
@@ -170,8 +184,9 @@ impl ConditionReason {
             | ConditionReason::Creating
             | ConditionReason::Removing
             | ConditionReason::WaitingForUsers
-            | ConditionReason::WaitingForNetwork => &[(Progressing, True)],
-            ConditionReason::Converged => &[(Progressing, False)],
+            | ConditionReason::WaitingForNetwork
+            | ConditionReason::WaitingForDependency => &[(Progressing, True)],
+            ConditionReason::Converged | ConditionReason::Suspended => &[(Progressing, False)],
             ConditionReason::UpdatePaused
             | ConditionReason::RollbackPaused
             | ConditionReason::RolledBack
@@ -182,7 +197,9 @@ impl ConditionReason {
             | ConditionReason::SpecFileFailed
             | ConditionReason::PruneWithheld
             | ConditionReason::PortConflict => &[(Degraded, True)],
-            ConditionReason::AsExpected => &[(Degraded, False)],
+            ConditionReason::AsExpected | ConditionReason::ExternallyManaged => {
+                &[(Degraded, False)]
+            }
         }
     }
 }
@@ -200,6 +217,9 @@ impl From<&ConflictReason> for ConditionReason {
             ConflictReason::NetworkImmutable => ConditionReason::NetworkImmutable,
             ConflictReason::SpecFileFailed => ConditionReason::SpecFileFailed,
             ConflictReason::PruneWithheld => ConditionReason::PruneWithheld,
+            ConflictReason::Suspended => ConditionReason::Suspended,
+            ConflictReason::ExternallyManaged => ConditionReason::ExternallyManaged,
+            ConflictReason::WaitingForDependency => ConditionReason::WaitingForDependency,
         }
     }
 }
@@ -242,6 +262,9 @@ mod tests {
         (ConditionReason::PortConflict, "PortConflict", &[(Degraded, True)]),
         (ConditionReason::WaitingForNetwork, "WaitingForNetwork", &[(Progressing, True)]),
         (ConditionReason::AsExpected, "AsExpected", &[(Degraded, False)]),
+        (ConditionReason::Suspended, "Suspended", &[(Progressing, False)]),
+        (ConditionReason::ExternallyManaged, "ExternallyManaged", &[(Degraded, False)]),
+        (ConditionReason::WaitingForDependency, "WaitingForDependency", &[(Progressing, True)]),
     ];
 
     #[test]
@@ -282,7 +305,7 @@ mod tests {
     }
 
     #[test]
-    fn every_plan_conflict_maps_to_a_degraded_reason() {
+    fn every_plan_refusal_maps_to_a_degraded_reason() {
         for conflict in [
             ConflictReason::NotOwned,
             ConflictReason::NetworkImmutable,
@@ -291,6 +314,19 @@ mod tests {
         ] {
             let reason = ConditionReason::from(&conflict);
             assert!(reason.explains().contains(&(Degraded, True)), "{reason}");
+        }
+    }
+
+    #[test]
+    fn policy_notes_are_not_problems() {
+        // Holding an object on purpose is not a degradation: the user asked for it.
+        for (conflict, condition) in [
+            (ConflictReason::Suspended, (Progressing, False)),
+            (ConflictReason::WaitingForDependency, (Progressing, True)),
+            (ConflictReason::ExternallyManaged, (Degraded, False)),
+        ] {
+            let reason = ConditionReason::from(&conflict);
+            assert_eq!(reason.explains(), [condition], "{reason}");
         }
     }
 }

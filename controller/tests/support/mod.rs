@@ -134,7 +134,10 @@ impl Swarm {
     /// loopback port.
     pub fn operator(&self) -> Operator {
         self.operator_with(
-            &["--specs", self.specs.path().to_str().unwrap()],
+            &[
+                "--specs",
+                self.specs.path().to_str().expect("a UTF-8 temp path"),
+            ],
             &self.status,
             "",
             &[],
@@ -477,6 +480,6 @@ fn ensure_test_image() {
         "-q",
         "-t",
         TEST_IMAGE,
-        dir.path().to_str().unwrap(),
+        dir.path().to_str().expect("a UTF-8 temp path"),
     ]);
 }
