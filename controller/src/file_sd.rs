@@ -3,7 +3,6 @@
 //! written atomically, only when it changes.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -171,29 +170,11 @@ pub fn render(groups: &[TargetGroup]) -> Vec<u8> {
 /// Replaces `path` with `bytes` atomically (temporary file in the same directory, fsync,
 /// rename): Prometheus watches the file and must never read half of it.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FileSdError> {
-    let error = |source| FileSdError::Write {
+    // The temporary name must not end in .json: Prometheus would try to read it.
+    crate::atomic_file::replace(path, ".file-sd-", bytes).map_err(|source| FileSdError::Write {
         path: path.to_owned(),
         source,
-    };
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(error)?;
-    // The temporary name must not end in .json: Prometheus would try to read it.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".file-sd-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(error)?;
-    tmp.write_all(bytes).map_err(error)?;
-    tmp.as_file().sync_all().map_err(error)?;
-    tmp.persist(path).map_err(|e| error(e.error))?;
-    // The rename is durable only once the directory entry is.
-    if let Ok(dir) = std::fs::File::open(dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
+    })
 }
 
 /// Keeps `path` equal to [`build`] of the world until `shutdown`: checks every second once the

@@ -4,7 +4,6 @@
 mod reason;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -835,30 +834,12 @@ pub fn same_content(a: &StatusFile, b: &StatusFile) -> bool {
 /// Replaces `path` atomically: write a temporary file in the same directory, fsync it, rename
 /// it over the old one, fsync the directory. Readers see the old or the new file, never half.
 pub fn write_atomic(path: &Path, status: &StatusFile) -> Result<(), StatusError> {
-    let error = |source| StatusError::Write {
+    let mut json = serde_json::to_vec_pretty(status).expect("status serializes to JSON");
+    json.push(b'\n');
+    crate::atomic_file::replace(path, ".status-", &json).map_err(|source| StatusError::Write {
         path: path.to_owned(),
         source,
-    };
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(error)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".status-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(error)?;
-    let json = serde_json::to_vec_pretty(status).expect("status serializes to JSON");
-    tmp.write_all(&json).map_err(error)?;
-    tmp.write_all(b"\n").map_err(error)?;
-    tmp.as_file().sync_all().map_err(error)?;
-    tmp.persist(path).map_err(|e| error(e.error))?;
-    // The rename is durable only once the directory entry is.
-    if let Ok(dir) = std::fs::File::open(dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
+    })
 }
 
 /// Reads a status file written before (to keep condition transition times across restarts).
