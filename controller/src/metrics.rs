@@ -173,25 +173,6 @@ impl Metrics {
         self.drift_corrections.inc();
     }
 
-    /// Requests counted so far for `op` with `outcome`.
-    pub fn docker_requests(&self, op: Op, outcome: RequestOutcome) -> u64 {
-        self.docker_requests
-            .get_or_create(&RequestLabels {
-                op: op.as_str(),
-                outcome: outcome.as_str(),
-            })
-            .get()
-    }
-
-    /// Write requests (creates, updates, removals) counted so far, whatever their outcome.
-    pub fn docker_writes(&self) -> u64 {
-        Op::ALL
-            .into_iter()
-            .filter(|op| op.is_write())
-            .flat_map(|op| OUTCOMES.map(|outcome| self.docker_requests(op, outcome)))
-            .sum()
-    }
-
     /// A status write failed.
     pub fn status_write_failed(&self, error: &dyn std::fmt::Display) {
         self.status_write_failures.inc();
@@ -260,14 +241,6 @@ impl Metrics {
         out
     }
 }
-
-const OUTCOMES: [RequestOutcome; 5] = [
-    RequestOutcome::Ok,
-    RequestOutcome::NotFound,
-    RequestOutcome::Conflict,
-    RequestOutcome::Refused,
-    RequestOutcome::Transport,
-];
 
 impl RequestObserver for Metrics {
     fn on_request(&self, op: Op, outcome: RequestOutcome) {

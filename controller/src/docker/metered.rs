@@ -26,11 +26,6 @@ impl<A> Metered<A> {
         Metered { inner, observer }
     }
 
-    /// The wrapped API.
-    pub fn inner(&self) -> &A {
-        &self.inner
-    }
-
     fn count<T>(&self, op: Op, result: Result<T, DockerError>) -> Result<T, DockerError> {
         self.observer.on_request(op, RequestOutcome::of(&result));
         result

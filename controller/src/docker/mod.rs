@@ -185,12 +185,6 @@ impl DockerError {
             message: message.to_owned(),
         }
     }
-
-    /// Whether retrying the same request later may succeed without anything else changing.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, DockerError::Transport { .. })
-            || matches!(self, DockerError::Refused { status, .. } if *status >= 500)
-    }
 }
 
 /// `network X is in use by service Y` (swarm) or `network X has active endpoints` (local):
@@ -266,31 +260,6 @@ pub enum Op {
 }
 
 impl Op {
-    /// Every op, for tests and dashboards.
-    pub const ALL: [Op; 21] = [
-        Op::Info,
-        Op::Events,
-        Op::ListServices,
-        Op::ListNetworks,
-        Op::ListTasks,
-        Op::ListNodes,
-        Op::InspectService,
-        Op::InspectNetwork,
-        Op::CreateService,
-        Op::UpdateService,
-        Op::RemoveService,
-        Op::CreateNetwork,
-        Op::RemoveNetwork,
-        Op::ListConfigs,
-        Op::ListSecrets,
-        Op::CreateConfig,
-        Op::CreateSecret,
-        Op::RemoveConfig,
-        Op::RemoveSecret,
-        Op::InspectConfig,
-        Op::UpdateConfig,
-    ];
-
     /// The metric label.
     pub fn as_str(self) -> &'static str {
         match self {
