@@ -253,6 +253,13 @@ async fn shutdown_signal() {
 /// freed memory for itself; the operator's threads allocate in bursts (a relist, a status
 /// write), so most of that is idle. Two arenas keep a 500-service operator near 20 MB instead
 /// of 22 MB, at no measurable cost in speed.
+/// Connects to `DOCKER_HOST` or the local socket, saying which one failed.
+async fn connect() -> anyhow::Result<DockerEngine> {
+    DockerEngine::connect()
+        .await
+        .context("connecting to the Docker engine (DOCKER_HOST or /var/run/docker.sock)")
+}
+
 fn limit_malloc_arenas() {
     // SAFETY: mallopt only changes allocator tuning; it is called before any thread exists.
     unsafe {
@@ -299,9 +306,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             notify,
             events_log,
         } => {
-            let api = DockerEngine::connect()
-                .await
-                .context("connecting to the Docker engine (DOCKER_HOST or /var/run/docker.sock)")?;
+            let api = connect().await?;
             let stop_electing = CancellationToken::new();
             let (leadership, elector) = if leader_election {
                 let identity = identity.unwrap_or_else(default_identity);
@@ -360,9 +365,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Apply { path, instance } => {
-            let api = DockerEngine::connect()
-                .await
-                .context("connecting to the Docker engine")?;
+            let api = connect().await?;
             match apply_path(&api, &path, &instance).await? {
                 ApplyOutcome::Invalid(errors) => {
                     for error in &errors {
@@ -386,9 +389,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Delete { target, instance } => {
-            let api = DockerEngine::connect()
-                .await
-                .context("connecting to the Docker engine")?;
+            let api = connect().await?;
             let removed = delete_target(&api, &target, &instance).await?;
             for name in &removed {
                 println!("{name} removed");
@@ -430,9 +431,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             allow_empty_prune,
             instance,
         } => {
-            let api = DockerEngine::connect()
-                .await
-                .context("connecting to the Docker engine")?;
+            let api = connect().await?;
             let (plan, errors) = diff_dir(&api, &dir, allow_empty_prune, &instance).await?;
             print!("{}", PlanDisplay(&plan));
             for error in &errors {
@@ -487,9 +486,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             specs,
             instance,
         } => {
-            let api = DockerEngine::connect()
-                .await
-                .context("connecting to the Docker engine")?;
+            let api = connect().await?;
             let mut view = LiveStatus::open(api, &instance, specs.as_deref()).await?;
             let mut printer = Printer::new(match output {
                 OutputFormat::Table => Format::Table,
@@ -547,9 +544,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             specs,
             instance,
         } => {
-            let api = DockerEngine::connect()
-                .await
-                .context("connecting to the Docker engine")?;
+            let api = connect().await?;
             let mut view = LiveStatus::open(api, &instance, specs.as_deref()).await?;
             let targets = if all {
                 Targets::All
