@@ -638,10 +638,12 @@ fn unblocked_by(
         .filter(|n| !state.desired.networks.contains_key(*n))
         .map(ObjectKey::network);
     let ports_changed = current.is_none_or(|c| c.definition.ports != previous.definition.ports);
-    let port_waiters = state
-        .outcomes
-        .iter()
-        .filter(move |_| ports_changed)
+    // Only a holder that let its ports go can unblock anyone: skip the scan otherwise.
+    let outcomes = ports_changed
+        .then_some(&state.outcomes)
+        .into_iter()
+        .flatten();
+    let port_waiters = outcomes
         .filter(|(_, outcome)| {
             matches!(&outcome.error, Some((Blocker::PortConflict { holder, .. }, _))
                 if *holder == previous.definition.name || *holder == previous.id)
