@@ -12,7 +12,7 @@ use crate::definition::Mode;
 use crate::docker::{
     ObservedService, ObservedTask, TaskAddress, TaskState, UpdateState, VirtualIp,
 };
-use crate::plan::{Conflict, ConflictReason, ObjectKey};
+use crate::plan::{Conflict, ConflictReason, ObjectKey, ObjectKind};
 use crate::spec::DriftField;
 
 use crate::spec::SpecError;
@@ -162,42 +162,23 @@ pub fn build(
     previous: Option<&StatusFile>,
     now: &str,
 ) -> StatusFile {
-    let mut names: Vec<&String> = world.desired.services.keys().collect();
-    names.extend(
-        world
-            .observed
-            .services
-            .values()
-            .filter(|s| s.ownership.is_owned_by(&world.desired.instance))
-            .map(|s| &s.definition.name),
-    );
-    names.sort();
-    names.dedup();
-    let services = names
-        .into_iter()
-        .map(|name| {
-            let previous = previous.and_then(|p| p.services.get(name));
-            (name.clone(), service_status(world, name, previous, now))
-        })
-        .collect();
-    let mut network_names: Vec<&String> = world.desired.networks.keys().collect();
-    network_names.extend(
-        world
-            .observed
-            .networks
-            .values()
-            .filter(|n| n.ownership.is_owned_by(&world.desired.instance))
-            .map(|n| &n.definition.name),
-    );
-    network_names.sort();
-    network_names.dedup();
-    let networks = network_names
-        .into_iter()
-        .map(|name| {
-            let previous = previous.and_then(|p| p.networks.get(name));
-            (name.clone(), network_status(world, name, previous, now))
-        })
-        .collect();
+    // Every object the operator reconciles: desired, or owned by this instance.
+    let mut services = BTreeMap::new();
+    let mut networks = BTreeMap::new();
+    for key in crate::plan::all_keys(&world.desired, &world.observed) {
+        match key.kind {
+            ObjectKind::Service => {
+                let previous = previous.and_then(|p| p.services.get(&key.name));
+                let status = service_status(world, &key.name, previous, now);
+                services.insert(key.name, status);
+            }
+            ObjectKind::Network => {
+                let previous = previous.and_then(|p| p.networks.get(&key.name));
+                let status = network_status(world, &key.name, previous, now);
+                networks.insert(key.name, status);
+            }
+        }
+    }
     StatusFile {
         generated_at: now.to_owned(),
         services,
