@@ -726,13 +726,21 @@ fn network_status(
     let outcome = world.outcomes.get(&ObjectKey::network(name));
     let error = outcome.and_then(|o| o.error.clone());
     let conflict = outcome.and_then(|o| o.conflict.clone());
+    // Gone from the specs is not the same as being removed: the plan holds what an empty or
+    // broken spec directory no longer lists (and `get` without `--specs` lists nothing).
+    let removing = !desired
+        && matches!(
+            crate::plan::plan_object(&ObjectKey::network(name), &world.desired, &world.observed)
+                .action,
+            Some(crate::plan::Action::RemoveNetwork { .. })
+        );
     let (ready, ready_reason, ready_message) = match (desired, observed) {
-        (true, Some(_)) => (
+        (_, Some(_)) if !removing => (
             true,
             ConditionReason::Exists,
             "the network exists".to_owned(),
         ),
-        (true, None) => (
+        (true, _) => (
             false,
             ConditionReason::NotCreated,
             "the network does not exist yet".to_owned(),
@@ -754,7 +762,7 @@ fn network_status(
             ConditionReason::Creating,
             "the network is being created".to_owned(),
         ),
-        (_, false, Some(_)) if conflict.is_none() => (
+        (_, false, Some(_)) if removing => (
             true,
             ConditionReason::Removing,
             "the network is being removed".to_owned(),
@@ -1371,6 +1379,8 @@ mod tests {
 
         // A network whose spec is gone waits for the services still attached to it.
         let mut w = world(vec![]);
+        // The directory holds specs (the service's), so what it no longer lists is removed.
+        w.desired.prune_allowed = true;
         w.observed.networks.insert(
             "old_net".into(),
             crate::docker::ObservedNetwork {
@@ -1422,6 +1432,60 @@ mod tests {
                     ConditionReason::AsExpected
                 ),
             ]
+        );
+    }
+
+    /// Without specs to compare with (`get` without `--specs`, an empty directory) an owned
+    /// network is held, not being removed: it shows as existing.
+    #[test]
+    fn a_network_that_nothing_removes_is_not_reported_as_being_removed() {
+        let mut w = world(vec![]);
+        w.desired = crate::desired::DesiredState::default();
+        w.observed.networks.insert(
+            "kept_net".into(),
+            crate::docker::ObservedNetwork {
+                id: "net-id".into(),
+                scope: "swarm".into(),
+                definition: crate::definition::tests::sample_network("kept_net"),
+                ownership: Ownership::from_labels(&Ownership::labels(
+                    "h",
+                    "net.yaml",
+                    crate::definition::DEFAULT_INSTANCE,
+                )),
+            },
+        );
+        let status = build(&w, Path::new("/specs"), None, "2026-01-01T00:00:00Z");
+        let reasons: Vec<_> = status.networks["kept_net"]
+            .conditions
+            .iter()
+            .map(|c| (c.kind, c.status, c.reason))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (
+                    ConditionType::Ready,
+                    ConditionStatus::True,
+                    ConditionReason::Exists
+                ),
+                (
+                    ConditionType::Progressing,
+                    ConditionStatus::False,
+                    ConditionReason::Converged
+                ),
+                (
+                    ConditionType::Degraded,
+                    ConditionStatus::False,
+                    ConditionReason::AsExpected
+                ),
+            ]
+        );
+        // With specs present, the same network is being removed.
+        w.desired.prune_allowed = true;
+        let status = build(&w, Path::new("/specs"), None, "2026-01-01T00:00:00Z");
+        assert_eq!(
+            status.networks["kept_net"].conditions[1].reason,
+            ConditionReason::Removing
         );
     }
 }
