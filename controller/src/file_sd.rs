@@ -110,15 +110,10 @@ pub fn build(world: &WorldState) -> Discovery {
                 let Some(address) = task.addresses.iter().find(|a| &a.network == network) else {
                     continue;
                 };
-                let node = task.node_id.as_ref().map(|id| {
-                    world
-                        .observed
-                        .nodes
-                        .get(id)
-                        .map(|n| n.hostname.clone())
-                        .filter(|h| !h.is_empty())
-                        .unwrap_or_else(|| id.clone())
-                });
+                let node = task
+                    .node_id
+                    .as_deref()
+                    .map(|id| world.observed.node_name(id));
                 let mut labels = common.clone();
                 labels.insert(format!("{META}network"), network.clone());
                 labels.insert(format!("{META}task"), task.id.clone());

@@ -542,15 +542,7 @@ fn service_status(
                 .map(|t| Endpoint {
                     task: t.id.clone(),
                     slot: t.slot,
-                    node: t.node_id.as_ref().map(|id| {
-                        world
-                            .observed
-                            .nodes
-                            .get(id)
-                            .map(|n| n.hostname.clone())
-                            .filter(|h| !h.is_empty())
-                            .unwrap_or_else(|| id.clone())
-                    }),
+                    node: t.node_id.as_deref().map(|id| world.observed.node_name(id)),
                     state: t.state.to_string(),
                     addresses: t.addresses.iter().map(StatusAddress::from).collect(),
                 })

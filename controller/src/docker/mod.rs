@@ -615,6 +615,17 @@ pub struct Observed {
     pub nodes: BTreeMap<String, ObservedNode>,
 }
 
+impl Observed {
+    /// How a node is shown: its hostname, or its id while the hostname is unknown.
+    pub fn node_name(&self, id: &str) -> String {
+        self.nodes
+            .get(id)
+            .map(|n| n.hostname.clone())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| id.to_owned())
+    }
+}
+
 /// What an event says happened to its object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventAction {
