@@ -25,6 +25,8 @@ pub enum ActivityKind {
     DriftCorrected,
     /// Removed because its spec is gone.
     Pruned,
+    /// Swarm rolled its update back; the operator marked the spec as held.
+    RolledBack,
     /// A reconcile failed (retried with backoff).
     Error,
 }
@@ -37,6 +39,7 @@ impl ActivityKind {
             ActivityKind::Updated => "updated",
             ActivityKind::DriftCorrected => "drift corrected",
             ActivityKind::Pruned => "pruned",
+            ActivityKind::RolledBack => "rolled back",
             ActivityKind::Error => "error",
         }
     }
@@ -96,7 +99,11 @@ impl ActivityLog {
         let notify = match kind {
             ActivityKind::DriftCorrected => Some((EventKind::DriftCorrected, "Drift")),
             ActivityKind::Pruned => Some((EventKind::Pruned, "SpecRemoved")),
-            ActivityKind::Created | ActivityKind::Updated | ActivityKind::Error => None,
+            // A rollback is announced from the status (`rolledBack`) when swarm does it.
+            ActivityKind::Created
+            | ActivityKind::Updated
+            | ActivityKind::RolledBack
+            | ActivityKind::Error => None,
         };
         if let Some((event, reason)) = notify {
             self.notifier.send(Event::new(

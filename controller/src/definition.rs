@@ -39,6 +39,14 @@ pub const SPEC_VALUE_LABEL_PREFIX: &str = "swarm-operator.io/spec-value.";
 /// Label listing a service's `dependsOn` (comma-separated), so that removals can run in
 /// reverse order even after the specs are gone.
 pub const DEPENDS_ON_LABEL: &str = "swarm-operator.io/depends-on";
+/// Label set on a service after swarm rolled an update back (its `failureAction: rollback`, or
+/// a `docker service rollback`): the spec hash that was rolled back. Swarm forgets the failed
+/// spec (`PreviousSpec` is cleared), so without this mark the operator would write the same
+/// failing spec again and fight the rollback; with it, that spec is held until it changes.
+pub const ROLLED_BACK_SPEC_LABEL: &str = "swarm-operator.io/rolled-back-spec";
+/// Swarm's message when it rolled back, kept next to [`ROLLED_BACK_SPEC_LABEL`]: the write of
+/// the mark resets the service's `UpdateStatus`, which held it.
+pub const ROLLED_BACK_REASON_LABEL: &str = "swarm-operator.io/rolled-back-reason";
 /// Prefix of every label the operator itself sets; user labels with it are rejected/ignored.
 pub const OPERATOR_LABEL_PREFIX: &str = "swarm-operator.io/";
 

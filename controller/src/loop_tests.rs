@@ -278,6 +278,61 @@ async fn drift_is_corrected_by_the_event_alone() {
     running.stop().await;
 }
 
+/// Swarm rolls back a failed update: the operator marks the rolled-back spec once (no task
+/// is replaced: the service's spec is written as it is) and does not write the failing spec
+/// again, however long it waits and however often it resyncs; a new spec is applied.
+#[tokio::test(start_paused = true)]
+async fn a_rolled_back_update_is_held_not_written_again() {
+    let swarm = MemorySwarm::default();
+    let dir = TempDir::new().unwrap();
+    let specs = dir.path().join("specs");
+    write_spec(&specs, "a.yaml", &service_yaml("a", "img:1", ""));
+    let running = start(&swarm, dir, Duration::from_secs(5));
+    eventually(Duration::from_secs(10), "a", || owned_services(&swarm) == 1).await;
+
+    write_spec(&specs, "a.yaml", &service_yaml("a", "img:2", ""));
+    eventually(Duration::from_secs(10), "img:2 written", || {
+        swarm.services()["a"].definition.image == "img:2"
+    })
+    .await;
+    let failing_hash = swarm.services()["a"].ownership.spec_hash.clone().unwrap();
+    let updates = calls_for(&swarm, Op::UpdateService, "a").len();
+    swarm.roll_back(
+        "a",
+        "update rolled back due to failure or early termination of task x",
+    );
+    eventually(Duration::from_secs(10), "the mark", || {
+        swarm.services()["a"].ownership.rolled_back.is_some()
+    })
+    .await;
+    // Two minutes, with a resync every 5 s: nothing more is written.
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let after = &swarm.services()["a"];
+    assert_eq!(
+        after.definition.image, "img:1",
+        "the rolled-back spec stays"
+    );
+    let mark = after.ownership.rolled_back.as_ref().unwrap();
+    assert_eq!(mark.spec_hash, failing_hash);
+    assert!(mark.reason.contains("rolled back"), "{mark:?}");
+    assert_eq!(
+        calls_for(&swarm, Op::UpdateService, "a").len(),
+        updates + 1,
+        "one write: the mark"
+    );
+
+    write_spec(&specs, "a.yaml", &service_yaml("a", "img:3", ""));
+    eventually(Duration::from_secs(10), "img:3 written", || {
+        swarm.services()["a"].definition.image == "img:3"
+    })
+    .await;
+    assert!(
+        swarm.services()["a"].ownership.rolled_back.is_none(),
+        "a new spec's write drops the mark"
+    );
+    running.stop().await;
+}
+
 /// A dependent waits for its dependency without polling the plan: the task list showing the
 /// dependency running is what lets it be created.
 #[tokio::test(start_paused = true)]

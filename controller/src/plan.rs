@@ -3,7 +3,7 @@
 //! Pure and deterministic. Equal inputs give an empty plan, so a restart or a resync writes
 //! nothing. Objects without the operator's label are never written; they show up as conflicts.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::Serialize;
@@ -15,7 +15,7 @@ use crate::definition::{
 };
 use crate::desired::{DesiredObject, DesiredState, SUSPEND_FILE, drift_value};
 use crate::docker::{
-    Observed, ObservedNetwork, ObservedService, Ownership, TaskState, UpdateState,
+    Observed, ObservedNetwork, ObservedService, Ownership, RolledBack, TaskState, UpdateState,
 };
 use crate::spec::{DriftField, SUSPEND_ANNOTATION};
 
@@ -97,6 +97,24 @@ pub enum Action {
         /// Spec edit or drift.
         cause: UpdateCause,
     },
+    /// Mark a service whose update swarm rolled back with the spec that was rolled back, so
+    /// that the operator holds that spec instead of writing it again (see
+    /// [`crate::definition::ROLLED_BACK_SPEC_LABEL`]). The service's spec is written as it is,
+    /// with the mark added to its labels: no task is replaced.
+    MarkRolledBack {
+        /// Service id.
+        id: String,
+        /// The version the write is based on.
+        version: u64,
+        /// The service's name.
+        name: String,
+        /// The service as it is on the swarm.
+        current: ServiceDefinition,
+        /// Its operator labels with the mark added.
+        labels: BTreeMap<String, String>,
+        /// The mark.
+        mark: RolledBack,
+    },
     /// Remove a service whose spec is gone.
     RemoveService {
         /// Service name.
@@ -121,7 +139,9 @@ impl Action {
             Action::CreateService { desired } | Action::UpdateService { desired, .. } => {
                 ObjectKey::service(&desired.definition.name)
             }
-            Action::RemoveService { name, .. } => ObjectKey::service(name),
+            Action::RemoveService { name, .. } | Action::MarkRolledBack { name, .. } => {
+                ObjectKey::service(name)
+            }
             Action::RemoveNetwork { name, .. } => ObjectKey::network(name),
         }
     }
@@ -138,6 +158,7 @@ impl Action {
                 cause: UpdateCause::Drift,
                 ..
             } => "update: drift",
+            Action::MarkRolledBack { .. } => "mark rolled back",
             Action::RemoveService { .. } | Action::RemoveNetwork { .. } => "remove",
         }
     }
@@ -148,7 +169,7 @@ impl Action {
         match self {
             Action::CreateNetwork { .. } => 0,
             Action::CreateService { .. } => 1,
-            Action::UpdateService { .. } => 2,
+            Action::UpdateService { .. } | Action::MarkRolledBack { .. } => 2,
             Action::RemoveService { .. } => 3,
             Action::RemoveNetwork { .. } => 4,
         }
@@ -174,6 +195,9 @@ pub enum ConflictReason {
     ExternallyManaged,
     /// A service in `dependsOn` is not ready yet (or, for a removal, a dependent still exists).
     WaitingForDependency,
+    /// Swarm rolled the service's update back (or is rolling it back): the rolled-back spec is
+    /// held until the spec changes, instead of being written again.
+    RolledBack,
 }
 
 /// An object the plan refuses or is unable to act on, with the reason and what to do.
@@ -487,6 +511,9 @@ fn plan_service(
             })
         }
         (Some(desired), Some(observed)) => {
+            if let Some(held) = rollback_hold(key, desired, observed) {
+                return held;
+            }
             let (written, external) = apply_drift_policy(desired, observed);
             let note = (!external.is_empty()).then(|| Conflict {
                 key: key.clone(),
@@ -522,6 +549,79 @@ fn plan_service(
                 conflict: note,
             }
         }
+    }
+}
+
+/// What the plan does about a service whose update swarm rolled back, `None` when there was no
+/// rollback (or the spec changed since).
+///
+/// Swarm's rollback puts the previous spec back and forgets the failed one, so the operator
+/// would see "spec differs" and write the failing spec again: a loop of update, failure and
+/// rollback on the managers. Instead the rolled-back hash is marked on the service once the
+/// rollback ended, and that spec is held (no write) until the spec changes; during the
+/// rollback nothing is written at all.
+fn rollback_hold(
+    key: &ObjectKey,
+    desired: &DesiredObject<ServiceDefinition>,
+    observed: &ObservedService,
+) -> Option<ObjectPlan> {
+    let held = |hash: &str, reason: &str| {
+        format!(
+            "swarm rolled back spec {hash} ({reason}); held: edit the spec to try again, or to \
+             retry the same spec remove the mark (docker service update --label-rm {} {})",
+            crate::definition::ROLLED_BACK_SPEC_LABEL,
+            key.name
+        )
+    };
+    if let Some(mark) = &observed.ownership.rolled_back
+        && mark.spec_hash == desired.hash
+    {
+        return Some(conflict(
+            key,
+            ConflictReason::RolledBack,
+            held(&mark.spec_hash, &mark.reason),
+        ));
+    }
+    if observed.ownership.spec_hash.as_deref() == Some(desired.hash.as_str()) {
+        return None;
+    }
+    let update = observed.update_status.as_ref()?;
+    match update.state {
+        UpdateState::ROLLBACK_STARTED => Some(conflict(
+            key,
+            ConflictReason::RolledBack,
+            format!(
+                "swarm is rolling the update back ({}); nothing is written until it ends",
+                update.message
+            ),
+        )),
+        UpdateState::ROLLBACK_COMPLETED | UpdateState::ROLLBACK_PAUSED => {
+            let mark = RolledBack {
+                spec_hash: desired.hash.clone(),
+                reason: update.message.clone(),
+            };
+            let mut ownership = observed.ownership.clone();
+            ownership.rolled_back = Some(mark.clone());
+            Some(ObjectPlan {
+                conflict: Some(Conflict {
+                    key: key.clone(),
+                    reason: ConflictReason::RolledBack,
+                    message: held(&mark.spec_hash, &mark.reason),
+                }),
+                action: Some(Action::MarkRolledBack {
+                    id: observed.id.clone(),
+                    version: observed.version,
+                    name: key.name.clone(),
+                    current: observed.definition.clone(),
+                    labels: ownership.to_labels(),
+                    mark,
+                }),
+            })
+        }
+        UpdateState::EMPTY
+        | UpdateState::UPDATING
+        | UpdateState::PAUSED
+        | UpdateState::COMPLETED => None,
     }
 }
 
@@ -650,6 +750,11 @@ impl fmt::Display for PlanDisplay<'_> {
                         writeln!(f, "    (operator labels only)")?;
                     }
                 }
+                Action::MarkRolledBack { name, mark, .. } => writeln!(
+                    f,
+                    "~ service/{name} (mark spec {} as rolled back; tasks untouched)",
+                    mark.spec_hash
+                )?,
                 Action::RemoveService { name, .. } => writeln!(f, "- service/{name} (remove)")?,
                 Action::RemoveNetwork { name, .. } => writeln!(f, "- network/{name} (remove)")?,
             }
@@ -1121,6 +1226,90 @@ mod tests {
         let p = plan(&desired, &observed);
         assert!(p.is_empty(), "{p:?}");
         assert_eq!(p.conflicts[0].reason, ConflictReason::ExternallyManaged);
+    }
+
+    /// `quote` as swarm left it after rolling back an update to `desired`'s spec: the old
+    /// spec is back, with `state`.
+    fn rolled_back(desired: &DesiredState, state: UpdateState) -> Observed {
+        let mut observed = converged(desired);
+        let service = observed.services.get_mut("quote").unwrap();
+        service.ownership.spec_hash = Some("before".into());
+        service.definition.image = "before:1".into();
+        service.update_status = Some(crate::docker::UpdateStatus {
+            state,
+            message: "update rolled back due to failure".into(),
+            started_at: None,
+        });
+        observed
+    }
+
+    #[test]
+    fn a_rolled_back_spec_is_marked_once_then_held() {
+        let desired = state(&[("quote", "quote.yaml")], &[]);
+        let observed = rolled_back(&desired, UpdateState::ROLLBACK_COMPLETED);
+        let plan = plan_object(&ObjectKey::service("quote"), &desired, &observed);
+        let Some(Action::MarkRolledBack {
+            current,
+            labels,
+            mark,
+            ..
+        }) = &plan.action
+        else {
+            panic!("expected the mark, got {plan:?}");
+        };
+        // The service is written as it is: the old spec, its own labels, plus the mark.
+        assert_eq!(current.image, "before:1");
+        assert_eq!(labels[crate::definition::SPEC_HASH_LABEL], "before");
+        assert_eq!(mark.spec_hash, desired.services["quote"].hash);
+        assert_eq!(plan.conflict.unwrap().reason, ConflictReason::RolledBack);
+
+        // Marked: held, whatever swarm's update status says now.
+        let mut marked = rolled_back(&desired, UpdateState::ROLLBACK_COMPLETED);
+        let service = marked.services.get_mut("quote").unwrap();
+        service.ownership.rolled_back = Some(mark.clone());
+        service.update_status = None;
+        let plan = plan_object(&ObjectKey::service("quote"), &desired, &marked);
+        assert_eq!(plan.action, None);
+        let conflict = plan.conflict.unwrap();
+        assert_eq!(conflict.reason, ConflictReason::RolledBack);
+        assert!(
+            conflict.message.contains("--label-rm"),
+            "{}",
+            conflict.message
+        );
+
+        // A new spec is written (without the mark).
+        let mut edited = desired;
+        let svc = edited.services.get_mut("quote").unwrap();
+        svc.definition.image = "fixed:2".into();
+        svc.hash = crate::definition::definition_hash(&svc.definition);
+        let plan = plan_object(&ObjectKey::service("quote"), &edited, &marked);
+        assert!(
+            matches!(
+                plan.action,
+                Some(Action::UpdateService {
+                    cause: UpdateCause::SpecChanged,
+                    ..
+                })
+            ),
+            "{plan:?}"
+        );
+    }
+
+    #[test]
+    fn nothing_is_written_while_swarm_rolls_back() {
+        let desired = state(&[("quote", "quote.yaml")], &[]);
+        let observed = rolled_back(&desired, UpdateState::ROLLBACK_STARTED);
+        let plan = plan_object(&ObjectKey::service("quote"), &desired, &observed);
+        assert_eq!(plan.action, None);
+        assert_eq!(plan.conflict.unwrap().reason, ConflictReason::RolledBack);
+        // An update that swarm merely paused is no rollback: the plan is as before.
+        let paused = rolled_back(&desired, UpdateState::PAUSED);
+        let plan = plan_object(&ObjectKey::service("quote"), &desired, &paused);
+        assert!(
+            matches!(plan.action, Some(Action::UpdateService { .. })),
+            "{plan:?}"
+        );
     }
 
     fn task(service: &str, state: &str) -> ObservedTask {

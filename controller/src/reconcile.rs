@@ -500,6 +500,40 @@ async fn apply<A: SwarmApi>(
                 }));
             }
         }
+        Action::MarkRolledBack {
+            id,
+            version,
+            current,
+            labels,
+            mark,
+            ..
+        } => {
+            warn!(
+                %key,
+                spec_hash = %mark.spec_hash,
+                reason = %mark.reason,
+                "swarm rolled the update back: holding that spec until it changes"
+            );
+            match ctx
+                .api
+                .update_service(&id, version, &current, &labels)
+                .await
+            {
+                Ok(()) => ctx.activity.record_for_spec(
+                    ActivityKind::RolledBack,
+                    key,
+                    format!("held until the spec changes: {}", mark.reason),
+                    Some(&mark.spec_hash),
+                ),
+                Err(DockerError::OutOfSequence { .. } | DockerError::NotFound { .. }) => {
+                    reread_service(ctx, key).await?;
+                    return Err(Retry::Reread);
+                }
+                Err(e) => return Err(docker_error(key, e)),
+            }
+            // The mark is read back like any write: the next plan holds against it.
+            reread_service(ctx, key).await?;
+        }
         Action::RemoveService { name, id } => {
             info!(%key, "removing service: its spec is gone");
             let removed = ctx

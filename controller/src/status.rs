@@ -332,6 +332,18 @@ impl Rollout {
             };
             Some((reason, u.message.clone()))
         });
+        // The operator's mark outlives swarm's UpdateStatus (writing the mark resets it).
+        let desired_hash = world.desired.services.get(name).map(|d| d.hash.as_str());
+        let stuck = match &service.ownership.rolled_back {
+            Some(mark) if desired_hash == Some(mark.spec_hash.as_str()) => Some((
+                ConditionReason::RolledBack,
+                format!(
+                    "swarm rolled back spec {}: {}; held until the spec changes",
+                    mark.spec_hash, mark.reason
+                ),
+            )),
+            _ => stuck,
+        };
         let spec_pending = world.desired.services.get(name).and_then(|desired| {
             let running = service.ownership.spec_hash.clone().unwrap_or_default();
             (running != desired.hash).then(|| (running, desired.hash.clone()))

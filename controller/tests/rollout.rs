@@ -296,6 +296,128 @@ fn a_healthcheck_that_never_passes_is_rolled_back_and_wait_fails() {
     );
 }
 
+/// An engine timestamp (RFC 3339, up to nanoseconds).
+fn time(text: &str) -> std::time::SystemTime {
+    humantime::parse_rfc3339(text.trim().trim_matches('"'))
+        .unwrap_or_else(|e| panic!("{text:?}: {e}"))
+}
+
+/// Running task ids of a service.
+fn running_tasks(name: &str) -> Vec<String> {
+    let mut ids: Vec<String> = support::docker_output(&[
+        "service",
+        "ps",
+        "-q",
+        "--filter",
+        "desired-state=running",
+        name,
+    ])
+    .stdout
+    .split(|b| *b == b'\n')
+    .filter(|l| !l.is_empty())
+    .map(text)
+    .collect();
+    ids.sort();
+    ids
+}
+
+/// The operator applies a spec whose healthcheck never passes, with `failureAction:
+/// rollback`: swarm rolls it back, and the operator does not write the failing spec again (it
+/// marks the service once, without replacing a task, and holds). `wait` exits 1 with
+/// `RolledBack`; a fixed spec is then applied and gets ready.
+#[test]
+fn the_operator_holds_a_spec_that_swarm_rolled_back() {
+    let Some(swarm) = Swarm::start("holdrollback") else {
+        return;
+    };
+    let svc = swarm.name("api");
+    let spec = format!(
+        "{}  updateConfig: {{parallelism: 1, monitor: 3s, failureAction: rollback}}\n  rollbackConfig: {{parallelism: 0, monitor: 1s}}\n",
+        swarm.service_spec("api", 2, None)
+    );
+    swarm.write_spec("api.yaml", &spec);
+    let _operator = swarm.operator();
+    let waited = wait_ready(&swarm, &[&svc], "60s");
+    assert_eq!(waited.status.code(), Some(0), "{}", show(&waited));
+
+    swarm.write_spec(
+        "api.yaml",
+        &format!(
+            "{spec}  healthcheck: {{test: [CMD-SHELL, \"false\"], interval: 1s, retries: 1}}\n"
+        ),
+    );
+    let waited = wait_ready(&swarm, &[&svc], "120s");
+    assert_eq!(waited.status.code(), Some(1), "{}", show(&waited));
+    assert!(
+        text(&waited.stderr).starts_with(&format!("{svc}: RolledBack: ")),
+        "{}",
+        show(&waited)
+    );
+    // The mark: one write that replaces no task (every running task is older than it).
+    swarm.wait("the rolled-back spec marked", CONVERGE, || {
+        support::docker_output(&[
+            "service",
+            "inspect",
+            "--format",
+            "{{index .Spec.Labels \"swarm-operator.io/rolled-back-spec\"}}",
+            &svc,
+        ])
+        .stdout
+        .len()
+            > 1
+    });
+    let marked_at = time(&support::docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{json .UpdatedAt}}",
+        &svc,
+    ]));
+    swarm.wait("the old spec's two tasks running", CONVERGE, || {
+        running_tasks(&svc).len() == 2
+    });
+    let tasks = running_tasks(&svc);
+    for task in &tasks {
+        let created = time(&support::docker(&[
+            "inspect",
+            "--format",
+            "{{json .CreatedAt}}",
+            task,
+        ]));
+        assert!(created < marked_at, "task {task} was created by the mark");
+    }
+    let version = swarm.service_version("api");
+    // Long enough for several update-fail-rollback rounds (each takes about 5 s here), and for
+    // the operator's resync.
+    std::thread::sleep(Duration::from_secs(20));
+    assert_eq!(
+        swarm.service_version("api"),
+        version,
+        "the failing spec was written again"
+    );
+    assert_eq!(running_tasks(&svc), tasks, "tasks were replaced while held");
+    let status = swarm.status().unwrap();
+    assert!(holds(&status, &svc, "Degraded", "RolledBack"), "{status}");
+    assert!(
+        condition(&status, &svc, "Degraded")["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("held until the spec changes")),
+        "{status}"
+    );
+    // A fixed spec: applied, the mark dropped, ready.
+    swarm.write_spec("api.yaml", &spec.replace("ROLE: test", "ROLE: fixed"));
+    let waited = wait_ready(&swarm, &[&svc], "90s");
+    assert_eq!(waited.status.code(), Some(0), "{}", show(&waited));
+    let labels = support::docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{json .Spec.Labels}}",
+        &svc,
+    ]);
+    assert!(!labels.contains("rolled-back-spec"), "{labels}");
+}
+
 /// `wait` on a terminal (tmux) draws one bar per service and redraws it in place as swarm
 /// replaces tasks: two captures of the pane differ, and each shows the service on one line.
 #[test]

@@ -45,6 +45,8 @@ struct State {
     /// Events of the write being answered: sent when the write happens, before its answer
     /// arrives (as the engine does).
     pending_events: Vec<SwarmEvent>,
+    /// Each service's spec before the operator's last update: what a rollback restores.
+    previous: BTreeMap<String, ObservedService>,
     /// Alters what an update stores, to imitate an engine that normalizes a field otherwise
     /// than the operator compares it.
     mangle: Option<fn(&mut ServiceDefinition)>,
@@ -177,8 +179,34 @@ impl MemorySwarm {
             };
             let mut definition = current.definition.clone();
             change(&mut definition);
-            let labels = owner_labels(&current.ownership);
+            let labels = current.ownership.to_labels();
             store_service(&mut state, Some(current.id), definition, &labels)
+        };
+        self.emit(SwarmEvent::Service {
+            id,
+            name: name.to_owned(),
+            action: EventAction::Update,
+        });
+    }
+
+    /// Swarm rolls the service's last update back (its `failureAction: rollback`): the spec
+    /// before the operator's last update is restored and `UpdateStatus` says so.
+    pub(crate) fn roll_back(&self, name: &str, message: &str) {
+        let id = {
+            let mut state = self.state();
+            let Some(previous) = state.previous.remove(name) else {
+                return;
+            };
+            let labels = previous.ownership.to_labels();
+            let id = store_service(&mut state, Some(previous.id), previous.definition, &labels);
+            if let Some(service) = state.services.get_mut(name) {
+                service.update_status = Some(super::UpdateStatus {
+                    state: super::UpdateState::ROLLBACK_COMPLETED,
+                    message: message.to_owned(),
+                    started_at: None,
+                });
+            }
+            id
         };
         self.emit(SwarmEvent::Service {
             id,
@@ -284,21 +312,6 @@ impl MemorySwarm {
             tokio::time::sleep(latency).await;
         }
         answer
-    }
-}
-
-fn owner_labels(ownership: &Ownership) -> BTreeMap<String, String> {
-    if ownership.managed {
-        Ownership::labels(
-            ownership.spec_hash.as_deref().unwrap_or_default(),
-            ownership.source_file.as_deref().unwrap_or_default(),
-            ownership
-                .instance
-                .as_deref()
-                .unwrap_or(crate::definition::DEFAULT_INSTANCE),
-        )
-    } else {
-        BTreeMap::new()
     }
 }
 
@@ -521,6 +534,8 @@ impl SwarmApi for MemorySwarm {
                     name: definition.name.clone(),
                 });
             }
+            let before = current.clone();
+            s.previous.insert(definition.name.clone(), before);
             let mut stored = definition.clone();
             if let Some(mangle) = s.mangle {
                 mangle(&mut stored);

@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use crate::data_objects::{DataKind, DesiredData, ObservedData};
 use crate::definition::{
     DEFAULT_INSTANCE, DEPENDS_ON_LABEL, INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
-    NetworkDefinition, SOURCE_FILE_LABEL, SPEC_HASH_LABEL, SPEC_VALUE_LABEL_PREFIX,
-    ServiceDefinition,
+    NetworkDefinition, ROLLED_BACK_REASON_LABEL, ROLLED_BACK_SPEC_LABEL, SOURCE_FILE_LABEL,
+    SPEC_HASH_LABEL, SPEC_VALUE_LABEL_PREFIX, ServiceDefinition,
 };
 
 pub use bollard::models::{ServiceUpdateStatusStateEnum as UpdateState, TaskState};
@@ -380,6 +380,19 @@ pub struct Ownership {
     /// The policy labels ([`SPEC_VALUE_LABEL_PREFIX`]…, [`DEPENDS_ON_LABEL`]) it was last
     /// written with.
     pub policy: BTreeMap<String, String>,
+    /// The spec swarm rolled back, if the operator marked one ([`ROLLED_BACK_SPEC_LABEL`]).
+    pub rolled_back: Option<RolledBack>,
+}
+
+/// A spec that swarm rolled back, as marked on the service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolledBack {
+    /// The hash of the spec that was rolled back.
+    pub spec_hash: String,
+    /// Swarm's message at the time, e.g. `update rolled back due to failure or early
+    /// termination of task …`.
+    pub reason: String,
 }
 
 impl Ownership {
@@ -395,7 +408,37 @@ impl Ownership {
                 .filter(|(k, _)| k.starts_with(SPEC_VALUE_LABEL_PREFIX) || *k == DEPENDS_ON_LABEL)
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            rolled_back: labels.get(ROLLED_BACK_SPEC_LABEL).map(|hash| RolledBack {
+                spec_hash: hash.clone(),
+                reason: labels
+                    .get(ROLLED_BACK_REASON_LABEL)
+                    .cloned()
+                    .unwrap_or_default(),
+            }),
         }
+    }
+
+    /// The operator's labels as they are on the object: what [`Ownership::from_labels`] read,
+    /// written back unchanged by a write that must not change them.
+    pub fn to_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.policy.clone();
+        if self.managed {
+            labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned());
+        }
+        for (label, value) in [
+            (INSTANCE_LABEL, &self.instance),
+            (SPEC_HASH_LABEL, &self.spec_hash),
+            (SOURCE_FILE_LABEL, &self.source_file),
+        ] {
+            if let Some(value) = value {
+                labels.insert(label.to_owned(), value.clone());
+            }
+        }
+        if let Some(mark) = &self.rolled_back {
+            labels.insert(ROLLED_BACK_SPEC_LABEL.to_owned(), mark.spec_hash.clone());
+            labels.insert(ROLLED_BACK_REASON_LABEL.to_owned(), mark.reason.clone());
+        }
+        labels
     }
 
     /// The services it was written to depend on.

@@ -220,6 +220,7 @@ impl From<&ConflictReason> for ConditionReason {
             ConflictReason::Suspended => ConditionReason::Suspended,
             ConflictReason::ExternallyManaged => ConditionReason::ExternallyManaged,
             ConflictReason::WaitingForDependency => ConditionReason::WaitingForDependency,
+            ConflictReason::RolledBack => ConditionReason::RolledBack,
         }
     }
 }
@@ -311,6 +312,7 @@ mod tests {
             ConflictReason::NetworkImmutable,
             ConflictReason::SpecFileFailed,
             ConflictReason::PruneWithheld,
+            ConflictReason::RolledBack,
         ] {
             let reason = ConditionReason::from(&conflict);
             assert!(reason.explains().contains(&(Degraded, True)), "{reason}");
