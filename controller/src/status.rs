@@ -3,7 +3,7 @@
 
 mod reason;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -165,11 +165,25 @@ pub fn build(
     // Every object the operator reconciles: desired, or owned by this instance.
     let mut services = BTreeMap::new();
     let mut networks = BTreeMap::new();
+    // One pass over the tasks, not one per service: a large swarm has tens of thousands.
+    let mut tasks_by_service: HashMap<&str, Vec<&ObservedTask>> = HashMap::new();
+    for task in &world.observed.tasks {
+        tasks_by_service
+            .entry(task.service_id.as_str())
+            .or_default()
+            .push(task);
+    }
     for key in crate::plan::all_keys(&world.desired, &world.observed) {
         match key.kind {
             ObjectKind::Service => {
                 let previous = previous.and_then(|p| p.services.get(&key.name));
-                let status = service_status(world, &key.name, previous, now);
+                let tasks = world
+                    .observed
+                    .services
+                    .get(&key.name)
+                    .and_then(|s| tasks_by_service.get(s.id.as_str()))
+                    .map_or(&[][..], Vec::as_slice);
+                let status = service_status(world, &key.name, tasks, previous, now);
                 services.insert(key.name, status);
             }
             ObjectKind::Network => {
@@ -207,15 +221,12 @@ fn status_error(error: &SpecError, spec_dir: &Path) -> StatusSpecError {
     }
 }
 
-/// Tasks swarm wants running, i.e. the service's current replicas (old ones shut down and
-/// failed ones are history).
-fn live_tasks<'a>(
-    service: &'a ObservedService,
-    tasks: &'a [ObservedTask],
-) -> impl Iterator<Item = &'a ObservedTask> {
-    tasks
-        .iter()
-        .filter(move |t| t.service_id == service.id && t.desired_state.is(&TaskState::RUNNING))
+/// Of a service's tasks, those swarm wants running, i.e. its current replicas (old ones shut
+/// down and failed ones are history).
+fn live_tasks<'a>(own: &'a [&'a ObservedTask]) -> impl Iterator<Item = &'a ObservedTask> {
+    own.iter()
+        .copied()
+        .filter(|t| t.desired_state.is(&TaskState::RUNNING))
 }
 
 /// Whether a task runs the service's current spec. Unknown on either side (the in-memory
@@ -296,12 +307,12 @@ impl Rollout {
         world: &WorldState,
         name: &str,
         service: &ObservedService,
+        tasks: &[&ObservedTask],
         expected: Option<u64>,
         progressing_since: Option<&str>,
         now: &str,
     ) -> Rollout {
-        let tasks = &world.observed.tasks;
-        let live: Vec<&ObservedTask> = live_tasks(service, tasks).collect();
+        let live: Vec<&ObservedTask> = live_tasks(tasks).collect();
         let running: Vec<&&ObservedTask> = live
             .iter()
             .filter(|t| t.state.is(&TaskState::RUNNING))
@@ -312,7 +323,7 @@ impl Rollout {
             .count() as u64;
         // Global services expect one task per eligible node: whatever swarm scheduled.
         let expected = expected.unwrap_or(live.len() as u64);
-        let own_tasks = || tasks.iter().filter(|t| t.service_id == service.id);
+        let own_tasks = || tasks.iter().copied();
         let update = service.update_status.as_ref();
         let updating = update.is_some_and(|u| {
             matches!(
@@ -506,6 +517,7 @@ pub const DEFAULT_PROGRESS_DEADLINE: std::time::Duration = std::time::Duration::
 fn service_status(
     world: &WorldState,
     name: &str,
+    tasks: &[&ObservedTask],
     previous: Option<&ServiceStatus>,
     now: &str,
 ) -> ServiceStatus {
@@ -543,14 +555,15 @@ fn service_status(
             world,
             name,
             service,
+            tasks,
             desired_replicas,
             progressing_since,
             now,
         )
     });
     let endpoints = owned
-        .map(|service| {
-            live_tasks(service, &world.observed.tasks)
+        .map(|_| {
+            live_tasks(tasks)
                 .map(|t| Endpoint {
                     task: t.id.clone(),
                     slot: t.slot,
