@@ -462,9 +462,9 @@ impl Delivery {
         if report.undelivered.is_empty() {
             info!("notifications stopped; every queued event was delivered");
         } else {
-            let undelivered: u64 = report.undelivered.values().sum();
-            warn!(?report.undelivered, grace = ?grace,
-                  "notifications stopped; {undelivered} event(s) left undelivered");
+            let total: u64 = report.undelivered.values().sum();
+            warn!(per_sink = ?report.undelivered, ?grace,
+                  "notifications stopped; {total} event(s) left undelivered");
         }
         report
     }
