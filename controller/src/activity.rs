@@ -200,10 +200,13 @@ mod tests {
     async fn drift_corrections_and_prunes_are_announced_other_writes_are_not() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.jsonl");
-        let (notifier, _task) = Notifier::start(crate::notify::NotifyConfig {
-            urls: vec![],
-            events_log: Some(path.clone()),
-        })
+        let (notifier, _delivery) = Notifier::start(
+            crate::notify::NotifyConfig {
+                urls: vec![],
+                events_log: Some(path.clone()),
+            },
+            std::sync::Arc::new(crate::metrics::Metrics::new()),
+        )
         .await
         .unwrap();
         let log = ActivityLog::with_notifier(notifier);

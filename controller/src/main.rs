@@ -116,7 +116,8 @@ enum Command {
     },
     /// Validate the specs of a file or directory, then store them in the swarm for
     /// `run --source swarm`. A directory replaces every stored file (files gone from it are
-    /// removed); a file is added or replaced. Exit 0 stored, 1 invalid (nothing stored).
+    /// removed), its `.suspend` file included; a file (or a `.suspend` file) is added or
+    /// replaced. Exit 0 stored, 1 invalid (nothing stored).
     Apply {
         /// A spec file or directory.
         path: PathBuf,
@@ -124,8 +125,8 @@ enum Command {
         #[arg(long, env = "SWARM_OPERATOR_INSTANCE", default_value = "default")]
         instance: String,
     },
-    /// Remove stored spec files: those of a file or directory, or one by its file name.
-    /// Exit 0 removed, 1 nothing of that name was stored.
+    /// Remove stored spec files: those of a file or directory, or one by its file name
+    /// (`delete .suspend` resumes). Exit 0 removed, 1 nothing of that name was stored.
     Delete {
         /// A spec file or directory, or the name of a stored file (`quote-service.yaml`).
         target: PathBuf,

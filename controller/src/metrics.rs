@@ -18,6 +18,7 @@ use prometheus_client::registry::Registry;
 
 use crate::docker::{Op, RequestObserver, RequestOutcome};
 use crate::election::Leadership;
+use crate::notify::{DeliveryOutcome, NotifyObserver};
 use crate::plan::{ObjectKey, ObjectKind};
 use crate::runtime::{Outcome, RunnerObserver};
 use crate::world::World;
@@ -55,6 +56,11 @@ struct KindLabels {
     kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabels {
+    sink: String,
+}
+
 fn kind_label(kind: ObjectKind) -> &'static str {
     match kind {
         ObjectKind::Network => "network",
@@ -77,6 +83,9 @@ pub struct Metrics {
     status_write_error: Mutex<Option<String>>,
     leader: Gauge,
     skipped_as_follower: Counter,
+    notifications_delivered: Family<SinkLabels, Counter>,
+    notifications_failed: Family<SinkLabels, Counter>,
+    notifications_dropped: Family<SinkLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -152,7 +161,29 @@ impl Metrics {
             "Reconciles that wrote nothing because this replica did not lead",
             skipped_as_follower.clone(),
         );
+        let notifications_delivered = Family::<SinkLabels, Counter>::default();
+        registry.register(
+            "notifications_delivered",
+            "Events accepted by a webhook (sink webhook-N, the N-th --notify URL) or appended to \
+             the events log (sink events-log)",
+            notifications_delivered.clone(),
+        );
+        let notifications_failed = Family::<SinkLabels, Counter>::default();
+        registry.register(
+            "notifications_failed",
+            "Events a sink refused, given up after the retries, or left undelivered at shutdown",
+            notifications_failed.clone(),
+        );
+        let notifications_dropped = Family::<SinkLabels, Counter>::default();
+        registry.register(
+            "notifications_dropped",
+            "Events never queued for a sink because its bounded queue was full",
+            notifications_dropped.clone(),
+        );
         Metrics {
+            notifications_delivered,
+            notifications_failed,
+            notifications_dropped,
             docker_requests,
             status_write_failures,
             status_write_error: Mutex::new(None),
@@ -250,6 +281,21 @@ impl RequestObserver for Metrics {
                 outcome: outcome.as_str(),
             })
             .inc();
+    }
+}
+
+impl NotifyObserver for Metrics {
+    fn on_notifications(&self, sink: &str, outcome: DeliveryOutcome, count: u64) {
+        let family = match outcome {
+            DeliveryOutcome::Delivered => &self.notifications_delivered,
+            DeliveryOutcome::Failed => &self.notifications_failed,
+            DeliveryOutcome::Dropped => &self.notifications_dropped,
+        };
+        family
+            .get_or_create(&SinkLabels {
+                sink: sink.to_owned(),
+            })
+            .inc_by(count);
     }
 }
 

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -16,14 +16,21 @@ use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::task::JoinHandle;
-use tracing::{debug, warn};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
 
 use crate::status::{ConditionReason, ConditionStatus, ConditionType, ServiceStatus, StatusFile};
 
 /// Events waiting per receiver (and in the dispatcher): past this the newest are dropped and
 /// counted, so a receiver that is down for long costs bounded memory.
 pub const QUEUE_CAPACITY: usize = 1024;
+
+/// How long shutdown gives the events still queued: each is written to the events log and
+/// POSTed once more to every webhook within this time; what is left is counted and logged.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Retry delays of one delivery: 500 ms doubling to 30 s, for at most this many attempts
 /// (about 10 minutes), then the event is given up and logged.
@@ -32,6 +39,9 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 const MAX_ATTEMPTS: u32 = 25;
 /// One POST may take this long before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The sink name (metrics label, logs) of the events log.
+pub const EVENTS_LOG_SINK: &str = "events-log";
 
 /// Why notifications can not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -139,11 +149,107 @@ pub struct NotifyConfig {
     pub events_log: Option<PathBuf>,
 }
 
+/// What became of events at one sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// Accepted by the webhook (2xx), or appended to the events log.
+    Delivered,
+    /// Refused for good, given up after the retries, or still undelivered when shutdown's
+    /// grace period ran out.
+    Failed,
+    /// Never queued for the sink: its queue was full (or notifications had stopped).
+    Dropped,
+}
+
+impl DeliveryOutcome {
+    /// Every outcome, so that counters can start at zero.
+    pub const ALL: [DeliveryOutcome; 3] = [
+        DeliveryOutcome::Delivered,
+        DeliveryOutcome::Failed,
+        DeliveryOutcome::Dropped,
+    ];
+}
+
+/// Told what became of events (the operator's metrics).
+pub trait NotifyObserver: Send + Sync {
+    /// `count` events reached `outcome` at `sink` ([`EVENTS_LOG_SINK`], or `webhook-N`, the
+    /// N-th `--notify` URL).
+    fn on_notifications(&self, sink: &str, outcome: DeliveryOutcome, count: u64);
+}
+
+/// Counts consecutive drops, so that a full queue is logged when it starts dropping and when
+/// it accepts events again, rather than once per event.
+#[derive(Debug, Default)]
+struct DropBurst {
+    dropped: AtomicU64,
+}
+
+impl DropBurst {
+    /// Counts one drop; true for the first drop of a burst (the one to log).
+    fn dropped(&self) -> bool {
+        self.dropped.fetch_add(1, Ordering::Relaxed) == 0
+    }
+
+    /// An event got through: how many were dropped in the burst this ends, if any.
+    fn accepted(&self) -> Option<u64> {
+        match self.dropped.swap(0, Ordering::Relaxed) {
+            0 => None,
+            dropped => Some(dropped),
+        }
+    }
+}
+
+/// One place events go.
+#[derive(Debug)]
+struct Sink {
+    /// [`EVENTS_LOG_SINK`] or `webhook-N`: a webhook URL may carry a token, so logs and
+    /// metrics name a webhook by its position and host only.
+    name: String,
+    /// Events handed to this sink and neither delivered nor given up yet.
+    pending: AtomicU64,
+    /// Drops of this sink's own queue.
+    burst: DropBurst,
+}
+
+impl Sink {
+    fn new(name: impl Into<String>) -> Arc<Self> {
+        Arc::new(Sink {
+            name: name.into(),
+            pending: AtomicU64::new(0),
+            burst: DropBurst::default(),
+        })
+    }
+}
+
+/// What the sending side and the delivery tasks count together.
+struct Counts {
+    /// Events in the dispatcher's queue or being dispatched.
+    queued: AtomicU64,
+    /// Drops of the dispatcher's queue.
+    burst: DropBurst,
+    /// Every sink: an event the dispatcher's queue drops is lost to all of them.
+    sinks: Vec<Arc<Sink>>,
+    observer: Arc<dyn NotifyObserver>,
+}
+
+impl Counts {
+    fn count(&self, sink: &Sink, outcome: DeliveryOutcome, count: u64) {
+        self.observer.on_notifications(&sink.name, outcome, count);
+    }
+}
+
 /// The sending side; cheap to clone. A disabled notifier drops everything.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Notifier {
-    queue: Option<mpsc::Sender<Event>>,
-    dropped: Arc<AtomicU64>,
+    queue: Option<(mpsc::Sender<Event>, Arc<Counts>)>,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier")
+            .field("enabled", &self.queue.is_some())
+            .finish()
+    }
 }
 
 impl Notifier {
@@ -152,21 +258,23 @@ impl Notifier {
         Notifier::default()
     }
 
-    /// Starts the delivery tasks; `None` when nothing is configured.
+    /// Starts the delivery tasks, which tell `observer` what became of each event; no tasks
+    /// when nothing is configured. Stop them with [`Delivery::drain`].
     pub async fn start(
         config: NotifyConfig,
-    ) -> Result<(Self, Option<JoinHandle<()>>), NotifyError> {
+        observer: Arc<dyn NotifyObserver>,
+    ) -> Result<(Self, Option<Delivery>), NotifyError> {
         if config.urls.is_empty() && config.events_log.is_none() {
             return Ok((Notifier::disabled(), None));
         }
         let uris = config
             .urls
             .iter()
-            .map(|url| parse_url(url).map(|uri| (url.clone(), uri)))
+            .map(|url| parse_url(url))
             .collect::<Result<Vec<_>, _>>()?;
         let log = match &config.events_log {
-            Some(path) => Some(
-                tokio::fs::OpenOptions::new()
+            Some(path) => Some(EventsLog {
+                file: tokio::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(path)
@@ -175,46 +283,223 @@ impl Notifier {
                         path: path.clone(),
                         source,
                     })?,
-            ),
+                sink: Sink::new(EVENTS_LOG_SINK),
+            }),
             None => None,
         };
-        let dropped = Arc::new(AtomicU64::new(0));
-        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let client: Client<HttpConnector, Full<Bytes>> =
-            Client::builder(TokioExecutor::new()).build_http();
-        let receivers = uris
+        let webhooks: Vec<Webhook> = uris
             .into_iter()
-            .map(|(url, uri)| {
-                let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-                tokio::spawn(deliver(client.clone(), url.clone(), uri, rx));
-                (url, tx)
+            .enumerate()
+            .map(|(i, uri)| Webhook {
+                sink: Sink::new(format!("webhook-{}", i + 1)),
+                host: uri
+                    .authority()
+                    .map(|a| match a.port() {
+                        Some(port) => format!("{}:{port}", a.host()),
+                        None => a.host().to_owned(),
+                    })
+                    .unwrap_or_default(),
+                uri,
             })
             .collect();
-        let task = tokio::spawn(dispatch(rx, log, receivers, dropped.clone()));
+        let sinks: Vec<Arc<Sink>> = log
+            .iter()
+            .map(|l| l.sink.clone())
+            .chain(webhooks.iter().map(|w| w.sink.clone()))
+            .collect();
+        // Counters exist from the start, so that rates work from the first event.
+        for sink in &sinks {
+            for outcome in DeliveryOutcome::ALL {
+                observer.on_notifications(&sink.name, outcome, 0);
+            }
+        }
+        let counts = Arc::new(Counts {
+            queued: AtomicU64::new(0),
+            burst: DropBurst::default(),
+            sinks,
+            observer,
+        });
+        let stopping = Arc::new(Stopping::default());
+        let client: Client<HttpConnector, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let mut queues = Vec::new();
+        let mut webhook_tasks = Vec::new();
+        for webhook in webhooks {
+            let (queue, events) = mpsc::channel(QUEUE_CAPACITY);
+            queues.push((webhook.sink.clone(), queue));
+            webhook_tasks.push(tokio::spawn(deliver(
+                client.clone(),
+                webhook,
+                events,
+                counts.clone(),
+                stopping.clone(),
+            )));
+        }
+        let dispatcher = tokio::spawn(dispatch(rx, log, queues, counts.clone(), stopping.clone()));
         Ok((
             Notifier {
-                queue: Some(tx),
-                dropped,
+                queue: Some((tx, counts.clone())),
             },
-            Some(task),
+            Some(Delivery {
+                counts,
+                stopping,
+                dispatcher,
+                webhooks: webhook_tasks,
+            }),
         ))
     }
 
     /// Queues `event`; never waits. When the queue is full the event is dropped and counted.
     pub fn send(&self, event: Event) {
-        let Some(queue) = &self.queue else {
+        let Some((queue, counts)) = &self.queue else {
             return;
         };
-        if let Err(error) = queue.try_send(event) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            warn!(%error, "notification queue full; event dropped");
+        // Counted before it can be taken, so that the dispatcher's decrement never comes first.
+        counts.queued.fetch_add(1, Ordering::Relaxed);
+        match queue.try_send(event) {
+            Ok(()) => {
+                if let Some(dropped) = counts.burst.accepted() {
+                    warn!(
+                        dropped,
+                        "the notification queue accepts events again; {dropped} were dropped"
+                    );
+                }
+            }
+            Err(error) => {
+                counts.queued.fetch_sub(1, Ordering::Relaxed);
+                if counts.burst.dropped() {
+                    let why = match error {
+                        TrySendError::Full(_) => "the notification queue is full",
+                        TrySendError::Closed(_) => "notifications have stopped",
+                    };
+                    warn!(
+                        "{why}; dropping events until it accepts them again (counted in swarm_operator_notifications_dropped_total)"
+                    );
+                }
+                for sink in &counts.sinks {
+                    counts.count(sink, DeliveryOutcome::Dropped, 1);
+                }
+            }
         }
     }
+}
 
-    /// Events dropped because a queue was full.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+/// Shutdown as the delivery tasks see it: once `token` is cancelled nothing waits for a retry
+/// delay, and each event gets one more attempt, bounded by `deadline`.
+#[derive(Debug, Default)]
+struct Stopping {
+    token: CancellationToken,
+    deadline: OnceLock<Instant>,
+}
+
+impl Stopping {
+    fn is_stopping(&self) -> bool {
+        self.token.is_cancelled()
     }
+
+    /// How long a POST may take now: the rest of the grace period once stopping.
+    fn request_timeout(&self) -> Duration {
+        self.deadline.get().map_or(REQUEST_TIMEOUT, |deadline| {
+            deadline
+                .saturating_duration_since(Instant::now())
+                .min(REQUEST_TIMEOUT)
+        })
+    }
+}
+
+/// The running delivery tasks.
+pub struct Delivery {
+    counts: Arc<Counts>,
+    stopping: Arc<Stopping>,
+    dispatcher: JoinHandle<()>,
+    webhooks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("webhooks", &self.webhooks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What shutdown could not deliver.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Events left undelivered, per sink that had any.
+    pub undelivered: BTreeMap<String, u64>,
+}
+
+impl Delivery {
+    /// Stops within `grace`: every event still queued is written to the events log and POSTed
+    /// once more to each webhook (a delivery waiting for its retry delay is tried at once);
+    /// what could not be delivered is counted as failed, logged, and returned. Events sent
+    /// from now on are dropped.
+    pub async fn drain(self, grace: Duration) -> DrainReport {
+        let deadline = Instant::now() + grace;
+        let _ = self.stopping.deadline.set(deadline);
+        self.stopping.token.cancel();
+        let mut tasks: Vec<JoinHandle<()>> = std::iter::once(self.dispatcher)
+            .chain(self.webhooks)
+            .collect();
+        let finished =
+            tokio::time::timeout_at(deadline, futures_util::future::join_all(tasks.iter_mut()))
+                .await;
+        if finished.is_err() {
+            tasks.iter().for_each(JoinHandle::abort);
+        }
+        let counts = &self.counts;
+        let queued = counts.queued.load(Ordering::Relaxed);
+        let mut report = DrainReport::default();
+        for sink in &counts.sinks {
+            let left = queued + sink.pending.load(Ordering::Relaxed);
+            if left > 0 {
+                counts.count(sink, DeliveryOutcome::Failed, left);
+                report.undelivered.insert(sink.name.clone(), left);
+            }
+        }
+        if report.undelivered.is_empty() {
+            info!("notifications stopped; every queued event was delivered");
+        } else {
+            let total: u64 = report.undelivered.values().sum();
+            warn!(per_sink = ?report.undelivered, ?grace,
+                  "notifications stopped; {total} event(s) left undelivered");
+        }
+        report
+    }
+}
+
+/// The events log.
+struct EventsLog {
+    file: tokio::fs::File,
+    sink: Arc<Sink>,
+}
+
+impl EventsLog {
+    async fn append(&mut self, event: &Event, counts: &Counts) {
+        let mut line = serde_json::to_vec(event).expect("events serialize");
+        line.push(b'\n');
+        let written = match self.file.write_all(&line).await {
+            Ok(()) => self.file.flush().await,
+            Err(error) => Err(error),
+        };
+        match written {
+            Ok(()) => counts.count(&self.sink, DeliveryOutcome::Delivered, 1),
+            Err(error) => {
+                warn!(%error, "appending to the events log failed");
+                counts.count(&self.sink, DeliveryOutcome::Failed, 1);
+            }
+        }
+    }
+}
+
+/// One `--notify` URL.
+struct Webhook {
+    sink: Arc<Sink>,
+    /// Host and port, for logs (never the path, which may hold a token).
+    host: String,
+    uri: Uri,
 }
 
 fn parse_url(url: &str) -> Result<Uri, NotifyError> {
@@ -233,75 +518,126 @@ fn parse_url(url: &str) -> Result<Uri, NotifyError> {
     }
 }
 
-/// Writes each event to the log and hands it to every receiver's queue.
+/// Writes each event to the log and hands it to every webhook's queue. When stopping, takes
+/// what is queued, then ends (which ends the webhooks' queues too).
 async fn dispatch(
-    mut rx: mpsc::Receiver<Event>,
-    mut log: Option<tokio::fs::File>,
-    receivers: Vec<(String, mpsc::Sender<Event>)>,
-    dropped: Arc<AtomicU64>,
+    mut events: mpsc::Receiver<Event>,
+    mut log: Option<EventsLog>,
+    webhooks: Vec<(Arc<Sink>, mpsc::Sender<Event>)>,
+    counts: Arc<Counts>,
+    stopping: Arc<Stopping>,
 ) {
-    while let Some(event) = rx.recv().await {
-        if let Some(file) = &mut log {
-            let mut line = serde_json::to_vec(&event).expect("events serialize");
-            line.push(b'\n');
-            if let Err(error) = file.write_all(&line).await {
-                warn!(%error, "appending to the events log failed");
+    let mut closed = false;
+    loop {
+        let next = tokio::select! {
+            event = events.recv() => event,
+            () = stopping.token.cancelled(), if !closed => {
+                // Queued events are still received; new sends fail at once.
+                events.close();
+                closed = true;
+                continue;
+            }
+        };
+        let Some(event) = next else { return };
+        if let Some(log) = &mut log {
+            log.append(&event, &counts).await;
+        }
+        for (sink, queue) in &webhooks {
+            sink.pending.fetch_add(1, Ordering::Relaxed);
+            if queue.try_send(event.clone()).is_ok() {
+                if let Some(dropped) = sink.burst.accepted() {
+                    warn!(sink = %sink.name, dropped,
+                          "the webhook's queue accepts events again; {dropped} were dropped");
+                }
             } else {
-                let _ = file.flush().await;
+                sink.pending.fetch_sub(1, Ordering::Relaxed);
+                if sink.burst.dropped() {
+                    warn!(sink = %sink.name,
+                          "the webhook's queue is full (the receiver is slow or down); dropping \
+                           its events until it catches up (counted in \
+                           swarm_operator_notifications_dropped_total)");
+                }
+                counts.count(sink, DeliveryOutcome::Dropped, 1);
             }
         }
-        for (url, queue) in &receivers {
-            if queue.try_send(event.clone()).is_err() {
-                dropped.fetch_add(1, Ordering::Relaxed);
-                warn!(%url, "notification queue of this receiver is full; event dropped");
-            }
+        counts.queued.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// POSTs the events of one webhook in order, each until it is accepted (2xx), the receiver
+/// refuses it for good (4xx other than 408/429), or the attempts run out; when stopping, each
+/// gets one more attempt and what fails is left pending (for [`Delivery::drain`] to count).
+async fn deliver(
+    client: Client<HttpConnector, Full<Bytes>>,
+    webhook: Webhook,
+    mut events: mpsc::Receiver<Event>,
+    counts: Arc<Counts>,
+    stopping: Arc<Stopping>,
+) {
+    while let Some(event) = events.recv().await {
+        if let Some(outcome) = deliver_one(&client, &webhook, &event, &stopping).await {
+            webhook.sink.pending.fetch_sub(1, Ordering::Relaxed);
+            counts.count(&webhook.sink, outcome, 1);
         }
     }
 }
 
-/// POSTs the events of one receiver in order, each until it is accepted (2xx), the receiver
-/// refuses it for good (4xx other than 408/429), or the attempts run out.
-async fn deliver(
-    client: Client<HttpConnector, Full<Bytes>>,
-    url: String,
-    uri: Uri,
-    mut rx: mpsc::Receiver<Event>,
-) {
-    while let Some(event) = rx.recv().await {
-        let body = Bytes::from(serde_json::to_vec(&event).expect("events serialize"));
-        let mut delay = RETRY_MIN;
-        for attempt in 1..=MAX_ATTEMPTS {
-            match post(&client, &uri, body.clone()).await {
-                Ok(status) if status.is_success() => {
-                    debug!(%url, kind = event.kind.as_str(), object = %event.object, attempt,
-                           "notification delivered");
-                    break;
-                }
-                Ok(status)
-                    if status.is_client_error()
-                        && status != StatusCode::REQUEST_TIMEOUT
-                        && status != StatusCode::TOO_MANY_REQUESTS =>
-                {
-                    warn!(%url, %status, object = %event.object,
-                          "the webhook refused the notification; not retrying it");
-                    break;
-                }
-                outcome => {
-                    let why = match outcome {
-                        Ok(status) => status.to_string(),
-                        Err(error) => error,
-                    };
-                    if attempt == MAX_ATTEMPTS {
-                        warn!(%url, %why, object = %event.object, attempts = attempt,
-                              "giving up on a notification");
-                        break;
-                    }
-                    debug!(%url, %why, retry_in = ?delay, "notification not delivered; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(RETRY_MAX);
-                }
+/// Delivers one event; `None` when it is still undelivered at shutdown.
+async fn deliver_one(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    webhook: &Webhook,
+    event: &Event,
+    stopping: &Stopping,
+) -> Option<DeliveryOutcome> {
+    let (sink, host) = (&webhook.sink.name, &webhook.host);
+    let body = Bytes::from(serde_json::to_vec(event).expect("events serialize"));
+    let mut delay = RETRY_MIN;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let last_chance = stopping.is_stopping();
+        let outcome = post(
+            client,
+            &webhook.uri,
+            body.clone(),
+            stopping.request_timeout(),
+        )
+        .await;
+        let why = match outcome {
+            Ok(status) if status.is_success() => {
+                debug!(%sink, %host, kind = event.kind.as_str(), object = %event.object, attempt,
+                       "notification delivered");
+                return Some(DeliveryOutcome::Delivered);
             }
+            Ok(status)
+                if status.is_client_error()
+                    && status != StatusCode::REQUEST_TIMEOUT
+                    && status != StatusCode::TOO_MANY_REQUESTS =>
+            {
+                warn!(%sink, %host, %status, object = %event.object,
+                      "the webhook refused the notification; not retrying it");
+                return Some(DeliveryOutcome::Failed);
+            }
+            Ok(status) => status.to_string(),
+            Err(error) => error,
+        };
+        if last_chance {
+            debug!(%sink, %host, %why, object = %event.object,
+                   "notification not delivered before shutdown");
+            return None;
         }
+        if attempt == MAX_ATTEMPTS {
+            warn!(%sink, %host, %why, object = %event.object, attempts = attempt,
+                  "giving up on a notification");
+            return Some(DeliveryOutcome::Failed);
+        }
+        debug!(%sink, %host, %why, retry_in = ?delay, "notification not delivered; retrying");
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            // Shutdown does not wait for the delay: the last attempt is made now.
+            () = stopping.token.cancelled() => {}
+        }
+        delay = (delay * 2).min(RETRY_MAX);
     }
 }
 
@@ -309,6 +645,7 @@ async fn post(
     client: &Client<HttpConnector, Full<Bytes>>,
     uri: &Uri,
     body: Bytes,
+    timeout: Duration,
 ) -> Result<StatusCode, String> {
     let request = Request::builder()
         .method(Method::POST)
@@ -316,10 +653,10 @@ async fn post(
         .header(hyper::header::CONTENT_TYPE, "application/json")
         .body(Full::new(body))
         .map_err(|e| e.to_string())?;
-    match tokio::time::timeout(REQUEST_TIMEOUT, client.request(request)).await {
+    match tokio::time::timeout(timeout, client.request(request)).await {
         Ok(Ok(response)) => Ok(response.status()),
         Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err(format!("no answer within {REQUEST_TIMEOUT:?}")),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
     }
 }
 
@@ -429,6 +766,7 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
+    use crate::metrics::Metrics;
     use crate::status::{Condition, StatusSpecError};
 
     type Received = Arc<Mutex<Vec<Value>>>;
@@ -472,6 +810,34 @@ mod tests {
         }
     }
 
+    /// The value of `swarm_operator_notifications_<outcome>_total{sink="<sink>"}`.
+    fn counted(metrics: &Metrics, outcome: &str, sink: &str) -> u64 {
+        let series = format!("swarm_operator_notifications_{outcome}_total{{sink=\"{sink}\"}} ");
+        let text = metrics.encode();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&series))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"));
+        line[series.len()..].parse().unwrap()
+    }
+
+    /// A port nothing listens on (bound, then closed): connections are refused.
+    fn closed_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    fn read_log(path: &std::path::Path) -> Vec<Value> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     fn event(i: usize) -> Event {
         Event::new(
             EventKind::Pruned,
@@ -492,10 +858,14 @@ mod tests {
             .port();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("events.jsonl");
-        let (notifier, _task) = Notifier::start(NotifyConfig {
-            urls: vec![format!("http://127.0.0.1:{port}/hook")],
-            events_log: Some(log.clone()),
-        })
+        let metrics = Arc::new(Metrics::new());
+        let (notifier, _delivery) = Notifier::start(
+            NotifyConfig {
+                urls: vec![format!("http://127.0.0.1:{port}/hook")],
+                events_log: Some(log.clone()),
+            },
+            metrics.clone(),
+        )
         .await
         .unwrap();
         for i in 0..3 {
@@ -523,7 +893,9 @@ mod tests {
             "swarm-operator: service/s0 pruned: its spec is gone"
         );
         assert!(got[0]["time"].as_str().unwrap().ends_with('Z'));
-        assert_eq!(notifier.dropped(), 0);
+        assert_eq!(counted(&metrics, "delivered", "webhook-1"), 3);
+        assert_eq!(counted(&metrics, "delivered", EVENTS_LOG_SINK), 3);
+        assert_eq!(counted(&metrics, "dropped", "webhook-1"), 0);
         let lines: Vec<Value> = std::fs::read_to_string(&log)
             .unwrap()
             .lines()
@@ -536,22 +908,180 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_receiver_that_never_answers_never_blocks_the_sender() {
-        // Accepts connections and never answers.
-        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let (notifier, _task) = Notifier::start(NotifyConfig {
-            urls: vec![format!("http://{}/hook", silent.local_addr().unwrap())],
-            events_log: None,
-        })
+    async fn shutdown_delivers_what_waits_for_a_retry_exactly_once() {
+        let port = closed_port();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("events.jsonl");
+        let metrics = Arc::new(Metrics::new());
+        let (notifier, delivery) = Notifier::start(
+            NotifyConfig {
+                urls: vec![format!("http://127.0.0.1:{port}/hook")],
+                events_log: Some(log.clone()),
+            },
+            metrics.clone(),
+        )
         .await
         .unwrap();
-        let sent = 3 * QUEUE_CAPACITY;
-        for i in 0..sent {
+        notifier.send(event(0));
+        notifier.send(event(1));
+        // Refused at 0, 0.5 and 1.5 s: event 0 now waits 2 s for its next attempt.
+        tokio::time::sleep(Duration::from_millis(1700)).await;
+        let received = Received::default();
+        receiver(
+            std::net::TcpListener::bind(("127.0.0.1", port)).unwrap(),
+            received.clone(),
+            0,
+        );
+        // Still in the dispatcher's queue when shutdown starts.
+        notifier.send(event(2));
+        let started = tokio::time::Instant::now();
+        let report = delivery.unwrap().drain(SHUTDOWN_GRACE).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "the retry delay is not waited for: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(report, DrainReport::default(), "nothing left undelivered");
+        let objects = |events: &[Value]| -> Vec<String> {
+            events
+                .iter()
+                .map(|e| e["object"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let expected = ["service/s0", "service/s1", "service/s2"];
+        assert_eq!(objects(&received.lock().unwrap()), expected);
+        assert_eq!(objects(&read_log(&log)), expected);
+        // Sent after shutdown: dropped and counted, not delivered.
+        notifier.send(event(3));
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(
+            objects(&received.lock().unwrap()),
+            expected,
+            "each event arrived exactly once"
+        );
+        assert_eq!(counted(&metrics, "delivered", "webhook-1"), 3);
+        assert_eq!(counted(&metrics, "dropped", "webhook-1"), 1);
+        assert_eq!(counted(&metrics, "failed", "webhook-1"), 0);
+    }
+
+    #[tokio::test]
+    async fn shutdown_keeps_to_its_grace_and_counts_what_a_dead_receiver_never_got() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("events.jsonl");
+        let metrics = Arc::new(Metrics::new());
+        // One receiver refuses connections; one accepts them and never answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (notifier, delivery) = Notifier::start(
+            NotifyConfig {
+                urls: vec![
+                    format!("http://127.0.0.1:{}/hook", closed_port()),
+                    format!("http://{}/hook", silent.local_addr().unwrap()),
+                ],
+                events_log: Some(log.clone()),
+            },
+            metrics.clone(),
+        )
+        .await
+        .unwrap();
+        for i in 0..3 {
             notifier.send(event(i));
         }
-        // Every send returned; what did not fit was dropped and counted, not waited for.
-        assert!(notifier.dropped() > 0, "bounded: some of {sent} dropped");
-        assert!(notifier.dropped() < sent as u64);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let grace = Duration::from_millis(400);
+        let started = tokio::time::Instant::now();
+        let report = delivery.unwrap().drain(grace).await;
+        let took = started.elapsed();
+        assert!(took >= grace && took < grace * 3, "took {took:?}");
+        assert_eq!(
+            report.undelivered,
+            BTreeMap::from([("webhook-1".to_owned(), 3), ("webhook-2".to_owned(), 3)])
+        );
+        assert_eq!(read_log(&log).len(), 3, "the events log has every event");
+        for sink in ["webhook-1", "webhook-2"] {
+            assert_eq!(counted(&metrics, "failed", sink), 3, "{sink}");
+            assert_eq!(counted(&metrics, "delivered", sink), 0, "{sink}");
+        }
+        drop(silent);
+    }
+
+    /// Log lines written on this thread, for tests on a current-thread runtime.
+    fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
+        #[derive(Clone)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines(Arc::default());
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(move || writer.clone())
+            .finish();
+        (lines.0, tracing::subscriber::set_default(subscriber))
+    }
+
+    #[tokio::test]
+    async fn full_queues_drop_without_blocking_count_per_sink_and_warn_once_per_burst() {
+        let (logs, _guard) = capture_logs();
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        // Accepts connections and never answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (notifier, _delivery) = Notifier::start(
+            NotifyConfig {
+                urls: vec![format!("http://{}/hook", silent.local_addr().unwrap())],
+                events_log: Some(dir.path().join("events.jsonl")),
+            },
+            metrics.clone(),
+        )
+        .await
+        .unwrap();
+        // Burst 1: the dispatcher's queue fills (nothing runs between these sends), so every
+        // sink loses the rest. Every send returns at once.
+        for i in 0..3 * QUEUE_CAPACITY {
+            notifier.send(event(i));
+        }
+        let lost = 2 * QUEUE_CAPACITY as u64;
+        assert_eq!(counted(&metrics, "dropped", EVENTS_LOG_SINK), lost);
+        assert_eq!(counted(&metrics, "dropped", "webhook-1"), lost);
+        // The log gets what was queued; the webhook's queue fills (one event hangs in a POST).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            counted(&metrics, "delivered", EVENTS_LOG_SINK),
+            QUEUE_CAPACITY as u64
+        );
+        // Burst 2: the dispatcher's queue has room again, the webhook's queue has none.
+        for i in 0..QUEUE_CAPACITY {
+            notifier.send(event(i));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(counted(&metrics, "dropped", EVENTS_LOG_SINK), lost);
+        assert_eq!(
+            counted(&metrics, "delivered", EVENTS_LOG_SINK),
+            2 * QUEUE_CAPACITY as u64
+        );
+        let webhook_lost = counted(&metrics, "dropped", "webhook-1") - lost;
+        assert!(
+            webhook_lost >= QUEUE_CAPACITY as u64 - 2,
+            "the webhook's own queue dropped {webhook_lost}"
+        );
+        let logs = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+        let count = |needle: &str| logs.lines().filter(|l| l.contains(needle)).count();
+        assert_eq!(count("the notification queue is full"), 1, "{logs}");
+        assert_eq!(
+            count(&format!("accepts events again; {lost} were dropped")),
+            1,
+            "{logs}"
+        );
+        assert_eq!(count("the webhook's queue is full"), 1, "{logs}");
+        assert_eq!(logs.lines().count(), 3, "one line per burst edge:\n{logs}");
         drop(silent);
     }
 
@@ -562,10 +1092,13 @@ mod tests {
             ("127.0.0.1:9/x", "invalid format"),
             ("/just/a/path", "no scheme"),
         ] {
-            let error = Notifier::start(NotifyConfig {
-                urls: vec![url.into()],
-                events_log: None,
-            })
+            let error = Notifier::start(
+                NotifyConfig {
+                    urls: vec![url.into()],
+                    events_log: None,
+                },
+                Arc::new(Metrics::new()),
+            )
             .await
             .unwrap_err();
             assert!(error.to_string().contains(why), "{error}");

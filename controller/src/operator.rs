@@ -18,7 +18,7 @@ use crate::docker::{DockerError, Metered, SwarmApi};
 use crate::election::Leadership;
 use crate::file_sd;
 use crate::metrics::{self, Metrics};
-use crate::notify::{Notifier, NotifyConfig, NotifyError, StatusEvents};
+use crate::notify::{Notifier, NotifyConfig, NotifyError, SHUTDOWN_GRACE, StatusEvents};
 use crate::page;
 use crate::plan::ObjectKey;
 use crate::reconcile::{Context, reconcile};
@@ -204,8 +204,9 @@ async fn status_writer(
     }
 }
 
-/// Runs the operator until `shutdown` completes; in-flight reconciles finish and a final status
-/// is written before it returns.
+/// Runs the operator until `shutdown` completes; in-flight reconciles finish, a final status
+/// is written and queued notifications are delivered (within [`SHUTDOWN_GRACE`]) before it
+/// returns.
 ///
 /// Tasks: the reflector (the only writer of the shared view), the swarm watcher (events,
 /// relists, task polling), the spec watcher (here), the runner (reconciles of the keys the
@@ -220,7 +221,7 @@ pub async fn run<A: SwarmApi>(
     api.ensure_manager().await?;
     let world = World::default();
     let stop = CancellationToken::new();
-    let (notifier, _notify_task) = Notifier::start(config.notify.clone()).await?;
+    let (notifier, delivery) = Notifier::start(config.notify.clone(), metrics.clone()).await?;
     let activity = ActivityLog::with_notifier(notifier.clone());
 
     let metrics_server = config.metrics_addr.map(|addr| {
@@ -354,12 +355,19 @@ pub async fn run<A: SwarmApi>(
     if let Some(task) = file_sd_task {
         let _ = task.await;
     }
-    writer_task.await.expect("status writer panicked")?;
-    if let Some(server) = metrics_server {
-        server.await.expect("metrics server panicked")?;
+    let written = writer_task.await.expect("status writer panicked");
+    let served = match metrics_server {
+        Some(server) => server.await.expect("metrics server panicked"),
+        None => Ok(()),
+    };
+    // Last: the final status may have announced something, and nothing sends after it.
+    if let Some(delivery) = delivery {
+        delivery.drain(SHUTDOWN_GRACE).await;
     }
     drop(reporter);
     let _ = reflector_task.await;
+    written?;
+    served?;
     Ok(())
 }
 

@@ -6,6 +6,9 @@
 //! (`swarm-operator-spec-<hash>`): configs are immutable, so a changed file is a new config
 //! and the old one is removed after it. When both exist for a moment the newer (higher raft
 //! version) wins.
+//!
+//! A directory's `.suspend` file is stored like a spec file, so that `apply` of a suspended
+//! directory suspends every replica reading the stored specs, and the mirror carries it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
@@ -18,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::definition::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::desired::SUSPEND_FILE;
 use crate::docker::configs::{CasOutcome, StoredConfig};
 use crate::docker::{DockerEngine, DockerError};
 use crate::spec::load::is_spec_file_name;
@@ -26,6 +30,9 @@ use crate::spec::load::is_spec_file_name;
 pub const STORED_FILE_LABEL: &str = "swarm-operator.io/stored-spec-file";
 /// Prefix of the configs holding spec files.
 pub const CONFIG_PREFIX: &str = "swarm-operator-spec-";
+/// What an empty `.suspend` is stored as: the engine refuses a config without data, and only
+/// the file's presence matters.
+const EMPTY_SUSPEND_CONTENT: &[u8] = b"# suspended (stored by swarm-operator apply)\n";
 
 /// Errors storing, reading or mirroring spec files.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +52,7 @@ pub enum StoredSpecsError {
     #[error("{0}: no spec files (*.yaml, *.yml) found; to remove stored specs use `delete`")]
     NoSpecFiles(PathBuf),
     /// A path given to `apply` is not a spec file.
-    #[error("{0}: not a spec file (*.yaml or *.yml, not hidden)")]
+    #[error("{0}: not a spec file (*.yaml or *.yml, not hidden) nor a .suspend file")]
     NotASpecFile(PathBuf),
 }
 
@@ -94,14 +101,16 @@ pub fn config_name(instance: &str, file: &SpecFile) -> String {
     format!("{CONFIG_PREFIX}{hex}")
 }
 
-/// A file name from the swarm is used as a path in the mirror: only plain spec file names.
-fn is_safe_file_name(name: &str) -> bool {
-    is_spec_file_name(name) && Path::new(name).file_name().and_then(|n| n.to_str()) == Some(name)
+/// The files `apply` stores and the mirror writes: spec files and `.suspend`. A file name from
+/// the swarm is used as a path in the mirror, so only plain names pass.
+fn is_stored_file_name(name: &str) -> bool {
+    (is_spec_file_name(name) || name == SUSPEND_FILE)
+        && Path::new(name).file_name().and_then(|n| n.to_str()) == Some(name)
 }
 
 fn to_stored(config: StoredConfig) -> Option<StoredSpec> {
     let name = config.labels.get(STORED_FILE_LABEL)?.clone();
-    if !is_safe_file_name(&name) {
+    if !is_stored_file_name(&name) {
         warn!(config = %config.name, file = %name, "ignoring a stored spec with an unusable file name");
         return None;
     }
@@ -134,7 +143,7 @@ pub fn resolve(stored: Vec<StoredSpec>) -> (BTreeMap<String, StoredSpec>, Vec<St
 }
 
 /// Reads the spec files of `path`: the file itself, or the spec files directly in a directory
-/// (the same selection the directory loader makes).
+/// (the same selection the directory loader makes), with its `.suspend` file if it has one.
 pub fn read_spec_files(path: &Path) -> Result<Vec<SpecFile>, StoredSpecsError> {
     let io = |source| StoredSpecsError::Io {
         path: path.to_owned(),
@@ -144,20 +153,25 @@ pub fn read_spec_files(path: &Path) -> Result<Vec<SpecFile>, StoredSpecsError> {
         let mut paths = Vec::new();
         for entry in std::fs::read_dir(path).map_err(io)? {
             let entry = entry.map_err(io)?;
-            let keep =
-                entry.file_name().to_str().is_some_and(is_safe_file_name) && entry.path().is_file();
+            let keep = entry.file_name().to_str().is_some_and(is_stored_file_name)
+                && entry.path().is_file();
             if keep {
                 paths.push(entry.path());
             }
         }
         paths.sort();
-        if paths.is_empty() {
+        let has_specs = paths.iter().any(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(is_spec_file_name)
+        });
+        if !has_specs {
             return Err(StoredSpecsError::NoSpecFiles(path.to_owned()));
         }
         paths
     } else {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if !is_safe_file_name(name) {
+        if !is_stored_file_name(name) {
             return Err(StoredSpecsError::NotASpecFile(path.to_owned()));
         }
         vec![path.to_owned()]
@@ -165,7 +179,7 @@ pub fn read_spec_files(path: &Path) -> Result<Vec<SpecFile>, StoredSpecsError> {
     paths
         .into_iter()
         .map(|p| {
-            let content = std::fs::read(&p).map_err(|source| StoredSpecsError::Io {
+            let mut content = std::fs::read(&p).map_err(|source| StoredSpecsError::Io {
                 path: p.clone(),
                 source,
             })?;
@@ -174,13 +188,24 @@ pub fn read_spec_files(path: &Path) -> Result<Vec<SpecFile>, StoredSpecsError> {
                 .and_then(|n| n.to_str())
                 .expect("checked above")
                 .to_owned();
+            if name == SUSPEND_FILE && content.is_empty() {
+                content = EMPTY_SUSPEND_CONTENT.to_vec();
+            }
             Ok(SpecFile { name, content })
         })
         .collect()
 }
 
-/// Makes the spec files directly in `dir` exactly `files` (atomic replace per file; other
-/// files left alone). Returns whether anything changed.
+/// `.suspend` first: stored and mirrored before the specs it holds back, so that no replica
+/// acts on them in between.
+fn suspend_first(a: &str, b: &str) -> std::cmp::Ordering {
+    (a != SUSPEND_FILE).cmp(&(b != SUSPEND_FILE)).then(a.cmp(b))
+}
+
+/// Makes the spec files (and `.suspend`) directly in `dir` exactly `files` (atomic replace
+/// per file; other files left alone). Returns whether anything changed. A `.suspend` is
+/// written before the specs and removed after them, so the operator reading `dir` never acts
+/// on a half-synced set that was applied suspended.
 pub fn write_mirror(
     dir: &Path,
     files: &BTreeMap<String, Vec<u8>>,
@@ -191,7 +216,9 @@ pub fn write_mirror(
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let mut changed = false;
-    for (name, content) in files {
+    let mut writes: Vec<(&String, &Vec<u8>)> = files.iter().collect();
+    writes.sort_by(|(a, _), (b, _)| suspend_first(a, b));
+    for (name, content) in writes {
         let path = dir.join(name);
         if std::fs::read(&path).is_ok_and(|old| &old == content) {
             continue;
@@ -209,14 +236,21 @@ pub fn write_mirror(
         })?;
         changed = true;
     }
+    let mut removals = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
         let entry = entry.map_err(io(dir))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if is_spec_file_name(name) && !files.contains_key(name) {
-            std::fs::remove_file(entry.path()).map_err(io(&entry.path()))?;
-            changed = true;
+        if is_stored_file_name(name) && !files.contains_key(name) {
+            removals.push(name.to_owned());
         }
+    }
+    // Reversed: `.suspend` last.
+    removals.sort_by(|a, b| suspend_first(b, a));
+    for name in removals {
+        let path = dir.join(name);
+        std::fs::remove_file(&path).map_err(io(&path))?;
+        changed = true;
     }
     Ok(changed)
 }
@@ -274,7 +308,9 @@ impl SpecConfigs {
         let (current, superseded) = resolve(self.list().await?);
         let mut report = ApplyReport::default();
         let mut keep: BTreeSet<String> = BTreeSet::new();
-        for file in files {
+        let mut files: Vec<&SpecFile> = files.iter().collect();
+        files.sort_by(|a, b| suspend_first(&a.name, &b.name));
+        for file in files.iter().copied() {
             let name = config_name(&self.instance, file);
             keep.insert(name.clone());
             if current
@@ -296,8 +332,11 @@ impl SpecConfigs {
             }
         }
         let applied: BTreeSet<&str> = files.iter().map(|f| f.name.as_str()).collect();
-        // New copies exist before old ones go, so a mirror never sees a file missing.
-        for spec in current.values().chain(superseded.iter()) {
+        // New copies exist before old ones go, so a mirror never sees a file missing; a
+        // `.suspend` goes last, once nothing it held back changes any more.
+        let mut stale: Vec<&StoredSpec> = current.values().chain(superseded.iter()).collect();
+        stale.sort_by(|a, b| suspend_first(&b.file.name, &a.file.name));
+        for spec in stale {
             if keep.contains(&spec.config_name) {
                 continue;
             }
@@ -424,9 +463,10 @@ mod tests {
             "x.txt",
             "",
         ] {
-            assert!(!is_safe_file_name(bad), "{bad}");
+            assert!(!is_stored_file_name(bad), "{bad}");
         }
-        assert!(is_safe_file_name("quote-service.yaml"));
+        assert!(is_stored_file_name("quote-service.yaml"));
+        assert!(is_stored_file_name(".suspend"));
     }
 
     #[test]
@@ -472,5 +512,78 @@ mod tests {
             read_spec_files(empty.path()),
             Err(StoredSpecsError::NoSpecFiles(_))
         ));
+    }
+
+    /// The stored set as `current` returns it after `apply` of `files`.
+    fn stored_set(files: Vec<SpecFile>) -> BTreeMap<String, Vec<u8>> {
+        let configs = files.into_iter().enumerate().map(|(i, file)| StoredConfig {
+            id: format!("id{i}"),
+            version: i as u64,
+            name: config_name("default", &file),
+            labels: BTreeMap::from([(STORED_FILE_LABEL.to_owned(), file.name)]),
+            data: file.content,
+        });
+        let (current, _) = resolve(configs.filter_map(to_stored).collect());
+        current
+            .into_iter()
+            .map(|(name, spec)| (name, spec.file.content))
+            .collect()
+    }
+
+    fn loaded(mirror: &Path) -> crate::desired::DesiredState {
+        crate::desired::DesiredState::load(
+            &mut crate::spec::SpecStore::new(),
+            mirror,
+            &BTreeSet::new(),
+            false,
+            "default",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_suspended_directory_applied_suspends_what_reads_the_stored_specs() {
+        let applied = tempfile::tempdir().unwrap();
+        std::fs::write(
+            applied.path().join("web.yaml"),
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {name: web}\nspec: {image: nginx:1}\n",
+        )
+        .unwrap();
+        // `touch .suspend`: empty, which the engine would refuse as a config.
+        std::fs::write(applied.path().join(SUSPEND_FILE), "").unwrap();
+        let files = read_spec_files(applied.path()).unwrap();
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, [SUSPEND_FILE, "web.yaml"]);
+        assert!(!files[0].content.is_empty());
+
+        let mirror = tempfile::tempdir().unwrap();
+        assert!(write_mirror(mirror.path(), &stored_set(files)).unwrap());
+        let desired = loaded(mirror.path());
+        assert!(desired.all_suspended, "the mirror holds the .suspend file");
+        assert!(desired.services.contains_key("web"));
+
+        // Applied again without it: the stored set, and so the mirror, lose it.
+        std::fs::remove_file(applied.path().join(SUSPEND_FILE)).unwrap();
+        let files = read_spec_files(applied.path()).unwrap();
+        assert!(write_mirror(mirror.path(), &stored_set(files)).unwrap());
+        assert!(!loaded(mirror.path()).all_suspended);
+        assert!(!mirror.path().join(SUSPEND_FILE).exists());
+    }
+
+    #[test]
+    fn a_suspend_file_alone_is_applied_as_one_file_but_is_no_spec_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let suspend = dir.path().join(SUSPEND_FILE);
+        std::fs::write(&suspend, "incident 42: hold everything\n").unwrap();
+        let files = read_spec_files(&suspend).unwrap();
+        assert_eq!(files[0].name, SUSPEND_FILE);
+        assert_eq!(files[0].content, b"incident 42: hold everything\n");
+        assert!(
+            matches!(
+                read_spec_files(dir.path()),
+                Err(StoredSpecsError::NoSpecFiles(_))
+            ),
+            "a directory of only .suspend would replace every stored spec with nothing"
+        );
     }
 }

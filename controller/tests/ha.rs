@@ -202,3 +202,56 @@ fn two_replicas_with_specs_stored_in_the_swarm() {
     ]);
     assert_eq!(holder, "", "released");
 }
+
+/// `apply` of a directory holding `.suspend` suspends an operator reading the stored specs
+/// (the mirror carries the file): a spec change is held; `delete .suspend` resumes it.
+#[test]
+fn a_suspended_directory_applied_holds_the_stored_specs() {
+    let Some(swarm) = Swarm::start("hasuspend") else {
+        return;
+    };
+    let specs = swarm.specs.path().to_str().unwrap().to_owned();
+    swarm.write_spec("web.yaml", &swarm.service_spec("web", 1, None));
+    let applied = swarm.cli(&["apply", &specs]);
+    assert!(applied.status.success(), "{applied:?}");
+    let mirror = swarm.specs.path().with_extension("mirror");
+    let operator = swarm.operator_with(
+        &["--source", "swarm", "--specs", mirror.to_str().unwrap()],
+        &swarm.status,
+        "",
+        &[],
+    );
+    swarm.wait("1 replica of web", CONVERGE, || {
+        swarm.service_replicas("web") == Some(1)
+    });
+
+    // `touch .suspend` and a change, applied together.
+    std::fs::write(swarm.specs.path().join(".suspend"), "").unwrap();
+    swarm.write_spec("web.yaml", &swarm.service_spec("web", 2, None));
+    let applied = swarm.cli(&["apply", &specs]);
+    assert!(stdout(&applied).contains(".suspend stored"), "{applied:?}");
+    let web = swarm.name("web");
+    swarm.wait_status("web suspended", CONVERGE, |s| {
+        s["services"][&web]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Progressing" && c["reason"] == "Suspended")
+    });
+    // Several resyncs (2 s): the change stays held.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        swarm.service_replicas("web"),
+        Some(1),
+        "held while suspended"
+    );
+
+    let resumed = swarm.cli(&["delete", ".suspend"]);
+    assert!(stdout(&resumed).contains(".suspend removed"), "{resumed:?}");
+    swarm.wait("2 replicas of web after resuming", CONVERGE, || {
+        swarm.service_replicas("web") == Some(2)
+    });
+    assert!(!mirror.join(".suspend").exists());
+    drop(operator);
+    let _ = std::fs::remove_dir_all(&mirror);
+}

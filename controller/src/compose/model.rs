@@ -91,6 +91,51 @@ pub struct Service {
     /// Legacy `restart:`, used when `deploy.restart_policy` is absent.
     pub restart: Option<String>,
     pub deploy: Deploy,
+    /// `depends_on`, in the order written.
+    pub depends_on: Vec<Dependency>,
+}
+
+/// One `depends_on` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dependency {
+    /// The compose name of the service depended on.
+    pub service: String,
+    /// When the dependency counts as met.
+    pub condition: DependencyCondition,
+    /// Where it was written.
+    pub origin: Origin,
+}
+
+/// `depends_on.<service>.condition`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DependencyCondition {
+    /// `service_started`, and the list form.
+    Started,
+    /// `service_healthy`.
+    Healthy,
+    /// `service_completed_successfully`: the dependency is a job that must have exited 0.
+    CompletedSuccessfully,
+}
+
+impl DependencyCondition {
+    /// The compose word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DependencyCondition::Started => "service_started",
+            DependencyCondition::Healthy => "service_healthy",
+            DependencyCondition::CompletedSuccessfully => "service_completed_successfully",
+        }
+    }
+
+    fn parse(word: &str) -> Option<Self> {
+        [
+            DependencyCondition::Started,
+            DependencyCondition::Healthy,
+            DependencyCondition::CompletedSuccessfully,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == word)
+    }
 }
 
 /// `logging:`.
@@ -180,7 +225,6 @@ const IGNORED_BY_SWARM: &[&str] = &[
     "build",
     "cgroup_parent",
     "container_name",
-    "depends_on",
     "devices",
     "external_links",
     "links",
@@ -616,6 +660,7 @@ impl<'a> Reader<'a> {
                 }
                 "restart" => s.restart = self.string(v, &p),
                 "deploy" => s.deploy = self.deploy(v, &p),
+                "depends_on" => s.depends_on = self.depends_on(v, &p),
                 k if k.starts_with("x-") => {}
                 k if IGNORED_BY_SWARM.contains(&k) => self.drop_key(
                     e,
@@ -626,6 +671,83 @@ impl<'a> Reader<'a> {
             }
         }
         s
+    }
+
+    /// `depends_on`: a list of service names, or a mapping of service name to `condition`
+    /// (`required` is read and needs no handling: an entry naming no service of the stack is
+    /// left out, with or without it).
+    fn depends_on(&mut self, node: &Node, path: &str) -> Vec<Dependency> {
+        let started = |service: String, origin: &Origin| Dependency {
+            service,
+            condition: DependencyCondition::Started,
+            origin: origin.clone(),
+        };
+        match &node.value {
+            Value::Seq(items) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| {
+                    let name = self.string(item, &format!("{path}[{i}]"))?;
+                    Some(started(name, &item.origin))
+                })
+                .collect(),
+            Value::Map(entries) => {
+                let mut dependencies = Vec::new();
+                for e in entries {
+                    let ep = format!("{path}.{}", e.key);
+                    let mut dependency = started(e.key.clone(), &e.origin);
+                    for f in self.map(&e.value, &ep) {
+                        let fp = format!("{ep}.{}", f.key);
+                        match f.key.as_str() {
+                            "condition" => {
+                                let Some(word) = self.string(&f.value, &fp) else {
+                                    continue;
+                                };
+                                match DependencyCondition::parse(&word) {
+                                    Some(condition) => dependency.condition = condition,
+                                    None => self.bad(
+                                        &f.value,
+                                        &fp,
+                                        format!(
+                                            "unknown condition `{word}`: service_started, \
+                                             service_healthy or service_completed_successfully"
+                                        ),
+                                    ),
+                                }
+                            }
+                            "required" => {
+                                self.bool(&f.value, &fp);
+                            }
+                            "restart" => {
+                                if self.bool(&f.value, &fp) == Some(true) {
+                                    self.drop_key(
+                                        f,
+                                        &fp,
+                                        "the operator does not restart a service when one it \
+                                         depends on is updated",
+                                    );
+                                }
+                            }
+                            _ => self.drop_key(f, &fp, "not a depends_on option"),
+                        }
+                    }
+                    dependencies.push(dependency);
+                }
+                dependencies
+            }
+            Value::Null => Vec::new(),
+            _ => {
+                self.bad(
+                    node,
+                    path,
+                    format!(
+                        "expected a list of services or a mapping, found {}",
+                        node.describe()
+                    ),
+                );
+                Vec::new()
+            }
+        }
     }
 
     fn port(&mut self, node: &Node, path: &str) -> Vec<PortSpec> {
@@ -1445,6 +1567,17 @@ fn merge_service(b: &mut Service, o: Service) {
         (_, None) => {}
     }
     set(&mut b.restart, o.restart);
+    // By service name, like compose: a later file's entry replaces the earlier one's.
+    for dependency in o.depends_on {
+        match b
+            .depends_on
+            .iter_mut()
+            .find(|d| d.service == dependency.service)
+        {
+            Some(existing) => *existing = dependency,
+            None => b.depends_on.push(dependency),
+        }
+    }
     let (bd, od) = (&mut b.deploy, o.deploy);
     set(&mut bd.mode, od.mode);
     set(&mut bd.replicas, od.replicas);

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use super::model::{Compose, Dropped, Invalid, Service};
+use super::model::{Compose, DependencyCondition, Dropped, Invalid, Service};
 use super::tree::Origin;
 use crate::spec::{
     ApiVersion, BindPropagation, ConfigKind, DataSpec, DnsSpec, EndpointMode, FileMode,
@@ -102,6 +102,39 @@ pub fn convert(compose: &Compose, stack: &str, lookup: &dyn Fn(&str) -> Option<S
         }
         out.services.push(converted);
     }
+    // docker compose refuses a cycle; services in one could never start under the operator.
+    let graph: BTreeMap<&str, &[String]> = out
+        .services
+        .iter()
+        .map(|s| (s.metadata.name.as_str(), s.spec.depends_on.as_slice()))
+        .collect();
+    if let Some(cycle) = dependency_cycle(&graph) {
+        let compose_name = |swarm: &str| {
+            swarm
+                .strip_prefix(stack)
+                .and_then(|n| n.strip_prefix('_'))
+                .unwrap_or(swarm)
+                .to_owned()
+        };
+        let first = compose_name(cycle[0]);
+        let invalid = Invalid {
+            origin: compose
+                .services
+                .get(&first)
+                .and_then(|s| s.origin.clone())
+                .unwrap_or_else(unknown_origin),
+            path: format!("services.{first}.depends_on"),
+            message: format!(
+                "dependency cycle: {}; services in a cycle could never start",
+                cycle
+                    .iter()
+                    .map(|n| compose_name(n))
+                    .collect::<Vec<_>>()
+                    .join(" → ")
+            ),
+        };
+        out.invalid.push(invalid);
+    }
     // Stack deploy creates only the networks some service uses.
     for name in used_networks {
         let decl = compose.networks.get(&name).cloned().unwrap_or_default();
@@ -183,6 +216,92 @@ pub fn convert(compose: &Compose, stack: &str, lookup: &dyn Fn(&str) -> Option<S
     out
 }
 
+/// A cycle of `graph` (its names, the first repeated at the end), if it has one.
+fn dependency_cycle<'a>(graph: &BTreeMap<&'a str, &'a [String]>) -> Option<Vec<&'a str>> {
+    fn visit<'a>(
+        node: &'a str,
+        graph: &BTreeMap<&'a str, &'a [String]>,
+        path: &mut Vec<&'a str>,
+        done: &mut BTreeSet<&'a str>,
+    ) -> Option<Vec<&'a str>> {
+        if let Some(start) = path.iter().position(|n| *n == node) {
+            let mut cycle = path[start..].to_vec();
+            cycle.push(node);
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node);
+        for dependency in graph.get(node).copied().unwrap_or_default() {
+            if let Some(cycle) = visit(dependency, graph, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(node);
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|node| visit(node, graph, &mut Vec::new(), &mut done))
+}
+
+fn unknown_origin() -> Origin {
+    Origin {
+        file: Default::default(),
+        line: 0,
+        column: 0,
+    }
+}
+
+/// `depends_on` as `dependsOn`, by swarm name. `dependsOn` waits until every replica of the
+/// dependency runs its current spec: that covers `service_started`, and `service_healthy` as
+/// well (swarm reports a task with a healthcheck as running only once it is healthy). A job
+/// that must have exited 0 has no equivalent: waiting for it to be running would hold the
+/// dependent back for ever, so that entry is left out, and reported.
+fn dependencies(
+    compose: &Compose,
+    stack: &str,
+    name: &str,
+    s: &Service,
+    out: &mut Stack,
+) -> Vec<String> {
+    let mut depends_on = Vec::new();
+    for d in &s.depends_on {
+        let left_out = if d.condition == DependencyCondition::CompletedSuccessfully {
+            Some(format!(
+                "condition {}: swarm has no run-to-completion ordering, and dependsOn would wait \
+                 for `{}` to keep running; the dependency is left out",
+                d.condition.as_str(),
+                d.service
+            ))
+        } else if !compose.services.contains_key(&d.service) {
+            Some(format!(
+                "`{}` is not a service of the stack; the dependency is left out",
+                d.service
+            ))
+        } else {
+            None
+        };
+        match left_out {
+            Some(reason) => out.dropped.push(Dropped {
+                origin: d.origin.clone(),
+                path: format!("services.{name}.depends_on.{}", d.service),
+                reason,
+            }),
+            None => {
+                let swarm_name = scope(stack, &d.service);
+                if !depends_on.contains(&swarm_name) {
+                    depends_on.push(swarm_name);
+                }
+            }
+        }
+    }
+    depends_on
+}
+
 fn data_file(
     out: &mut Stack,
     dir: &str,
@@ -212,11 +331,7 @@ fn convert_service(
     lookup: &dyn Fn(&str) -> Option<String>,
     out: &mut Stack,
 ) -> SwarmService {
-    let origin = s.origin.clone().unwrap_or_else(|| Origin {
-        file: Default::default(),
-        line: 0,
-        column: 0,
-    });
+    let origin = s.origin.clone().unwrap_or_else(unknown_origin);
     let path = format!("services.{name}");
     let mut invalid = |field: &str, message: String| {
         out.invalid.push(Invalid {
@@ -503,7 +618,7 @@ fn convert_service(
         configs,
         secrets,
         drift_policy: None,
-        depends_on: Vec::new(),
+        depends_on: dependencies(compose, stack, name, s, out),
     };
     SwarmService {
         api_version: ApiVersion::V1Alpha1,

@@ -177,13 +177,7 @@ fn metrics_stack_reports_what_swarm_ignores() {
         .iter()
         .map(|d| (d.origin.line, d.path.as_str()))
         .collect();
-    assert_eq!(
-        dropped,
-        [
-            (35, "services.agent.build"),
-            (36, "services.agent.depends_on")
-        ]
-    );
+    assert_eq!(dropped, [(35, "services.agent.build")]);
     assert!(
         report.dropped[0]
             .to_string()
@@ -248,7 +242,7 @@ fn metrics_stack_reports_what_swarm_ignores() {
     };
     let err = import(&request, &env(&[])).unwrap_err();
     assert!(
-        matches!(err, ImportError::Strict(ref d) if d.len() == 2),
+        matches!(err, ImportError::Strict(ref d) if d.len() == 1),
         "{err}"
     );
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
@@ -434,5 +428,79 @@ fn a_re_import_removes_the_specs_it_no_longer_writes() {
     assert!(
         out.join("service.other_c.yaml").is_file(),
         "other stacks' files stay"
+    );
+}
+
+#[test]
+fn depends_on_becomes_depends_on_by_swarm_name_and_what_cannot_be_honoured_is_reported() {
+    let files = [
+        fixture("ordered", "stack.yml"),
+        fixture("ordered", "stack.override.yml"),
+    ];
+    let (_out, report, objects) = import_fixture(&files, "ordered", &env(&[]));
+    let depends_on = |name: &str| service(&objects, name).depends_on.clone();
+    assert_eq!(
+        depends_on("ordered_migrate"),
+        ["ordered_db"],
+        "the list form"
+    );
+    assert_eq!(
+        depends_on("ordered_api"),
+        ["ordered_db", "ordered_cache"],
+        "service_healthy and service_started kept, in the order written"
+    );
+    assert_eq!(
+        depends_on("ordered_web"),
+        ["ordered_api", "ordered_cache"],
+        "merged by service name across files"
+    );
+    assert!(depends_on("ordered_db").is_empty());
+    let dropped: Vec<(usize, &str)> = report
+        .dropped
+        .iter()
+        .map(|d| (d.origin.line, d.path.as_str()))
+        .collect();
+    assert_eq!(
+        dropped,
+        [
+            (31, "services.api.depends_on.cache.restart"),
+            (27, "services.api.depends_on.migrate"),
+            (39, "services.web.depends_on.search"),
+        ]
+    );
+    let reasons: Vec<String> = report.dropped.iter().map(ToString::to_string).collect();
+    assert!(
+        reasons[1].contains(
+            "condition service_completed_successfully: swarm has no run-to-completion ordering"
+        ),
+        "{reasons:#?}"
+    );
+    assert!(
+        reasons[2].contains("`search` is not a service of the stack"),
+        "{reasons:#?}"
+    );
+}
+
+#[test]
+fn depends_on_cycles_and_unknown_conditions_are_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.yml");
+    std::fs::write(
+        &file,
+        "services:\n  a:\n    image: x\n    depends_on: [b]\n  b:\n    image: x\n    depends_on:\n      a: {condition: service_ready}\n  c:\n    image: x\n    depends_on: [c]\n",
+    )
+    .unwrap();
+    let (stack, _) = convert(&[file], "s", &env(&[])).unwrap();
+    let messages: Vec<String> = stack.invalid.iter().map(|i| i.to_string()).collect();
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    assert!(
+        messages[0].contains(
+            "s.yml:8:22: services.b.depends_on.a.condition: unknown condition `service_ready`"
+        ),
+        "{messages:#?}"
+    );
+    assert!(
+        messages[1].contains("services.a.depends_on: dependency cycle: a → b → a"),
+        "{messages:#?}"
     );
 }
