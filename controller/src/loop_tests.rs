@@ -278,9 +278,10 @@ async fn drift_is_corrected_by_the_event_alone() {
     running.stop().await;
 }
 
-/// Swarm rolls back a failed update: the operator marks the rolled-back spec once (no task
-/// is replaced: the service's spec is written as it is) and does not write the failing spec
-/// again, however long it waits and however often it resyncs; a new spec is applied.
+/// Swarm rolls back a failed update: the operator writes nothing while swarm rolls back, marks
+/// the rolled-back spec once when the rollback ends (no task is replaced: the service's spec is
+/// written as it is) and does not write the failing spec again, however long it waits and
+/// however often it resyncs; a new spec is applied.
 #[tokio::test(start_paused = true)]
 async fn a_rolled_back_update_is_held_not_written_again() {
     let swarm = MemorySwarm::default();
@@ -301,6 +302,11 @@ async fn a_rolled_back_update_is_held_not_written_again() {
         "a",
         "update rolled back due to failure or early termination of task x",
     );
+    // While swarm rolls back, nothing is written (a resync falls in these 10 s).
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(calls_for(&swarm, Op::UpdateService, "a").len(), updates);
+    // The end of the rollback changes only swarm's update state: that alone brings the mark.
+    swarm.set_update_state("a", crate::docker::UpdateState::ROLLBACK_COMPLETED);
     eventually(Duration::from_secs(10), "the mark", || {
         swarm.services()["a"].ownership.rolled_back.is_some()
     })

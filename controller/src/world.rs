@@ -615,8 +615,14 @@ fn written_service(
 }
 
 /// Whether two reads of a service differ in anything the plan looks at.
+/// Whether a re-read shows nothing the plan looks at as changed. Swarm's update state is one
+/// of those things: the end of a rollback is what lets the plan mark the rolled-back spec.
 fn same_service(a: &ObservedService, b: &ObservedService) -> bool {
-    a.id == b.id && a.definition == b.definition && a.ownership == b.ownership
+    let update_state = |s: &ObservedService| s.update_status.as_ref().map(|u| u.state);
+    a.id == b.id
+        && a.definition == b.definition
+        && a.ownership == b.ownership
+        && update_state(a) == update_state(b)
 }
 
 /// Keys that a service's change may unblock: the owned networks it stopped using (a removal

@@ -601,6 +601,27 @@ fn a_config_edit_rolls_exactly_its_services_and_old_versions_go() {
                 == b"listen-2"
     });
     let mut operator = swarm.operator();
+    // A rollback is respected: the operator marks the rolled-back spec and holds it, rather
+    // than writing it again (which, after an automatic rollback, would fail and roll back
+    // for ever). Removing the mark is how a user asks for the same spec again.
+    wait_for("the rolled-back spec held", CONVERGE, || {
+        let label = docker(&[
+            "service",
+            "inspect",
+            "--format",
+            "{{index .Spec.Labels \"swarm-operator.io/rolled-back-spec\"}}",
+            &a,
+        ]);
+        !label.trim().is_empty()
+    });
+    docker(&[
+        "service",
+        "update",
+        "--detach",
+        "--label-rm",
+        "swarm-operator.io/rolled-back-spec",
+        &a,
+    ]);
     // b was not rolled back: it mounts the current version, which a gets again.
     let current = mounted(&b);
     wait_for("the operator re-applies the spec", CONVERGE, || {

@@ -189,8 +189,9 @@ impl MemorySwarm {
         });
     }
 
-    /// Swarm rolls the service's last update back (its `failureAction: rollback`): the spec
-    /// before the operator's last update is restored and `UpdateStatus` says so.
+    /// Swarm starts rolling the service's last update back (its `failureAction: rollback`):
+    /// the spec before the operator's last update is restored, and `UpdateStatus` says
+    /// `rollback_started`; [`MemorySwarm::set_update_state`] ends it.
     pub(crate) fn roll_back(&self, name: &str, message: &str) {
         let id = {
             let mut state = self.state();
@@ -201,12 +202,35 @@ impl MemorySwarm {
             let id = store_service(&mut state, Some(previous.id), previous.definition, &labels);
             if let Some(service) = state.services.get_mut(name) {
                 service.update_status = Some(super::UpdateStatus {
-                    state: super::UpdateState::ROLLBACK_COMPLETED,
+                    state: super::UpdateState::ROLLBACK_STARTED,
                     message: message.to_owned(),
                     started_at: None,
                 });
             }
             id
+        };
+        self.emit(SwarmEvent::Service {
+            id,
+            name: name.to_owned(),
+            action: EventAction::Update,
+        });
+    }
+
+    /// Swarm moves the service's update to `update_state` (e.g. a rollback completes): a new
+    /// version, the spec unchanged.
+    pub(crate) fn set_update_state(&self, name: &str, update_state: super::UpdateState) {
+        let id = {
+            let mut state = self.state();
+            state.index += 1;
+            let index = state.index;
+            let Some(service) = state.services.get_mut(name) else {
+                return;
+            };
+            service.version = index;
+            if let Some(status) = service.update_status.as_mut() {
+                status.state = update_state;
+            }
+            service.id.clone()
         };
         self.emit(SwarmEvent::Service {
             id,
