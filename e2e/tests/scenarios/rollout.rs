@@ -114,21 +114,24 @@ fn holding<'a>(s: &'a ServiceStatus, type_: &str, reason: &str) -> Option<&'a st
         .map(|c| c.message.as_deref().unwrap_or_default())
 }
 
-/// 10. A rolling update of a service with a task on every node: `get` shows it `Progressing`,
-///     `RollingUpdate`, with `updated/total` counts and not `Ready`; `wait` then exits 0 and
-///     every task runs the new spec, still spread over the nodes.
+/// 10. A rolling update of a service with a task on every node: half-way, `get` shows it
+///     `Progressing`, `RollingUpdate`, with `updated/total` counts and not `Ready`; `wait`
+///     then exits 0 and every task runs the new spec, still spread over the nodes.
 pub(crate) fn rolling_update(e: &Env) -> Outcome {
     apply_and_wait(e, &spec(1, PROBE, FailureAction::Pause, ""))?;
     write_spec(e, &good_spec(FailureAction::Pause))?;
+    // Half-way: some tasks run the new spec, some the old one.
+    let half_way = |s: &ServiceStatus| {
+        s.updated_replicas.is_some_and(|n| 0 < n && n < REPLICAS)
+            && holding(s, "Progressing", "RollingUpdate")
+                .is_some_and(|m| m.contains(&format!("/{REPLICAS} updated")))
+    };
     let mut under_way = None;
     e.wait(
-        "get shows the rollout under way with counts",
+        "get shows the rollout half-way with counts",
         ROLLOUT,
         || match get(e) {
-            Ok(s)
-                if holding(&s, "Progressing", "RollingUpdate")
-                    .is_some_and(|m| m.contains(&format!("/{REPLICAS} updated"))) =>
-            {
+            Ok(s) if half_way(&s) => {
                 under_way = Some(s);
                 true
             }
