@@ -614,14 +614,15 @@ fn written_service(
     }
 }
 
-/// Whether two reads of a service differ in anything the plan looks at.
-/// Whether a re-read shows nothing the plan looks at as changed. Swarm's update state is one
-/// of those things: the end of a rollback is what lets the plan mark the rolled-back spec.
+/// Whether two reads of a service differ in nothing the plan looks at.
 fn same_service(a: &ObservedService, b: &ObservedService) -> bool {
     let update_state = |s: &ObservedService| s.update_status.as_ref().map(|u| u.state);
     a.id == b.id
         && a.definition == b.definition
         && a.ownership == b.ownership
+        // The plan marks a rolled-back spec once the rollback ended, and holds dependents
+        // until an update ended: swarm ends a rollback without touching the spec, so the
+        // update's state alone must trigger a look.
         && update_state(a) == update_state(b)
 }
 
@@ -789,6 +790,7 @@ mod tests {
     use super::*;
     use crate::definition::DEFAULT_INSTANCE;
     use crate::definition::tests::sample_service;
+    use crate::docker::UpdateState;
 
     struct Fixture {
         world: World,
@@ -1045,6 +1047,49 @@ mod tests {
             })
             .await;
         assert_eq!(drain(&mut f.changes), [ObjectKey::network("held")]);
+    }
+
+    #[tokio::test]
+    async fn the_end_of_a_rollback_triggers_the_service_without_a_spec_change() {
+        let mut f = fixture();
+        with_desired(&f, &["a"]).await;
+        let with_update = |version, state, message: &str| {
+            let mut service = read(&desired("a"), "s1", version);
+            service.update_status = Some(crate::docker::UpdateStatus {
+                state,
+                message: message.into(),
+                started_at: None,
+            });
+            Observation::Service {
+                ticket: f.world.ticket(),
+                name: "a".into(),
+                service: Some(Box::new(service)),
+            }
+        };
+        f.reporter
+            .observed(with_update(
+                20,
+                UpdateState::ROLLBACK_STARTED,
+                "rollback started",
+            ))
+            .await;
+        drain(&mut f.changes);
+        f.reporter
+            .observed(with_update(
+                21,
+                UpdateState::ROLLBACK_STARTED,
+                "rolling back",
+            ))
+            .await;
+        assert_eq!(drain(&mut f.changes), [], "only swarm's message changed");
+        f.reporter
+            .observed(with_update(
+                22,
+                UpdateState::ROLLBACK_COMPLETED,
+                "rollback completed",
+            ))
+            .await;
+        assert_eq!(drain(&mut f.changes), [ObjectKey::service("a")]);
     }
 
     #[tokio::test]

@@ -24,6 +24,9 @@ pub struct ServiceStatus {
     pub desired_replicas: Option<u64>,
     #[serde(default)]
     pub running_replicas: Option<u64>,
+    /// Running tasks of the service's current spec.
+    #[serde(default)]
+    pub updated_replicas: Option<u64>,
     #[serde(default)]
     pub conditions: Vec<Condition>,
     #[serde(default, rename = "virtualIPs")]
@@ -113,9 +116,14 @@ impl ServiceStatus {
 
     /// Whether the `Ready` condition is `True`.
     pub fn is_ready(&self) -> bool {
+        self.holds("Ready").is_some()
+    }
+
+    /// The condition of type `type_` when it is `True`.
+    pub fn holds(&self, type_: &str) -> Option<&Condition> {
         self.conditions
             .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
+            .find(|c| c.type_ == type_ && c.status == "True")
     }
 }
 
@@ -126,7 +134,7 @@ mod tests {
     #[test]
     fn reads_the_design_example() {
         let s: Status = serde_json::from_str(
-            r#"{"generatedAt":"2026-01-01T00:00:00Z","services":{"quote-service":{"desiredReplicas":3,"runningReplicas":3,
+            r#"{"generatedAt":"2026-01-01T00:00:00Z","services":{"quote-service":{"desiredReplicas":3,"runningReplicas":3,"updatedReplicas":2,
             "conditions":[{"type":"Ready","status":"True","reason":"r","message":"m","lastTransitionTime":"t"}],
             "virtualIPs":[{"network":"my_network","address":"10.0.1.5"}],
             "endpoints":[{"task":"t1","slot":1,"node":"n","state":"running","addresses":[{"network":"my_network","ip":"10.0.1.7/24"}]}],
@@ -135,6 +143,12 @@ mod tests {
         .unwrap();
         let q = &s.services["quote-service"];
         assert!(q.is_ready());
+        assert_eq!(
+            q.holds("Ready").and_then(|c| c.reason.as_deref()),
+            Some("r")
+        );
+        assert!(q.holds("Degraded").is_none());
+        assert_eq!(q.updated_replicas, Some(2));
         assert_eq!(q.running_ips("my_network"), vec!["10.0.1.7"]);
         assert_eq!(s.errors[0].line, Some(3));
     }

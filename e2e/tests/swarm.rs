@@ -1,4 +1,4 @@
-//! The e2e scenarios of issue 4 on a docker-in-docker swarm of 3 managers + 1 worker: converge, discovery/LB, scale, drift, removal, bad input, node loss, operator restart, VIP; and of issue 11: the operator's own failover.
+//! The e2e scenarios of issue 4 on a docker-in-docker swarm of 3 managers + 1 worker: converge, discovery/LB, scale, drift, removal, bad input, node loss, operator restart, VIP; of issue 9: rollouts waited on with the operator's `wait`; and of issue 11: the operator's own failover.
 //!
 //! Reuses the cluster named by `SWARM_E2E_CLUSTER` (set by `cargo xtask e2e` / `cargo xtask test`),
 //! else brings one up itself (building missing images) and tears it down at the end. Without a
@@ -17,11 +17,14 @@ use e2e::status::Status;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use xtask::cluster::{Cluster, ENV_CLUSTER, UpOptions};
 use xtask::operator::Deployment;
+use xtask::operator_cli::{self, Goal, Targets, Wait, WaitExit, WaitReport};
 use xtask::swarm::Manager;
 use xtask::{docker, images, interrupt, operator};
 
 #[path = "scenarios/failover.rs"]
 mod failover;
+#[path = "scenarios/rollout.rs"]
+mod rollout;
 
 /// Where the e2e copy of the specs lives on the manager node.
 const SPECS: &str = "/srv/swarm-operator/e2e-specs";
@@ -29,6 +32,9 @@ const NET: &str = "my_network";
 const ACCOUNT: &str = "account-service";
 const QUOTE: &str = "quote-service";
 const PROBE: &str = "goblog/e2e-probe:dev";
+/// How long the operator's status file may lag behind the swarm it describes: it is rewritten
+/// on the swarm's events, so seconds.
+const STATUS_FOLLOWS: Duration = Duration::from_secs(30);
 
 type Outcome = Result<(), String>;
 
@@ -49,7 +55,7 @@ type Scenario = fn(&Env) -> Verdict;
 
 /// In the order they run: each builds on the state the previous ones left (s1 converges the
 /// app the others edit, break and restore).
-const SCENARIOS: [(&str, Scenario); 10] = [
+const SCENARIOS: [(&str, Scenario); 13] = [
     ("s1_converge", |e| pass(converge(e))),
     ("s2_discovery_and_load_balancing", |e| pass(discovery(e))),
     ("s3_scale_by_spec_edit", |e| pass(scale(e))),
@@ -59,8 +65,16 @@ const SCENARIOS: [(&str, Scenario); 10] = [
     ("s7_node_loss", |e| pass(node_loss(e))),
     ("s8_operator_restart", |e| pass(operator_restart(e))),
     ("s9_vip_and_ingress", vip),
+    // A service of their own, removed by the last of them.
+    ("s10_rolling_update_waited_on", |e| {
+        pass(rollout::rolling_update(e))
+    }),
+    ("s11_missing_image_is_degraded", |e| {
+        pass(rollout::missing_image(e))
+    }),
+    ("s12_rollback_is_held", |e| pass(rollout::rollback_held(e))),
     // Last: it redeploys the operator in its HA form and kills a manager.
-    ("s10_operator_failover", |e| {
+    ("s13_operator_failover", |e| {
         pass(failover::operator_failover(e))
     }),
 ];
@@ -188,12 +202,18 @@ fn setup() -> Result<Env, String> {
     };
     let m = Manager::Node(cluster.manager().name.clone());
     // A reused cluster may carry a previous run's operator and services: start clean.
-    for svc in [operator::SERVICE, ACCOUNT, QUOTE, "vip-echo"] {
+    for svc in [
+        operator::SERVICE,
+        ACCOUNT,
+        QUOTE,
+        "vip-echo",
+        rollout::SERVICE,
+    ] {
         let _ = m.docker(["service", "rm", svc]).output();
     }
     m.put_specs(&root.join("manifests"), SPECS)
         .map_err(|e| e.to_string())?;
-    // One replica on the manager holding the spec files the scenarios edit (s10 switches to
+    // One replica on the manager holding the spec files the scenarios edit (s13 switches to
     // the HA form).
     operator::deploy(
         &m,
@@ -249,6 +269,40 @@ impl Env {
         Ok(())
     }
 
+    /// `swarm-operator wait … --specs SPECS` on the manager, as a CI job deploying the spec
+    /// files would run it: an object is ready once the swarm runs its current spec with every
+    /// task up (and healthy).
+    fn operator_wait(
+        &self,
+        targets: Targets<'_>,
+        goal: Goal,
+        limit: Duration,
+    ) -> Result<WaitReport, String> {
+        let start = Instant::now();
+        let report = operator_cli::wait(
+            &self.m,
+            &Wait {
+                targets,
+                goal,
+                timeout: limit,
+                specs_dir: Some(SPECS),
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        eprintln!(
+            "    swarm-operator wait {targets:?} --for {goal:?}: {:?} after {}",
+            report.exit,
+            xtask::timing::fmt(start.elapsed())
+        );
+        Ok(report)
+    }
+
+    /// Every object of the spec files ready, by the operator's `wait --all`.
+    fn wait_all_ready(&self, limit: Duration) -> Outcome {
+        let report = self.operator_wait(Targets::All, Goal::Ready, limit)?;
+        ensure(report.exit == WaitExit::Reached, || report.to_string())
+    }
+
     fn docker(&self, args: &[&str]) -> Result<String, String> {
         self.m.docker(args).output().map_err(|e| e.to_string())
     }
@@ -282,11 +336,13 @@ impl Env {
             .map_err(|e| format!("{file}: {e}"))
     }
 
-    /// Wait for both app services to run `n` replicas each, as the status file says.
+    /// Wait until every object of the specs is ready (the operator's `wait --all`), then until
+    /// the status file shows both app services running `n` replicas each with their addresses.
     fn wait_apps(&self, account: u64, quote: u64, limit: Duration) -> Result<Status, String> {
+        self.wait_all_ready(limit)?;
         self.wait_status(
-            &format!("{ACCOUNT}={account}, {QUOTE}={quote} running in the status"),
-            limit,
+            &format!("{ACCOUNT}={account}, {QUOTE}={quote} running in the status file"),
+            STATUS_FOLLOWS,
             |s| {
                 [(ACCOUNT, account), (QUOTE, quote)].iter().all(|(svc, n)| {
                     s.services.get(*svc).is_some_and(|st| {

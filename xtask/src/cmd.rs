@@ -121,14 +121,14 @@ impl Cmd {
 
     /// Run with stdout captured; stderr captured for the error message. Returns trimmed stdout.
     pub fn output(self) -> Result<String, CmdError> {
-        let (ok, status, out, err, display) = self.capture()?;
-        if ok {
-            Ok(out.trim_end().to_string())
+        let done = self.capture()?;
+        if done.status.success() {
+            Ok(done.stdout.trim_end().to_string())
         } else {
             Err(CmdError::Failed {
-                cmd: display,
-                status,
-                stderr: tail(&err),
+                cmd: done.display,
+                status: done.status.to_string(),
+                stderr: tail(&done.stderr),
             })
         }
     }
@@ -136,13 +136,20 @@ impl Cmd {
     /// Run with stdout and stderr captured; return both whatever the exit status (for tests that
     /// assert on failures). The bool is success.
     pub fn output_any(self) -> Result<(bool, String, String), CmdError> {
-        let (ok, _, out, err, _) = self.capture()?;
-        Ok((ok, out, err))
+        let done = self.capture()?;
+        Ok((done.status.success(), done.stdout, done.stderr))
+    }
+
+    /// Run with stdout and stderr captured; return the exit code (`None` when a signal ended
+    /// it) and both outputs whatever the code (for programs whose exit codes mean results).
+    pub fn output_code(self) -> Result<(Option<i32>, String, String), CmdError> {
+        let done = self.capture()?;
+        Ok((done.status.code(), done.stdout, done.stderr))
     }
 
     /// Run quietly; true if it exited 0 (false also if it could not start).
     pub fn succeeds(self) -> bool {
-        self.capture().map(|(ok, ..)| ok).unwrap_or(false)
+        self.capture().is_ok_and(|done| done.status.success())
     }
 
     /// Run with the terminal's stdout/stderr (for long builds whose progress a person watches).
@@ -183,7 +190,7 @@ impl Cmd {
         }
     }
 
-    fn capture(mut self) -> Result<(bool, String, String, String, String), CmdError> {
+    fn capture(mut self) -> Result<Captured, CmdError> {
         self.inner.stdout(Stdio::piped()).stderr(Stdio::piped());
         let display = self.display.clone();
         let spawn_err = |source| CmdError::Spawn {
@@ -218,14 +225,21 @@ impl Cmd {
                 out
             }
         };
-        Ok((
-            out.status.success(),
-            out.status.to_string(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-            self.display,
-        ))
+        Ok(Captured {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            display: self.display,
+        })
     }
+}
+
+/// A finished program's exit status and output, with its command line for messages.
+struct Captured {
+    status: std::process::ExitStatus,
+    stdout: String,
+    stderr: String,
+    display: String,
 }
 
 /// The last few lines of a program's stderr: enough to see why, short enough to read.

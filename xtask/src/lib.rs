@@ -8,6 +8,7 @@ pub mod docker;
 pub mod images;
 pub mod interrupt;
 pub mod operator;
+pub mod operator_cli;
 pub mod state;
 pub mod swarm;
 pub mod testrun;

@@ -1,4 +1,4 @@
-//! Scenario 10: the operator's own high availability on 3 managers + 1 worker. The operator is
+//! Scenario 13: the operator's own high availability on 3 managers + 1 worker. The operator is
 //! redeployed in its HA form (a replica on every manager, a leader elected through a lease in
 //! the swarm, specs stored in the swarm by `apply`); the leader's node is killed; another
 //! replica takes over, and a spec applied after the failover is applied.
