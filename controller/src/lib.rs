@@ -6,6 +6,7 @@
 //! the [`status`] file.
 
 pub mod activity;
+pub mod allocator;
 pub mod atomic_file;
 pub mod commands;
 pub mod compose;
