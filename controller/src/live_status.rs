@@ -1,7 +1,7 @@
 //! The status of a swarm as `get` and `wait` see it: the operator's own view (reflector, swarm
 //! watcher) and status code, run without an operator and without writing anything.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -11,9 +11,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::desired::DesiredState;
 use crate::docker::{DockerError, SwarmApi};
+use crate::plan::{self, ObjectKind};
 use crate::spec::SpecStore;
 use crate::spec::load::LoadDirError;
-use crate::status::{self, StatusFile};
+use crate::status::{self, ConditionReason, StatusFile};
 use crate::swarm_watch::{self, WatchConfig};
 use crate::triggers;
 use crate::world::{self, Reflector, Reporter, World};
@@ -40,7 +41,8 @@ pub struct LiveStatus {
     // Kept so that the reflector runs as long as the view.
     _reporter: Reporter,
     stop: CancellationToken,
-    specs_dir: PathBuf,
+    /// `None`: opened without a spec directory.
+    specs_dir: Option<PathBuf>,
     last: Option<StatusFile>,
 }
 
@@ -51,6 +53,47 @@ pub struct Snapshot {
     pub status: StatusFile,
     /// Names of the services and networks that exist on the swarm now (any owner).
     pub existing: BTreeSet<String>,
+    /// What the spec directory says; `None` when opened without one.
+    pub specs: Option<SpecView>,
+}
+
+/// The spec directory's side of a look: which objects have a spec, and which objects without
+/// one the operator keeps instead of removing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpecView {
+    /// Names of the services and networks the spec directory holds.
+    pub specified: BTreeSet<String>,
+    /// Owned objects without a spec that the plan does not remove (their spec file fails to
+    /// load, the directory is suspended or holds no spec): why, as a reason and a message.
+    pub kept: BTreeMap<String, (ConditionReason, String)>,
+}
+
+impl SpecView {
+    /// The objects of `state` without a spec, and which of them the plan keeps.
+    fn of(state: &world::WorldState) -> SpecView {
+        let desired = &state.desired;
+        let specified = desired
+            .services
+            .keys()
+            .chain(desired.networks.keys())
+            .cloned()
+            .collect();
+        let kept = plan::all_keys(desired, &state.observed)
+            .into_iter()
+            .filter(|key| match key.kind {
+                ObjectKind::Service => !desired.services.contains_key(&key.name),
+                ObjectKind::Network => !desired.networks.contains_key(&key.name),
+            })
+            .filter_map(|key| {
+                let conflict = plan::plan_object(&key, desired, &state.observed).conflict?;
+                Some((
+                    key.name,
+                    (ConditionReason::from(&conflict.reason), conflict.message),
+                ))
+            })
+            .collect();
+        SpecView { specified, kept }
+    }
 }
 
 impl LiveStatus {
@@ -102,7 +145,7 @@ impl LiveStatus {
             world,
             _reporter: reporter,
             stop,
-            specs_dir: specs.map(Path::to_owned).unwrap_or_default(),
+            specs_dir: specs.map(Path::to_owned),
             last: None,
         })
     }
@@ -111,7 +154,8 @@ impl LiveStatus {
     pub fn snapshot(&mut self) -> Snapshot {
         let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         let state = self.world.read();
-        let status = status::build(&state, &self.specs_dir, self.last.as_ref(), &now);
+        let specs_dir = self.specs_dir.as_deref().unwrap_or(Path::new(""));
+        let status = status::build(&state, specs_dir, self.last.as_ref(), &now);
         let existing = state
             .observed
             .services
@@ -119,9 +163,14 @@ impl LiveStatus {
             .chain(state.observed.networks.keys())
             .cloned()
             .collect();
+        let specs = self.specs_dir.is_some().then(|| SpecView::of(&state));
         drop(state);
         self.last = Some(status.clone());
-        Snapshot { status, existing }
+        Snapshot {
+            status,
+            existing,
+            specs,
+        }
     }
 
     /// Waits until the swarm changed, or `TASK_POLL` passed (deadlines run on the clock).

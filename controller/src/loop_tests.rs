@@ -15,7 +15,9 @@ use crate::definition::tests::{sample_network, sample_service};
 use crate::definition::{DEFAULT_INSTANCE, Port, ServiceDefinition};
 use crate::docker::memory::MemorySwarm;
 use crate::docker::{EngineValue, ObservedTask, Op, Ownership};
+use crate::live_status::LiveStatus;
 use crate::operator::{self, OperatorConfig, OperatorError};
+use crate::wait::{self, Display, Goal, Targets, WaitOutcome};
 
 /// An operator running on the in-memory swarm.
 struct Running {
@@ -25,12 +27,14 @@ struct Running {
 }
 
 impl Running {
-    async fn stop(mut self) {
+    /// Stops the operator; its directory is handed back, to start it again on the same specs.
+    async fn stop(mut self) -> TempDir {
         let _ = self.stop.take().expect("running").send(());
-        self.task
+        (&mut self.task)
             .await
             .expect("operator task")
             .expect("operator run");
+        self.dir
     }
 }
 
@@ -96,6 +100,24 @@ fn churn(swarm: &MemorySwarm, period: Duration) -> JoinHandle<()> {
             tokio::time::sleep(period).await;
         }
     })
+}
+
+/// A running task of the service `name` (swarm schedules them; the in-memory one does not).
+fn running_task(swarm: &MemorySwarm, name: &str) -> ObservedTask {
+    ObservedTask {
+        id: format!("{name}-task"),
+        service_id: swarm.services()[name].id.clone(),
+        slot: Some(1),
+        node_id: Some("n1".into()),
+        state: EngineValue::parse("state", "running"),
+        desired_state: EngineValue::parse("desired", "running"),
+        message: String::new(),
+        error: None,
+        exit_code: None,
+        timestamp: None,
+        template: None,
+        addresses: vec![],
+    }
 }
 
 fn calls_for(swarm: &MemorySwarm, op: Op, name: &str) -> Vec<Op> {
@@ -362,21 +384,7 @@ async fn a_dependent_is_created_when_its_dependency_runs() {
         !swarm.services().contains_key("api"),
         "api waits while db runs no task"
     );
-    let db = swarm.services()["db"].id.clone();
-    swarm.set_tasks(vec![ObservedTask {
-        id: "t1".into(),
-        service_id: db,
-        slot: Some(1),
-        node_id: Some("n1".into()),
-        state: EngineValue::parse("state", "running"),
-        desired_state: EngineValue::parse("desired", "running"),
-        message: String::new(),
-        error: None,
-        exit_code: None,
-        timestamp: None,
-        template: None,
-        addresses: vec![],
-    }]);
+    swarm.set_tasks(vec![running_task(&swarm, "db")]);
     eventually(Duration::from_secs(5), "api created", || {
         swarm.services().contains_key("api")
     })
@@ -387,6 +395,48 @@ async fn a_dependent_is_created_when_its_dependency_runs() {
         "each created once: {:?}",
         swarm.calls()
     );
+    running.stop().await;
+}
+
+/// `git rm` of a spec, then `wait --all --for ready --specs`: the object whose spec is gone is
+/// not done while it runs, and is done once the operator removed it (it no longer reads as
+/// "not found", pending until the timeout).
+#[tokio::test(start_paused = true)]
+async fn wait_all_for_ready_waits_until_an_object_whose_spec_is_gone_is_removed() {
+    let swarm = MemorySwarm::default();
+    let dir = TempDir::new().unwrap();
+    let specs = dir.path().join("specs");
+    write_spec(&specs, "keep.yaml", &service_yaml("keep", "img:1", ""));
+    write_spec(&specs, "old.yaml", &service_yaml("old", "img:1", ""));
+    let running = start(&swarm, dir, Duration::from_secs(3600));
+    eventually(Duration::from_secs(10), "both created", || {
+        owned_services(&swarm) == 2
+    })
+    .await;
+    swarm.set_tasks(vec![
+        running_task(&swarm, "keep"),
+        running_task(&swarm, "old"),
+    ]);
+    // The operator is stopped while the spec goes, so that the wait sees `old` still there.
+    let dir = running.stop().await;
+    std::fs::remove_file(specs.join("old.yaml")).unwrap();
+    let mut view = LiveStatus::open(swarm.clone(), DEFAULT_INSTANCE, Some(&specs))
+        .await
+        .unwrap();
+    async fn all(view: &mut LiveStatus, timeout: Duration) -> WaitOutcome {
+        wait::wait(view, Targets::All, Goal::Ready, timeout, Display::Lines).await
+    }
+    assert_eq!(
+        all(&mut view, Duration::from_secs(5)).await,
+        WaitOutcome::TimedOut(vec![("old".to_owned(), "being removed".to_owned())]),
+        "not done while the object without a spec runs"
+    );
+    let running = start(&swarm, dir, Duration::from_secs(3600));
+    assert_eq!(
+        all(&mut view, Duration::from_secs(30)).await,
+        WaitOutcome::Reached
+    );
+    assert!(!swarm.services().contains_key("old"));
     running.stop().await;
 }
 

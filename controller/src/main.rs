@@ -197,7 +197,8 @@ enum Command {
         /// Objects to wait for.
         #[arg(required_unless_present = "all", conflicts_with = "all")]
         names: Vec<String>,
-        /// Every object of the instance (with `--specs`: every object of the specs).
+        /// Every object of the instance. With `--specs`, an object whose spec is gone is
+        /// waited for until the operator has removed it.
         #[arg(long)]
         all: bool,
         /// What to wait for.

@@ -101,11 +101,7 @@ pub fn build(
         .values()
         .map(|node| NodeView {
             id: node.id.clone(),
-            hostname: if node.hostname.is_empty() {
-                node.id.clone()
-            } else {
-                node.hostname.clone()
-            },
+            hostname: world.observed.node_name(&node.id),
             role: node.role,
             availability: node.availability,
             state: node.state.clone(),
@@ -115,7 +111,7 @@ pub fn build(
     // Tasks on a node the last node list did not have yet (it just joined): show it anyway.
     nodes.extend(by_node.into_iter().map(|(id, tasks)| NodeView {
         id: id.to_owned(),
-        hostname: id.to_owned(),
+        hostname: world.observed.node_name(id),
         role: NodeRole::Unknown,
         availability: NodeAvailability::Unknown,
         state: "unknown".to_owned(),

@@ -568,7 +568,7 @@ async fn apply<A: SwarmApi>(
                         .await;
                 }
                 Err(DockerError::InUse { users, .. }) => {
-                    let users = service_names(&ctx.world, users);
+                    let users = service_names(ctx, users).await;
                     return Err(Retry::Fail(ReconcileError::WaitingForUsers {
                         key: key.clone(),
                         users,
@@ -581,19 +581,42 @@ async fn apply<A: SwarmApi>(
     Ok(())
 }
 
-/// Service ids as the engine names them → names, where the cache knows them.
-fn service_names(world: &World, ids: Vec<String>) -> Vec<String> {
-    let state = world.read();
-    ids.into_iter()
-        .map(|id| {
-            state
-                .observed
-                .services
-                .values()
-                .find(|s| s.id == id || s.definition.name == id)
-                .map_or(id, |s| s.definition.name.clone())
+/// Service ids as the engine names them → names. The view knows most; one it does not know
+/// yet (attached a moment ago, its event still on the way) is read, so that the error, its log
+/// line and the status name it from the first failure on. An id that can not be read stays.
+async fn service_names<A: SwarmApi>(ctx: &Context<A>, ids: Vec<String>) -> Vec<String> {
+    let mut names = Vec::with_capacity(ids.len());
+    for id in ids {
+        let known = ctx
+            .world
+            .read()
+            .observed
+            .services
+            .values()
+            .find(|s| s.id == id || s.definition.name == id)
+            .map(|s| s.definition.name.clone());
+        let name = match known {
+            Some(name) => name,
+            None => read_service_name(ctx, &id).await.unwrap_or(id),
+        };
+        names.push(name);
+    }
+    names
+}
+
+/// The name of the service with id `id`, read from the swarm (and reported, as every read).
+async fn read_service_name<A: SwarmApi>(ctx: &Context<A>, id: &str) -> Option<String> {
+    let ticket = ctx.world.ticket();
+    let service = ctx.api.inspect_service(id).await.ok()??;
+    let name = service.definition.name.clone();
+    ctx.reporter
+        .observed(Observation::Service {
+            ticket,
+            name: name.clone(),
+            service: Some(Box::new(service)),
         })
-        .collect()
+        .await;
+    Some(name)
 }
 
 #[cfg(test)]
@@ -860,6 +883,38 @@ mod tests {
             .unwrap();
         reconcile(ctx.clone(), key).await.unwrap();
         assert!(swarm.networks().is_empty());
+    }
+
+    /// The engine names the users by id; a user the view has not seen yet (its event still
+    /// on the way) is read, so the error (the log line, the status) names it too.
+    #[tokio::test]
+    async fn a_user_the_view_has_not_seen_yet_is_named_not_shown_by_id() {
+        let swarm = MemorySwarm::default();
+        let ctx = context(swarm.clone(), desired_state()).await;
+        reconcile(ctx.clone(), ObjectKey::network("my_network"))
+            .await
+            .unwrap();
+        let mut user = sample_service("user");
+        user.networks = vec!["my_network".into()];
+        let id = swarm.external_create_service(user, &BTreeMap::new());
+        // No relist: the view does not know `user`.
+        assert!(!ctx.world.read().observed.services.contains_key("user"));
+        let mut desired = desired_state();
+        desired.networks.clear();
+        desired.services.clear();
+        ctx.reporter.desired(desired).await;
+        let key = ObjectKey::network("my_network");
+        let err = reconcile(ctx.clone(), key.clone()).await.unwrap_err();
+        assert!(
+            matches!(&err, ReconcileError::WaitingForUsers { users, .. } if users == &["user"]),
+            "{err}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains(r#"["user"]"#) && !message.contains(&id),
+            "{message}"
+        );
+        assert!(ctx.world.read().observed.services.contains_key("user"));
     }
 
     #[tokio::test]

@@ -26,7 +26,32 @@ pub enum Targets {
     /// These names.
     Named(Vec<String>),
     /// Every object of the status at the first look (the spec directory's and the owned ones).
+    /// With a spec directory, an owned object without a spec is waited for until it is
+    /// deleted, whatever the goal: the operator removes it, and a CI job that removed its
+    /// spec expects it gone.
     All,
+}
+
+/// Each object to wait for, with the goal it is waited for, as `snapshot` (the first look)
+/// shows them.
+pub fn objectives(targets: Targets, goal: Goal, snapshot: &Snapshot) -> Vec<(String, Goal)> {
+    match targets {
+        Targets::Named(names) => names.into_iter().map(|name| (name, goal)).collect(),
+        Targets::All => snapshot
+            .status
+            .services
+            .keys()
+            .chain(snapshot.status.networks.keys())
+            .map(|name| {
+                let spec_gone = snapshot
+                    .specs
+                    .as_ref()
+                    .is_some_and(|specs| !specs.specified.contains(name));
+                let goal = if spec_gone { Goal::Deleted } else { goal };
+                (name.clone(), goal)
+            })
+            .collect(),
+    }
 }
 
 /// Where one object stands.
@@ -83,10 +108,23 @@ pub fn verdict(goal: Goal, name: &str, snapshot: &Snapshot) -> Verdict {
         })
     };
     if goal == Goal::Deleted {
-        return if snapshot.existing.contains(name) {
-            pending("still exists")
+        if !snapshot.existing.contains(name) {
+            return Verdict::Reached;
+        }
+        let Some(specs) = &snapshot.specs else {
+            return pending("still exists");
+        };
+        if let Some((reason, message)) = specs.kept.get(name) {
+            // The operator will not remove it: waiting longer would only time out.
+            return Verdict::Failed {
+                reason: *reason,
+                message: message.clone(),
+            };
+        }
+        return if specs.specified.contains(name) {
+            pending("still exists (it has a spec)")
         } else {
-            Verdict::Reached
+            pending("being removed")
         };
     }
     let (conditions, progress) = if let Some(service) = snapshot.status.services.get(name) {
@@ -167,6 +205,18 @@ impl Display {
     }
 }
 
+/// Where an object stands against `goal`, in words: what a line or a bar shows.
+fn describe(verdict: &Verdict, goal: Goal) -> String {
+    match verdict {
+        Verdict::Reached => match goal {
+            Goal::Ready => "ready".to_owned(),
+            Goal::Deleted => "deleted".to_owned(),
+        },
+        Verdict::Pending(progress) => progress.line(),
+        Verdict::Failed { reason, message } => format!("failed: {reason}: {message}"),
+    }
+}
+
 /// Shows each object's progress: bars redrawn in place, or a line whenever it changed.
 struct Reporter {
     display: Display,
@@ -186,14 +236,7 @@ impl Reporter {
     }
 
     fn show(&mut self, name: &str, verdict: &Verdict, goal: Goal) {
-        let line = match verdict {
-            Verdict::Reached => match goal {
-                Goal::Ready => "ready".to_owned(),
-                Goal::Deleted => "deleted".to_owned(),
-            },
-            Verdict::Pending(progress) => progress.line(),
-            Verdict::Failed { reason, message } => format!("failed: {reason}: {message}"),
-        };
+        let line = describe(verdict, goal);
         if self.shown.get(name) == Some(&line) {
             return;
         }
@@ -234,7 +277,7 @@ impl Reporter {
     }
 }
 
-/// Follows `view` until every target reached `goal` (→ `Reached`), one failed (→ `Failed`,
+/// Follows `view` until every target reached its goal (→ `Reached`; see [`objectives`]), one failed (→ `Failed`,
 /// with every failure seen at that look), or `timeout` passed (→ `TimedOut`).
 pub async fn wait(
     view: &mut LiveStatus,
@@ -245,32 +288,20 @@ pub async fn wait(
 ) -> WaitOutcome {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut reporter = Reporter::new(display);
-    let names = match targets {
-        Targets::Named(names) => names,
-        Targets::All => {
-            let snapshot = view.snapshot();
-            snapshot
-                .status
-                .services
-                .keys()
-                .chain(snapshot.status.networks.keys())
-                .cloned()
-                .collect()
-        }
-    };
-    if names.is_empty() {
+    let objectives = objectives(targets, goal, &view.snapshot());
+    if objectives.is_empty() {
         // `--all` over an instance with no objects: nothing can fail.
         println!("nothing to wait for: no services or networks");
         return WaitOutcome::Reached;
     }
     loop {
         let snapshot = view.snapshot();
-        let verdicts: Vec<(&String, Verdict)> = names
+        let verdicts: Vec<(&String, Verdict)> = objectives
             .iter()
-            .map(|name| (name, verdict(goal, name, &snapshot)))
+            .map(|(name, goal)| (name, verdict(*goal, name, &snapshot)))
             .collect();
-        for (name, verdict) in &verdicts {
-            reporter.show(name, verdict, goal);
+        for ((name, verdict), (_, goal)) in verdicts.iter().zip(&objectives) {
+            reporter.show(name, verdict, *goal);
         }
         let failed: Vec<(String, ConditionReason, String)> = verdicts
             .iter()
@@ -307,6 +338,7 @@ pub async fn wait(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::live_status::SpecView;
     use crate::status::{ServiceStatus, StatusFile};
     use std::collections::BTreeSet;
 
@@ -340,6 +372,7 @@ mod tests {
                 errors: vec![],
             },
             existing: BTreeSet::from(["api".to_owned()]),
+            specs: None,
         }
     }
 
@@ -415,5 +448,80 @@ mod tests {
             verdict(Goal::Ready, "nothing", &gone),
             Verdict::Pending(_)
         ));
+    }
+
+    /// `api` (ready) has a spec; `old`, owned and running, has none any more.
+    fn with_old_spec_removed() -> Snapshot {
+        let mut look = snapshot(&[
+            (Ready, true, R::AllReplicasRunning),
+            (Progressing, false, R::Converged),
+            (Degraded, false, R::AsExpected),
+        ]);
+        let api = look.status.services["api"].clone();
+        look.status.services.insert("old".to_owned(), api);
+        look.existing.insert("old".to_owned());
+        look.specs = Some(SpecView {
+            specified: BTreeSet::from(["api".to_owned()]),
+            kept: BTreeMap::new(),
+        });
+        look
+    }
+
+    #[test]
+    fn all_waits_for_the_objects_whose_spec_is_gone_to_be_deleted() {
+        let mut look = with_old_spec_removed();
+        let objectives = objectives(Targets::All, Goal::Ready, &look);
+        assert_eq!(
+            objectives,
+            [
+                ("api".to_owned(), Goal::Ready),
+                ("old".to_owned(), Goal::Deleted)
+            ]
+        );
+        // Still running (its status reads ready): not done while it exists.
+        let removing = verdict(Goal::Deleted, "old", &look);
+        assert_eq!(describe(&removing, Goal::Deleted), "being removed");
+        // Gone: done, although no status is left to read as ready.
+        look.status.services.remove("old");
+        look.existing.remove("old");
+        let gone = verdict(Goal::Deleted, "old", &look);
+        assert_eq!(gone, Verdict::Reached);
+        assert_eq!(describe(&gone, Goal::Deleted), "deleted");
+        assert_eq!(verdict(Goal::Ready, "api", &look), Verdict::Reached);
+    }
+
+    #[test]
+    fn without_a_spec_directory_all_waits_for_every_object_to_be_ready() {
+        let mut look = with_old_spec_removed();
+        look.specs = None;
+        assert_eq!(
+            objectives(Targets::All, Goal::Ready, &look),
+            [
+                ("api".to_owned(), Goal::Ready),
+                ("old".to_owned(), Goal::Ready)
+            ]
+        );
+        assert_eq!(
+            objectives(Targets::Named(vec!["old".into()]), Goal::Ready, &look),
+            [("old".to_owned(), Goal::Ready)]
+        );
+    }
+
+    #[test]
+    fn an_object_the_operator_keeps_fails_the_wait_for_its_deletion() {
+        let mut look = with_old_spec_removed();
+        let message = "its spec file old.yaml failed to load; fix the file to manage it again";
+        look.specs
+            .as_mut()
+            .expect("with specs")
+            .kept
+            .insert("old".into(), (R::SpecFileFailed, message.into()));
+        assert_eq!(
+            verdict(Goal::Deleted, "old", &look),
+            Verdict::Failed {
+                reason: R::SpecFileFailed,
+                message: message.into()
+            }
+        );
     }
 }

@@ -528,3 +528,61 @@ fn wait_on_a_terminal_redraws_a_progress_bar() {
         "{finished}"
     );
 }
+
+/// A CI job removes a spec and runs `wait --all --for ready --specs DIR`: the object whose
+/// spec is gone is "being removed" (not done) while it exists, and "deleted" (done) once the
+/// operator removed it; the command exits 0 rather than timing out on it.
+#[test]
+fn wait_all_after_a_spec_is_removed_exits_once_its_object_is_deleted() {
+    let Some(swarm) = Swarm::start("waitremoved") else {
+        return;
+    };
+    let (keep, old) = (swarm.name("keep"), swarm.name("old"));
+    swarm.write_spec("keep.yaml", &swarm.service_spec("keep", 1, None));
+    swarm.write_spec("old.yaml", &swarm.service_spec("old", 1, None));
+    let mut operator = swarm.operator();
+    let waited = wait_ready(&swarm, &["--all"], "60s");
+    assert_eq!(waited.status.code(), Some(0), "{}", show(&waited));
+    // Stopped while the spec goes, so that the wait's first look still finds `old`.
+    assert!(operator.stop(), "{}", operator.log());
+    swarm.remove_spec("old.yaml");
+
+    let out = swarm.specs.path().with_extension("wait.out");
+    let mut wait = std::process::Command::new(env!("CARGO_BIN_EXE_swarm-operator"))
+        .args([
+            "wait",
+            "--all",
+            "--for",
+            "ready",
+            "--timeout",
+            "60s",
+            "--specs",
+        ])
+        .arg(swarm.specs.path())
+        .env("SWARM_OPERATOR_INSTANCE", &swarm.prefix)
+        .env("CI", "true")
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = || std::fs::read_to_string(&out).unwrap_or_default();
+    swarm.wait("old: being removed", CONVERGE, || {
+        lines().contains(&format!("{old}: being removed"))
+    });
+    assert_eq!(wait.try_wait().unwrap(), None, "done while {old} exists");
+
+    let _operator = swarm.operator();
+    let deadline = Instant::now() + CONVERGE;
+    let status = loop {
+        if let Some(status) = wait.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "wait still runs:\n{}", lines());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let stderr = text(&wait.wait_with_output().unwrap().stderr);
+    assert_eq!(status.code(), Some(0), "{}\n{stderr}", lines());
+    assert!(lines().contains(&format!("{old}: deleted")), "{}", lines());
+    assert!(lines().contains(&format!("{keep}: ready")), "{}", lines());
+    assert!(swarm.service_version("old").is_none());
+}
