@@ -196,11 +196,9 @@ async fn status_writer(
             }
         }
         last = Some(next);
-        if changed {
-            // The pass allocated the whole status twice over (built and serialized); without
-            // this the resident size keeps the peak of the largest pass.
-            crate::allocator::release_free_memory();
-        }
+        // The pass allocated the whole status twice over (built and serialized); without this
+        // the resident size keeps the peak of the largest pass.
+        crate::allocator::release_free_memory();
         pace = (started.elapsed() * STATUS_PACE_FACTOR).clamp(STATUS_DEBOUNCE, STATUS_PACE_MAX);
         if stopping {
             info!(path = %config.status_file.display(), "final status written");
