@@ -105,18 +105,12 @@ fn churn(swarm: &MemorySwarm, period: Duration) -> JoinHandle<()> {
 /// A running task of the service `name` (swarm schedules them; the in-memory one does not).
 fn running_task(swarm: &MemorySwarm, name: &str) -> ObservedTask {
     ObservedTask {
-        id: format!("{name}-task"),
-        service_id: swarm.services()[name].id.clone(),
-        slot: Some(1),
         node_id: Some("n1".into()),
-        state: EngineValue::parse("state", "running"),
-        desired_state: EngineValue::parse("desired", "running"),
-        message: String::new(),
-        error: None,
-        exit_code: None,
-        timestamp: None,
-        template: None,
-        addresses: vec![],
+        ..ObservedTask::for_test(
+            format!("{name}-task"),
+            swarm.services()[name].id.clone(),
+            "running",
+        )
     }
 }
 

@@ -1313,20 +1313,11 @@ mod tests {
     }
 
     fn task(service: &str, state: &str) -> ObservedTask {
-        ObservedTask {
-            id: format!("t-{service}-{state}"),
-            service_id: format!("id-{service}"),
-            slot: Some(1),
-            node_id: None,
-            state: EngineValue::parse("state", state),
-            desired_state: EngineValue::parse("desired", "running"),
-            message: String::new(),
-            error: None,
-            exit_code: None,
-            timestamp: None,
-            template: None,
-            addresses: vec![],
-        }
+        ObservedTask::for_test(
+            format!("t-{service}-{state}"),
+            format!("id-{service}"),
+            state,
+        )
     }
 
     #[test]

@@ -852,24 +852,35 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_network_still_in_use_waits_for_its_users_by_name() {
-        let swarm = MemorySwarm::default();
-        let ctx = context(swarm.clone(), desired_state()).await;
+    /// Creates the owned network `my_network` and an unmanaged service `user` attached to it;
+    /// returns the user's id.
+    async fn attach_unmanaged_user(swarm: &MemorySwarm, ctx: &Arc<Context<MemorySwarm>>) -> String {
         reconcile(ctx.clone(), ObjectKey::network("my_network"))
             .await
             .unwrap();
-        // An unmanaged service attaches to it, then the network's spec goes away.
         let mut user = sample_service("user");
         user.networks = vec!["my_network".into()];
-        swarm.external_create_service(user, &BTreeMap::new());
-        relist(ctx.api.as_ref(), &ctx.world, &ctx.reporter)
-            .await
-            .unwrap();
+        swarm.external_create_service(user, &BTreeMap::new())
+    }
+
+    /// Every spec file is gone.
+    async fn remove_every_spec(ctx: &Arc<Context<MemorySwarm>>) {
         let mut desired = desired_state();
         desired.networks.clear();
         desired.services.clear();
         ctx.reporter.desired(desired).await;
+    }
+
+    #[tokio::test]
+    async fn a_network_still_in_use_waits_for_its_users_by_name() {
+        let swarm = MemorySwarm::default();
+        let ctx = context(swarm.clone(), desired_state()).await;
+        // An unmanaged service attaches to it, then the network's spec goes away.
+        attach_unmanaged_user(&swarm, &ctx).await;
+        relist(ctx.api.as_ref(), &ctx.world, &ctx.reporter)
+            .await
+            .unwrap();
+        remove_every_spec(&ctx).await;
         let key = ObjectKey::network("my_network");
         let err = reconcile(ctx.clone(), key.clone()).await.unwrap_err();
         assert!(
@@ -891,18 +902,10 @@ mod tests {
     async fn a_user_the_view_has_not_seen_yet_is_named_not_shown_by_id() {
         let swarm = MemorySwarm::default();
         let ctx = context(swarm.clone(), desired_state()).await;
-        reconcile(ctx.clone(), ObjectKey::network("my_network"))
-            .await
-            .unwrap();
-        let mut user = sample_service("user");
-        user.networks = vec!["my_network".into()];
-        let id = swarm.external_create_service(user, &BTreeMap::new());
+        let id = attach_unmanaged_user(&swarm, &ctx).await;
         // No relist: the view does not know `user`.
         assert!(!ctx.world.read().observed.services.contains_key("user"));
-        let mut desired = desired_state();
-        desired.networks.clear();
-        desired.services.clear();
-        ctx.reporter.desired(desired).await;
+        remove_every_spec(&ctx).await;
         let key = ObjectKey::network("my_network");
         let err = reconcile(ctx.clone(), key.clone()).await.unwrap_err();
         assert!(
@@ -924,10 +927,7 @@ mod tests {
         reconcile(ctx.clone(), ObjectKey::network("my_network"))
             .await
             .unwrap();
-        let mut desired = desired_state();
-        desired.networks.clear();
-        desired.services.clear();
-        ctx.reporter.desired(desired).await;
+        remove_every_spec(&ctx).await;
         // The engine answers "500 ... not found" (the adapter classifies it as NotFound).
         swarm.fail(FailRule {
             op: Op::RemoveNetwork,

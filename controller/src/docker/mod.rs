@@ -578,6 +578,31 @@ pub struct ObservedTask {
     pub addresses: Vec<TaskAddress>,
 }
 
+#[cfg(test)]
+impl ObservedTask {
+    /// A task of service `service_id` in `state` that swarm wants running, for tests.
+    pub(crate) fn for_test(
+        id: impl Into<String>,
+        service_id: impl Into<String>,
+        state: &str,
+    ) -> Self {
+        ObservedTask {
+            id: id.into(),
+            service_id: service_id.into(),
+            slot: Some(1),
+            node_id: None,
+            state: EngineValue::parse("state", state),
+            desired_state: EngineValue::parse("desired", "running"),
+            message: String::new(),
+            error: None,
+            exit_code: None,
+            timestamp: None,
+            template: None,
+            addresses: vec![],
+        }
+    }
+}
+
 /// A swarm node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObservedNode {
