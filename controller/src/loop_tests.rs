@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use crate::definition::tests::{sample_network, sample_service};
 use crate::definition::{DEFAULT_INSTANCE, Port, ServiceDefinition};
 use crate::docker::memory::MemorySwarm;
-use crate::docker::{EngineValue, ObservedTask, Op, Ownership};
+use crate::docker::{ObservedTask, Op, Ownership};
 use crate::live_status::LiveStatus;
 use crate::operator::{self, OperatorConfig, OperatorError};
 use crate::wait::{self, Display, Goal, Targets, WaitOutcome};

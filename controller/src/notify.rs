@@ -850,12 +850,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_receiver_that_is_down_for_a_while_gets_each_event_once_in_order() {
-        // Reserve a port, then close it: connections are refused until the receiver starts.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        // Connections are refused until the receiver starts.
+        let port = closed_port();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("events.jsonl");
         let metrics = Arc::new(Metrics::new());

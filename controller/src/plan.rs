@@ -771,7 +771,7 @@ mod tests {
     use super::*;
     use crate::definition::Mode;
     use crate::definition::tests::{docker_default_update_policy, sample_network, sample_service};
-    use crate::docker::{EngineValue, ObservedTask, Ownership};
+    use crate::docker::{ObservedTask, Ownership};
 
     fn desired_service(name: &str, file: &str) -> DesiredObject<ServiceDefinition> {
         DesiredObject::new(sample_service(name), file.to_owned(), DEFAULT_INSTANCE)
