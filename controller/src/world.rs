@@ -400,10 +400,19 @@ impl Reflector {
                 name,
                 network,
             } => self.merge_network(state, ticket, &name, network, now, changed),
+            // Unchanged lists (the task poll every second, most of the time) are dropped, for
+            // the same reason as equal service reads.
             Observation::Nodes(nodes) => {
-                state.observed.nodes = nodes.into_iter().map(|n| (n.id.clone(), n)).collect();
+                let nodes: BTreeMap<_, _> = nodes.into_iter().map(|n| (n.id.clone(), n)).collect();
+                if state.observed.nodes != nodes {
+                    state.observed.nodes = nodes;
+                }
             }
-            Observation::Tasks(tasks) => state.observed.tasks = tasks,
+            Observation::Tasks(tasks) => {
+                if state.observed.tasks != tasks {
+                    state.observed.tasks = tasks;
+                }
+            }
         }
     }
 
@@ -465,6 +474,12 @@ impl Reflector {
                 {
                     self.freshness.pending.remove(name);
                 }
+                // A read equal to what is cached (every service on a resync, most of them on a
+                // relist) is dropped, not swapped in: the long-lived copy stays where it is in
+                // the heap, and the read's memory is freed with the rest of the response.
+                if state.observed.services.get(name) == Some(&read) {
+                    return;
+                }
                 let previous = state.observed.services.insert(name.to_owned(), read);
                 let current = &state.observed.services[name];
                 if previous.as_ref().is_none_or(|p| !same_service(p, current)) {
@@ -517,6 +532,8 @@ impl Reflector {
         }
         self.freshness.seen_at.insert(key.clone(), now);
         let previous = match read {
+            // Equal: keep the cached copy (see merge_service).
+            Some(read) if state.observed.networks.get(name) == Some(&read) => return,
             Some(read) => state.observed.networks.insert(name.to_owned(), read),
             None => {
                 self.freshness.seen_at.remove(&key);
