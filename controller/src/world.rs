@@ -315,12 +315,17 @@ impl Reflector {
                 Report::Desired(desired) => {
                     let (keys, prune_rules_changed) = desired_changes(&state.desired, &desired);
                     changed.extend(keys);
-                    state.desired = desired;
+                    let before = std::mem::replace(&mut state.desired, desired);
                     state.specs_loaded = true;
                     if prune_rules_changed {
-                        // What may be removed changed: every object not desired any more
-                        // needs a new look.
-                        changed.extend(undesired_owned(&state));
+                        // What may be removed changed: the objects not desired any more whose
+                        // plan it changes need a new look. Only those: one that fails either
+                        // way (a network still in use) keeps its backoff, whatever else the
+                        // reload brought (a file failing or loading again elsewhere).
+                        changed.extend(undesired_owned(&state).into_iter().filter(|key| {
+                            crate::plan::plan_object(key, &before, &state.observed)
+                                != crate::plan::plan_object(key, &state.desired, &state.observed)
+                        }));
                     }
                 }
                 Report::Outcome(key, outcome) => {
@@ -1063,6 +1068,45 @@ mod tests {
                 service: None,
             })
             .await;
+        assert_eq!(drain(&mut f.changes), [ObjectKey::network("held")]);
+    }
+
+    /// A network whose removal waits (in backoff) is not tried again because a reload changed
+    /// the prune rules in a way that does not concern it (another file failing to load, then
+    /// loading again); pruning being withheld and allowed again does concern it.
+    #[tokio::test]
+    async fn prune_rule_changes_trigger_only_the_objects_whose_plan_they_change() {
+        let mut f = fixture();
+        with_desired(&f, &["a"]).await;
+        let network = ObservedNetwork {
+            id: "n1".into(),
+            scope: "swarm".into(),
+            definition: crate::definition::tests::sample_network("held"),
+            ownership: Ownership::from_labels(&Ownership::labels(
+                "h",
+                "gone.yaml",
+                DEFAULT_INSTANCE,
+            )),
+        };
+        f.reporter
+            .observed(Observation::Networks {
+                ticket: f.world.ticket(),
+                networks: vec![network],
+            })
+            .await;
+        drain(&mut f.changes);
+        let mut state = f.world.read().desired.clone();
+        state.failed_files.insert("other.yaml".into());
+        f.reporter.desired(state.clone()).await;
+        state.failed_files.clear();
+        f.reporter.desired(state.clone()).await;
+        assert_eq!(drain(&mut f.changes), []);
+        // Withheld (the removal is held now), then allowed again: both change its plan.
+        state.prune_allowed = false;
+        f.reporter.desired(state.clone()).await;
+        assert_eq!(drain(&mut f.changes), [ObjectKey::network("held")]);
+        state.prune_allowed = true;
+        f.reporter.desired(state).await;
         assert_eq!(drain(&mut f.changes), [ObjectKey::network("held")]);
     }
 
