@@ -434,6 +434,50 @@ async fn wait_all_for_ready_waits_until_an_object_whose_spec_is_gone_is_removed(
     running.stop().await;
 }
 
+/// Swarm pauses a failing update (the service's event, at once) before the failed task and its
+/// error arrive (the next task poll): `wait` reports the failure with the task's own error, not
+/// the bare "update paused" a CI log would otherwise show.
+#[tokio::test(start_paused = true)]
+async fn wait_reports_a_paused_update_with_the_failed_tasks_error() {
+    let swarm = MemorySwarm::default();
+    let dir = TempDir::new().unwrap();
+    write_spec(
+        &dir.path().join("specs"),
+        "a.yaml",
+        &service_yaml("a", "img:1", ""),
+    );
+    let running = start(&swarm, dir, Duration::from_secs(3600));
+    eventually(Duration::from_secs(10), "a", || owned_services(&swarm) == 1).await;
+    running.stop().await;
+    let mut view = LiveStatus::open(swarm.clone(), DEFAULT_INSTANCE, None)
+        .await
+        .unwrap();
+    let engine = swarm.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        engine.set_update_state("a", crate::docker::UpdateState::PAUSED);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let id = engine.services()["a"].id.clone();
+        engine.set_tasks(vec![ObservedTask {
+            error: Some("No such image: img:2".into()),
+            ..ObservedTask::for_test("t1", id, "rejected")
+        }]);
+    });
+    let outcome = wait::wait(
+        &mut view,
+        Targets::Named(vec!["a".into()]),
+        Goal::Ready,
+        Duration::from_secs(30),
+        Display::Lines,
+    )
+    .await;
+    let WaitOutcome::Failed(failed) = outcome else {
+        panic!("expected a failure, got {outcome:?}");
+    };
+    assert_eq!(failed[0].1, crate::status::ConditionReason::UpdatePaused);
+    assert!(failed[0].2.contains("No such image: img:2"), "{failed:?}");
+}
+
 /// One random interleaving: how many services, how slow each request is, how busy the other
 /// client is, whether the event stream breaks, and whether someone edits a service by hand.
 #[derive(Debug, Clone)]

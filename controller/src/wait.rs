@@ -277,6 +277,9 @@ impl Reporter {
     }
 }
 
+/// How much longer than one task poll a failure is looked at before it is reported.
+const FAILURE_SETTLE_MARGIN: Duration = Duration::from_millis(500);
+
 /// Follows `view` until every target reached its goal (→ `Reached`; see [`objectives`]), one failed (→ `Failed`,
 /// with every failure seen at that look), or `timeout` passed (→ `TimedOut`).
 pub async fn wait(
@@ -294,6 +297,8 @@ pub async fn wait(
         println!("nothing to wait for: no services or networks");
         return WaitOutcome::Reached;
     }
+    // A failure seen for the first time, and when: it is reported after one more task poll.
+    let mut failing_since: Option<tokio::time::Instant> = None;
     loop {
         let snapshot = view.snapshot();
         let verdicts: Vec<(&String, Verdict)> = objectives
@@ -312,8 +317,22 @@ pub async fn wait(
                 _ => None,
             })
             .collect();
-        if !failed.is_empty() {
-            return WaitOutcome::Failed(failed);
+        if failed.is_empty() {
+            failing_since = None;
+        } else {
+            // Swarm's update state comes with the service's event; the failed task and its
+            // own error (`No such image`, an exit code) with the next task poll. Reporting at
+            // once would often leave the cause out of the one line a CI log shows.
+            let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+            let settled = since + crate::live_status::TASK_POLL + FAILURE_SETTLE_MARGIN;
+            if tokio::time::Instant::now() >= settled.min(deadline) {
+                return WaitOutcome::Failed(failed);
+            }
+            tokio::select! {
+                () = view.changed() => {}
+                () = tokio::time::sleep_until(settled.min(deadline)) => {}
+            }
+            continue;
         }
         let pending: Vec<(String, String)> = verdicts
             .iter()

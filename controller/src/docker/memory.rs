@@ -216,8 +216,8 @@ impl MemorySwarm {
         });
     }
 
-    /// Swarm moves the service's update to `update_state` (e.g. a rollback completes): a new
-    /// version, the spec unchanged.
+    /// Swarm moves the service's update to `update_state` (e.g. a rollback completes, an
+    /// update pauses): a new version, the spec unchanged.
     pub(crate) fn set_update_state(&self, name: &str, update_state: super::UpdateState) {
         let id = {
             let mut state = self.state();
@@ -227,9 +227,14 @@ impl MemorySwarm {
                 return;
             };
             service.version = index;
-            if let Some(status) = service.update_status.as_mut() {
-                status.state = update_state;
-            }
+            service
+                .update_status
+                .get_or_insert_with(|| super::UpdateStatus {
+                    state: update_state,
+                    message: format!("update {update_state}"),
+                    started_at: None,
+                })
+                .state = update_state;
             service.id.clone()
         };
         self.emit(SwarmEvent::Service {
