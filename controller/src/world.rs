@@ -859,6 +859,26 @@ mod tests {
         f.reporter.desired(state).await;
     }
 
+    /// The swarm holds network `name`, owned by this instance, from a spec file now gone.
+    async fn observe_owned_network(f: &Fixture, name: &str) {
+        let network = ObservedNetwork {
+            id: "n1".into(),
+            scope: "swarm".into(),
+            definition: crate::definition::tests::sample_network(name),
+            ownership: Ownership::from_labels(&Ownership::labels(
+                "h",
+                "gone.yaml",
+                DEFAULT_INSTANCE,
+            )),
+        };
+        f.reporter
+            .observed(Observation::Networks {
+                ticket: f.world.ticket(),
+                networks: vec![network],
+            })
+            .await;
+    }
+
     #[tokio::test]
     async fn a_list_issued_before_a_create_does_not_erase_it() {
         let mut f = fixture();
@@ -1022,22 +1042,7 @@ mod tests {
     async fn only_a_user_going_away_wakes_a_network_removal_that_waits_for_it() {
         let mut f = fixture();
         with_desired(&f, &[]).await;
-        let network = ObservedNetwork {
-            id: "n1".into(),
-            scope: "swarm".into(),
-            definition: crate::definition::tests::sample_network("held"),
-            ownership: Ownership::from_labels(&Ownership::labels(
-                "h",
-                "gone.yaml",
-                DEFAULT_INSTANCE,
-            )),
-        };
-        f.reporter
-            .observed(Observation::Networks {
-                ticket: f.world.ticket(),
-                networks: vec![network],
-            })
-            .await;
+        observe_owned_network(&f, "held").await;
         drain(&mut f.changes);
         let mut user = read(&desired("user"), "u1", 4);
         user.ownership = Ownership::default();
@@ -1078,22 +1083,7 @@ mod tests {
     async fn prune_rule_changes_trigger_only_the_objects_whose_plan_they_change() {
         let mut f = fixture();
         with_desired(&f, &["a"]).await;
-        let network = ObservedNetwork {
-            id: "n1".into(),
-            scope: "swarm".into(),
-            definition: crate::definition::tests::sample_network("held"),
-            ownership: Ownership::from_labels(&Ownership::labels(
-                "h",
-                "gone.yaml",
-                DEFAULT_INSTANCE,
-            )),
-        };
-        f.reporter
-            .observed(Observation::Networks {
-                ticket: f.world.ticket(),
-                networks: vec![network],
-            })
-            .await;
+        observe_owned_network(&f, "held").await;
         drain(&mut f.changes);
         let mut state = f.world.read().desired.clone();
         state.failed_files.insert("other.yaml".into());
