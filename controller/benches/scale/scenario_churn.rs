@@ -16,11 +16,12 @@ use crate::{Bench, creates_per_service};
 /// Settling time after convergence before the steady-state window.
 const SETTLE: Duration = Duration::from_secs(5);
 
-/// Writes naming one object, and when they happened (seconds after `since`).
+/// Writes naming one of `targets` from `since` on, as seconds after it. Earlier ones (the held
+/// network's own creation) are not attempts: `Instant::duration_since` would make them 0.0.
 fn attempts(requests: &[Request], targets: &[&str], since: Instant) -> Vec<f64> {
     requests
         .iter()
-        .filter(|r| r.is_write())
+        .filter(|r| r.is_write() && r.at >= since)
         .filter(|r| r.target.as_deref().is_some_and(|t| targets.contains(&t)))
         .map(|r| r.at.duration_since(since).as_secs_f64())
         .collect()
