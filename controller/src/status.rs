@@ -1400,16 +1400,7 @@ mod tests {
         w.desired.prune_allowed = true;
         w.observed.networks.insert(
             "old_net".into(),
-            crate::docker::ObservedNetwork {
-                id: "net-id".into(),
-                scope: "swarm".into(),
-                definition: crate::definition::tests::sample_network("old_net"),
-                ownership: Ownership::from_labels(&Ownership::labels(
-                    "h",
-                    "net.yaml",
-                    crate::definition::DEFAULT_INSTANCE,
-                )),
-            },
+            crate::docker::ObservedNetwork::owned_for_test("old_net", "net.yaml"),
         );
         w.outcomes.insert(
             ObjectKey::network("old_net"),
@@ -1460,16 +1451,7 @@ mod tests {
         w.desired = crate::desired::DesiredState::default();
         w.observed.networks.insert(
             "kept_net".into(),
-            crate::docker::ObservedNetwork {
-                id: "net-id".into(),
-                scope: "swarm".into(),
-                definition: crate::definition::tests::sample_network("kept_net"),
-                ownership: Ownership::from_labels(&Ownership::labels(
-                    "h",
-                    "net.yaml",
-                    crate::definition::DEFAULT_INSTANCE,
-                )),
-            },
+            crate::docker::ObservedNetwork::owned_for_test("kept_net", "net.yaml"),
         );
         let status = build(&w, Path::new("/specs"), None, "2026-01-01T00:00:00Z");
         let reasons: Vec<_> = status.networks["kept_net"]

@@ -861,16 +861,7 @@ mod tests {
 
     /// The swarm holds network `name`, owned by this instance, from a spec file now gone.
     async fn observe_owned_network(f: &Fixture, name: &str) {
-        let network = ObservedNetwork {
-            id: "n1".into(),
-            scope: "swarm".into(),
-            definition: crate::definition::tests::sample_network(name),
-            ownership: Ownership::from_labels(&Ownership::labels(
-                "h",
-                "gone.yaml",
-                DEFAULT_INSTANCE,
-            )),
-        };
+        let network = ObservedNetwork::owned_for_test(name, "gone.yaml");
         f.reporter
             .observed(Observation::Networks {
                 ticket: f.world.ticket(),

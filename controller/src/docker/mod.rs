@@ -579,6 +579,24 @@ pub struct ObservedTask {
 }
 
 #[cfg(test)]
+impl ObservedNetwork {
+    /// Overlay network `name` as the swarm holds it, owned by the default instance and written
+    /// from the spec file `file`, for tests.
+    pub(crate) fn owned_for_test(name: &str, file: &str) -> Self {
+        ObservedNetwork {
+            id: format!("net-{name}"),
+            scope: "swarm".into(),
+            definition: crate::definition::tests::sample_network(name),
+            ownership: Ownership::from_labels(&Ownership::labels(
+                "h",
+                file,
+                crate::definition::DEFAULT_INSTANCE,
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
 impl ObservedTask {
     /// A task of service `service_id` in `state` that swarm wants running, for tests.
     pub(crate) fn for_test(
