@@ -67,6 +67,20 @@ fn start(swarm: &MemorySwarm, dir: TempDir, resync: Duration) -> Running {
     }
 }
 
+/// Starts the operator on one spec, service `a` on `img:1`, and waits until it exists; the
+/// spec directory is `specs/` under `running.dir`.
+async fn start_with_service_a(swarm: &MemorySwarm, resync: Duration) -> Running {
+    let dir = TempDir::new().unwrap();
+    write_spec(
+        &dir.path().join("specs"),
+        "a.yaml",
+        &service_yaml("a", "img:1", ""),
+    );
+    let running = start(swarm, dir, resync);
+    eventually(Duration::from_secs(10), "a", || owned_services(swarm) == 1).await;
+    running
+}
+
 /// Waits (in paused time) until `done` holds, for at most `limit`.
 async fn eventually(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + limit;
@@ -272,14 +286,7 @@ async fn a_daemon_restart_relists_and_repairs_only_what_changed_meanwhile() {
 #[tokio::test(start_paused = true)]
 async fn drift_is_corrected_by_the_event_alone() {
     let swarm = MemorySwarm::default();
-    let dir = TempDir::new().unwrap();
-    write_spec(
-        &dir.path().join("specs"),
-        "a.yaml",
-        &service_yaml("a", "img:1", ""),
-    );
-    let running = start(&swarm, dir, Duration::from_secs(3600));
-    eventually(Duration::from_secs(10), "a", || owned_services(&swarm) == 1).await;
+    let running = start_with_service_a(&swarm, Duration::from_secs(3600)).await;
     let lists = swarm.count(Op::ListServices);
     swarm.external_update_service("a", |d: &mut ServiceDefinition| d.image = "by-hand".into());
     eventually(Duration::from_secs(2), "drift corrected", || {
@@ -301,11 +308,8 @@ async fn drift_is_corrected_by_the_event_alone() {
 #[tokio::test(start_paused = true)]
 async fn a_rolled_back_update_is_held_not_written_again() {
     let swarm = MemorySwarm::default();
-    let dir = TempDir::new().unwrap();
-    let specs = dir.path().join("specs");
-    write_spec(&specs, "a.yaml", &service_yaml("a", "img:1", ""));
-    let running = start(&swarm, dir, Duration::from_secs(5));
-    eventually(Duration::from_secs(10), "a", || owned_services(&swarm) == 1).await;
+    let running = start_with_service_a(&swarm, Duration::from_secs(5)).await;
+    let specs = running.dir.path().join("specs");
 
     write_spec(&specs, "a.yaml", &service_yaml("a", "img:2", ""));
     eventually(Duration::from_secs(10), "img:2 written", || {
@@ -440,14 +444,7 @@ async fn wait_all_for_ready_waits_until_an_object_whose_spec_is_gone_is_removed(
 #[tokio::test(start_paused = true)]
 async fn wait_reports_a_paused_update_with_the_failed_tasks_error() {
     let swarm = MemorySwarm::default();
-    let dir = TempDir::new().unwrap();
-    write_spec(
-        &dir.path().join("specs"),
-        "a.yaml",
-        &service_yaml("a", "img:1", ""),
-    );
-    let running = start(&swarm, dir, Duration::from_secs(3600));
-    eventually(Duration::from_secs(10), "a", || owned_services(&swarm) == 1).await;
+    let running = start_with_service_a(&swarm, Duration::from_secs(3600)).await;
     running.stop().await;
     let mut view = LiveStatus::open(swarm.clone(), DEFAULT_INSTANCE, None)
         .await
