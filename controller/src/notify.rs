@@ -822,6 +822,39 @@ mod tests {
     }
 
     /// A port nothing listens on (bound, then closed): connections are refused.
+    /// A notifier POSTing to `urls` and appending to an events log in a fresh directory.
+    struct Started {
+        notifier: Notifier,
+        /// `None` without sinks; the tests always give some.
+        delivery: Option<Delivery>,
+        metrics: Arc<Metrics>,
+        log: std::path::PathBuf,
+        /// Removed when the test ends.
+        _dir: tempfile::TempDir,
+    }
+
+    async fn start_with(urls: Vec<String>) -> Started {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("events.jsonl");
+        let metrics = Arc::new(Metrics::new());
+        let (notifier, delivery) = Notifier::start(
+            NotifyConfig {
+                urls,
+                events_log: Some(log.clone()),
+            },
+            metrics.clone(),
+        )
+        .await
+        .unwrap();
+        Started {
+            notifier,
+            delivery,
+            metrics,
+            log,
+            _dir: dir,
+        }
+    }
+
     fn closed_port() -> u16 {
         std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -852,18 +885,13 @@ mod tests {
     async fn a_receiver_that_is_down_for_a_while_gets_each_event_once_in_order() {
         // Connections are refused until the receiver starts.
         let port = closed_port();
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("events.jsonl");
-        let metrics = Arc::new(Metrics::new());
-        let (notifier, _delivery) = Notifier::start(
-            NotifyConfig {
-                urls: vec![format!("http://127.0.0.1:{port}/hook")],
-                events_log: Some(log.clone()),
-            },
-            metrics.clone(),
-        )
-        .await
-        .unwrap();
+        let Started {
+            notifier,
+            metrics,
+            log,
+            delivery: _delivery,
+            _dir,
+        } = start_with(vec![format!("http://127.0.0.1:{port}/hook")]).await;
         for i in 0..3 {
             notifier.send(event(i));
         }
@@ -906,18 +934,13 @@ mod tests {
     #[tokio::test]
     async fn shutdown_delivers_what_waits_for_a_retry_exactly_once() {
         let port = closed_port();
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("events.jsonl");
-        let metrics = Arc::new(Metrics::new());
-        let (notifier, delivery) = Notifier::start(
-            NotifyConfig {
-                urls: vec![format!("http://127.0.0.1:{port}/hook")],
-                events_log: Some(log.clone()),
-            },
-            metrics.clone(),
-        )
-        .await
-        .unwrap();
+        let Started {
+            notifier,
+            delivery,
+            metrics,
+            log,
+            _dir,
+        } = start_with(vec![format!("http://127.0.0.1:{port}/hook")]).await;
         notifier.send(event(0));
         notifier.send(event(1));
         // Refused at 0, 0.5 and 1.5 s: event 0 now waits 2 s for its next attempt.
@@ -962,23 +985,19 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_keeps_to_its_grace_and_counts_what_a_dead_receiver_never_got() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("events.jsonl");
-        let metrics = Arc::new(Metrics::new());
         // One receiver refuses connections; one accepts them and never answers.
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let (notifier, delivery) = Notifier::start(
-            NotifyConfig {
-                urls: vec![
-                    format!("http://127.0.0.1:{}/hook", closed_port()),
-                    format!("http://{}/hook", silent.local_addr().unwrap()),
-                ],
-                events_log: Some(log.clone()),
-            },
-            metrics.clone(),
-        )
-        .await
-        .unwrap();
+        let Started {
+            notifier,
+            delivery,
+            metrics,
+            log,
+            _dir,
+        } = start_with(vec![
+            format!("http://127.0.0.1:{}/hook", closed_port()),
+            format!("http://{}/hook", silent.local_addr().unwrap()),
+        ])
+        .await;
         for i in 0..3 {
             notifier.send(event(i));
         }
@@ -1026,19 +1045,19 @@ mod tests {
     #[tokio::test]
     async fn full_queues_drop_without_blocking_count_per_sink_and_warn_once_per_burst() {
         let (logs, _guard) = capture_logs();
-        let dir = tempfile::tempdir().unwrap();
-        let metrics = Arc::new(Metrics::new());
         // Accepts connections and never answers.
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let (notifier, _delivery) = Notifier::start(
-            NotifyConfig {
-                urls: vec![format!("http://{}/hook", silent.local_addr().unwrap())],
-                events_log: Some(dir.path().join("events.jsonl")),
-            },
-            metrics.clone(),
-        )
-        .await
-        .unwrap();
+        let Started {
+            notifier,
+            metrics,
+            delivery: _delivery,
+            _dir,
+            ..
+        } = start_with(vec![format!(
+            "http://{}/hook",
+            silent.local_addr().unwrap()
+        )])
+        .await;
         // Burst 1: the dispatcher's queue fills (nothing runs between these sends), so every
         // sink loses the rest. Every send returns at once.
         for i in 0..3 * QUEUE_CAPACITY {
