@@ -5,19 +5,12 @@
 
 mod support;
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Swarm, TEST_IMAGE, docker, docker_output};
+use support::{Swarm, TEST_IMAGE, condition, docker, docker_output, engine_time};
 
 const CONVERGE: Duration = Duration::from_secs(60);
-
-fn condition<'a>(status: &'a Value, name: &str, kind: &str) -> &'a Value {
-    status["services"][name]["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == kind))
-        .unwrap_or(&Value::Null)
-}
 
 fn running(status: &Value, name: &str, replicas: u64) -> bool {
     status["services"][name]["runningReplicas"] == replicas
@@ -213,12 +206,6 @@ fn suspend_leaves_a_deleted_specs_service_in_place() {
     });
 }
 
-/// RFC 3339 time as the engine prints it.
-fn time(text: &str) -> SystemTime {
-    humantime::parse_rfc3339(text.trim().trim_matches('"'))
-        .unwrap_or_else(|e| panic!("{text:?}: {e}"))
-}
-
 /// `dependsOn` creates the client only after the database-like service runs, and removes it
 /// before the database.
 #[test]
@@ -248,8 +235,8 @@ fn depends_on_orders_creation_and_removal() {
     swarm.wait_status("both ready", CONVERGE, |s| {
         running(s, &db, 2) && running(s, &client, 1)
     });
-    let client_created = time(&inspect(&client, "{{json .CreatedAt}}"));
-    let db_created = time(&inspect(&db, "{{json .CreatedAt}}"));
+    let client_created = engine_time(&inspect(&client, "{{json .CreatedAt}}"));
+    let db_created = engine_time(&inspect(&db, "{{json .CreatedAt}}"));
     let db_tasks = docker(&[
         "service",
         "ps",
@@ -262,7 +249,7 @@ fn depends_on_orders_creation_and_removal() {
     let mut db_running_at = Vec::new();
     for task in db_tasks.lines() {
         let started = docker(&["inspect", "--format", "{{json .Status.Timestamp}}", task]);
-        db_running_at.push(time(&started));
+        db_running_at.push(engine_time(&started));
     }
     assert_eq!(db_running_at.len(), 2);
     let db_ready = db_running_at.iter().max().copied().unwrap();

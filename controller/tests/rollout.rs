@@ -11,16 +11,9 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Swarm, TEST_IMAGE, docker};
+use support::{Swarm, TEST_IMAGE, condition, docker, engine_time};
 
 const CONVERGE: Duration = Duration::from_secs(60);
-
-fn condition<'a>(status: &'a Value, name: &str, kind: &str) -> &'a Value {
-    status["services"][name]["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == kind))
-        .unwrap_or(&Value::Null)
-}
 
 fn holds(status: &Value, name: &str, kind: &str, reason: &str) -> bool {
     let c = condition(status, name, kind);
@@ -296,12 +289,6 @@ fn a_healthcheck_that_never_passes_is_rolled_back_and_wait_fails() {
     );
 }
 
-/// An engine timestamp (RFC 3339, up to nanoseconds).
-fn time(text: &str) -> std::time::SystemTime {
-    humantime::parse_rfc3339(text.trim().trim_matches('"'))
-        .unwrap_or_else(|e| panic!("{text:?}: {e}"))
-}
-
 /// Running task ids of a service.
 fn running_tasks(name: &str) -> Vec<String> {
     let mut ids: Vec<String> = support::docker_output(&[
@@ -366,7 +353,7 @@ fn the_operator_holds_a_spec_that_swarm_rolled_back() {
         .len()
             > 1
     });
-    let marked_at = time(&support::docker(&[
+    let marked_at = engine_time(&support::docker(&[
         "service",
         "inspect",
         "--format",
@@ -378,7 +365,7 @@ fn the_operator_holds_a_spec_that_swarm_rolled_back() {
     });
     let tasks = running_tasks(&svc);
     for task in &tasks {
-        let created = time(&support::docker(&[
+        let created = engine_time(&support::docker(&[
             "inspect",
             "--format",
             "{{json .CreatedAt}}",

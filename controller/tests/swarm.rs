@@ -8,19 +8,12 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Swarm, docker, docker_output};
+use support::{Swarm, condition, docker, docker_output};
 
 const CONVERGE: Duration = Duration::from_secs(60);
 
 fn service<'a>(status: &'a Value, name: &str) -> &'a Value {
     &status["services"][name]
-}
-
-fn condition<'a>(status: &'a Value, name: &str, kind: &str) -> &'a Value {
-    service(status, name)["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == kind))
-        .unwrap_or(&Value::Null)
 }
 
 fn ready(status: &Value, name: &str, replicas: u64) -> bool {

@@ -455,6 +455,22 @@ pub fn output_within(command: &mut Command, timeout: Duration) -> Output {
     }
 }
 
+/// Condition `kind` (`Ready`, `Progressing`, `Degraded`) of service `name` in a status file
+/// (or `get -o json`), `Null` when it has none.
+pub fn condition<'a>(status: &'a Value, name: &str, kind: &str) -> &'a Value {
+    status["services"][name]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == kind))
+        .unwrap_or(&Value::Null)
+}
+
+/// An engine timestamp (RFC 3339, up to nanoseconds; quoted, as `{{json .CreatedAt}}` prints
+/// it, or not).
+pub fn engine_time(text: &str) -> std::time::SystemTime {
+    humantime::parse_rfc3339(text.trim().trim_matches('"'))
+        .unwrap_or_else(|e| panic!("{text:?}: {e}"))
+}
+
 /// Builds [`TEST_IMAGE`] from the host's static busybox if it is not there yet.
 fn ensure_test_image() {
     if docker_output(&["image", "inspect", TEST_IMAGE])
