@@ -17,7 +17,7 @@ use serde_saphyr::{
 };
 
 use super::files;
-use super::located::{FieldLocations, Located, Position, SpecError, field_path};
+use super::located::{DocumentFields, FieldLocations, Located, Position, SpecError, field_path};
 use super::types::{
     API_VERSION, Content, DataSpec, KINDS, Object, SwarmConfig, SwarmNetwork, SwarmSecret,
     SwarmService,
@@ -338,11 +338,8 @@ pub fn load_str(file: &Path, text: &str) -> FileLoad {
 /// Loads one document (padded with empty lines so positions are those of the whole file).
 /// `Ok(None)` for an empty (null) document.
 fn load_document(file: &Path, text: &str) -> Result<Option<Located<Object>>, Vec<SpecError>> {
-    // Duplicate keys pass through here so their positions are known when the typed parse
-    // below rejects them.
-    let root: Spanned<Node> =
-        serde_saphyr::from_str_with_options(text, options(DuplicateKeyPolicy::PassThrough))
-            .map_err(|e| vec![convert_error(file, &e, &FieldLocations::default())])?;
+    let root =
+        parse_nodes(text).map_err(|e| vec![convert_error(file, &e, &FieldLocations::default())])?;
     let root_pos = position(&root);
     let Node::Map(entries) = &root.value else {
         if matches!(root.value, Node::Null) {
@@ -443,8 +440,24 @@ fn load_document(file: &Path, text: &str) -> Result<Option<Located<Object>>, Vec
         file: file.to_owned(),
         line,
         column,
-        fields: std::sync::Arc::new(fields),
+        fields: std::sync::Arc::new(DocumentFields::deferred(text)),
     }))
+}
+
+/// The field positions of one document's text (see [`DocumentFields`]); empty if it does not
+/// parse, which a loaded document always does.
+pub(super) fn field_locations(text: &str) -> FieldLocations {
+    let mut fields = FieldLocations::default();
+    if let Ok(root) = parse_nodes(text) {
+        record_fields(&root, "", &mut fields);
+    }
+    fields
+}
+
+/// A document's YAML tree with positions. Duplicate keys pass through (the typed parse rejects
+/// them, and their positions are then known).
+fn parse_nodes(text: &str) -> Result<Spanned<Node>, serde_saphyr::Error> {
+    serde_saphyr::from_str_with_options(text, options(DuplicateKeyPolicy::PassThrough))
 }
 
 /// Reads the service's `envFile`s and merges them under `env` (later files win over earlier
@@ -924,8 +937,11 @@ mod tests {
         assert_eq!((o[0].line, o[0].column), (5, 18));
         assert_eq!(o[1].value.name(), "svc");
         assert_eq!((o[1].line, o[1].column), (13, 9));
-        assert_eq!(o[1].fields.get("spec.ports[0].published"), Some((18, 16)));
-        assert_eq!(o[1].fields.get("spec.image"), Some((15, 10)));
+        assert_eq!(
+            o[1].fields.locations().get("spec.ports[0].published"),
+            Some((18, 16))
+        );
+        assert_eq!(o[1].fields.locations().get("spec.image"), Some((15, 10)));
     }
 
     #[test]
@@ -1253,11 +1269,13 @@ mod tests {
         );
         assert_eq!(
             o[0].fields
+                .locations()
                 .get(r#"metadata.labels["app.kubernetes.io/name"]"#),
             Some((6, 29))
         );
         assert_eq!(
             o[0].fields
+                .locations()
                 .nearest(r#"metadata.labels["app.kubernetes.io/name"].x"#),
             Some((6, 29))
         );

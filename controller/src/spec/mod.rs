@@ -12,7 +12,7 @@ pub mod types;
 pub mod validate;
 
 pub use load::{FileLoad, LoadDirError, LoadedDir, load_dir, load_file, load_str};
-pub use located::{FieldLocations, Located, SpecError, field_path};
+pub use located::{DocumentFields, FieldLocations, Located, SpecError, field_path};
 pub use quantity::{DurationStr, MemoryQuantity, QuantityError};
 pub use schema::{crds, write_crds};
 pub use store::{Desired, SpecStore};

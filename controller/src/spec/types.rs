@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, de};
@@ -216,21 +217,22 @@ impl fmt::Debug for Content {
 ///
 /// Untagged: each variant carries its own `kind` field. The loader does not go through this
 /// impl: it dispatches on `kind` itself so that errors keep their locations.
+///
+/// Shared (`Arc`): a loaded object is held by the load cache and by the spec store's last good
+/// objects, and handed to validation and to the desired state on every reload; sharing keeps
+/// one copy of each (a clone is a reference count) instead of re-allocating every spec on
+/// every reload, which left the heap fragmented after each resync.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "objects are few and matched on everywhere; boxing would only add noise"
-)]
 pub enum Object {
     /// A `SwarmService` document.
-    Service(SwarmService),
+    Service(Arc<SwarmService>),
     /// A `SwarmNetwork` document.
-    Network(SwarmNetwork),
+    Network(Arc<SwarmNetwork>),
     /// A `SwarmConfig` document.
-    Config(SwarmConfig),
+    Config(Arc<SwarmConfig>),
     /// A `SwarmSecret` document.
-    Secret(SwarmSecret),
+    Secret(Arc<SwarmSecret>),
 }
 
 impl Object {
@@ -278,25 +280,25 @@ impl Object {
 
 impl From<SwarmConfig> for Object {
     fn from(c: SwarmConfig) -> Self {
-        Object::Config(c)
+        Object::Config(Arc::new(c))
     }
 }
 
 impl From<SwarmSecret> for Object {
     fn from(s: SwarmSecret) -> Self {
-        Object::Secret(s)
+        Object::Secret(Arc::new(s))
     }
 }
 
 impl From<SwarmService> for Object {
     fn from(s: SwarmService) -> Self {
-        Object::Service(s)
+        Object::Service(Arc::new(s))
     }
 }
 
 impl From<SwarmNetwork> for Object {
     fn from(n: SwarmNetwork) -> Self {
-        Object::Network(n)
+        Object::Network(Arc::new(n))
     }
 }
 

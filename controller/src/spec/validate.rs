@@ -921,6 +921,7 @@ mod tests {
             &svc("a", "  ports: [{target: 80, published: 81}]\n"),
         );
         if let Object::Service(s) = &mut o[0].value {
+            let s = std::sync::Arc::make_mut(s);
             s.spec.ports[0].target = 0;
             s.spec.ports[0].published = Some(0);
         }
