@@ -485,6 +485,20 @@ impl Reflector {
                 if state.observed.services.get(name) == Some(&read) {
                     return;
                 }
+                // A read whose spec equals the cached one keeps the cached spec's memory, for
+                // the same reason. It is the common case on the first resync: every service the
+                // operator created is cached as written, without swarm's version and
+                // timestamps, and re-allocating all their specs amid the relist's transient
+                // memory left the heap fragmented (3 MB more resident at 500 services).
+                let mut read = read;
+                if let Some(cached) = state.observed.services.get_mut(name) {
+                    if cached.definition == read.definition {
+                        std::mem::swap(&mut cached.definition, &mut read.definition);
+                    }
+                    if cached.ownership == read.ownership {
+                        std::mem::swap(&mut cached.ownership, &mut read.ownership);
+                    }
+                }
                 let previous = state.observed.services.insert(name.to_owned(), read);
                 let current = &state.observed.services[name];
                 if previous.as_ref().is_none_or(|p| !same_service(p, current)) {
@@ -900,6 +914,39 @@ mod tests {
             .await;
         assert!(!f.world.read().observed.services.contains_key("a"));
         assert_eq!(drain(&mut f.changes), [ObjectKey::service("a")]);
+    }
+
+    #[tokio::test]
+    async fn the_first_read_of_a_created_service_keeps_the_cached_spec_and_takes_its_version() {
+        let mut f = fixture();
+        with_desired(&f, &["a"]).await;
+        f.reporter
+            .written(Written::ServiceCreated {
+                id: "s1".into(),
+                desired: desired("a"),
+            })
+            .await;
+        let cached_image = f.world.read().observed.services["a"]
+            .definition
+            .image
+            .as_ptr();
+        drain(&mut f.changes);
+        f.reporter
+            .observed(Observation::Services {
+                ticket: f.world.ticket(),
+                services: vec![read(&desired("a"), "s1", 7)],
+            })
+            .await;
+        let state = f.world.read();
+        let service = &state.observed.services["a"];
+        assert_eq!(service.version, 7, "swarm's version is taken");
+        assert_eq!(
+            service.definition.image.as_ptr(),
+            cached_image,
+            "the equal spec stays where it was in memory"
+        );
+        drop(state);
+        assert_eq!(drain(&mut f.changes), [], "nothing to reconcile");
     }
 
     #[tokio::test]

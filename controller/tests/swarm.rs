@@ -392,6 +392,56 @@ fn engine_errors_are_classified() {
     });
 }
 
+/// The service list is decoded one service at a time; a service attached to a network made
+/// after the adapter last listed networks still shows the network's name, not its id.
+#[test]
+fn the_service_list_names_networks_made_since_the_last_network_list() {
+    use swarm_operator::docker::{DockerEngine, SwarmApi};
+
+    let Some(swarm) = Swarm::start("list_networks_late") else {
+        return;
+    };
+    let early = swarm.name("early");
+    let late_net = swarm.name("late-net");
+    let late = swarm.name("late");
+    let create = |name: &str, network: Option<&str>| {
+        let mut args = vec![
+            "service",
+            "create",
+            "-q",
+            "-d",
+            "--name",
+            name,
+            "--replicas",
+            "0",
+        ];
+        if let Some(network) = network {
+            args.extend(["--network", network]);
+        }
+        args.push(support::TEST_IMAGE);
+        docker(&args);
+    };
+    create(&early, None);
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let engine = DockerEngine::connect().await.expect("connecting");
+        engine.list_networks().await.expect("listing networks");
+        docker(&["network", "create", "-d", "overlay", &late_net]);
+        create(&late, Some(&late_net));
+
+        let services = engine.list_services().await.expect("listing services");
+        let find = |name: &str| {
+            services
+                .iter()
+                .find(|s| s.definition.name == name)
+                .unwrap_or_else(|| panic!("{name} missing from the list"))
+        };
+        assert!(find(&early).definition.networks.is_empty());
+        assert_eq!(find(&late).definition.networks, [late_net.as_str()]);
+    });
+}
+
 fn network_condition<'a>(status: &'a Value, name: &str, kind: &str) -> &'a Value {
     status["networks"][name]["conditions"]
         .as_array()

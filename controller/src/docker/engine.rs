@@ -172,20 +172,31 @@ impl SwarmApi for DockerEngine {
     }
 
     async fn list_services(&self) -> Result<Vec<ObservedService>, DockerError> {
-        let services = self.raw.list_services(&self.api_version).await?;
-        let mut names = self.network_names();
-        let knows_every_network = services
-            .iter()
-            .flat_map(service_network_ids)
-            .all(|id| names.contains_key(id));
-        if !knows_every_network {
+        let names = self.network_names();
+        // A service on a network created since the networks were last listed is kept aside
+        // (rare) and converted once the networks are listed again.
+        let mut on_unknown_networks = Vec::new();
+        let mut services = self
+            .raw
+            .list_services(&self.api_version, |service| {
+                if service_network_ids(&service).all(|id| names.contains_key(id)) {
+                    from_service(&service, &names)
+                } else {
+                    on_unknown_networks.push(service);
+                    None
+                }
+            })
+            .await?;
+        if !on_unknown_networks.is_empty() {
             self.list_networks().await?;
-            names = self.network_names();
+            let names = self.network_names();
+            services.extend(
+                on_unknown_networks
+                    .iter()
+                    .filter_map(|s| from_service(s, &names)),
+            );
         }
-        Ok(services
-            .iter()
-            .filter_map(|s| from_service(s, &names))
-            .collect())
+        Ok(services)
     }
 
     async fn list_networks(&self) -> Result<Vec<ObservedNetwork>, DockerError> {

@@ -70,6 +70,22 @@ impl RawClient {
         name: &str,
         path_and_query: &str,
     ) -> Result<T, DockerError> {
+        let body = self.get(op, kind, name, path_and_query).await?;
+        serde_json::from_slice(&body).map_err(|e| DockerError::Undecodable {
+            op,
+            message: format!("{path_and_query}: {e}"),
+        })
+    }
+
+    /// GETs `path_and_query` and returns the body of a successful answer; an error answer
+    /// becomes a classified [`DockerError`].
+    async fn get(
+        &self,
+        op: Op,
+        kind: Resource,
+        name: &str,
+        path_and_query: &str,
+    ) -> Result<Bytes, DockerError> {
         let transport = |message: String| DockerError::Transport { op, message };
         let response = match self {
             RawClient::Unix { client, socket } => {
@@ -106,27 +122,26 @@ impl RawClient {
                 &message,
             ));
         }
-        serde_json::from_slice(&body).map_err(|e| DockerError::Undecodable {
-            op,
-            message: format!("{path_and_query}: {e}"),
-        })
+        Ok(body)
     }
 
-    /// Lists every service, as bollard models.
-    pub(crate) async fn list_services(
+    /// Lists every service, handing each to `convert` as soon as it is decoded.
+    ///
+    /// One service at a time: decoding the whole answer first (a JSON tree, then bollard's
+    /// models) held several megabytes at 500 services for a moment, and what the operator
+    /// keeps from the list, allocated amid them, held the heap at that size afterwards.
+    pub(crate) async fn list_services<T>(
         &self,
         api_version: &str,
-    ) -> Result<Vec<Service>, DockerError> {
+        convert: impl FnMut(Service) -> Option<T>,
+    ) -> Result<Vec<T>, DockerError> {
         let path = format!("/v{api_version}/services");
-        let mut services: serde_json::Value = self
-            .get_json(Op::ListServices, Resource::Service, "", &path)
+        let body = self
+            .get(Op::ListServices, Resource::Service, "", &path)
             .await?;
-        if let Some(list) = services.as_array_mut() {
-            list.iter_mut().for_each(fix_healthcheck_key);
-        }
-        serde_json::from_value(services).map_err(|e| DockerError::Undecodable {
+        decode_services(&body, convert).map_err(|e| DockerError::Undecodable {
             op: Op::ListServices,
-            message: e.to_string(),
+            message: format!("{path}: {e}"),
         })
     }
 
@@ -189,6 +204,47 @@ impl RawClient {
 #[derive(Deserialize)]
 struct ErrorBody {
     message: String,
+}
+
+/// Decodes a JSON array of services one element at a time, converting each (see
+/// [`RawClient::list_services`]).
+fn decode_services<T>(
+    body: &[u8],
+    convert: impl FnMut(Service) -> Option<T>,
+) -> Result<Vec<T>, serde_json::Error> {
+    let mut decoder = serde_json::Deserializer::from_slice(body);
+    let converted = serde::Deserializer::deserialize_seq(
+        &mut decoder,
+        ServiceSeq {
+            convert,
+            converted: Vec::new(),
+        },
+    )?;
+    decoder.end()?;
+    Ok(converted)
+}
+
+struct ServiceSeq<T, F> {
+    convert: F,
+    converted: Vec<T>,
+}
+
+impl<'de, T, F: FnMut(Service) -> Option<T>> serde::de::Visitor<'de> for ServiceSeq<T, F> {
+    type Value = Vec<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of services")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<Vec<T>, A::Error> {
+        while let Some(mut service) = seq.next_element::<serde_json::Value>()? {
+            fix_healthcheck_key(&mut service);
+            let service: Service =
+                serde_json::from_value(service).map_err(serde::de::Error::custom)?;
+            self.converted.extend((self.convert)(service));
+        }
+        Ok(self.converted)
+    }
 }
 
 /// Renames `Spec.TaskTemplate.ContainerSpec.Healthcheck` to the `HealthCheck` bollard reads.
@@ -361,6 +417,39 @@ mod tests {
         serde_json::from_str::<RawTask>(&json)
             .unwrap()
             .into_observed()
+    }
+
+    #[test]
+    fn a_service_list_is_decoded_and_converted_one_service_at_a_time() {
+        let body = br#"[
+            {"ID": "s1", "Spec": {"Name": "a", "TaskTemplate": {"ContainerSpec": {
+                "Image": "img", "Healthcheck": {"Test": ["CMD", "true"]}}}}},
+            {"ID": "s2", "Spec": {"Name": "b"}}
+        ]"#;
+        let mut seen = Vec::new();
+        let converted = decode_services(body, |service| {
+            seen.push(service.id.clone());
+            let health = service
+                .spec
+                .and_then(|s| s.task_template?.container_spec?.health_check?.test);
+            Some((service.id?, health))
+        })
+        .unwrap();
+        assert_eq!(seen, [Some("s1".to_owned()), Some("s2".to_owned())]);
+        assert_eq!(
+            converted,
+            [
+                (
+                    "s1".to_owned(),
+                    Some(vec!["CMD".to_owned(), "true".to_owned()])
+                ),
+                ("s2".to_owned(), None)
+            ],
+            "every service, the engine's `Healthcheck` key read"
+        );
+        for bad in [&b"{}"[..], b"[{\"ID\": 3}]", b"[] []"] {
+            assert!(decode_services(bad, Some).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
