@@ -392,10 +392,12 @@ fn engine_errors_are_classified() {
     });
 }
 
-/// The service list is decoded one service at a time; a service attached to a network made
-/// after the adapter last listed networks still shows the network's name, not its id.
+/// The adapter's network names stay current: a service attached to a network made after the
+/// last network list shows the network's name, not its id (the list is decoded one service at
+/// a time, such a service converted after the networks are listed again), and networks that
+/// went away are forgotten.
 #[test]
-fn the_service_list_names_networks_made_since_the_last_network_list() {
+fn the_adapter_keeps_network_names_current() {
     use swarm_operator::docker::{DockerEngine, SwarmApi};
 
     let Some(swarm) = Swarm::start("list_networks_late") else {
@@ -439,6 +441,31 @@ fn the_service_list_names_networks_made_since_the_last_network_list() {
         };
         assert!(find(&early).definition.networks.is_empty());
         assert_eq!(find(&late).definition.networks, [late_net.as_str()]);
+
+        // Networks that go away are forgotten (on a busy swarm the map would otherwise grow
+        // with every network ever seen): one removed by the adapter at once, one removed by
+        // someone else at the next list.
+        docker(&["service", "rm", &late]);
+        let gone = swarm.name("gone");
+        let gone_id = docker(&["network", "create", "-d", "overlay", &gone]);
+        let listed = engine
+            .list_networks()
+            .await
+            .expect("listing networks")
+            .len();
+        assert_eq!(engine.remembered_networks(), listed);
+        engine
+            .remove_network(gone_id.trim())
+            .await
+            .expect("removing a network");
+        assert_eq!(engine.remembered_networks(), listed - 1);
+        docker(&["network", "rm", &late_net]);
+        let listed = engine
+            .list_networks()
+            .await
+            .expect("listing networks")
+            .len();
+        assert_eq!(engine.remembered_networks(), listed);
     });
 }
 

@@ -70,11 +70,41 @@ impl DockerEngine {
         &self.api_version
     }
 
+    /// How many networks the adapter keeps an id → name entry for: those of its last network
+    /// list, plus those read or created since, minus those it removed or found gone.
+    pub fn remembered_networks(&self) -> usize {
+        self.network_names
+            .lock()
+            .expect("network map lock poisoned")
+            .len()
+    }
+
     fn network_names(&self) -> HashMap<String, String> {
         self.network_names
             .lock()
             .expect("network map lock poisoned")
             .clone()
+    }
+
+    /// Replaces the map with a complete list: a network gone from it is forgotten, so that the
+    /// map does not grow with every network ever seen on a busy swarm. (A network created
+    /// while the list was under way may be dropped too; the next service naming it reads it.)
+    fn set_networks(&self, networks: &[ObservedNetwork]) {
+        let mut names = self
+            .network_names
+            .lock()
+            .expect("network map lock poisoned");
+        *names = networks
+            .iter()
+            .map(|n| (n.id.clone(), n.definition.name.clone()))
+            .collect();
+    }
+
+    fn forget_network(&self, id: &str) {
+        self.network_names
+            .lock()
+            .expect("network map lock poisoned")
+            .remove(id);
     }
 
     fn remember_networks<'a>(&self, networks: impl IntoIterator<Item = &'a ObservedNetwork>) {
@@ -206,7 +236,7 @@ impl SwarmApi for DockerEngine {
             .await
             .map_err(|e| classify(e, Op::ListNetworks, Resource::Network, ""))?;
         let observed: Vec<ObservedNetwork> = networks.iter().filter_map(from_network).collect();
-        self.remember_networks(&observed);
+        self.set_networks(&observed);
         Ok(observed)
     }
 
@@ -270,7 +300,10 @@ impl SwarmApi for DockerEngine {
     async fn inspect_network(&self, name: &str) -> Result<Option<ObservedNetwork>, DockerError> {
         let network = self.raw.inspect_network(&self.api_version, name).await?;
         let observed = network.as_ref().and_then(from_network);
-        self.remember_networks(&observed);
+        match &observed {
+            Some(network) => self.remember_networks([network]),
+            None => self.forget_network(name),
+        }
         Ok(observed)
     }
 
@@ -302,10 +335,15 @@ impl SwarmApi for DockerEngine {
     }
 
     async fn remove_network(&self, id: &str) -> Result<(), DockerError> {
-        self.docker
+        let removed = self
+            .docker
             .remove_network(id)
             .await
-            .map_err(|e| classify(e, Op::RemoveNetwork, Resource::Network, id))
+            .map_err(|e| classify(e, Op::RemoveNetwork, Resource::Network, id));
+        if matches!(removed, Ok(()) | Err(DockerError::NotFound { .. })) {
+            self.forget_network(id);
+        }
+        removed
     }
 
     async fn create_service(
