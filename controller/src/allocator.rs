@@ -6,6 +6,8 @@
 //! what is live. Two knobs bring it back towards what is live: one arena, and handing free
 //! pages back after each burst. Measured with 500 services: 23 MB resident before, 19.3–19.5 MB
 //! after (together with `opt-level = "s"` for this crate, see the workspace's Cargo.toml).
+//! Pages that still hold a few long-lived objects can't be handed back: the rest is done by not
+//! re-allocating long-lived data amid a burst (see "Memory" in docs/architecture.md).
 
 /// Limits malloc to one arena. glibc gives every thread that allocates its own arena (up to 8
 /// per core), each keeping its freed memory for itself; the operator allocates little and
