@@ -318,32 +318,8 @@ fn engine_errors_are_classified() {
     let holder = swarm.name("holder");
     let port = 20_000 + std::process::id() % 10_000;
     docker(&["network", "create", "-d", "overlay", &net]);
-    let user_id = docker(&[
-        "service",
-        "create",
-        "-q",
-        "-d",
-        "--name",
-        &user,
-        "--network",
-        &net,
-        "--replicas",
-        "0",
-        support::TEST_IMAGE,
-    ]);
-    docker(&[
-        "service",
-        "create",
-        "-q",
-        "-d",
-        "--name",
-        &holder,
-        "--replicas",
-        "0",
-        "-p",
-        &format!("{port}:80"),
-        support::TEST_IMAGE,
-    ]);
+    let user_id = support::create_service_by_hand(&user, &["--network", &net]);
+    support::create_service_by_hand(&holder, &["-p", &format!("{port}:80")]);
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -406,31 +382,14 @@ fn the_adapter_keeps_network_names_current() {
     let early = swarm.name("early");
     let late_net = swarm.name("late-net");
     let late = swarm.name("late");
-    let create = |name: &str, network: Option<&str>| {
-        let mut args = vec![
-            "service",
-            "create",
-            "-q",
-            "-d",
-            "--name",
-            name,
-            "--replicas",
-            "0",
-        ];
-        if let Some(network) = network {
-            args.extend(["--network", network]);
-        }
-        args.push(support::TEST_IMAGE);
-        docker(&args);
-    };
-    create(&early, None);
+    support::create_service_by_hand(&early, &[]);
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let engine = DockerEngine::connect().await.expect("connecting");
         engine.list_networks().await.expect("listing networks");
         docker(&["network", "create", "-d", "overlay", &late_net]);
-        create(&late, Some(&late_net));
+        support::create_service_by_hand(&late, &["--network", &late_net]);
 
         let services = engine.list_services().await.expect("listing services");
         let find = |name: &str| {

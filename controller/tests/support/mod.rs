@@ -28,6 +28,16 @@ pub fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
+/// Creates a service by hand, as another client would (not the operator's): no replicas, the
+/// test image, and `extra` options (`--network`, `-p`, …). Returns its id.
+pub fn create_service_by_hand(name: &str, extra: &[&str]) -> String {
+    let mut args = vec!["service", "create", "-q", "-d", "--name", name];
+    args.extend(["--replicas", "0"]);
+    args.extend(extra);
+    args.push(TEST_IMAGE);
+    docker(&args)
+}
+
 /// Runs `docker` with `args` and returns its output, success or not.
 pub fn docker_output(args: &[&str]) -> Output {
     Command::new("docker")
