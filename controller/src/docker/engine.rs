@@ -73,51 +73,39 @@ impl DockerEngine {
     /// How many networks the adapter keeps an id → name entry for: those of its last network
     /// list, plus those read or created since, minus those it removed or found gone.
     pub fn remembered_networks(&self) -> usize {
+        self.network_map().len()
+    }
+
+    fn network_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
         self.network_names
             .lock()
             .expect("network map lock poisoned")
-            .len()
     }
 
     fn network_names(&self) -> HashMap<String, String> {
-        self.network_names
-            .lock()
-            .expect("network map lock poisoned")
-            .clone()
+        self.network_map().clone()
     }
 
     /// Replaces the map with a complete list: a network gone from it is forgotten, so that the
     /// map does not grow with every network ever seen on a busy swarm. (A network created
     /// while the list was under way may be dropped too; the next service naming it reads it.)
     fn set_networks(&self, networks: &[ObservedNetwork]) {
-        let mut names = self
-            .network_names
-            .lock()
-            .expect("network map lock poisoned");
-        *names = networks
-            .iter()
-            .map(|n| (n.id.clone(), n.definition.name.clone()))
-            .collect();
+        *self.network_map() = networks.iter().map(id_and_name).collect();
     }
 
     fn forget_network(&self, id: &str) {
-        self.network_names
-            .lock()
-            .expect("network map lock poisoned")
-            .remove(id);
+        self.network_map().remove(id);
     }
 
     fn remember_networks<'a>(&self, networks: impl IntoIterator<Item = &'a ObservedNetwork>) {
-        let mut names = self
-            .network_names
-            .lock()
-            .expect("network map lock poisoned");
-        names.extend(
-            networks
-                .into_iter()
-                .map(|n| (n.id.clone(), n.definition.name.clone())),
-        );
+        self.network_map()
+            .extend(networks.into_iter().map(id_and_name));
     }
+}
+
+/// A network's entry in the adapter's id → name map.
+fn id_and_name(network: &ObservedNetwork) -> (String, String) {
+    (network.id.clone(), network.definition.name.clone())
 }
 
 /// Classifies a bollard error once: engine answers by status and message, everything else

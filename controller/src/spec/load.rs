@@ -356,8 +356,9 @@ fn load_document(file: &Path, text: &str) -> Result<Option<Located<Object>>, Vec
         )]);
     };
 
-    let mut fields = FieldLocations::default();
-    record_fields(&root, "", &mut fields);
+    // Positions are found from the text only if an error needs them (the typed parse, env
+    // files and data sources below), the same way they are for the loaded object later.
+    let fields = DocumentFields::deferred(text);
 
     let mut errors = Vec::new();
     let get = |key: &str| {
@@ -434,13 +435,20 @@ fn load_document(file: &Path, text: &str) -> Result<Option<Located<Object>>, Vec
         }
         _ => unreachable!("kind checked against KINDS above"),
     };
-    let (line, column) = fields.get("metadata.name").or(root_pos).unwrap_or((1, 1));
+    let name_pos = get("metadata").and_then(|metadata| match &metadata.value {
+        Node::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| k.value.as_key().as_deref() == Some("name"))
+            .and_then(|(_, v)| position(v)),
+        _ => None,
+    });
+    let (line, column) = name_pos.or(root_pos).unwrap_or((1, 1));
     Ok(Some(Located {
         value: object,
         file: file.to_owned(),
         line,
         column,
-        fields: std::sync::Arc::new(DocumentFields::deferred(text)),
+        fields: std::sync::Arc::new(fields),
     }))
 }
 
@@ -465,7 +473,7 @@ fn parse_nodes(text: &str) -> Result<Spanned<Node>, serde_saphyr::Error> {
 fn merge_env_files(
     file: &Path,
     service: &mut SwarmService,
-    fields: &FieldLocations,
+    fields: &DocumentFields,
 ) -> Result<(), Vec<SpecError>> {
     let mut merged = std::collections::BTreeMap::new();
     let mut errors = Vec::new();
@@ -483,7 +491,7 @@ fn merge_env_files(
                 let field = field_path::index("spec.envFile", i);
                 errors.push(SpecError::at(
                     file,
-                    fields.nearest(&field),
+                    fields.locations().nearest(&field),
                     field,
                     problem.to_string(),
                 ));
@@ -502,10 +510,15 @@ fn merge_env_files(
 fn read_content(
     file: &Path,
     spec: &DataSpec,
-    fields: &FieldLocations,
+    fields: &DocumentFields,
 ) -> Result<Content, Vec<SpecError>> {
     let error = |field: &str, message: String| {
-        vec![SpecError::at(file, fields.nearest(field), field, message)]
+        vec![SpecError::at(
+            file,
+            fields.locations().nearest(field),
+            field,
+            message,
+        )]
     };
     let too_large = |field: &str, size: usize| {
         error(
@@ -554,10 +567,10 @@ fn read_content(
 fn typed<T: DeserializeOwned>(
     file: &Path,
     text: &str,
-    fields: &FieldLocations,
+    fields: &DocumentFields,
 ) -> Result<T, Vec<SpecError>> {
     serde_saphyr::from_str_with_options(text, options(DuplicateKeyPolicy::Error))
-        .map_err(|e| vec![convert_error(file, &e, fields)])
+        .map_err(|e| vec![convert_error(file, &e, fields.locations())])
 }
 
 /// Parser options: duplicate keys are errors, and a budget far above any real spec file but
