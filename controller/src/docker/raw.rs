@@ -152,7 +152,7 @@ impl RawClient {
         name: &str,
     ) -> Result<Option<Service>, DockerError> {
         let path = format!("/v{api_version}/services/{name}");
-        let mut service: serde_json::Value = match self
+        let service: serde_json::Value = match self
             .get_json(Op::InspectService, Resource::Service, name, &path)
             .await
         {
@@ -160,8 +160,7 @@ impl RawClient {
             Err(DockerError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e),
         };
-        fix_healthcheck_key(&mut service);
-        serde_json::from_value(service)
+        service_from_value(service)
             .map(Some)
             .map_err(|e| DockerError::Undecodable {
                 op: Op::InspectService,
@@ -237,14 +236,18 @@ impl<'de, T, F: FnMut(Service) -> Option<T>> serde::de::Visitor<'de> for Service
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<Vec<T>, A::Error> {
-        while let Some(mut service) = seq.next_element::<serde_json::Value>()? {
-            fix_healthcheck_key(&mut service);
-            let service: Service =
-                serde_json::from_value(service).map_err(serde::de::Error::custom)?;
+        while let Some(service) = seq.next_element::<serde_json::Value>()? {
+            let service = service_from_value(service).map_err(serde::de::Error::custom)?;
             self.converted.extend((self.convert)(service));
         }
         Ok(self.converted)
     }
+}
+
+/// One service of the engine's answer as bollard's model, its healthcheck key fixed.
+fn service_from_value(mut service: serde_json::Value) -> Result<Service, serde_json::Error> {
+    fix_healthcheck_key(&mut service);
+    serde_json::from_value(service)
 }
 
 /// Renames `Spec.TaskTemplate.ContainerSpec.Healthcheck` to the `HealthCheck` bollard reads.
@@ -374,12 +377,11 @@ mod tests {
 
     #[test]
     fn the_engines_healthcheck_key_is_read() {
-        let mut service = serde_json::json!({"ID": "s1", "Version": {"Index": 3}, "Spec": {
+        let service = serde_json::json!({"ID": "s1", "Version": {"Index": 3}, "Spec": {
             "Name": "quote", "TaskTemplate": {"ContainerSpec": {
                 "Image": "quote:dev",
                 "Healthcheck": {"Test": ["CMD", "/healthcheck"], "Interval": 3000000000u64}}}}});
-        fix_healthcheck_key(&mut service);
-        let service: Service = serde_json::from_value(service).unwrap();
+        let service = service_from_value(service).unwrap();
         let health = service
             .spec
             .unwrap()
@@ -454,9 +456,8 @@ mod tests {
 
     #[test]
     fn a_task_runs_its_services_template_when_the_fingerprints_match() {
-        let mut service: serde_json::Value = serde_json::from_str(SERVICE).unwrap();
-        fix_healthcheck_key(&mut service);
-        let service: Service = serde_json::from_value(service).unwrap();
+        let service: serde_json::Value = serde_json::from_str(SERVICE).unwrap();
+        let service = service_from_value(service).unwrap();
         let template = service.spec.unwrap().task_template.unwrap();
         let expected = template_fingerprint(&template);
         let task = task_with_spec(TASK_SPEC);
