@@ -712,9 +712,14 @@ async fn deliver_one(
                 }
                 Verdict::Refused => {
                     let status = answer.status;
-                    warn!(%sink, %receiver, %status, object = %event.object,
-                          "the webhook refused the notification (a redirect is not followed); \
-                           not retrying it");
+                    if status.is_redirection() {
+                        warn!(%sink, %receiver, %status, object = %event.object,
+                              "the webhook refused the notification with a redirect, which is \
+                               not followed (fix the URL); not retrying it");
+                    } else {
+                        warn!(%sink, %receiver, %status, object = %event.object,
+                              "the webhook refused the notification; not retrying it");
+                    }
                     return Some(DeliveryOutcome::Failed);
                 }
                 Verdict::Retry => (answer.status.to_string(), answer.retry_after),

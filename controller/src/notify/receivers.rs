@@ -239,7 +239,11 @@ mod tests {
             format!("# team chat\n\n  https://a.example/{TOKEN}  \r\nhttp://b.example:81/x\n"),
         )
         .unwrap();
-        let urls = collect(&[format!("https://c.example/{TOKEN}")], &[path.clone()]).unwrap();
+        let urls = collect(
+            &[format!("https://c.example/{TOKEN}")],
+            std::slice::from_ref(&path),
+        )
+        .unwrap();
         let public: Vec<&str> = urls.iter().map(|u| u.public.as_str()).collect();
         assert_eq!(
             public,
