@@ -662,9 +662,9 @@ async fn deliver(
 enum Verdict {
     /// 2xx.
     Accepted,
-    /// 3xx (webhooks are not followed to another URL: a moved webhook is a configuration to
-    /// fix, and the new URL would carry the token to wherever the answer points), and 4xx other
-    /// than 408 and 429: the same request would be refused again.
+    /// 3xx (a redirect is not followed: a moved webhook is a configuration to fix, and
+    /// following would send events wherever an answer points), and 4xx other than 408 and
+    /// 429: the same request would be refused again.
     Refused,
     /// 5xx, 408, 429 (and 1xx): worth another attempt.
     Retry,
@@ -768,11 +768,10 @@ async fn post(
     body: Bytes,
     timeout: Duration,
 ) -> Result<Answer, String> {
-    let content_type = "application/json";
     let request = Request::builder()
         .method(Method::POST)
         .uri(webhook.url.uri.clone())
-        .header(hyper::header::CONTENT_TYPE, content_type)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
         .body(Full::new(body))
         .map_err(|e| webhook.url.scrub(&e.to_string()))?;
     match tokio::time::timeout(timeout, client.request(request)).await {
