@@ -12,7 +12,7 @@ use swarm_operator::compose;
 use swarm_operator::docker::{DockerEngine, SwarmApi};
 use swarm_operator::election::{ElectionConfig, Elector, Leadership, SwarmLeaseStore};
 use swarm_operator::live_status::LiveStatus;
-use swarm_operator::notify::NotifyConfig;
+use swarm_operator::notify::{NotifyConfig, PayloadFormat};
 use swarm_operator::object_table::{Format, Printer, Selection};
 use swarm_operator::operator::{self, OperatorConfig};
 use swarm_operator::plan::PlanDisplay;
@@ -50,6 +50,27 @@ enum WaitFor {
     Ready,
     /// The object is gone from the swarm.
     Deleted,
+}
+
+/// The body `run` POSTs to webhooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum NotifyFormat {
+    /// The whole event as JSON.
+    Json,
+    /// `{"text": …}` (Slack, Mattermost and other Slack-compatible webhooks).
+    Slack,
+    /// `{"content": …}` (Discord).
+    Discord,
+}
+
+impl From<NotifyFormat> for PayloadFormat {
+    fn from(format: NotifyFormat) -> Self {
+        match format {
+            NotifyFormat::Json => PayloadFormat::Json,
+            NotifyFormat::Slack => PayloadFormat::Slack,
+            NotifyFormat::Discord => PayloadFormat::Discord,
+        }
+    }
 }
 
 /// Where `run` reads the desired state.
@@ -107,12 +128,27 @@ enum Command {
         #[arg(long, env = "SWARM_OPERATOR_IDENTITY")]
         identity: Option<String>,
         /// POST each event (rolloutSucceeded, rolloutFailed, rolledBack, driftCorrected,
-        /// specError, pruned) as JSON to this http:// URL, retried with backoff; repeatable.
+        /// specError, pruned) to this https:// or http:// URL, retried with backoff;
+        /// repeatable. The URL holds the webhook's token and shows in `ps` and
+        /// `docker service inspect`: prefer --notify-file.
         #[arg(long = "notify", value_name = "URL")]
         notify: Vec<String>,
-        /// Append each event as a JSON line to this file.
+        /// Read webhook URLs from this file (one a line, `#` comments), e.g. a docker secret;
+        /// repeatable, and combines with --notify.
+        #[arg(long, value_name = "FILE")]
+        notify_file: Vec<PathBuf>,
+        /// The body POSTed to every webhook: the whole event as JSON, or the one line a chat
+        /// service shows (`text` for Slack-compatible webhooks, `content` for Discord).
+        #[arg(long, value_enum, default_value_t = NotifyFormat::Json)]
+        notify_format: NotifyFormat,
+        /// Append each event as a JSON line to this file (mode 0600).
         #[arg(long, value_name = "FILE")]
         events_log: Option<PathBuf>,
+        /// Rotate the events log once it would grow past this size (K, M, G: powers of 1024),
+        /// keeping FILE.1 to FILE.3.
+        #[arg(long, value_name = "SIZE", default_value = "10M",
+              value_parser = swarm_operator::notify::parse_size)]
+        events_log_max_size: u64,
     },
     /// Validate the specs of a file or directory, then store them in the swarm for
     /// `run --source swarm`. A directory replaces every stored file (files gone from it are
@@ -295,7 +331,10 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             leader_election,
             identity,
             notify,
+            notify_file,
+            notify_format,
             events_log,
+            events_log_max_size,
         } => {
             let api = connect().await?;
             let stop_electing = CancellationToken::new();
@@ -341,7 +380,10 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 leadership,
                 notify: NotifyConfig {
                     urls: notify,
+                    url_files: notify_file,
+                    format: notify_format.into(),
                     events_log,
+                    events_log_max_size,
                 },
                 ..OperatorConfig::new(specs, status)
             };
