@@ -48,10 +48,11 @@ pub const EVENTS_LOG_SINK: &str = "events-log";
 pub enum NotifyError {
     /// A `--notify` URL that is not an `http://` URL.
     #[error(
-        "--notify {url}: {why}; give an http:// URL (for an https webhook such as Slack, run a local relay)"
+        "--notify {}: {why}; give an http:// URL (for an https webhook such as Slack, run a local relay)",
+        crate::redact::url_for_display(url)
     )]
     BadUrl {
-        /// The URL as given.
+        /// The URL as given; shown by scheme and host only (its path is the token).
         url: String,
         /// What is wrong.
         why: String,
@@ -1103,9 +1104,12 @@ mod tests {
     #[tokio::test]
     async fn only_http_urls_are_accepted() {
         for (url, why) in [
-            ("https://hooks.example/x", "scheme https is not supported"),
-            ("127.0.0.1:9/x", "invalid format"),
-            ("/just/a/path", "no scheme"),
+            (
+                "https://hooks.example/tok3n",
+                "scheme https is not supported",
+            ),
+            ("127.0.0.1:9/tok3n", "invalid format"),
+            ("/just/a/tok3n", "no scheme"),
         ] {
             let error = Notifier::start(
                 NotifyConfig {
@@ -1117,7 +1121,10 @@ mod tests {
             .await
             .unwrap_err();
             assert!(error.to_string().contains(why), "{error}");
-            assert!(error.to_string().contains(url), "{error}");
+            // The path of a webhook URL is its token: only scheme and host are named.
+            assert!(!error.to_string().contains("tok3n"), "{error}");
+            let shown = crate::redact::url_for_display(url);
+            assert!(error.to_string().contains(&shown), "{error}");
         }
     }
 

@@ -302,8 +302,8 @@ impl From<SwarmNetwork> for Object {
     }
 }
 
-/// The desired state of a swarm service.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+/// The desired state of a swarm service. Its `Debug` shows env keys, not values.
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceSpec {
     /// Image to run, e.g. `goblog/quote-service:dev`. Never pulled by the operator itself.
@@ -469,6 +469,14 @@ impl DriftField {
             DriftField::Replicas => "replicas",
             DriftField::Image => "image",
         }
+    }
+}
+
+impl fmt::Debug for ServiceSpec {
+    // Env values (and log driver options) are where passwords live; `{:?}` of a spec ends up
+    // in logs and panic messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        crate::redact::debug_redacted("ServiceSpec", self, f)
     }
 }
 
