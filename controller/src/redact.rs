@@ -90,6 +90,31 @@ pub fn url_for_display(url: &str) -> String {
     shown
 }
 
+/// A decoder's message (serde's `invalid type: string "…", expected u64`) with every quoted
+/// string replaced by `"…"`: a reply that does not decode may be a service spec, and the string
+/// serde quotes may be an env value. The rest (types, line and column) stays.
+pub fn without_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '"' {
+            out.push_str("…\"");
+            // Skip to the closing quote; serde quotes with Rust's escapes (`\"`).
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => {
+                        chars.next();
+                    }
+                    '"' => break,
+                    _ => {}
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Crates whose debug and trace output carries values: bollard logs every request body (a
 /// service spec, env values included) at debug and trace, and every response body at debug;
 /// hyper-util logs connection pool keys, whose authority may hold a webhook URL's user info.
@@ -155,6 +180,17 @@ mod tests {
         assert!(
             text.contains("\"team\":\"a\""),
             "labels are not values: {text}"
+        );
+    }
+
+    #[test]
+    fn quoted_strings_leave_decoder_messages() {
+        let error = serde_json::from_str::<Vec<u64>>(r#"["hun\"ter2"]"#).unwrap_err();
+        let shown = without_quoted(&error.to_string());
+        assert!(!shown.contains("hun") && !shown.contains("ter2"), "{shown}");
+        assert!(
+            shown.starts_with("invalid type: string \"…\", expected u64"),
+            "{shown}"
         );
     }
 
