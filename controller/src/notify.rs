@@ -142,12 +142,27 @@ impl Event {
 }
 
 /// Where events go.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct NotifyConfig {
     /// Webhook URLs (`http://` only).
     pub urls: Vec<String>,
     /// A file that gets one JSON line per event.
     pub events_log: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for NotifyConfig {
+    // A webhook URL's path is its token: `{:?}` shows scheme and host only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<String> = self
+            .urls
+            .iter()
+            .map(|u| crate::redact::url_for_display(u))
+            .collect();
+        f.debug_struct("NotifyConfig")
+            .field("urls", &urls)
+            .field("events_log", &self.events_log)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What became of events at one sink.
@@ -1099,6 +1114,17 @@ mod tests {
         assert_eq!(count("the webhook's queue is full"), 1, "{logs}");
         assert_eq!(logs.lines().count(), 3, "one line per burst edge:\n{logs}");
         drop(silent);
+    }
+
+    #[test]
+    fn debug_never_shows_a_webhook_token() {
+        let config = NotifyConfig {
+            urls: vec!["http://127.0.0.1:9/hooks/tok3n".into()],
+            events_log: None,
+        };
+        let text = format!("{config:?}");
+        assert!(!text.contains("tok3n"), "{text}");
+        assert!(text.contains("http://127.0.0.1:9/…"), "{text}");
     }
 
     #[tokio::test]
