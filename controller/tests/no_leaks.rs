@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use support::{Swarm, TEST_IMAGE, condition, docker, docker_output, http_get, require_tool};
 
+/// A variable of the operator's own environment that a bare `NAME` env-file line names.
+const OPERATOR_VAR: &str = "NO_LEAKS_OPERATOR_VAR";
+
 /// Generous: the machine is shared and loaded.
 const CONVERGE: Duration = Duration::from_secs(120);
 
@@ -125,7 +128,7 @@ struct Operator {
 }
 
 impl Operator {
-    fn start(swarm: &Swarm, notify: &str, events_log: &std::path::Path) -> Operator {
+    fn start(swarm: &Swarm, notify: &str, events_log: &std::path::Path, value: &str) -> Operator {
         let addr = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free loopback port");
@@ -145,6 +148,8 @@ impl Operator {
             .arg(addr.to_string())
             // Everything, dependencies included: bollard logs request bodies at debug.
             .env("RUST_LOG", "trace")
+            // What a bare `NAME` line in an env file would read, were it looked up.
+            .env(OPERATOR_VAR, format!("{value}-operator-env"))
             .env("SWARM_OPERATOR_INSTANCE", &swarm.prefix)
             .env("NO_COLOR", "1")
             .stdout(out)
@@ -234,7 +239,7 @@ fn no_value_leaves_through_any_channel() {
     // The token is the URL's path, as with Slack or Discord webhooks.
     let notify = format!("http://{}/hooks/{value}-hook", receiver.addr);
     let events_log = dir.with_extension("events.jsonl");
-    let mut operator = Operator::start(&swarm, &notify, &events_log);
+    let mut operator = Operator::start(&swarm, &notify, &events_log, &value);
 
     // 1. Create.
     swarm.wait_status("the service is ready", CONVERGE, |s| {
@@ -276,9 +281,27 @@ fn no_value_leaves_through_any_channel() {
             swarm.name("broken")
         ),
     );
-    swarm.wait_status("the spec error is reported", CONVERGE, |s| {
-        s.to_string().contains("broken.env")
+    // And a bare `NAME` naming a variable the operator has: refused, never read.
+    std::fs::write(dir.join("bare.env"), format!("A=1\n{OPERATOR_VAR}\n")).unwrap();
+    swarm.write_spec(
+        "bare.yaml",
+        &format!(
+            "{head}\nkind: SwarmService\nmetadata:\n  name: {}\nspec:\n  image: {TEST_IMAGE}\n  envFile: [./bare.env]\n",
+            swarm.name("bare")
+        ),
+    );
+    let status = swarm.wait_status("the spec errors are reported", CONVERGE, |s| {
+        let s = s.to_string();
+        s.contains("broken.env") && s.contains("bare.env")
     });
+    assert!(
+        status.to_string().contains("`./bare.env` line 2, column 1"),
+        "the bare name is a located error: {status}"
+    );
+    assert!(
+        swarm.service_version("bare").is_none(),
+        "no service is made from a refused env file"
+    );
     swarm.wait("the spec error is notified", CONVERGE, || {
         receiver.bodies().iter().any(|b| b.contains("specError"))
     });
