@@ -154,8 +154,8 @@ enum Command {
         /// As for `run`.
         #[arg(long, env = "SWARM_OPERATOR_INSTANCE", default_value = "default")]
         instance: String,
-        /// Print env values (old → new) instead of only `env.NAME changed`: for your own
-        /// terminal only, never for CI logs.
+        /// Print env values (old → new) instead of only `env.NAME changed`. Refused (exit 2)
+        /// unless stdout is a terminal and CI is unset: values never go to pipes or CI logs.
         #[arg(long)]
         show_values: bool,
     },
@@ -436,6 +436,16 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             instance,
             show_values,
         } => {
+            use std::io::IsTerminal as _;
+            // Values go to the user's own terminal only: a pipe, a file or a CI log would keep
+            // them.
+            if show_values && (!std::io::stdout().is_terminal() || std::env::var_os("CI").is_some())
+            {
+                eprintln!(
+                    "diff --show-values prints env values only to your own terminal: stdout is not a terminal (or CI is set); run it without --show-values to see which keys changed"
+                );
+                return Ok(ExitCode::from(2));
+            }
             let api = connect().await?;
             let (plan, errors) = diff_dir(&api, &dir, allow_empty_prune, &instance).await?;
             let values = if show_values {

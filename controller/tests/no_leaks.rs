@@ -391,12 +391,31 @@ fn no_value_leaves_through_any_channel() {
     ]));
     assert!(import.contains("invalid interpolation"), "{import}");
 
-    // The fixture does reach the output where values are asked for.
-    let shown = text(&swarm.cli(&["diff", "--show-values", specs]));
-    assert!(
-        shown.contains(&format!("{value}-pending")) && shown.contains(&format!("{value}-env")),
-        "diff --show-values shows old and new values: {shown}"
-    );
+    // --show-values into a pipe (a CI log) is refused.
+    let piped = swarm.cli(&["diff", "--show-values", specs]);
+    assert_eq!(piped.status.code(), Some(2), "{}", text(&piped));
+    let piped = text(&piped);
+    assert!(piped.contains("only to your own terminal"), "{piped}");
+    // On a terminal it shows values: the fixture does reach the output where they are asked for.
+    if let Some(script) = require_tool("no_value_leaves_through_any_channel", "script", "bsdutils")
+    {
+        let command = format!(
+            "{} diff --show-values {specs}",
+            env!("CARGO_BIN_EXE_swarm-operator")
+        );
+        let shown = Command::new(script)
+            .args(["-q", "-e", "-c", &command, "/dev/null"])
+            .env("SWARM_OPERATOR_INSTANCE", &swarm.prefix)
+            .env("NO_COLOR", "1")
+            .env_remove("CI")
+            .output()
+            .expect("running diff in a terminal");
+        let shown = text(&shown);
+        assert!(
+            shown.contains(&format!("{value}-pending")) && shown.contains(&format!("{value}-env")),
+            "diff --show-values on a terminal shows old and new values: {shown}"
+        );
+    }
 
     let mut channels: Vec<(&str, String)> = vec![
         ("status page HTML (GET /)", page),
@@ -410,6 +429,7 @@ fn no_value_leaves_through_any_channel() {
         ("get -o yaml", get_yaml),
         ("get (table)", get_table),
         ("diff (no --show-values)", diff),
+        ("diff --show-values into a pipe", piped),
         ("validate errors", validate),
         ("import-compose interpolation error", import),
     ];
