@@ -363,6 +363,13 @@ fn no_value_leaves_through_any_channel() {
     let get_json = text(&swarm.cli(&["get", "-o", "json", "--specs", specs]));
     let get_yaml = text(&swarm.cli(&["get", "-o", "yaml", "--specs", specs]));
     let get_table = text(&swarm.cli(&["get", "--specs", specs]));
+    let wait = text(&support::output_within(
+        Command::new(env!("CARGO_BIN_EXE_swarm-operator"))
+            .args(["wait", &service, "--for", "ready", "--timeout", "60s"])
+            .env("SWARM_OPERATOR_INSTANCE", &swarm.prefix)
+            .env("NO_COLOR", "1"),
+        Duration::from_secs(90),
+    ));
     let diff = text(&swarm.cli(&["diff", specs]));
     assert!(
         diff.contains("env.DB_PASSWORD changed"),
@@ -428,6 +435,7 @@ fn no_value_leaves_through_any_channel() {
         ("get -o json", get_json),
         ("get -o yaml", get_yaml),
         ("get (table)", get_table),
+        ("wait", wait),
         ("diff (no --show-values)", diff),
         ("diff --show-values into a pipe", piped),
         ("validate errors", validate),
