@@ -16,6 +16,7 @@ use swarm_operator::notify::{NotifyConfig, PayloadFormat};
 use swarm_operator::object_table::{Format, Printer, Selection};
 use swarm_operator::operator::{self, OperatorConfig};
 use swarm_operator::plan::PlanDisplay;
+use swarm_operator::redact::Values;
 use swarm_operator::stored_specs::SpecConfigs;
 use swarm_operator::wait::{self, Goal, Targets, WaitOutcome};
 use tokio_util::sync::CancellationToken;
@@ -189,6 +190,10 @@ enum Command {
         /// As for `run`.
         #[arg(long, env = "SWARM_OPERATOR_INSTANCE", default_value = "default")]
         instance: String,
+        /// Print env values (old → new) instead of only `env.NAME changed`. Refused (exit 2)
+        /// unless stdout is a terminal and CI is unset: values never go to pipes or CI logs.
+        #[arg(long)]
+        show_values: bool,
     },
     /// Turn compose stack files into spec files (one per object), named as
     /// `docker stack deploy -c FILE NAME` names them.
@@ -260,14 +265,22 @@ enum Command {
 }
 
 fn init_logging(json: bool) {
+    use tracing_subscriber::filter::FilterExt as _;
+    use tracing_subscriber::prelude::*;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    // bollard logs request bodies (env values) at debug: no RUST_LOG may enable that, so a
+    // second filter drops such events whatever the first one lets through.
+    let filter = filter.and(tracing_subscriber::filter::filter_fn(|meta| {
+        swarm_operator::redact::may_log(meta.target(), meta.level())
+    }));
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     if json {
-        builder.json().init();
+        let layer = layer.json().with_filter(filter);
+        tracing_subscriber::registry().with(layer).init();
     } else {
-        builder.init();
+        tracing_subscriber::registry()
+            .with(layer.with_filter(filter))
+            .init();
     }
 }
 
@@ -463,10 +476,26 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             dir,
             allow_empty_prune,
             instance,
+            show_values,
         } => {
+            use std::io::IsTerminal as _;
+            // Values go to the user's own terminal only: a pipe, a file or a CI log would keep
+            // them.
+            if show_values && (!std::io::stdout().is_terminal() || std::env::var_os("CI").is_some())
+            {
+                eprintln!(
+                    "diff --show-values prints env values only to your own terminal: stdout is not a terminal (or CI is set); run it without --show-values to see which keys changed"
+                );
+                return Ok(ExitCode::from(2));
+            }
             let api = connect().await?;
             let (plan, errors) = diff_dir(&api, &dir, allow_empty_prune, &instance).await?;
-            print!("{}", PlanDisplay(&plan));
+            let values = if show_values {
+                Values::Shown
+            } else {
+                Values::Hidden
+            };
+            print!("{}", PlanDisplay(&plan, values));
             for error in &errors {
                 eprintln!("{error}");
             }

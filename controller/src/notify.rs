@@ -1247,6 +1247,17 @@ mod tests {
         drop(silent);
     }
 
+    #[test]
+    fn debug_never_shows_a_webhook_token() {
+        let config = NotifyConfig {
+            urls: vec!["http://127.0.0.1:9/hooks/tok3n".into()],
+            ..NotifyConfig::default()
+        };
+        let text = format!("{config:?}");
+        assert!(!text.contains("tok3n"), "{text}");
+        assert!(text.contains("urls: 1"), "{text}");
+    }
+
     #[tokio::test]
     async fn a_bad_url_stops_the_start_and_is_named_by_place_not_quoted() {
         for (url, why) in [
