@@ -233,7 +233,12 @@ impl<S: LeaseStore> Elector<S> {
                 }
             }
         }
-        self.release().await;
+        // Best effort, bounded as a whole: shutdown must not wait on a hung engine, and a lease
+        // left behind only runs out.
+        let limit = self.config.retry_period;
+        if tokio::time::timeout(limit, self.release()).await.is_err() {
+            warn!(after = ?limit, "the leader lease was not released in time; it runs out instead");
+        }
     }
 
     fn leader_deadline(&self) -> Option<Instant> {
