@@ -147,6 +147,14 @@ pub async fn run<A: SwarmApi>(
     }
 }
 
+/// Whether the engine gave no answer at all (as opposed to an error of its own).
+fn unanswered(error: &DockerError) -> bool {
+    matches!(
+        error,
+        DockerError::Timeout { .. } | DockerError::Transport { .. }
+    )
+}
+
 /// Reconnect delays after the event stream broke or went silent on a hung engine: backon's
 /// exponential backoff with jitter, reset by the first event of a new stream.
 struct Reconnects {
@@ -188,8 +196,8 @@ enum Reconnect {
     /// The stream was silent and the engine did not answer a ping: it is hung. Wait
     /// (backoff), then reconnect; the new stream is suspect until an event arrives on it.
     Hung,
-    /// The engine answers again, but the stream was opened while it was hung (its request
-    /// may never be answered): reconnect at once.
+    /// The engine answers again, but the stream was opened while it was hung, or was open
+    /// while a read got no answer (its connection may be stalled for good): reconnect at once.
     Suspect,
 }
 
@@ -212,7 +220,8 @@ async fn watch<A: SwarmApi>(
     let silence = config.deadlines.events_silence;
     // Swarm sends nothing on a quiet stream, so silence is checked by asking the engine.
     let mut silent_until = Instant::now() + silence;
-    // Opened while the engine did not answer: only an event proves it works.
+    // Opened while the engine did not answer, or open while a read got no answer: the
+    // connection may be stalled for good. Only an event proves it works.
     let mut suspect = false;
 
     loop {
@@ -261,7 +270,12 @@ async fn watch<A: SwarmApi>(
                 // Bounded here too: the API's own deadlines are not known to this loop.
                 let ping = tokio::time::timeout(config.deadlines.read, api.ensure_manager()).await;
                 match ping {
-                    Ok(Err(DockerError::Timeout { .. } | DockerError::Transport { .. })) | Err(_) => {
+                    Ok(Err(ref error)) if unanswered(error) => {
+                        warn!(silent_for = ?silence,
+                              "the Docker event stream is silent and the engine does not answer; reconnecting");
+                        reconnect = Some(Reconnect::Hung);
+                    }
+                    Err(_) => {
                         warn!(silent_for = ?silence,
                               "the Docker event stream is silent and the engine does not answer; reconnecting");
                         reconnect = Some(Reconnect::Hung);
@@ -277,13 +291,17 @@ async fn watch<A: SwarmApi>(
             }
             _ = resync.tick() => {
                 if let Err(error) = relist(api.as_ref(), &world, &reporter).await {
+                    suspect |= unanswered(&error);
                     warn!(%error, "periodic resync: listing the swarm");
                 }
             }
             _ = task_poll.tick() => {
                 match api.list_tasks().await {
                     Ok(tasks) => reporter.observed(Observation::Tasks(tasks)).await,
-                    Err(error) => warn!(%error, "polling tasks"),
+                    Err(error) => {
+                        suspect |= unanswered(&error);
+                        warn!(%error, "polling tasks");
+                    }
                 }
             }
         }
@@ -307,7 +325,10 @@ async fn watch<A: SwarmApi>(
         // Events may have been missed meanwhile.
         match relist(api.as_ref(), &world, &reporter).await {
             Ok(()) => info!("listed the swarm after reconnecting"),
-            Err(error) => warn!(%error, "listing the swarm after reconnecting"),
+            Err(error) => {
+                suspect |= unanswered(&error);
+                warn!(%error, "listing the swarm after reconnecting");
+            }
         }
     }
 }
@@ -408,6 +429,39 @@ mod tests {
             "a healthy quiet stream is kept"
         );
 
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    /// A hang shorter than the silence: the ping after it is answered, but the stream lived
+    /// through a read that got no answer, so it is replaced (and the swarm listed) once.
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_that_lived_through_an_unanswered_read_is_replaced() {
+        let swarm = Arc::new(MemorySwarm::default());
+        let config = WatchConfig {
+            resync: HOUR,
+            task_poll: Duration::from_secs(1),
+            deadlines: Deadlines {
+                read: Duration::from_secs(2),
+                write: Duration::from_secs(5),
+                events_silence: Duration::from_secs(10),
+            },
+        };
+        let (stop, task) = start(&swarm, config);
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        assert_eq!(swarm.count(Op::Events), 1, "a quiet stream is kept");
+        swarm.fail(crate::docker::memory::FailRule {
+            op: Op::ListTasks,
+            name: None,
+            times: Some(1),
+            make: |_| DockerError::Timeout {
+                op: Op::ListTasks,
+                after: Duration::from_secs(2),
+            },
+        });
+        stream_opened(&swarm, 2, Duration::from_secs(10 + 1)).await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(swarm.count(Op::Events), 2, "replaced once");
         stop.cancel();
         task.await.unwrap();
     }
