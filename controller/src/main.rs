@@ -61,6 +61,8 @@ enum Source {
     Swarm,
 }
 
+// Parsed once at start, and `run`'s flags are most of it: boxing it would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the reconcile loop against the swarm of DOCKER_HOST (or the local socket).

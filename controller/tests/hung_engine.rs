@@ -304,3 +304,31 @@ fn a_hung_engine_is_noticed_survived_and_does_not_hold_shutdown() {
     assert!(exited.success(), "{exited}:\n{}", operator.log());
     switch.answer();
 }
+
+#[test]
+fn a_zero_deadline_is_refused_before_anything_starts() {
+    for flag in [
+        "--engine-timeout",
+        "--engine-write-timeout",
+        "--events-silence",
+    ] {
+        let output = support::output_within(
+            Command::new(env!("CARGO_BIN_EXE_swarm-operator")).args([
+                "run",
+                "--specs",
+                ".",
+                "--status",
+                "status.json",
+                flag,
+                "0s",
+            ]),
+            Duration::from_secs(30),
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains("must be more than zero"),
+            "{flag}: {stderr}"
+        );
+    }
+}
