@@ -140,6 +140,8 @@ impl Operator {
             .args(["--resync", "1h"])
             .args(["--engine-timeout", "2s", "--engine-write-timeout", "4s"])
             .args(["--events-silence", "3s"])
+            // The lease is kept through the engine too: its release must not hold SIGTERM.
+            .args(["--leader-election", "--identity", "hung-engine-test"])
             .arg("--metrics-addr")
             .arg(metrics_addr.to_string())
             .env("DOCKER_HOST", format!("unix://{}", proxy.display()))
@@ -302,6 +304,13 @@ fn a_hung_engine_is_noticed_survived_and_does_not_hold_shutdown() {
         operator.log()
     );
     assert!(exited.success(), "{exited}:\n{}", operator.log());
+    assert!(
+        operator
+            .log()
+            .contains("shutting down: no longer the leader"),
+        "it led at SIGTERM, so it tried to release the lease:\n{}",
+        operator.log()
+    );
     switch.answer();
 }
 
