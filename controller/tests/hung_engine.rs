@@ -19,7 +19,13 @@ use support::Swarm;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
-const ENGINE_SOCKET: &str = "/var/run/docker.sock";
+/// The engine's socket, as the docker CLI (and `Swarm::start`) find it.
+fn engine_socket() -> PathBuf {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|host| host.strip_prefix("unix://").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"))
+}
 
 /// The switch of the proxy: while `hung`, nothing is forwarded either way, and a connection
 /// that was open when the engine hung (or was opened while it hung) stays stalled for good,
@@ -83,6 +89,7 @@ async fn pump(
 /// Runs the proxy on its own thread and runtime until the test ends.
 fn start_proxy(socket: &Path, switch: Arc<Switch>) {
     let socket = socket.to_owned();
+    let engine_socket = engine_socket();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -98,8 +105,9 @@ fn start_proxy(socket: &Path, switch: Arc<Switch>) {
                 };
                 let born = switch.birth();
                 let switch = switch.clone();
+                let engine_socket = engine_socket.clone();
                 tokio::spawn(async move {
-                    let Ok(engine) = UnixStream::connect(ENGINE_SOCKET).await else {
+                    let Ok(engine) = UnixStream::connect(&engine_socket).await else {
                         return;
                     };
                     let (client_read, client_write) = client.into_split();
