@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use swarm_operator::commands::{ApplyOutcome, apply_path, delete_target, diff_dir, validate_dir};
 use swarm_operator::compose;
-use swarm_operator::docker::{DockerEngine, SwarmApi};
+use swarm_operator::docker::{Deadlines, DockerEngine, SwarmApi};
 use swarm_operator::election::{ElectionConfig, Elector, Leadership, SwarmLeaseStore};
 use swarm_operator::live_status::LiveStatus;
 use swarm_operator::notify::{NotifyConfig, PayloadFormat};
@@ -83,6 +83,8 @@ enum Source {
     Swarm,
 }
 
+// Parsed once at start, and `run`'s flags are most of it: boxing it would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the reconcile loop against the swarm of DOCKER_HOST (or the local socket).
@@ -150,6 +152,17 @@ enum Command {
         #[arg(long, value_name = "SIZE", default_value = "10M",
               value_parser = swarm_operator::notify::parse_size)]
         events_log_max_size: u64,
+        /// Deadline of one Engine API read; an engine that misses it counts as hung (/readyz
+        /// fails) until it answers again.
+        #[arg(long, default_value = "20s", value_parser = nonzero_duration)]
+        engine_timeout: Duration,
+        /// Deadline of one Engine API write (create, update, remove).
+        #[arg(long, default_value = "60s", value_parser = nonzero_duration)]
+        engine_write_timeout: Duration,
+        /// After this long without an event, ask the engine whether it still answers; if not,
+        /// reconnect the event stream with backoff.
+        #[arg(long, default_value = "30s", value_parser = nonzero_duration)]
+        events_silence: Duration,
     },
     /// Validate the specs of a file or directory, then store them in the swarm for
     /// `run --source swarm`. A directory replaces every stored file (files gone from it are
@@ -291,6 +304,15 @@ fn default_identity() -> String {
     format!("{}-{}", host.trim(), std::process::id())
 }
 
+/// A duration flag that must be more than zero (a zero deadline would fail every call).
+fn nonzero_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(duration) if duration.is_zero() => Err("must be more than zero".to_owned()),
+        Ok(duration) => Ok(duration),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
 async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("installing the SIGTERM handler");
@@ -348,8 +370,16 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             notify_format,
             events_log,
             events_log_max_size,
+            engine_timeout,
+            engine_write_timeout,
+            events_silence,
         } => {
-            let api = connect().await?;
+            let deadlines = Deadlines {
+                read: engine_timeout,
+                write: engine_write_timeout,
+                events_silence,
+            };
+            let api = connect().await?.with_deadlines(deadlines);
             let stop_electing = CancellationToken::new();
             let (leadership, elector) = if leader_election {
                 let identity = identity.unwrap_or_else(default_identity);
@@ -398,6 +428,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                     events_log,
                     events_log_max_size,
                 },
+                deadlines,
                 ..OperatorConfig::new(specs, status)
             };
             let result = operator::run(config, api, shutdown_signal()).await;

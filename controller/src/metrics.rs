@@ -81,6 +81,9 @@ pub struct Metrics {
     status_write_failures: Counter,
     /// The last status write's error, `None` after a success: shown on `/readyz`.
     status_write_error: Mutex<Option<String>>,
+    /// The last request the engine did not answer (unreachable or past its deadline), `None`
+    /// once a later one got an answer: shown on `/readyz`, so that a hung engine is noticed.
+    engine_unanswered: Mutex<Option<(Op, RequestOutcome)>>,
     leader: Gauge,
     skipped_as_follower: Counter,
     notifications_delivered: Family<SinkLabels, Counter>,
@@ -187,6 +190,7 @@ impl Metrics {
             docker_requests,
             status_write_failures,
             status_write_error: Mutex::new(None),
+            engine_unanswered: Mutex::new(None),
             leader,
             skipped_as_follower,
             registry,
@@ -227,6 +231,14 @@ impl Metrics {
             .lock()
             .expect("metrics lock poisoned")
             .clone()
+    }
+
+    /// The last engine request that got no answer, while no later one got an answer.
+    pub fn engine_unanswered(&self) -> Option<(Op, RequestOutcome)> {
+        *self
+            .engine_unanswered
+            .lock()
+            .expect("metrics lock poisoned")
     }
 
     /// Total drift corrections so far.
@@ -281,6 +293,11 @@ impl RequestObserver for Metrics {
                 outcome: outcome.as_str(),
             })
             .inc();
+        let mut unanswered = self
+            .engine_unanswered
+            .lock()
+            .expect("metrics lock poisoned");
+        *unanswered = (!outcome.engine_answered()).then_some((op, outcome));
     }
 }
 
@@ -375,6 +392,17 @@ async fn ready(State(state): State<ServerState>) -> impl IntoResponse {
             "not ready: specs or swarm not read yet".to_owned(),
         );
     }
+    if let Some((op, outcome)) = state.metrics.engine_unanswered() {
+        // Names the request only: the transport's own message may quote the endpoint.
+        let why = match outcome {
+            RequestOutcome::Timeout => "did not answer within its deadline",
+            _ => "could not be reached",
+        };
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: the Docker engine {why} ({op}); retrying"),
+        );
+    }
     match state.metrics.status_write_error() {
         None => (StatusCode::OK, "ready".to_owned()),
         Some(error) => (
@@ -402,4 +430,31 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(MetricsError::Serve)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unanswered_request_counts_until_the_engine_answers_again() {
+        let metrics = Metrics::new();
+        assert_eq!(metrics.engine_unanswered(), None);
+        metrics.on_request(Op::ListTasks, RequestOutcome::Timeout);
+        assert_eq!(
+            metrics.engine_unanswered(),
+            Some((Op::ListTasks, RequestOutcome::Timeout))
+        );
+        // An error of the engine's own is an answer: the engine is up.
+        metrics.on_request(Op::InspectService, RequestOutcome::NotFound);
+        assert_eq!(metrics.engine_unanswered(), None);
+        metrics.on_request(Op::Info, RequestOutcome::Transport);
+        assert_eq!(
+            metrics.engine_unanswered(),
+            Some((Op::Info, RequestOutcome::Transport))
+        );
+        metrics.on_request(Op::ListTasks, RequestOutcome::Ok);
+        assert_eq!(metrics.engine_unanswered(), None);
+        assert!(metrics.encode().contains("outcome=\"timeout\""));
+    }
 }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::activity::ActivityLog;
-use crate::docker::{DockerError, Metered, SwarmApi};
+use crate::docker::{Deadlines, DockerError, Metered, SwarmApi};
 use crate::election::Leadership;
 use crate::file_sd;
 use crate::metrics::{self, Metrics};
@@ -80,6 +80,9 @@ pub struct OperatorConfig {
     pub leadership: Leadership,
     /// Webhooks and the events log.
     pub notify: NotifyConfig,
+    /// The engine's deadlines (the API applies them to its calls; here they bound the event
+    /// stream's silence and a whole reconcile).
+    pub deadlines: Deadlines,
 }
 
 impl OperatorConfig {
@@ -98,6 +101,7 @@ impl OperatorConfig {
             file_sd: None,
             leadership: Leadership::always(),
             notify: NotifyConfig::default(),
+            deadlines: Deadlines::default(),
         }
     }
 }
@@ -107,6 +111,11 @@ impl OperatorConfig {
 /// minutes. Retried at once when its own object or its spec changes.
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(5 * 60);
+
+/// How long shutdown waits for in-flight reconciles before dropping them: with the lease
+/// release and the webhooks' grace, SIGTERM ends the process within 10 s whatever the engine
+/// does.
+pub const RECONCILE_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
@@ -207,9 +216,10 @@ async fn status_writer(
     }
 }
 
-/// Runs the operator until `shutdown` completes; in-flight reconciles finish, a final status
-/// is written and queued notifications are delivered (within [`SHUTDOWN_GRACE`]) before it
-/// returns.
+/// Runs the operator until `shutdown` completes; in-flight reconciles finish (within
+/// [`RECONCILE_SHUTDOWN_GRACE`]), a final status is written and queued notifications are
+/// delivered (within [`SHUTDOWN_GRACE`]) before it returns. Nothing on that path waits on the
+/// engine beyond those graces.
 ///
 /// Tasks: the reflector (the only writer of the shared view), the swarm watcher (events,
 /// relists, task polling), the spec watcher (here), the runner (reconciles of the keys the
@@ -264,6 +274,7 @@ pub async fn run<A: SwarmApi>(
         reporter: reporter.clone(),
         metrics: metrics.clone(),
         activity,
+        deadline: config.deadlines.reconcile(),
     });
     // Followers keep their view warm but never write: the gate is checked at the start of
     // every reconcile, and a replica that becomes leader looks at every key once.
@@ -285,7 +296,8 @@ pub async fn run<A: SwarmApi>(
         },
         RunnerConfig::default()
             .concurrency(config.concurrency)
-            .backoff(RETRY_MIN, RETRY_MAX),
+            .backoff(RETRY_MIN, RETRY_MAX)
+            .shutdown_grace(RECONCILE_SHUTDOWN_GRACE),
     )?
     .observer(metrics.clone());
     // The first pass looks at every key; after it, only at keys whose state changed.
@@ -308,6 +320,7 @@ pub async fn run<A: SwarmApi>(
         WatchConfig {
             resync: config.resync,
             task_poll: config.task_poll,
+            deadlines: config.deadlines,
         },
         stop.clone(),
     ));
@@ -338,8 +351,14 @@ pub async fn run<A: SwarmApi>(
                     // (the view may lag behind the old leader's last writes) and look at
                     // every key once.
                     info!("leading: reconciling everything");
-                    if let Err(error) = swarm_watch::relist(api.as_ref(), &world, &reporter).await {
-                        warn!(%error, "listing the swarm on becoming leader");
+                    // A hung engine must not hold SIGTERM here either.
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        listed = swarm_watch::relist(api.as_ref(), &world, &reporter) => {
+                            if let Err(error) = listed {
+                                warn!(%error, "listing the swarm on becoming leader");
+                            }
+                        }
                     }
                     for key in world::all_keys(&world) {
                         let _ = all_keys_tx.send(key);

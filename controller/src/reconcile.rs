@@ -11,7 +11,7 @@ use crate::data_objects::{DataKind, DesiredData, LOGICAL_NAME_LABEL};
 use crate::definition::ServiceDefinition;
 use crate::docker::{DockerError, Ownership, SwarmApi};
 use crate::metrics::Metrics;
-use crate::plan::{Action, ObjectKey, ObjectPlan, UpdateCause, plan_object};
+use crate::plan::{Action, Conflict, ObjectKey, ObjectPlan, UpdateCause, plan_object};
 use crate::redact::Values;
 use crate::runtime;
 use crate::world::{Blocker, ObjectOutcome, Observation, Reporter, World, Written};
@@ -80,6 +80,18 @@ pub enum ReconcileError {
         /// Reads and updates tried.
         attempts: u32,
     },
+    /// The reconcile's calls together took longer than its deadline (a hung or overloaded
+    /// engine); what it did so far is read back by the next attempt.
+    #[error(
+        "{key}: the reconcile did not finish within {}; retrying with backoff",
+        humantime::format_duration(*after)
+    )]
+    TimedOut {
+        /// The object.
+        key: ObjectKey,
+        /// The deadline.
+        after: std::time::Duration,
+    },
 }
 
 impl ReconcileError {
@@ -113,6 +125,8 @@ pub struct Context<A> {
     pub metrics: Arc<Metrics>,
     /// What the status page lists as recent events.
     pub activity: ActivityLog,
+    /// The longest one reconcile may take, all its calls together.
+    pub deadline: std::time::Duration,
 }
 
 /// Reads and writes one reconcile may try when the service changes under it (stale version,
@@ -125,26 +139,15 @@ pub async fn reconcile<A: SwarmApi>(
     ctx: Arc<Context<A>>,
     key: ObjectKey,
 ) -> Result<runtime::Action, ReconcileError> {
-    let mut attempt = 1;
-    let (result, conflict) = loop {
-        let plan = current_plan(&ctx, &key);
-        let Some(action) = plan.action else {
-            break (Ok(runtime::Action::await_change()), plan.conflict);
-        };
-        match apply(&ctx, &key, action).await {
-            Err(Retry::Reread) if attempt < MAX_ATTEMPTS => attempt += 1,
-            Err(Retry::Reread) => {
-                break (
-                    Err(ReconcileError::KeptChanging {
-                        key: key.clone(),
-                        attempts: attempt,
-                    }),
-                    plan.conflict,
-                );
-            }
-            Err(Retry::Fail(error)) => break (Err(error), plan.conflict),
-            Ok(()) => break (Ok(runtime::Action::await_change()), plan.conflict),
-        }
+    let (result, conflict) = match tokio::time::timeout(ctx.deadline, attempts(&ctx, &key)).await {
+        Ok(done) => done,
+        Err(_) => (
+            Err(ReconcileError::TimedOut {
+                key: key.clone(),
+                after: ctx.deadline,
+            }),
+            current_plan(&ctx, &key).conflict,
+        ),
     };
     let error = result
         .as_ref()
@@ -162,6 +165,35 @@ pub async fn reconcile<A: SwarmApi>(
         .outcome(key.clone(), ObjectOutcome { error, conflict })
         .await;
     result
+}
+
+/// Plans and applies until the object is written once or needs nothing, re-reading when it
+/// changed under the write.
+async fn attempts<A: SwarmApi>(
+    ctx: &Context<A>,
+    key: &ObjectKey,
+) -> (Result<runtime::Action, ReconcileError>, Option<Conflict>) {
+    let mut attempt = 1;
+    loop {
+        let plan = current_plan(ctx, key);
+        let Some(action) = plan.action else {
+            break (Ok(runtime::Action::await_change()), plan.conflict);
+        };
+        match apply(ctx, key, action).await {
+            Err(Retry::Reread) if attempt < MAX_ATTEMPTS => attempt += 1,
+            Err(Retry::Reread) => {
+                break (
+                    Err(ReconcileError::KeptChanging {
+                        key: key.clone(),
+                        attempts: attempt,
+                    }),
+                    plan.conflict,
+                );
+            }
+            Err(Retry::Fail(error)) => break (Err(error), plan.conflict),
+            Ok(()) => break (Ok(runtime::Action::await_change()), plan.conflict),
+        }
+    }
 }
 
 fn current_plan<A>(ctx: &Context<A>, key: &ObjectKey) -> ObjectPlan {
@@ -667,6 +699,7 @@ mod tests {
             reporter,
             metrics: Arc::new(Metrics::new()),
             activity: ActivityLog::default(),
+            deadline: crate::docker::Deadlines::default().reconcile(),
         })
     }
 

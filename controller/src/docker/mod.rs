@@ -5,6 +5,7 @@
 
 pub mod configs;
 mod convert;
+pub mod deadlines;
 pub mod engine;
 mod engine_value;
 #[cfg(test)]
@@ -28,6 +29,7 @@ use crate::definition::{
 };
 
 pub use bollard::models::{ServiceUpdateStatusStateEnum as UpdateState, TaskState};
+pub use deadlines::Deadlines;
 pub use engine::DockerEngine;
 pub use engine_value::EngineValue;
 pub use metered::Metered;
@@ -68,6 +70,18 @@ pub enum DockerError {
         op: Op,
         /// What the HTTP layer said.
         message: String,
+    },
+    /// The engine did not answer within the request's deadline (see [`Deadlines`]): it is
+    /// hung or overloaded. Transient: retried with backoff.
+    #[error(
+        "{op}: the Docker engine did not answer within {}; retrying with backoff",
+        humantime::format_duration(*after)
+    )]
+    Timeout {
+        /// The request.
+        op: Op,
+        /// The deadline it missed.
+        after: std::time::Duration,
     },
     /// The engine refused the request for a reason not classified below.
     #[error("{op}: the Docker engine refused it (HTTP {status}): {message}")]
@@ -324,6 +338,8 @@ pub enum RequestOutcome {
     Refused,
     /// The engine could not be reached.
     Transport,
+    /// The engine did not answer within the deadline.
+    Timeout,
 }
 
 impl RequestOutcome {
@@ -343,6 +359,7 @@ impl RequestOutcome {
             | DockerError::InUse { .. }
             | DockerError::PortConflict { .. } => RequestOutcome::Conflict,
             DockerError::Transport { .. } => RequestOutcome::Transport,
+            DockerError::Timeout { .. } => RequestOutcome::Timeout,
             _ => RequestOutcome::Refused,
         }
     }
@@ -355,7 +372,14 @@ impl RequestOutcome {
             RequestOutcome::Conflict => "conflict",
             RequestOutcome::Refused => "refused",
             RequestOutcome::Transport => "transport",
+            RequestOutcome::Timeout => "timeout",
         }
+    }
+
+    /// Whether the engine answered at all (with success or with an error of its own), as
+    /// opposed to being unreachable or hung.
+    pub fn engine_answered(self) -> bool {
+        !matches!(self, RequestOutcome::Transport | RequestOutcome::Timeout)
     }
 }
 

@@ -211,16 +211,25 @@ impl<S: LeaseStore> Elector<S> {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
-            let delay = match self.leader_deadline() {
-                // A step that hangs past the renew deadline ends leadership on time.
-                Some(deadline) => match tokio::time::timeout_at(deadline, self.step()).await {
-                    Ok(delay) => delay,
-                    Err(_) => {
-                        self.step_down("renewal did not finish before the renew deadline");
-                        self.config.retry_period
+            let deadline = self.leader_deadline();
+            // Shutdown does not wait for a step on a hung engine: the release below reads the
+            // lease again anyway.
+            let stepped = tokio::select! {
+                () = &mut shutdown => break,
+                stepped = async {
+                    match deadline {
+                        // A step that hangs past the renew deadline ends leadership on time.
+                        Some(deadline) => tokio::time::timeout_at(deadline, self.step()).await.ok(),
+                        None => Some(self.step().await),
                     }
-                },
-                None => self.step().await,
+                } => stepped,
+            };
+            let delay = match stepped {
+                Some(delay) => delay,
+                None => {
+                    self.step_down("renewal did not finish before the renew deadline");
+                    self.config.retry_period
+                }
             };
             let wake = Instant::now() + delay;
             let deadline = self.leader_deadline();
@@ -233,7 +242,12 @@ impl<S: LeaseStore> Elector<S> {
                 }
             }
         }
-        self.release().await;
+        // Best effort, bounded as a whole: shutdown must not wait on a hung engine, and a lease
+        // left behind only runs out.
+        let limit = self.config.retry_period;
+        if tokio::time::timeout(limit, self.release()).await.is_err() {
+            warn!(after = ?limit, "the leader lease was not released in time; it runs out instead");
+        }
     }
 
     fn leader_deadline(&self) -> Option<Instant> {

@@ -16,10 +16,18 @@ struct MemoryLease {
     lease: Arc<Mutex<Option<VersionedLease>>>,
     next_version: Arc<AtomicU64>,
     failing: Arc<AtomicBool>,
+    /// Calls never return, as on a hung engine.
+    hanging: Arc<AtomicBool>,
     writes: Arc<AtomicU64>,
 }
 
 impl MemoryLease {
+    async fn hang_if_hung(&self) {
+        if self.hanging.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+    }
+
     fn check(&self) -> Result<(), LeaseError> {
         if self.failing.load(Ordering::SeqCst) {
             Err(LeaseError::Timeout(Duration::ZERO))
@@ -56,11 +64,13 @@ impl MemoryLease {
 
 impl LeaseStore for MemoryLease {
     async fn read(&self) -> Result<Option<VersionedLease>, LeaseError> {
+        self.hang_if_hung().await;
         self.check()?;
         Ok(self.lease.lock().unwrap().clone())
     }
 
     async fn create(&self, record: &LeaseRecord) -> Result<CasOutcome, LeaseError> {
+        self.hang_if_hung().await;
         self.check()?;
         if self.lease.lock().unwrap().is_some() {
             return Ok(CasOutcome::Conflict);
@@ -70,6 +80,7 @@ impl LeaseStore for MemoryLease {
     }
 
     async fn replace(&self, version: u64, record: &LeaseRecord) -> Result<CasOutcome, LeaseError> {
+        self.hang_if_hung().await;
         self.check()?;
         let current = self.lease.lock().unwrap().as_ref().map(|l| l.version);
         if current != Some(version) {
@@ -270,6 +281,28 @@ async fn a_leader_shutting_down_releases_so_the_other_takes_over_at_once() {
     assert!(
         waited <= RETRY_PERIOD + Duration::from_millis(100),
         "took {waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_on_a_hung_engine_gives_up_the_release_in_time() {
+    let store = MemoryLease::default();
+    let a = replica(&store, "a");
+    time_until(Duration::from_secs(1), || a.leadership.is_leader()).await;
+    // Mid-renewal when the engine hangs: neither the step nor the release may hold shutdown.
+    sleep(RENEW_PERIOD - Duration::from_millis(100)).await;
+    store.hanging.store(true, Ordering::SeqCst);
+    sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    a.stop.cancel();
+    a.task.await.unwrap();
+    let took = started.elapsed();
+    assert!(!a.leadership.is_leader(), "no longer leads");
+    assert!(took <= RETRY_PERIOD, "shutdown took {took:?}");
+    assert_eq!(
+        store.holder().as_deref(),
+        Some("a"),
+        "the lease runs out instead"
     );
 }
 
