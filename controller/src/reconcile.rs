@@ -145,6 +145,17 @@ pub async fn reconcile<A: SwarmApi>(
             Ok(()) => break (Ok(runtime::Action::await_change()), plan.conflict),
         }
     };
+    if let Err(ReconcileError::Docker {
+        source: DockerError::NotLeader { op },
+        ..
+    }) = &result
+    {
+        // Not a failure of the object: this replica stopped leading mid-reconcile. Nothing
+        // is reported (the new leader does), and becoming leader again looks at every key.
+        info!(%key, %op, "the leader lease was lost before this write: not sent");
+        ctx.metrics.reconcile_skipped_as_follower();
+        return Ok(runtime::Action::await_change());
+    }
     let error = result
         .as_ref()
         .err()
@@ -626,6 +637,7 @@ mod tests {
     //! it on a real swarm.
 
     use std::collections::BTreeMap;
+    use std::time::Duration;
 
     use super::*;
     use crate::definition::tests::{sample_network, sample_service};
@@ -742,6 +754,89 @@ mod tests {
         );
         // No read-back after a create: the create answer's id is enough.
         assert_eq!(ctx.api.count(Op::InspectService), 0);
+    }
+
+    /// The sample desired state on a swarm that already has its network, reconciled through
+    /// the leader gate with `leadership`.
+    async fn gated_context(
+        swarm: &MemorySwarm,
+        leadership: crate::election::Leadership,
+    ) -> Arc<Context<crate::election::LeaderGate<MemorySwarm>>> {
+        swarm.external_create_network(sample_network("my_network"));
+        let world = World::default();
+        let (changes, _) = tokio::sync::mpsc::unbounded_channel();
+        let (reflector, reporter) = Reflector::new(world.clone(), changes);
+        tokio::spawn(reflector.run());
+        relist(swarm, &world, &reporter).await.unwrap();
+        reporter.desired(desired_state()).await;
+        Arc::new(Context {
+            api: Arc::new(crate::election::LeaderGate::new(
+                Arc::new(swarm.clone()),
+                leadership,
+            )),
+            world,
+            reporter,
+            metrics: Arc::new(Metrics::new()),
+            activity: ActivityLog::default(),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_lost_between_the_plan_and_the_write_stops_the_write() {
+        let swarm = MemorySwarm::default();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let leadership = crate::election::Leadership::until_for_test(deadline);
+        let ctx = gated_context(&swarm, leadership).await;
+        let key = ObjectKey::service("quote");
+        let writes_before = swarm.writes();
+
+        // Planned while leading...
+        let action = current_plan(&ctx, &key)
+            .action
+            .expect("a create is planned");
+        assert!(matches!(action, Action::CreateService { .. }), "{action:?}");
+        // ...then the lease runs out (a paused process, a slow read) before the write.
+        tokio::time::advance(Duration::from_secs(9)).await;
+        let outcome = apply(&ctx, &key, action).await;
+        assert!(
+            matches!(
+                outcome,
+                Err(Retry::Fail(ReconcileError::Docker {
+                    source: DockerError::NotLeader {
+                        op: Op::CreateService
+                    },
+                    ..
+                }))
+            ),
+            "the write was refused by the gate"
+        );
+        assert_eq!(swarm.writes(), writes_before, "nothing reached the swarm");
+        assert!(swarm.services().is_empty());
+
+        // A whole reconcile now writes nothing, reports no error and counts a skip.
+        reconcile(ctx.clone(), key.clone()).await.unwrap();
+        assert_eq!(swarm.writes(), writes_before);
+        assert!(
+            ctx.activity.recent().is_empty(),
+            "{:?}",
+            ctx.activity.recent()
+        );
+        assert_eq!(ctx.world.read().outcomes.get(&key), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_leader_with_its_lease_writes_through_the_gate() {
+        let swarm = MemorySwarm::default();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let ctx = gated_context(
+            &swarm,
+            crate::election::Leadership::until_for_test(deadline),
+        )
+        .await;
+        reconcile(ctx.clone(), ObjectKey::service("quote"))
+            .await
+            .unwrap();
+        assert!(swarm.services().contains_key("quote"));
     }
 
     #[tokio::test]
