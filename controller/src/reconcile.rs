@@ -7,7 +7,10 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use crate::activity::{ActivityKind, ActivityLog};
-use crate::data_objects::{DataKind, DesiredData, LOGICAL_NAME_LABEL};
+use crate::data_objects::{
+    APPLIED_BY_VALUE, CREATED_BY_LABEL, DataKind, DataOrigin, DesiredData, LOGICAL_NAME_LABEL,
+    ObservedData,
+};
 use crate::definition::ServiceDefinition;
 use crate::docker::{DockerError, Ownership, SwarmApi};
 use crate::metrics::Metrics;
@@ -68,6 +71,19 @@ pub enum ReconcileError {
         port: u16,
         /// The service holding it.
         holder: String,
+    },
+    /// A service mounts a secret `apply` created (its stored spec names it), and the swarm
+    /// does not have it: only `apply` has the content, so the operator cannot recreate it.
+    #[error(
+        "{key}: secret {name:?} (created by `apply` for SwarmSecret {logical:?}) does not exist; run `apply` with the secret's spec again to create it"
+    )]
+    MissingAppliedSecret {
+        /// The service.
+        key: ObjectKey,
+        /// The secret's swarm name.
+        name: String,
+        /// The SwarmSecret's `metadata.name`.
+        logical: String,
     },
     /// The service kept changing under the operator between its read and its update.
     #[error(
@@ -289,6 +305,13 @@ async fn ensure_data<A: SwarmApi>(
             .map(|d| d.name)
             .collect();
         for data in needed.into_iter().filter(|d| !existing.contains(&d.name)) {
+            if data.origin == DataOrigin::Applied {
+                return Err(Retry::Fail(ReconcileError::MissingAppliedSecret {
+                    key: key.clone(),
+                    name: data.name.clone(),
+                    logical: data.logical_name.clone(),
+                }));
+            }
             info!(%key, %kind, name = %data.name, "creating version");
             match ctx.api.create_data(data, &data.labels(&instance)).await {
                 Ok(_) | Err(DockerError::AlreadyExists { .. }) => {}
@@ -344,6 +367,9 @@ async fn collect_old_versions<A: SwarmApi>(
         }
         (world.desired.instance.clone(), keep)
     };
+    // Secrets `apply` created that a stored spec names: `apply` stores the spec before it
+    // creates the secret, so this replica's copy of the specs may not name it yet.
+    let mut applied: Option<BTreeSet<String>> = None;
     for kind in [DataKind::Config, DataKind::Secret] {
         let Ok(list) = ctx.api.list_data(kind).await else {
             continue;
@@ -361,12 +387,42 @@ async fn collect_old_versions<A: SwarmApi>(
                     .get(LOGICAL_NAME_LABEL)
                     .is_some_and(|l| rotated_logical.contains(l.as_str()))
         }) {
+            if is_applied(old) {
+                if applied.is_none() {
+                    applied = applied_secrets_in_stored_specs(ctx, &instance).await;
+                }
+                // Unknown (the configs could not be listed) keeps the secret: better a stale
+                // one than a missing one.
+                if applied
+                    .as_ref()
+                    .is_none_or(|names| names.contains(&old.name))
+                {
+                    continue;
+                }
+            }
             match ctx.api.remove_data(kind, &old.id).await {
                 Ok(()) => info!(%key, %kind, name = %old.name, "removed unused version"),
                 Err(e) => warn!(%key, %kind, name = %old.name, error = %e, "unused version kept"),
             }
         }
     }
+}
+
+/// Whether `apply` created this config or secret.
+fn is_applied(data: &ObservedData) -> bool {
+    data.labels.get(CREATED_BY_LABEL).map(String::as_str) == Some(APPLIED_BY_VALUE)
+}
+
+/// The secrets the specs `apply` stored for `instance` name; `None` if the swarm's configs
+/// could not be listed.
+async fn applied_secrets_in_stored_specs<A: SwarmApi>(
+    ctx: &Context<A>,
+    instance: &str,
+) -> Option<BTreeSet<String>> {
+    let configs = ctx.api.list_data(DataKind::Config).await.ok()?;
+    Some(crate::stored_specs::applied_secrets_named(
+        &configs, instance,
+    ))
 }
 
 /// Performs one planned write and reports it.
@@ -837,6 +893,47 @@ mod tests {
             .await
             .unwrap();
         assert!(swarm.services().contains_key("quote"));
+    }
+
+    #[tokio::test]
+    async fn a_missing_secret_apply_created_is_reported_not_created_empty() {
+        let swarm = MemorySwarm::default();
+        swarm.external_create_network(sample_network("my_network"));
+        let mut desired = desired_state();
+        let name = "db-0123456789".to_owned();
+        desired.data.insert(
+            name.clone(),
+            DesiredData {
+                kind: DataKind::Secret,
+                logical_name: "db".into(),
+                name: name.clone(),
+                content: crate::spec::Content::default(),
+                labels: BTreeMap::new(),
+                origin: DataOrigin::Applied,
+            },
+        );
+        let quote = desired.services.get_mut("quote").unwrap();
+        quote.definition.secrets = vec![crate::definition::FileMount {
+            name: name.clone(),
+            target: "db".into(),
+            uid: "0".into(),
+            gid: "0".into(),
+            mode: 0o400,
+        }];
+        let ctx = context(swarm.clone(), desired).await;
+        let err = reconcile(ctx.clone(), ObjectKey::service("quote"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ReconcileError::MissingAppliedSecret { name: n, .. } if *n == name),
+            "{err}"
+        );
+        assert!(err.to_string().contains("run `apply`"), "{err}");
+        assert_eq!(
+            swarm.writes(),
+            0,
+            "nothing created, not even an empty secret"
+        );
     }
 
     #[tokio::test]
