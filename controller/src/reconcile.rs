@@ -936,6 +936,91 @@ mod tests {
         );
     }
 
+    /// An `apply`-created secret version of logical secret `db`.
+    fn applied_db(hash: &str) -> DesiredData {
+        DesiredData {
+            kind: DataKind::Secret,
+            logical_name: "db".into(),
+            name: format!("db-{hash}"),
+            content: crate::spec::Content::default(),
+            labels: BTreeMap::new(),
+            origin: DataOrigin::Applied,
+        }
+    }
+
+    fn mounting(desired: &mut DesiredState, data: &DesiredData) {
+        desired.data = BTreeMap::from([(data.name.clone(), data.clone())]);
+        desired
+            .services
+            .get_mut("quote")
+            .unwrap()
+            .definition
+            .secrets = vec![crate::definition::FileMount {
+            name: data.name.clone(),
+            target: "db".into(),
+            uid: "0".into(),
+            gid: "0".into(),
+            mode: 0o400,
+        }];
+    }
+
+    #[tokio::test]
+    async fn a_rotation_collects_apply_created_secrets_except_those_a_stored_spec_names() {
+        let swarm = MemorySwarm::default();
+        swarm.external_create_network(sample_network("my_network"));
+        let [a, b, named, unnamed] =
+            ["aaaaaaaaaa", "bbbbbbbbbb", "cccccccccc", "dddddddddd"].map(applied_db);
+        for data in [&a, &b, &named, &unnamed] {
+            swarm.external_create_data(
+                DataKind::Secret,
+                &data.name,
+                crate::applied_secrets::labels(data, DEFAULT_INSTANCE),
+            );
+        }
+        // `apply` stored a spec naming `named` and has created it; this replica's copy of
+        // the specs does not show it yet.
+        swarm.external_create_data(
+            DataKind::Config,
+            "swarm-operator-spec-0123",
+            BTreeMap::from([
+                (
+                    crate::definition::MANAGED_BY_LABEL.to_owned(),
+                    crate::definition::MANAGED_BY_VALUE.to_owned(),
+                ),
+                (
+                    crate::definition::INSTANCE_LABEL.to_owned(),
+                    DEFAULT_INSTANCE.to_owned(),
+                ),
+                (
+                    crate::stored_specs::APPLIED_SECRETS_LABEL.to_owned(),
+                    named.name.clone(),
+                ),
+            ]),
+        );
+        let mut desired = desired_state();
+        mounting(&mut desired, &a);
+        let ctx = context(swarm.clone(), desired.clone()).await;
+        reconcile(ctx.clone(), ObjectKey::service("quote"))
+            .await
+            .unwrap();
+        assert_eq!(
+            swarm.data_names(DataKind::Secret).len(),
+            4,
+            "nothing created"
+        );
+
+        // Rotated onto b: a stays (swarm's rollback needs the previous version), `unnamed`
+        // goes, `named` stays because a stored spec names it.
+        mounting(&mut desired, &b);
+        ctx.reporter.desired(desired).await;
+        reconcile(ctx.clone(), ObjectKey::service("quote"))
+            .await
+            .unwrap();
+        let mut left = swarm.data_names(DataKind::Secret);
+        left.sort();
+        assert_eq!(left, [a.name, b.name, named.name]);
+    }
+
     #[tokio::test]
     async fn drift_is_corrected_and_counted() {
         let swarm = MemorySwarm::default();

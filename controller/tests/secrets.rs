@@ -128,7 +128,7 @@ fn apply_creates_the_secret_and_stores_no_plaintext_in_any_config() {
         first.starts_with(&format!("{}-", swarm.name("db"))),
         "{first}"
     );
-    assert_eq!(instance_secrets(&swarm), [first.clone()]);
+    assert_eq!(instance_secrets(&swarm), std::slice::from_ref(&first));
     let labels = docker(&[
         "secret",
         "inspect",
@@ -235,7 +235,7 @@ fn delete_removes_the_secrets_apply_created() {
     let again = swarm.cli(&["apply", &specs]);
     assert!(again.status.success(), "{again:?}");
     assert!(!stdout(&again).contains("created"), "{again:?}");
-    assert_eq!(instance_secrets(&swarm), [secret.clone()]);
+    assert_eq!(instance_secrets(&swarm), std::slice::from_ref(&secret));
 
     let deleted = swarm.cli(&["delete", "token.yaml"]);
     assert!(deleted.status.success(), "{deleted:?}");
