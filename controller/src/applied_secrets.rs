@@ -33,7 +33,8 @@ pub struct PreparedFile {
 
 /// Prepares the spec file at `path` (its bytes `text`) for storing: `None` when it declares
 /// no secret and can be stored as it is. Errors name `path` and never quote a content; a
-/// service with `envFile` is refused, since its values would be stored in a readable config.
+/// service with `envFile` is refused, since its values would be stored in a readable config,
+/// and so is a config's `file` (only spec files are stored: the operator would not find it).
 pub fn prepare(path: &Path, text: &[u8]) -> Result<Option<PreparedFile>, Vec<SpecError>> {
     // Not UTF-8: it holds no loadable secret, and validation reports the file.
     let Ok(text) = std::str::from_utf8(text) else {
@@ -85,6 +86,14 @@ pub fn prepare(path: &Path, text: &[u8]) -> Result<Option<PreparedFile>, Vec<Spe
                     located.fields.locations().nearest("spec.envFile"),
                     "spec.envFile",
                     "`apply` does not store env files: their values would be readable by anyone with access to the swarm's configs; put secret values in a SwarmSecret (mounted as a file), or give plain settings under `env`",
+                ));
+            }
+            Object::Config(config) if config.spec.file.is_some() => {
+                errors.push(SpecError::at(
+                    path,
+                    located.fields.locations().nearest("spec.file"),
+                    "spec.file",
+                    "`apply` stores spec files only, not the files they name: give this config's content inline (`data` or `dataBase64`), or run the operator on the spec directory",
                 ));
             }
             _ => out.push_str(&doc.raw),
@@ -278,6 +287,24 @@ mod tests {
         for error in &errors {
             assert!(!error.to_string().contains("hunter2"), "{error}");
         }
+    }
+
+    #[test]
+    fn a_config_file_is_refused_with_a_located_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("nginx.conf"), "listen 80;\n").unwrap();
+        let text = "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmConfig\nmetadata: {name: proxy}\nspec:\n  file: nginx.conf\n";
+        let errors = prepare(&dir.path().join("proxy.yaml"), text.as_bytes()).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            (errors[0].field.as_str(), errors[0].line),
+            ("spec.file", Some(5))
+        );
+        assert!(
+            errors[0].message.contains("inline"),
+            "{}",
+            errors[0].message
+        );
     }
 
     #[test]
