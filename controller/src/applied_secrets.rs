@@ -180,14 +180,18 @@ pub struct Collected {
     pub kept: Vec<String>,
 }
 
-/// Removes the secrets `apply` created for `instance` that no stored spec names and no
-/// service mounts. A refusal (still in use) keeps the secret; it is not an error.
+/// Removes the secrets `apply` created for `instance` whose SwarmSecret no stored spec
+/// declares any more and that no service mounts. A refusal (still in use) keeps the secret;
+/// it is not an error. Old versions of a SwarmSecret still declared are left to the operator:
+/// it keeps the previous version for swarm's rollback, which swarm's own in-use check (the
+/// current spec only) does not protect.
 pub async fn collect_unused<A: SwarmApi>(
     api: &A,
     instance: &str,
 ) -> Result<Collected, DockerError> {
     let secrets = api.list_data(DataKind::Secret).await?;
     let named = applied_secrets_named(&api.list_data(DataKind::Config).await?, instance);
+    let declared: BTreeSet<&str> = named.iter().map(|n| logical_name(n)).collect();
     let mounted: BTreeSet<String> = api
         .list_services()
         .await?
@@ -200,7 +204,7 @@ pub async fn collect_unused<A: SwarmApi>(
             secret.labels.get(CREATED_BY_LABEL).map(String::as_str) == Some(APPLIED_BY_VALUE);
         if !applied
             || !Ownership::from_labels(&secret.labels).is_owned_by(instance)
-            || named.contains(&secret.name)
+            || declared.contains(logical_name(&secret.name))
             || mounted.contains(&secret.name)
         {
             continue;
@@ -211,6 +215,13 @@ pub async fn collect_unused<A: SwarmApi>(
         }
     }
     Ok(collected)
+}
+
+/// `db-0123456789` → `db`: the SwarmSecret a version belongs to.
+fn logical_name(version: &str) -> &str {
+    version
+        .rsplit_once('-')
+        .map_or(version, |(logical, _)| logical)
 }
 
 #[cfg(test)]
@@ -304,6 +315,76 @@ mod tests {
             errors[0].message.contains("inline"),
             "{}",
             errors[0].message
+        );
+    }
+
+    fn version(logical: &str, hash: &str) -> DesiredData {
+        DesiredData {
+            kind: DataKind::Secret,
+            logical_name: logical.into(),
+            name: format!("{logical}-{hash}"),
+            content: crate::spec::Content::default(),
+            labels: BTreeMap::new(),
+            origin: DataOrigin::Spec,
+        }
+    }
+
+    #[tokio::test]
+    async fn delete_collects_only_versions_of_secrets_no_stored_spec_declares_nor_service_mounts() {
+        use crate::definition::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+        use crate::docker::memory::MemorySwarm;
+        let swarm = MemorySwarm::default();
+        let instance = "team-a";
+        let add = |data: &DesiredData, labels: BTreeMap<String, String>| {
+            swarm.external_create_data(DataKind::Secret, &data.name, labels);
+        };
+        let (db_old, db_new) = (version("db", "aaaaaaaaaa"), version("db", "bbbbbbbbbb"));
+        let gone = version("gone", "cccccccccc");
+        let mounted = version("mounted", "dddddddddd");
+        let by_hand = version("byhand", "eeeeeeeeee");
+        let other = version("other", "ffffffffff");
+        for data in [&db_old, &db_new, &gone, &mounted] {
+            add(data, labels(data, instance));
+        }
+        add(&by_hand, by_hand.labels(instance));
+        add(&other, labels(&other, "team-b"));
+        swarm.external_create_data(
+            DataKind::Config,
+            "swarm-operator-spec-1",
+            BTreeMap::from([
+                (MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned()),
+                (INSTANCE_LABEL.to_owned(), instance.to_owned()),
+                (
+                    crate::stored_specs::APPLIED_SECRETS_LABEL.to_owned(),
+                    db_new.name.clone(),
+                ),
+            ]),
+        );
+        let mut service = crate::definition::tests::sample_service("app");
+        service.secrets = vec![crate::definition::FileMount {
+            name: mounted.name.clone(),
+            target: "m".into(),
+            uid: "0".into(),
+            gid: "0".into(),
+            mode: 0o400,
+        }];
+        swarm.external_create_service(service, &BTreeMap::new());
+
+        let collected = collect_unused(&swarm, instance).await.unwrap();
+        assert_eq!(collected.removed, [gone.name.clone()]);
+        assert!(collected.kept.is_empty());
+        let mut left = swarm.data_names(DataKind::Secret);
+        left.sort();
+        // db's old version is the operator's to collect (it may be a rollback target).
+        assert_eq!(
+            left,
+            [
+                by_hand.name,
+                db_old.name,
+                db_new.name,
+                mounted.name,
+                other.name
+            ]
         );
     }
 

@@ -194,8 +194,8 @@ pub struct DeleteReport {
 
 /// `delete TARGET`: removes stored spec files. `TARGET` is a spec file or directory (its file
 /// names are removed) or the name of a stored file. Then removes the secrets `apply` created
-/// that no stored spec names and no service mounts (those still mounted are left to the
-/// operator, which removes them when their service moves on or is removed).
+/// whose SwarmSecret no stored spec declares any more and that no service mounts (see
+/// [`applied_secrets::collect_unused`]).
 pub async fn delete_target(
     api: &DockerEngine,
     target: &Path,
