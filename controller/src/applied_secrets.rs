@@ -371,7 +371,7 @@ mod tests {
         swarm.external_create_service(service, &BTreeMap::new());
 
         let collected = collect_unused(&swarm, instance).await.unwrap();
-        assert_eq!(collected.removed, [gone.name.clone()]);
+        assert_eq!(collected.removed, std::slice::from_ref(&gone.name));
         assert!(collected.kept.is_empty());
         let mut left = swarm.data_names(DataKind::Secret);
         left.sort();
