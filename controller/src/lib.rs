@@ -7,6 +7,7 @@
 
 pub mod activity;
 pub mod allocator;
+pub mod applied_secrets;
 pub mod atomic_file;
 pub mod commands;
 pub mod compose;

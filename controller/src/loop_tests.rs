@@ -708,3 +708,37 @@ async fn shutdown_does_not_wait_on_a_hung_engine() {
         "shutdown took {took:?}"
     );
 }
+
+/// A leader with less than the write margin left starts its reconciles (it still leads) but
+/// the leader gate sends none of their writes; once the tenure ends nothing runs at all.
+#[tokio::test(start_paused = true)]
+async fn a_leader_about_to_lose_its_lease_sends_no_write() {
+    let swarm = MemorySwarm::default();
+    let dir = TempDir::new().unwrap();
+    write_spec(
+        &dir.path().join("specs"),
+        "a.yaml",
+        &service_yaml("a", "img:1", ""),
+    );
+    let deadline = tokio::time::Instant::now() + crate::election::WRITE_MARGIN / 2;
+    let leadership = crate::election::Leadership::until_for_test(deadline);
+    assert!(leadership.is_leader() && !leadership.may_write());
+    let config = OperatorConfig {
+        resync: Duration::from_millis(500),
+        leadership,
+        ..OperatorConfig::new(dir.path().join("specs"), dir.path().join("status.json"))
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(operator::run(config, swarm.clone(), async {
+        let _ = stopped.await;
+    }));
+    let running = Running {
+        dir,
+        stop: Some(stop),
+        task,
+    };
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(swarm.writes(), 0, "{:?}", swarm.calls());
+    assert_eq!(owned_services(&swarm), 0);
+    running.stop().await;
+}

@@ -461,17 +461,26 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                     for name in &report.removed {
                         println!("{name} removed");
                     }
+                    for name in &report.secrets_created {
+                        println!("secret {name} created");
+                    }
                     Ok(ExitCode::SUCCESS)
                 }
             }
         }
         Command::Delete { target, instance } => {
             let api = connect().await?;
-            let removed = delete_target(&api, &target, &instance).await?;
-            for name in &removed {
+            let report = delete_target(&api, &target, &instance).await?;
+            for name in &report.removed {
                 println!("{name} removed");
             }
-            if removed.is_empty() {
+            for name in &report.secrets.removed {
+                println!("secret {name} removed");
+            }
+            for name in &report.secrets.kept {
+                println!("secret {name} still in use: the operator removes it once unused");
+            }
+            if report.removed.is_empty() {
                 eprintln!(
                     "{}: no such stored spec file of instance {instance:?}",
                     target.display()

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::activity::ActivityLog;
 use crate::docker::{Deadlines, DockerError, Metered, SwarmApi};
-use crate::election::Leadership;
+use crate::election::{LeaderGate, Leadership};
 use crate::file_sd;
 use crate::metrics::{self, Metrics};
 use crate::notify::{Notifier, NotifyConfig, NotifyError, SHUTDOWN_GRACE, StatusEvents};
@@ -269,15 +269,17 @@ pub async fn run<A: SwarmApi>(
     reload(&world, &reporter, &mut store, &config).await;
 
     let ctx = Arc::new(Context {
-        api: api.clone(),
+        // Every write of a reconcile checks the lease right before it is sent.
+        api: Arc::new(LeaderGate::new(api.clone(), config.leadership.clone())),
         world: world.clone(),
         reporter: reporter.clone(),
         metrics: metrics.clone(),
         activity,
         deadline: config.deadlines.reconcile(),
     });
-    // Followers keep their view warm but never write: the gate is checked at the start of
-    // every reconcile, and a replica that becomes leader looks at every key once.
+    // Followers keep their view warm but never write: leadership is checked at the start of
+    // every reconcile and again (the `LeaderGate`) right before each of its writes, and a
+    // replica that becomes leader looks at every key once.
     let gate = config.leadership.clone();
     let gate_metrics = metrics.clone();
     let runner = Runner::new(

@@ -142,6 +142,13 @@ pub enum DockerError {
         /// Service name.
         name: String,
     },
+    /// A write was not sent: this replica no longer holds the leader lease (or too little of
+    /// it is left to finish the write), so another replica may lead by now.
+    #[error("{op}: not sent: this replica no longer holds the leader lease")]
+    NotLeader {
+        /// The write.
+        op: Op,
+    },
     /// This node is not a swarm manager, so it can not manage services.
     #[error(
         "this Docker engine is not a swarm manager: run `docker swarm init` or point DOCKER_HOST at a manager"

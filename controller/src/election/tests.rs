@@ -248,6 +248,7 @@ async fn a_lease_changed_under_a_renewal_is_lost_not_overwritten() {
     let read = store.read().await.unwrap().unwrap();
     store.store(&LeaseRecord {
         holder: "b".into(),
+        token: "b-token".into(),
         term: 2,
         renewed_at: String::new(),
     });
@@ -319,6 +320,71 @@ async fn leadership_changes_are_announced() {
         .await
         .expect("announced stepping down");
     assert!(!watcher.is_leader());
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_replicas_given_the_same_identity_never_both_lead() {
+    let store = MemoryLease::default();
+    let a = replica(&store, "same");
+    let b = replica(&store, "same");
+    time_until(Duration::from_secs(1), || {
+        a.leadership.is_leader() || b.leadership.is_leader()
+    })
+    .await;
+    let token = || {
+        store
+            .lease
+            .lock()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .record
+            .token
+            .clone()
+    };
+    let first_token = token();
+    run_for(Duration::from_secs(120), || {
+        assert!(
+            !(a.leadership.is_leader() && b.leadership.is_leader()),
+            "both replicas called `same` lead at once"
+        );
+    })
+    .await;
+    assert_eq!(
+        token(),
+        first_token,
+        "the first holder kept it, no flapping"
+    );
+    assert_eq!(store.term(), 1);
+
+    // The holder dies: the other one (same identity) waits out the lease like any follower.
+    let (leader, other) = if a.leadership.is_leader() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    leader.task.abort();
+    let _ = leader.task.await;
+    let waited = time_until(Duration::from_secs(30), || other.leadership.is_leader()).await;
+    assert!(
+        waited >= LEASE_DURATION - RENEW_PERIOD,
+        "took over after {waited:?}"
+    );
+    assert_ne!(token(), first_token);
+    assert_eq!(store.term(), 2, "a new term for a new process");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_needs_a_margin_of_tenure_left() {
+    let leadership = Leadership::until_for_test(Instant::now() + Duration::from_secs(5));
+    assert!(leadership.may_write());
+    sleep(Duration::from_secs(5) - WRITE_MARGIN).await;
+    assert!(leadership.is_leader(), "still leading");
+    assert!(
+        !leadership.may_write(),
+        "but too close to the deadline to start a write"
+    );
+    assert!(Leadership::always().may_write());
 }
 
 #[test]

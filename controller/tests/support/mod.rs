@@ -310,7 +310,7 @@ impl Swarm {
     }
 
     /// Removes every service and network with this test's prefix, and the configs (stored
-    /// specs, leader lease) of its operator instance.
+    /// specs, leader lease) and secrets of its operator instance.
     pub fn cleanup(&self) {
         let filter = format!("label=swarm-operator.io/instance={}", self.prefix);
         let configs = docker(&["config", "ls", "-q", "--filter", &filter]);
@@ -323,6 +323,11 @@ impl Swarm {
             for name in names.lines().filter(|n| n.starts_with(&self.prefix)) {
                 let _ = docker_output(&[kind, "rm", name]);
             }
+        }
+        // Secrets last: swarm refuses to remove one a service still mounts.
+        let secrets = docker(&["secret", "ls", "-q", "--filter", &filter]);
+        for id in secrets.lines() {
+            let _ = docker_output(&["secret", "rm", id]);
         }
     }
 }
