@@ -494,9 +494,7 @@ fn depends_on_cycles_and_unknown_conditions_are_invalid() {
     let messages: Vec<String> = stack.invalid.iter().map(|i| i.to_string()).collect();
     assert_eq!(messages.len(), 2, "{messages:#?}");
     assert!(
-        messages[0].contains(
-            "s.yml:8:22: services.b.depends_on.a.condition: unknown condition `service_ready`"
-        ),
+        messages[0].contains("s.yml:8:22: services.b.depends_on.a.condition: unknown condition"),
         "{messages:#?}"
     );
     assert!(

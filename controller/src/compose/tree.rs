@@ -118,10 +118,32 @@ pub struct ParseError {
     pub message: String,
 }
 
+/// How deep a compose file may nest: real ones reach 7 (`services.x.deploy.resources.limits`
+/// …), and every later step (interpolation, conversion) recurses once per level.
+pub const MAX_DEPTH: usize = 32;
+
+/// Parser options: a budget far above any real compose file but small enough that alias bombs
+/// ("billion laughs"), deep nesting and giant documents fail fast, with their position; and no
+/// source snippet in messages (it could show a value).
+fn options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_events = 200_000;
+    budget.max_aliases = 1_000;
+    budget.max_anchors = 1_000;
+    budget.max_nodes = 100_000;
+    budget.max_depth = MAX_DEPTH;
+    budget.max_documents = 1;
+    budget.max_total_scalar_bytes = super::source::MAX_COMPOSE_BYTES as usize;
+    budget.max_recorded_anchor_events = 100_000;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options.with_snippet = false;
+    options
+}
+
 /// Parses one compose file's text. An empty file is an empty mapping.
 pub fn parse(file: &Path, text: &str) -> Result<Node, ParseError> {
-    let mut options = serde_saphyr::Options::default();
-    options.with_snippet = false;
+    let options = options();
     let raw: Spanned<Raw> =
         serde_saphyr::from_str_with_options(text, options).map_err(|e| ParseError {
             file: file.to_owned(),

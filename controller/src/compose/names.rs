@@ -1,0 +1,142 @@
+//! The names a compose file gives (service, network, volume, config and secret keys and their
+//! `name:` values) checked before anything is written: each becomes a swarm object name and
+//! part of a file name under `--out`, so `../` or `/` in one must never reach the disk.
+
+use std::fmt;
+
+use super::model::{Compose, Invalid};
+use super::stack::scope;
+use super::tree::Origin;
+
+/// Longest object name: swarm's limit for service names (a DNS label), applied to every kind.
+pub const MAX_NAME_LEN: usize = 63;
+
+/// What is wrong with a name. The name itself is not repeated (a `name:` may come from the
+/// environment); the error is located instead, and names the offending character.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameProblem {
+    /// Nothing.
+    Empty,
+    /// Does not start with a letter or digit.
+    Start(char),
+    /// Holds a character other than letters, digits, `_`, `.` and `-`.
+    Char(char),
+    /// Over [`MAX_NAME_LEN`] (as the swarm name, stack prefix included).
+    Long(usize),
+}
+
+impl fmt::Display for NameProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NameProblem::Empty => write!(f, "the name is empty"),
+            NameProblem::Start(c) => write!(f, "the name starts with `{}`", c.escape_debug()),
+            NameProblem::Char(c) => write!(f, "the name contains `{}`", c.escape_debug()),
+            NameProblem::Long(n) => write!(
+                f,
+                "the swarm name would have {n} characters, more than {MAX_NAME_LEN}"
+            ),
+        }?;
+        f.write_str(
+            ": a name starts with a letter or digit and continues with letters, digits, `_`, `.` or `-`",
+        )
+    }
+}
+
+/// What is wrong with `name`, if anything.
+pub fn problem(name: &str) -> Option<NameProblem> {
+    let mut chars = name.chars();
+    match chars.next() {
+        None => Some(NameProblem::Empty),
+        Some(c) if !c.is_ascii_alphanumeric() => Some(NameProblem::Start(c)),
+        _ => match chars.find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))) {
+            Some(c) => Some(NameProblem::Char(c)),
+            None if name.len() > MAX_NAME_LEN => Some(NameProblem::Long(name.len())),
+            None => None,
+        },
+    }
+}
+
+/// A key as it may appear in a field path of a message: control characters escaped, so that a
+/// hostile key cannot rewrite the terminal.
+pub fn shown(key: &str) -> String {
+    key.escape_debug().to_string()
+}
+
+/// Every name of `compose` that stack `stack` would turn into an object name or a file name,
+/// checked: the key itself, and the swarm name (the key with the stack prefix, or `name:`).
+pub fn check(compose: &Compose, stack: &str) -> Vec<Invalid> {
+    let mut invalid = Vec::new();
+    let mut check_one = |origin: Option<&Origin>, section: &str, key: &str, name: Option<&str>| {
+        let origin = origin.cloned().unwrap_or_else(|| Origin {
+            file: Default::default(),
+            line: 0,
+            column: 0,
+        });
+        let path = format!("{section}.{}", shown(key));
+        let key_problem = problem(key);
+        if let Some(p) = key_problem {
+            invalid.push(Invalid {
+                origin: origin.clone(),
+                path: path.clone(),
+                message: format!("invalid key: {p}"),
+            });
+        }
+        match name {
+            Some(name) => {
+                if let Some(p) = problem(name) {
+                    invalid.push(Invalid {
+                        origin,
+                        path: format!("{path}.name"),
+                        message: format!("invalid name: {p}"),
+                    });
+                }
+            }
+            None if key_problem.is_none() => {
+                if let Some(p) = problem(&scope(stack, key)) {
+                    invalid.push(Invalid {
+                        origin,
+                        path,
+                        message: format!("invalid key: {p}"),
+                    });
+                }
+            }
+            None => {}
+        }
+    };
+    for (key, s) in &compose.services {
+        check_one(s.origin.as_ref(), "services", key, None);
+    }
+    for (key, n) in &compose.networks {
+        check_one(n.origin.as_ref(), "networks", key, n.name.as_deref());
+    }
+    for (key, v) in &compose.volumes {
+        check_one(v.origin.as_ref(), "volumes", key, v.name.as_deref());
+    }
+    for (key, c) in &compose.configs {
+        check_one(c.origin.as_ref(), "configs", key, c.name.as_deref());
+    }
+    for (key, s) in &compose.secrets {
+        check_one(s.origin.as_ref(), "secrets", key, s.name.as_deref());
+    }
+    invalid
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(problem("web"), None);
+        assert_eq!(problem("a.b_c-1"), None);
+        assert_eq!(problem(""), Some(NameProblem::Empty));
+        assert_eq!(problem("../x"), Some(NameProblem::Start('.')));
+        assert_eq!(problem("x/../../y"), Some(NameProblem::Char('/')));
+        assert_eq!(problem("x\n"), Some(NameProblem::Char('\n')));
+        assert_eq!(problem(&"a".repeat(64)), Some(NameProblem::Long(64)));
+        assert!(
+            !NameProblem::Char('\n').to_string().contains('\n'),
+            "escaped"
+        );
+    }
+}
