@@ -331,4 +331,39 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn nesting_and_growth_are_bounded() {
+        let nested = |depth: usize| format!("{}x{}", "${UNSET:-".repeat(depth), "}".repeat(depth));
+        assert_eq!(ok(&nested(MAX_NESTING)), "x");
+        assert!(matches!(
+            run(&nested(MAX_NESTING + 1)),
+            Err(InterpolationError::TooDeep { .. })
+        ));
+        assert!(matches!(
+            run(&nested(10_000)),
+            Err(InterpolationError::TooDeep { .. })
+        ));
+        let big = "b".repeat(MAX_VALUE_BYTES / 4 + 1);
+        let env = move |k: &str| (k == "BIG").then(|| big.clone());
+        let mut warnings = Vec::new();
+        assert!(matches!(
+            substitute("$BIG$BIG$BIG$BIG", &env, &origin(), &mut warnings),
+            Err(InterpolationError::TooLarge { .. })
+        ));
+        assert!(substitute("$BIG$BIG$BIG", &env, &origin(), &mut warnings).is_ok());
+    }
+
+    #[test]
+    fn errors_never_repeat_values() {
+        let env = |k: &str| (k == "PASSWORD").then(|| "hunter2-value".to_owned());
+        let mut warnings = Vec::new();
+        let e = substitute("${MISSING:?${PASSWORD}}", &env, &origin(), &mut warnings).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "s.yml:3:5: required variable MISSING is missing a value: ${PASSWORD}"
+        );
+        let e = substitute("pa$$word-hunter7$", &env, &origin(), &mut warnings).unwrap_err();
+        assert!(!e.to_string().contains("hunter7"), "{e}");
+    }
 }
