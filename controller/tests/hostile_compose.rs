@@ -2,12 +2,14 @@
 //! the real binary: each case ends with exit 2, an error that says where and what, no secret
 //! value in the output, and nothing written anywhere: not outside `--out`, and not inside it.
 
-mod support;
+// Helpers outside #[test] functions unwrap too: in a test, a failed unwrap is a failed test
+// with its location.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Held by the fixtures' `.env` files; must never be printed.
 const SECRET: &str = "Hostile-Value-7731";
@@ -82,31 +84,31 @@ fn cases() -> Vec<Case> {
         case(
             "config-name-traversal",
             None,
-            "docker-compose.yml:7:3: configs.app.name",
+            "docker-compose.yml:8:11: configs.app.name",
             "invalid name: the name starts with `.`",
         ),
         case(
             "secret-name-traversal",
             None,
-            "docker-compose.yml:6:3: secrets.key.name",
+            "docker-compose.yml:7:11: secrets.key.name",
             "invalid name: the name starts with `.`",
         ),
         case(
             "secret-name-absolute",
             None,
-            "docker-compose.yml:6:3: secrets.key.name",
+            "docker-compose.yml:7:11: secrets.key.name",
             "invalid name: the name starts with `/`",
         ),
         case(
             "network-name-traversal",
             None,
-            "docker-compose.yml:6:3: networks.back.name",
+            "docker-compose.yml:7:11: networks.back.name",
             "invalid name: the name starts with `.`",
         ),
         case(
             "volume-name-traversal",
             None,
-            "docker-compose.yml:6:3: volumes.data.name",
+            "docker-compose.yml:7:11: volumes.data.name",
             "invalid name: the name starts with `.`",
         ),
         case(
@@ -208,7 +210,7 @@ fn cases() -> Vec<Case> {
         case(
             "interpolated-name-hides-value",
             None,
-            "docker-compose.yml:7:3: configs.app.name",
+            "docker-compose.yml:8:11: configs.app.name",
             "invalid name: the name contains `/`",
         ),
         case(
@@ -232,6 +234,34 @@ fn cases() -> Vec<Case> {
         ..case("out-is-symlink", None, "", "invalid stack name")
     });
     cases
+}
+
+/// Runs `command` with its output in files; `None` (and the child killed) after `timeout`.
+fn run_within(command: &mut Command, timeout: Duration) -> Option<std::process::Output> {
+    let logs = tempfile::tempdir().unwrap();
+    let (out, err) = (logs.path().join("out"), logs.path().join("err"));
+    let mut child = command
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Some(std::process::Output {
+        status,
+        stdout: std::fs::read(&out).unwrap(),
+        stderr: std::fs::read(&err).unwrap(),
+    })
 }
 
 fn fixtures() -> PathBuf {
@@ -346,8 +376,11 @@ fn hostile_compose_files_get_a_located_error_and_write_nothing() {
             .arg(sandbox.join("out"))
             // Only the fixtures' `.env` provides variables.
             .env_clear();
-        // A FIFO or /dev/zero read naively would never end: the deadline fails the test.
-        let output = support::output_within(&mut import, Duration::from_secs(60));
+        // A FIFO or /dev/zero read naively would never end: the deadline fails the case.
+        let Some(output) = run_within(&mut import, Duration::from_secs(60)) else {
+            failures.push(format!("{}: did not finish within 60 s", case.name));
+            continue;
+        };
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let label = format!(
@@ -365,9 +398,7 @@ fn hostile_compose_files_get_a_located_error_and_write_nothing() {
         }
         let location = if case.location.starts_with('/') || case.location.is_empty() {
             case.location.to_owned()
-        } else if case.location.starts_with("out") {
-            format!("{}", sandbox.join(case.location).display())
-        } else if case.location.starts_with("repo") {
+        } else if case.location.starts_with("out") || case.location.starts_with("repo") {
             format!("{}", sandbox.join(case.location).display())
         } else {
             format!("{}/{}", repo.display(), case.location)

@@ -200,6 +200,8 @@ pub struct SourceFile {
 pub struct NetworkDecl {
     /// Where its key was written.
     pub origin: Option<Origin>,
+    /// Where `name:` was written.
+    pub name_origin: Option<Origin>,
     pub name: Option<String>,
     pub driver: Option<String>,
     pub driver_opts: BTreeMap<String, String>,
@@ -216,6 +218,8 @@ pub struct NetworkDecl {
 pub struct VolumeDecl {
     /// Where its key was written.
     pub origin: Option<Origin>,
+    /// Where `name:` was written.
+    pub name_origin: Option<Origin>,
     pub name: Option<String>,
     pub driver: Option<String>,
     pub driver_opts: Option<BTreeMap<String, String>>,
@@ -226,6 +230,8 @@ pub struct VolumeDecl {
 /// A top-level config or secret.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FileObjectDecl {
+    /// Where `name:` was written.
+    pub name_origin: Option<Origin>,
     pub name: Option<String>,
     /// The file, found inside the compose file's directory.
     pub file: Option<SourceFile>,
@@ -1215,7 +1221,10 @@ impl<'a> Reader<'a> {
             let p = format!("{path}.{}", e.key);
             let v = &e.value;
             match e.key.as_str() {
-                "name" => n.name = self.string(v, &p),
+                "name" => {
+                    n.name = self.string(v, &p);
+                    n.name_origin = Some(v.origin.clone());
+                }
                 "driver" => n.driver = self.string(v, &p),
                 "driver_opts" => n.driver_opts = self.string_map(v, &p),
                 "attachable" => n.attachable = self.bool(v, &p).unwrap_or(false),
@@ -1266,7 +1275,10 @@ impl<'a> Reader<'a> {
             let p = format!("{path}.{}", e.key);
             let v = &e.value;
             match e.key.as_str() {
-                "name" => d.name = self.string(v, &p),
+                "name" => {
+                    d.name = self.string(v, &p);
+                    d.name_origin = Some(v.origin.clone());
+                }
                 "driver" => d.driver = self.string(v, &p),
                 "driver_opts" => d.driver_opts = Some(self.string_map(v, &p)),
                 "labels" => d.labels = self.labels(v, &p),
@@ -1287,7 +1299,10 @@ impl<'a> Reader<'a> {
             let p = format!("{path}.{}", e.key);
             let v = &e.value;
             match e.key.as_str() {
-                "name" => d.name = self.string(v, &p),
+                "name" => {
+                    d.name = self.string(v, &p);
+                    d.name_origin = Some(v.origin.clone());
+                }
                 "file" => d.file = self.source_file(v, &p),
                 "labels" => d.labels = self.labels(v, &p),
                 "external" => {

@@ -66,12 +66,18 @@ pub fn shown(key: &str) -> String {
 /// checked: the key itself, and the swarm name (the key with the stack prefix, or `name:`).
 pub fn check(compose: &Compose, stack: &str) -> Vec<Invalid> {
     let mut invalid = Vec::new();
-    let mut check_one = |origin: Option<&Origin>, section: &str, key: &str, name: Option<&str>| {
-        let origin = origin.cloned().unwrap_or_else(|| Origin {
+    let mut check_one = |key_origin: Option<&Origin>,
+                         name_origin: Option<&Origin>,
+                         section: &str,
+                         key: &str,
+                         name: Option<&str>| {
+        let origin = key_origin.cloned().unwrap_or_else(|| Origin {
             file: Default::default(),
             line: 0,
             column: 0,
         });
+        // A `name:` inside `external:` has no origin of its own: the key's then.
+        let name_origin = name_origin.cloned().unwrap_or_else(|| origin.clone());
         let path = format!("{section}.{}", shown(key));
         let key_problem = problem(key);
         if let Some(p) = key_problem {
@@ -85,7 +91,7 @@ pub fn check(compose: &Compose, stack: &str) -> Vec<Invalid> {
             Some(name) => {
                 if let Some(p) = problem(name) {
                     invalid.push(Invalid {
-                        origin,
+                        origin: name_origin,
                         path: format!("{path}.name"),
                         message: format!("invalid name: {p}"),
                     });
@@ -104,19 +110,43 @@ pub fn check(compose: &Compose, stack: &str) -> Vec<Invalid> {
         }
     };
     for (key, s) in &compose.services {
-        check_one(s.origin.as_ref(), "services", key, None);
+        check_one(s.origin.as_ref(), None, "services", key, None);
     }
     for (key, n) in &compose.networks {
-        check_one(n.origin.as_ref(), "networks", key, n.name.as_deref());
+        check_one(
+            n.origin.as_ref(),
+            n.name_origin.as_ref(),
+            "networks",
+            key,
+            n.name.as_deref(),
+        );
     }
     for (key, v) in &compose.volumes {
-        check_one(v.origin.as_ref(), "volumes", key, v.name.as_deref());
+        check_one(
+            v.origin.as_ref(),
+            v.name_origin.as_ref(),
+            "volumes",
+            key,
+            v.name.as_deref(),
+        );
     }
     for (key, c) in &compose.configs {
-        check_one(c.origin.as_ref(), "configs", key, c.name.as_deref());
+        check_one(
+            c.origin.as_ref(),
+            c.name_origin.as_ref(),
+            "configs",
+            key,
+            c.name.as_deref(),
+        );
     }
     for (key, s) in &compose.secrets {
-        check_one(s.origin.as_ref(), "secrets", key, s.name.as_deref());
+        check_one(
+            s.origin.as_ref(),
+            s.name_origin.as_ref(),
+            "secrets",
+            key,
+            s.name.as_deref(),
+        );
     }
     invalid
 }
