@@ -214,6 +214,12 @@ fn cases() -> Vec<Case> {
             "invalid name: the name contains `/`",
         ),
         case(
+            "control-characters-in-key",
+            None,
+            "docker-compose.yml:3:3: services.web\\u{1b}[2J\\u{1b}[H: invalid key",
+            "the name contains `\\u{1b}`",
+        ),
+        case(
             "dot-env-symlink-out",
             RepoSymlinkOut(".env"),
             "repo/.env",
@@ -411,6 +417,9 @@ fn hostile_compose_files_get_a_located_error_and_write_nothing() {
         }
         if stderr.contains(SECRET) || stdout.contains(SECRET) {
             fail("shows the secret value".to_owned());
+        }
+        if stderr.contains(|c: char| c.is_control() && c != '\n') {
+            fail("prints control characters".to_owned());
         }
         if stderr.contains("panicked") {
             fail("panicked".to_owned());

@@ -88,7 +88,14 @@ fn lines<T: std::fmt::Display>(items: &[T]) -> String {
 
 impl std::fmt::Display for Dropped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}: {}", self.origin, self.path, self.reason)
+        // Keys are the file's own text: control characters in them must not reach a terminal.
+        write!(
+            f,
+            "{}: {}: {}",
+            self.origin,
+            names::shown(&self.path),
+            self.reason
+        )
     }
 }
 

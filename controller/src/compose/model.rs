@@ -26,7 +26,7 @@ pub struct Dropped {
 
 /// A value of the wrong shape or out of range: the import fails (docker would refuse it too).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{origin}: {path}: {message}")]
+#[error("{origin}: {}: {message}", super::names::shown(path))]
 pub struct Invalid {
     /// Where it was written.
     pub origin: Origin,

@@ -29,8 +29,8 @@ impl fmt::Display for NameProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NameProblem::Empty => write!(f, "the name is empty"),
-            NameProblem::Start(c) => write!(f, "the name starts with `{}`", c.escape_debug()),
-            NameProblem::Char(c) => write!(f, "the name contains `{}`", c.escape_debug()),
+            NameProblem::Start(c) => write!(f, "the name starts with `{}`", shown(&c.to_string())),
+            NameProblem::Char(c) => write!(f, "the name contains `{}`", shown(&c.to_string())),
             NameProblem::Long(n) => write!(
                 f,
                 "the swarm name would have {n} characters, more than {MAX_NAME_LEN}"
@@ -59,7 +59,15 @@ pub fn problem(name: &str) -> Option<NameProblem> {
 /// A key as it may appear in a field path of a message: control characters escaped, so that a
 /// hostile key cannot rewrite the terminal.
 pub fn shown(key: &str) -> String {
-    key.escape_debug().to_string()
+    key.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Every name of `compose` that stack `stack` would turn into an object name or a file name,
@@ -168,5 +176,6 @@ mod tests {
             !NameProblem::Char('\n').to_string().contains('\n'),
             "escaped"
         );
+        assert_eq!(shown("a\u{1b}[2Jb.\"c\""), "a\\u{1b}[2Jb.\"c\"");
     }
 }

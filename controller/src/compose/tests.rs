@@ -502,3 +502,26 @@ fn depends_on_cycles_and_unknown_conditions_are_invalid() {
         "{messages:#?}"
     );
 }
+
+#[test]
+fn reported_keys_cannot_drive_the_terminal() {
+    let dropped = Dropped {
+        origin: tree::Origin {
+            file: std::sync::Arc::new(PathBuf::from("s.yml")),
+            line: 4,
+            column: 5,
+        },
+        path: "services.web.\u{1b}[2Jx".to_owned(),
+        reason: "not supported".to_owned(),
+    };
+    assert_eq!(
+        dropped.to_string(),
+        "s.yml:4:5: services.web.\\u{1b}[2Jx: not supported"
+    );
+    let invalid = Invalid {
+        origin: dropped.origin.clone(),
+        path: dropped.path.clone(),
+        message: "bad".to_owned(),
+    };
+    assert!(!invalid.to_string().contains('\u{1b}'), "{invalid}");
+}
