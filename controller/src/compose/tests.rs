@@ -519,8 +519,8 @@ fn reported_keys_cannot_drive_the_terminal() {
         "s.yml:4:5: services.web.\\u{1b}[2Jx: not supported"
     );
     let invalid = Invalid {
-        origin: dropped.origin.clone(),
-        path: dropped.path.clone(),
+        origin: dropped.origin,
+        path: dropped.path,
         message: "bad".to_owned(),
     };
     assert!(!invalid.to_string().contains('\u{1b}'), "{invalid}");
