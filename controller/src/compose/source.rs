@@ -76,7 +76,8 @@ pub fn resolve_inside(base_dir: &Path, written: &str) -> Result<PathBuf, SourceP
     Ok(real)
 }
 
-/// Reads `path` if it is a regular file of at most `max` bytes. The file is opened without
+/// Reads `path` (canonical: as [`resolve_inside`] or `canonicalize` return it) if it is a
+/// regular file of at most `max` bytes. The file is opened without
 /// following a final symlink and without blocking (a FIFO would otherwise wait for a writer
 /// for ever), its type is checked on the open descriptor (not on the path, which could be
 /// swapped in between), and the read itself stops after `max + 1` bytes, whatever the file
@@ -91,6 +92,20 @@ pub fn read_bounded(path: &Path, max: u64, what: &'static str) -> Result<Vec<u8>
             Some(libc::ELOOP) => SourceProblem::NotRegular("a symlink"),
             _ => unreadable(e),
         })?;
+    // `path` was resolved (symlinks followed, checked to be inside) before it was opened; a
+    // directory on the way swapped for a symlink in between would open something else. Where
+    // /proc is mounted, the open descriptor says what it really is.
+    {
+        use std::os::fd::AsRawFd as _;
+        if let Ok(opened) = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            && path.is_absolute()
+            && opened != path
+        {
+            return Err(SourceProblem::Unreadable(
+                "the file changed while it was opened".to_owned(),
+            ));
+        }
+    }
     let meta = file.metadata().map_err(unreadable)?;
     if !meta.is_file() {
         use std::os::unix::fs::FileTypeExt as _;
@@ -185,6 +200,19 @@ mod tests {
         );
         std::fs::write(&big, [b'x'; 10]).unwrap();
         assert_eq!(read_bounded(&big, 10, "test").map(|b| b.len()), Ok(10));
+        // A directory on the resolved path that is (now) a symlink: what opens is elsewhere.
+        let real = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(real.join("sub")).unwrap();
+        std::fs::write(real.join("sub/f"), "f").unwrap();
+        std::os::unix::fs::symlink(real.join("sub"), real.join("swapped")).unwrap();
+        assert_eq!(
+            read_bounded(&real.join("sub/f"), 10, "test"),
+            Ok(b"f".to_vec())
+        );
+        assert!(matches!(
+            read_bounded(&real.join("swapped/f"), 10, "test"),
+            Err(SourceProblem::Unreadable(_))
+        ));
         std::os::unix::fs::symlink(&big, dir.path().join("l")).unwrap();
         assert_eq!(
             read_bounded(&dir.path().join("l"), 10, "test"),
