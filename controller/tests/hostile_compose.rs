@@ -220,6 +220,18 @@ fn cases() -> Vec<Case> {
             "the name contains `\\u{1b}`",
         ),
         case(
+            "dot-env-syntax-hides-value",
+            None,
+            "repo/.env:2",
+            "not `NAME=value`, `NAME` or a `#` comment",
+        ),
+        case(
+            "env-file-syntax-hides-value",
+            None,
+            "docker-compose.yml:5:16: services.web.env_file[0]",
+            "line 2 of the env file is not `NAME=value`",
+        ),
+        case(
             "dot-env-symlink-out",
             RepoSymlinkOut(".env"),
             "repo/.env",

@@ -48,8 +48,13 @@ pub enum ImportError {
         problem: source::SourceProblem,
     },
     /// The `.env` beside the compose file is not an env file.
-    #[error(transparent)]
-    DotEnv(#[from] spec::files::FileProblem),
+    #[error("{}:{line}: {ENV_SYNTAX}", file.display())]
+    DotEnv {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line.
+        line: usize,
+    },
     /// A compose file is not valid YAML.
     #[error(transparent)]
     Parse(#[from] tree::ParseError),
@@ -76,6 +81,20 @@ pub enum ImportError {
     /// The written specs do not load: a bug of the importer, reported rather than hidden.
     #[error("the written specs do not validate (please report this):\n{}", lines(.0))]
     SelfCheck(Vec<SpecError>),
+}
+
+/// What an env file line must be. The line itself is never shown: it may hold a password.
+const ENV_SYNTAX: &str =
+    "not `NAME=value`, `NAME` or a `#` comment (the line is not shown: it may hold a value)";
+
+/// The variables of env file `text`, or the 1-based line that is not one (parsed as the spec
+/// loader will, so that an imported directory loads; the parser's own message is not kept, as
+/// it may quote the line).
+fn env_file_vars(text: &str) -> Result<Vec<(String, String)>, usize> {
+    spec::files::parse_env_file("", text, |_| None).map_err(|e| match e {
+        spec::files::FileProblem::EnvSyntax { line, .. } => line,
+        _ => 0,
+    })
 }
 
 fn lines<T: std::fmt::Display>(items: &[T]) -> String {
@@ -151,7 +170,10 @@ pub fn environment(
             file: path.clone(),
             problem: source::SourceProblem::Unreadable("not UTF-8 text".to_owned()),
         })?;
-        spec::files::parse_env_file(&path.display().to_string(), &text, |_| None)?
+        env_file_vars(&text).map_err(|line| ImportError::DotEnv {
+            file: path.clone(),
+            line,
+        })?
     } else {
         Vec::new()
     };
@@ -282,17 +304,31 @@ fn plan_writes(stack: &stack::Stack) -> Result<Vec<Pending>, ImportError> {
             stack::CopiedKind::Data => (source::MAX_DATA_BYTES, "a config or secret (swarm's)"),
             stack::CopiedKind::Env => (source::MAX_ENV_FILE_BYTES, "an env file"),
         };
-        match source::read_bounded(&file.from, max, what) {
+        let problem = |message: String| Invalid {
+            origin: file.origin.clone(),
+            path: file.field.clone(),
+            message,
+        };
+        let checked = source::read_bounded(&file.from, max, what)
+            .map_err(|p| problem(p.to_string()))
+            .and_then(|bytes| match file.kind {
+                stack::CopiedKind::Data => Ok(bytes),
+                stack::CopiedKind::Env => {
+                    let text = std::str::from_utf8(&bytes)
+                        .map_err(|_| problem("the env file is not UTF-8 text".to_owned()))?;
+                    env_file_vars(text).map_err(|line| {
+                        problem(format!("line {line} of the env file is {ENV_SYNTAX}"))
+                    })?;
+                    Ok(bytes)
+                }
+            });
+        match checked {
             Ok(bytes) => pending.push(Pending {
                 to: file.to.clone(),
                 bytes,
                 mode: if file.secret { 0o600 } else { 0o644 },
             }),
-            Err(problem) => invalid.push(Invalid {
-                origin: file.origin.clone(),
-                path: file.field.clone(),
-                message: problem.to_string(),
-            }),
+            Err(problem) => invalid.push(problem),
         }
     }
     let documents = stack
