@@ -87,6 +87,9 @@ impl OutDir {
     /// Creates `path` if missing (its parents too: they are the user's choice), and refuses it
     /// if it is a symlink or not a directory.
     pub fn prepare(path: &Path) -> Result<OutDir, OutputError> {
+        // Without a trailing `/`: `link/` would be looked at through the link.
+        let path: PathBuf = path.components().collect();
+        let path = path.as_path();
         match std::fs::symlink_metadata(path) {
             Ok(m) if m.file_type().is_symlink() => {
                 return Err(OutputError::Symlink {
@@ -275,6 +278,12 @@ mod tests {
         std::os::unix::fs::symlink(&victim, &link).unwrap();
         assert!(matches!(
             OutDir::prepare(&link),
+            Err(OutputError::Symlink { .. })
+        ));
+        let mut with_slash = link.into_os_string();
+        with_slash.push("/");
+        assert!(matches!(
+            OutDir::prepare(Path::new(&with_slash)),
             Err(OutputError::Symlink { .. })
         ));
     }
