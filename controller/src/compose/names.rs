@@ -74,11 +74,15 @@ pub fn shown(key: &str) -> String {
 /// checked: the key itself, and the swarm name (the key with the stack prefix, or `name:`).
 pub fn check(compose: &Compose, stack: &str) -> Vec<Invalid> {
     let mut invalid = Vec::new();
+    let mut written = std::collections::BTreeSet::new();
+    // `spec_file`: whether the entry becomes a spec file of its own (created, not external),
+    // whose name must then be unique within its kind.
     let mut check_one = |key_origin: Option<&Origin>,
                          name_origin: Option<&Origin>,
                          section: &str,
                          key: &str,
-                         name: Option<&str>| {
+                         name: Option<&str>,
+                         spec_file: bool| {
         let origin = key_origin.cloned().unwrap_or_else(|| Origin {
             file: Default::default(),
             line: 0,
@@ -99,7 +103,7 @@ pub fn check(compose: &Compose, stack: &str) -> Vec<Invalid> {
             Some(name) => {
                 if let Some(p) = problem(name) {
                     invalid.push(Invalid {
-                        origin: name_origin,
+                        origin: name_origin.clone(),
                         path: format!("{path}.name"),
                         message: format!("invalid name: {p}"),
                     });
@@ -108,17 +112,31 @@ pub fn check(compose: &Compose, stack: &str) -> Vec<Invalid> {
             None if key_problem.is_none() => {
                 if let Some(p) = problem(&scope(stack, key)) {
                     invalid.push(Invalid {
-                        origin,
-                        path,
+                        origin: origin.clone(),
+                        path: path.clone(),
                         message: format!("invalid key: {p}"),
                     });
                 }
             }
             None => {}
         }
+        let swarm_name = name.map_or_else(|| scope(stack, key), str::to_owned);
+        if spec_file && !written.insert((section.to_owned(), swarm_name)) {
+            let (origin, path) = match name {
+                Some(_) => (name_origin, format!("{path}.name")),
+                None => (origin, path),
+            };
+            invalid.push(Invalid {
+                origin,
+                path,
+                message: format!(
+                    "another entry of `{section}` has the same swarm name: give each its own `name:`"
+                ),
+            });
+        }
     };
     for (key, s) in &compose.services {
-        check_one(s.origin.as_ref(), None, "services", key, None);
+        check_one(s.origin.as_ref(), None, "services", key, None, true);
     }
     for (key, n) in &compose.networks {
         check_one(
@@ -127,6 +145,7 @@ pub fn check(compose: &Compose, stack: &str) -> Vec<Invalid> {
             "networks",
             key,
             n.name.as_deref(),
+            !n.external,
         );
     }
     for (key, v) in &compose.volumes {
@@ -136,6 +155,7 @@ pub fn check(compose: &Compose, stack: &str) -> Vec<Invalid> {
             "volumes",
             key,
             v.name.as_deref(),
+            false,
         );
     }
     for (key, c) in &compose.configs {
@@ -145,6 +165,7 @@ pub fn check(compose: &Compose, stack: &str) -> Vec<Invalid> {
             "configs",
             key,
             c.name.as_deref(),
+            !c.external,
         );
     }
     for (key, s) in &compose.secrets {
@@ -154,6 +175,7 @@ pub fn check(compose: &Compose, stack: &str) -> Vec<Invalid> {
             "secrets",
             key,
             s.name.as_deref(),
+            !s.external,
         );
     }
     invalid
@@ -162,6 +184,29 @@ pub fn check(compose: &Compose, stack: &str) -> Vec<Invalid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_configs_with_one_swarm_name_are_refused_at_the_second() {
+        let text = "configs:\n  a: {file: ./x, name: s_b}\n  b: {file: ./x}\n";
+        let root = super::super::tree::parse(std::path::Path::new("c.yml"), text).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("x"), "x").unwrap();
+        let mut reader = super::super::model::Reader {
+            base_dir: dir.path(),
+            lookup: &|_| None,
+            dropped: Vec::new(),
+            invalid: Vec::new(),
+        };
+        let compose = reader.read(&root);
+        assert_eq!(reader.invalid, []);
+        let invalid: Vec<String> = check(&compose, "s").iter().map(|i| i.to_string()).collect();
+        assert_eq!(
+            invalid,
+            [
+                "c.yml:3:3: configs.b: another entry of `configs` has the same swarm name: give each its own `name:`"
+            ]
+        );
+    }
 
     #[test]
     fn names() {
