@@ -159,8 +159,10 @@ pub fn environment(
         .map(|f| base_dir(f))
         .unwrap_or_else(|| Path::new(".").to_owned());
     let path = dir.join(".env");
-    // Present at all (even as a symlink out or a FIFO, which are then refused, not skipped).
-    let defaults: Vec<(String, String)> = if std::fs::symlink_metadata(&path).is_ok() {
+    // Read when present as anything but a directory (a Python virtualenv is often called
+    // `.env`): a symlink out or a FIFO is refused, not skipped.
+    let present = std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir());
+    let defaults: Vec<(String, String)> = if present {
         let bytes = source::read_inside(&dir, ".env", source::MAX_ENV_FILE_BYTES, "an env file")
             .map_err(|problem| ImportError::Read {
                 file: path.clone(),

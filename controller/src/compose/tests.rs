@@ -525,3 +525,18 @@ fn reported_keys_cannot_drive_the_terminal() {
     };
     assert!(!invalid.to_string().contains('\u{1b}'), "{invalid}");
 }
+
+#[test]
+fn a_dot_env_directory_is_not_an_env_file() {
+    // Python virtualenvs are often called `.env`.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join(".env")).unwrap();
+    let file = dir.path().join("stack.yml");
+    std::fs::write(&file, "services:\n  a:\n    image: x\n").unwrap();
+    let lookup = environment(std::slice::from_ref(&file), |_| None).unwrap();
+    assert_eq!(lookup("A"), None);
+    std::fs::remove_dir(dir.path().join(".env")).unwrap();
+    std::fs::write(dir.path().join(".env"), "A=1\n").unwrap();
+    let lookup = environment(&[file], |_| None).unwrap();
+    assert_eq!(lookup("A").as_deref(), Some("1"));
+}
