@@ -18,6 +18,7 @@ use swarm_operator::operator::{self, OperatorConfig};
 use swarm_operator::plan::PlanDisplay;
 use swarm_operator::stored_specs::SpecConfigs;
 use swarm_operator::wait::{self, Goal, Targets, WaitOutcome};
+use swarm_operator::web::{self, WebConfig};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -78,19 +79,30 @@ enum Command {
         #[arg(long)]
         status: PathBuf,
         /// Period of the full resync.
-        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "30s", value_parser = positive_duration)]
         resync: Duration,
         /// Also re-read the spec directory on this period (for mounts without inotify).
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = positive_duration)]
         spec_poll: Option<Duration>,
         /// Serve /metrics, /healthz, /readyz, the status page (/) and /api/v1/status here.
         #[arg(long)]
         metrics_addr: Option<SocketAddr>,
+        /// Protect --metrics-addr with TLS and/or basic auth, configured in the Prometheus
+        /// exporter-toolkit web configuration format (tls_server_config, basic_auth_users);
+        /// /healthz and /readyz stay open.
+        #[arg(
+            long,
+            value_name = "FILE",
+            requires = "metrics_addr",
+            env = "SWARM_OPERATOR_WEB_CONFIG"
+        )]
+        web_config: Option<PathBuf>,
         /// Let an empty spec directory remove every managed object.
         #[arg(long)]
         allow_empty_prune: bool,
-        /// Reconciles running at once.
-        #[arg(long, default_value_t = 8)]
+        /// Reconciles running at once (1 to 1024).
+        #[arg(long, default_value_t = 8,
+              value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
         concurrency: usize,
         /// Instance name: several operators can share a swarm, each owning only its objects.
         #[arg(long, env = "SWARM_OPERATOR_INSTANCE", default_value = "default")]
@@ -205,7 +217,7 @@ enum Command {
         #[arg(long = "for", value_enum)]
         goal: WaitFor,
         /// Give up after this long.
-        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "5m", value_parser = positive_duration)]
         timeout: Duration,
         /// Compare the swarm with this spec directory: an object is ready only once the
         /// swarm runs its current spec (how CI waits after writing the specs).
@@ -221,6 +233,24 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+/// The longest duration a flag takes: far beyond any sensible period, and far from the
+/// overflow of the clock arithmetic that timers do with it.
+const MAX_FLAG_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// A duration flag (`30s`, `5m`, `1h30m`): more than zero (a zero period would spin or panic
+/// the timers) and at most a year. Every duration flag uses it.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    let duration =
+        humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 30s, 5m, 1h)"))?;
+    if duration.is_zero() {
+        return Err("must be more than zero".to_owned());
+    }
+    if duration > MAX_FLAG_DURATION {
+        return Err("must be at most 366d".to_owned());
+    }
+    Ok(duration)
 }
 
 fn init_logging(json: bool) {
@@ -288,6 +318,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             resync,
             spec_poll,
             metrics_addr,
+            web_config,
             allow_empty_prune,
             concurrency,
             instance,
@@ -297,6 +328,25 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             notify,
             events_log,
         } => {
+            // Before anything starts: a taken address ends `run` here, not at shutdown.
+            let web = match metrics_addr {
+                Some(addr) => {
+                    let web_config = web_config
+                        .as_deref()
+                        .map(WebConfig::load)
+                        .transpose()
+                        .context("--web-config")?;
+                    match web::Listener::bind(addr, web_config.as_ref()).await {
+                        Ok(listener) => Some(listener),
+                        Err(error @ web::WebError::Bind { .. }) => {
+                            eprintln!("error: {error}");
+                            return Ok(ExitCode::from(1));
+                        }
+                        Err(error) => return Err(error).context("--web-config"),
+                    }
+                }
+                None => None,
+            };
             let api = connect().await?;
             let stop_electing = CancellationToken::new();
             let (leadership, elector) = if leader_election {
@@ -333,7 +383,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             let config = OperatorConfig {
                 resync,
                 spec_poll,
-                metrics_addr,
+                web,
                 allow_empty_prune,
                 concurrency,
                 instance,
