@@ -79,10 +79,10 @@ enum Command {
         #[arg(long)]
         status: PathBuf,
         /// Period of the full resync.
-        #[arg(long, default_value = "30s", value_parser = positive_duration)]
+        #[arg(long, default_value = "30s", value_parser = period)]
         resync: Duration,
         /// Also re-read the spec directory on this period (for mounts without inotify).
-        #[arg(long, value_parser = positive_duration)]
+        #[arg(long, value_parser = period)]
         spec_poll: Option<Duration>,
         /// Serve /metrics, /healthz, /readyz, the status page (/) and /api/v1/status here.
         #[arg(long)]
@@ -249,6 +249,18 @@ fn positive_duration(text: &str) -> Result<Duration, String> {
     }
     if duration > MAX_FLAG_DURATION {
         return Err("must be at most 366d".to_owned());
+    }
+    Ok(duration)
+}
+
+/// A period of the loop (`--resync`, `--spec-poll`): as [`positive_duration`], and at least a
+/// second, since each one lists the whole swarm or reads the whole spec directory.
+fn period(text: &str) -> Result<Duration, String> {
+    let duration = positive_duration(text)?;
+    if duration < Duration::from_secs(1) {
+        return Err(
+            "must be at least 1s (each period lists the swarm or reads every spec)".to_owned(),
+        );
     }
     Ok(duration)
 }

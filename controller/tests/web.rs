@@ -43,7 +43,8 @@ fn bad_flags_are_usage_errors_before_anything_starts() {
     let status = dir.path().join("status.json");
     let status = status.to_str().unwrap();
     let run = ["run", "--specs", specs, "--status", status];
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 9] = [
+        (&["--resync", "10ms"], "--resync"),
         (&["--resync", "0s"], "--resync"),
         (&["--resync", "0"], "--resync"),
         (&["--spec-poll", "0s"], "--spec-poll"),
@@ -452,9 +453,8 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
     let ca = pki.path("ca.crt");
     let https = |path: &str, user: Option<&str>| {
         let mut args: Vec<&OsStr> = vec![OsStr::new("--cacert"), ca.as_os_str()];
-        let credentials = user.map(|u| format!("{u}"));
-        if let Some(credentials) = &credentials {
-            args.extend([OsStr::new("-u"), OsStr::new(credentials.as_str())]);
+        if let Some(credentials) = user {
+            args.extend([OsStr::new("-u"), OsStr::new(credentials)]);
         }
         let url = format!("{base}{path}");
         args.push(OsStr::new(&url));
