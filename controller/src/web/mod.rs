@@ -244,3 +244,113 @@ where
         debug!(%error, "HTTP connection ended with an error");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    async fn start() -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<()>) {
+        let listener = Listener::bind(SocketAddr::from(([127, 0, 0, 1], 0)), None)
+            .await
+            .unwrap();
+        let addr = listener.local_addr();
+        let app = Router::new().route("/", axum::routing::get(|| async { "hello" }));
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, app, stop.clone()));
+        (addr, stop, server)
+    }
+
+    /// Reads until the server closes (or resets) the connection; what it sent.
+    async fn read_to_close(stream: &mut tokio::net::TcpStream) -> String {
+        let mut bytes = Vec::new();
+        let _ = stream.read_to_end(&mut bytes).await;
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    // Paused time: the runtime jumps to the next timer whenever everything waits on the
+    // sockets, so these show the timeouts fire without waiting for them.
+    #[tokio::test(start_paused = true)]
+    async fn a_half_sent_request_is_closed_after_the_header_timeout() {
+        let (addr, _stop, _server) = start().await;
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        let started = tokio::time::Instant::now();
+        let answer = read_to_close(&mut stream).await;
+        assert!(!answer.contains("hello"), "{answer}");
+        assert!(
+            started.elapsed() >= HEADER_TIMEOUT,
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_keep_alive_connection_is_closed() {
+        let (addr, _stop, _server) = start().await;
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_to_close(&mut stream).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello"),
+            "{answer}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_does_not_wait_for_a_stalled_client() {
+        let (addr, stop, server) = start().await;
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(b"GET / HTTP/1.1\r\nHost").await.unwrap();
+        tokio::task::yield_now().await;
+        let started = tokio::time::Instant::now();
+        stop.cancel();
+        server.await.unwrap();
+        assert!(
+            started.elapsed() <= SHUTDOWN_GRACE,
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_cap_are_closed() {
+        let (addr, _stop, _server) = start().await;
+        let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut open = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            // Each answers once, so the server holds it (keep-alive) when the next one comes.
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            stream.write_all(request).await.unwrap();
+            let mut buf = [0u8; 256];
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+            open.push(stream);
+        }
+        let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _ = extra.write_all(request).await;
+        let answer = read_to_close(&mut extra).await;
+        assert_eq!(answer, "", "a connection past the cap was served");
+        // A freed slot is usable again.
+        drop(open.pop());
+        let served = async {
+            loop {
+                let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+                stream
+                    .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .await
+                    .unwrap();
+                if read_to_close(&mut stream).await.ends_with("hello") {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), served)
+            .await
+            .expect("a freed slot was never reused");
+    }
+}
