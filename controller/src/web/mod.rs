@@ -3,7 +3,8 @@
 //!
 //! * **Bounded**: at most [`MAX_CONNECTIONS`] connections (more are closed at once); a
 //!   request's headers must arrive within [`HEADER_TIMEOUT`], which also ends a keep-alive
-//!   connection idle that long; a TLS handshake must end within [`HANDSHAKE_TIMEOUT`].
+//!   connection idle that long; a TLS handshake must end within [`HANDSHAKE_TIMEOUT`]; a
+//!   client that stops reading is dropped after [`WRITE_STALL_TIMEOUT`].
 //! * **Shutdown**: connections are asked to close after their current response and are dropped
 //!   after [`SHUTDOWN_GRACE`] whatever the client does, so a half-sent request never holds the
 //!   operator (and its webhooks and lease) at SIGTERM.
@@ -15,8 +16,12 @@ pub mod auth;
 pub mod config;
 pub mod tls;
 
+use std::future::Future as _;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -24,6 +29,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -41,6 +47,9 @@ pub const MAX_CONNECTIONS: usize = 128;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time for a TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a write may make no progress (a client that stopped reading a page or an event
+/// stream) before the connection is dropped, so that stalled readers cannot hold every slot.
+pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long shutdown waits for open connections before dropping them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -195,7 +204,7 @@ async fn connection(
 ) {
     let _ = stream.set_nodelay(true);
     let Some(acceptor) = tls else {
-        return http(TokioIo::new(stream), app, shutdown).await;
+        return http(TokioIo::new(StallLimit::new(stream)), app, shutdown).await;
     };
     let mut first = [0u8; 1];
     let peeked = tokio::select! {
@@ -204,11 +213,13 @@ async fn connection(
     };
     match peeked {
         Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => {}
-        Ok(Ok(1)) => return http(TokioIo::new(stream), health_only, shutdown).await,
+        Ok(Ok(1)) => {
+            return http(TokioIo::new(StallLimit::new(stream)), health_only, shutdown).await;
+        }
         _ => return,
     }
     let handshake = tokio::select! {
-        done = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => done,
+        done = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(StallLimit::new(stream))) => done,
         () = shutdown.cancelled() => return,
     };
     match handshake {
@@ -242,6 +253,70 @@ where
     };
     if let Err(error) = result {
         debug!(%error, "HTTP connection ended with an error");
+    }
+}
+
+/// A socket whose writes fail once they made no progress for [`WRITE_STALL_TIMEOUT`].
+struct StallLimit<T> {
+    inner: T,
+    /// Running while a write or flush waits; reset by any progress.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> StallLimit<T> {
+    fn new(inner: T) -> Self {
+        StallLimit {
+            inner,
+            stalled: None,
+        }
+    }
+
+    fn check<R>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_STALL_TIMEOUT)));
+        if stalled.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            )));
+        }
+        Poll::Pending
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for StallLimit<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for StallLimit<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.check(cx, poll)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.check(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.check(cx, poll)
     }
 }
 
@@ -313,6 +388,43 @@ mod tests {
             started.elapsed() <= SHUTDOWN_GRACE,
             "{:?}",
             started.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_is_dropped() {
+        const CHUNK: usize = 64 * 1024;
+        const CHUNKS: usize = 1024;
+        let listener = Listener::bind(SocketAddr::from(([127, 0, 0, 1], 0)), None)
+            .await
+            .unwrap();
+        let addr = listener.local_addr();
+        // 64 MiB: far more than the socket buffers hold while the client does not read.
+        let app = Router::new().route(
+            "/big",
+            axum::routing::get(|| async {
+                let chunk = bytes::Bytes::from(vec![b'x'; CHUNK]);
+                let chunks = futures_util::stream::iter(
+                    std::iter::repeat_n(chunk, CHUNKS).map(Ok::<_, std::convert::Infallible>),
+                );
+                axum::body::Body::from_stream(chunks)
+            }),
+        );
+        let _server = tokio::spawn(serve(listener, app, CancellationToken::new()));
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(WRITE_STALL_TIMEOUT * 2).await;
+        let mut received = 0;
+        let mut buf = vec![0u8; CHUNK];
+        while let Ok(n @ 1..) = stream.read(&mut buf).await {
+            received += n;
+        }
+        assert!(
+            received < CHUNK * CHUNKS,
+            "the whole body arrived: {received} bytes"
         );
     }
 
