@@ -516,11 +516,11 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
     assert!(!log.contains(PASSWORD) && !log.contains(&hash), "{log}");
 }
 
-/// `RequireAndVerifyClientCert`: no certificate, or one from another CA, ends the handshake;
-/// a certificate from `client_ca_file` is let in. `/healthz` over plain HTTP stays open.
+/// Each `client_auth_type` against no certificate, one from the trusted CA, and one from
+/// another CA (a failed handshake is curl's code 0); `/healthz` over plain HTTP stays open.
 #[test]
-fn client_certificates_are_required_and_verified() {
-    let test = "client_certificates_are_required_and_verified";
+fn client_certificate_policies() {
+    let test = "client_certificate_policies";
     let Some((openssl, curl_bin)) = tools(test) else {
         return;
     };
@@ -528,38 +528,120 @@ fn client_certificates_are_required_and_verified() {
         return;
     };
     let pki = Pki::new(&openssl);
-    let web_config = pki.web_config(
-        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n  min_version: TLS12\n",
-    );
-    let operator = start_protected(&swarm, &web_config);
-    let url = format!("https://{}/metrics", operator.metrics_addr);
-    let ca = pki.path("ca.crt");
-    let with_cert = |name: Option<&str>| {
-        let (cert, key) = name
-            .map(|n| (pki.path(&format!("{n}.crt")), pki.path(&format!("{n}.key"))))
-            .unzip();
-        let mut args: Vec<&OsStr> = vec![OsStr::new("--cacert"), ca.as_os_str()];
-        if let (Some(cert), Some(key)) = (&cert, &key) {
-            args.extend([
-                OsStr::new("--cert"),
-                cert.as_os_str(),
-                OsStr::new("--key"),
-                key.as_os_str(),
-            ]);
+    // (policy, code without a certificate, with the trusted CA's, with another CA's)
+    let policies = [
+        ("RequireAndVerifyClientCert", 0, 200, 0),
+        ("VerifyClientCertIfGiven", 200, 200, 0),
+        ("RequireAnyClientCert", 0, 200, 200),
+        ("RequestClientCert", 200, 200, 200),
+    ];
+    for (policy, none, trusted, stranger) in policies {
+        let ca_line = if policy.contains("Verify") {
+            "  client_ca_file: ca.crt\n"
+        } else {
+            ""
+        };
+        let web_config = pki.web_config(&format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: {policy}\n{ca_line}  min_version: TLS12\n"
+        ));
+        let mut operator = start_protected(&swarm, &web_config);
+        let url = format!("https://{}/metrics", operator.metrics_addr);
+        let ca = pki.path("ca.crt");
+        let with_cert = |name: Option<&str>| {
+            let (cert, key) = name
+                .map(|n| (pki.path(&format!("{n}.crt")), pki.path(&format!("{n}.key"))))
+                .unzip();
+            let mut args: Vec<&OsStr> = vec![OsStr::new("--cacert"), ca.as_os_str()];
+            if let (Some(cert), Some(key)) = (&cert, &key) {
+                args.extend([
+                    OsStr::new("--cert"),
+                    cert.as_os_str(),
+                    OsStr::new("--key"),
+                    key.as_os_str(),
+                ]);
+            }
+            args.push(OsStr::new(&url));
+            curl(&curl_bin, &args)
+        };
+        for (client, expected) in [
+            (None, none),
+            (Some("client"), trusted),
+            (Some("stranger"), stranger),
+        ] {
+            let (code, text) = with_cert(client);
+            assert_eq!(
+                code, expected,
+                "{policy}, client certificate {client:?}: {text}"
+            );
+            if code == 200 {
+                assert!(text.contains("swarm_operator_leader"), "{text}");
+            }
         }
-        args.push(OsStr::new(&url));
-        curl(&curl_bin, &args)
+        assert_eq!(
+            support::http_get(operator.metrics_addr, "/healthz").map(|r| r.0),
+            Some(200)
+        );
+        assert!(operator.stop(), "{policy}: {}", operator.log());
+    }
+}
+
+/// A certificate renewed in place is served from the next connection on, without a restart;
+/// a broken renewal keeps the last good one.
+#[test]
+fn a_renewed_certificate_is_used_without_a_restart() {
+    let test = "a_renewed_certificate_is_used_without_a_restart";
+    let Some((openssl, curl_bin)) = tools(test) else {
+        return;
     };
-    let (code, text) = with_cert(None);
-    assert_eq!(code, 0, "no client certificate was let in: {text}");
-    let (code, text) = with_cert(Some("stranger"));
-    assert_eq!(code, 0, "a certificate of another CA was let in: {text}");
-    let (code, text) = with_cert(Some("client"));
-    assert_eq!(code, 200, "{text}");
-    assert!(text.contains("swarm_operator_leader"), "{text}");
-    assert_eq!(
-        support::http_get(operator.metrics_addr, "/healthz").map(|r| r.0),
-        Some(200)
+    let Some(swarm) = Swarm::start(test) else {
+        return;
+    };
+    let pki = Pki::new(&openssl);
+    let web_config =
+        pki.web_config("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n");
+    let operator = start_protected(&swarm, &web_config);
+    let ca = pki.path("ca.crt");
+    let url = format!("https://{}/healthz", operator.metrics_addr);
+    let subject = || {
+        let (code, text) = curl(
+            &curl_bin,
+            &[
+                OsStr::new("-v"),
+                OsStr::new("--cacert"),
+                ca.as_os_str(),
+                OsStr::new(&url),
+            ],
+        );
+        assert_eq!(code, 200, "{text}");
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("*  subject: "))
+            .unwrap_or_else(|| panic!("no subject in {text}"))
+            .to_owned()
+    };
+    assert!(subject().contains("CN=server"), "{}", subject());
+    // Renewed: a new key and certificate, written over the old files.
+    pki.issue(
+        &openssl,
+        "renewed",
+        "ca",
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    );
+    // Written in place, as a renewal tool does; the modification time must change even on a
+    // file system with coarse timestamps.
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::copy(pki.path("renewed.key"), pki.path("server.key")).unwrap();
+    std::fs::copy(pki.path("renewed.crt"), pki.path("server.crt")).unwrap();
+    assert!(subject().contains("CN=renewed"), "{}", subject());
+    // A broken renewal: the last good certificate stays.
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(pki.path("server.crt"), "not a certificate").unwrap();
+    assert!(subject().contains("CN=renewed"), "{}", subject());
+    assert!(
+        operator
+            .log()
+            .contains("keeping the last good TLS certificate"),
+        "{}",
+        operator.log()
     );
 }
 
