@@ -444,6 +444,17 @@ mod tests {
         }
     }
 
+    /// The example in manifests/operator/ stays valid, and its password is the one it says.
+    #[test]
+    fn the_manifest_example_is_valid() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../manifests/operator/web-config.example.yml");
+        let config = WebConfig::load(&file).unwrap();
+        let tls = config.tls.unwrap();
+        assert_eq!(tls.cert_file, file.parent().unwrap().join("operator.crt"));
+        assert!(bcrypt::verify("change me", &config.basic_auth_users["prometheus"]).unwrap());
+    }
+
     #[test]
     fn the_debug_form_shows_users_but_no_hash() {
         let config = parse(&format!("basic_auth_users:\n  prometheus: '{HASH}'\n")).unwrap();

@@ -105,6 +105,18 @@ impl Listener {
         let auth = config
             .and_then(|c| BasicAuth::new(c.basic_auth_users.clone()))
             .map(Arc::new);
+        if let Some(config) = config {
+            let file = config.file.display();
+            match (&tls, &auth) {
+                (None, None) => {
+                    warn!(%file, "the web configuration sets neither TLS nor basic auth: the endpoints are open");
+                }
+                (None, Some(_)) => {
+                    warn!(%file, "basic auth without TLS: passwords cross the network in clear text");
+                }
+                _ => {}
+            }
+        }
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| WebError::Bind { addr, source })?;
