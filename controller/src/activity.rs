@@ -204,6 +204,7 @@ mod tests {
             crate::notify::NotifyConfig {
                 urls: vec![],
                 events_log: Some(path.clone()),
+                ..Default::default()
             },
             std::sync::Arc::new(crate::metrics::Metrics::new()),
         )

@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::redact::{self, Values};
+
 // The spec's closed sets are the canonical ones: they serialize to the engine's wire names, so
 // the definition hash and the drift paths read the same as before they were typed.
 pub use crate::spec::{
@@ -264,8 +266,8 @@ pub struct LogDriver {
 /// A swarm service as the operator manages it.
 ///
 /// Optional fields are `None` when the spec does not mention them; see [`field_changes`] for
-/// how that is treated.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// how that is treated. Its `Debug` shows env keys, not values.
+#[derive(Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceDefinition {
     /// Service name.
@@ -379,6 +381,14 @@ pub struct FileMount {
     pub mode: u32,
 }
 
+impl std::fmt::Debug for ServiceDefinition {
+    // Env values are where users keep passwords, and a definition is printed by `{:?}` in
+    // logs, `expect` messages and failed assertions.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        redact::debug_redacted("ServiceDefinition", self, f)
+    }
+}
+
 impl ServiceDefinition {
     /// A replicated service of one task running `image`-less defaults: the base that
     /// conversions and tests fill in, so adding a field does not touch every constructor.
@@ -448,7 +458,11 @@ pub struct NetworkDefinition {
 }
 
 /// One field that differs between the observed and the desired definition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+///
+/// It holds the values (a field diff needs them), but renders them only through
+/// [`FieldChange::describe`], which hides the values of fields that hold secrets; its `Debug`
+/// does the same.
+#[derive(Clone, PartialEq, Eq)]
 pub struct FieldChange {
     /// Dotted path, e.g. `mode.replicated.replicas` or `env.RUST_LOG`.
     pub path: String,
@@ -456,6 +470,30 @@ pub struct FieldChange {
     pub old: String,
     /// Desired value as compact JSON (`null` when absent).
     pub new: String,
+}
+
+impl FieldChange {
+    /// The change for a message: `replicas: 1 → 3`, but `env.DB_PASSWORD changed` (or
+    /// `added`/`removed`) for a field that holds values, unless `values` is
+    /// [`Values::Shown`] (only `diff --show-values`).
+    pub fn describe(&self, values: Values) -> String {
+        if values == Values::Hidden && redact::holds_values(&self.path) {
+            let what = match (self.old.as_str(), self.new.as_str()) {
+                ("null", _) => "added",
+                (_, "null") => "removed",
+                _ => "changed",
+            };
+            format!("{} {what}", self.path)
+        } else {
+            format!("{}: {} → {}", self.path, self.old, self.new)
+        }
+    }
+}
+
+impl std::fmt::Debug for FieldChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe(Values::Hidden))
+    }
 }
 
 /// Hash of a definition's canonical JSON: stored in [`SPEC_HASH_LABEL`] to notice spec edits
@@ -685,5 +723,31 @@ pub(crate) mod tests {
         assert_eq!(changes[0].path, "env.DEBUG");
         assert_eq!(changes[0].old, "\"1\"");
         assert_eq!(changes[0].new, "null");
+    }
+
+    #[test]
+    fn env_changes_are_described_by_key_unless_values_are_asked_for() {
+        let desired = sample_service("quote");
+        let mut observed = desired.clone();
+        observed.env.insert("RUST_LOG".into(), "s3cr3t-old".into());
+        observed
+            .env
+            .insert("DB_PASSWORD".into(), "s3cr3t-added".into());
+        observed.mode = Mode::Replicated { replicas: 1 };
+        let changes = field_changes(&desired, &observed, false);
+        let hidden: Vec<String> = changes.iter().map(|c| c.describe(Values::Hidden)).collect();
+        assert_eq!(
+            hidden,
+            [
+                "env.DB_PASSWORD removed",
+                "env.RUST_LOG changed",
+                "mode.replicated.replicas: 1 → 3"
+            ]
+        );
+        let debug = format!("{changes:?} {observed:?}");
+        assert!(!debug.contains("s3cr3t"), "{debug}");
+        assert!(debug.contains("DB_PASSWORD"), "keys stay visible: {debug}");
+        let shown = changes[1].describe(Values::Shown);
+        assert_eq!(shown, "env.RUST_LOG: \"s3cr3t-old\" → \"info\"");
     }
 }

@@ -163,7 +163,8 @@ pub fn render(groups: &[TargetGroup]) -> Vec<u8> {
 }
 
 /// Replaces `path` with `bytes` atomically (temporary file in the same directory, fsync,
-/// rename): Prometheus watches the file and must never read half of it.
+/// rename), mode 0644: Prometheus watches the file, must never read half of it, and usually
+/// runs as another user.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FileSdError> {
     // The temporary name must not end in .json: Prometheus would try to read it.
     crate::atomic_file::replace(path, ".file-sd-", bytes).map_err(|source| FileSdError::Write {
@@ -326,5 +327,9 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["swarm.json"]);
+        // Prometheus runs as another user: the file must be readable by it.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "file_sd mode {mode:o}");
     }
 }

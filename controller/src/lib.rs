@@ -25,6 +25,7 @@ pub mod overview;
 pub mod page;
 pub mod plan;
 pub mod reconcile;
+pub mod redact;
 pub mod runtime;
 pub mod spec;
 pub mod status;

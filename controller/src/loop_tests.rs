@@ -615,7 +615,13 @@ async fn a_failing_status_write_is_retried_until_it_succeeds() {
     }));
     eventually(Duration::from_secs(10), "a", || owned_services(&swarm) == 1).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(!blocked.join("status.json").exists());
+    // Every write so far failed (`out/status.json` cannot exist while `out` is a file), and
+    // none of them clobbered what stood in its way.
+    assert_eq!(
+        std::fs::read_to_string(&blocked).unwrap(),
+        "not a directory",
+        "a failing status write replaced the file in its way"
+    );
 
     std::fs::remove_file(&blocked).unwrap();
     std::fs::create_dir(&blocked).unwrap();

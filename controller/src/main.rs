@@ -12,10 +12,11 @@ use swarm_operator::compose;
 use swarm_operator::docker::{DockerEngine, SwarmApi};
 use swarm_operator::election::{ElectionConfig, Elector, Leadership, SwarmLeaseStore};
 use swarm_operator::live_status::LiveStatus;
-use swarm_operator::notify::NotifyConfig;
+use swarm_operator::notify::{NotifyConfig, PayloadFormat};
 use swarm_operator::object_table::{Format, Printer, Selection};
 use swarm_operator::operator::{self, OperatorConfig};
 use swarm_operator::plan::PlanDisplay;
+use swarm_operator::redact::Values;
 use swarm_operator::stored_specs::SpecConfigs;
 use swarm_operator::wait::{self, Goal, Targets, WaitOutcome};
 use swarm_operator::web::{self, WebConfig};
@@ -53,6 +54,27 @@ enum WaitFor {
     Deleted,
 }
 
+/// The body `run` POSTs to webhooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum NotifyFormat {
+    /// The whole event as JSON.
+    Json,
+    /// `{"text": …}` (Slack, Mattermost and other Slack-compatible webhooks).
+    Slack,
+    /// `{"content": …}` (Discord).
+    Discord,
+}
+
+impl From<NotifyFormat> for PayloadFormat {
+    fn from(format: NotifyFormat) -> Self {
+        match format {
+            NotifyFormat::Json => PayloadFormat::Json,
+            NotifyFormat::Slack => PayloadFormat::Slack,
+            NotifyFormat::Discord => PayloadFormat::Discord,
+        }
+    }
+}
+
 /// Where `run` reads the desired state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Source {
@@ -62,6 +84,8 @@ enum Source {
     Swarm,
 }
 
+// Built once per process: boxing `run`'s many flags would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the reconcile loop against the swarm of DOCKER_HOST (or the local socket).
@@ -119,12 +143,27 @@ enum Command {
         #[arg(long, env = "SWARM_OPERATOR_IDENTITY")]
         identity: Option<String>,
         /// POST each event (rolloutSucceeded, rolloutFailed, rolledBack, driftCorrected,
-        /// specError, pruned) as JSON to this http:// URL, retried with backoff; repeatable.
+        /// specError, pruned) to this https:// or http:// URL, retried with backoff;
+        /// repeatable. The URL holds the webhook's token and shows in `ps` and
+        /// `docker service inspect`: prefer --notify-file.
         #[arg(long = "notify", value_name = "URL")]
         notify: Vec<String>,
-        /// Append each event as a JSON line to this file.
+        /// Read webhook URLs from this file (one a line, `#` comments), e.g. a docker secret;
+        /// repeatable, and combines with --notify.
+        #[arg(long, value_name = "FILE")]
+        notify_file: Vec<PathBuf>,
+        /// The body POSTed to every webhook: the whole event as JSON, or the one line a chat
+        /// service shows (`text` for Slack-compatible webhooks, `content` for Discord).
+        #[arg(long, value_enum, default_value_t = NotifyFormat::Json)]
+        notify_format: NotifyFormat,
+        /// Append each event as a JSON line to this file (mode 0600).
         #[arg(long, value_name = "FILE")]
         events_log: Option<PathBuf>,
+        /// Rotate the events log once it would grow past this size (K, M, G: powers of 1024),
+        /// keeping FILE.1 to FILE.3.
+        #[arg(long, value_name = "SIZE", default_value = "10M",
+              value_parser = swarm_operator::notify::parse_size)]
+        events_log_max_size: u64,
     },
     /// Validate the specs of a file or directory, then store them in the swarm for
     /// `run --source swarm`. A directory replaces every stored file (files gone from it are
@@ -165,6 +204,10 @@ enum Command {
         /// As for `run`.
         #[arg(long, env = "SWARM_OPERATOR_INSTANCE", default_value = "default")]
         instance: String,
+        /// Print env values (old → new) instead of only `env.NAME changed`. Refused (exit 2)
+        /// unless stdout is a terminal and CI is unset: values never go to pipes or CI logs.
+        #[arg(long)]
+        show_values: bool,
     },
     /// Turn compose stack files into spec files (one per object), named as
     /// `docker stack deploy -c FILE NAME` names them.
@@ -266,14 +309,22 @@ fn period(text: &str) -> Result<Duration, String> {
 }
 
 fn init_logging(json: bool) {
+    use tracing_subscriber::filter::FilterExt as _;
+    use tracing_subscriber::prelude::*;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    // bollard logs request bodies (env values) at debug: no RUST_LOG may enable that, so a
+    // second filter drops such events whatever the first one lets through.
+    let filter = filter.and(tracing_subscriber::filter::filter_fn(|meta| {
+        swarm_operator::redact::may_log(meta.target(), meta.level())
+    }));
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     if json {
-        builder.json().init();
+        let layer = layer.json().with_filter(filter);
+        tracing_subscriber::registry().with(layer).init();
     } else {
-        builder.init();
+        tracing_subscriber::registry()
+            .with(layer.with_filter(filter))
+            .init();
     }
 }
 
@@ -338,7 +389,10 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             leader_election,
             identity,
             notify,
+            notify_file,
+            notify_format,
             events_log,
+            events_log_max_size,
         } => {
             // Before anything starts: a taken address ends `run` here, not at shutdown.
             let web = match metrics_addr {
@@ -403,7 +457,10 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 leadership,
                 notify: NotifyConfig {
                     urls: notify,
+                    url_files: notify_file,
+                    format: notify_format.into(),
                     events_log,
+                    events_log_max_size,
                 },
                 ..OperatorConfig::new(specs, status)
             };
@@ -483,10 +540,26 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             dir,
             allow_empty_prune,
             instance,
+            show_values,
         } => {
+            use std::io::IsTerminal as _;
+            // Values go to the user's own terminal only: a pipe, a file or a CI log would keep
+            // them.
+            if show_values && (!std::io::stdout().is_terminal() || std::env::var_os("CI").is_some())
+            {
+                eprintln!(
+                    "diff --show-values prints env values only to your own terminal: stdout is not a terminal (or CI is set); run it without --show-values to see which keys changed"
+                );
+                return Ok(ExitCode::from(2));
+            }
             let api = connect().await?;
             let (plan, errors) = diff_dir(&api, &dir, allow_empty_prune, &instance).await?;
-            print!("{}", PlanDisplay(&plan));
+            let values = if show_values {
+                Values::Shown
+            } else {
+                Values::Hidden
+            };
+            print!("{}", PlanDisplay(&plan, values));
             for error in &errors {
                 eprintln!("{error}");
             }

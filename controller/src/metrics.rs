@@ -148,8 +148,8 @@ impl Metrics {
         let notifications_delivered = Family::<SinkLabels, Counter>::default();
         registry.register(
             "notifications_delivered",
-            "Events accepted by a webhook (sink webhook-N, the N-th --notify URL) or appended to \
-             the events log (sink events-log)",
+            "Events accepted by a webhook (sink webhook-N, the N-th URL of --notify, then of \
+             --notify-file) or appended to the events log (sink events-log)",
             notifications_delivered.clone(),
         );
         let notifications_failed = Family::<SinkLabels, Counter>::default();

@@ -1,5 +1,14 @@
-//! Notifications: operator events POSTed as JSON to webhooks (retried with backoff, through a
-//! bounded queue that never blocks reconciling) and appended as JSON lines to an events log.
+//! Notifications: operator events POSTed to webhooks over http or https (retried with backoff,
+//! through a bounded queue that never blocks reconciling) and appended as JSON lines to an
+//! events log.
+
+mod events_log;
+mod payload;
+mod receivers;
+
+pub use events_log::parse_size;
+pub use payload::PayloadFormat;
+pub use receivers::ReceiverError;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,12 +18,12 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::{Method, Request, StatusCode, Uri};
+use hyper::{Method, Request, StatusCode};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::task::JoinHandle;
@@ -37,8 +46,13 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const RETRY_MIN: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 const MAX_ATTEMPTS: u32 = 25;
-/// One POST may take this long before it counts as failed.
+/// One POST (connect, TLS handshake, answer) may take this long before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A 429's `Retry-After` is honoured up to this long.
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(300);
+
+/// The client every webhook is POSTed with: plain http, or https through rustls (ring).
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// The sink name (metrics label, logs) of the events log.
 pub const EVENTS_LOG_SINK: &str = "events-log";
@@ -46,16 +60,12 @@ pub const EVENTS_LOG_SINK: &str = "events-log";
 /// Why notifications can not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
-    /// A `--notify` URL that is not an `http://` URL.
-    #[error(
-        "--notify {url}: {why}; give an http:// URL (for an https webhook such as Slack, run a local relay)"
-    )]
-    BadUrl {
-        /// The URL as given.
-        url: String,
-        /// What is wrong.
-        why: String,
-    },
+    /// A `--notify` URL or `--notify-file` that can not be used (never quoting the URL).
+    #[error(transparent)]
+    Receiver(#[from] ReceiverError),
+    /// rustls refused its own configuration (no protocol version the ring provider supports).
+    #[error("setting up TLS for https webhooks: {0}")]
+    Tls(rustls::Error),
     /// The events log can not be opened for appending.
     #[error("--events-log {}: {source}", path.display())]
     EventsLog {
@@ -128,8 +138,13 @@ impl Event {
         spec_hash: Option<String>,
     ) -> Self {
         let (object, reason, message) = (object.into(), reason.into(), message.into());
+        // One line: chat receivers show it as it is.
+        let one_line = message.replace(['\r', '\n'], " ");
         Event {
-            text: format!("swarm-operator: {object} {}: {message}", kind.as_str()),
+            text: format!(
+                "swarm-operator: {object} {} ({reason}): {one_line}",
+                kind.as_str()
+            ),
             time: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             object,
             kind,
@@ -141,12 +156,44 @@ impl Event {
 }
 
 /// Where events go.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone)]
 pub struct NotifyConfig {
-    /// Webhook URLs (`http://` only).
+    /// Webhook URLs (`http://` or `https://`) from the command line.
     pub urls: Vec<String>,
+    /// Files of webhook URLs, one a line (a docker secret keeps the token off the command
+    /// line); read at start.
+    pub url_files: Vec<PathBuf>,
+    /// The body every webhook gets.
+    pub format: PayloadFormat,
     /// A file that gets one JSON line per event.
     pub events_log: Option<PathBuf>,
+    /// The events log is rotated once it would grow past this many bytes.
+    pub events_log_max_size: u64,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            urls: Vec::new(),
+            url_files: Vec::new(),
+            format: PayloadFormat::default(),
+            events_log: None,
+            events_log_max_size: events_log::DEFAULT_MAX_SIZE,
+        }
+    }
+}
+
+/// The URLs are secrets: `{:?}` shows how many there are, not what they are.
+impl std::fmt::Debug for NotifyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotifyConfig")
+            .field("urls", &self.urls.len())
+            .field("url_files", &self.url_files)
+            .field("format", &self.format)
+            .field("events_log", &self.events_log)
+            .field("events_log_max_size", &self.events_log_max_size)
+            .finish()
+    }
 }
 
 /// What became of events at one sink.
@@ -173,7 +220,7 @@ impl DeliveryOutcome {
 /// Told what became of events (the operator's metrics).
 pub trait NotifyObserver: Send + Sync {
     /// `count` events reached `outcome` at `sink` ([`EVENTS_LOG_SINK`], or `webhook-N`, the
-    /// N-th `--notify` URL).
+    /// N-th webhook URL: the `--notify` URLs, then those of each `--notify-file`).
     fn on_notifications(&self, sink: &str, outcome: DeliveryOutcome, count: u64);
 }
 
@@ -202,8 +249,8 @@ impl DropBurst {
 /// One place events go.
 #[derive(Debug)]
 struct Sink {
-    /// [`EVENTS_LOG_SINK`] or `webhook-N`: a webhook URL may carry a token, so logs and
-    /// metrics name a webhook by its position and host only.
+    /// [`EVENTS_LOG_SINK`] or `webhook-N`: a webhook URL carries a token, so metrics name a
+    /// webhook by its position only, and logs by its position, scheme and host.
     name: String,
     /// Events handed to this sink and neither delivered nor given up yet.
     pending: AtomicU64,
@@ -264,20 +311,13 @@ impl Notifier {
         config: NotifyConfig,
         observer: Arc<dyn NotifyObserver>,
     ) -> Result<(Self, Option<Delivery>), NotifyError> {
-        if config.urls.is_empty() && config.events_log.is_none() {
+        let urls = receivers::collect(&config.urls, &config.url_files)?;
+        if urls.is_empty() && config.events_log.is_none() {
             return Ok((Notifier::disabled(), None));
         }
-        let uris = config
-            .urls
-            .iter()
-            .map(|url| parse_url(url))
-            .collect::<Result<Vec<_>, _>>()?;
         let log = match &config.events_log {
-            Some(path) => Some(EventsLog {
-                file: tokio::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
+            Some(path) => Some(LogSink {
+                log: events_log::EventsLog::open(path, config.events_log_max_size)
                     .await
                     .map_err(|source| NotifyError::EventsLog {
                         path: path.clone(),
@@ -287,19 +327,24 @@ impl Notifier {
             }),
             None => None,
         };
-        let webhooks: Vec<Webhook> = uris
+        let tls_roots = if urls.iter().any(|u| u.scheme == receivers::Scheme::Https) {
+            system_roots()
+        } else {
+            rustls::RootCertStore::empty()
+        };
+        let client = http_client(tls_roots)?;
+        let webhooks: Vec<Webhook> = urls
             .into_iter()
             .enumerate()
-            .map(|(i, uri)| Webhook {
-                sink: Sink::new(format!("webhook-{}", i + 1)),
-                host: uri
-                    .authority()
-                    .map(|a| match a.port() {
-                        Some(port) => format!("{}:{port}", a.host()),
-                        None => a.host().to_owned(),
-                    })
-                    .unwrap_or_default(),
-                uri,
+            .map(|(i, url)| {
+                let sink = Sink::new(format!("webhook-{}", i + 1));
+                info!(sink = %sink.name, receiver = %url.public, format = ?config.format,
+                      "notifying a webhook");
+                Webhook {
+                    sink,
+                    url,
+                    format: config.format,
+                }
             })
             .collect();
         let sinks: Vec<Arc<Sink>> = log
@@ -320,8 +365,6 @@ impl Notifier {
             observer,
         });
         let stopping = Arc::new(Stopping::default());
-        let client: Client<HttpConnector, Full<Bytes>> =
-            Client::builder(TokioExecutor::new()).build_http();
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let mut queues = Vec::new();
         let mut webhook_tasks = Vec::new();
@@ -470,21 +513,17 @@ impl Delivery {
     }
 }
 
-/// The events log.
-struct EventsLog {
-    file: tokio::fs::File,
+/// The events log as a sink.
+struct LogSink {
+    log: events_log::EventsLog,
     sink: Arc<Sink>,
 }
 
-impl EventsLog {
+impl LogSink {
     async fn append(&mut self, event: &Event, counts: &Counts) {
         let mut line = serde_json::to_vec(event).expect("events serialize");
         line.push(b'\n');
-        let written = match self.file.write_all(&line).await {
-            Ok(()) => self.file.flush().await,
-            Err(error) => Err(error),
-        };
-        match written {
+        match self.log.append(&line).await {
             Ok(()) => counts.count(&self.sink, DeliveryOutcome::Delivered, 1),
             Err(error) => {
                 warn!(%error, "appending to the events log failed");
@@ -494,35 +533,67 @@ impl EventsLog {
     }
 }
 
-/// One `--notify` URL.
+/// One webhook.
 struct Webhook {
     sink: Arc<Sink>,
-    /// Host and port, for logs (never the path, which may hold a token).
-    host: String,
-    uri: Uri,
+    /// Logs show `url.public` (scheme, host, port), never the whole URL.
+    url: receivers::ReceiverUrl,
+    format: PayloadFormat,
 }
 
-fn parse_url(url: &str) -> Result<Uri, NotifyError> {
-    let bad = |why: &str| NotifyError::BadUrl {
-        url: url.to_owned(),
-        why: why.to_owned(),
-    };
-    let uri: Uri = url
-        .parse()
-        .map_err(|e: hyper::http::uri::InvalidUri| bad(&e.to_string()))?;
-    match uri.scheme_str() {
-        Some("http") if uri.host().is_some() => Ok(uri),
-        Some("http") => Err(bad("no host")),
-        Some(other) => Err(bad(&format!("scheme {other} is not supported"))),
-        None => Err(bad("no scheme")),
+/// The roots https webhooks are verified against: the system's, or those of `SSL_CERT_FILE` /
+/// `SSL_CERT_DIR` when set (rustls-native-certs reads them, as OpenSSL does). What could not
+/// be loaded is logged; no roots at all is logged as the reason every https delivery will fail.
+fn system_roots() -> rustls::RootCertStore {
+    let found = rustls_native_certs::load_native_certs();
+    for error in &found.errors {
+        warn!(%error, "a TLS root certificate store could not be read");
     }
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, ignored) = roots.add_parsable_certificates(found.certs);
+    if ignored > 0 {
+        warn!(
+            ignored,
+            "TLS root certificates rustls can not use were skipped"
+        );
+    }
+    if roots.is_empty() {
+        warn!(
+            "no TLS root certificates were found (system store, SSL_CERT_FILE, SSL_CERT_DIR): \
+             every https webhook will fail certificate verification"
+        );
+    } else {
+        info!(
+            roots = added,
+            "TLS root certificates loaded for https webhooks"
+        );
+    }
+    roots
+}
+
+/// A client for http and https URLs: rustls with the ring provider (the project's one TLS
+/// stack), verifying against `roots`; HTTP/1.1 only (every webhook receiver speaks it).
+fn http_client(roots: rustls::RootCertStore) -> Result<HttpClient, NotifyError> {
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(NotifyError::Tls)?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
 }
 
 /// Writes each event to the log and hands it to every webhook's queue. When stopping, takes
 /// what is queued, then ends (which ends the webhooks' queues too).
 async fn dispatch(
     mut events: mpsc::Receiver<Event>,
-    mut log: Option<EventsLog>,
+    mut log: Option<LogSink>,
     webhooks: Vec<(Arc<Sink>, mpsc::Sender<Event>)>,
     counts: Arc<Counts>,
     stopping: Arc<Stopping>,
@@ -565,75 +636,116 @@ async fn dispatch(
 }
 
 /// POSTs the events of one webhook in order, each until it is accepted (2xx), the receiver
-/// refuses it for good (4xx other than 408/429), or the attempts run out; when stopping, each
-/// gets one more attempt and what fails is left pending (for [`Delivery::drain`] to count).
+/// refuses it for good (3xx, 4xx other than 408/429), or the attempts run out; when stopping,
+/// each gets one more attempt and what fails is left pending (for [`Delivery::drain`] to
+/// count). That the receiver starts failing is logged once (with why), and again once it
+/// accepts events again; single attempts are logged at debug level.
 async fn deliver(
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HttpClient,
     webhook: Webhook,
     mut events: mpsc::Receiver<Event>,
     counts: Arc<Counts>,
     stopping: Arc<Stopping>,
 ) {
+    let mut failing = false;
     while let Some(event) = events.recv().await {
-        if let Some(outcome) = deliver_one(&client, &webhook, &event, &stopping).await {
+        if let Some(outcome) = deliver_one(&client, &webhook, &event, &stopping, &mut failing).await
+        {
             webhook.sink.pending.fetch_sub(1, Ordering::Relaxed);
             counts.count(&webhook.sink, outcome, 1);
         }
     }
 }
 
+/// What a receiver's answer means for a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// 2xx.
+    Accepted,
+    /// 3xx (a redirect is not followed: a moved webhook is a configuration to fix, and
+    /// following would send events wherever an answer points), and 4xx other than 408 and
+    /// 429: the same request would be refused again.
+    Refused,
+    /// 5xx, 408, 429 (and 1xx): worth another attempt.
+    Retry,
+}
+
+fn verdict(status: StatusCode) -> Verdict {
+    if status.is_success() {
+        Verdict::Accepted
+    } else if status.is_redirection()
+        || (status.is_client_error()
+            && status != StatusCode::REQUEST_TIMEOUT
+            && status != StatusCode::TOO_MANY_REQUESTS)
+    {
+        Verdict::Refused
+    } else {
+        Verdict::Retry
+    }
+}
+
 /// Delivers one event; `None` when it is still undelivered at shutdown.
 async fn deliver_one(
-    client: &Client<HttpConnector, Full<Bytes>>,
+    client: &HttpClient,
     webhook: &Webhook,
     event: &Event,
     stopping: &Stopping,
+    failing: &mut bool,
 ) -> Option<DeliveryOutcome> {
-    let (sink, host) = (&webhook.sink.name, &webhook.host);
-    let body = Bytes::from(serde_json::to_vec(event).expect("events serialize"));
+    let (sink, receiver) = (&webhook.sink.name, &webhook.url.public);
+    let body = webhook.format.body(event);
     let mut delay = RETRY_MIN;
     let mut attempt = 0;
     loop {
         attempt += 1;
         let last_chance = stopping.is_stopping();
-        let outcome = post(
-            client,
-            &webhook.uri,
-            body.clone(),
-            stopping.request_timeout(),
-        )
-        .await;
-        let why = match outcome {
-            Ok(status) if status.is_success() => {
-                debug!(%sink, %host, kind = event.kind.as_str(), object = %event.object, attempt,
-                       "notification delivered");
-                return Some(DeliveryOutcome::Delivered);
-            }
-            Ok(status)
-                if status.is_client_error()
-                    && status != StatusCode::REQUEST_TIMEOUT
-                    && status != StatusCode::TOO_MANY_REQUESTS =>
-            {
-                warn!(%sink, %host, %status, object = %event.object,
-                      "the webhook refused the notification; not retrying it");
-                return Some(DeliveryOutcome::Failed);
-            }
-            Ok(status) => status.to_string(),
-            Err(error) => error,
+        let outcome = post(client, webhook, body.clone(), stopping.request_timeout()).await;
+        let (why, retry_after) = match outcome {
+            Ok(answer) => match verdict(answer.status) {
+                Verdict::Accepted => {
+                    if std::mem::take(failing) {
+                        info!(%sink, %receiver, "the webhook accepts notifications again");
+                    }
+                    debug!(%sink, %receiver, kind = event.kind.as_str(), object = %event.object,
+                           attempt, "notification delivered");
+                    return Some(DeliveryOutcome::Delivered);
+                }
+                Verdict::Refused => {
+                    let status = answer.status;
+                    if status.is_redirection() {
+                        warn!(%sink, %receiver, %status, object = %event.object,
+                              "the webhook refused the notification with a redirect, which is \
+                               not followed (fix the URL); not retrying it");
+                    } else {
+                        warn!(%sink, %receiver, %status, object = %event.object,
+                              "the webhook refused the notification; not retrying it");
+                    }
+                    return Some(DeliveryOutcome::Failed);
+                }
+                Verdict::Retry => (answer.status.to_string(), answer.retry_after),
+            },
+            Err(error) => (error, None),
         };
         if last_chance {
-            debug!(%sink, %host, %why, object = %event.object,
+            debug!(%sink, %receiver, %why, object = %event.object,
                    "notification not delivered before shutdown");
             return None;
         }
         if attempt == MAX_ATTEMPTS {
-            warn!(%sink, %host, %why, object = %event.object, attempts = attempt,
+            warn!(%sink, %receiver, %why, object = %event.object, attempts = attempt,
                   "giving up on a notification");
             return Some(DeliveryOutcome::Failed);
         }
-        debug!(%sink, %host, %why, retry_in = ?delay, "notification not delivered; retrying");
+        // The receiver's own wish (429), within bounds, else the backoff.
+        let wait = retry_after.map_or(delay, |after| after.clamp(delay, RETRY_AFTER_MAX));
+        if std::mem::replace(failing, true) {
+            debug!(%sink, %receiver, %why, retry_in = ?wait, "notification not delivered; retrying");
+        } else {
+            warn!(%sink, %receiver, %why, retry_in = ?wait,
+                  "the webhook does not accept notifications; retrying with backoff");
+        }
         tokio::select! {
-            () = tokio::time::sleep(delay) => {}
+            () = tokio::time::sleep(wait) => {}
             // Shutdown does not wait for the delay: the last attempt is made now.
             () = stopping.token.cancelled() => {}
         }
@@ -641,23 +753,57 @@ async fn deliver_one(
     }
 }
 
+/// A receiver's answer.
+struct Answer {
+    status: StatusCode,
+    /// `Retry-After` in seconds (the HTTP-date form is not worth a date parser here).
+    retry_after: Option<Duration>,
+}
+
+/// One POST within `timeout` (connect, TLS handshake and the answer's head). An error names
+/// what failed with every cause (`…: invalid peer certificate: UnknownIssuer`), never the URL.
 async fn post(
-    client: &Client<HttpConnector, Full<Bytes>>,
-    uri: &Uri,
+    client: &HttpClient,
+    webhook: &Webhook,
     body: Bytes,
     timeout: Duration,
-) -> Result<StatusCode, String> {
+) -> Result<Answer, String> {
     let request = Request::builder()
         .method(Method::POST)
-        .uri(uri.clone())
+        .uri(webhook.url.uri.clone())
         .header(hyper::header::CONTENT_TYPE, "application/json")
         .body(Full::new(body))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| webhook.url.scrub(&e.to_string()))?;
     match tokio::time::timeout(timeout, client.request(request)).await {
-        Ok(Ok(response)) => Ok(response.status()),
-        Ok(Err(error)) => Err(error.to_string()),
+        Ok(Ok(response)) => Ok(Answer {
+            status: response.status(),
+            retry_after: response
+                .headers()
+                .get(hyper::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()?.trim().parse().ok())
+                .map(Duration::from_secs),
+        }),
+        Ok(Err(error)) => Err(webhook.url.scrub(&error_chain(&error))),
         Err(_) => Err(format!("no answer within {timeout:?}")),
     }
+}
+
+/// `error` and its causes, `: `-separated, each said once (an io::Error shows its inner error
+/// and then hands out the inner error's own cause).
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut last = text.clone();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        let part = error.to_string();
+        if part != last && !last.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        last = part;
+        cause = error.source();
+    }
+    text
 }
 
 /// Turns status changes into events: rollouts that became ready on a new spec, degradations
@@ -841,6 +987,7 @@ mod tests {
             NotifyConfig {
                 urls,
                 events_log: Some(log.clone()),
+                ..NotifyConfig::default()
             },
             metrics.clone(),
         )
@@ -914,7 +1061,7 @@ mod tests {
         assert_eq!(got[0]["reason"], "SpecRemoved");
         assert_eq!(
             got[0]["text"],
-            "swarm-operator: service/s0 pruned: its spec is gone"
+            "swarm-operator: service/s0 pruned (SpecRemoved): its spec is gone"
         );
         assert!(got[0]["time"].as_str().unwrap().ends_with('Z'));
         assert_eq!(counted(&metrics, "delivered", "webhook-1"), 3);
@@ -1100,25 +1247,151 @@ mod tests {
         drop(silent);
     }
 
+    #[test]
+    fn debug_never_shows_a_webhook_token() {
+        let config = NotifyConfig {
+            urls: vec!["http://127.0.0.1:9/hooks/tok3n".into()],
+            ..NotifyConfig::default()
+        };
+        let text = format!("{config:?}");
+        assert!(!text.contains("tok3n"), "{text}");
+        assert!(text.contains("urls: 1"), "{text}");
+    }
+
     #[tokio::test]
-    async fn only_http_urls_are_accepted() {
+    async fn a_bad_url_stops_the_start_and_is_named_by_place_not_quoted() {
         for (url, why) in [
-            ("https://hooks.example/x", "scheme https is not supported"),
-            ("127.0.0.1:9/x", "invalid format"),
-            ("/just/a/path", "no scheme"),
+            ("ftp://hooks.example/T0KEN", "only http:// and https://"),
+            ("127.0.0.1:9/T0KEN", "not a URL"),
+            ("/just/a/T0KEN", "no scheme"),
         ] {
             let error = Notifier::start(
                 NotifyConfig {
-                    urls: vec![url.into()],
-                    events_log: None,
+                    urls: vec!["https://fine.example/x".into(), url.into()],
+                    ..NotifyConfig::default()
                 },
                 Arc::new(Metrics::new()),
             )
             .await
-            .unwrap_err();
-            assert!(error.to_string().contains(why), "{error}");
-            assert!(error.to_string().contains(url), "{error}");
+            .unwrap_err()
+            .to_string();
+            assert!(error.starts_with("--notify URL 2: "), "{error}");
+            assert!(error.contains(why), "{error}");
+            assert!(!error.contains("T0KEN"), "{error}");
         }
+    }
+
+    /// Serves `POST /hook/T0KEN` answering `status` (with `Location` pointing elsewhere),
+    /// counting the requests.
+    fn answering(status: StatusCode) -> (String, Arc<AtomicU64>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook/T0KEN", listener.local_addr().unwrap());
+        listener.set_nonblocking(true).unwrap();
+        let requests = Arc::new(AtomicU64::new(0));
+        let app = axum::Router::new()
+            .route(
+                "/hook/T0KEN",
+                post(move |State(requests): State<Arc<AtomicU64>>| async move {
+                    requests.fetch_add(1, Ordering::SeqCst);
+                    (status, [("location", "http://127.0.0.1:9/moved/T0KEN")])
+                }),
+            )
+            .with_state(requests.clone());
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, requests)
+    }
+
+    #[tokio::test]
+    async fn a_redirect_or_a_client_error_fails_at_the_first_answer_logged_once_per_event() {
+        let (logs, _guard) = capture_logs();
+        for (status, sent) in [(StatusCode::FOUND, 2), (StatusCode::NOT_FOUND, 1)] {
+            let (url, requests) = answering(status);
+            let Started {
+                notifier,
+                metrics,
+                delivery,
+                _dir,
+                ..
+            } = start_with(vec![url]).await;
+            for i in 0..sent {
+                notifier.send(event(i));
+            }
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            while counted(&metrics, "failed", "webhook-1") < sent as u64 {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{status}: not failed yet"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // A retry would come after 500 ms: wait past it.
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            assert_eq!(
+                requests.load(Ordering::SeqCst),
+                sent as u64,
+                "{status}: one attempt each"
+            );
+            assert_eq!(counted(&metrics, "failed", "webhook-1"), sent as u64);
+            assert_eq!(counted(&metrics, "delivered", "webhook-1"), 0);
+            assert_eq!(
+                delivery.unwrap().drain(SHUTDOWN_GRACE).await,
+                DrainReport::default()
+            );
+        }
+        let logs = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+        let refused: Vec<&str> = logs.lines().filter(|l| l.contains("refused")).collect();
+        assert_eq!(refused.len(), 3, "one line per event:\n{logs}");
+        assert!(
+            refused[0].contains("302 Found") && refused[0].contains("webhook-1"),
+            "{logs}"
+        );
+        assert!(refused[0].contains("receiver=http://127.0.0.1:"), "{logs}");
+        assert!(refused[2].contains("404 Not Found"), "{logs}");
+        assert!(!logs.contains("T0KEN"), "{logs}");
+    }
+
+    #[tokio::test]
+    async fn a_too_many_requests_answer_is_retried_after_the_time_it_asks_for() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        listener.set_nonblocking(true).unwrap();
+        let times = Arc::new(Mutex::new(Vec::<tokio::time::Instant>::new()));
+        let app = axum::Router::new()
+            .route(
+                "/hook",
+                post(
+                    |State(times): State<Arc<Mutex<Vec<tokio::time::Instant>>>>| async move {
+                        let mut times = times.lock().unwrap();
+                        times.push(tokio::time::Instant::now());
+                        if times.len() == 1 {
+                            (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "2")])
+                        } else {
+                            (StatusCode::OK, [("retry-after", "0")])
+                        }
+                    },
+                ),
+            )
+            .with_state(times.clone());
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let Started {
+            notifier, metrics, ..
+        } = start_with(vec![url]).await;
+        notifier.send(event(0));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while counted(&metrics, "delivered", "webhook-1") < 1 {
+            assert!(tokio::time::Instant::now() < deadline, "not delivered");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let times = times.lock().unwrap();
+        assert_eq!(times.len(), 2);
+        // The backoff alone would have retried after 500 ms.
+        assert!(
+            times[1] - times[0] >= Duration::from_secs(2),
+            "{:?}",
+            times[1] - times[0]
+        );
     }
 
     fn service(ready: bool, degraded: Option<ConditionReason>) -> ServiceStatus {

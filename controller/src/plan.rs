@@ -17,6 +17,7 @@ use crate::desired::{DesiredObject, DesiredState, SUSPEND_FILE, drift_value};
 use crate::docker::{
     Observed, ObservedNetwork, ObservedService, Ownership, RolledBack, TaskState, UpdateState,
 };
+use crate::redact::Values;
 use crate::spec::{DriftField, SUSPEND_ANNOTATION};
 
 /// The kind of object a key names.
@@ -692,10 +693,7 @@ fn plan_network(
             if changes.is_empty() {
                 return ObjectPlan::default();
             }
-            let fields: Vec<String> = changes
-                .iter()
-                .map(|c| format!("{}: {} → {}", c.path, c.old, c.new))
-                .collect();
+            let fields: Vec<String> = changes.iter().map(|c| c.describe(Values::Hidden)).collect();
             conflict(
                 key,
                 ConflictReason::NetworkImmutable,
@@ -710,8 +708,9 @@ fn plan_network(
     }
 }
 
-/// Renders a plan the way `swarm-operator diff` prints it.
-pub struct PlanDisplay<'a>(pub &'a Plan);
+/// Renders a plan the way `swarm-operator diff` prints it: env values only with
+/// [`Values::Shown`] (`diff --show-values`).
+pub struct PlanDisplay<'a>(pub &'a Plan, pub Values);
 
 impl fmt::Display for PlanDisplay<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -743,7 +742,7 @@ impl fmt::Display for PlanDisplay<'_> {
                             let what = describe_secret_changes(&change.old, &change.new);
                             writeln!(f, "    secrets: {what}")?;
                         } else {
-                            writeln!(f, "    {}: {} → {}", change.path, change.old, change.new)?;
+                            writeln!(f, "    {}", change.describe(self.1))?;
                         }
                     }
                     if changes.is_empty() {
@@ -1058,7 +1057,7 @@ mod tests {
         let mut observed = converged(&desired);
         observed.services.get_mut("quote").unwrap().definition.mode =
             Mode::Replicated { replicas: 1 };
-        let text = PlanDisplay(&plan(&desired, &observed)).to_string();
+        let text = PlanDisplay(&plan(&desired, &observed), Values::Hidden).to_string();
         assert_eq!(
             text,
             "~ service/quote (update: drift)\n    mode.replicated.replicas: 1 → 3\n"
@@ -1086,7 +1085,7 @@ mod tests {
                 .iter()
                 .all(|c| c.reason == ConflictReason::Suspended)
         );
-        let text = PlanDisplay(&p).to_string();
+        let text = PlanDisplay(&p, Values::Hidden).to_string();
         assert!(
             text.contains("! service/quote: suspended by the annotation swarm-operator.io/suspend: \"true\" in a.yaml; remove it to reconcile again (held: update: drift)"),
             "{text}"

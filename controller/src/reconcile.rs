@@ -12,6 +12,7 @@ use crate::definition::ServiceDefinition;
 use crate::docker::{DockerError, Ownership, SwarmApi};
 use crate::metrics::Metrics;
 use crate::plan::{Action, ObjectKey, ObjectPlan, UpdateCause, plan_object};
+use crate::redact::Values;
 use crate::runtime;
 use crate::world::{Blocker, ObjectOutcome, Observation, Reporter, World, Written};
 
@@ -435,10 +436,7 @@ async fn apply<A: SwarmApi>(
                 reread_service(ctx, key).await?;
                 return Err(Retry::Reread);
             }
-            let fields: Vec<String> = changes
-                .iter()
-                .map(|c| format!("{}: {} → {}", c.path, c.old, c.new))
-                .collect();
+            let fields: Vec<String> = changes.iter().map(|c| c.describe(Values::Hidden)).collect();
             ensure_data(ctx, key, &desired.definition).await?;
             let previous = ctx
                 .world

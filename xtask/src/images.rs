@@ -43,6 +43,8 @@ pub struct Image {
     pub tag: &'static str,
     /// `(cargo package, binary)` pairs copied into the build context root.
     pub bins: &'static [(&'static str, &'static str)],
+    /// `(file of the build machine, name in the context)` pairs copied too.
+    pub host_files: &'static [(&'static str, &'static str)],
 }
 
 /// Every image, in build order.
@@ -54,6 +56,7 @@ pub const ALL: [Image; 4] = [
             ("account-service", "account-service"),
             ("healthcheck", "healthcheck"),
         ],
+        host_files: &[],
     },
     Image {
         dir: "quote-service",
@@ -62,6 +65,7 @@ pub const ALL: [Image; 4] = [
             ("quote-service", "quote-service"),
             ("healthcheck", "healthcheck"),
         ],
+        host_files: &[],
     },
     Image {
         dir: "swarm-operator",
@@ -70,11 +74,14 @@ pub const ALL: [Image; 4] = [
             ("swarm-operator", "swarm-operator"),
             ("healthcheck", "healthcheck"),
         ],
+        // The system roots for https webhooks (Slack, Discord, …): the image is FROM scratch.
+        host_files: &[("/etc/ssl/certs/ca-certificates.crt", "ca-certificates.crt")],
     },
     Image {
         dir: "e2e-probe",
         tag: "goblog/e2e-probe:dev",
         bins: &[("e2e", "e2e-probe")],
+        host_files: &[],
     },
 ];
 
@@ -137,6 +144,9 @@ pub fn build_images(root: &Path, images: &[Image]) -> Result<(), ImagesError> {
         .map_err(ctx_err)?;
         for (_, bin) in img.bins {
             std::fs::copy(bin_dir(root).join(bin), ctx.path().join(bin)).map_err(ctx_err)?;
+        }
+        for (from, name) in img.host_files {
+            std::fs::copy(from, ctx.path().join(name)).map_err(ctx_err)?;
         }
         let id = Cmd::docker(["build", "-q", "-t", img.tag])
             .arg(ctx.path())

@@ -17,15 +17,16 @@ pub enum InterpolationError {
         /// The file's message.
         message: String,
     },
-    /// A `$` that starts no valid substitution.
+    /// A `$` that starts no valid substitution. The value is not quoted: it may be a
+    /// password with a `$` in it.
     #[error(
-        "{origin}: invalid interpolation format in `{value}`: write `${{VAR}}`, `${{VAR:-default}}`, … and escape a literal `$` as `$$`"
+        "{origin}: invalid interpolation format at character {offset} of the value: write `${{VAR}}`, `${{VAR:-default}}`, … and escape a literal `$` as `$$`"
     )]
     Invalid {
         /// Where the value is.
         origin: Origin,
-        /// The value as written.
-        value: String,
+        /// 1-based character offset, in the value, of the `$` that starts no substitution.
+        offset: usize,
     },
 }
 
@@ -71,13 +72,14 @@ pub fn substitute(
     origin: &Origin,
     warnings: &mut Vec<String>,
 ) -> Result<String, InterpolationError> {
-    let invalid = || InterpolationError::Invalid {
-        origin: origin.clone(),
-        value: text.to_owned(),
-    };
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(dollar) = rest.find('$') {
+        let at = text.len() - rest.len() + dollar;
+        let invalid = || InterpolationError::Invalid {
+            origin: origin.clone(),
+            offset: text[..at].chars().count() + 1,
+        };
         out.push_str(&rest[..dollar]);
         let after = &rest[dollar + 1..];
         let mut chars = after.chars();
@@ -261,5 +263,16 @@ mod tests {
                 "{bad}"
             );
         }
+        // A password with a stray `$` is located, never quoted.
+        let e = run("s3cr3t$ pass").unwrap_err();
+        assert_eq!(
+            e,
+            InterpolationError::Invalid {
+                origin: origin(),
+                offset: 7
+            }
+        );
+        assert!(!e.to_string().contains("s3cr3t"), "{e}");
+        assert!(e.to_string().starts_with("s.yml:3:5: "), "{e}");
     }
 }

@@ -136,12 +136,15 @@ pub fn environment(
                 file: path.clone(),
                 source,
             })?;
-            spec::files::parse_env_file(&path.display().to_string(), &text, |_| None).map_err(
-                |e| ImportError::Read {
-                    file: path.clone(),
-                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
-                },
-            )?
+            spec::files::parse_env_file(
+                &path.display().to_string(),
+                &text,
+                spec::files::BareName::Skipped,
+            )
+            .map_err(|e| ImportError::Read {
+                file: path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+            })?
         }
         None => Vec::new(),
     };

@@ -25,6 +25,7 @@ use super::{
 };
 use crate::data_objects::{DataKind, DesiredData, ObservedData};
 use crate::definition::{NetworkDefinition, ServiceDefinition};
+use crate::redact;
 
 /// A connection to one Docker engine (a swarm manager).
 #[derive(Clone)]
@@ -116,10 +117,14 @@ pub(super) fn classify(error: BollardError, op: Op, kind: Resource, name: &str) 
             status_code,
             message,
         } => DockerError::from_response(op, kind, name, status_code, &message),
-        BollardError::JsonDataError { message, .. } => DockerError::Undecodable { op, message },
+        // serde quotes the string that did not fit, which may be an env value.
+        BollardError::JsonDataError { message, .. } => DockerError::Undecodable {
+            op,
+            message: redact::without_quoted(&message),
+        },
         BollardError::JsonSerdeError { err } => DockerError::Undecodable {
             op,
-            message: err.to_string(),
+            message: redact::without_quoted(&err.to_string()),
         },
         other => DockerError::Transport {
             op,

@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use super::convert::{strip_prefix_len, template_fingerprint};
 use super::{DockerError, EngineValue, ObservedTask, Op, Resource, TaskAddress};
+use crate::redact;
 
 /// An HTTP/1 client for the engine endpoint, kept for the life of the adapter so that
 /// connections are reused across polls.
@@ -73,7 +74,10 @@ impl RawClient {
         let body = self.get(op, kind, name, path_and_query).await?;
         serde_json::from_slice(&body).map_err(|e| DockerError::Undecodable {
             op,
-            message: format!("{path_and_query}: {e}"),
+            message: format!(
+                "{path_and_query}: {}",
+                redact::without_quoted(&e.to_string())
+            ),
         })
     }
 
@@ -164,7 +168,7 @@ impl RawClient {
             .map(Some)
             .map_err(|e| DockerError::Undecodable {
                 op: Op::InspectService,
-                message: e.to_string(),
+                message: redact::without_quoted(&e.to_string()),
             })
     }
 

@@ -44,13 +44,16 @@ pub enum FileProblem {
         /// Its size.
         size: u64,
     },
-    /// An env file line that is not `NAME=value`, `NAME` or a comment.
-    #[error("`{path}` line {line}: {message}")]
+    /// An env file line that is not `NAME=value` or a comment. The message names the key
+    /// when there is one, never the line's value.
+    #[error("`{path}` line {line}, column {column}: {message}")]
     EnvSyntax {
         /// The path as written.
         path: String,
         /// 1-based line in the env file.
         line: usize,
+        /// 1-based column (in characters) of the problem.
+        column: usize,
         /// What is wrong.
         message: String,
     },
@@ -114,14 +117,26 @@ pub fn read_limited(spec_file: &Path, relative: &str, max: usize) -> Result<Vec<
     std::fs::read(&path).map_err(unreadable)
 }
 
+/// What a bare `NAME` line (no `=`) in an env file means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BareName {
+    /// A located error. The docker CLI takes the value from the *client's* environment, which
+    /// for an operator would be its own (its `DOCKER_HOST`, tokens, whatever its container
+    /// holds): a spec must never be able to read it, so a bare name is refused.
+    Refused,
+    /// Left out, as if unset: compose's `.env` defaults file, where a bare name sets nothing.
+    Skipped,
+}
+
 /// Parses an env file the way the docker CLI does for `docker stack deploy` and `docker run
 /// --env-file`: one `NAME=value` per line, the value taken literally (no quotes, no
-/// interpolation); `#` comments and blank lines skipped; a bare `NAME` takes the value of that
-/// variable in `lookup` and is left out when it is unset there.
+/// interpolation); `#` comments and blank lines skipped. A bare `NAME` is treated as `bare`
+/// says, never looked up in this process's environment. Errors give line and column and the
+/// key, never the line's value.
 pub fn parse_env_file(
     path: &str,
     text: &str,
-    lookup: impl Fn(&str) -> Option<String>,
+    bare: BareName,
 ) -> Result<Vec<(String, String)>, FileProblem> {
     let mut vars = Vec::new();
     for (i, raw) in text.lines().enumerate() {
@@ -129,32 +144,41 @@ pub fn parse_env_file(
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let problem = |message: String| FileProblem::EnvSyntax {
+        // Columns count characters of the raw line, 1-based.
+        let indent = raw.chars().count() - line.chars().count();
+        let problem = |column: usize, message: String| FileProblem::EnvSyntax {
             path: path.to_owned(),
             line: i + 1,
+            column: indent + column,
             message,
         };
-        let (name, value) = match line.split_once('=') {
-            Some((name, value)) => (name, Some(value)),
-            None => (line, None),
+        let Some((name, value)) = line.split_once('=') else {
+            // Without `=` the whole line may be a value pasted on its own: it is not quoted.
+            return match bare {
+                BareName::Skipped => continue,
+                BareName::Refused => Err(problem(
+                    1,
+                    "a line without `=`: write `NAME=value` (a bare `NAME` would take the \
+                     value from the operator's own environment, which specs may not read)"
+                        .to_owned(),
+                )),
+            };
         };
         if name.is_empty() {
-            return Err(problem("no variable name before `=`".to_owned()));
+            return Err(problem(1, "no variable name before `=`".to_owned()));
         }
-        if name.contains(char::is_whitespace) {
-            return Err(problem(format!(
-                "variable name `{}` contains whitespace: write `NAME=value`",
-                name.trim_end()
-            )));
+        if let Some(at) = name.find(char::is_whitespace) {
+            let column = name[..at].chars().count() + 1;
+            // The part before `=` is the key (possibly with stray spaces), never the value.
+            return Err(problem(
+                column,
+                format!(
+                    "variable name `{}` contains whitespace: write `NAME=value`",
+                    name.trim_end()
+                ),
+            ));
         }
-        match value {
-            Some(value) => vars.push((name.to_owned(), value.to_owned())),
-            None => {
-                if let Some(value) = lookup(name) {
-                    vars.push((name.to_owned(), value));
-                }
-            }
-        }
+        vars.push((name.to_owned(), value.to_owned()));
     }
     Ok(vars)
 }
@@ -212,30 +236,64 @@ mod tests {
 
     #[test]
     fn env_files_follow_the_docker_cli() {
-        let text = "# comment\n\nA=1\n  B = x \nC=\"quoted\"\nD=a=b\nFROM_ENV\nUNSET\nE=\n";
-        let lookup = |k: &str| (k == "FROM_ENV").then(|| "env".to_owned());
-        let vars = parse_env_file("app.env", text, lookup).unwrap_err();
+        let text = "# comment\n\nA=1\n  B = x \nC=\"quoted\"\nD=a=b\nE=\n";
+        let vars = parse_env_file("app.env", text, BareName::Refused).unwrap_err();
         assert_eq!(
             vars,
             FileProblem::EnvSyntax {
                 path: "app.env".into(),
                 line: 4,
+                column: 4,
                 message: "variable name `B` contains whitespace: write `NAME=value`".into()
             }
         );
         let text = text.replace("  B = x \n", "");
-        let vars = parse_env_file("app.env", &text, lookup).unwrap();
-        let expect = [
-            ("A", "1"),
-            ("C", "\"quoted\""),
-            ("D", "a=b"),
-            ("FROM_ENV", "env"),
-            ("E", ""),
-        ];
+        let vars = parse_env_file("app.env", &text, BareName::Refused).unwrap();
+        let expect = [("A", "1"), ("C", "\"quoted\""), ("D", "a=b"), ("E", "")];
         let expect: Vec<(String, String)> = expect
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         assert_eq!(vars, expect);
+    }
+
+    /// A bare `NAME` would read the operator's own environment (docker CLI semantics for its
+    /// client): refused with its position, or skipped for compose's `.env`, never looked up.
+    #[test]
+    fn bare_names_never_read_the_environment() {
+        // PATH is set in every test process: were it looked up, it would show.
+        let text = "A=1\nPATH\n";
+        let e = parse_env_file("app.env", text, BareName::Refused).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                FileProblem::EnvSyntax {
+                    line: 2,
+                    column: 1,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(
+            e.to_string().starts_with("`app.env` line 2, column 1: "),
+            "{e}"
+        );
+        let vars = parse_env_file("app.env", text, BareName::Skipped).unwrap();
+        assert_eq!(vars, [("A".to_owned(), "1".to_owned())]);
+    }
+
+    /// The line of a broken env file may be a pasted secret: the error gives its position only.
+    #[test]
+    fn syntax_errors_never_quote_the_value() {
+        for text in [
+            "s3cr3t-pasted alone\n",
+            "=s3cr3t-value\n",
+            "K EY=s3cr3t-value\n",
+        ] {
+            let e = parse_env_file("app.env", text, BareName::Refused).unwrap_err();
+            assert!(!e.to_string().contains("s3cr3t"), "{e}");
+            assert!(e.to_string().contains("line 1, column"), "{e}");
+        }
     }
 }

@@ -483,7 +483,7 @@ fn merge_env_files(
                 path: relative.clone(),
                 reason: "not valid UTF-8".to_owned(),
             })?;
-            files::parse_env_file(relative, &text, |k| std::env::var(k).ok())
+            files::parse_env_file(relative, &text, files::BareName::Refused)
         });
         match read {
             Ok(vars) => merged.extend(vars),

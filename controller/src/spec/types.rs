@@ -166,6 +166,12 @@ pub struct DataSpec {
     /// Inline binary content, base64-encoded (standard alphabet, padded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_base64: Option<String>,
+    /// `SwarmConfig` only: the content is confidential (a config file with a password in it)
+    /// and is handled like a secret's: never logged, shown in any output, or quoted in an
+    /// error. A secret always is. Swarm itself still stores a config readable through its API:
+    /// use a `SwarmSecret` where that matters.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub sensitive: bool,
     /// The content itself, filled in by the loader from whichever source is given.
     #[serde(skip)]
     pub content: Content,
@@ -181,6 +187,7 @@ impl fmt::Debug for DataSpec {
                 "data_base64",
                 &self.data_base64.as_ref().map(|_| "<inline>"),
             )
+            .field("sensitive", &self.sensitive)
             .field("content", &self.content)
             .finish()
     }
@@ -303,7 +310,8 @@ impl From<SwarmNetwork> for Object {
 }
 
 /// The desired state of a swarm service.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+// Its `Debug` (below) shows env keys, not values.
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceSpec {
     /// Image to run, e.g. `goblog/quote-service:dev`. Never pulled by the operator itself.
@@ -469,6 +477,14 @@ impl DriftField {
             DriftField::Replicas => "replicas",
             DriftField::Image => "image",
         }
+    }
+}
+
+impl fmt::Debug for ServiceSpec {
+    // Env values (and log driver options) are where passwords live; `{:?}` of a spec ends up
+    // in logs and panic messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        crate::redact::debug_redacted("ServiceSpec", self, f)
     }
 }
 

@@ -219,6 +219,14 @@ pub fn validate_object(object: &Located<Object>) -> Vec<SpecError> {
         Object::Service(s) => service(object, &s.spec, &mut errors),
         Object::Network(n) => network(object, &n.spec, &mut errors),
         Object::Config(_) | Object::Secret(_) => {
+            if let Object::Secret(secret) = &object.value
+                && secret.spec.sensitive
+            {
+                errors.push(object.error_at(
+                    "spec.sensitive",
+                    "`sensitive` is for a SwarmConfig: a secret's content is always handled as sensitive, so remove it".to_owned(),
+                ));
+            }
             let name = object.value.name();
             if name.len() > MAX_DATA_NAME_LEN {
                 errors.push(object.error_at(

@@ -163,6 +163,18 @@ impl Swarm {
         log_name: &str,
         extra_args: &[&std::ffi::OsStr],
     ) -> Operator {
+        self.operator_with_env(args, status, log_name, extra_args, &[])
+    }
+
+    /// [`Swarm::operator_with`], with environment variables set (`Some`) or removed (`None`).
+    pub fn operator_with_env(
+        &self,
+        args: &[&str],
+        status: &Path,
+        log_name: &str,
+        extra_args: &[&std::ffi::OsStr],
+        env: &[(&str, Option<&std::ffi::OsStr>)],
+    ) -> Operator {
         let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free loopback port");
@@ -171,7 +183,14 @@ impl Swarm {
             .path()
             .with_extension(format!("operator{log_name}.log"));
         let log_file = std::fs::File::create(&log).expect("operator log");
-        let child = Command::new(env!("CARGO_BIN_EXE_swarm-operator"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_swarm-operator"));
+        for (key, value) in env {
+            match value {
+                Some(value) => command.env(key, value),
+                None => command.env_remove(key),
+            };
+        }
+        let child = command
             .arg("run")
             .args(args)
             .arg("--status")

@@ -38,7 +38,9 @@ pub enum StartError {
 /// `listener` in the background. Resolution failures are not fatal: the service answers
 /// with fallback quotes until the quote service appears.
 pub async fn start(config: Config, listener: TcpListener) -> Result<Server, StartError> {
-    let store = Arc::new(Store::open(&config.db_path)?);
+    let mut store = Store::open(&config.db_path)?;
+    let store_released = store.release_signal();
+    let store = Arc::new(store);
     let inserted = store.seed()?;
     tracing::info!(path = %config.db_path.display(), inserted, "account store ready");
 
@@ -69,7 +71,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Server, Star
         quotes,
         served_by: Arc::from(config.advertise_addr.as_str()),
     };
-    let server = Server::spawn(routes::router(state, &health), listener)?;
+    let server = Server::spawn(routes::router(state, &health), listener)?.releasing(store_released);
     tracing::info!(addr = %server.local_addr(), served_by = %config.advertise_addr, "account service listening");
     Ok(server)
 }

@@ -49,7 +49,10 @@ pub struct Account {
 /// or on the writer, so one shared instance serves all requests without a lock of ours.
 #[derive(Debug)]
 pub struct Store {
+    // Declared before `released`: fields drop in order, so the file is closed before the
+    // signal fires.
     db: Database,
+    released: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Store {
@@ -60,7 +63,17 @@ impl Store {
             path: path.to_owned(),
             source,
         })?;
-        Ok(Self { db })
+        Ok(Self { db, released: None })
+    }
+
+    /// A signal that fires once this store is dropped and its file closed. A server shares
+    /// the store with every connection task, and the last of them may let go only after the
+    /// server's own task returned; whoever reopens the file (a restart in the same process)
+    /// waits for this instead of racing it (`DatabaseAlreadyOpen`).
+    pub fn release_signal(&mut self) -> tokio::sync::oneshot::Receiver<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.released = Some(tx);
+        rx
     }
 
     /// Inserts the seed accounts that are missing; never overwrites an existing one, so a

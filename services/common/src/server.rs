@@ -19,6 +19,9 @@ pub enum ServeError {
     /// The accept loop failed.
     #[error("serving HTTP failed: {0}")]
     Io(#[source] io::Error),
+    /// What the router shared was still held this long after the last connection closed.
+    #[error("the server's resources were still held {0:?} after it stopped")]
+    NotReleased(std::time::Duration),
     /// The serving task panicked or was cancelled.
     #[error("the server task ended abnormally: {0}")]
     Task(#[source] tokio::task::JoinError),
@@ -70,12 +73,18 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// How long [`Server::shutdown`] waits for a released signal after the serving task ended:
+/// only connection tasks finishing their drop stand between the two.
+const RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A server running on a spawned task: its address and a way to stop it gracefully.
 #[derive(Debug)]
 pub struct Server {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServeError>>,
+    /// Fires when what the router shared (a store's file) is let go: see [`Server::releasing`].
+    released: Option<oneshot::Receiver<()>>,
 }
 
 impl Server {
@@ -92,7 +101,18 @@ impl Server {
             addr,
             stop: Some(stop),
             task,
+            released: None,
         })
+    }
+
+    /// Makes [`Server::shutdown`] also wait for `released` (the sender dropped or sent):
+    /// the serving task returns once every connection is closed, but a connection task may
+    /// drop its clone of the router (and what the router holds, such as an open database)
+    /// a moment later. A caller that reopens that resource right after shutdown needs it gone.
+    #[must_use]
+    pub fn releasing(mut self, released: oneshot::Receiver<()>) -> Self {
+        self.released = Some(released);
+        self
     }
 
     /// The bound address (useful with port 0).
@@ -105,7 +125,17 @@ impl Server {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        (&mut self.task).await.map_err(ServeError::Task)?
+        (&mut self.task).await.map_err(ServeError::Task)??;
+        if let Some(released) = self.released.take() {
+            // An error only means the sender was dropped: that is the release itself.
+            if tokio::time::timeout(RELEASE_TIMEOUT, released)
+                .await
+                .is_err()
+            {
+                return Err(ServeError::NotReleased(RELEASE_TIMEOUT));
+            }
+        }
+        Ok(())
     }
 
     /// Runs until `signal` resolves (then stops gracefully) or the server fails on its own.
@@ -114,5 +144,63 @@ impl Server {
             () = signal => self.shutdown().await,
             joined = &mut self.task => joined.map_err(ServeError::Task)?,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Weak};
+
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// What a router shares with its connection tasks; its drop sends the released signal.
+    struct Shared(#[allow(dead_code)] oneshot::Sender<()>);
+
+    async fn server_sharing() -> (Server, Weak<Shared>) {
+        let (tx, rx) = oneshot::channel();
+        let shared = Arc::new(Shared(tx));
+        let weak = Arc::downgrade(&shared);
+        let router = Router::new()
+            .route("/", get(|| async { "ok" }))
+            .with_state(())
+            .layer(axum::Extension(shared));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = Server::spawn(router, listener).unwrap().releasing(rx);
+        (server, weak)
+    }
+
+    #[tokio::test]
+    async fn shutdown_returns_after_the_shared_state_is_dropped() {
+        let (server, weak) = server_sharing().await;
+        // A keep-alive connection: its task holds a clone of the router until it closes.
+        let mut conn = tokio::net::TcpStream::connect(server.local_addr())
+            .await
+            .unwrap();
+        conn.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = conn.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        server.shutdown().await.unwrap();
+        assert!(
+            weak.upgrade().is_none(),
+            "shutdown returned while a connection task still held the router's state"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_reports_state_that_is_never_released() {
+        let (tx, rx) = oneshot::channel::<()>();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = Server::spawn(Router::new(), listener)
+            .unwrap()
+            .releasing(rx);
+        let err = server.shutdown().await.unwrap_err();
+        assert!(matches!(err, ServeError::NotReleased(_)), "{err}");
+        drop(tx);
     }
 }
