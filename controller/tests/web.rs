@@ -657,6 +657,46 @@ fn a_renewed_certificate_is_used_without_a_restart() {
     );
 }
 
+/// A client that starts a TLS handshake and stops is dropped after the handshake timeout
+/// (10 s), and a client that sends nothing at all too: neither holds a connection slot.
+#[test]
+fn a_stalled_tls_handshake_is_dropped() {
+    let test = "a_stalled_tls_handshake_is_dropped";
+    let Some((openssl, _)) = tools(test) else {
+        return;
+    };
+    let Some(swarm) = Swarm::start(test) else {
+        return;
+    };
+    let pki = Pki::new(&openssl);
+    let web_config =
+        pki.web_config("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n");
+    let operator = start_protected(&swarm, &web_config);
+    let open = |first: &[u8]| {
+        let mut stream = TcpStream::connect(operator.metrics_addr).unwrap();
+        stream.write_all(first).unwrap();
+        // Far past the server's timeout: an answer within it is the server closing.
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        stream
+    };
+    // The first bytes of a TLS record header (handshake, TLS 1.0 record version), then nothing.
+    let mut started = open(&[0x16, 0x03, 0x01]);
+    let mut silent = open(&[]);
+    for (what, stream) in [
+        ("a started handshake", &mut started),
+        ("a silent client", &mut silent),
+    ] {
+        let mut buf = [0u8; 64];
+        match stream.read(&mut buf) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("{what}: expected the server to close, got {other:?}"),
+        }
+    }
+}
+
 /// The status page behind TLS and basic auth in a real headless Chromium: with the
 /// credentials, the page and its script (both protected) load; without them, nothing of the
 /// page.
