@@ -64,7 +64,9 @@ pub enum ClientAuth {
     NoClientCert,
     /// A certificate is asked for, but not required and not verified.
     RequestClientCert,
-    /// A certificate is required, but not verified against `client_ca_file`.
+    /// A certificate is required, but not verified against `client_ca_file`
+    /// (`RequireClientCert` is exporter-toolkit's older name for it).
+    #[serde(alias = "RequireClientCert")]
     RequireAnyClientCert,
     /// A certificate, if sent, must be signed by `client_ca_file`.
     VerifyClientCertIfGiven,
@@ -351,6 +353,14 @@ mod tests {
              min_version: TLS13\nbasic_auth_users:\n  prometheus: '{HASH}'\n"
         ))
         .unwrap();
+        let older_name = parse(
+            "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: RequireClientCert\n",
+        )
+        .unwrap();
+        assert_eq!(
+            older_name.tls.unwrap().client_auth,
+            ClientAuth::RequireAnyClientCert
+        );
         let tls = config.tls.unwrap();
         assert_eq!(tls.cert_file, Path::new("/etc/op/tls/server.crt"));
         assert_eq!(tls.key_file, Path::new("/abs/server.key"));
