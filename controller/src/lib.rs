@@ -34,6 +34,7 @@ pub mod stored_specs;
 pub mod swarm_watch;
 pub mod triggers;
 pub mod wait;
+pub mod web;
 pub mod world;
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use swarm_operator::plan::PlanDisplay;
 use swarm_operator::redact::Values;
 use swarm_operator::stored_specs::SpecConfigs;
 use swarm_operator::wait::{self, Goal, Targets, WaitOutcome};
+use swarm_operator::web::{self, WebConfig};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -83,7 +84,7 @@ enum Source {
     Swarm,
 }
 
-// Parsed once at start, and `run`'s flags are most of it: boxing it would buy nothing.
+// Built once per process: boxing `run`'s many flags would buy nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
@@ -102,19 +103,30 @@ enum Command {
         #[arg(long)]
         status: PathBuf,
         /// Period of the full resync.
-        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "30s", value_parser = period)]
         resync: Duration,
         /// Also re-read the spec directory on this period (for mounts without inotify).
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = period)]
         spec_poll: Option<Duration>,
         /// Serve /metrics, /healthz, /readyz, the status page (/) and /api/v1/status here.
         #[arg(long)]
         metrics_addr: Option<SocketAddr>,
+        /// Protect --metrics-addr with TLS and/or basic auth, configured in the Prometheus
+        /// exporter-toolkit web configuration format (tls_server_config, basic_auth_users);
+        /// /healthz and /readyz stay open.
+        #[arg(
+            long,
+            value_name = "FILE",
+            requires = "metrics_addr",
+            env = "SWARM_OPERATOR_WEB_CONFIG"
+        )]
+        web_config: Option<PathBuf>,
         /// Let an empty spec directory remove every managed object.
         #[arg(long)]
         allow_empty_prune: bool,
-        /// Reconciles running at once.
-        #[arg(long, default_value_t = 8)]
+        /// Reconciles running at once (1 to 1024).
+        #[arg(long, default_value_t = 8,
+              value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
         concurrency: usize,
         /// Instance name: several operators can share a swarm, each owning only its objects.
         #[arg(long, env = "SWARM_OPERATOR_INSTANCE", default_value = "default")]
@@ -154,14 +166,14 @@ enum Command {
         events_log_max_size: u64,
         /// Deadline of one Engine API read; an engine that misses it counts as hung (/readyz
         /// fails) until it answers again.
-        #[arg(long, default_value = "20s", value_parser = nonzero_duration)]
+        #[arg(long, default_value = "20s", value_parser = positive_duration)]
         engine_timeout: Duration,
         /// Deadline of one Engine API write (create, update, remove).
-        #[arg(long, default_value = "60s", value_parser = nonzero_duration)]
+        #[arg(long, default_value = "60s", value_parser = positive_duration)]
         engine_write_timeout: Duration,
         /// After this long without an event, ask the engine whether it still answers; if not,
         /// reconnect the event stream with backoff.
-        #[arg(long, default_value = "30s", value_parser = nonzero_duration)]
+        #[arg(long, default_value = "30s", value_parser = positive_duration)]
         events_silence: Duration,
     },
     /// Validate the specs of a file or directory, then store them in the swarm for
@@ -259,7 +271,7 @@ enum Command {
         #[arg(long = "for", value_enum)]
         goal: WaitFor,
         /// Give up after this long.
-        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "5m", value_parser = positive_duration)]
         timeout: Duration,
         /// Compare the swarm with this spec directory: an object is ready only once the
         /// swarm runs its current spec (how CI waits after writing the specs).
@@ -275,6 +287,36 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+/// The longest duration a flag takes: far beyond any sensible period, and far from the
+/// overflow of the clock arithmetic that timers do with it.
+const MAX_FLAG_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// A duration flag (`30s`, `5m`, `1h30m`): more than zero (a zero period would spin or panic
+/// the timers) and at most a year. Every duration flag uses it.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    let duration =
+        humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 30s, 5m, 1h)"))?;
+    if duration.is_zero() {
+        return Err("must be more than zero".to_owned());
+    }
+    if duration > MAX_FLAG_DURATION {
+        return Err("must be at most 366d".to_owned());
+    }
+    Ok(duration)
+}
+
+/// A period of the loop (`--resync`, `--spec-poll`): as [`positive_duration`], and at least a
+/// second, since each one lists the whole swarm or reads the whole spec directory.
+fn period(text: &str) -> Result<Duration, String> {
+    let duration = positive_duration(text)?;
+    if duration < Duration::from_secs(1) {
+        return Err(
+            "must be at least 1s (each period lists the swarm or reads every spec)".to_owned(),
+        );
+    }
+    Ok(duration)
 }
 
 fn init_logging(json: bool) {
@@ -302,15 +344,6 @@ fn init_logging(json: bool) {
 fn default_identity() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     format!("{}-{}", host.trim(), std::process::id())
-}
-
-/// A duration flag that must be more than zero (a zero deadline would fail every call).
-fn nonzero_duration(text: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(text) {
-        Ok(duration) if duration.is_zero() => Err("must be more than zero".to_owned()),
-        Ok(duration) => Ok(duration),
-        Err(error) => Err(error.to_string()),
-    }
 }
 
 async fn shutdown_signal() {
@@ -359,6 +392,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             resync,
             spec_poll,
             metrics_addr,
+            web_config,
             allow_empty_prune,
             concurrency,
             instance,
@@ -374,6 +408,25 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             engine_write_timeout,
             events_silence,
         } => {
+            // Before anything starts: a taken address ends `run` here, not at shutdown.
+            let web = match metrics_addr {
+                Some(addr) => {
+                    let web_config = web_config
+                        .as_deref()
+                        .map(WebConfig::load)
+                        .transpose()
+                        .context("--web-config")?;
+                    match web::Listener::bind(addr, web_config.as_ref()).await {
+                        Ok(listener) => Some(listener),
+                        Err(error @ web::WebError::Bind { .. }) => {
+                            eprintln!("error: {error}");
+                            return Ok(ExitCode::from(1));
+                        }
+                        Err(error) => return Err(error).context("--web-config"),
+                    }
+                }
+                None => None,
+            };
             let deadlines = Deadlines {
                 read: engine_timeout,
                 write: engine_write_timeout,
@@ -415,7 +468,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             let config = OperatorConfig {
                 resync,
                 spec_poll,
-                metrics_addr,
+                web,
                 allow_empty_prune,
                 concurrency,
                 instance,

@@ -1,6 +1,6 @@
-//! Prometheus metrics and the HTTP endpoint serving them with `/healthz` and `/readyz`.
+//! Prometheus metrics and the routes serving them with `/healthz` and `/readyz` (served by
+//! [`crate::web`]).
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,22 +22,6 @@ use crate::notify::{DeliveryOutcome, NotifyObserver};
 use crate::plan::{ObjectKey, ObjectKind};
 use crate::runtime::{Outcome, RunnerObserver};
 use crate::world::World;
-
-/// Errors serving metrics.
-#[derive(Debug, thiserror::Error)]
-pub enum MetricsError {
-    /// The listen address could not be bound.
-    #[error("binding the metrics address {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The server failed.
-    #[error("metrics server: {0}")]
-    Serve(std::io::Error),
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReconcileLabels {
@@ -410,26 +394,6 @@ async fn ready(State(state): State<ServerState>) -> impl IntoResponse {
             format!("not ready: the status file can not be written ({error}); retrying"),
         ),
     }
-}
-
-/// Serves the router, plus the `extra` routes (the status page), on `addr` until `shutdown`
-/// completes.
-pub async fn serve(
-    addr: SocketAddr,
-    metrics: Arc<Metrics>,
-    world: World,
-    extra: Router,
-    leadership: Leadership,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), MetricsError> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| MetricsError::Bind { addr, source })?;
-    tracing::info!(%addr, "serving /metrics, /healthz, /readyz, the status page (/) and /api/v1/status");
-    axum::serve(listener, router(metrics, world, leadership).merge(extra))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(MetricsError::Serve)
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! the metrics server together, and shuts them down in order.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -27,6 +26,7 @@ use crate::spec::SpecStore;
 use crate::status::{self, StatusFile};
 use crate::swarm_watch::{self, WatchConfig};
 use crate::triggers;
+use crate::web;
 use crate::world::{self, Reflector, Reporter, World};
 
 /// Errors that stop the operator.
@@ -41,9 +41,6 @@ pub enum OperatorError {
     /// The runtime configuration is unusable.
     #[error(transparent)]
     Runtime(#[from] runtime::Error),
-    /// The metrics server failed.
-    #[error(transparent)]
-    Metrics(#[from] metrics::MetricsError),
     /// The status file could not be written.
     #[error(transparent)]
     Status(#[from] status::StatusError),
@@ -66,8 +63,9 @@ pub struct OperatorConfig {
     /// Re-read the spec directory on this period too (for mounts that deliver no inotify
     /// events).
     pub spec_poll: Option<Duration>,
-    /// Serve metrics and health here.
-    pub metrics_addr: Option<SocketAddr>,
+    /// Serve metrics, health, the page and the API here (bound by the caller, so that a taken
+    /// address ends `run` before anything starts).
+    pub web: Option<web::Listener>,
     /// Allow an empty spec directory to remove every managed object.
     pub allow_empty_prune: bool,
     /// Reconciles running at once.
@@ -94,7 +92,7 @@ impl OperatorConfig {
             resync: Duration::from_secs(30),
             task_poll: Duration::from_secs(1),
             spec_poll: None,
-            metrics_addr: None,
+            web: None,
             allow_empty_prune: false,
             concurrency: 8,
             instance: crate::definition::DEFAULT_INSTANCE.to_owned(),
@@ -237,7 +235,7 @@ pub async fn run<A: SwarmApi>(
     let (notifier, delivery) = Notifier::start(config.notify.clone(), metrics.clone()).await?;
     let activity = ActivityLog::with_notifier(notifier.clone());
 
-    let metrics_server = config.metrics_addr.map(|addr| {
+    let metrics_server = config.web.clone().map(|listener| {
         let page = page::PageState::new(
             world.clone(),
             activity.clone(),
@@ -246,14 +244,9 @@ pub async fn run<A: SwarmApi>(
             config.leadership.clone(),
             stop.clone(),
         );
-        tokio::spawn(metrics::serve(
-            addr,
-            metrics.clone(),
-            world.clone(),
-            page::router(page),
-            config.leadership.clone(),
-            stop.clone().cancelled_owned(),
-        ))
+        let app = metrics::router(metrics.clone(), world.clone(), config.leadership.clone())
+            .merge(page::router(page));
+        tokio::spawn(web::serve(listener, app, stop.clone()))
     });
 
     let (changes_tx, changes_rx) = mpsc::unbounded_channel::<ObjectKey>();
@@ -380,10 +373,9 @@ pub async fn run<A: SwarmApi>(
         let _ = task.await;
     }
     let written = writer_task.await.expect("status writer panicked");
-    let served = match metrics_server {
-        Some(server) => server.await.expect("metrics server panicked"),
-        None => Ok(()),
-    };
+    if let Some(server) = metrics_server {
+        server.await.expect("HTTP server panicked");
+    }
     // Last: the final status may have announced something, and nothing sends after it.
     if let Some(delivery) = delivery {
         delivery.drain(SHUTDOWN_GRACE).await;
@@ -391,7 +383,6 @@ pub async fn run<A: SwarmApi>(
     drop(reporter);
     let _ = reflector_task.await;
     written?;
-    served?;
     Ok(())
 }
 

@@ -51,7 +51,9 @@ pub fn run(root: &Path, opts: &TestOptions) -> Result<(), TestError> {
         crate::apt::ensure_installed("/bin/busybox", "busybox-static")?;
         crate::apt::ensure_installed("/usr/bin/chromium", "chromium")?;
         crate::apt::ensure_installed("/usr/bin/prometheus", "prometheus")?;
-        crate::apt::ensure_installed("/usr/bin/openssl", "openssl")
+        // --web-config's tests: certificates made by openssl, requests sent by curl.
+        crate::apt::ensure_installed("/usr/bin/openssl", "openssl")?;
+        crate::apt::ensure_installed("/usr/bin/curl", "curl")
     })?;
     phase("cargo fmt --check", || {
         cargo(root).args(["fmt", "--all", "--", "--check"]).run()

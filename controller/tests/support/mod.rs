@@ -366,6 +366,26 @@ impl Operator {
         }
     }
 
+    /// Sends SIGTERM and waits up to `timeout`; its exit status, or `None` (then killed) if it
+    /// was still running.
+    pub fn stop_within(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for operator") {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Kills the process at once (no shutdown, no lease release), like a lost node.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
