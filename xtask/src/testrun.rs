@@ -49,7 +49,12 @@ pub fn run(root: &Path, opts: &TestOptions) -> Result<(), TestError> {
         // check the status page in a headless Chromium and file_sd with a real Prometheus.
         crate::apt::ensure_installed("/bin/busybox", "busybox-static")?;
         crate::apt::ensure_installed("/usr/bin/chromium", "chromium")?;
-        crate::apt::ensure_installed("/usr/bin/prometheus", "prometheus")
+        crate::apt::ensure_installed("/usr/bin/prometheus", "prometheus")?;
+        // tests/transport.rs: TLS and ssh endpoints (openssl certs, socat, a real sshd).
+        crate::apt::ensure_installed("/usr/bin/openssl", "openssl")?;
+        crate::apt::ensure_installed("/usr/bin/socat", "socat")?;
+        crate::apt::ensure_installed("/usr/sbin/sshd", "openssh-server")?;
+        crate::apt::ensure_installed("/usr/bin/ssh", "openssh-client")
     })?;
     phase("cargo fmt --check", || {
         cargo(root).args(["fmt", "--all", "--", "--check"]).run()
