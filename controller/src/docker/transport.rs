@@ -195,7 +195,7 @@ fn client_config(files: &TlsFiles) -> Result<ClientConfig, TransportError> {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
     };
-    Ok(match &files.client {
+    let mut config = match &files.client {
         Some((cert, key)) => {
             let chain = read_certs(cert)?;
             let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TransportError::TlsFile {
@@ -205,7 +205,13 @@ fn client_config(files: &TlsFiles) -> Result<ClientConfig, TransportError> {
             builder.with_client_auth_cert(chain, key)?
         }
         None => builder.with_no_client_auth(),
-    })
+    };
+    // No session resumption, as the docker CLI (Go's TLS client keeps no session cache unless
+    // asked): a mutual-TLS front end forking per connection (socat's OpenSSL listener, in the
+    // tests) answered the resumed handshake with an internal error. Connections are pooled, so
+    // full handshakes are rare anyway.
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(config)
 }
 
 /// Every certificate in a PEM file; at least one.
