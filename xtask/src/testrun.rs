@@ -111,7 +111,15 @@ pub fn e2e(root: &Path, nodes: usize, extra: &[String]) -> Result<(), TestError>
             .run()
     });
     drop(cluster);
-    r.map_err(Into::into)
+    r?;
+    // Its own node (a manager whose dockerd listens with --tlsverify, and sshd): reaching a
+    // swarm as the docker CLI does.
+    phase("e2e transport", || {
+        cargo(root)
+            .args(["test", "-p", "e2e", "--test", "transport"])
+            .run()
+    })
+    .map_err(Into::into)
 }
 
 /// Regenerate `crds/` with the operator and fail if that changed anything (controller-rs style).
