@@ -340,7 +340,7 @@ impl tower_service::Service<Uri> for Dialer {
                     stream.set_nodelay(true)?;
                     Ok(EngineStream::Tcp(TokioIo::new(stream)))
                 }
-                Dial::Ssh(target) => Ok(EngineStream::Ssh(SshStream::spawn(&target)?)),
+                Dial::Ssh(target) => Ok(EngineStream::Ssh(Box::new(SshStream::spawn(&target)?))),
             }
         })
     }
@@ -362,7 +362,8 @@ async fn bounded<T>(connect: impl Future<Output = io::Result<T>>) -> io::Result<
 enum EngineStream {
     Unix(TokioIo<UnixStream>),
     Tcp(TokioIo<TcpStream>),
-    Ssh(SshStream),
+    /// Boxed: a child process and its pipes are much larger than a socket.
+    Ssh(Box<SshStream>),
 }
 
 impl Connection for EngineStream {
