@@ -19,7 +19,7 @@ use futures_util::Stream;
 use http_body_util::{Either, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response, Uri};
-use hyper_rustls::HttpsConnector;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -35,7 +35,7 @@ use tracing::{debug, warn};
 
 use super::endpoint::{Endpoint, SshTarget, TlsFiles};
 
-/// How long opening a connection (socket, TCP, TLS handshake excluded) may take. ssh has its
+/// How long opening a connection (socket or TCP, and the TLS handshake) may take. ssh has its
 /// own `ConnectTimeout=30`, as the docker CLI passes it.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -79,7 +79,7 @@ pub enum TransportError {
 /// `http://api.moby.localhost`).
 #[derive(Clone)]
 pub struct EngineTransport {
-    client: Client<HttpsConnector<Dialer>, EngineBody>,
+    client: Client<Bounded, EngineBody>,
     base: Arc<str>,
 }
 
@@ -87,6 +87,11 @@ impl EngineTransport {
     /// A transport for `endpoint`; TLS files are read now, so that a bad file is reported at
     /// start, naming it.
     pub fn new(endpoint: &Endpoint) -> Result<Self, TransportError> {
+        Self::with_connect_timeout(endpoint, CONNECT_TIMEOUT)
+    }
+
+    /// As [`EngineTransport::new`], with another bound on opening a connection.
+    fn with_connect_timeout(endpoint: &Endpoint, limit: Duration) -> Result<Self, TransportError> {
         let (dial, base, tls) = match endpoint {
             Endpoint::Unix { socket } => (
                 Dial::Unix(Arc::from(socket.as_path())),
@@ -114,7 +119,10 @@ impl EngineTransport {
             .https_or_http()
             .enable_http1()
             .wrap_connector(Dialer { dial });
-        let client = Client::builder(TokioExecutor::new()).build(connector);
+        let client = Client::builder(TokioExecutor::new()).build(Bounded {
+            inner: connector,
+            limit,
+        });
         Ok(EngineTransport {
             client,
             base: Arc::from(base.as_str()),
@@ -323,7 +331,7 @@ impl tower_service::Service<Uri> for Dialer {
         Box::pin(async move {
             match dial {
                 Dial::Unix(socket) => {
-                    let stream = bounded(UnixStream::connect(&*socket)).await?;
+                    let stream = UnixStream::connect(&*socket).await?;
                     Ok(EngineStream::Unix(TokioIo::new(stream)))
                 }
                 Dial::Tcp => {
@@ -336,7 +344,7 @@ impl tower_service::Service<Uri> for Dialer {
                         Some("https") => 2376,
                         _ => 2375,
                     });
-                    let stream = bounded(TcpStream::connect((host.as_str(), port))).await?;
+                    let stream = TcpStream::connect((host.as_str(), port)).await?;
                     stream.set_nodelay(true)?;
                     Ok(EngineStream::Tcp(TokioIo::new(stream)))
                 }
@@ -346,16 +354,39 @@ impl tower_service::Service<Uri> for Dialer {
     }
 }
 
-/// `connect` within [`CONNECT_TIMEOUT`].
-async fn bounded<T>(connect: impl Future<Output = io::Result<T>>) -> io::Result<T> {
-    tokio::time::timeout(CONNECT_TIMEOUT, connect)
-        .await
-        .map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("no connection within {}s", CONNECT_TIMEOUT.as_secs()),
-            )
-        })?
+/// The connector with a deadline on opening a connection, TLS handshake included: an engine
+/// (or something in front of it) that accepts and then stalls must not hold a read forever.
+#[derive(Clone)]
+struct Bounded {
+    inner: HttpsConnector<Dialer>,
+    limit: Duration,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower_service::Service<Uri> for Bounded {
+    type Response = MaybeHttpsStream<EngineStream>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let limit = self.limit;
+        Box::pin(async move {
+            match tokio::time::timeout(limit, connecting).await {
+                Ok(connected) => connected,
+                Err(_) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no connection within {}s", limit.as_secs_f32()),
+                )
+                .into()),
+            }
+        })
+    }
 }
 
 /// A connection's byte stream.
@@ -501,5 +532,98 @@ impl hyper::rt::Write for EngineStream {
             EngineStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             EngineStream::Ssh(s) => Pin::new(&mut s.stdin).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(port: u16, tls: Option<TlsFiles>) -> Endpoint {
+        Endpoint::Tcp {
+            host: "127.0.0.1".into(),
+            port,
+            tls,
+        }
+    }
+
+    async fn get_version(transport: &EngineTransport) -> String {
+        let request = Request::get(format!("{}/version", transport.base()))
+            .body(Either::Left(Full::new(Bytes::new())))
+            .expect("request");
+        match transport.request(request).await {
+            Ok(response) => format!("answered {}", response.status()),
+            Err(e) => super::super::raw::error_chain(&e),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tls_endpoint_that_stalls_in_the_handshake_is_given_up() {
+        // Accepts TCP, never says a word: the TLS handshake would wait forever.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let _held = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let files = TlsFiles {
+            ca: None,
+            client: None,
+            verify: false,
+        };
+        let transport = EngineTransport::with_connect_timeout(
+            &tcp(port, Some(files)),
+            Duration::from_millis(300),
+        )
+        .expect("transport");
+        let message = get_version(&transport).await;
+        assert!(message.contains("no connection within 0.3s"), "{message}");
+    }
+
+    #[test]
+    fn a_bad_tls_file_is_named_and_never_quoted() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = dir.path().join("key.pem");
+        let cert = dir.path().join("cert.pem");
+        std::fs::write(
+            &key,
+            "-----BEGIN PRIVATE KEY-----\nS3CR3T-KEY-BYTES\n-----END PRIVATE KEY-----\n",
+        )
+        .expect("write");
+        std::fs::write(&cert, "not a certificate S3CR3T-CERT\n").expect("write");
+        let files = TlsFiles {
+            ca: None,
+            client: Some((cert.clone(), key.clone())),
+            verify: false,
+        };
+        let error = EngineTransport::new(&tcp(2376, Some(files)))
+            .err()
+            .expect("refused");
+        let message = error.to_string();
+        assert!(message.contains(&cert.display().to_string()), "{message}");
+        assert!(!message.contains("S3CR3T"), "{message}");
+
+        std::fs::write(&cert, "").expect("write");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nS3CR3T\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
+        let files = TlsFiles {
+            ca: Some(ca.clone()),
+            client: None,
+            verify: true,
+        };
+        let message = EngineTransport::new(&tcp(2376, Some(files)))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(message.contains(&ca.display().to_string()), "{message}");
+        assert!(!message.contains("S3CR3T"), "{message}");
     }
 }
