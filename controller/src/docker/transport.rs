@@ -597,7 +597,7 @@ mod tests {
         std::fs::write(&cert, "not a certificate S3CR3T-CERT\n").expect("write");
         let files = TlsFiles {
             ca: None,
-            client: Some((cert.clone(), key.clone())),
+            client: Some((cert.clone(), key)),
             verify: false,
         };
         let error = EngineTransport::new(&tcp(2376, Some(files)))
