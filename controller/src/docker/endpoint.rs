@@ -231,7 +231,11 @@ impl fmt::Display for Endpoint {
                 if let Some(user) = &target.user {
                     write!(f, "{user}@")?;
                 }
-                f.write_str(&target.host)?;
+                if target.host.contains(':') {
+                    write!(f, "[{}]", target.host)?;
+                } else {
+                    f.write_str(&target.host)?;
+                }
                 if let Some(port) = target.port {
                     write!(f, ":{port}")?;
                 }
@@ -490,7 +494,8 @@ pub fn parse_host(
             let socket = Some(url.path()).filter(|p| !matches!(*p, "" | "/"));
             Ok(Endpoint::Ssh(SshTarget {
                 user: user.map(str::to_owned),
-                host: host_name.to_owned(),
+                // ssh takes an IPv6 address bare, not in URL brackets.
+                host: host_name.trim_matches(['[', ']']).to_owned(),
                 port: url.port(),
                 socket: socket.map(str::to_owned),
             }))
@@ -723,6 +728,16 @@ mod tests {
                 "system",
                 "dial-stdio"
             ]
+        );
+        inputs.docker_host = Some("ssh://[fd00::7]:2200".into());
+        assert_eq!(
+            resolve(&inputs).expect("ipv6").endpoint,
+            Endpoint::Ssh(SshTarget {
+                user: None,
+                host: "fd00::7".into(),
+                port: Some(2200),
+                socket: None,
+            })
         );
         inputs.docker_host = Some("ssh://manager/run/docker.sock".into());
         let Endpoint::Ssh(target) = resolve(&inputs).expect("resolves").endpoint else {
