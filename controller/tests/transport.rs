@@ -181,7 +181,9 @@ impl Reach {
         }
         command
             .env("SWARM_OPERATOR_INSTANCE", &swarm.prefix)
-            .env("NO_COLOR", "1");
+            .env("NO_COLOR", "1")
+            // The endpoint each command connected to is logged at debug.
+            .env("RUST_LOG", "info,swarm_operator=debug");
         for (key, value) in &self.env {
             command.env(key, value);
         }
@@ -224,7 +226,9 @@ fn text(output: &Output) -> String {
 
 /// Through `reach`: `run` creates the service, `wait --all --for ready` exits 0, `get` and
 /// `diff` see it, `validate` checks networks; then the service is removed for the next way.
-fn converge_through(swarm: &Swarm, reach: &Reach, way: &str) {
+/// `run` and `wait` must say they connected to `endpoint`: the engine behind every way is the
+/// local one, which the default socket reaches too, so only this tells the ways apart.
+fn converge_through(swarm: &Swarm, reach: &Reach, way: &str, endpoint: &str) {
     let service = format!("svc-{way}");
     swarm.write_spec(
         &format!("{service}.yaml"),
@@ -254,6 +258,17 @@ fn converge_through(swarm: &Swarm, reach: &Reach, way: &str) {
         operator_log()
     );
     drop(operator);
+    let connected = format!("endpoint={endpoint}");
+    assert!(
+        operator_log().contains(&connected),
+        "{way}: run connected to {endpoint}:\n{}",
+        operator_log()
+    );
+    assert!(
+        String::from_utf8_lossy(&waited.stderr).contains(&connected),
+        "{way}: wait connected to {endpoint}: {}",
+        text(&waited)
+    );
     assert_eq!(
         swarm.service_replicas(&service),
         Some(1),
@@ -371,7 +386,8 @@ fn tls_docker_host_and_contexts_reach_the_swarm() {
         "the docker CLI itself: {}",
         text(&cli)
     );
-    converge_through(&swarm, &env_tls, "envtls");
+    let tls_endpoint = format!("https://127.0.0.1:{port}");
+    converge_through(&swarm, &env_tls, "envtls", &tls_endpoint);
 
     // A context made by the real docker CLI, chosen by --context, DOCKER_CONTEXT and
     // `docker context use` (config.json's currentContext).
@@ -403,15 +419,20 @@ fn tls_docker_host_and_contexts_reach_the_swarm() {
         .env("DOCKER_CONFIG", config.path())
         .arg("--context")
         .arg(&context);
-    converge_through(&swarm, &by_flag, "ctxflag");
+    converge_through(&swarm, &by_flag, "ctxflag", &tls_endpoint);
     let by_env = Reach::default()
         .env("DOCKER_CONFIG", config.path())
         .env("DOCKER_CONTEXT", &context);
-    converge_through(&swarm, &by_env, "ctxenv");
+    converge_through(&swarm, &by_env, "ctxenv", &tls_endpoint);
     docker_cli(&["context", "use", &context]);
     let by_current = Reach::default().env("DOCKER_CONFIG", config.path());
     let got = by_current.cli(&swarm, &["get"]);
     assert!(got.status.success(), "current context: {}", text(&got));
+    assert!(
+        String::from_utf8_lossy(&got.stderr).contains(&format!("endpoint={tls_endpoint}")),
+        "current context: {}",
+        text(&got)
+    );
 
     // An unknown context is named with where it came from.
     let unknown = Reach::default()
@@ -584,7 +605,7 @@ fn ssh_docker_host_reaches_the_swarm() {
         text(&cli),
         ssh.log()
     );
-    converge_through(&swarm, &reach, "ssh");
+    converge_through(&swarm, &reach, "ssh", "ssh://root@swarm-manager");
 
     // A host whose key is not the known one is refused (no blind trust), and ssh's own words
     // reach the user.
