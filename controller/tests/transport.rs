@@ -343,6 +343,40 @@ fn tls_docker_host_and_contexts_reach_the_swarm() {
     );
 
     // A key file that is not a key: named, never quoted.
+    // A CA that did not sign the engine's certificate: refused with DOCKER_TLS_VERIFY, accepted
+    // with DOCKER_TLS alone (encryption without verification, as the docker CLI allows).
+    let other_ca = tempfile::tempdir().expect("temp dir");
+    make_certs(other_ca.path());
+    for file in ["cert.pem", "key.pem"] {
+        std::fs::copy(certs.path().join(file), other_ca.path().join(file)).expect("copy");
+    }
+    let wrong_ca = Reach::default()
+        .env("DOCKER_HOST", &host)
+        .env("DOCKER_TLS_VERIFY", "1")
+        .env("DOCKER_CERT_PATH", other_ca.path());
+    let refused = wrong_ca.cli(&swarm, &["get"]);
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "wrong CA: {}",
+        text(&refused)
+    );
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("certificate"),
+        "wrong CA: {}",
+        text(&refused)
+    );
+    let unverified = Reach::default()
+        .env("DOCKER_HOST", &host)
+        .env("DOCKER_TLS", "1")
+        .env("DOCKER_CERT_PATH", other_ca.path());
+    let got = unverified.cli(&swarm, &["get"]);
+    assert!(
+        got.status.success(),
+        "DOCKER_TLS without verification: {}",
+        text(&got)
+    );
+
     let bad_key = tempfile::tempdir().expect("temp dir");
     for file in ["ca.pem", "cert.pem"] {
         std::fs::copy(certs.path().join(file), bad_key.path().join(file)).expect("copy");
