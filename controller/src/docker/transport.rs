@@ -424,7 +424,12 @@ impl SshStream {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("running ssh: {e}")))?;
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("running ssh (the system ssh client, e.g. openssh-client): {e}"),
+                )
+            })?;
         let missing = || io::Error::other("ssh started without its pipes");
         let stdin = child.stdin.take().ok_or_else(missing)?;
         let stdout = child.stdout.take().ok_or_else(missing)?;
