@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use swarm_operator::commands::{ApplyOutcome, apply_path, delete_target, diff_dir, validate_dir};
 use swarm_operator::compose;
+use swarm_operator::docker::endpoint::{self, EndpointInputs};
 use swarm_operator::docker::{Deadlines, DockerEngine, SwarmApi};
 use swarm_operator::election::{ElectionConfig, Elector, Leadership, SwarmLeaseStore};
 use swarm_operator::live_status::LiveStatus;
@@ -30,6 +31,10 @@ struct Cli {
     /// Log as JSON lines instead of text.
     #[arg(long, global = true, env = "SWARM_OPERATOR_LOG_JSON")]
     log_json: bool,
+    /// The docker CLI context to reach the swarm through (as `docker --context`); default:
+    /// DOCKER_HOST, else DOCKER_CONTEXT, else the current context of ~/.docker/config.json.
+    #[arg(long, global = true, value_name = "NAME")]
+    context: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -88,7 +93,8 @@ enum Source {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
-    /// Run the reconcile loop against the swarm of DOCKER_HOST (or the local socket).
+    /// Run the reconcile loop against the swarm reached as the docker CLI reaches it
+    /// (`--context`, DOCKER_HOST, DOCKER_CONTEXT, the current context, the local socket).
     Run {
         /// Directory of SwarmService / SwarmNetwork specs (*.yaml, *.yml). With
         /// `--source swarm`, where the stored specs are mirrored (default: `swarm-specs/` next
@@ -355,11 +361,19 @@ async fn shutdown_signal() {
     }
 }
 
-/// Connects to `DOCKER_HOST` or the local socket, saying which one failed.
-async fn connect() -> anyhow::Result<DockerEngine> {
-    DockerEngine::connect()
+/// Connects to the engine the docker CLI would reach with the same `--context` and
+/// environment, saying which one failed.
+async fn connect(context: Option<&str>) -> anyhow::Result<DockerEngine> {
+    let inputs = EndpointInputs::from_env(context.map(str::to_owned));
+    let resolved = endpoint::resolve(&inputs).context("finding the Docker engine to reach")?;
+    DockerEngine::connect_to(&resolved.endpoint)
         .await
-        .context("connecting to the Docker engine (DOCKER_HOST or /var/run/docker.sock)")
+        .with_context(|| {
+            format!(
+                "connecting to the Docker engine at {} ({})",
+                resolved.endpoint, resolved.origin
+            )
+        })
 }
 
 fn main() -> ExitCode {
@@ -374,7 +388,7 @@ fn main() -> ExitCode {
 async fn run_cli() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_json);
-    match execute(cli.command).await {
+    match execute(cli.command, cli.context.as_deref()).await {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -383,7 +397,7 @@ async fn run_cli() -> ExitCode {
     }
 }
 
-async fn execute(command: Command) -> anyhow::Result<ExitCode> {
+async fn execute(command: Command, context: Option<&str>) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run {
             specs,
@@ -432,7 +446,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 write: engine_write_timeout,
                 events_silence,
             };
-            let api = connect().await?.with_deadlines(deadlines);
+            let api = connect(context).await?.with_deadlines(deadlines);
             let stop_electing = CancellationToken::new();
             let (leadership, elector) = if leader_election {
                 let identity = identity.unwrap_or_else(default_identity);
@@ -495,7 +509,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Apply { path, instance } => {
-            let api = connect().await?;
+            let api = connect(context).await?;
             match apply_path(&api, &path, &instance).await? {
                 ApplyOutcome::Invalid(errors) => {
                     for error in &errors {
@@ -522,7 +536,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Delete { target, instance } => {
-            let api = connect().await?;
+            let api = connect(context).await?;
             let report = delete_target(&api, &target, &instance).await?;
             for name in &report.removed {
                 println!("{name} removed");
@@ -547,10 +561,9 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             let networks = if offline {
                 None
             } else {
-                let api = DockerEngine::connect().await.context(
-                    "connecting to the Docker engine to check network references \
-                     (use --offline to skip that check)",
-                )?;
+                let api = connect(context)
+                    .await
+                    .context("checking network references (use --offline to skip that check)")?;
                 Some(api.observe().await?.networks.into_keys().collect())
             };
             let errors = validate_dir(&dir, networks.as_ref())?;
@@ -581,7 +594,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 );
                 return Ok(ExitCode::from(2));
             }
-            let api = connect().await?;
+            let api = connect(context).await?;
             let (plan, errors) = diff_dir(&api, &dir, allow_empty_prune, &instance).await?;
             let values = if show_values {
                 Values::Shown
@@ -641,7 +654,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             specs,
             instance,
         } => {
-            let api = connect().await?;
+            let api = connect(context).await?;
             let mut view = LiveStatus::open(api, &instance, specs.as_deref()).await?;
             let mut printer = Printer::new(match output {
                 OutputFormat::Table => Format::Table,
@@ -699,7 +712,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             specs,
             instance,
         } => {
-            let api = connect().await?;
+            let api = connect(context).await?;
             let mut view = LiveStatus::open(api, &instance, specs.as_deref()).await?;
             let targets = if all {
                 Targets::All

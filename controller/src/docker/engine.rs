@@ -18,7 +18,9 @@ use tracing::{debug, warn};
 use super::convert::{
     fill_data_ids, from_network, from_service, to_network_create, to_service_spec,
 };
-use super::raw::RawClient;
+use super::endpoint::Endpoint;
+use super::raw::{RawClient, error_chain};
+use super::transport::EngineTransport;
 use super::{
     DataOp, Deadlines, DockerError, EventAction, NodeAvailability, NodeRole, ObservedNetwork,
     ObservedNode, ObservedService, ObservedTask, Op, Ownership, Resource, SwarmApi, SwarmEvent,
@@ -42,20 +44,39 @@ pub struct DockerEngine {
 }
 
 impl DockerEngine {
-    /// Connects to `DOCKER_HOST` or the local socket and negotiates the API version (the engine
-    /// here speaks 1.41 while bollard defaults to a newer one).
+    /// Connects to the engine the docker CLI would reach from this process's environment
+    /// (`DOCKER_HOST`, `DOCKER_CONTEXT`, the current context; see [`super::endpoint`]).
     pub async fn connect() -> Result<Self, DockerError> {
+        let inputs = super::endpoint::EndpointInputs::from_env(None);
+        let endpoint = super::endpoint::resolve(&inputs).map_err(|e| DockerError::Transport {
+            op: Op::Info,
+            message: e.to_string(),
+        })?;
+        Self::connect_to(&endpoint.endpoint).await
+    }
+
+    /// Connects to `endpoint` and negotiates the API version (the engine here speaks 1.41
+    /// while bollard defaults to a newer one). bollard and the raw reads share one transport.
+    pub async fn connect_to(endpoint: &Endpoint) -> Result<Self, DockerError> {
         let connect_error = |e| classify(e, Op::Info, Resource::Service, "");
-        let docker = Docker::connect_with_defaults()
-            .map_err(connect_error)?
+        let transport = EngineTransport::new(endpoint).map_err(|e| DockerError::Transport {
+            op: Op::Info,
+            message: e.to_string(),
+        })?;
+        let docker = transport
+            .bollard(Duration::from_secs(60))
+            .map_err(|e| DockerError::Transport {
+                op: Op::Info,
+                message: e.to_string(),
+            })?
             .with_timeout(Duration::from_secs(60))
             .negotiate_version()
             .await
             .map_err(connect_error)?;
         let version = docker.client_version();
         let api_version = format!("{}.{}", version.major_version, version.minor_version);
-        let raw = RawClient::new(std::env::var("DOCKER_HOST").ok().as_deref())?;
-        debug!(%api_version, "connected to the Docker engine");
+        let raw = RawClient::new(transport);
+        debug!(%api_version, %endpoint, "connected to the Docker engine");
         Ok(DockerEngine {
             docker,
             raw,
@@ -154,7 +175,7 @@ pub(super) fn classify(error: BollardError, op: Op, kind: Resource, name: &str) 
         },
         other => DockerError::Transport {
             op,
-            message: other.to_string(),
+            message: error_chain(&other),
         },
     }
 }

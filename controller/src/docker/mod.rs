@@ -6,12 +6,14 @@
 pub mod configs;
 mod convert;
 pub mod deadlines;
+pub mod endpoint;
 pub mod engine;
 mod engine_value;
 #[cfg(test)]
 pub(crate) mod memory;
 pub mod metered;
 mod raw;
+pub mod transport;
 
 use std::collections::BTreeMap;
 use std::fmt;
