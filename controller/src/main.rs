@@ -441,6 +441,21 @@ async fn execute(command: Command, context: Option<&str>) -> anyhow::Result<Exit
                 }
                 None => None,
             };
+            // Everything else that can be checked before the engine is: a bad --notify-file
+            // or a missing --specs ends `run` here, not after connecting.
+            let notify = NotifyConfig {
+                urls: notify,
+                url_files: notify_file,
+                format: notify_format.into(),
+                events_log,
+                events_log_max_size,
+            };
+            notify.check()?;
+            if source == Source::Dir && specs.is_none() {
+                anyhow::bail!(
+                    "--specs DIR is required (or --source swarm to read the specs stored by `apply`)"
+                );
+            }
             let deadlines = Deadlines {
                 read: engine_timeout,
                 write: engine_write_timeout,
@@ -488,13 +503,7 @@ async fn execute(command: Command, context: Option<&str>) -> anyhow::Result<Exit
                 instance,
                 file_sd,
                 leadership,
-                notify: NotifyConfig {
-                    urls: notify,
-                    url_files: notify_file,
-                    format: notify_format.into(),
-                    events_log,
-                    events_log_max_size,
-                },
+                notify,
                 deadlines,
                 ..OperatorConfig::new(specs, status)
             };

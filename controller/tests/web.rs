@@ -155,6 +155,45 @@ fn a_bad_web_config_is_a_located_error() {
     );
 }
 
+/// A `--notify-file` that cannot be used ends `run` before the engine is reached (DOCKER_HOST
+/// points nowhere: reaching it would fail with an engine error instead), naming the file and
+/// the line, never the line's content.
+#[test]
+fn a_bad_notify_file_ends_run_before_the_engine_is_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let urls = dir.path().join("webhooks");
+    std::fs::write(
+        &urls,
+        "# receivers\nftp://hooks.example/T0KEN-in-the-file\n",
+    )
+    .unwrap();
+    let output = output_within(
+        Command::new(env!("CARGO_BIN_EXE_swarm-operator"))
+            .args(["run", "--specs"])
+            .arg(dir.path())
+            .arg("--status")
+            .arg(dir.path().join("status.json"))
+            .arg("--notify-file")
+            .arg(&urls)
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
+        Duration::from_secs(30),
+    );
+    let err = stderr(&output);
+    assert_ne!(output.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("--notify-file") && err.contains("line 2"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("T0KEN"),
+        "the line's content was shown: {err}"
+    );
+    assert!(
+        !err.to_lowercase().contains("docker engine") && !err.contains("nonexistent"),
+        "the engine was reached first: {err}"
+    );
+}
+
 /// The reproduction: a client sends `GET / HTTP/1.1` and nothing more; SIGTERM still
 /// ends the operator within 10 s, with exit 0 (final status written, webhooks drained).
 #[test]
