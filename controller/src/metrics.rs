@@ -389,9 +389,11 @@ async fn ready(State(state): State<ServerState>) -> impl IntoResponse {
     }
     match state.metrics.status_write_error() {
         None => (StatusCode::OK, "ready".to_owned()),
-        Some(error) => (
+        // /readyz is open to anyone who reaches the port: it says what is wrong, not where
+        // (the path and the OS error are in the log and on the protected page).
+        Some(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: the status file can not be written ({error}); retrying"),
+            "not ready: the status file can not be written; retrying".to_owned(),
         ),
     }
 }
