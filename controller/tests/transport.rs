@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use support::pki::Pki;
 use support::{Swarm, output_within, require_tool};
 
 const ENGINE_SOCKET: &str = "/var/run/docker.sock";
@@ -54,65 +55,22 @@ fn run_ok(program: &str, args: &[&str], dir: &Path) {
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, in `dir`, named as
 /// DOCKER_CERT_PATH expects (`ca.pem`, `cert.pem`, `key.pem`) plus `server-*.pem`.
 fn make_certs(dir: &Path) {
-    let openssl = |args: &[&str]| run_ok("openssl", args, dir);
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "ca-key.pem",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test CA",
-    ]);
-    std::fs::write(
-        dir.join("server.ext"),
+    let pki = Pki::new(Path::new("openssl"));
+    pki.issue(
+        "server",
+        "ca",
         "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("write ext");
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("write ext");
-    for (name, cn) in [("server", "127.0.0.1"), ("client", "client")] {
-        openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}-key.pem"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={cn}"),
-        ]);
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca-key.pem",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            &format!("{name}.pem"),
-            "-extfile",
-            &format!("{name}.ext"),
-        ]);
+    );
+    pki.issue("client", "ca", "extendedKeyUsage=clientAuth\n");
+    for (from, to) in [
+        ("ca.crt", "ca.pem"),
+        ("client.crt", "cert.pem"),
+        ("client.key", "key.pem"),
+        ("server.crt", "server.pem"),
+        ("server.key", "server-key.pem"),
+    ] {
+        std::fs::copy(pki.path(from), dir.join(to)).expect("copy a certificate");
     }
-    std::fs::copy(dir.join("client.pem"), dir.join("cert.pem")).expect("copy");
-    std::fs::copy(dir.join("client-key.pem"), dir.join("key.pem")).expect("copy");
 }
 
 /// socat's mutual-TLS listener in front of the engine's socket.

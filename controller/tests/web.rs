@@ -16,6 +16,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::pki::Pki;
 use support::{Operator, Swarm, output_within, require_tool};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -289,142 +290,28 @@ fn wait_http(operator: &Operator, path: &str) {
     }
 }
 
-/// A CA, a server certificate for 127.0.0.1 and client certificates, made by openssl.
-struct Pki {
-    dir: tempfile::TempDir,
+/// The test PKI: a CA, a server certificate for 127.0.0.1, a client certificate, and a client
+/// certificate from a CA the server does not trust (`stranger`).
+fn web_pki(openssl: &Path) -> Pki {
+    let pki = Pki::new(openssl);
+    pki.issue(
+        "server",
+        "ca",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    );
+    pki.issue("client", "ca", "extendedKeyUsage=clientAuth\n");
+    pki.ca("other-ca", "another CA");
+    pki.issue("stranger", "other-ca", "extendedKeyUsage=clientAuth\n");
+    pki
 }
 
-impl Pki {
-    fn new(openssl: &Path) -> Pki {
-        let pki = Pki {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        pki.openssl(
-            openssl,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.crt",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=swarm-operator test CA",
-            ],
-        );
-        pki.issue(
-            openssl,
-            "server",
-            "ca",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
-        );
-        pki.issue(openssl, "client", "ca", "extendedKeyUsage=clientAuth\n");
-        // A client certificate from a CA the server does not trust.
-        pki.openssl(
-            openssl,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                "other-ca.key",
-                "-out",
-                "other-ca.crt",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=another CA",
-            ],
-        );
-        pki.issue(
-            openssl,
-            "stranger",
-            "other-ca",
-            "extendedKeyUsage=clientAuth\n",
-        );
-        pki
-    }
-
-    fn issue(&self, openssl: &Path, name: &str, ca: &str, extensions: &str) {
-        std::fs::write(self.path(&format!("{name}.ext")), extensions).unwrap();
-        self.openssl(
-            openssl,
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-                "-subj",
-                &format!("/CN={name}"),
-            ],
-        );
-        self.openssl(
-            openssl,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                &format!("{ca}.crt"),
-                "-CAkey",
-                &format!("{ca}.key"),
-                "-CAcreateserial",
-                "-out",
-                &format!("{name}.crt"),
-                "-days",
-                "2",
-                "-extfile",
-                &format!("{name}.ext"),
-            ],
-        );
-    }
-
-    fn openssl(&self, openssl: &Path, args: &[&str]) {
-        let output = Command::new(openssl)
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "openssl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-
-    fn path(&self, file: &str) -> PathBuf {
-        self.dir.path().join(file)
-    }
-
-    /// Writes `web.yml` next to the certificates (its paths are relative, as users write
-    /// them).
-    fn web_config(&self, text: &str) -> PathBuf {
-        let path = self.path("web.yml");
-        std::fs::write(&path, text).unwrap();
-        path
-    }
+/// Writes `web.yml` next to the certificates (its paths are relative, as users write them).
+fn web_config(pki: &Pki, text: &str) -> PathBuf {
+    let path = pki.path("web.yml");
+    std::fs::write(&path, text).unwrap();
+    path
 }
 
-/// `curl` with `args`: (HTTP status, or 0 when no response, and the body and headers).
 fn curl(curl: &Path, args: &[&OsStr]) -> (u16, String) {
     let output = output_within(
         Command::new(curl)
@@ -482,11 +369,14 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
     let Some(swarm) = Swarm::start(test) else {
         return;
     };
-    let pki = Pki::new(&openssl);
+    let pki = web_pki(&openssl);
     let hash = bcrypt::hash(PASSWORD, 6).unwrap();
-    let web_config = pki.web_config(&format!(
-        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  prometheus: '{hash}'\n"
-    ));
+    let web_config = web_config(
+        &pki,
+        &format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  prometheus: '{hash}'\n"
+        ),
+    );
     let operator = start_protected(&swarm, &web_config);
     let base = format!("https://{}", operator.metrics_addr);
     let ca = pki.path("ca.crt");
@@ -550,7 +440,7 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
 
     let prometheus = Prometheus::start(
         &prometheus_bin,
-        pki.dir.path(),
+        pki.dir(),
         &format!(
             "global: {{scrape_interval: 1s, scrape_timeout: 1s}}\nscrape_configs:\n  - job_name: operator\n    scheme: https\n    tls_config: {{ca_file: {}}}\n    basic_auth: {{username: prometheus, password: '{PASSWORD}'}}\n    static_configs: [{{targets: ['{}']}}]\n",
             ca.display(),
@@ -578,7 +468,7 @@ fn client_certificate_policies() {
     let Some(swarm) = Swarm::start(test) else {
         return;
     };
-    let pki = Pki::new(&openssl);
+    let pki = web_pki(&openssl);
     // (policy, code without a certificate, with the trusted CA's, with another CA's)
     let policies = [
         ("RequireAndVerifyClientCert", 0, 200, 0),
@@ -592,9 +482,12 @@ fn client_certificate_policies() {
         } else {
             ""
         };
-        let web_config = pki.web_config(&format!(
-            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: {policy}\n{ca_line}  min_version: TLS12\n"
-        ));
+        let web_config = web_config(
+            &pki,
+            &format!(
+                "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: {policy}\n{ca_line}  min_version: TLS12\n"
+            ),
+        );
         let mut operator = start_protected(&swarm, &web_config);
         let url = format!("https://{}/metrics", operator.metrics_addr);
         let ca = pki.path("ca.crt");
@@ -647,9 +540,11 @@ fn a_renewed_certificate_is_used_without_a_restart() {
     let Some(swarm) = Swarm::start(test) else {
         return;
     };
-    let pki = Pki::new(&openssl);
-    let web_config =
-        pki.web_config("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n");
+    let pki = web_pki(&openssl);
+    let web_config = web_config(
+        &pki,
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n",
+    );
     let operator = start_protected(&swarm, &web_config);
     let ca = pki.path("ca.crt");
     let url = format!("https://{}/healthz", operator.metrics_addr);
@@ -672,7 +567,6 @@ fn a_renewed_certificate_is_used_without_a_restart() {
     assert!(subject().contains("CN=server"), "{}", subject());
     // Renewed: a new key and certificate, written over the old files.
     pki.issue(
-        &openssl,
         "renewed",
         "ca",
         "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
@@ -707,9 +601,11 @@ fn a_stalled_tls_handshake_is_dropped() {
     let Some(swarm) = Swarm::start(test) else {
         return;
     };
-    let pki = Pki::new(&openssl);
-    let web_config =
-        pki.web_config("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n");
+    let pki = web_pki(&openssl);
+    let web_config = web_config(
+        &pki,
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n",
+    );
     let operator = start_protected(&swarm, &web_config);
     let open = |first: &[u8]| {
         let mut stream = TcpStream::connect(operator.metrics_addr).unwrap();
@@ -751,11 +647,14 @@ fn the_protected_page_works_in_a_real_browser() {
     let Some(swarm) = Swarm::start(test) else {
         return;
     };
-    let pki = Pki::new(&openssl);
+    let pki = web_pki(&openssl);
     let hash = bcrypt::hash(PASSWORD, 6).unwrap();
-    let web_config = pki.web_config(&format!(
-        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  viewer: '{hash}'\n"
-    ));
+    let web_config = web_config(
+        &pki,
+        &format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  viewer: '{hash}'\n"
+        ),
+    );
     let operator = start_protected(&swarm, &web_config);
     let page = |credentials: &str| {
         let url = format!("https://{credentials}{}/", operator.metrics_addr);

@@ -13,7 +13,6 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,88 +20,11 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
+use support::pki::Pki;
 use support::{Operator, Swarm, require_tool};
 
 const TOKEN: &str = "T0KEN-0f-the-webhook";
 const ARRIVE: Duration = Duration::from_secs(60);
-
-/// A CA and a certificate for 127.0.0.1 it signed, made with the openssl CLI in `dir`:
-/// `(ca.pem, server.pem, server.key)`.
-fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    openssl(
-        &[
-            &["req", "-x509"][..],
-            &ec,
-            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"],
-            &["-subj", "/CN=swarm-operator webhook test CA"],
-            &["-addext", "basicConstraints=critical,CA:TRUE"],
-            &["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
-        ]
-        .concat(),
-    );
-    openssl(
-        &[
-            &["req"][..],
-            &ec,
-            &[
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=127.0.0.1",
-            ],
-        ]
-        .concat(),
-    );
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "server.ext",
-    ]);
-    (
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server.key"),
-    )
-}
 
 /// An https webhook receiver on 127.0.0.1: answers every `POST` with `status_line` and
 /// records `(path, JSON body)`.
@@ -299,11 +221,22 @@ fn https_webhooks_from_a_notify_file_trust_ssl_cert_file_and_never_show_the_toke
     let Some(swarm) = Swarm::start("https_webhooks") else {
         return;
     };
-    if require_tool("https_webhooks", "openssl", "openssl").is_none() {
+    let Some(openssl) = require_tool("https_webhooks", "openssl", "openssl") else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = certificates(dir.path());
+    let pki = Pki::new(&openssl);
+    pki.issue(
+        "server",
+        "ca",
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    );
+    let (ca, cert, key) = (
+        pki.path("ca.crt"),
+        pki.path("server.crt"),
+        pki.path("server.key"),
+    );
     let accepting = Receiver::start(&cert, &key, "204 No Content");
     let moved = Receiver::start(&cert, &key, "302 Found");
     broken_spec(&swarm);

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of it
 
+pub mod pki;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
