@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::desired::DesiredState;
 use crate::docker::{DockerEngine, DockerError, SwarmApi};
 use crate::plan::{Plan, plan};
-use crate::spec::{LoadDirError, SpecError, SpecStore};
+use crate::spec::{AgeIdentities, LoadDirError, SpecError, SpecStore};
 use crate::stored_specs::{
     ApplyReport, SpecConfigs, StoredSpecsError, read_spec_files, write_mirror,
 };
@@ -37,12 +37,14 @@ pub enum ApplyOutcome {
 
 /// Validates the spec directory. With `existing_networks` (read from a live swarm) references
 /// to networks that exist there are accepted; with `None` every referenced network is assumed
-/// to exist (offline validation) and only the other checks run.
+/// to exist (offline validation) and only the other checks run. `.age` files are decrypted
+/// with `identities`.
 pub fn validate_dir(
     dir: &Path,
     existing_networks: Option<&BTreeSet<String>>,
+    identities: &AgeIdentities,
 ) -> Result<Vec<SpecError>, CommandError> {
-    let mut store = SpecStore::new();
+    let mut store = SpecStore::with_identities(identities.clone());
     let desired = match existing_networks {
         Some(networks) => store.reload_validated(dir, networks)?,
         None => {
@@ -63,7 +65,7 @@ pub fn validate_dir(
                         .map(|n| n.metadata.name.clone()),
                 )
                 .collect();
-            store = SpecStore::new();
+            store = SpecStore::with_identities(identities.clone());
             store.reload_validated(dir, &referenced)?
         }
     };
@@ -76,11 +78,12 @@ pub async fn diff_dir<A: SwarmApi>(
     dir: &Path,
     allow_empty_prune: bool,
     instance: &str,
+    identities: &AgeIdentities,
 ) -> Result<(Plan, Vec<SpecError>), CommandError> {
     let observed = api.observe().await?;
     let existing: BTreeSet<String> = observed.networks.keys().cloned().collect();
     let desired = DesiredState::load(
-        &mut SpecStore::new(),
+        &mut SpecStore::with_identities(identities.clone()),
         dir,
         &existing,
         allow_empty_prune,
@@ -119,7 +122,8 @@ pub async fn apply_path(
     let scratch = tempfile::tempdir_in(&temp).map_err(io)?;
     write_mirror(scratch.path(), &resulting)?;
     let networks: BTreeSet<String> = api.observe().await?.networks.into_keys().collect();
-    let mut errors = validate_dir(scratch.path(), Some(&networks))?;
+    // Only spec files are stored, never the files they refer to: no `.age` file to decrypt.
+    let mut errors = validate_dir(scratch.path(), Some(&networks), &AgeIdentities::none())?;
     if !errors.is_empty() {
         for error in &mut errors {
             error.file = original_path(path, is_dir, &stored_names, &error.file, scratch.path());

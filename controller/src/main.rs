@@ -17,6 +17,7 @@ use swarm_operator::object_table::{Format, Printer, Selection};
 use swarm_operator::operator::{self, OperatorConfig};
 use swarm_operator::plan::PlanDisplay;
 use swarm_operator::redact::Values;
+use swarm_operator::spec::AgeIdentities;
 use swarm_operator::stored_specs::SpecConfigs;
 use swarm_operator::wait::{self, Goal, Targets, WaitOutcome};
 use tokio_util::sync::CancellationToken;
@@ -81,6 +82,23 @@ enum Source {
     Dir,
     /// The specs stored in the swarm by `apply`.
     Swarm,
+}
+
+/// `--age-identity`, for every command that reads a spec directory.
+#[derive(clap::Args)]
+struct AgeArgs {
+    /// Decrypt the `.age` files specs use (`file:`, `envFile`) in memory with the X25519
+    /// identities in this file, as `age-keygen` writes it (mount it as a docker secret);
+    /// repeatable.
+    #[arg(long = "age-identity", value_name = "FILE")]
+    age_identity: Vec<PathBuf>,
+}
+
+impl AgeArgs {
+    /// Reads the identity files once, at start.
+    fn read(&self) -> anyhow::Result<AgeIdentities> {
+        Ok(AgeIdentities::read(&self.age_identity)?)
+    }
 }
 
 #[derive(Subcommand)]
@@ -150,6 +168,8 @@ enum Command {
         #[arg(long, value_name = "SIZE", default_value = "10M",
               value_parser = swarm_operator::notify::parse_size)]
         events_log_max_size: u64,
+        #[command(flatten)]
+        age: AgeArgs,
     },
     /// Validate the specs of a file or directory, then store them in the swarm for
     /// `run --source swarm`. A directory replaces every stored file (files gone from it are
@@ -178,6 +198,8 @@ enum Command {
         /// Do not ask the swarm which networks exist (references are then not checked).
         #[arg(long)]
         offline: bool,
+        #[command(flatten)]
+        age: AgeArgs,
     },
     /// Show what `run` would change, without changing anything.
     /// Exit 0 = in sync, 1 = changes pending, 2 = error.
@@ -194,6 +216,8 @@ enum Command {
         /// unless stdout is a terminal and CI is unset: values never go to pipes or CI logs.
         #[arg(long)]
         show_values: bool,
+        #[command(flatten)]
+        age: AgeArgs,
     },
     /// Turn compose stack files into spec files (one per object), named as
     /// `docker stack deploy -c FILE NAME` names them.
@@ -230,6 +254,8 @@ enum Command {
         /// As for `run`.
         #[arg(long, env = "SWARM_OPERATOR_INSTANCE", default_value = "default")]
         instance: String,
+        #[command(flatten)]
+        age: AgeArgs,
     },
     /// Wait until objects are ready (or deleted). Exit 0 when all got there, 1 when one is
     /// Degraded (update paused or rolled back, tasks failing, deadline exceeded: the reason
@@ -255,6 +281,8 @@ enum Command {
         /// As for `run`.
         #[arg(long, env = "SWARM_OPERATOR_INSTANCE", default_value = "default")]
         instance: String,
+        #[command(flatten)]
+        age: AgeArgs,
     },
     /// Write the JSON Schemas of the spec kinds (the files in crds/).
     Crds {
@@ -348,7 +376,9 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             notify_format,
             events_log,
             events_log_max_size,
+            age,
         } => {
+            let age_identities = age.read()?;
             let api = connect().await?;
             let stop_electing = CancellationToken::new();
             let (leadership, elector) = if leader_election {
@@ -398,6 +428,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                     events_log,
                     events_log_max_size,
                 },
+                age_identities,
                 ..OperatorConfig::new(specs, status)
             };
             let result = operator::run(config, api, shutdown_signal()).await;
@@ -450,7 +481,8 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
         }
-        Command::Validate { dir, offline } => {
+        Command::Validate { dir, offline, age } => {
+            let identities = age.read()?;
             let networks = if offline {
                 None
             } else {
@@ -460,7 +492,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 )?;
                 Some(api.observe().await?.networks.into_keys().collect())
             };
-            let errors = validate_dir(&dir, networks.as_ref())?;
+            let errors = validate_dir(&dir, networks.as_ref(), &identities)?;
             for error in &errors {
                 println!("{error}");
             }
@@ -477,7 +509,9 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             allow_empty_prune,
             instance,
             show_values,
+            age,
         } => {
+            let identities = age.read()?;
             use std::io::IsTerminal as _;
             // Values go to the user's own terminal only: a pipe, a file or a CI log would keep
             // them.
@@ -489,7 +523,8 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
             let api = connect().await?;
-            let (plan, errors) = diff_dir(&api, &dir, allow_empty_prune, &instance).await?;
+            let (plan, errors) =
+                diff_dir(&api, &dir, allow_empty_prune, &instance, &identities).await?;
             let values = if show_values {
                 Values::Shown
             } else {
@@ -547,9 +582,10 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             watch,
             specs,
             instance,
+            age,
         } => {
             let api = connect().await?;
-            let mut view = LiveStatus::open(api, &instance, specs.as_deref()).await?;
+            let mut view = LiveStatus::open(api, &instance, specs.as_deref(), &age.read()?).await?;
             let mut printer = Printer::new(match output {
                 OutputFormat::Table => Format::Table,
                 OutputFormat::Json => Format::Json,
@@ -605,9 +641,10 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             timeout,
             specs,
             instance,
+            age,
         } => {
             let api = connect().await?;
-            let mut view = LiveStatus::open(api, &instance, specs.as_deref()).await?;
+            let mut view = LiveStatus::open(api, &instance, specs.as_deref(), &age.read()?).await?;
             let targets = if all {
                 Targets::All
             } else {
