@@ -1,0 +1,331 @@
+//! Encrypted secrets in the spec directory (issue 19, item 5), on the real swarm: a secret from
+//! `db.txt.age` and a service's `envFile: app.env.age`, encrypted by Debian's `age` CLI and
+//! decrypted by the operator with `--age-identity`. The secret is named by the plaintext's
+//! hash (so re-encrypting writes nothing), a broken `.age` file is a located error that keeps
+//! the objects, and the plaintext shows up nowhere: not on disk, not in the status, not in the
+//! log at `RUST_LOG=trace`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{Swarm, TEST_IMAGE, condition, docker, docker_output, require_tool};
+
+/// Generous: the machine is shared and loaded.
+const CONVERGE: Duration = Duration::from_secs(120);
+
+/// Removes this test's services (so their secrets are free), then the secrets its operator
+/// instance created; `Swarm`'s own cleanup leaves secrets alone.
+struct SecretCleanup<'a>(&'a Swarm);
+
+impl Drop for SecretCleanup<'_> {
+    fn drop(&mut self) {
+        self.0.cleanup();
+        let filter = format!("label=swarm-operator.io/instance={}", self.0.prefix);
+        for id in docker(&["secret", "ls", "-q", "--filter", &filter]).lines() {
+            let _ = docker_output(&["secret", "rm", id]);
+        }
+    }
+}
+
+/// The operator at `RUST_LOG=trace`, stdout and stderr into one log file.
+struct Operator {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Operator {
+    fn start(swarm: &Swarm, identity: &Path) -> Operator {
+        let log = swarm.specs.path().with_extension("operator-age.log");
+        let out = std::fs::File::create(&log).expect("operator log");
+        let err = out.try_clone().expect("operator log");
+        let child = Command::new(env!("CARGO_BIN_EXE_swarm-operator"))
+            .arg("run")
+            .arg("--specs")
+            .arg(swarm.specs.path())
+            .arg("--status")
+            .arg(&swarm.status)
+            .args(["--resync", "2s"])
+            .arg("--age-identity")
+            .arg(identity)
+            .env("RUST_LOG", "trace")
+            .env("SWARM_OPERATOR_INSTANCE", &swarm.prefix)
+            .env("NO_COLOR", "1")
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("starting swarm-operator");
+        Operator { child, log }
+    }
+
+    /// SIGTERM, then the whole log.
+    fn stop(&mut self) -> String {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.stop();
+        }
+    }
+}
+
+/// A value no output may hold: unique per run, so a stale file cannot match.
+fn plaintext_value(what: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("pl41n-{what}-{:x}{nanos:x}", std::process::id())
+}
+
+/// `age -r RECIPIENT [-a]`, writing `dir/name`; the plaintext goes through stdin, never a file.
+fn seal(dir: &Path, name: &str, plaintext: &str, recipient: &str, armor: bool) {
+    use std::io::Write as _;
+    let mut cmd = Command::new("age");
+    cmd.arg("-r").arg(recipient).arg("-o").arg(dir.join(name));
+    if armor {
+        cmd.arg("-a");
+    }
+    let mut child = cmd.stdin(Stdio::piped()).spawn().expect("running age");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(plaintext.as_bytes())
+        .expect("writing to age");
+    assert!(child.wait().expect("age").success(), "age -r failed");
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `name id` of the secrets of this test's instance whose name starts with `base-`.
+fn secrets(swarm: &Swarm, base: &str) -> Vec<String> {
+    let filter = format!("label=swarm-operator.io/instance={}", swarm.prefix);
+    let mut lines: Vec<String> = docker(&[
+        "secret",
+        "ls",
+        "--filter",
+        &filter,
+        "--format",
+        "{{.Name}} {{.ID}}",
+    ])
+    .lines()
+    .filter(|l| l.starts_with(&format!("{base}-")))
+    .map(str::to_owned)
+    .collect();
+    lines.sort();
+    lines
+}
+
+fn network_exists(name: &str) -> bool {
+    docker_output(&["network", "inspect", name])
+        .status
+        .success()
+}
+
+/// Every file under `dir` (recursively) whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &str, found: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files_containing(&path, needle, found);
+        } else if let Ok(bytes) = std::fs::read(&path)
+            && bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+        {
+            found.push(path);
+        }
+    }
+}
+
+#[test]
+fn age_encrypted_secret_and_env_file_reach_the_swarm_and_nothing_else() {
+    let test = "age_encrypted_secret_and_env_file_reach_the_swarm_and_nothing_else";
+    let Some(swarm) = Swarm::start(test) else {
+        return;
+    };
+    if require_tool(test, "age", "age").is_none()
+        || require_tool(test, "age-keygen", "age").is_none()
+    {
+        return;
+    }
+    let _secrets = SecretCleanup(&swarm);
+    // The identity lives outside the spec directory, as a docker secret would.
+    let keys = tempfile::tempdir().unwrap();
+    let identity = keys.path().join("identity.txt");
+    let out = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&identity)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = Command::new("age-keygen")
+        .arg("-y")
+        .arg(&identity)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let recipient = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+
+    let db_password = plaintext_value("db");
+    let env_password = plaintext_value("env");
+    let dir = swarm.specs.path();
+    seal(dir, "db.txt.age", &db_password, &recipient, false);
+    seal(
+        dir,
+        "app.env.age",
+        &format!("APP_PASSWORD={env_password}\n"),
+        &recipient,
+        true,
+    );
+    let (service, secret) = (swarm.name("app"), swarm.name("db"));
+    let head = "apiVersion: swarm-operator.io/v1alpha1";
+    swarm.write_spec(
+        "app.yaml",
+        &format!(
+            "{head}\nkind: SwarmService\nmetadata:\n  name: {service}\nspec:\n  image: {TEST_IMAGE}\n  replicas: 1\n  args: [sleep, \"3600\"]\n  endpointMode: dnsrr\n  stopGracePeriod: 1s\n  envFile: [app.env.age]\n  secrets: [{{name: {secret}}}]\n\
+             ---\n{head}\nkind: SwarmSecret\nmetadata:\n  name: {secret}\nspec:\n  file: db.txt.age\n"
+        ),
+    );
+    let mut operator = Operator::start(&swarm, &identity);
+
+    // 1. Created: the secret's name is the hash of the plaintext, the service has the env.
+    swarm.wait_status("the service is ready", CONVERGE, |s| {
+        condition(s, &service, "Ready")["status"] == "True"
+    });
+    let expected = format!("{secret}-{}", &sha256_hex(db_password.as_bytes())[..10]);
+    let first = secrets(&swarm, &secret);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(
+        first[0].starts_with(&format!("{expected} ")),
+        "{first:?} is not named by the plaintext's hash {expected}"
+    );
+    let env = docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{json .Spec.TaskTemplate.ContainerSpec.Env}}",
+        &service,
+    ]);
+    assert!(
+        env.contains(&format!("APP_PASSWORD={env_password}")),
+        "the decrypted env file is not in the service's env (keys: {})",
+        env.split(',')
+            .map(|kv| kv.split('=').next().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let version = swarm.service_version("app").expect("the service exists");
+
+    // 2. The same plaintext encrypted again (age output differs every time): no new secret
+    // version, no service write. A marker network added after it shows when the operator has
+    // read the directory again (only mounted secrets are created, so it is a network).
+    let before = std::fs::read(dir.join("db.txt.age")).unwrap();
+    seal(dir, "db.txt.age", &db_password, &recipient, true);
+    assert_ne!(before, std::fs::read(dir.join("db.txt.age")).unwrap());
+    swarm.write_spec("marker.yaml", &swarm.network_spec("marker1"));
+    swarm.wait("the first marker network is created", CONVERGE, || {
+        network_exists(&swarm.name("marker1"))
+    });
+    assert_eq!(
+        secrets(&swarm, &secret),
+        first,
+        "re-encrypting wrote a secret"
+    );
+    assert_eq!(
+        swarm.service_version("app"),
+        Some(version),
+        "re-encrypting wrote the service"
+    );
+
+    // 3. A broken `.age` file: a located error naming it; the objects stay as they were.
+    std::fs::write(
+        dir.join("app.env.age"),
+        b"age-encryption.org/v1\n-> X25519 broken\n",
+    )
+    .unwrap();
+    swarm.write_spec(
+        "app.yaml",
+        &std::fs::read_to_string(dir.join("app.yaml")).unwrap(),
+    );
+    let status = swarm.wait_status("the broken file is reported", CONVERGE, |s| {
+        s["errors"].as_array().is_some_and(|e| !e.is_empty())
+    });
+    let error = &status["errors"][0];
+    assert_eq!(error["file"], "app.yaml", "{error}");
+    assert_eq!(error["field"], "spec.envFile[0]", "{error}");
+    assert_eq!(
+        (error["line"].as_u64(), error["column"].as_u64()),
+        (Some(11), Some(13)),
+        "{error}"
+    );
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("`app.env.age`") && message.contains("not a valid age file"),
+        "{message}"
+    );
+    // A few resyncs later nothing was removed or changed.
+    swarm.write_spec("marker.yaml", &swarm.network_spec("marker2"));
+    swarm.wait("the second marker network is created", CONVERGE, || {
+        network_exists(&swarm.name("marker2"))
+    });
+    assert_eq!(
+        swarm.service_version("app"),
+        Some(version),
+        "a broken file changed the service"
+    );
+    assert_eq!(
+        secrets(&swarm, &secret),
+        first,
+        "a broken file changed the secret"
+    );
+
+    // 4. The plaintext is nowhere: not in the log at trace, not in the status, not on disk.
+    let log = operator.stop();
+    assert!(
+        log.contains("TRACE") || log.contains("trace"),
+        "the log is at trace level"
+    );
+    let status = std::fs::read_to_string(&swarm.status).unwrap();
+    // The secret's data goes to the engine base64-encoded: that form must not show either.
+    let db_base64 = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(&db_password)
+    };
+    for value in [&db_password, &env_password, &db_base64] {
+        assert!(
+            !log.contains(value.as_str()),
+            "the plaintext is in the operator's log"
+        );
+        assert!(
+            !status.contains(value.as_str()),
+            "the plaintext is in the status file"
+        );
+        // The spec directory (the status file and the log, its siblings, are checked above).
+        let mut found = Vec::new();
+        files_containing(dir, value, &mut found);
+        assert!(found.is_empty(), "the plaintext is on disk in {found:?}");
+    }
+}
