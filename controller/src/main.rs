@@ -584,8 +584,9 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             instance,
             age,
         } => {
+            let identities = age.read()?;
             let api = connect().await?;
-            let mut view = LiveStatus::open(api, &instance, specs.as_deref(), &age.read()?).await?;
+            let mut view = LiveStatus::open(api, &instance, specs.as_deref(), &identities).await?;
             let mut printer = Printer::new(match output {
                 OutputFormat::Table => Format::Table,
                 OutputFormat::Json => Format::Json,
@@ -643,8 +644,9 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             instance,
             age,
         } => {
+            let identities = age.read()?;
             let api = connect().await?;
-            let mut view = LiveStatus::open(api, &instance, specs.as_deref(), &age.read()?).await?;
+            let mut view = LiveStatus::open(api, &instance, specs.as_deref(), &identities).await?;
             let targets = if all {
                 Targets::All
             } else {

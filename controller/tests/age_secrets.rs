@@ -329,3 +329,119 @@ fn age_encrypted_secret_and_env_file_reach_the_swarm_and_nothing_else() {
         assert!(found.is_empty(), "the plaintext is on disk in {found:?}");
     }
 }
+
+/// `validate` decrypts with `--age-identity` too, and without it (or with the wrong key) says
+/// where the `.age` file is used and what to do; no Docker needed with `--offline`.
+#[test]
+fn validate_uses_age_identities_and_locates_what_it_cannot_decrypt() {
+    let test = "validate_uses_age_identities_and_locates_what_it_cannot_decrypt";
+    if require_tool(test, "age", "age").is_none()
+        || require_tool(test, "age-keygen", "age").is_none()
+    {
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let specs = tempfile::tempdir().unwrap();
+    let keygen = |name: &str| {
+        let path = keys.path().join(name);
+        let out = Command::new("age-keygen")
+            .arg("-o")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let out = Command::new("age-keygen")
+            .arg("-y")
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            path,
+            String::from_utf8(out.stdout).unwrap().trim().to_owned(),
+        )
+    };
+    let (key, recipient) = keygen("key.txt");
+    let (stranger, _) = keygen("stranger.txt");
+    let plaintext = plaintext_value("validate");
+    seal(specs.path(), "db.txt.age", &plaintext, &recipient, false);
+    std::fs::write(
+        specs.path().join("stack.yaml"),
+        "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmSecret\nmetadata:\n  name: db\nspec:\n  file: db.txt.age\n",
+    )
+    .unwrap();
+    let validate = |identity: Option<&Path>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarm-operator"));
+        cmd.arg("validate").arg(specs.path()).arg("--offline");
+        if let Some(identity) = identity {
+            cmd.arg("--age-identity").arg(identity);
+        }
+        let out = cmd.env("NO_COLOR", "1").output().expect("running validate");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!text.contains(&plaintext), "validate printed the plaintext");
+        assert!(!text.contains("AGE-SECRET-KEY"), "validate printed a key");
+        (out.status.code(), text)
+    };
+
+    let (code, text) = validate(Some(&key));
+    assert_eq!(code, Some(0), "{text}");
+
+    let located = format!(
+        "{}:6:9: spec.file: cannot decrypt `db.txt.age`: ",
+        specs.path().join("stack.yaml").display()
+    );
+    let (code, text) = validate(None);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains(&located), "{text}");
+    assert!(text.contains("pass --age-identity FILE"), "{text}");
+
+    let (code, text) = validate(Some(&stranger));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains(&format!("{located}no identity matches")),
+        "{text}"
+    );
+
+    let (code, text) = validate(Some(&keys.path().join("missing.txt")));
+    assert_ne!(code, Some(0), "{text}");
+    assert!(text.contains("cannot read age identity file"), "{text}");
+
+    // Every command that reads specs takes the flag and reads the identities first (before
+    // any Docker connection): a broken identity file names its line, never the key.
+    let broken = keys.path().join("broken.txt");
+    std::fs::write(
+        &broken,
+        "# a comment
+AGE-SECRET-KEY-1BROKENKEY
+",
+    )
+    .unwrap();
+    let dir = specs.path().to_str().unwrap();
+    let status = specs.path().join("status.json");
+    let status = status.to_str().unwrap();
+    for args in [
+        vec!["run", "--specs", dir, "--status", status],
+        vec!["validate", dir, "--offline"],
+        vec!["diff", dir],
+        vec!["get", "--specs", dir],
+        vec!["wait", "--all", "--for", "ready", "--specs", dir],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_swarm-operator"))
+            .args(&args)
+            .arg("--age-identity")
+            .arg(&broken)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("running swarm-operator");
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {text}");
+        assert!(
+            text.contains(&format!("age identity file {} line 2:", broken.display())),
+            "{args:?}: {text}"
+        );
+        assert!(!text.contains("BROKENKEY"), "{args:?}: {text}");
+    }
+}

@@ -105,7 +105,7 @@ pub enum DecryptProblem {
     NoIdentities,
     /// None of the identities is a recipient of the file.
     #[error(
-        "no identity matches: pass --age-identity with the key it was encrypted to, or re-encrypt it with `age -r` for a recipient of {}",
+        "no identity matches: pass --age-identity with the key it was encrypted to (tried {}), or encrypt it again to the recipient of one of those (`age-keygen -y FILE` prints it)",
         files.join(", ")
     )]
     NoMatch {
