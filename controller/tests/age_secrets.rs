@@ -240,14 +240,22 @@ fn age_encrypted_secret_and_env_file_reach_the_swarm_and_nothing_else() {
     let version = swarm.service_version("app").expect("the service exists");
 
     // 2. The same plaintext encrypted again (age output differs every time): no new secret
-    // version, no service write. A marker network added after it shows when the operator has
-    // read the directory again (only mounted secrets are created, so it is a network).
+    // version, no service write. `diff` (with the identity) exits 0 once the swarm matches the
+    // files: had the new ciphertext changed the desired secret, that would only be after the
+    // operator wrote a new version, which the asserts below would see.
     let before = std::fs::read(dir.join("db.txt.age")).unwrap();
     seal(dir, "db.txt.age", &db_password, &recipient, true);
     assert_ne!(before, std::fs::read(dir.join("db.txt.age")).unwrap());
-    swarm.write_spec("marker.yaml", &swarm.network_spec("marker1"));
-    swarm.wait("the first marker network is created", CONVERGE, || {
-        network_exists(&swarm.name("marker1"))
+    let (dir_arg, identity_arg) = (dir.to_str().unwrap(), identity.to_str().unwrap());
+    let diff_output = std::cell::RefCell::new(String::new());
+    swarm.wait("diff --age-identity says in sync", CONVERGE, || {
+        let out = swarm.cli(&["diff", dir_arg, "--age-identity", identity_arg]);
+        *diff_output.borrow_mut() = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.status.code() == Some(0)
     });
     assert_eq!(
         secrets(&swarm, &secret),
@@ -309,6 +317,7 @@ fn age_encrypted_secret_and_env_file_reach_the_swarm_and_nothing_else() {
         "the log is at trace level"
     );
     let status = std::fs::read_to_string(&swarm.status).unwrap();
+    let log = format!("{log}\n{}", diff_output.borrow());
     // The secret's data goes to the engine base64-encoded: that form must not show either.
     let db_base64 = {
         use base64::Engine as _;
@@ -317,7 +326,7 @@ fn age_encrypted_secret_and_env_file_reach_the_swarm_and_nothing_else() {
     for value in [&db_password, &env_password, &db_base64] {
         assert!(
             !log.contains(value.as_str()),
-            "the plaintext is in the operator's log"
+            "the plaintext is in the operator's log or diff's output"
         );
         assert!(
             !status.contains(value.as_str()),
