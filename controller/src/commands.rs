@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::desired::DesiredState;
+use crate::applied_secrets::{self, Collected};
+use crate::desired::{DesiredState, SUSPEND_FILE};
 use crate::docker::{DockerEngine, DockerError, SwarmApi};
 use crate::plan::{Plan, plan};
 use crate::spec::{AgeIdentities, LoadDirError, SpecError, SpecStore};
@@ -95,13 +96,42 @@ pub async fn diff_dir<A: SwarmApi>(
 /// `apply PATH`: validates the spec files of `path` together with the stored ones they join
 /// (all of a directory replaces the stored set; a single file is added to it), then stores
 /// them in the swarm. Invalid specs store nothing; their errors name the files in `path`.
+///
+/// A SwarmSecret's content is never stored in a config: it becomes a swarm secret `apply`
+/// creates, and the stored spec names that secret (see [`crate::applied_secrets`]).
 pub async fn apply_path(
     api: &DockerEngine,
     path: &Path,
     instance: &str,
+    identities: &AgeIdentities,
 ) -> Result<ApplyOutcome, CommandError> {
-    let files = read_spec_files(path)?;
+    let mut files = read_spec_files(path)?;
     let is_dir = path.is_dir();
+    let mut secrets = Vec::new();
+    let mut secrets_by_file: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for file in files.iter_mut().filter(|f| f.name != SUSPEND_FILE) {
+        let original = if is_dir {
+            path.join(&file.name)
+        } else {
+            path.to_owned()
+        };
+        match applied_secrets::prepare(&original, &file.content, identities) {
+            Ok(None) => {}
+            Ok(Some(prepared)) => {
+                file.content = prepared.content;
+                secrets_by_file.insert(
+                    file.name.clone(),
+                    prepared.secrets.iter().map(|d| d.name.clone()).collect(),
+                );
+                secrets.extend(prepared.secrets);
+            }
+            Err(mut problems) => errors.append(&mut problems),
+        }
+    }
+    if !errors.is_empty() {
+        return Ok(ApplyOutcome::Invalid(errors));
+    }
     let configs = SpecConfigs::new(api.clone(), instance);
     let mut resulting: BTreeMap<String, Vec<u8>> = if is_dir {
         BTreeMap::new()
@@ -122,7 +152,8 @@ pub async fn apply_path(
     let scratch = tempfile::tempdir_in(&temp).map_err(io)?;
     write_mirror(scratch.path(), &resulting)?;
     let networks: BTreeSet<String> = api.observe().await?.networks.into_keys().collect();
-    // Only spec files are stored, never the files they refer to: no `.age` file to decrypt.
+    // Only spec files are stored, never the files they refer to (a SwarmSecret's decrypted
+    // content went into its swarm secret above): no `.age` file is left to decrypt.
     let mut errors = validate_dir(scratch.path(), Some(&networks), &AgeIdentities::none())?;
     if !errors.is_empty() {
         for error in &mut errors {
@@ -130,7 +161,10 @@ pub async fn apply_path(
         }
         return Ok(ApplyOutcome::Invalid(errors));
     }
-    Ok(ApplyOutcome::Applied(configs.apply(&files, is_dir).await?))
+    // The specs first, then the secrets they name (see `applied_secrets`).
+    let mut report = configs.apply(&files, is_dir, &secrets_by_file).await?;
+    report.secrets_created = applied_secrets::create(api, &secrets, instance).await?;
+    Ok(ApplyOutcome::Applied(report))
 }
 
 /// Maps a file of the scratch directory back to where the user knows it from.
@@ -155,13 +189,24 @@ fn original_path(
     }
 }
 
+/// What `delete` did.
+#[derive(Debug, Default)]
+pub struct DeleteReport {
+    /// The stored files removed.
+    pub removed: Vec<String>,
+    /// Secrets `apply` created that no stored spec names any more, removed.
+    pub secrets: Collected,
+}
+
 /// `delete TARGET`: removes stored spec files. `TARGET` is a spec file or directory (its file
-/// names are removed) or the name of a stored file. Returns the names removed.
+/// names are removed) or the name of a stored file. Then removes the secrets `apply` created
+/// whose SwarmSecret no stored spec declares any more and that no service mounts (see
+/// [`applied_secrets::collect_unused`]).
 pub async fn delete_target(
     api: &DockerEngine,
     target: &Path,
     instance: &str,
-) -> Result<Vec<String>, CommandError> {
+) -> Result<DeleteReport, CommandError> {
     let names: BTreeSet<String> = if target.exists() {
         read_spec_files(target)?
             .into_iter()
@@ -170,7 +215,9 @@ pub async fn delete_target(
     } else {
         BTreeSet::from([target.display().to_string()])
     };
-    Ok(SpecConfigs::new(api.clone(), instance)
+    let removed = SpecConfigs::new(api.clone(), instance)
         .delete(&names)
-        .await?)
+        .await?;
+    let secrets = applied_secrets::collect_unused(api, instance).await?;
+    Ok(DeleteReport { removed, secrets })
 }

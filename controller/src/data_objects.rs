@@ -14,6 +14,21 @@ use crate::spec::Content;
 pub const LOGICAL_NAME_LABEL: &str = "swarm-operator.io/logical-name";
 /// Label with the full sha256 of a versioned config's or secret's content.
 pub const CONTENT_HASH_LABEL: &str = "swarm-operator.io/content-sha256";
+/// Label on a secret `apply` created (value [`APPLIED_BY_VALUE`]): its only copy of the
+/// content is the secret itself, so the operator never recreates it, only mounts and collects it.
+pub const CREATED_BY_LABEL: &str = "swarm-operator.io/created-by";
+/// [`CREATED_BY_LABEL`]'s value on secrets `apply` created.
+pub const APPLIED_BY_VALUE: &str = "apply";
+
+/// Where the operator gets a version's content from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataOrigin {
+    /// From the spec (inline or a file): the operator creates the version when it is missing.
+    Spec,
+    /// A secret `apply` created and the stored spec names (`spec.appliedSecret`): the content
+    /// exists only in that secret, so the operator can mount it but never create it.
+    Applied,
+}
 
 /// Config or secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -48,10 +63,12 @@ pub struct DesiredData {
     pub logical_name: String,
     /// The swarm name: logical name plus hash suffix.
     pub name: String,
-    /// The bytes.
+    /// The bytes (empty for [`DataOrigin::Applied`]: the operator does not have them).
     pub content: Content,
     /// User labels from the spec.
     pub labels: BTreeMap<String, String>,
+    /// Where the content comes from.
+    pub origin: DataOrigin,
 }
 
 impl fmt::Debug for DesiredData {
@@ -60,6 +77,7 @@ impl fmt::Debug for DesiredData {
         f.debug_struct("DesiredData")
             .field("kind", &self.kind)
             .field("name", &self.name)
+            .field("origin", &self.origin)
             .field("content", &self.content)
             .finish_non_exhaustive()
     }
@@ -117,6 +135,7 @@ mod tests {
             name: "db-x".into(),
             content: Content(b"hunter2".to_vec()),
             labels: BTreeMap::new(),
+            origin: DataOrigin::Spec,
         };
         let text = format!("{d:?}");
         assert!(!text.contains("hunter2"), "{text}");

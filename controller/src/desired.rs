@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::data_objects::{DataKind, DesiredData, versioned_name};
+use crate::data_objects::{DataKind, DataOrigin, DesiredData, versioned_name};
 use crate::definition::{
     self, DEFAULT_INSTANCE, DEPENDS_ON_LABEL, DnsConfig, FileMount, Healthcheck, LogDriver, Mode,
     Mount, MountKind, NetworkDefinition, Placement, Port, ResourceAmounts, Resources,
@@ -197,7 +197,11 @@ impl DesiredState {
                 Object::Secret(s) => (DataKind::Secret, &s.metadata, &s.spec),
                 _ => continue,
             };
-            let name = versioned_name(&meta.name, &spec.content);
+            // A secret stored by `apply` names its version; its content is only in the swarm.
+            let (name, origin) = match &spec.applied_secret {
+                Some(applied) => (applied.clone(), DataOrigin::Applied),
+                None => (versioned_name(&meta.name, &spec.content), DataOrigin::Spec),
+            };
             versions
                 .entry((kind, meta.name.clone()))
                 .or_insert_with(|| name.clone());
@@ -210,6 +214,7 @@ impl DesiredState {
                     name,
                     content: spec.content.clone(),
                     labels: meta.labels.clone(),
+                    origin,
                 });
         }
         for located in objects {

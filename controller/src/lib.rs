@@ -7,6 +7,7 @@
 
 pub mod activity;
 pub mod allocator;
+pub mod applied_secrets;
 pub mod atomic_file;
 pub mod commands;
 pub mod compose;
@@ -33,6 +34,7 @@ pub mod stored_specs;
 pub mod swarm_watch;
 pub mod triggers;
 pub mod wait;
+pub mod web;
 pub mod world;
 
 #[cfg(test)]

@@ -139,6 +139,7 @@ impl LiveStatus {
             WatchConfig {
                 resync: Duration::from_secs(30),
                 task_poll: TASK_POLL,
+                deadlines: crate::docker::Deadlines::default(),
             },
             stop.clone(),
         ));

@@ -640,3 +640,110 @@ async fn a_failing_status_write_is_retried_until_it_succeeds() {
     let _ = stop.send(());
     task.await.unwrap().unwrap();
 }
+
+/// A write that never gets an answer (the engine hung mid-reconcile) fails the reconcile at
+/// its deadline, is retried with backoff, and converges once the engine answers again.
+#[tokio::test(start_paused = true)]
+async fn a_reconcile_stuck_on_a_hung_engine_times_out_and_is_retried() {
+    let swarm = MemorySwarm::default();
+    swarm.set_latency(Op::CreateService, Duration::from_secs(24 * 3600));
+    let dir = TempDir::new().unwrap();
+    write_spec(
+        &dir.path().join("specs"),
+        "a.yaml",
+        &service_yaml("a", "img:1", ""),
+    );
+    let deadlines = crate::docker::Deadlines {
+        read: Duration::from_secs(1),
+        write: Duration::from_secs(2),
+        events_silence: Duration::from_secs(3600),
+    };
+    let config = OperatorConfig {
+        deadlines,
+        ..OperatorConfig::new(dir.path().join("specs"), dir.path().join("status.json"))
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(operator::run(config, swarm.clone(), async {
+        let _ = stopped.await;
+    }));
+    // The first create hangs: the reconcile gives up at its deadline ((1 s + 2 s) × 2) and
+    // the next attempt comes after the backoff.
+    eventually(Duration::from_secs(60), "a second create", || {
+        swarm.count(Op::CreateService) >= 2
+    })
+    .await;
+    swarm.set_latency(Op::CreateService, Duration::ZERO);
+    eventually(Duration::from_secs(120), "a created", || {
+        owned_services(&swarm) == 1
+    })
+    .await;
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
+
+/// SIGTERM while a reconcile waits on a hung engine: the operator returns after the
+/// reconciles' shutdown grace, not after the engine's deadline.
+#[tokio::test(start_paused = true)]
+async fn shutdown_does_not_wait_on_a_hung_engine() {
+    let swarm = MemorySwarm::default();
+    let dir = TempDir::new().unwrap();
+    write_spec(
+        &dir.path().join("specs"),
+        "a.yaml",
+        &service_yaml("a", "img:1", ""),
+    );
+    swarm.set_latency(Op::CreateService, Duration::from_secs(24 * 3600));
+    let running = start(&swarm, dir, Duration::from_secs(30));
+    eventually(Duration::from_secs(10), "the create in flight", || {
+        swarm.count(Op::CreateService) == 1
+    })
+    .await;
+    // The watcher's next task poll hangs too.
+    swarm.set_latency(Op::ListTasks, Duration::from_secs(24 * 3600));
+    let polls = swarm.count(Op::ListTasks);
+    eventually(Duration::from_secs(10), "a task poll in flight", || {
+        swarm.count(Op::ListTasks) > polls
+    })
+    .await;
+    let started = tokio::time::Instant::now();
+    running.stop().await;
+    let took = started.elapsed();
+    assert!(
+        took <= operator::RECONCILE_SHUTDOWN_GRACE + Duration::from_millis(100),
+        "shutdown took {took:?}"
+    );
+}
+
+/// A leader with less than the write margin left starts its reconciles (it still leads) but
+/// the leader gate sends none of their writes; once the tenure ends nothing runs at all.
+#[tokio::test(start_paused = true)]
+async fn a_leader_about_to_lose_its_lease_sends_no_write() {
+    let swarm = MemorySwarm::default();
+    let dir = TempDir::new().unwrap();
+    write_spec(
+        &dir.path().join("specs"),
+        "a.yaml",
+        &service_yaml("a", "img:1", ""),
+    );
+    let deadline = tokio::time::Instant::now() + crate::election::WRITE_MARGIN / 2;
+    let leadership = crate::election::Leadership::until_for_test(deadline);
+    assert!(leadership.is_leader() && !leadership.may_write());
+    let config = OperatorConfig {
+        resync: Duration::from_millis(500),
+        leadership,
+        ..OperatorConfig::new(dir.path().join("specs"), dir.path().join("status.json"))
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(operator::run(config, swarm.clone(), async {
+        let _ = stopped.await;
+    }));
+    let running = Running {
+        dir,
+        stop: Some(stop),
+        task,
+    };
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(swarm.writes(), 0, "{:?}", swarm.calls());
+    assert_eq!(owned_services(&swarm), 0);
+    running.stop().await;
+}

@@ -9,7 +9,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use swarm_operator::commands::{ApplyOutcome, apply_path, delete_target, diff_dir, validate_dir};
 use swarm_operator::compose;
-use swarm_operator::docker::{DockerEngine, SwarmApi};
+use swarm_operator::docker::endpoint::{self, EndpointInputs};
+use swarm_operator::docker::{Deadlines, DockerEngine, SwarmApi};
 use swarm_operator::election::{ElectionConfig, Elector, Leadership, SwarmLeaseStore};
 use swarm_operator::live_status::LiveStatus;
 use swarm_operator::notify::{NotifyConfig, PayloadFormat};
@@ -20,6 +21,7 @@ use swarm_operator::redact::Values;
 use swarm_operator::spec::AgeIdentities;
 use swarm_operator::stored_specs::SpecConfigs;
 use swarm_operator::wait::{self, Goal, Targets, WaitOutcome};
+use swarm_operator::web::{self, WebConfig};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -30,6 +32,10 @@ struct Cli {
     /// Log as JSON lines instead of text.
     #[arg(long, global = true, env = "SWARM_OPERATOR_LOG_JSON")]
     log_json: bool,
+    /// The docker CLI context to reach the swarm through (as `docker --context`); default:
+    /// DOCKER_HOST, else DOCKER_CONTEXT, else the current context of ~/.docker/config.json.
+    #[arg(long, global = true, value_name = "NAME")]
+    context: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -101,9 +107,12 @@ impl AgeArgs {
     }
 }
 
+// Built once per process: boxing `run`'s many flags would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
-    /// Run the reconcile loop against the swarm of DOCKER_HOST (or the local socket).
+    /// Run the reconcile loop against the swarm reached as the docker CLI reaches it
+    /// (`--context`, DOCKER_HOST, DOCKER_CONTEXT, the current context, the local socket).
     Run {
         /// Directory of SwarmService / SwarmNetwork specs (*.yaml, *.yml). With
         /// `--source swarm`, where the stored specs are mirrored (default: `swarm-specs/` next
@@ -118,19 +127,30 @@ enum Command {
         #[arg(long)]
         status: PathBuf,
         /// Period of the full resync.
-        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "30s", value_parser = period)]
         resync: Duration,
         /// Also re-read the spec directory on this period (for mounts without inotify).
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = period)]
         spec_poll: Option<Duration>,
         /// Serve /metrics, /healthz, /readyz, the status page (/) and /api/v1/status here.
         #[arg(long)]
         metrics_addr: Option<SocketAddr>,
+        /// Protect --metrics-addr with TLS and/or basic auth, configured in the Prometheus
+        /// exporter-toolkit web configuration format (tls_server_config, basic_auth_users);
+        /// /healthz and /readyz stay open.
+        #[arg(
+            long,
+            value_name = "FILE",
+            requires = "metrics_addr",
+            env = "SWARM_OPERATOR_WEB_CONFIG"
+        )]
+        web_config: Option<PathBuf>,
         /// Let an empty spec directory remove every managed object.
         #[arg(long)]
         allow_empty_prune: bool,
-        /// Reconciles running at once.
-        #[arg(long, default_value_t = 8)]
+        /// Reconciles running at once (1 to 1024).
+        #[arg(long, default_value_t = 8,
+              value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
         concurrency: usize,
         /// Instance name: several operators can share a swarm, each owning only its objects.
         #[arg(long, env = "SWARM_OPERATOR_INSTANCE", default_value = "default")]
@@ -168,6 +188,17 @@ enum Command {
         #[arg(long, value_name = "SIZE", default_value = "10M",
               value_parser = swarm_operator::notify::parse_size)]
         events_log_max_size: u64,
+        /// Deadline of one Engine API read; an engine that misses it counts as hung (/readyz
+        /// fails) until it answers again.
+        #[arg(long, default_value = "20s", value_parser = positive_duration)]
+        engine_timeout: Duration,
+        /// Deadline of one Engine API write (create, update, remove).
+        #[arg(long, default_value = "60s", value_parser = positive_duration)]
+        engine_write_timeout: Duration,
+        /// After this long without an event, ask the engine whether it still answers; if not,
+        /// reconnect the event stream with backoff.
+        #[arg(long, default_value = "30s", value_parser = positive_duration)]
+        events_silence: Duration,
         #[command(flatten)]
         age: AgeArgs,
     },
@@ -181,6 +212,8 @@ enum Command {
         /// As for `run`.
         #[arg(long, env = "SWARM_OPERATOR_INSTANCE", default_value = "default")]
         instance: String,
+        #[command(flatten)]
+        age: AgeArgs,
     },
     /// Remove stored spec files: those of a file or directory, or one by its file name
     /// (`delete .suspend` resumes). Exit 0 removed, 1 nothing of that name was stored.
@@ -272,7 +305,7 @@ enum Command {
         #[arg(long = "for", value_enum)]
         goal: WaitFor,
         /// Give up after this long.
-        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "5m", value_parser = positive_duration)]
         timeout: Duration,
         /// Compare the swarm with this spec directory: an object is ready only once the
         /// swarm runs its current spec (how CI waits after writing the specs).
@@ -290,6 +323,36 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+/// The longest duration a flag takes: far beyond any sensible period, and far from the
+/// overflow of the clock arithmetic that timers do with it.
+const MAX_FLAG_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// A duration flag (`30s`, `5m`, `1h30m`): more than zero (a zero period would spin or panic
+/// the timers) and at most a year. Every duration flag uses it.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    let duration =
+        humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 30s, 5m, 1h)"))?;
+    if duration.is_zero() {
+        return Err("must be more than zero".to_owned());
+    }
+    if duration > MAX_FLAG_DURATION {
+        return Err("must be at most 366d".to_owned());
+    }
+    Ok(duration)
+}
+
+/// A period of the loop (`--resync`, `--spec-poll`): as [`positive_duration`], and at least a
+/// second, since each one lists the whole swarm or reads the whole spec directory.
+fn period(text: &str) -> Result<Duration, String> {
+    let duration = positive_duration(text)?;
+    if duration < Duration::from_secs(1) {
+        return Err(
+            "must be at least 1s (each period lists the swarm or reads every spec)".to_owned(),
+        );
+    }
+    Ok(duration)
 }
 
 fn init_logging(json: bool) {
@@ -328,11 +391,19 @@ async fn shutdown_signal() {
     }
 }
 
-/// Connects to `DOCKER_HOST` or the local socket, saying which one failed.
-async fn connect() -> anyhow::Result<DockerEngine> {
-    DockerEngine::connect()
+/// Connects to the engine the docker CLI would reach with the same `--context` and
+/// environment, saying which one failed.
+async fn connect(context: Option<&str>) -> anyhow::Result<DockerEngine> {
+    let inputs = EndpointInputs::from_env(context.map(str::to_owned));
+    let resolved = endpoint::resolve(&inputs).context("finding the Docker engine to reach")?;
+    DockerEngine::connect_to(&resolved.endpoint)
         .await
-        .context("connecting to the Docker engine (DOCKER_HOST or /var/run/docker.sock)")
+        .with_context(|| {
+            format!(
+                "connecting to the Docker engine at {} ({})",
+                resolved.endpoint, resolved.origin
+            )
+        })
 }
 
 fn main() -> ExitCode {
@@ -347,7 +418,7 @@ fn main() -> ExitCode {
 async fn run_cli() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_json);
-    match execute(cli.command).await {
+    match execute(cli.command, cli.context.as_deref()).await {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -356,7 +427,7 @@ async fn run_cli() -> ExitCode {
     }
 }
 
-async fn execute(command: Command) -> anyhow::Result<ExitCode> {
+async fn execute(command: Command, context: Option<&str>) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run {
             specs,
@@ -365,6 +436,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             resync,
             spec_poll,
             metrics_addr,
+            web_config,
             allow_empty_prune,
             concurrency,
             instance,
@@ -376,10 +448,52 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             notify_format,
             events_log,
             events_log_max_size,
+            engine_timeout,
+            engine_write_timeout,
+            events_silence,
             age,
         } => {
             let age_identities = age.read()?;
-            let api = connect().await?;
+            // Before anything starts: a taken address ends `run` here, not at shutdown.
+            let web = match metrics_addr {
+                Some(addr) => {
+                    let web_config = web_config
+                        .as_deref()
+                        .map(WebConfig::load)
+                        .transpose()
+                        .context("--web-config")?;
+                    match web::Listener::bind(addr, web_config.as_ref()).await {
+                        Ok(listener) => Some(listener),
+                        Err(error @ web::WebError::Bind { .. }) => {
+                            eprintln!("error: {error}");
+                            return Ok(ExitCode::from(1));
+                        }
+                        Err(error) => return Err(error).context("--web-config"),
+                    }
+                }
+                None => None,
+            };
+            // Everything else that can be checked before the engine is: a bad --notify-file
+            // or a missing --specs ends `run` here, not after connecting.
+            let notify = NotifyConfig {
+                urls: notify,
+                url_files: notify_file,
+                format: notify_format.into(),
+                events_log,
+                events_log_max_size,
+            };
+            notify.check()?;
+            if source == Source::Dir && specs.is_none() {
+                anyhow::bail!(
+                    "--specs DIR is required (or --source swarm to read the specs stored by `apply`)"
+                );
+            }
+            let deadlines = Deadlines {
+                read: engine_timeout,
+                write: engine_write_timeout,
+                events_silence,
+            };
+            let api = connect(context).await?.with_deadlines(deadlines);
             let stop_electing = CancellationToken::new();
             let (leadership, elector) = if leader_election {
                 let identity = identity.unwrap_or_else(default_identity);
@@ -415,19 +529,14 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             let config = OperatorConfig {
                 resync,
                 spec_poll,
-                metrics_addr,
+                web,
                 allow_empty_prune,
                 concurrency,
                 instance,
                 file_sd,
                 leadership,
-                notify: NotifyConfig {
-                    urls: notify,
-                    url_files: notify_file,
-                    format: notify_format.into(),
-                    events_log,
-                    events_log_max_size,
-                },
+                notify,
+                deadlines,
                 age_identities,
                 ..OperatorConfig::new(specs, status)
             };
@@ -441,9 +550,14 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             result?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Apply { path, instance } => {
-            let api = connect().await?;
-            match apply_path(&api, &path, &instance).await? {
+        Command::Apply {
+            path,
+            instance,
+            age,
+        } => {
+            let identities = age.read()?;
+            let api = connect(context).await?;
+            match apply_path(&api, &path, &instance, &identities).await? {
                 ApplyOutcome::Invalid(errors) => {
                     for error in &errors {
                         println!("{error}");
@@ -461,17 +575,26 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                     for name in &report.removed {
                         println!("{name} removed");
                     }
+                    for name in &report.secrets_created {
+                        println!("secret {name} created");
+                    }
                     Ok(ExitCode::SUCCESS)
                 }
             }
         }
         Command::Delete { target, instance } => {
-            let api = connect().await?;
-            let removed = delete_target(&api, &target, &instance).await?;
-            for name in &removed {
+            let api = connect(context).await?;
+            let report = delete_target(&api, &target, &instance).await?;
+            for name in &report.removed {
                 println!("{name} removed");
             }
-            if removed.is_empty() {
+            for name in &report.secrets.removed {
+                println!("secret {name} removed");
+            }
+            for name in &report.secrets.kept {
+                println!("secret {name} still in use: the operator removes it once unused");
+            }
+            if report.removed.is_empty() {
                 eprintln!(
                     "{}: no such stored spec file of instance {instance:?}",
                     target.display()
@@ -486,10 +609,9 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             let networks = if offline {
                 None
             } else {
-                let api = DockerEngine::connect().await.context(
-                    "connecting to the Docker engine to check network references \
-                     (use --offline to skip that check)",
-                )?;
+                let api = connect(context)
+                    .await
+                    .context("checking network references (use --offline to skip that check)")?;
                 Some(api.observe().await?.networks.into_keys().collect())
             };
             let errors = validate_dir(&dir, networks.as_ref(), &identities)?;
@@ -522,7 +644,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 );
                 return Ok(ExitCode::from(2));
             }
-            let api = connect().await?;
+            let api = connect(context).await?;
             let (plan, errors) =
                 diff_dir(&api, &dir, allow_empty_prune, &instance, &identities).await?;
             let values = if show_values {
@@ -585,7 +707,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             age,
         } => {
             let identities = age.read()?;
-            let api = connect().await?;
+            let api = connect(context).await?;
             let mut view = LiveStatus::open(api, &instance, specs.as_deref(), &identities).await?;
             let mut printer = Printer::new(match output {
                 OutputFormat::Table => Format::Table,
@@ -645,7 +767,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             age,
         } => {
             let identities = age.read()?;
-            let api = connect().await?;
+            let api = connect(context).await?;
             let mut view = LiveStatus::open(api, &instance, specs.as_deref(), &identities).await?;
             let targets = if all {
                 Targets::All

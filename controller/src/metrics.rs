@@ -1,6 +1,6 @@
-//! Prometheus metrics and the HTTP endpoint serving them with `/healthz` and `/readyz`.
+//! Prometheus metrics and the routes serving them with `/healthz` and `/readyz` (served by
+//! [`crate::web`]).
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,22 +22,6 @@ use crate::notify::{DeliveryOutcome, NotifyObserver};
 use crate::plan::{ObjectKey, ObjectKind};
 use crate::runtime::{Outcome, RunnerObserver};
 use crate::world::World;
-
-/// Errors serving metrics.
-#[derive(Debug, thiserror::Error)]
-pub enum MetricsError {
-    /// The listen address could not be bound.
-    #[error("binding the metrics address {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The server failed.
-    #[error("metrics server: {0}")]
-    Serve(std::io::Error),
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReconcileLabels {
@@ -81,6 +65,9 @@ pub struct Metrics {
     status_write_failures: Counter,
     /// The last status write's error, `None` after a success: shown on `/readyz`.
     status_write_error: Mutex<Option<String>>,
+    /// The last request the engine did not answer (unreachable or past its deadline), `None`
+    /// once a later one got an answer: shown on `/readyz`, so that a hung engine is noticed.
+    engine_unanswered: Mutex<Option<(Op, RequestOutcome)>>,
     leader: Gauge,
     skipped_as_follower: Counter,
     notifications_delivered: Family<SinkLabels, Counter>,
@@ -187,6 +174,7 @@ impl Metrics {
             docker_requests,
             status_write_failures,
             status_write_error: Mutex::new(None),
+            engine_unanswered: Mutex::new(None),
             leader,
             skipped_as_follower,
             registry,
@@ -227,6 +215,14 @@ impl Metrics {
             .lock()
             .expect("metrics lock poisoned")
             .clone()
+    }
+
+    /// The last engine request that got no answer, while no later one got an answer.
+    pub fn engine_unanswered(&self) -> Option<(Op, RequestOutcome)> {
+        *self
+            .engine_unanswered
+            .lock()
+            .expect("metrics lock poisoned")
     }
 
     /// Total drift corrections so far.
@@ -281,6 +277,11 @@ impl RequestObserver for Metrics {
                 outcome: outcome.as_str(),
             })
             .inc();
+        let mut unanswered = self
+            .engine_unanswered
+            .lock()
+            .expect("metrics lock poisoned");
+        *unanswered = (!outcome.engine_answered()).then_some((op, outcome));
     }
 }
 
@@ -375,6 +376,17 @@ async fn ready(State(state): State<ServerState>) -> impl IntoResponse {
             "not ready: specs or swarm not read yet".to_owned(),
         );
     }
+    if let Some((op, outcome)) = state.metrics.engine_unanswered() {
+        // Names the request only: the transport's own message may quote the endpoint.
+        let why = match outcome {
+            RequestOutcome::Timeout => "did not answer within its deadline",
+            _ => "could not be reached",
+        };
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: the Docker engine {why} ({op}); retrying"),
+        );
+    }
     match state.metrics.status_write_error() {
         None => (StatusCode::OK, "ready".to_owned()),
         Some(error) => (
@@ -384,22 +396,29 @@ async fn ready(State(state): State<ServerState>) -> impl IntoResponse {
     }
 }
 
-/// Serves the router, plus the `extra` routes (the status page), on `addr` until `shutdown`
-/// completes.
-pub async fn serve(
-    addr: SocketAddr,
-    metrics: Arc<Metrics>,
-    world: World,
-    extra: Router,
-    leadership: Leadership,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), MetricsError> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| MetricsError::Bind { addr, source })?;
-    tracing::info!(%addr, "serving /metrics, /healthz, /readyz, the status page (/) and /api/v1/status");
-    axum::serve(listener, router(metrics, world, leadership).merge(extra))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(MetricsError::Serve)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unanswered_request_counts_until_the_engine_answers_again() {
+        let metrics = Metrics::new();
+        assert_eq!(metrics.engine_unanswered(), None);
+        metrics.on_request(Op::ListTasks, RequestOutcome::Timeout);
+        assert_eq!(
+            metrics.engine_unanswered(),
+            Some((Op::ListTasks, RequestOutcome::Timeout))
+        );
+        // An error of the engine's own is an answer: the engine is up.
+        metrics.on_request(Op::InspectService, RequestOutcome::NotFound);
+        assert_eq!(metrics.engine_unanswered(), None);
+        metrics.on_request(Op::Info, RequestOutcome::Transport);
+        assert_eq!(
+            metrics.engine_unanswered(),
+            Some((Op::Info, RequestOutcome::Transport))
+        );
+        metrics.on_request(Op::ListTasks, RequestOutcome::Ok);
+        assert_eq!(metrics.engine_unanswered(), None);
+        assert!(metrics.encode().contains("outcome=\"timeout\""));
+    }
 }

@@ -299,6 +299,15 @@ impl std::fmt::Debug for Notifier {
     }
 }
 
+impl NotifyConfig {
+    /// Reads and checks every webhook URL (files included) without starting anything: `run`
+    /// calls it before it connects to the engine, so a bad `--notify-file` ends it at once.
+    pub fn check(&self) -> Result<(), NotifyError> {
+        receivers::collect(&self.urls, &self.url_files)?;
+        Ok(())
+    }
+}
+
 impl Notifier {
     /// A notifier that sends nothing.
     pub fn disabled() -> Self {

@@ -2,7 +2,6 @@
 //! the metrics server together, and shuts them down in order.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -14,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::activity::ActivityLog;
-use crate::docker::{DockerError, Metered, SwarmApi};
-use crate::election::Leadership;
+use crate::docker::{Deadlines, DockerError, Metered, SwarmApi};
+use crate::election::{LeaderGate, Leadership};
 use crate::file_sd;
 use crate::metrics::{self, Metrics};
 use crate::notify::{Notifier, NotifyConfig, NotifyError, SHUTDOWN_GRACE, StatusEvents};
@@ -27,6 +26,7 @@ use crate::spec::SpecStore;
 use crate::status::{self, StatusFile};
 use crate::swarm_watch::{self, WatchConfig};
 use crate::triggers;
+use crate::web;
 use crate::world::{self, Reflector, Reporter, World};
 
 /// Errors that stop the operator.
@@ -41,9 +41,6 @@ pub enum OperatorError {
     /// The runtime configuration is unusable.
     #[error(transparent)]
     Runtime(#[from] runtime::Error),
-    /// The metrics server failed.
-    #[error(transparent)]
-    Metrics(#[from] metrics::MetricsError),
     /// The status file could not be written.
     #[error(transparent)]
     Status(#[from] status::StatusError),
@@ -66,8 +63,9 @@ pub struct OperatorConfig {
     /// Re-read the spec directory on this period too (for mounts that deliver no inotify
     /// events).
     pub spec_poll: Option<Duration>,
-    /// Serve metrics and health here.
-    pub metrics_addr: Option<SocketAddr>,
+    /// Serve metrics, health, the page and the API here (bound by the caller, so that a taken
+    /// address ends `run` before anything starts).
+    pub web: Option<web::Listener>,
     /// Allow an empty spec directory to remove every managed object.
     pub allow_empty_prune: bool,
     /// Reconciles running at once.
@@ -82,6 +80,9 @@ pub struct OperatorConfig {
     pub notify: NotifyConfig,
     /// Identities that decrypt the `.age` files specs refer to (`--age-identity`).
     pub age_identities: crate::spec::AgeIdentities,
+    /// The engine's deadlines (the API applies them to its calls; here they bound the event
+    /// stream's silence and a whole reconcile).
+    pub deadlines: Deadlines,
 }
 
 impl OperatorConfig {
@@ -93,7 +94,7 @@ impl OperatorConfig {
             resync: Duration::from_secs(30),
             task_poll: Duration::from_secs(1),
             spec_poll: None,
-            metrics_addr: None,
+            web: None,
             allow_empty_prune: false,
             concurrency: 8,
             instance: crate::definition::DEFAULT_INSTANCE.to_owned(),
@@ -101,6 +102,7 @@ impl OperatorConfig {
             leadership: Leadership::always(),
             notify: NotifyConfig::default(),
             age_identities: crate::spec::AgeIdentities::none(),
+            deadlines: Deadlines::default(),
         }
     }
 }
@@ -110,6 +112,11 @@ impl OperatorConfig {
 /// minutes. Retried at once when its own object or its spec changes.
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(5 * 60);
+
+/// How long shutdown waits for in-flight reconciles before dropping them: with the lease
+/// release and the webhooks' grace, SIGTERM ends the process within 10 s whatever the engine
+/// does.
+pub const RECONCILE_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
@@ -210,9 +217,10 @@ async fn status_writer(
     }
 }
 
-/// Runs the operator until `shutdown` completes; in-flight reconciles finish, a final status
-/// is written and queued notifications are delivered (within [`SHUTDOWN_GRACE`]) before it
-/// returns.
+/// Runs the operator until `shutdown` completes; in-flight reconciles finish (within
+/// [`RECONCILE_SHUTDOWN_GRACE`]), a final status is written and queued notifications are
+/// delivered (within [`SHUTDOWN_GRACE`]) before it returns. Nothing on that path waits on the
+/// engine beyond those graces.
 ///
 /// Tasks: the reflector (the only writer of the shared view), the swarm watcher (events,
 /// relists, task polling), the spec watcher (here), the runner (reconciles of the keys the
@@ -230,7 +238,7 @@ pub async fn run<A: SwarmApi>(
     let (notifier, delivery) = Notifier::start(config.notify.clone(), metrics.clone()).await?;
     let activity = ActivityLog::with_notifier(notifier.clone());
 
-    let metrics_server = config.metrics_addr.map(|addr| {
+    let metrics_server = config.web.clone().map(|listener| {
         let page = page::PageState::new(
             world.clone(),
             activity.clone(),
@@ -239,14 +247,9 @@ pub async fn run<A: SwarmApi>(
             config.leadership.clone(),
             stop.clone(),
         );
-        tokio::spawn(metrics::serve(
-            addr,
-            metrics.clone(),
-            world.clone(),
-            page::router(page),
-            config.leadership.clone(),
-            stop.clone().cancelled_owned(),
-        ))
+        let app = metrics::router(metrics.clone(), world.clone(), config.leadership.clone())
+            .merge(page::router(page));
+        tokio::spawn(web::serve(listener, app, stop.clone()))
     });
 
     let (changes_tx, changes_rx) = mpsc::unbounded_channel::<ObjectKey>();
@@ -262,14 +265,17 @@ pub async fn run<A: SwarmApi>(
     reload(&world, &reporter, &mut store, &config).await;
 
     let ctx = Arc::new(Context {
-        api: api.clone(),
+        // Every write of a reconcile checks the lease right before it is sent.
+        api: Arc::new(LeaderGate::new(api.clone(), config.leadership.clone())),
         world: world.clone(),
         reporter: reporter.clone(),
         metrics: metrics.clone(),
         activity,
+        deadline: config.deadlines.reconcile(),
     });
-    // Followers keep their view warm but never write: the gate is checked at the start of
-    // every reconcile, and a replica that becomes leader looks at every key once.
+    // Followers keep their view warm but never write: leadership is checked at the start of
+    // every reconcile and again (the `LeaderGate`) right before each of its writes, and a
+    // replica that becomes leader looks at every key once.
     let gate = config.leadership.clone();
     let gate_metrics = metrics.clone();
     let runner = Runner::new(
@@ -288,7 +294,8 @@ pub async fn run<A: SwarmApi>(
         },
         RunnerConfig::default()
             .concurrency(config.concurrency)
-            .backoff(RETRY_MIN, RETRY_MAX),
+            .backoff(RETRY_MIN, RETRY_MAX)
+            .shutdown_grace(RECONCILE_SHUTDOWN_GRACE),
     )?
     .observer(metrics.clone());
     // The first pass looks at every key; after it, only at keys whose state changed.
@@ -311,6 +318,7 @@ pub async fn run<A: SwarmApi>(
         WatchConfig {
             resync: config.resync,
             task_poll: config.task_poll,
+            deadlines: config.deadlines,
         },
         stop.clone(),
     ));
@@ -341,8 +349,14 @@ pub async fn run<A: SwarmApi>(
                     // (the view may lag behind the old leader's last writes) and look at
                     // every key once.
                     info!("leading: reconciling everything");
-                    if let Err(error) = swarm_watch::relist(api.as_ref(), &world, &reporter).await {
-                        warn!(%error, "listing the swarm on becoming leader");
+                    // A hung engine must not hold SIGTERM here either.
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        listed = swarm_watch::relist(api.as_ref(), &world, &reporter) => {
+                            if let Err(error) = listed {
+                                warn!(%error, "listing the swarm on becoming leader");
+                            }
+                        }
                     }
                     for key in world::all_keys(&world) {
                         let _ = all_keys_tx.send(key);
@@ -362,10 +376,9 @@ pub async fn run<A: SwarmApi>(
         let _ = task.await;
     }
     let written = writer_task.await.expect("status writer panicked");
-    let served = match metrics_server {
-        Some(server) => server.await.expect("metrics server panicked"),
-        None => Ok(()),
-    };
+    if let Some(server) = metrics_server {
+        server.await.expect("HTTP server panicked");
+    }
     // Last: the final status may have announced something, and nothing sends after it.
     if let Some(delivery) = delivery {
         delivery.drain(SHUTDOWN_GRACE).await;
@@ -373,7 +386,6 @@ pub async fn run<A: SwarmApi>(
     drop(reporter);
     let _ = reflector_task.await;
     written?;
-    served?;
     Ok(())
 }
 

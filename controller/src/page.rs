@@ -13,12 +13,13 @@ use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{Html, IntoResponse, Json};
+use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::get;
 use futures_util::Stream;
 use maud::{DOCTYPE, Markup, html};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::activity::{ActivityEvent, ActivityLog};
@@ -31,6 +32,10 @@ use crate::world::World;
 
 /// How often an open page is brought up to date (tasks are polled every second anyway).
 const REFRESH: Duration = Duration::from_secs(1);
+
+/// Event streams open at once (each open page holds one): past it, 503, so that open pages
+/// cannot take every connection or the status builds' CPU.
+pub const MAX_EVENT_STREAMS: usize = 32;
 
 /// What the page's endpoints read.
 #[derive(Clone)]
@@ -46,6 +51,8 @@ pub struct PageState {
     /// The last status built here, so that conditions keep their transition times; seeded from
     /// the status file, so that they agree with it.
     previous: Arc<Mutex<Option<StatusFile>>>,
+    /// One permit per open event stream.
+    streams: Arc<Semaphore>,
 }
 
 impl PageState {
@@ -67,6 +74,7 @@ impl PageState {
             leadership,
             shutdown,
             previous: Arc::default(),
+            streams: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
         }
     }
 
@@ -129,13 +137,28 @@ async fn serve_status(State(state): State<PageState>) -> impl IntoResponse {
     )
 }
 
-async fn serve_events(
-    State(state): State<PageState>,
+async fn serve_events(State(state): State<PageState>) -> Response {
+    let Ok(permit) = state.streams.clone().try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "10")],
+            format!("{MAX_EVENT_STREAMS} event streams are open; try again later\n"),
+        )
+            .into_response();
+    };
+    events(state, permit).into_response()
+}
+
+/// The stream holds `permit` until it ends.
+fn events(
+    state: PageState,
+    permit: OwnedSemaphorePermit,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     // One build per second per open page; the board is rendered and sent only when something
     // but the time changed.
-    let stream =
-        futures_util::stream::unfold((state, None::<Overview>), |(state, mut last)| async move {
+    let stream = futures_util::stream::unfold(
+        (state, None::<Overview>, permit),
+        |(state, mut last, permit)| async move {
             loop {
                 if last.is_some() {
                     tokio::select! {
@@ -152,10 +175,11 @@ async fn serve_events(
                         .event("board")
                         .data(render_board(&shown).into_string());
                     last = Some(view);
-                    return Some((Ok(event), (state, last)));
+                    return Some((Ok(event), (state, last, permit)));
                 }
             }
-        });
+        },
+    );
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 

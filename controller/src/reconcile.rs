@@ -7,11 +7,14 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use crate::activity::{ActivityKind, ActivityLog};
-use crate::data_objects::{DataKind, DesiredData, LOGICAL_NAME_LABEL};
+use crate::data_objects::{
+    APPLIED_BY_VALUE, CREATED_BY_LABEL, DataKind, DataOrigin, DesiredData, LOGICAL_NAME_LABEL,
+    ObservedData,
+};
 use crate::definition::ServiceDefinition;
 use crate::docker::{DockerError, Ownership, SwarmApi};
 use crate::metrics::Metrics;
-use crate::plan::{Action, ObjectKey, ObjectPlan, UpdateCause, plan_object};
+use crate::plan::{Action, Conflict, ObjectKey, ObjectPlan, UpdateCause, plan_object};
 use crate::redact::Values;
 use crate::runtime;
 use crate::world::{Blocker, ObjectOutcome, Observation, Reporter, World, Written};
@@ -70,6 +73,19 @@ pub enum ReconcileError {
         /// The service holding it.
         holder: String,
     },
+    /// A service mounts a secret `apply` created (its stored spec names it), and the swarm
+    /// does not have it: only `apply` has the content, so the operator cannot recreate it.
+    #[error(
+        "{key}: secret {name:?} (created by `apply` for SwarmSecret {logical:?}) does not exist; run `apply` with the secret's spec again to create it"
+    )]
+    MissingAppliedSecret {
+        /// The service.
+        key: ObjectKey,
+        /// The secret's swarm name.
+        name: String,
+        /// The SwarmSecret's `metadata.name`.
+        logical: String,
+    },
     /// The service kept changing under the operator between its read and its update.
     #[error(
         "{key}: the service kept changing while being updated ({attempts} attempts); retrying later"
@@ -79,6 +95,18 @@ pub enum ReconcileError {
         key: ObjectKey,
         /// Reads and updates tried.
         attempts: u32,
+    },
+    /// The reconcile's calls together took longer than its deadline (a hung or overloaded
+    /// engine); what it did so far is read back by the next attempt.
+    #[error(
+        "{key}: the reconcile did not finish within {}; retrying with backoff",
+        humantime::format_duration(*after)
+    )]
+    TimedOut {
+        /// The object.
+        key: ObjectKey,
+        /// The deadline.
+        after: std::time::Duration,
     },
 }
 
@@ -113,6 +141,8 @@ pub struct Context<A> {
     pub metrics: Arc<Metrics>,
     /// What the status page lists as recent events.
     pub activity: ActivityLog,
+    /// The longest one reconcile may take, all its calls together.
+    pub deadline: std::time::Duration,
 }
 
 /// Reads and writes one reconcile may try when the service changes under it (stale version,
@@ -125,27 +155,27 @@ pub async fn reconcile<A: SwarmApi>(
     ctx: Arc<Context<A>>,
     key: ObjectKey,
 ) -> Result<runtime::Action, ReconcileError> {
-    let mut attempt = 1;
-    let (result, conflict) = loop {
-        let plan = current_plan(&ctx, &key);
-        let Some(action) = plan.action else {
-            break (Ok(runtime::Action::await_change()), plan.conflict);
-        };
-        match apply(&ctx, &key, action).await {
-            Err(Retry::Reread) if attempt < MAX_ATTEMPTS => attempt += 1,
-            Err(Retry::Reread) => {
-                break (
-                    Err(ReconcileError::KeptChanging {
-                        key: key.clone(),
-                        attempts: attempt,
-                    }),
-                    plan.conflict,
-                );
-            }
-            Err(Retry::Fail(error)) => break (Err(error), plan.conflict),
-            Ok(()) => break (Ok(runtime::Action::await_change()), plan.conflict),
-        }
+    let (result, conflict) = match tokio::time::timeout(ctx.deadline, attempts(&ctx, &key)).await {
+        Ok(done) => done,
+        Err(_) => (
+            Err(ReconcileError::TimedOut {
+                key: key.clone(),
+                after: ctx.deadline,
+            }),
+            current_plan(&ctx, &key).conflict,
+        ),
     };
+    if let Err(ReconcileError::Docker {
+        source: DockerError::NotLeader { op },
+        ..
+    }) = &result
+    {
+        // Not a failure of the object: this replica stopped leading mid-reconcile. Nothing
+        // is reported (the new leader does), and becoming leader again looks at every key.
+        info!(%key, %op, "the leader lease was lost before this write: not sent");
+        ctx.metrics.reconcile_skipped_as_follower();
+        return Ok(runtime::Action::await_change());
+    }
     let error = result
         .as_ref()
         .err()
@@ -162,6 +192,35 @@ pub async fn reconcile<A: SwarmApi>(
         .outcome(key.clone(), ObjectOutcome { error, conflict })
         .await;
     result
+}
+
+/// Plans and applies until the object is written once or needs nothing, re-reading when it
+/// changed under the write.
+async fn attempts<A: SwarmApi>(
+    ctx: &Context<A>,
+    key: &ObjectKey,
+) -> (Result<runtime::Action, ReconcileError>, Option<Conflict>) {
+    let mut attempt = 1;
+    loop {
+        let plan = current_plan(ctx, key);
+        let Some(action) = plan.action else {
+            break (Ok(runtime::Action::await_change()), plan.conflict);
+        };
+        match apply(ctx, key, action).await {
+            Err(Retry::Reread) if attempt < MAX_ATTEMPTS => attempt += 1,
+            Err(Retry::Reread) => {
+                break (
+                    Err(ReconcileError::KeptChanging {
+                        key: key.clone(),
+                        attempts: attempt,
+                    }),
+                    plan.conflict,
+                );
+            }
+            Err(Retry::Fail(error)) => break (Err(error), plan.conflict),
+            Ok(()) => break (Ok(runtime::Action::await_change()), plan.conflict),
+        }
+    }
 }
 
 fn current_plan<A>(ctx: &Context<A>, key: &ObjectKey) -> ObjectPlan {
@@ -279,6 +338,13 @@ async fn ensure_data<A: SwarmApi>(
             .map(|d| d.name)
             .collect();
         for data in needed.into_iter().filter(|d| !existing.contains(&d.name)) {
+            if data.origin == DataOrigin::Applied {
+                return Err(Retry::Fail(ReconcileError::MissingAppliedSecret {
+                    key: key.clone(),
+                    name: data.name.clone(),
+                    logical: data.logical_name.clone(),
+                }));
+            }
             info!(%key, %kind, name = %data.name, "creating version");
             match ctx.api.create_data(data, &data.labels(&instance)).await {
                 Ok(_) | Err(DockerError::AlreadyExists { .. }) => {}
@@ -334,6 +400,9 @@ async fn collect_old_versions<A: SwarmApi>(
         }
         (world.desired.instance.clone(), keep)
     };
+    // Secrets `apply` created that a stored spec names: `apply` stores the spec before it
+    // creates the secret, so this replica's copy of the specs may not name it yet.
+    let mut applied: Option<BTreeSet<String>> = None;
     for kind in [DataKind::Config, DataKind::Secret] {
         let Ok(list) = ctx.api.list_data(kind).await else {
             continue;
@@ -351,12 +420,42 @@ async fn collect_old_versions<A: SwarmApi>(
                     .get(LOGICAL_NAME_LABEL)
                     .is_some_and(|l| rotated_logical.contains(l.as_str()))
         }) {
+            if is_applied(old) {
+                if applied.is_none() {
+                    applied = applied_secrets_in_stored_specs(ctx, &instance).await;
+                }
+                // Unknown (the configs could not be listed) keeps the secret: better a stale
+                // one than a missing one.
+                if applied
+                    .as_ref()
+                    .is_none_or(|names| names.contains(&old.name))
+                {
+                    continue;
+                }
+            }
             match ctx.api.remove_data(kind, &old.id).await {
                 Ok(()) => info!(%key, %kind, name = %old.name, "removed unused version"),
                 Err(e) => warn!(%key, %kind, name = %old.name, error = %e, "unused version kept"),
             }
         }
     }
+}
+
+/// Whether `apply` created this config or secret.
+fn is_applied(data: &ObservedData) -> bool {
+    data.labels.get(CREATED_BY_LABEL).map(String::as_str) == Some(APPLIED_BY_VALUE)
+}
+
+/// The secrets the specs `apply` stored for `instance` name; `None` if the swarm's configs
+/// could not be listed.
+async fn applied_secrets_in_stored_specs<A: SwarmApi>(
+    ctx: &Context<A>,
+    instance: &str,
+) -> Option<BTreeSet<String>> {
+    let configs = ctx.api.list_data(DataKind::Config).await.ok()?;
+    Some(crate::stored_specs::applied_secrets_named(
+        &configs, instance,
+    ))
 }
 
 /// Performs one planned write and reports it.
@@ -624,6 +723,7 @@ mod tests {
     //! it on a real swarm.
 
     use std::collections::BTreeMap;
+    use std::time::Duration;
 
     use super::*;
     use crate::definition::tests::{sample_network, sample_service};
@@ -667,6 +767,7 @@ mod tests {
             reporter,
             metrics: Arc::new(Metrics::new()),
             activity: ActivityLog::default(),
+            deadline: crate::docker::Deadlines::default().reconcile(),
         })
     }
 
@@ -740,6 +841,216 @@ mod tests {
         );
         // No read-back after a create: the create answer's id is enough.
         assert_eq!(ctx.api.count(Op::InspectService), 0);
+    }
+
+    /// The sample desired state on a swarm that already has its network, reconciled through
+    /// the leader gate with `leadership`.
+    async fn gated_context(
+        swarm: &MemorySwarm,
+        leadership: crate::election::Leadership,
+    ) -> Arc<Context<crate::election::LeaderGate<MemorySwarm>>> {
+        swarm.external_create_network(sample_network("my_network"));
+        let world = World::default();
+        let (changes, _) = tokio::sync::mpsc::unbounded_channel();
+        let (reflector, reporter) = Reflector::new(world.clone(), changes);
+        tokio::spawn(reflector.run());
+        relist(swarm, &world, &reporter).await.unwrap();
+        reporter.desired(desired_state()).await;
+        Arc::new(Context {
+            api: Arc::new(crate::election::LeaderGate::new(
+                Arc::new(swarm.clone()),
+                leadership,
+            )),
+            world,
+            reporter,
+            metrics: Arc::new(Metrics::new()),
+            activity: ActivityLog::default(),
+            deadline: crate::docker::Deadlines::default().reconcile(),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_lost_between_the_plan_and_the_write_stops_the_write() {
+        let swarm = MemorySwarm::default();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let leadership = crate::election::Leadership::until_for_test(deadline);
+        let ctx = gated_context(&swarm, leadership).await;
+        let key = ObjectKey::service("quote");
+        let writes_before = swarm.writes();
+
+        // Planned while leading...
+        let action = current_plan(&ctx, &key)
+            .action
+            .expect("a create is planned");
+        assert!(matches!(action, Action::CreateService { .. }), "{action:?}");
+        // ...then the lease runs out (a paused process, a slow read) before the write.
+        tokio::time::advance(Duration::from_secs(9)).await;
+        let outcome = apply(&ctx, &key, action).await;
+        assert!(
+            matches!(
+                outcome,
+                Err(Retry::Fail(ReconcileError::Docker {
+                    source: DockerError::NotLeader {
+                        op: Op::CreateService
+                    },
+                    ..
+                }))
+            ),
+            "the write was refused by the gate"
+        );
+        assert_eq!(swarm.writes(), writes_before, "nothing reached the swarm");
+        assert!(swarm.services().is_empty());
+
+        // A whole reconcile now writes nothing, reports no error and counts a skip.
+        reconcile(ctx.clone(), key.clone()).await.unwrap();
+        assert_eq!(swarm.writes(), writes_before);
+        assert!(
+            ctx.activity.recent().is_empty(),
+            "{:?}",
+            ctx.activity.recent()
+        );
+        assert_eq!(ctx.world.read().outcomes.get(&key), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_leader_with_its_lease_writes_through_the_gate() {
+        let swarm = MemorySwarm::default();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let ctx = gated_context(
+            &swarm,
+            crate::election::Leadership::until_for_test(deadline),
+        )
+        .await;
+        reconcile(ctx.clone(), ObjectKey::service("quote"))
+            .await
+            .unwrap();
+        assert!(swarm.services().contains_key("quote"));
+    }
+
+    #[tokio::test]
+    async fn a_missing_secret_apply_created_is_reported_not_created_empty() {
+        let swarm = MemorySwarm::default();
+        swarm.external_create_network(sample_network("my_network"));
+        let mut desired = desired_state();
+        let name = "db-0123456789".to_owned();
+        desired.data.insert(
+            name.clone(),
+            DesiredData {
+                kind: DataKind::Secret,
+                logical_name: "db".into(),
+                name: name.clone(),
+                content: crate::spec::Content::default(),
+                labels: BTreeMap::new(),
+                origin: DataOrigin::Applied,
+            },
+        );
+        let quote = desired.services.get_mut("quote").unwrap();
+        quote.definition.secrets = vec![crate::definition::FileMount {
+            name: name.clone(),
+            target: "db".into(),
+            uid: "0".into(),
+            gid: "0".into(),
+            mode: 0o400,
+        }];
+        let ctx = context(swarm.clone(), desired).await;
+        let err = reconcile(ctx.clone(), ObjectKey::service("quote"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ReconcileError::MissingAppliedSecret { name: n, .. } if *n == name),
+            "{err}"
+        );
+        assert!(err.to_string().contains("run `apply`"), "{err}");
+        assert_eq!(
+            swarm.writes(),
+            0,
+            "nothing created, not even an empty secret"
+        );
+    }
+
+    /// An `apply`-created secret version of logical secret `db`.
+    fn applied_db(hash: &str) -> DesiredData {
+        DesiredData {
+            kind: DataKind::Secret,
+            logical_name: "db".into(),
+            name: format!("db-{hash}"),
+            content: crate::spec::Content::default(),
+            labels: BTreeMap::new(),
+            origin: DataOrigin::Applied,
+        }
+    }
+
+    fn mounting(desired: &mut DesiredState, data: &DesiredData) {
+        desired.data = BTreeMap::from([(data.name.clone(), data.clone())]);
+        desired
+            .services
+            .get_mut("quote")
+            .unwrap()
+            .definition
+            .secrets = vec![crate::definition::FileMount {
+            name: data.name.clone(),
+            target: "db".into(),
+            uid: "0".into(),
+            gid: "0".into(),
+            mode: 0o400,
+        }];
+    }
+
+    #[tokio::test]
+    async fn a_rotation_collects_apply_created_secrets_except_those_a_stored_spec_names() {
+        let swarm = MemorySwarm::default();
+        swarm.external_create_network(sample_network("my_network"));
+        let [a, b, named, unnamed] =
+            ["aaaaaaaaaa", "bbbbbbbbbb", "cccccccccc", "dddddddddd"].map(applied_db);
+        for data in [&a, &b, &named, &unnamed] {
+            swarm.external_create_data(
+                DataKind::Secret,
+                &data.name,
+                crate::applied_secrets::labels(data, DEFAULT_INSTANCE),
+            );
+        }
+        // `apply` stored a spec naming `named` and has created it; this replica's copy of
+        // the specs does not show it yet.
+        swarm.external_create_data(
+            DataKind::Config,
+            "swarm-operator-spec-0123",
+            BTreeMap::from([
+                (
+                    crate::definition::MANAGED_BY_LABEL.to_owned(),
+                    crate::definition::MANAGED_BY_VALUE.to_owned(),
+                ),
+                (
+                    crate::definition::INSTANCE_LABEL.to_owned(),
+                    DEFAULT_INSTANCE.to_owned(),
+                ),
+                (
+                    crate::stored_specs::APPLIED_SECRETS_LABEL.to_owned(),
+                    named.name.clone(),
+                ),
+            ]),
+        );
+        let mut desired = desired_state();
+        mounting(&mut desired, &a);
+        let ctx = context(swarm.clone(), desired.clone()).await;
+        reconcile(ctx.clone(), ObjectKey::service("quote"))
+            .await
+            .unwrap();
+        assert_eq!(
+            swarm.data_names(DataKind::Secret).len(),
+            4,
+            "nothing created"
+        );
+
+        // Rotated onto b: a stays (swarm's rollback needs the previous version), `unnamed`
+        // goes, `named` stays because a stored spec names it.
+        mounting(&mut desired, &b);
+        ctx.reporter.desired(desired).await;
+        reconcile(ctx.clone(), ObjectKey::service("quote"))
+            .await
+            .unwrap();
+        let mut left = swarm.data_names(DataKind::Secret);
+        left.sort();
+        assert_eq!(left, [a.name, b.name, named.name]);
     }
 
     #[tokio::test]

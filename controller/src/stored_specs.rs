@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::data_objects::ObservedData;
 use crate::definition::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::desired::SUSPEND_FILE;
 use crate::docker::configs::{CasOutcome, StoredConfig};
@@ -30,6 +31,10 @@ use crate::spec::load::is_spec_file_name;
 pub const STORED_FILE_LABEL: &str = "swarm-operator.io/stored-spec-file";
 /// Prefix of the configs holding spec files.
 pub const CONFIG_PREFIX: &str = "swarm-operator-spec-";
+/// Label on a stored spec file's config listing the secrets `apply` created that the file
+/// names (comma-separated): the operator reads what is still in use from labels, since a
+/// config's data does not come with a list.
+pub const APPLIED_SECRETS_LABEL: &str = "swarm-operator.io/applied-secrets";
 /// What an empty `.suspend` is stored as: the engine refuses a config without data, and only
 /// the file's presence matters.
 const EMPTY_SUSPEND_CONTENT: &[u8] = b"# suspended (stored by swarm-operator apply)\n";
@@ -87,6 +92,8 @@ pub struct ApplyReport {
     pub unchanged: Vec<String>,
     /// Files removed because the applied directory no longer has them.
     pub removed: Vec<String>,
+    /// Secrets created for the SwarmSecrets of the files (see [`crate::applied_secrets`]).
+    pub secrets_created: Vec<String>,
 }
 
 /// The config name of `file` for `instance`: the same file stored twice is one config.
@@ -99,6 +106,26 @@ pub fn config_name(instance: &str, file: &SpecFile) -> String {
     let digest = hasher.finalize();
     let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
     format!("{CONFIG_PREFIX}{hex}")
+}
+
+/// The secrets named by the stored spec files of `instance` among `configs` (as listed, with
+/// labels).
+pub fn applied_secrets_named(configs: &[ObservedData], instance: &str) -> BTreeSet<String> {
+    configs
+        .iter()
+        .filter(|c| {
+            c.name.starts_with(CONFIG_PREFIX)
+                && c.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+                && c.labels.get(INSTANCE_LABEL).map(String::as_str) == Some(instance)
+        })
+        .filter_map(|c| c.labels.get(APPLIED_SECRETS_LABEL))
+        .flat_map(|names| {
+            names
+                .split(',')
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+        })
+        .collect()
 }
 
 /// The files `apply` stores and the mirror writes: spec files and `.suspend`. A file name from
@@ -299,11 +326,13 @@ impl SpecConfigs {
 
     /// Stores `files` (one create per new or changed file), then removes their older copies
     /// and, with `prune`, every stored file not among them. Nothing is written for a file
-    /// already stored with the same content.
+    /// already stored with the same content. `secrets` lists, per file name, the secrets
+    /// `apply` created that the file names (see [`APPLIED_SECRETS_LABEL`]).
     pub async fn apply(
         &self,
         files: &[SpecFile],
         prune: bool,
+        secrets: &BTreeMap<String, BTreeSet<String>>,
     ) -> Result<ApplyReport, StoredSpecsError> {
         let (current, superseded) = resolve(self.list().await?);
         let mut report = ApplyReport::default();
@@ -322,6 +351,10 @@ impl SpecConfigs {
             }
             let mut labels = self.owner_labels();
             labels.insert(STORED_FILE_LABEL.to_owned(), file.name.clone());
+            if let Some(names) = secrets.get(&file.name).filter(|n| !n.is_empty()) {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                labels.insert(APPLIED_SECRETS_LABEL.to_owned(), names.join(","));
+            }
             match self
                 .api
                 .create_config(&name, &labels, &file.content)
@@ -451,6 +484,35 @@ mod tests {
             current["a.yaml"].file.content, b"new",
             "order does not matter"
         );
+    }
+
+    #[test]
+    fn the_secrets_named_are_read_from_the_instances_stored_specs_only() {
+        let config = |name: &str, instance: &str, named: Option<&str>| ObservedData {
+            kind: crate::data_objects::DataKind::Config,
+            id: format!("id-{name}"),
+            name: name.into(),
+            labels: [
+                (MANAGED_BY_LABEL, MANAGED_BY_VALUE),
+                (INSTANCE_LABEL, instance),
+                (APPLIED_SECRETS_LABEL, named.unwrap_or("")),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        };
+        let configs = [
+            config(
+                "swarm-operator-spec-1",
+                "a",
+                Some("db-0123456789,tls-abcdefabcd"),
+            ),
+            config("swarm-operator-spec-2", "a", None),
+            config("swarm-operator-spec-3", "b", Some("other-0123456789")),
+            config("unrelated", "a", Some("x-0123456789")),
+        ];
+        let named: Vec<String> = applied_secrets_named(&configs, "a").into_iter().collect();
+        assert_eq!(named, ["db-0123456789", "tls-abcdefabcd"]);
     }
 
     #[test]

@@ -454,3 +454,86 @@ AGE-SECRET-KEY-1BROKENKEY
         assert!(!text.contains("BROKENKEY"), "{args:?}: {text}");
     }
 }
+
+/// `apply --age-identity` decrypts a SwarmSecret's `.age` file into the swarm secret it
+/// creates (named by the plaintext's hash, so applying a re-encrypted file creates nothing);
+/// without the identity it stores nothing and says where the file is used.
+#[test]
+fn apply_decrypts_a_secret_file_into_the_secret_it_creates() {
+    let test = "apply_decrypts_a_secret_file_into_the_secret_it_creates";
+    let Some(swarm) = Swarm::start("ageapply") else {
+        return;
+    };
+    if require_tool(test, "age", "age").is_none()
+        || require_tool(test, "age-keygen", "age").is_none()
+    {
+        return;
+    }
+    let _secrets = SecretCleanup(&swarm);
+    let keys = tempfile::tempdir().unwrap();
+    let identity = keys.path().join("identity.txt");
+    let out = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&identity)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = Command::new("age-keygen")
+        .arg("-y")
+        .arg(&identity)
+        .output()
+        .unwrap();
+    let recipient = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let plaintext = plaintext_value("apply");
+    let dir = swarm.specs.path();
+    seal(dir, "db.txt.age", &plaintext, &recipient, false);
+    let secret = swarm.name("db");
+    swarm.write_spec(
+        "db.yaml",
+        &format!(
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmSecret\nmetadata:\n  name: {secret}\nspec:\n  file: db.txt.age\n"
+        ),
+    );
+    let (dir_arg, identity_arg) = (dir.to_str().unwrap(), identity.to_str().unwrap());
+    let text = |out: &std::process::Output| {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!text.contains(&plaintext), "apply printed the plaintext");
+        text
+    };
+
+    let refused = swarm.cli(&["apply", dir_arg]);
+    let shown = text(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("db.yaml:6:9: spec.file: cannot decrypt `db.txt.age`")
+            && shown.contains("pass --age-identity"),
+        "{shown}"
+    );
+    assert!(
+        secrets(&swarm, &secret).is_empty(),
+        "a refused apply created a secret"
+    );
+
+    let applied = swarm.cli(&["apply", dir_arg, "--age-identity", identity_arg]);
+    let shown = text(&applied);
+    assert!(applied.status.success(), "{shown}");
+    let expected = format!("{secret}-{}", &sha256_hex(plaintext.as_bytes())[..10]);
+    assert!(
+        shown.contains(&format!("secret {expected} created")),
+        "{shown}"
+    );
+    let first = secrets(&swarm, &secret);
+    assert_eq!(first.len(), 1, "{first:?}");
+
+    // Re-encrypted (armored this time): the same plaintext, so nothing new.
+    seal(dir, "db.txt.age", &plaintext, &recipient, true);
+    let again = swarm.cli(&["apply", dir_arg, "--age-identity", identity_arg]);
+    let shown = text(&again);
+    assert!(again.status.success(), "{shown}");
+    assert!(!shown.contains("created"), "{shown}");
+    assert_eq!(secrets(&swarm, &secret), first);
+}

@@ -137,6 +137,42 @@ async fn two_replicas_one_leader_and_takeover_on_a_real_swarm() {
     c.task.await.unwrap();
 }
 
+/// Two replicas given the same identity (a copy-pasted `--identity`): the lease's token tells
+/// them apart through the swarm's labels, so exactly one leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_with_the_same_identity_do_not_both_lead_on_a_real_swarm() {
+    let Some(api) = engine("same_identity").await else {
+        return;
+    };
+    let instance = instance("sameid");
+    let _cleanup = LeaseCleanup(SwarmLeaseStore::config_name(&instance));
+    let a = replica(&api, &instance, "twin");
+    wait_for(Duration::from_secs(5), "a leads", || {
+        a.leadership.is_leader()
+    })
+    .await;
+    let b = replica(&api, &instance, "twin");
+    // Longer than a lease and two renewals: b reads a's lease every retry period meanwhile.
+    let watch_until = Instant::now() + LEASE_DURATION + 2 * RENEW_PERIOD;
+    while Instant::now() < watch_until {
+        assert!(
+            !(a.leadership.is_leader() && b.leadership.is_leader()),
+            "both replicas named `twin` lead"
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+    assert!(a.leadership.is_leader(), "the first one kept the lease");
+    let store = SwarmLeaseStore::new(api.clone(), &instance);
+    let lease = store.read().await.unwrap().expect("the lease exists");
+    assert_eq!(lease.record.holder, "twin");
+    assert_eq!(lease.record.token.len(), 16, "{:?}", lease.record.token);
+    assert_eq!(lease.record.term, 1);
+    for replica in [a, b] {
+        replica.stop.cancel();
+        replica.task.await.unwrap();
+    }
+}
+
 /// The version index is a compare-and-swap: a write with a stale version is refused, and a
 /// second create of the same lease is refused.
 #[tokio::test]
@@ -150,6 +186,7 @@ async fn stale_lease_writes_are_refused_by_the_swarm() {
     let store = SwarmLeaseStore::new(api.clone(), &instance);
     let record = |holder: &str, term| swarm_operator::election::LeaseRecord {
         holder: holder.into(),
+        token: format!("{holder}-token"),
         term,
         renewed_at: String::new(),
     };

@@ -9,8 +9,12 @@ use crate::cmd::{Cmd, CmdError};
 use crate::interrupt::{self, Interrupted};
 use crate::timing::phase;
 
-/// The node image: Debian bookworm with Debian's docker.io, built once and reused.
-pub const NODE_IMAGE: &str = "swarm-operator-node:bookworm";
+/// The node image: Debian bookworm with Debian's docker.io (and sshd, for reaching a node's
+/// engine over `ssh://` as the docker CLI does), built once and reused. The tag names what is
+/// in it, so that an image built with an older package list is rebuilt, not reused.
+pub const NODE_IMAGE: &str = "swarm-operator-node:bookworm-sshd";
+/// The packages debootstrap adds to the minimal base (see [`NODE_IMAGE`]).
+const NODE_PACKAGES: &str = "docker.io,iproute2,iptables,ca-certificates,openssh-server";
 /// Label on every container, volume and network of a cluster; the value is the run's prefix.
 pub const LABEL: &str = "swarm-operator.xtask.cluster";
 /// Label carrying a node's swarm role (`manager` / `worker`).
@@ -564,11 +568,9 @@ pub fn ensure_node_image() -> Result<(), ClusterError> {
     let root = tmp.path().join("root");
     eprintln!("debootstrap bookworm from {mirror} (about a minute)");
     Cmd::new("debootstrap")
-        .args([
-            "--variant=minbase",
-            "--include=docker.io,iproute2,iptables,ca-certificates",
-            "bookworm",
-        ])
+        .arg("--variant=minbase")
+        .arg(format!("--include={NODE_PACKAGES}"))
+        .arg("bookworm")
         .arg(&root)
         .arg(&mirror)
         .output()?;

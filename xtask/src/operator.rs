@@ -14,6 +14,20 @@ pub const IMAGE: &str = "swarm-operator:dev";
 /// The port of `/metrics`, `/healthz` and `/readyz` inside the operator's container.
 pub const METRICS_PORT: u16 = 9090;
 
+/// The docker secret holding the web configuration (`--web-config`) of a published page.
+pub const WEB_CONFIG_SECRET: &str = "swarm-operator-web-config";
+/// Where that secret is mounted in the operator's container.
+const WEB_CONFIG_TARGET: &str = "/run/secrets/web-config.yml";
+
+/// The status page published outside the swarm, behind basic auth (the demo's form).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedPage {
+    /// The node port (host mode: no routing mesh is needed, and none routes without IPVS).
+    pub port: u16,
+    /// The web configuration (exporter-toolkit format) stored as [`WEB_CONFIG_SECRET`].
+    pub web_config: String,
+}
+
 /// How the operator is deployed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Deployment<'a> {
@@ -32,7 +46,7 @@ pub enum Deployment<'a> {
 }
 
 /// The `docker service create` arguments. Keep in sync with manifests/operator/README.md.
-pub fn create_args(deployment: Deployment<'_>) -> Vec<String> {
+pub fn create_args(deployment: Deployment<'_>, page: Option<&PublishedPage>) -> Vec<String> {
     let mut args: Vec<String> = [
         "service",
         "create",
@@ -65,6 +79,18 @@ pub fn create_args(deployment: Deployment<'_>) -> Vec<String> {
     .map(|s| s.to_string())
     .collect();
     let metrics_addr = format!("0.0.0.0:{METRICS_PORT}");
+    if let Some(page) = page {
+        args.push("--publish".into());
+        args.push(format!(
+            "mode=host,published={},target={METRICS_PORT}",
+            page.port
+        ));
+        args.push("--secret".into());
+        args.push(format!(
+            "source={WEB_CONFIG_SECRET},target={}",
+            WEB_CONFIG_TARGET.trim_start_matches("/run/secrets/")
+        ));
+    }
     match deployment {
         Deployment::Directory { specs_dir, node } => {
             args.extend(["--replicas", "1"].map(String::from));
@@ -108,16 +134,49 @@ pub fn create_args(deployment: Deployment<'_>) -> Vec<String> {
         ]
         .map(String::from),
     );
+    if page.is_some() {
+        args.extend(["--web-config", WEB_CONFIG_TARGET].map(String::from));
+    }
     args
 }
 
 /// (Re)deploy the operator through `manager`: an existing operator service is removed first, so
 /// the new image and flags take effect; the app services it manages are left alone.
 pub fn deploy(manager: &Manager, deployment: Deployment<'_>) -> Result<(), CmdError> {
+    deploy_with(manager, deployment, None)
+}
+
+/// [`deploy`], with the status page published on a node port behind `page`'s web
+/// configuration, which replaces the [`WEB_CONFIG_SECRET`] secret (a secret in use cannot be
+/// changed, so this happens after the old operator service is gone).
+pub fn deploy_with(
+    manager: &Manager,
+    deployment: Deployment<'_>,
+    page: Option<&PublishedPage>,
+) -> Result<(), CmdError> {
     if manager.docker(["service", "inspect", SERVICE]).succeeds() {
         manager.docker(["service", "rm", SERVICE]).output()?;
     }
-    manager.docker(create_args(deployment)).output()?;
+    if let Some(page) = page {
+        // The removed service's tasks may hold the secret for a moment after `service rm`.
+        let _ = crate::cluster::wait_for(
+            "the old web config secret to be free",
+            std::time::Duration::from_secs(30),
+            || {
+                Ok(manager
+                    .docker(["secret", "rm", WEB_CONFIG_SECRET])
+                    .succeeds()
+                    || !manager
+                        .docker(["secret", "inspect", WEB_CONFIG_SECRET])
+                        .succeeds())
+            },
+        );
+        manager
+            .docker(["secret", "create", WEB_CONFIG_SECRET, "-"])
+            .stdin_bytes(page.web_config.as_bytes().to_vec())
+            .output()?;
+    }
+    manager.docker(create_args(deployment, page)).output()?;
     Ok(())
 }
 

@@ -53,7 +53,13 @@ pub fn run(root: &Path, opts: &TestOptions) -> Result<(), TestError> {
         crate::apt::ensure_installed("/usr/bin/age", "age")?;
         crate::apt::ensure_installed("/usr/bin/chromium", "chromium")?;
         crate::apt::ensure_installed("/usr/bin/prometheus", "prometheus")?;
-        crate::apt::ensure_installed("/usr/bin/openssl", "openssl")
+        // --web-config's and the webhooks' tests: certificates made by openssl, requests sent
+        // by curl; tests/transport.rs: TLS and ssh endpoints (socat, a real sshd).
+        crate::apt::ensure_installed("/usr/bin/openssl", "openssl")?;
+        crate::apt::ensure_installed("/usr/bin/curl", "curl")?;
+        crate::apt::ensure_installed("/usr/bin/socat", "socat")?;
+        crate::apt::ensure_installed("/usr/sbin/sshd", "openssh-server")?;
+        crate::apt::ensure_installed("/usr/bin/ssh", "openssh-client")
     })?;
     phase("cargo fmt --check", || {
         cargo(root).args(["fmt", "--all", "--", "--check"]).run()
@@ -110,7 +116,15 @@ pub fn e2e(root: &Path, nodes: usize, extra: &[String]) -> Result<(), TestError>
             .run()
     });
     drop(cluster);
-    r.map_err(Into::into)
+    r?;
+    // Its own node (a manager whose dockerd listens with --tlsverify, and sshd): reaching a
+    // swarm as the docker CLI does.
+    phase("e2e transport", || {
+        cargo(root)
+            .args(["test", "-p", "e2e", "--test", "transport"])
+            .run()
+    })
+    .map_err(Into::into)
 }
 
 /// Regenerate `crds/` with the operator and fail if that changed anything (controller-rs style).

@@ -1,8 +1,20 @@
 //! Variable substitution in compose files, as the docker CLI does it: `$VAR`, `${VAR}`,
 //! `${VAR:-default}`, `${VAR-default}`, `${VAR:?error}`, `${VAR?error}`, `${VAR:+alt}`,
 //! `${VAR+alt}` and `$$` for a literal `$`, in every string value (never in keys).
+//!
+//! Bounded, since compose files come from other people: `${…}` nests at most [`MAX_NESTING`]
+//! deep, one value grows to at most [`MAX_VALUE_BYTES`], and a whole file's values together to
+//! at most [`MAX_TOTAL_BYTES`]. No error quotes the value or a variable's content, only the
+//! variable's name.
 
 use super::tree::{Node, Origin, Value};
+
+/// How deep `${A:-${B:-…}}` may nest (the docker CLI has no limit; real files use one or two).
+pub const MAX_NESTING: usize = 10;
+/// Longest value after substitution.
+pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
+/// Longest total of the substituted values under one [`interpolate`] call.
+pub const MAX_TOTAL_BYTES: usize = 16 * 1024 * 1024;
 
 /// Why a value could not be interpolated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -14,19 +26,33 @@ pub enum InterpolationError {
         origin: Origin,
         /// The variable.
         name: String,
-        /// The file's message.
+        /// The file's message, as written: not substituted, since it could then hold the
+        /// value of another variable.
         message: String,
     },
-    /// A `$` that starts no valid substitution. The value is not quoted: it may be a
-    /// password with a `$` in it.
+    /// A `$` that starts no valid substitution. The value is not repeated: it may hold a
+    /// password with a stray `$`.
     #[error(
-        "{origin}: invalid interpolation format at character {offset} of the value: write `${{VAR}}`, `${{VAR:-default}}`, … and escape a literal `$` as `$$`"
+        "{origin}: invalid interpolation format: write `${{VAR}}`, `${{VAR:-default}}`, … and escape a literal `$` as `$$`"
     )]
     Invalid {
         /// Where the value is.
         origin: Origin,
-        /// 1-based character offset, in the value, of the `$` that starts no substitution.
-        offset: usize,
+    },
+    /// `${…}` nested deeper than [`MAX_NESTING`].
+    #[error("{origin}: `${{…}}` nested more than {max} deep", max = MAX_NESTING)]
+    TooDeep {
+        /// Where the value is.
+        origin: Origin,
+    },
+    /// A value longer than [`MAX_VALUE_BYTES`] after substitution, or all of them together
+    /// longer than [`MAX_TOTAL_BYTES`].
+    #[error("{origin}: the values would grow past {max} bytes after substitution")]
+    TooLarge {
+        /// Where the value is.
+        origin: Origin,
+        /// The limit reached.
+        max: usize,
     },
 }
 
@@ -38,18 +64,35 @@ pub fn interpolate(
     lookup: &dyn Fn(&str) -> Option<String>,
     warnings: &mut Vec<String>,
 ) -> Result<(), InterpolationError> {
+    let mut total = 0;
+    interpolate_node(node, lookup, warnings, &mut total)
+}
+
+fn interpolate_node(
+    node: &mut Node,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
+    total: &mut usize,
+) -> Result<(), InterpolationError> {
     match &mut node.value {
         Value::Str(s) if s.contains('$') => {
             *s = substitute(s, lookup, &node.origin, warnings)?;
+            *total += s.len();
+            if *total > MAX_TOTAL_BYTES {
+                return Err(InterpolationError::TooLarge {
+                    origin: node.origin.clone(),
+                    max: MAX_TOTAL_BYTES,
+                });
+            }
         }
         Value::Seq(items) => {
             for item in items {
-                interpolate(item, lookup, warnings)?;
+                interpolate_node(item, lookup, warnings, total)?;
             }
         }
         Value::Map(entries) => {
             for entry in entries {
-                interpolate(&mut entry.value, lookup, warnings)?;
+                interpolate_node(&mut entry.value, lookup, warnings, total)?;
             }
         }
         _ => {}
@@ -72,14 +115,34 @@ pub fn substitute(
     origin: &Origin,
     warnings: &mut Vec<String>,
 ) -> Result<String, InterpolationError> {
+    substitute_at(text, lookup, origin, warnings, 0)
+}
+
+fn substitute_at(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    origin: &Origin,
+    warnings: &mut Vec<String>,
+    depth: usize,
+) -> Result<String, InterpolationError> {
+    if depth > MAX_NESTING {
+        return Err(InterpolationError::TooDeep {
+            origin: origin.clone(),
+        });
+    }
+    let invalid = || InterpolationError::Invalid {
+        origin: origin.clone(),
+    };
+    let too_large = || InterpolationError::TooLarge {
+        origin: origin.clone(),
+        max: MAX_VALUE_BYTES,
+    };
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(dollar) = rest.find('$') {
-        let at = text.len() - rest.len() + dollar;
-        let invalid = || InterpolationError::Invalid {
-            origin: origin.clone(),
-            offset: text[..at].chars().count() + 1,
-        };
+        if out.len() > MAX_VALUE_BYTES {
+            return Err(too_large());
+        }
         out.push_str(&rest[..dollar]);
         let after = &rest[dollar + 1..];
         let mut chars = after.chars();
@@ -91,7 +154,7 @@ pub fn substitute(
             Some('{') => {
                 let close = matching_brace(after).ok_or_else(invalid)?;
                 let inner = &after[1..close];
-                out.push_str(&braced(inner, lookup, origin, warnings, &invalid)?);
+                out.push_str(&braced(inner, lookup, origin, warnings, &invalid, depth)?);
                 rest = &after[close + 1..];
             }
             Some(c) if is_name_start(c) => {
@@ -104,6 +167,9 @@ pub fn substitute(
         }
     }
     out.push_str(rest);
+    if out.len() > MAX_VALUE_BYTES {
+        return Err(too_large());
+    }
     Ok(out)
 }
 
@@ -148,6 +214,7 @@ fn braced(
     origin: &Origin,
     warnings: &mut Vec<String>,
     invalid: &dyn Fn() -> InterpolationError,
+    depth: usize,
 ) -> Result<String, InterpolationError> {
     let name_end = inner.find(|c| !is_name_char(c)).unwrap_or(inner.len());
     let name = &inner[..name_end];
@@ -165,7 +232,7 @@ fn braced(
     };
     // With `:` an empty value counts as missing.
     let present = value.as_deref().is_some_and(|v| !(colon && v.is_empty()));
-    let mut argument = |arg: &str| substitute(arg, lookup, origin, warnings);
+    let mut argument = |arg: &str| substitute_at(arg, lookup, origin, warnings, depth + 1);
     match op.chars().next() {
         Some('-') => match present {
             true => Ok(value.unwrap_or_default()),
@@ -180,7 +247,7 @@ fn braced(
             false => Err(InterpolationError::Required {
                 origin: origin.clone(),
                 name: name.to_owned(),
-                message: argument(&op[1..])?,
+                message: op[1..].to_owned(),
             }),
         },
         _ => Err(invalid()),
@@ -265,14 +332,43 @@ mod tests {
         }
         // A password with a stray `$` is located, never quoted.
         let e = run("s3cr3t$ pass").unwrap_err();
-        assert_eq!(
-            e,
-            InterpolationError::Invalid {
-                origin: origin(),
-                offset: 7
-            }
-        );
+        assert_eq!(e, InterpolationError::Invalid { origin: origin() });
         assert!(!e.to_string().contains("s3cr3t"), "{e}");
         assert!(e.to_string().starts_with("s.yml:3:5: "), "{e}");
+    }
+
+    #[test]
+    fn nesting_and_growth_are_bounded() {
+        let nested = |depth: usize| format!("{}x{}", "${UNSET:-".repeat(depth), "}".repeat(depth));
+        assert_eq!(ok(&nested(MAX_NESTING)), "x");
+        assert!(matches!(
+            run(&nested(MAX_NESTING + 1)),
+            Err(InterpolationError::TooDeep { .. })
+        ));
+        assert!(matches!(
+            run(&nested(10_000)),
+            Err(InterpolationError::TooDeep { .. })
+        ));
+        let big = "b".repeat(MAX_VALUE_BYTES / 4 + 1);
+        let env = move |k: &str| (k == "BIG").then(|| big.clone());
+        let mut warnings = Vec::new();
+        assert!(matches!(
+            substitute("$BIG$BIG$BIG$BIG", &env, &origin(), &mut warnings),
+            Err(InterpolationError::TooLarge { .. })
+        ));
+        assert!(substitute("$BIG$BIG$BIG", &env, &origin(), &mut warnings).is_ok());
+    }
+
+    #[test]
+    fn errors_never_repeat_values() {
+        let env = |k: &str| (k == "PASSWORD").then(|| "hunter2-value".to_owned());
+        let mut warnings = Vec::new();
+        let e = substitute("${MISSING:?${PASSWORD}}", &env, &origin(), &mut warnings).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "s.yml:3:5: required variable MISSING is missing a value: ${PASSWORD}"
+        );
+        let e = substitute("pa$$word-hunter7$", &env, &origin(), &mut warnings).unwrap_err();
+        assert!(!e.to_string().contains("hunter7"), "{e}");
     }
 }

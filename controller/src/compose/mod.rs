@@ -10,6 +10,9 @@
 
 pub mod interpolate;
 pub mod model;
+pub mod names;
+pub mod output;
+pub mod source;
 pub mod stack;
 pub mod tree;
 
@@ -27,7 +30,8 @@ use crate::spec::{self, SpecError};
 const SCHEMA_BASE: &str = "https://swarm-operator.io/schemas/v1alpha1";
 
 /// Why an import failed. Nothing is written unless the import succeeds (or only keys were
-/// dropped without `--strict`).
+/// dropped without `--strict`): every name, path and source file is checked first. No message
+/// holds a value from the environment or a file's content.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// The stack name is not one docker accepts.
@@ -35,13 +39,21 @@ pub enum ImportError {
         "invalid stack name `{0}`: use letters, digits, `_`, `.` and `-`, starting with a letter or digit"
     )]
     StackName(String),
-    /// A compose file could not be read.
-    #[error("cannot read {}: {source}", file.display())]
+    /// A compose file (or the `.env` beside it) could not be read.
+    #[error("{}: {problem}", file.display())]
     Read {
         /// The file.
         file: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// What is wrong.
+        problem: source::SourceProblem,
+    },
+    /// The `.env` beside the compose file is not an env file.
+    #[error("{}:{line}: {ENV_SYNTAX}", file.display())]
+    DotEnv {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line.
+        line: usize,
     },
     /// A compose file is not valid YAML.
     #[error(transparent)]
@@ -55,10 +67,13 @@ pub enum ImportError {
     /// `--strict` and keys would be dropped.
     #[error("--strict: {} key(s) would be dropped:\n{}", .0.len(), lines(.0))]
     Strict(Vec<Dropped>),
-    /// Writing the output failed.
-    #[error("cannot write {}: {source}", path.display())]
-    Write {
-        /// The file.
+    /// Writing the output failed, or `--out` is not a plain directory.
+    #[error(transparent)]
+    Output(#[from] output::OutputError),
+    /// Reading the output directory back failed.
+    #[error("cannot read back {}: {source}", path.display())]
+    ReadBack {
+        /// The directory or file.
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
@@ -66,6 +81,20 @@ pub enum ImportError {
     /// The written specs do not load: a bug of the importer, reported rather than hidden.
     #[error("the written specs do not validate (please report this):\n{}", lines(.0))]
     SelfCheck(Vec<SpecError>),
+}
+
+/// What an env file line must be. The line itself is never shown: it may hold a password.
+const ENV_SYNTAX: &str = "not `NAME=value` or a `#` comment (a bare `NAME` would read the \
+     operator's own environment; the line is not shown: it may hold a value)";
+
+/// The variables of env file `text`, or the 1-based line that is not one (parsed as the spec
+/// loader will, so that an imported directory loads; the parser's own message is not kept, as
+/// it may quote the line).
+fn env_file_vars(text: &str, bare: spec::files::BareName) -> Result<Vec<(String, String)>, usize> {
+    spec::files::parse_env_file("", text, bare).map_err(|e| match e {
+        spec::files::FileProblem::EnvSyntax { line, .. } => line,
+        _ => 0,
+    })
 }
 
 fn lines<T: std::fmt::Display>(items: &[T]) -> String {
@@ -78,7 +107,14 @@ fn lines<T: std::fmt::Display>(items: &[T]) -> String {
 
 impl std::fmt::Display for Dropped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}: {}", self.origin, self.path, self.reason)
+        // Keys are the file's own text: control characters in them must not reach a terminal.
+        write!(
+            f,
+            "{}: {}: {}",
+            self.origin,
+            names::shown(&self.path),
+            self.reason
+        )
     }
 }
 
@@ -118,35 +154,33 @@ pub fn environment(
     files: &[PathBuf],
     process: impl Fn(&str) -> Option<String> + 'static,
 ) -> Result<Lookup, ImportError> {
-    let dot_env = files
+    let dir = files
         .first()
-        .and_then(|f| f.parent())
-        .map(|d| {
-            if d.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                d
-            }
-        })
-        .map(|d| d.join(".env"))
-        .filter(|p| p.is_file());
-    let defaults: Vec<(String, String)> = match dot_env {
-        Some(path) => {
-            let text = std::fs::read_to_string(&path).map_err(|source| ImportError::Read {
+        .map(|f| base_dir(f))
+        .unwrap_or_else(|| Path::new(".").to_owned());
+    let path = dir.join(".env");
+    // Read when present as anything but a directory (a Python virtualenv is often called
+    // `.env`): a symlink out or a FIFO is refused, not skipped.
+    let present = std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir());
+    let defaults: Vec<(String, String)> = if present {
+        let bytes = source::read_inside(&dir, ".env", source::MAX_ENV_FILE_BYTES, "an env file")
+            .map_err(|problem| ImportError::Read {
                 file: path.clone(),
-                source,
+                problem,
             })?;
-            spec::files::parse_env_file(
-                &path.display().to_string(),
-                &text,
-                spec::files::BareName::Skipped,
-            )
-            .map_err(|e| ImportError::Read {
+        let text = String::from_utf8(bytes).map_err(|_| ImportError::Read {
+            file: path.clone(),
+            problem: source::SourceProblem::Unreadable("not UTF-8 text".to_owned()),
+        })?;
+        // Compose's `.env` holds defaults: a bare name there sets nothing, as in the CLI.
+        env_file_vars(&text, spec::files::BareName::Skipped).map_err(|line| {
+            ImportError::DotEnv {
                 file: path.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
-            })?
-        }
-        None => Vec::new(),
+                line,
+            }
+        })?
+    } else {
+        Vec::new()
     };
     Ok(Box::new(move |name: &str| {
         process(name).or_else(|| {
@@ -165,17 +199,29 @@ pub fn convert(
     stack: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(stack::Stack, Vec<String>), ImportError> {
-    if spec::validate::name_problem(stack).is_some() {
-        return Err(ImportError::StackName(stack.to_owned()));
+    if names::problem(stack).is_some() {
+        return Err(ImportError::StackName(names::shown(stack)));
     }
     let mut merged = model::Compose::default();
     let mut warnings = Vec::new();
     let mut dropped = Vec::new();
     let mut invalid = Vec::new();
     for file in files {
-        let text = std::fs::read_to_string(file).map_err(|source| ImportError::Read {
+        let read_error = |problem| ImportError::Read {
             file: file.clone(),
-            source,
+            problem,
+        };
+        // The file the user named: a symlink to it is fine, but it must be a bounded regular
+        // file (`/dev/zero` or a FIFO would never end).
+        let real = file
+            .canonicalize()
+            .map_err(|e| read_error(source::SourceProblem::Unreadable(e.kind().to_string())))?;
+        let bytes = source::read_bounded(&real, source::MAX_COMPOSE_BYTES, "a compose file")
+            .map_err(read_error)?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            read_error(source::SourceProblem::Unreadable(
+                "not UTF-8 text".to_owned(),
+            ))
         })?;
         let mut root = tree::parse(file, &text)?;
         if let tree::Value::Map(entries) = &mut root.value {
@@ -183,11 +229,7 @@ pub fn convert(
                 interpolate::interpolate(&mut entry.value, lookup, &mut warnings)?;
             }
         }
-        let base_dir = file
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let base_dir = std::path::absolute(base_dir).unwrap_or_else(|_| base_dir.to_owned());
+        let base_dir = base_dir(file);
         let mut reader = model::Reader {
             base_dir: &base_dir,
             lookup,
@@ -199,10 +241,20 @@ pub fn convert(
         invalid.append(&mut reader.invalid);
         model::merge(&mut merged, compose);
     }
+    invalid.extend(names::check(&merged, stack));
     let mut stack = stack::convert(&merged, stack, lookup);
     stack.dropped.splice(0..0, dropped);
     stack.invalid.splice(0..0, invalid);
     Ok((stack, warnings))
+}
+
+/// The directory of compose file `file`, absolute: relative paths in it resolve there.
+fn base_dir(file: &Path) -> PathBuf {
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned())
 }
 
 /// Whether `path` (named `file`) is a spec file an import of `stack` wrote: named like one
@@ -240,6 +292,122 @@ fn document<T: Serialize>(kind: &str, object: &T) -> String {
     format!("{}{yaml}", modeline(kind))
 }
 
+/// A file to write: its path under `--out`, content and mode.
+struct Pending {
+    to: String,
+    bytes: Vec<u8>,
+    mode: u32,
+}
+
+/// Reads every file the specs need and lays out every file to write, all in memory, and checks
+/// each destination: nothing is written unless all of it is good.
+fn plan_writes(stack: &stack::Stack) -> Result<Vec<Pending>, ImportError> {
+    let mut pending = Vec::new();
+    let mut invalid = Vec::new();
+    for file in &stack.files {
+        let (max, what) = match file.kind {
+            stack::CopiedKind::Data => (source::MAX_DATA_BYTES, "a config or secret (swarm's)"),
+            stack::CopiedKind::Env => (source::MAX_ENV_FILE_BYTES, "an env file"),
+        };
+        let problem = |message: String| Invalid {
+            origin: file.origin.clone(),
+            path: file.field.clone(),
+            message,
+        };
+        let checked = source::read_bounded(&file.from, max, what)
+            .map_err(|p| problem(p.to_string()))
+            .and_then(|bytes| match file.kind {
+                stack::CopiedKind::Data => Ok(bytes),
+                stack::CopiedKind::Env => {
+                    let text = std::str::from_utf8(&bytes)
+                        .map_err(|_| problem("the env file is not UTF-8 text".to_owned()))?;
+                    // Refused as the spec loader will refuse it, so the import loads.
+                    env_file_vars(text, spec::files::BareName::Refused).map_err(|line| {
+                        problem(format!("line {line} of the env file is {ENV_SYNTAX}"))
+                    })?;
+                    Ok(bytes)
+                }
+            });
+        match checked {
+            Ok(bytes) => pending.push(Pending {
+                to: file.to.clone(),
+                bytes,
+                mode: if file.secret { 0o600 } else { 0o644 },
+            }),
+            Err(problem) => invalid.push(problem),
+        }
+    }
+    let documents = stack
+        .services
+        .iter()
+        .map(|s| ("service", &s.metadata.name, document("SwarmService", s)))
+        .chain(
+            stack
+                .networks
+                .iter()
+                .map(|n| ("network", &n.metadata.name, document("SwarmNetwork", n))),
+        )
+        .chain(
+            stack
+                .configs
+                .iter()
+                .map(|c| ("config", &c.metadata.name, document("SwarmConfig", c))),
+        )
+        .chain(
+            stack
+                .secrets
+                .iter()
+                .map(|s| ("secret", &s.metadata.name, document("SwarmSecret", s))),
+        );
+    for (kind, name, text) in documents {
+        pending.push(Pending {
+            to: format!("{kind}.{name}.yaml"),
+            bytes: text.into_bytes(),
+            mode: 0o644,
+        });
+    }
+    // Names were checked when read; this is the last line before the disk, for every path.
+    let mut seen = BTreeSet::new();
+    for p in &pending {
+        let origin = stack
+            .files
+            .iter()
+            .find(|f| f.to == p.to)
+            .map(|f| (f.origin.clone(), f.field.clone()));
+        let (origin, field) = origin.unwrap_or_else(|| {
+            (
+                tree::Origin {
+                    file: Default::default(),
+                    line: 0,
+                    column: 0,
+                },
+                String::new(),
+            )
+        });
+        if !p.to.split('/').all(output::plain_file_name) {
+            invalid.push(Invalid {
+                origin,
+                path: field,
+                message: "the file name is not a plain file name (empty, `.` or `..`)".to_owned(),
+            });
+        } else if !seen.insert(p.to.as_str()) {
+            invalid.push(Invalid {
+                origin,
+                path: field,
+                message: format!(
+                    "another file is also written to {}: give the files different names",
+                    names::shown(&p.to)
+                ),
+            });
+        }
+    }
+    if invalid.is_empty() {
+        Ok(pending)
+    } else {
+        Err(ImportError::Invalid(invalid))
+    }
+}
+
 /// Imports `request.files` into `request.out`.
 pub fn import(
     request: &ImportRequest,
@@ -252,78 +420,37 @@ pub fn import(
     if request.strict && !stack.dropped.is_empty() {
         return Err(ImportError::Strict(stack.dropped));
     }
-    let out = &request.out;
-    let write = |relative: &str, bytes: &[u8], private: bool| -> Result<(), ImportError> {
-        let path = out.join(relative);
-        let err = |source| ImportError::Write {
-            path: path.clone(),
-            source,
-        };
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(err)?;
-        }
-        std::fs::write(&path, bytes).map_err(err)?;
-        if private {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
-        }
-        Ok(())
-    };
+    let pending = plan_writes(&stack)?;
+    let out = output::OutDir::prepare(&request.out)?;
     let mut written = Vec::new();
-    let mut documents: Vec<(String, String)> = Vec::new();
-    for s in &stack.services {
-        documents.push((
-            format!("service.{}.yaml", s.metadata.name),
-            document("SwarmService", s),
-        ));
+    for p in &pending {
+        out.write(&p.to, &p.bytes, p.mode)?;
+        written.push(p.to.clone());
     }
-    for n in &stack.networks {
-        documents.push((
-            format!("network.{}.yaml", n.metadata.name),
-            document("SwarmNetwork", n),
-        ));
-    }
-    for c in &stack.configs {
-        documents.push((
-            format!("config.{}.yaml", c.metadata.name),
-            document("SwarmConfig", c),
-        ));
-    }
-    for s in &stack.secrets {
-        documents.push((
-            format!("secret.{}.yaml", s.metadata.name),
-            document("SwarmSecret", s),
-        ));
-    }
-    for file in &stack.files {
-        let bytes = std::fs::read(&file.from).map_err(|source| ImportError::Read {
-            file: file.from.clone(),
-            source,
-        })?;
-        write(&file.to, &bytes, file.secret)?;
-        written.push(file.to.clone());
-    }
-    for (name, text) in &documents {
-        write(name, text.as_bytes(), false)?;
-        written.push(name.clone());
-    }
+    let documents: Vec<&str> = pending
+        .iter()
+        .filter(|p| !p.to.contains('/'))
+        .map(|p| p.to.as_str())
+        .collect();
     // A re-import replaces the previous one: spec files of this stack that it no longer
     // writes (a service dropped from the compose file) would otherwise keep running.
     let mut removed = Vec::new();
-    let ours_now: BTreeSet<&str> = documents.iter().map(|(n, _)| n.as_str()).collect();
-    for entry in std::fs::read_dir(out).map_err(|source| ImportError::Write {
-        path: out.clone(),
-        source,
-    })? {
+    let ours_now: BTreeSet<&str> = documents.iter().copied().collect();
+    let read_back = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ImportError::ReadBack { path, source }
+    };
+    for entry in std::fs::read_dir(out.path()).map_err(read_back(out.path()))? {
         let Ok(entry) = entry else { continue };
+        // Only regular files: a symlink is neither read nor removed.
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
         let name = entry.file_name().to_string_lossy().into_owned();
         if is_previous_import(&entry.path(), &name, &request.stack)
             && !ours_now.contains(name.as_str())
         {
-            std::fs::remove_file(entry.path()).map_err(|source| ImportError::Write {
-                path: entry.path(),
-                source,
-            })?;
+            std::fs::remove_file(entry.path()).map_err(read_back(&entry.path()))?;
             removed.push(name);
         }
     }
@@ -334,25 +461,24 @@ pub fn import(
         .filter(|n| n.spec.external)
         .map(|n| n.metadata.name.clone())
         .collect();
-    let loaded = spec::load_dir(out).map_err(|e| ImportError::Write {
-        path: out.clone(),
+    let loaded = spec::load_dir(out.path()).map_err(|e| ImportError::ReadBack {
+        path: out.path().to_owned(),
         source: std::io::Error::other(e.to_string()),
     })?;
     let mut errors = loaded.errors();
-    let ours: BTreeSet<&str> = documents.iter().map(|(n, _)| n.as_str()).collect();
     let objects: Vec<_> = loaded
         .objects()
         .into_iter()
         .filter(|o| {
             o.file
                 .file_name()
-                .is_some_and(|n| ours.contains(n.to_string_lossy().as_ref()))
+                .is_some_and(|n| ours_now.contains(n.to_string_lossy().as_ref()))
         })
         .collect();
     errors.retain(|e| {
         e.file
             .file_name()
-            .is_some_and(|n| ours.contains(n.to_string_lossy().as_ref()))
+            .is_some_and(|n| ours_now.contains(n.to_string_lossy().as_ref()))
     });
     errors.extend(spec::validate(&objects, &externals));
     if !errors.is_empty() {

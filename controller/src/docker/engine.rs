@@ -18,10 +18,13 @@ use tracing::{debug, warn};
 use super::convert::{
     fill_data_ids, from_network, from_service, to_network_create, to_service_spec,
 };
-use super::raw::RawClient;
+use super::endpoint::Endpoint;
+use super::raw::{RawClient, error_chain};
+use super::transport::EngineTransport;
 use super::{
-    DataOp, DockerError, EventAction, NodeAvailability, NodeRole, ObservedNetwork, ObservedNode,
-    ObservedService, ObservedTask, Op, Ownership, Resource, SwarmApi, SwarmEvent, data_op,
+    DataOp, Deadlines, DockerError, EventAction, NodeAvailability, NodeRole, ObservedNetwork,
+    ObservedNode, ObservedService, ObservedTask, Op, Ownership, Resource, SwarmApi, SwarmEvent,
+    data_op,
 };
 use crate::data_objects::{DataKind, DesiredData, ObservedData};
 use crate::definition::{NetworkDefinition, ServiceDefinition};
@@ -36,29 +39,73 @@ pub struct DockerEngine {
     /// Network id → name, refreshed by every network listing. Services reference networks by
     /// id; keeping the map here lets a single-service read (after a write) be one API call.
     network_names: Arc<Mutex<HashMap<String, String>>>,
+    /// Every call below is bounded by these.
+    deadlines: Deadlines,
 }
 
 impl DockerEngine {
-    /// Connects to `DOCKER_HOST` or the local socket and negotiates the API version (the engine
-    /// here speaks 1.41 while bollard defaults to a newer one).
+    /// Connects to the engine the docker CLI would reach from this process's environment
+    /// (`DOCKER_HOST`, `DOCKER_CONTEXT`, the current context; see [`super::endpoint`]).
     pub async fn connect() -> Result<Self, DockerError> {
+        let inputs = super::endpoint::EndpointInputs::from_env(None);
+        let endpoint = super::endpoint::resolve(&inputs).map_err(|e| DockerError::Transport {
+            op: Op::Info,
+            message: e.to_string(),
+        })?;
+        Self::connect_to(&endpoint.endpoint).await
+    }
+
+    /// Connects to `endpoint` and negotiates the API version (the engine here speaks 1.41
+    /// while bollard defaults to a newer one). bollard and the raw reads share one transport.
+    pub async fn connect_to(endpoint: &Endpoint) -> Result<Self, DockerError> {
         let connect_error = |e| classify(e, Op::Info, Resource::Service, "");
-        let docker = Docker::connect_with_defaults()
-            .map_err(connect_error)?
+        let transport = EngineTransport::new(endpoint).map_err(|e| DockerError::Transport {
+            op: Op::Info,
+            message: e.to_string(),
+        })?;
+        let docker = transport
+            .bollard(Duration::from_secs(60))
+            .map_err(|e| DockerError::Transport {
+                op: Op::Info,
+                message: e.to_string(),
+            })?
             .with_timeout(Duration::from_secs(60))
             .negotiate_version()
             .await
             .map_err(connect_error)?;
         let version = docker.client_version();
         let api_version = format!("{}.{}", version.major_version, version.minor_version);
-        let raw = RawClient::new(std::env::var("DOCKER_HOST").ok().as_deref())?;
-        debug!(%api_version, "connected to the Docker engine");
+        let raw = RawClient::new(transport);
+        debug!(%api_version, %endpoint, "connected to the Docker engine");
         Ok(DockerEngine {
             docker,
             raw,
             api_version,
             network_names: Arc::default(),
+            deadlines: Deadlines::default(),
         })
+    }
+
+    /// The same connection with other deadlines (`run --engine-timeout` …).
+    #[must_use]
+    pub fn with_deadlines(mut self, deadlines: Deadlines) -> Self {
+        self.deadlines = deadlines;
+        self
+    }
+
+    /// The deadlines every call is bounded by.
+    pub fn deadlines(&self) -> Deadlines {
+        self.deadlines
+    }
+
+    /// Runs one request within its deadline: the one place every call of the adapter passes
+    /// (bollard's and the raw reads), so that none can wait forever on a hung engine.
+    pub(super) async fn bound<F: std::future::Future>(
+        &self,
+        op: Op,
+        call: F,
+    ) -> Result<F::Output, DockerError> {
+        self.deadlines.bound(op, call).await
     }
 
     /// The bollard client, for the sibling modules that add calls of their own (configs).
@@ -128,7 +175,7 @@ pub(super) fn classify(error: BollardError, op: Op, kind: Resource, name: &str) 
         },
         other => DockerError::Transport {
             op,
-            message: other.to_string(),
+            message: error_chain(&other),
         },
     }
 }
@@ -146,9 +193,8 @@ fn event_action(action: &str) -> Option<EventAction> {
 impl SwarmApi for DockerEngine {
     async fn ensure_manager(&self) -> Result<(), DockerError> {
         let info = self
-            .docker
-            .info()
-            .await
+            .bound(Op::Info, self.docker.info())
+            .await?
             .map_err(|e| classify(e, Op::Info, Resource::Service, ""))?;
         let is_manager = info
             .swarm
@@ -199,17 +245,15 @@ impl SwarmApi for DockerEngine {
         // A service on a network created since the networks were last listed is kept aside
         // (rare) and converted once the networks are listed again.
         let mut on_unknown_networks = Vec::new();
-        let mut services = self
-            .raw
-            .list_services(&self.api_version, |service| {
-                if service_network_ids(&service).all(|id| names.contains_key(id)) {
-                    from_service(&service, &names)
-                } else {
-                    on_unknown_networks.push(service);
-                    None
-                }
-            })
-            .await?;
+        let listed = self.raw.list_services(&self.api_version, |service| {
+            if service_network_ids(&service).all(|id| names.contains_key(id)) {
+                from_service(&service, &names)
+            } else {
+                on_unknown_networks.push(service);
+                None
+            }
+        });
+        let mut services = self.bound(Op::ListServices, listed).await??;
         if !on_unknown_networks.is_empty() {
             self.list_networks().await?;
             let names = self.network_names();
@@ -224,9 +268,11 @@ impl SwarmApi for DockerEngine {
 
     async fn list_networks(&self) -> Result<Vec<ObservedNetwork>, DockerError> {
         let networks = self
-            .docker
-            .list_networks(None::<ListNetworksOptions>)
-            .await
+            .bound(
+                Op::ListNetworks,
+                self.docker.list_networks(None::<ListNetworksOptions>),
+            )
+            .await?
             .map_err(|e| classify(e, Op::ListNetworks, Resource::Network, ""))?;
         let observed: Vec<ObservedNetwork> = networks.iter().filter_map(from_network).collect();
         self.set_networks(&observed);
@@ -234,14 +280,17 @@ impl SwarmApi for DockerEngine {
     }
 
     async fn list_tasks(&self) -> Result<Vec<ObservedTask>, DockerError> {
-        self.raw.list_tasks(&self.api_version).await
+        self.bound(Op::ListTasks, self.raw.list_tasks(&self.api_version))
+            .await?
     }
 
     async fn list_nodes(&self) -> Result<Vec<ObservedNode>, DockerError> {
         let nodes = self
-            .docker
-            .list_nodes(None::<ListNodesOptions>)
-            .await
+            .bound(
+                Op::ListNodes,
+                self.docker.list_nodes(None::<ListNodesOptions>),
+            )
+            .await?
             .map_err(|e| classify(e, Op::ListNodes, Resource::Service, ""))?;
         Ok(nodes
             .into_iter()
@@ -274,7 +323,8 @@ impl SwarmApi for DockerEngine {
     }
 
     async fn inspect_service(&self, name: &str) -> Result<Option<ObservedService>, DockerError> {
-        let Some(service) = self.raw.inspect_service(&self.api_version, name).await? else {
+        let read = self.raw.inspect_service(&self.api_version, name);
+        let Some(service) = self.bound(Op::InspectService, read).await?? else {
             return Ok(None);
         };
         let mut names = self.network_names();
@@ -291,7 +341,8 @@ impl SwarmApi for DockerEngine {
     }
 
     async fn inspect_network(&self, name: &str) -> Result<Option<ObservedNetwork>, DockerError> {
-        let network = self.raw.inspect_network(&self.api_version, name).await?;
+        let read = self.raw.inspect_network(&self.api_version, name);
+        let network = self.bound(Op::InspectNetwork, read).await??;
         let observed = network.as_ref().and_then(from_network);
         match &observed {
             Some(network) => self.remember_networks([network]),
@@ -307,9 +358,8 @@ impl SwarmApi for DockerEngine {
     ) -> Result<ObservedNetwork, DockerError> {
         let request = to_network_create(definition, owner_labels);
         let response = self
-            .docker
-            .create_network(request)
-            .await
+            .bound(Op::CreateNetwork, self.docker.create_network(request))
+            .await?
             .map_err(|e| classify(e, Op::CreateNetwork, Resource::Network, &definition.name))?;
         // The engine answers with the id; the rest is what we sent, so no read-back is needed.
         let network = ObservedNetwork {
@@ -328,11 +378,13 @@ impl SwarmApi for DockerEngine {
     }
 
     async fn remove_network(&self, id: &str) -> Result<(), DockerError> {
-        let removed = self
-            .docker
-            .remove_network(id)
+        let removed = match self
+            .bound(Op::RemoveNetwork, self.docker.remove_network(id))
             .await
-            .map_err(|e| classify(e, Op::RemoveNetwork, Resource::Network, id));
+        {
+            Ok(answer) => answer.map_err(|e| classify(e, Op::RemoveNetwork, Resource::Network, id)),
+            Err(timeout) => Err(timeout),
+        };
         if matches!(removed, Ok(()) | Err(DockerError::NotFound { .. })) {
             self.forget_network(id);
         }
@@ -348,9 +400,8 @@ impl SwarmApi for DockerEngine {
             .with_data_ids(definition, to_service_spec(definition, owner_labels))
             .await?;
         let response = self
-            .docker
-            .create_service(spec, None)
-            .await
+            .bound(Op::CreateService, self.docker.create_service(spec, None))
+            .await?
             .map_err(|e| classify(e, Op::CreateService, Resource::Service, &definition.name))?;
         for warning in response.warnings.into_iter().flatten() {
             debug!(service = %definition.name, %warning, "engine warning on create");
@@ -379,9 +430,11 @@ impl SwarmApi for DockerEngine {
             .version(version)
             .build();
         let response = self
-            .docker
-            .update_service(id, spec, options, None)
-            .await
+            .bound(
+                Op::UpdateService,
+                self.docker.update_service(id, spec, options, None),
+            )
+            .await?
             .map_err(|e| classify(e, Op::UpdateService, Resource::Service, &definition.name))?;
         for warning in response.warnings.into_iter().flatten() {
             warn!(service = %definition.name, %warning, "engine warning on update");
@@ -390,9 +443,8 @@ impl SwarmApi for DockerEngine {
     }
 
     async fn remove_service(&self, id: &str) -> Result<(), DockerError> {
-        self.docker
-            .delete_service(id)
-            .await
+        self.bound(Op::RemoveService, self.docker.delete_service(id))
+            .await?
             .map_err(|e| classify(e, Op::RemoveService, Resource::Service, id))
     }
 
@@ -406,9 +458,8 @@ impl SwarmApi for DockerEngine {
         };
         Ok(match kind {
             DataKind::Config => self
-                .docker
-                .list_configs(None)
-                .await
+                .bound(op, self.docker.list_configs(None))
+                .await?
                 .map_err(|e| classify(e, op, Resource::Config, ""))?
                 .into_iter()
                 .filter_map(|c| {
@@ -422,9 +473,8 @@ impl SwarmApi for DockerEngine {
                 })
                 .collect(),
             DataKind::Secret => self
-                .docker
-                .list_secrets(None)
-                .await
+                .bound(op, self.docker.list_secrets(None))
+                .await?
                 .map_err(|e| classify(e, op, Resource::Secret, ""))?
                 .into_iter()
                 .filter_map(|c| {
@@ -452,24 +502,28 @@ impl SwarmApi for DockerEngine {
             labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let response = match data.kind {
             DataKind::Config => self
-                .docker
-                .create_config(ConfigSpec {
-                    name: Some(data.name.clone()),
-                    labels: Some(labels),
-                    data: Some(encoded),
-                    templating: None,
-                })
-                .await
+                .bound(
+                    op,
+                    self.docker.create_config(ConfigSpec {
+                        name: Some(data.name.clone()),
+                        labels: Some(labels),
+                        data: Some(encoded),
+                        templating: None,
+                    }),
+                )
+                .await?
                 .map_err(|e| classify(e, op, Resource::Config, &data.name)),
             DataKind::Secret => self
-                .docker
-                .create_secret(SecretSpec {
-                    name: Some(data.name.clone()),
-                    labels: Some(labels),
-                    data: Some(encoded),
-                    ..Default::default()
-                })
-                .await
+                .bound(
+                    op,
+                    self.docker.create_secret(SecretSpec {
+                        name: Some(data.name.clone()),
+                        labels: Some(labels),
+                        data: Some(encoded),
+                        ..Default::default()
+                    }),
+                )
+                .await?
                 .map_err(|e| classify(e, op, Resource::Secret, &data.name)),
         }?;
         Ok(response.id)
@@ -479,14 +533,12 @@ impl SwarmApi for DockerEngine {
         let op = data_op(kind, DataOp::Remove);
         match kind {
             DataKind::Config => self
-                .docker
-                .delete_config(id)
-                .await
+                .bound(op, self.docker.delete_config(id))
+                .await?
                 .map_err(|e| classify(e, op, Resource::Config, id)),
             DataKind::Secret => self
-                .docker
-                .delete_secret(id)
-                .await
+                .bound(op, self.docker.delete_secret(id))
+                .await?
                 .map_err(|e| classify(e, op, Resource::Secret, id)),
         }
     }

@@ -17,6 +17,7 @@ use super::{
     DockerError, EventAction, ObservedNetwork, ObservedNode, ObservedService, ObservedTask, Op,
     Ownership, Resource, SwarmApi, SwarmEvent,
 };
+use crate::data_objects::{DataKind, DesiredData, ObservedData};
 use crate::definition::{NetworkDefinition, ServiceDefinition};
 
 /// A failure to inject: requests of `op` (about `name`, if given) fail `times` times (or
@@ -50,6 +51,8 @@ struct State {
     /// Alters what an update stores, to imitate an engine that normalizes a field otherwise
     /// than the operator compares it.
     mangle: Option<fn(&mut ServiceDefinition)>,
+    /// Configs and secrets: names and labels (the content is never read back).
+    data: Vec<ObservedData>,
 }
 
 /// The in-memory swarm; clones share it.
@@ -300,6 +303,35 @@ impl MemorySwarm {
                 action: EventAction::Remove,
             });
         }
+    }
+
+    /// Adds a config or secret, as another client (or `apply`) would.
+    pub(crate) fn external_create_data(
+        &self,
+        kind: DataKind,
+        name: &str,
+        labels: BTreeMap<String, String>,
+    ) {
+        let mut state = self.state();
+        state.next_id += 1;
+        let id = format!("data{}", state.next_id);
+        state.data.push(ObservedData {
+            kind,
+            id,
+            name: name.to_owned(),
+            labels,
+        });
+    }
+
+    /// The names of the configs or secrets.
+    pub(crate) fn data_names(&self, kind: DataKind) -> Vec<String> {
+        let state = self.state();
+        state
+            .data
+            .iter()
+            .filter(|d| d.kind == kind)
+            .map(|d| d.name.clone())
+            .collect()
     }
 
     /// Records the request, applies injected failures and returns the answer's latency.
@@ -575,6 +607,56 @@ impl SwarmApi for MemorySwarm {
                 name: definition.name.clone(),
                 action: EventAction::Update,
             });
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_data(&self, kind: DataKind) -> Result<Vec<ObservedData>, DockerError> {
+        let op = super::data_op(kind, super::DataOp::List);
+        self.answer(op, "", |s| {
+            Ok(s.data.iter().filter(|d| d.kind == kind).cloned().collect())
+        })
+        .await
+    }
+
+    async fn create_data(
+        &self,
+        data: &DesiredData,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<String, DockerError> {
+        let op = super::data_op(data.kind, super::DataOp::Create);
+        self.answer(op, &data.name, |s| {
+            let resource = match data.kind {
+                DataKind::Config => Resource::Config,
+                DataKind::Secret => Resource::Secret,
+            };
+            if s.data
+                .iter()
+                .any(|d| d.kind == data.kind && d.name == data.name)
+            {
+                return Err(DockerError::AlreadyExists {
+                    kind: resource,
+                    name: data.name.clone(),
+                });
+            }
+            s.next_id += 1;
+            let id = format!("data{}", s.next_id);
+            s.data.push(ObservedData {
+                kind: data.kind,
+                id: id.clone(),
+                name: data.name.clone(),
+                labels: labels.clone(),
+            });
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn remove_data(&self, kind: DataKind, id: &str) -> Result<(), DockerError> {
+        let op = super::data_op(kind, super::DataOp::Remove);
+        self.answer(op, id, |s| {
+            s.data.retain(|d| !(d.kind == kind && d.id == id));
             Ok(())
         })
         .await

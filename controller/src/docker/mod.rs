@@ -5,12 +5,15 @@
 
 pub mod configs;
 mod convert;
+pub mod deadlines;
+pub mod endpoint;
 pub mod engine;
 mod engine_value;
 #[cfg(test)]
 pub(crate) mod memory;
 pub mod metered;
 mod raw;
+pub mod transport;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,6 +31,7 @@ use crate::definition::{
 };
 
 pub use bollard::models::{ServiceUpdateStatusStateEnum as UpdateState, TaskState};
+pub use deadlines::Deadlines;
 pub use engine::DockerEngine;
 pub use engine_value::EngineValue;
 pub use metered::Metered;
@@ -68,6 +72,18 @@ pub enum DockerError {
         op: Op,
         /// What the HTTP layer said.
         message: String,
+    },
+    /// The engine did not answer within the request's deadline (see [`Deadlines`]): it is
+    /// hung or overloaded. Transient: retried with backoff.
+    #[error(
+        "{op}: the Docker engine did not answer within {}; retrying with backoff",
+        humantime::format_duration(*after)
+    )]
+    Timeout {
+        /// The request.
+        op: Op,
+        /// The deadline it missed.
+        after: std::time::Duration,
     },
     /// The engine refused the request for a reason not classified below.
     #[error("{op}: the Docker engine refused it (HTTP {status}): {message}")]
@@ -127,6 +143,13 @@ pub enum DockerError {
     OutOfSequence {
         /// Service name.
         name: String,
+    },
+    /// A write was not sent: this replica no longer holds the leader lease (or too little of
+    /// it is left to finish the write), so another replica may lead by now.
+    #[error("{op}: not sent: this replica no longer holds the leader lease")]
+    NotLeader {
+        /// The write.
+        op: Op,
     },
     /// This node is not a swarm manager, so it can not manage services.
     #[error(
@@ -324,6 +347,8 @@ pub enum RequestOutcome {
     Refused,
     /// The engine could not be reached.
     Transport,
+    /// The engine did not answer within the deadline.
+    Timeout,
 }
 
 impl RequestOutcome {
@@ -343,6 +368,7 @@ impl RequestOutcome {
             | DockerError::InUse { .. }
             | DockerError::PortConflict { .. } => RequestOutcome::Conflict,
             DockerError::Transport { .. } => RequestOutcome::Transport,
+            DockerError::Timeout { .. } => RequestOutcome::Timeout,
             _ => RequestOutcome::Refused,
         }
     }
@@ -355,7 +381,14 @@ impl RequestOutcome {
             RequestOutcome::Conflict => "conflict",
             RequestOutcome::Refused => "refused",
             RequestOutcome::Transport => "transport",
+            RequestOutcome::Timeout => "timeout",
         }
+    }
+
+    /// Whether the engine answered at all (with success or with an error of its own), as
+    /// opposed to being unreachable or hung.
+    pub fn engine_answered(self) -> bool {
+        !matches!(self, RequestOutcome::Transport | RequestOutcome::Timeout)
     }
 }
 

@@ -3,63 +3,32 @@
 //! `HealthCheck`; the engine writes `Healthcheck` and reads either, since Go decodes JSON keys
 //! case-insensitively).
 //!
-//! The request goes to the same endpoint bollard uses (`DOCKER_HOST` or the local socket) and
+//! The request goes through the same transport bollard uses (see [`super::transport`]) with
 //! the same negotiated API version, and is decoded with our own serde types.
 
 use std::collections::HashMap;
 
 use bollard::models::{Network, Service, TaskSpec};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use hyperlocal::UnixConnector;
+use http_body_util::{BodyExt, Either, Full};
 use serde::Deserialize;
 
 use super::convert::{strip_prefix_len, template_fingerprint};
+use super::transport::EngineTransport;
 use super::{DockerError, EngineValue, ObservedTask, Op, Resource, TaskAddress};
 use crate::redact;
 
-/// An HTTP/1 client for the engine endpoint, kept for the life of the adapter so that
-/// connections are reused across polls.
+/// Reads over the adapter's [`EngineTransport`], the one bollard uses too, so that connections
+/// (and a TLS session or an ssh process) are shared and reused across polls.
 #[derive(Clone)]
-pub(crate) enum RawClient {
-    /// `unix:///var/run/docker.sock`
-    Unix {
-        client: Client<UnixConnector, Empty<Bytes>>,
-        socket: String,
-    },
-    /// `tcp://host:port` (plain HTTP; TLS endpoints are not supported for raw reads).
-    Tcp {
-        client: Client<HttpConnector, Empty<Bytes>>,
-        authority: String,
-    },
+pub(crate) struct RawClient {
+    transport: EngineTransport,
 }
 
 impl RawClient {
-    /// A client for the endpoint in `docker_host` (`DOCKER_HOST` syntax), or the local socket.
-    pub(crate) fn new(docker_host: Option<&str>) -> Result<Self, DockerError> {
-        let host = docker_host.unwrap_or("unix:///var/run/docker.sock");
-        if let Some(socket) = host.strip_prefix("unix://") {
-            Ok(RawClient::Unix {
-                client: Client::builder(TokioExecutor::new()).build(UnixConnector),
-                socket: socket.to_owned(),
-            })
-        } else if let Some(authority) = host
-            .strip_prefix("tcp://")
-            .or_else(|| host.strip_prefix("http://"))
-        {
-            Ok(RawClient::Tcp {
-                client: Client::builder(TokioExecutor::new()).build_http(),
-                authority: authority.trim_end_matches('/').to_owned(),
-            })
-        } else {
-            Err(DockerError::Transport {
-                op: Op::Info,
-                message: format!("unsupported DOCKER_HOST {host:?}: use unix:// or tcp://"),
-            })
-        }
+    /// A client over `transport`.
+    pub(crate) fn new(transport: EngineTransport) -> Self {
+        RawClient { transport }
     }
 
     /// GETs `path_and_query` (already prefixed with the API version) and decodes the JSON.
@@ -91,22 +60,18 @@ impl RawClient {
         path_and_query: &str,
     ) -> Result<Bytes, DockerError> {
         let transport = |message: String| DockerError::Transport { op, message };
-        let response = match self {
-            RawClient::Unix { client, socket } => {
-                let uri: hyper::Uri = hyperlocal::Uri::new(socket, path_and_query).into();
-                client.get(uri).await
-            }
-            RawClient::Tcp { client, authority } => {
-                let uri: hyper::Uri = format!("http://{authority}{path_and_query}")
-                    .parse()
-                    .map_err(|e| DockerError::Undecodable {
-                        op,
-                        message: format!("bad URI {path_and_query:?}: {e}"),
-                    })?;
-                client.get(uri).await
-            }
-        }
-        .map_err(|e| transport(e.to_string()))?;
+        let uri = format!("{}{path_and_query}", self.transport.base());
+        let request = hyper::Request::get(uri)
+            .body(Either::Left(Full::new(Bytes::new())))
+            .map_err(|e| DockerError::Undecodable {
+                op,
+                message: format!("bad URI {path_and_query:?}: {e}"),
+            })?;
+        let response = self
+            .transport
+            .request(request)
+            .await
+            .map_err(|e| transport(error_chain(&e)))?;
         let status = response.status();
         let body = response
             .into_body()
@@ -201,6 +166,22 @@ impl RawClient {
             .await?;
         Ok(tasks.into_iter().map(RawTask::into_observed).collect())
     }
+}
+
+/// An error with its causes (hyper's own message is only "client error (Connect)").
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Wrappers often print their cause already.
+        if !message.contains(&cause_text) {
+            message.push_str(": ");
+            message.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    message
 }
 
 /// The engine's error answer: `{"message": "..."}`.

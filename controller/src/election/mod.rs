@@ -9,6 +9,7 @@
 //! that deadline on every call: a process that was paused past it stops writing at once, even
 //! before its elector task runs again.
 
+mod gate;
 mod swarm;
 #[cfg(test)]
 mod tests;
@@ -23,6 +24,7 @@ use tracing::{info, warn};
 use crate::docker::DockerError;
 use crate::docker::configs::CasOutcome;
 
+pub use gate::LeaderGate;
 pub use swarm::SwarmLeaseStore;
 
 /// How long a lease stays valid without renewal.
@@ -34,6 +36,9 @@ pub const RENEW_PERIOD: Duration = Duration::from_secs(5);
 pub const RENEW_DEADLINE: Duration = Duration::from_secs(10);
 /// How often followers look at the lease, and how soon a failed call is retried.
 pub const RETRY_PERIOD: Duration = Duration::from_secs(2);
+/// How much of its tenure a leader must have left to start a write: a write begun just before
+/// the deadline would otherwise land after it (the lease itself runs 5 s longer still).
+pub const WRITE_MARGIN: Duration = Duration::from_secs(2);
 
 /// Errors reading or writing the lease.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +61,9 @@ pub enum LeaseError {
 pub struct LeaseRecord {
     /// The identity of the replica holding it; empty when released.
     pub holder: String,
+    /// A random token of the holding process: two replicas given the same identity (a
+    /// copy-pasted `--identity`, or two tasks on one host) still tell their leases apart.
+    pub token: String,
     /// Incremented whenever the lease changes hands.
     pub term: u64,
     /// When the holder last renewed, RFC 3339 (for people; expiry uses the observers' clocks).
@@ -141,13 +149,31 @@ impl Leadership {
         Leadership { tenure }
     }
 
-    /// Whether this replica may write right now.
+    /// Whether this replica leads right now.
     pub fn is_leader(&self) -> bool {
         match *self.tenure.borrow() {
             Tenure::Follower => false,
             Tenure::Until(deadline) => Instant::now() < deadline,
             Tenure::Always => true,
         }
+    }
+
+    /// Whether this replica may start a write now: it leads, with at least [`WRITE_MARGIN`]
+    /// of its tenure left (a cheap local check by the monotonic clock, made right before each
+    /// write, so that a lease lost in the middle of a reconcile stops its next write).
+    pub fn may_write(&self) -> bool {
+        match *self.tenure.borrow() {
+            Tenure::Follower => false,
+            Tenure::Until(deadline) => Instant::now() + WRITE_MARGIN < deadline,
+            Tenure::Always => true,
+        }
+    }
+
+    /// A leadership that holds until `deadline` and then lapses, as if renewals stopped.
+    #[cfg(test)]
+    pub(crate) fn until_for_test(deadline: Instant) -> Self {
+        let (_sender, tenure) = watch::channel(Tenure::Until(deadline));
+        Leadership { tenure }
     }
 
     /// Waits until the leadership may have changed (became leader, or stepped down). Returns
@@ -174,6 +200,18 @@ fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
+/// A random token for this process's lease records. Falls back to std's per-process random
+/// hasher keys (also seeded by the OS) if the OS source fails, rather than failing to start.
+fn process_token() -> String {
+    let value = getrandom::u64().unwrap_or_else(|_| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::hash::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        hasher.finish()
+    });
+    format!("{value:016x}")
+}
+
 /// The last change of the lease this replica saw, and when (by its own clock).
 #[derive(Debug, Clone)]
 struct Observation {
@@ -186,6 +224,8 @@ pub struct Elector<S> {
     store: S,
     config: ElectionConfig,
     tenure: watch::Sender<Tenure>,
+    /// This process's [`LeaseRecord::token`].
+    token: String,
     observed: Option<Observation>,
     /// The term this replica leads in, while it leads.
     term: Option<u64>,
@@ -199,6 +239,7 @@ impl<S: LeaseStore> Elector<S> {
             store,
             config,
             tenure,
+            token: process_token(),
             observed: None,
             term: None,
         };
@@ -211,16 +252,25 @@ impl<S: LeaseStore> Elector<S> {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
-            let delay = match self.leader_deadline() {
-                // A step that hangs past the renew deadline ends leadership on time.
-                Some(deadline) => match tokio::time::timeout_at(deadline, self.step()).await {
-                    Ok(delay) => delay,
-                    Err(_) => {
-                        self.step_down("renewal did not finish before the renew deadline");
-                        self.config.retry_period
+            let deadline = self.leader_deadline();
+            // Shutdown does not wait for a step on a hung engine: the release below reads the
+            // lease again anyway.
+            let stepped = tokio::select! {
+                () = &mut shutdown => break,
+                stepped = async {
+                    match deadline {
+                        // A step that hangs past the renew deadline ends leadership on time.
+                        Some(deadline) => tokio::time::timeout_at(deadline, self.step()).await.ok(),
+                        None => Some(self.step().await),
                     }
-                },
-                None => self.step().await,
+                } => stepped,
+            };
+            let delay = match stepped {
+                Some(delay) => delay,
+                None => {
+                    self.step_down("renewal did not finish before the renew deadline");
+                    self.config.retry_period
+                }
             };
             let wake = Instant::now() + delay;
             let deadline = self.leader_deadline();
@@ -233,7 +283,12 @@ impl<S: LeaseStore> Elector<S> {
                 }
             }
         }
-        self.release().await;
+        // Best effort, bounded as a whole: shutdown must not wait on a hung engine, and a lease
+        // left behind only runs out.
+        let limit = self.config.retry_period;
+        if tokio::time::timeout(limit, self.release()).await.is_err() {
+            warn!(after = ?limit, "the leader lease was not released in time; it runs out instead");
+        }
     }
 
     fn leader_deadline(&self) -> Option<Instant> {
@@ -250,9 +305,16 @@ impl<S: LeaseStore> Elector<S> {
     fn record(&self, term: u64) -> LeaseRecord {
         LeaseRecord {
             holder: self.config.identity.clone(),
+            token: self.token.clone(),
             term,
             renewed_at: now_rfc3339(),
         }
+    }
+
+    /// Whether `record` is this process's own lease: the identity alone is not enough, since
+    /// another replica may have been given the same one.
+    fn holds(&self, record: &LeaseRecord) -> bool {
+        record.holder == self.config.identity && record.token == self.token
     }
 
     fn lead(&mut self, term: u64, since: Instant) {
@@ -316,7 +378,7 @@ impl<S: LeaseStore> Elector<S> {
             });
         }
         let seen_at = self.observed.as_ref().map_or(started, |o| o.seen_at);
-        let mine = lease.record.holder == self.config.identity;
+        let mine = self.holds(&lease.record);
         let free = lease.record.holder.is_empty();
         let expired = started.duration_since(seen_at) >= self.config.lease_duration;
         if !(mine || free || expired) {
@@ -372,11 +434,12 @@ impl<S: LeaseStore> Elector<S> {
         self.step_down("shutting down");
         let released = LeaseRecord {
             holder: String::new(),
+            token: String::new(),
             term,
             renewed_at: now_rfc3339(),
         };
         match self.call(self.store.read()).await {
-            Ok(Some(lease)) if lease.record.holder == self.config.identity => {
+            Ok(Some(lease)) if self.holds(&lease.record) => {
                 match self
                     .call(self.store.replace(lease.version, &released))
                     .await

@@ -11,6 +11,8 @@ use crate::docker::configs::CasOutcome;
 
 /// Label naming the replica that holds the lease.
 pub const HOLDER_LABEL: &str = "swarm-operator.io/lease-holder";
+/// Label with the holding process's random token (see [`LeaseRecord::token`]).
+pub const TOKEN_LABEL: &str = "swarm-operator.io/lease-token";
 /// Label with the lease's term.
 pub const TERM_LABEL: &str = "swarm-operator.io/lease-term";
 /// Label with the time of the last renewal (RFC 3339).
@@ -54,6 +56,7 @@ impl SwarmLeaseStore {
             (MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned()),
             (INSTANCE_LABEL.to_owned(), self.instance.clone()),
             (HOLDER_LABEL.to_owned(), record.holder.clone()),
+            (TOKEN_LABEL.to_owned(), record.token.clone()),
             (TERM_LABEL.to_owned(), record.term.to_string()),
             (RENEWED_AT_LABEL.to_owned(), record.renewed_at.clone()),
         ])
@@ -84,6 +87,7 @@ impl LeaseStore for SwarmLeaseStore {
             version: config.version,
             record: LeaseRecord {
                 holder: label(HOLDER_LABEL),
+                token: label(TOKEN_LABEL),
                 term: label(TERM_LABEL).parse().unwrap_or(0),
                 renewed_at: label(RENEWED_AT_LABEL),
             },

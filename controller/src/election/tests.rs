@@ -16,10 +16,18 @@ struct MemoryLease {
     lease: Arc<Mutex<Option<VersionedLease>>>,
     next_version: Arc<AtomicU64>,
     failing: Arc<AtomicBool>,
+    /// Calls never return, as on a hung engine.
+    hanging: Arc<AtomicBool>,
     writes: Arc<AtomicU64>,
 }
 
 impl MemoryLease {
+    async fn hang_if_hung(&self) {
+        if self.hanging.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+    }
+
     fn check(&self) -> Result<(), LeaseError> {
         if self.failing.load(Ordering::SeqCst) {
             Err(LeaseError::Timeout(Duration::ZERO))
@@ -56,11 +64,13 @@ impl MemoryLease {
 
 impl LeaseStore for MemoryLease {
     async fn read(&self) -> Result<Option<VersionedLease>, LeaseError> {
+        self.hang_if_hung().await;
         self.check()?;
         Ok(self.lease.lock().unwrap().clone())
     }
 
     async fn create(&self, record: &LeaseRecord) -> Result<CasOutcome, LeaseError> {
+        self.hang_if_hung().await;
         self.check()?;
         if self.lease.lock().unwrap().is_some() {
             return Ok(CasOutcome::Conflict);
@@ -70,6 +80,7 @@ impl LeaseStore for MemoryLease {
     }
 
     async fn replace(&self, version: u64, record: &LeaseRecord) -> Result<CasOutcome, LeaseError> {
+        self.hang_if_hung().await;
         self.check()?;
         let current = self.lease.lock().unwrap().as_ref().map(|l| l.version);
         if current != Some(version) {
@@ -237,6 +248,7 @@ async fn a_lease_changed_under_a_renewal_is_lost_not_overwritten() {
     let read = store.read().await.unwrap().unwrap();
     store.store(&LeaseRecord {
         holder: "b".into(),
+        token: "b-token".into(),
         term: 2,
         renewed_at: String::new(),
     });
@@ -274,6 +286,28 @@ async fn a_leader_shutting_down_releases_so_the_other_takes_over_at_once() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn shutdown_on_a_hung_engine_gives_up_the_release_in_time() {
+    let store = MemoryLease::default();
+    let a = replica(&store, "a");
+    time_until(Duration::from_secs(1), || a.leadership.is_leader()).await;
+    // Mid-renewal when the engine hangs: neither the step nor the release may hold shutdown.
+    sleep(RENEW_PERIOD - Duration::from_millis(100)).await;
+    store.hanging.store(true, Ordering::SeqCst);
+    sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    a.stop.cancel();
+    a.task.await.unwrap();
+    let took = started.elapsed();
+    assert!(!a.leadership.is_leader(), "no longer leads");
+    assert!(took <= RETRY_PERIOD, "shutdown took {took:?}");
+    assert_eq!(
+        store.holder().as_deref(),
+        Some("a"),
+        "the lease runs out instead"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn leadership_changes_are_announced() {
     let store = MemoryLease::default();
     let a = replica(&store, "a");
@@ -286,6 +320,71 @@ async fn leadership_changes_are_announced() {
         .await
         .expect("announced stepping down");
     assert!(!watcher.is_leader());
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_replicas_given_the_same_identity_never_both_lead() {
+    let store = MemoryLease::default();
+    let a = replica(&store, "same");
+    let b = replica(&store, "same");
+    time_until(Duration::from_secs(1), || {
+        a.leadership.is_leader() || b.leadership.is_leader()
+    })
+    .await;
+    let token = || {
+        store
+            .lease
+            .lock()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .record
+            .token
+            .clone()
+    };
+    let first_token = token();
+    run_for(Duration::from_secs(120), || {
+        assert!(
+            !(a.leadership.is_leader() && b.leadership.is_leader()),
+            "both replicas called `same` lead at once"
+        );
+    })
+    .await;
+    assert_eq!(
+        token(),
+        first_token,
+        "the first holder kept it, no flapping"
+    );
+    assert_eq!(store.term(), 1);
+
+    // The holder dies: the other one (same identity) waits out the lease like any follower.
+    let (leader, other) = if a.leadership.is_leader() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    leader.task.abort();
+    let _ = leader.task.await;
+    let waited = time_until(Duration::from_secs(30), || other.leadership.is_leader()).await;
+    assert!(
+        waited >= LEASE_DURATION - RENEW_PERIOD,
+        "took over after {waited:?}"
+    );
+    assert_ne!(token(), first_token);
+    assert_eq!(store.term(), 2, "a new term for a new process");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_needs_a_margin_of_tenure_left() {
+    let leadership = Leadership::until_for_test(Instant::now() + Duration::from_secs(5));
+    assert!(leadership.may_write());
+    sleep(Duration::from_secs(5) - WRITE_MARGIN).await;
+    assert!(leadership.is_leader(), "still leading");
+    assert!(
+        !leadership.may_write(),
+        "but too close to the deadline to start a write"
+    );
+    assert!(Leadership::always().may_write());
 }
 
 #[test]

@@ -36,6 +36,7 @@ pub struct RunnerConfig {
     debounce: Debounce,
     min_backoff: Duration,
     max_backoff: Duration,
+    shutdown_grace: Option<Duration>,
 }
 
 impl Default for RunnerConfig {
@@ -45,6 +46,7 @@ impl Default for RunnerConfig {
             debounce: Debounce::NONE,
             min_backoff: DEFAULT_MIN_BACKOFF,
             max_backoff: DEFAULT_MAX_BACKOFF,
+            shutdown_grace: None,
         }
     }
 }
@@ -76,6 +78,16 @@ impl RunnerConfig {
     pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
         self.min_backoff = min;
         self.max_backoff = max;
+        self
+    }
+
+    /// At shutdown, give in-flight reconciles `grace` to finish, then drop them (default: wait
+    /// for them however long they take). A reconcile stuck on a hung dependency must not hold
+    /// the process; dropping one mid-way is safe when, as here, every reconcile starts by
+    /// reading what is there.
+    #[must_use]
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = Some(grace);
         self
     }
 
@@ -187,6 +199,8 @@ where
         let mut triggers_open = true;
         let mut stopping = false;
         let mut last_depth = None;
+        // Armed at shutdown when there is a grace.
+        let mut grace_ends: Option<Instant> = None;
 
         loop {
             if !stopping {
@@ -210,7 +224,13 @@ where
             tokio::select! {
                 () = &mut shutdown, if !stopping => {
                     stopping = true;
+                    grace_ends = config.shutdown_grace.map(|grace| Instant::now() + grace);
                     tracing::info!(in_flight = in_flight.len(), "runner stopping: waiting for in-flight reconciles");
+                }
+                () = async { tokio::time::sleep_until(grace_ends.expect("guarded")).await },
+                    if grace_ends.is_some() => {
+                    tracing::warn!(abandoned = ?running, "in-flight reconciles did not finish within the shutdown grace; abandoned");
+                    break;
                 }
                 Some((key, result, elapsed)) = in_flight.next(), if !in_flight.is_empty() => {
                     running.remove(&key);

@@ -436,6 +436,39 @@ async fn shutdown_waits_for_in_flight_work_and_starts_nothing_new() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn shutdown_abandons_a_reconcile_that_outlives_the_grace() {
+    let probe = Probe::new(&["a"]);
+    let p = probe.clone();
+    let reconcile = move |key: Key| {
+        let p = p.clone();
+        async move {
+            let _in = p.enter(key);
+            // A call to a hung engine that never returns.
+            std::future::pending::<()>().await;
+            Ok::<_, Boom>(Action::await_change())
+        }
+    };
+    let config = RunnerConfig::default().shutdown_grace(secs(2.0));
+    let runner = Runner::new(reconcile, config).unwrap();
+    let elapsed = drive(runner, |tx| async move {
+        send(&tx, "a").await;
+        sleep(secs(1.0)).await;
+    })
+    .await;
+    assert_near(
+        elapsed,
+        secs(3.0),
+        "run returned when the grace ran out, 2 s after shutdown",
+    );
+    assert_eq!(probe.starts_of("a").len(), 1);
+    assert_eq!(
+        probe.total.load(Ordering::SeqCst),
+        0,
+        "the abandoned reconcile was dropped, not left running"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn shutdown_with_nothing_in_flight_returns_at_once() {
     let reconcile = |_key: Key| async { Ok::<_, Boom>(Action::requeue(secs(60.0))) };
     let runner = Runner::new(reconcile, RunnerConfig::default()).unwrap();

@@ -355,7 +355,7 @@ pub fn load_str_with(file: &Path, text: &str, identities: &AgeIdentities) -> Fil
 
 /// Loads one document (padded with empty lines so positions are those of the whole file).
 /// `Ok(None)` for an empty (null) document.
-fn load_document(
+pub(crate) fn load_document(
     file: &Path,
     text: &str,
     identities: &AgeIdentities,
@@ -447,11 +447,32 @@ fn load_document(
         Some("SwarmNetwork") => typed::<SwarmNetwork>(file, text, &fields)?.into(),
         Some("SwarmConfig") => {
             let mut config = typed::<SwarmConfig>(file, text, &fields)?;
+            if config.spec.applied_secret.is_some() {
+                return Err(vec![SpecError::at(
+                    file,
+                    fields.locations().nearest("spec.appliedSecret"),
+                    "spec.appliedSecret",
+                    "only a SwarmSecret refers to a swarm secret `apply` created; give a config's content as `file`, `data` or `dataBase64`",
+                )]);
+            }
             config.spec.content = read_content(file, &config.spec, &fields, identities)?;
             config.into()
         }
         Some("SwarmSecret") => {
             let mut secret = typed::<SwarmSecret>(file, text, &fields)?;
+            if let Some(applied) = &secret.spec.applied_secret
+                && !is_applied_secret_name(&secret.metadata.name, applied)
+            {
+                return Err(vec![SpecError::at(
+                    file,
+                    fields.locations().nearest("spec.appliedSecret"),
+                    "spec.appliedSecret",
+                    format!(
+                        "`{applied}` is not `{}-` and 10 lower-case hex digits: it names the swarm secret `apply` created for this content; apply the secret again instead of editing it",
+                        secret.metadata.name
+                    ),
+                )]);
+            }
             secret.spec.content = read_content(file, &secret.spec, &fields, identities)?;
             secret.into()
         }
@@ -531,6 +552,20 @@ fn merge_env_files(
     Ok(())
 }
 
+/// Whether `applied` is `<logical>-<10 lower-case hex>`, the name `apply` gives the swarm
+/// secret of a SwarmSecret named `logical`.
+pub fn is_applied_secret_name(logical: &str, applied: &str) -> bool {
+    applied
+        .strip_prefix(logical)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|hash| {
+            hash.len() == 10
+                && hash
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+}
+
 /// The content of a config or secret from its one source. Messages never quote the content.
 fn read_content(
     file: &Path,
@@ -555,6 +590,16 @@ fn read_content(
             ),
         )
     };
+    if spec.applied_secret.is_some() {
+        // The content is in the swarm secret, which nobody can read back.
+        return match (&spec.file, &spec.data, &spec.data_base64) {
+            (None, None, None) => Ok(Content::default()),
+            _ => Err(error(
+                "spec",
+                "`appliedSecret` (written by `apply`) stands for the content: give no `file`, `data` or `dataBase64` with it".into(),
+            )),
+        };
+    }
     let bytes = match (&spec.file, &spec.data, &spec.data_base64) {
         (Some(relative), None, None) => {
             files::read_content(file, relative, files::MAX_DATA_BYTES, identities)
@@ -719,15 +764,20 @@ fn record_fields(node: &Spanned<Node>, path: &str, fields: &mut FieldLocations) 
 }
 
 /// One document's text, padded with empty lines so positions match the file.
-struct Document {
-    text: String,
-    has_content: bool,
+pub(crate) struct Document {
+    /// The text to parse: the document's lines, after as many empty lines as precede it.
+    pub(crate) text: String,
+    /// The document's lines exactly as in the file (markers included): the documents' raw
+    /// texts put together are the file, so one document can be replaced in place.
+    pub(crate) raw: String,
+    /// Whether it holds anything but markers, comments and blank lines.
+    pub(crate) has_content: bool,
 }
 
 /// Splits a YAML stream at its document markers, line-based (a `---` or `...` at column 0 is
 /// always a marker in YAML, even inside block scalars). Directive lines (`%YAML`) go with the
 /// document that follows them.
-fn split_documents(text: &str) -> Vec<Document> {
+pub(crate) fn split_documents(text: &str) -> Vec<Document> {
     fn is_marker(line: &str, marker: &str) -> bool {
         line.strip_prefix(marker)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n']))
@@ -739,6 +789,7 @@ fn split_documents(text: &str) -> Vec<Document> {
     let mut docs = Vec::new();
     let mut cur = Document {
         text: String::new(),
+        raw: String::new(),
         has_content: false,
     };
     let mut has_marker = false;
@@ -748,6 +799,7 @@ fn split_documents(text: &str) -> Vec<Document> {
                 cur,
                 Document {
                     text: "\n".repeat(i),
+                    raw: String::new(),
                     has_content: false,
                 },
             );
@@ -759,6 +811,7 @@ fn split_documents(text: &str) -> Vec<Document> {
             }
             has_marker = true;
             cur.text.push_str(line);
+            cur.raw.push_str(line);
             cur.has_content |= is_content(&line[3..]);
         } else if line.starts_with('%') {
             if cur.has_content || has_marker {
@@ -766,7 +819,9 @@ fn split_documents(text: &str) -> Vec<Document> {
                 has_marker = false;
             }
             cur.text.push_str(line);
+            cur.raw.push_str(line);
         } else if is_marker(line, "...") {
+            cur.raw.push_str(line);
             cur.text.push('\n');
             start_new(&mut docs, &mut cur);
             cur.text.push('\n');
@@ -774,6 +829,7 @@ fn split_documents(text: &str) -> Vec<Document> {
         } else {
             cur.has_content |= is_content(line);
             cur.text.push_str(line);
+            cur.raw.push_str(line);
         }
     }
     docs.push(cur);

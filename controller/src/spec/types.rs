@@ -153,7 +153,8 @@ pub struct SwarmSecret {
     pub spec: DataSpec,
 }
 
-/// The content of a config or secret: exactly one of `file`, `data`, `dataBase64`.
+/// The content of a config or secret: exactly one of `file`, `data`, `dataBase64` (or, for a
+/// secret stored by `apply`, `appliedSecret`).
 #[derive(Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DataSpec {
@@ -173,6 +174,11 @@ pub struct DataSpec {
     /// use a `SwarmSecret` where that matters.
     #[serde(default, skip_serializing_if = "is_default")]
     pub sensitive: bool,
+    /// SwarmSecret only, written by `apply` in the copy it stores in the swarm instead of the
+    /// content: the swarm secret `apply` created with it, `<metadata.name>-<10 hex of its
+    /// sha256>`. The operator mounts that secret as it is (it cannot read a secret back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_secret: Option<String>,
     /// The content itself, filled in by the loader from whichever source is given.
     #[serde(skip)]
     pub content: Content,
@@ -189,6 +195,7 @@ impl fmt::Debug for DataSpec {
                 &self.data_base64.as_ref().map(|_| "<inline>"),
             )
             .field("sensitive", &self.sensitive)
+            .field("applied_secret", &self.applied_secret)
             .field("content", &self.content)
             .finish()
     }

@@ -310,7 +310,7 @@ impl Swarm {
     }
 
     /// Removes every service and network with this test's prefix, and the configs (stored
-    /// specs, leader lease) of its operator instance.
+    /// specs, leader lease) and secrets of its operator instance.
     pub fn cleanup(&self) {
         let filter = format!("label=swarm-operator.io/instance={}", self.prefix);
         let configs = docker(&["config", "ls", "-q", "--filter", &filter]);
@@ -323,6 +323,11 @@ impl Swarm {
             for name in names.lines().filter(|n| n.starts_with(&self.prefix)) {
                 let _ = docker_output(&[kind, "rm", name]);
             }
+        }
+        // Secrets last: swarm refuses to remove one a service still mounts.
+        let secrets = docker(&["secret", "ls", "-q", "--filter", &filter]);
+        for id in secrets.lines() {
+            let _ = docker_output(&["secret", "rm", id]);
         }
     }
 }
@@ -356,6 +361,26 @@ impl Operator {
             if Instant::now() > deadline {
                 let _ = self.child.kill();
                 return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM and waits up to `timeout`; its exit status, or `None` (then killed) if it
+    /// was still running.
+    pub fn stop_within(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for operator") {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return None;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
