@@ -418,7 +418,7 @@ fn validate_uses_age_identities_and_locates_what_it_cannot_decrypt() {
     assert_ne!(code, Some(0), "{text}");
     assert!(text.contains("cannot read age identity file"), "{text}");
 
-    // Every command that reads specs takes the flag and reads the identities first (before
+    // Every command that reads specs (or, for apply, secret files) takes the flag and reads the identities first (before
     // any Docker connection): a broken identity file names its line, never the key.
     let broken = keys.path().join("broken.txt");
     std::fs::write(
@@ -434,6 +434,7 @@ AGE-SECRET-KEY-1BROKENKEY
     for args in [
         vec!["run", "--specs", dir, "--status", status],
         vec!["validate", dir, "--offline"],
+        vec!["apply", dir],
         vec!["diff", dir],
         vec!["get", "--specs", dir],
         vec!["wait", "--all", "--for", "ready", "--specs", dir],
