@@ -19,7 +19,7 @@ use crate::data_objects::{
 };
 use crate::docker::{DockerError, Ownership, SwarmApi};
 use crate::spec::load::{load_document, split_documents};
-use crate::spec::{DataSpec, Object, SpecError, SwarmSecret};
+use crate::spec::{AgeIdentities, DataSpec, Object, SpecError, SwarmSecret};
 use crate::stored_specs::applied_secrets_named;
 
 /// A spec file as `apply` stores it, with the secrets to create for it.
@@ -35,7 +35,12 @@ pub struct PreparedFile {
 /// no secret and can be stored as it is. Errors name `path` and never quote a content; a
 /// service with `envFile` is refused, since its values would be stored in a readable config,
 /// and so is a config's `file` (only spec files are stored: the operator would not find it).
-pub fn prepare(path: &Path, text: &[u8]) -> Result<Option<PreparedFile>, Vec<SpecError>> {
+/// A secret's `file:` ending in `.age` is decrypted with `identities`.
+pub fn prepare(
+    path: &Path,
+    text: &[u8],
+    identities: &AgeIdentities,
+) -> Result<Option<PreparedFile>, Vec<SpecError>> {
     // Not UTF-8: it holds no loadable secret, and validation reports the file.
     let Ok(text) = std::str::from_utf8(text) else {
         return Ok(None);
@@ -48,7 +53,7 @@ pub fn prepare(path: &Path, text: &[u8]) -> Result<Option<PreparedFile>, Vec<Spe
             out.push_str(&doc.raw);
             continue;
         }
-        let located = match load_document(path, &doc.text) {
+        let located = match load_document(path, &doc.text, identities) {
             Ok(Some(located)) => located,
             Ok(None) => {
                 out.push_str(&doc.raw);
@@ -239,7 +244,7 @@ mod tests {
             "# top comment\n{SERVICE}---\napiVersion: swarm-operator.io/v1alpha1\nkind: SwarmSecret\nmetadata: {{name: db, labels: {{team: a}}}}\nspec: {{data: inline-2718}}\n---\napiVersion: swarm-operator.io/v1alpha1\nkind: SwarmSecret\nmetadata: {{name: tls}}\nspec: {{file: db.txt}}\n"
         );
         let path = dir.path().join("app.yaml");
-        let prepared = prepare(&path, text.as_bytes())
+        let prepared = prepare(&path, text.as_bytes(), &AgeIdentities::none())
             .unwrap()
             .expect("has secrets");
         let stored = String::from_utf8(prepared.content).unwrap();
@@ -277,9 +282,13 @@ mod tests {
     fn a_file_without_secrets_is_stored_as_it_is() {
         let dir = tempfile::tempdir().unwrap();
         assert!(
-            prepare(&dir.path().join("a.yaml"), SERVICE.as_bytes())
-                .unwrap()
-                .is_none()
+            prepare(
+                &dir.path().join("a.yaml"),
+                SERVICE.as_bytes(),
+                &AgeIdentities::none()
+            )
+            .unwrap()
+            .is_none()
         );
     }
 
@@ -289,7 +298,7 @@ mod tests {
         std::fs::write(dir.path().join("app.env"), "DB_PASSWORD=hunter2-1618\n").unwrap();
         let text = "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {name: app}\nspec:\n  image: busybox\n  envFile: [app.env]\n---\napiVersion: swarm-operator.io/v1alpha1\nkind: SwarmSecret\nmetadata: {name: gone}\nspec: {file: missing.txt}\n";
         let path = dir.path().join("app.yaml");
-        let errors = prepare(&path, text.as_bytes()).unwrap_err();
+        let errors = prepare(&path, text.as_bytes(), &AgeIdentities::none()).unwrap_err();
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert_eq!(errors[0].field, "spec.envFile");
         assert_eq!(errors[0].file, path);
@@ -305,7 +314,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("nginx.conf"), "listen 80;\n").unwrap();
         let text = "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmConfig\nmetadata: {name: proxy}\nspec:\n  file: nginx.conf\n";
-        let errors = prepare(&dir.path().join("proxy.yaml"), text.as_bytes()).unwrap_err();
+        let errors = prepare(
+            &dir.path().join("proxy.yaml"),
+            text.as_bytes(),
+            &AgeIdentities::none(),
+        )
+        .unwrap_err();
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(
             (errors[0].field.as_str(), errors[0].line),
@@ -395,9 +409,13 @@ mod tests {
         let text = format!(
             "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmSecret\nmetadata: {{name: db}}\nspec: {{data: x}}\n...\n{SERVICE}...\n"
         );
-        let prepared = prepare(&dir.path().join("a.yaml"), text.as_bytes())
-            .unwrap()
-            .unwrap();
+        let prepared = prepare(
+            &dir.path().join("a.yaml"),
+            text.as_bytes(),
+            &AgeIdentities::none(),
+        )
+        .unwrap()
+        .unwrap();
         let stored = String::from_utf8(prepared.content).unwrap();
         let loaded = load_str(&dir.path().join("a.yaml"), &stored);
         assert_eq!(loaded.objects().map(<[_]>::len), Some(2), "{stored}");

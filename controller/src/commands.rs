@@ -8,7 +8,7 @@ use crate::applied_secrets::{self, Collected};
 use crate::desired::{DesiredState, SUSPEND_FILE};
 use crate::docker::{DockerEngine, DockerError, SwarmApi};
 use crate::plan::{Plan, plan};
-use crate::spec::{LoadDirError, SpecError, SpecStore};
+use crate::spec::{AgeIdentities, LoadDirError, SpecError, SpecStore};
 use crate::stored_specs::{
     ApplyReport, SpecConfigs, StoredSpecsError, read_spec_files, write_mirror,
 };
@@ -38,12 +38,14 @@ pub enum ApplyOutcome {
 
 /// Validates the spec directory. With `existing_networks` (read from a live swarm) references
 /// to networks that exist there are accepted; with `None` every referenced network is assumed
-/// to exist (offline validation) and only the other checks run.
+/// to exist (offline validation) and only the other checks run. `.age` files are decrypted
+/// with `identities`.
 pub fn validate_dir(
     dir: &Path,
     existing_networks: Option<&BTreeSet<String>>,
+    identities: &AgeIdentities,
 ) -> Result<Vec<SpecError>, CommandError> {
-    let mut store = SpecStore::new();
+    let mut store = SpecStore::with_identities(identities.clone());
     let desired = match existing_networks {
         Some(networks) => store.reload_validated(dir, networks)?,
         None => {
@@ -64,7 +66,7 @@ pub fn validate_dir(
                         .map(|n| n.metadata.name.clone()),
                 )
                 .collect();
-            store = SpecStore::new();
+            store = SpecStore::with_identities(identities.clone());
             store.reload_validated(dir, &referenced)?
         }
     };
@@ -77,11 +79,12 @@ pub async fn diff_dir<A: SwarmApi>(
     dir: &Path,
     allow_empty_prune: bool,
     instance: &str,
+    identities: &AgeIdentities,
 ) -> Result<(Plan, Vec<SpecError>), CommandError> {
     let observed = api.observe().await?;
     let existing: BTreeSet<String> = observed.networks.keys().cloned().collect();
     let desired = DesiredState::load(
-        &mut SpecStore::new(),
+        &mut SpecStore::with_identities(identities.clone()),
         dir,
         &existing,
         allow_empty_prune,
@@ -100,6 +103,7 @@ pub async fn apply_path(
     api: &DockerEngine,
     path: &Path,
     instance: &str,
+    identities: &AgeIdentities,
 ) -> Result<ApplyOutcome, CommandError> {
     let mut files = read_spec_files(path)?;
     let is_dir = path.is_dir();
@@ -112,7 +116,7 @@ pub async fn apply_path(
         } else {
             path.to_owned()
         };
-        match applied_secrets::prepare(&original, &file.content) {
+        match applied_secrets::prepare(&original, &file.content, identities) {
             Ok(None) => {}
             Ok(Some(prepared)) => {
                 file.content = prepared.content;
@@ -148,7 +152,9 @@ pub async fn apply_path(
     let scratch = tempfile::tempdir_in(&temp).map_err(io)?;
     write_mirror(scratch.path(), &resulting)?;
     let networks: BTreeSet<String> = api.observe().await?.networks.into_keys().collect();
-    let mut errors = validate_dir(scratch.path(), Some(&networks))?;
+    // Only spec files are stored, never the files they refer to (a SwarmSecret's decrypted
+    // content went into its swarm secret above): no `.age` file is left to decrypt.
+    let mut errors = validate_dir(scratch.path(), Some(&networks), &AgeIdentities::none())?;
     if !errors.is_empty() {
         for error in &mut errors {
             error.file = original_path(path, is_dir, &stored_names, &error.file, scratch.path());

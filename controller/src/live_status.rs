@@ -107,6 +107,7 @@ impl LiveStatus {
         api: A,
         instance: &str,
         specs: Option<&Path>,
+        identities: &crate::spec::AgeIdentities,
     ) -> Result<LiveStatus, LiveStatusError> {
         let api = Arc::new(api);
         api.ensure_manager().await?;
@@ -118,7 +119,7 @@ impl LiveStatus {
         swarm_watch::relist(api.as_ref(), &world, &reporter).await?;
         let desired = match specs {
             Some(dir) => triggers::reload_specs(
-                &mut SpecStore::new(),
+                &mut SpecStore::with_identities(identities.clone()),
                 dir,
                 &world::existing_networks(&world),
                 false,

@@ -418,9 +418,14 @@ async fn wait_all_for_ready_waits_until_an_object_whose_spec_is_gone_is_removed(
     // The operator is stopped while the spec goes, so that the wait sees `old` still there.
     let dir = running.stop().await;
     std::fs::remove_file(specs.join("old.yaml")).unwrap();
-    let mut view = LiveStatus::open(swarm.clone(), DEFAULT_INSTANCE, Some(&specs))
-        .await
-        .unwrap();
+    let mut view = LiveStatus::open(
+        swarm.clone(),
+        DEFAULT_INSTANCE,
+        Some(&specs),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     async fn all(view: &mut LiveStatus, timeout: Duration) -> WaitOutcome {
         wait::wait(view, Targets::All, Goal::Ready, timeout, Display::Lines).await
     }
@@ -446,7 +451,7 @@ async fn wait_reports_a_paused_update_with_the_failed_tasks_error() {
     let swarm = MemorySwarm::default();
     let running = start_with_service_a(&swarm, Duration::from_secs(3600)).await;
     running.stop().await;
-    let mut view = LiveStatus::open(swarm.clone(), DEFAULT_INSTANCE, None)
+    let mut view = LiveStatus::open(swarm.clone(), DEFAULT_INSTANCE, None, &Default::default())
         .await
         .unwrap();
     let engine = swarm.clone();

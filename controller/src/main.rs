@@ -18,6 +18,7 @@ use swarm_operator::object_table::{Format, Printer, Selection};
 use swarm_operator::operator::{self, OperatorConfig};
 use swarm_operator::plan::PlanDisplay;
 use swarm_operator::redact::Values;
+use swarm_operator::spec::AgeIdentities;
 use swarm_operator::stored_specs::SpecConfigs;
 use swarm_operator::wait::{self, Goal, Targets, WaitOutcome};
 use swarm_operator::web::{self, WebConfig};
@@ -87,6 +88,23 @@ enum Source {
     Dir,
     /// The specs stored in the swarm by `apply`.
     Swarm,
+}
+
+/// `--age-identity`, for every command that reads a spec directory.
+#[derive(clap::Args)]
+struct AgeArgs {
+    /// Decrypt the `.age` files specs use (`file:`, `envFile`) in memory with the X25519
+    /// identities in this file, as `age-keygen` writes it (mount it as a docker secret);
+    /// repeatable.
+    #[arg(long = "age-identity", value_name = "FILE")]
+    age_identity: Vec<PathBuf>,
+}
+
+impl AgeArgs {
+    /// Reads the identity files once, at start.
+    fn read(&self) -> anyhow::Result<AgeIdentities> {
+        Ok(AgeIdentities::read(&self.age_identity)?)
+    }
 }
 
 // Built once per process: boxing `run`'s many flags would buy nothing.
@@ -181,6 +199,8 @@ enum Command {
         /// reconnect the event stream with backoff.
         #[arg(long, default_value = "30s", value_parser = positive_duration)]
         events_silence: Duration,
+        #[command(flatten)]
+        age: AgeArgs,
     },
     /// Validate the specs of a file or directory, then store them in the swarm for
     /// `run --source swarm`. A directory replaces every stored file (files gone from it are
@@ -192,6 +212,8 @@ enum Command {
         /// As for `run`.
         #[arg(long, env = "SWARM_OPERATOR_INSTANCE", default_value = "default")]
         instance: String,
+        #[command(flatten)]
+        age: AgeArgs,
     },
     /// Remove stored spec files: those of a file or directory, or one by its file name
     /// (`delete .suspend` resumes). Exit 0 removed, 1 nothing of that name was stored.
@@ -209,6 +231,8 @@ enum Command {
         /// Do not ask the swarm which networks exist (references are then not checked).
         #[arg(long)]
         offline: bool,
+        #[command(flatten)]
+        age: AgeArgs,
     },
     /// Show what `run` would change, without changing anything.
     /// Exit 0 = in sync, 1 = changes pending, 2 = error.
@@ -225,6 +249,8 @@ enum Command {
         /// unless stdout is a terminal and CI is unset: values never go to pipes or CI logs.
         #[arg(long)]
         show_values: bool,
+        #[command(flatten)]
+        age: AgeArgs,
     },
     /// Turn compose stack files into spec files (one per object), named as
     /// `docker stack deploy -c FILE NAME` names them.
@@ -261,6 +287,8 @@ enum Command {
         /// As for `run`.
         #[arg(long, env = "SWARM_OPERATOR_INSTANCE", default_value = "default")]
         instance: String,
+        #[command(flatten)]
+        age: AgeArgs,
     },
     /// Wait until objects are ready (or deleted). Exit 0 when all got there, 1 when one is
     /// Degraded (update paused or rolled back, tasks failing, deadline exceeded: the reason
@@ -286,6 +314,8 @@ enum Command {
         /// As for `run`.
         #[arg(long, env = "SWARM_OPERATOR_INSTANCE", default_value = "default")]
         instance: String,
+        #[command(flatten)]
+        age: AgeArgs,
     },
     /// Write the JSON Schemas of the spec kinds (the files in crds/).
     Crds {
@@ -421,7 +451,9 @@ async fn execute(command: Command, context: Option<&str>) -> anyhow::Result<Exit
             engine_timeout,
             engine_write_timeout,
             events_silence,
+            age,
         } => {
+            let age_identities = age.read()?;
             // Before anything starts: a taken address ends `run` here, not at shutdown.
             let web = match metrics_addr {
                 Some(addr) => {
@@ -505,6 +537,7 @@ async fn execute(command: Command, context: Option<&str>) -> anyhow::Result<Exit
                 leadership,
                 notify,
                 deadlines,
+                age_identities,
                 ..OperatorConfig::new(specs, status)
             };
             let result = operator::run(config, api, shutdown_signal()).await;
@@ -517,9 +550,14 @@ async fn execute(command: Command, context: Option<&str>) -> anyhow::Result<Exit
             result?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Apply { path, instance } => {
+        Command::Apply {
+            path,
+            instance,
+            age,
+        } => {
+            let identities = age.read()?;
             let api = connect(context).await?;
-            match apply_path(&api, &path, &instance).await? {
+            match apply_path(&api, &path, &instance, &identities).await? {
                 ApplyOutcome::Invalid(errors) => {
                     for error in &errors {
                         println!("{error}");
@@ -566,7 +604,8 @@ async fn execute(command: Command, context: Option<&str>) -> anyhow::Result<Exit
                 Ok(ExitCode::SUCCESS)
             }
         }
-        Command::Validate { dir, offline } => {
+        Command::Validate { dir, offline, age } => {
+            let identities = age.read()?;
             let networks = if offline {
                 None
             } else {
@@ -575,7 +614,7 @@ async fn execute(command: Command, context: Option<&str>) -> anyhow::Result<Exit
                     .context("checking network references (use --offline to skip that check)")?;
                 Some(api.observe().await?.networks.into_keys().collect())
             };
-            let errors = validate_dir(&dir, networks.as_ref())?;
+            let errors = validate_dir(&dir, networks.as_ref(), &identities)?;
             for error in &errors {
                 println!("{error}");
             }
@@ -592,7 +631,9 @@ async fn execute(command: Command, context: Option<&str>) -> anyhow::Result<Exit
             allow_empty_prune,
             instance,
             show_values,
+            age,
         } => {
+            let identities = age.read()?;
             use std::io::IsTerminal as _;
             // Values go to the user's own terminal only: a pipe, a file or a CI log would keep
             // them.
@@ -604,7 +645,8 @@ async fn execute(command: Command, context: Option<&str>) -> anyhow::Result<Exit
                 return Ok(ExitCode::from(2));
             }
             let api = connect(context).await?;
-            let (plan, errors) = diff_dir(&api, &dir, allow_empty_prune, &instance).await?;
+            let (plan, errors) =
+                diff_dir(&api, &dir, allow_empty_prune, &instance, &identities).await?;
             let values = if show_values {
                 Values::Shown
             } else {
@@ -662,9 +704,11 @@ async fn execute(command: Command, context: Option<&str>) -> anyhow::Result<Exit
             watch,
             specs,
             instance,
+            age,
         } => {
+            let identities = age.read()?;
             let api = connect(context).await?;
-            let mut view = LiveStatus::open(api, &instance, specs.as_deref()).await?;
+            let mut view = LiveStatus::open(api, &instance, specs.as_deref(), &identities).await?;
             let mut printer = Printer::new(match output {
                 OutputFormat::Table => Format::Table,
                 OutputFormat::Json => Format::Json,
@@ -720,9 +764,11 @@ async fn execute(command: Command, context: Option<&str>) -> anyhow::Result<Exit
             timeout,
             specs,
             instance,
+            age,
         } => {
+            let identities = age.read()?;
             let api = connect(context).await?;
-            let mut view = LiveStatus::open(api, &instance, specs.as_deref()).await?;
+            let mut view = LiveStatus::open(api, &instance, specs.as_deref(), &identities).await?;
             let targets = if all {
                 Targets::All
             } else {

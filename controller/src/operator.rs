@@ -78,6 +78,8 @@ pub struct OperatorConfig {
     pub leadership: Leadership,
     /// Webhooks and the events log.
     pub notify: NotifyConfig,
+    /// Identities that decrypt the `.age` files specs refer to (`--age-identity`).
+    pub age_identities: crate::spec::AgeIdentities,
     /// The engine's deadlines (the API applies them to its calls; here they bound the event
     /// stream's silence and a whole reconcile).
     pub deadlines: Deadlines,
@@ -99,6 +101,7 @@ impl OperatorConfig {
             file_sd: None,
             leadership: Leadership::always(),
             notify: NotifyConfig::default(),
+            age_identities: crate::spec::AgeIdentities::none(),
             deadlines: Deadlines::default(),
         }
     }
@@ -258,7 +261,7 @@ pub async fn run<A: SwarmApi>(
 
     // First look, before anything runs, so the first plan sees the whole swarm.
     swarm_watch::relist(api.as_ref(), &world, &reporter).await?;
-    let mut store = SpecStore::new();
+    let mut store = SpecStore::with_identities(config.age_identities.clone());
     reload(&world, &reporter, &mut store, &config).await;
 
     let ctx = Arc::new(Context {

@@ -47,8 +47,10 @@ pub fn run(root: &Path, opts: &TestOptions) -> Result<(), TestError> {
     phase("test tools", || {
         // The controller's integration tests run a FROM-scratch image of static busybox,
         // check the status page in a headless Chromium and file_sd with a real Prometheus,
-        // and make the https webhook test's certificates with the openssl CLI.
+        // make the https webhook test's certificates with the openssl CLI, and encrypt the
+        // `.age` test files with Debian's age CLI.
         crate::apt::ensure_installed("/bin/busybox", "busybox-static")?;
+        crate::apt::ensure_installed("/usr/bin/age", "age")?;
         crate::apt::ensure_installed("/usr/bin/chromium", "chromium")?;
         crate::apt::ensure_installed("/usr/bin/prometheus", "prometheus")?;
         // --web-config's and the webhooks' tests: certificates made by openssl, requests sent

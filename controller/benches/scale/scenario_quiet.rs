@@ -98,7 +98,8 @@ impl Bench {
         for run in 0..=self.cfg.resync_samples {
             let mark = self.diff_wire.log.mark();
             let start = Instant::now();
-            let (plan, _errors) = diff_dir(&api, &specs.path, false, &instance).await?;
+            let (plan, _errors) =
+                diff_dir(&api, &specs.path, false, &instance, &Default::default()).await?;
             let elapsed = start.elapsed();
             if run > 0 {
                 // run 0 warms the connection pool

@@ -3,6 +3,8 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use super::encrypted::{self, AgeIdentities, DecryptProblem};
+
 /// Swarm's limit on the size of one config or secret (swarmkit's `MaxConfigSize` and
 /// `MaxSecretSize`).
 pub const MAX_DATA_BYTES: usize = 500 * 1024;
@@ -43,6 +45,14 @@ pub enum FileProblem {
         path: String,
         /// Its size.
         size: u64,
+    },
+    /// An `.age` file that cannot be decrypted.
+    #[error("cannot decrypt `{path}`: {problem}")]
+    Decrypt {
+        /// The path as written.
+        path: String,
+        /// Why.
+        problem: DecryptProblem,
     },
     /// An env file line that is not `NAME=value` or a comment. The message names the key
     /// when there is one, never the line's value.
@@ -115,6 +125,28 @@ pub fn read_limited(spec_file: &Path, relative: &str, max: usize) -> Result<Vec<
         });
     }
     std::fs::read(&path).map_err(unreadable)
+}
+
+/// Reads a file a spec refers to, at most `max` bytes of content: a `.age` file is read
+/// (bounded by its encrypted size) and decrypted in memory with `identities`, so that every
+/// use of a file (`file:`, `envFile`) decrypts in this one place and its plaintext never
+/// touches disk.
+pub fn read_content(
+    spec_file: &Path,
+    relative: &str,
+    max: usize,
+    identities: &AgeIdentities,
+) -> Result<Vec<u8>, FileProblem> {
+    if !encrypted::is_encrypted(relative) {
+        return read_limited(spec_file, relative, max);
+    }
+    let sealed = read_limited(spec_file, relative, encrypted::encrypted_limit(max))?;
+    identities
+        .decrypt(&sealed, max)
+        .map_err(|problem| FileProblem::Decrypt {
+            path: relative.to_owned(),
+            problem,
+        })
 }
 
 /// What a bare `NAME` line (no `=`) in an env file means.

@@ -16,6 +16,7 @@ use serde_saphyr::{
     Budget, DefaultMessageFormatter, DuplicateKeyPolicy, MessageFormatter, Spanned,
 };
 
+use super::encrypted::AgeIdentities;
 use super::files;
 use super::located::{DocumentFields, FieldLocations, Located, Position, SpecError, field_path};
 use super::types::{
@@ -107,7 +108,7 @@ pub fn is_spec_file_name(name: &str) -> bool {
 /// Only fails when the directory itself cannot be listed; problems with files and documents
 /// are reported per file in the result.
 pub fn load_dir(dir: &Path) -> Result<LoadedDir, LoadDirError> {
-    load_dir_cached(dir, &mut LoadCache::default())
+    load_dir_cached(dir, &mut LoadCache::default(), &AgeIdentities::none())
 }
 
 /// What identifies one version of a file without reading it: if none of these changed, its
@@ -143,8 +144,13 @@ pub struct LoadCache {
 }
 
 /// Like [`load_dir`], but reuses the outcome of files whose stamp did not change since the
-/// last call with the same cache.
-pub fn load_dir_cached(dir: &Path, cache: &mut LoadCache) -> Result<LoadedDir, LoadDirError> {
+/// last call with the same cache. `.age` files the specs refer to are decrypted with
+/// `identities`.
+pub fn load_dir_cached(
+    dir: &Path,
+    cache: &mut LoadCache,
+    identities: &AgeIdentities,
+) -> Result<LoadedDir, LoadDirError> {
     let read_dir_err = |source| LoadDirError::ReadDir {
         dir: dir.to_owned(),
         source,
@@ -182,7 +188,7 @@ pub fn load_dir_cached(dir: &Path, cache: &mut LoadCache) -> Result<LoadedDir, L
         let load = match cached {
             Some(load) => load,
             None => {
-                let load = load_file(&path);
+                let load = load_file_with(&path, identities);
                 // Deleted between listing and reading (a `rm` racing the reload): the file is
                 // gone, not broken, and must not hold back the pruning of what it declared. A
                 // symlink whose target is missing or loops is still there, and broken.
@@ -280,8 +286,13 @@ fn broken_symlink(path: &Path) -> Option<BrokenSymlink> {
     }
 }
 
-/// Loads one spec file.
+/// Loads one spec file (without age identities: an `.age` file it refers to is an error).
 pub fn load_file(path: &Path) -> FileLoad {
+    load_file_with(path, &AgeIdentities::none())
+}
+
+/// Loads one spec file, decrypting the `.age` files it refers to with `identities`.
+pub fn load_file_with(path: &Path, identities: &AgeIdentities) -> FileLoad {
     match std::fs::metadata(path) {
         Ok(meta) if meta.len() > MAX_FILE_BYTES => {
             return FileLoad::Failed(vec![SpecError::file(
@@ -301,7 +312,7 @@ pub fn load_file(path: &Path) -> FileLoad {
     }
     match std::fs::read(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => load_str(path, &text),
+            Ok(text) => load_str_with(path, &text, identities),
             Err(_) => FileLoad::Failed(vec![SpecError::file(
                 path,
                 "file is not valid UTF-8: spec files must be UTF-8 YAML",
@@ -314,15 +325,22 @@ pub fn load_file(path: &Path) -> FileLoad {
     }
 }
 
-/// Loads the spec documents in `text`, reporting errors against `file`.
+/// Loads the spec documents in `text`, reporting errors against `file` (without age
+/// identities).
 pub fn load_str(file: &Path, text: &str) -> FileLoad {
+    load_str_with(file, text, &AgeIdentities::none())
+}
+
+/// Loads the spec documents in `text`, reporting errors against `file`; `.age` files they
+/// refer to are decrypted with `identities`.
+pub fn load_str_with(file: &Path, text: &str, identities: &AgeIdentities) -> FileLoad {
     let mut objects = Vec::new();
     let mut errors = Vec::new();
     for doc in split_documents(text) {
         if !doc.has_content {
             continue;
         }
-        match load_document(file, &doc.text) {
+        match load_document(file, &doc.text, identities) {
             Ok(Some(object)) => objects.push(object),
             Ok(None) => {}
             Err(mut errs) => errors.append(&mut errs),
@@ -340,6 +358,7 @@ pub fn load_str(file: &Path, text: &str) -> FileLoad {
 pub(crate) fn load_document(
     file: &Path,
     text: &str,
+    identities: &AgeIdentities,
 ) -> Result<Option<Located<Object>>, Vec<SpecError>> {
     let root =
         parse_nodes(text).map_err(|e| vec![convert_error(file, &e, &FieldLocations::default())])?;
@@ -422,7 +441,7 @@ pub(crate) fn load_document(
     let object = match kind {
         Some("SwarmService") => {
             let mut service = typed::<SwarmService>(file, text, &fields)?;
-            merge_env_files(file, &mut service, &fields)?;
+            merge_env_files(file, &mut service, &fields, identities)?;
             service.into()
         }
         Some("SwarmNetwork") => typed::<SwarmNetwork>(file, text, &fields)?.into(),
@@ -436,7 +455,7 @@ pub(crate) fn load_document(
                     "only a SwarmSecret refers to a swarm secret `apply` created; give a config's content as `file`, `data` or `dataBase64`",
                 )]);
             }
-            config.spec.content = read_content(file, &config.spec, &fields)?;
+            config.spec.content = read_content(file, &config.spec, &fields, identities)?;
             config.into()
         }
         Some("SwarmSecret") => {
@@ -454,7 +473,7 @@ pub(crate) fn load_document(
                     ),
                 )]);
             }
-            secret.spec.content = read_content(file, &secret.spec, &fields)?;
+            secret.spec.content = read_content(file, &secret.spec, &fields, identities)?;
             secret.into()
         }
         _ => unreachable!("kind checked against KINDS above"),
@@ -498,17 +517,20 @@ fn merge_env_files(
     file: &Path,
     service: &mut SwarmService,
     fields: &DocumentFields,
+    identities: &AgeIdentities,
 ) -> Result<(), Vec<SpecError>> {
     let mut merged = std::collections::BTreeMap::new();
     let mut errors = Vec::new();
     for (i, relative) in service.spec.env_file.iter().enumerate() {
-        let read = files::read_limited(file, relative, MAX_FILE_BYTES as usize).and_then(|bytes| {
-            let text = String::from_utf8(bytes).map_err(|_| files::FileProblem::Unreadable {
-                path: relative.clone(),
-                reason: "not valid UTF-8".to_owned(),
-            })?;
-            files::parse_env_file(relative, &text, files::BareName::Refused)
-        });
+        let read = files::read_content(file, relative, MAX_FILE_BYTES as usize, identities)
+            .and_then(|bytes| {
+                let text =
+                    String::from_utf8(bytes).map_err(|_| files::FileProblem::Unreadable {
+                        path: relative.clone(),
+                        reason: "not valid UTF-8".to_owned(),
+                    })?;
+                files::parse_env_file(relative, &text, files::BareName::Refused)
+            });
         match read {
             Ok(vars) => merged.extend(vars),
             Err(problem) => {
@@ -549,6 +571,7 @@ fn read_content(
     file: &Path,
     spec: &DataSpec,
     fields: &DocumentFields,
+    identities: &AgeIdentities,
 ) -> Result<Content, Vec<SpecError>> {
     let error = |field: &str, message: String| {
         vec![SpecError::at(
@@ -578,8 +601,10 @@ fn read_content(
         };
     }
     let bytes = match (&spec.file, &spec.data, &spec.data_base64) {
-        (Some(relative), None, None) => files::read_limited(file, relative, files::MAX_DATA_BYTES)
-            .map_err(|p| error("spec.file", p.to_string()))?,
+        (Some(relative), None, None) => {
+            files::read_content(file, relative, files::MAX_DATA_BYTES, identities)
+                .map_err(|p| error("spec.file", p.to_string()))?
+        }
         (None, Some(data), None) => data.as_bytes().to_vec(),
         (None, None, Some(encoded)) => {
             use base64::Engine as _;
@@ -1565,7 +1590,7 @@ mod tests {
         )
         .unwrap();
         let mut cache = LoadCache::default();
-        let loaded = load_dir_cached(d, &mut cache).unwrap();
+        let loaded = load_dir_cached(d, &mut cache, &AgeIdentities::none()).unwrap();
         assert!(
             loaded.errors()[0]
                 .message
@@ -1573,11 +1598,13 @@ mod tests {
         );
         // The missing file appears; the spec file is untouched.
         std::fs::write(d.join("files/missing"), "s").unwrap();
-        let loaded = load_dir_cached(d, &mut cache).unwrap();
+        let loaded = load_dir_cached(d, &mut cache, &AgeIdentities::none()).unwrap();
         assert!(loaded.errors().is_empty(), "{:?}", loaded.errors());
         std::fs::write(d.join("files/c.txt"), "two").unwrap();
         std::fs::write(d.join("app.env"), "A=2\n").unwrap();
-        let objects = load_dir_cached(d, &mut cache).unwrap().objects();
+        let objects = load_dir_cached(d, &mut cache, &AgeIdentities::none())
+            .unwrap()
+            .objects();
         let Object::Config(c) = &objects[1].value else {
             panic!("a config")
         };

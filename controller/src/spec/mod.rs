@@ -1,6 +1,7 @@
 //! Spec files: the types users write, loading them from a directory with located errors,
 //! validating them, keeping the last good state per file, and their JSON Schemas.
 
+pub mod encrypted;
 pub mod files;
 pub mod load;
 pub mod located;
@@ -11,6 +12,7 @@ pub mod store;
 pub mod types;
 pub mod validate;
 
+pub use encrypted::AgeIdentities;
 pub use load::{FileLoad, LoadDirError, LoadedDir, load_dir, load_file, load_str};
 pub use located::{DocumentFields, FieldLocations, Located, SpecError, field_path};
 pub use quantity::{DurationStr, MemoryQuantity, QuantityError};

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use super::encrypted::AgeIdentities;
 use super::load::{FileLoad, LoadCache, LoadDirError, load_dir_cached};
 use super::located::{Located, SpecError};
 use super::types::Object;
@@ -38,11 +39,20 @@ pub struct SpecStore {
     last_good: BTreeMap<PathBuf, Vec<Located<Object>>>,
     failed: BTreeSet<PathBuf>,
     cache: LoadCache,
+    identities: AgeIdentities,
 }
 
 impl SpecStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store whose reloads decrypt the `.age` files specs refer to with `identities`.
+    pub fn with_identities(identities: AgeIdentities) -> Self {
+        SpecStore {
+            identities,
+            ..Self::default()
+        }
     }
 
     /// Re-reads `dir` (loading only: syntax, types, apiVersion/kind, unknown fields).
@@ -78,7 +88,7 @@ impl SpecStore {
         dir: &Path,
         existing_networks: Option<&BTreeSet<String>>,
     ) -> Result<Desired, LoadDirError> {
-        let loaded = load_dir_cached(dir, &mut self.cache)?;
+        let loaded = load_dir_cached(dir, &mut self.cache, &self.identities)?;
         let mut errors = Vec::new();
         let mut fresh: BTreeMap<PathBuf, Vec<Located<Object>>> = BTreeMap::new();
         let mut failed = BTreeSet::new();

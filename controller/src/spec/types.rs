@@ -158,7 +158,8 @@ pub struct SwarmSecret {
 #[derive(Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DataSpec {
-    /// A file relative to this spec file, inside the spec directory (at most 500 KiB).
+    /// A file relative to this spec file, inside the spec directory (at most 500 KiB). A name
+    /// ending in `.age` is decrypted in memory with the operator's `--age-identity`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
     /// Inline text content.
@@ -389,6 +390,7 @@ pub struct ServiceSpec {
     pub workdir: Option<String>,
     /// Files of `NAME=value` lines (compose `env_file` syntax), relative to this spec file and
     /// inside its directory; read in order, later files win, and `env` wins over all of them.
+    /// A name ending in `.age` is decrypted in memory with the operator's `--age-identity`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env_file: Vec<String>,
     /// How long a rollout (creation, update, scaling) may take before the status reports it
