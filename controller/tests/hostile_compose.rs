@@ -223,7 +223,7 @@ fn cases() -> Vec<Case> {
             "dot-env-syntax-hides-value",
             None,
             "repo/.env:2",
-            "not `NAME=value`, `NAME` or a `#` comment",
+            "not `NAME=value` or a `#` comment",
         ),
         case(
             "env-file-syntax-hides-value",

@@ -90,8 +90,8 @@ const ENV_SYNTAX: &str = "not `NAME=value` or a `#` comment (a bare `NAME` would
 /// The variables of env file `text`, or the 1-based line that is not one (parsed as the spec
 /// loader will, so that an imported directory loads; the parser's own message is not kept, as
 /// it may quote the line).
-fn env_file_vars(text: &str, bare: spec::files::BareName) -> Result<Vec<(String, String)>, usize> {
-    spec::files::parse_env_file("", text, bare).map_err(|e| match e {
+fn env_file_vars(text: &str) -> Result<Vec<(String, String)>, usize> {
+    spec::files::parse_env_file("", text).map_err(|e| match e {
         spec::files::FileProblem::EnvSyntax { line, .. } => line,
         _ => 0,
     })
@@ -172,12 +172,11 @@ pub fn environment(
             file: path.clone(),
             problem: source::SourceProblem::Unreadable("not UTF-8 text".to_owned()),
         })?;
-        // Compose's `.env` holds defaults: a bare name there sets nothing, as in the CLI.
-        env_file_vars(&text, spec::files::BareName::Skipped).map_err(|line| {
-            ImportError::DotEnv {
-                file: path.clone(),
-                line,
-            }
+        // A line without `=` in `.env` is an error too: it is more often a value pasted on
+        // its own line than a name meant to set nothing.
+        env_file_vars(&text).map_err(|line| ImportError::DotEnv {
+            file: path.clone(),
+            line,
         })?
     } else {
         Vec::new()
@@ -321,8 +320,7 @@ fn plan_writes(stack: &stack::Stack) -> Result<Vec<Pending>, ImportError> {
                 stack::CopiedKind::Env => {
                     let text = std::str::from_utf8(&bytes)
                         .map_err(|_| problem("the env file is not UTF-8 text".to_owned()))?;
-                    // Refused as the spec loader will refuse it, so the import loads.
-                    env_file_vars(text, spec::files::BareName::Refused).map_err(|line| {
+                    env_file_vars(text).map_err(|line| {
                         problem(format!("line {line} of the env file is {ENV_SYNTAX}"))
                     })?;
                     Ok(bytes)

@@ -7,8 +7,6 @@
 //! services mount. A file saying `file: ~/.ssh/id_rsa` (or `../../.ssh/id_rsa`, or a symlink in
 //! the repository pointing there) would hand the reader's private files to whoever wrote it.
 
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Component, Path, PathBuf};
 
 /// Swarm's limit on one config or secret (swarmkit's `MaxConfigSize` / `MaxSecretSize`).
@@ -77,59 +75,18 @@ pub fn resolve_inside(base_dir: &Path, written: &str) -> Result<PathBuf, SourceP
 }
 
 /// Reads `path` (canonical: as [`resolve_inside`] or `canonicalize` return it) if it is a
-/// regular file of at most `max` bytes. The file is opened without
-/// following a final symlink and without blocking (a FIFO would otherwise wait for a writer
-/// for ever), its type is checked on the open descriptor (not on the path, which could be
-/// swapped in between), and the read itself stops after `max + 1` bytes, whatever the file
-/// claims its size is.
+/// regular file of at most `max` bytes, with the spec loader's reader
+/// ([`crate::spec::files::read_regular`]: no final symlink, no blocking on a FIFO, the type
+/// checked on the open descriptor, the read itself bounded).
 pub fn read_bounded(path: &Path, max: u64, what: &'static str) -> Result<Vec<u8>, SourceProblem> {
-    let unreadable = |e: std::io::Error| SourceProblem::Unreadable(e.kind().to_string());
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => SourceProblem::NotRegular("a symlink"),
-            _ => unreadable(e),
-        })?;
-    // `path` was resolved (symlinks followed, checked to be inside) before it was opened; a
-    // directory on the way swapped for a symlink in between would open something else. Where
-    // /proc is mounted, the open descriptor says what it really is.
-    {
-        use std::os::fd::AsRawFd as _;
-        if let Ok(opened) = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
-            && path.is_absolute()
-            && opened != path
-        {
-            return Err(SourceProblem::Unreadable(
-                "the file changed while it was opened".to_owned(),
-            ));
-        }
-    }
-    let meta = file.metadata().map_err(unreadable)?;
-    if !meta.is_file() {
-        use std::os::unix::fs::FileTypeExt as _;
-        let t = meta.file_type();
-        return Err(SourceProblem::NotRegular(if t.is_dir() {
-            "a directory"
-        } else if t.is_fifo() {
-            "a FIFO"
-        } else if t.is_char_device() || t.is_block_device() {
-            "a device"
-        } else if t.is_socket() {
-            "a socket"
-        } else {
-            "not a file"
-        }));
-    }
-    let mut bytes = Vec::new();
-    file.take(max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(unreadable)?;
-    if bytes.len() as u64 > max {
-        return Err(SourceProblem::TooLarge { max, what });
-    }
-    Ok(bytes)
+    use crate::spec::files::{ReadProblem, read_regular};
+    read_regular(path, max).map_err(|problem| match problem {
+        ReadProblem::Symlink => SourceProblem::NotRegular("a symlink"),
+        ReadProblem::NotRegular(kind) => SourceProblem::NotRegular(kind),
+        ReadProblem::TooLarge => SourceProblem::TooLarge { max, what },
+        ReadProblem::Changed => SourceProblem::Unreadable(problem.to_string()),
+        ReadProblem::Io(kind) => SourceProblem::Unreadable(kind.to_string()),
+    })
 }
 
 /// [`resolve_inside`] then [`read_bounded`].

@@ -38,13 +38,13 @@ pub enum FileProblem {
         /// The I/O error.
         reason: String,
     },
-    /// Larger than swarm accepts.
-    #[error("`{path}` is {size} bytes: swarm configs and secrets may be at most {max} bytes (500 KiB)", max = MAX_DATA_BYTES)]
+    /// Larger than allowed (swarm's 500 KiB for configs and secrets).
+    #[error("`{path}` is over {max} bytes, the limit for this file (swarm configs and secrets may be at most {data} bytes, 500 KiB)", data = MAX_DATA_BYTES)]
     TooLarge {
         /// The path as written.
         path: String,
-        /// Its size.
-        size: u64,
+        /// The limit.
+        max: u64,
     },
     /// An `.age` file that cannot be decrypted.
     #[error("cannot decrypt `{path}`: {problem}")]
@@ -107,24 +107,90 @@ pub fn resolve_inside(spec_file: &Path, relative: &str) -> Result<PathBuf, FileP
 /// Reads a file found by [`resolve_inside`], refusing files over `max` bytes unread.
 pub fn read_limited(spec_file: &Path, relative: &str, max: usize) -> Result<Vec<u8>, FileProblem> {
     let path = resolve_inside(spec_file, relative)?;
-    let unreadable = |e: std::io::Error| FileProblem::Unreadable {
-        path: relative.to_owned(),
-        reason: e.to_string(),
-    };
-    let meta = std::fs::metadata(&path).map_err(unreadable)?;
-    if !meta.is_file() {
-        return Err(FileProblem::Unreadable {
+    read_regular(&path, max as u64).map_err(|problem| match problem {
+        ReadProblem::TooLarge => FileProblem::TooLarge {
             path: relative.to_owned(),
-            reason: "not a regular file".to_owned(),
-        });
-    }
-    if meta.len() > max as u64 {
-        return Err(FileProblem::TooLarge {
+            max: max as u64,
+        },
+        problem => FileProblem::Unreadable {
             path: relative.to_owned(),
-            size: meta.len(),
-        });
+            reason: problem.to_string(),
+        },
+    })
+}
+
+/// Why [`read_regular`] did not read a file. No variant holds the path or any content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadProblem {
+    /// The final component is a symlink (checked paths are canonical: one now is a swap).
+    #[error("not a regular file (a symlink)")]
+    Symlink,
+    /// A directory, FIFO, device or socket.
+    #[error("not a regular file ({0}): only regular files are read")]
+    NotRegular(&'static str),
+    /// More bytes than the limit.
+    #[error("larger than the limit")]
+    TooLarge,
+    /// The descriptor opened is not the path that was checked (a directory on the way was
+    /// swapped for a symlink in between).
+    #[error("the file changed while it was opened")]
+    Changed,
+    /// Missing, no permission, …
+    #[error("{0}")]
+    Io(std::io::ErrorKind),
+}
+
+/// Reads `path` (canonical, as [`resolve_inside`] returns it) if it is a regular file of at
+/// most `max` bytes: the one reader of every file that input names (spec files' `file:` and
+/// `envFile`, compose files' sources). The file is opened without following a final symlink
+/// and without blocking (a FIFO would otherwise wait for a writer for ever), its type is
+/// checked on the open descriptor (not on the path, which could be swapped in between), and
+/// the read stops after `max + 1` bytes, whatever the file claims its size is (`/dev/zero`,
+/// a file still growing).
+pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, ReadProblem> {
+    use std::io::Read as _;
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => ReadProblem::Symlink,
+            _ => ReadProblem::Io(e.kind()),
+        })?;
+    // Where /proc is mounted, the open descriptor says what was really opened.
+    {
+        use std::os::fd::AsRawFd as _;
+        if let Ok(opened) = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            && path.is_absolute()
+            && opened != path
+        {
+            return Err(ReadProblem::Changed);
+        }
     }
-    std::fs::read(&path).map_err(unreadable)
+    let meta = file.metadata().map_err(|e| ReadProblem::Io(e.kind()))?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        return Err(ReadProblem::NotRegular(if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a file"
+        }));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ReadProblem::Io(e.kind()))?;
+    if bytes.len() as u64 > max {
+        return Err(ReadProblem::TooLarge);
+    }
+    Ok(bytes)
 }
 
 /// Reads a file a spec refers to, at most `max` bytes of content: a `.age` file is read
@@ -149,27 +215,14 @@ pub fn read_content(
         })
 }
 
-/// What a bare `NAME` line (no `=`) in an env file means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BareName {
-    /// A located error. The docker CLI takes the value from the *client's* environment, which
-    /// for an operator would be its own (its `DOCKER_HOST`, tokens, whatever its container
-    /// holds): a spec must never be able to read it, so a bare name is refused.
-    Refused,
-    /// Left out, as if unset: compose's `.env` defaults file, where a bare name sets nothing.
-    Skipped,
-}
-
 /// Parses an env file the way the docker CLI does for `docker stack deploy` and `docker run
 /// --env-file`: one `NAME=value` per line, the value taken literally (no quotes, no
-/// interpolation); `#` comments and blank lines skipped. A bare `NAME` is treated as `bare`
-/// says, never looked up in this process's environment. Errors give line and column and the
-/// key, never the line's value.
-pub fn parse_env_file(
-    path: &str,
-    text: &str,
-    bare: BareName,
-) -> Result<Vec<(String, String)>, FileProblem> {
+/// interpolation); `#` comments and blank lines skipped. A bare `NAME` is a located error: the
+/// docker CLI takes its value from the *client's* environment, which for an operator is its
+/// own (its `DOCKER_HOST`, tokens, whatever its container holds), and a spec must never read
+/// it; such a line is also more often a value pasted on its own than a name. Errors give line
+/// and column and the key, never the line's value.
+pub fn parse_env_file(path: &str, text: &str) -> Result<Vec<(String, String)>, FileProblem> {
     let mut vars = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim_start();
@@ -186,15 +239,12 @@ pub fn parse_env_file(
         };
         let Some((name, value)) = line.split_once('=') else {
             // Without `=` the whole line may be a value pasted on its own: it is not quoted.
-            return match bare {
-                BareName::Skipped => continue,
-                BareName::Refused => Err(problem(
-                    1,
-                    "a line without `=`: write `NAME=value` (a bare `NAME` would take the \
-                     value from the operator's own environment, which specs may not read)"
-                        .to_owned(),
-                )),
-            };
+            return Err(problem(
+                1,
+                "a line without `=`: write `NAME=value` (a bare `NAME` would take the \
+                 value from the operator's own environment, which specs may not read)"
+                    .to_owned(),
+            ));
         };
         if name.is_empty() {
             return Err(problem(1, "no variable name before `=`".to_owned()));
@@ -261,15 +311,33 @@ mod tests {
             e,
             FileProblem::TooLarge {
                 path: "sub/app.env".into(),
-                size: 4
+                max: 3
             }
+        );
+    }
+
+    #[test]
+    fn fifos_and_devices_are_refused_without_blocking() {
+        let (root, spec) = spec_dir();
+        let fifo = root.path().join("specs/pipe.env");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // Opened without O_NONBLOCK this would wait for a writer for ever.
+        let e = read_limited(&spec, "pipe.env", 100).unwrap_err();
+        assert!(e.to_string().contains("a FIFO"), "{e}");
+        assert_eq!(
+            read_regular(Path::new("/dev/zero"), 100),
+            Err(ReadProblem::NotRegular("a device"))
         );
     }
 
     #[test]
     fn env_files_follow_the_docker_cli() {
         let text = "# comment\n\nA=1\n  B = x \nC=\"quoted\"\nD=a=b\nE=\n";
-        let vars = parse_env_file("app.env", text, BareName::Refused).unwrap_err();
+        let vars = parse_env_file("app.env", text).unwrap_err();
         assert_eq!(
             vars,
             FileProblem::EnvSyntax {
@@ -280,7 +348,7 @@ mod tests {
             }
         );
         let text = text.replace("  B = x \n", "");
-        let vars = parse_env_file("app.env", &text, BareName::Refused).unwrap();
+        let vars = parse_env_file("app.env", &text).unwrap();
         let expect = [("A", "1"), ("C", "\"quoted\""), ("D", "a=b"), ("E", "")];
         let expect: Vec<(String, String)> = expect
             .iter()
@@ -295,7 +363,7 @@ mod tests {
     fn bare_names_never_read_the_environment() {
         // PATH is set in every test process: were it looked up, it would show.
         let text = "A=1\nPATH\n";
-        let e = parse_env_file("app.env", text, BareName::Refused).unwrap_err();
+        let e = parse_env_file("app.env", text).unwrap_err();
         assert!(
             matches!(
                 e,
@@ -311,8 +379,6 @@ mod tests {
             e.to_string().starts_with("`app.env` line 2, column 1: "),
             "{e}"
         );
-        let vars = parse_env_file("app.env", text, BareName::Skipped).unwrap();
-        assert_eq!(vars, [("A".to_owned(), "1".to_owned())]);
     }
 
     /// The line of a broken env file may be a pasted secret: the error gives its position only.
@@ -323,7 +389,7 @@ mod tests {
             "=s3cr3t-value\n",
             "K EY=s3cr3t-value\n",
         ] {
-            let e = parse_env_file("app.env", text, BareName::Refused).unwrap_err();
+            let e = parse_env_file("app.env", text).unwrap_err();
             assert!(!e.to_string().contains("s3cr3t"), "{e}");
             assert!(e.to_string().contains("line 1, column"), "{e}");
         }

@@ -529,7 +529,7 @@ fn merge_env_files(
                         path: relative.clone(),
                         reason: "not valid UTF-8".to_owned(),
                     })?;
-                files::parse_env_file(relative, &text, files::BareName::Refused)
+                files::parse_env_file(relative, &text)
             });
         match read {
             Ok(vars) => merged.extend(vars),
