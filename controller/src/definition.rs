@@ -272,7 +272,8 @@ pub struct LogDriver {
 pub struct ServiceDefinition {
     /// Service name.
     pub name: String,
-    /// Image reference, used as written (nothing is pulled or resolved to a digest).
+    /// Image reference as the docker CLI sends it ([`normalize_image`]); nothing is pulled or
+    /// resolved to a digest.
     pub image: String,
     /// Replicated or global.
     pub mode: Mode,
@@ -496,6 +497,24 @@ impl std::fmt::Debug for FieldChange {
     }
 }
 
+/// An image reference as `docker stack deploy` and `docker service create` send it: a name
+/// without a tag or digest gets `:latest` (`busybox` → `busybox:latest`,
+/// `localhost:5000/x` → `localhost:5000/x:latest`); tagged and digested references are kept.
+///
+/// The engine stores what it is sent, so a service created by the CLI holds `name:latest`
+/// where the same image written untagged in a spec would otherwise show as a difference. The
+/// CLI adds no `docker.io/library/` (with `--resolve-image never`), so neither does this.
+pub fn normalize_image(image: &str) -> String {
+    // A `:` in the last path component is a tag; one before it belongs to a registry host's
+    // port (`localhost:5000/x`).
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if image.is_empty() || image.contains('@') || last.contains(':') {
+        image.to_owned()
+    } else {
+        format!("{image}:latest")
+    }
+}
+
 /// Hash of a definition's canonical JSON: stored in [`SPEC_HASH_LABEL`] to notice spec edits
 /// (including fields removed from the spec, which drift detection alone cannot see).
 pub fn definition_hash<T: Serialize>(definition: &T) -> String {
@@ -626,6 +645,29 @@ pub(crate) mod tests {
             monitor_ns: None,
             max_failure_ratio: Some(0.0),
             order: Some(UpdateOrder::StopFirst),
+        }
+    }
+
+    #[test]
+    fn images_are_normalized_like_the_docker_cli() {
+        for (written, sent) in [
+            ("busybox", "busybox:latest"),
+            (
+                "swarm-operator-test/busybox",
+                "swarm-operator-test/busybox:latest",
+            ),
+            ("localhost:5000/x", "localhost:5000/x:latest"),
+            ("localhost:5000/x:1.2", "localhost:5000/x:1.2"),
+            ("busybox:1.36", "busybox:1.36"),
+            ("busybox:latest", "busybox:latest"),
+            ("x@sha256:abcd", "x@sha256:abcd"),
+            ("x:1@sha256:abcd", "x:1@sha256:abcd"),
+            (
+                "localhost:5000/x@sha256:abcd",
+                "localhost:5000/x@sha256:abcd",
+            ),
+        ] {
+            assert_eq!(normalize_image(written), sent, "{written}");
         }
     }
 

@@ -361,7 +361,7 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
     ports.sort();
     ServiceDefinition {
         name: service.metadata.name.clone(),
-        image: spec.image.clone(),
+        image: definition::normalize_image(&spec.image),
         mode: match spec.effective_replicas() {
             Some(replicas) => Mode::Replicated { replicas },
             None => Mode::Global,

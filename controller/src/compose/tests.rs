@@ -504,3 +504,29 @@ fn depends_on_cycles_and_unknown_conditions_are_invalid() {
         "{messages:#?}"
     );
 }
+
+/// `docker stack deploy` sends an absolute bind source verbatim (compose-go joins only relative
+/// ones with the file's directory, which cleans them): a trailing slash stays.
+#[test]
+fn bind_sources_are_kept_verbatim_when_absolute_and_cleaned_when_relative() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.yml");
+    std::fs::write(
+        &file,
+        "services:\n  a:\n    image: x\n    volumes: ['/var/lib/docker/:/d:ro', '/srv//x/../y:/y', './data/:/data']\n",
+    )
+    .unwrap();
+    let (stack, _) = convert(&[file], "st", &env(&[])).unwrap();
+    assert!(stack.invalid.is_empty(), "{:#?}", stack.invalid);
+    let sources: Vec<&str> = stack.services[0]
+        .spec
+        .mounts
+        .iter()
+        .filter_map(|m| m.source.as_deref())
+        .collect();
+    let relative = dir.path().join("data").display().to_string();
+    assert_eq!(
+        sources,
+        ["/var/lib/docker/", "/srv//x/../y", relative.as_str()]
+    );
+}

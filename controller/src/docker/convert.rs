@@ -31,7 +31,7 @@ use crate::definition::{
     Healthcheck, LogDriver, Mode, Mount, MountKind, MountType, NetworkDefinition,
     OPERATOR_LABEL_PREFIX, Placement, Port, Protocol, PublishMode, ResourceAmounts, Resources,
     RestartCondition, RestartPolicy, ServiceDefinition, Ulimit, UpdateOrder, UpdatePolicy,
-    VolumeOptions,
+    VolumeOptions, normalize_image,
 };
 
 fn to_hash_map(map: &BTreeMap<String, String>) -> HashMap<String, String> {
@@ -554,7 +554,9 @@ pub(crate) fn from_service(
         .collect();
     let definition = ServiceDefinition {
         name,
-        image: container.image.clone().unwrap_or_default(),
+        // Services created before images were normalized hold `name`: read as the CLI's
+        // `name:latest`, they compare equal to the same spec (the engine pulls the same image).
+        image: normalize_image(container.image.as_deref().unwrap_or_default()),
         mode,
         command: container.command.clone().filter(|c| !c.is_empty()),
         args: container.args.clone().filter(|a| !a.is_empty()),
