@@ -63,6 +63,24 @@ pub enum Mode {
     },
     /// One task on every eligible node.
     Global,
+    /// Tasks run until `total_completions` completed, `max_concurrent` at a time; once per
+    /// spec write (an update runs the job again).
+    #[serde(rename_all = "camelCase")]
+    ReplicatedJob {
+        /// Tasks running at once.
+        max_concurrent: u64,
+        /// Tasks that must complete.
+        total_completions: u64,
+    },
+    /// One task to completion on every eligible node, once per spec write.
+    GlobalJob,
+}
+
+impl Mode {
+    /// A job runs to completion instead of being kept running.
+    pub fn is_job(&self) -> bool {
+        matches!(self, Mode::ReplicatedJob { .. } | Mode::GlobalJob)
+    }
 }
 
 /// A published port.

@@ -102,7 +102,7 @@ pub fn drift_value(definition: &ServiceDefinition, field: DriftField) -> Option<
     match field {
         DriftField::Replicas => match definition.mode {
             Mode::Replicated { replicas } => Some(replicas.to_string()),
-            Mode::Global => None,
+            Mode::Global | Mode::ReplicatedJob { .. } | Mode::GlobalJob => None,
         },
         DriftField::Image => Some(definition.image.clone()),
     }
@@ -362,9 +362,21 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
     ServiceDefinition {
         name: service.metadata.name.clone(),
         image: definition::normalize_image(&spec.image),
-        mode: match spec.effective_replicas() {
-            Some(replicas) => Mode::Replicated { replicas },
-            None => Mode::Global,
+        mode: match spec.mode {
+            spec::ServiceMode::Replicated => Mode::Replicated {
+                replicas: spec.replicas.unwrap_or(1),
+            },
+            spec::ServiceMode::Global => Mode::Global,
+            // Both sent, as `docker stack deploy` does (compose's `replicas` is both); the
+            // engine would fill them in anyway, and then they would read back as drift.
+            spec::ServiceMode::ReplicatedJob => {
+                let total_completions = spec.replicas.unwrap_or(1);
+                Mode::ReplicatedJob {
+                    max_concurrent: spec.max_concurrent.unwrap_or(total_completions),
+                    total_completions,
+                }
+            }
+            spec::ServiceMode::GlobalJob => Mode::GlobalJob,
         },
         command: spec.command.clone(),
         args: spec.args.clone(),
@@ -539,6 +551,27 @@ mod tests {
         assert_eq!(both.secrets[1].mode, 0o444);
         assert_eq!(s.data[&conf].kind, DataKind::Config);
         assert_eq!(s.data.len(), 2, "external ones are not the operator's");
+    }
+
+    #[test]
+    fn a_replicated_job_sends_both_counts_as_stack_deploy_does() {
+        let job = |extra: &str| {
+            let text = format!(
+                "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: j}}\nspec:\n  image: x\n  mode: replicated-job\n{extra}"
+            );
+            let FileLoad::Ok(objects) = load_str(Path::new("j.yaml"), &text) else {
+                panic!("loads")
+            };
+            let s = DesiredState::build(&objects, Vec::new(), BTreeSet::new(), false, "default");
+            s.services["j"].definition.mode.clone()
+        };
+        let both = |max_concurrent, total_completions| Mode::ReplicatedJob {
+            max_concurrent,
+            total_completions,
+        };
+        assert_eq!(job(""), both(1, 1));
+        assert_eq!(job("  replicas: 3\n"), both(3, 3));
+        assert_eq!(job("  replicas: 3\n  maxConcurrent: 1\n"), both(1, 3));
     }
 
     #[test]

@@ -84,4 +84,112 @@ fn an_untagged_image_is_sent_and_compared_as_the_cli_sends_it() {
     let _ = docker_output(&["service", "rm", &by_cli]);
 }
 
-fn _unused(_: &Value) {}
+/// A job's spec: `mode: replicated-job` running `script` in the test image.
+fn job_spec(swarm: &Swarm, name: &str, replicas: u64, script: &str) -> String {
+    format!(
+        "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: {}\nspec:\n  image: {TEST_IMAGE}\n  mode: replicated-job\n  replicas: {replicas}\n  args: [sh, -c, {script:?}]\n  restartPolicy: {{condition: none}}\n",
+        swarm.name(name)
+    )
+}
+
+fn reason(status: &Value, name: &str, kind: &str) -> (String, String) {
+    let c = condition(status, name, kind);
+    (
+        c["status"].as_str().unwrap_or_default().to_owned(),
+        c["reason"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// A replicated job of 2 completes: Ready/Completed in the status, `wait --for complete` exits
+/// 0, and the operator writes nothing more (a write would run the job again). A job that exits
+/// 3 is Degraded with the task's error, and `wait --for complete` exits 1 naming it.
+#[test]
+fn a_job_completes_once_and_a_failing_job_fails_the_wait() {
+    let Some(swarm) = Swarm::start("jobs") else {
+        return;
+    };
+    let job = swarm.name("once");
+    swarm.write_spec("once.yaml", &job_spec(&swarm, "once", 2, "echo done"));
+    let operator = swarm.operator();
+    let wait = swarm.cli(&["wait", &job, "--for", "complete", "--timeout", "90s"]);
+    assert_eq!(
+        wait.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&wait.stdout),
+        String::from_utf8_lossy(&wait.stderr)
+    );
+    let status = swarm.wait_status("the job completed", CONVERGE, |s| {
+        reason(s, &job, "Ready") == ("True".into(), "Completed".into())
+    });
+    assert_eq!(
+        reason(&status, &job, "Degraded"),
+        ("False".into(), "AsExpected".into())
+    );
+    assert_eq!(status["services"][job.as_str()]["desiredReplicas"], 2);
+    let completed = docker(&[
+        "service",
+        "ps",
+        &job,
+        "--filter",
+        "desired-state=complete",
+        "--format",
+        "{{.CurrentState}}",
+    ]);
+    assert_eq!(
+        completed
+            .lines()
+            .filter(|l| l.starts_with("Complete"))
+            .count(),
+        2,
+        "{completed}"
+    );
+
+    // Steady state: several resyncs (2 s each) and task polls later, no write at all.
+    let writes = |op| requests(&operator, op);
+    let (creates, updates) = (writes("create_service"), writes("update_service"));
+    assert_eq!((creates, updates), (1, 0), "one create, no update");
+    let version = swarm.service_version("once");
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(writes("update_service"), 0, "a job is never re-run");
+    assert_eq!(writes("create_service"), 1);
+    assert_eq!(swarm.service_version("once"), version);
+    let diff = swarm.command("diff");
+    assert_eq!(
+        diff.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
+
+    let failing = swarm.name("fails");
+    swarm.write_spec("fails.yaml", &job_spec(&swarm, "fails", 1, "exit 3"));
+    let wait = swarm.cli(&["wait", &failing, "--for", "complete", "--timeout", "90s"]);
+    let stderr = String::from_utf8_lossy(&wait.stderr);
+    assert_eq!(wait.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&failing) && stderr.contains("non-zero exit (3)"),
+        "{stderr}"
+    );
+    let status = swarm.wait_status("the job failed", CONVERGE, |s| {
+        reason(s, &failing, "Degraded") == ("True".into(), "TasksFailing".into())
+    });
+    let message = condition(&status, &failing, "Degraded")["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("non-zero exit (3)"), "{message}");
+    assert_eq!(
+        writes("update_service"),
+        0,
+        "a failed job is not re-run either"
+    );
+    // `wait --for complete` on a service that is not a job fails at once instead of timing out.
+    let web = swarm.name("web");
+    swarm.write_spec("web.yaml", &swarm.service_spec("web", 1, None));
+    swarm.wait_status("the service ready", CONVERGE, |s| {
+        reason(s, &web, "Ready").0 == "True"
+    });
+    let wait = swarm.cli(&["wait", &web, "--for", "complete", "--timeout", "60s"]);
+    assert_eq!(wait.status.code(), Some(1));
+    drop(operator);
+}

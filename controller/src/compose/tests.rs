@@ -530,3 +530,37 @@ fn bind_sources_are_kept_verbatim_when_absolute_and_cleaned_when_relative() {
         ["/var/lib/docker/", "/srv//x/../y", relative.as_str()]
     );
 }
+
+/// docker/cli's convertDeployMode: `replicated-job` takes `replicas` (its MaxConcurrent and
+/// TotalCompletions), `global-job` refuses it.
+#[test]
+fn job_modes_convert_as_stack_deploy_maps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.yml");
+    std::fs::write(
+        &file,
+        "services:\n  once:\n    image: x\n    deploy: {mode: replicated-job, replicas: 3}\n  each:\n    image: x\n    deploy: {mode: global-job}\n  bad:\n    image: x\n    deploy: {mode: global-job, replicas: 2}\n",
+    )
+    .unwrap();
+    let (stack, _) = convert(&[file], "st", &env(&[])).unwrap();
+    let by_name = |n: &str| {
+        stack
+            .services
+            .iter()
+            .find(|s| s.metadata.name == n)
+            .map(|s| (s.spec.mode, s.spec.replicas))
+    };
+    assert_eq!(
+        by_name("st_once"),
+        Some((crate::spec::ServiceMode::ReplicatedJob, Some(3)))
+    );
+    assert_eq!(
+        by_name("st_each"),
+        Some((crate::spec::ServiceMode::GlobalJob, None))
+    );
+    let invalid = format!("{:?}", stack.invalid);
+    assert!(
+        invalid.contains("replicas can only be used with replicated or replicated-job mode"),
+        "{invalid}"
+    );
+}

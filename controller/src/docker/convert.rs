@@ -11,14 +11,15 @@ use bollard::models::{
     Mount as DockerMount, MountBindOptions, MountBindOptionsPropagationEnum, MountTmpfsOptions,
     MountType as DockerMountType, MountVolumeOptions, MountVolumeOptionsDriverConfig, Network,
     NetworkAttachmentConfig, NetworkCreateRequest, ResourceObject, ResourcesUlimits, Service,
-    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecRollbackConfig,
-    ServiceSpecRollbackConfigFailureActionEnum, ServiceSpecRollbackConfigOrderEnum,
-    ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
-    ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec,
-    TaskSpecContainerSpecConfigs, TaskSpecContainerSpecDnsConfig, TaskSpecContainerSpecFile,
-    TaskSpecContainerSpecFile1, TaskSpecContainerSpecPrivileges, TaskSpecContainerSpecSecrets,
-    TaskSpecLogDriver, TaskSpecPlacement, TaskSpecPlacementPreferences, TaskSpecPlacementSpread,
-    TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecModeReplicatedJob,
+    ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum,
+    ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig,
+    ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, TaskSpec,
+    TaskSpecContainerSpec, TaskSpecContainerSpecConfigs, TaskSpecContainerSpecDnsConfig,
+    TaskSpecContainerSpecFile, TaskSpecContainerSpecFile1, TaskSpecContainerSpecPrivileges,
+    TaskSpecContainerSpecSecrets, TaskSpecLogDriver, TaskSpecPlacement,
+    TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
+    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 
 use super::engine_value::report_unsupported;
@@ -318,6 +319,20 @@ pub(crate) fn to_service_spec(
             global: Some(HashMap::new()),
             ..Default::default()
         },
+        Mode::ReplicatedJob {
+            max_concurrent,
+            total_completions,
+        } => ServiceSpecMode {
+            replicated_job: Some(ServiceSpecModeReplicatedJob {
+                max_concurrent: Some(max_concurrent as i64),
+                total_completions: Some(total_completions as i64),
+            }),
+            ..Default::default()
+        },
+        Mode::GlobalJob => ServiceSpecMode {
+            global_job: Some(HashMap::new()),
+            ..Default::default()
+        },
     };
     ServiceSpec {
         name: Some(definition.name.clone()),
@@ -491,6 +506,23 @@ pub(crate) fn from_service(
         }) => Mode::Replicated {
             replicas: r.replicas.unwrap_or(1).max(0) as u64,
         },
+        Some(ServiceSpecMode {
+            replicated_job: Some(j),
+            ..
+        }) => {
+            // The engine's defaults: MaxConcurrent 1, TotalCompletions = MaxConcurrent.
+            let max_concurrent = j.max_concurrent.unwrap_or(1).max(0) as u64;
+            Mode::ReplicatedJob {
+                max_concurrent,
+                total_completions: j
+                    .total_completions
+                    .map_or(max_concurrent, |t| t.max(0) as u64),
+            }
+        }
+        Some(ServiceSpecMode {
+            global_job: Some(_),
+            ..
+        }) => Mode::GlobalJob,
         _ => Mode::Replicated { replicas: 1 },
     };
     let endpoint_spec = spec.endpoint_spec.clone().unwrap_or_default();
@@ -919,6 +951,40 @@ mod tests {
         assert_eq!(
             observed.ownership.source_file.as_deref(),
             Some("quote.yaml")
+        );
+    }
+
+    #[test]
+    fn job_modes_read_back_as_written_and_engine_defaults_as_the_engine_fills_them() {
+        let owner = Ownership::labels("abc", "job.yaml", "default");
+        for mode in [
+            Mode::ReplicatedJob {
+                max_concurrent: 2,
+                total_completions: 5,
+            },
+            Mode::GlobalJob,
+        ] {
+            let definition = ServiceDefinition {
+                mode: mode.clone(),
+                ..sample_service("job")
+            };
+            let read = from_service(&echo(to_service_spec(&definition, &owner)), &HashMap::new())
+                .expect("converts");
+            assert_eq!(read.definition.mode, mode);
+        }
+        // `ReplicatedJob: {}` (another client): MaxConcurrent 1, TotalCompletions = it.
+        let mut spec = to_service_spec(&sample_service("job"), &owner);
+        spec.mode = Some(ServiceSpecMode {
+            replicated_job: Some(ServiceSpecModeReplicatedJob::default()),
+            ..Default::default()
+        });
+        let read = from_service(&echo(spec), &HashMap::new()).expect("converts");
+        assert_eq!(
+            read.definition.mode,
+            Mode::ReplicatedJob {
+                max_concurrent: 1,
+                total_completions: 1
+            }
         );
     }
 

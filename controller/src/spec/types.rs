@@ -317,10 +317,13 @@ pub struct ServiceSpec {
     /// Image to run, e.g. `goblog/quote-service:dev`. Never pulled by the operator itself.
     #[schemars(length(min = 1))]
     pub image: String,
-    /// `replicated` (default: run `replicas` tasks) or `global` (one task per eligible node).
+    /// `replicated` (default: run `replicas` tasks), `global` (one task per eligible node), or
+    /// a job: `replicated-job` (run until `replicas` tasks completed) or `global-job` (one
+    /// completed task per eligible node). A job runs again only when its spec changes.
     #[serde(default, skip_serializing_if = "is_default")]
     pub mode: ServiceMode,
-    /// Number of tasks when `mode` is `replicated` (default 1). Not allowed with `global`.
+    /// Number of tasks when `mode` is `replicated` (default 1), or of tasks that must complete
+    /// when it is `replicated-job` (default 1). Not allowed with `global` or `global-job`.
     #[serde(
         default,
         deserialize_with = "de_opt_count",
@@ -328,6 +331,15 @@ pub struct ServiceSpec {
     )]
     #[schemars(range(max = 10000))]
     pub replicas: Option<u64>,
+    /// Tasks of a `replicated-job` run at once (default: `replicas`, as `docker stack deploy`
+    /// maps compose's `deploy.replicas`). Only with `mode: replicated-job`.
+    #[serde(
+        default,
+        deserialize_with = "de_opt_count",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_concurrent: Option<u64>,
     /// Overrides the image's entrypoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
@@ -626,12 +638,14 @@ fn de_opt_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<FileMode>, D::E
 }
 
 impl ServiceSpec {
-    /// The number of tasks swarm should run: `replicas` (default 1) for replicated services,
-    /// `None` for global ones.
+    /// The number of tasks swarm should run (or, for a `replicated-job`, complete): `replicas`
+    /// (default 1), `None` for global services and jobs.
     pub fn effective_replicas(&self) -> Option<u64> {
         match self.mode {
-            ServiceMode::Replicated => Some(self.replicas.unwrap_or(1)),
-            ServiceMode::Global => None,
+            ServiceMode::Replicated | ServiceMode::ReplicatedJob => {
+                Some(self.replicas.unwrap_or(1))
+            }
+            ServiceMode::Global | ServiceMode::GlobalJob => None,
         }
     }
 }
@@ -645,6 +659,20 @@ pub enum ServiceMode {
     Replicated,
     /// Run one task on every eligible node.
     Global,
+    /// Run tasks until `replicas` of them completed (`maxConcurrent` at a time), once per
+    /// spec change.
+    #[serde(rename = "replicated-job")]
+    ReplicatedJob,
+    /// Run one task to completion on every eligible node, once per spec change.
+    #[serde(rename = "global-job")]
+    GlobalJob,
+}
+
+impl ServiceMode {
+    /// A job runs to completion instead of being kept running.
+    pub fn is_job(self) -> bool {
+        matches!(self, ServiceMode::ReplicatedJob | ServiceMode::GlobalJob)
+    }
 }
 
 /// How other services reach this one by name.

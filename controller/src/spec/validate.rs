@@ -283,11 +283,21 @@ fn service(object: &Located<Object>, spec: &ServiceSpec, errors: &mut Vec<SpecEr
             "spec.replicas".into(),
             "replicas cannot be set with `mode: global` (one task runs per node); remove it or use `mode: replicated`".into(),
         ),
-        (ServiceMode::Replicated, Some(n)) if n > MAX_REPLICAS => err(
+        (ServiceMode::GlobalJob, Some(_)) => err(
+            "spec.replicas".into(),
+            "replicas cannot be set with `mode: global-job` (one task runs per node); remove it or use `mode: replicated-job`".into(),
+        ),
+        (ServiceMode::Replicated | ServiceMode::ReplicatedJob, Some(n)) if n > MAX_REPLICAS => err(
             "spec.replicas".into(),
             format!("replicas {n} is absurdly large: allowed 0-{MAX_REPLICAS}"),
         ),
         _ => {}
+    }
+    if spec.max_concurrent.is_some() && spec.mode != ServiceMode::ReplicatedJob {
+        err(
+            "spec.maxConcurrent".into(),
+            "maxConcurrent is only for `mode: replicated-job`; remove it or change the mode".into(),
+        );
     }
     if spec
         .progress_deadline
@@ -842,6 +852,23 @@ mod tests {
         let e = check(&svc("a", "  mode: global\n  replicas: 2\n"));
         assert_eq!(places(&e), [(8, 13, "spec.replicas")]);
         assert!(e[0].message.contains("mode: global"));
+    }
+
+    #[test]
+    fn job_modes_take_replicas_and_max_concurrent_where_they_mean_something() {
+        assert!(
+            check(&svc(
+                "a",
+                "  mode: replicated-job\n  replicas: 3\n  maxConcurrent: 2\n"
+            ))
+            .is_empty()
+        );
+        assert!(check(&svc("a", "  mode: global-job\n")).is_empty());
+        let e = check(&svc("a", "  mode: global-job\n  replicas: 2\n"));
+        assert_eq!(places(&e), [(8, 13, "spec.replicas")]);
+        let e = check(&svc("a", "  replicas: 2\n  maxConcurrent: 2\n"));
+        assert_eq!(places(&e), [(8, 18, "spec.maxConcurrent")]);
+        assert!(e[0].message.contains("replicated-job"), "{}", e[0].message);
     }
 
     #[test]
