@@ -381,6 +381,11 @@ pub struct ServiceDefinition {
     /// Secrets mounted as files, sorted by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<FileMount>,
+    /// Swarm's `ForceUpdate` counter, raised by one to run a job again without a spec change.
+    /// Neither compared nor hashed (skipped by serde): a counter raised by `docker service
+    /// update --force` is no drift; an update carries the swarm's value over.
+    #[serde(skip)]
+    pub force_update: u64,
 }
 
 /// A config or secret mounted into the containers. Only names, never content: a changed
@@ -450,6 +455,7 @@ impl ServiceDefinition {
             network_aliases: BTreeMap::new(),
             configs: Vec::new(),
             secrets: Vec::new(),
+            force_update: 0,
         }
     }
 }

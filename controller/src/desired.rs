@@ -55,6 +55,19 @@ pub struct ObjectPolicy {
     pub spec_values: BTreeMap<DriftField, String>,
     /// Services that must be ready before this one is created or updated.
     pub depends_on: Vec<String>,
+    /// When a job runs again (changing it alone writes nothing).
+    pub schedule: Option<ScheduleSpec>,
+}
+
+/// A job's `schedule`, `timeZone` and `concurrencyPolicy`, as validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleSpec {
+    /// The cron pattern.
+    pub schedule: String,
+    /// Its IANA time zone (`None`: UTC).
+    pub time_zone: Option<String>,
+    /// What a due time does while the previous run still runs.
+    pub concurrency: spec::ConcurrencyPolicy,
 }
 
 impl ObjectPolicy {
@@ -74,6 +87,11 @@ impl ObjectPolicy {
             drift_ignore,
             spec_values,
             depends_on: service.spec.depends_on.clone(),
+            schedule: service.spec.schedule.as_ref().map(|schedule| ScheduleSpec {
+                schedule: schedule.clone(),
+                time_zone: service.spec.time_zone.clone(),
+                concurrency: service.spec.concurrency_policy.unwrap_or_default(),
+            }),
         }
     }
 
@@ -485,6 +503,7 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
         // Filled by `DesiredState::build`, which knows the versions.
         configs: Vec::new(),
         secrets: Vec::new(),
+        force_update: 0,
     }
 }
 

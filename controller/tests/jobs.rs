@@ -16,7 +16,10 @@ const UNTAGGED: &str = "swarm-operator-test/busybox";
 
 /// `swarm_operator_docker_requests_total{op="<op>",outcome="ok"}` of a running operator.
 fn requests(operator: &support::Operator, op: &str) -> u64 {
-    let (_, metrics) = operator.http_get("/metrics").expect("metrics answer");
+    // 0 until the server answers (the operator is starting).
+    let Some((_, metrics)) = operator.http_get("/metrics") else {
+        return 0;
+    };
     let key = format!(r#"swarm_operator_docker_requests_total{{op="{op}",outcome="ok"}} "#);
     metrics
         .lines()
@@ -193,5 +196,70 @@ fn a_job_completes_once_and_a_failing_job_fails_the_wait() {
     });
     let wait = swarm.cli(&["wait", &web, "--for", "complete", "--timeout", "60s"]);
     assert_eq!(wait.status.code(), Some(1));
+    drop(operator);
+}
+
+/// A job with a seconds schedule runs at each time: one service update (ForceUpdate + 1) per
+/// run, nothing between runs, and each run's task completes.
+#[test]
+fn a_scheduled_job_runs_at_each_time_with_one_update_per_run() {
+    let Some(swarm) = Swarm::start("cron") else {
+        return;
+    };
+    let job = swarm.name("tick");
+    swarm.write_spec(
+        "tick.yaml",
+        &format!(
+            "{}  schedule: \"*/4 * * * * *\"\n",
+            job_spec(&swarm, "tick", 1, "echo tick")
+        ),
+    );
+    let operator = swarm.operator();
+    let force_update = || {
+        docker(&[
+            "service",
+            "inspect",
+            "--format",
+            "{{.Spec.TaskTemplate.ForceUpdate}}",
+            &job,
+        ])
+        .parse::<u64>()
+        .unwrap()
+    };
+    swarm.wait("two scheduled runs", CONVERGE, || {
+        requests(&operator, "update_service") >= 2
+    });
+    // Between runs the operator only waits: the counter and the writes move together.
+    let mut checks = 0;
+    while checks < 3 {
+        let before = requests(&operator, "update_service");
+        let counter = force_update();
+        let after = requests(&operator, "update_service");
+        if before == after {
+            assert_eq!(
+                counter, after,
+                "one update per run, each raising ForceUpdate by one"
+            );
+            checks += 1;
+        }
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    let runs = requests(&operator, "update_service");
+    assert_eq!(requests(&operator, "create_service"), 1);
+    // Every run completes (the first at creation, one per scheduled time).
+    swarm.wait("the runs' tasks completed", CONVERGE, || {
+        let done = docker(&["service", "ps", &job, "--format", "{{.CurrentState}}"]);
+        done.lines().filter(|l| l.starts_with("Complete")).count() as u64 >= runs
+    });
+    // At most one run per 4 s time: the writes cannot outpace the schedule.
+    let started = std::time::Instant::now();
+    let first = requests(&operator, "update_service");
+    std::thread::sleep(Duration::from_secs(9));
+    let elapsed = started.elapsed().as_secs();
+    let more = requests(&operator, "update_service") - first;
+    assert!(
+        more >= 1 && more <= elapsed / 4 + 1,
+        "{more} runs in {elapsed} s of a 4 s schedule"
+    );
     drop(operator);
 }

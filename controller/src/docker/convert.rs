@@ -250,6 +250,7 @@ pub(crate) fn to_service_spec(
     };
     let task_template = TaskSpec {
         container_spec: Some(container_spec),
+        force_update: Some(definition.force_update),
         resources: definition.resources.as_ref().map(|r| TaskSpecResources {
             limits: r.limits.as_ref().map(|l| Limit {
                 nano_cpus: l.nano_cpus,
@@ -714,6 +715,7 @@ pub(crate) fn from_service(
                 mode: file.mode.unwrap_or(0),
             })
         })),
+        force_update: task.force_update.unwrap_or(0),
     };
     let virtual_ips = service
         .endpoint

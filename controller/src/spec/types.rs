@@ -340,6 +340,18 @@ pub struct ServiceSpec {
     )]
     #[schemars(range(min = 1, max = 10000))]
     pub max_concurrent: Option<u64>,
+    /// Run the job again at these times: a cron pattern of 5 fields, 6 with seconds first, or
+    /// a name like `@hourly`. Only for job modes. Each run is one service update (a forced
+    /// one), made by the leader only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// IANA time zone the `schedule` is read in (default `UTC`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// What a scheduled time does while the previous run still runs: `Forbid` (default: the
+    /// run starts once the previous one ended) or `Replace` (the running tasks are replaced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_policy: Option<ConcurrencyPolicy>,
     /// Overrides the image's entrypoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
@@ -666,6 +678,18 @@ pub enum ServiceMode {
     /// Run one task to completion on every eligible node, once per spec change.
     #[serde(rename = "global-job")]
     GlobalJob,
+}
+
+/// What a scheduled time does while the job's previous run still runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+pub enum ConcurrencyPolicy {
+    /// The run starts once the previous one ended (late, and once for any number of times).
+    #[default]
+    Forbid,
+    /// The previous run's tasks are replaced by the new run's.
+    Replace,
+    /// Refused by validation: swarm runs one run of a job service at a time.
+    Allow,
 }
 
 impl ServiceMode {
