@@ -1430,6 +1430,7 @@ mod tests {
             virtual_ips: vec![],
             endpoints: vec![],
             last_error: None,
+            schedule: None,
         }
     }
 

@@ -19,6 +19,7 @@ use crate::spec::DriftField;
 use crate::spec::SpecError;
 use crate::world::{Blocker, WorldState};
 use job::JobRun;
+pub use job::{RunOutcome, RunRecord, ScheduleStatus};
 pub use reason::{ConditionReason, ConditionStatus, ConditionType};
 
 /// Errors writing the status file.
@@ -92,6 +93,9 @@ pub struct ServiceStatus {
     pub endpoints: Vec<Endpoint>,
     /// The last error writing this service, or why it is left alone.
     pub last_error: Option<String>,
+    /// A scheduled job's runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleStatus>,
 }
 
 /// One network's status.
@@ -719,6 +723,19 @@ fn service_status(
         virtual_ips: owned.map(|s| s.virtual_ips.clone()).unwrap_or_default(),
         endpoints,
         last_error,
+        schedule: owned
+            .filter(|_| desired.is_some_and(|d| d.policy.schedule.is_some()))
+            .map(|service| {
+                let runs = job::history(tasks);
+                ScheduleStatus {
+                    last_schedule_time: service.revision.updated_at.clone(),
+                    last_successful_time: runs
+                        .iter()
+                        .find(|r| r.outcome == RunOutcome::Completed)
+                        .and_then(|r| r.at.clone()),
+                    runs,
+                }
+            }),
     }
 }
 
@@ -1063,6 +1080,73 @@ mod tests {
             "{}",
             condition(quote, Degraded).message
         );
+    }
+
+    #[test]
+    fn a_scheduled_job_lists_its_last_runs_newest_first() {
+        let run = |id: &str, state: &str, desired: &str, template: &str, at: &str| ObservedTask {
+            template: Some(template.into()),
+            timestamp: Some(at.into()),
+            ..task(id, 1, state, desired, "10.0.1.7")
+        };
+        let mut tasks = vec![
+            run("a", "complete", "complete", "r1", "2026-01-01T00:00:01Z"),
+            run("b", "failed", "shutdown", "r2", "2026-01-01T00:01:01Z"),
+            run("c", "complete", "complete", "r3", "2026-01-01T00:02:01Z"),
+            run("d", "running", "complete", "r4", "2026-01-01T00:03:01Z"),
+        ];
+        for i in 0..4 {
+            tasks.push(run(
+                &format!("old{i}"),
+                "complete",
+                "complete",
+                &format!("r0{i}"),
+                "2025-12-31T00:00:00Z",
+            ));
+        }
+        let mut w = job_world(tasks);
+        let desired = w.desired.services.get_mut("quote").unwrap();
+        desired.policy.schedule = Some(crate::desired::ScheduleSpec {
+            schedule: "@hourly".into(),
+            time_zone: None,
+            concurrency: Default::default(),
+        });
+        w.observed
+            .services
+            .get_mut("quote")
+            .unwrap()
+            .revision
+            .updated_at = Some("2026-01-01T00:03:00Z".into());
+        let status = build(&w, Path::new("/specs"), None, "2026-01-01T00:03:02Z");
+        let schedule = status.services["quote"].schedule.clone().unwrap();
+        assert_eq!(
+            schedule.last_schedule_time.as_deref(),
+            Some("2026-01-01T00:03:00Z")
+        );
+        assert_eq!(
+            schedule.last_successful_time.as_deref(),
+            Some("2026-01-01T00:02:01Z")
+        );
+        let outcomes: Vec<RunOutcome> = schedule.runs.iter().map(|r| r.outcome).collect();
+        assert_eq!(
+            outcomes,
+            [
+                RunOutcome::Running,
+                RunOutcome::Completed,
+                RunOutcome::Failed,
+                RunOutcome::Completed,
+                RunOutcome::Completed,
+            ],
+            "the last 5 of 8 runs"
+        );
+        // A job without a schedule has no such part.
+        let plain = build(
+            &job_world(vec![]),
+            Path::new("/specs"),
+            None,
+            "2026-01-01T00:00:00Z",
+        );
+        assert_eq!(plain.services["quote"].schedule, None);
     }
 
     #[test]

@@ -391,6 +391,7 @@ mod tests {
             virtual_ips: vec![],
             endpoints: vec![],
             last_error: None,
+            schedule: None,
         };
         Snapshot {
             status: StatusFile {

@@ -251,6 +251,22 @@ fn a_scheduled_job_runs_at_each_time_with_one_update_per_run() {
         let done = docker(&["service", "ps", &job, "--format", "{{.CurrentState}}"]);
         done.lines().filter(|l| l.starts_with("Complete")).count() as u64 >= runs
     });
+    // The status lists the runs and when the last one started and the last good one ended.
+    let status = swarm.wait_status("the runs in the status", CONVERGE, |s| {
+        let schedule = &s["services"][job.as_str()]["schedule"];
+        schedule["runs"].as_array().is_some_and(|r| r.len() >= 2)
+            && schedule["lastSuccessfulTime"].is_string()
+    });
+    let schedule = &status["services"][job.as_str()]["schedule"];
+    assert!(schedule["lastScheduleTime"].is_string(), "{schedule}");
+    assert!(
+        schedule["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["outcome"] == "Completed" || r["outcome"] == "Running"),
+        "{schedule}"
+    );
     // At most one run per 4 s time: the writes cannot outpace the schedule.
     let started = std::time::Instant::now();
     let first = requests(&operator, "update_service");

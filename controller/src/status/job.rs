@@ -1,5 +1,9 @@
 //! How a job service's current run stands (running, completed, failed), from its tasks.
 
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
 use crate::definition::Mode;
 use crate::docker::{ObservedService, ObservedTask, TaskState};
 
@@ -95,4 +99,69 @@ impl JobRun {
             JobRun::Failed(_) => "a task failed".to_owned(),
         }
     }
+}
+
+/// How one run of a job ended, as the status lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunOutcome {
+    /// Its tasks still run.
+    Running,
+    /// Every task completed.
+    Completed,
+    /// A task failed.
+    Failed,
+}
+
+/// One run of a job in the status: its tasks share one task template (each run is one write
+/// of the service, which changes the template).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    /// When its last task changed state (RFC 3339).
+    pub at: Option<String>,
+    /// How it ended.
+    pub outcome: RunOutcome,
+}
+
+/// The schedule part of a scheduled job's status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleStatus {
+    /// When the last run started: the service's last write (RFC 3339).
+    pub last_schedule_time: Option<String>,
+    /// When the newest run that completed ended.
+    pub last_successful_time: Option<String>,
+    /// The last runs the swarm still has tasks of (at most 5), newest first.
+    pub runs: Vec<RunRecord>,
+}
+
+/// The last (at most 5) runs in `tasks` (a service's own), newest first. Swarm keeps a few
+/// old tasks per slot (its task history limit), so older runs fall off.
+pub(super) fn history(tasks: &[&ObservedTask]) -> Vec<RunRecord> {
+    let mut runs: BTreeMap<Option<&str>, Vec<&ObservedTask>> = BTreeMap::new();
+    for task in tasks {
+        runs.entry(task.template.as_deref()).or_default().push(task);
+    }
+    let mut records: Vec<RunRecord> = runs
+        .values()
+        .map(|tasks| {
+            let outcome = if tasks.iter().any(|t| !finished(t)) {
+                RunOutcome::Running
+            } else if tasks
+                .iter()
+                .any(|t| t.state.is(&TaskState::FAILED) || t.state.is(&TaskState::REJECTED))
+            {
+                RunOutcome::Failed
+            } else {
+                RunOutcome::Completed
+            };
+            RunRecord {
+                at: tasks.iter().filter_map(|t| t.timestamp.clone()).max(),
+                outcome,
+            }
+        })
+        .collect();
+    records.sort_by(|a, b| b.at.cmp(&a.at));
+    records.truncate(5);
+    records
 }
