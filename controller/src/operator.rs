@@ -80,6 +80,8 @@ pub struct OperatorConfig {
     pub leadership: Leadership,
     /// Webhooks and the events log.
     pub notify: NotifyConfig,
+    /// The time job schedules are read against (the system clock; tests pass a paused one).
+    pub clock: crate::schedule::Clock,
 }
 
 impl OperatorConfig {
@@ -98,6 +100,7 @@ impl OperatorConfig {
             file_sd: None,
             leadership: Leadership::always(),
             notify: NotifyConfig::default(),
+            clock: crate::schedule::Clock::system(),
         }
     }
 }
@@ -264,6 +267,7 @@ pub async fn run<A: SwarmApi>(
         reporter: reporter.clone(),
         metrics: metrics.clone(),
         activity,
+        clock: config.clock.clone(),
     });
     // Followers keep their view warm but never write: the gate is checked at the start of
     // every reconcile, and a replica that becomes leader looks at every key once.

@@ -114,6 +114,8 @@ pub struct Context<A> {
     pub metrics: Arc<Metrics>,
     /// What the status page lists as recent events.
     pub activity: ActivityLog,
+    /// The time, for job schedules.
+    pub clock: schedule::Clock,
 }
 
 /// Reads and writes one reconcile may try when the service changes under it (stale version,
@@ -161,6 +163,11 @@ pub async fn reconcile<A: SwarmApi>(
                 );
             }
             Err(Retry::Fail(error)) => break (Err(error), plan.conflict),
+            // A scheduled job just written has no event to wake it (our own writes trigger
+            // nothing): look again soon, to count its schedule from the write.
+            Ok(()) if is_scheduled(&ctx, &key) => {
+                break (Ok(runtime::Action::requeue(RUN_POLL)), plan.conflict);
+            }
             Ok(()) => break (Ok(runtime::Action::await_change()), plan.conflict),
         }
     };
@@ -190,6 +197,18 @@ fn current_plan<A>(ctx: &Context<A>, key: &ObjectKey) -> ObjectPlan {
 /// How long to wait before looking again at a job whose due run waits for the previous one
 /// (`concurrencyPolicy: Forbid`): task states come from polling, not events.
 const RUN_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether `key` is a service whose spec has a `schedule`.
+fn is_scheduled<A>(ctx: &Context<A>, key: &ObjectKey) -> bool {
+    key.kind == crate::plan::ObjectKind::Service
+        && ctx
+            .world
+            .read()
+            .desired
+            .services
+            .get(&key.name)
+            .is_some_and(|d| d.policy.schedule.is_some())
+}
 
 /// For a job with a `schedule` that is in sync with its spec: runs it when a scheduled time
 /// has passed since its last run (one update raising `ForceUpdate`: swarm runs a job again on
@@ -252,7 +271,7 @@ async fn scheduled_run<A: SwarmApi>(
         // Validation reports it; an invalid schedule never loads.
         return idle;
     };
-    let now = chrono::Utc::now();
+    let now = ctx.clock.now();
     let due = match schedule::decide(
         &parsed,
         spec.concurrency,
@@ -299,9 +318,10 @@ async fn scheduled_run<A: SwarmApi>(
     }
     // Read back: the run's time (`UpdatedAt`) is what the next due time counts from.
     reread_service(ctx, key).await?;
+    let now = ctx.clock.now();
     let next = parsed
-        .next_after(chrono::Utc::now())
-        .map(|at| (at - chrono::Utc::now()).to_std().unwrap_or_default());
+        .next_after(now)
+        .map(|at| (at - now).to_std().unwrap_or_default());
     Ok(next.map_or(runtime::Action::await_change(), runtime::Action::requeue))
 }
 
@@ -807,6 +827,7 @@ mod tests {
             reporter,
             metrics: Arc::new(Metrics::new()),
             activity: ActivityLog::default(),
+            clock: schedule::Clock::system(),
         })
     }
 

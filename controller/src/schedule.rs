@@ -10,6 +10,39 @@ use croner::parser::{CronParser, Seconds, Year};
 use crate::docker::{ObservedTask, TaskState};
 pub use crate::spec::ConcurrencyPolicy;
 
+/// Where the scheduler reads the time: the system clock, or a test's paused one.
+#[derive(Clone)]
+pub struct Clock(std::sync::Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>);
+
+impl Clock {
+    /// The system's clock.
+    pub fn system() -> Self {
+        Clock(std::sync::Arc::new(Utc::now))
+    }
+
+    /// A clock reading `now`.
+    pub fn new(now: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
+        Clock(std::sync::Arc::new(now))
+    }
+
+    /// The time now.
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.0)()
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::system()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
 /// A schedule or time zone that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScheduleError {

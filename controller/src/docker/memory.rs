@@ -50,6 +50,8 @@ struct State {
     /// Alters what an update stores, to imitate an engine that normalizes a field otherwise
     /// than the operator compares it.
     mangle: Option<fn(&mut ServiceDefinition)>,
+    /// The time written as a service's `UpdatedAt`.
+    clock: crate::schedule::Clock,
 }
 
 /// The in-memory swarm; clones share it.
@@ -93,6 +95,11 @@ impl MemorySwarm {
     /// Updates store their definition altered by `mangle`.
     pub(crate) fn mangle_updates(&self, mangle: fn(&mut ServiceDefinition)) {
         self.state().mangle = Some(mangle);
+    }
+
+    /// Reads `UpdatedAt` times from `clock` (a test's paused one).
+    pub(crate) fn set_clock(&self, clock: crate::schedule::Clock) {
+        self.state().clock = clock;
     }
 
     /// Injects a failure.
@@ -363,7 +370,10 @@ fn store_service(
         definition,
         virtual_ips: Vec::new(),
         update_status: None,
-        revision: Default::default(),
+        revision: crate::docker::ServiceRevision {
+            updated_at: Some(state.clock.now().to_rfc3339()),
+            ..Default::default()
+        },
     };
     state
         .services
