@@ -68,6 +68,8 @@ pub struct ScheduleSpec {
     pub time_zone: Option<String>,
     /// What a due time does while the previous run still runs.
     pub concurrency: spec::ConcurrencyPolicy,
+    /// How late a missed time may still start.
+    pub starting_deadline: Option<std::time::Duration>,
 }
 
 impl ObjectPolicy {
@@ -91,6 +93,11 @@ impl ObjectPolicy {
                 schedule: schedule.clone(),
                 time_zone: service.spec.time_zone.clone(),
                 concurrency: service.spec.concurrency_policy.unwrap_or_default(),
+                starting_deadline: service
+                    .spec
+                    .starting_deadline
+                    .as_ref()
+                    .map(spec::DurationStr::as_duration),
             }),
         }
     }

@@ -275,6 +275,7 @@ async fn scheduled_run<A: SwarmApi>(
     let due = match schedule::decide(
         &parsed,
         spec.concurrency,
+        spec.starting_deadline,
         last_run.with_timezone(&chrono::Utc),
         now,
         active,

@@ -101,6 +101,17 @@ impl JobSchedule {
     }
 }
 
+impl JobSchedule {
+    /// The latest scheduled time at or before `at`.
+    pub fn last_at_or_before(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let local = at.with_timezone(&self.zone);
+        self.cron
+            .find_previous_occurrence(&local, true)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+}
+
 /// What to do about a scheduled job now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -122,37 +133,35 @@ pub enum Decision {
 /// (the service's last write: each write of a job runs it). A run missed while no operator
 /// was leader fires once, late; several missed times are one run, as a Kubernetes CronJob
 /// without a starting deadline.
+///
+/// With a `starting_deadline`, a time missed by more than that is skipped: the job waits for
+/// the next one (e.g. a nightly job that should not start at noon after an outage).
 pub fn decide(
     schedule: &JobSchedule,
     policy: ConcurrencyPolicy,
+    starting_deadline: Option<std::time::Duration>,
     last_run: DateTime<Utc>,
     now: DateTime<Utc>,
     run_active: bool,
 ) -> Decision {
-    match schedule.next_after(last_run) {
-        None => Decision::Never,
-        Some(due) if due > now => Decision::WaitUntil(due),
-        Some(_) if run_active && policy == ConcurrencyPolicy::Forbid => Decision::WaitForRun,
-        // The latest time that passed is the one run (several missed times are one run).
-        Some(due) => Decision::Fire {
-            due: latest_passed(schedule, due, now),
-        },
+    let Some(first) = schedule.next_after(last_run) else {
+        return Decision::Never;
+    };
+    if first > now {
+        return Decision::WaitUntil(first);
     }
-}
-
-fn latest_passed(
-    schedule: &JobSchedule,
-    mut due: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> DateTime<Utc> {
-    // Bounded: a seconds schedule missed for a day is 86 400 steps at most per look.
-    for _ in 0..100_000 {
-        match schedule.next_after(due) {
-            Some(next) if next <= now => due = next,
-            _ => break,
-        }
+    // The latest time that passed is the one run (several missed times are one run).
+    let due = schedule.last_at_or_before(now).unwrap_or(first).max(first);
+    let late = (now - due).to_std().unwrap_or_default();
+    if starting_deadline.is_some_and(|deadline| late > deadline) {
+        return schedule
+            .next_after(now)
+            .map_or(Decision::Never, Decision::WaitUntil);
     }
-    due
+    if run_active && policy == ConcurrencyPolicy::Forbid {
+        return Decision::WaitForRun;
+    }
+    Decision::Fire { due }
 }
 
 /// Whether a task of a job's current run is still to finish.
@@ -235,40 +244,102 @@ mod tests {
         let last = at("2026-07-01T10:00:00Z");
         let forbid = ConcurrencyPolicy::Forbid;
         assert_eq!(
-            decide(&hourly, forbid, last, at("2026-07-01T10:30:00Z"), false),
+            decide(
+                &hourly,
+                forbid,
+                None,
+                last,
+                at("2026-07-01T10:30:00Z"),
+                false
+            ),
             Decision::WaitUntil(at("2026-07-01T11:00:00Z"))
         );
         assert_eq!(
-            decide(&hourly, forbid, last, at("2026-07-01T11:00:00Z"), false),
+            decide(
+                &hourly,
+                forbid,
+                None,
+                last,
+                at("2026-07-01T11:00:00Z"),
+                false
+            ),
             Decision::Fire {
                 due: at("2026-07-01T11:00:00Z")
             }
         );
         // Down for three hours: one run, for the latest time.
         assert_eq!(
-            decide(&hourly, forbid, last, at("2026-07-01T13:20:00Z"), false),
+            decide(
+                &hourly,
+                forbid,
+                None,
+                last,
+                at("2026-07-01T13:20:00Z"),
+                false
+            ),
             Decision::Fire {
                 due: at("2026-07-01T13:00:00Z")
             }
         );
         // The previous run still runs: Forbid waits for it, Replace fires.
         assert_eq!(
-            decide(&hourly, forbid, last, at("2026-07-01T11:00:01Z"), true),
+            decide(
+                &hourly,
+                forbid,
+                None,
+                last,
+                at("2026-07-01T11:00:01Z"),
+                true
+            ),
             Decision::WaitForRun
         );
         assert!(matches!(
             decide(
                 &hourly,
                 ConcurrencyPolicy::Replace,
+                None,
                 last,
                 at("2026-07-01T11:00:01Z"),
                 true
             ),
             Decision::Fire { .. }
         ));
+        // Missed by 2h20m with a 30 min starting deadline: skipped, the next time is waited for.
+        let deadline = Some(std::time::Duration::from_secs(30 * 60));
+        assert_eq!(
+            decide(
+                &hourly,
+                forbid,
+                deadline,
+                last,
+                at("2026-07-01T13:40:00Z"),
+                false
+            ),
+            Decision::WaitUntil(at("2026-07-01T14:00:00Z"))
+        );
+        assert_eq!(
+            decide(
+                &hourly,
+                forbid,
+                deadline,
+                last,
+                at("2026-07-01T13:20:00Z"),
+                false
+            ),
+            Decision::Fire {
+                due: at("2026-07-01T13:00:00Z")
+            }
+        );
         let never = JobSchedule::parse("0 0 30 2 *", None).unwrap();
         assert_eq!(
-            decide(&never, forbid, last, at("2026-07-01T11:00:00Z"), false),
+            decide(
+                &never,
+                forbid,
+                None,
+                last,
+                at("2026-07-01T11:00:00Z"),
+                false
+            ),
             Decision::Never
         );
     }

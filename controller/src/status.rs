@@ -1110,6 +1110,7 @@ mod tests {
             schedule: "@hourly".into(),
             time_zone: None,
             concurrency: Default::default(),
+            starting_deadline: None,
         });
         w.observed
             .services

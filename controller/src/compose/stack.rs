@@ -584,6 +584,7 @@ fn convert_service(
         schedule: None,
         time_zone: None,
         concurrency_policy: None,
+        starting_deadline: None,
         command: s.entrypoint.clone().filter(|c| !c.is_empty()),
         args: s.command.clone().filter(|c| !c.is_empty()),
         env,

@@ -352,6 +352,10 @@ pub struct ServiceSpec {
     /// run starts once the previous one ended) or `Replace` (the running tasks are replaced).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency_policy: Option<ConcurrencyPolicy>,
+    /// A scheduled time missed by more than this (the operator was down, or no leader) is
+    /// skipped instead of run late, e.g. `30m`. Default: a missed time runs once, late.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starting_deadline: Option<DurationStr>,
     /// Overrides the image's entrypoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,

@@ -311,6 +311,7 @@ fn service(object: &Located<Object>, spec: &ServiceSpec, errors: &mut Vec<SpecEr
             for (set, field) in [
                 (spec.time_zone.is_some(), "spec.timeZone"),
                 (spec.concurrency_policy.is_some(), "spec.concurrencyPolicy"),
+                (spec.starting_deadline.is_some(), "spec.startingDeadline"),
             ] {
                 if set {
                     err(
@@ -928,6 +929,8 @@ mod tests {
         assert_eq!(places(&e), [(9, 22, "spec.concurrencyPolicy")]);
         let e = check(&svc("a", "  mode: global-job\n  timeZone: UTC\n"));
         assert_eq!(places(&e), [(8, 13, "spec.timeZone")]);
+        let e = check(&svc("a", "  mode: global-job\n  startingDeadline: 30m\n"));
+        assert_eq!(places(&e), [(8, 21, "spec.startingDeadline")]);
     }
 
     #[test]
