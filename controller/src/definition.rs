@@ -63,6 +63,24 @@ pub enum Mode {
     },
     /// One task on every eligible node.
     Global,
+    /// Tasks run until `total_completions` completed, `max_concurrent` at a time; once per
+    /// spec write (an update runs the job again).
+    #[serde(rename_all = "camelCase")]
+    ReplicatedJob {
+        /// Tasks running at once.
+        max_concurrent: u64,
+        /// Tasks that must complete.
+        total_completions: u64,
+    },
+    /// One task to completion on every eligible node, once per spec write.
+    GlobalJob,
+}
+
+impl Mode {
+    /// A job runs to completion instead of being kept running.
+    pub fn is_job(&self) -> bool {
+        matches!(self, Mode::ReplicatedJob { .. } | Mode::GlobalJob)
+    }
 }
 
 /// A published port.
@@ -272,7 +290,8 @@ pub struct LogDriver {
 pub struct ServiceDefinition {
     /// Service name.
     pub name: String,
-    /// Image reference, used as written (nothing is pulled or resolved to a digest).
+    /// Image reference as the docker CLI sends it ([`normalize_image`]); nothing is pulled or
+    /// resolved to a digest.
     pub image: String,
     /// Replicated or global.
     pub mode: Mode,
@@ -362,6 +381,11 @@ pub struct ServiceDefinition {
     /// Secrets mounted as files, sorted by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<FileMount>,
+    /// Swarm's `ForceUpdate` counter, raised by one to run a job again without a spec change.
+    /// Neither compared nor hashed (skipped by serde): a counter raised by `docker service
+    /// update --force` is no drift; an update carries the swarm's value over.
+    #[serde(skip)]
+    pub force_update: u64,
 }
 
 /// A config or secret mounted into the containers. Only names, never content: a changed
@@ -431,6 +455,7 @@ impl ServiceDefinition {
             network_aliases: BTreeMap::new(),
             configs: Vec::new(),
             secrets: Vec::new(),
+            force_update: 0,
         }
     }
 }
@@ -493,6 +518,24 @@ impl FieldChange {
 impl std::fmt::Debug for FieldChange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.describe(Values::Hidden))
+    }
+}
+
+/// An image reference as `docker stack deploy` and `docker service create` send it: a name
+/// without a tag or digest gets `:latest` (`busybox` → `busybox:latest`,
+/// `localhost:5000/x` → `localhost:5000/x:latest`); tagged and digested references are kept.
+///
+/// The engine stores what it is sent, so a service created by the CLI holds `name:latest`
+/// where the same image written untagged in a spec would otherwise show as a difference. The
+/// CLI adds no `docker.io/library/` (with `--resolve-image never`), so neither does this.
+pub fn normalize_image(image: &str) -> String {
+    // A `:` in the last path component is a tag; one before it belongs to a registry host's
+    // port (`localhost:5000/x`).
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if image.is_empty() || image.contains('@') || last.contains(':') {
+        image.to_owned()
+    } else {
+        format!("{image}:latest")
     }
 }
 
@@ -626,6 +669,29 @@ pub(crate) mod tests {
             monitor_ns: None,
             max_failure_ratio: Some(0.0),
             order: Some(UpdateOrder::StopFirst),
+        }
+    }
+
+    #[test]
+    fn images_are_normalized_like_the_docker_cli() {
+        for (written, sent) in [
+            ("busybox", "busybox:latest"),
+            (
+                "swarm-operator-test/busybox",
+                "swarm-operator-test/busybox:latest",
+            ),
+            ("localhost:5000/x", "localhost:5000/x:latest"),
+            ("localhost:5000/x:1.2", "localhost:5000/x:1.2"),
+            ("busybox:1.36", "busybox:1.36"),
+            ("busybox:latest", "busybox:latest"),
+            ("x@sha256:abcd", "x@sha256:abcd"),
+            ("x:1@sha256:abcd", "x:1@sha256:abcd"),
+            (
+                "localhost:5000/x@sha256:abcd",
+                "localhost:5000/x@sha256:abcd",
+            ),
+        ] {
+            assert_eq!(normalize_image(written), sent, "{written}");
         }
     }
 

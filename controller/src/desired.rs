@@ -55,6 +55,21 @@ pub struct ObjectPolicy {
     pub spec_values: BTreeMap<DriftField, String>,
     /// Services that must be ready before this one is created or updated.
     pub depends_on: Vec<String>,
+    /// When a job runs again (changing it alone writes nothing).
+    pub schedule: Option<ScheduleSpec>,
+}
+
+/// A job's `schedule`, `timeZone` and `concurrencyPolicy`, as validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleSpec {
+    /// The cron pattern.
+    pub schedule: String,
+    /// Its IANA time zone (`None`: UTC).
+    pub time_zone: Option<String>,
+    /// What a due time does while the previous run still runs.
+    pub concurrency: spec::ConcurrencyPolicy,
+    /// How late a missed time may still start.
+    pub starting_deadline: Option<std::time::Duration>,
 }
 
 impl ObjectPolicy {
@@ -74,6 +89,16 @@ impl ObjectPolicy {
             drift_ignore,
             spec_values,
             depends_on: service.spec.depends_on.clone(),
+            schedule: service.spec.schedule.as_ref().map(|schedule| ScheduleSpec {
+                schedule: schedule.clone(),
+                time_zone: service.spec.time_zone.clone(),
+                concurrency: service.spec.concurrency_policy.unwrap_or_default(),
+                starting_deadline: service
+                    .spec
+                    .starting_deadline
+                    .as_ref()
+                    .map(spec::DurationStr::as_duration),
+            }),
         }
     }
 
@@ -102,7 +127,7 @@ pub fn drift_value(definition: &ServiceDefinition, field: DriftField) -> Option<
     match field {
         DriftField::Replicas => match definition.mode {
             Mode::Replicated { replicas } => Some(replicas.to_string()),
-            Mode::Global => None,
+            Mode::Global | Mode::ReplicatedJob { .. } | Mode::GlobalJob => None,
         },
         DriftField::Image => Some(definition.image.clone()),
     }
@@ -366,10 +391,22 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
     ports.sort();
     ServiceDefinition {
         name: service.metadata.name.clone(),
-        image: spec.image.clone(),
-        mode: match spec.effective_replicas() {
-            Some(replicas) => Mode::Replicated { replicas },
-            None => Mode::Global,
+        image: definition::normalize_image(&spec.image),
+        mode: match spec.mode {
+            spec::ServiceMode::Replicated => Mode::Replicated {
+                replicas: spec.replicas.unwrap_or(1),
+            },
+            spec::ServiceMode::Global => Mode::Global,
+            // Both sent, as `docker stack deploy` does (compose's `replicas` is both); the
+            // engine would fill them in anyway, and then they would read back as drift.
+            spec::ServiceMode::ReplicatedJob => {
+                let total_completions = spec.replicas.unwrap_or(1);
+                Mode::ReplicatedJob {
+                    max_concurrent: spec.max_concurrent.unwrap_or(total_completions),
+                    total_completions,
+                }
+            }
+            spec::ServiceMode::GlobalJob => Mode::GlobalJob,
         },
         command: spec.command.clone(),
         args: spec.args.clone(),
@@ -478,6 +515,7 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
         // Filled by `DesiredState::build`, which knows the versions.
         configs: Vec::new(),
         secrets: Vec::new(),
+        force_update: 0,
     }
 }
 
@@ -544,6 +582,27 @@ mod tests {
         assert_eq!(both.secrets[1].mode, 0o444);
         assert_eq!(s.data[&conf].kind, DataKind::Config);
         assert_eq!(s.data.len(), 2, "external ones are not the operator's");
+    }
+
+    #[test]
+    fn a_replicated_job_sends_both_counts_as_stack_deploy_does() {
+        let job = |extra: &str| {
+            let text = format!(
+                "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: j}}\nspec:\n  image: x\n  mode: replicated-job\n{extra}"
+            );
+            let FileLoad::Ok(objects) = load_str(Path::new("j.yaml"), &text) else {
+                panic!("loads")
+            };
+            let s = DesiredState::build(&objects, Vec::new(), BTreeSet::new(), false, "default");
+            s.services["j"].definition.mode.clone()
+        };
+        let both = |max_concurrent, total_completions| Mode::ReplicatedJob {
+            max_concurrent,
+            total_completions,
+        };
+        assert_eq!(job(""), both(1, 1));
+        assert_eq!(job("  replicas: 3\n"), both(3, 3));
+        assert_eq!(job("  replicas: 3\n  maxConcurrent: 1\n"), both(1, 3));
     }
 
     #[test]

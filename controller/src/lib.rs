@@ -28,6 +28,7 @@ pub mod plan;
 pub mod reconcile;
 pub mod redact;
 pub mod runtime;
+pub mod schedule;
 pub mod spec;
 pub mod status;
 pub mod stored_specs;

@@ -747,3 +747,67 @@ async fn a_leader_about_to_lose_its_lease_sends_no_write() {
     assert_eq!(owned_services(&swarm), 0);
     running.stop().await;
 }
+
+/// A scheduled job in paused time: with `*/10 * * * * *`, 31 s after its creation it ran at
+/// :10, :20 and :30, each run one update raising ForceUpdate by one and nothing between; a
+/// replica that does not lead fires none.
+#[tokio::test(start_paused = true)]
+async fn a_scheduled_job_runs_once_per_time_and_only_on_the_leader() {
+    for leads in [true, false] {
+        let swarm = MemorySwarm::default();
+        let anchor = tokio::time::Instant::now();
+        let epoch = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let clock = crate::schedule::Clock::new(move || {
+            epoch + chrono::Duration::from_std(anchor.elapsed()).unwrap()
+        });
+        swarm.set_clock(clock.clone());
+        let dir = TempDir::new().unwrap();
+        write_spec(
+            &dir.path().join("specs"),
+            "job.yaml",
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: job\nspec:\n  image: img:1\n  mode: replicated-job\n  schedule: \"*/10 * * * * *\"\n  concurrencyPolicy: Replace\n",
+        );
+        if !leads {
+            // The leader created it; this replica only watches.
+            let mut definition = sample_service("job");
+            definition.networks.clear();
+            definition.mode = crate::definition::Mode::ReplicatedJob {
+                max_concurrent: 1,
+                total_completions: 1,
+            };
+            swarm.external_create_service(
+                definition,
+                &Ownership::labels("h", "job.yaml", DEFAULT_INSTANCE),
+            );
+        }
+        let config = OperatorConfig {
+            resync: Duration::from_secs(30),
+            clock,
+            leadership: if leads {
+                crate::election::Leadership::always()
+            } else {
+                crate::election::Leadership::never()
+            },
+            ..OperatorConfig::new(dir.path().join("specs"), dir.path().join("status.json"))
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(operator::run(config, swarm.clone(), async {
+            let _ = stopped.await;
+        }));
+        tokio::time::sleep(Duration::from_secs(31)).await;
+        let updates = calls_for(&swarm, Op::UpdateService, "job").len();
+        let force_update = swarm.services()["job"].definition.force_update;
+        let _ = stop.send(());
+        task.await.unwrap().unwrap();
+        if leads {
+            assert_eq!(calls_for(&swarm, Op::CreateService, "job").len(), 1);
+            assert_eq!(updates, 3, "runs at :10, :20 and :30");
+            assert_eq!(force_update, 3, "each run raises ForceUpdate by one");
+        } else {
+            assert_eq!(updates, 0, "a follower never fires");
+            assert_eq!(force_update, 0);
+        }
+    }
+}

@@ -58,6 +58,8 @@ enum WaitFor {
     Ready,
     /// The object is gone from the swarm.
     Deleted,
+    /// A job's current run completed (exit 1 if it failed).
+    Complete,
 }
 
 /// The body `run` POSTs to webhooks.
@@ -777,6 +779,7 @@ async fn execute(command: Command, context: Option<&str>) -> anyhow::Result<Exit
             let goal = match goal {
                 WaitFor::Ready => Goal::Ready,
                 WaitFor::Deleted => Goal::Deleted,
+                WaitFor::Complete => Goal::Complete,
             };
             match wait::wait(&mut view, targets, goal, timeout, wait::Display::detect()).await {
                 WaitOutcome::Reached => Ok(ExitCode::SUCCESS),

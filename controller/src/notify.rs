@@ -1439,6 +1439,7 @@ mod tests {
             virtual_ips: vec![],
             endpoints: vec![],
             last_error: None,
+            schedule: None,
         }
     }
 

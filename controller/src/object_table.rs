@@ -358,6 +358,7 @@ mod tests {
                 })
                 .collect(),
             last_error: None,
+            schedule: None,
         }
     }
 

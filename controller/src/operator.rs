@@ -83,6 +83,8 @@ pub struct OperatorConfig {
     /// The engine's deadlines (the API applies them to its calls; here they bound the event
     /// stream's silence and a whole reconcile).
     pub deadlines: Deadlines,
+    /// The time job schedules are read against (the system clock; tests pass a paused one).
+    pub clock: crate::schedule::Clock,
 }
 
 impl OperatorConfig {
@@ -103,6 +105,7 @@ impl OperatorConfig {
             notify: NotifyConfig::default(),
             age_identities: crate::spec::AgeIdentities::none(),
             deadlines: Deadlines::default(),
+            clock: crate::schedule::Clock::system(),
         }
     }
 }
@@ -272,6 +275,7 @@ pub async fn run<A: SwarmApi>(
         metrics: metrics.clone(),
         activity,
         deadline: config.deadlines.reconcile(),
+        clock: config.clock.clone(),
     });
     // Followers keep their view warm but never write: leadership is checked at the start of
     // every reconcile and again (the `LeaderGate`) right before each of its writes, and a

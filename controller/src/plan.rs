@@ -379,6 +379,8 @@ fn unready_dependency(
         let expected = match service.definition.mode {
             Mode::Replicated { replicas } => replicas,
             Mode::Global => (live.len() as u64).max(1),
+            // A job's tasks end by design: nothing must keep running for its dependents.
+            Mode::ReplicatedJob { .. } | Mode::GlobalJob => 0,
         };
         (running < expected).then(|| {
             format!("waiting for dependency {name}: {running}/{expected} replicas running")

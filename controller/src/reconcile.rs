@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::plan::{Action, Conflict, ObjectKey, ObjectPlan, UpdateCause, plan_object};
 use crate::redact::Values;
 use crate::runtime;
+use crate::schedule;
 use crate::world::{Blocker, ObjectOutcome, Observation, Reporter, World, Written};
 
 /// Why a reconcile did not finish; the runtime retries it with backoff (earlier when the
@@ -143,6 +144,8 @@ pub struct Context<A> {
     pub activity: ActivityLog,
     /// The longest one reconcile may take, all its calls together.
     pub deadline: std::time::Duration,
+    /// The time, for job schedules.
+    pub clock: schedule::Clock,
 }
 
 /// Reads and writes one reconcile may try when the service changes under it (stale version,
@@ -204,7 +207,24 @@ async fn attempts<A: SwarmApi>(
     loop {
         let plan = current_plan(ctx, key);
         let Some(action) = plan.action else {
-            break (Ok(runtime::Action::await_change()), plan.conflict);
+            // In sync: a scheduled job may be due for its next run.
+            match scheduled_run(ctx, key).await {
+                Err(Retry::Reread) if attempt < MAX_ATTEMPTS => {
+                    attempt += 1;
+                    continue;
+                }
+                Err(Retry::Reread) => {
+                    break (
+                        Err(ReconcileError::KeptChanging {
+                            key: key.clone(),
+                            attempts: attempt,
+                        }),
+                        plan.conflict,
+                    );
+                }
+                Err(Retry::Fail(error)) => break (Err(error), plan.conflict),
+                Ok(next) => break (Ok(next), plan.conflict),
+            }
         };
         match apply(ctx, key, action).await {
             Err(Retry::Reread) if attempt < MAX_ATTEMPTS => attempt += 1,
@@ -218,6 +238,11 @@ async fn attempts<A: SwarmApi>(
                 );
             }
             Err(Retry::Fail(error)) => break (Err(error), plan.conflict),
+            // A scheduled job just written has no event to wake it (our own writes trigger
+            // nothing): look again soon, to count its schedule from the write.
+            Ok(()) if is_scheduled(ctx, key) => {
+                break (Ok(runtime::Action::requeue(RUN_POLL)), plan.conflict);
+            }
             Ok(()) => break (Ok(runtime::Action::await_change()), plan.conflict),
         }
     }
@@ -226,6 +251,138 @@ async fn attempts<A: SwarmApi>(
 fn current_plan<A>(ctx: &Context<A>, key: &ObjectKey) -> ObjectPlan {
     let world = ctx.world.read();
     plan_object(key, &world.desired, &world.observed)
+}
+
+/// How long to wait before looking again at a job whose due run waits for the previous one
+/// (`concurrencyPolicy: Forbid`): task states come from polling, not events.
+const RUN_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether `key` is a service whose spec has a `schedule`.
+fn is_scheduled<A>(ctx: &Context<A>, key: &ObjectKey) -> bool {
+    key.kind == crate::plan::ObjectKind::Service
+        && ctx
+            .world
+            .read()
+            .desired
+            .services
+            .get(&key.name)
+            .is_some_and(|d| d.policy.schedule.is_some())
+}
+
+/// For a job with a `schedule` that is in sync with its spec: runs it when a scheduled time
+/// has passed since its last run (one update raising `ForceUpdate`: swarm runs a job again on
+/// each write), else asks to be looked at again at the next time. Only the leader reconciles,
+/// so only the leader fires; the last run is the service's `UpdatedAt` on the swarm, which
+/// every manager sees, so a new leader neither repeats nor loses a run.
+async fn scheduled_run<A: SwarmApi>(
+    ctx: &Context<A>,
+    key: &ObjectKey,
+) -> Result<runtime::Action, Retry> {
+    let idle = Ok(runtime::Action::await_change());
+    if key.kind != crate::plan::ObjectKind::Service {
+        return idle;
+    }
+    let (spec, id, version, updated_at, active, mut desired) = {
+        let world = ctx.world.read();
+        let Some(desired) = world.desired.services.get(&key.name) else {
+            return idle;
+        };
+        let Some(spec) = desired.policy.schedule.clone() else {
+            return idle;
+        };
+        if desired.policy.suspended || world.desired.all_suspended {
+            return idle;
+        }
+        let Some(observed) = world.observed.services.get(&key.name) else {
+            return idle;
+        };
+        if !observed.ownership.is_owned_by(&world.desired.instance) {
+            return idle;
+        }
+        let active = schedule::run_active(
+            world
+                .observed
+                .tasks
+                .iter()
+                .filter(|t| t.service_id == observed.id),
+        );
+        let mut desired = desired.clone();
+        desired.definition.force_update = observed.definition.force_update;
+        (
+            spec,
+            observed.id.clone(),
+            observed.version,
+            observed.revision.updated_at.clone(),
+            active,
+            desired,
+        )
+    };
+    // Our own write not read back yet: its time is not known, and firing now could run twice.
+    let (Some(updated_at), true) = (updated_at, version > 0) else {
+        reread_service(ctx, key).await?;
+        return Ok(runtime::Action::requeue(RUN_POLL));
+    };
+    let Ok(last_run) = chrono::DateTime::parse_from_rfc3339(&updated_at) else {
+        warn!(%key, %updated_at, "the swarm's UpdatedAt does not parse: the schedule waits");
+        return idle;
+    };
+    let Ok(parsed) = schedule::JobSchedule::parse(&spec.schedule, spec.time_zone.as_deref()) else {
+        // Validation reports it; an invalid schedule never loads.
+        return idle;
+    };
+    let now = ctx.clock.now();
+    let due = match schedule::decide(
+        &parsed,
+        spec.concurrency,
+        spec.starting_deadline,
+        last_run.with_timezone(&chrono::Utc),
+        now,
+        active,
+    ) {
+        schedule::Decision::Never => return idle,
+        schedule::Decision::WaitForRun => return Ok(runtime::Action::requeue(RUN_POLL)),
+        schedule::Decision::WaitUntil(at) => {
+            return Ok(runtime::Action::requeue(
+                (at - now).to_std().unwrap_or_default(),
+            ));
+        }
+        schedule::Decision::Fire { due } => due,
+    };
+    desired.definition.force_update += 1;
+    info!(%key, %due, "running the scheduled job");
+    match ctx
+        .api
+        .update_service(&id, version, &desired.definition, &desired.owner_labels())
+        .await
+    {
+        Ok(()) => {
+            ctx.activity.record_for_spec(
+                ActivityKind::Updated,
+                key,
+                format!("scheduled run for {}", due.to_rfc3339()),
+                Some(&desired.hash),
+            );
+            ctx.reporter
+                .written(Written::ServiceUpdated {
+                    id,
+                    based_on: version,
+                    desired,
+                })
+                .await;
+        }
+        Err(DockerError::OutOfSequence { .. } | DockerError::NotFound { .. }) => {
+            reread_service(ctx, key).await?;
+            return Err(Retry::Reread);
+        }
+        Err(e) => return Err(docker_error(key, e)),
+    }
+    // Read back: the run's time (`UpdatedAt`) is what the next due time counts from.
+    reread_service(ctx, key).await?;
+    let now = ctx.clock.now();
+    let next = parsed
+        .next_after(now)
+        .map(|at| (at - now).to_std().unwrap_or_default());
+    Ok(next.map_or(runtime::Action::await_change(), runtime::Action::requeue))
 }
 
 /// Why [`apply`] did not complete.
@@ -544,6 +701,10 @@ async fn apply<A: SwarmApi>(
                 .services
                 .get(&key.name)
                 .map(|s| s.definition.clone());
+            // The swarm's ForceUpdate counter is carried over: lowering it would be a change of
+            // the task template of its own (and, for a job, no run is asked for here).
+            let mut desired = desired;
+            desired.definition.force_update = previous.as_ref().map_or(0, |p| p.force_update);
             match cause {
                 UpdateCause::SpecChanged => info!(%key, changes = ?fields, "updating service"),
                 UpdateCause::Drift => warn!(%key, changes = ?fields, "correcting drift"),
@@ -768,6 +929,7 @@ mod tests {
             metrics: Arc::new(Metrics::new()),
             activity: ActivityLog::default(),
             deadline: crate::docker::Deadlines::default().reconcile(),
+            clock: schedule::Clock::system(),
         })
     }
 
@@ -866,6 +1028,7 @@ mod tests {
             metrics: Arc::new(Metrics::new()),
             activity: ActivityLog::default(),
             deadline: crate::docker::Deadlines::default().reconcile(),
+            clock: schedule::Clock::system(),
         })
     }
 

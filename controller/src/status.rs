@@ -1,6 +1,7 @@
 //! The status file: what the operator found (replicas, conditions, virtual IPs, every task's
 //! address) built purely from the shared view, and written atomically.
 
+mod job;
 mod reason;
 
 use std::collections::{BTreeMap, HashMap};
@@ -17,6 +18,8 @@ use crate::spec::DriftField;
 
 use crate::spec::SpecError;
 use crate::world::{Blocker, WorldState};
+use job::JobRun;
+pub use job::{RunOutcome, RunRecord, ScheduleStatus};
 pub use reason::{ConditionReason, ConditionStatus, ConditionType};
 
 /// Errors writing the status file.
@@ -90,6 +93,9 @@ pub struct ServiceStatus {
     pub endpoints: Vec<Endpoint>,
     /// The last error writing this service, or why it is left alone.
     pub last_error: Option<String>,
+    /// A scheduled job's runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleStatus>,
 }
 
 /// One network's status.
@@ -536,7 +542,11 @@ fn service_status(
             }
         }
         Some(Mode::Replicated { replicas }) => Some(*replicas),
-        Some(Mode::Global) => None,
+        // A replicated job's count is of completions, shown with `job` below.
+        Some(Mode::ReplicatedJob {
+            total_completions, ..
+        }) => Some(*total_completions),
+        Some(Mode::Global | Mode::GlobalJob) => None,
         None => match observed.map(|o| &o.definition.mode) {
             Some(Mode::Replicated { replicas }) => Some(*replicas),
             _ => None,
@@ -561,6 +571,16 @@ fn service_status(
             now,
         )
     });
+    // A job is judged by its run, not by running replicas: its tasks end by design. While the
+    // spec is not written yet (or swarm rolled it back), the generic conditions say so.
+    let job = owned
+        .filter(|service| service.definition.mode.is_job())
+        .filter(|_| {
+            rollout
+                .as_ref()
+                .is_some_and(|r| r.spec_pending.is_none() && r.stuck.is_none())
+        })
+        .map(|service| JobRun::observe(&service.definition.mode, service, tasks));
     let endpoints = owned
         .map(|_| {
             live_tasks(tasks)
@@ -584,9 +604,24 @@ fn service_status(
     });
     let conflict = outcome.and_then(|o| o.conflict.as_ref()).map(|c| &c.reason);
 
-    let (ready, ready_reason, ready_message) = match &rollout {
-        Some(rollout) => rollout.ready(),
-        None => match conflict {
+    let (ready, ready_reason, ready_message) = match (&job, &rollout) {
+        (Some(run @ JobRun::Completed { .. }), _) => (
+            true,
+            ConditionReason::Completed,
+            format!("the job's run completed: {}", run.counts()),
+        ),
+        (Some(JobRun::Failed(_)), _) => (
+            false,
+            ConditionReason::ReplicasUnavailable,
+            "a task of the job's run failed".to_owned(),
+        ),
+        (Some(run @ JobRun::Running { .. }), _) => (
+            false,
+            ConditionReason::JobRunning,
+            format!("the job runs: {}", run.counts()),
+        ),
+        (None, Some(rollout)) => rollout.ready(),
+        (None, None) => match conflict {
             Some(ConflictReason::NotOwned) => (
                 false,
                 ConditionReason::NotOwned,
@@ -607,6 +642,14 @@ fn service_status(
             outcome.and_then(|o| o.error.as_ref())
         {
             (true, ConditionReason::WaitingForNetwork, message.clone())
+        } else if let Some(run @ JobRun::Running { .. }) = &job {
+            (true, ConditionReason::JobRunning, run.counts())
+        } else if job.is_some() {
+            (
+                false,
+                ConditionReason::Converged,
+                "nothing in progress".to_owned(),
+            )
         } else if let Some((reason, message)) = rollout.as_ref().and_then(Rollout::progressing) {
             (true, reason, message)
         } else if desired.is_some() && owned.is_none() && conflict.is_none() {
@@ -622,28 +665,34 @@ fn service_status(
                 "nothing in progress".to_owned(),
             )
         };
-    let (degraded, degraded_reason, degraded_message) =
-        if let Some((reason, message)) = rollout.as_ref().and_then(Rollout::degraded) {
-            (true, reason, message)
-        } else if let Some((blocker, error)) = outcome
-            .and_then(|o| o.error.clone())
-            .filter(|(blocker, _)| !matches!(blocker, Blocker::WaitingForNetwork { .. }))
-        {
-            // Waiting for a network is progress (above), not a problem.
-            let reason = match blocker {
-                Blocker::PortConflict { .. } => ConditionReason::PortConflict,
-                _ => ConditionReason::ReconcileError,
-            };
-            (true, reason, error)
-        } else if let Some(note) = condition_from_plan(plan_conflict, ConditionType::Degraded) {
-            note
-        } else {
-            (
-                false,
-                ConditionReason::AsExpected,
-                "no problems found".to_owned(),
-            )
+    let (degraded, degraded_reason, degraded_message) = if let Some(JobRun::Failed(failure)) = &job
+    {
+        (true, ConditionReason::TasksFailing, failure.clone())
+    } else if let Some((reason, message)) = rollout
+        .as_ref()
+        .filter(|_| job.is_none())
+        .and_then(Rollout::degraded)
+    {
+        (true, reason, message)
+    } else if let Some((blocker, error)) = outcome
+        .and_then(|o| o.error.clone())
+        .filter(|(blocker, _)| !matches!(blocker, Blocker::WaitingForNetwork { .. }))
+    {
+        // Waiting for a network is progress (above), not a problem.
+        let reason = match blocker {
+            Blocker::PortConflict { .. } => ConditionReason::PortConflict,
+            _ => ConditionReason::ReconcileError,
         };
+        (true, reason, error)
+    } else if let Some(note) = condition_from_plan(plan_conflict, ConditionType::Degraded) {
+        note
+    } else {
+        (
+            false,
+            ConditionReason::AsExpected,
+            "no problems found".to_owned(),
+        )
+    };
 
     let previous_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
     let condition = |kind, holds, reason, message| {
@@ -674,6 +723,19 @@ fn service_status(
         virtual_ips: owned.map(|s| s.virtual_ips.clone()).unwrap_or_default(),
         endpoints,
         last_error,
+        schedule: owned
+            .filter(|_| desired.is_some_and(|d| d.policy.schedule.is_some()))
+            .map(|service| {
+                let runs = job::history(tasks);
+                ScheduleStatus {
+                    last_schedule_time: service.revision.updated_at.clone(),
+                    last_successful_time: runs
+                        .iter()
+                        .find(|r| r.outcome == RunOutcome::Completed)
+                        .and_then(|r| r.at.clone()),
+                    runs,
+                }
+            }),
     }
 }
 
@@ -927,6 +989,165 @@ mod tests {
 
     fn condition(status: &ServiceStatus, kind: ConditionType) -> &Condition {
         status.conditions.iter().find(|c| c.kind == kind).unwrap()
+    }
+
+    /// [`world`] with `quote` a replicated job of 2 completions.
+    fn job_world(tasks: Vec<ObservedTask>) -> WorldState {
+        let mut w = world(tasks);
+        let mode = Mode::ReplicatedJob {
+            max_concurrent: 2,
+            total_completions: 2,
+        };
+        let desired = w.desired.services.get_mut("quote").unwrap();
+        desired.definition.mode = mode.clone();
+        w.observed
+            .services
+            .get_mut("quote")
+            .unwrap()
+            .definition
+            .mode = mode;
+        w
+    }
+
+    fn reasons(status: &ServiceStatus) -> Vec<(ConditionType, ConditionStatus, ConditionReason)> {
+        status
+            .conditions
+            .iter()
+            .map(|c| (c.kind, c.status, c.reason))
+            .collect()
+    }
+
+    #[test]
+    fn a_job_is_running_then_completed_or_failed_never_unavailable() {
+        use ConditionStatus::{False, True};
+        use ConditionType::{Degraded, Progressing, Ready};
+        let now = "2026-01-01T00:00:00Z";
+        let running = job_world(vec![
+            task("t1", 1, "complete", "complete", "10.0.1.7"),
+            task("t2", 2, "running", "complete", "10.0.1.8"),
+        ]);
+        let status = build(&running, Path::new("/specs"), None, now);
+        assert_eq!(
+            reasons(&status.services["quote"]),
+            [
+                (Ready, False, ConditionReason::JobRunning),
+                (Progressing, True, ConditionReason::JobRunning),
+                (Degraded, False, ConditionReason::AsExpected),
+            ]
+        );
+        assert_eq!(
+            condition(&status.services["quote"], Progressing).message,
+            "1/2 completed, 1 running"
+        );
+        let done = job_world(vec![
+            task("t1", 1, "complete", "complete", "10.0.1.7"),
+            task("t2", 2, "complete", "complete", "10.0.1.8"),
+        ]);
+        let status = build(&done, Path::new("/specs"), None, now);
+        assert_eq!(
+            reasons(&status.services["quote"]),
+            [
+                (Ready, True, ConditionReason::Completed),
+                (Progressing, False, ConditionReason::Converged),
+                (Degraded, False, ConditionReason::AsExpected),
+            ]
+        );
+        let failed = job_world(vec![
+            task("t1", 1, "complete", "complete", "10.0.1.7"),
+            task("t2", 2, "failed", "shutdown", "10.0.1.8"),
+            task("t3", 2, "ready", "complete", "10.0.1.9"),
+        ]);
+        let status = build(&failed, Path::new("/specs"), None, now);
+        let quote = &status.services["quote"];
+        assert_eq!(
+            (
+                condition(quote, Ready).status,
+                condition(quote, Ready).reason
+            ),
+            (False, ConditionReason::ReplicasUnavailable)
+        );
+        assert_eq!(
+            (
+                condition(quote, Degraded).status,
+                condition(quote, Degraded).reason
+            ),
+            (True, ConditionReason::TasksFailing)
+        );
+        assert!(
+            condition(quote, Degraded)
+                .message
+                .starts_with("exit 1 (task t2"),
+            "{}",
+            condition(quote, Degraded).message
+        );
+    }
+
+    #[test]
+    fn a_scheduled_job_lists_its_last_runs_newest_first() {
+        let run = |id: &str, state: &str, desired: &str, template: &str, at: &str| ObservedTask {
+            template: Some(template.into()),
+            timestamp: Some(at.into()),
+            ..task(id, 1, state, desired, "10.0.1.7")
+        };
+        let mut tasks = vec![
+            run("a", "complete", "complete", "r1", "2026-01-01T00:00:01Z"),
+            run("b", "failed", "shutdown", "r2", "2026-01-01T00:01:01Z"),
+            run("c", "complete", "complete", "r3", "2026-01-01T00:02:01Z"),
+            run("d", "running", "complete", "r4", "2026-01-01T00:03:01Z"),
+        ];
+        for i in 0..4 {
+            tasks.push(run(
+                &format!("old{i}"),
+                "complete",
+                "complete",
+                &format!("r0{i}"),
+                "2025-12-31T00:00:00Z",
+            ));
+        }
+        let mut w = job_world(tasks);
+        let desired = w.desired.services.get_mut("quote").unwrap();
+        desired.policy.schedule = Some(crate::desired::ScheduleSpec {
+            schedule: "@hourly".into(),
+            time_zone: None,
+            concurrency: Default::default(),
+            starting_deadline: None,
+        });
+        w.observed
+            .services
+            .get_mut("quote")
+            .unwrap()
+            .revision
+            .updated_at = Some("2026-01-01T00:03:00Z".into());
+        let status = build(&w, Path::new("/specs"), None, "2026-01-01T00:03:02Z");
+        let schedule = status.services["quote"].schedule.clone().unwrap();
+        assert_eq!(
+            schedule.last_schedule_time.as_deref(),
+            Some("2026-01-01T00:03:00Z")
+        );
+        assert_eq!(
+            schedule.last_successful_time.as_deref(),
+            Some("2026-01-01T00:02:01Z")
+        );
+        let outcomes: Vec<RunOutcome> = schedule.runs.iter().map(|r| r.outcome).collect();
+        assert_eq!(
+            outcomes,
+            [
+                RunOutcome::Running,
+                RunOutcome::Completed,
+                RunOutcome::Failed,
+                RunOutcome::Completed,
+                RunOutcome::Completed,
+            ],
+            "the last 5 of 8 runs"
+        );
+        // A job without a schedule has no such part.
+        let plain = build(
+            &job_world(vec![]),
+            Path::new("/specs"),
+            None,
+            "2026-01-01T00:00:00Z",
+        );
+        assert_eq!(plain.services["quote"].schedule, None);
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub enum Goal {
     Ready,
     /// The object is gone from the swarm.
     Deleted,
+    /// A job's current run completed (`Ready`, reason `Completed`).
+    Complete,
 }
 
 /// Which objects to wait for.
@@ -166,10 +168,16 @@ pub fn verdict(goal: Goal, name: &str, snapshot: &Snapshot) -> Verdict {
             };
         }
     }
-    if holds(ConditionType::Ready).is_some() {
-        Verdict::Reached
-    } else {
-        Verdict::Pending(progress)
+    match holds(ConditionType::Ready) {
+        Some(ready) if goal == Goal::Complete && ready.reason != ConditionReason::Completed => {
+            // Ready but not completed: a service that runs on, never completes.
+            Verdict::Failed {
+                reason: ready.reason,
+                message: "not a job (mode replicated-job or global-job): it never completes; wait --for ready".to_owned(),
+            }
+        }
+        Some(_) => Verdict::Reached,
+        None => Verdict::Pending(progress),
     }
 }
 
@@ -211,6 +219,7 @@ fn describe(verdict: &Verdict, goal: Goal) -> String {
         Verdict::Reached => match goal {
             Goal::Ready => "ready".to_owned(),
             Goal::Deleted => "deleted".to_owned(),
+            Goal::Complete => "completed".to_owned(),
         },
         Verdict::Pending(progress) => progress.line(),
         Verdict::Failed { reason, message } => format!("failed: {reason}: {message}"),
@@ -382,6 +391,7 @@ mod tests {
             virtual_ips: vec![],
             endpoints: vec![],
             last_error: None,
+            schedule: None,
         };
         Snapshot {
             status: StatusFile {
@@ -452,6 +462,39 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn complete_is_reached_by_a_completed_job_and_fails_for_a_failed_one_or_a_service() {
+        use ConditionReason::{
+            AllReplicasRunning, AsExpected, Completed, JobRunning, TasksFailing,
+        };
+        use ConditionType::{Degraded, Progressing, Ready};
+        let running = snapshot(&[
+            (Ready, false, JobRunning),
+            (Progressing, true, JobRunning),
+            (Degraded, false, AsExpected),
+        ]);
+        assert!(matches!(
+            verdict(Goal::Complete, "api", &running),
+            Verdict::Pending(_)
+        ));
+        let done = snapshot(&[(Ready, true, Completed), (Degraded, false, AsExpected)]);
+        assert_eq!(verdict(Goal::Complete, "api", &done), Verdict::Reached);
+        let failed = snapshot(&[(Ready, false, TasksFailing), (Degraded, true, TasksFailing)]);
+        assert!(matches!(
+            verdict(Goal::Complete, "api", &failed),
+            Verdict::Failed {
+                reason: TasksFailing,
+                ..
+            }
+        ));
+        let service = snapshot(&[(Ready, true, AllReplicasRunning)]);
+        assert!(matches!(
+            verdict(Goal::Complete, "api", &service),
+            Verdict::Failed { .. }
+        ));
+        assert_eq!(verdict(Goal::Ready, "api", &service), Verdict::Reached);
     }
 
     #[test]

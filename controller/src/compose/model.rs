@@ -1000,8 +1000,14 @@ impl<'a> Reader<'a> {
                     .unwrap_or_else(|_| source.clone()),
                 None => source.clone(),
             };
-            let resolved = self.resolve(&expanded);
-            m.source = Some(normalize_path(&resolved));
+            // An absolute source is sent verbatim (a trailing slash stays, as with
+            // `docker stack deploy`); only a relative one is joined and cleaned, as Go's
+            // `filepath.Join` does.
+            m.source = Some(if Path::new(&expanded).is_absolute() {
+                expanded
+            } else {
+                normalize_path(&self.resolve(&expanded))
+            });
         }
         Some(m)
     }

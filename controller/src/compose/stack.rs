@@ -523,14 +523,25 @@ fn convert_service(
     let mode = match s.deploy.mode.as_deref() {
         None | Some("replicated") => ServiceMode::Replicated,
         Some("global") => ServiceMode::Global,
+        Some("replicated-job") => ServiceMode::ReplicatedJob,
+        Some("global-job") => ServiceMode::GlobalJob,
         Some(other) => {
             invalid(
                 "deploy.mode",
-                format!("mode `{other}` is not supported: replicated or global"),
+                format!(
+                    "mode `{other}` is not supported: replicated, global, replicated-job or global-job"
+                ),
             );
             ServiceMode::Replicated
         }
     };
+    if matches!(mode, ServiceMode::Global | ServiceMode::GlobalJob) && s.deploy.replicas.is_some() {
+        // docker/cli's convertDeployMode refuses it too.
+        invalid(
+            "deploy.replicas",
+            "replicas can only be used with replicated or replicated-job mode".to_owned(),
+        );
+    }
     let endpoint_mode = match s.deploy.endpoint_mode.as_deref() {
         None | Some("vip") => EndpointMode::Vip,
         Some("dnsrr") => EndpointMode::Dnsrr,
@@ -587,9 +598,16 @@ fn convert_service(
         image,
         mode,
         replicas: match mode {
-            ServiceMode::Replicated => s.deploy.replicas,
-            ServiceMode::Global => None,
+            // docker/cli's convertDeployMode: a replicated job's `replicas` is both its
+            // MaxConcurrent and its TotalCompletions (the default maxConcurrent).
+            ServiceMode::Replicated | ServiceMode::ReplicatedJob => s.deploy.replicas,
+            ServiceMode::Global | ServiceMode::GlobalJob => None,
         },
+        max_concurrent: None,
+        schedule: None,
+        time_zone: None,
+        concurrency_policy: None,
+        starting_deadline: None,
         command: s.entrypoint.clone().filter(|c| !c.is_empty()),
         args: s.command.clone().filter(|c| !c.is_empty()),
         env,

@@ -540,3 +540,63 @@ fn a_dot_env_directory_is_not_an_env_file() {
     let lookup = environment(&[file], |_| None).unwrap();
     assert_eq!(lookup("A").as_deref(), Some("1"));
 }
+
+/// `docker stack deploy` sends an absolute bind source verbatim (compose-go joins only relative
+/// ones with the file's directory, which cleans them): a trailing slash stays.
+#[test]
+fn bind_sources_are_kept_verbatim_when_absolute_and_cleaned_when_relative() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.yml");
+    std::fs::write(
+        &file,
+        "services:\n  a:\n    image: x\n    volumes: ['/var/lib/docker/:/d:ro', '/srv//x/../y:/y', './data/:/data']\n",
+    )
+    .unwrap();
+    let (stack, _) = convert(&[file], "st", &env(&[])).unwrap();
+    assert!(stack.invalid.is_empty(), "{:#?}", stack.invalid);
+    let sources: Vec<&str> = stack.services[0]
+        .spec
+        .mounts
+        .iter()
+        .filter_map(|m| m.source.as_deref())
+        .collect();
+    let relative = dir.path().join("data").display().to_string();
+    assert_eq!(
+        sources,
+        ["/var/lib/docker/", "/srv//x/../y", relative.as_str()]
+    );
+}
+
+/// docker/cli's convertDeployMode: `replicated-job` takes `replicas` (its MaxConcurrent and
+/// TotalCompletions), `global-job` refuses it.
+#[test]
+fn job_modes_convert_as_stack_deploy_maps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.yml");
+    std::fs::write(
+        &file,
+        "services:\n  once:\n    image: x\n    deploy: {mode: replicated-job, replicas: 3}\n  each:\n    image: x\n    deploy: {mode: global-job}\n  bad:\n    image: x\n    deploy: {mode: global-job, replicas: 2}\n",
+    )
+    .unwrap();
+    let (stack, _) = convert(&[file], "st", &env(&[])).unwrap();
+    let by_name = |n: &str| {
+        stack
+            .services
+            .iter()
+            .find(|s| s.metadata.name == n)
+            .map(|s| (s.spec.mode, s.spec.replicas))
+    };
+    assert_eq!(
+        by_name("st_once"),
+        Some((crate::spec::ServiceMode::ReplicatedJob, Some(3)))
+    );
+    assert_eq!(
+        by_name("st_each"),
+        Some((crate::spec::ServiceMode::GlobalJob, None))
+    );
+    let invalid = format!("{:?}", stack.invalid);
+    assert!(
+        invalid.contains("replicas can only be used with replicated or replicated-job mode"),
+        "{invalid}"
+    );
+}

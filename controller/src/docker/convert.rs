@@ -11,14 +11,15 @@ use bollard::models::{
     Mount as DockerMount, MountBindOptions, MountBindOptionsPropagationEnum, MountTmpfsOptions,
     MountType as DockerMountType, MountVolumeOptions, MountVolumeOptionsDriverConfig, Network,
     NetworkAttachmentConfig, NetworkCreateRequest, ResourceObject, ResourcesUlimits, Service,
-    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecRollbackConfig,
-    ServiceSpecRollbackConfigFailureActionEnum, ServiceSpecRollbackConfigOrderEnum,
-    ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
-    ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec,
-    TaskSpecContainerSpecConfigs, TaskSpecContainerSpecDnsConfig, TaskSpecContainerSpecFile,
-    TaskSpecContainerSpecFile1, TaskSpecContainerSpecPrivileges, TaskSpecContainerSpecSecrets,
-    TaskSpecLogDriver, TaskSpecPlacement, TaskSpecPlacementPreferences, TaskSpecPlacementSpread,
-    TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecModeReplicatedJob,
+    ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum,
+    ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig,
+    ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, TaskSpec,
+    TaskSpecContainerSpec, TaskSpecContainerSpecConfigs, TaskSpecContainerSpecDnsConfig,
+    TaskSpecContainerSpecFile, TaskSpecContainerSpecFile1, TaskSpecContainerSpecPrivileges,
+    TaskSpecContainerSpecSecrets, TaskSpecLogDriver, TaskSpecPlacement,
+    TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
+    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 
 use super::engine_value::report_unsupported;
@@ -31,7 +32,7 @@ use crate::definition::{
     Healthcheck, LogDriver, Mode, Mount, MountKind, MountType, NetworkDefinition,
     OPERATOR_LABEL_PREFIX, Placement, Port, Protocol, PublishMode, ResourceAmounts, Resources,
     RestartCondition, RestartPolicy, ServiceDefinition, Ulimit, UpdateOrder, UpdatePolicy,
-    VolumeOptions,
+    VolumeOptions, normalize_image,
 };
 
 fn to_hash_map(map: &BTreeMap<String, String>) -> HashMap<String, String> {
@@ -249,6 +250,7 @@ pub(crate) fn to_service_spec(
     };
     let task_template = TaskSpec {
         container_spec: Some(container_spec),
+        force_update: Some(definition.force_update),
         resources: definition.resources.as_ref().map(|r| TaskSpecResources {
             limits: r.limits.as_ref().map(|l| Limit {
                 nano_cpus: l.nano_cpus,
@@ -316,6 +318,20 @@ pub(crate) fn to_service_spec(
         },
         Mode::Global => ServiceSpecMode {
             global: Some(HashMap::new()),
+            ..Default::default()
+        },
+        Mode::ReplicatedJob {
+            max_concurrent,
+            total_completions,
+        } => ServiceSpecMode {
+            replicated_job: Some(ServiceSpecModeReplicatedJob {
+                max_concurrent: Some(max_concurrent as i64),
+                total_completions: Some(total_completions as i64),
+            }),
+            ..Default::default()
+        },
+        Mode::GlobalJob => ServiceSpecMode {
+            global_job: Some(HashMap::new()),
             ..Default::default()
         },
     };
@@ -491,6 +507,23 @@ pub(crate) fn from_service(
         }) => Mode::Replicated {
             replicas: r.replicas.unwrap_or(1).max(0) as u64,
         },
+        Some(ServiceSpecMode {
+            replicated_job: Some(j),
+            ..
+        }) => {
+            // The engine's defaults: MaxConcurrent 1, TotalCompletions = MaxConcurrent.
+            let max_concurrent = j.max_concurrent.unwrap_or(1).max(0) as u64;
+            Mode::ReplicatedJob {
+                max_concurrent,
+                total_completions: j
+                    .total_completions
+                    .map_or(max_concurrent, |t| t.max(0) as u64),
+            }
+        }
+        Some(ServiceSpecMode {
+            global_job: Some(_),
+            ..
+        }) => Mode::GlobalJob,
         _ => Mode::Replicated { replicas: 1 },
     };
     let endpoint_spec = spec.endpoint_spec.clone().unwrap_or_default();
@@ -554,7 +587,9 @@ pub(crate) fn from_service(
         .collect();
     let definition = ServiceDefinition {
         name,
-        image: container.image.clone().unwrap_or_default(),
+        // Services created before images were normalized hold `name`: read as the CLI's
+        // `name:latest`, they compare equal to the same spec (the engine pulls the same image).
+        image: normalize_image(container.image.as_deref().unwrap_or_default()),
         mode,
         command: container.command.clone().filter(|c| !c.is_empty()),
         args: container.args.clone().filter(|a| !a.is_empty()),
@@ -680,6 +715,7 @@ pub(crate) fn from_service(
                 mode: file.mode.unwrap_or(0),
             })
         })),
+        force_update: task.force_update.unwrap_or(0),
     };
     let virtual_ips = service
         .endpoint
@@ -917,6 +953,40 @@ mod tests {
         assert_eq!(
             observed.ownership.source_file.as_deref(),
             Some("quote.yaml")
+        );
+    }
+
+    #[test]
+    fn job_modes_read_back_as_written_and_engine_defaults_as_the_engine_fills_them() {
+        let owner = Ownership::labels("abc", "job.yaml", "default");
+        for mode in [
+            Mode::ReplicatedJob {
+                max_concurrent: 2,
+                total_completions: 5,
+            },
+            Mode::GlobalJob,
+        ] {
+            let definition = ServiceDefinition {
+                mode: mode.clone(),
+                ..sample_service("job")
+            };
+            let read = from_service(&echo(to_service_spec(&definition, &owner)), &HashMap::new())
+                .expect("converts");
+            assert_eq!(read.definition.mode, mode);
+        }
+        // `ReplicatedJob: {}` (another client): MaxConcurrent 1, TotalCompletions = it.
+        let mut spec = to_service_spec(&sample_service("job"), &owner);
+        spec.mode = Some(ServiceSpecMode {
+            replicated_job: Some(ServiceSpecModeReplicatedJob::default()),
+            ..Default::default()
+        });
+        let read = from_service(&echo(spec), &HashMap::new()).expect("converts");
+        assert_eq!(
+            read.definition.mode,
+            Mode::ReplicatedJob {
+                max_concurrent: 1,
+                total_completions: 1
+            }
         );
     }
 

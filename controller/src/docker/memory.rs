@@ -53,6 +53,8 @@ struct State {
     mangle: Option<fn(&mut ServiceDefinition)>,
     /// Configs and secrets: names and labels (the content is never read back).
     data: Vec<ObservedData>,
+    /// The time written as a service's `UpdatedAt`.
+    clock: crate::schedule::Clock,
 }
 
 /// The in-memory swarm; clones share it.
@@ -96,6 +98,11 @@ impl MemorySwarm {
     /// Updates store their definition altered by `mangle`.
     pub(crate) fn mangle_updates(&self, mangle: fn(&mut ServiceDefinition)) {
         self.state().mangle = Some(mangle);
+    }
+
+    /// Reads `UpdatedAt` times from `clock` (a test's paused one).
+    pub(crate) fn set_clock(&self, clock: crate::schedule::Clock) {
+        self.state().clock = clock;
     }
 
     /// Injects a failure.
@@ -395,7 +402,10 @@ fn store_service(
         definition,
         virtual_ips: Vec::new(),
         update_status: None,
-        revision: Default::default(),
+        revision: crate::docker::ServiceRevision {
+            updated_at: Some(state.clock.now().to_rfc3339()),
+            ..Default::default()
+        },
     };
     state
         .services

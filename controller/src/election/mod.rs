@@ -149,6 +149,13 @@ impl Leadership {
         Leadership { tenure }
     }
 
+    /// A replica that never leads (another one does), for tests.
+    #[cfg(test)]
+    pub(crate) fn never() -> Self {
+        let (_sender, tenure) = watch::channel(Tenure::Follower);
+        Leadership { tenure }
+    }
+
     /// Whether this replica leads right now.
     pub fn is_leader(&self) -> bool {
         match *self.tenure.borrow() {

@@ -325,10 +325,13 @@ pub struct ServiceSpec {
     /// Image to run, e.g. `goblog/quote-service:dev`. Never pulled by the operator itself.
     #[schemars(length(min = 1))]
     pub image: String,
-    /// `replicated` (default: run `replicas` tasks) or `global` (one task per eligible node).
+    /// `replicated` (default: run `replicas` tasks), `global` (one task per eligible node), or
+    /// a job: `replicated-job` (run until `replicas` tasks completed) or `global-job` (one
+    /// completed task per eligible node). A job runs again only when its spec changes.
     #[serde(default, skip_serializing_if = "is_default")]
     pub mode: ServiceMode,
-    /// Number of tasks when `mode` is `replicated` (default 1). Not allowed with `global`.
+    /// Number of tasks when `mode` is `replicated` (default 1), or of tasks that must complete
+    /// when it is `replicated-job` (default 1). Not allowed with `global` or `global-job`.
     #[serde(
         default,
         deserialize_with = "de_opt_count",
@@ -336,6 +339,31 @@ pub struct ServiceSpec {
     )]
     #[schemars(range(max = 10000))]
     pub replicas: Option<u64>,
+    /// Tasks of a `replicated-job` run at once (default: `replicas`, as `docker stack deploy`
+    /// maps compose's `deploy.replicas`). Only with `mode: replicated-job`.
+    #[serde(
+        default,
+        deserialize_with = "de_opt_count",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_concurrent: Option<u64>,
+    /// Run the job again at these times: a cron pattern of 5 fields, 6 with seconds first, or
+    /// a name like `@hourly`. Only for job modes. Each run is one service update (a forced
+    /// one), made by the leader only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// IANA time zone the `schedule` is read in (default `UTC`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// What a scheduled time does while the previous run still runs: `Forbid` (default: the
+    /// run starts once the previous one ended) or `Replace` (the running tasks are replaced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_policy: Option<ConcurrencyPolicy>,
+    /// A scheduled time missed by more than this (the operator was down, or no leader) is
+    /// skipped instead of run late, e.g. `30m`. Default: a missed time runs once, late.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starting_deadline: Option<DurationStr>,
     /// Overrides the image's entrypoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
@@ -635,12 +663,14 @@ fn de_opt_mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<FileMode>, D::E
 }
 
 impl ServiceSpec {
-    /// The number of tasks swarm should run: `replicas` (default 1) for replicated services,
-    /// `None` for global ones.
+    /// The number of tasks swarm should run (or, for a `replicated-job`, complete): `replicas`
+    /// (default 1), `None` for global services and jobs.
     pub fn effective_replicas(&self) -> Option<u64> {
         match self.mode {
-            ServiceMode::Replicated => Some(self.replicas.unwrap_or(1)),
-            ServiceMode::Global => None,
+            ServiceMode::Replicated | ServiceMode::ReplicatedJob => {
+                Some(self.replicas.unwrap_or(1))
+            }
+            ServiceMode::Global | ServiceMode::GlobalJob => None,
         }
     }
 }
@@ -654,6 +684,32 @@ pub enum ServiceMode {
     Replicated,
     /// Run one task on every eligible node.
     Global,
+    /// Run tasks until `replicas` of them completed (`maxConcurrent` at a time), once per
+    /// spec change.
+    #[serde(rename = "replicated-job")]
+    ReplicatedJob,
+    /// Run one task to completion on every eligible node, once per spec change.
+    #[serde(rename = "global-job")]
+    GlobalJob,
+}
+
+/// What a scheduled time does while the job's previous run still runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+pub enum ConcurrencyPolicy {
+    /// The run starts once the previous one ended (late, and once for any number of times).
+    #[default]
+    Forbid,
+    /// The previous run's tasks are replaced by the new run's.
+    Replace,
+    /// Refused by validation: swarm runs one run of a job service at a time.
+    Allow,
+}
+
+impl ServiceMode {
+    /// A job runs to completion instead of being kept running.
+    pub fn is_job(self) -> bool {
+        matches!(self, ServiceMode::ReplicatedJob | ServiceMode::GlobalJob)
+    }
 }
 
 /// How other services reach this one by name.

@@ -283,11 +283,59 @@ fn service(object: &Located<Object>, spec: &ServiceSpec, errors: &mut Vec<SpecEr
             "spec.replicas".into(),
             "replicas cannot be set with `mode: global` (one task runs per node); remove it or use `mode: replicated`".into(),
         ),
-        (ServiceMode::Replicated, Some(n)) if n > MAX_REPLICAS => err(
+        (ServiceMode::GlobalJob, Some(_)) => err(
+            "spec.replicas".into(),
+            "replicas cannot be set with `mode: global-job` (one task runs per node); remove it or use `mode: replicated-job`".into(),
+        ),
+        (ServiceMode::Replicated | ServiceMode::ReplicatedJob, Some(n)) if n > MAX_REPLICAS => err(
             "spec.replicas".into(),
             format!("replicas {n} is absurdly large: allowed 0-{MAX_REPLICAS}"),
         ),
         _ => {}
+    }
+    match &spec.schedule {
+        Some(_) if !spec.mode.is_job() => err(
+            "spec.schedule".into(),
+            "schedule is only for jobs: set `mode: replicated-job` or `mode: global-job`".into(),
+        ),
+        Some(schedule) => {
+            match crate::schedule::JobSchedule::parse(schedule, spec.time_zone.as_deref()) {
+                Err(e @ crate::schedule::ScheduleError::TimeZone(_)) => {
+                    err("spec.timeZone".into(), e.to_string());
+                }
+                Err(e) => err("spec.schedule".into(), e.to_string()),
+                Ok(_) => {}
+            }
+        }
+        None => {
+            for (set, field) in [
+                (spec.time_zone.is_some(), "spec.timeZone"),
+                (spec.concurrency_policy.is_some(), "spec.concurrencyPolicy"),
+                (spec.starting_deadline.is_some(), "spec.startingDeadline"),
+            ] {
+                if set {
+                    err(
+                        field.into(),
+                        format!(
+                            "{} only applies with `schedule`; remove it or add a schedule",
+                            &field[5..]
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    if spec.concurrency_policy == Some(crate::spec::ConcurrencyPolicy::Allow) {
+        err(
+            "spec.concurrencyPolicy".into(),
+            "Allow cannot be honoured: swarm runs one run of a job service at a time (a new run replaces the running tasks); use Forbid (default) or Replace".into(),
+        );
+    }
+    if spec.max_concurrent.is_some() && spec.mode != ServiceMode::ReplicatedJob {
+        err(
+            "spec.maxConcurrent".into(),
+            "maxConcurrent is only for `mode: replicated-job`; remove it or change the mode".into(),
+        );
     }
     if spec
         .progress_deadline
@@ -842,6 +890,47 @@ mod tests {
         let e = check(&svc("a", "  mode: global\n  replicas: 2\n"));
         assert_eq!(places(&e), [(8, 13, "spec.replicas")]);
         assert!(e[0].message.contains("mode: global"));
+    }
+
+    #[test]
+    fn job_modes_take_replicas_and_max_concurrent_where_they_mean_something() {
+        assert!(
+            check(&svc(
+                "a",
+                "  mode: replicated-job\n  replicas: 3\n  maxConcurrent: 2\n"
+            ))
+            .is_empty()
+        );
+        assert!(check(&svc("a", "  mode: global-job\n")).is_empty());
+        let e = check(&svc("a", "  mode: global-job\n  replicas: 2\n"));
+        assert_eq!(places(&e), [(8, 13, "spec.replicas")]);
+        let e = check(&svc("a", "  replicas: 2\n  maxConcurrent: 2\n"));
+        assert_eq!(places(&e), [(8, 18, "spec.maxConcurrent")]);
+        assert!(e[0].message.contains("replicated-job"), "{}", e[0].message);
+    }
+
+    #[test]
+    fn schedules_are_checked_where_they_are_written() {
+        assert!(check(&svc("a", "  mode: replicated-job\n  schedule: \"*/5 * * * *\"\n  timeZone: Europe/Berlin\n  concurrencyPolicy: Replace\n")).is_empty());
+        let e = check(&svc("a", "  schedule: \"@hourly\"\n"));
+        assert_eq!(places(&e), [(7, 13, "spec.schedule")]);
+        let e = check(&svc("a", "  mode: global-job\n  schedule: \"* * *\"\n"));
+        assert_eq!(places(&e), [(8, 13, "spec.schedule")]);
+        assert!(e[0].message.contains("5 fields"), "{}", e[0].message);
+        let e = check(&svc(
+            "a",
+            "  mode: global-job\n  schedule: \"@daily\"\n  timeZone: Nowhere/Land\n",
+        ));
+        assert_eq!(places(&e), [(9, 13, "spec.timeZone")]);
+        let e = check(&svc(
+            "a",
+            "  mode: global-job\n  schedule: \"@daily\"\n  concurrencyPolicy: Allow\n",
+        ));
+        assert_eq!(places(&e), [(9, 22, "spec.concurrencyPolicy")]);
+        let e = check(&svc("a", "  mode: global-job\n  timeZone: UTC\n"));
+        assert_eq!(places(&e), [(8, 13, "spec.timeZone")]);
+        let e = check(&svc("a", "  mode: global-job\n  startingDeadline: 30m\n"));
+        assert_eq!(places(&e), [(8, 21, "spec.startingDeadline")]);
     }
 
     #[test]

@@ -99,11 +99,15 @@ pub enum ConditionReason {
     /// Progressing: the service waits for a `dependsOn` service to be ready (or, for a
     /// removal, for a dependent to be gone).
     WaitingForDependency,
+    /// Ready (jobs): the job's current run completed.
+    Completed,
+    /// Ready (False) and Progressing (jobs): the job's current run is under way.
+    JobRunning,
 }
 
 impl ConditionReason {
     /// Every reason, for exhaustive tests.
-    pub const ALL: [ConditionReason; 28] = [
+    pub const ALL: [ConditionReason; 30] = [
         ConditionReason::AllReplicasRunning,
         ConditionReason::Exists,
         ConditionReason::ReplicasUnavailable,
@@ -132,6 +136,8 @@ impl ConditionReason {
         ConditionReason::Suspended,
         ConditionReason::ExternallyManaged,
         ConditionReason::WaitingForDependency,
+        ConditionReason::Completed,
+        ConditionReason::JobRunning,
     ];
 
     /// The wire string.
@@ -165,6 +171,8 @@ impl ConditionReason {
             ConditionReason::Suspended => "Suspended",
             ConditionReason::ExternallyManaged => "ExternallyManaged",
             ConditionReason::WaitingForDependency => "WaitingForDependency",
+            ConditionReason::Completed => "Completed",
+            ConditionReason::JobRunning => "JobRunning",
         }
     }
 
@@ -173,7 +181,10 @@ impl ConditionReason {
         use ConditionStatus::{False, True};
         use ConditionType::{Degraded, Progressing, Ready};
         match self {
-            ConditionReason::AllReplicasRunning | ConditionReason::Exists => &[(Ready, True)],
+            ConditionReason::AllReplicasRunning
+            | ConditionReason::Exists
+            | ConditionReason::Completed => &[(Ready, True)],
+            ConditionReason::JobRunning => &[(Ready, False), (Progressing, True)],
             ConditionReason::ReplicasUnavailable
             | ConditionReason::ReplicasOutdated
             | ConditionReason::NotCreated
@@ -266,6 +277,8 @@ mod tests {
         (ConditionReason::Suspended, "Suspended", &[(Progressing, False)]),
         (ConditionReason::ExternallyManaged, "ExternallyManaged", &[(Degraded, False)]),
         (ConditionReason::WaitingForDependency, "WaitingForDependency", &[(Progressing, True)]),
+        (ConditionReason::Completed, "Completed", &[(Ready, True)]),
+        (ConditionReason::JobRunning, "JobRunning", &[(Ready, False), (Progressing, True)]),
     ];
 
     #[test]
