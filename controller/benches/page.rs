@@ -21,6 +21,7 @@ use swarm_operator::docker::{
 };
 use swarm_operator::election::Leadership;
 use swarm_operator::spec::SpecStore;
+use swarm_operator::status::publisher::{Publisher, PublisherConfig};
 use swarm_operator::world::{World, WorldState};
 use swarm_operator::{activity, file_sd, overview, page, status, triggers};
 
@@ -194,14 +195,20 @@ fn idle_pages(world: WorldState) {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async move {
         let stop = tokio_util::sync::CancellationToken::new();
-        let state = page::PageState::new(
+        let dir = tempfile::tempdir().expect("temp dir");
+        let publisher = Publisher::new(
+            PublisherConfig {
+                specs_dir: "/specs".into(),
+                status_file: dir.path().join("status.json"),
+                leadership: Leadership::always(),
+            },
             World::from_state(world),
             activity::ActivityLog::default(),
-            "/specs".into(),
-            "/nonexistent/status.json".into(),
-            Leadership::always(),
-            stop.clone(),
+            std::sync::Arc::new(swarm_operator::metrics::Metrics::new()),
+            Default::default(),
         );
+        let state = page::PageState::new(publisher.subscribe(), stop.clone());
+        let publishing = tokio::spawn(publisher.run(stop.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding 127.0.0.1:0");
@@ -246,5 +253,6 @@ fn idle_pages(world: WorldState) {
         );
         stop.cancel();
         let _ = server.await;
+        let _ = publishing.await;
     });
 }

@@ -1,6 +1,7 @@
 //! The status file: what the operator found (replicas, conditions, virtual IPs, every task's
 //! address) built purely from the shared view, and written atomically.
 
+pub mod publisher;
 mod reason;
 
 use std::collections::{BTreeMap, HashMap};
