@@ -238,3 +238,105 @@ fn same_view(a: &Overview, b: &Overview) -> bool {
 fn now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::activity::ActivityKind;
+    use crate::overview::tests::{sample_overview, sample_world};
+    use crate::plan::ObjectKey;
+    use crate::world::Reflector;
+
+    fn publisher(world: World, activity: ActivityLog, dir: &std::path::Path) -> Publisher {
+        Publisher::new(
+            PublisherConfig {
+                specs_dir: "/specs".into(),
+                status_file: dir.join("status.json"),
+                leadership: Leadership::always(),
+            },
+            world,
+            activity,
+            Arc::new(Metrics::new()),
+            Notifier::default(),
+        )
+    }
+
+    /// The paused clock runs through many rechecks while nothing changes: no snapshot is
+    /// published (no event stream wakes), and the file is written once.
+    #[tokio::test(start_paused = true)]
+    async fn nothing_is_published_while_nothing_changes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let publisher = publisher(
+            World::from_state(sample_world()),
+            ActivityLog::default(),
+            dir.path(),
+        );
+        let mut snapshots = publisher.subscribe();
+        let first = snapshots.borrow().clone();
+        assert!(first.status().services.contains_key("web"), "{first:?}");
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(publisher.run(stop.clone()));
+        let waited =
+            tokio::time::timeout(RECHECK * 12 + Duration::from_secs(1), snapshots.changed()).await;
+        assert!(waited.is_err(), "published without a change");
+        assert!(Arc::ptr_eq(&first, &snapshots.borrow()));
+        let written = status::read(&dir.path().join("status.json")).expect("status file");
+        assert!(status::same_content(&written, first.status()));
+        stop.cancel();
+        running.await.expect("publisher").expect("final write");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_activity_or_a_change_of_the_view_is_published_to_every_viewer() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let world = World::from_state(sample_world());
+        let activity = ActivityLog::default();
+        let publisher = publisher(world.clone(), activity.clone(), dir.path());
+        let (mut page, mut other) = (publisher.subscribe(), publisher.subscribe());
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(publisher.run(stop.clone()));
+
+        // Within a second of the (paused, so exact) clock: woken by the change itself, not
+        // by the recheck five seconds later.
+        let soon = Duration::from_secs(1);
+        activity.record(ActivityKind::Created, &ObjectKey::service("web"), "");
+        tokio::time::timeout(soon, page.changed())
+            .await
+            .expect("published at once")
+            .expect("published");
+        other.changed().await.expect("published");
+        let seen = page.borrow_and_update().clone();
+        assert_eq!(seen.overview().activity.len(), 1, "{seen:?}");
+        assert!(Arc::ptr_eq(&seen, &other.borrow_and_update()), "one build");
+
+        let (tx, _keys) = tokio::sync::mpsc::unbounded_channel();
+        let (reflector, reporter) = Reflector::new(world.clone(), tx);
+        tokio::spawn(reflector.run());
+        let mut desired = world.read().desired.clone();
+        desired.instance = "other".into();
+        reporter.desired(desired).await;
+        tokio::time::timeout(soon, page.changed())
+            .await
+            .expect("published at once")
+            .expect("published");
+        assert_eq!(page.borrow().overview().instance, "other");
+        stop.cancel();
+        running.await.expect("publisher").expect("final write");
+    }
+
+    #[test]
+    fn the_board_is_rendered_once_for_every_viewer() {
+        let snapshot = Snapshot::new(sample_overview(&sample_world()));
+        let renders = AtomicUsize::new(0);
+        let render = |o: &Overview| {
+            renders.fetch_add(1, Ordering::SeqCst);
+            o.instance.clone()
+        };
+        for _ in 0..20 {
+            assert_eq!(snapshot.board(render), "default");
+        }
+        assert_eq!(renders.load(Ordering::SeqCst), 1);
+    }
+}
