@@ -12,7 +12,8 @@ use tracing::{info, warn};
 
 use crate::definition::ServiceDefinition;
 use crate::docker::TaskState;
-use crate::status::{ConditionStatus, ConditionType};
+use crate::status::publisher::Snapshots;
+use crate::status::{ConditionStatus, ConditionType, StatusFile};
 use crate::world::{World, WorldState};
 
 /// The spec label naming the port Prometheus should scrape (else the first target port).
@@ -22,8 +23,9 @@ pub const PORT_LABEL: &str = "prometheus.io/port";
 /// relabelling unless a rule keeps them).
 const META: &str = "__meta_swarm_operator_";
 
-/// How often the file is brought up to date (tasks are polled every second anyway).
-const REFRESH: Duration = Duration::from_secs(1);
+/// How often the file is looked at again while it cannot be brought up to date (the view not
+/// read yet, or a failed write); otherwise only a new status snapshot wakes the writer.
+const RETRY: Duration = Duration::from_secs(1);
 
 /// Errors writing the file.
 #[derive(Debug, thiserror::Error)]
@@ -60,9 +62,13 @@ pub struct Discovery {
 /// running task and network the spec names (slot, node and state are per task, and Prometheus
 /// labels are per group), ordered by service and network.
 pub fn build(world: &WorldState) -> Discovery {
+    build_from(world, &crate::status::build(world, Path::new(""), None, ""))
+}
+
+/// [`build`] with readiness taken from `status`, the status built from `world` already (the
+/// publisher's snapshot), rather than building it again.
+pub fn build_from(world: &WorldState, status: &StatusFile) -> Discovery {
     let mut discovery = Discovery::default();
-    // Readiness as the status file reports it.
-    let status = crate::status::build(world, Path::new(""), None, "");
     let live_tasks = crate::overview::live_tasks_by_service(world);
     for (name, service_status) in &status.services {
         let Some(service) = world
@@ -173,24 +179,42 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FileSdError> {
     })
 }
 
-/// Keeps `path` equal to [`build`] of the world until `shutdown`: checks every second once the
-/// specs and the swarm have been read (an empty file before that would drop every target),
-/// writes only when the content differs from the file. A failed write is logged and retried.
-pub async fn writer(world: World, path: PathBuf, shutdown: CancellationToken) {
+/// Keeps `path` equal to [`build`] of the world until `shutdown`: looks once per status
+/// snapshot (published when the services, their tasks or the nodes changed; the status inside
+/// gives readiness), once the specs and the swarm have been read (an empty file before that
+/// would drop every target), and writes only when the content differs from the file. A failed
+/// write is logged and retried every second.
+pub async fn writer(
+    world: World,
+    mut snapshots: Snapshots,
+    path: PathBuf,
+    shutdown: CancellationToken,
+) {
     let mut written = std::fs::read(&path).ok();
     let mut skipped = BTreeMap::new();
     let mut failing = false;
-    let mut tick = tokio::time::interval(REFRESH);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut waiting_for_view = false;
+    let mut first = true;
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = shutdown.cancelled() => return,
+        if !std::mem::take(&mut first) {
+            let retry = failing || waiting_for_view;
+            tokio::select! {
+                changed = snapshots.changed() => {
+                    // The publisher ended: the operator is stopping.
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                () = tokio::time::sleep(RETRY), if retry => {}
+                () = shutdown.cancelled() => return,
+            }
         }
-        if !world.is_ready() {
+        waiting_for_view = !world.is_ready();
+        if waiting_for_view {
             continue;
         }
-        let discovery = build(&world.read());
+        let snapshot = snapshots.borrow_and_update().clone();
+        let discovery = build_from(&world.read(), snapshot.status());
         if discovery.skipped != skipped {
             for (service, why) in &discovery.skipped {
                 if skipped.get(service) != Some(why) {

@@ -208,7 +208,6 @@ pub async fn run<A: SwarmApi>(
     let changes = futures_util::stream::poll_fn(move |cx| changes_rx.poll_recv(cx));
     let triggers = futures_util::stream::iter(initial).chain(changes);
     let runner_task = tokio::spawn(runner.run(triggers, stop.clone().cancelled_owned()));
-    let writer_task = tokio::spawn(publisher.run(stop.clone()));
     let watch_task = tokio::spawn(swarm_watch::run(
         api.clone(),
         world.clone(),
@@ -221,10 +220,16 @@ pub async fn run<A: SwarmApi>(
         stop.clone(),
     ));
 
-    let file_sd_task = config
-        .file_sd
-        .clone()
-        .map(|path| tokio::spawn(file_sd::writer(world.clone(), path, stop.clone())));
+    let file_sd_task = config.file_sd.clone().map(|path| {
+        let snapshots = publisher.subscribe();
+        tokio::spawn(file_sd::writer(
+            world.clone(),
+            snapshots,
+            path,
+            stop.clone(),
+        ))
+    });
+    let writer_task = tokio::spawn(publisher.run(stop.clone()));
 
     let (_watcher, mut spec_changes) = triggers::watch_specs(&config.specs_dir)?;
     // The spec directory is read again on every resync too (and on `--spec-poll`): inotify
