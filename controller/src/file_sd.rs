@@ -356,4 +356,54 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o644, "file_sd mode {mode:o}");
     }
+
+    /// The writer looks when a snapshot is published, and takes readiness from it: written
+    /// from the first snapshot, and again when the next one says the service became ready.
+    #[tokio::test(start_paused = true)]
+    async fn the_writer_follows_the_snapshots() {
+        use crate::overview::tests::sample_overview;
+        use crate::status::publisher::Snapshot;
+        use std::sync::Arc;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("swarm.json");
+        let state = sample_world();
+        let mut overview = sample_overview(&state);
+        let (sender, snapshots) =
+            tokio::sync::watch::channel(Arc::new(Snapshot::new(overview.clone())));
+        let stop = CancellationToken::new();
+        let writer = tokio::spawn(writer(
+            World::from_state(state),
+            snapshots,
+            path.clone(),
+            stop.clone(),
+        ));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let first = String::from_utf8(std::fs::read(&path).expect("written")).unwrap();
+        assert!(first.contains("10.0.1.1:9100"), "{first}");
+        assert!(
+            first.contains(&format!("\"{META}ready\": \"false\"")),
+            "{first}"
+        );
+
+        let web = overview.status.services.get_mut("web").unwrap();
+        for condition in &mut web.conditions {
+            if condition.kind == ConditionType::Ready {
+                condition.status = ConditionStatus::True;
+            }
+        }
+        sender.send_replace(Arc::new(Snapshot::new(overview)));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let second = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
+        assert!(
+            !second.contains(&format!("\"{META}ready\": \"false\"")),
+            "{second}"
+        );
+        assert!(
+            second.contains(&format!("\"{META}ready\": \"true\"")),
+            "{second}"
+        );
+        stop.cancel();
+        writer.await.unwrap();
+    }
 }
