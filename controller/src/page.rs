@@ -418,6 +418,7 @@ mod tests {
     use super::*;
     use crate::activity::ActivityKind;
     use crate::overview::tests::{sample_overview, sample_world};
+    use std::time::Duration;
 
     const HOSTILE: &str = "<img src=x onerror=alert(1)>\"'&";
 
@@ -522,5 +523,45 @@ mod tests {
         }
         assert!(html.contains("href=\"page.css\""), "{html}");
         assert!(html.contains("name=\"viewport\""), "readable on a phone");
+    }
+
+    /// The stream sends the board at once, nothing for a snapshot that shows the same board,
+    /// the new board for one that differs, and ends at shutdown: it builds nothing itself.
+    #[tokio::test(start_paused = true)]
+    async fn the_event_stream_follows_the_snapshots() {
+        use futures_util::StreamExt;
+
+        let overview = sample_overview(&sample_world());
+        let (sender, snapshots) =
+            tokio::sync::watch::channel(Arc::new(Snapshot::new(overview.clone())));
+        let stop = CancellationToken::new();
+        let state = PageState::new(snapshots, stop.clone());
+        let permit = state.streams.clone().try_acquire_owned().unwrap();
+        let mut body = events(state, permit)
+            .into_response()
+            .into_body()
+            .into_data_stream();
+        let soon = Duration::from_secs(1);
+        // Within a second of the paused clock (the keep-alive comes every 15 s): the chunk, or
+        // None once the stream ended.
+        let mut next = async || {
+            let chunk = tokio::time::timeout(soon, body.next()).await;
+            chunk.map(|c| c.map(|c| String::from_utf8(c.unwrap().to_vec()).unwrap()))
+        };
+        let first = next().await.expect("the board at once").expect("open");
+        assert!(first.starts_with("event: board\n"), "{first}");
+        assert!(first.contains("data-leader=\"true\""), "{first}");
+
+        sender.send_replace(Arc::new(Snapshot::new(overview.clone())));
+        assert!(next().await.is_err(), "the same board sent again");
+
+        let mut follower = overview;
+        follower.leader = false;
+        sender.send_replace(Arc::new(Snapshot::new(follower)));
+        let second = next().await.expect("the new board").expect("open");
+        assert!(second.contains("data-leader=\"false\""), "{second}");
+
+        stop.cancel();
+        assert_eq!(next().await.expect("ended at once"), None);
     }
 }
