@@ -4,10 +4,12 @@
 //! `BENCH_REPLICAS`, default 3; `BENCH_NODES`, default 3; `BENCH_ROUNDS`, default 50).
 //!
 //! The world holds N services loaded from real spec files, each with R running tasks spread
-//! over the nodes. Each open page costs one overview build and one board render per second
-//! (sent only when it changed); `--file-sd` costs one discovery build and one JSON render per
-//! second (written only when it changed). The medians of those steps are printed, with the
-//! size of the page and of the JSON.
+//! over the nodes. The status publisher builds the status and the overview once per change and
+//! every open page shares its snapshot (whose board is rendered once); `--file-sd` builds the
+//! discovery once per snapshot. The medians of those steps are printed, with the
+//! size of the page and of the JSON. Then the idle scenario: the page served with
+//! `BENCH_STREAMS` (default 20) open event streams and nothing changing for `BENCH_IDLE_SECS`
+//! (default 20), and the CPU the process used meanwhile.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -17,8 +19,10 @@ use swarm_operator::docker::{
     EngineValue, NodeAvailability, NodeRole, ObservedNode, ObservedService, ObservedTask,
     Ownership, TaskAddress, TaskState,
 };
+use swarm_operator::election::Leadership;
 use swarm_operator::spec::SpecStore;
-use swarm_operator::world::WorldState;
+use swarm_operator::status::publisher::{Publisher, PublisherConfig};
+use swarm_operator::world::{World, WorldState};
 use swarm_operator::{activity, file_sd, overview, page, status, triggers};
 
 fn env_num(name: &str, default: usize) -> usize {
@@ -159,10 +163,94 @@ fn main() {
         "file_sd::build + render          {sd_time:>10.2?}   ({} KiB)",
         groups.len() / 1024
     );
-    let per_page = overview_time + board_time;
+    let per_change = overview_time + board_time;
     println!(
-        "per open page: {per_page:.2?} of CPU per second ({:.2} %); file_sd: {sd_time:.2?} per second ({:.2} %)",
-        per_page.as_secs_f64() * 100.0,
-        sd_time.as_secs_f64() * 100.0
+        "per change of the view: {per_change:.2?} for the status, the overview and the board (shared by every page); file_sd: {sd_time:.2?}"
     );
+    idle_pages(world);
+}
+
+/// CPU time (user + system) this process used so far.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF and a valid pointer.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    assert_eq!(rc, 0, "getrusage");
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// The idle operator with open pages (issue 17: 2,000 services, 20 pages, idle 60 s, at most
+/// 2 % of a core): the page served on 127.0.0.1, `BENCH_STREAMS` clients reading its event
+/// stream, nothing changing for `BENCH_IDLE_SECS`; prints the process's CPU time over that
+/// window (getrusage, so it counts every thread: server, page and clients).
+fn idle_pages(world: WorldState) {
+    let streams = env_num("BENCH_STREAMS", 20);
+    let idle = Duration::from_secs(env_num("BENCH_IDLE_SECS", 20) as u64);
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    runtime.block_on(async move {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let publisher = Publisher::new(
+            PublisherConfig {
+                specs_dir: "/specs".into(),
+                status_file: dir.path().join("status.json"),
+                leadership: Leadership::always(),
+            },
+            World::from_state(world),
+            activity::ActivityLog::default(),
+            std::sync::Arc::new(swarm_operator::metrics::Metrics::new()),
+            Default::default(),
+        );
+        let state = page::PageState::new(publisher.subscribe(), stop.clone());
+        let publishing = tokio::spawn(publisher.run(stop.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding 127.0.0.1:0");
+        let address = listener.local_addr().expect("address");
+        let server = tokio::spawn(
+            axum::serve(listener, page::router(state))
+                .with_graceful_shutdown(stop.clone().cancelled_owned())
+                .into_future(),
+        );
+        let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        for _ in 0..streams {
+            let received = received.clone();
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut socket = tokio::net::TcpStream::connect(address)
+                    .await
+                    .expect("connecting to the page");
+                socket
+                    .write_all(b"GET /api/v1/events HTTP/1.1\r\nHost: bench\r\n\r\n")
+                    .await
+                    .expect("requesting the events");
+                let mut buffer = vec![0u8; 1 << 16];
+                while let Ok(n) = socket.read(&mut buffer).await {
+                    if n == 0 {
+                        break;
+                    }
+                    received.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+        // Every page has its first board before the idle window starts.
+        while received.load(std::sync::atomic::Ordering::Relaxed) < streams * 1024 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (cpu_before, wall) = (cpu_time(), Instant::now());
+        tokio::time::sleep(idle).await;
+        let (cpu, wall) = (cpu_time() - cpu_before, wall.elapsed());
+        println!(
+            "idle {wall:.1?} with {streams} open event streams: {cpu:.2?} of CPU ({:.2} % of a core)",
+            cpu.as_secs_f64() / wall.as_secs_f64() * 100.0
+        );
+        stop.cancel();
+        let _ = server.await;
+        let _ = publishing.await;
+    });
 }

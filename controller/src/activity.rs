@@ -68,6 +68,8 @@ pub struct ActivityLog {
     events: Arc<Mutex<VecDeque<ActivityEvent>>>,
     /// Where drift corrections and prunes are also announced.
     notifier: Notifier,
+    /// Wakes the status publisher, which shows the log on the page.
+    changed: Arc<tokio::sync::Notify>,
 }
 
 impl ActivityLog {
@@ -131,6 +133,8 @@ impl ActivityLog {
         {
             last.count += 1;
             last.at = at;
+            drop(events);
+            self.changed.notify_one();
             return;
         }
         if events.len() == CAPACITY {
@@ -143,6 +147,13 @@ impl ActivityLog {
             message,
             count: 1,
         });
+        drop(events);
+        self.changed.notify_one();
+    }
+
+    /// Waits until an event was recorded since the last wait (one waiter: the publisher).
+    pub async fn changed(&self) {
+        self.changed.notified().await;
     }
 
     /// The events, newest first.

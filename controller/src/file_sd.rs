@@ -12,7 +12,8 @@ use tracing::{info, warn};
 
 use crate::definition::ServiceDefinition;
 use crate::docker::TaskState;
-use crate::status::{ConditionStatus, ConditionType};
+use crate::status::publisher::Snapshots;
+use crate::status::{ConditionStatus, ConditionType, StatusFile};
 use crate::world::{World, WorldState};
 
 /// The spec label naming the port Prometheus should scrape (else the first target port).
@@ -22,8 +23,9 @@ pub const PORT_LABEL: &str = "prometheus.io/port";
 /// relabelling unless a rule keeps them).
 const META: &str = "__meta_swarm_operator_";
 
-/// How often the file is brought up to date (tasks are polled every second anyway).
-const REFRESH: Duration = Duration::from_secs(1);
+/// How often the file is looked at again while it cannot be brought up to date (the view not
+/// read yet, or a failed write); otherwise only a new status snapshot wakes the writer.
+const RETRY: Duration = Duration::from_secs(1);
 
 /// Errors writing the file.
 #[derive(Debug, thiserror::Error)]
@@ -60,9 +62,13 @@ pub struct Discovery {
 /// running task and network the spec names (slot, node and state are per task, and Prometheus
 /// labels are per group), ordered by service and network.
 pub fn build(world: &WorldState) -> Discovery {
+    build_from(world, &crate::status::build(world, Path::new(""), None, ""))
+}
+
+/// [`build`] with readiness taken from `status`, the status built from `world` already (the
+/// publisher's snapshot), rather than building it again.
+pub fn build_from(world: &WorldState, status: &StatusFile) -> Discovery {
     let mut discovery = Discovery::default();
-    // Readiness as the status file reports it.
-    let status = crate::status::build(world, Path::new(""), None, "");
     let live_tasks = crate::overview::live_tasks_by_service(world);
     for (name, service_status) in &status.services {
         let Some(service) = world
@@ -173,24 +179,42 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FileSdError> {
     })
 }
 
-/// Keeps `path` equal to [`build`] of the world until `shutdown`: checks every second once the
-/// specs and the swarm have been read (an empty file before that would drop every target),
-/// writes only when the content differs from the file. A failed write is logged and retried.
-pub async fn writer(world: World, path: PathBuf, shutdown: CancellationToken) {
+/// Keeps `path` equal to [`build`] of the world until `shutdown`: looks once per status
+/// snapshot (published when the services, their tasks or the nodes changed; the status inside
+/// gives readiness), once the specs and the swarm have been read (an empty file before that
+/// would drop every target), and writes only when the content differs from the file. A failed
+/// write is logged and retried every second.
+pub async fn writer(
+    world: World,
+    mut snapshots: Snapshots,
+    path: PathBuf,
+    shutdown: CancellationToken,
+) {
     let mut written = std::fs::read(&path).ok();
     let mut skipped = BTreeMap::new();
     let mut failing = false;
-    let mut tick = tokio::time::interval(REFRESH);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut waiting_for_view = false;
+    let mut first = true;
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = shutdown.cancelled() => return,
+        if !std::mem::take(&mut first) {
+            let retry = failing || waiting_for_view;
+            tokio::select! {
+                changed = snapshots.changed() => {
+                    // The publisher ended: the operator is stopping.
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                () = tokio::time::sleep(RETRY), if retry => {}
+                () = shutdown.cancelled() => return,
+            }
         }
-        if !world.is_ready() {
+        waiting_for_view = !world.is_ready();
+        if waiting_for_view {
             continue;
         }
-        let discovery = build(&world.read());
+        let snapshot = snapshots.borrow_and_update().clone();
+        let discovery = build_from(&world.read(), snapshot.status());
         if discovery.skipped != skipped {
             for (service, why) in &discovery.skipped {
                 if skipped.get(service) != Some(why) {
@@ -331,5 +355,55 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o644, "file_sd mode {mode:o}");
+    }
+
+    /// The writer looks when a snapshot is published, and takes readiness from it: written
+    /// from the first snapshot, and again when the next one says the service became ready.
+    #[tokio::test(start_paused = true)]
+    async fn the_writer_follows_the_snapshots() {
+        use crate::overview::tests::sample_overview;
+        use crate::status::publisher::Snapshot;
+        use std::sync::Arc;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("swarm.json");
+        let state = sample_world();
+        let mut overview = sample_overview(&state);
+        let (sender, snapshots) =
+            tokio::sync::watch::channel(Arc::new(Snapshot::new(overview.clone())));
+        let stop = CancellationToken::new();
+        let writer = tokio::spawn(writer(
+            World::from_state(state),
+            snapshots,
+            path.clone(),
+            stop.clone(),
+        ));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let first = String::from_utf8(std::fs::read(&path).expect("written")).unwrap();
+        assert!(first.contains("10.0.1.1:9100"), "{first}");
+        assert!(
+            first.contains(&format!("\"{META}ready\": \"false\"")),
+            "{first}"
+        );
+
+        let web = overview.status.services.get_mut("web").unwrap();
+        for condition in &mut web.conditions {
+            if condition.kind == ConditionType::Ready {
+                condition.status = ConditionStatus::True;
+            }
+        }
+        sender.send_replace(Arc::new(Snapshot::new(overview)));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let second = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
+        assert!(
+            !second.contains(&format!("\"{META}ready\": \"false\"")),
+            "{second}"
+        );
+        assert!(
+            second.contains(&format!("\"{META}ready\": \"true\"")),
+            "{second}"
+        );
+        stop.cancel();
+        writer.await.unwrap();
     }
 }

@@ -1,10 +1,10 @@
-//! `swarm-operator run`: wires the triggers, the runtime, the reconciler, the status writer and
-//! the metrics server together, and shuts them down in order.
+//! `swarm-operator run`: wires the triggers, the runtime, the reconciler, the status publisher
+//! and the metrics server together, and shuts them down in order.
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -17,13 +17,14 @@ use crate::docker::{Deadlines, DockerError, Metered, SwarmApi};
 use crate::election::{LeaderGate, Leadership};
 use crate::file_sd;
 use crate::metrics::{self, Metrics};
-use crate::notify::{Notifier, NotifyConfig, NotifyError, SHUTDOWN_GRACE, StatusEvents};
+use crate::notify::{Notifier, NotifyConfig, NotifyError, SHUTDOWN_GRACE};
 use crate::page;
 use crate::plan::ObjectKey;
 use crate::reconcile::{Context, reconcile};
 use crate::runtime::{self, Runner, RunnerConfig};
 use crate::spec::SpecStore;
-use crate::status::{self, StatusFile};
+use crate::status;
+use crate::status::publisher::{Publisher, PublisherConfig};
 use crate::swarm_watch::{self, WatchConfig};
 use crate::triggers;
 use crate::web;
@@ -121,105 +122,6 @@ const RETRY_MAX: Duration = Duration::from_secs(5 * 60);
 /// does.
 pub const RECONCILE_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
-}
-
-/// Writes the status whenever the world changed, at most every `STATUS_DEBOUNCE`, and once
-/// more at shutdown. A failed write (disk full, read-only volume) is logged when it happens,
-/// counted, shown on `/readyz`, and retried with backoff until it succeeds; it never stops
-/// the writer.
-async fn status_writer(
-    world: World,
-    metrics: Arc<Metrics>,
-    config: OperatorConfig,
-    notifier: Notifier,
-    shutdown: CancellationToken,
-) -> Result<(), status::StatusError> {
-    // Coalesces bursts (a rollout touches many tasks) into one write.
-    const STATUS_DEBOUNCE: Duration = Duration::from_millis(100);
-    // Building and writing the status grows with the swarm (about 50 ms for 3,000 services):
-    // while the world keeps changing, the writer waits four times what the last pass took, so
-    // it never takes more than a fifth of a core from the reconciles it reports on.
-    const STATUS_PACE_FACTOR: u32 = 4;
-    const STATUS_PACE_MAX: Duration = Duration::from_secs(2);
-    const STATUS_RECHECK: Duration = Duration::from_secs(5);
-    const RETRY_MIN: Duration = Duration::from_millis(500);
-    const RETRY_MAX: Duration = Duration::from_secs(30);
-    // What the conditions' transition times and the notifications are computed against: the
-    // last status built (written, unless `unwritten`).
-    let mut last: Option<StatusFile> = status::read(&config.status_file);
-    let mut unwritten = false;
-    let mut retry: Option<Duration> = None;
-    let mut pace = STATUS_DEBOUNCE;
-    let mut status_events = StatusEvents::default();
-    loop {
-        let stopping = match retry {
-            Some(delay) => tokio::select! {
-                () = tokio::time::sleep(delay) => false,
-                () = shutdown.cancelled() => true,
-            },
-            None => tokio::select! {
-                () = world.changed() => false,
-                // Conditions also change with time alone (a rollout passing its deadline);
-                // the file is rewritten only if its content changed.
-                () = tokio::time::sleep(STATUS_RECHECK) => false,
-                () = shutdown.cancelled() => true,
-            },
-        };
-        if !stopping && retry.is_none() {
-            tokio::time::sleep(pace).await;
-        }
-        let started = std::time::Instant::now();
-        let (next, changed) = {
-            let state = world.read();
-            let next = status::build(&state, &config.specs_dir, last.as_ref(), &now_rfc3339());
-            let changed = last
-                .as_ref()
-                .is_none_or(|l| !status::same_content(l, &next));
-            if changed {
-                let events = status_events.changes(last.as_ref(), &next, |name| {
-                    state.desired.services.get(name).map(|d| d.hash.clone())
-                });
-                // Followers see the same changes; only the leader announces them.
-                if config.leadership.is_leader() {
-                    events.into_iter().for_each(|e| notifier.send(e));
-                }
-            }
-            (next, changed)
-        };
-        if stopping || retry.is_some() || unwritten || changed {
-            match status::write_atomic(&config.status_file, &next) {
-                Ok(()) => {
-                    if retry.take().is_some() {
-                        info!(path = %config.status_file.display(), "status file written again");
-                    }
-                    metrics.status_write_succeeded();
-                    unwritten = false;
-                }
-                Err(error) if stopping => return Err(error),
-                Err(error) => {
-                    let delay = retry.map_or(RETRY_MIN, |d| (d * 2).min(RETRY_MAX));
-                    warn!(%error, retry_in = ?delay,
-                          "writing the status file failed (full or read-only file system?); retrying");
-                    metrics.status_write_failed(&error);
-                    retry = Some(delay);
-                    unwritten = true;
-                }
-            }
-        }
-        last = Some(next);
-        // The pass allocated the whole status twice over (built and serialized); without this
-        // the resident size keeps the peak of the largest pass.
-        crate::allocator::release_free_memory();
-        pace = (started.elapsed() * STATUS_PACE_FACTOR).clamp(STATUS_DEBOUNCE, STATUS_PACE_MAX);
-        if stopping {
-            info!(path = %config.status_file.display(), "final status written");
-            return Ok(());
-        }
-    }
-}
-
 /// Runs the operator until `shutdown` completes; in-flight reconciles finish (within
 /// [`RECONCILE_SHUTDOWN_GRACE`]), a final status is written and queued notifications are
 /// delivered (within [`SHUTDOWN_GRACE`]) before it returns. Nothing on that path waits on the
@@ -227,7 +129,7 @@ async fn status_writer(
 ///
 /// Tasks: the reflector (the only writer of the shared view), the swarm watcher (events,
 /// relists, task polling), the spec watcher (here), the runner (reconciles of the keys the
-/// reflector says changed), the status writer and the metrics server.
+/// reflector says changed), the status publisher and the metrics server.
 pub async fn run<A: SwarmApi>(
     config: OperatorConfig,
     api: A,
@@ -241,15 +143,20 @@ pub async fn run<A: SwarmApi>(
     let (notifier, delivery) = Notifier::start(config.notify.clone(), metrics.clone()).await?;
     let activity = ActivityLog::with_notifier(notifier.clone());
 
+    // The one builder of the status, for the file, the page and its event streams.
+    let publisher = Publisher::new(
+        PublisherConfig {
+            specs_dir: config.specs_dir.clone(),
+            status_file: config.status_file.clone(),
+            leadership: config.leadership.clone(),
+        },
+        world.clone(),
+        activity.clone(),
+        metrics.clone(),
+        notifier,
+    );
     let metrics_server = config.web.clone().map(|listener| {
-        let page = page::PageState::new(
-            world.clone(),
-            activity.clone(),
-            config.specs_dir.clone(),
-            config.status_file.clone(),
-            config.leadership.clone(),
-            stop.clone(),
-        );
+        let page = page::PageState::new(publisher.subscribe(), stop.clone());
         let app = metrics::router(metrics.clone(), world.clone(), config.leadership.clone())
             .merge(page::router(page));
         tokio::spawn(web::serve(listener, app, stop.clone()))
@@ -308,13 +215,6 @@ pub async fn run<A: SwarmApi>(
     let changes = futures_util::stream::poll_fn(move |cx| changes_rx.poll_recv(cx));
     let triggers = futures_util::stream::iter(initial).chain(changes);
     let runner_task = tokio::spawn(runner.run(triggers, stop.clone().cancelled_owned()));
-    let writer_task = tokio::spawn(status_writer(
-        world.clone(),
-        metrics.clone(),
-        config.clone(),
-        notifier,
-        stop.clone(),
-    ));
     let watch_task = tokio::spawn(swarm_watch::run(
         api.clone(),
         world.clone(),
@@ -327,10 +227,16 @@ pub async fn run<A: SwarmApi>(
         stop.clone(),
     ));
 
-    let file_sd_task = config
-        .file_sd
-        .clone()
-        .map(|path| tokio::spawn(file_sd::writer(world.clone(), path, stop.clone())));
+    let file_sd_task = config.file_sd.clone().map(|path| {
+        let snapshots = publisher.subscribe();
+        tokio::spawn(file_sd::writer(
+            world.clone(),
+            snapshots,
+            path,
+            stop.clone(),
+        ))
+    });
+    let writer_task = tokio::spawn(publisher.run(stop.clone()));
 
     let (_watcher, mut spec_changes) = triggers::watch_specs(&config.specs_dir)?;
     // The spec directory is read again on every resync too (and on `--spec-poll`): inotify

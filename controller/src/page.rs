@@ -7,9 +7,7 @@
 //! binary and served from the same address (no CDN, no framework), so the page works offline.
 
 use std::convert::Infallible;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
@@ -18,83 +16,51 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::get;
 use futures_util::Stream;
-use maud::{DOCTYPE, Markup, html};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::activity::{ActivityEvent, ActivityLog};
-use crate::election::Leadership;
-use crate::overview::{self, NodeView, Overview, TaskCard};
-use crate::status::{
-    self, Condition, ConditionStatus, ConditionType, ServiceStatus, StatusFile, StatusSpecError,
-};
-use crate::world::World;
-
-/// How often an open page is brought up to date (tasks are polled every second anyway).
-const REFRESH: Duration = Duration::from_secs(1);
+use crate::activity::ActivityEvent;
+use crate::overview::{NodeView, Overview, TaskCard};
+use crate::status::publisher::{Snapshot, Snapshots};
+use crate::status::{Condition, ConditionStatus, ConditionType, ServiceStatus, StatusSpecError};
 
 /// Event streams open at once (each open page holds one): past it, 503, so that open pages
-/// cannot take every connection or the status builds' CPU.
+/// cannot take every connection.
 pub const MAX_EVENT_STREAMS: usize = 32;
 
 /// What the page's endpoints read.
 #[derive(Clone)]
 pub struct PageState {
-    world: World,
-    activity: ActivityLog,
-    spec_dir: PathBuf,
-    status_file: PathBuf,
-    leadership: Leadership,
+    /// The status and overview as the publisher last built them: every request and stream
+    /// reads the same snapshot, none builds its own.
+    snapshots: Snapshots,
     /// Ends the event streams: the server's graceful shutdown waits for every open response,
     /// and an open page's stream would otherwise never end.
     shutdown: CancellationToken,
-    /// The last status built here, so that conditions keep their transition times; seeded from
-    /// the status file, so that they agree with it.
-    previous: Arc<Mutex<Option<StatusFile>>>,
     /// One permit per open event stream.
     streams: Arc<Semaphore>,
 }
 
 impl PageState {
-    /// Reads `world` and `activity`; error file names are shown relative to `spec_dir`;
-    /// `leadership` says whether this replica acts; open pages are let go at `shutdown`.
-    pub fn new(
-        world: World,
-        activity: ActivityLog,
-        spec_dir: PathBuf,
-        status_file: PathBuf,
-        leadership: Leadership,
-        shutdown: CancellationToken,
-    ) -> Self {
+    /// Shows what `snapshots` publishes; open pages are let go at `shutdown`.
+    pub fn new(snapshots: Snapshots, shutdown: CancellationToken) -> Self {
         PageState {
-            world,
-            activity,
-            spec_dir,
-            status_file,
-            leadership,
+            snapshots,
             shutdown,
-            previous: Arc::default(),
             streams: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
         }
     }
 
-    /// The overview as of now.
-    pub fn overview(&self) -> Overview {
-        let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-        let mut previous = self.previous.lock().expect("page lock poisoned");
-        if previous.is_none() {
-            *previous = status::read(&self.status_file);
-        }
-        let state = self.world.read();
-        let status = status::build(&state, &self.spec_dir, previous.as_ref(), &now);
-        *previous = Some(status.clone());
-        overview::build(
-            &state,
-            status,
-            self.activity.recent(),
-            self.leadership.is_leader(),
-        )
+    /// The latest snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshots.borrow().clone()
     }
+}
+
+/// The snapshot's board, rendered once however many pages show it.
+fn board(snapshot: &Snapshot) -> &str {
+    snapshot.board(|overview| render_board(overview).into_string())
 }
 
 /// `/` (the page), `/api/v1/status` (its data as JSON) and `/api/v1/events` (the page's board
@@ -122,7 +88,10 @@ async fn serve_page(State(state): State<PageState>) -> impl IntoResponse {
             (header::CACHE_CONTROL, "no-store"),
             (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
         ],
-        Html(render_page(&state.overview()).into_string()),
+        Html({
+            let snapshot = state.snapshot();
+            page(&snapshot.overview().instance, board(&snapshot)).into_string()
+        }),
     )
 }
 
@@ -130,11 +99,13 @@ fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, content_type)], body)
 }
 
-async fn serve_status(State(state): State<PageState>) -> impl IntoResponse {
+async fn serve_status(State(state): State<PageState>) -> Response {
+    let snapshot = state.snapshot();
     (
         [(header::CACHE_CONTROL, "no-store")],
-        Json(state.overview()),
+        Json(snapshot.overview()),
     )
+        .into_response()
 }
 
 async fn serve_events(State(state): State<PageState>) -> Response {
@@ -154,27 +125,30 @@ fn events(
     state: PageState,
     permit: OwnedSemaphorePermit,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    // One build per second per open page; the board is rendered and sent only when something
-    // but the time changed.
+    // The board at once, then each new snapshot's board when it differs from the last one sent;
+    // nothing is built here, and a snapshot's board is rendered once for every open page.
     let stream = futures_util::stream::unfold(
-        (state, None::<Overview>, permit),
-        |(state, mut last, permit)| async move {
+        (state, None::<Arc<Snapshot>>, permit),
+        |(mut state, mut last, permit)| async move {
             loop {
                 if last.is_some() {
                     tokio::select! {
-                        () = tokio::time::sleep(REFRESH) => {}
+                        changed = state.snapshots.changed() => {
+                            // The publisher ended: the operator is stopping.
+                            if changed.is_err() {
+                                return None;
+                            }
+                        }
                         () = state.shutdown.cancelled() => return None,
                     }
                 }
-                let mut view = state.overview();
-                let generated_at = std::mem::take(&mut view.status.generated_at);
-                if last.as_ref() != Some(&view) {
-                    let mut shown = view.clone();
-                    shown.status.generated_at = generated_at;
-                    let event = Event::default()
-                        .event("board")
-                        .data(render_board(&shown).into_string());
-                    last = Some(view);
+                let snapshot = state.snapshots.borrow_and_update().clone();
+                let unchanged = last
+                    .as_ref()
+                    .is_some_and(|l| Arc::ptr_eq(l, &snapshot) || board(l) == board(&snapshot));
+                if !unchanged {
+                    let event = Event::default().event("board").data(board(&snapshot));
+                    last = Some(snapshot);
                     return Some((Ok(event), (state, last, permit)));
                 }
             }
@@ -260,22 +234,27 @@ const SCRIPT: &str = r#"
 
 /// The whole page.
 pub fn render_page(overview: &Overview) -> Markup {
+    page(&overview.instance, &render_board(overview).into_string())
+}
+
+/// The whole page around a board rendered already.
+fn page(instance: &str, board: &str) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "swarm-operator · " (overview.instance) }
+                title { "swarm-operator · " (instance) }
                 link rel="stylesheet" href="page.css";
             }
             body data-live="static" {
                 header {
                     h1 { "swarm-operator" }
-                    span { "instance " b { (overview.instance) } }
+                    span { "instance " b { (instance) } }
                     span #live {}
                 }
-                main #board { (render_board(overview)) }
+                main #board { (PreEscaped(board)) }
                 script src="page.js" {}
             }
         }
@@ -439,6 +418,7 @@ mod tests {
     use super::*;
     use crate::activity::ActivityKind;
     use crate::overview::tests::{sample_overview, sample_world};
+    use std::time::Duration;
 
     const HOSTILE: &str = "<img src=x onerror=alert(1)>\"'&";
 
@@ -543,5 +523,45 @@ mod tests {
         }
         assert!(html.contains("href=\"page.css\""), "{html}");
         assert!(html.contains("name=\"viewport\""), "readable on a phone");
+    }
+
+    /// The stream sends the board at once, nothing for a snapshot that shows the same board,
+    /// the new board for one that differs, and ends at shutdown: it builds nothing itself.
+    #[tokio::test(start_paused = true)]
+    async fn the_event_stream_follows_the_snapshots() {
+        use futures_util::StreamExt;
+
+        let overview = sample_overview(&sample_world());
+        let (sender, snapshots) =
+            tokio::sync::watch::channel(Arc::new(Snapshot::new(overview.clone())));
+        let stop = CancellationToken::new();
+        let state = PageState::new(snapshots, stop.clone());
+        let permit = state.streams.clone().try_acquire_owned().unwrap();
+        let mut body = events(state, permit)
+            .into_response()
+            .into_body()
+            .into_data_stream();
+        let soon = Duration::from_secs(1);
+        // Within a second of the paused clock (the keep-alive comes every 15 s): the chunk, or
+        // None once the stream ended.
+        let mut next = async || {
+            let chunk = tokio::time::timeout(soon, body.next()).await;
+            chunk.map(|c| c.map(|c| String::from_utf8(c.unwrap().to_vec()).unwrap()))
+        };
+        let first = next().await.expect("the board at once").expect("open");
+        assert!(first.starts_with("event: board\n"), "{first}");
+        assert!(first.contains("data-leader=\"true\""), "{first}");
+
+        sender.send_replace(Arc::new(Snapshot::new(overview.clone())));
+        assert!(next().await.is_err(), "the same board sent again");
+
+        let mut follower = overview;
+        follower.leader = false;
+        sender.send_replace(Arc::new(Snapshot::new(follower)));
+        let second = next().await.expect("the new board").expect("open");
+        assert!(second.contains("data-leader=\"false\""), "{second}");
+
+        stop.cancel();
+        assert_eq!(next().await.expect("ended at once"), None);
     }
 }

@@ -2,6 +2,7 @@
 //! address) built purely from the shared view, and written atomically.
 
 mod job;
+pub mod publisher;
 mod reason;
 
 use std::collections::{BTreeMap, HashMap};

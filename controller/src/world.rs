@@ -99,6 +99,15 @@ pub struct World {
 }
 
 impl World {
+    /// A view that already holds `state` (benchmarks and tests; the operator's view is filled
+    /// by the reflector).
+    pub fn from_state(state: WorldState) -> Self {
+        World {
+            state: Arc::new(RwLock::new(state)),
+            ..World::default()
+        }
+    }
+
     /// Read access. Hold it briefly: the reflector waits.
     pub fn read(&self) -> RwLockReadGuard<'_, WorldState> {
         // A panic while holding the lock is a bug we would rather surface than hide.
