@@ -92,6 +92,30 @@ fn plaintext_value(what: &str) -> String {
     format!("pl41n-{what}-{:x}{nanos:x}", std::process::id())
 }
 
+/// Makes an identity file `dir/name` with age-keygen: its path and its recipient.
+fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(name);
+    let out = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&path)
+        .output()
+        .expect("running age-keygen");
+    assert!(out.status.success(), "{out:?}");
+    let out = Command::new("age-keygen")
+        .arg("-y")
+        .arg(&path)
+        .output()
+        .expect("running age-keygen");
+    assert!(out.status.success(), "{out:?}");
+    (
+        path,
+        String::from_utf8(out.stdout)
+            .expect("a recipient")
+            .trim()
+            .to_owned(),
+    )
+}
+
 /// `age -r RECIPIENT [-a]`, writing `dir/name`; the plaintext goes through stdin, never a file.
 fn seal(dir: &Path, name: &str, plaintext: &str, recipient: &str, armor: bool) {
     use std::io::Write as _;
@@ -174,20 +198,7 @@ fn age_encrypted_secret_and_env_file_reach_the_swarm_and_nothing_else() {
     let _secrets = SecretCleanup(&swarm);
     // The identity lives outside the spec directory, as a docker secret would.
     let keys = tempfile::tempdir().unwrap();
-    let identity = keys.path().join("identity.txt");
-    let out = Command::new("age-keygen")
-        .arg("-o")
-        .arg(&identity)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let out = Command::new("age-keygen")
-        .arg("-y")
-        .arg(&identity)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let recipient = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let (identity, recipient) = keygen(keys.path(), "identity.txt");
 
     let db_password = plaintext_value("db");
     let env_password = plaintext_value("env");
@@ -351,24 +362,7 @@ fn validate_uses_age_identities_and_locates_what_it_cannot_decrypt() {
     }
     let keys = tempfile::tempdir().unwrap();
     let specs = tempfile::tempdir().unwrap();
-    let keygen = |name: &str| {
-        let path = keys.path().join(name);
-        let out = Command::new("age-keygen")
-            .arg("-o")
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        let out = Command::new("age-keygen")
-            .arg("-y")
-            .arg(&path)
-            .output()
-            .unwrap();
-        (
-            path,
-            String::from_utf8(out.stdout).unwrap().trim().to_owned(),
-        )
-    };
+    let keygen = |name: &str| keygen(keys.path(), name);
     let (key, recipient) = keygen("key.txt");
     let (stranger, _) = keygen("stranger.txt");
     let plaintext = plaintext_value("validate");
@@ -472,19 +466,7 @@ fn apply_decrypts_a_secret_file_into_the_secret_it_creates() {
     }
     let _secrets = SecretCleanup(&swarm);
     let keys = tempfile::tempdir().unwrap();
-    let identity = keys.path().join("identity.txt");
-    let out = Command::new("age-keygen")
-        .arg("-o")
-        .arg(&identity)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let out = Command::new("age-keygen")
-        .arg("-y")
-        .arg(&identity)
-        .output()
-        .unwrap();
-    let recipient = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let (identity, recipient) = keygen(keys.path(), "identity.txt");
     let plaintext = plaintext_value("apply");
     let dir = swarm.specs.path();
     seal(dir, "db.txt.age", &plaintext, &recipient, false);

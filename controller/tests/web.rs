@@ -31,6 +31,21 @@ fn operator_cli(args: &[&str]) -> Output {
     )
 }
 
+/// `swarm-operator run` on an empty spec directory in `dir` with `extra` flags, to its end,
+/// with DOCKER_HOST pointing nowhere: a run that gets as far as the engine fails there.
+fn run_without_engine(dir: &Path, extra: &[&OsStr]) -> Output {
+    output_within(
+        Command::new(env!("CARGO_BIN_EXE_swarm-operator"))
+            .args(["run", "--specs"])
+            .arg(dir)
+            .arg("--status")
+            .arg(dir.join("status.json"))
+            .args(extra)
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
+        Duration::from_secs(30),
+    )
+}
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -84,15 +99,9 @@ fn a_metrics_address_in_use_ends_run_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let output = output_within(
-        Command::new(env!("CARGO_BIN_EXE_swarm-operator"))
-            .args(["run", "--specs"])
-            .arg(dir.path())
-            .arg("--status")
-            .arg(dir.path().join("status.json"))
-            .args(["--metrics-addr", &addr])
-            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
-        Duration::from_secs(30),
+    let output = run_without_engine(
+        dir.path(),
+        &[OsStr::new("--metrics-addr"), OsStr::new(&addr)],
     );
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{err}");
@@ -113,16 +122,14 @@ fn a_bad_web_config_is_a_located_error() {
         "basic_auth_users:\n  prometheus: $2y$10$notreallyahashbutlookslikeonexxxxxxxxxxxxxxxxxxxxxxx\ntls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n  cipher_suites: [TLS_AES_128_GCM_SHA256]\n",
     )
     .unwrap();
-    let output = output_within(
-        Command::new(env!("CARGO_BIN_EXE_swarm-operator"))
-            .args(["run", "--specs"])
-            .arg(dir.path())
-            .arg("--status")
-            .arg(dir.path().join("status.json"))
-            .args(["--metrics-addr", "127.0.0.1:0", "--web-config"])
-            .arg(&config)
-            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
-        Duration::from_secs(30),
+    let output = run_without_engine(
+        dir.path(),
+        &[
+            OsStr::new("--metrics-addr"),
+            OsStr::new("127.0.0.1:0"),
+            OsStr::new("--web-config"),
+            config.as_os_str(),
+        ],
     );
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(2), "{err}");
@@ -137,16 +144,14 @@ fn a_bad_web_config_is_a_located_error() {
         "basic_auth_users:\n  prometheus: $2y$10$notreallyahashbutlookslikeone\n",
     )
     .unwrap();
-    let output = output_within(
-        Command::new(env!("CARGO_BIN_EXE_swarm-operator"))
-            .args(["run", "--specs"])
-            .arg(dir.path())
-            .arg("--status")
-            .arg(dir.path().join("status.json"))
-            .args(["--metrics-addr", "127.0.0.1:0", "--web-config"])
-            .arg(&config)
-            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
-        Duration::from_secs(30),
+    let output = run_without_engine(
+        dir.path(),
+        &[
+            OsStr::new("--metrics-addr"),
+            OsStr::new("127.0.0.1:0"),
+            OsStr::new("--web-config"),
+            config.as_os_str(),
+        ],
     );
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(2), "{err}");
@@ -168,17 +173,7 @@ fn a_bad_notify_file_ends_run_before_the_engine_is_reached() {
         "# receivers\nftp://hooks.example/T0KEN-in-the-file\n",
     )
     .unwrap();
-    let output = output_within(
-        Command::new(env!("CARGO_BIN_EXE_swarm-operator"))
-            .args(["run", "--specs"])
-            .arg(dir.path())
-            .arg("--status")
-            .arg(dir.path().join("status.json"))
-            .arg("--notify-file")
-            .arg(&urls)
-            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
-        Duration::from_secs(30),
-    );
+    let output = run_without_engine(dir.path(), &[OsStr::new("--notify-file"), urls.as_os_str()]);
     let err = stderr(&output);
     assert_ne!(output.status.code(), Some(0), "{err}");
     assert!(
