@@ -24,6 +24,7 @@ pub mod object_table;
 pub mod operator;
 pub mod overview;
 pub mod page;
+pub mod pem;
 pub mod plan;
 pub mod reconcile;
 pub mod redact;

@@ -6,7 +6,7 @@
 
 use std::future::Future;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -26,8 +26,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::ClientConfig;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -53,14 +52,9 @@ pub(crate) type EngineBody = Either<
 /// contents.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    /// A TLS file could not be read or holds nothing usable.
-    #[error("TLS file {}: {reason}", path.display())]
-    TlsFile {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong (never its contents).
-        reason: String,
-    },
+    /// A TLS file could not be read or holds nothing usable (never its contents).
+    #[error("TLS file {0}")]
+    TlsFile(#[from] crate::pem::PemError),
     /// No CA file and the system's roots could not be loaded.
     #[error(
         "no ca.pem for the engine and no system CA certificates ({0}); \
@@ -174,16 +168,8 @@ fn client_config(files: &TlsFiles) -> Result<ClientConfig, TransportError> {
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
     let builder = if files.verify {
-        let mut roots = rustls::RootCertStore::empty();
-        match &files.ca {
-            Some(ca) => {
-                for cert in read_certs(ca)? {
-                    roots.add(cert).map_err(|e| TransportError::TlsFile {
-                        path: ca.clone(),
-                        reason: format!("not a usable CA certificate: {e}"),
-                    })?;
-                }
-            }
+        let roots = match &files.ca {
+            Some(ca) => crate::pem::roots(ca)?,
             None => {
                 let native = rustls_native_certs::load_native_certs();
                 if native.certs.is_empty() {
@@ -193,9 +179,11 @@ fn client_config(files: &TlsFiles) -> Result<ClientConfig, TransportError> {
                         .map_or_else(|| "none found".to_owned(), ToString::to_string);
                     return Err(TransportError::NoRoots(reason));
                 }
+                let mut roots = rustls::RootCertStore::empty();
                 roots.add_parsable_certificates(native.certs);
+                roots
             }
-        }
+        };
         builder.with_root_certificates(roots)
     } else {
         warn!("TLS without verifying the engine's certificate (DOCKER_TLS or SkipTLSVerify)");
@@ -205,11 +193,8 @@ fn client_config(files: &TlsFiles) -> Result<ClientConfig, TransportError> {
     };
     let mut config = match &files.client {
         Some((cert, key)) => {
-            let chain = read_certs(cert)?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TransportError::TlsFile {
-                path: key.clone(),
-                reason: pem_reason(&e, "private key"),
-            })?;
+            let chain = crate::pem::certificates(cert)?;
+            let key = crate::pem::private_key(key)?;
             builder.with_client_auth_cert(chain, key)?
         }
         None => builder.with_no_client_auth(),
@@ -220,33 +205,6 @@ fn client_config(files: &TlsFiles) -> Result<ClientConfig, TransportError> {
     // full handshakes are rare anyway.
     config.resumption = rustls::client::Resumption::disabled();
     Ok(config)
-}
-
-/// Every certificate in a PEM file; at least one.
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TransportError> {
-    let error = |reason: String| TransportError::TlsFile {
-        path: path.to_owned(),
-        reason,
-    };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| error(pem_reason(&e, "certificate")))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| error(pem_reason(&e, "certificate")))?;
-    if certs.is_empty() {
-        return Err(error("no PEM certificate in it".to_owned()));
-    }
-    Ok(certs)
-}
-
-/// What is wrong with a PEM file, in words that never quote it (the parser's own errors can
-/// hold a line of the file, and a key file's lines are secret).
-fn pem_reason(error: &rustls::pki_types::pem::Error, what: &str) -> String {
-    use rustls::pki_types::pem::Error;
-    match error {
-        Error::Io(e) => e.to_string(),
-        Error::NoItemsFound => format!("no PEM {what} in it"),
-        _ => format!("not a valid PEM {what} file"),
-    }
 }
 
 /// Accepts any engine certificate: `DOCKER_TLS` without `DOCKER_TLS_VERIFY`, or a context

@@ -10,19 +10,18 @@ use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls_pki_types::{CertificateDer, UnixTime};
 
 use super::config::{ClientAuth, TlsSettings, TlsVersion};
-
-/// PEM files larger than this are not certificates or keys.
-const MAX_PEM_BYTES: u64 = 1024 * 1024;
 
 /// Why TLS cannot be set up. Names the file; never holds key material.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    /// A PEM file could not be read or holds nothing usable.
+    /// A certificate or key file could not be read or holds nothing in PEM.
+    #[error(transparent)]
+    Pem(#[from] crate::pem::PemError),
+    /// A key rustls cannot use, or one that does not belong to its certificate.
     #[error("{}: {message}", file.display())]
     File {
         /// The file.
@@ -40,51 +39,14 @@ pub enum TlsError {
     },
 }
 
-fn read_pem(file: &Path) -> Result<Vec<u8>, TlsError> {
-    let error = |message: String| TlsError::File {
-        file: file.to_owned(),
-        message,
-    };
-    let meta = std::fs::metadata(file).map_err(|e| error(e.to_string()))?;
-    if !meta.is_file() || meta.len() > MAX_PEM_BYTES {
-        return Err(error(format!(
-            "not a PEM file (a regular file of at most {MAX_PEM_BYTES} bytes)"
-        )));
-    }
-    std::fs::read(file).map_err(|e| error(e.to_string()))
-}
-
-fn load_certs(file: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read_pem(file)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::File {
-            file: file.to_owned(),
-            message: format!("reading PEM certificates: {e}"),
-        })?;
-    if certs.is_empty() {
-        return Err(TlsError::File {
-            file: file.to_owned(),
-            message: "no `BEGIN CERTIFICATE` block found".to_owned(),
-        });
-    }
-    Ok(certs)
-}
-
 /// The certificate and key files, read into a key rustls can sign with.
 fn load_key(settings: &TlsSettings, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
-    let certs = load_certs(&settings.cert_file)?;
-    let pem = read_pem(&settings.key_file)?;
+    let certs = crate::pem::certificates(&settings.cert_file)?;
+    let der = crate::pem::private_key(&settings.key_file)?;
     let key_error = |message: String| TlsError::File {
         file: settings.key_file.clone(),
         message,
     };
-    // The PEM error never quotes the key; only its kind and position.
-    let der = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
-        key_error(format!(
-            "no usable private key (PKCS#8, PKCS#1 or SEC1 PEM): {e}"
-        ))
-    })?;
     let key = provider
         .key_provider
         .load_private_key(der)
@@ -226,13 +188,7 @@ pub fn server_config(
                 .client_ca_file
                 .as_deref()
                 .ok_or_else(|| settings_error(&"client_ca_file is required"))?;
-            let mut roots = RootCertStore::empty();
-            for cert in load_certs(file)? {
-                roots.add(cert).map_err(|e| TlsError::File {
-                    file: file.to_owned(),
-                    message: format!("not a usable CA certificate: {e}"),
-                })?;
-            }
+            let roots = crate::pem::roots(file)?;
             let builder =
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
             let builder = if settings.client_auth == ClientAuth::VerifyClientCertIfGiven {
