@@ -99,9 +99,7 @@ impl JobSchedule {
             .ok()
             .map(|t| t.with_timezone(&Utc))
     }
-}
 
-impl JobSchedule {
     /// The latest scheduled time at or before `at`.
     pub fn last_at_or_before(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let local = at.with_timezone(&self.zone);
