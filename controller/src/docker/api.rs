@@ -1,0 +1,151 @@
+//! The `SwarmApi` trait: one method per Engine API request the operator makes, so that every
+//! request is counted; the engine and the in-memory swarm implement it.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use futures_util::Stream;
+
+use super::error::DockerError;
+use super::model::{
+    Observed, ObservedNetwork, ObservedNode, ObservedService, ObservedTask, SwarmEvent,
+};
+use super::request::{DataOp, data_op};
+use crate::desired::data_objects::{DataKind, DesiredData, ObservedData};
+use crate::desired::definition::{NetworkDefinition, ServiceDefinition};
+
+/// The operations the operator needs from a swarm: one method per Engine API request, so
+/// that every request can be counted. [`DockerEngine`](super::DockerEngine) implements them
+/// over the Docker Engine API; tests use an in-memory swarm.
+pub trait SwarmApi: Send + Sync + 'static {
+    /// Fails with [`DockerError::NotAManager`] unless the engine manages a swarm.
+    fn ensure_manager(&self) -> impl Future<Output = Result<(), DockerError>> + Send;
+
+    /// Service, network and node events from now on. The stream ends when the engine closes
+    /// it; the caller reconnects and lists again (events may have been missed).
+    fn events(&self) -> impl Stream<Item = Result<SwarmEvent, DockerError>> + Send + 'static;
+
+    /// Lists every service.
+    fn list_services(
+        &self,
+    ) -> impl Future<Output = Result<Vec<ObservedService>, DockerError>> + Send;
+
+    /// Lists every network (swarm-scoped and local ones, so references to existing networks
+    /// resolve).
+    fn list_networks(
+        &self,
+    ) -> impl Future<Output = Result<Vec<ObservedNetwork>, DockerError>> + Send;
+
+    /// Lists every task (swarm has no task events, so they are polled).
+    fn list_tasks(&self) -> impl Future<Output = Result<Vec<ObservedTask>, DockerError>> + Send;
+
+    /// Lists the swarm's nodes.
+    fn list_nodes(&self) -> impl Future<Output = Result<Vec<ObservedNode>, DockerError>> + Send;
+
+    /// Reads one service by name or id; `None` if it does not exist.
+    fn inspect_service(
+        &self,
+        name_or_id: &str,
+    ) -> impl Future<Output = Result<Option<ObservedService>, DockerError>> + Send;
+
+    /// Reads one network by name or id; `None` if it does not exist.
+    fn inspect_network(
+        &self,
+        name_or_id: &str,
+    ) -> impl Future<Output = Result<Option<ObservedNetwork>, DockerError>> + Send;
+
+    /// Creates a network with the given operator labels; returns what was created.
+    fn create_network(
+        &self,
+        definition: &NetworkDefinition,
+        owner_labels: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<ObservedNetwork, DockerError>> + Send;
+
+    /// Removes a network by id.
+    fn remove_network(&self, id: &str) -> impl Future<Output = Result<(), DockerError>> + Send;
+
+    /// Creates a service with the given operator labels; returns its id.
+    fn create_service(
+        &self,
+        definition: &ServiceDefinition,
+        owner_labels: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<String, DockerError>> + Send;
+
+    /// Replaces a service's spec, based on `version` (compare-and-swap: a stale version fails
+    /// with [`DockerError::OutOfSequence`]; the caller re-reads and plans again).
+    fn update_service(
+        &self,
+        id: &str,
+        version: u64,
+        definition: &ServiceDefinition,
+        owner_labels: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<(), DockerError>> + Send;
+
+    /// Removes a service by id.
+    fn remove_service(&self, id: &str) -> impl Future<Output = Result<(), DockerError>> + Send;
+
+    /// Lists the configs or the secrets: names and labels, never contents. The default is an
+    /// API without configs and secrets (the in-memory test swarm).
+    fn list_data(
+        &self,
+        kind: DataKind,
+    ) -> impl Future<Output = Result<Vec<ObservedData>, DockerError>> + Send {
+        let _ = kind;
+        async { Ok(Vec::new()) }
+    }
+
+    /// Creates a config or secret; returns its id.
+    fn create_data(
+        &self,
+        data: &DesiredData,
+        labels: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<String, DockerError>> + Send {
+        let (kind, name) = (data.kind, data.name.clone());
+        let _ = labels;
+        async move {
+            Err(DockerError::Refused {
+                op: data_op(kind, DataOp::Create),
+                status: 501,
+                message: format!("{kind} {name:?}: this swarm API has no configs and secrets"),
+            })
+        }
+    }
+
+    /// Removes a config or secret by id.
+    fn remove_data(
+        &self,
+        kind: DataKind,
+        id: &str,
+    ) -> impl Future<Output = Result<(), DockerError>> + Send {
+        let id = id.to_owned();
+        async move {
+            Err(DockerError::Refused {
+                op: data_op(kind, DataOp::Remove),
+                status: 501,
+                message: format!("{kind} {id:?}: this swarm API has no configs and secrets"),
+            })
+        }
+    }
+
+    /// Lists the whole swarm: four list calls, never one per object. Networks first, since
+    /// services name them by id.
+    fn observe(&self) -> impl Future<Output = Result<Observed, DockerError>> + Send {
+        async move {
+            let networks = self.list_networks().await?;
+            let (services, tasks, nodes) =
+                tokio::try_join!(self.list_services(), self.list_tasks(), self.list_nodes())?;
+            Ok(Observed {
+                services: services
+                    .into_iter()
+                    .map(|s| (s.definition.name.clone(), s))
+                    .collect(),
+                networks: networks
+                    .into_iter()
+                    .map(|n| (n.definition.name.clone(), n))
+                    .collect(),
+                tasks,
+                nodes: nodes.into_iter().map(|n| (n.id.clone(), n)).collect(),
+            })
+        }
+    }
+}
