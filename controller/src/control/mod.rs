@@ -6,6 +6,7 @@ pub mod reconcile;
 pub mod schedule;
 pub mod swarm_watch;
 pub mod triggers;
+pub mod wake;
 pub mod world;
 
 #[cfg(test)]

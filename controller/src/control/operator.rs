@@ -16,6 +16,7 @@ use crate::control::plan::ObjectKey;
 use crate::control::reconcile::{Context, reconcile};
 use crate::control::swarm_watch::{self, WatchConfig};
 use crate::control::triggers;
+use crate::control::wake;
 use crate::control::world::{self, Reflector, Reporter, World};
 use crate::docker::{Deadlines, DockerError, Metered, SwarmApi};
 use crate::election::{LeaderGate, Leadership};
@@ -210,7 +211,7 @@ pub async fn run<A: SwarmApi>(
     )?
     .observer(metrics.clone());
     // The first pass looks at every key; after it, only at keys whose state changed.
-    let initial = world::all_keys(&world);
+    let initial = wake::all_keys(&world);
     let mut changes_rx = changes_rx;
     let changes = futures_util::stream::poll_fn(move |cx| changes_rx.poll_recv(cx));
     let triggers = futures_util::stream::iter(initial).chain(changes);
@@ -268,7 +269,7 @@ pub async fn run<A: SwarmApi>(
                             }
                         }
                     }
-                    for key in world::all_keys(&world) {
+                    for key in wake::all_keys(&world) {
                         let _ = all_keys_tx.send(key);
                     }
                 }

@@ -22,7 +22,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::control::plan::{Conflict, ConflictReason, ObjectKey, ObjectKind};
+use super::wake;
+use crate::control::plan::{Conflict, ObjectKey, ObjectKind};
 use crate::desired::definition::ServiceDefinition;
 use crate::desired::{DesiredObject, DesiredState};
 use crate::docker::Observed;
@@ -317,12 +318,13 @@ impl Reflector {
                     if tasks_changed || !changed.is_empty() {
                         // A dependency may have become ready (its tasks run, its update
                         // finished, or a dependent is gone): look at the waiters again.
-                        changed.extend(waiting_for_dependency(&state));
+                        changed.extend(wake::waiting_for_dependency(&state));
                     }
                 }
                 Report::Written(written) => self.written(&mut state, written, now),
                 Report::Desired(desired) => {
-                    let (keys, prune_rules_changed) = desired_changes(&state.desired, &desired);
+                    let (keys, prune_rules_changed) =
+                        wake::desired_changes(&state.desired, &desired);
                     changed.extend(keys);
                     let before = std::mem::replace(&mut state.desired, desired);
                     state.specs_loaded = true;
@@ -331,14 +333,7 @@ impl Reflector {
                         // plan it changes need a new look. Only those: one that fails either
                         // way (a network still in use) keeps its backoff, whatever else the
                         // reload brought (a file failing or loading again elsewhere).
-                        changed.extend(undesired_owned(&state).into_iter().filter(|key| {
-                            crate::control::plan::plan_object(key, &before, &state.observed)
-                                != crate::control::plan::plan_object(
-                                    key,
-                                    &state.desired,
-                                    &state.observed,
-                                )
-                        }));
+                        changed.extend(wake::prune_rule_changes(&before, &state));
                     }
                 }
                 Report::Outcome(key, outcome) => {
@@ -348,7 +343,7 @@ impl Reflector {
                     state.outcomes.insert(key, outcome);
                 }
             }
-            let relevant = relevant_keys(&state, changed);
+            let relevant = wake::relevant_keys(&state, changed);
             for key in relevant {
                 let _ = self.changes.send(key);
             }
@@ -514,10 +509,13 @@ impl Reflector {
                 }
                 let previous = state.observed.services.insert(name.to_owned(), read);
                 let current = &state.observed.services[name];
-                if previous.as_ref().is_none_or(|p| !same_service(p, current)) {
+                if previous
+                    .as_ref()
+                    .is_none_or(|p| !wake::same_service(p, current))
+                {
                     changed.insert(key.clone());
                     if let Some(previous) = &previous {
-                        changed.extend(unblocked_by(state, previous, Some(current)));
+                        changed.extend(wake::unblocked_by(state, previous, Some(current)));
                     }
                 }
             }
@@ -526,7 +524,7 @@ impl Reflector {
                 self.freshness.seen_at.remove(&key);
                 if let Some(previous) = state.observed.services.remove(name) {
                     changed.insert(key.clone());
-                    changed.extend(unblocked_by(state, &previous, None));
+                    changed.extend(wake::unblocked_by(state, &previous, None));
                 }
             }
         }
@@ -574,7 +572,7 @@ impl Reflector {
         };
         if previous.as_ref() != state.observed.networks.get(name) {
             changed.insert(key);
-            changed.extend(network_dependents(state, name));
+            changed.extend(wake::network_dependents(state, name));
         }
     }
 
@@ -661,170 +659,6 @@ fn written_service(
             ..Default::default()
         },
     }
-}
-
-/// Whether two reads of a service differ in nothing the plan looks at.
-fn same_service(a: &ObservedService, b: &ObservedService) -> bool {
-    let update_state = |s: &ObservedService| s.update_status.as_ref().map(|u| u.state);
-    a.id == b.id
-        && a.definition == b.definition
-        && a.ownership == b.ownership
-        // The plan marks a rolled-back spec once the rollback ended, and holds dependents
-        // until an update ended: swarm ends a rollback without touching the spec, so the
-        // update's state alone must trigger a look.
-        && update_state(a) == update_state(b)
-}
-
-/// Keys that a service's change may unblock: the owned networks it stopped using (a removal
-/// waiting for its users) and the services whose port it stopped holding. A service that
-/// appears or starts using something unblocks nothing, so it triggers nothing: a key in backoff
-/// is retried early only when what blocks it went away.
-fn unblocked_by(
-    state: &WorldState,
-    previous: &ObservedService,
-    current: Option<&ObservedService>,
-) -> Vec<ObjectKey> {
-    let still_uses =
-        |network: &String| current.is_some_and(|c| c.definition.networks.contains(network));
-    let networks = previous
-        .definition
-        .networks
-        .iter()
-        .filter(|n| !still_uses(n))
-        .filter(|n| !state.desired.networks.contains_key(*n))
-        .map(ObjectKey::network);
-    let ports_changed = current.is_none_or(|c| c.definition.ports != previous.definition.ports);
-    // Only a holder that let its ports go can unblock anyone: skip the scan otherwise.
-    let outcomes = ports_changed
-        .then_some(&state.outcomes)
-        .into_iter()
-        .flatten();
-    let port_waiters = outcomes
-        .filter(|(_, outcome)| {
-            matches!(&outcome.error, Some((Blocker::PortConflict { holder, .. }, _))
-                if *holder == previous.definition.name || *holder == previous.id)
-        })
-        .map(|(key, _)| key.clone());
-    networks.chain(port_waiters).collect()
-}
-
-/// Services whose last reconcile waited for a `dependsOn` service (or a dependent's removal).
-fn waiting_for_dependency(state: &WorldState) -> Vec<ObjectKey> {
-    state
-        .outcomes
-        .iter()
-        .filter(|(_, o)| {
-            o.conflict
-                .as_ref()
-                .is_some_and(|c| c.reason == ConflictReason::WaitingForDependency)
-        })
-        .map(|(key, _)| key.clone())
-        .collect()
-}
-
-/// Desired services that wait for network `name` to appear.
-fn network_dependents(state: &WorldState, name: &str) -> Vec<ObjectKey> {
-    state
-        .desired
-        .services
-        .iter()
-        .filter(|(service, d)| {
-            d.definition.networks.iter().any(|n| n == name)
-                && !state.observed.services.contains_key(*service)
-        })
-        .map(|(service, _)| ObjectKey::service(service))
-        .collect()
-}
-
-/// The keys whose plan may differ between two desired states, and whether the rules for
-/// removing undesired objects changed.
-fn desired_changes(old: &DesiredState, new: &DesiredState) -> (BTreeSet<ObjectKey>, bool) {
-    fn diff<'a, T: PartialEq>(
-        old: &'a BTreeMap<String, DesiredObject<T>>,
-        new: &'a BTreeMap<String, DesiredObject<T>>,
-    ) -> impl Iterator<Item = &'a String> {
-        old.keys()
-            .chain(new.keys())
-            .filter(|name| old.get(*name) != new.get(*name))
-    }
-    let mut keys: BTreeSet<ObjectKey> = diff(&old.services, &new.services)
-        .map(ObjectKey::service)
-        .chain(diff(&old.networks, &new.networks).map(ObjectKey::network))
-        .collect();
-    let suspension_changed = old.all_suspended != new.all_suspended;
-    if suspension_changed {
-        // A `.suspend` file came or went: every object's plan changes.
-        keys.extend(new.services.keys().map(ObjectKey::service));
-        keys.extend(new.networks.keys().map(ObjectKey::network));
-    }
-    let prune_rules_changed = old.prune_allowed != new.prune_allowed
-        || old.failed_files != new.failed_files
-        || old.instance != new.instance
-        || suspension_changed;
-    (keys, prune_rules_changed)
-}
-
-/// Filters changed keys to the ones the operator reconciles (desired, or owned by this
-/// instance).
-fn relevant_keys(state: &WorldState, changed: BTreeSet<ObjectKey>) -> BTreeSet<ObjectKey> {
-    let instance = &state.desired.instance;
-    let owned_service = |name: &str| {
-        state
-            .observed
-            .services
-            .get(name)
-            .is_some_and(|s| s.ownership.is_owned_by(instance))
-    };
-    let owned_network = |name: &str| {
-        state
-            .observed
-            .networks
-            .get(name)
-            .is_some_and(|n| n.ownership.is_owned_by(instance))
-    };
-    let mut relevant = BTreeSet::new();
-    for key in changed {
-        let wanted = match key.kind {
-            ObjectKind::Service => {
-                state.desired.services.contains_key(&key.name) || owned_service(&key.name)
-            }
-            ObjectKind::Network => {
-                state.desired.networks.contains_key(&key.name) || owned_network(&key.name)
-            }
-        };
-        if wanted {
-            relevant.insert(key);
-        }
-    }
-    relevant
-}
-
-/// Owned objects whose spec is gone.
-fn undesired_owned(state: &WorldState) -> Vec<ObjectKey> {
-    let instance = &state.desired.instance;
-    let services = state
-        .observed
-        .services
-        .values()
-        .filter(|s| s.ownership.is_owned_by(instance))
-        .filter(|s| !state.desired.services.contains_key(&s.definition.name))
-        .map(|s| ObjectKey::service(&s.definition.name));
-    let networks = state
-        .observed
-        .networks
-        .values()
-        .filter(|n| n.ownership.is_owned_by(instance))
-        .filter(|n| !state.desired.networks.contains_key(&n.definition.name))
-        .map(|n| ObjectKey::network(&n.definition.name));
-    services.chain(networks).collect()
-}
-
-/// Every key the operator reconciles right now (the initial pass).
-pub fn all_keys(world: &World) -> Vec<ObjectKey> {
-    let state = world.read();
-    crate::control::plan::all_keys(&state.desired, &state.observed)
-        .into_iter()
-        .collect()
 }
 
 /// The networks the swarm has, by name (spec validation accepts references to them).
