@@ -1,21 +1,45 @@
 //! swarm-operator: a Kubernetes-style operator for Docker Swarm.
 //!
-//! The flow runs one way: spec files are loaded and validated ([`spec`]), turned into canonical
-//! definitions ([`desired`]), compared with what the swarm reports ([`docker`]) into a plan,
-//! applied by the reconciler under the [`runtime`]'s scheduling ([`control`]), and reported
-//! ([`report`]).
+//! The modules are grouped as the architecture is drawn (`docs/architecture.md`), in the order
+//! data flows through them:
+//!
+//! * [`spec`]: where specs come from: the spec files' types, loading with located errors,
+//!   validation, and the specs stored in the swarm.
+//! * [`desired`]: the desired state: specs turned into canonical definitions.
+//! * [`control`]: the core loop: triggers and the swarm watcher feed the shared view, the
+//!   planner compares desired and observed, the reconciler makes one write per run.
+//! * [`runtime`]: the scheduler the loop runs under: per-key backoff, concurrency, one run
+//!   per key.
+//! * [`docker`]: the swarm: the one adapter to the Docker Engine API, behind a trait.
+//! * [`report`]: what the operator shows: status file, page, API, activity, file_sd, metrics,
+//!   notifications.
+//! * [`web`]: the HTTP server that serves them.
+//! * [`election`]: high availability: the leader lease and the gate before every write.
+//! * [`compose`]: `import-compose`: compose stack files turned into spec files.
+//! * [`cli`]: the commands, one module each; the binary only parses and wires.
+//! * [`redact`], [`pem`], [`atomic_file`], [`allocator`]: small pieces the groups share.
+
+pub mod spec;
+
+pub mod desired;
+
+pub mod control;
+
+pub mod runtime;
+
+pub mod docker;
+
+pub mod report;
+
+pub mod web;
+
+pub mod election;
+
+pub mod compose;
+
+pub mod cli;
 
 pub mod allocator;
 pub mod atomic_file;
-pub mod cli;
-pub mod compose;
-pub mod control;
-pub mod desired;
-pub mod docker;
-pub mod election;
 pub mod pem;
 pub mod redact;
-pub mod report;
-pub mod runtime;
-pub mod spec;
-pub mod web;
