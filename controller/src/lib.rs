@@ -12,6 +12,7 @@ pub mod atomic_file;
 pub mod commands;
 pub mod compose;
 pub mod data_objects;
+pub mod data_plan;
 pub mod definition;
 pub mod desired;
 pub mod docker;

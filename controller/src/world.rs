@@ -22,6 +22,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use crate::data_objects::{DataKind, ObservedData};
 use crate::definition::ServiceDefinition;
 use crate::desired::{DesiredObject, DesiredState};
 use crate::docker::Observed;
@@ -168,6 +169,15 @@ pub enum Observation {
         /// What it returned.
         network: Option<ObservedNetwork>,
     },
+    /// Every config or every secret (`kind`), from a list issued at `ticket`.
+    Data {
+        /// When the list was issued.
+        ticket: Ticket,
+        /// Configs or secrets.
+        kind: DataKind,
+        /// What it returned.
+        list: Vec<ObservedData>,
+    },
     /// Every node.
     Nodes(Vec<ObservedNode>),
     /// Every task.
@@ -204,6 +214,17 @@ pub enum Written {
     NetworkCreated(ObservedNetwork),
     /// A network was removed (or found gone).
     NetworkRemoved {
+        /// Its name.
+        name: String,
+        /// Its id.
+        id: String,
+    },
+    /// A config or secret version was created.
+    DataCreated(ObservedData),
+    /// A config or secret version was removed (or found gone).
+    DataRemoved {
+        /// Config or secret.
+        kind: DataKind,
         /// Its name.
         name: String,
         /// Its id.
@@ -320,12 +341,19 @@ impl Reflector {
                         changed.extend(waiting_for_dependency(&state));
                     }
                 }
-                Report::Written(written) => self.written(&mut state, written, now),
+                Report::Written(written) => {
+                    self.written(&mut state, written, now, &mut changed);
+                    if !changed.is_empty() {
+                        // Something a service waits for now exists.
+                        changed.extend(waiting_for_dependency(&state));
+                    }
+                }
                 Report::Desired(desired) => {
                     let (keys, prune_rules_changed) = desired_changes(&state.desired, &desired);
                     changed.extend(keys);
                     let before = std::mem::replace(&mut state.desired, desired);
                     state.specs_loaded = true;
+                    changed.extend(data_spec_changes(&before, &state));
                     if prune_rules_changed {
                         // What may be removed changed: the objects not desired any more whose
                         // plan it changes need a new look. Only those: one that fails either
@@ -403,6 +431,27 @@ impl Reflector {
                 self.freshness
                     .removed
                     .retain(|key, (at, _)| key.kind != ObjectKind::Network || ticket.0 < *at);
+            }
+            Observation::Data { ticket, kind, list } => {
+                let listed: BTreeSet<String> = list.iter().map(|d| d.name.clone()).collect();
+                for data in list {
+                    let name = data.name.clone();
+                    self.merge_data(state, ticket, kind, &name, Some(data), now, changed);
+                }
+                let absent: Vec<String> = state
+                    .observed
+                    .data(kind)
+                    .keys()
+                    .filter(|name| !listed.contains(*name))
+                    .cloned()
+                    .collect();
+                for name in absent {
+                    self.merge_data(state, ticket, kind, &name, None, now, changed);
+                }
+                let object_kind = ObjectKind::from(kind);
+                self.freshness
+                    .removed
+                    .retain(|key, (at, _)| key.kind != object_kind || ticket.0 < *at);
             }
             Observation::Service {
                 ticket,
@@ -574,9 +623,72 @@ impl Reflector {
         }
     }
 
-    /// Applies one of our own writes. It changes no key that the writer does not already know
-    /// about, so it triggers nothing.
-    fn written(&mut self, state: &mut WorldState, written: Written, now: u64) {
+    /// Merges one read of config or secret `name`. Versions never change in place, so only
+    /// their existence and identity are merged, as for networks.
+    #[allow(clippy::too_many_arguments)] // the merge's inputs, as merge_network's plus the kind
+    fn merge_data(
+        &mut self,
+        state: &mut WorldState,
+        ticket: Ticket,
+        kind: DataKind,
+        name: &str,
+        read: Option<ObservedData>,
+        now: u64,
+        changed: &mut BTreeSet<ObjectKey>,
+    ) {
+        let key = ObjectKey::data(kind, name);
+        let seen_at = self.freshness.seen_at.get(&key).copied().unwrap_or(0);
+        let cached = state.observed.data(kind).get(name);
+        match (cached, &read) {
+            (None, None) => return,
+            (Some(_), None) if ticket.0 < seen_at => return,
+            (_, Some(read)) => {
+                if let Some((removed_at, id)) = self.freshness.removed.get(&key)
+                    && *id == read.id
+                    && ticket.0 < *removed_at
+                {
+                    return;
+                }
+                if cached.is_some_and(|c| c.id != read.id) && ticket.0 < seen_at {
+                    return;
+                }
+            }
+            _ => {}
+        }
+        self.freshness.seen_at.insert(key.clone(), now);
+        // The leader lease's and the stored specs' label updates are not changes of a version.
+        let same = |a: &ObservedData, b: &ObservedData| a.id == b.id && a.labels == b.labels;
+        let previous = match read {
+            Some(read) if state.observed.data(kind).get(name) == Some(&read) => return,
+            Some(read) => state.observed.data_mut(kind).insert(name.to_owned(), read),
+            None => {
+                self.freshness.seen_at.remove(&key);
+                state.observed.data_mut(kind).remove(name)
+            }
+        };
+        let current = state.observed.data(kind).get(name);
+        let unchanged = match (&previous, current) {
+            (Some(a), Some(b)) => same(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !unchanged {
+            changed.insert(key);
+            changed.extend(data_changed(state, kind, name, previous.as_ref()));
+        }
+    }
+
+    /// Applies one of our own writes. A service's or network's write changes no key that the
+    /// writer does not already know about, so it triggers only what waited for it: the
+    /// services waiting for a created network or version, and the versions a service stopped
+    /// mounting (one may now be collected).
+    fn written(
+        &mut self,
+        state: &mut WorldState,
+        written: Written,
+        now: u64,
+        changed: &mut BTreeSet<ObjectKey>,
+    ) {
         match written {
             Written::ServiceCreated { id, desired } => {
                 let name = desired.definition.name.clone();
@@ -602,6 +714,16 @@ impl Reflector {
                     .insert(ObjectKey::service(&name), now);
                 let mut service = written_service(id, based_on, &desired);
                 if let Some(cached) = state.observed.services.get(&name) {
+                    changed.extend(unmounted(
+                        state,
+                        &cached.definition,
+                        Some(&desired.definition),
+                    ));
+                    // The spec replaced becomes swarm's previous spec (what a rollback restores).
+                    service.revision.previous_mounts = [DataKind::Config, DataKind::Secret]
+                        .into_iter()
+                        .flat_map(|kind| crate::data_plan::mounts(&cached.definition, kind))
+                        .collect();
                     service.virtual_ips.clone_from(&cached.virtual_ips);
                     service.update_status.clone_from(&cached.update_status);
                     service
@@ -616,12 +738,15 @@ impl Reflector {
                 self.freshness.pending.remove(&name);
                 self.freshness.seen_at.remove(&key);
                 self.freshness.removed.insert(key, (now, id));
-                state.observed.services.remove(&name);
+                if let Some(removed) = state.observed.services.remove(&name) {
+                    changed.extend(unmounted(state, &removed.definition, None));
+                }
             }
             Written::NetworkCreated(network) => {
                 let key = ObjectKey::network(&network.definition.name);
                 self.freshness.removed.remove(&key);
                 self.freshness.seen_at.insert(key, now);
+                changed.extend(network_dependents(state, &network.definition.name));
                 state
                     .observed
                     .networks
@@ -632,6 +757,24 @@ impl Reflector {
                 self.freshness.seen_at.remove(&key);
                 self.freshness.removed.insert(key, (now, id));
                 state.observed.networks.remove(&name);
+            }
+            // Unlike a service's or network's, a version's creation or removal may unblock
+            // others: the services waiting for it, and the older versions of its config or
+            // secret (which one is the previous version changes).
+            Written::DataCreated(data) => {
+                let (kind, name) = (data.kind, data.name.clone());
+                let key = ObjectKey::data(kind, &name);
+                self.freshness.removed.remove(&key);
+                self.freshness.seen_at.insert(key, now);
+                state.observed.data_mut(kind).insert(name.clone(), data);
+                changed.extend(data_changed(state, kind, &name, None));
+            }
+            Written::DataRemoved { kind, name, id } => {
+                let key = ObjectKey::data(kind, &name);
+                self.freshness.seen_at.remove(&key);
+                self.freshness.removed.insert(key, (now, id));
+                let previous = state.observed.data_mut(kind).remove(&name);
+                changed.extend(data_changed(state, kind, &name, previous.as_ref()));
             }
         }
     }
@@ -701,7 +844,72 @@ fn unblocked_by(
                 if *holder == previous.definition.name || *holder == previous.id)
         })
         .map(|(key, _)| key.clone());
-    networks.chain(port_waiters).collect()
+    networks
+        .chain(port_waiters)
+        .chain(unmounted(
+            state,
+            &previous.definition,
+            current.map(|c| &c.definition),
+        ))
+        .collect()
+}
+
+/// The operator's versions of the configs and secrets whose versions `previous` mounted and
+/// `current` does not: one of them may now be collectable.
+fn unmounted(
+    state: &WorldState,
+    previous: &ServiceDefinition,
+    current: Option<&ServiceDefinition>,
+) -> Vec<ObjectKey> {
+    let mut keys = Vec::new();
+    for kind in [DataKind::Config, DataKind::Secret] {
+        let before = crate::data_plan::mounts(previous, kind);
+        if before.is_empty() {
+            continue;
+        }
+        let after = current
+            .map(|c| crate::data_plan::mounts(c, kind))
+            .unwrap_or_default();
+        let gone: BTreeSet<String> = before.difference(&after).cloned().collect();
+        keys.extend(crate::data_plan::siblings(
+            &state.observed,
+            &state.desired.instance,
+            kind,
+            &gone,
+        ));
+    }
+    keys
+}
+
+/// The keys a config's or secret's appearance or removal may unblock: the desired services
+/// that mount it and do not exist yet (the others wait with a dependency conflict, which any
+/// change triggers), and the operator's other versions of the same config or secret.
+fn data_changed(
+    state: &WorldState,
+    kind: DataKind,
+    name: &str,
+    previous: Option<&ObservedData>,
+) -> Vec<ObjectKey> {
+    let dependents = state
+        .desired
+        .services
+        .iter()
+        .filter(|(service, d)| {
+            crate::data_plan::mounts(&d.definition, kind).contains(name)
+                && !state.observed.services.contains_key(*service)
+        })
+        .map(|(service, _)| ObjectKey::service(service));
+    let logical = previous
+        .or_else(|| state.observed.data(kind).get(name))
+        .and_then(ObservedData::logical_name);
+    let siblings = state
+        .observed
+        .data(kind)
+        .values()
+        .filter(|d| d.name != name && logical.is_some() && d.logical_name() == logical)
+        .filter(|d| crate::data_plan::is_versioned_by(d, &state.desired.instance))
+        .map(|d| ObjectKey::data(kind, &d.name));
+    dependents.chain(siblings).collect()
 }
 
 /// Services whose last reconcile waited for a `dependsOn` service (or a dependent's removal).
@@ -760,6 +968,45 @@ fn desired_changes(old: &DesiredState, new: &DesiredState) -> (BTreeSet<ObjectKe
     (keys, prune_rules_changed)
 }
 
+/// The config and secret keys whose plan a reload may change: versions that became desired or
+/// stopped being desired, and every version of their configs and secrets (which one is the
+/// previous version may have changed). A `.suspend` file coming or going concerns them all.
+fn data_spec_changes(old: &DesiredState, state: &WorldState) -> BTreeSet<ObjectKey> {
+    let new = &state.desired;
+    let suspension_changed = old.all_suspended != new.all_suspended;
+    let changed: Vec<&crate::data_objects::DesiredData> = old
+        .data
+        .iter()
+        .chain(&new.data)
+        .filter(|(name, _)| suspension_changed || old.data.get(*name) != new.data.get(*name))
+        .map(|(_, d)| d)
+        .collect();
+    let logical: BTreeSet<(DataKind, &str)> = changed
+        .iter()
+        .map(|d| (d.kind, d.logical_name.as_str()))
+        .collect();
+    let mut keys: BTreeSet<ObjectKey> = changed
+        .iter()
+        .map(|d| ObjectKey::data(d.kind, &d.name))
+        .collect();
+    for kind in [DataKind::Config, DataKind::Secret] {
+        keys.extend(
+            state
+                .observed
+                .data(kind)
+                .values()
+                .filter(|d| crate::data_plan::is_versioned_by(d, &new.instance))
+                .filter(|d| {
+                    suspension_changed
+                        || d.logical_name()
+                            .is_some_and(|l| logical.contains(&(kind, l)))
+                })
+                .map(|d| ObjectKey::data(kind, &d.name)),
+        );
+    }
+    keys
+}
+
 /// Filters changed keys to the ones the operator reconciles (desired, or owned by this
 /// instance).
 fn relevant_keys(state: &WorldState, changed: BTreeSet<ObjectKey>) -> BTreeSet<ObjectKey> {
@@ -787,6 +1034,19 @@ fn relevant_keys(state: &WorldState, changed: BTreeSet<ObjectKey>) -> BTreeSet<O
             ObjectKind::Network => {
                 state.desired.networks.contains_key(&key.name) || owned_network(&key.name)
             }
+            ObjectKind::Config | ObjectKind::Secret => {
+                let kind = key.kind.data_kind().unwrap_or(DataKind::Config);
+                state
+                    .desired
+                    .data
+                    .get(&key.name)
+                    .is_some_and(|d| d.kind == kind)
+                    || state
+                        .observed
+                        .data(kind)
+                        .get(&key.name)
+                        .is_some_and(|d| crate::data_plan::is_versioned_by(d, instance))
+            }
         };
         if wanted {
             relevant.insert(key);
@@ -812,7 +1072,13 @@ fn undesired_owned(state: &WorldState) -> Vec<ObjectKey> {
         .filter(|n| n.ownership.is_owned_by(instance))
         .filter(|n| !state.desired.networks.contains_key(&n.definition.name))
         .map(|n| ObjectKey::network(&n.definition.name));
-    services.chain(networks).collect()
+    let data = [DataKind::Config, DataKind::Secret]
+        .into_iter()
+        .flat_map(|kind| state.observed.data(kind).values())
+        .filter(|d| crate::data_plan::is_versioned_by(d, instance))
+        .filter(|d| !state.desired.data.contains_key(&d.name))
+        .map(|d| ObjectKey::data(d.kind, &d.name));
+    services.chain(networks).chain(data).collect()
 }
 
 /// Every key the operator reconciles right now (the initial pass).

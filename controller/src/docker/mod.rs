@@ -538,6 +538,9 @@ pub struct ServiceRevision {
     pub created_at: Option<String>,
     /// When its spec last changed (RFC 3339).
     pub updated_at: Option<String>,
+    /// The configs and secrets its previous spec mounts (swarm's `PreviousSpec`, what a
+    /// rollback restores): the operator keeps those versions.
+    pub previous_mounts: Vec<String>,
 }
 
 /// A service as read from the swarm.
@@ -732,9 +735,29 @@ pub struct Observed {
     pub tasks: Vec<ObservedTask>,
     /// Nodes by id.
     pub nodes: BTreeMap<String, ObservedNode>,
+    /// Configs by name (names and labels: the operator never reads their content).
+    pub configs: BTreeMap<String, ObservedData>,
+    /// Secrets by name (names and labels: the engine never returns their content).
+    pub secrets: BTreeMap<String, ObservedData>,
 }
 
 impl Observed {
+    /// The configs or the secrets, by name.
+    pub fn data(&self, kind: DataKind) -> &BTreeMap<String, ObservedData> {
+        match kind {
+            DataKind::Config => &self.configs,
+            DataKind::Secret => &self.secrets,
+        }
+    }
+
+    /// The configs or the secrets, by name, to change.
+    pub fn data_mut(&mut self, kind: DataKind) -> &mut BTreeMap<String, ObservedData> {
+        match kind {
+            DataKind::Config => &mut self.configs,
+            DataKind::Secret => &mut self.secrets,
+        }
+    }
+
     /// How a node is shown: its hostname, or its id while the hostname is unknown.
     pub fn node_name(&self, id: &str) -> String {
         self.nodes
@@ -778,6 +801,18 @@ pub enum SwarmEvent {
         /// What happened.
         action: EventAction,
     },
+    /// A config or secret was created or removed (updates are only ever labels of configs
+    /// the operator does not version: the leader lease, the stored specs).
+    Data {
+        /// Config or secret.
+        kind: DataKind,
+        /// Its id.
+        id: String,
+        /// Its name.
+        name: String,
+        /// What happened.
+        action: EventAction,
+    },
     /// A node changed (joined, left, went down, was promoted).
     Node {
         /// Node id.
@@ -792,7 +827,7 @@ pub trait SwarmApi: Send + Sync + 'static {
     /// Fails with [`DockerError::NotAManager`] unless the engine manages a swarm.
     fn ensure_manager(&self) -> impl Future<Output = Result<(), DockerError>> + Send;
 
-    /// Service, network and node events from now on. The stream ends when the engine closes
+    /// Service, network, config, secret and node events from now on. The stream ends when the engine closes
     /// it; the caller reconnects and lists again (events may have been missed).
     fn events(&self) -> impl Stream<Item = Result<SwarmEvent, DockerError>> + Send + 'static;
 
@@ -898,13 +933,21 @@ pub trait SwarmApi: Send + Sync + 'static {
         }
     }
 
-    /// Lists the whole swarm: four list calls, never one per object. Networks first, since
+    /// Lists the whole swarm: six list calls, never one per object. Networks first, since
     /// services name them by id.
     fn observe(&self) -> impl Future<Output = Result<Observed, DockerError>> + Send {
         async move {
             let networks = self.list_networks().await?;
-            let (services, tasks, nodes) =
-                tokio::try_join!(self.list_services(), self.list_tasks(), self.list_nodes())?;
+            let (services, tasks, nodes, configs, secrets) = tokio::try_join!(
+                self.list_services(),
+                self.list_tasks(),
+                self.list_nodes(),
+                self.list_data(DataKind::Config),
+                self.list_data(DataKind::Secret)
+            )?;
+            let by_name = |list: Vec<ObservedData>| -> BTreeMap<String, ObservedData> {
+                list.into_iter().map(|d| (d.name.clone(), d)).collect()
+            };
             Ok(Observed {
                 services: services
                     .into_iter()
@@ -916,6 +959,8 @@ pub trait SwarmApi: Send + Sync + 'static {
                     .collect(),
                 tasks,
                 nodes: nodes.into_iter().map(|n| (n.id.clone(), n)).collect(),
+                configs: by_name(configs),
+                secrets: by_name(secrets),
             })
         }
     }
