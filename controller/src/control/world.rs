@@ -22,12 +22,12 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::data_objects::{DataKind, ObservedData};
-use crate::definition::ServiceDefinition;
+use crate::control::plan::{Conflict, ConflictReason, ObjectKey, ObjectKind};
+use crate::desired::data_objects::{DataKind, ObservedData};
+use crate::desired::definition::ServiceDefinition;
 use crate::desired::{DesiredObject, DesiredState};
 use crate::docker::Observed;
 use crate::docker::{ObservedNetwork, ObservedNode, ObservedService, ObservedTask, Ownership};
-use crate::plan::{Conflict, ConflictReason, ObjectKey, ObjectKind};
 
 /// Why the last reconcile of an object did not finish its work, as the status reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -360,8 +360,12 @@ impl Reflector {
                         // way (a network still in use) keeps its backoff, whatever else the
                         // reload brought (a file failing or loading again elsewhere).
                         changed.extend(undesired_owned(&state).into_iter().filter(|key| {
-                            crate::plan::plan_object(key, &before, &state.observed)
-                                != crate::plan::plan_object(key, &state.desired, &state.observed)
+                            crate::control::plan::plan_object(key, &before, &state.observed)
+                                != crate::control::plan::plan_object(
+                                    key,
+                                    &state.desired,
+                                    &state.observed,
+                                )
                         }));
                     }
                 }
@@ -722,7 +726,9 @@ impl Reflector {
                     // The spec replaced becomes swarm's previous spec (what a rollback restores).
                     service.revision.previous_mounts = [DataKind::Config, DataKind::Secret]
                         .into_iter()
-                        .flat_map(|kind| crate::data_plan::mounts(&cached.definition, kind))
+                        .flat_map(|kind| {
+                            crate::control::data_plan::mounts(&cached.definition, kind)
+                        })
                         .collect();
                     service.virtual_ips.clone_from(&cached.virtual_ips);
                     service.update_status.clone_from(&cached.update_status);
@@ -863,15 +869,15 @@ fn unmounted(
 ) -> Vec<ObjectKey> {
     let mut keys = Vec::new();
     for kind in [DataKind::Config, DataKind::Secret] {
-        let before = crate::data_plan::mounts(previous, kind);
+        let before = crate::control::data_plan::mounts(previous, kind);
         if before.is_empty() {
             continue;
         }
         let after = current
-            .map(|c| crate::data_plan::mounts(c, kind))
+            .map(|c| crate::control::data_plan::mounts(c, kind))
             .unwrap_or_default();
         let gone: BTreeSet<String> = before.difference(&after).cloned().collect();
-        keys.extend(crate::data_plan::siblings(
+        keys.extend(crate::control::data_plan::siblings(
             &state.observed,
             &state.desired.instance,
             kind,
@@ -895,7 +901,7 @@ fn data_changed(
         .services
         .iter()
         .filter(|(service, d)| {
-            crate::data_plan::mounts(&d.definition, kind).contains(name)
+            crate::control::data_plan::mounts(&d.definition, kind).contains(name)
                 && !state.observed.services.contains_key(*service)
         })
         .map(|(service, _)| ObjectKey::service(service));
@@ -907,7 +913,7 @@ fn data_changed(
         .data(kind)
         .values()
         .filter(|d| d.name != name && logical.is_some() && d.logical_name() == logical)
-        .filter(|d| crate::data_plan::is_versioned_by(d, &state.desired.instance))
+        .filter(|d| crate::control::data_plan::is_versioned_by(d, &state.desired.instance))
         .map(|d| ObjectKey::data(kind, &d.name));
     dependents.chain(siblings).collect()
 }
@@ -974,7 +980,7 @@ fn desired_changes(old: &DesiredState, new: &DesiredState) -> (BTreeSet<ObjectKe
 fn data_spec_changes(old: &DesiredState, state: &WorldState) -> BTreeSet<ObjectKey> {
     let new = &state.desired;
     let suspension_changed = old.all_suspended != new.all_suspended;
-    let changed: Vec<&crate::data_objects::DesiredData> = old
+    let changed: Vec<&crate::desired::data_objects::DesiredData> = old
         .data
         .iter()
         .chain(&new.data)
@@ -995,7 +1001,7 @@ fn data_spec_changes(old: &DesiredState, state: &WorldState) -> BTreeSet<ObjectK
                 .observed
                 .data(kind)
                 .values()
-                .filter(|d| crate::data_plan::is_versioned_by(d, &new.instance))
+                .filter(|d| crate::control::data_plan::is_versioned_by(d, &new.instance))
                 .filter(|d| {
                     suspension_changed
                         || d.logical_name()
@@ -1027,27 +1033,26 @@ fn relevant_keys(state: &WorldState, changed: BTreeSet<ObjectKey>) -> BTreeSet<O
     };
     let mut relevant = BTreeSet::new();
     for key in changed {
-        let wanted = match key.kind {
-            ObjectKind::Service => {
-                state.desired.services.contains_key(&key.name) || owned_service(&key.name)
-            }
-            ObjectKind::Network => {
-                state.desired.networks.contains_key(&key.name) || owned_network(&key.name)
-            }
-            ObjectKind::Config | ObjectKind::Secret => {
-                let kind = key.kind.data_kind().unwrap_or(DataKind::Config);
-                state
-                    .desired
-                    .data
-                    .get(&key.name)
-                    .is_some_and(|d| d.kind == kind)
-                    || state
-                        .observed
-                        .data(kind)
+        let wanted =
+            match key.kind {
+                ObjectKind::Service => {
+                    state.desired.services.contains_key(&key.name) || owned_service(&key.name)
+                }
+                ObjectKind::Network => {
+                    state.desired.networks.contains_key(&key.name) || owned_network(&key.name)
+                }
+                ObjectKind::Config | ObjectKind::Secret => {
+                    let kind = key.kind.data_kind().unwrap_or(DataKind::Config);
+                    state
+                        .desired
+                        .data
                         .get(&key.name)
-                        .is_some_and(|d| crate::data_plan::is_versioned_by(d, instance))
-            }
-        };
+                        .is_some_and(|d| d.kind == kind)
+                        || state.observed.data(kind).get(&key.name).is_some_and(|d| {
+                            crate::control::data_plan::is_versioned_by(d, instance)
+                        })
+                }
+            };
         if wanted {
             relevant.insert(key);
         }
@@ -1075,7 +1080,7 @@ fn undesired_owned(state: &WorldState) -> Vec<ObjectKey> {
     let data = [DataKind::Config, DataKind::Secret]
         .into_iter()
         .flat_map(|kind| state.observed.data(kind).values())
-        .filter(|d| crate::data_plan::is_versioned_by(d, instance))
+        .filter(|d| crate::control::data_plan::is_versioned_by(d, instance))
         .filter(|d| !state.desired.data.contains_key(&d.name))
         .map(|d| ObjectKey::data(d.kind, &d.name));
     services.chain(networks).chain(data).collect()
@@ -1084,7 +1089,7 @@ fn undesired_owned(state: &WorldState) -> Vec<ObjectKey> {
 /// Every key the operator reconciles right now (the initial pass).
 pub fn all_keys(world: &World) -> Vec<ObjectKey> {
     let state = world.read();
-    crate::plan::all_keys(&state.desired, &state.observed)
+    crate::control::plan::all_keys(&state.desired, &state.observed)
         .into_iter()
         .collect()
 }
@@ -1099,8 +1104,8 @@ mod tests {
     //! The merge rules, report by report.
 
     use super::*;
-    use crate::definition::DEFAULT_INSTANCE;
-    use crate::definition::tests::sample_service;
+    use crate::desired::definition::DEFAULT_INSTANCE;
+    use crate::desired::definition::tests::sample_service;
     use crate::docker::UpdateState;
 
     struct Fixture {

@@ -1,7 +1,7 @@
 //! The plan for configs and secrets: create the versions the specs name, collect the operator's
 //! versions nothing uses any more, and say which of them a service's write waits for.
 //!
-//! Versions are immutable and content-addressed ([`crate::data_objects`]), so a version that
+//! Versions are immutable and content-addressed ([`crate::desired::data_objects`]), so a version that
 //! exists under its name is the right content: it is only ever created or removed. A version
 //! is collected once it is not desired and no service mounts it (the operator's or anyone's),
 //! neither in its spec nor in its previous spec, which swarm's rollback restores. So at most
@@ -9,11 +9,11 @@
 
 use std::collections::BTreeSet;
 
-use crate::data_objects::{DataKind, DataOrigin, ObservedData};
-use crate::definition::ServiceDefinition;
+use crate::control::plan::{Action, ObjectKey, ObjectPlan, action};
 use crate::desired::DesiredState;
+use crate::desired::data_objects::{DataKind, DataOrigin, ObservedData};
+use crate::desired::definition::ServiceDefinition;
 use crate::docker::{Observed, Ownership};
-use crate::plan::{Action, ObjectKey, ObjectPlan, action};
 
 /// The config and secret keys the operator reconciles: every desired version, and every
 /// version it created (the logical-name label) for this instance.
@@ -88,8 +88,11 @@ fn is_collectable(data: &ObservedData, desired: &DesiredState, observed: &Observ
     // `apply` stores the spec naming a secret before it creates it: a stored spec that names
     // it keeps it, even before this replica's copy of the specs does.
     if data.is_applied()
-        && crate::stored_specs::applied_secrets_named(observed.configs.values(), &desired.instance)
-            .contains(&data.name)
+        && crate::spec::in_swarm::applied_secrets_named(
+            observed.configs.values(),
+            &desired.instance,
+        )
+        .contains(&data.name)
     {
         return false;
     }

@@ -8,8 +8,8 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::data_objects::{DataKind, DesiredData, describe_secret_changes};
-use crate::definition::{
+use crate::desired::data_objects::{DataKind, DesiredData, describe_secret_changes};
+use crate::desired::definition::{
     DEFAULT_INSTANCE, FieldChange, Mode, NetworkDefinition, SPEC_VALUE_LABEL_PREFIX,
     ServiceDefinition, field_changes,
 };
@@ -141,7 +141,7 @@ pub enum Action {
     },
     /// Mark a service whose update swarm rolled back with the spec that was rolled back, so
     /// that the operator holds that spec instead of writing it again (see
-    /// [`crate::definition::ROLLED_BACK_SPEC_LABEL`]). The service's spec is written as it is,
+    /// [`crate::desired::definition::ROLLED_BACK_SPEC_LABEL`]). The service's spec is written as it is,
     /// with the mark added to its labels: no task is replaced.
     MarkRolledBack {
         /// Service id.
@@ -185,7 +185,7 @@ pub enum Action {
         /// Its id.
         id: String,
         /// Whether `apply` created it: removed only once no stored spec names it (see
-        /// [`crate::data_plan`]).
+        /// [`crate::control::data_plan`]).
         applied: bool,
     },
 }
@@ -318,7 +318,7 @@ pub fn all_keys(desired: &DesiredState, observed: &Observed) -> BTreeSet<ObjectK
     networks
         .map(ObjectKey::network)
         .chain(services.map(ObjectKey::service))
-        .chain(crate::data_plan::data_keys(desired, observed))
+        .chain(crate::control::data_plan::data_keys(desired, observed))
         .collect()
 }
 
@@ -374,7 +374,7 @@ fn plan_ordered(key: &ObjectKey, desired: &DesiredState, observed: &Observed) ->
     let plan = plan_suspended(key, desired, observed);
     let waits_for = match &plan.action {
         Some(Action::CreateService { desired: d } | Action::UpdateService { desired: d, .. }) => {
-            crate::data_plan::missing_dependencies(&d.definition, desired, observed)
+            crate::control::data_plan::missing_dependencies(&d.definition, desired, observed)
         }
         _ => Vec::new(),
     };
@@ -541,7 +541,7 @@ fn plan_by_kind(key: &ObjectKey, desired: &DesiredState, observed: &Observed) ->
             desired,
         ),
         ObjectKind::Config | ObjectKind::Secret => {
-            crate::data_plan::plan_data(key, desired, observed)
+            crate::control::data_plan::plan_data(key, desired, observed)
         }
     }
 }
@@ -698,7 +698,7 @@ fn rollback_hold(
         format!(
             "swarm rolled back spec {hash} ({reason}); held: edit the spec to try again, or to \
              retry the same spec remove the mark (docker service update --label-rm {} {})",
-            crate::definition::ROLLED_BACK_SPEC_LABEL,
+            crate::desired::definition::ROLLED_BACK_SPEC_LABEL,
             key.name
         )
     };
@@ -903,8 +903,10 @@ impl fmt::Display for PlanDisplay<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::definition::Mode;
-    use crate::definition::tests::{docker_default_update_policy, sample_network, sample_service};
+    use crate::desired::definition::Mode;
+    use crate::desired::definition::tests::{
+        docker_default_update_policy, sample_network, sample_service,
+    };
     use crate::docker::{ObservedTask, Ownership};
 
     fn desired_service(name: &str, file: &str) -> DesiredObject<ServiceDefinition> {
@@ -1019,7 +1021,7 @@ mod tests {
         let mut edited = desired;
         let svc = edited.services.get_mut("quote").unwrap();
         svc.definition.image = "goblog/quote-service:v2".into();
-        svc.hash = crate::definition::definition_hash(&svc.definition);
+        svc.hash = crate::desired::definition::definition_hash(&svc.definition);
         let plan = plan(&edited, &observed);
         match &plan.actions[..] {
             [
@@ -1313,7 +1315,7 @@ mod tests {
         let mut edited = desired.clone();
         let svc = edited.services.get_mut("quote").unwrap();
         svc.definition.image = "goblog/quote-service:v2".into();
-        svc.hash = crate::definition::definition_hash(&svc.definition);
+        svc.hash = crate::desired::definition::definition_hash(&svc.definition);
         let p = plan(&edited, &observed);
         match &p.actions[..] {
             [
@@ -1335,7 +1337,7 @@ mod tests {
         let mut rescaled = desired.clone();
         let svc = rescaled.services.get_mut("quote").unwrap();
         svc.definition.mode = Mode::Replicated { replicas: 5 };
-        svc.hash = crate::definition::definition_hash(&svc.definition);
+        svc.hash = crate::desired::definition::definition_hash(&svc.definition);
         ignore(&mut rescaled, "quote", &[DriftField::Replicas]);
         let p = plan(&rescaled, &observed);
         match &p.actions[..] {
@@ -1393,7 +1395,10 @@ mod tests {
         };
         // The service is written as it is: the old spec, its own labels, plus the mark.
         assert_eq!(current.image, "before:1");
-        assert_eq!(labels[crate::definition::SPEC_HASH_LABEL], "before");
+        assert_eq!(
+            labels[crate::desired::definition::SPEC_HASH_LABEL],
+            "before"
+        );
         assert_eq!(mark.spec_hash, desired.services["quote"].hash);
         assert_eq!(plan.conflict.unwrap().reason, ConflictReason::RolledBack);
 
@@ -1416,7 +1421,7 @@ mod tests {
         let mut edited = desired;
         let svc = edited.services.get_mut("quote").unwrap();
         svc.definition.image = "fixed:2".into();
-        svc.hash = crate::definition::definition_hash(&svc.definition);
+        svc.hash = crate::desired::definition::definition_hash(&svc.definition);
         let plan = plan_object(&ObjectKey::service("quote"), &edited, &marked);
         assert!(
             matches!(
@@ -1501,7 +1506,7 @@ mod tests {
         for name in ["db", "api"] {
             let svc = edited.services.get_mut(name).unwrap();
             svc.definition.image = "v2".into();
-            svc.hash = crate::definition::definition_hash(&svc.definition);
+            svc.hash = crate::desired::definition::definition_hash(&svc.definition);
         }
         let p = plan(&edited, &observed);
         let keys: Vec<String> = p.actions.iter().map(|a| a.key().to_string()).collect();
