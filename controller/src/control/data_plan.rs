@@ -169,3 +169,154 @@ pub fn siblings(
         .map(|d| ObjectKey::data(kind, &d.name))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::control::plan::{PlanDisplay, plan};
+    use crate::desired::data_objects::{DesiredData, LOGICAL_NAME_LABEL};
+    use crate::desired::definition::tests::sample_service;
+    use crate::desired::definition::{DEFAULT_INSTANCE, FileMount};
+    use crate::docker::ObservedService;
+    use crate::redact::Values;
+    use crate::spec::Content;
+
+    fn desired_conf(content: &str) -> DesiredData {
+        let content = Content(content.as_bytes().to_vec());
+        DesiredData {
+            kind: DataKind::Config,
+            logical_name: "conf".into(),
+            name: crate::desired::data_objects::versioned_name("conf", &content),
+            content,
+            labels: BTreeMap::new(),
+            origin: DataOrigin::Spec,
+        }
+    }
+
+    fn observed(data: &DesiredData, instance: &str) -> ObservedData {
+        ObservedData {
+            kind: data.kind,
+            id: format!("id-{}", data.name),
+            name: data.name.clone(),
+            labels: data.labels(instance),
+        }
+    }
+
+    fn mounting(name: &str, previous: &[&str]) -> ObservedService {
+        let mut definition = sample_service("web");
+        definition.configs = vec![FileMount {
+            name: name.into(),
+            target: "/etc/conf".into(),
+            uid: "0".into(),
+            gid: "0".into(),
+            mode: 0o444,
+        }];
+        ObservedService {
+            id: "s1".into(),
+            version: 3,
+            definition,
+            ownership: Ownership::default(),
+            virtual_ips: Vec::new(),
+            update_status: None,
+            revision: crate::docker::ServiceRevision {
+                previous_mounts: previous.iter().map(|p| (*p).to_owned()).collect(),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn old_versions_go_unless_mounted_now_or_by_a_previous_spec() {
+        let [v1, v2, v3] = ["a", "b", "c"].map(desired_conf);
+        let mut desired = DesiredState {
+            prune_allowed: true,
+            ..DesiredState::default()
+        };
+        desired.data.insert(v3.name.clone(), v3.clone());
+        let mut swarm = Observed::default();
+        for v in [&v1, &v2, &v3] {
+            swarm
+                .configs
+                .insert(v.name.clone(), observed(v, DEFAULT_INSTANCE));
+        }
+        // Someone else's config and the stored specs are never the operator's to collect.
+        let mut foreign = observed(&desired_conf("x"), "other");
+        foreign.name = "foreign".into();
+        swarm.configs.insert(foreign.name.clone(), foreign);
+        swarm
+            .services
+            .insert("web".into(), mounting(&v3.name, &[&v2.name]));
+        let p = plan(&desired, &swarm);
+        let removed: Vec<String> = p.actions.iter().map(|a| a.key().to_string()).collect();
+        assert_eq!(removed, [format!("config/{}", v1.name)], "{p:?}");
+        assert_eq!(
+            PlanDisplay(&p, Values::Hidden).to_string(),
+            format!("- config/{} (no longer used)\n", v1.name)
+        );
+        // Without the rollback's spec, v2 goes too.
+        swarm.services.insert("web".into(), mounting(&v3.name, &[]));
+        assert_eq!(plan(&desired, &swarm).actions.len(), 2);
+    }
+
+    #[test]
+    fn versions_whose_spec_is_gone_follow_the_prune_rules() {
+        let v1 = desired_conf("a");
+        let mut swarm = Observed::default();
+        swarm
+            .configs
+            .insert(v1.name.clone(), observed(&v1, DEFAULT_INSTANCE));
+        let mut desired = DesiredState::default();
+        assert!(
+            plan(&desired, &swarm).is_empty(),
+            "an empty directory prunes nothing"
+        );
+        desired.prune_allowed = true;
+        desired.failed_files.insert("broken.yaml".into());
+        assert!(plan(&desired, &swarm).is_empty(), "nor does a failing file");
+        desired.failed_files.clear();
+        assert_eq!(plan(&desired, &swarm).actions.len(), 1);
+        // The label without the operator's ownership is not enough.
+        let mut unowned = observed(&v1, DEFAULT_INSTANCE);
+        unowned.labels.retain(|k, _| k == LOGICAL_NAME_LABEL);
+        swarm.configs.insert(v1.name, unowned);
+        assert!(plan(&desired, &swarm).is_empty());
+    }
+
+    #[test]
+    fn a_new_version_is_created_before_the_service_and_never_shown() {
+        let v1 = desired_conf("secret-looking content");
+        let mut desired = DesiredState {
+            prune_allowed: true,
+            ..DesiredState::default()
+        };
+        desired.data.insert(v1.name.clone(), v1.clone());
+        let service = mounting(&v1.name, &[]);
+        desired.services.insert(
+            "web".into(),
+            crate::desired::DesiredObject::new(
+                service.definition,
+                "a.yaml".into(),
+                DEFAULT_INSTANCE,
+            ),
+        );
+        let swarm = Observed::default();
+        let p = plan(&desired, &swarm);
+        let text = PlanDisplay(&p, Values::Shown).to_string();
+        assert_eq!(
+            text,
+            format!("+ config/{} (create)\n+ service/web (create)\n", v1.name)
+        );
+        assert!(!text.contains("secret-looking"));
+        // Reconciled alone, the service waits for the version instead.
+        let one = crate::control::plan::plan_object(&ObjectKey::service("web"), &desired, &swarm);
+        assert_eq!(one.action, None);
+        let conflict = one.conflict.unwrap();
+        assert_eq!(
+            conflict.reason,
+            crate::control::plan::ConflictReason::WaitingForDependency
+        );
+        assert!(conflict.message.contains(&format!("config/{}", v1.name)));
+    }
+}
