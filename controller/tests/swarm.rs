@@ -529,3 +529,105 @@ fn blocked_objects_are_reported_and_recover() {
         },
     );
 }
+
+/// Ordering inside one reload on a real swarm (issue 18.4): a network, a config and the
+/// service that needs both, from one file, applied by a fresh operator. The service waits for
+/// them inside the plan, so it is created once and converges, and no error reaches the
+/// activity log, the events log (what webhooks get) or the operator's warnings.
+#[test]
+fn a_network_config_and_service_from_one_file_converge_without_an_error() {
+    let Some(swarm) = Swarm::start("one_file") else {
+        return;
+    };
+    let svc = swarm.name("web");
+    let net = swarm.name("net");
+    let conf = swarm.name("conf");
+    let service = swarm.service_spec("web", 1, Some("net")).replace(
+        "  endpointMode: dnsrr\n",
+        &format!("  endpointMode: dnsrr\n  configs: [{{name: {conf}, target: /etc/app.conf}}]\n"),
+    );
+    swarm.write_spec(
+        "stack.yaml",
+        &format!(
+            "{}---\napiVersion: swarm-operator.io/v1alpha1\nkind: SwarmConfig\nmetadata:\n  name: {conf}\nspec:\n  data: \"listen 80\\n\"\n---\n{service}",
+            swarm.network_spec("net")
+        ),
+    );
+    // diff shows the config's version by name (its hash prefix), never its content.
+    let diff = swarm.command("diff");
+    let plan = String::from_utf8_lossy(&diff.stdout);
+    assert!(plan.contains(&format!("+ config/{conf}-")), "{plan}");
+    assert!(
+        plan.contains(&format!("+ service/{svc} (create)")),
+        "{plan}"
+    );
+    assert!(!plan.contains("listen 80"), "{plan}");
+
+    let events = swarm.specs.path().with_extension("events.jsonl");
+    let events_arg = std::ffi::OsString::from(&events);
+    let mut operator = swarm.operator_with(
+        &["--specs", swarm.specs.path().to_str().unwrap()],
+        &swarm.status,
+        "",
+        &[std::ffi::OsStr::new("--events-log"), &events_arg],
+    );
+    swarm.wait_status("the service converged", CONVERGE, |s| ready(s, &svc, 1));
+    let mounted = docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{range .Spec.TaskTemplate.ContainerSpec.Configs}}{{.ConfigName}}{{end}}",
+        &svc,
+    ]);
+    assert!(mounted.starts_with(&format!("{conf}-")), "{mounted}");
+
+    let (code, api) = operator
+        .http_get("/api/v1/status")
+        .expect("the API answers");
+    assert_eq!(code, 200);
+    let api: Value =
+        serde_json::from_str(api.split("\r\n\r\n").nth(1).unwrap_or(&api)).unwrap_or(Value::Null);
+    let activity = api["activity"].as_array().cloned().unwrap_or_default();
+    assert!(
+        activity.iter().all(|e| e["kind"] != "error"),
+        "no error in the activity: {activity:?}"
+    );
+    for object in [format!("network/{net}"), format!("service/{svc}")] {
+        assert!(
+            activity
+                .iter()
+                .any(|e| e["kind"] == "created" && e["object"] == object.as_str()),
+            "{object} created: {activity:?}"
+        );
+    }
+    assert!(
+        activity.iter().any(|e| e["kind"] == "created"
+            && e["object"]
+                .as_str()
+                .is_some_and(|o| o.starts_with(&format!("config/{conf}-")))),
+        "the config's version created: {activity:?}"
+    );
+    let log = std::fs::read_to_string(&events).unwrap_or_default();
+    assert!(
+        !log.contains("rolloutFailed") && !log.contains("not found"),
+        "events log:\n{log}"
+    );
+    let log = operator.log();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ERROR") || (l.contains("WARN") && l.contains("not found")))
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:#?}");
+    // One create of the service: it was never sent before its network and config existed.
+    let metrics = operator.http_get("/metrics").unwrap().1;
+    let creates: f64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("swarm_operator_docker_requests_total{")
+                && l.contains("op=\"create_service\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(creates, 1.0, "{metrics}");
+    assert!(operator.stop());
+}

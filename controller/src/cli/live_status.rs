@@ -83,6 +83,8 @@ impl SpecView {
             .filter(|key| match key.kind {
                 ObjectKind::Service => !desired.services.contains_key(&key.name),
                 ObjectKind::Network => !desired.networks.contains_key(&key.name),
+                // Versions are not listed as objects of their own.
+                ObjectKind::Config | ObjectKind::Secret => false,
             })
             .filter_map(|key| {
                 let conflict = plan::plan_object(&key, desired, &state.observed).conflict?;

@@ -172,6 +172,116 @@ async fn an_event_storm_during_500_creates_creates_each_service_once() {
     running.stop().await;
 }
 
+/// A network, a config and a secret with the service that needs them, all from one reload.
+fn stack_yaml(conf: &str) -> String {
+    format!(
+        "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmNetwork\nmetadata: {{name: net}}\nspec: {{driver: overlay}}\n---\n\
+         apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmConfig\nmetadata: {{name: conf}}\nspec: {{data: {conf:?}}}\n---\n\
+         apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmSecret\nmetadata: {{name: token}}\nspec: {{data: hunter2}}\n---\n{}",
+        service_yaml(
+            "web",
+            "img:1",
+            "  networks: [net]\n  configs: [{name: conf, target: /etc/conf}]\n  secrets: [{name: token}]\n",
+        )
+    )
+}
+
+/// The writes the swarm received since `from` (the index into its calls).
+fn writes_since(swarm: &MemorySwarm, from: usize) -> Vec<Op> {
+    swarm.calls()[from..]
+        .iter()
+        .map(|(op, _)| *op)
+        .filter(|op| op.is_write())
+        .collect()
+}
+
+/// Ordering inside one reload (issue 18.4) and configs through the plan (17.2): the service
+/// waits inside the plan for the network, config and secret created in the same reload, so
+/// every object is created once, the service's create never fails, and nothing is written at
+/// steady state. A rotation is a create and an update; the version before the previous one
+/// is collected by a write of its own.
+#[tokio::test(start_paused = true)]
+async fn a_service_waits_in_the_plan_for_what_the_same_reload_creates() {
+    let swarm = MemorySwarm::default();
+    // The dependencies' creates are slow: the service's first plan finds them missing.
+    for op in [Op::CreateNetwork, Op::CreateConfig, Op::CreateSecret] {
+        swarm.set_latency(op, Duration::from_millis(300));
+    }
+    let dir = TempDir::new().unwrap();
+    let specs = dir.path().join("specs");
+    write_spec(&specs, "stack.yaml", &stack_yaml("v1"));
+    let running = start(&swarm, dir, Duration::from_millis(500));
+    eventually(Duration::from_secs(10), "web created", || {
+        swarm.services().contains_key("web")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let mut creates = writes_since(&swarm, 0);
+    creates.sort();
+    assert_eq!(
+        creates,
+        [
+            Op::CreateService,
+            Op::CreateNetwork,
+            Op::CreateConfig,
+            Op::CreateSecret
+        ],
+        "one create per object, the service's never refused"
+    );
+    let status: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(running.dir.path().join("status.json")).unwrap(),
+    )
+    .unwrap();
+    let web = status["services"]["web"].to_string();
+    assert!(!web.contains("ReconcileError"), "{web}");
+
+    // Steady state, resyncs every 500 ms: no write.
+    let calls = swarm.calls().len();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(writes_since(&swarm, calls), [], "steady state");
+
+    // Two rotations: each creates the new version and updates the service; the second also
+    // removes the first version (the service's previous spec mounts the second).
+    let mut versions = Vec::new();
+    for content in ["v2", "v3"] {
+        let calls = swarm.calls().len();
+        write_spec(&specs, "stack.yaml", &stack_yaml(content));
+        let name = crate::desired::data_objects::versioned_name(
+            "conf",
+            &crate::spec::Content(content.as_bytes().to_vec()),
+        );
+        eventually(Duration::from_secs(10), "rotated", || {
+            swarm.services()["web"]
+                .definition
+                .configs
+                .iter()
+                .any(|c| c.name == name)
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        versions.push(writes_since(&swarm, calls));
+    }
+    assert_eq!(versions[0], [Op::CreateConfig, Op::UpdateService]);
+    assert_eq!(
+        versions[1],
+        [Op::CreateConfig, Op::UpdateService, Op::RemoveConfig]
+    );
+    let mut configs = swarm.data_names(crate::desired::data_objects::DataKind::Config);
+    configs.sort();
+    assert_eq!(
+        configs.len(),
+        2,
+        "the current and the previous: {configs:?}"
+    );
+    assert_eq!(
+        swarm
+            .data_names(crate::desired::data_objects::DataKind::Secret)
+            .len(),
+        1
+    );
+    running.stop().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn objects_that_can_not_be_applied_back_off_and_recover_when_unblocked() {
     let swarm = MemorySwarm::default();

@@ -1,5 +1,6 @@
 //! The core loop: triggers and the swarm watcher feed the shared view, the planner compares, the reconciler writes.
 
+pub mod data_plan;
 pub mod operator;
 pub mod plan;
 pub mod reconcile;

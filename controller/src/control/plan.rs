@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::desired::data_objects::describe_secret_changes;
+use crate::desired::data_objects::{DataKind, DesiredData, describe_secret_changes};
 use crate::desired::definition::{
     DEFAULT_INSTANCE, FieldChange, Mode, NetworkDefinition, SPEC_VALUE_LABEL_PREFIX,
     ServiceDefinition, field_changes,
@@ -27,6 +27,40 @@ pub enum ObjectKind {
     Network,
     /// A `SwarmService`.
     Service,
+    /// A version of a `SwarmConfig`.
+    Config,
+    /// A version of a `SwarmSecret`.
+    Secret,
+}
+
+impl ObjectKind {
+    /// The data kind of a config or secret key.
+    pub fn data_kind(self) -> Option<DataKind> {
+        match self {
+            ObjectKind::Config => Some(DataKind::Config),
+            ObjectKind::Secret => Some(DataKind::Secret),
+            ObjectKind::Network | ObjectKind::Service => None,
+        }
+    }
+
+    /// How the kind is written in keys, messages and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::Network => "network",
+            ObjectKind::Service => "service",
+            ObjectKind::Config => "config",
+            ObjectKind::Secret => "secret",
+        }
+    }
+}
+
+impl From<DataKind> for ObjectKind {
+    fn from(kind: DataKind) -> Self {
+        match kind {
+            DataKind::Config => ObjectKind::Config,
+            DataKind::Secret => ObjectKind::Secret,
+        }
+    }
 }
 
 /// Identifies one object the operator reconciles.
@@ -54,12 +88,19 @@ impl ObjectKey {
     }
 }
 
+impl ObjectKey {
+    /// Key of a config or secret version (by its swarm name).
+    pub fn data(kind: DataKind, name: impl Into<String>) -> Self {
+        ObjectKey {
+            kind: kind.into(),
+            name: name.into(),
+        }
+    }
+}
+
 impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.kind {
-            ObjectKind::Network => write!(f, "network/{}", self.name),
-            ObjectKind::Service => write!(f, "service/{}", self.name),
-        }
+        write!(f, "{}/{}", self.kind.as_str(), self.name)
     }
 }
 
@@ -130,6 +171,23 @@ pub enum Action {
         /// Network id.
         id: String,
     },
+    /// Create a config or secret version (its content never shows in messages).
+    CreateData {
+        /// What to create.
+        desired: DesiredData,
+    },
+    /// Remove a config or secret version the operator created that nothing uses any more.
+    RemoveData {
+        /// Config or secret.
+        kind: DataKind,
+        /// Its swarm name.
+        name: String,
+        /// Its id.
+        id: String,
+        /// Whether `apply` created it: removed only once no stored spec names it (see
+        /// [`crate::control::data_plan`]).
+        applied: bool,
+    },
 }
 
 impl Action {
@@ -144,13 +202,17 @@ impl Action {
                 ObjectKey::service(name)
             }
             Action::RemoveNetwork { name, .. } => ObjectKey::network(name),
+            Action::CreateData { desired } => ObjectKey::data(desired.kind, &desired.name),
+            Action::RemoveData { kind, name, .. } => ObjectKey::data(*kind, name),
         }
     }
 
     /// What the action does, for messages: `create`, `update: spec changed`, `remove`, ….
     pub fn verb(&self) -> &'static str {
         match self {
-            Action::CreateNetwork { .. } | Action::CreateService { .. } => "create",
+            Action::CreateNetwork { .. }
+            | Action::CreateService { .. }
+            | Action::CreateData { .. } => "create",
             Action::UpdateService {
                 cause: UpdateCause::SpecChanged,
                 ..
@@ -161,18 +223,19 @@ impl Action {
             } => "update: drift",
             Action::MarkRolledBack { .. } => "mark rolled back",
             Action::RemoveService { .. } | Action::RemoveNetwork { .. } => "remove",
+            Action::RemoveData { .. } => "remove: no longer used",
         }
     }
 
-    /// Order in which actions run: networks exist before the services that use them, and
-    /// services are gone before the networks they used.
+    /// Order in which actions run: networks, configs and secrets exist before the services
+    /// that use them, and services are gone before what they used.
     fn rank(&self) -> u8 {
         match self {
-            Action::CreateNetwork { .. } => 0,
+            Action::CreateNetwork { .. } | Action::CreateData { .. } => 0,
             Action::CreateService { .. } => 1,
             Action::UpdateService { .. } | Action::MarkRolledBack { .. } => 2,
             Action::RemoveService { .. } => 3,
-            Action::RemoveNetwork { .. } => 4,
+            Action::RemoveNetwork { .. } | Action::RemoveData { .. } => 4,
         }
     }
 }
@@ -255,14 +318,31 @@ pub fn all_keys(desired: &DesiredState, observed: &Observed) -> BTreeSet<ObjectK
     networks
         .map(ObjectKey::network)
         .chain(services.map(ObjectKey::service))
+        .chain(crate::control::data_plan::data_keys(desired, observed))
         .collect()
 }
 
-/// Plans every object.
+/// Plans every object. A service whose network, config or secret does not exist yet is written
+/// after the create of that object in the same plan (the order of [`Plan::actions`]).
 pub fn plan(desired: &DesiredState, observed: &Observed) -> Plan {
+    let keys = all_keys(desired, observed);
+    let objects: Vec<Ordered> = keys
+        .iter()
+        .map(|key| plan_ordered(key, desired, observed))
+        .collect();
+    let created: BTreeSet<ObjectKey> = objects
+        .iter()
+        .filter_map(|o| match &o.plan.action {
+            Some(a @ (Action::CreateNetwork { .. } | Action::CreateData { .. })) => Some(a.key()),
+            _ => None,
+        })
+        .collect();
     let mut plan = Plan::default();
-    for key in all_keys(desired, observed) {
-        let object = plan_object(&key, desired, observed);
+    for (key, object) in keys.iter().zip(objects) {
+        let object = match object.waits_for.iter().find(|d| !created.contains(*d)) {
+            Some(missing) => waiting_for(key, missing),
+            None => object.plan,
+        };
         plan.actions.extend(object.action);
         plan.conflicts.extend(object.conflict);
     }
@@ -270,8 +350,47 @@ pub fn plan(desired: &DesiredState, observed: &Observed) -> Plan {
     plan
 }
 
-/// Plans one object: the unit of work of the reconciler.
+/// Plans one object: the unit of work of the reconciler. A write that needs a network, config
+/// or secret the operator creates and that does not exist yet waits for it (the conflict
+/// [`ConflictReason::WaitingForDependency`]); that object's own reconcile creates it, and its
+/// appearance triggers the waiting object again.
 pub fn plan_object(key: &ObjectKey, desired: &DesiredState, observed: &Observed) -> ObjectPlan {
+    let object = plan_ordered(key, desired, observed);
+    match object.waits_for.first() {
+        Some(missing) => waiting_for(key, missing),
+        None => object.plan,
+    }
+}
+
+/// One object's plan, and the objects it must wait for.
+struct Ordered {
+    plan: ObjectPlan,
+    /// Networks, configs and secrets the operator creates that the write needs and that do
+    /// not exist yet.
+    waits_for: Vec<ObjectKey>,
+}
+
+fn plan_ordered(key: &ObjectKey, desired: &DesiredState, observed: &Observed) -> Ordered {
+    let plan = plan_suspended(key, desired, observed);
+    let waits_for = match &plan.action {
+        Some(Action::CreateService { desired: d } | Action::UpdateService { desired: d, .. }) => {
+            crate::control::data_plan::missing_dependencies(&d.definition, desired, observed)
+        }
+        _ => Vec::new(),
+    };
+    Ordered { plan, waits_for }
+}
+
+fn waiting_for(key: &ObjectKey, missing: &ObjectKey) -> ObjectPlan {
+    conflict(
+        key,
+        ConflictReason::WaitingForDependency,
+        format!("waiting for dependencies: {missing} is being created"),
+    )
+}
+
+/// Plans one object, with its suspension applied.
+fn plan_suspended(key: &ObjectKey, desired: &DesiredState, observed: &Observed) -> ObjectPlan {
     let plan = plan_unsuspended(key, desired, observed);
     match suspension(key, desired) {
         Some(why)
@@ -305,6 +424,8 @@ fn suspension(key: &ObjectKey, desired: &DesiredState) -> Option<String> {
             .networks
             .get(&key.name)
             .map(|d| (d.policy.suspended, &d.source_file)),
+        // A version follows the services that mount it; only `.suspend` holds it.
+        ObjectKind::Config | ObjectKind::Secret => None,
     }?;
     suspended.then(|| {
         format!(
@@ -318,6 +439,8 @@ fn is_present(key: &ObjectKey, observed: &Observed) -> bool {
     match key.kind {
         ObjectKind::Service => observed.services.contains_key(&key.name),
         ObjectKind::Network => observed.networks.contains_key(&key.name),
+        ObjectKind::Config => observed.configs.contains_key(&key.name),
+        ObjectKind::Secret => observed.secrets.contains_key(&key.name),
     }
 }
 
@@ -417,10 +540,13 @@ fn plan_by_kind(key: &ObjectKey, desired: &DesiredState, observed: &Observed) ->
             observed.networks.get(&key.name),
             desired,
         ),
+        ObjectKind::Config | ObjectKind::Secret => {
+            crate::control::data_plan::plan_data(key, desired, observed)
+        }
     }
 }
 
-fn conflict(key: &ObjectKey, reason: ConflictReason, message: String) -> ObjectPlan {
+pub(crate) fn conflict(key: &ObjectKey, reason: ConflictReason, message: String) -> ObjectPlan {
     ObjectPlan {
         action: None,
         conflict: Some(Conflict {
@@ -431,7 +557,7 @@ fn conflict(key: &ObjectKey, reason: ConflictReason, message: String) -> ObjectP
     }
 }
 
-fn action(action: Action) -> ObjectPlan {
+pub(crate) fn action(action: Action) -> ObjectPlan {
     ObjectPlan {
         action: Some(action),
         conflict: None,
@@ -758,6 +884,13 @@ impl fmt::Display for PlanDisplay<'_> {
                 )?,
                 Action::RemoveService { name, .. } => writeln!(f, "- service/{name} (remove)")?,
                 Action::RemoveNetwork { name, .. } => writeln!(f, "- network/{name} (remove)")?,
+                // The name carries the content's hash prefix, never the content.
+                Action::CreateData { desired } => {
+                    writeln!(f, "+ {}/{} (create)", desired.kind, desired.name)?;
+                }
+                Action::RemoveData { kind, name, .. } => {
+                    writeln!(f, "- {kind}/{name} (no longer used)")?;
+                }
             }
         }
         for conflict in &plan.conflicts {

@@ -1,7 +1,6 @@
 //! Reconcile one object: plan it against the shared view, make at most one write, report the
 //! write and the outcome to the reflector.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use tracing::{info, warn};
@@ -9,12 +8,9 @@ use tracing::{info, warn};
 use crate::control::plan::{Action, Conflict, ObjectKey, ObjectPlan, UpdateCause, plan_object};
 use crate::control::schedule;
 use crate::control::world::{Blocker, ObjectOutcome, Observation, Reporter, World, Written};
-use crate::desired::data_objects::{
-    APPLIED_BY_VALUE, CREATED_BY_LABEL, DataKind, DataOrigin, DesiredData, LOGICAL_NAME_LABEL,
-    ObservedData,
-};
+use crate::desired::data_objects::{DataKind, DataOrigin, ObservedData};
 use crate::desired::definition::ServiceDefinition;
-use crate::docker::{DockerError, Ownership, SwarmApi};
+use crate::docker::{DockerError, SwarmApi};
 use crate::redact::Values;
 use crate::report::activity::{ActivityKind, ActivityLog};
 use crate::report::metrics::Metrics;
@@ -450,169 +446,50 @@ fn docker_error(key: &ObjectKey, source: DockerError) -> Retry {
     })
 }
 
-/// The config and secret versions a definition mounts that the operator creates (external
-/// ones are not in the desired data).
-fn wanted_data<A>(ctx: &Context<A>, definition: &ServiceDefinition) -> (String, Vec<DesiredData>) {
-    let world = ctx.world.read();
-    let mounts = definition
-        .configs
-        .iter()
-        .map(|m| (DataKind::Config, m))
-        .chain(definition.secrets.iter().map(|m| (DataKind::Secret, m)));
-    let wanted = mounts
-        .filter_map(|(kind, m)| {
-            world
-                .desired
-                .data
-                .get(&m.name)
-                .filter(|d| d.kind == kind)
-                .cloned()
-        })
-        .collect();
-    (world.desired.instance.clone(), wanted)
-}
-
-/// Creates the config and secret versions `definition` mounts that the swarm lacks: swarm
-/// refuses a service that names a missing one. Versions are immutable and content-addressed,
-/// so an existing name is the right content (one list per kind, a create per new version).
-async fn ensure_data<A: SwarmApi>(
+/// The first secret `definition` mounts that `apply` created, that its stored spec names and
+/// that the swarm lacks: only `apply` has the content, so the operator cannot create it (the
+/// plan creates every other missing version first).
+fn missing_applied_secret<A>(
     ctx: &Context<A>,
     key: &ObjectKey,
     definition: &ServiceDefinition,
 ) -> Result<(), Retry> {
-    let (instance, wanted) = wanted_data(ctx, definition);
-    for kind in [DataKind::Config, DataKind::Secret] {
-        let needed: Vec<&DesiredData> = wanted.iter().filter(|d| d.kind == kind).collect();
-        if needed.is_empty() {
-            continue;
-        }
-        let existing: BTreeSet<String> = ctx
-            .api
-            .list_data(kind)
-            .await
-            .map_err(|e| docker_error(key, e))?
-            .into_iter()
-            .map(|d| d.name)
-            .collect();
-        for data in needed.into_iter().filter(|d| !existing.contains(&d.name)) {
-            if data.origin == DataOrigin::Applied {
-                return Err(Retry::Fail(ReconcileError::MissingAppliedSecret {
-                    key: key.clone(),
-                    name: data.name.clone(),
-                    logical: data.logical_name.clone(),
-                }));
-            }
-            info!(%key, %kind, name = %data.name, "creating version");
-            match ctx.api.create_data(data, &data.labels(&instance)).await {
-                Ok(_) | Err(DockerError::AlreadyExists { .. }) => {}
-                Err(e) => return Err(docker_error(key, e)),
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The swarm names of the configs and secrets a definition mounts.
-fn mounted_names(definition: &ServiceDefinition) -> BTreeSet<String> {
-    definition
-        .configs
+    let world = ctx.world.read();
+    let missing = definition
+        .secrets
         .iter()
-        .chain(&definition.secrets)
-        .map(|m| m.name.clone())
-        .collect()
+        .filter_map(|m| world.desired.data.get(&m.name))
+        .find(|d| {
+            d.kind == DataKind::Secret
+                && d.origin == DataOrigin::Applied
+                && !world.observed.secrets.contains_key(&d.name)
+        });
+    match missing {
+        Some(data) => Err(Retry::Fail(ReconcileError::MissingAppliedSecret {
+            key: key.clone(),
+            name: data.name.clone(),
+            logical: data.logical_name.clone(),
+        })),
+        None => Ok(()),
+    }
 }
 
-/// After a service moved from `previous` to `current` (`None`: it was removed), removes the
-/// operator's versions of the configs/secrets `previous` mounted that nothing needs any more:
-/// not desired, not mounted by any other service, and (after an update) not `previous`'s own,
-/// which is kept so that swarm's rollback to the previous spec still finds it. So at most the
-/// current and the previous version stay. Failures (e.g. the engine saying it is still in
-/// use) are logged; the version is tried again at the next rotation.
-async fn collect_old_versions<A: SwarmApi>(
+/// Re-lists the configs or the secrets and reports them.
+async fn reread_data<A: SwarmApi>(
     ctx: &Context<A>,
     key: &ObjectKey,
-    previous: &ServiceDefinition,
-    current: Option<&ServiceDefinition>,
-) {
-    let rotated: BTreeSet<String> = match current {
-        Some(current) => mounted_names(previous)
-            .difference(&mounted_names(current))
-            .cloned()
-            .collect(),
-        None => mounted_names(previous),
-    };
-    if rotated.is_empty() {
-        return;
-    }
-    let (instance, keep) = {
-        let world = ctx.world.read();
-        let mut keep: BTreeSet<String> = world.desired.data.keys().cloned().collect();
-        if current.is_some() {
-            keep.extend(mounted_names(previous));
-        }
-        for service in world.observed.services.values() {
-            if service.definition.name != key.name {
-                keep.extend(mounted_names(&service.definition));
-            }
-        }
-        (world.desired.instance.clone(), keep)
-    };
-    // Secrets `apply` created that a stored spec names: `apply` stores the spec before it
-    // creates the secret, so this replica's copy of the specs may not name it yet.
-    let mut applied: Option<BTreeSet<String>> = None;
-    for kind in [DataKind::Config, DataKind::Secret] {
-        let Ok(list) = ctx.api.list_data(kind).await else {
-            continue;
-        };
-        // Logical names whose versions this service just stopped using.
-        let rotated_logical: BTreeSet<&str> = list
-            .iter()
-            .filter(|d| rotated.contains(&d.name))
-            .filter_map(|d| d.labels.get(LOGICAL_NAME_LABEL).map(String::as_str))
-            .collect();
-        for old in list.iter().filter(|d| {
-            Ownership::from_labels(&d.labels).is_owned_by(&instance)
-                && !keep.contains(&d.name)
-                && d.labels
-                    .get(LOGICAL_NAME_LABEL)
-                    .is_some_and(|l| rotated_logical.contains(l.as_str()))
-        }) {
-            if is_applied(old) {
-                if applied.is_none() {
-                    applied = applied_secrets_in_stored_specs(ctx, &instance).await;
-                }
-                // Unknown (the configs could not be listed) keeps the secret: better a stale
-                // one than a missing one.
-                if applied
-                    .as_ref()
-                    .is_none_or(|names| names.contains(&old.name))
-                {
-                    continue;
-                }
-            }
-            match ctx.api.remove_data(kind, &old.id).await {
-                Ok(()) => info!(%key, %kind, name = %old.name, "removed unused version"),
-                Err(e) => warn!(%key, %kind, name = %old.name, error = %e, "unused version kept"),
-            }
-        }
-    }
-}
-
-/// Whether `apply` created this config or secret.
-fn is_applied(data: &ObservedData) -> bool {
-    data.labels.get(CREATED_BY_LABEL).map(String::as_str) == Some(APPLIED_BY_VALUE)
-}
-
-/// The secrets the specs `apply` stored for `instance` name; `None` if the swarm's configs
-/// could not be listed.
-async fn applied_secrets_in_stored_specs<A: SwarmApi>(
-    ctx: &Context<A>,
-    instance: &str,
-) -> Option<BTreeSet<String>> {
-    let configs = ctx.api.list_data(DataKind::Config).await.ok()?;
-    Some(crate::spec::in_swarm::applied_secrets_named(
-        &configs, instance,
-    ))
+    kind: DataKind,
+) -> Result<(), Retry> {
+    let ticket = ctx.world.ticket();
+    let list = ctx
+        .api
+        .list_data(kind)
+        .await
+        .map_err(|source| docker_error(key, source))?;
+    ctx.reporter
+        .observed(Observation::Data { ticket, kind, list })
+        .await;
+    Ok(())
 }
 
 /// Performs one planned write and reports it.
@@ -657,7 +534,7 @@ async fn apply<A: SwarmApi>(
                     }));
                 }
             }
-            ensure_data(ctx, key, &desired.definition).await?;
+            missing_applied_secret(ctx, key, &desired.definition)?;
             info!(%key, image = %desired.definition.image, "creating service");
             match ctx
                 .api
@@ -693,18 +570,18 @@ async fn apply<A: SwarmApi>(
                 return Err(Retry::Reread);
             }
             let fields: Vec<String> = changes.iter().map(|c| c.describe(Values::Hidden)).collect();
-            ensure_data(ctx, key, &desired.definition).await?;
-            let previous = ctx
+            missing_applied_secret(ctx, key, &desired.definition)?;
+            let force_update = ctx
                 .world
                 .read()
                 .observed
                 .services
                 .get(&key.name)
-                .map(|s| s.definition.clone());
+                .map_or(0, |s| s.definition.force_update);
             // The swarm's ForceUpdate counter is carried over: lowering it would be a change of
             // the task template of its own (and, for a job, no run is asked for here).
             let mut desired = desired;
-            desired.definition.force_update = previous.as_ref().map_or(0, |p| p.force_update);
+            desired.definition.force_update = force_update;
             match cause {
                 UpdateCause::SpecChanged => info!(%key, changes = ?fields, "updating service"),
                 UpdateCause::Drift => warn!(%key, changes = ?fields, "correcting drift"),
@@ -724,9 +601,6 @@ async fn apply<A: SwarmApi>(
                     };
                     ctx.activity
                         .record_for_spec(kind, key, fields.join("; "), Some(&desired.hash));
-                    if let Some(previous) = &previous {
-                        collect_old_versions(ctx, key, previous, Some(&desired.definition)).await;
-                    }
                     ctx.reporter
                         .written(Written::ServiceUpdated {
                             id,
@@ -794,18 +668,8 @@ async fn apply<A: SwarmApi>(
         }
         Action::RemoveService { name, id } => {
             info!(%key, "removing service: its spec is gone");
-            let removed = ctx
-                .world
-                .read()
-                .observed
-                .services
-                .get(&key.name)
-                .map(|s| s.definition.clone());
             match ctx.api.remove_service(&id).await {
                 Ok(()) | Err(DockerError::NotFound { .. }) => {
-                    if let Some(removed) = &removed {
-                        collect_old_versions(ctx, key, removed, None).await;
-                    }
                     ctx.activity
                         .record(ActivityKind::Pruned, key, "its spec is gone");
                     ctx.reporter
@@ -831,6 +695,62 @@ async fn apply<A: SwarmApi>(
                         key: key.clone(),
                         users,
                     }));
+                }
+                Err(e) => return Err(docker_error(key, e)),
+            }
+        }
+        Action::CreateData { desired } => {
+            let instance = ctx.world.read().desired.instance.clone();
+            let labels = desired.labels(&instance);
+            info!(%key, "creating version");
+            match ctx.api.create_data(&desired, &labels).await {
+                Ok(id) => {
+                    ctx.activity.record(
+                        ActivityKind::Created,
+                        key,
+                        format!("{} created", desired.kind),
+                    );
+                    ctx.reporter
+                        .written(Written::DataCreated(ObservedData {
+                            kind: desired.kind,
+                            id,
+                            name: desired.name.clone(),
+                            labels,
+                        }))
+                        .await;
+                }
+                // Someone else created it (another replica, `apply`): read, then plan again.
+                Err(DockerError::AlreadyExists { .. }) => {
+                    reread_data(ctx, key, desired.kind).await?;
+                    return Err(Retry::Reread);
+                }
+                Err(e) => return Err(docker_error(key, e)),
+            }
+        }
+        Action::RemoveData {
+            kind,
+            name,
+            id,
+            applied,
+        } => {
+            if applied {
+                // `apply` stores the spec naming a secret before it creates the secret, and
+                // this replica may not have seen that spec yet: read the stored specs (one
+                // list) and plan again on them before removing what only `apply` can make.
+                reread_data(ctx, key, DataKind::Config).await?;
+                let again = current_plan(ctx, key).action;
+                if !matches!(again, Some(Action::RemoveData { .. })) {
+                    return Err(Retry::Reread);
+                }
+            }
+            info!(%key, "removing version: no longer used");
+            match ctx.api.remove_data(kind, &id).await {
+                Ok(()) | Err(DockerError::NotFound { .. }) => {
+                    ctx.activity
+                        .record(ActivityKind::Pruned, key, "no longer used");
+                    ctx.reporter
+                        .written(Written::DataRemoved { kind, name, id })
+                        .await;
                 }
                 Err(e) => return Err(docker_error(key, e)),
             }
@@ -887,8 +807,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::control::plan::ConflictReason;
     use crate::control::swarm_watch::relist;
     use crate::control::world::Reflector;
+    use crate::desired::data_objects::DesiredData;
     use crate::desired::definition::tests::{sample_network, sample_service};
     use crate::desired::definition::{DEFAULT_INSTANCE, Mode, ServiceDefinition};
     use crate::desired::{DesiredObject, DesiredState};
@@ -955,25 +877,22 @@ mod tests {
     async fn a_service_waits_for_its_network_then_converges_with_one_write_each() {
         let ctx = context(MemorySwarm::default(), desired_state()).await;
         let service = ObjectKey::service("quote");
-        let err = reconcile(ctx.clone(), service.clone()).await.unwrap_err();
+        // The network is created in the same reload: the service's plan waits for it, which
+        // is progress, not an error.
+        reconcile(ctx.clone(), service.clone()).await.unwrap();
+        let outcome = ctx.world.read().outcomes[&service].clone();
+        assert_eq!(outcome.error, None);
+        let conflict = outcome.conflict.expect("waiting");
+        assert_eq!(conflict.reason, ConflictReason::WaitingForDependency);
         assert!(
-            matches!(err, ReconcileError::WaitingForNetwork { .. }),
-            "{err}"
-        );
-        assert_eq!(
-            ctx.world.read().outcomes[&service]
-                .error
-                .as_ref()
-                .map(|e| &e.0),
-            Some(&Blocker::WaitingForNetwork {
-                network: "my_network".into()
-            })
+            conflict.message.contains("network/my_network"),
+            "{conflict:?}"
         );
         reconcile(ctx.clone(), ObjectKey::network("my_network"))
             .await
             .unwrap();
         reconcile(ctx.clone(), service.clone()).await.unwrap();
-        // Converged: further reconciles write nothing and clear the error.
+        // Converged: further reconciles write nothing and clear the wait.
         reconcile(ctx.clone(), service.clone()).await.unwrap();
         reconcile(ctx.clone(), ObjectKey::network("my_network"))
             .await
@@ -985,7 +904,10 @@ mod tests {
                 (Op::CreateService, "quote".to_owned())
             ]
         );
-        assert_eq!(ctx.world.read().outcomes[&service].last_error(), None);
+        assert_eq!(
+            ctx.world.read().outcomes[&service],
+            ObjectOutcome::default()
+        );
         // The page's activity log tells the same story, newest first (the wait for the network
         // is not an error).
         let activity: Vec<(ActivityKind, String)> = ctx
@@ -1205,12 +1127,20 @@ mod tests {
         );
 
         // Rotated onto b: a stays (swarm's rollback needs the previous version), `unnamed`
-        // goes, `named` stays because a stored spec names it.
+        // goes, `named` stays because a stored spec names it. Each is its own reconcile and
+        // at most one write.
         mounting(&mut desired, &b);
         ctx.reporter.desired(desired).await;
         reconcile(ctx.clone(), ObjectKey::service("quote"))
             .await
             .unwrap();
+        for data in [&a, &b, &named, &unnamed] {
+            let writes = swarm.writes();
+            reconcile(ctx.clone(), ObjectKey::data(DataKind::Secret, &data.name))
+                .await
+                .unwrap();
+            assert!(swarm.writes() <= writes + 1);
+        }
         let mut left = swarm.data_names(DataKind::Secret);
         left.sort();
         assert_eq!(left, [a.name, b.name, named.name]);

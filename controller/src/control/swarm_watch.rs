@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::control::world::{Observation, Reporter, World};
+use crate::desired::data_objects::DataKind;
 use crate::docker::{Deadlines, DockerError, EventAction, SwarmApi, SwarmEvent};
 
 /// How often and how fast the watcher reads.
@@ -44,10 +45,13 @@ const RECONNECT_MAX: Duration = Duration::from_secs(30);
 enum Reread {
     Service(String),
     Network(String),
+    /// The configs or the secrets, listed: the engine's events name a version by id, and a
+    /// burst of them (a rotation, an `apply`) is one list.
+    Data(DataKind),
     Nodes,
 }
 
-/// Lists the whole swarm into the reflector (four list calls).
+/// Lists the whole swarm into the reflector (six list calls).
 ///
 /// # Errors
 /// The first failed list; what was read before it is reported all the same.
@@ -63,6 +67,22 @@ pub async fn relist<A: SwarmApi>(
     reporter
         .observed(Observation::Networks { ticket, networks })
         .await;
+    // Configs and secrets before services too: a service listed with a version the view does
+    // not have yet would look like it waits for it.
+    let ticket = world.ticket();
+    let (configs, secrets) = tokio::join!(
+        api.list_data(DataKind::Config),
+        api.list_data(DataKind::Secret)
+    );
+    for (kind, list) in [(DataKind::Config, configs), (DataKind::Secret, secrets)] {
+        reporter
+            .observed(Observation::Data {
+                ticket,
+                kind,
+                list: list?,
+            })
+            .await;
+    }
     let ticket = world.ticket();
     let (services, tasks, nodes) =
         tokio::join!(api.list_services(), api.list_tasks(), api.list_nodes());
@@ -96,6 +116,11 @@ async fn reread<A: SwarmApi>(
             network: api.inspect_network(&name).await?,
             name,
         },
+        Reread::Data(kind) => Observation::Data {
+            ticket,
+            kind,
+            list: api.list_data(kind).await?,
+        },
         Reread::Nodes => Observation::Nodes(api.list_nodes().await?),
     };
     reporter.observed(observation).await;
@@ -125,6 +150,21 @@ fn worth_reading(world: &World, event: &SwarmEvent) -> Option<Reread> {
                 EventAction::Update => false,
             };
             (!known).then(|| Reread::Network(name.clone()))
+        }
+        SwarmEvent::Data {
+            kind,
+            id,
+            name,
+            action,
+        } => {
+            let cached = state.observed.data(*kind).get(name);
+            let known = match action {
+                EventAction::Create => cached.is_some_and(|d| d.id == *id),
+                EventAction::Remove => cached.is_none_or(|d| d.id != *id),
+                // Label updates of the leader lease and the stored specs: not versions.
+                EventAction::Update => true,
+            };
+            (!known).then_some(Reread::Data(*kind))
         }
         SwarmEvent::Node { .. } => Some(Reread::Nodes),
     }

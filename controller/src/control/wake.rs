@@ -3,9 +3,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::plan::{self, ConflictReason, ObjectKey, ObjectKind, plan_object};
+use super::plan::{ConflictReason, ObjectKey, ObjectKind, plan_object};
 use super::world::{Blocker, World, WorldState};
 use crate::desired::{DesiredObject, DesiredState};
+use crate::desired::data_objects::{DataKind, ObservedData};
+use crate::desired::definition::ServiceDefinition;
 use crate::docker::ObservedService;
 
 /// Whether two reads of a service differ in nothing the plan looks at.
@@ -50,7 +52,72 @@ pub(super) fn unblocked_by(
                 if *holder == previous.definition.name || *holder == previous.id)
         })
         .map(|(key, _)| key.clone());
-    networks.chain(port_waiters).collect()
+    networks
+        .chain(port_waiters)
+        .chain(unmounted(
+            state,
+            &previous.definition,
+            current.map(|c| &c.definition),
+        ))
+        .collect()
+}
+
+/// The operator's versions of the configs and secrets whose versions `previous` mounted and
+/// `current` does not: one of them may now be collectable.
+pub(super) fn unmounted(
+    state: &WorldState,
+    previous: &ServiceDefinition,
+    current: Option<&ServiceDefinition>,
+) -> Vec<ObjectKey> {
+    let mut keys = Vec::new();
+    for kind in [DataKind::Config, DataKind::Secret] {
+        let before = crate::control::data_plan::mounts(previous, kind);
+        if before.is_empty() {
+            continue;
+        }
+        let after = current
+            .map(|c| crate::control::data_plan::mounts(c, kind))
+            .unwrap_or_default();
+        let gone: BTreeSet<String> = before.difference(&after).cloned().collect();
+        keys.extend(crate::control::data_plan::siblings(
+            &state.observed,
+            &state.desired.instance,
+            kind,
+            &gone,
+        ));
+    }
+    keys
+}
+
+/// The keys a config's or secret's appearance or removal may unblock: the desired services
+/// that mount it and do not exist yet (the others wait with a dependency conflict, which any
+/// change triggers), and the operator's other versions of the same config or secret.
+pub(super) fn data_changed(
+    state: &WorldState,
+    kind: DataKind,
+    name: &str,
+    previous: Option<&ObservedData>,
+) -> Vec<ObjectKey> {
+    let dependents = state
+        .desired
+        .services
+        .iter()
+        .filter(|(service, d)| {
+            crate::control::data_plan::mounts(&d.definition, kind).contains(name)
+                && !state.observed.services.contains_key(*service)
+        })
+        .map(|(service, _)| ObjectKey::service(service));
+    let logical = previous
+        .or_else(|| state.observed.data(kind).get(name))
+        .and_then(ObservedData::logical_name);
+    let siblings = state
+        .observed
+        .data(kind)
+        .values()
+        .filter(|d| d.name != name && logical.is_some() && d.logical_name() == logical)
+        .filter(|d| crate::control::data_plan::is_versioned_by(d, &state.desired.instance))
+        .map(|d| ObjectKey::data(kind, &d.name));
+    dependents.chain(siblings).collect()
 }
 
 /// Services whose last reconcile waited for a `dependsOn` service (or a dependent's removal).
@@ -83,10 +150,7 @@ pub(super) fn network_dependents(state: &WorldState, name: &str) -> Vec<ObjectKe
 
 /// The keys whose plan may differ between two desired states, and whether the rules for
 /// removing undesired objects changed.
-pub(super) fn desired_changes(
-    old: &DesiredState,
-    new: &DesiredState,
-) -> (BTreeSet<ObjectKey>, bool) {
+pub(super) fn desired_changes(old: &DesiredState, new: &DesiredState) -> (BTreeSet<ObjectKey>, bool) {
     fn diff<'a, T: PartialEq>(
         old: &'a BTreeMap<String, DesiredObject<T>>,
         new: &'a BTreeMap<String, DesiredObject<T>>,
@@ -112,12 +176,48 @@ pub(super) fn desired_changes(
     (keys, prune_rules_changed)
 }
 
+/// The config and secret keys whose plan a reload may change: versions that became desired or
+/// stopped being desired, and every version of their configs and secrets (which one is the
+/// previous version may have changed). A `.suspend` file coming or going concerns them all.
+pub(super) fn data_spec_changes(old: &DesiredState, state: &WorldState) -> BTreeSet<ObjectKey> {
+    let new = &state.desired;
+    let suspension_changed = old.all_suspended != new.all_suspended;
+    let changed: Vec<&crate::desired::data_objects::DesiredData> = old
+        .data
+        .iter()
+        .chain(&new.data)
+        .filter(|(name, _)| suspension_changed || old.data.get(*name) != new.data.get(*name))
+        .map(|(_, d)| d)
+        .collect();
+    let logical: BTreeSet<(DataKind, &str)> = changed
+        .iter()
+        .map(|d| (d.kind, d.logical_name.as_str()))
+        .collect();
+    let mut keys: BTreeSet<ObjectKey> = changed
+        .iter()
+        .map(|d| ObjectKey::data(d.kind, &d.name))
+        .collect();
+    for kind in [DataKind::Config, DataKind::Secret] {
+        keys.extend(
+            state
+                .observed
+                .data(kind)
+                .values()
+                .filter(|d| crate::control::data_plan::is_versioned_by(d, &new.instance))
+                .filter(|d| {
+                    suspension_changed
+                        || d.logical_name()
+                            .is_some_and(|l| logical.contains(&(kind, l)))
+                })
+                .map(|d| ObjectKey::data(kind, &d.name)),
+        );
+    }
+    keys
+}
+
 /// Filters changed keys to the ones the operator reconciles (desired, or owned by this
 /// instance).
-pub(super) fn relevant_keys(
-    state: &WorldState,
-    changed: BTreeSet<ObjectKey>,
-) -> BTreeSet<ObjectKey> {
+pub(super) fn relevant_keys(state: &WorldState, changed: BTreeSet<ObjectKey>) -> BTreeSet<ObjectKey> {
     let instance = &state.desired.instance;
     let owned_service = |name: &str| {
         state
@@ -135,14 +235,26 @@ pub(super) fn relevant_keys(
     };
     let mut relevant = BTreeSet::new();
     for key in changed {
-        let wanted = match key.kind {
-            ObjectKind::Service => {
-                state.desired.services.contains_key(&key.name) || owned_service(&key.name)
-            }
-            ObjectKind::Network => {
-                state.desired.networks.contains_key(&key.name) || owned_network(&key.name)
-            }
-        };
+        let wanted =
+            match key.kind {
+                ObjectKind::Service => {
+                    state.desired.services.contains_key(&key.name) || owned_service(&key.name)
+                }
+                ObjectKind::Network => {
+                    state.desired.networks.contains_key(&key.name) || owned_network(&key.name)
+                }
+                ObjectKind::Config | ObjectKind::Secret => {
+                    let kind = key.kind.data_kind().unwrap_or(DataKind::Config);
+                    state
+                        .desired
+                        .data
+                        .get(&key.name)
+                        .is_some_and(|d| d.kind == kind)
+                        || state.observed.data(kind).get(&key.name).is_some_and(|d| {
+                            crate::control::data_plan::is_versioned_by(d, instance)
+                        })
+                }
+            };
         if wanted {
             relevant.insert(key);
         }
@@ -180,13 +292,19 @@ fn undesired_owned(state: &WorldState) -> Vec<ObjectKey> {
         .filter(|n| n.ownership.is_owned_by(instance))
         .filter(|n| !state.desired.networks.contains_key(&n.definition.name))
         .map(|n| ObjectKey::network(&n.definition.name));
-    services.chain(networks).collect()
+    let data = [DataKind::Config, DataKind::Secret]
+        .into_iter()
+        .flat_map(|kind| state.observed.data(kind).values())
+        .filter(|d| crate::control::data_plan::is_versioned_by(d, instance))
+        .filter(|d| !state.desired.data.contains_key(&d.name))
+        .map(|d| ObjectKey::data(d.kind, &d.name));
+    services.chain(networks).chain(data).collect()
 }
 
 /// Every key the operator reconciles right now (the initial pass).
 pub fn all_keys(world: &World) -> Vec<ObjectKey> {
     let state = world.read();
-    plan::all_keys(&state.desired, &state.observed)
+    crate::control::plan::all_keys(&state.desired, &state.observed)
         .into_iter()
         .collect()
 }

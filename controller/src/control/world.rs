@@ -24,6 +24,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::wake;
 use crate::control::plan::{Conflict, ObjectKey, ObjectKind};
+use crate::desired::data_objects::{DataKind, ObservedData};
 use crate::desired::definition::ServiceDefinition;
 use crate::desired::{DesiredObject, DesiredState};
 use crate::docker::Observed;
@@ -169,6 +170,15 @@ pub enum Observation {
         /// What it returned.
         network: Option<ObservedNetwork>,
     },
+    /// Every config or every secret (`kind`), from a list issued at `ticket`.
+    Data {
+        /// When the list was issued.
+        ticket: Ticket,
+        /// Configs or secrets.
+        kind: DataKind,
+        /// What it returned.
+        list: Vec<ObservedData>,
+    },
     /// Every node.
     Nodes(Vec<ObservedNode>),
     /// Every task.
@@ -205,6 +215,17 @@ pub enum Written {
     NetworkCreated(ObservedNetwork),
     /// A network was removed (or found gone).
     NetworkRemoved {
+        /// Its name.
+        name: String,
+        /// Its id.
+        id: String,
+    },
+    /// A config or secret version was created.
+    DataCreated(ObservedData),
+    /// A config or secret version was removed (or found gone).
+    DataRemoved {
+        /// Config or secret.
+        kind: DataKind,
         /// Its name.
         name: String,
         /// Its id.
@@ -321,13 +342,20 @@ impl Reflector {
                         changed.extend(wake::waiting_for_dependency(&state));
                     }
                 }
-                Report::Written(written) => self.written(&mut state, written, now),
+                Report::Written(written) => {
+                    self.written(&mut state, written, now, &mut changed);
+                    if !changed.is_empty() {
+                        // Something a service waits for now exists.
+                        changed.extend(wake::waiting_for_dependency(&state));
+                    }
+                }
                 Report::Desired(desired) => {
                     let (keys, prune_rules_changed) =
                         wake::desired_changes(&state.desired, &desired);
                     changed.extend(keys);
                     let before = std::mem::replace(&mut state.desired, desired);
                     state.specs_loaded = true;
+                    changed.extend(wake::data_spec_changes(&before, &state));
                     if prune_rules_changed {
                         // What may be removed changed: the objects not desired any more whose
                         // plan it changes need a new look. Only those: one that fails either
@@ -402,6 +430,27 @@ impl Reflector {
                 self.freshness
                     .removed
                     .retain(|key, (at, _)| key.kind != ObjectKind::Network || ticket.0 < *at);
+            }
+            Observation::Data { ticket, kind, list } => {
+                let listed: BTreeSet<String> = list.iter().map(|d| d.name.clone()).collect();
+                for data in list {
+                    let name = data.name.clone();
+                    self.merge_data(state, ticket, kind, &name, Some(data), now, changed);
+                }
+                let absent: Vec<String> = state
+                    .observed
+                    .data(kind)
+                    .keys()
+                    .filter(|name| !listed.contains(*name))
+                    .cloned()
+                    .collect();
+                for name in absent {
+                    self.merge_data(state, ticket, kind, &name, None, now, changed);
+                }
+                let object_kind = ObjectKind::from(kind);
+                self.freshness
+                    .removed
+                    .retain(|key, (at, _)| key.kind != object_kind || ticket.0 < *at);
             }
             Observation::Service {
                 ticket,
@@ -576,9 +625,72 @@ impl Reflector {
         }
     }
 
-    /// Applies one of our own writes. It changes no key that the writer does not already know
-    /// about, so it triggers nothing.
-    fn written(&mut self, state: &mut WorldState, written: Written, now: u64) {
+    /// Merges one read of config or secret `name`. Versions never change in place, so only
+    /// their existence and identity are merged, as for networks.
+    #[allow(clippy::too_many_arguments)] // the merge's inputs, as merge_network's plus the kind
+    fn merge_data(
+        &mut self,
+        state: &mut WorldState,
+        ticket: Ticket,
+        kind: DataKind,
+        name: &str,
+        read: Option<ObservedData>,
+        now: u64,
+        changed: &mut BTreeSet<ObjectKey>,
+    ) {
+        let key = ObjectKey::data(kind, name);
+        let seen_at = self.freshness.seen_at.get(&key).copied().unwrap_or(0);
+        let cached = state.observed.data(kind).get(name);
+        match (cached, &read) {
+            (None, None) => return,
+            (Some(_), None) if ticket.0 < seen_at => return,
+            (_, Some(read)) => {
+                if let Some((removed_at, id)) = self.freshness.removed.get(&key)
+                    && *id == read.id
+                    && ticket.0 < *removed_at
+                {
+                    return;
+                }
+                if cached.is_some_and(|c| c.id != read.id) && ticket.0 < seen_at {
+                    return;
+                }
+            }
+            _ => {}
+        }
+        self.freshness.seen_at.insert(key.clone(), now);
+        // The leader lease's and the stored specs' label updates are not changes of a version.
+        let same = |a: &ObservedData, b: &ObservedData| a.id == b.id && a.labels == b.labels;
+        let previous = match read {
+            Some(read) if state.observed.data(kind).get(name) == Some(&read) => return,
+            Some(read) => state.observed.data_mut(kind).insert(name.to_owned(), read),
+            None => {
+                self.freshness.seen_at.remove(&key);
+                state.observed.data_mut(kind).remove(name)
+            }
+        };
+        let current = state.observed.data(kind).get(name);
+        let unchanged = match (&previous, current) {
+            (Some(a), Some(b)) => same(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !unchanged {
+            changed.insert(key);
+            changed.extend(wake::data_changed(state, kind, name, previous.as_ref()));
+        }
+    }
+
+    /// Applies one of our own writes. A service's or network's write changes no key that the
+    /// writer does not already know about, so it triggers only what waited for it: the
+    /// services waiting for a created network or version, and the versions a service stopped
+    /// mounting (one may now be collected).
+    fn written(
+        &mut self,
+        state: &mut WorldState,
+        written: Written,
+        now: u64,
+        changed: &mut BTreeSet<ObjectKey>,
+    ) {
         match written {
             Written::ServiceCreated { id, desired } => {
                 let name = desired.definition.name.clone();
@@ -604,6 +716,18 @@ impl Reflector {
                     .insert(ObjectKey::service(&name), now);
                 let mut service = written_service(id, based_on, &desired);
                 if let Some(cached) = state.observed.services.get(&name) {
+                    changed.extend(wake::unmounted(
+                        state,
+                        &cached.definition,
+                        Some(&desired.definition),
+                    ));
+                    // The spec replaced becomes swarm's previous spec (what a rollback restores).
+                    service.revision.previous_mounts = [DataKind::Config, DataKind::Secret]
+                        .into_iter()
+                        .flat_map(|kind| {
+                            crate::control::data_plan::mounts(&cached.definition, kind)
+                        })
+                        .collect();
                     service.virtual_ips.clone_from(&cached.virtual_ips);
                     service.update_status.clone_from(&cached.update_status);
                     service
@@ -618,12 +742,15 @@ impl Reflector {
                 self.freshness.pending.remove(&name);
                 self.freshness.seen_at.remove(&key);
                 self.freshness.removed.insert(key, (now, id));
-                state.observed.services.remove(&name);
+                if let Some(removed) = state.observed.services.remove(&name) {
+                    changed.extend(wake::unmounted(state, &removed.definition, None));
+                }
             }
             Written::NetworkCreated(network) => {
                 let key = ObjectKey::network(&network.definition.name);
                 self.freshness.removed.remove(&key);
                 self.freshness.seen_at.insert(key, now);
+                changed.extend(wake::network_dependents(state, &network.definition.name));
                 state
                     .observed
                     .networks
@@ -634,6 +761,24 @@ impl Reflector {
                 self.freshness.seen_at.remove(&key);
                 self.freshness.removed.insert(key, (now, id));
                 state.observed.networks.remove(&name);
+            }
+            // Unlike a service's or network's, a version's creation or removal may unblock
+            // others: the services waiting for it, and the older versions of its config or
+            // secret (which one is the previous version changes).
+            Written::DataCreated(data) => {
+                let (kind, name) = (data.kind, data.name.clone());
+                let key = ObjectKey::data(kind, &name);
+                self.freshness.removed.remove(&key);
+                self.freshness.seen_at.insert(key, now);
+                state.observed.data_mut(kind).insert(name.clone(), data);
+                changed.extend(wake::data_changed(state, kind, &name, None));
+            }
+            Written::DataRemoved { kind, name, id } => {
+                let key = ObjectKey::data(kind, &name);
+                self.freshness.seen_at.remove(&key);
+                self.freshness.removed.insert(key, (now, id));
+                let previous = state.observed.data_mut(kind).remove(&name);
+                changed.extend(wake::data_changed(state, kind, &name, previous.as_ref()));
             }
         }
     }

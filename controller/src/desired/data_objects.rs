@@ -109,6 +109,19 @@ pub struct ObservedData {
     pub labels: BTreeMap<String, String>,
 }
 
+impl ObservedData {
+    /// The logical name (`metadata.name`) of a version the operator created; `None` for
+    /// anything else (the stored specs, the leader lease, other tools' configs).
+    pub fn logical_name(&self) -> Option<&str> {
+        self.labels.get(LOGICAL_NAME_LABEL).map(String::as_str)
+    }
+
+    /// Whether `apply` created this secret (only `apply` has its content).
+    pub fn is_applied(&self) -> bool {
+        self.labels.get(CREATED_BY_LABEL).map(String::as_str) == Some(APPLIED_BY_VALUE)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,8 +21,8 @@ pub trait SwarmApi: Send + Sync + 'static {
     /// Fails with [`DockerError::NotAManager`] unless the engine manages a swarm.
     fn ensure_manager(&self) -> impl Future<Output = Result<(), DockerError>> + Send;
 
-    /// Service, network and node events from now on. The stream ends when the engine closes
-    /// it; the caller reconnects and lists again (events may have been missed).
+    /// Service, network, config, secret and node events from now on. The stream ends when the
+    /// engine closes it; the caller reconnects and lists again (events may have been missed).
     fn events(&self) -> impl Stream<Item = Result<SwarmEvent, DockerError>> + Send + 'static;
 
     /// Lists every service.
@@ -127,13 +127,21 @@ pub trait SwarmApi: Send + Sync + 'static {
         }
     }
 
-    /// Lists the whole swarm: four list calls, never one per object. Networks first, since
+    /// Lists the whole swarm: six list calls, never one per object. Networks first, since
     /// services name them by id.
     fn observe(&self) -> impl Future<Output = Result<Observed, DockerError>> + Send {
         async move {
             let networks = self.list_networks().await?;
-            let (services, tasks, nodes) =
-                tokio::try_join!(self.list_services(), self.list_tasks(), self.list_nodes())?;
+            let (services, tasks, nodes, configs, secrets) = tokio::try_join!(
+                self.list_services(),
+                self.list_tasks(),
+                self.list_nodes(),
+                self.list_data(DataKind::Config),
+                self.list_data(DataKind::Secret)
+            )?;
+            let by_name = |list: Vec<ObservedData>| -> BTreeMap<String, ObservedData> {
+                list.into_iter().map(|d| (d.name.clone(), d)).collect()
+            };
             Ok(Observed {
                 services: services
                     .into_iter()
@@ -145,6 +153,8 @@ pub trait SwarmApi: Send + Sync + 'static {
                     .collect(),
                 tasks,
                 nodes: nodes.into_iter().map(|n| (n.id.clone(), n)).collect(),
+                configs: by_name(configs),
+                secrets: by_name(secrets),
             })
         }
     }

@@ -747,6 +747,8 @@ pub(crate) fn from_service(
             template: spec.task_template.as_ref().map(template_fingerprint),
             created_at: service.created_at.clone(),
             updated_at: service.updated_at.clone(),
+            // Not in bollard's model: the raw read fills it in.
+            previous_mounts: Vec::new(),
         },
     })
 }

@@ -208,7 +208,10 @@ impl SwarmApi for DockerEngine {
     }
 
     fn events(&self) -> impl Stream<Item = Result<SwarmEvent, DockerError>> + Send + 'static {
-        let filters = HashMap::from([("type", vec!["service", "network", "node"])]);
+        let filters = HashMap::from([(
+            "type",
+            vec!["service", "network", "node", "config", "secret"],
+        )]);
         let options = EventsOptionsBuilder::default().filters(&filters).build();
         self.docker
             .events(Some(options))
@@ -235,6 +238,22 @@ impl SwarmApi for DockerEngine {
                     Some(EventMessageTypeEnum::NETWORK) => event_action(action)
                         .map(|action| Ok(SwarmEvent::Network { id, name, action })),
                     Some(EventMessageTypeEnum::NODE) => Some(Ok(SwarmEvent::Node { id })),
+                    Some(EventMessageTypeEnum::CONFIG) => event_action(action).map(|action| {
+                        Ok(SwarmEvent::Data {
+                            kind: DataKind::Config,
+                            id,
+                            name,
+                            action,
+                        })
+                    }),
+                    Some(EventMessageTypeEnum::SECRET) => event_action(action).map(|action| {
+                        Ok(SwarmEvent::Data {
+                            kind: DataKind::Secret,
+                            id,
+                            name,
+                            action,
+                        })
+                    }),
                     _ => None,
                 }
             })
@@ -246,8 +265,8 @@ impl SwarmApi for DockerEngine {
         // (rare) and converted once the networks are listed again.
         let mut on_unknown_networks = Vec::new();
         let listed = self.raw.list_services(&self.api_version, |service| {
-            if service_network_ids(&service).all(|id| names.contains_key(id)) {
-                from_service(&service, &names)
+            if service_network_ids(&service.service).all(|id| names.contains_key(id)) {
+                from_raw(service, &names)
             } else {
                 on_unknown_networks.push(service);
                 None
@@ -259,8 +278,8 @@ impl SwarmApi for DockerEngine {
             let names = self.network_names();
             services.extend(
                 on_unknown_networks
-                    .iter()
-                    .filter_map(|s| from_service(s, &names)),
+                    .into_iter()
+                    .filter_map(|s| from_raw(s, &names)),
             );
         }
         Ok(services)
@@ -328,16 +347,16 @@ impl SwarmApi for DockerEngine {
             return Ok(None);
         };
         let mut names = self.network_names();
-        if service_network_ids(&service).any(|id| !names.contains_key(id)) {
+        if service_network_ids(&service.service).any(|id| !names.contains_key(id)) {
             // A network we have not seen yet: read just those (usually one call).
-            for id in service_network_ids(&service) {
+            for id in service_network_ids(&service.service) {
                 if !names.contains_key(id) {
                     self.inspect_network(id).await?;
                 }
             }
             names = self.network_names();
         }
-        Ok(from_service(&service, &names))
+        Ok(from_raw(service, &names))
     }
 
     async fn inspect_network(&self, name: &str) -> Result<Option<ObservedNetwork>, DockerError> {
@@ -576,6 +595,16 @@ impl DockerEngine {
         })?;
         Ok(spec)
     }
+}
+
+/// A service as the engine answered it, converted, with its previous spec's mounts.
+fn from_raw(
+    raw: super::raw::RawService,
+    network_names: &HashMap<String, String>,
+) -> Option<ObservedService> {
+    let mut service = from_service(&raw.service, network_names)?;
+    service.revision.previous_mounts = raw.previous_mounts;
+    Some(service)
 }
 
 /// The network ids a service's task template attaches to.

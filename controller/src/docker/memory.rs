@@ -321,12 +321,20 @@ impl MemorySwarm {
     ) {
         let mut state = self.state();
         state.next_id += 1;
+        state.index += 1;
         let id = format!("data{}", state.next_id);
         state.data.push(ObservedData {
             kind,
-            id,
+            id: id.clone(),
             name: name.to_owned(),
             labels,
+        });
+        drop(state);
+        self.emit(SwarmEvent::Data {
+            kind,
+            id,
+            name: name.to_owned(),
+            action: EventAction::Create,
         });
     }
 
@@ -411,6 +419,43 @@ fn store_service(
         .services
         .insert(service.definition.name.clone(), service);
     id
+}
+
+/// The config or secret mounts of `definition` of one kind.
+fn mounts(
+    definition: &ServiceDefinition,
+    kind: DataKind,
+) -> impl Iterator<Item = &crate::desired::definition::FileMount> {
+    match kind {
+        DataKind::Config => definition.configs.iter(),
+        DataKind::Secret => definition.secrets.iter(),
+    }
+}
+
+fn data_resource(kind: DataKind) -> Resource {
+    match kind {
+        DataKind::Config => Resource::Config,
+        DataKind::Secret => Resource::Secret,
+    }
+}
+
+/// As the engine: a service that mounts a config or secret that does not exist is refused.
+fn missing_data(state: &State, definition: &ServiceDefinition) -> Result<(), DockerError> {
+    for kind in [DataKind::Config, DataKind::Secret] {
+        for mount in mounts(definition, kind) {
+            if !state
+                .data
+                .iter()
+                .any(|d| d.kind == kind && d.name == mount.name)
+            {
+                return Err(DockerError::NotFound {
+                    kind: data_resource(kind),
+                    name: mount.name.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn port_holder(state: &State, definition: &ServiceDefinition) -> Option<(u16, String)> {
@@ -575,6 +620,7 @@ impl SwarmApi for MemorySwarm {
                     holder,
                 });
             }
+            missing_data(s, definition)?;
             let id = store_service(s, None, definition.clone(), owner_labels);
             s.pending_events.push(SwarmEvent::Service {
                 id: id.clone(),
@@ -606,12 +652,20 @@ impl SwarmApi for MemorySwarm {
                 });
             }
             let before = current.clone();
-            s.previous.insert(definition.name.clone(), before);
+            missing_data(s, definition)?;
+            s.previous.insert(definition.name.clone(), before.clone());
             let mut stored = definition.clone();
             if let Some(mangle) = s.mangle {
                 mangle(&mut stored);
             }
             store_service(s, Some(id.to_owned()), stored, owner_labels);
+            if let Some(service) = s.services.get_mut(&definition.name) {
+                service.revision.previous_mounts = [DataKind::Config, DataKind::Secret]
+                    .into_iter()
+                    .flat_map(|kind| mounts(&before.definition, kind))
+                    .map(|m| m.name.clone())
+                    .collect();
+            }
             s.pending_events.push(SwarmEvent::Service {
                 id: id.to_owned(),
                 name: definition.name.clone(),
@@ -651,12 +705,19 @@ impl SwarmApi for MemorySwarm {
                 });
             }
             s.next_id += 1;
+            s.index += 1;
             let id = format!("data{}", s.next_id);
             s.data.push(ObservedData {
                 kind: data.kind,
                 id: id.clone(),
                 name: data.name.clone(),
                 labels: labels.clone(),
+            });
+            s.pending_events.push(SwarmEvent::Data {
+                kind: data.kind,
+                id: id.clone(),
+                name: data.name.clone(),
+                action: EventAction::Create,
             });
             Ok(id)
         })
@@ -666,7 +727,32 @@ impl SwarmApi for MemorySwarm {
     async fn remove_data(&self, kind: DataKind, id: &str) -> Result<(), DockerError> {
         let op = super::data_op(kind, super::DataOp::Remove);
         self.answer(op, id, |s| {
-            s.data.retain(|d| !(d.kind == kind && d.id == id));
+            let Some(at) = s.data.iter().position(|d| d.kind == kind && d.id == id) else {
+                return Err(DockerError::NotFound {
+                    kind: data_resource(kind),
+                    name: id.to_owned(),
+                });
+            };
+            // As the engine: a version a service mounts can not be removed.
+            let name = s.data[at].name.clone();
+            if s.services
+                .values()
+                .any(|svc| mounts(&svc.definition, kind).any(|m| m.name == name))
+            {
+                return Err(DockerError::Refused {
+                    op: super::data_op(kind, super::DataOp::Remove),
+                    status: 400,
+                    message: format!("{kind} {name:?} is in use by a service"),
+                });
+            }
+            s.index += 1;
+            s.data.remove(at);
+            s.pending_events.push(SwarmEvent::Data {
+                kind,
+                id: id.to_owned(),
+                name,
+                action: EventAction::Remove,
+            });
             Ok(())
         })
         .await

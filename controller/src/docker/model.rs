@@ -9,6 +9,7 @@ use super::TaskState;
 use super::UpdateState;
 use super::engine_value::EngineValue;
 use super::ownership::Ownership;
+use crate::desired::data_objects::{DataKind, ObservedData};
 use crate::desired::definition::{NetworkDefinition, ServiceDefinition};
 
 /// A service's virtual IP on one network.
@@ -46,6 +47,9 @@ pub struct ServiceRevision {
     pub created_at: Option<String>,
     /// When its spec last changed (RFC 3339).
     pub updated_at: Option<String>,
+    /// The configs and secrets its previous spec mounts (swarm's `PreviousSpec`, what a
+    /// rollback restores): the operator keeps those versions.
+    pub previous_mounts: Vec<String>,
 }
 
 /// A service as read from the swarm.
@@ -240,9 +244,29 @@ pub struct Observed {
     pub tasks: Vec<ObservedTask>,
     /// Nodes by id.
     pub nodes: BTreeMap<String, ObservedNode>,
+    /// Configs by name (names and labels: the operator never reads their content).
+    pub configs: BTreeMap<String, ObservedData>,
+    /// Secrets by name (names and labels: the engine never returns their content).
+    pub secrets: BTreeMap<String, ObservedData>,
 }
 
 impl Observed {
+    /// The configs or the secrets, by name.
+    pub fn data(&self, kind: DataKind) -> &BTreeMap<String, ObservedData> {
+        match kind {
+            DataKind::Config => &self.configs,
+            DataKind::Secret => &self.secrets,
+        }
+    }
+
+    /// The configs or the secrets, by name, to change.
+    pub fn data_mut(&mut self, kind: DataKind) -> &mut BTreeMap<String, ObservedData> {
+        match kind {
+            DataKind::Config => &mut self.configs,
+            DataKind::Secret => &mut self.secrets,
+        }
+    }
+
     /// How a node is shown: its hostname, or its id while the hostname is unknown.
     pub fn node_name(&self, id: &str) -> String {
         self.nodes
@@ -282,6 +306,18 @@ pub enum SwarmEvent {
         /// Network id.
         id: String,
         /// Network name.
+        name: String,
+        /// What happened.
+        action: EventAction,
+    },
+    /// A config or secret was created or removed (updates are only ever labels of configs
+    /// the operator does not version: the leader lease, the stored specs).
+    Data {
+        /// Config or secret.
+        kind: DataKind,
+        /// Its id.
+        id: String,
+        /// Its name.
         name: String,
         /// What happened.
         action: EventAction,

@@ -102,7 +102,7 @@ impl RawClient {
     pub(crate) async fn list_services<T>(
         &self,
         api_version: &str,
-        convert: impl FnMut(Service) -> Option<T>,
+        convert: impl FnMut(RawService) -> Option<T>,
     ) -> Result<Vec<T>, DockerError> {
         let path = format!("/v{api_version}/services");
         let body = self
@@ -119,7 +119,7 @@ impl RawClient {
         &self,
         api_version: &str,
         name: &str,
-    ) -> Result<Option<Service>, DockerError> {
+    ) -> Result<Option<RawService>, DockerError> {
         let path = format!("/v{api_version}/services/{name}");
         let service: serde_json::Value = match self
             .get_json(Op::InspectService, Resource::Service, name, &path)
@@ -194,7 +194,7 @@ struct ErrorBody {
 /// [`RawClient::list_services`]).
 fn decode_services<T>(
     body: &[u8],
-    convert: impl FnMut(Service) -> Option<T>,
+    convert: impl FnMut(RawService) -> Option<T>,
 ) -> Result<Vec<T>, serde_json::Error> {
     let mut decoder = serde_json::Deserializer::from_slice(body);
     let converted = serde::Deserializer::deserialize_seq(
@@ -213,7 +213,7 @@ struct ServiceSeq<T, F> {
     converted: Vec<T>,
 }
 
-impl<'de, T, F: FnMut(Service) -> Option<T>> serde::de::Visitor<'de> for ServiceSeq<T, F> {
+impl<'de, T, F: FnMut(RawService) -> Option<T>> serde::de::Visitor<'de> for ServiceSeq<T, F> {
     type Value = Vec<T>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -229,10 +229,41 @@ impl<'de, T, F: FnMut(Service) -> Option<T>> serde::de::Visitor<'de> for Service
     }
 }
 
+/// A service as the engine answers it: bollard's model, plus what that model leaves out.
+pub(crate) struct RawService {
+    /// bollard's model.
+    pub service: Service,
+    /// The names of the configs and secrets of `PreviousSpec` (what a rollback restores),
+    /// which bollard's model does not have.
+    pub previous_mounts: Vec<String>,
+}
+
 /// One service of the engine's answer as bollard's model, its healthcheck key fixed.
-fn service_from_value(mut service: serde_json::Value) -> Result<Service, serde_json::Error> {
+fn service_from_value(mut service: serde_json::Value) -> Result<RawService, serde_json::Error> {
     fix_healthcheck_key(&mut service);
-    serde_json::from_value(service)
+    let previous_mounts = previous_mounts(&service);
+    Ok(RawService {
+        service: serde_json::from_value(service)?,
+        previous_mounts,
+    })
+}
+
+/// The `ConfigName`s and `SecretName`s of `PreviousSpec.TaskTemplate.ContainerSpec`.
+fn previous_mounts(service: &serde_json::Value) -> Vec<String> {
+    let Some(container) = service.pointer("/PreviousSpec/TaskTemplate/ContainerSpec") else {
+        return Vec::new();
+    };
+    [("Configs", "ConfigName"), ("Secrets", "SecretName")]
+        .into_iter()
+        .flat_map(|(list, name)| {
+            container
+                .get(list)
+                .and_then(serde_json::Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(move |m| m.get(name)?.as_str().map(str::to_owned))
+        })
+        .collect()
 }
 
 /// Renames `Spec.TaskTemplate.ContainerSpec.Healthcheck` to the `HealthCheck` bollard reads.
@@ -366,7 +397,7 @@ mod tests {
             "Name": "quote", "TaskTemplate": {"ContainerSpec": {
                 "Image": "quote:dev",
                 "Healthcheck": {"Test": ["CMD", "/healthcheck"], "Interval": 3000000000u64}}}}});
-        let service = service_from_value(service).unwrap();
+        let service = service_from_value(service).unwrap().service;
         let health = service
             .spec
             .unwrap()
@@ -414,7 +445,8 @@ mod tests {
             {"ID": "s2", "Spec": {"Name": "b"}}
         ]"#;
         let mut seen = Vec::new();
-        let converted = decode_services(body, |service| {
+        let converted = decode_services(body, |raw| {
+            let service = raw.service;
             seen.push(service.id.clone());
             let health = service
                 .spec
@@ -440,9 +472,21 @@ mod tests {
     }
 
     #[test]
+    fn the_previous_specs_configs_and_secrets_are_read() {
+        let service = serde_json::json!({"ID": "s1", "Spec": {"Name": "a"},
+            "PreviousSpec": {"Name": "a", "TaskTemplate": {"ContainerSpec": {
+                "Configs": [{"ConfigID": "c1", "ConfigName": "conf-0123456789"}],
+                "Secrets": [{"SecretID": "s1", "SecretName": "db-9876543210"}]}}}});
+        let raw = service_from_value(service).unwrap();
+        assert_eq!(raw.previous_mounts, ["conf-0123456789", "db-9876543210"]);
+        let none = service_from_value(serde_json::json!({"ID": "s2"})).unwrap();
+        assert!(none.previous_mounts.is_empty());
+    }
+
+    #[test]
     fn a_task_runs_its_services_template_when_the_fingerprints_match() {
         let service: serde_json::Value = serde_json::from_str(SERVICE).unwrap();
-        let service = service_from_value(service).unwrap();
+        let service = service_from_value(service).unwrap().service;
         let template = service.spec.unwrap().task_template.unwrap();
         let expected = template_fingerprint(&template);
         let task = task_with_spec(TASK_SPEC);

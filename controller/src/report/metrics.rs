@@ -46,10 +46,7 @@ struct SinkLabels {
 }
 
 fn kind_label(kind: ObjectKind) -> &'static str {
-    match kind {
-        ObjectKind::Network => "network",
-        ObjectKind::Service => "service",
-    }
+    kind.as_str()
 }
 
 /// The operator's metrics.

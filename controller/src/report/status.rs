@@ -198,6 +198,9 @@ pub fn build(
                 let status = network_status(world, &key.name, previous, now);
                 networks.insert(key.name, status);
             }
+            // Versions show through the services that mount them (a failure to create one
+            // is the reconcile's error, in the activity log and the metrics).
+            ObjectKind::Config | ObjectKind::Secret => {}
         }
     }
     StatusFile {
@@ -1225,6 +1228,7 @@ mod tests {
             template: Some(spec.to_owned()),
             created_at: Some("2025-12-31T00:00:00Z".into()),
             updated_at: Some(since.to_owned()),
+            previous_mounts: Vec::new(),
         };
         service.update_status = update.map(|(state, message)| crate::docker::UpdateStatus {
             state,

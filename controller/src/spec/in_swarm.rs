@@ -110,9 +110,12 @@ pub fn config_name(instance: &str, file: &SpecFile) -> String {
 
 /// The secrets named by the stored spec files of `instance` among `configs` (as listed, with
 /// labels).
-pub fn applied_secrets_named(configs: &[ObservedData], instance: &str) -> BTreeSet<String> {
+pub fn applied_secrets_named<'a>(
+    configs: impl IntoIterator<Item = &'a ObservedData>,
+    instance: &str,
+) -> BTreeSet<String> {
     configs
-        .iter()
+        .into_iter()
         .filter(|c| {
             c.name.starts_with(CONFIG_PREFIX)
                 && c.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)

@@ -315,10 +315,6 @@ impl Swarm {
     /// specs, leader lease) and secrets of its operator instance.
     pub fn cleanup(&self) {
         let filter = format!("label=swarm-operator.io/instance={}", self.prefix);
-        let configs = docker(&["config", "ls", "-q", "--filter", &filter]);
-        for id in configs.lines() {
-            let _ = docker_output(&["config", "rm", id]);
-        }
         for kind in ["service", "network"] {
             let filter = format!("name={}", self.prefix);
             let names = docker(&[kind, "ls", "--filter", &filter, "--format", "{{.Name}}"]);
@@ -326,10 +322,12 @@ impl Swarm {
                 let _ = docker_output(&[kind, "rm", name]);
             }
         }
-        // Secrets last: swarm refuses to remove one a service still mounts.
-        let secrets = docker(&["secret", "ls", "-q", "--filter", &filter]);
-        for id in secrets.lines() {
-            let _ = docker_output(&["secret", "rm", id]);
+        // Configs and secrets last: swarm refuses to remove one a service still mounts.
+        for kind in ["config", "secret"] {
+            let ids = docker(&[kind, "ls", "-q", "--filter", &filter]);
+            for id in ids.lines() {
+                let _ = docker_output(&[kind, "rm", id]);
+            }
         }
     }
 }
