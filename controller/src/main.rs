@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -12,6 +13,9 @@ use swarm_operator::compose;
 use swarm_operator::docker::endpoint::{self, EndpointInputs};
 use swarm_operator::docker::{Deadlines, DockerEngine, SwarmApi};
 use swarm_operator::election::{ElectionConfig, Elector, Leadership, SwarmLeaseStore};
+use swarm_operator::git::checkout::{Limits, RepoPath};
+use swarm_operator::git::fetch::Anonymous;
+use swarm_operator::git::{GitConfig, GitSource, RemoteUrl};
 use swarm_operator::live_status::LiveStatus;
 use swarm_operator::notify::{NotifyConfig, PayloadFormat};
 use swarm_operator::object_table::{Format, Printer, Selection};
@@ -90,6 +94,68 @@ enum Source {
     Dir,
     /// The specs stored in the swarm by `apply`.
     Swarm,
+    /// The tree of the commit a git ref points to (`--git-url`, `--git-ref`), applied whole.
+    Git,
+}
+
+/// `run --source git`'s repository.
+#[derive(clap::Args)]
+struct GitArgs {
+    /// The repository of the specs (`--source git`): https://, ssh://, user@host:path,
+    /// git:// or file://. Credentials never show (status, logs, errors).
+    #[arg(long, value_name = "URL", env = "SWARM_OPERATOR_GIT_URL")]
+    git_url: Option<String>,
+    /// The branch (or full ref, e.g. refs/tags/v1) whose commit is applied.
+    #[arg(
+        long,
+        value_name = "REF",
+        default_value = "main",
+        env = "SWARM_OPERATOR_GIT_REF"
+    )]
+    git_ref: String,
+    /// The directory of the repository holding the specs (default: its root).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "",
+        env = "SWARM_OPERATOR_GIT_PATH"
+    )]
+    git_path: String,
+    /// How often the ref is fetched.
+    #[arg(long, value_name = "PERIOD", default_value = "60s", value_parser = positive_duration)]
+    git_poll: Duration,
+    /// A bare clone and the checked-out commit, kept across restarts (make it a volume): a
+    /// restart fetches only what is new (default: `git-cache/` next to the status file).
+    #[arg(long, value_name = "DIR", env = "SWARM_OPERATOR_GIT_CACHE")]
+    git_cache: Option<PathBuf>,
+    /// Deadline of one fetch; one that misses it counts as failed (retried with backoff).
+    #[arg(long, value_name = "PERIOD", default_value = "60s", value_parser = positive_duration)]
+    git_timeout: Duration,
+}
+
+impl GitArgs {
+    /// The source's settings; `status` places the default cache.
+    fn config(&self, status: &std::path::Path) -> anyhow::Result<GitConfig> {
+        let url = self
+            .git_url
+            .as_deref()
+            .context("--source git needs --git-url URL")?;
+        Ok(GitConfig {
+            url: RemoteUrl::parse(url)?,
+            reference: self.git_ref.clone(),
+            path: RepoPath::parse(&self.git_path)?,
+            cache: self.git_cache.clone().unwrap_or_else(|| {
+                status
+                    .parent()
+                    .unwrap_or(std::path::Path::new("."))
+                    .join("git-cache")
+            }),
+            poll: self.git_poll,
+            fetch_timeout: self.git_timeout,
+            access: Arc::new(Anonymous),
+            limits: Limits::default(),
+        })
+    }
 }
 
 /// `--age-identity`, for every command that reads a spec directory.
@@ -121,10 +187,12 @@ enum Command {
         /// to the status file).
         #[arg(long)]
         specs: Option<PathBuf>,
-        /// Where the desired state comes from: the spec directory, or the specs stored in the
-        /// swarm by `swarm-operator apply` (the same on every manager).
+        /// Where the desired state comes from: the spec directory, the specs stored in the
+        /// swarm by `swarm-operator apply` (the same on every manager), or a git repository.
         #[arg(long, value_enum, default_value_t = Source::Dir, env = "SWARM_OPERATOR_SOURCE")]
         source: Source,
+        #[command(flatten)]
+        git: GitArgs,
         /// Status file to write (replaced atomically).
         #[arg(long)]
         status: PathBuf,
@@ -434,6 +502,7 @@ async fn execute(command: Command, context: Option<&str>) -> anyhow::Result<Exit
         Command::Run {
             specs,
             source,
+            git,
             status,
             resync,
             spec_poll,
@@ -490,6 +559,20 @@ async fn execute(command: Command, context: Option<&str>) -> anyhow::Result<Exit
                     "--specs DIR is required (or --source swarm to read the specs stored by `apply`)"
                 );
             }
+            let git_config = match source {
+                Source::Git => {
+                    if specs.is_some() {
+                        anyhow::bail!(
+                            "--specs is not used with --source git (the specs are the commit's tree)"
+                        );
+                    }
+                    Some(git.config(&status)?)
+                }
+                Source::Dir | Source::Swarm if git.git_url.is_some() => {
+                    anyhow::bail!("--git-url needs --source git");
+                }
+                Source::Dir | Source::Swarm => None,
+            };
             let deadlines = Deadlines {
                 read: engine_timeout,
                 write: engine_write_timeout,
@@ -507,6 +590,7 @@ async fn execute(command: Command, context: Option<&str>) -> anyhow::Result<Exit
                 (Leadership::always(), None)
             };
             let stop_mirroring = CancellationToken::new();
+            let mut git_source = None;
             let specs = match source {
                 Source::Dir => specs.context(
                     "--specs DIR is required (or --source swarm to read the specs stored by `apply`)",
@@ -527,6 +611,17 @@ async fn execute(command: Command, context: Option<&str>) -> anyhow::Result<Exit
                     tokio::spawn(stored.mirror(dir.clone(), resync, stop_mirroring.clone()));
                     dir
                 }
+                Source::Git => {
+                    let config = git_config.context("--source git needs --git-url URL")?;
+                    let (source, handle) =
+                        tokio::task::spawn_blocking(move || GitSource::open(config))
+                            .await
+                            .context("opening the git cache")??;
+                    tokio::spawn(source.run(stop_mirroring.clone()));
+                    let dir = handle.specs_dir();
+                    git_source = Some(handle);
+                    dir
+                }
             };
             let config = OperatorConfig {
                 resync,
@@ -540,6 +635,7 @@ async fn execute(command: Command, context: Option<&str>) -> anyhow::Result<Exit
                 notify,
                 deadlines,
                 age_identities,
+                git: git_source,
                 ..OperatorConfig::new(specs, status)
             };
             let result = operator::run(config, api, shutdown_signal()).await;

@@ -1452,6 +1452,7 @@ mod tests {
                 .collect(),
             networks: BTreeMap::new(),
             errors,
+            source: None,
         }
     }
 
