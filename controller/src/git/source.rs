@@ -15,7 +15,7 @@ use super::checkout::{self, Checkout, Limits, RepoPath};
 use super::error::GitError;
 use super::fetch::{Access, Fetcher, Revision};
 use super::remote::RemoteUrl;
-use crate::status::source::{SourceKind, SourceStatus};
+use crate::report::status::source::{SourceKind, SourceStatus};
 
 /// How far back the history is walked to tell a forward move from a backward one.
 const ANCESTRY_WALK_LIMIT: usize = 10_000;

@@ -140,9 +140,14 @@ impl GitDaemon {
     /// Serves again on the same port, once it accepts connections.
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "the daemon runs already");
-        let child = git_command(&self.base)
+        // The daemon itself, not `git daemon`: that runs it as a child, which would outlive a
+        // kill of `git` and keep serving.
+        let daemon = Path::new(&git(&self.base, &["--exec-path"])).join("git-daemon");
+        let child = Command::new(daemon)
+            .current_dir(&self.base)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .args([
-                "daemon",
                 "--reuseaddr",
                 "--export-all",
                 "--listen=127.0.0.1",

@@ -22,11 +22,11 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::definition::ServiceDefinition;
+use crate::control::plan::{Conflict, ConflictReason, ObjectKey, ObjectKind};
+use crate::desired::definition::ServiceDefinition;
 use crate::desired::{DesiredObject, DesiredState};
 use crate::docker::Observed;
 use crate::docker::{ObservedNetwork, ObservedNode, ObservedService, ObservedTask, Ownership};
-use crate::plan::{Conflict, ConflictReason, ObjectKey, ObjectKind};
 
 /// Why the last reconcile of an object did not finish its work, as the status reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +83,7 @@ pub struct WorldState {
     /// The swarm has been listed at least once.
     pub swarm_observed: bool,
     /// The git source's state (`run --source git`).
-    pub source: Option<crate::status::source::SourceStatus>,
+    pub source: Option<crate::report::status::source::SourceStatus>,
 }
 
 /// Marks when a read of the swarm was issued, relative to the reports the reflector applied.
@@ -219,7 +219,7 @@ enum Report {
     Written(Written),
     Desired(DesiredState),
     Outcome(ObjectKey, ObjectOutcome),
-    Source(crate::status::source::SourceStatus),
+    Source(crate::report::status::source::SourceStatus),
 }
 
 /// Sends reports to the reflector; cheap to clone. Every report is applied before `report`
@@ -254,7 +254,7 @@ impl Reporter {
     }
 
     /// Reports the git source's state (shown in the status; triggers no reconcile).
-    pub async fn source(&self, status: crate::status::source::SourceStatus) {
+    pub async fn source(&self, status: crate::report::status::source::SourceStatus) {
         self.send(Report::Source(status)).await;
     }
 
@@ -340,8 +340,12 @@ impl Reflector {
                         // way (a network still in use) keeps its backoff, whatever else the
                         // reload brought (a file failing or loading again elsewhere).
                         changed.extend(undesired_owned(&state).into_iter().filter(|key| {
-                            crate::plan::plan_object(key, &before, &state.observed)
-                                != crate::plan::plan_object(key, &state.desired, &state.observed)
+                            crate::control::plan::plan_object(key, &before, &state.observed)
+                                != crate::control::plan::plan_object(
+                                    key,
+                                    &state.desired,
+                                    &state.observed,
+                                )
                         }));
                     }
                 }
@@ -832,7 +836,7 @@ fn undesired_owned(state: &WorldState) -> Vec<ObjectKey> {
 /// Every key the operator reconciles right now (the initial pass).
 pub fn all_keys(world: &World) -> Vec<ObjectKey> {
     let state = world.read();
-    crate::plan::all_keys(&state.desired, &state.observed)
+    crate::control::plan::all_keys(&state.desired, &state.observed)
         .into_iter()
         .collect()
 }
@@ -847,8 +851,8 @@ mod tests {
     //! The merge rules, report by report.
 
     use super::*;
-    use crate::definition::DEFAULT_INSTANCE;
-    use crate::definition::tests::sample_service;
+    use crate::desired::definition::DEFAULT_INSTANCE;
+    use crate::desired::definition::tests::sample_service;
     use crate::docker::UpdateState;
 
     struct Fixture {
