@@ -147,11 +147,7 @@ impl GitDaemon {
             .current_dir(&self.base)
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .args([
-                "--reuseaddr",
-                "--export-all",
-                "--listen=127.0.0.1",
-            ])
+            .args(["--reuseaddr", "--export-all", "--listen=127.0.0.1"])
             .arg(format!("--port={}", self.port))
             .arg(format!("--base-path={}", self.base.display()))
             .arg(&self.base)
