@@ -5,6 +5,7 @@
 //!
 //! * [`spec`]: where specs come from: the spec files' types, loading with located errors,
 //!   validation, and the specs stored in the swarm.
+//! * [`git`]: `run --source git`: fetch a ref, check out its tree, follow it.
 //! * [`desired`]: the desired state: specs turned into canonical definitions.
 //! * [`control`]: the core loop: triggers and the swarm watcher feed the shared view, the
 //!   planner compares desired and observed, the reconciler makes one write per run.
@@ -20,6 +21,8 @@
 //! * [`redact`], [`pem`], [`atomic_file`], [`allocator`]: small pieces the groups share.
 
 pub mod spec;
+
+pub mod git;
 
 pub mod desired;
 

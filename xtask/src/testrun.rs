@@ -59,7 +59,9 @@ pub fn run(root: &Path, opts: &TestOptions) -> Result<(), TestError> {
         crate::apt::ensure_installed("/usr/bin/curl", "curl")?;
         crate::apt::ensure_installed("/usr/bin/socat", "socat")?;
         crate::apt::ensure_installed("/usr/sbin/sshd", "openssh-server")?;
-        crate::apt::ensure_installed("/usr/bin/ssh", "openssh-client")
+        crate::apt::ensure_installed("/usr/bin/ssh", "openssh-client")?;
+        // `run --source git`'s tests: repositories made with the git CLI, served by `git daemon`.
+        crate::apt::ensure_installed("/usr/bin/git", "git")
     })?;
     phase("cargo fmt --check", || {
         cargo(root).args(["fmt", "--all", "--", "--check"]).run()

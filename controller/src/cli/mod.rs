@@ -98,6 +98,21 @@ pub enum CliError {
     /// `run --source dir` without `--specs`.
     #[error("--specs DIR is required (or --source swarm to read the specs stored by `apply`)")]
     SpecsRequired,
+    /// `run --source git` without `--git-url`.
+    #[error("--source git needs --git-url URL")]
+    GitUrlRequired,
+    /// `run --source git` with `--specs`.
+    #[error("--specs is not used with --source git (the specs are the commit's tree)")]
+    SpecsWithGit,
+    /// `--git-url` without `--source git`.
+    #[error("--git-url needs --source git")]
+    GitUrlWithoutGit,
+    /// The git source could not be set up (URL, ref, path, cache) or fetched.
+    #[error(transparent)]
+    Git(#[from] crate::git::GitError),
+    /// Opening the git cache panicked.
+    #[error("opening the git cache")]
+    GitOpenPanicked(#[source] tokio::task::JoinError),
     /// No engine could be chosen from `--context` and the environment.
     #[error("finding the Docker engine to reach")]
     FindEngine(#[source] EndpointError),

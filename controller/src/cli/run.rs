@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -13,6 +14,9 @@ use super::{CliError, connect, shutdown_signal};
 use crate::control::operator::{self, OperatorConfig};
 use crate::docker::Deadlines;
 use crate::election::{ElectionConfig, Elector, Leadership, SwarmLeaseStore};
+use crate::git::checkout::{Limits, RepoPath};
+use crate::git::fetch::Anonymous;
+use crate::git::{GitConfig, GitSource, RemoteUrl};
 use crate::report::notify::{NotifyConfig, PayloadFormat};
 use crate::spec::in_swarm::SpecConfigs;
 use crate::web::{self, WebConfig};
@@ -45,6 +49,65 @@ pub enum Source {
     Dir,
     /// The specs stored in the swarm by `apply`.
     Swarm,
+    /// The tree of the commit a git ref points to (`--git-url`, `--git-ref`), applied whole.
+    Git,
+}
+
+/// `run --source git`'s repository.
+#[derive(clap::Args)]
+pub struct GitArgs {
+    /// The repository of the specs (`--source git`): https://, ssh://, user@host:path,
+    /// git:// or file://. Credentials never show (status, logs, errors).
+    #[arg(long, value_name = "URL", env = "SWARM_OPERATOR_GIT_URL")]
+    pub git_url: Option<String>,
+    /// The branch (or full ref, e.g. refs/tags/v1) whose commit is applied.
+    #[arg(
+        long,
+        value_name = "REF",
+        default_value = "main",
+        env = "SWARM_OPERATOR_GIT_REF"
+    )]
+    pub git_ref: String,
+    /// The directory of the repository holding the specs (default: its root).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "",
+        env = "SWARM_OPERATOR_GIT_PATH"
+    )]
+    pub git_path: String,
+    /// How often the ref is fetched.
+    #[arg(long, value_name = "PERIOD", default_value = "60s", value_parser = positive_duration)]
+    pub git_poll: Duration,
+    /// A bare clone and the checked-out commit, kept across restarts (make it a volume): a
+    /// restart fetches only what is new (default: `git-cache/` next to the status file).
+    #[arg(long, value_name = "DIR", env = "SWARM_OPERATOR_GIT_CACHE")]
+    pub git_cache: Option<PathBuf>,
+    /// Deadline of one fetch; one that misses it counts as failed (retried with backoff).
+    #[arg(long, value_name = "PERIOD", default_value = "60s", value_parser = positive_duration)]
+    pub git_timeout: Duration,
+}
+
+impl GitArgs {
+    /// The source's settings; `status` places the default cache.
+    fn config(&self, status: &std::path::Path) -> Result<GitConfig, CliError> {
+        let url = self.git_url.as_deref().ok_or(CliError::GitUrlRequired)?;
+        Ok(GitConfig {
+            url: RemoteUrl::parse(url)?,
+            reference: self.git_ref.clone(),
+            path: RepoPath::parse(&self.git_path)?,
+            cache: self.git_cache.clone().unwrap_or_else(|| {
+                status
+                    .parent()
+                    .unwrap_or(std::path::Path::new("."))
+                    .join("git-cache")
+            }),
+            poll: self.git_poll,
+            fetch_timeout: self.git_timeout,
+            access: Arc::new(Anonymous),
+            limits: Limits::default(),
+        })
+    }
 }
 
 /// The flags of `run`.
@@ -55,10 +118,12 @@ pub struct RunArgs {
     /// to the status file).
     #[arg(long)]
     pub specs: Option<PathBuf>,
-    /// Where the desired state comes from: the spec directory, or the specs stored in the
-    /// swarm by `swarm-operator apply` (the same on every manager).
+    /// Where the desired state comes from: the spec directory, the specs stored in the
+    /// swarm by `swarm-operator apply` (the same on every manager), or a git repository.
     #[arg(long, value_enum, default_value_t = Source::Dir, env = "SWARM_OPERATOR_SOURCE")]
     pub source: Source,
+    #[command(flatten)]
+    pub git: GitArgs,
     /// Status file to write (replaced atomically).
     #[arg(long)]
     pub status: PathBuf,
@@ -144,6 +209,7 @@ pub async fn run(args: RunArgs, context: Option<&str>) -> Result<ExitCode, CliEr
     let RunArgs {
         specs,
         source,
+        git,
         status,
         resync,
         spec_poll,
@@ -198,6 +264,18 @@ pub async fn run(args: RunArgs, context: Option<&str>) -> Result<ExitCode, CliEr
     if source == Source::Dir && specs.is_none() {
         return Err(CliError::SpecsRequired);
     }
+    let git_config = match source {
+        Source::Git => {
+            if specs.is_some() {
+                return Err(CliError::SpecsWithGit);
+            }
+            Some(git.config(&status)?)
+        }
+        Source::Dir | Source::Swarm if git.git_url.is_some() => {
+            return Err(CliError::GitUrlWithoutGit);
+        }
+        Source::Dir | Source::Swarm => None,
+    };
     let deadlines = Deadlines {
         read: engine_timeout,
         write: engine_write_timeout,
@@ -215,6 +293,7 @@ pub async fn run(args: RunArgs, context: Option<&str>) -> Result<ExitCode, CliEr
         (Leadership::always(), None)
     };
     let stop_mirroring = CancellationToken::new();
+    let mut git_source = None;
     let specs = match source {
         Source::Dir => specs.ok_or(CliError::SpecsRequired)?,
         Source::Swarm => {
@@ -233,6 +312,16 @@ pub async fn run(args: RunArgs, context: Option<&str>) -> Result<ExitCode, CliEr
             tokio::spawn(stored.mirror(dir.clone(), resync, stop_mirroring.clone()));
             dir
         }
+        Source::Git => {
+            let config = git_config.ok_or(CliError::GitUrlRequired)?;
+            let (source, handle) = tokio::task::spawn_blocking(move || GitSource::open(config))
+                .await
+                .map_err(CliError::GitOpenPanicked)??;
+            tokio::spawn(source.run(stop_mirroring.clone()));
+            let dir = handle.specs_dir();
+            git_source = Some(handle);
+            dir
+        }
     };
     let config = OperatorConfig {
         resync,
@@ -246,6 +335,7 @@ pub async fn run(args: RunArgs, context: Option<&str>) -> Result<ExitCode, CliEr
         notify,
         deadlines,
         age_identities,
+        git: git_source,
         ..OperatorConfig::new(specs, status)
     };
     let result = operator::run(config, api, shutdown_signal()).await;

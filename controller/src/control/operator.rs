@@ -20,6 +20,7 @@ use crate::control::wake;
 use crate::control::world::{self, Reflector, Reporter, World};
 use crate::docker::{Deadlines, DockerError, Metered, SwarmApi};
 use crate::election::{LeaderGate, Leadership};
+use crate::git::{self, Revision, SourceHandle};
 use crate::report::activity::ActivityLog;
 use crate::report::file_sd;
 use crate::report::metrics::{self, Metrics};
@@ -87,6 +88,9 @@ pub struct OperatorConfig {
     pub deadlines: Deadlines,
     /// The time job schedules are read against (the system clock; tests pass a paused one).
     pub clock: crate::control::schedule::Clock,
+    /// `--source git`: the running source whose commits are applied; `specs_dir` is then its
+    /// `current` tree, read only after a switch to a whole commit, never watched.
+    pub git: Option<SourceHandle>,
 }
 
 impl OperatorConfig {
@@ -108,6 +112,7 @@ impl OperatorConfig {
             age_identities: crate::spec::AgeIdentities::none(),
             deadlines: Deadlines::default(),
             clock: crate::control::schedule::Clock::system(),
+            git: None,
         }
     }
 }
@@ -143,6 +148,7 @@ pub async fn run<A: SwarmApi>(
     let stop = CancellationToken::new();
     let (notifier, delivery) = Notifier::start(config.notify.clone(), metrics.clone()).await?;
     let activity = ActivityLog::with_notifier(notifier.clone());
+    let source_activity = activity.clone();
 
     // The one builder of the status, for the file, the page and its event streams.
     let publisher = Publisher::new(
@@ -173,7 +179,16 @@ pub async fn run<A: SwarmApi>(
     // First look, before anything runs, so the first plan sees the whole swarm.
     swarm_watch::relist(api.as_ref(), &world, &reporter).await?;
     let mut store = SpecStore::with_identities(config.age_identities.clone());
-    reload(&world, &reporter, &mut store, &config).await;
+    // With a git source, the specs are read once a commit is checked out and made current
+    // (until then nothing is desired and nothing may be pruned).
+    let mut git = config.git.clone();
+    let mut revision: Option<Revision> = None;
+    if let Some(source) = git.as_mut() {
+        follow_git(source, &reporter, &source_activity, &mut revision).await;
+    }
+    if git.is_none() || revision.is_some() {
+        reload(&world, &reporter, &mut store, &config, revision).await;
+    }
 
     let ctx = Arc::new(Context {
         // Every write of a reconcile checks the lease right before it is sent.
@@ -239,7 +254,14 @@ pub async fn run<A: SwarmApi>(
     });
     let writer_task = tokio::spawn(publisher.run(stop.clone()));
 
-    let (_watcher, mut spec_changes) = triggers::watch_specs(&config.specs_dir)?;
+    // A git source's tree never changes in place: its commits come through `follow_git`.
+    let (_watcher, mut spec_changes) = match &git {
+        None => {
+            let (watcher, changes) = triggers::watch_specs(&config.specs_dir)?;
+            (Some(watcher), changes)
+        }
+        Some(_) => (None, mpsc::channel(1).1),
+    };
     // The spec directory is read again on every resync too (and on `--spec-poll`): inotify
     // does not see changes made through some bind mounts.
     let mut spec_poll =
@@ -274,8 +296,20 @@ pub async fn run<A: SwarmApi>(
                     }
                 }
             }
-            Some(()) = spec_changes.recv() => reload(&world, &reporter, &mut store, &config).await,
-            _ = spec_poll.tick() => reload(&world, &reporter, &mut store, &config).await,
+            Some(()) = spec_changes.recv() => {
+                reload(&world, &reporter, &mut store, &config, revision).await;
+            }
+            () = git_changed(&mut git) => {
+                let source = git.as_mut().expect("git_changed waits only with a git source");
+                if follow_git(source, &reporter, &source_activity, &mut revision).await {
+                    reload(&world, &reporter, &mut store, &config, revision).await;
+                }
+            }
+            _ = spec_poll.tick() => {
+                if git.is_none() || revision.is_some() {
+                    reload(&world, &reporter, &mut store, &config, revision).await;
+                }
+            }
         }
     }
 
@@ -300,13 +334,63 @@ pub async fn run<A: SwarmApi>(
     Ok(())
 }
 
+/// Waits for the git source's next update; never returns without one.
+async fn git_changed(git: &mut Option<SourceHandle>) {
+    if let Some(source) = git
+        && source.updates.changed().await.is_ok()
+    {
+        return;
+    }
+    // No source, or it ended (only at shutdown): nothing more comes.
+    std::future::pending::<()>().await;
+}
+
+/// Takes the git source's latest update: makes a newly checked-out commit the current tree
+/// (between two reads of the spec directory, so no read sees two commits), says so when the
+/// ref moved backwards, and reports the source's state with the commit now current. Returns
+/// whether the current commit changed (the specs must be read again).
+async fn follow_git(
+    source: &mut SourceHandle,
+    reporter: &Reporter,
+    activity: &ActivityLog,
+    current: &mut Option<Revision>,
+) -> bool {
+    let update = source.updates.borrow_and_update().clone();
+    let mut status = update.status;
+    let mut switched = false;
+    if let Some((checkout, moved)) = update.checkout
+        && *current != Some(checkout.revision)
+    {
+        let revision = checkout.revision;
+        match git::source::activate(checkout, &source.cache).await {
+            Ok(()) => {
+                if let Some(notice) = moved.notice(&revision, &status.reference) {
+                    activity.record_source("git", notice);
+                }
+                info!(%revision, "applying commit");
+                *current = Some(revision);
+                switched = true;
+            }
+            Err(error) => {
+                warn!(%error, "switching to the new commit; keeping the last good one");
+                status.error = Some(error.to_string());
+            }
+        }
+    }
+    status.revision = current.map(|r| r.to_string());
+    reporter.source(status).await;
+    switched
+}
+
 /// Re-reads the spec directory and hands the result to the reflector, which reconciles the
-/// keys whose spec changed. An unreadable directory changes nothing.
+/// keys whose spec changed. An unreadable directory changes nothing. `revision` is the commit
+/// the directory holds (git source).
 async fn reload(
     world: &World,
     reporter: &Reporter,
     store: &mut SpecStore,
     config: &OperatorConfig,
+    revision: Option<Revision>,
 ) {
     let existing = world::existing_networks(world);
     match triggers::reload_specs(
@@ -316,7 +400,8 @@ async fn reload(
         config.allow_empty_prune,
         &config.instance,
     ) {
-        Ok(desired) => {
+        Ok(mut desired) => {
+            desired.revision = revision;
             let unchanged = {
                 let state = world.read();
                 state.specs_loaded && state.desired == desired

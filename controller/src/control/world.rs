@@ -84,6 +84,8 @@ pub struct WorldState {
     pub specs_loaded: bool,
     /// The swarm has been listed at least once.
     pub swarm_observed: bool,
+    /// The git source's state (`run --source git`).
+    pub source: Option<crate::report::status::source::SourceStatus>,
 }
 
 /// Marks when a read of the swarm was issued, relative to the reports the reflector applied.
@@ -239,6 +241,7 @@ enum Report {
     Written(Written),
     Desired(DesiredState),
     Outcome(ObjectKey, ObjectOutcome),
+    Source(crate::report::status::source::SourceStatus),
 }
 
 /// Sends reports to the reflector; cheap to clone. Every report is applied before `report`
@@ -270,6 +273,11 @@ impl Reporter {
     /// Reports a new desired state (the spec directory was read).
     pub async fn desired(&self, desired: DesiredState) {
         self.send(Report::Desired(desired)).await;
+    }
+
+    /// Reports the git source's state (shown in the status; triggers no reconcile).
+    pub async fn source(&self, status: crate::report::status::source::SourceStatus) {
+        self.send(Report::Source(status)).await;
     }
 
     /// Reports the outcome of a reconcile.
@@ -363,6 +371,12 @@ impl Reflector {
                         // reload brought (a file failing or loading again elsewhere).
                         changed.extend(wake::prune_rule_changes(&before, &state));
                     }
+                }
+                Report::Source(status) => {
+                    if state.source.as_ref() == Some(&status) {
+                        return;
+                    }
+                    state.source = Some(status);
                 }
                 Report::Outcome(key, outcome) => {
                     if state.outcomes.get(&key) == Some(&outcome) {

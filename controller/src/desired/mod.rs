@@ -174,6 +174,9 @@ pub struct DesiredState {
     pub prune_allowed: bool,
     /// The spec directory holds a `.suspend` file: nothing is created, updated or removed.
     pub all_suspended: bool,
+    /// The commit these specs were read from (`run --source git`; `None` for the other
+    /// sources). A new commit whose specs are the same reconciles nothing.
+    pub revision: Option<crate::git::Revision>,
 }
 
 impl Default for DesiredState {
@@ -188,6 +191,7 @@ impl Default for DesiredState {
             failed_files: BTreeSet::new(),
             prune_allowed: false,
             all_suspended: false,
+            revision: None,
         }
     }
 }

@@ -29,6 +29,9 @@ pub enum ActivityKind {
     RolledBack,
     /// A reconcile failed (retried with backoff).
     Error,
+    /// Something about where the specs come from: the git ref moved backwards or was
+    /// rewritten.
+    Source,
 }
 
 impl ActivityKind {
@@ -41,6 +44,7 @@ impl ActivityKind {
             ActivityKind::Pruned => "pruned",
             ActivityKind::RolledBack => "rolled back",
             ActivityKind::Error => "error",
+            ActivityKind::Source => "source",
         }
     }
 }
@@ -105,7 +109,8 @@ impl ActivityLog {
             ActivityKind::Created
             | ActivityKind::Updated
             | ActivityKind::RolledBack
-            | ActivityKind::Error => None,
+            | ActivityKind::Error
+            | ActivityKind::Source => None,
         };
         if let Some((event, reason)) = notify {
             self.notifier.send(Event::new(
@@ -116,11 +121,16 @@ impl ActivityLog {
                 spec_hash.map(str::to_owned),
             ));
         }
-        self.record_at(kind, key, message, at);
+        self.record_at(kind, key.to_string(), message, at);
     }
 
-    fn record_at(&self, kind: ActivityKind, key: &ObjectKey, message: String, at: String) {
-        let object = key.to_string();
+    /// Records an event of the spec source (`source` names it, e.g. `git`) that happens now.
+    pub fn record_source(&self, source: &str, message: impl Into<String>) {
+        let at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        self.record_at(ActivityKind::Source, source.to_owned(), message.into(), at);
+    }
+
+    fn record_at(&self, kind: ActivityKind, object: String, message: String, at: String) {
         // Errors name their object already; the entry shows it once.
         let message = match message.strip_prefix(&object) {
             Some(rest) if rest.starts_with(": ") => rest[2..].to_owned(),
@@ -173,7 +183,7 @@ mod tests {
         for i in 0..(CAPACITY + 7) {
             log.record_at(
                 ActivityKind::Created,
-                &ObjectKey::service(format!("s{i}")),
+                ObjectKey::service(format!("s{i}")).to_string(),
                 String::new(),
                 format!("t{i}"),
             );
@@ -189,11 +199,16 @@ mod tests {
         let log = ActivityLog::default();
         let key = ObjectKey::service("web");
         for at in ["t1", "t2", "t3"] {
-            log.record_at(ActivityKind::Error, &key, "port taken".into(), at.into());
+            log.record_at(
+                ActivityKind::Error,
+                key.to_string(),
+                "port taken".into(),
+                at.into(),
+            );
         }
         log.record_at(
             ActivityKind::Error,
-            &key,
+            key.to_string(),
             "service/web: other".into(),
             "t4".into(),
         );

@@ -4,6 +4,7 @@
 mod job;
 pub mod publisher;
 mod reason;
+pub mod source;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -47,6 +48,9 @@ pub struct StatusFile {
     pub networks: BTreeMap<String, NetworkStatus>,
     /// Problems in the spec directory.
     pub errors: Vec<StatusSpecError>,
+    /// Where the specs come from, with `--source git` (absent for `dir` and `swarm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<source::SourceStatus>,
 }
 
 /// A spec problem as the status file shows it.
@@ -213,6 +217,7 @@ pub fn build(
             .iter()
             .map(|e| status_error(e, spec_dir))
             .collect(),
+        source: world.source.clone(),
     }
 }
 
@@ -904,7 +909,10 @@ fn network_status(
 
 /// Whether two status files differ in anything but `generatedAt` (no rewrite needed if not).
 pub fn same_content(a: &StatusFile, b: &StatusFile) -> bool {
-    a.services == b.services && a.networks == b.networks && a.errors == b.errors
+    a.services == b.services
+        && a.networks == b.networks
+        && a.errors == b.errors
+        && a.source == b.source
 }
 
 /// Replaces `path` atomically: write a temporary file in the same directory, fsync it, rename

@@ -1,0 +1,349 @@
+//! `run --source git` against real repositories served by a real `git daemon` and over
+//! `file://`, on the real single-node swarm: a push is applied, a force push back applies the
+//! old spec again and says so, a broken commit is held, a remote that goes down keeps the last
+//! good commit and recovers, a hostile commit is refused, and a restart does not clone again.
+// Helpers outside #[test] functions unwrap too: in a test, a failed unwrap is a failed test
+// with its location.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value;
+use support::git::{GitDaemon, GitRepo};
+use support::{Operator, Swarm};
+
+const CONVERGE: Duration = Duration::from_secs(90);
+
+/// The spec directory inside the repository (`--git-path`).
+const SPEC_DIR: &str = "deploy/swarm";
+
+fn start_operator(swarm: &Swarm, url: &str, cache: &Path, log_name: &str) -> Operator {
+    swarm.operator_with(
+        &[
+            "--source",
+            "git",
+            "--git-url",
+            url,
+            "--git-path",
+            SPEC_DIR,
+            "--git-poll",
+            "1s",
+            "--git-cache",
+            cache.to_str().unwrap(),
+        ],
+        &swarm.status,
+        log_name,
+        &[],
+    )
+}
+
+fn spec_file(name: &str) -> String {
+    format!("{SPEC_DIR}/{name}")
+}
+
+/// `swarm_operator_docker_requests_total{op="<op>",outcome="ok"}` of a running operator.
+fn requests(operator: &Operator, op: &str) -> u64 {
+    let (_, metrics) = operator.http_get("/metrics").expect("metrics answer");
+    let key = format!(r#"swarm_operator_docker_requests_total{{op="{op}",outcome="ok"}} "#);
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+fn writes(operator: &Operator) -> u64 {
+    ["create_service", "update_service", "remove_service"]
+        .iter()
+        .map(|op| requests(operator, op))
+        .sum()
+}
+
+fn source(status: &Value) -> &Value {
+    &status["source"]
+}
+
+fn revision(status: &Value) -> Option<&str> {
+    source(status)["revision"].as_str()
+}
+
+/// The bare cache's pack files with their sizes and modification times.
+fn packs(cache: &Path) -> Vec<(String, u64, SystemTime)> {
+    let mut packs: Vec<_> = std::fs::read_dir(cache.join("repo.git/objects/pack"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".pack"))
+        .map(|e| {
+            let meta = e.metadata().unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                meta.len(),
+                meta.modified().unwrap(),
+            )
+        })
+        .collect();
+    packs.sort();
+    packs
+}
+
+#[test]
+fn pushes_force_pushes_broken_commits_and_an_outage_over_git_daemon() {
+    let Some(swarm) = Swarm::start("git_daemon") else {
+        return;
+    };
+    if support::require_tool("git_daemon", "git", "git").is_none() {
+        return;
+    }
+    let repo = GitRepo::new();
+    let web = swarm.name("web");
+    let first = repo.commit(
+        &[(
+            &spec_file("web.yaml"),
+            Some(&swarm.service_spec("web", 1, None)),
+        )],
+        "web, one replica",
+    );
+    repo.push();
+    let mut daemon = GitDaemon::start(repo.dir.path());
+    let url = daemon.url("specs.git");
+    let cache = repo.dir.path().join("cache");
+    let mut operator = start_operator(&swarm, &url, &cache, "");
+
+    // A push is applied: the service exists, and the status names the commit.
+    let status = swarm.wait_status("the first commit applied", CONVERGE, |s| {
+        revision(s) == Some(first.as_str()) && s["services"][&web].is_object()
+    });
+    assert_eq!(source(&status)["kind"], "git");
+    assert_eq!(source(&status)["url"], url.as_str());
+    assert_eq!(source(&status)["ref"], "refs/heads/main");
+    assert_eq!(source(&status)["path"], SPEC_DIR);
+    assert!(source(&status)["error"].is_null(), "{status}");
+    assert!(source(&status)["fetchedAt"].is_string(), "{status}");
+    swarm.wait("one replica", CONVERGE, || {
+        swarm.service_replicas("web") == Some(1)
+    });
+    let (_, api) = operator.http_get("/api/v1/status").unwrap();
+    assert!(api.contains(&first), "the API shows the revision: {api}");
+
+    // The next push, timed from the push to the swarm having the new spec (`--git-poll 1s`).
+    let second = repo.commit(
+        &[(
+            &spec_file("web.yaml"),
+            Some(&swarm.service_spec("web", 2, None)),
+        )],
+        "web, two replicas",
+    );
+    let pushed = Instant::now();
+    repo.push();
+    swarm.wait("the push applied", CONVERGE, || {
+        swarm.service_replicas("web") == Some(2)
+    });
+    eprintln!("push -> applied with --git-poll 1s: {:?}", pushed.elapsed());
+    swarm.wait_status("the second commit in the status", CONVERGE, |s| {
+        revision(s) == Some(second.as_str())
+    });
+
+    // Unchanged ref: fetched every second, nothing written.
+    let before = writes(&operator);
+    let version = swarm.service_version("web");
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(writes(&operator), before, "no write while the ref stays");
+    assert_eq!(swarm.service_version("web"), version);
+
+    // A broken commit is held: the status names the commit and the file; nothing changes.
+    let broken = repo.commit(
+        &[(
+            &spec_file("web.yaml"),
+            Some(
+                &swarm
+                    .service_spec("web", 3, None)
+                    .replace("replicas: 3", "replicas: many"),
+            ),
+        )],
+        "broken",
+    );
+    repo.push();
+    let status = swarm.wait_status("the broken commit's errors", CONVERGE, |s| {
+        revision(s) == Some(broken.as_str())
+            && s["errors"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|e| e["file"] == "web.yaml"))
+    });
+    assert!(source(&status)["error"].is_null(), "{status}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        swarm.service_version("web"),
+        version,
+        "the broken commit changed nothing"
+    );
+    assert_eq!(swarm.service_replicas("web"), Some(2));
+
+    // A force push back to the first commit: followed, its spec applied again, and said.
+    repo.force_push(&first);
+    swarm.wait("the old spec applied again", CONVERGE, || {
+        swarm.service_replicas("web") == Some(1)
+    });
+    let status = swarm.wait_status("the old commit in the status", CONVERGE, |s| {
+        revision(s) == Some(first.as_str()) && s["errors"].as_array().is_some_and(Vec::is_empty)
+    });
+    assert!(source(&status)["error"].is_null(), "{status}");
+    let moved = format!("moved backwards from {} to {}", &broken[..7], &first[..7]);
+    assert!(operator.log().contains(&moved), "the log says {moved:?}");
+    let (_, page) = operator.http_get("/api/v1/status").unwrap();
+    assert!(page.contains(&moved), "the activity says {moved:?}: {page}");
+
+    // The remote goes down: the error shows, the last good commit stays applied.
+    daemon.stop();
+    let third = repo.commit(
+        &[(
+            &spec_file("web.yaml"),
+            Some(&swarm.service_spec("web", 3, None)),
+        )],
+        "web, three replicas",
+    );
+    repo.push();
+    let status = swarm.wait_status("the fetch error shown", CONVERGE, |s| {
+        source(s)["error"].is_string()
+    });
+    let error = source(&status)["error"].as_str().unwrap();
+    assert!(error.contains(&url), "the error names the remote: {error}");
+    assert_eq!(revision(&status), Some(first.as_str()));
+    assert_eq!(
+        swarm.service_replicas("web"),
+        Some(1),
+        "the last good commit stays"
+    );
+    let (code, _) = operator.http_get("/healthz").unwrap();
+    assert_eq!(code, 200);
+
+    // It comes back: the new commit is applied and the error clears.
+    daemon.resume();
+    swarm.wait_status("recovered", CONVERGE, |s| {
+        revision(s) == Some(third.as_str()) && source(s)["error"].is_null()
+    });
+    swarm.wait("the new commit applied", CONVERGE, || {
+        swarm.service_replicas("web") == Some(3)
+    });
+
+    // A restart does not clone again: the cache's packs stay as they were, nothing is
+    // fetched, and the swarm is not written.
+    assert!(operator.stop(), "the operator stops cleanly");
+    let packs_before = packs(&cache);
+    assert!(!packs_before.is_empty());
+    let restarted_at =
+        humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(1)).to_string();
+    let operator = start_operator(&swarm, &url, &cache, "-restarted");
+    swarm.wait_status("fetched after the restart", CONVERGE, |s| {
+        revision(s) == Some(third.as_str())
+            && source(s)["fetchedAt"]
+                .as_str()
+                .is_some_and(|t| t >= restarted_at.as_str())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(packs(&cache), packs_before, "a restart fetched nothing new");
+    assert!(
+        !operator.log().contains("fetched new objects"),
+        "nothing was downloaded after the restart: {}",
+        operator.log()
+    );
+    assert_eq!(
+        writes(&operator),
+        0,
+        "a restart on the same commit writes nothing"
+    );
+
+    // The next push after the restart downloads only the new commit's objects.
+    let fourth = repo.commit(
+        &[(
+            &spec_file("web.yaml"),
+            Some(&swarm.service_spec("web", 2, None)),
+        )],
+        "web, two replicas again",
+    );
+    repo.push();
+    swarm.wait_status("the push after the restart", CONVERGE, |s| {
+        revision(s) == Some(fourth.as_str())
+    });
+    let log = operator.log();
+    let objects: u64 = log
+        .lines()
+        .find(|l| l.contains("fetched new objects"))
+        .and_then(|l| l.split("objects=").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("a fetch with an object count in the log: {log}"));
+    // A commit, its root tree, the two directories above the file and the file, plus the
+    // bases of a thin pack the fetch completes locally: far from the whole history.
+    let total: usize = support::git::git(&repo.remote, &["rev-list", "--objects", "--all"])
+        .lines()
+        .count();
+    assert!(
+        objects <= 8 && (objects as usize) < total,
+        "only the new commit's objects were fetched: {objects} of {total}"
+    );
+    // Old checkouts are gone: only the current commit's tree is kept.
+    let trees: Vec<_> = std::fs::read_dir(cache.join("trees"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(trees, vec![fourth]);
+}
+
+#[test]
+fn a_hostile_commit_is_refused_whole_over_file_urls() {
+    let Some(swarm) = Swarm::start("git_hostile") else {
+        return;
+    };
+    if support::require_tool("git_hostile", "git", "git").is_none() {
+        return;
+    }
+    let repo = GitRepo::new();
+    let web = swarm.name("web");
+    let good = repo.commit(
+        &[(
+            &spec_file("web.yaml"),
+            Some(&swarm.service_spec("web", 1, None)),
+        )],
+        "web",
+    );
+    repo.push();
+    let cache = repo.dir.path().join("cache");
+    let url = repo.file_url();
+    let _operator = start_operator(&swarm, &url, &cache, "");
+    swarm.wait_status("the good commit applied", CONVERGE, |s| {
+        revision(s) == Some(good.as_str()) && s["services"][&web].is_object()
+    });
+
+    // A symlink out of the repository next to a changed spec: the whole commit is refused.
+    std::os::unix::fs::symlink("/etc/passwd", repo.work.join(SPEC_DIR).join("passwd")).unwrap();
+    let hostile = repo.commit(
+        &[(
+            &spec_file("web.yaml"),
+            Some(&swarm.service_spec("web", 2, None)),
+        )],
+        "a symlink",
+    );
+    repo.push();
+    let status = swarm.wait_status("the hostile commit refused", CONVERGE, |s| {
+        source(s)["error"].is_string()
+    });
+    let error = source(&status)["error"].as_str().unwrap();
+    assert!(
+        error.contains(&hostile)
+            && error.contains(&spec_file("passwd"))
+            && error.contains("symlink"),
+        "the error names the commit and the entry: {error}"
+    );
+    assert_eq!(revision(&status), Some(good.as_str()));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        swarm.service_replicas("web"),
+        Some(1),
+        "nothing of the hostile commit"
+    );
+    let current = std::fs::read_link(cache.join("current")).unwrap();
+    assert!(current.ends_with(&good), "{}", current.display());
+}
