@@ -17,6 +17,7 @@ pub mod desired;
 pub mod docker;
 pub mod election;
 pub mod file_sd;
+pub mod git;
 pub mod live_status;
 pub mod metrics;
 pub mod notify;
