@@ -30,7 +30,7 @@ fn fetch(dir: &Path, url: &str, auth: &Auth) -> Result<String, String> {
         let id = repo.find_reference("refs/remotes/origin/main")?.id();
         Ok(id.to_string())
     };
-    run().map_err(|e| auth.scrub(&format!("{e:#}")))
+    run().map_err(|e| auth.explain(&e))
 }
 
 fn spec(name: &str) -> String {
@@ -74,7 +74,17 @@ fn ssh_with_a_deploy_key_fetches_and_refuses_an_unknown_host_key() {
     let dir = tempfile::tempdir().expect("temp dir");
     let refused = fetch(dir.path(), &url, &wrong).expect_err("an unknown host key is refused");
     eprintln!("wrong host key: {refused}");
-    assert!(!refused.is_empty());
+    assert!(
+        refused
+            .starts_with("ssh ended the connection before git could speak: the server's host key"),
+        "{refused}"
+    );
+    assert!(
+        !dir.path()
+            .join("cache.git/refs/remotes/origin/main")
+            .exists(),
+        "nothing was fetched"
+    );
 }
 
 #[test]
@@ -113,11 +123,35 @@ fn https_with_a_token_fetches_and_refuses_a_wrong_token_and_an_untrusted_certifi
     let dir = tempfile::tempdir().expect("temp dir");
     let refused = fetch(dir.path(), &url, &wrong).expect_err("a wrong token is refused");
     eprintln!("wrong token: {refused}");
+    assert!(
+        refused.starts_with("the git server refused the token of --git-token-file"),
+        "{refused}"
+    );
     assert!(!refused.contains(wrong_token), "{refused}");
+    // Without a token the server's demand is named, and nothing is prompted.
+    let anonymous = Auth::load(
+        &url,
+        &AuthFiles {
+            token: None,
+            ..files.clone()
+        },
+    )
+    .expect("the CA");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let refused = fetch(dir.path(), &url, &anonymous).expect_err("credentials are required");
+    assert!(
+        refused
+            .starts_with("the git server asks for credentials: give a token with --git-token-file"),
+        "{refused}"
+    );
 
     let untrusted = Auth::load(&url, &AuthFiles { ca: None, ..files }).expect("the system's roots");
     let dir = tempfile::tempdir().expect("temp dir");
     let refused = fetch(dir.path(), &url, &untrusted).expect_err("the test CA is not trusted");
     eprintln!("untrusted: {refused}");
+    assert!(
+        refused.starts_with("the git server's TLS certificate is not accepted (UnknownIssuer)"),
+        "{refused}"
+    );
     assert!(!refused.contains(HTTPS_TOKEN), "{refused}");
 }

@@ -119,6 +119,7 @@ pub struct Auth {
     token: Option<Arc<SecretString>>,
     ssh_command: Option<String>,
     tls: Option<Arc<rustls::ClientConfig>>,
+    has_ca: bool,
 }
 
 impl std::fmt::Debug for Auth {
@@ -181,6 +182,7 @@ impl Auth {
             token,
             ssh_command,
             tls,
+            has_ca: files.ca.is_some(),
         })
     }
 
@@ -274,6 +276,77 @@ impl Auth {
             }
             _ => text.to_owned(),
         }
+    }
+}
+
+impl Auth {
+    /// One line saying why a fetch failed, for the status, the log and events: our words for
+    /// what we recognise (an untrusted certificate, a refused or missing token, ssh ending the
+    /// connection), naming the flag to look at, then the chain of gix's messages; the token is
+    /// scrubbed from all of it.
+    pub fn explain(&self, error: &gix::Error) -> String {
+        let chain = error.iter_errors().map(ToString::to_string);
+        let mut messages: Vec<String> = Vec::new();
+        for message in chain {
+            // Wrappers repeat their source's text ("I/O error (Other)", "Io(…)"): keep what
+            // adds something.
+            if messages.iter().any(|m| m.contains(&message)) || message.starts_with("I/O error") {
+                continue;
+            }
+            messages.push(message);
+        }
+        let detail = self.scrub(&messages.join(": "));
+        match self.recognise(error) {
+            Some(reason) => format!("{reason} ({detail})"),
+            None => detail,
+        }
+    }
+
+    fn recognise(&self, error: &gix::Error) -> Option<String> {
+        if let Some(rustls::Error::InvalidCertificate(why)) =
+            error.downcast_any_ref::<rustls::Error>()
+        {
+            let trusted = if self.has_ca {
+                "the CAs of --git-ca-file"
+            } else {
+                "the system's CAs (give the server's CA with --git-ca-file)"
+            };
+            return Some(format!(
+                "the git server's TLS certificate is not accepted ({why:?}): it is checked against {trusted}"
+            ));
+        }
+        if error.classify().is_unauthenticated() || error.classify().is_permission_denied() {
+            return Some(match (self.scheme, &self.token) {
+                (Scheme::Https, Some(_)) => {
+                    "the git server refused the token of --git-token-file (wrong, expired, or \
+                     without read access to the repository)"
+                        .to_owned()
+                }
+                (Scheme::Https, None) => {
+                    "the git server asks for credentials: give a token with --git-token-file"
+                        .to_owned()
+                }
+                _ if self.scheme == Scheme::Ssh => {
+                    "the ssh server refused the key (--git-ssh-key): is it a deploy key of the \
+                     repository?"
+                        .to_owned()
+                }
+                _ => return None,
+            });
+        }
+        let eof = error.iter_errors().any(|e| {
+            e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
+        });
+        if self.scheme == Scheme::Ssh && eof {
+            return Some(
+                "ssh ended the connection before git could speak: the server's host key is not \
+                 in the known hosts (--git-known-hosts) or has changed, or the key was refused; \
+                 ssh's own message is in the operator's log"
+                    .to_owned(),
+            );
+        }
+        None
     }
 }
 
