@@ -210,9 +210,9 @@ impl Auth {
     pub fn configure(&self, repo: &mut gix::Repository) -> Result<(), gix::Error> {
         if let Some(command) = &self.ssh_command {
             let mut config = repo.config_snapshot_mut();
-            config.set_raw_value(&"core.sshCommand", command.as_str())?;
+            config.set_raw_value("core.sshCommand", command.as_str())?;
             // The command is a shell line; naming the variant spares gix a probe run of it.
-            config.set_raw_value(&"ssh.variant", "ssh")?;
+            config.set_raw_value("ssh.variant", "ssh")?;
             config.commit()?;
         }
         Ok(())
@@ -226,24 +226,35 @@ impl Auth {
         repo: &gix::Repository,
         url: &BStr,
         connection: Connection<'remote, '_, 'repo, T>,
-    ) -> Result<Connection<'remote, 'static, 'repo, T>, gix::Error>
+    ) -> Connection<'remote, 'static, 'repo, T>
     where
         T: gix::protocol::transport::client::blocking_io::Transport,
     {
-        let token = self.token.clone();
-        let connection = connection.with_credentials(move |action| Ok(answer(&token, action)));
-        if self.scheme != Scheme::Https {
-            return Ok(connection);
+        let connection = connection.with_credentials(self.credentials());
+        match self.scheme {
+            Scheme::Https => connection.with_transport_options(self.http_options(repo, url)),
+            Scheme::Ssh | Scheme::Plain => connection,
         }
-        Ok(connection.with_transport_options(self.http_options(repo, url)?))
+    }
+
+    /// The credential callback gix calls when a server asks: the token, or nothing.
+    pub fn credentials(
+        &self,
+    ) -> impl FnMut(Action) -> Result<Option<Outcome>, gix::Error> + Send + 'static {
+        let token = self.token.clone();
+        move |action| Ok(answer(&token, action))
     }
 
     /// The http options gix derives from the repository's configuration (proxy, user agent,
     /// …), with the operator's TLS and deadlines: gix's reqwest backend builds its client
     /// through `configure_client`.
-    fn http_options(&self, repo: &gix::Repository, url: &BStr) -> Result<Box<dyn Any>, gix::Error> {
+    pub fn http_options(&self, repo: &gix::Repository, url: &BStr) -> Box<dyn Any> {
+        // Options gix cannot derive (a configuration it cannot parse) are its defaults: the
+        // TLS and the deadlines below are what matters, and they are always set.
         let mut options = repo
-            .transport_options(url, None)?
+            .transport_options(url, None)
+            .ok()
+            .flatten()
             .and_then(|options| options.downcast::<http::Options>().ok())
             .map_or_else(http::Options::default, |options| *options);
         options.connect_timeout = Some(CONNECT_TIMEOUT);
@@ -263,7 +274,7 @@ impl Auth {
             configure_request: None,
         };
         options.backend = Some(Arc::new(Mutex::new(backend)));
-        Ok(Box::new(options))
+        Box::new(options)
     }
 
     /// `text` without the token in it: for errors from gix, reqwest or a server, before they
@@ -621,7 +632,7 @@ mod tests {
             err(
                 "http://git.example/app.git",
                 AuthFiles {
-                    token: Some(token.clone()),
+                    token: Some(token),
                     ..AuthFiles::default()
                 }
             ),
@@ -661,8 +672,8 @@ mod tests {
         let auth = Auth::load(
             "ssh://git@git.example:2222/app.git",
             &AuthFiles {
-                ssh_key: Some(key.clone()),
-                known_hosts: Some(hosts.clone()),
+                ssh_key: Some(key),
+                known_hosts: Some(hosts),
                 ..AuthFiles::default()
             },
         )
