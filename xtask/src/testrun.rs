@@ -60,8 +60,11 @@ pub fn run(root: &Path, opts: &TestOptions) -> Result<(), TestError> {
         crate::apt::ensure_installed("/usr/bin/socat", "socat")?;
         crate::apt::ensure_installed("/usr/sbin/sshd", "openssh-server")?;
         crate::apt::ensure_installed("/usr/bin/ssh", "openssh-client")?;
-        // `run --source git`'s tests: repositories made with the git CLI, served by `git daemon`.
-        crate::apt::ensure_installed("/usr/bin/git", "git")
+        // tests/git_transports.rs: git's http-backend (Debian's git) behind lighttpd with TLS
+        // (mod_openssl is its own package) and basic auth; sshd serves git-upload-pack.
+        crate::apt::ensure_installed("/usr/lib/git-core/git-http-backend", "git")?;
+        crate::apt::ensure_installed("/usr/sbin/lighttpd", "lighttpd")?;
+        crate::apt::ensure_installed("/usr/lib/lighttpd/mod_openssl.so", "lighttpd-mod-openssl")
     })?;
     phase("cargo fmt --check", || {
         cargo(root).args(["fmt", "--all", "--", "--check"]).run()

@@ -73,6 +73,11 @@ pub trait Access: Send + Sync + fmt::Debug + 'static {
     fn configure_connection(&self, connection: &mut Connection<'_, '_>) {
         let _ = connection;
     }
+
+    /// `text` without any secret of these credentials (a token), before an error keeps it.
+    fn scrub(&self, text: &str) -> String {
+        text.to_owned()
+    }
 }
 
 /// No credentials: `file://`, `git://`, public https, and ssh with the user's own agent/keys.
@@ -272,7 +277,7 @@ impl Fetcher {
         GitError::Fetch {
             url: self.url.to_string(),
             reference: self.reference.clone(),
-            message: self.url.scrub(message),
+            message: self.access.scrub(&self.url.scrub(message)),
         }
     }
 

@@ -8,8 +8,11 @@
 //! * [`source`]: the polling loop (poll, fetch now on request, back off while the remote
 //!   fails) and the handle the operator reads commits and the source's state from.
 //! * [`remote`]: the remote's URL as it may be shown (no credentials).
+//! * [`credentials`]: what a fetch authenticates with (`--git-*-file` flags): a token, an
+//!   ssh key and known_hosts, a CA file.
 
 pub mod checkout;
+pub mod credentials;
 mod error;
 pub mod fetch;
 pub mod remote;
