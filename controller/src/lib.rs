@@ -26,6 +26,7 @@ pub mod overview;
 pub mod page;
 pub mod pem;
 pub mod plan;
+pub mod push_hook;
 pub mod reconcile;
 pub mod redact;
 pub mod runtime;

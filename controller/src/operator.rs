@@ -86,6 +86,8 @@ pub struct OperatorConfig {
     pub deadlines: Deadlines,
     /// The time job schedules are read against (the system clock; tests pass a paused one).
     pub clock: crate::schedule::Clock,
+    /// Serve `POST /hooks/git` on the web address (`--git-webhook-secret-file`).
+    pub push_hook: Option<crate::push_hook::HookConfig>,
 }
 
 impl OperatorConfig {
@@ -107,6 +109,7 @@ impl OperatorConfig {
             age_identities: crate::spec::AgeIdentities::none(),
             deadlines: Deadlines::default(),
             clock: crate::schedule::Clock::system(),
+            push_hook: None,
         }
     }
 }
@@ -157,8 +160,11 @@ pub async fn run<A: SwarmApi>(
     );
     let metrics_server = config.web.clone().map(|listener| {
         let page = page::PageState::new(publisher.subscribe(), stop.clone());
-        let app = metrics::router(metrics.clone(), world.clone(), config.leadership.clone())
+        let mut app = metrics::router(metrics.clone(), world.clone(), config.leadership.clone())
             .merge(page::router(page));
+        if let Some(hook) = config.push_hook.clone() {
+            app = app.merge(crate::push_hook::router(hook));
+        }
         tokio::spawn(web::serve(listener, app, stop.clone()))
     });
 
