@@ -13,6 +13,7 @@ use crate::definition::{
     RestartPolicy, SPEC_VALUE_LABEL_PREFIX, ServiceDefinition, Ulimit, UpdatePolicy, VolumeOptions,
 };
 use crate::docker::Ownership;
+use crate::revision::{REVISION_LABEL, Revision};
 use crate::spec::{self, DriftField, LoadDirError, Located, Object, SpecError, SpecStore};
 
 /// A desired object with its identity in the operator's labels.
@@ -29,6 +30,11 @@ pub struct DesiredObject<T> {
     /// How the operator treats it (suspend, drift policy, dependencies): never written to the
     /// swarm and not part of the hash, so changing it alone causes no write.
     pub policy: ObjectPolicy,
+    /// The commit it is written at: `None` in the desired state (a new commit must not make
+    /// every object differ), set on the copy a write sends ([`REVISION_LABEL`]).
+    ///
+    /// [`REVISION_LABEL`]: crate::revision::REVISION_LABEL
+    pub revision: Option<Revision>,
 }
 
 impl<T: Serialize> DesiredObject<T> {
@@ -40,6 +46,7 @@ impl<T: Serialize> DesiredObject<T> {
             source_file,
             instance: instance.to_owned(),
             policy: ObjectPolicy::default(),
+            revision: None,
         }
     }
 }
@@ -141,6 +148,9 @@ impl<T> DesiredObject<T> {
     pub fn owner_labels(&self) -> BTreeMap<String, String> {
         let mut labels = Ownership::labels(&self.hash, &self.source_file, &self.instance);
         labels.extend(self.policy.labels());
+        if let Some(revision) = &self.revision {
+            labels.insert(REVISION_LABEL.to_owned(), revision.to_string());
+        }
         labels
     }
 }
@@ -170,6 +180,9 @@ pub struct DesiredState {
     pub prune_allowed: bool,
     /// The spec directory holds a `.suspend` file: nothing is created, updated or removed.
     pub all_suspended: bool,
+    /// The commit the specs were loaded from (`--source git`); changing it alone triggers no
+    /// reconcile.
+    pub revision: Option<Revision>,
 }
 
 impl Default for DesiredState {
@@ -184,6 +197,7 @@ impl Default for DesiredState {
             failed_files: BTreeSet::new(),
             prune_allowed: false,
             all_suspended: false,
+            revision: None,
         }
     }
 }

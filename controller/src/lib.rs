@@ -29,6 +29,7 @@ pub mod plan;
 pub mod push_hook;
 pub mod reconcile;
 pub mod redact;
+pub mod revision;
 pub mod runtime;
 pub mod schedule;
 pub mod spec;

@@ -811,3 +811,64 @@ async fn a_scheduled_job_runs_once_per_time_and_only_on_the_leader() {
         }
     }
 }
+
+/// A new commit writes only the objects whose spec it changed; each written object carries
+/// the commit it was written at, and the revision label never enters the comparison.
+#[tokio::test(start_paused = true)]
+async fn a_new_commit_writes_only_what_it_changed_and_labels_it() {
+    use crate::revision::Revision;
+    let commit = |digit: char| Revision::parse(&digit.to_string().repeat(40)).unwrap();
+    let swarm = MemorySwarm::default();
+    let dir = TempDir::new().unwrap();
+    let specs = dir.path().join("specs");
+    write_spec(&specs, "a.yaml", &service_yaml("a", "img:1", ""));
+    write_spec(&specs, "b.yaml", &service_yaml("b", "img:1", ""));
+    let (revisions, revision) = tokio::sync::watch::channel(Some(commit('1')));
+    let config = OperatorConfig {
+        resync: Duration::from_millis(500),
+        revision: Some(revision),
+        ..OperatorConfig::new(specs.clone(), dir.path().join("status.json"))
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(operator::run(config, swarm.clone(), async {
+        let _ = stopped.await;
+    }));
+    let running = Running {
+        dir,
+        stop: Some(stop),
+        task,
+    };
+    let revision_of = |name: &str| swarm.services()[name].ownership.revision.clone();
+    eventually(Duration::from_secs(10), "a and b created", || {
+        owned_services(&swarm) == 2
+    })
+    .await;
+    assert_eq!(revision_of("a"), Some(commit('1').to_string()));
+    assert_eq!(revision_of("b"), Some(commit('1').to_string()));
+
+    // Commit 2 changes b only; the directory and the revision switch together (the revision
+    // is read when the directory is).
+    write_spec(&specs, "b.yaml", &service_yaml("b", "img:2", ""));
+    revisions.send_replace(Some(commit('2')));
+    eventually(Duration::from_secs(10), "b updated", || {
+        swarm.services()["b"].definition.image == "img:2"
+    })
+    .await;
+    // Resyncs and reloads: nothing more is written.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(calls_for(&swarm, Op::UpdateService, "b").len(), 1);
+    assert!(calls_for(&swarm, Op::UpdateService, "a").is_empty());
+    assert_eq!(revision_of("b"), Some(commit('2').to_string()));
+    assert_eq!(revision_of("a"), Some(commit('1').to_string()));
+
+    // Commit 3 changes nothing: no write at all.
+    let writes = swarm.writes();
+    revisions.send_replace(Some(commit('3')));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        swarm.writes(),
+        writes,
+        "writes for a commit that changed no spec"
+    );
+    running.stop().await;
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -21,6 +21,7 @@ use crate::notify::{Notifier, NotifyConfig, NotifyError, SHUTDOWN_GRACE};
 use crate::page;
 use crate::plan::ObjectKey;
 use crate::reconcile::{Context, reconcile};
+use crate::revision::Revision;
 use crate::runtime::{self, Runner, RunnerConfig};
 use crate::spec::SpecStore;
 use crate::status;
@@ -88,6 +89,9 @@ pub struct OperatorConfig {
     pub clock: crate::schedule::Clock,
     /// Serve `POST /hooks/git` on the web address (`--git-webhook-secret-file`).
     pub push_hook: Option<crate::push_hook::HookConfig>,
+    /// The commit the spec directory holds (`--source git`): each load is stamped with it, and
+    /// a new one reloads the directory.
+    pub revision: Option<watch::Receiver<Option<Revision>>>,
 }
 
 impl OperatorConfig {
@@ -110,6 +114,7 @@ impl OperatorConfig {
             deadlines: Deadlines::default(),
             clock: crate::schedule::Clock::system(),
             push_hook: None,
+            revision: None,
         }
     }
 }
@@ -255,6 +260,7 @@ pub async fn run<A: SwarmApi>(
           "operator running");
 
     let mut leadership = config.leadership.clone();
+    let mut revisions = config.revision.clone();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -280,6 +286,14 @@ pub async fn run<A: SwarmApi>(
                 }
             }
             Some(()) = spec_changes.recv() => reload(&world, &reporter, &mut store, &config).await,
+            Ok(()) = async {
+                match revisions.as_mut() {
+                    Some(revisions) => revisions.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                reload(&world, &reporter, &mut store, &config).await;
+            }
             _ = spec_poll.tick() => reload(&world, &reporter, &mut store, &config).await,
         }
     }
@@ -321,7 +335,8 @@ async fn reload(
         config.allow_empty_prune,
         &config.instance,
     ) {
-        Ok(desired) => {
+        Ok(mut desired) => {
+            desired.revision = config.revision.as_ref().and_then(|r| r.borrow().clone());
             let unchanged = {
                 let state = world.read();
                 state.specs_loaded && state.desired == desired

@@ -956,6 +956,7 @@ mod tests {
                 source_file: "a.yaml".into(),
                 instance: crate::definition::DEFAULT_INSTANCE.into(),
                 policy: Default::default(),
+                revision: None,
             },
         );
         world.observed.services.insert(
