@@ -6,6 +6,7 @@
 //! ([`report`]).
 
 pub mod allocator;
+pub mod applied_revision;
 pub mod atomic_file;
 pub mod cli;
 pub mod compose;

@@ -144,6 +144,9 @@ pub enum CliError {
     /// `get` or `wait` could not build the status.
     #[error(transparent)]
     LiveStatus(#[from] live_status::LiveStatusError),
+    /// `wait --revision` could not read the commit record.
+    #[error(transparent)]
+    Record(#[from] crate::applied_revision::RecordError),
     /// `crds --out` could not write a schema.
     #[error("writing schemas to {}", dir.display())]
     WriteCrds {

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::args::{AgeArgs, period, positive_duration};
 use super::{CliError, connect, shutdown_signal};
+use crate::applied_revision::{self, Progress, RevisionRecord};
 use crate::control::operator::{self, OperatorConfig};
 use crate::docker::Deadlines;
 use crate::election::{ElectionConfig, Elector, Leadership, SwarmLeaseStore};
@@ -234,7 +235,18 @@ pub async fn run(args: RunArgs, context: Option<&str>) -> Result<ExitCode, CliEr
             dir
         }
     };
+    // The commit applied, recorded in the swarm by the leader (nothing is written until a
+    // commit is loaded, i.e. with --source git).
+    let (progress, progress_rx) = tokio::sync::watch::channel(Progress::default());
+    let stop_recording = CancellationToken::new();
+    let recorder = tokio::spawn(applied_revision::keep(
+        RevisionRecord::new(api.clone(), &instance),
+        progress_rx,
+        leadership.clone(),
+        stop_recording.clone(),
+    ));
     let config = OperatorConfig {
+        progress: Some(progress),
         resync,
         spec_poll,
         web,
@@ -250,6 +262,8 @@ pub async fn run(args: RunArgs, context: Option<&str>) -> Result<ExitCode, CliEr
     };
     let result = operator::run(config, api, shutdown_signal()).await;
     // Release the lease only once nothing writes any more.
+    stop_recording.cancel();
+    let _ = recorder.await;
     stop_mirroring.cancel();
     stop_electing.cancel();
     if let Some(task) = elector {

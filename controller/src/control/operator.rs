@@ -92,6 +92,9 @@ pub struct OperatorConfig {
     /// The commit the spec directory holds (`--source git`): each load is stamped with it, and
     /// a new one reloads the directory.
     pub revision: Option<watch::Receiver<Option<Revision>>>,
+    /// Where the commit loaded and the last one applied (every object Ready) are sent, for
+    /// the record in the swarm ([`crate::applied_revision`]).
+    pub progress: Option<watch::Sender<crate::applied_revision::Progress>>,
 }
 
 impl OperatorConfig {
@@ -115,6 +118,7 @@ impl OperatorConfig {
             clock: crate::control::schedule::Clock::system(),
             push_hook: None,
             revision: None,
+            progress: None,
         }
     }
 }
@@ -247,6 +251,13 @@ pub async fn run<A: SwarmApi>(
             stop.clone(),
         ))
     });
+    let progress_task = config.progress.clone().map(|progress| {
+        tokio::spawn(crate::applied_revision::follow(
+            publisher.subscribe(),
+            progress,
+            stop.clone(),
+        ))
+    });
     let writer_task = tokio::spawn(publisher.run(stop.clone()));
 
     let (_watcher, mut spec_changes) = triggers::watch_specs(&config.specs_dir)?;
@@ -303,6 +314,9 @@ pub async fn run<A: SwarmApi>(
     let _ = runner_task.await;
     let _ = watch_task.await;
     if let Some(task) = file_sd_task {
+        let _ = task.await;
+    }
+    if let Some(task) = progress_task {
         let _ = task.await;
     }
     let written = writer_task.await.expect("status writer panicked");

@@ -618,7 +618,9 @@ async fn applied_secrets_in_stored_specs<A: SwarmApi>(
 
 /// The commit a write is made at: the one the desired state was loaded from. Set on the copy
 /// that is written only, so that a new commit changes no desired object.
-fn current_revision(world: &crate::control::world::WorldState) -> Option<crate::revision::Revision> {
+fn current_revision(
+    world: &crate::control::world::WorldState,
+) -> Option<crate::revision::Revision> {
     world.desired.revision.clone()
 }
 

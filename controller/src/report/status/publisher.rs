@@ -237,6 +237,7 @@ fn same_view(a: &Overview, b: &Overview) -> bool {
         && a.nodes == b.nodes
         && a.unassigned == b.unassigned
         && a.activity == b.activity
+        && a.revision == b.revision
 }
 
 fn now() -> String {
