@@ -5,7 +5,9 @@
 //!
 //! * [`spec`]: where specs come from: the spec files' types, loading with located errors,
 //!   validation, and the specs stored in the swarm.
-//! * [`git`]: `run --source git`: fetch a ref, check out its tree, follow it.
+//! * [`git`]: `run --source git`: fetch a ref, check out its tree, follow it; [`push_hook`]
+//!   (a forge's push fetches at once), [`revision`] and [`applied_revision`] (the commit
+//!   loaded, labelled on writes, and the last one applied, recorded in the swarm).
 //! * [`desired`]: the desired state: specs turned into canonical definitions.
 //! * [`control`]: the core loop: triggers and the swarm watcher feed the shared view, the
 //!   planner compares desired and observed, the reconciler makes one write per run.
@@ -22,7 +24,10 @@
 
 pub mod spec;
 
+pub mod applied_revision;
 pub mod git;
+pub mod push_hook;
+pub mod revision;
 
 pub mod desired;
 

@@ -224,3 +224,50 @@ async fn stale_lease_writes_are_refused_by_the_swarm() {
         Some(instance.as_str())
     );
 }
+
+/// The commit record (`applied_revision`) on the real swarm: created by the first write,
+/// replaced with the version check by the next, not written again when nothing changed, read
+/// back as written, and what `wait --revision` judges by.
+#[tokio::test]
+async fn the_applied_commit_is_recorded_in_a_swarm_config() {
+    use swarm_operator::applied_revision::{self, Progress, RevisionRecord, WaitVerdict};
+    use swarm_operator::revision::Revision;
+    let Some(api) = engine("the_applied_commit_is_recorded_in_a_swarm_config").await else {
+        return;
+    };
+    let instance = instance("rev");
+    let name = format!("swarm-operator-revision-{instance}");
+    let _cleanup = LeaseCleanup(name.clone());
+    let record = RevisionRecord::new(api.clone(), &instance);
+    let commit = |digit: char| Revision::parse(&digit.to_string().repeat(40)).unwrap();
+    assert_eq!(record.read().await.unwrap(), Progress::default());
+
+    let loading = Progress {
+        loaded: Some(commit('2')),
+        applied: Some(commit('1')),
+    };
+    record.write(&loading).await.unwrap();
+    assert_eq!(record.read().await.unwrap(), loading);
+    let version = api.inspect_config(&name).await.unwrap().unwrap().version;
+    record.write(&loading).await.unwrap();
+    assert_eq!(
+        api.inspect_config(&name).await.unwrap().unwrap().version,
+        version,
+        "an unchanged record was written again"
+    );
+    let (verdict, _) = applied_revision::wait(&record, &commit('2'), Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(verdict, WaitVerdict::Pending);
+
+    let applied = Progress {
+        loaded: Some(commit('2')),
+        applied: Some(commit('2')),
+    };
+    record.write(&applied).await.unwrap();
+    assert_eq!(record.read().await.unwrap(), applied);
+    let (verdict, _) = applied_revision::wait(&record, &commit('2'), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(verdict, WaitVerdict::Applied);
+}

@@ -370,7 +370,19 @@ pub async fn run(args: GetArgs, context: Option<&str>) -> Result<ExitCode, CliEr
     } = args;
     let identities = age.read()?;
     let api = connect(context).await?;
+    // The commit is a header line of the table (JSON and YAML keep the status' shape).
+    let revision = match output {
+        OutputFormat::Table => crate::applied_revision::RevisionRecord::new(api.clone(), &instance)
+            .read()
+            .await
+            .ok()
+            .filter(|p| p.loaded.is_some()),
+        OutputFormat::Json | OutputFormat::Yaml => None,
+    };
     let mut view = LiveStatus::open(api, &instance, specs.as_deref(), &identities).await?;
+    if let Some(progress) = revision {
+        println!("REVISION {progress}");
+    }
     let mut printer = Printer::new(match output {
         OutputFormat::Table => Format::Table,
         OutputFormat::Json => Format::Json,

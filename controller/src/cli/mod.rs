@@ -104,12 +104,18 @@ pub enum CliError {
     /// `run --source git` with `--specs`.
     #[error("--specs is not used with --source git (the specs are the commit's tree)")]
     SpecsWithGit,
-    /// `--git-url` without `--source git`.
-    #[error("--git-url needs --source git")]
+    /// `--git-url` or another `--git-*` flag without `--source git`.
+    #[error("--git-url and the other --git-* file flags need --source git")]
     GitUrlWithoutGit,
     /// The git source could not be set up (URL, ref, path, cache) or fetched.
     #[error(transparent)]
     Git(#[from] crate::git::GitError),
+    /// `--git-webhook-secret-file` is unusable.
+    #[error("--git-webhook-secret-file")]
+    HookSecret(#[from] crate::push_hook::SecretError),
+    /// A `--git-*` credential flag is unusable, or `--git-url` holds a password.
+    #[error(transparent)]
+    GitCredentials(#[from] crate::git::credentials::CredentialsError),
     /// Opening the git cache panicked.
     #[error("opening the git cache")]
     GitOpenPanicked(#[source] tokio::task::JoinError),
@@ -159,6 +165,9 @@ pub enum CliError {
     /// `get` or `wait` could not build the status.
     #[error(transparent)]
     LiveStatus(#[from] live_status::LiveStatusError),
+    /// `wait --revision` could not read the commit record.
+    #[error(transparent)]
+    Record(#[from] crate::applied_revision::RecordError),
     /// `crds --out` could not write a schema.
     #[error("writing schemas to {}", dir.display())]
     WriteCrds {

@@ -11,12 +11,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::args::{AgeArgs, period, positive_duration};
 use super::{CliError, connect, shutdown_signal};
+use crate::applied_revision::{self, Progress, RevisionRecord};
 use crate::control::operator::{self, OperatorConfig};
 use crate::docker::Deadlines;
 use crate::election::{ElectionConfig, Elector, Leadership, SwarmLeaseStore};
 use crate::git::checkout::{Limits, RepoPath};
-use crate::git::fetch::Anonymous;
+use crate::git::credentials::{Auth, AuthFiles};
 use crate::git::{GitConfig, GitSource, RemoteUrl};
+use crate::push_hook::{FollowedRef, HookConfig, HookSecret};
 use crate::report::notify::{NotifyConfig, PayloadFormat};
 use crate::spec::in_swarm::SpecConfigs;
 use crate::web::{self, WebConfig};
@@ -86,12 +88,63 @@ pub struct GitArgs {
     /// Deadline of one fetch; one that misses it counts as failed (retried with backoff).
     #[arg(long, value_name = "PERIOD", default_value = "60s", value_parser = positive_duration)]
     pub git_timeout: Duration,
+    #[command(flatten)]
+    pub auth: GitAuthArgs,
+    /// Serve `POST /hooks/git` on --metrics-addr: a push to --git-ref signed with this secret
+    /// (GitHub/Gitea/Forgejo HMAC-SHA256, GitLab token) fetches at once.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "metrics_addr",
+        env = "SWARM_OPERATOR_GIT_WEBHOOK_SECRET_FILE"
+    )]
+    pub git_webhook_secret_file: Option<PathBuf>,
+}
+
+/// How `run --source git` authenticates and whom it trusts: files read once, at start.
+#[derive(clap::Args)]
+pub struct GitAuthArgs {
+    /// The https token (a docker secret), sent as the basic-auth password; only over https.
+    #[arg(long, value_name = "FILE", env = "SWARM_OPERATOR_GIT_TOKEN_FILE")]
+    pub git_token_file: Option<PathBuf>,
+    /// The ssh deploy key (mode 0400 or 0600), the only key offered.
+    #[arg(long, value_name = "FILE", env = "SWARM_OPERATOR_GIT_SSH_KEY")]
+    pub git_ssh_key: Option<PathBuf>,
+    /// The ssh host keys to accept (default: ~/.ssh/known_hosts and /etc/ssh/ssh_known_hosts);
+    /// host keys are always checked.
+    #[arg(long, value_name = "FILE", env = "SWARM_OPERATOR_GIT_KNOWN_HOSTS")]
+    pub git_known_hosts: Option<PathBuf>,
+    /// The only CAs an https git server's certificate is checked against (default: the
+    /// system's store).
+    #[arg(long, value_name = "FILE", env = "SWARM_OPERATOR_GIT_CA_FILE")]
+    pub git_ca_file: Option<PathBuf>,
+}
+
+impl GitAuthArgs {
+    fn files(&self) -> AuthFiles {
+        AuthFiles {
+            token: self.git_token_file.clone(),
+            ssh_key: self.git_ssh_key.clone(),
+            known_hosts: self.git_known_hosts.clone(),
+            ca: self.git_ca_file.clone(),
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.git_token_file.is_some()
+            || self.git_ssh_key.is_some()
+            || self.git_known_hosts.is_some()
+            || self.git_ca_file.is_some()
+    }
 }
 
 impl GitArgs {
     /// The source's settings; `status` places the default cache.
     fn config(&self, status: &std::path::Path) -> Result<GitConfig, CliError> {
         let url = self.git_url.as_deref().ok_or(CliError::GitUrlRequired)?;
+        // First: it refuses a password in the URL and reads every credential file, so that
+        // a mistake stops the start naming its flag.
+        let auth = Auth::load(url, &self.auth.files())?;
         Ok(GitConfig {
             url: RemoteUrl::parse(url)?,
             reference: self.git_ref.clone(),
@@ -104,7 +157,7 @@ impl GitArgs {
             }),
             poll: self.git_poll,
             fetch_timeout: self.git_timeout,
-            access: Arc::new(Anonymous),
+            access: Arc::new(auth),
             limits: Limits::default(),
         })
     }
@@ -269,9 +322,16 @@ pub async fn run(args: RunArgs, context: Option<&str>) -> Result<ExitCode, CliEr
             if specs.is_some() {
                 return Err(CliError::SpecsWithGit);
             }
-            Some(git.config(&status)?)
+            let hook_secret = git
+                .git_webhook_secret_file
+                .as_deref()
+                .map(HookSecret::read)
+                .transpose()?;
+            Some((git.config(&status)?, hook_secret))
         }
-        Source::Dir | Source::Swarm if git.git_url.is_some() => {
+        Source::Dir | Source::Swarm
+            if git.git_url.is_some() || git.auth.any() || git.git_webhook_secret_file.is_some() =>
+        {
             return Err(CliError::GitUrlWithoutGit);
         }
         Source::Dir | Source::Swarm => None,
@@ -294,6 +354,7 @@ pub async fn run(args: RunArgs, context: Option<&str>) -> Result<ExitCode, CliEr
     };
     let stop_mirroring = CancellationToken::new();
     let mut git_source = None;
+    let mut push_hook = None;
     let specs = match source {
         Source::Dir => specs.ok_or(CliError::SpecsRequired)?,
         Source::Swarm => {
@@ -313,17 +374,34 @@ pub async fn run(args: RunArgs, context: Option<&str>) -> Result<ExitCode, CliEr
             dir
         }
         Source::Git => {
-            let config = git_config.ok_or(CliError::GitUrlRequired)?;
+            let (config, hook_secret) = git_config.ok_or(CliError::GitUrlRequired)?;
+            let followed = FollowedRef::new(&config.reference);
             let (source, handle) = tokio::task::spawn_blocking(move || GitSource::open(config))
                 .await
                 .map_err(CliError::GitOpenPanicked)??;
             tokio::spawn(source.run(stop_mirroring.clone()));
             let dir = handle.specs_dir();
+            push_hook = hook_secret.map(|secret| HookConfig {
+                secret,
+                followed,
+                fetch_now: handle.trigger.clone(),
+            });
             git_source = Some(handle);
             dir
         }
     };
+    // The commit applied, recorded in the swarm by the leader (nothing is written until a
+    // commit is loaded, i.e. with --source git).
+    let (progress, progress_rx) = tokio::sync::watch::channel(Progress::default());
+    let stop_recording = CancellationToken::new();
+    let recorder = tokio::spawn(applied_revision::keep(
+        RevisionRecord::new(api.clone(), &instance),
+        progress_rx,
+        leadership.clone(),
+        stop_recording.clone(),
+    ));
     let config = OperatorConfig {
+        progress: Some(progress),
         resync,
         spec_poll,
         web,
@@ -336,10 +414,13 @@ pub async fn run(args: RunArgs, context: Option<&str>) -> Result<ExitCode, CliEr
         deadlines,
         age_identities,
         git: git_source,
+        push_hook,
         ..OperatorConfig::new(specs, status)
     };
     let result = operator::run(config, api, shutdown_signal()).await;
     // Release the lease only once nothing writes any more.
+    stop_recording.cancel();
+    let _ = recorder.await;
     stop_mirroring.cancel();
     stop_electing.cancel();
     if let Some(task) = elector {

@@ -11,9 +11,11 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::args::{AgeArgs, positive_duration};
 use super::{CliError, connect};
+use crate::applied_revision::{self, RevisionRecord, WaitVerdict};
 use crate::cli::get::summary;
 use crate::cli::live_status::{LiveStatus, Snapshot};
 use crate::report::status::{Condition, ConditionReason, ConditionStatus, ConditionType};
+use crate::revision::Revision;
 
 /// What to wait for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -382,15 +384,21 @@ pub enum WaitFor {
 #[derive(clap::Args)]
 pub struct WaitArgs {
     /// Objects to wait for.
-    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    #[arg(required_unless_present_any = ["all", "revision"], conflicts_with = "all")]
     pub names: Vec<String>,
     /// Every object of the instance. With `--specs`, an object whose spec is gone is
     /// waited for until the operator has removed it.
     #[arg(long)]
     pub all: bool,
     /// What to wait for.
-    #[arg(long = "for", value_enum)]
-    pub goal: WaitFor,
+    #[arg(long = "for", value_enum, required_unless_present = "revision")]
+    pub goal: Option<WaitFor>,
+    /// Wait until `run --source git` has applied this commit (40 hex digits): every object
+    /// Ready at it, as the operator records it in the swarm. Exit 1 when the operator loaded
+    /// it and then moved on to another commit before applying it (a newer push), 2 on
+    /// timeout.
+    #[arg(long, value_name = "SHA", conflicts_with_all = ["names", "all", "goal", "specs"])]
+    pub revision: Option<Revision>,
     /// Give up after this long.
     #[arg(long, default_value = "5m", value_parser = positive_duration)]
     pub timeout: Duration,
@@ -411,6 +419,7 @@ pub async fn run(args: WaitArgs, context: Option<&str>) -> Result<ExitCode, CliE
         names,
         all,
         goal,
+        revision,
         timeout,
         specs,
         instance,
@@ -418,13 +427,16 @@ pub async fn run(args: WaitArgs, context: Option<&str>) -> Result<ExitCode, CliE
     } = args;
     let identities = age.read()?;
     let api = connect(context).await?;
+    if let Some(revision) = revision {
+        return wait_for_revision(api, &instance, &revision, timeout).await;
+    }
     let mut view = LiveStatus::open(api, &instance, specs.as_deref(), &identities).await?;
     let targets = if all {
         Targets::All
     } else {
         Targets::Named(names)
     };
-    let goal = match goal {
+    let goal = match goal.unwrap_or(WaitFor::Ready) {
         WaitFor::Ready => Goal::Ready,
         WaitFor::Deleted => Goal::Deleted,
         WaitFor::Complete => Goal::Complete,
@@ -447,6 +459,45 @@ pub async fn run(args: WaitArgs, context: Option<&str>) -> Result<ExitCode, CliE
             Ok(ExitCode::from(2))
         }
     }
+}
+
+/// `wait --revision`: exit 0 applied, 1 moved past, 2 timed out.
+async fn wait_for_revision(
+    api: crate::docker::DockerEngine,
+    instance: &str,
+    revision: &Revision,
+    timeout: Duration,
+) -> Result<ExitCode, CliError> {
+    let record = RevisionRecord::new(api, instance);
+    let (verdict, last) = applied_revision::wait(&record, revision, timeout).await?;
+    Ok(match verdict {
+        WaitVerdict::Applied => {
+            println!("{} applied: every object is ready at it", revision.short());
+            ExitCode::SUCCESS
+        }
+        WaitVerdict::MovedPast(progress) => {
+            eprintln!(
+                "{}: the operator moved on to another commit before applying it ({progress})",
+                revision.short()
+            );
+            ExitCode::from(1)
+        }
+        WaitVerdict::Pending => {
+            let seen = if last.loaded.is_none() {
+                format!(
+                    "instance {instance:?} has recorded no commit (is it run with --source git?)"
+                )
+            } else {
+                format!("{last}; a commit the operator skipped for a newer one is never applied")
+            };
+            eprintln!(
+                "{}: not applied after {}: {seen}",
+                revision.short(),
+                humantime::format_duration(timeout)
+            );
+            ExitCode::from(2)
+        }
+    })
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -91,6 +91,11 @@ pub struct OperatorConfig {
     /// `--source git`: the running source whose commits are applied; `specs_dir` is then its
     /// `current` tree, read only after a switch to a whole commit, never watched.
     pub git: Option<SourceHandle>,
+    /// Serve `POST /hooks/git` on the web address (`--git-webhook-secret-file`).
+    pub push_hook: Option<crate::push_hook::HookConfig>,
+    /// Where the commit loaded and the last one applied (every object Ready) are sent, for
+    /// the record in the swarm ([`crate::applied_revision`]).
+    pub progress: Option<watch::Sender<crate::applied_revision::Progress>>,
 }
 
 impl OperatorConfig {
@@ -113,6 +118,8 @@ impl OperatorConfig {
             deadlines: Deadlines::default(),
             clock: crate::control::schedule::Clock::system(),
             git: None,
+            push_hook: None,
+            progress: None,
         }
     }
 }
@@ -164,8 +171,11 @@ pub async fn run<A: SwarmApi>(
     );
     let metrics_server = config.web.clone().map(|listener| {
         let page = page::PageState::new(publisher.subscribe(), stop.clone());
-        let app = metrics::router(metrics.clone(), world.clone(), config.leadership.clone())
+        let mut app = metrics::router(metrics.clone(), world.clone(), config.leadership.clone())
             .merge(page::router(page));
+        if let Some(hook) = config.push_hook.clone() {
+            app = app.merge(crate::push_hook::router(hook));
+        }
         tokio::spawn(web::serve(listener, app, stop.clone()))
     });
 
@@ -252,6 +262,13 @@ pub async fn run<A: SwarmApi>(
             stop.clone(),
         ))
     });
+    let progress_task = config.progress.clone().map(|progress| {
+        tokio::spawn(crate::applied_revision::follow(
+            publisher.subscribe(),
+            progress,
+            stop.clone(),
+        ))
+    });
     let writer_task = tokio::spawn(publisher.run(stop.clone()));
 
     // A git source's tree never changes in place: its commits come through `follow_git`.
@@ -318,6 +335,9 @@ pub async fn run<A: SwarmApi>(
     let _ = runner_task.await;
     let _ = watch_task.await;
     if let Some(task) = file_sd_task {
+        let _ = task.await;
+    }
+    if let Some(task) = progress_task {
         let _ = task.await;
     }
     let written = writer_task.await.expect("status writer panicked");
@@ -401,7 +421,7 @@ async fn reload(
         &config.instance,
     ) {
         Ok(mut desired) => {
-            desired.revision = revision;
+            desired.revision = revision.map(crate::revision::Revision::from);
             let unchanged = {
                 let state = world.read();
                 state.specs_loaded && state.desired == desired

@@ -304,6 +304,7 @@ async fn scheduled_run<A: SwarmApi>(
         );
         let mut desired = desired.clone();
         desired.definition.force_update = observed.definition.force_update;
+        desired.revision = current_revision(&world);
         (
             spec,
             observed.id.clone(),
@@ -492,6 +493,14 @@ async fn reread_data<A: SwarmApi>(
     Ok(())
 }
 
+/// The commit a write is made at: the one the desired state was loaded from. Set on the copy
+/// that is written only, so that a new commit changes no desired object.
+fn current_revision(
+    world: &crate::control::world::WorldState,
+) -> Option<crate::revision::Revision> {
+    world.desired.revision.clone()
+}
+
 /// Performs one planned write and reports it.
 async fn apply<A: SwarmApi>(
     ctx: &Context<A>,
@@ -499,7 +508,8 @@ async fn apply<A: SwarmApi>(
     action: Action,
 ) -> Result<(), Retry> {
     match action {
-        Action::CreateNetwork { desired } => {
+        Action::CreateNetwork { mut desired } => {
+            desired.revision = current_revision(&ctx.world.read());
             info!(%key, "creating network");
             match ctx
                 .api
@@ -519,9 +529,10 @@ async fn apply<A: SwarmApi>(
                 Err(e) => return Err(docker_error(key, e)),
             }
         }
-        Action::CreateService { desired } => {
+        Action::CreateService { mut desired } => {
             {
                 let world = ctx.world.read();
+                desired.revision = current_revision(&world);
                 if let Some(missing) = desired
                     .definition
                     .networks
@@ -582,6 +593,7 @@ async fn apply<A: SwarmApi>(
             // the task template of its own (and, for a job, no run is asked for here).
             let mut desired = desired;
             desired.definition.force_update = force_update;
+            desired.revision = current_revision(&ctx.world.read());
             match cause {
                 UpdateCause::SpecChanged => info!(%key, changes = ?fields, "updating service"),
                 UpdateCause::Drift => warn!(%key, changes = ?fields, "correcting drift"),

@@ -17,6 +17,7 @@ use crate::desired::definition::{
     SPEC_VALUE_LABEL_PREFIX, ServiceDefinition, Ulimit, UpdatePolicy, VolumeOptions,
 };
 use crate::docker::Ownership;
+use crate::revision::{REVISION_LABEL, Revision};
 use crate::spec::{self, DriftField, LoadDirError, Located, Object, SpecError, SpecStore};
 
 /// A desired object with its identity in the operator's labels.
@@ -33,6 +34,11 @@ pub struct DesiredObject<T> {
     /// How the operator treats it (suspend, drift policy, dependencies): never written to the
     /// swarm and not part of the hash, so changing it alone causes no write.
     pub policy: ObjectPolicy,
+    /// The commit it is written at: `None` in the desired state (a new commit must not make
+    /// every object differ), set on the copy a write sends ([`REVISION_LABEL`]).
+    ///
+    /// [`REVISION_LABEL`]: crate::revision::REVISION_LABEL
+    pub revision: Option<Revision>,
 }
 
 impl<T: Serialize> DesiredObject<T> {
@@ -44,6 +50,7 @@ impl<T: Serialize> DesiredObject<T> {
             source_file,
             instance: instance.to_owned(),
             policy: ObjectPolicy::default(),
+            revision: None,
         }
     }
 }
@@ -145,6 +152,9 @@ impl<T> DesiredObject<T> {
     pub fn owner_labels(&self) -> BTreeMap<String, String> {
         let mut labels = Ownership::labels(&self.hash, &self.source_file, &self.instance);
         labels.extend(self.policy.labels());
+        if let Some(revision) = &self.revision {
+            labels.insert(REVISION_LABEL.to_owned(), revision.to_string());
+        }
         labels
     }
 }
@@ -176,7 +186,7 @@ pub struct DesiredState {
     pub all_suspended: bool,
     /// The commit these specs were read from (`run --source git`; `None` for the other
     /// sources). A new commit whose specs are the same reconciles nothing.
-    pub revision: Option<crate::git::Revision>,
+    pub revision: Option<Revision>,
 }
 
 impl Default for DesiredState {

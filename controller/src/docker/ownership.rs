@@ -28,6 +28,9 @@ pub struct Ownership {
     pub policy: BTreeMap<String, String>,
     /// The spec swarm rolled back, if the operator marked one ([`ROLLED_BACK_SPEC_LABEL`]).
     pub rolled_back: Option<RolledBack>,
+    /// The commit it was last written at ([`crate::revision::REVISION_LABEL`]); not compared
+    /// by the plan.
+    pub revision: Option<String>,
 }
 
 /// A spec that swarm rolled back, as marked on the service.
@@ -61,6 +64,7 @@ impl Ownership {
                     .cloned()
                     .unwrap_or_default(),
             }),
+            revision: labels.get(crate::revision::REVISION_LABEL).cloned(),
         }
     }
 
@@ -75,6 +79,7 @@ impl Ownership {
             (INSTANCE_LABEL, &self.instance),
             (SPEC_HASH_LABEL, &self.spec_hash),
             (SOURCE_FILE_LABEL, &self.source_file),
+            (crate::revision::REVISION_LABEL, &self.revision),
         ] {
             if let Some(value) = value {
                 labels.insert(label.to_owned(), value.clone());

@@ -103,6 +103,12 @@ impl FetchTrigger {
     pub fn fetch_now(&self) {
         self.0.notify_one();
     }
+
+    /// What the source waits on (tests watch it).
+    #[cfg(test)]
+    pub(crate) fn notify(&self) -> &Notify {
+        &self.0
+    }
 }
 
 /// What the operator holds of a running source. Cheap to clone.

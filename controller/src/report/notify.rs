@@ -126,6 +126,9 @@ pub struct Event {
     pub spec_hash: Option<String>,
     /// When it happened (RFC 3339, UTC).
     pub time: String,
+    /// The commit the specs were loaded from (`--source git`), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
     /// One line for chat webhooks (Slack and compatibles show `text`).
     pub text: String,
 }
@@ -153,7 +156,19 @@ impl Event {
             reason,
             message,
             spec_hash,
+            revision: None,
         }
+    }
+
+    /// The event, naming the commit it happened at: `revision` in the body, `at 3f2a9c1` at
+    /// the end of the chat line.
+    #[must_use]
+    pub fn at(mut self, revision: Option<&crate::revision::Revision>) -> Self {
+        if let Some(revision) = revision {
+            self.text = format!("{} at {}", self.text, revision.short());
+            self.revision = Some(revision.to_string());
+        }
+        self
     }
 }
 
@@ -1483,6 +1498,31 @@ mod tests {
         assert_eq!(kinds(&events), [("rolloutSucceeded", "service/web")]);
         assert_eq!(events[0].spec_hash.as_deref(), Some("h2"));
         assert!(watch.changes(Some(&up), &up, hash("h2")).is_empty());
+    }
+
+    #[test]
+    fn an_event_names_the_commit_it_happened_at() {
+        let revision =
+            crate::revision::Revision::parse(&format!("3f2a9c1{}", "0".repeat(33))).unwrap();
+        let event = Event::new(
+            EventKind::RolloutSucceeded,
+            "service/web",
+            "RolloutComplete",
+            "1/1 running",
+            None,
+        );
+        let plain = serde_json::to_value(&event).unwrap();
+        assert!(plain.get("revision").is_none(), "{plain}");
+        let event = event.at(Some(&revision));
+        assert!(
+            event
+                .text
+                .ends_with("rolloutSucceeded (RolloutComplete): 1/1 running at 3f2a9c1"),
+            "{}",
+            event.text
+        );
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["revision"], revision.as_str());
     }
 
     #[test]

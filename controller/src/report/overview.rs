@@ -28,6 +28,9 @@ pub struct Overview {
     pub unassigned: Vec<TaskCard>,
     /// The last operator events, newest first.
     pub activity: Vec<ActivityEvent>,
+    /// The commit the specs were loaded from (`--source git`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<crate::revision::Revision>,
 }
 
 /// One node and its tasks.
@@ -132,6 +135,7 @@ pub fn build(
         nodes,
         unassigned,
         activity,
+        revision: world.desired.revision.clone(),
     }
 }
 

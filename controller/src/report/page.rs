@@ -269,6 +269,9 @@ pub fn render_board(overview: &Overview) -> Markup {
     html! {
         p.updated data-leader=(overview.leader) {
             "as of " time datetime=(status.generated_at) { (status.generated_at) }
+            @if let Some(revision) = &overview.revision {
+                " · commit " code.revision data-revision=(revision) title=(revision) { (revision.short()) }
+            }
             @if !overview.leader {
                 " · " b.follower { "follower" } ": this replica watches, the leader acts (its page lists the activity)"
             }
@@ -484,6 +487,21 @@ mod tests {
         );
         assert!(html.contains("2/3"), "replicas running/desired: {html}");
         assert!(!html.contains("data-task=\"t0\""), "an old task: {html}");
+    }
+
+    #[test]
+    fn the_commit_is_shown_short_with_the_full_id_at_hand() {
+        let mut overview = sample_overview(&sample_world());
+        assert!(!render_board(&overview).into_string().contains("commit"));
+        let full = format!("3f2a9c1{}", "e".repeat(33));
+        overview.revision = Some(crate::revision::Revision::parse(&full).unwrap());
+        let html = render_board(&overview).into_string();
+        assert!(
+            html.contains(&format!(
+                "commit <code class=\"revision\" data-revision=\"{full}\" title=\"{full}\">3f2a9c1</code>"
+            )),
+            "{html}"
+        );
     }
 
     #[test]

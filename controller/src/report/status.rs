@@ -971,6 +971,7 @@ mod tests {
                 source_file: "a.yaml".into(),
                 instance: crate::desired::definition::DEFAULT_INSTANCE.into(),
                 policy: Default::default(),
+                revision: None,
             },
         );
         world.observed.services.insert(

@@ -23,6 +23,10 @@ use tokio::sync::Semaphore;
 /// path, including any added later, needs credentials.
 pub const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
 
+/// Paths that prove their caller themselves and so skip basic auth (a forge can not send it):
+/// the push hook checks the forge's signature before it does anything.
+pub const SELF_AUTHENTICATED_PATHS: [&str; 1] = [crate::push_hook::PATH];
+
 /// The configured users and the remembered successful checks.
 pub struct BasicAuth {
     users: BTreeMap<String, String>,
@@ -128,10 +132,12 @@ fn parse_basic(value: &HeaderValue) -> Option<(String, Vec<u8>)> {
     Some((user, decoded[colon + 1..].to_vec()))
 }
 
-/// Middleware: lets [`OPEN_PATHS`] through, and everything else only with credentials
+/// Middleware: lets [`OPEN_PATHS`] and [`SELF_AUTHENTICATED_PATHS`] through, and everything else only with credentials
 /// (401 with a `WWW-Authenticate: Basic` challenge otherwise).
 pub async fn require(State(auth): State<Arc<BasicAuth>>, request: Request, next: Next) -> Response {
-    if OPEN_PATHS.contains(&request.uri().path())
+    let path = request.uri().path();
+    if OPEN_PATHS.contains(&path)
+        || SELF_AUTHENTICATED_PATHS.contains(&path)
         || auth
             .check(request.headers().get(header::AUTHORIZATION))
             .await
@@ -212,6 +218,28 @@ mod tests {
             auth.check(Some(&header("prometheus", "s3cret:with colon")))
                 .await
         );
+    }
+
+    #[tokio::test]
+    async fn the_push_hook_skips_basic_auth_and_nothing_else_does() {
+        use tower_service::Service as _;
+        let ok = || async { "reached" };
+        let mut app = axum::Router::new()
+            .route(crate::push_hook::PATH, axum::routing::post(ok))
+            .route("/hooks/other", axum::routing::post(ok))
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::new(auth()),
+                require,
+            ));
+        let call = |path: &str| {
+            axum::http::Request::post(path)
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let hook = app.call(call(crate::push_hook::PATH)).await.unwrap();
+        assert_eq!(hook.status(), StatusCode::OK);
+        let other = app.call(call("/hooks/other")).await.unwrap();
+        assert_eq!(other.status(), StatusCode::UNAUTHORIZED);
     }
 
     #[test]

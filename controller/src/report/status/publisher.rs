@@ -176,12 +176,16 @@ impl Publisher {
                     .as_ref()
                     .is_none_or(|l| !status::same_content(l, &next));
                 if changed {
-                    let events = status_events.changes(last.as_ref(), &next, |name| {
-                        state.desired.services.get(name).map(|d| d.hash.clone())
-                    });
+                    let revision = state.desired.revision.as_ref();
+                    let events = status_events
+                        .changes(last.as_ref(), &next, |name| {
+                            state.desired.services.get(name).map(|d| d.hash.clone())
+                        })
+                        .into_iter()
+                        .map(|event| event.at(revision));
                     // Followers see the same changes; only the leader announces them.
                     if leader {
-                        events.into_iter().for_each(|e| notifier.send(e));
+                        events.for_each(|e| notifier.send(e));
                     }
                 }
                 let view = overview::build(&state, next.clone(), activity.recent(), leader);
@@ -233,6 +237,7 @@ fn same_view(a: &Overview, b: &Overview) -> bool {
         && a.nodes == b.nodes
         && a.unassigned == b.unassigned
         && a.activity == b.activity
+        && a.revision == b.revision
 }
 
 fn now() -> String {
