@@ -347,3 +347,114 @@ fn a_hostile_commit_is_refused_whole_over_file_urls() {
     let current = std::fs::read_link(cache.join("current")).unwrap();
     assert!(current.ends_with(&good), "{}", current.display());
 }
+
+/// A GitHub-signed push webhook makes `run --source git` fetch at once (the poll is an hour):
+/// the pushed commit is applied; a wrong signature is refused with 401 and fetches nothing.
+#[test]
+fn a_signed_push_webhook_applies_the_pushed_commit_and_a_bad_signature_is_refused() {
+    use hmac::{Hmac, Mac as _};
+    let Some(swarm) = Swarm::start("git_webhook") else {
+        return;
+    };
+    if support::require_tool("git_webhook", "git", "git").is_none() {
+        return;
+    }
+    let repo = GitRepo::new();
+    let web = swarm.name("web");
+    let first = repo.commit(
+        &[(
+            &spec_file("web.yaml"),
+            Some(&swarm.service_spec("web", 1, None)),
+        )],
+        "web, one replica",
+    );
+    repo.push();
+    let daemon = GitDaemon::start(repo.dir.path());
+    let url = daemon.url("specs.git");
+    let cache = repo.dir.path().join("cache");
+    let secret = "a-webhook-secret-of-32-characters";
+    let secret_file = repo.dir.path().join("hook-secret");
+    std::fs::write(&secret_file, secret).unwrap();
+    let operator = swarm.operator_with(
+        &[
+            "--source",
+            "git",
+            "--git-url",
+            &url,
+            "--git-path",
+            SPEC_DIR,
+            "--git-poll",
+            "1h",
+            "--git-cache",
+            cache.to_str().unwrap(),
+            "--git-webhook-secret-file",
+            secret_file.to_str().unwrap(),
+        ],
+        &swarm.status,
+        "",
+        &[],
+    );
+    swarm.wait_status("the first commit applied", CONVERGE, |s| {
+        revision(s) == Some(first.as_str()) && s["services"][&web].is_object()
+    });
+
+    let second = repo.commit(
+        &[(
+            &spec_file("web.yaml"),
+            Some(&swarm.service_spec("web", 2, None)),
+        )],
+        "web, two replicas",
+    );
+    repo.push();
+    let body = serde_json::to_vec(&serde_json::json!({
+        "ref": "refs/heads/main",
+        "after": second,
+    }))
+    .unwrap();
+    let sign = |key: &[u8]| {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+        mac.update(&body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    let headers = |signature: &str| {
+        vec![
+            ("Content-Type", "application/json".to_owned()),
+            ("X-GitHub-Event", "push".to_owned()),
+            ("X-Hub-Signature-256", signature.to_owned()),
+        ]
+    };
+    let post = |signature: &str| {
+        let headers = headers(signature);
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        operator
+            .http_post("/hooks/git", &headers, &body)
+            .expect("the hook answers")
+    };
+
+    // A wrong signature: 401, and nothing is fetched (the poll is an hour away).
+    let (code, answer) = post(&sign(b"not-the-secret-not-the-secret"));
+    assert_eq!(code, 401, "{answer}");
+    assert!(!answer.contains(secret), "{answer}");
+    std::thread::sleep(Duration::from_secs(3));
+    let status = swarm.status().expect("a status file");
+    assert_eq!(revision(&status), Some(first.as_str()), "{status}");
+
+    // The right one: the push is applied.
+    let pushed = Instant::now();
+    let (code, answer) = post(&sign(secret.as_bytes()));
+    assert!((200..300).contains(&code), "{code} {answer}");
+    swarm.wait("the pushed commit applied", CONVERGE, || {
+        swarm.service_replicas("web") == Some(2)
+    });
+    eprintln!(
+        "push -> applied via the signed webhook: {:?}",
+        pushed.elapsed()
+    );
+    swarm.wait_status("the second commit in the status", CONVERGE, |s| {
+        revision(s) == Some(second.as_str())
+    });
+    assert!(
+        !operator.log().contains(secret),
+        "the hook secret is never logged"
+    );
+}
