@@ -8,7 +8,7 @@ use crate::applied_secrets::{self, Collected};
 use crate::desired::{DesiredState, SUSPEND_FILE};
 use crate::docker::{DockerEngine, DockerError, SwarmApi};
 use crate::plan::{Plan, plan};
-use crate::spec::{AgeIdentities, LoadDirError, SpecError, SpecStore};
+use crate::spec::{AgeIdentities, EngineApiVersion, LoadDirError, SpecError, SpecStore};
 use crate::stored_specs::{
     ApplyReport, SpecConfigs, StoredSpecsError, read_spec_files, write_mirror,
 };
@@ -39,13 +39,16 @@ pub enum ApplyOutcome {
 /// Validates the spec directory. With `existing_networks` (read from a live swarm) references
 /// to networks that exist there are accepted; with `None` every referenced network is assumed
 /// to exist (offline validation) and only the other checks run. `.age` files are decrypted
-/// with `identities`.
+/// with `identities`. With `engine_api`, service fields that Engine API version does not know
+/// are errors; with `None` that check is skipped.
 pub fn validate_dir(
     dir: &Path,
     existing_networks: Option<&BTreeSet<String>>,
     identities: &AgeIdentities,
+    engine_api: Option<EngineApiVersion>,
 ) -> Result<Vec<SpecError>, CommandError> {
     let mut store = SpecStore::with_identities(identities.clone());
+    store.set_engine_api(engine_api);
     let desired = match existing_networks {
         Some(networks) => store.reload_validated(dir, networks)?,
         None => {
@@ -67,6 +70,7 @@ pub fn validate_dir(
                 )
                 .collect();
             store = SpecStore::with_identities(identities.clone());
+            store.set_engine_api(engine_api);
             store.reload_validated(dir, &referenced)?
         }
     };
@@ -83,13 +87,9 @@ pub async fn diff_dir<A: SwarmApi>(
 ) -> Result<(Plan, Vec<SpecError>), CommandError> {
     let observed = api.observe().await?;
     let existing: BTreeSet<String> = observed.networks.keys().cloned().collect();
-    let desired = DesiredState::load(
-        &mut SpecStore::with_identities(identities.clone()),
-        dir,
-        &existing,
-        allow_empty_prune,
-        instance,
-    )?;
+    let mut store = SpecStore::with_identities(identities.clone());
+    store.set_engine_api(api.engine_api_version());
+    let desired = DesiredState::load(&mut store, dir, &existing, allow_empty_prune, instance)?;
     Ok((plan(&desired, &observed), desired.errors))
 }
 
@@ -154,7 +154,12 @@ pub async fn apply_path(
     let networks: BTreeSet<String> = api.observe().await?.networks.into_keys().collect();
     // Only spec files are stored, never the files they refer to (a SwarmSecret's decrypted
     // content went into its swarm secret above): no `.age` file is left to decrypt.
-    let mut errors = validate_dir(scratch.path(), Some(&networks), &AgeIdentities::none())?;
+    let mut errors = validate_dir(
+        scratch.path(),
+        Some(&networks),
+        &AgeIdentities::none(),
+        api.engine_api_version(),
+    )?;
     if !errors.is_empty() {
         for error in &mut errors {
             error.file = original_path(path, is_dir, &stored_names, &error.file, scratch.path());

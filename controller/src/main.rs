@@ -18,7 +18,7 @@ use swarm_operator::object_table::{Format, Printer, Selection};
 use swarm_operator::operator::{self, OperatorConfig};
 use swarm_operator::plan::PlanDisplay;
 use swarm_operator::redact::Values;
-use swarm_operator::spec::AgeIdentities;
+use swarm_operator::spec::{AgeIdentities, EngineApiVersion};
 use swarm_operator::stored_specs::SpecConfigs;
 use swarm_operator::wait::{self, Goal, Targets, WaitOutcome};
 use swarm_operator::web::{self, WebConfig};
@@ -230,9 +230,15 @@ enum Command {
     Validate {
         /// The spec directory.
         dir: PathBuf,
-        /// Do not ask the swarm which networks exist (references are then not checked).
+        /// Do not ask the swarm which networks exist (references are then not checked), nor
+        /// which Engine API version it speaks (fields it would not know are then checked only
+        /// against `--api-version`).
         #[arg(long)]
         offline: bool,
+        /// Refuse service fields that this Engine API version (e.g. `1.41`, Docker 20.10)
+        /// does not know, instead of the engine's own version.
+        #[arg(long, value_name = "VERSION")]
+        api_version: Option<EngineApiVersion>,
         #[command(flatten)]
         age: AgeArgs,
     },
@@ -270,6 +276,11 @@ enum Command {
         /// Fail (exit 2, nothing written) if any key would be dropped.
         #[arg(long)]
         strict: bool,
+        /// Fail (exit 2, nothing written) on keys this Engine API version (e.g. `1.41`,
+        /// Docker 20.10) does not know, located in the compose file. Without it the operator
+        /// checks its engine's version when it loads the specs.
+        #[arg(long, value_name = "VERSION")]
+        api_version: Option<EngineApiVersion>,
     },
     /// Show services and networks, one line each like `kubectl get`, read from the swarm with
     /// the operator's own status code (no operator needs to run). Exit 1 if a named object
@@ -606,17 +617,23 @@ async fn execute(command: Command, context: Option<&str>) -> anyhow::Result<Exit
                 Ok(ExitCode::SUCCESS)
             }
         }
-        Command::Validate { dir, offline, age } => {
+        Command::Validate {
+            dir,
+            offline,
+            api_version,
+            age,
+        } => {
             let identities = age.read()?;
-            let networks = if offline {
-                None
+            let (networks, engine_api) = if offline {
+                (None, api_version)
             } else {
                 let api = connect(context)
                     .await
                     .context("checking network references (use --offline to skip that check)")?;
-                Some(api.observe().await?.networks.into_keys().collect())
+                let networks = api.observe().await?.networks.into_keys().collect();
+                (Some(networks), api_version.or(api.engine_api_version()))
             };
-            let errors = validate_dir(&dir, networks.as_ref(), &identities)?;
+            let errors = validate_dir(&dir, networks.as_ref(), &identities, engine_api)?;
             for error in &errors {
                 println!("{error}");
             }
@@ -671,6 +688,7 @@ async fn execute(command: Command, context: Option<&str>) -> anyhow::Result<Exit
             stack,
             out,
             strict,
+            api_version,
         } => {
             let lookup = compose::environment(&files, |k| std::env::var(k).ok())?;
             let request = compose::ImportRequest {
@@ -678,6 +696,7 @@ async fn execute(command: Command, context: Option<&str>) -> anyhow::Result<Exit
                 stack,
                 out,
                 strict,
+                api_version,
             };
             let report = compose::import(&request, &lookup)?;
             for warning in &report.warnings {

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::encrypted::AgeIdentities;
+use super::engine_api::{self, EngineApiVersion};
 use super::load::{FileLoad, LoadCache, LoadDirError, load_dir_cached};
 use super::located::{Located, SpecError};
 use super::types::Object;
@@ -40,6 +41,7 @@ pub struct SpecStore {
     failed: BTreeSet<PathBuf>,
     cache: LoadCache,
     identities: AgeIdentities,
+    engine_api: Option<EngineApiVersion>,
 }
 
 impl SpecStore {
@@ -53,6 +55,12 @@ impl SpecStore {
             identities,
             ..Self::default()
         }
+    }
+
+    /// Validated reloads also refuse service fields that `version` (the engine's negotiated
+    /// API version) does not know; `None` (no engine to ask) skips that check.
+    pub fn set_engine_api(&mut self, version: Option<EngineApiVersion>) {
+        self.engine_api = version;
     }
 
     /// Re-reads `dir` (loading only: syntax, types, apiVersion/kind, unknown fields).
@@ -116,7 +124,14 @@ impl SpecStore {
                 )
                 .cloned()
                 .collect();
-            for error in validate(&candidate, existing) {
+            let engine_errors = self
+                .engine_api
+                .map(|engine| engine_api::check(&candidate, engine))
+                .unwrap_or_default();
+            for error in validate(&candidate, existing)
+                .into_iter()
+                .chain(engine_errors)
+            {
                 // Errors about last good objects of already failed files would point at text
                 // that is no longer there: the load errors of that file stand for it.
                 if fresh.contains_key(&error.file) {
