@@ -549,7 +549,7 @@ fn convert_service(
             p
         })
     };
-    let (cap_add, cap_drop) = crate::definition::effective_caps(&s.cap_add, &s.cap_drop);
+    let (cap_add, cap_drop) = crate::desired::definition::effective_caps(&s.cap_add, &s.cap_drop);
     let healthcheck = s.healthcheck.as_ref().map(|h| {
         if h.disable {
             HealthcheckSpec {
