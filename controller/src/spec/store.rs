@@ -183,6 +183,43 @@ mod tests {
             .unwrap()
     }
 
+    /// A field the engine does not know fails its file like any validation error, and keeps
+    /// the file's last good objects; without an engine version nothing is checked.
+    #[test]
+    fn fields_newer_than_the_engine_fail_their_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.yaml");
+        std::fs::write(&a, svc("alpha", "img:1")).unwrap();
+        let networks = BTreeSet::from(["net".to_owned()]);
+        let mut store = SpecStore::new();
+        store.set_engine_api(Some(EngineApiVersion::new(1, 41)));
+        let first = store.reload_validated(dir.path(), &networks).unwrap();
+        assert!(first.errors.is_empty(), "{:?}", first.errors);
+        std::fs::write(
+            &a,
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {name: alpha}\nspec: {image: img:2, networks: [net], oomScoreAdj: 10}\n",
+        )
+        .unwrap();
+        let refused = store.reload_validated(dir.path(), &networks).unwrap();
+        assert_eq!(refused.errors.len(), 1, "{:?}", refused.errors);
+        assert!(
+            refused.errors[0]
+                .to_string()
+                .contains("spec.oomScoreAdj: needs Docker Engine API 1.46"),
+            "{}",
+            refused.errors[0]
+        );
+        assert_eq!(
+            image(&refused, "alpha"),
+            "img:1",
+            "the last good spec stays"
+        );
+        store.set_engine_api(None);
+        let unchecked = store.reload_validated(dir.path(), &networks).unwrap();
+        assert!(unchecked.errors.is_empty(), "{:?}", unchecked.errors);
+        assert_eq!(image(&unchecked, "alpha"), "img:2");
+    }
+
     #[test]
     fn an_edit_in_place_of_the_same_size_is_seen_although_loads_are_cached() {
         let dir = tempfile::tempdir().unwrap();
