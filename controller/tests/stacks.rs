@@ -422,6 +422,41 @@ fn every_key_stack_deploy_maps_deploys_the_same_either_way() {
     );
 }
 
+/// `validate` asks the engine for its API version: a field the engine would drop without a
+/// word is an error at its location, naming the version it needs and the engine's.
+#[test]
+fn validate_refuses_fields_the_engine_does_not_know() {
+    let Some(swarm) = Swarm::start("apigate") else {
+        return;
+    };
+    let engine = docker(&["version", "--format", "{{.Server.APIVersion}}"]);
+    let minor: u32 = engine
+        .split_once('.')
+        .and_then(|(_, m)| m.parse().ok())
+        .unwrap();
+    let spec = format!(
+        "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {}web}}\nspec:\n  image: {}\n  oomScoreAdj: 100\n",
+        swarm.prefix,
+        support::TEST_IMAGE
+    );
+    std::fs::write(swarm.specs.path().join("web.yaml"), spec).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_swarm-operator"))
+        .arg("validate")
+        .arg(swarm.specs.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if minor >= 46 {
+        assert!(out.status.success(), "{stdout}");
+    } else {
+        assert_eq!(out.status.code(), Some(1), "{stdout}");
+        let expected = format!(
+            "web.yaml:6:16: spec.oomScoreAdj: needs Docker Engine API 1.46 or later; the engine speaks {engine}"
+        );
+        assert!(stdout.contains(&expected), "{stdout}");
+    }
+}
+
 /// Removes this test's services, then its configs and secrets, also when the test fails
 /// (the harness cleans up services and networks only).
 struct DataCleanup(String);

@@ -38,6 +38,11 @@ pub async fn run(args: ValidateArgs, context: Option<&str>) -> Result<ExitCode, 
     } = args;
     let identities = age.read()?;
     let (networks, engine_api) = if offline {
+        if api_version.is_none() {
+            eprintln!(
+                "note: offline, so fields the engine's API version may not know are not checked (give --api-version, e.g. 1.41)"
+            );
+        }
         (None, api_version)
     } else {
         let api = connect(context)
