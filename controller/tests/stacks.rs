@@ -97,6 +97,27 @@ struct Deployed {
     configs: BTreeMap<String, String>,
 }
 
+impl Deployed {
+    /// The same deployment as if made under stack name `to` instead of `from`.
+    fn renamed(self, from: &str, to: &str) -> Deployed {
+        let rename = |value: &Value| -> Value {
+            serde_json::from_str(&value.to_string().replace(from, to)).unwrap()
+        };
+        Deployed {
+            services: self
+                .services
+                .iter()
+                .map(|(name, spec)| (name.replace(from, to), rename(spec)))
+                .collect(),
+            configs: self
+                .configs
+                .into_iter()
+                .map(|(name, data)| (name.replace(from, to), data))
+                .collect(),
+        }
+    }
+}
+
 fn capture(stack: &str) -> Deployed {
     let filter = format!("label=com.docker.stack.namespace={stack}");
     let ids = docker(&["service", "ls", "-q", "--filter", &filter]);
@@ -133,10 +154,23 @@ fn capture(stack: &str) -> Deployed {
         let name = spec["Name"].as_str().unwrap().to_owned();
         // Besides the spec: what swarm made of the endpoint (published ports) and that there is
         // no previous spec. Ids, versions, dates and virtual IPs are per deployment.
+        // A port the spec leaves unpublished gets one from swarm's range: per deployment.
+        let mut ports = service["Endpoint"]["Ports"].clone();
+        for (sent, port) in spec
+            .pointer("/EndpointSpec/Ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .zip(ports.as_array_mut().into_iter().flatten())
+        {
+            if sent.get("PublishedPort").is_none() {
+                port["PublishedPort"] = "assigned by swarm".into();
+            }
+        }
         let compared = serde_json::json!({
             "Spec": spec,
             "Endpoint.Spec": service["Endpoint"]["Spec"],
-            "Endpoint.Ports": service["Endpoint"]["Ports"],
+            "Endpoint.Ports": ports,
             "PreviousSpec": service["PreviousSpec"],
         });
         services.insert(name, compared);
@@ -154,10 +188,9 @@ fn remove_stack(stack: &str) {
         let left: usize = ["service", "network", "config", "secret"]
             .iter()
             .map(|kind| {
-                docker_output(&[kind, "ls", "-q", "--filter", &filter])
-                    .stdout
-                    .iter()
-                    .filter(|b| **b == b'\n')
+                let ids = docker(&[kind, "ls", "-q", "--filter", &filter]);
+                ids.lines()
+                    .filter(|id| *kind != "network" || swarm_has_network(id))
                     .count()
             })
             .sum();
@@ -171,6 +204,14 @@ fn remove_stack(stack: &str) {
         let _ = docker_output(&["stack", "rm", stack]);
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// Whether the swarm still has network `id`. Docker 20.10 goes on listing an overlay network
+/// that the swarm removed while the exited containers of a finished job still sat on it
+/// (`docker network rm` then answers "not found"): that one is gone.
+fn swarm_has_network(id: &str) -> bool {
+    let out = docker_output(&["network", "rm", id]);
+    !out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("not found")
 }
 
 fn wait_for(what: &str, timeout: Duration, check: impl Fn() -> bool) {
@@ -197,12 +238,16 @@ fn differences(swarm: &Swarm, stack: &str, files: &[&str], env: &[(&str, &str)])
     let mut deploy = Command::new("docker");
     deploy
         .current_dir(&dir)
-        .args(["stack", "deploy", "--resolve-image", "never"]);
+        .args(["stack", "deploy", "-d", "--resolve-image", "never"]);
     for f in files {
         deploy.arg("-c").arg(fixtures().join(f));
     }
+    // Under its own stack name: Docker 20.10 may go on listing a network of the removed stack
+    // (see `swarm_has_network`), which must not pass for the operator's.
+    let cli_stack = format!("{stack}cli");
+    remove_stack(&cli_stack);
     let out = deploy
-        .arg(stack)
+        .arg(&cli_stack)
         .envs(env.iter().copied())
         .output()
         .unwrap();
@@ -213,10 +258,10 @@ fn differences(swarm: &Swarm, stack: &str, files: &[&str], env: &[(&str, &str)])
     );
     let expected = files_service_count(files);
     wait_for("stack deploy", CONVERGE, || {
-        service_count(stack) == expected
+        service_count(&cli_stack) == expected
     });
-    let by_cli = capture(stack);
-    remove_stack(stack);
+    let by_cli = capture(&cli_stack).renamed(&cli_stack, stack);
+    remove_stack(&cli_stack);
 
     let mut import = Command::new(env!("CARGO_BIN_EXE_swarm-operator"));
     import.arg("import-compose");
@@ -246,6 +291,15 @@ fn differences(swarm: &Swarm, stack: &str, files: &[&str], env: &[(&str, &str)])
             .is_some_and(|s| names.iter().all(|n| !s["services"][n].is_null()))
     });
     let by_operator = capture(stack);
+    // What it created reads back as what it wants: no update follows (a field that read back
+    // differently would be rewritten on every look).
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        requests(&operator, "update_service"),
+        0,
+        "{stack}: services updated after their creation: {}",
+        operator.log()
+    );
     assert!(
         operator.stop(),
         "operator exits cleanly: {}",
@@ -379,6 +433,62 @@ fn import_compose_and_the_operator_deploy_what_stack_deploy_deploys() {
         let _ = docker_output(&["secret", "rm", "shop_db_password"]);
     }
     assert!(all.is_empty(), "differences:\n{}", all.join("\n"));
+}
+
+/// Issue 18: one compose file with every key `docker stack deploy` converts into a service
+/// spec that an Engine API 1.41 engine stores (`fixtures/stacks/every`: capabilities, ulimits,
+/// sysctls, init, read-only root, stop signal, isolation, a credential spec, generic
+/// resources, a pids limit, max replicas per node, update and rollback policies, every mount
+/// form with its options, ports and configs/secrets in both forms, logging, DNS, hosts, all
+/// four modes) deploys to the same services either way, field by field.
+#[test]
+fn every_key_stack_deploy_maps_deploys_the_same_either_way() {
+    let Some(swarm) = Swarm::start("everykey") else {
+        return;
+    };
+    let stack = format!("{}e", swarm.prefix);
+    let diffs = differences(&swarm, &stack, &["every/stack.yml"], &[]);
+    assert!(
+        diffs.is_empty(),
+        "{} difference(s):\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+}
+
+/// `validate` asks the engine for its API version: a field the engine would drop without a
+/// word is an error at its location, naming the version it needs and the engine's.
+#[test]
+fn validate_refuses_fields_the_engine_does_not_know() {
+    let Some(swarm) = Swarm::start("apigate") else {
+        return;
+    };
+    let engine = docker(&["version", "--format", "{{.Server.APIVersion}}"]);
+    let minor: u32 = engine
+        .split_once('.')
+        .and_then(|(_, m)| m.parse().ok())
+        .unwrap();
+    let spec = format!(
+        "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {}web}}\nspec:\n  image: {}\n  oomScoreAdj: 100\n",
+        swarm.prefix,
+        support::TEST_IMAGE
+    );
+    std::fs::write(swarm.specs.path().join("web.yaml"), spec).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_swarm-operator"))
+        .arg("validate")
+        .arg(swarm.specs.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if minor >= 46 {
+        assert!(out.status.success(), "{stdout}");
+    } else {
+        assert_eq!(out.status.code(), Some(1), "{stdout}");
+        let expected = format!(
+            "web.yaml:6:16: spec.oomScoreAdj: needs Docker Engine API 1.46 or later; the engine speaks {engine}"
+        );
+        assert!(stdout.contains(&expected), "{stdout}");
+    }
 }
 
 /// Removes this test's services, then its configs and secrets, also when the test fails

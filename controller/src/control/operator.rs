@@ -173,6 +173,7 @@ pub async fn run<A: SwarmApi>(
     // First look, before anything runs, so the first plan sees the whole swarm.
     swarm_watch::relist(api.as_ref(), &world, &reporter).await?;
     let mut store = SpecStore::with_identities(config.age_identities.clone());
+    store.set_engine_api(api.engine_api_version());
     reload(&world, &reporter, &mut store, &config).await;
 
     let ctx = Arc::new(Context {

@@ -429,6 +429,37 @@ fn service(object: &Located<Object>, spec: &ServiceSpec, errors: &mut Vec<SpecEr
                 );
             }
         }
+        if resources
+            .limits
+            .as_ref()
+            .is_some_and(|l| !l.generic_resources.is_empty())
+        {
+            err(
+                "spec.resources.limits.genericResources".into(),
+                "generic resources can only be reserved, not limited: move them to `reservations`"
+                    .into(),
+            );
+        }
+        for (i, g) in resources
+            .reservations
+            .iter()
+            .flat_map(|r| r.generic_resources.iter())
+            .enumerate()
+        {
+            let field = field_path::index("spec.resources.reservations.genericResources", i);
+            if g.kind.trim().is_empty() {
+                err(
+                    format!("{field}.kind"),
+                    "kind must name a resource like `gpu`".into(),
+                );
+            }
+            if g.value < 1 {
+                err(
+                    format!("{field}.value"),
+                    format!("value {} reserves nothing: give 1 or more", g.value),
+                );
+            }
+        }
         if let Some(pids) = resources.reservations.as_ref().and_then(|r| r.pids) {
             err(
                 "spec.resources.reservations.pids".into(),
@@ -440,6 +471,14 @@ fn service(object: &Located<Object>, spec: &ServiceSpec, errors: &mut Vec<SpecEr
         self::mount(&field_path::index("spec.mounts", i), mount, &mut err);
     }
     stack_fields(spec, &mut err);
+    if let Some(c) = &spec.credential_spec
+        && c.file.is_some() == c.registry.is_some()
+    {
+        err(
+            "spec.credentialSpec".into(),
+            "give exactly one of `file` or `registry`".into(),
+        );
+    }
     if let Some(placement) = &spec.placement {
         for (i, c) in placement.constraints.iter().enumerate() {
             if !["==", "!="].iter().any(|op| c.contains(op)) {
