@@ -18,9 +18,12 @@ use crate::data_objects::{
     APPLIED_BY_VALUE, CREATED_BY_LABEL, DataKind, DataOrigin, DesiredData, versioned_name,
 };
 use crate::docker::{DockerError, Ownership, SwarmApi};
-use crate::spec::load::{load_document, split_documents};
+use crate::spec::load::{LoadedDocument, Sidecar, load_document, split_documents};
 use crate::spec::{AgeIdentities, DataSpec, Object, SpecError, SwarmSecret};
 use crate::stored_specs::applied_secrets_named;
+
+/// Why `apply` refuses a SwarmStack.
+pub const STACK_NOT_APPLIED: &str = "a SwarmStack is not stored by `apply`: only spec files are stored, not the compose files it names; run the operator on the directory (`run --specs DIR`, e.g. a git checkout), or convert the stack with `import-compose` and apply that";
 
 /// A spec file as `apply` stores it, with the secrets to create for it.
 #[derive(Debug, Default)]
@@ -53,10 +56,16 @@ pub fn prepare(
             out.push_str(&doc.raw);
             continue;
         }
-        let located = match load_document(path, &doc.text, identities) {
-            Ok(Some(located)) => located,
-            Ok(None) => {
+        let located = match load_document(path, &doc.text, identities, &mut Sidecar::default()) {
+            Ok(LoadedDocument::Object(located)) => located,
+            Ok(LoadedDocument::Empty) => {
                 out.push_str(&doc.raw);
+                continue;
+            }
+            // Only spec files are stored: the compose files (and the files they name) would
+            // not be, and a replica reading the stored specs could not convert the stack.
+            Ok(LoadedDocument::Stack(_)) => {
+                errors.push(SpecError::at(path, None, "kind", STACK_NOT_APPLIED));
                 continue;
             }
             Err(mut problems) => {
