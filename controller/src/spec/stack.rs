@@ -399,6 +399,46 @@ mod tests {
     }
 
     #[test]
+    fn the_store_passes_warnings_on_and_holds_a_stack_whose_compose_file_breaks() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "stack.yaml", STACK);
+        write(
+            root,
+            "docker-stack.yml",
+            "services:\n  web: {image: nginx, build: .}\n",
+        );
+        write(root, "docker-stack.prod.yml", "services: {}\n");
+        let mut store = crate::spec::SpecStore::new();
+        let desired = store.reload(root).unwrap();
+        assert_eq!(
+            names(&desired.objects),
+            ["SwarmNetwork/shop_default", "SwarmService/shop_web"]
+        );
+        assert_eq!(desired.warnings.len(), 1, "{:?}", desired.warnings);
+        assert!(desired.complete);
+        write(
+            root,
+            "docker-stack.yml",
+            "services:\n  web: {image: [nginx]}\n",
+        );
+        let desired = store.reload(root).unwrap();
+        assert!(
+            !desired.complete,
+            "a broken compose file fails its SwarmStack"
+        );
+        assert_eq!(
+            desired.failed_files.iter().collect::<Vec<_>>(),
+            [&root.join("stack.yaml")]
+        );
+        assert_eq!(
+            names(&desired.objects),
+            ["SwarmNetwork/shop_default", "SwarmService/shop_web"],
+            "the last good objects are held"
+        );
+    }
+
+    #[test]
     fn paths_out_of_the_directory_are_refused_at_the_swarm_stacks_field() {
         let dir = tempfile::tempdir().unwrap();
         let deploy = dir.path().join("deploy");
