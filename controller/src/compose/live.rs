@@ -159,13 +159,20 @@ pub fn read(
 ) -> Result<LiveStack, LiveStackError> {
     let mut compose_files = Vec::new();
     for (i, written) in request.compose_files.iter().enumerate() {
-        let path = files::resolve_inside(request.spec_file, written).map_err(|problem| {
+        files::resolve_inside(request.spec_file, written).map_err(|problem| {
             LiveStackError::Named {
                 field: format!("spec.composeFiles[{i}]"),
                 problem,
             }
         })?;
-        compose_files.push(path);
+        // Checked inside; named as joined onto the SwarmStack's directory (not canonical), so
+        // that locations read like the spec files' (relative to the spec directory).
+        let dir = request
+            .spec_file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        compose_files.push(dir.join(written));
     }
     let defaults = env_variables(request, identities)?;
     let variables = request.variables.clone();

@@ -246,6 +246,22 @@ mod tests {
     const SERVICE: &str = "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {name: app}  # the app\nspec:\n  image: busybox\n  secrets: [{name: db}]\n";
 
     #[test]
+    fn a_swarm_stack_is_refused_with_what_to_do_instead() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("docker-stack.yml"),
+            "services:\n  web: {image: nginx}\n",
+        )
+        .unwrap();
+        let path = dir.path().join("shop.yaml");
+        let text = "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmStack\nmetadata: {name: shop}\nspec: {composeFiles: [docker-stack.yml]}\n";
+        let errors = prepare(&path, text.as_bytes(), &AgeIdentities::none()).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].message, STACK_NOT_APPLIED);
+        assert_eq!(errors[0].file, path);
+    }
+
+    #[test]
     fn secrets_are_replaced_by_references_and_the_rest_is_kept_as_written() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("db.txt"), "from-a-file-3141").unwrap();

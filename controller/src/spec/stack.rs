@@ -373,10 +373,7 @@ mod tests {
         let loaded = load_dir(root).unwrap();
         let errors = loaded.errors();
         assert_eq!(errors.len(), 1, "{errors:?}");
-        assert_eq!(
-            errors[0].file,
-            root.join("docker-stack.prod.yml").canonicalize().unwrap()
-        );
+        assert_eq!(errors[0].file, root.join("docker-stack.prod.yml"));
         assert_eq!((errors[0].line, errors[0].column), (Some(4), Some(17)));
         assert_eq!(errors[0].field, "services.web.deploy.replicas");
         assert!(
@@ -388,10 +385,7 @@ mod tests {
         assert_eq!(loaded.errors(), []);
         assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
         let warning = &loaded.warnings[0];
-        assert_eq!(
-            warning.file,
-            root.join("docker-stack.yml").canonicalize().unwrap()
-        );
+        assert_eq!(warning.file, root.join("docker-stack.yml"));
         assert_eq!(
             (warning.line, warning.field.as_str()),
             (Some(4), "services.web.build")
