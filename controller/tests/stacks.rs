@@ -840,6 +840,19 @@ fn a_swarm_stack_deploys_its_compose_files_and_prunes_with_them() {
         stack_services(&stack) == [web.clone()]
     });
 
+    // `docker stack rm` removes the stack like any other; the operator puts it back.
+    let id = |name: &str| {
+        let out = docker_output(&["service", "inspect", "--format", "{{.ID}}", name]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let web_id = id(&web);
+    let removed = docker_output(&["stack", "rm", &stack]);
+    assert!(removed.status.success(), "docker stack rm");
+    wait_for("web recreated after docker stack rm", CONVERGE, || {
+        let now = id(&web);
+        !now.is_empty() && now != web_id && stack_services(&stack) == [web.clone()]
+    });
+
     // The SwarmStack removed: everything of the stack goes.
     swarm.remove_spec("shop.yaml");
     wait_for("the stack pruned", CONVERGE, || {
