@@ -313,6 +313,116 @@ mod tests {
         );
     }
 
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_dir(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+
+    /// The objects of a loaded directory, by kind and name, without the paths of the files
+    /// they were read from (those differ by design; the contents are compared).
+    fn comparable(dir: &Path) -> BTreeMap<(String, String), crate::spec::Object> {
+        use crate::spec::Object;
+        let loaded = crate::spec::load_dir(dir).unwrap();
+        assert_eq!(loaded.errors(), [], "{}", dir.display());
+        loaded
+            .objects()
+            .into_iter()
+            .map(|o| {
+                let key = (o.value.kind().to_owned(), o.value.name().to_owned());
+                let value = match o.value {
+                    Object::Service(s) => {
+                        let mut s = (*s).clone();
+                        s.spec.env_file.clear();
+                        s.into()
+                    }
+                    Object::Config(c) => {
+                        let mut c = (*c).clone();
+                        c.spec.file = None;
+                        c.into()
+                    }
+                    Object::Secret(c) => {
+                        let mut c = (*c).clone();
+                        c.spec.file = None;
+                        c.into()
+                    }
+                    other => other,
+                };
+                (key, value)
+            })
+            .collect()
+    }
+
+    /// A SwarmStack yields exactly the objects `import-compose` writes for the same files and
+    /// variables (the fixtures the stack-deploy equivalence test deploys).
+    #[test]
+    fn a_swarm_stack_is_what_import_compose_writes() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stacks");
+        let cases: [(&str, &[&str], &[(&str, &str)]); 4] = [
+            ("shop", &["stack.yml"], &[("PROXY_PORT", "28080")]),
+            ("metrics", &["stack.yml"], &[]),
+            (
+                "ledger",
+                &["stack.yml", "stack.prod.yml"],
+                &[("REGION", "eu-1")],
+            ),
+            ("ordered", &["stack.yml", "stack.override.yml"], &[]),
+        ];
+        for (name, files, vars) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let src = dir.path().join("src");
+            copy_dir(&fixtures.join(name), &src);
+            let variables: BTreeMap<String, String> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let paths: Vec<PathBuf> = files.iter().map(|f| src.join(f)).collect();
+            let process = variables.clone();
+            let lookup =
+                super::super::environment(&paths, move |k| process.get(k).cloned()).unwrap();
+            let out = dir.path().join("out");
+            super::super::import(
+                &super::super::ImportRequest {
+                    files: paths,
+                    stack: name.to_owned(),
+                    out: out.clone(),
+                    strict: false,
+                },
+                &lookup,
+            )
+            .unwrap();
+            let vars_yaml: Vec<String> =
+                vars.iter().map(|(k, v)| format!("{k}: \"{v}\"")).collect();
+            std::fs::write(
+                src.join("swarm-stack.yaml"),
+                format!(
+                    "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmStack\nmetadata: {{name: {name}}}\nspec:\n  composeFiles: [{}]\n  variables: {{{}}}\n",
+                    files.join(", "),
+                    vars_yaml.join(", ")
+                ),
+            )
+            .unwrap();
+            let imported = comparable(&out);
+            let live = comparable(&src);
+            assert!(!imported.is_empty(), "{name}");
+            assert_eq!(
+                live.keys().collect::<Vec<_>>(),
+                imported.keys().collect::<Vec<_>>(),
+                "{name}"
+            );
+            for (key, object) in &imported {
+                assert_eq!(&live[key], object, "{name}: {key:?}");
+            }
+        }
+    }
+
     #[test]
     fn the_operators_environment_is_not_read() {
         let dir = tempfile::tempdir().unwrap();
