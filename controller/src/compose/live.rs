@@ -205,7 +205,7 @@ pub fn read(
                 origin: file.origin.clone(),
                 path: file.field.clone(),
                 message: source::SourceProblem::Outside {
-                    dir: dir.clone().unwrap_or_default(),
+                    dir: dir.unwrap_or_default(),
                 }
                 .to_string(),
             }])
@@ -365,7 +365,8 @@ mod tests {
     #[test]
     fn a_swarm_stack_is_what_import_compose_writes() {
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stacks");
-        let cases: [(&str, &[&str], &[(&str, &str)]); 4] = [
+        type Case<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)]);
+        let cases: [Case<'_>; 4] = [
             ("shop", &["stack.yml"], &[("PROXY_PORT", "28080")]),
             ("metrics", &["stack.yml"], &[]),
             (

@@ -231,7 +231,7 @@ fn errors_of(error: LiveStackError, at: &Located<()>) -> Vec<SpecError> {
             line: e.at.map(|(l, _)| l),
             column: e.at.map(|(_, c)| c),
             field: String::new(),
-            message: e.message.clone(),
+            message: e.message,
         }],
         LiveStackError::Compose(ImportError::Interpolation(e)) => {
             let origin = e.origin().clone();
