@@ -785,3 +785,197 @@ fn a_config_edit_rolls_exactly_its_services_and_old_versions_go() {
         );
     }
 }
+
+/// The service names `docker stack services STACK` lists.
+fn stack_services(stack: &str) -> Vec<String> {
+    let mut names: Vec<String> = docker(&["stack", "services", "--format", "{{.Name}}", stack])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names
+}
+
+/// The service's environment, as `K=V` lines.
+fn service_env(service: &str) -> String {
+    docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{range .Spec.TaskTemplate.ContainerSpec.Env}}{{println .}}{{end}}",
+        service,
+    ])
+}
+
+/// A SwarmStack: the compose files (two, merged; a `.env`; a config file) are the source of
+/// truth. The operator deploys them named as stack deploy names them (`docker stack services`
+/// and `docker stack ps` list them), writes nothing at steady state, rolls the one service an
+/// edit changes, prunes a service removed from the compose file, and the whole stack when the
+/// SwarmStack goes.
+#[test]
+fn a_swarm_stack_deploys_its_compose_files_and_prunes_with_them() {
+    let Some(swarm) = Swarm::start("swarmstack") else {
+        return;
+    };
+    let _data_cleanup = DataCleanup(swarm.prefix.clone());
+    let stack = swarm.prefix.clone();
+    let dir = swarm.specs.path();
+    // The compose files in a folder of their own: deleting the SwarmStack then leaves no
+    // file in the spec directory that is not a spec.
+    let shop = dir.join("shop");
+    std::fs::create_dir(&shop).unwrap();
+    let save = |file: &str, text: &str| {
+        let tmp = shop.join(format!(".{file}.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, shop.join(file)).unwrap();
+    };
+    let service = |name: &str| {
+        format!(
+            "  {name}:\n    image: ${{IMAGE}}\n    command: [sleep, \"3600\"]\n    stop_grace_period: 1s\n    deploy: {{endpoint_mode: dnsrr}}\n"
+        )
+    };
+    let base = |services: &[&str]| {
+        let mut text = String::from("services:\n");
+        for s in services {
+            text.push_str(&service(s));
+        }
+        text.push_str("    configs: [{source: site, target: /etc/site.conf}]\nconfigs:\n  site: {file: ./site.conf}\n");
+        text
+    };
+    // `web` last, so the configs line above is web's.
+    save("docker-stack.yml", &base(&["worker", "web"]));
+    save(
+        "docker-stack.prod.yml",
+        "services:\n  web:\n    environment: {MODE: prod}\n",
+    );
+    save(".env", &format!("IMAGE={}\n", support::TEST_IMAGE));
+    save("site.conf", "listen 80\n");
+    swarm.write_spec(
+        "shop.yaml",
+        &format!(
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmStack\nmetadata: {{name: {stack}}}\nspec:\n  composeFiles: [shop/docker-stack.yml, shop/docker-stack.prod.yml]\n"
+        ),
+    );
+    let validate = swarm.command("validate");
+    assert!(
+        validate.status.success(),
+        "validate: {}",
+        String::from_utf8_lossy(&validate.stderr)
+    );
+
+    let operator = swarm.operator_with(
+        &["--specs", dir.to_str().unwrap(), "--allow-empty-prune"],
+        &swarm.status,
+        "",
+        &[],
+    );
+    let (web, worker) = (format!("{stack}_web"), format!("{stack}_worker"));
+    let running = |name: &str| {
+        swarm
+            .status()
+            .is_some_and(|s| s["services"][name]["runningReplicas"] == 1)
+    };
+    wait_for("web and worker running", CONVERGE, || {
+        running(&web) && running(&worker)
+    });
+    assert_eq!(stack_services(&stack), [web.clone(), worker.clone()]);
+    let ps = docker(&["stack", "ps", "--format", "{{.Name}}", &stack]);
+    assert!(
+        ps.contains(&format!("{web}.1")) && ps.contains(&format!("{worker}.1")),
+        "docker stack ps: {ps}"
+    );
+    assert!(
+        service_env(&web).contains("MODE=prod"),
+        "the override file merged"
+    );
+    let task = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.swarm.service.name={web}"),
+    ]);
+    let task = task.lines().next().expect("a task of web");
+    assert_eq!(
+        docker(&["exec", task, "/bin/busybox", "cat", "/etc/site.conf"]),
+        "listen 80"
+    );
+    let networks = docker(&[
+        "network",
+        "ls",
+        "--filter",
+        &format!("label=com.docker.stack.namespace={stack}"),
+        "--format",
+        "{{.Name}}",
+    ]);
+    assert_eq!(networks.trim(), format!("{stack}_default"));
+
+    // Steady state: resyncs every 2 s write nothing.
+    let writes = |operator: &support::Operator| -> u64 {
+        [
+            "create_service",
+            "update_service",
+            "remove_service",
+            "create_network",
+            "remove_network",
+            "create_config",
+            "remove_config",
+        ]
+        .iter()
+        .map(|op| requests(operator, op))
+        .sum()
+    };
+    let updates = requests(&operator, "update_service");
+    let before = writes(&operator);
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(writes(&operator), before, "no writes at steady state");
+
+    // An edit of the override file: one update, of web only.
+    let version =
+        |name: &str| docker(&["service", "inspect", "--format", "{{.Version.Index}}", name]);
+    let worker_version = version(&worker);
+    save(
+        "docker-stack.prod.yml",
+        "services:\n  web:\n    environment: {MODE: canary}\n",
+    );
+    wait_for("web updated", CONVERGE, || {
+        service_env(&web).contains("MODE=canary")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(requests(&operator, "update_service"), updates + 1);
+    assert_eq!(version(&worker), worker_version, "worker untouched");
+
+    // A service removed from the compose file is pruned.
+    save("docker-stack.yml", &base(&["web"]));
+    wait_for("worker pruned", CONVERGE, || {
+        stack_services(&stack) == [web.clone()]
+    });
+
+    // `docker stack rm` removes the stack like any other; the operator puts it back.
+    let id = |name: &str| {
+        let out = docker_output(&["service", "inspect", "--format", "{{.ID}}", name]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let web_id = id(&web);
+    let removed = docker_output(&["stack", "rm", &stack]);
+    assert!(removed.status.success(), "docker stack rm");
+    wait_for("web recreated after docker stack rm", CONVERGE, || {
+        let now = id(&web);
+        !now.is_empty() && now != web_id && stack_services(&stack) == [web.clone()]
+    });
+
+    // The SwarmStack removed: everything of the stack goes.
+    swarm.remove_spec("shop.yaml");
+    wait_for("the stack pruned", CONVERGE, || {
+        stack_services(&stack).is_empty()
+            && docker(&[
+                "network",
+                "ls",
+                "-q",
+                "--filter",
+                &format!("label=com.docker.stack.namespace={stack}"),
+            ])
+            .trim()
+            .is_empty()
+    });
+    drop(operator);
+}

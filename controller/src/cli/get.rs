@@ -466,6 +466,7 @@ mod tests {
             services: BTreeMap::new(),
             networks: BTreeMap::new(),
             errors: vec![],
+            warnings: vec![],
         };
         status.services.insert(
             "api".into(),
@@ -540,6 +541,7 @@ web    SwarmService   2/3     0            UpdatePaused    3m    10.0.0.1,10.0.0
             .into(),
             networks: BTreeMap::new(),
             errors: vec![],
+            warnings: vec![],
         };
         let mut printer = Printer::new(Format::Table);
         let scaling = status(2, R::ReplicasUnavailable);

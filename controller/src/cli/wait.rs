@@ -485,6 +485,7 @@ mod tests {
                 services: [("api".to_owned(), service)].into(),
                 networks: BTreeMap::new(),
                 errors: vec![],
+                warnings: vec![],
             },
             existing: BTreeSet::from(["api".to_owned()]),
             specs: None,

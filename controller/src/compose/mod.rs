@@ -9,6 +9,7 @@
 //! loader) with spans, and the conversion follows the docker CLI's `cli/compose/convert`.
 
 pub mod interpolate;
+pub mod live;
 pub mod model;
 pub mod names;
 pub mod output;

@@ -165,6 +165,9 @@ pub struct DesiredState {
     pub progress_deadlines: BTreeMap<String, std::time::Duration>,
     /// Every problem found while loading and validating, located.
     pub errors: Vec<SpecError>,
+    /// What loaded with a warning (keys a SwarmStack's compose files hold that stack deploy
+    /// ignores too), located.
+    pub warnings: Vec<SpecError>,
     /// File names of spec files that failed to load: objects that carry one of them as their
     /// source-file label are neither updated nor removed until the file loads again.
     pub failed_files: BTreeSet<String>,
@@ -185,6 +188,7 @@ impl Default for DesiredState {
             data: BTreeMap::new(),
             progress_deadlines: BTreeMap::new(),
             errors: Vec::new(),
+            warnings: Vec::new(),
             failed_files: BTreeSet::new(),
             prune_allowed: false,
             all_suspended: false,
@@ -352,6 +356,7 @@ impl DesiredState {
             instance,
         );
         state.all_suspended = dir.join(SUSPEND_FILE).exists();
+        state.warnings = loaded.warnings;
         Ok(state)
     }
 }

@@ -1457,6 +1457,7 @@ mod tests {
                 .collect(),
             networks: BTreeMap::new(),
             errors,
+            warnings: vec![],
         }
     }
 

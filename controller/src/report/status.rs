@@ -47,6 +47,10 @@ pub struct StatusFile {
     pub networks: BTreeMap<String, NetworkStatus>,
     /// Problems in the spec directory.
     pub errors: Vec<StatusSpecError>,
+    /// What loaded with a warning: keys of a SwarmStack's compose files that stack deploy
+    /// would ignore too, located in the compose file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<StatusSpecError>,
 }
 
 /// A spec problem as the status file shows it.
@@ -210,6 +214,12 @@ pub fn build(
         errors: world
             .desired
             .errors
+            .iter()
+            .map(|e| status_error(e, spec_dir))
+            .collect(),
+        warnings: world
+            .desired
+            .warnings
             .iter()
             .map(|e| status_error(e, spec_dir))
             .collect(),
@@ -904,7 +914,10 @@ fn network_status(
 
 /// Whether two status files differ in anything but `generatedAt` (no rewrite needed if not).
 pub fn same_content(a: &StatusFile, b: &StatusFile) -> bool {
-    a.services == b.services && a.networks == b.networks && a.errors == b.errors
+    a.services == b.services
+        && a.networks == b.networks
+        && a.errors == b.errors
+        && a.warnings == b.warnings
 }
 
 /// Replaces `path` atomically: write a temporary file in the same directory, fsync it, rename

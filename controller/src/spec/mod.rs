@@ -10,6 +10,7 @@ pub mod located;
 pub mod quantity;
 pub mod reference;
 pub mod schema;
+pub mod stack;
 pub mod store;
 pub mod types;
 pub mod validate;
@@ -20,6 +21,7 @@ pub use load::{FileLoad, LoadDirError, LoadedDir, load_dir, load_file, load_str}
 pub use located::{DocumentFields, FieldLocations, Located, SpecError, field_path};
 pub use quantity::{DurationStr, MemoryQuantity, QuantityError};
 pub use schema::{crds, write_crds};
+pub use stack::{StackKind, StackSpec, SwarmStack};
 pub use store::{Desired, SpecStore};
 pub use types::*;
 pub use validate::{validate, validate_object};

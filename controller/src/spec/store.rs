@@ -19,6 +19,9 @@ pub struct Desired {
     pub objects: Vec<Located<Object>>,
     /// Every problem found, with its location.
     pub errors: Vec<SpecError>,
+    /// What loaded with a warning (keys of a SwarmStack's compose files that stack deploy
+    /// would ignore too), located.
+    pub warnings: Vec<SpecError>,
     /// `false` when some file failed: then `objects` may lack objects the failed files declare
     /// (a file that failed on its first load contributes nothing), so nothing may be pruned
     /// on the grounds that it is missing from `objects`.
@@ -97,6 +100,7 @@ impl SpecStore {
         existing_networks: Option<&BTreeSet<String>>,
     ) -> Result<Desired, LoadDirError> {
         let loaded = load_dir_cached(dir, &mut self.cache, &self.identities)?;
+        let warnings = loaded.warnings;
         let mut errors = Vec::new();
         let mut fresh: BTreeMap<PathBuf, Vec<Located<Object>>> = BTreeMap::new();
         let mut failed = BTreeSet::new();
@@ -151,6 +155,7 @@ impl SpecStore {
         Ok(Desired {
             objects: self.objects().cloned().collect(),
             errors,
+            warnings,
             complete: self.failed.is_empty(),
             failed_files: self.failed.clone(),
         })

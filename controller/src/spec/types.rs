@@ -61,7 +61,13 @@ pub enum SecretKind {
 }
 
 /// The kinds of document a spec directory may hold.
-pub const KINDS: [&str; 4] = ["SwarmService", "SwarmNetwork", "SwarmConfig", "SwarmSecret"];
+pub const KINDS: [&str; 5] = [
+    "SwarmService",
+    "SwarmNetwork",
+    "SwarmConfig",
+    "SwarmSecret",
+    "SwarmStack",
+];
 
 /// Name and labels of an object.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
