@@ -15,15 +15,16 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use swarm_operator::control::triggers;
+use swarm_operator::control::world::{World, WorldState};
 use swarm_operator::docker::{
     EngineValue, NodeAvailability, NodeRole, ObservedNode, ObservedService, ObservedTask,
     Ownership, TaskAddress, TaskState,
 };
 use swarm_operator::election::Leadership;
+use swarm_operator::report::status::publisher::{Publisher, PublisherConfig};
+use swarm_operator::report::{activity, file_sd, overview, page, status};
 use swarm_operator::spec::SpecStore;
-use swarm_operator::status::publisher::{Publisher, PublisherConfig};
-use swarm_operator::world::{World, WorldState};
-use swarm_operator::{activity, file_sd, overview, page, status, triggers};
 
 fn env_num(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -202,7 +203,7 @@ fn idle_pages(world: WorldState) {
             },
             World::from_state(world),
             activity::ActivityLog::default(),
-            std::sync::Arc::new(swarm_operator::metrics::Metrics::new()),
+            std::sync::Arc::new(swarm_operator::report::metrics::Metrics::new()),
             Default::default(),
         );
         let state = page::PageState::new(publisher.subscribe(), stop.clone());

@@ -7,20 +7,20 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use swarm_operator::commands::{ApplyOutcome, apply_path, delete_target, diff_dir, validate_dir};
+use swarm_operator::cli::apply::{ApplyOutcome, apply_path, delete_target, diff_dir, validate_dir};
+use swarm_operator::cli::get::{Format, Printer, Selection};
+use swarm_operator::cli::live_status::LiveStatus;
+use swarm_operator::cli::wait::{self, Goal, Targets, WaitOutcome};
 use swarm_operator::compose;
+use swarm_operator::control::operator::{self, OperatorConfig};
+use swarm_operator::control::plan::PlanDisplay;
 use swarm_operator::docker::endpoint::{self, EndpointInputs};
 use swarm_operator::docker::{Deadlines, DockerEngine, SwarmApi};
 use swarm_operator::election::{ElectionConfig, Elector, Leadership, SwarmLeaseStore};
-use swarm_operator::live_status::LiveStatus;
-use swarm_operator::notify::{NotifyConfig, PayloadFormat};
-use swarm_operator::object_table::{Format, Printer, Selection};
-use swarm_operator::operator::{self, OperatorConfig};
-use swarm_operator::plan::PlanDisplay;
 use swarm_operator::redact::Values;
+use swarm_operator::report::notify::{NotifyConfig, PayloadFormat};
 use swarm_operator::spec::AgeIdentities;
-use swarm_operator::stored_specs::SpecConfigs;
-use swarm_operator::wait::{self, Goal, Targets, WaitOutcome};
+use swarm_operator::spec::in_swarm::SpecConfigs;
 use swarm_operator::web::{self, WebConfig};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -188,7 +188,7 @@ enum Command {
         /// Rotate the events log once it would grow past this size (K, M, G: powers of 1024),
         /// keeping FILE.1 to FILE.3.
         #[arg(long, value_name = "SIZE", default_value = "10M",
-              value_parser = swarm_operator::notify::parse_size)]
+              value_parser = swarm_operator::report::notify::parse_size)]
         events_log_max_size: u64,
         /// Deadline of one Engine API read; an engine that misses it counts as hung (/readyz
         /// fails) until it answers again.

@@ -180,6 +180,6 @@ mod tests {
         assert!(!may_log("hyper_util::client::legacy::pool", &Level::DEBUG));
         assert!(may_log("bollard::docker", &Level::WARN));
         assert!(may_log("bollard_stubs_like_other", &Level::TRACE));
-        assert!(may_log("swarm_operator::reconcile", &Level::TRACE));
+        assert!(may_log("swarm_operator::control::reconcile", &Level::TRACE));
     }
 }

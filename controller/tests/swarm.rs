@@ -356,7 +356,7 @@ fn engine_errors_are_classified() {
         let mut wants = swarm_operator::desired::service_definition(&service);
         wants.networks.clear();
         // Swarm refuses ingress ports with dnsrr before it looks at the port.
-        wants.endpoint_mode = swarm_operator::definition::EndpointMode::Vip;
+        wants.endpoint_mode = swarm_operator::desired::definition::EndpointMode::Vip;
         match engine.create_service(&wants, &BTreeMap::new()).await {
             Err(DockerError::PortConflict {
                 port: p, holder: h, ..

@@ -220,7 +220,7 @@ fn event_streams_are_capped() {
     };
     let operator = swarm.operator();
     wait_http(&operator, "/healthz");
-    let cap = swarm_operator::page::MAX_EVENT_STREAMS;
+    let cap = swarm_operator::report::page::MAX_EVENT_STREAMS;
     let open: Vec<TcpStream> = (0..cap)
         .map(|i| {
             let mut stream = TcpStream::connect(operator.metrics_addr).unwrap();

@@ -27,7 +27,7 @@ use super::{
     ObservedNetwork, ObservedService, Ownership, ServiceRevision, UpdateState, UpdateStatus,
     VirtualIp,
 };
-use crate::definition::{
+use crate::desired::definition::{
     BindPropagation, DnsConfig, EndpointMode, EngineOnlyMountType, FailureAction, FileMount,
     Healthcheck, LogDriver, Mode, Mount, MountKind, MountType, NetworkDefinition,
     OPERATOR_LABEL_PREFIX, Placement, Port, Protocol, PublishMode, ResourceAmounts, Resources,
@@ -761,7 +761,7 @@ pub(crate) fn template_fingerprint(template: &TaskSpec) -> String {
     template.runtime = None;
     // Serializing the engine's own model cannot fail.
     let value = serde_json::to_value(&template).expect("task specs serialize to JSON");
-    crate::definition::definition_hash(&sorted_keys(value))
+    crate::desired::definition::definition_hash(&sorted_keys(value))
 }
 
 fn sorted_keys(value: serde_json::Value) -> serde_json::Value {
@@ -870,7 +870,7 @@ pub(crate) fn from_network(network: &Network) -> Option<ObservedNetwork> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::definition::tests::sample_service;
+    use crate::desired::definition::tests::sample_service;
 
     /// What the engine would hand back for a spec we sent: same spec, ids for networks.
     fn echo(spec: ServiceSpec) -> Service {

@@ -26,8 +26,8 @@ use super::{
     ObservedNode, ObservedService, ObservedTask, Op, Ownership, Resource, SwarmApi, SwarmEvent,
     data_op,
 };
-use crate::data_objects::{DataKind, DesiredData, ObservedData};
-use crate::definition::{NetworkDefinition, ServiceDefinition};
+use crate::desired::data_objects::{DataKind, DesiredData, ObservedData};
+use crate::desired::definition::{NetworkDefinition, ServiceDefinition};
 use crate::redact;
 
 /// A connection to one Docker engine (a swarm manager).

@@ -17,8 +17,8 @@ use super::{
     DockerError, EventAction, ObservedNetwork, ObservedNode, ObservedService, ObservedTask, Op,
     Ownership, Resource, SwarmApi, SwarmEvent,
 };
-use crate::data_objects::{DataKind, DesiredData, ObservedData};
-use crate::definition::{NetworkDefinition, ServiceDefinition};
+use crate::desired::data_objects::{DataKind, DesiredData, ObservedData};
+use crate::desired::definition::{NetworkDefinition, ServiceDefinition};
 
 /// A failure to inject: requests of `op` (about `name`, if given) fail `times` times (or
 /// always) with the error `make` builds from the object's name.
@@ -54,7 +54,7 @@ struct State {
     /// Configs and secrets: names and labels (the content is never read back).
     data: Vec<ObservedData>,
     /// The time written as a service's `UpdatedAt`.
-    clock: crate::schedule::Clock,
+    clock: crate::control::schedule::Clock,
 }
 
 /// The in-memory swarm; clones share it.
@@ -101,7 +101,7 @@ impl MemorySwarm {
     }
 
     /// Reads `UpdatedAt` times from `clock` (a test's paused one).
-    pub(crate) fn set_clock(&self, clock: crate::schedule::Clock) {
+    pub(crate) fn set_clock(&self, clock: crate::control::schedule::Clock) {
         self.state().clock = clock;
     }
 

@@ -10,8 +10,8 @@ use super::{
     DataOp, DockerError, ObservedNetwork, ObservedNode, ObservedService, ObservedTask, Op,
     RequestObserver, RequestOutcome, SwarmApi, SwarmEvent, data_op,
 };
-use crate::data_objects::{DataKind, DesiredData, ObservedData};
-use crate::definition::{NetworkDefinition, ServiceDefinition};
+use crate::desired::data_objects::{DataKind, DesiredData, ObservedData};
+use crate::desired::definition::{NetworkDefinition, ServiceDefinition};
 
 /// Wraps an API and reports each request to an observer.
 #[derive(Clone)]

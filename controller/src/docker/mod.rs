@@ -1,6 +1,6 @@
 //! The Docker adapter: what the operator reads from and writes to a swarm, behind a trait.
 //!
-//! Everything above this module speaks in [`crate::definition`] types and the `Observed*` types
+//! Everything above this module speaks in [`crate::desired::definition`] types and the `Observed*` types
 //! below; only [`engine`] knows about bollard. Tests of the reconciler can substitute the trait.
 
 pub mod configs;
@@ -23,8 +23,8 @@ use futures_util::Stream;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data_objects::{DataKind, DesiredData, ObservedData};
-use crate::definition::{
+use crate::desired::data_objects::{DataKind, DesiredData, ObservedData};
+use crate::desired::definition::{
     DEFAULT_INSTANCE, DEPENDS_ON_LABEL, INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
     NetworkDefinition, ROLLED_BACK_REASON_LABEL, ROLLED_BACK_SPEC_LABEL, SOURCE_FILE_LABEL,
     SPEC_HASH_LABEL, SPEC_VALUE_LABEL_PREFIX, ServiceDefinition,
@@ -619,11 +619,11 @@ impl ObservedNetwork {
         ObservedNetwork {
             id: format!("net-{name}"),
             scope: "swarm".into(),
-            definition: crate::definition::tests::sample_network(name),
+            definition: crate::desired::definition::tests::sample_network(name),
             ownership: Ownership::from_labels(&Ownership::labels(
                 "h",
                 file,
-                crate::definition::DEFAULT_INSTANCE,
+                crate::desired::definition::DEFAULT_INSTANCE,
             )),
         }
     }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use futures_util::Stream;
 
 use super::Leadership;
-use crate::data_objects::{DataKind, DesiredData, ObservedData};
-use crate::definition::{NetworkDefinition, ServiceDefinition};
+use crate::desired::data_objects::{DataKind, DesiredData, ObservedData};
+use crate::desired::definition::{NetworkDefinition, ServiceDefinition};
 use crate::docker::{
     DataOp, DockerError, ObservedNetwork, ObservedNode, ObservedService, ObservedTask, Op,
     SwarmApi, SwarmEvent, data_op,

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::{LeaseError, LeaseRecord, LeaseStore, VersionedLease};
-use crate::definition::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::desired::definition::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::docker::DockerEngine;
 use crate::docker::configs::CasOutcome;
 

@@ -509,7 +509,7 @@ mod tests {
         let after = std::fs::read(d.dir.path().join("db.txt.age")).unwrap();
         assert_ne!(before, after, "age output is randomized");
         let second = store.reload(d.dir.path()).unwrap();
-        let name = |c| crate::data_objects::versioned_name("db", c);
+        let name = |c| crate::desired::data_objects::versioned_name("db", c);
         assert_eq!(name(secret(&first.objects)), name(secret(&second.objects)));
         use sha2::Digest as _;
         let hex: String = sha2::Sha256::digest(b"hunter2-db")

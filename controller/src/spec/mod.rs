@@ -3,6 +3,7 @@
 
 pub mod encrypted;
 pub mod files;
+pub mod in_swarm;
 pub mod load;
 pub mod located;
 pub mod quantity;

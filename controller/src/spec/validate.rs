@@ -299,8 +299,9 @@ fn service(object: &Located<Object>, spec: &ServiceSpec, errors: &mut Vec<SpecEr
             "schedule is only for jobs: set `mode: replicated-job` or `mode: global-job`".into(),
         ),
         Some(schedule) => {
-            match crate::schedule::JobSchedule::parse(schedule, spec.time_zone.as_deref()) {
-                Err(e @ crate::schedule::ScheduleError::TimeZone(_)) => {
+            match crate::control::schedule::JobSchedule::parse(schedule, spec.time_zone.as_deref())
+            {
+                Err(e @ crate::control::schedule::ScheduleError::TimeZone(_)) => {
                     err("spec.timeZone".into(), e.to_string());
                 }
                 Err(e) => err("spec.schedule".into(), e.to_string()),

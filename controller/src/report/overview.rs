@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use crate::activity::ActivityEvent;
+use crate::control::world::WorldState;
 use crate::docker::{NodeAvailability, NodeRole, ObservedTask, TaskState};
-use crate::status::{StatusAddress, StatusFile};
-use crate::world::WorldState;
+use crate::report::activity::ActivityEvent;
+use crate::report::status::{StatusAddress, StatusFile};
 
 /// Everything the page shows.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -175,9 +175,9 @@ pub(crate) mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::definition::DEFAULT_INSTANCE;
-    use crate::definition::tests::sample_service;
     use crate::desired::DesiredObject;
+    use crate::desired::definition::DEFAULT_INSTANCE;
+    use crate::desired::definition::tests::sample_service;
     use crate::docker::{EngineValue, ObservedNode, ObservedService, Ownership, TaskAddress};
 
     pub(crate) fn task(
@@ -297,7 +297,8 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn sample_overview(world: &WorldState) -> Overview {
-        let status = crate::status::build(world, Path::new("/specs"), None, "2026-01-01T00:00:00Z");
+        let status =
+            crate::report::status::build(world, Path::new("/specs"), None, "2026-01-01T00:00:00Z");
         build(world, status, vec![], true)
     }
 

@@ -22,11 +22,11 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::definition::ServiceDefinition;
+use crate::control::plan::{Conflict, ConflictReason, ObjectKey, ObjectKind};
+use crate::desired::definition::ServiceDefinition;
 use crate::desired::{DesiredObject, DesiredState};
 use crate::docker::Observed;
 use crate::docker::{ObservedNetwork, ObservedNode, ObservedService, ObservedTask, Ownership};
-use crate::plan::{Conflict, ConflictReason, ObjectKey, ObjectKind};
 
 /// Why the last reconcile of an object did not finish its work, as the status reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -332,8 +332,12 @@ impl Reflector {
                         // way (a network still in use) keeps its backoff, whatever else the
                         // reload brought (a file failing or loading again elsewhere).
                         changed.extend(undesired_owned(&state).into_iter().filter(|key| {
-                            crate::plan::plan_object(key, &before, &state.observed)
-                                != crate::plan::plan_object(key, &state.desired, &state.observed)
+                            crate::control::plan::plan_object(key, &before, &state.observed)
+                                != crate::control::plan::plan_object(
+                                    key,
+                                    &state.desired,
+                                    &state.observed,
+                                )
                         }));
                     }
                 }
@@ -818,7 +822,7 @@ fn undesired_owned(state: &WorldState) -> Vec<ObjectKey> {
 /// Every key the operator reconciles right now (the initial pass).
 pub fn all_keys(world: &World) -> Vec<ObjectKey> {
     let state = world.read();
-    crate::plan::all_keys(&state.desired, &state.observed)
+    crate::control::plan::all_keys(&state.desired, &state.observed)
         .into_iter()
         .collect()
 }
@@ -833,8 +837,8 @@ mod tests {
     //! The merge rules, report by report.
 
     use super::*;
-    use crate::definition::DEFAULT_INSTANCE;
-    use crate::definition::tests::sample_service;
+    use crate::desired::definition::DEFAULT_INSTANCE;
+    use crate::desired::definition::tests::sample_service;
     use crate::docker::UpdateState;
 
     struct Fixture {

@@ -20,9 +20,9 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::data_objects::ObservedData;
-use crate::definition::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::desired::SUSPEND_FILE;
+use crate::desired::data_objects::ObservedData;
+use crate::desired::definition::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::docker::configs::{CasOutcome, StoredConfig};
 use crate::docker::{DockerEngine, DockerError};
 use crate::spec::load::is_spec_file_name;
@@ -92,7 +92,7 @@ pub struct ApplyReport {
     pub unchanged: Vec<String>,
     /// Files removed because the applied directory no longer has them.
     pub removed: Vec<String>,
-    /// Secrets created for the SwarmSecrets of the files (see [`crate::applied_secrets`]).
+    /// Secrets created for the SwarmSecrets of the files (see [`crate::desired::applied_secrets`]).
     pub secrets_created: Vec<String>,
 }
 
@@ -489,7 +489,7 @@ mod tests {
     #[test]
     fn the_secrets_named_are_read_from_the_instances_stored_specs_only() {
         let config = |name: &str, instance: &str, named: Option<&str>| ObservedData {
-            kind: crate::data_objects::DataKind::Config,
+            kind: crate::desired::data_objects::DataKind::Config,
             id: format!("id-{name}"),
             name: name.into(),
             labels: [

@@ -1,16 +1,20 @@
 //! The desired state: loaded spec objects turned into canonical definitions, with what the
 //! plan needs to know about the spec directory's health (errors, failed files, prune safety).
 
+pub mod applied_secrets;
+pub mod data_objects;
+pub mod definition;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::Serialize;
 
-use crate::data_objects::{DataKind, DataOrigin, DesiredData, versioned_name};
-use crate::definition::{
-    self, DEFAULT_INSTANCE, DEPENDS_ON_LABEL, DnsConfig, FileMount, Healthcheck, LogDriver, Mode,
-    Mount, MountKind, NetworkDefinition, Placement, Port, ResourceAmounts, Resources,
-    RestartPolicy, SPEC_VALUE_LABEL_PREFIX, ServiceDefinition, Ulimit, UpdatePolicy, VolumeOptions,
+use crate::desired::data_objects::{DataKind, DataOrigin, DesiredData, versioned_name};
+use crate::desired::definition::{
+    DEFAULT_INSTANCE, DEPENDS_ON_LABEL, DnsConfig, FileMount, Healthcheck, LogDriver, Mode, Mount,
+    MountKind, NetworkDefinition, Placement, Port, ResourceAmounts, Resources, RestartPolicy,
+    SPEC_VALUE_LABEL_PREFIX, ServiceDefinition, Ulimit, UpdatePolicy, VolumeOptions,
 };
 use crate::docker::Ownership;
 use crate::spec::{self, DriftField, LoadDirError, Located, Object, SpecError, SpecStore};

@@ -10,11 +10,11 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::definition::ServiceDefinition;
+use crate::control::world::{World, WorldState};
+use crate::desired::definition::ServiceDefinition;
 use crate::docker::TaskState;
-use crate::status::publisher::Snapshots;
-use crate::status::{ConditionStatus, ConditionType, StatusFile};
-use crate::world::{World, WorldState};
+use crate::report::status::publisher::Snapshots;
+use crate::report::status::{ConditionStatus, ConditionType, StatusFile};
 
 /// The spec label naming the port Prometheus should scrape (else the first target port).
 pub const PORT_LABEL: &str = "prometheus.io/port";
@@ -62,14 +62,17 @@ pub struct Discovery {
 /// running task and network the spec names (slot, node and state are per task, and Prometheus
 /// labels are per group), ordered by service and network.
 pub fn build(world: &WorldState) -> Discovery {
-    build_from(world, &crate::status::build(world, Path::new(""), None, ""))
+    build_from(
+        world,
+        &crate::report::status::build(world, Path::new(""), None, ""),
+    )
 }
 
 /// [`build`] with readiness taken from `status`, the status built from `world` already (the
 /// publisher's snapshot), rather than building it again.
 pub fn build_from(world: &WorldState, status: &StatusFile) -> Discovery {
     let mut discovery = Discovery::default();
-    let live_tasks = crate::overview::live_tasks_by_service(world);
+    let live_tasks = crate::report::overview::live_tasks_by_service(world);
     for (name, service_status) in &status.services {
         let Some(service) = world
             .observed
@@ -247,8 +250,8 @@ pub async fn writer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::definition::Port;
-    use crate::overview::tests::{sample_world, task};
+    use crate::desired::definition::Port;
+    use crate::report::overview::tests::{sample_world, task};
     use crate::spec::types::{Protocol, PublishMode};
 
     fn label<'a>(group: &'a TargetGroup, name: &str) -> &'a str {
@@ -361,8 +364,8 @@ mod tests {
     /// from the first snapshot, and again when the next one says the service became ready.
     #[tokio::test(start_paused = true)]
     async fn the_writer_follows_the_snapshots() {
-        use crate::overview::tests::sample_overview;
-        use crate::status::publisher::Snapshot;
+        use crate::report::overview::tests::sample_overview;
+        use crate::report::status::publisher::Snapshot;
         use std::sync::Arc;
 
         let dir = tempfile::tempdir().unwrap();

@@ -11,13 +11,13 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::definition::tests::{sample_network, sample_service};
-use crate::definition::{DEFAULT_INSTANCE, Port, ServiceDefinition};
+use crate::cli::live_status::LiveStatus;
+use crate::cli::wait::{self, Display, Goal, Targets, WaitOutcome};
+use crate::control::operator::{self, OperatorConfig, OperatorError};
+use crate::desired::definition::tests::{sample_network, sample_service};
+use crate::desired::definition::{DEFAULT_INSTANCE, Port, ServiceDefinition};
 use crate::docker::memory::MemorySwarm;
 use crate::docker::{ObservedTask, Op, Ownership};
-use crate::live_status::LiveStatus;
-use crate::operator::{self, OperatorConfig, OperatorError};
-use crate::wait::{self, Display, Goal, Targets, WaitOutcome};
 
 /// An operator running on the in-memory swarm.
 struct Running {
@@ -476,7 +476,10 @@ async fn wait_reports_a_paused_update_with_the_failed_tasks_error() {
     let WaitOutcome::Failed(failed) = outcome else {
         panic!("expected a failure, got {outcome:?}");
     };
-    assert_eq!(failed[0].1, crate::status::ConditionReason::UpdatePaused);
+    assert_eq!(
+        failed[0].1,
+        crate::report::status::ConditionReason::UpdatePaused
+    );
     assert!(failed[0].2.contains("No such image: img:2"), "{failed:?}");
 }
 
@@ -759,7 +762,7 @@ async fn a_scheduled_job_runs_once_per_time_and_only_on_the_leader() {
         let epoch = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
             .unwrap()
             .with_timezone(&chrono::Utc);
-        let clock = crate::schedule::Clock::new(move || {
+        let clock = crate::control::schedule::Clock::new(move || {
             epoch + chrono::Duration::from_std(anchor.elapsed()).unwrap()
         });
         swarm.set_clock(clock.clone());
@@ -773,7 +776,7 @@ async fn a_scheduled_job_runs_once_per_time_and_only_on_the_leader() {
             // The leader created it; this replica only watches.
             let mut definition = sample_service("job");
             definition.networks.clear();
-            definition.mode = crate::definition::Mode::ReplicatedJob {
+            definition.mode = crate::desired::definition::Mode::ReplicatedJob {
                 max_concurrent: 1,
                 total_completions: 1,
             };

@@ -9,15 +9,15 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::control::plan::{self, ObjectKind};
+use crate::control::swarm_watch::{self, WatchConfig};
+use crate::control::triggers;
+use crate::control::world::{self, Reflector, Reporter, World};
 use crate::desired::DesiredState;
 use crate::docker::{DockerError, SwarmApi};
-use crate::plan::{self, ObjectKind};
+use crate::report::status::{self, ConditionReason, StatusFile};
 use crate::spec::SpecStore;
 use crate::spec::load::LoadDirError;
-use crate::status::{self, ConditionReason, StatusFile};
-use crate::swarm_watch::{self, WatchConfig};
-use crate::triggers;
-use crate::world::{self, Reflector, Reporter, World};
 
 /// Errors opening the view.
 #[derive(Debug, thiserror::Error)]

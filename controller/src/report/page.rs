@@ -20,10 +20,12 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::activity::ActivityEvent;
-use crate::overview::{NodeView, Overview, TaskCard};
-use crate::status::publisher::{Snapshot, Snapshots};
-use crate::status::{Condition, ConditionStatus, ConditionType, ServiceStatus, StatusSpecError};
+use crate::report::activity::ActivityEvent;
+use crate::report::overview::{NodeView, Overview, TaskCard};
+use crate::report::status::publisher::{Snapshot, Snapshots};
+use crate::report::status::{
+    Condition, ConditionStatus, ConditionType, ServiceStatus, StatusSpecError,
+};
 
 /// Event streams open at once (each open page holds one): past it, 503, so that open pages
 /// cannot take every connection.
@@ -304,7 +306,7 @@ pub fn render_board(overview: &Overview) -> Markup {
             }
         }
         section.activity {
-            h2 { "Activity (last " (crate::activity::CAPACITY) ")" }
+            h2 { "Activity (last " (crate::report::activity::CAPACITY) ")" }
             @if overview.activity.is_empty() {
                 p.empty { "Nothing happened yet." }
             } @else {
@@ -416,8 +418,8 @@ fn activity_entry(event: &ActivityEvent) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::activity::ActivityKind;
-    use crate::overview::tests::{sample_overview, sample_world};
+    use crate::report::activity::ActivityKind;
+    use crate::report::overview::tests::{sample_overview, sample_world};
     use std::time::Duration;
 
     const HOSTILE: &str = "<img src=x onerror=alert(1)>\"'&";

@@ -54,7 +54,7 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::notify::EventKind;
+    use crate::report::notify::EventKind;
 
     fn parsed(format: PayloadFormat, event: &Event) -> Value {
         serde_json::from_slice(&format.body(event)).unwrap()

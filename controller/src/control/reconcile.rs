@@ -6,19 +6,19 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use crate::activity::{ActivityKind, ActivityLog};
-use crate::data_objects::{
+use crate::control::plan::{Action, Conflict, ObjectKey, ObjectPlan, UpdateCause, plan_object};
+use crate::control::schedule;
+use crate::control::world::{Blocker, ObjectOutcome, Observation, Reporter, World, Written};
+use crate::desired::data_objects::{
     APPLIED_BY_VALUE, CREATED_BY_LABEL, DataKind, DataOrigin, DesiredData, LOGICAL_NAME_LABEL,
     ObservedData,
 };
-use crate::definition::ServiceDefinition;
+use crate::desired::definition::ServiceDefinition;
 use crate::docker::{DockerError, Ownership, SwarmApi};
-use crate::metrics::Metrics;
-use crate::plan::{Action, Conflict, ObjectKey, ObjectPlan, UpdateCause, plan_object};
 use crate::redact::Values;
+use crate::report::activity::{ActivityKind, ActivityLog};
+use crate::report::metrics::Metrics;
 use crate::runtime;
-use crate::schedule;
-use crate::world::{Blocker, ObjectOutcome, Observation, Reporter, World, Written};
 
 /// Why a reconcile did not finish; the runtime retries it with backoff (earlier when the
 /// object or its spec changes).
@@ -259,7 +259,7 @@ const RUN_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Whether `key` is a service whose spec has a `schedule`.
 fn is_scheduled<A>(ctx: &Context<A>, key: &ObjectKey) -> bool {
-    key.kind == crate::plan::ObjectKind::Service
+    key.kind == crate::control::plan::ObjectKind::Service
         && ctx
             .world
             .read()
@@ -279,7 +279,7 @@ async fn scheduled_run<A: SwarmApi>(
     key: &ObjectKey,
 ) -> Result<runtime::Action, Retry> {
     let idle = Ok(runtime::Action::await_change());
-    if key.kind != crate::plan::ObjectKind::Service {
+    if key.kind != crate::control::plan::ObjectKind::Service {
         return idle;
     }
     let (spec, id, version, updated_at, active, mut desired) = {
@@ -610,7 +610,7 @@ async fn applied_secrets_in_stored_specs<A: SwarmApi>(
     instance: &str,
 ) -> Option<BTreeSet<String>> {
     let configs = ctx.api.list_data(DataKind::Config).await.ok()?;
-    Some(crate::stored_specs::applied_secrets_named(
+    Some(crate::spec::in_swarm::applied_secrets_named(
         &configs, instance,
     ))
 }
@@ -887,13 +887,13 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::definition::tests::{sample_network, sample_service};
-    use crate::definition::{DEFAULT_INSTANCE, Mode, ServiceDefinition};
+    use crate::control::swarm_watch::relist;
+    use crate::control::world::Reflector;
+    use crate::desired::definition::tests::{sample_network, sample_service};
+    use crate::desired::definition::{DEFAULT_INSTANCE, Mode, ServiceDefinition};
     use crate::desired::{DesiredObject, DesiredState};
     use crate::docker::Op;
     use crate::docker::memory::{FailRule, MemorySwarm};
-    use crate::swarm_watch::relist;
-    use crate::world::Reflector;
 
     fn desired_state() -> DesiredState {
         let mut desired = DesiredState {
@@ -1108,7 +1108,7 @@ mod tests {
             },
         );
         let quote = desired.services.get_mut("quote").unwrap();
-        quote.definition.secrets = vec![crate::definition::FileMount {
+        quote.definition.secrets = vec![crate::desired::definition::FileMount {
             name: name.clone(),
             target: "db".into(),
             uid: "0".into(),
@@ -1150,7 +1150,7 @@ mod tests {
             .get_mut("quote")
             .unwrap()
             .definition
-            .secrets = vec![crate::definition::FileMount {
+            .secrets = vec![crate::desired::definition::FileMount {
             name: data.name.clone(),
             target: "db".into(),
             uid: "0".into(),
@@ -1169,7 +1169,7 @@ mod tests {
             swarm.external_create_data(
                 DataKind::Secret,
                 &data.name,
-                crate::applied_secrets::labels(data, DEFAULT_INSTANCE),
+                crate::desired::applied_secrets::labels(data, DEFAULT_INSTANCE),
             );
         }
         // `apply` stored a spec naming `named` and has created it; this replica's copy of
@@ -1179,15 +1179,15 @@ mod tests {
             "swarm-operator-spec-0123",
             BTreeMap::from([
                 (
-                    crate::definition::MANAGED_BY_LABEL.to_owned(),
-                    crate::definition::MANAGED_BY_VALUE.to_owned(),
+                    crate::desired::definition::MANAGED_BY_LABEL.to_owned(),
+                    crate::desired::definition::MANAGED_BY_VALUE.to_owned(),
                 ),
                 (
-                    crate::definition::INSTANCE_LABEL.to_owned(),
+                    crate::desired::definition::INSTANCE_LABEL.to_owned(),
                     DEFAULT_INSTANCE.to_owned(),
                 ),
                 (
-                    crate::stored_specs::APPLIED_SECRETS_LABEL.to_owned(),
+                    crate::spec::in_swarm::APPLIED_SECRETS_LABEL.to_owned(),
                     named.name.clone(),
                 ),
             ]),
@@ -1281,7 +1281,7 @@ mod tests {
         let swarm = MemorySwarm::default();
         let mut holder = sample_service("holder");
         holder.networks.clear();
-        holder.ports = vec![crate::definition::Port {
+        holder.ports = vec![crate::desired::definition::Port {
             target: 80,
             published: Some(8080),
             protocol: crate::spec::Protocol::Tcp,

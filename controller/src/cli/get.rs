@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::status::{
+use crate::report::status::{
     Condition, ConditionStatus, ConditionType, NetworkStatus, ServiceStatus, StatusFile,
 };
 
@@ -323,7 +323,7 @@ pub fn table_of(rows: &[Row], shown: &[Row], header: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{ConditionReason, Endpoint, StatusAddress};
+    use crate::report::status::{ConditionReason, Endpoint, StatusAddress};
 
     fn condition(kind: ConditionType, holds: bool, reason: ConditionReason) -> Condition {
         Condition {

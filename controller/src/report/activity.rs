@@ -7,8 +7,8 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::notify::{Event, EventKind, Notifier};
-use crate::plan::ObjectKey;
+use crate::control::plan::ObjectKey;
+use crate::report::notify::{Event, EventKind, Notifier};
 
 /// How many events the log keeps; older ones are dropped.
 pub const CAPACITY: usize = 50;
@@ -212,12 +212,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.jsonl");
         let (notifier, _delivery) = Notifier::start(
-            crate::notify::NotifyConfig {
+            crate::report::notify::NotifyConfig {
                 urls: vec![],
                 events_log: Some(path.clone()),
                 ..Default::default()
             },
-            std::sync::Arc::new(crate::metrics::Metrics::new()),
+            std::sync::Arc::new(crate::report::metrics::Metrics::new()),
         )
         .await
         .unwrap();

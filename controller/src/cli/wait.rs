@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::live_status::{LiveStatus, Snapshot};
-use crate::object_table::summary;
-use crate::status::{Condition, ConditionReason, ConditionStatus, ConditionType};
+use crate::cli::get::summary;
+use crate::cli::live_status::{LiveStatus, Snapshot};
+use crate::report::status::{Condition, ConditionReason, ConditionStatus, ConditionType};
 
 /// What to wait for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -333,7 +333,7 @@ pub async fn wait(
             // own error (`No such image`, an exit code) with the next task poll. Reporting at
             // once would often leave the cause out of the one line a CI log shows.
             let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
-            let settled = since + crate::live_status::TASK_POLL + FAILURE_SETTLE_MARGIN;
+            let settled = since + crate::cli::live_status::TASK_POLL + FAILURE_SETTLE_MARGIN;
             if tokio::time::Instant::now() >= settled.min(deadline) {
                 return WaitOutcome::Failed(failed);
             }
@@ -366,8 +366,8 @@ pub async fn wait(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::live_status::SpecView;
-    use crate::status::{ServiceStatus, StatusFile};
+    use crate::cli::live_status::SpecView;
+    use crate::report::status::{ServiceStatus, StatusFile};
     use std::collections::BTreeSet;
 
     fn snapshot(conditions: &[(ConditionType, bool, ConditionReason)]) -> Snapshot {

@@ -12,23 +12,23 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::activity::ActivityLog;
+use crate::control::plan::ObjectKey;
+use crate::control::reconcile::{Context, reconcile};
+use crate::control::swarm_watch::{self, WatchConfig};
+use crate::control::triggers;
+use crate::control::world::{self, Reflector, Reporter, World};
 use crate::docker::{Deadlines, DockerError, Metered, SwarmApi};
 use crate::election::{LeaderGate, Leadership};
-use crate::file_sd;
-use crate::metrics::{self, Metrics};
-use crate::notify::{Notifier, NotifyConfig, NotifyError, SHUTDOWN_GRACE};
-use crate::page;
-use crate::plan::ObjectKey;
-use crate::reconcile::{Context, reconcile};
+use crate::report::activity::ActivityLog;
+use crate::report::file_sd;
+use crate::report::metrics::{self, Metrics};
+use crate::report::notify::{Notifier, NotifyConfig, NotifyError, SHUTDOWN_GRACE};
+use crate::report::page;
+use crate::report::status;
+use crate::report::status::publisher::{Publisher, PublisherConfig};
 use crate::runtime::{self, Runner, RunnerConfig};
 use crate::spec::SpecStore;
-use crate::status;
-use crate::status::publisher::{Publisher, PublisherConfig};
-use crate::swarm_watch::{self, WatchConfig};
-use crate::triggers;
 use crate::web;
-use crate::world::{self, Reflector, Reporter, World};
 
 /// Errors that stop the operator.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +85,7 @@ pub struct OperatorConfig {
     /// stream's silence and a whole reconcile).
     pub deadlines: Deadlines,
     /// The time job schedules are read against (the system clock; tests pass a paused one).
-    pub clock: crate::schedule::Clock,
+    pub clock: crate::control::schedule::Clock,
 }
 
 impl OperatorConfig {
@@ -100,13 +100,13 @@ impl OperatorConfig {
             web: None,
             allow_empty_prune: false,
             concurrency: 8,
-            instance: crate::definition::DEFAULT_INSTANCE.to_owned(),
+            instance: crate::desired::definition::DEFAULT_INSTANCE.to_owned(),
             file_sd: None,
             leadership: Leadership::always(),
             notify: NotifyConfig::default(),
             age_identities: crate::spec::AgeIdentities::none(),
             deadlines: Deadlines::default(),
-            clock: crate::schedule::Clock::system(),
+            clock: crate::control::schedule::Clock::system(),
         }
     }
 }

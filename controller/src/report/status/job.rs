@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::definition::Mode;
+use crate::desired::definition::Mode;
 use crate::docker::{ObservedService, ObservedTask, TaskState};
 
 use super::{latest_failure, runs_current_spec};

@@ -8,8 +8,8 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::data_objects::describe_secret_changes;
-use crate::definition::{
+use crate::desired::data_objects::describe_secret_changes;
+use crate::desired::definition::{
     DEFAULT_INSTANCE, FieldChange, Mode, NetworkDefinition, SPEC_VALUE_LABEL_PREFIX,
     ServiceDefinition, field_changes,
 };
@@ -100,7 +100,7 @@ pub enum Action {
     },
     /// Mark a service whose update swarm rolled back with the spec that was rolled back, so
     /// that the operator holds that spec instead of writing it again (see
-    /// [`crate::definition::ROLLED_BACK_SPEC_LABEL`]). The service's spec is written as it is,
+    /// [`crate::desired::definition::ROLLED_BACK_SPEC_LABEL`]). The service's spec is written as it is,
     /// with the mark added to its labels: no task is replaced.
     MarkRolledBack {
         /// Service id.
@@ -572,7 +572,7 @@ fn rollback_hold(
         format!(
             "swarm rolled back spec {hash} ({reason}); held: edit the spec to try again, or to \
              retry the same spec remove the mark (docker service update --label-rm {} {})",
-            crate::definition::ROLLED_BACK_SPEC_LABEL,
+            crate::desired::definition::ROLLED_BACK_SPEC_LABEL,
             key.name
         )
     };
@@ -770,8 +770,10 @@ impl fmt::Display for PlanDisplay<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::definition::Mode;
-    use crate::definition::tests::{docker_default_update_policy, sample_network, sample_service};
+    use crate::desired::definition::Mode;
+    use crate::desired::definition::tests::{
+        docker_default_update_policy, sample_network, sample_service,
+    };
     use crate::docker::{ObservedTask, Ownership};
 
     fn desired_service(name: &str, file: &str) -> DesiredObject<ServiceDefinition> {
@@ -886,7 +888,7 @@ mod tests {
         let mut edited = desired;
         let svc = edited.services.get_mut("quote").unwrap();
         svc.definition.image = "goblog/quote-service:v2".into();
-        svc.hash = crate::definition::definition_hash(&svc.definition);
+        svc.hash = crate::desired::definition::definition_hash(&svc.definition);
         let plan = plan(&edited, &observed);
         match &plan.actions[..] {
             [
@@ -1180,7 +1182,7 @@ mod tests {
         let mut edited = desired.clone();
         let svc = edited.services.get_mut("quote").unwrap();
         svc.definition.image = "goblog/quote-service:v2".into();
-        svc.hash = crate::definition::definition_hash(&svc.definition);
+        svc.hash = crate::desired::definition::definition_hash(&svc.definition);
         let p = plan(&edited, &observed);
         match &p.actions[..] {
             [
@@ -1202,7 +1204,7 @@ mod tests {
         let mut rescaled = desired.clone();
         let svc = rescaled.services.get_mut("quote").unwrap();
         svc.definition.mode = Mode::Replicated { replicas: 5 };
-        svc.hash = crate::definition::definition_hash(&svc.definition);
+        svc.hash = crate::desired::definition::definition_hash(&svc.definition);
         ignore(&mut rescaled, "quote", &[DriftField::Replicas]);
         let p = plan(&rescaled, &observed);
         match &p.actions[..] {
@@ -1260,7 +1262,10 @@ mod tests {
         };
         // The service is written as it is: the old spec, its own labels, plus the mark.
         assert_eq!(current.image, "before:1");
-        assert_eq!(labels[crate::definition::SPEC_HASH_LABEL], "before");
+        assert_eq!(
+            labels[crate::desired::definition::SPEC_HASH_LABEL],
+            "before"
+        );
         assert_eq!(mark.spec_hash, desired.services["quote"].hash);
         assert_eq!(plan.conflict.unwrap().reason, ConflictReason::RolledBack);
 
@@ -1283,7 +1288,7 @@ mod tests {
         let mut edited = desired;
         let svc = edited.services.get_mut("quote").unwrap();
         svc.definition.image = "fixed:2".into();
-        svc.hash = crate::definition::definition_hash(&svc.definition);
+        svc.hash = crate::desired::definition::definition_hash(&svc.definition);
         let plan = plan_object(&ObjectKey::service("quote"), &edited, &marked);
         assert!(
             matches!(
@@ -1368,7 +1373,7 @@ mod tests {
         for name in ["db", "api"] {
             let svc = edited.services.get_mut(name).unwrap();
             svc.definition.image = "v2".into();
-            svc.hash = crate::definition::definition_hash(&svc.definition);
+            svc.hash = crate::desired::definition::definition_hash(&svc.definition);
         }
         let p = plan(&edited, &observed);
         let keys: Vec<String> = p.actions.iter().map(|a| a.key().to_string()).collect();

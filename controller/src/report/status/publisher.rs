@@ -9,13 +9,13 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::activity::ActivityLog;
+use crate::control::world::World;
 use crate::election::Leadership;
-use crate::metrics::Metrics;
-use crate::notify::{Notifier, StatusEvents};
-use crate::overview::{self, Overview};
-use crate::status::{self, StatusError, StatusFile};
-use crate::world::World;
+use crate::report::activity::ActivityLog;
+use crate::report::metrics::Metrics;
+use crate::report::notify::{Notifier, StatusEvents};
+use crate::report::overview::{self, Overview};
+use crate::report::status::{self, StatusError, StatusFile};
 
 /// Coalesces bursts (a rollout touches many tasks) into one pass.
 const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -244,10 +244,10 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::activity::ActivityKind;
-    use crate::overview::tests::{sample_overview, sample_world};
-    use crate::plan::ObjectKey;
-    use crate::world::Reflector;
+    use crate::control::plan::ObjectKey;
+    use crate::control::world::Reflector;
+    use crate::report::activity::ActivityKind;
+    use crate::report::overview::tests::{sample_overview, sample_world};
 
     fn publisher(world: World, activity: ActivityLog, dir: &std::path::Path) -> Publisher {
         Publisher::new(

@@ -10,15 +10,15 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::definition::Mode;
+use crate::control::plan::{Conflict, ConflictReason, ObjectKey, ObjectKind};
+use crate::desired::definition::Mode;
 use crate::docker::{
     ObservedService, ObservedTask, TaskAddress, TaskState, UpdateState, VirtualIp,
 };
-use crate::plan::{Conflict, ConflictReason, ObjectKey, ObjectKind};
 use crate::spec::DriftField;
 
+use crate::control::world::{Blocker, WorldState};
 use crate::spec::SpecError;
-use crate::world::{Blocker, WorldState};
 use job::JobRun;
 pub use job::{RunOutcome, RunRecord, ScheduleStatus};
 pub use reason::{ConditionReason, ConditionStatus, ConditionType};
@@ -180,7 +180,7 @@ pub fn build(
             .or_default()
             .push(task);
     }
-    for key in crate::plan::all_keys(&world.desired, &world.observed) {
+    for key in crate::control::plan::all_keys(&world.desired, &world.observed) {
         match key.kind {
             ObjectKind::Service => {
                 let previous = previous.and_then(|p| p.services.get(&key.name));
@@ -810,9 +810,13 @@ fn network_status(
     // broken spec directory no longer lists (and `get` without `--specs` lists nothing).
     let removing = !desired
         && matches!(
-            crate::plan::plan_object(&ObjectKey::network(name), &world.desired, &world.observed)
-                .action,
-            Some(crate::plan::Action::RemoveNetwork { .. })
+            crate::control::plan::plan_object(
+                &ObjectKey::network(name),
+                &world.desired,
+                &world.observed
+            )
+            .action,
+            Some(crate::control::plan::Action::RemoveNetwork { .. })
         );
     let (ready, ready_reason, ready_message) = match (desired, observed) {
         (_, Some(_)) if !removing => (
@@ -920,8 +924,8 @@ pub fn read(path: &Path) -> Option<StatusFile> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::definition::{definition_hash, tests::sample_service};
     use crate::desired::DesiredObject;
+    use crate::desired::definition::{definition_hash, tests::sample_service};
     use crate::docker::{EngineValue, ObservedNode, Ownership};
 
     fn task(id: &str, slot: u64, state: &str, desired: &str, ip: &str) -> ObservedTask {
@@ -954,7 +958,7 @@ mod tests {
                 definition: definition.clone(),
                 hash: hash.clone(),
                 source_file: "a.yaml".into(),
-                instance: crate::definition::DEFAULT_INSTANCE.into(),
+                instance: crate::desired::definition::DEFAULT_INSTANCE.into(),
                 policy: Default::default(),
             },
         );
@@ -967,7 +971,7 @@ mod tests {
                 ownership: Ownership::from_labels(&Ownership::labels(
                     &hash,
                     "a.yaml",
-                    crate::definition::DEFAULT_INSTANCE,
+                    crate::desired::definition::DEFAULT_INSTANCE,
                 )),
                 virtual_ips: vec![],
                 update_status: None,
@@ -1602,7 +1606,7 @@ mod tests {
             let mut w = world(vec![]);
             w.outcomes.insert(
                 ObjectKey::service("quote"),
-                crate::world::ObjectOutcome {
+                crate::control::world::ObjectOutcome {
                     error: Some((blocker, "what blocks it".into())),
                     conflict: None,
                 },
@@ -1626,7 +1630,7 @@ mod tests {
         );
         w.outcomes.insert(
             ObjectKey::network("old_net"),
-            crate::world::ObjectOutcome {
+            crate::control::world::ObjectOutcome {
                 error: Some((
                     Blocker::WaitingForUsers {
                         users: vec!["bystander".into()],

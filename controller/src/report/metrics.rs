@@ -16,12 +16,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::control::plan::{ObjectKey, ObjectKind};
+use crate::control::world::World;
 use crate::docker::{Op, RequestObserver, RequestOutcome};
 use crate::election::Leadership;
-use crate::notify::{DeliveryOutcome, NotifyObserver};
-use crate::plan::{ObjectKey, ObjectKind};
+use crate::report::notify::{DeliveryOutcome, NotifyObserver};
 use crate::runtime::{Outcome, RunnerObserver};
-use crate::world::World;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReconcileLabels {

@@ -4,14 +4,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::applied_secrets::{self, Collected};
+use crate::control::plan::{Plan, plan};
+use crate::desired::applied_secrets::{self, Collected};
 use crate::desired::{DesiredState, SUSPEND_FILE};
 use crate::docker::{DockerEngine, DockerError, SwarmApi};
-use crate::plan::{Plan, plan};
-use crate::spec::{AgeIdentities, LoadDirError, SpecError, SpecStore};
-use crate::stored_specs::{
+use crate::spec::in_swarm::{
     ApplyReport, SpecConfigs, StoredSpecsError, read_spec_files, write_mirror,
 };
+use crate::spec::{AgeIdentities, LoadDirError, SpecError, SpecStore};
 
 /// Errors of the one-shot commands.
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +98,7 @@ pub async fn diff_dir<A: SwarmApi>(
 /// them in the swarm. Invalid specs store nothing; their errors name the files in `path`.
 ///
 /// A SwarmSecret's content is never stored in a config: it becomes a swarm secret `apply`
-/// creates, and the stored spec names that secret (see [`crate::applied_secrets`]).
+/// creates, and the stored spec names that secret (see [`crate::desired::applied_secrets`]).
 pub async fn apply_path(
     api: &DockerEngine,
     path: &Path,

@@ -31,7 +31,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::status::{ConditionReason, ConditionStatus, ConditionType, ServiceStatus, StatusFile};
+use crate::report::status::{
+    ConditionReason, ConditionStatus, ConditionType, ServiceStatus, StatusFile,
+};
 
 /// Events waiting per receiver (and in the dispatcher): past this the newest are dropped and
 /// counted, so a receiver that is down for long costs bounded memory.
@@ -908,7 +910,10 @@ impl StatusEvents {
     }
 }
 
-fn condition(service: &ServiceStatus, kind: ConditionType) -> Option<&crate::status::Condition> {
+fn condition(
+    service: &ServiceStatus,
+    kind: ConditionType,
+) -> Option<&crate::report::status::Condition> {
     service.conditions.iter().find(|c| c.kind == kind)
 }
 
@@ -921,8 +926,8 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::metrics::Metrics;
-    use crate::status::{Condition, StatusSpecError};
+    use crate::report::metrics::Metrics;
+    use crate::report::status::{Condition, StatusSpecError};
 
     type Received = Arc<Mutex<Vec<Value>>>;
 

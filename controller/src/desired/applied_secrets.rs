@@ -14,13 +14,13 @@ use std::path::Path;
 
 use tracing::info;
 
-use crate::data_objects::{
+use crate::desired::data_objects::{
     APPLIED_BY_VALUE, CREATED_BY_LABEL, DataKind, DataOrigin, DesiredData, versioned_name,
 };
 use crate::docker::{DockerError, Ownership, SwarmApi};
+use crate::spec::in_swarm::applied_secrets_named;
 use crate::spec::load::{load_document, split_documents};
 use crate::spec::{AgeIdentities, DataSpec, Object, SpecError, SwarmSecret};
-use crate::stored_specs::applied_secrets_named;
 
 /// A spec file as `apply` stores it, with the secrets to create for it.
 #[derive(Debug, Default)]
@@ -345,7 +345,7 @@ mod tests {
 
     #[tokio::test]
     async fn delete_collects_only_versions_of_secrets_no_stored_spec_declares_nor_service_mounts() {
-        use crate::definition::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+        use crate::desired::definition::{INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
         use crate::docker::memory::MemorySwarm;
         let swarm = MemorySwarm::default();
         let instance = "team-a";
@@ -369,13 +369,13 @@ mod tests {
                 (MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned()),
                 (INSTANCE_LABEL.to_owned(), instance.to_owned()),
                 (
-                    crate::stored_specs::APPLIED_SECRETS_LABEL.to_owned(),
+                    crate::spec::in_swarm::APPLIED_SECRETS_LABEL.to_owned(),
                     db_new.name.clone(),
                 ),
             ]),
         );
-        let mut service = crate::definition::tests::sample_service("app");
-        service.secrets = vec![crate::definition::FileMount {
+        let mut service = crate::desired::definition::tests::sample_service("app");
+        service.secrets = vec![crate::desired::definition::FileMount {
             name: mounted.name.clone(),
             target: "m".into(),
             uid: "0".into(),

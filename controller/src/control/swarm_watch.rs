@@ -13,8 +13,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::control::world::{Observation, Reporter, World};
 use crate::docker::{Deadlines, DockerError, EventAction, SwarmApi, SwarmEvent};
-use crate::world::{Observation, Reporter, World};
 
 /// How often and how fast the watcher reads.
 #[derive(Debug, Clone, Copy)]
@@ -336,9 +336,9 @@ async fn watch<A: SwarmApi>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::world::Reflector;
     use crate::docker::Op;
     use crate::docker::memory::MemorySwarm;
-    use crate::world::Reflector;
 
     const HOUR: Duration = Duration::from_secs(3600);
 
