@@ -126,7 +126,7 @@ pub(super) fn convert(
             return;
         }
     };
-    if let Err(e) = crate::schedule::JobSchedule::parse(&pattern, time_zone.as_deref()) {
+    if let Err(e) = crate::control::schedule::JobSchedule::parse(&pattern, time_zone.as_deref()) {
         reports.invalid(deploy, &label(SCHEDULE), e.to_string());
         return;
     }
@@ -349,7 +349,7 @@ mod tests {
             "@every 30s",
         ] {
             let (p, zone) = schedule(pattern).unwrap();
-            crate::schedule::JobSchedule::parse(&p, zone.as_deref()).unwrap();
+            crate::control::schedule::JobSchedule::parse(&p, zone.as_deref()).unwrap();
         }
     }
 
