@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use swarm_operator::cli::apply::diff_dir;
+use swarm_operator::cli::diff::diff_dir;
 use swarm_operator::docker::DockerEngine;
 
 use crate::report::{median, ms, ratio, secs, spread};

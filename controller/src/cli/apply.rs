@@ -1,30 +1,66 @@
-//! The one-shot commands: `validate`, `diff`, `apply` and `delete` (the long-running `run` is
-//! in `operator`).
+//! `swarm-operator apply`: spec files validated with the stored ones they join, then stored in
+//! the swarm for `run --source swarm` (a SwarmSecret's content as a swarm secret).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
-use crate::control::plan::{Plan, plan};
-use crate::desired::applied_secrets::{self, Collected};
-use crate::desired::{DesiredState, SUSPEND_FILE};
-use crate::docker::{DockerEngine, DockerError, SwarmApi};
+use super::args::AgeArgs;
+use super::validate::validate_dir;
+use super::{CliError, connect};
+use crate::desired::SUSPEND_FILE;
+use crate::desired::applied_secrets;
+use crate::docker::{DockerEngine, SwarmApi};
 use crate::spec::in_swarm::{
     ApplyReport, SpecConfigs, StoredSpecsError, read_spec_files, write_mirror,
 };
-use crate::spec::{AgeIdentities, LoadDirError, SpecError, SpecStore};
+use crate::spec::{AgeIdentities, SpecError};
 
-/// Errors of the one-shot commands.
-#[derive(Debug, thiserror::Error)]
-pub enum CommandError {
-    /// The spec directory could not be read.
-    #[error(transparent)]
-    Load(#[from] LoadDirError),
-    /// The swarm could not be read.
-    #[error(transparent)]
-    Docker(#[from] DockerError),
-    /// Stored specs could not be read or written.
-    #[error(transparent)]
-    Stored(#[from] StoredSpecsError),
+/// The arguments of `apply`.
+#[derive(clap::Args)]
+pub struct ApplyArgs {
+    /// A spec file or directory.
+    pub path: PathBuf,
+    /// As for `run`.
+    #[arg(long, env = "SWARM_OPERATOR_INSTANCE", default_value = "default")]
+    pub instance: String,
+    #[command(flatten)]
+    pub age: AgeArgs,
+}
+
+/// Prints what was stored, or every problem (exit 1, nothing stored).
+pub async fn run(args: ApplyArgs, context: Option<&str>) -> Result<ExitCode, CliError> {
+    let ApplyArgs {
+        path,
+        instance,
+        age,
+    } = args;
+    let identities = age.read()?;
+    let api = connect(context).await?;
+    match apply_path(&api, &path, &instance, &identities).await? {
+        ApplyOutcome::Invalid(errors) => {
+            for error in &errors {
+                println!("{error}");
+            }
+            eprintln!("{} problem(s) found; nothing stored", errors.len());
+            Ok(ExitCode::from(1))
+        }
+        ApplyOutcome::Applied(report) => {
+            for name in &report.stored {
+                println!("{name} stored");
+            }
+            for name in &report.unchanged {
+                println!("{name} unchanged");
+            }
+            for name in &report.removed {
+                println!("{name} removed");
+            }
+            for name in &report.secrets_created {
+                println!("secret {name} created");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 /// What `apply` found or did.
@@ -34,63 +70,6 @@ pub enum ApplyOutcome {
     Invalid(Vec<SpecError>),
     /// The specs were stored.
     Applied(ApplyReport),
-}
-
-/// Validates the spec directory. With `existing_networks` (read from a live swarm) references
-/// to networks that exist there are accepted; with `None` every referenced network is assumed
-/// to exist (offline validation) and only the other checks run. `.age` files are decrypted
-/// with `identities`.
-pub fn validate_dir(
-    dir: &Path,
-    existing_networks: Option<&BTreeSet<String>>,
-    identities: &AgeIdentities,
-) -> Result<Vec<SpecError>, CommandError> {
-    let mut store = SpecStore::with_identities(identities.clone());
-    let desired = match existing_networks {
-        Some(networks) => store.reload_validated(dir, networks)?,
-        None => {
-            // Two passes: the first learns which networks are referenced, the second treats
-            // them all as existing, so that only a live swarm can call one missing.
-            let loaded = store.reload(dir)?;
-            let referenced: BTreeSet<String> = loaded
-                .objects
-                .iter()
-                .filter_map(|o| o.value.as_service())
-                .flat_map(|s| s.spec.networks.iter().cloned())
-                .chain(
-                    loaded
-                        .objects
-                        .iter()
-                        .filter_map(|o| o.value.as_network())
-                        .filter(|n| n.spec.external)
-                        .map(|n| n.metadata.name.clone()),
-                )
-                .collect();
-            store = SpecStore::with_identities(identities.clone());
-            store.reload_validated(dir, &referenced)?
-        }
-    };
-    Ok(desired.errors)
-}
-
-/// The plan for the spec directory against the live swarm, and the spec problems found.
-pub async fn diff_dir<A: SwarmApi>(
-    api: &A,
-    dir: &Path,
-    allow_empty_prune: bool,
-    instance: &str,
-    identities: &AgeIdentities,
-) -> Result<(Plan, Vec<SpecError>), CommandError> {
-    let observed = api.observe().await?;
-    let existing: BTreeSet<String> = observed.networks.keys().cloned().collect();
-    let desired = DesiredState::load(
-        &mut SpecStore::with_identities(identities.clone()),
-        dir,
-        &existing,
-        allow_empty_prune,
-        instance,
-    )?;
-    Ok((plan(&desired, &observed), desired.errors))
 }
 
 /// `apply PATH`: validates the spec files of `path` together with the stored ones they join
@@ -104,7 +83,7 @@ pub async fn apply_path(
     path: &Path,
     instance: &str,
     identities: &AgeIdentities,
-) -> Result<ApplyOutcome, CommandError> {
+) -> Result<ApplyOutcome, CliError> {
     let mut files = read_spec_files(path)?;
     let is_dir = path.is_dir();
     let mut secrets = Vec::new();
@@ -187,37 +166,4 @@ fn original_path(
     } else {
         scratch_file.to_owned()
     }
-}
-
-/// What `delete` did.
-#[derive(Debug, Default)]
-pub struct DeleteReport {
-    /// The stored files removed.
-    pub removed: Vec<String>,
-    /// Secrets `apply` created that no stored spec names any more, removed.
-    pub secrets: Collected,
-}
-
-/// `delete TARGET`: removes stored spec files. `TARGET` is a spec file or directory (its file
-/// names are removed) or the name of a stored file. Then removes the secrets `apply` created
-/// whose SwarmSecret no stored spec declares any more and that no service mounts (see
-/// [`applied_secrets::collect_unused`]).
-pub async fn delete_target(
-    api: &DockerEngine,
-    target: &Path,
-    instance: &str,
-) -> Result<DeleteReport, CommandError> {
-    let names: BTreeSet<String> = if target.exists() {
-        read_spec_files(target)?
-            .into_iter()
-            .map(|f| f.name)
-            .collect()
-    } else {
-        BTreeSet::from([target.display().to_string()])
-    };
-    let removed = SpecConfigs::new(api.clone(), instance)
-        .delete(&names)
-        .await?;
-    let secrets = applied_secrets::collect_unused(api, instance).await?;
-    Ok(DeleteReport { removed, secrets })
 }

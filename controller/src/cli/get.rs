@@ -2,10 +2,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use serde::Serialize;
 
+use super::args::AgeArgs;
+use super::live_status::LiveStatus;
+use super::{CliError, connect, shutdown_signal};
 use crate::report::status::{
     Condition, ConditionStatus, ConditionType, NetworkStatus, ServiceStatus, StatusFile,
 };
@@ -318,6 +323,96 @@ pub fn table_of(rows: &[Row], shown: &[Row], header: bool) -> String {
         line(cells(row));
     }
     out
+}
+
+/// How `get` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// One aligned line per object.
+    Table,
+    /// The objects' status as JSON.
+    Json,
+    /// The objects' status as YAML.
+    Yaml,
+}
+
+/// The arguments of `get`.
+#[derive(clap::Args)]
+pub struct GetArgs {
+    /// Objects to show (default: every object of the instance).
+    pub names: Vec<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// Keep running and print the lines that change.
+    #[arg(short, long)]
+    pub watch: bool,
+    /// Compare the swarm with this spec directory (a spec not applied yet is not Ready).
+    #[arg(long)]
+    pub specs: Option<PathBuf>,
+    /// As for `run`.
+    #[arg(long, env = "SWARM_OPERATOR_INSTANCE", default_value = "default")]
+    pub instance: String,
+    #[command(flatten)]
+    pub age: AgeArgs,
+}
+
+/// Prints the objects once, or (`--watch`) then every line that changes until SIGTERM or
+/// Ctrl-C; exit 1 if a named object was not found.
+pub async fn run(args: GetArgs, context: Option<&str>) -> Result<ExitCode, CliError> {
+    let GetArgs {
+        names,
+        output,
+        watch,
+        specs,
+        instance,
+        age,
+    } = args;
+    let identities = age.read()?;
+    let api = connect(context).await?;
+    let mut view = LiveStatus::open(api, &instance, specs.as_deref(), &identities).await?;
+    let mut printer = Printer::new(match output {
+        OutputFormat::Table => Format::Table,
+        OutputFormat::Json => Format::Json,
+        OutputFormat::Yaml => Format::Yaml,
+    });
+    let mut first = true;
+    loop {
+        let snapshot = view.snapshot();
+        let selection = Selection::of(&snapshot.status, &names);
+        if first {
+            for error in &snapshot.status.errors {
+                let at = [error.line, error.column]
+                    .iter()
+                    .flatten()
+                    .map(|n| format!(":{n}"))
+                    .collect::<String>();
+                eprintln!("{}{at}: {}: {}", error.file, error.field, error.message);
+            }
+            for name in &selection.missing {
+                eprintln!("{name}: no service or network of that name (instance {instance:?})");
+            }
+            if names.is_empty() && selection.services.is_empty() && selection.networks.is_empty() {
+                eprintln!("no services or networks of instance {instance:?}");
+            }
+        }
+        print!(
+            "{}",
+            printer.next(&selection, &snapshot.status.generated_at)?
+        );
+        first = false;
+        if !watch {
+            return Ok(if selection.missing.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        tokio::select! {
+            () = view.changed() => {}
+            () = shutdown_signal() => return Ok(ExitCode::SUCCESS),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -3,10 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::args::{AgeArgs, positive_duration};
+use super::{CliError, connect};
 use crate::cli::get::summary;
 use crate::cli::live_status::{LiveStatus, Snapshot};
 use crate::report::status::{Condition, ConditionReason, ConditionStatus, ConditionType};
@@ -359,6 +363,88 @@ pub async fn wait(
         tokio::select! {
             () = view.changed() => {}
             () = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+/// What `wait` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WaitFor {
+    /// The `Ready` condition holds.
+    Ready,
+    /// The object is gone from the swarm.
+    Deleted,
+    /// A job's current run completed (exit 1 if it failed).
+    Complete,
+}
+
+/// The arguments of `wait`.
+#[derive(clap::Args)]
+pub struct WaitArgs {
+    /// Objects to wait for.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub names: Vec<String>,
+    /// Every object of the instance. With `--specs`, an object whose spec is gone is
+    /// waited for until the operator has removed it.
+    #[arg(long)]
+    pub all: bool,
+    /// What to wait for.
+    #[arg(long = "for", value_enum)]
+    pub goal: WaitFor,
+    /// Give up after this long.
+    #[arg(long, default_value = "5m", value_parser = positive_duration)]
+    pub timeout: Duration,
+    /// Compare the swarm with this spec directory: an object is ready only once the
+    /// swarm runs its current spec (how CI waits after writing the specs).
+    #[arg(long)]
+    pub specs: Option<PathBuf>,
+    /// As for `run`.
+    #[arg(long, env = "SWARM_OPERATOR_INSTANCE", default_value = "default")]
+    pub instance: String,
+    #[command(flatten)]
+    pub age: AgeArgs,
+}
+
+/// Waits; exit 0 reached, 1 an object failed (with its reason), 2 timed out.
+pub async fn run(args: WaitArgs, context: Option<&str>) -> Result<ExitCode, CliError> {
+    let WaitArgs {
+        names,
+        all,
+        goal,
+        timeout,
+        specs,
+        instance,
+        age,
+    } = args;
+    let identities = age.read()?;
+    let api = connect(context).await?;
+    let mut view = LiveStatus::open(api, &instance, specs.as_deref(), &identities).await?;
+    let targets = if all {
+        Targets::All
+    } else {
+        Targets::Named(names)
+    };
+    let goal = match goal {
+        WaitFor::Ready => Goal::Ready,
+        WaitFor::Deleted => Goal::Deleted,
+        WaitFor::Complete => Goal::Complete,
+    };
+    match wait(&mut view, targets, goal, timeout, Display::detect()).await {
+        WaitOutcome::Reached => Ok(ExitCode::SUCCESS),
+        WaitOutcome::Failed(failed) => {
+            for (name, reason, message) in failed {
+                eprintln!("{name}: {reason}: {message}");
+            }
+            Ok(ExitCode::from(1))
+        }
+        WaitOutcome::TimedOut(pending) => {
+            for (name, line) in pending {
+                eprintln!(
+                    "{name}: timed out after {}: {line}",
+                    humantime::format_duration(timeout)
+                );
+            }
+            Ok(ExitCode::from(2))
         }
     }
 }
