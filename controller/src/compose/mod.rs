@@ -8,6 +8,7 @@
 //! tree before typing anyway. The tree here comes from `serde-saphyr` (already the spec
 //! loader) with spans, and the conversion follows the docker CLI's `cli/compose/convert`.
 
+pub mod cronjob;
 pub mod interpolate;
 pub mod live;
 pub mod model;

@@ -186,6 +186,8 @@ pub struct Deploy {
     pub update_config: Option<UpdatePolicy>,
     pub rollback_config: Option<UpdatePolicy>,
     pub placement: PlacementSpec,
+    /// Where each key was written (`replicas`, `labels.KEY`, …), for reports about them.
+    pub origins: BTreeMap<String, Origin>,
 }
 
 /// A service volume entry, short or long syntax.
@@ -1149,6 +1151,7 @@ impl<'a> Reader<'a> {
         for e in self.map(node, path) {
             let p = format!("{path}.{}", e.key);
             let v = &e.value;
+            d.origins.insert(e.key.clone(), e.origin.clone());
             match e.key.as_str() {
                 "mode" => {
                     d.mode = self.string(v, &p);
@@ -1158,7 +1161,10 @@ impl<'a> Reader<'a> {
                 }
                 "replicas" => d.replicas = self.u64(v, &p),
                 "endpoint_mode" => d.endpoint_mode = self.string(v, &p),
-                "labels" => d.labels = self.labels(v, &p),
+                "labels" => {
+                    d.labels = self.labels(v, &p);
+                    d.origins.extend(label_origins(v));
+                }
                 "resources" => d.resources = self.resources(v, &p),
                 "restart_policy" => {
                     let mut r = RestartPolicySpec::default();
@@ -1486,6 +1492,25 @@ impl<'a> Reader<'a> {
 
 /// `host=ip` (newer compose syntax) → `host:ip`; `host:ip` as it is. The address may contain
 /// colons (IPv6), so `=` separates only when it comes before the first colon.
+/// `labels.KEY` → where each label of a mapping or `KEY=VALUE` list was written.
+fn label_origins(node: &Node) -> Vec<(String, Origin)> {
+    match &node.value {
+        Value::Map(entries) => entries
+            .iter()
+            .map(|e| (format!("labels.{}", e.key), e.origin.clone()))
+            .collect(),
+        Value::Seq(items) => items
+            .iter()
+            .filter_map(|item| {
+                let text = item.scalar()?;
+                let key = text.split_once('=').map_or(text.as_str(), |(k, _)| k);
+                Some((format!("labels.{key}"), item.origin.clone()))
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 fn host_colon_ip(entry: String) -> String {
     match (entry.find('='), entry.find(':')) {
         (Some(eq), colon) if colon.is_none_or(|c| eq < c) => {
@@ -1796,6 +1821,7 @@ fn merge_service(b: &mut Service, o: Service) {
     set(&mut bd.replicas, od.replicas);
     set(&mut bd.endpoint_mode, od.endpoint_mode);
     bd.labels.extend(od.labels);
+    bd.origins.extend(od.origins);
     for (ba, oa) in [
         (&mut bd.resources.limits, od.resources.limits),
         (&mut bd.resources.reservations, od.resources.reservations),

@@ -567,7 +567,7 @@ fn convert_service(
             }
         }
     });
-    let spec = ServiceSpec {
+    let mut spec = ServiceSpec {
         image,
         mode,
         replicas: match mode {
@@ -637,6 +637,17 @@ fn convert_service(
         drift_policy: None,
         depends_on: dependencies(compose, stack, name, s, out),
     };
+    super::cronjob::convert(
+        &s.deploy,
+        &mut spec,
+        &mut labels,
+        &mut super::cronjob::Reports {
+            origin: &origin,
+            path: &path,
+            dropped: &mut out.dropped,
+            invalid: &mut out.invalid,
+        },
+    );
     SwarmService {
         api_version: ApiVersion::V1Alpha1,
         kind: ServiceKind::SwarmService,

@@ -677,3 +677,55 @@ fn keys_newer_than_the_engine_are_located_errors() {
     assert!(report.dropped.is_empty(), "{:#?}", report.dropped);
     import(&request(None), &env(&[])).expect("imports without a version");
 }
+
+/// A stack scheduled by swarm-cronjob imports as scheduled jobs that validate, with what does
+/// not map reported at its line.
+#[test]
+fn a_swarm_cronjob_stack_imports_as_scheduled_jobs() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cronjob/stack.yml");
+    let (_out, report, objects) = import_fixture(&[file], "cron", &env(&[]));
+    let dropped: Vec<String> = report
+        .dropped
+        .iter()
+        .map(|d| format!("{}:{}", d.origin.line, d.path))
+        .collect();
+    assert_eq!(
+        dropped,
+        [
+            "21:services.date.deploy.replicas",
+            "33:services.dump.deploy.replicas",
+            "38:services.dump.deploy.labels.swarm.cronjob.registry-auth",
+            "4:services.swarm-cronjob.image",
+        ]
+    );
+    let date = service(&objects, "cron_date");
+    assert_eq!(date.mode, crate::spec::ServiceMode::ReplicatedJob);
+    assert_eq!(date.replicas, Some(1));
+    assert_eq!(date.schedule.as_deref(), Some("*/10 * * * * *"));
+    assert_eq!(
+        date.concurrency_policy,
+        Some(crate::spec::ConcurrencyPolicy::Replace)
+    );
+    let dump = service(&objects, "cron_dump");
+    assert_eq!(dump.schedule.as_deref(), Some("0 0 3 * * *"));
+    assert_eq!(dump.time_zone.as_deref(), Some("Europe/Paris"));
+    assert_eq!(
+        dump.concurrency_policy,
+        Some(crate::spec::ConcurrencyPolicy::Forbid)
+    );
+    let prune = service(&objects, "cron_prune");
+    assert_eq!(prune.mode, crate::spec::ServiceMode::GlobalJob);
+    assert_eq!(prune.schedule.as_deref(), Some("0 0 */6 * * *"));
+    for name in ["cron_date", "cron_dump", "cron_prune"] {
+        let labels = &objects
+            .iter()
+            .find_map(|o| o.as_service().filter(|s| s.metadata.name == name))
+            .unwrap()
+            .metadata
+            .labels;
+        assert!(
+            !labels.keys().any(|k| k.starts_with("swarm.cronjob.")),
+            "{name}: {labels:?}"
+        );
+    }
+}

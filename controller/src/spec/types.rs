@@ -719,7 +719,8 @@ pub enum ConcurrencyPolicy {
     Forbid,
     /// The previous run's tasks are replaced by the new run's.
     Replace,
-    /// Refused by validation: swarm runs one run of a job service at a time.
+    /// Refused by validation: a run is a service update, and swarm stops the previous run's
+    /// tasks when it starts the next, so runs of one job service cannot overlap.
     Allow,
 }
 

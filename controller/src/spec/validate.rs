@@ -329,7 +329,7 @@ fn service(object: &Located<Object>, spec: &ServiceSpec, errors: &mut Vec<SpecEr
     if spec.concurrency_policy == Some(crate::spec::ConcurrencyPolicy::Allow) {
         err(
             "spec.concurrencyPolicy".into(),
-            "Allow cannot be honoured: swarm runs one run of a job service at a time (a new run replaces the running tasks); use Forbid (default) or Replace".into(),
+            "Allow cannot be honoured: a job service has one run at a time (a run is a service update, and swarm stops the running tasks of the previous run when it starts the next); use Forbid (default: the next run waits for the running one) or Replace (it stops the running one), or a second service for runs that must overlap".into(),
         );
     }
     if spec.max_concurrent.is_some() && spec.mode != ServiceMode::ReplicatedJob {
