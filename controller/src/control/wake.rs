@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::plan::{ConflictReason, ObjectKey, ObjectKind, plan_object};
 use super::world::{Blocker, World, WorldState};
-use crate::desired::{DesiredObject, DesiredState};
 use crate::desired::data_objects::{DataKind, ObservedData};
 use crate::desired::definition::ServiceDefinition;
+use crate::desired::{DesiredObject, DesiredState};
 use crate::docker::ObservedService;
 
 /// Whether two reads of a service differ in nothing the plan looks at.
@@ -150,7 +150,10 @@ pub(super) fn network_dependents(state: &WorldState, name: &str) -> Vec<ObjectKe
 
 /// The keys whose plan may differ between two desired states, and whether the rules for
 /// removing undesired objects changed.
-pub(super) fn desired_changes(old: &DesiredState, new: &DesiredState) -> (BTreeSet<ObjectKey>, bool) {
+pub(super) fn desired_changes(
+    old: &DesiredState,
+    new: &DesiredState,
+) -> (BTreeSet<ObjectKey>, bool) {
     fn diff<'a, T: PartialEq>(
         old: &'a BTreeMap<String, DesiredObject<T>>,
         new: &'a BTreeMap<String, DesiredObject<T>>,
@@ -217,7 +220,10 @@ pub(super) fn data_spec_changes(old: &DesiredState, state: &WorldState) -> BTree
 
 /// Filters changed keys to the ones the operator reconciles (desired, or owned by this
 /// instance).
-pub(super) fn relevant_keys(state: &WorldState, changed: BTreeSet<ObjectKey>) -> BTreeSet<ObjectKey> {
+pub(super) fn relevant_keys(
+    state: &WorldState,
+    changed: BTreeSet<ObjectKey>,
+) -> BTreeSet<ObjectKey> {
     let instance = &state.desired.instance;
     let owned_service = |name: &str| {
         state
