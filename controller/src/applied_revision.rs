@@ -362,6 +362,7 @@ mod tests {
             )]),
             errors: vec![],
             source: None,
+            warnings: vec![],
         }
     }
 

@@ -27,6 +27,26 @@ fn requests(operator: &support::Operator, op: &str) -> u64 {
         .map_or(0, |v| v.trim().parse().unwrap())
 }
 
+/// Every write the operator made (each a raft proposal): the `ok` requests of every op that
+/// changes the swarm.
+fn all_writes(operator: &support::Operator) -> u64 {
+    [
+        "create_service",
+        "update_service",
+        "remove_service",
+        "create_network",
+        "remove_network",
+        "create_config",
+        "create_secret",
+        "remove_config",
+        "remove_secret",
+        "update_config",
+    ]
+    .into_iter()
+    .map(|op| requests(operator, op))
+    .sum()
+}
+
 fn image_of(service: &str) -> String {
     docker(&[
         "service",
@@ -246,6 +266,15 @@ fn a_scheduled_job_runs_at_each_time_with_one_update_per_run() {
     }
     let runs = requests(&operator, "update_service");
     assert_eq!(requests(&operator, "create_service"), 1);
+    // No other write at all: the creation, then one update per run.
+    let (updates, writes) = loop {
+        let before = requests(&operator, "update_service");
+        let writes = all_writes(&operator);
+        if requests(&operator, "update_service") == before {
+            break (before, writes);
+        }
+    };
+    assert_eq!(writes, 1 + updates, "every write is the creation or a run");
     // Every run completes (the first at creation, one per scheduled time).
     swarm.wait("the runs' tasks completed", CONVERGE, || {
         let done = docker(&["service", "ps", &job, "--format", "{{.CurrentState}}"]);

@@ -97,6 +97,27 @@ struct Deployed {
     configs: BTreeMap<String, String>,
 }
 
+impl Deployed {
+    /// The same deployment as if made under stack name `to` instead of `from`.
+    fn renamed(self, from: &str, to: &str) -> Deployed {
+        let rename = |value: &Value| -> Value {
+            serde_json::from_str(&value.to_string().replace(from, to)).unwrap()
+        };
+        Deployed {
+            services: self
+                .services
+                .iter()
+                .map(|(name, spec)| (name.replace(from, to), rename(spec)))
+                .collect(),
+            configs: self
+                .configs
+                .into_iter()
+                .map(|(name, data)| (name.replace(from, to), data))
+                .collect(),
+        }
+    }
+}
+
 fn capture(stack: &str) -> Deployed {
     let filter = format!("label=com.docker.stack.namespace={stack}");
     let ids = docker(&["service", "ls", "-q", "--filter", &filter]);
@@ -133,10 +154,23 @@ fn capture(stack: &str) -> Deployed {
         let name = spec["Name"].as_str().unwrap().to_owned();
         // Besides the spec: what swarm made of the endpoint (published ports) and that there is
         // no previous spec. Ids, versions, dates and virtual IPs are per deployment.
+        // A port the spec leaves unpublished gets one from swarm's range: per deployment.
+        let mut ports = service["Endpoint"]["Ports"].clone();
+        for (sent, port) in spec
+            .pointer("/EndpointSpec/Ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .zip(ports.as_array_mut().into_iter().flatten())
+        {
+            if sent.get("PublishedPort").is_none() {
+                port["PublishedPort"] = "assigned by swarm".into();
+            }
+        }
         let compared = serde_json::json!({
             "Spec": spec,
             "Endpoint.Spec": service["Endpoint"]["Spec"],
-            "Endpoint.Ports": service["Endpoint"]["Ports"],
+            "Endpoint.Ports": ports,
             "PreviousSpec": service["PreviousSpec"],
         });
         services.insert(name, compared);
@@ -154,10 +188,9 @@ fn remove_stack(stack: &str) {
         let left: usize = ["service", "network", "config", "secret"]
             .iter()
             .map(|kind| {
-                docker_output(&[kind, "ls", "-q", "--filter", &filter])
-                    .stdout
-                    .iter()
-                    .filter(|b| **b == b'\n')
+                let ids = docker(&[kind, "ls", "-q", "--filter", &filter]);
+                ids.lines()
+                    .filter(|id| *kind != "network" || swarm_has_network(id))
                     .count()
             })
             .sum();
@@ -171,6 +204,14 @@ fn remove_stack(stack: &str) {
         let _ = docker_output(&["stack", "rm", stack]);
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// Whether the swarm still has network `id`. Docker 20.10 goes on listing an overlay network
+/// that the swarm removed while the exited containers of a finished job still sat on it
+/// (`docker network rm` then answers "not found"): that one is gone.
+fn swarm_has_network(id: &str) -> bool {
+    let out = docker_output(&["network", "rm", id]);
+    !out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("not found")
 }
 
 fn wait_for(what: &str, timeout: Duration, check: impl Fn() -> bool) {
@@ -197,12 +238,16 @@ fn differences(swarm: &Swarm, stack: &str, files: &[&str], env: &[(&str, &str)])
     let mut deploy = Command::new("docker");
     deploy
         .current_dir(&dir)
-        .args(["stack", "deploy", "--resolve-image", "never"]);
+        .args(["stack", "deploy", "-d", "--resolve-image", "never"]);
     for f in files {
         deploy.arg("-c").arg(fixtures().join(f));
     }
+    // Under its own stack name: Docker 20.10 may go on listing a network of the removed stack
+    // (see `swarm_has_network`), which must not pass for the operator's.
+    let cli_stack = format!("{stack}cli");
+    remove_stack(&cli_stack);
     let out = deploy
-        .arg(stack)
+        .arg(&cli_stack)
         .envs(env.iter().copied())
         .output()
         .unwrap();
@@ -213,10 +258,10 @@ fn differences(swarm: &Swarm, stack: &str, files: &[&str], env: &[(&str, &str)])
     );
     let expected = files_service_count(files);
     wait_for("stack deploy", CONVERGE, || {
-        service_count(stack) == expected
+        service_count(&cli_stack) == expected
     });
-    let by_cli = capture(stack);
-    remove_stack(stack);
+    let by_cli = capture(&cli_stack).renamed(&cli_stack, stack);
+    remove_stack(&cli_stack);
 
     let mut import = Command::new(env!("CARGO_BIN_EXE_swarm-operator"));
     import.arg("import-compose");
@@ -246,6 +291,15 @@ fn differences(swarm: &Swarm, stack: &str, files: &[&str], env: &[(&str, &str)])
             .is_some_and(|s| names.iter().all(|n| !s["services"][n].is_null()))
     });
     let by_operator = capture(stack);
+    // What it created reads back as what it wants: no update follows (a field that read back
+    // differently would be rewritten on every look).
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        requests(&operator, "update_service"),
+        0,
+        "{stack}: services updated after their creation: {}",
+        operator.log()
+    );
     assert!(
         operator.stop(),
         "operator exits cleanly: {}",
@@ -379,6 +433,62 @@ fn import_compose_and_the_operator_deploy_what_stack_deploy_deploys() {
         let _ = docker_output(&["secret", "rm", "shop_db_password"]);
     }
     assert!(all.is_empty(), "differences:\n{}", all.join("\n"));
+}
+
+/// Issue 18: one compose file with every key `docker stack deploy` converts into a service
+/// spec that an Engine API 1.41 engine stores (`fixtures/stacks/every`: capabilities, ulimits,
+/// sysctls, init, read-only root, stop signal, isolation, a credential spec, generic
+/// resources, a pids limit, max replicas per node, update and rollback policies, every mount
+/// form with its options, ports and configs/secrets in both forms, logging, DNS, hosts, all
+/// four modes) deploys to the same services either way, field by field.
+#[test]
+fn every_key_stack_deploy_maps_deploys_the_same_either_way() {
+    let Some(swarm) = Swarm::start("everykey") else {
+        return;
+    };
+    let stack = format!("{}e", swarm.prefix);
+    let diffs = differences(&swarm, &stack, &["every/stack.yml"], &[]);
+    assert!(
+        diffs.is_empty(),
+        "{} difference(s):\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+}
+
+/// `validate` asks the engine for its API version: a field the engine would drop without a
+/// word is an error at its location, naming the version it needs and the engine's.
+#[test]
+fn validate_refuses_fields_the_engine_does_not_know() {
+    let Some(swarm) = Swarm::start("apigate") else {
+        return;
+    };
+    let engine = docker(&["version", "--format", "{{.Server.APIVersion}}"]);
+    let minor: u32 = engine
+        .split_once('.')
+        .and_then(|(_, m)| m.parse().ok())
+        .unwrap();
+    let spec = format!(
+        "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {}web}}\nspec:\n  image: {}\n  oomScoreAdj: 100\n",
+        swarm.prefix,
+        support::TEST_IMAGE
+    );
+    std::fs::write(swarm.specs.path().join("web.yaml"), spec).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_swarm-operator"))
+        .arg("validate")
+        .arg(swarm.specs.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if minor >= 46 {
+        assert!(out.status.success(), "{stdout}");
+    } else {
+        assert_eq!(out.status.code(), Some(1), "{stdout}");
+        let expected = format!(
+            "web.yaml:6:16: spec.oomScoreAdj: needs Docker Engine API 1.46 or later; the engine speaks {engine}"
+        );
+        assert!(stdout.contains(&expected), "{stdout}");
+    }
 }
 
 /// Removes this test's services, then its configs and secrets, also when the test fails
@@ -674,4 +784,198 @@ fn a_config_edit_rolls_exactly_its_services_and_old_versions_go() {
             "secret content in {what}: {text}"
         );
     }
+}
+
+/// The service names `docker stack services STACK` lists.
+fn stack_services(stack: &str) -> Vec<String> {
+    let mut names: Vec<String> = docker(&["stack", "services", "--format", "{{.Name}}", stack])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names
+}
+
+/// The service's environment, as `K=V` lines.
+fn service_env(service: &str) -> String {
+    docker(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{range .Spec.TaskTemplate.ContainerSpec.Env}}{{println .}}{{end}}",
+        service,
+    ])
+}
+
+/// A SwarmStack: the compose files (two, merged; a `.env`; a config file) are the source of
+/// truth. The operator deploys them named as stack deploy names them (`docker stack services`
+/// and `docker stack ps` list them), writes nothing at steady state, rolls the one service an
+/// edit changes, prunes a service removed from the compose file, and the whole stack when the
+/// SwarmStack goes.
+#[test]
+fn a_swarm_stack_deploys_its_compose_files_and_prunes_with_them() {
+    let Some(swarm) = Swarm::start("swarmstack") else {
+        return;
+    };
+    let _data_cleanup = DataCleanup(swarm.prefix.clone());
+    let stack = swarm.prefix.clone();
+    let dir = swarm.specs.path();
+    // The compose files in a folder of their own: deleting the SwarmStack then leaves no
+    // file in the spec directory that is not a spec.
+    let shop = dir.join("shop");
+    std::fs::create_dir(&shop).unwrap();
+    let save = |file: &str, text: &str| {
+        let tmp = shop.join(format!(".{file}.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, shop.join(file)).unwrap();
+    };
+    let service = |name: &str| {
+        format!(
+            "  {name}:\n    image: ${{IMAGE}}\n    command: [sleep, \"3600\"]\n    stop_grace_period: 1s\n    deploy: {{endpoint_mode: dnsrr}}\n"
+        )
+    };
+    let base = |services: &[&str]| {
+        let mut text = String::from("services:\n");
+        for s in services {
+            text.push_str(&service(s));
+        }
+        text.push_str("    configs: [{source: site, target: /etc/site.conf}]\nconfigs:\n  site: {file: ./site.conf}\n");
+        text
+    };
+    // `web` last, so the configs line above is web's.
+    save("docker-stack.yml", &base(&["worker", "web"]));
+    save(
+        "docker-stack.prod.yml",
+        "services:\n  web:\n    environment: {MODE: prod}\n",
+    );
+    save(".env", &format!("IMAGE={}\n", support::TEST_IMAGE));
+    save("site.conf", "listen 80\n");
+    swarm.write_spec(
+        "shop.yaml",
+        &format!(
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmStack\nmetadata: {{name: {stack}}}\nspec:\n  composeFiles: [shop/docker-stack.yml, shop/docker-stack.prod.yml]\n"
+        ),
+    );
+    let validate = swarm.command("validate");
+    assert!(
+        validate.status.success(),
+        "validate: {}",
+        String::from_utf8_lossy(&validate.stderr)
+    );
+
+    let operator = swarm.operator_with(
+        &["--specs", dir.to_str().unwrap(), "--allow-empty-prune"],
+        &swarm.status,
+        "",
+        &[],
+    );
+    let (web, worker) = (format!("{stack}_web"), format!("{stack}_worker"));
+    let running = |name: &str| {
+        swarm
+            .status()
+            .is_some_and(|s| s["services"][name]["runningReplicas"] == 1)
+    };
+    wait_for("web and worker running", CONVERGE, || {
+        running(&web) && running(&worker)
+    });
+    assert_eq!(stack_services(&stack), [web.clone(), worker.clone()]);
+    let ps = docker(&["stack", "ps", "--format", "{{.Name}}", &stack]);
+    assert!(
+        ps.contains(&format!("{web}.1")) && ps.contains(&format!("{worker}.1")),
+        "docker stack ps: {ps}"
+    );
+    assert!(
+        service_env(&web).contains("MODE=prod"),
+        "the override file merged"
+    );
+    let task = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.swarm.service.name={web}"),
+    ]);
+    let task = task.lines().next().expect("a task of web");
+    assert_eq!(
+        docker(&["exec", task, "/bin/busybox", "cat", "/etc/site.conf"]),
+        "listen 80"
+    );
+    let networks = docker(&[
+        "network",
+        "ls",
+        "--filter",
+        &format!("label=com.docker.stack.namespace={stack}"),
+        "--format",
+        "{{.Name}}",
+    ]);
+    assert_eq!(networks.trim(), format!("{stack}_default"));
+
+    // Steady state: resyncs every 2 s write nothing.
+    let writes = |operator: &support::Operator| -> u64 {
+        [
+            "create_service",
+            "update_service",
+            "remove_service",
+            "create_network",
+            "remove_network",
+            "create_config",
+            "remove_config",
+        ]
+        .iter()
+        .map(|op| requests(operator, op))
+        .sum()
+    };
+    let updates = requests(&operator, "update_service");
+    let before = writes(&operator);
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(writes(&operator), before, "no writes at steady state");
+
+    // An edit of the override file: one update, of web only.
+    let version =
+        |name: &str| docker(&["service", "inspect", "--format", "{{.Version.Index}}", name]);
+    let worker_version = version(&worker);
+    save(
+        "docker-stack.prod.yml",
+        "services:\n  web:\n    environment: {MODE: canary}\n",
+    );
+    wait_for("web updated", CONVERGE, || {
+        service_env(&web).contains("MODE=canary")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(requests(&operator, "update_service"), updates + 1);
+    assert_eq!(version(&worker), worker_version, "worker untouched");
+
+    // A service removed from the compose file is pruned.
+    save("docker-stack.yml", &base(&["web"]));
+    wait_for("worker pruned", CONVERGE, || {
+        stack_services(&stack) == [web.clone()]
+    });
+
+    // `docker stack rm` removes the stack like any other; the operator puts it back.
+    let id = |name: &str| {
+        let out = docker_output(&["service", "inspect", "--format", "{{.ID}}", name]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let web_id = id(&web);
+    let removed = docker_output(&["stack", "rm", &stack]);
+    assert!(removed.status.success(), "docker stack rm");
+    wait_for("web recreated after docker stack rm", CONVERGE, || {
+        let now = id(&web);
+        !now.is_empty() && now != web_id && stack_services(&stack) == [web.clone()]
+    });
+
+    // The SwarmStack removed: everything of the stack goes.
+    swarm.remove_spec("shop.yaml");
+    wait_for("the stack pruned", CONVERGE, || {
+        stack_services(&stack).is_empty()
+            && docker(&[
+                "network",
+                "ls",
+                "-q",
+                "--filter",
+                &format!("label=com.docker.stack.namespace={stack}"),
+            ])
+            .trim()
+            .is_empty()
+    });
+    drop(operator);
 }

@@ -208,6 +208,7 @@ fn setup() -> Result<Env, String> {
         QUOTE,
         "vip-echo",
         rollout::SERVICE,
+        failover::JOB,
     ] {
         let _ = m.docker(["service", "rm", svc]).output();
     }

@@ -133,7 +133,12 @@ pub async fn apply_path(
     let networks: BTreeSet<String> = api.observe().await?.networks.into_keys().collect();
     // Only spec files are stored, never the files they refer to (a SwarmSecret's decrypted
     // content went into its swarm secret above): no `.age` file is left to decrypt.
-    let mut errors = validate_dir(scratch.path(), Some(&networks), &AgeIdentities::none())?;
+    let mut errors = validate_dir(
+        scratch.path(),
+        Some(&networks),
+        &AgeIdentities::none(),
+        api.engine_api_version(),
+    )?;
     if !errors.is_empty() {
         for error in &mut errors {
             error.file = original_path(path, is_dir, &stored_names, &error.file, scratch.path());

@@ -81,12 +81,8 @@ pub async fn diff_dir<A: SwarmApi>(
 ) -> Result<(Plan, Vec<SpecError>), CliError> {
     let observed = api.observe().await?;
     let existing: BTreeSet<String> = observed.networks.keys().cloned().collect();
-    let desired = DesiredState::load(
-        &mut SpecStore::with_identities(identities.clone()),
-        dir,
-        &existing,
-        allow_empty_prune,
-        instance,
-    )?;
+    let mut store = SpecStore::with_identities(identities.clone());
+    store.set_engine_api(api.engine_api_version());
+    let desired = DesiredState::load(&mut store, dir, &existing, allow_empty_prune, instance)?;
     Ok((plan(&desired, &observed), desired.errors))
 }

@@ -479,6 +479,7 @@ mod tests {
             networks: BTreeMap::new(),
             errors: vec![],
             source: None,
+            warnings: vec![],
         };
         status.services.insert(
             "api".into(),
@@ -554,6 +555,7 @@ web    SwarmService   2/3     0            UpdatePaused    3m    10.0.0.1,10.0.0
             networks: BTreeMap::new(),
             errors: vec![],
             source: None,
+            warnings: vec![],
         };
         let mut printer = Printer::new(Format::Table);
         let scaling = status(2, R::ReplicasUnavailable);

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use super::CliError;
 use crate::compose;
+use crate::spec::EngineApiVersion;
 
 /// The arguments of `import-compose`.
 #[derive(clap::Args)]
@@ -22,6 +23,11 @@ pub struct ImportComposeArgs {
     /// Fail (exit 2, nothing written) if any key would be dropped.
     #[arg(long)]
     pub strict: bool,
+    /// Fail (exit 2, nothing written) on keys this Engine API version (e.g. `1.41`, Docker
+    /// 20.10) does not know, located in the compose file. Without it the operator checks its
+    /// engine's version when it loads the specs.
+    #[arg(long, value_name = "VERSION")]
+    pub api_version: Option<EngineApiVersion>,
 }
 
 /// Writes the specs; exit 1 if keys were dropped.
@@ -31,6 +37,7 @@ pub fn run(args: ImportComposeArgs) -> Result<ExitCode, CliError> {
         stack,
         out,
         strict,
+        api_version,
     } = args;
     let lookup = compose::environment(&files, |k| std::env::var(k).ok())?;
     let request = compose::ImportRequest {
@@ -38,6 +45,7 @@ pub fn run(args: ImportComposeArgs) -> Result<ExitCode, CliError> {
         stack,
         out,
         strict,
+        api_version,
     };
     let report = compose::import(&request, &lookup)?;
     for warning in &report.warnings {

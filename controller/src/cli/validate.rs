@@ -8,33 +8,50 @@ use std::process::ExitCode;
 use super::args::AgeArgs;
 use super::{CliError, connect};
 use crate::docker::SwarmApi;
-use crate::spec::{AgeIdentities, SpecError, SpecStore};
+use crate::spec::{AgeIdentities, EngineApiVersion, SpecError, SpecStore};
 
 /// The arguments of `validate`.
 #[derive(clap::Args)]
 pub struct ValidateArgs {
     /// The spec directory.
     pub dir: PathBuf,
-    /// Do not ask the swarm which networks exist (references are then not checked).
+    /// Do not ask the swarm which networks exist (references are then not checked), nor
+    /// which Engine API version it speaks (fields it would not know are then checked only
+    /// against `--api-version`).
     #[arg(long)]
     pub offline: bool,
+    /// Refuse service fields that this Engine API version (e.g. `1.41`, Docker 20.10) does
+    /// not know, instead of the engine's own version.
+    #[arg(long, value_name = "VERSION")]
+    pub api_version: Option<EngineApiVersion>,
     #[command(flatten)]
     pub age: AgeArgs,
 }
 
 /// Prints every problem; exit 1 if there is one.
 pub async fn run(args: ValidateArgs, context: Option<&str>) -> Result<ExitCode, CliError> {
-    let ValidateArgs { dir, offline, age } = args;
+    let ValidateArgs {
+        dir,
+        offline,
+        api_version,
+        age,
+    } = args;
     let identities = age.read()?;
-    let networks = if offline {
-        None
+    let (networks, engine_api) = if offline {
+        if api_version.is_none() {
+            eprintln!(
+                "note: offline, so fields the engine's API version may not know are not checked (give --api-version, e.g. 1.41)"
+            );
+        }
+        (None, api_version)
     } else {
         let api = connect(context)
             .await
             .map_err(|e| CliError::NetworkCheck(Box::new(e)))?;
-        Some(api.observe().await?.networks.into_keys().collect())
+        let networks = api.observe().await?.networks.into_keys().collect();
+        (Some(networks), api_version.or(api.engine_api_version()))
     };
-    let errors = validate_dir(&dir, networks.as_ref(), &identities)?;
+    let errors = validate_dir(&dir, networks.as_ref(), &identities, engine_api)?;
     for error in &errors {
         println!("{error}");
     }
@@ -50,13 +67,16 @@ pub async fn run(args: ValidateArgs, context: Option<&str>) -> Result<ExitCode, 
 /// Validates the spec directory. With `existing_networks` (read from a live swarm) references
 /// to networks that exist there are accepted; with `None` every referenced network is assumed
 /// to exist (offline validation) and only the other checks run. `.age` files are decrypted
-/// with `identities`.
+/// with `identities`. With `engine_api`, service fields that Engine API version does not know
+/// are errors; with `None` that check is skipped.
 pub fn validate_dir(
     dir: &Path,
     existing_networks: Option<&BTreeSet<String>>,
     identities: &AgeIdentities,
+    engine_api: Option<EngineApiVersion>,
 ) -> Result<Vec<SpecError>, CliError> {
     let mut store = SpecStore::with_identities(identities.clone());
+    store.set_engine_api(engine_api);
     let desired = match existing_networks {
         Some(networks) => store.reload_validated(dir, networks)?,
         None => {
@@ -78,6 +98,7 @@ pub fn validate_dir(
                 )
                 .collect();
             store = SpecStore::with_identities(identities.clone());
+            store.set_engine_api(engine_api);
             store.reload_validated(dir, &referenced)?
         }
     };

@@ -537,6 +537,7 @@ mod tests {
                 networks: BTreeMap::new(),
                 errors: vec![],
                 source: None,
+                warnings: vec![],
             },
             existing: BTreeSet::from(["api".to_owned()]),
             specs: None,

@@ -56,6 +56,18 @@ pub enum InterpolationError {
     },
 }
 
+impl InterpolationError {
+    /// Where the value is.
+    pub fn origin(&self) -> &Origin {
+        match self {
+            InterpolationError::Required { origin, .. }
+            | InterpolationError::Invalid { origin }
+            | InterpolationError::TooDeep { origin }
+            | InterpolationError::TooLarge { origin, .. } => origin,
+        }
+    }
+}
+
 /// Substitutes variables in every string value under `node`, looking them up with `lookup`.
 /// Variables that are unset (with no default) become empty strings and are reported in
 /// `warnings`, as the docker CLI does.

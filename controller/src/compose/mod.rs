@@ -8,7 +8,9 @@
 //! tree before typing anyway. The tree here comes from `serde-saphyr` (already the spec
 //! loader) with spans, and the conversion follows the docker CLI's `cli/compose/convert`.
 
+pub mod cronjob;
 pub mod interpolate;
+pub mod live;
 pub mod model;
 pub mod names;
 pub mod output;
@@ -21,10 +23,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use model::{Dropped, Invalid};
+pub use model::{Dropped, Gated, Invalid};
 pub use stack::{IMAGE_LABEL, NAMESPACE_LABEL};
 
-use crate::spec::{self, SpecError};
+use crate::spec::{self, EngineApiVersion, SpecError};
 
 /// Base of the schema URLs written in each file's modeline.
 const SCHEMA_BASE: &str = "https://swarm-operator.io/schemas/v1alpha1";
@@ -142,6 +144,23 @@ pub struct ImportRequest {
     pub out: PathBuf,
     /// Fail instead of dropping keys.
     pub strict: bool,
+    /// The Engine API version the specs are for: keys it does not know fail the import.
+    /// `None` checks nothing (the operator checks its engine's version when it loads the
+    /// specs).
+    pub api_version: Option<EngineApiVersion>,
+}
+
+/// The keys of `gated` that `engine` does not know, as located errors.
+pub fn refused_by(gated: &[model::Gated], engine: EngineApiVersion) -> Vec<Invalid> {
+    gated
+        .iter()
+        .filter(|g| g.feature.since() > engine)
+        .map(|g| Invalid {
+            origin: g.origin.clone(),
+            path: g.path.clone(),
+            message: g.feature.refusal(engine),
+        })
+        .collect()
 }
 
 /// Looks a variable up by name.
@@ -205,6 +224,7 @@ pub fn convert(
     let mut warnings = Vec::new();
     let mut dropped = Vec::new();
     let mut invalid = Vec::new();
+    let mut gated = Vec::new();
     for file in files {
         let read_error = |problem| ImportError::Read {
             file: file.clone(),
@@ -234,16 +254,19 @@ pub fn convert(
             lookup,
             dropped: Vec::new(),
             invalid: Vec::new(),
+            gated: Vec::new(),
         };
         let compose = reader.read(&root);
         dropped.append(&mut reader.dropped);
         invalid.append(&mut reader.invalid);
+        gated.append(&mut reader.gated);
         model::merge(&mut merged, compose);
     }
     invalid.extend(names::check(&merged, stack));
     let mut stack = stack::convert(&merged, stack, lookup);
     stack.dropped.splice(0..0, dropped);
     stack.invalid.splice(0..0, invalid);
+    stack.gated = gated;
     Ok((stack, warnings))
 }
 
@@ -411,7 +434,10 @@ pub fn import(
     request: &ImportRequest,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<ImportReport, ImportError> {
-    let (stack, warnings) = convert(&request.files, &request.stack, lookup)?;
+    let (mut stack, warnings) = convert(&request.files, &request.stack, lookup)?;
+    if let Some(engine) = request.api_version {
+        stack.invalid.extend(refused_by(&stack.gated, engine));
+    }
     if !stack.invalid.is_empty() {
         return Err(ImportError::Invalid(stack.invalid));
     }

@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::tree::{Entry, Node, Origin, Value};
+use crate::spec::engine_api::Feature;
 use crate::spec::{
-    DurationStr, FailureAction, FileMode, FileReference, MemoryQuantity, PlacementPreference,
-    PlacementSpec, PortSpec, Protocol, PublishMode, ResourceAmounts, ResourcesSpec,
-    RestartCondition, RestartPolicySpec, UlimitSpec, UpdateOrder, UpdatePolicy,
+    CredentialSpecSpec, DurationStr, FailureAction, FileMode, FileReference, GenericResourceSpec,
+    Isolation, MemoryQuantity, PlacementPreference, PlacementSpec, PortSpec, Protocol, PublishMode,
+    ResourceAmounts, ResourcesSpec, RestartCondition, RestartPolicySpec, UlimitSpec, UpdateOrder,
+    UpdatePolicy,
 };
 
 /// A key of the compose files that the import leaves out.
@@ -34,6 +36,18 @@ pub struct Invalid {
     pub path: String,
     /// What is wrong.
     pub message: String,
+}
+
+/// A key that older engines do not know, where it was written: refused when the engine's
+/// Engine API version is known to be older (see [`crate::spec::engine_api`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gated {
+    /// Where it was written.
+    pub origin: Origin,
+    /// Its path, like `services.web.oom_score_adj`.
+    pub path: String,
+    /// What it needs.
+    pub feature: Feature,
 }
 
 /// One compose file (or several, merged).
@@ -78,6 +92,9 @@ pub struct Service {
     pub hostname: Option<String>,
     pub init: Option<bool>,
     pub read_only: Option<bool>,
+    pub isolation: Option<Isolation>,
+    pub credential_spec: Option<CredentialSpecSpec>,
+    pub oom_score_adj: Option<i64>,
     pub tty: Option<bool>,
     pub stdin_open: Option<bool>,
     pub cap_add: Vec<String>,
@@ -153,6 +170,7 @@ pub struct Healthcheck {
     pub timeout: Option<DurationStr>,
     pub retries: Option<u64>,
     pub start_period: Option<DurationStr>,
+    pub start_interval: Option<DurationStr>,
     pub disable: bool,
 }
 
@@ -168,6 +186,8 @@ pub struct Deploy {
     pub update_config: Option<UpdatePolicy>,
     pub rollback_config: Option<UpdatePolicy>,
     pub placement: PlacementSpec,
+    /// Where each key was written (`replicas`, `labels.KEY`, …), for reports about them.
+    pub origins: BTreeMap<String, Origin>,
 }
 
 /// A service volume entry, short or long syntax.
@@ -282,6 +302,8 @@ pub struct Reader<'a> {
     pub dropped: Vec<Dropped>,
     /// Values that make the import fail.
     pub invalid: Vec<Invalid>,
+    /// Keys older engines do not know.
+    pub gated: Vec<Gated>,
 }
 
 type Fields<'n> = Vec<&'n Entry>;
@@ -292,6 +314,14 @@ impl<'a> Reader<'a> {
             origin: entry.origin.clone(),
             path: path.to_owned(),
             reason: reason.to_owned(),
+        });
+    }
+
+    fn gate(&mut self, entry: &Entry, path: &str, feature: Feature) {
+        self.gated.push(Gated {
+            origin: entry.origin.clone(),
+            path: path.to_owned(),
+            feature,
         });
     }
 
@@ -646,12 +676,44 @@ impl<'a> Reader<'a> {
                 "hostname" => s.hostname = self.string(v, &p),
                 "init" => s.init = self.bool(v, &p),
                 "read_only" => s.read_only = self.bool(v, &p),
+                "isolation" => {
+                    s.isolation = match self.string(v, &p).as_deref() {
+                        Some("default") => Some(Isolation::Default),
+                        Some("process") => Some(Isolation::Process),
+                        Some("hyperv") => Some(Isolation::Hyperv),
+                        Some(_) => {
+                            self.bad(v, &p, "unknown isolation: default, process or hyperv");
+                            None
+                        }
+                        None => None,
+                    }
+                }
+                "credential_spec" => s.credential_spec = self.credential_spec(v, &p),
+                "oom_score_adj" => {
+                    self.gate(e, &p, Feature::OomScoreAdj);
+                    s.oom_score_adj = self.i64(v, &p);
+                    if s.oom_score_adj
+                        .is_some_and(|o| !(-1000..=1000).contains(&o))
+                    {
+                        self.bad(v, &p, "out of range: -1000 to 1000");
+                    }
+                }
                 "tty" => s.tty = self.bool(v, &p),
                 "stdin_open" => s.stdin_open = self.bool(v, &p),
-                "cap_add" => s.cap_add = self.strings(v, &p),
-                "cap_drop" => s.cap_drop = self.strings(v, &p),
-                "sysctls" => s.sysctls = self.labels(v, &p),
+                "cap_add" => {
+                    self.gate(e, &p, Feature::CapAdd);
+                    s.cap_add = self.strings(v, &p);
+                }
+                "cap_drop" => {
+                    self.gate(e, &p, Feature::CapDrop);
+                    s.cap_drop = self.strings(v, &p);
+                }
+                "sysctls" => {
+                    self.gate(e, &p, Feature::Sysctls);
+                    s.sysctls = self.labels(v, &p);
+                }
                 "ulimits" => {
+                    self.gate(e, &p, Feature::Ulimits);
                     for u in self.map(v, &p) {
                         let up = format!("{p}.{}", u.key);
                         let limit = match &u.value.value {
@@ -1072,6 +1134,10 @@ impl<'a> Reader<'a> {
                 "interval" => h.interval = self.duration(v, &p),
                 "timeout" => h.timeout = self.duration(v, &p),
                 "start_period" => h.start_period = self.duration(v, &p),
+                "start_interval" => {
+                    self.gate(e, &p, Feature::HealthcheckStartInterval);
+                    h.start_interval = self.duration(v, &p);
+                }
                 "retries" => h.retries = self.u64(v, &p),
                 "disable" => h.disable = self.bool(v, &p).unwrap_or(false),
                 _ => self.drop_key(e, &p, "not supported by the spec kinds"),
@@ -1085,11 +1151,20 @@ impl<'a> Reader<'a> {
         for e in self.map(node, path) {
             let p = format!("{path}.{}", e.key);
             let v = &e.value;
+            d.origins.insert(e.key.clone(), e.origin.clone());
             match e.key.as_str() {
-                "mode" => d.mode = self.string(v, &p),
+                "mode" => {
+                    d.mode = self.string(v, &p);
+                    if matches!(d.mode.as_deref(), Some("replicated-job" | "global-job")) {
+                        self.gate(e, &p, Feature::JobMode);
+                    }
+                }
                 "replicas" => d.replicas = self.u64(v, &p),
                 "endpoint_mode" => d.endpoint_mode = self.string(v, &p),
-                "labels" => d.labels = self.labels(v, &p),
+                "labels" => {
+                    d.labels = self.labels(v, &p);
+                    d.origins.extend(label_origins(v));
+                }
                 "resources" => d.resources = self.resources(v, &p),
                 "restart_policy" => {
                     let mut r = RestartPolicySpec::default();
@@ -1147,6 +1222,7 @@ impl<'a> Reader<'a> {
                                 }
                             }
                             "max_replicas_per_node" => {
+                                self.gate(f, &fp, Feature::MaxReplicasPerNode);
                                 d.placement.max_replicas = self.u64(&f.value, &fp);
                             }
                             _ => self.drop_key(f, &fp, "not a placement option"),
@@ -1169,7 +1245,13 @@ impl<'a> Reader<'a> {
                 match f.key.as_str() {
                     "cpus" => amounts.cpus = self.f64(&f.value, &fp),
                     "memory" => amounts.memory = self.bytes(&f.value, &fp).map(MemoryQuantity),
-                    "pids" if e.key == "limits" => amounts.pids = self.i64(&f.value, &fp),
+                    "pids" if e.key == "limits" => {
+                        self.gate(f, &fp, Feature::PidsLimit);
+                        amounts.pids = self.i64(&f.value, &fp);
+                    }
+                    "generic_resources" if e.key == "reservations" => {
+                        amounts.generic_resources = self.generic_resources(&f.value, &fp);
+                    }
                     _ => self.drop_key(f, &fp, "not supported by the spec kinds"),
                 }
             }
@@ -1180,6 +1262,79 @@ impl<'a> Reader<'a> {
             }
         }
         r
+    }
+
+    /// `generic_resources: [{discrete_resource_spec: {kind, value}}]`, the only form stack
+    /// deploy converts.
+    fn generic_resources(&mut self, node: &Node, path: &str) -> Vec<GenericResourceSpec> {
+        let Value::Seq(items) = &node.value else {
+            if !matches!(node.value, Value::Null) {
+                self.bad(node, path, "expected a list");
+            }
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let ip = format!("{path}[{i}]");
+            for e in self.map(item, &ip) {
+                let p = format!("{ip}.{}", e.key);
+                if e.key != "discrete_resource_spec" {
+                    self.drop_key(e, &p, "not converted by docker stack deploy");
+                    continue;
+                }
+                let mut resource = GenericResourceSpec::default();
+                for f in self.map(&e.value, &p) {
+                    let fp = format!("{p}.{}", f.key);
+                    match f.key.as_str() {
+                        "kind" => resource.kind = self.string(&f.value, &fp).unwrap_or_default(),
+                        "value" => resource.value = self.i64(&f.value, &fp).unwrap_or(0),
+                        _ => self.drop_key(f, &fp, "not a discrete resource option"),
+                    }
+                }
+                if resource.kind.is_empty() || resource.value < 1 {
+                    self.bad(
+                        &e.value,
+                        &p,
+                        "needs `kind` (e.g. gpu) and a `value` of 1 or more",
+                    );
+                } else {
+                    out.push(resource);
+                }
+            }
+        }
+        out
+    }
+
+    /// `credential_spec: {file | registry | config}`: exactly one.
+    fn credential_spec(&mut self, node: &Node, path: &str) -> Option<CredentialSpecSpec> {
+        let mut spec = CredentialSpecSpec::default();
+        let mut given = 0;
+        for e in self.map(node, path) {
+            let p = format!("{path}.{}", e.key);
+            match e.key.as_str() {
+                "file" => spec.file = self.string(&e.value, &p),
+                "registry" => spec.registry = self.string(&e.value, &p),
+                "config" => {
+                    self.bad(
+                        &e.value,
+                        &p,
+                        "a credential spec from a swarm config is not supported by the operator \
+                         yet: use `file` or `registry`",
+                    );
+                    return None;
+                }
+                _ => {
+                    self.drop_key(e, &p, "not a credential_spec option");
+                    continue;
+                }
+            }
+            given += 1;
+        }
+        if given != 1 {
+            self.bad(node, path, "give exactly one of `file` or `registry`");
+            return None;
+        }
+        Some(spec)
     }
 
     fn update_policy(&mut self, node: &Node, path: &str) -> UpdatePolicy {
@@ -1337,6 +1492,25 @@ impl<'a> Reader<'a> {
 
 /// `host=ip` (newer compose syntax) → `host:ip`; `host:ip` as it is. The address may contain
 /// colons (IPv6), so `=` separates only when it comes before the first colon.
+/// `labels.KEY` → where each label of a mapping or `KEY=VALUE` list was written.
+fn label_origins(node: &Node) -> Vec<(String, Origin)> {
+    match &node.value {
+        Value::Map(entries) => entries
+            .iter()
+            .map(|e| (format!("labels.{}", e.key), e.origin.clone()))
+            .collect(),
+        Value::Seq(items) => items
+            .iter()
+            .filter_map(|item| {
+                let text = item.scalar()?;
+                let key = text.split_once('=').map_or(text.as_str(), |(k, _)| k);
+                Some((format!("labels.{key}"), item.origin.clone()))
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 fn host_colon_ip(entry: String) -> String {
     match (entry.find('='), entry.find(':')) {
         (Some(eq), colon) if colon.is_none_or(|c| eq < c) => {
@@ -1598,6 +1772,7 @@ fn merge_service(b: &mut Service, o: Service) {
         set(&mut bh.timeout, oh.timeout);
         set(&mut bh.retries, oh.retries);
         set(&mut bh.start_period, oh.start_period);
+        set(&mut bh.start_interval, oh.start_interval);
         bh.disable |= oh.disable;
     }
     set(&mut b.stop_grace_period, o.stop_grace_period);
@@ -1607,6 +1782,9 @@ fn merge_service(b: &mut Service, o: Service) {
     set(&mut b.hostname, o.hostname);
     set(&mut b.init, o.init);
     set(&mut b.read_only, o.read_only.filter(|r| *r));
+    set(&mut b.isolation, o.isolation);
+    set(&mut b.credential_spec, o.credential_spec);
+    set(&mut b.oom_score_adj, o.oom_score_adj);
     set(&mut b.tty, o.tty.filter(|r| *r));
     set(&mut b.stdin_open, o.stdin_open.filter(|r| *r));
     b.cap_add.extend(o.cap_add);
@@ -1643,6 +1821,7 @@ fn merge_service(b: &mut Service, o: Service) {
     set(&mut bd.replicas, od.replicas);
     set(&mut bd.endpoint_mode, od.endpoint_mode);
     bd.labels.extend(od.labels);
+    bd.origins.extend(od.origins);
     for (ba, oa) in [
         (&mut bd.resources.limits, od.resources.limits),
         (&mut bd.resources.reservations, od.resources.reservations),
@@ -1652,6 +1831,9 @@ fn merge_service(b: &mut Service, o: Service) {
             set(&mut ba.cpus, oa.cpus);
             set(&mut ba.memory, oa.memory);
             set(&mut ba.pids, oa.pids);
+            if !oa.generic_resources.is_empty() {
+                ba.generic_resources = oa.generic_resources;
+            }
         }
     }
     if let Some(or) = od.restart_policy {

@@ -196,6 +196,7 @@ mod tests {
             lookup: &|_| None,
             dropped: Vec::new(),
             invalid: Vec::new(),
+            gated: Vec::new(),
         };
         let compose = reader.read(&root);
         assert_eq!(reader.invalid, []);

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use super::model::{Compose, DependencyCondition, Dropped, Invalid, Service, SourceFile};
+use super::model::{Compose, DependencyCondition, Dropped, Gated, Invalid, Service, SourceFile};
 use super::tree::Origin;
 use crate::spec::{
     ApiVersion, BindPropagation, ConfigKind, DataSpec, DnsSpec, EndpointMode, FileMode,
@@ -63,6 +63,8 @@ pub struct Stack {
     pub dropped: Vec<Dropped>,
     /// Values that could not be converted.
     pub invalid: Vec<Invalid>,
+    /// Keys older engines do not know, located.
+    pub gated: Vec<Gated>,
 }
 
 pub(super) fn scope(stack: &str, name: &str) -> String {
@@ -73,36 +75,6 @@ fn with_namespace(stack: &str, labels: &BTreeMap<String, String>) -> BTreeMap<St
     let mut labels = labels.clone();
     labels.insert(NAMESPACE_LABEL.to_owned(), stack.to_owned());
     labels
-}
-
-/// Docker's capability normalisation (`opts.EffectiveCapAddCapDrop`): upper case, `CAP_`
-/// prefixed, `ALL` wins over the rest of its list, an added capability is not dropped, both
-/// sorted.
-pub fn effective_caps(add: &[String], drop: &[String]) -> (Vec<String>, Vec<String>) {
-    let normalize = |c: &String| {
-        let c = c.trim().to_ascii_uppercase();
-        if c == "ALL" || c == "RESET" || c.starts_with("CAP_") {
-            c
-        } else {
-            format!("CAP_{c}")
-        }
-    };
-    let set = |list: &[String]| -> BTreeSet<String> {
-        let s: BTreeSet<String> = list.iter().map(normalize).collect();
-        if s.contains("ALL") {
-            BTreeSet::from(["ALL".to_owned()])
-        } else {
-            s
-        }
-    };
-    let (add, drop) = (set(add), set(drop));
-    let cap_drop = drop
-        .iter()
-        .filter(|c| !add.contains(*c) && c.as_str() != "RESET")
-        .cloned()
-        .collect();
-    let cap_add = add.into_iter().filter(|c| c != "RESET").collect();
-    (cap_add, cap_drop)
 }
 
 /// Converts the merged compose model of stack `stack`.
@@ -577,7 +549,7 @@ fn convert_service(
             p
         })
     };
-    let (cap_add, cap_drop) = effective_caps(&s.cap_add, &s.cap_drop);
+    let (cap_add, cap_drop) = crate::desired::definition::effective_caps(&s.cap_add, &s.cap_drop);
     let healthcheck = s.healthcheck.as_ref().map(|h| {
         if h.disable {
             HealthcheckSpec {
@@ -591,10 +563,11 @@ fn convert_service(
                 timeout: h.timeout,
                 retries: h.retries,
                 start_period: h.start_period,
+                start_interval: h.start_interval,
             }
         }
     });
-    let spec = ServiceSpec {
+    let mut spec = ServiceSpec {
         image,
         mode,
         replicas: match mode {
@@ -640,6 +613,9 @@ fn convert_service(
         init: s.init,
         stop_signal: s.stop_signal.clone(),
         read_only: s.read_only.filter(|r| *r),
+        isolation: s.isolation,
+        credential_spec: s.credential_spec.clone(),
+        oom_score_adj: s.oom_score_adj,
         tty: s.tty.filter(|t| *t),
         stdin_open: s.stdin_open.filter(|o| *o),
         cap_add,
@@ -661,6 +637,17 @@ fn convert_service(
         drift_policy: None,
         depends_on: dependencies(compose, stack, name, s, out),
     };
+    super::cronjob::convert(
+        &s.deploy,
+        &mut spec,
+        &mut labels,
+        &mut super::cronjob::Reports {
+            origin: &origin,
+            path: &path,
+            dropped: &mut out.dropped,
+            invalid: &mut out.invalid,
+        },
+    );
     SwarmService {
         api_version: ApiVersion::V1Alpha1,
         kind: ServiceKind::SwarmService,
@@ -670,23 +657,5 @@ fn convert_service(
             annotations: BTreeMap::new(),
         },
         spec,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn capabilities_like_the_docker_cli() {
-        let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            effective_caps(&s(&["net_admin", "CAP_SYS_TIME"]), &s(&["ALL", "chown"])),
-            (s(&["CAP_NET_ADMIN", "CAP_SYS_TIME"]), s(&["ALL"]))
-        );
-        assert_eq!(
-            effective_caps(&s(&["NET_ADMIN"]), &s(&["NET_ADMIN", "MKNOD"])),
-            (s(&["CAP_NET_ADMIN"]), s(&["CAP_MKNOD"]))
-        );
     }
 }

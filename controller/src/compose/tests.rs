@@ -34,6 +34,7 @@ fn import_fixture(
         stack: stack.to_owned(),
         out: out.path().to_owned(),
         strict: false,
+        api_version: None,
     };
     let report = import(&request, lookup).expect("imports");
     let loaded = load_dir(out.path()).unwrap();
@@ -239,6 +240,7 @@ fn metrics_stack_reports_what_swarm_ignores() {
         stack: "metrics".into(),
         out: out.path().to_owned(),
         strict: true,
+        api_version: None,
     };
     let err = import(&request, &env(&[])).unwrap_err();
     assert!(
@@ -408,6 +410,7 @@ fn a_re_import_removes_the_specs_it_no_longer_writes() {
         stack: "st".into(),
         out: out.clone(),
         strict: false,
+        api_version: None,
     };
     std::fs::write(&file, "services:\n  a: {image: x}\n  b: {image: x}\n").unwrap();
     import(&request, &env(&[])).unwrap();
@@ -599,4 +602,130 @@ fn job_modes_convert_as_stack_deploy_maps_them() {
         invalid.contains("replicas can only be used with replicated or replicated-job mode"),
         "{invalid}"
     );
+}
+
+/// The equivalence fixture imports with nothing left out, and what only it sets (Windows
+/// settings, generic resources) arrives in the specs.
+#[test]
+fn every_key_fixture_imports_without_a_drop() {
+    let (_out, report, objects) = import_fixture(&[fixture("every", "stack.yml")], "ev", &env(&[]));
+    assert!(report.dropped.is_empty(), "{:#?}", report.dropped);
+    let windows = service(&objects, "ev_windows");
+    assert_eq!(windows.isolation, Some(crate::spec::Isolation::Process));
+    assert_eq!(
+        windows
+            .credential_spec
+            .as_ref()
+            .and_then(|c| c.registry.as_deref()),
+        Some("gmsa-web")
+    );
+    let reservations = windows
+        .resources
+        .as_ref()
+        .and_then(|r| r.reservations.as_ref());
+    assert_eq!(
+        reservations.map(|r| r.generic_resources.clone()),
+        Some(vec![crate::spec::GenericResourceSpec {
+            kind: "gpu".into(),
+            value: 2
+        }])
+    );
+    let app = service(&objects, "ev_app");
+    assert_eq!(app.cap_add, ["CAP_CHOWN", "CAP_NET_ADMIN", "CAP_SYS_TIME"]);
+    assert_eq!(app.cap_drop, ["ALL"]);
+}
+
+/// Keys an older engine would drop without a word are refused at the engine's API version,
+/// located in the compose file; without a version they are imported (the operator checks its
+/// engine's version when it loads the specs).
+#[test]
+fn keys_newer_than_the_engine_are_located_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.yml");
+    std::fs::write(
+        &file,
+        "services:\n  a:\n    image: x\n    oom_score_adj: 100\n    healthcheck:\n      test: [CMD, 'true']\n      start_interval: 2s\n",
+    )
+    .unwrap();
+    let request = |api_version| ImportRequest {
+        files: vec![file.clone()],
+        stack: "st".into(),
+        out: dir.path().join("out"),
+        strict: false,
+        api_version,
+    };
+    let engine = "1.41".parse().unwrap();
+    let Err(ImportError::Invalid(invalid)) = import(&request(Some(engine)), &env(&[])) else {
+        panic!("keys newer than 1.41 must fail the import");
+    };
+    let lines: Vec<String> = invalid.iter().map(ToString::to_string).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].ends_with("s.yml:4:5: services.a.oom_score_adj: needs Docker Engine API 1.46 or later; the engine speaks 1.41 and would drop it without a word, so the service would never be what its spec says: upgrade the engine or remove the field"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains(
+            "s.yml:7:7: services.a.healthcheck.start_interval: needs Docker Engine API 1.44"
+        ),
+        "{}",
+        lines[1]
+    );
+    assert!(!dir.path().join("out").exists(), "nothing is written");
+    let report = import(&request(Some("1.46".parse().unwrap())), &env(&[])).expect("imports");
+    assert!(report.dropped.is_empty(), "{:#?}", report.dropped);
+    import(&request(None), &env(&[])).expect("imports without a version");
+}
+
+/// A stack scheduled by swarm-cronjob imports as scheduled jobs that validate, with what does
+/// not map reported at its line.
+#[test]
+fn a_swarm_cronjob_stack_imports_as_scheduled_jobs() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cronjob/stack.yml");
+    let (_out, report, objects) = import_fixture(&[file], "cron", &env(&[]));
+    let dropped: Vec<String> = report
+        .dropped
+        .iter()
+        .map(|d| format!("{}:{}", d.origin.line, d.path))
+        .collect();
+    assert_eq!(
+        dropped,
+        [
+            "21:services.date.deploy.replicas",
+            "33:services.dump.deploy.replicas",
+            "38:services.dump.deploy.labels.swarm.cronjob.registry-auth",
+            "4:services.swarm-cronjob.image",
+        ]
+    );
+    let date = service(&objects, "cron_date");
+    assert_eq!(date.mode, crate::spec::ServiceMode::ReplicatedJob);
+    assert_eq!(date.replicas, Some(1));
+    assert_eq!(date.schedule.as_deref(), Some("*/10 * * * * *"));
+    assert_eq!(
+        date.concurrency_policy,
+        Some(crate::spec::ConcurrencyPolicy::Replace)
+    );
+    let dump = service(&objects, "cron_dump");
+    assert_eq!(dump.schedule.as_deref(), Some("0 0 3 * * *"));
+    assert_eq!(dump.time_zone.as_deref(), Some("Europe/Paris"));
+    assert_eq!(
+        dump.concurrency_policy,
+        Some(crate::spec::ConcurrencyPolicy::Forbid)
+    );
+    let prune = service(&objects, "cron_prune");
+    assert_eq!(prune.mode, crate::spec::ServiceMode::GlobalJob);
+    assert_eq!(prune.schedule.as_deref(), Some("0 0 */6 * * *"));
+    for name in ["cron_date", "cron_dump", "cron_prune"] {
+        let labels = &objects
+            .iter()
+            .find_map(|o| o.as_service().filter(|s| s.metadata.name == name))
+            .unwrap()
+            .metadata
+            .labels;
+        assert!(
+            !labels.keys().any(|k| k.starts_with("swarm.cronjob.")),
+            "{name}: {labels:?}"
+        );
+    }
 }

@@ -189,6 +189,7 @@ pub async fn run<A: SwarmApi>(
     // First look, before anything runs, so the first plan sees the whole swarm.
     swarm_watch::relist(api.as_ref(), &world, &reporter).await?;
     let mut store = SpecStore::with_identities(config.age_identities.clone());
+    store.set_engine_api(api.engine_api_version());
     // With a git source, the specs are read once a commit is checked out and made current
     // (until then nothing is desired and nothing may be pruned).
     let mut git = config.git.clone();

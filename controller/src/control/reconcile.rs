@@ -346,13 +346,14 @@ async fn scheduled_run<A: SwarmApi>(
         schedule::Decision::Fire { due } => due,
     };
     desired.definition.force_update += 1;
-    info!(%key, %due, "running the scheduled job");
     match ctx
         .api
         .update_service(&id, version, &desired.definition, &desired.owner_labels())
         .await
     {
         Ok(()) => {
+            // Logged once the write is made (a refused one is retried): one line per run.
+            info!(%key, %due, "ran the scheduled job");
             ctx.activity.record_for_spec(
                 ActivityKind::Updated,
                 key,

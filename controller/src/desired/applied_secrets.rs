@@ -19,8 +19,11 @@ use crate::desired::data_objects::{
 };
 use crate::docker::{DockerError, Ownership, SwarmApi};
 use crate::spec::in_swarm::applied_secrets_named;
-use crate::spec::load::{load_document, split_documents};
+use crate::spec::load::{LoadedDocument, Sidecar, load_document, split_documents};
 use crate::spec::{AgeIdentities, DataSpec, Object, SpecError, SwarmSecret};
+
+/// Why `apply` refuses a SwarmStack.
+pub const STACK_NOT_APPLIED: &str = "a SwarmStack is not stored by `apply`: only spec files are stored, not the compose files it names; run the operator on the directory (`run --specs DIR`, e.g. a git checkout), or convert the stack with `import-compose` and apply that";
 
 /// A spec file as `apply` stores it, with the secrets to create for it.
 #[derive(Debug, Default)]
@@ -53,10 +56,16 @@ pub fn prepare(
             out.push_str(&doc.raw);
             continue;
         }
-        let located = match load_document(path, &doc.text, identities) {
-            Ok(Some(located)) => located,
-            Ok(None) => {
+        let located = match load_document(path, &doc.text, identities, &mut Sidecar::default()) {
+            Ok(LoadedDocument::Object(located)) => located,
+            Ok(LoadedDocument::Empty) => {
                 out.push_str(&doc.raw);
+                continue;
+            }
+            // Only spec files are stored: the compose files (and the files they name) would
+            // not be, and a replica reading the stored specs could not convert the stack.
+            Ok(LoadedDocument::Stack(_)) => {
+                errors.push(SpecError::at(path, None, "kind", STACK_NOT_APPLIED));
                 continue;
             }
             Err(mut problems) => {
@@ -235,6 +244,22 @@ mod tests {
     use crate::spec::load::load_str;
 
     const SERVICE: &str = "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {name: app}  # the app\nspec:\n  image: busybox\n  secrets: [{name: db}]\n";
+
+    #[test]
+    fn a_swarm_stack_is_refused_with_what_to_do_instead() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("docker-stack.yml"),
+            "services:\n  web: {image: nginx}\n",
+        )
+        .unwrap();
+        let path = dir.path().join("shop.yaml");
+        let text = "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmStack\nmetadata: {name: shop}\nspec: {composeFiles: [docker-stack.yml]}\n";
+        let errors = prepare(&path, text.as_bytes(), &AgeIdentities::none()).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].message, STACK_NOT_APPLIED);
+        assert_eq!(errors[0].file, path);
+    }
 
     #[test]
     fn secrets_are_replaced_by_references_and_the_rest_is_kept_as_written() {

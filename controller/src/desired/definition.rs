@@ -6,7 +6,7 @@
 //! CPUs are nano-CPUs), so "semantically equal" is plain `==`, and a restart of the operator
 //! causes zero writes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -16,7 +16,7 @@ use crate::redact::{self, Values};
 // The spec's closed sets are the canonical ones: they serialize to the engine's wire names, so
 // the definition hash and the drift paths read the same as before they were typed.
 pub use crate::spec::{
-    BindPropagation, EndpointMode, FailureAction, MountType, Protocol, PublishMode,
+    BindPropagation, EndpointMode, FailureAction, Isolation, MountType, Protocol, PublishMode,
     RestartCondition, UpdateOrder,
 };
 
@@ -111,6 +111,10 @@ pub struct Healthcheck {
     pub retries: Option<i64>,
     /// Grace period during which failures do not count.
     pub start_period_ns: Option<i64>,
+    /// Time between checks during the start period (left out of the JSON when unset, so
+    /// that the hash of services written before it existed stays the same).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_interval_ns: Option<i64>,
 }
 
 /// Rolling update or rollback policy.
@@ -167,6 +171,28 @@ pub struct ResourceAmounts {
     pub memory_bytes: Option<i64>,
     /// Maximum number of processes (limits only).
     pub pids: Option<i64>,
+    /// Node-advertised resources reserved (reservations only), in the order given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub generic_resources: Vec<GenericResource>,
+}
+
+/// A countable node resource a task reserves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GenericResource {
+    /// Its name, e.g. `gpu`.
+    pub kind: String,
+    /// How many.
+    pub value: i64,
+}
+
+/// Where a Windows container's gMSA credential spec comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CredentialSpec {
+    /// A file in the node's `CredentialSpecs` directory.
+    File(String),
+    /// A value under the node's credential spec registry key.
+    Registry(String),
 }
 
 /// Resource limits and reservations.
@@ -345,6 +371,15 @@ pub struct ServiceDefinition {
     /// Read-only root filesystem.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_only: Option<bool>,
+    /// Isolation technology; the engine's `default` is `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<Isolation>,
+    /// Windows gMSA credential spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_spec: Option<CredentialSpec>,
+    /// OOM-killer score adjustment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i64>,
     /// Allocate a TTY.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tty: Option<bool>,
@@ -443,6 +478,9 @@ impl ServiceDefinition {
             init: None,
             stop_signal: None,
             read_only: None,
+            isolation: None,
+            credential_spec: None,
+            oom_score_adj: None,
             tty: None,
             open_stdin: None,
             capability_add: Vec::new(),
@@ -539,6 +577,36 @@ pub fn normalize_image(image: &str) -> String {
     }
 }
 
+/// Docker's capability normalisation (`opts.EffectiveCapAddCapDrop`): upper case, `CAP_`
+/// prefixed, `ALL` wins over the rest of its list, an added capability is not dropped, both
+/// sorted.
+pub fn effective_caps(add: &[String], drop: &[String]) -> (Vec<String>, Vec<String>) {
+    let normalize = |c: &String| {
+        let c = c.trim().to_ascii_uppercase();
+        if c == "ALL" || c == "RESET" || c.starts_with("CAP_") {
+            c
+        } else {
+            format!("CAP_{c}")
+        }
+    };
+    let set = |list: &[String]| -> BTreeSet<String> {
+        let s: BTreeSet<String> = list.iter().map(normalize).collect();
+        if s.contains("ALL") {
+            BTreeSet::from(["ALL".to_owned()])
+        } else {
+            s
+        }
+    };
+    let (add, drop) = (set(add), set(drop));
+    let cap_drop = drop
+        .iter()
+        .filter(|c| !add.contains(*c) && c.as_str() != "RESET")
+        .cloned()
+        .collect();
+    let cap_add = add.into_iter().filter(|c| c != "RESET").collect();
+    (cap_add, cap_drop)
+}
+
 /// Hash of a definition's canonical JSON: stored in [`SPEC_HASH_LABEL`] to notice spec edits
 /// (including fields removed from the spec, which drift detection alone cannot see).
 pub fn definition_hash<T: Serialize>(definition: &T) -> String {
@@ -589,8 +657,7 @@ fn diff_values(
     match (old, new) {
         (_, Value::Null) if !compare_unset => {}
         (Value::Object(old_map), Value::Object(new_map)) => {
-            let keys: std::collections::BTreeSet<&String> =
-                old_map.keys().chain(new_map.keys()).collect();
+            let keys: BTreeSet<&String> = old_map.keys().chain(new_map.keys()).collect();
             for key in keys {
                 let child = if path.is_empty() {
                     key.clone()
@@ -693,6 +760,19 @@ pub(crate) mod tests {
         ] {
             assert_eq!(normalize_image(written), sent, "{written}");
         }
+    }
+
+    #[test]
+    fn capabilities_like_the_docker_cli() {
+        let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            effective_caps(&s(&["net_admin", "CAP_SYS_TIME"]), &s(&["ALL", "chown"])),
+            (s(&["CAP_NET_ADMIN", "CAP_SYS_TIME"]), s(&["ALL"]))
+        );
+        assert_eq!(
+            effective_caps(&s(&["NET_ADMIN"]), &s(&["NET_ADMIN", "MKNOD"])),
+            (s(&["CAP_NET_ADMIN"]), s(&["CAP_MKNOD"]))
+        );
     }
 
     #[test]

@@ -175,6 +175,9 @@ pub struct DesiredState {
     pub progress_deadlines: BTreeMap<String, std::time::Duration>,
     /// Every problem found while loading and validating, located.
     pub errors: Vec<SpecError>,
+    /// What loaded with a warning (keys a SwarmStack's compose files hold that stack deploy
+    /// ignores too), located.
+    pub warnings: Vec<SpecError>,
     /// File names of spec files that failed to load: objects that carry one of them as their
     /// source-file label are neither updated nor removed until the file loads again.
     pub failed_files: BTreeSet<String>,
@@ -198,6 +201,7 @@ impl Default for DesiredState {
             data: BTreeMap::new(),
             progress_deadlines: BTreeMap::new(),
             errors: Vec::new(),
+            warnings: Vec::new(),
             failed_files: BTreeSet::new(),
             prune_allowed: false,
             all_suspended: false,
@@ -366,6 +370,7 @@ impl DesiredState {
             instance,
         );
         state.all_suspended = dir.join(SUSPEND_FILE).exists();
+        state.warnings = loaded.warnings;
         Ok(state)
     }
 }
@@ -390,6 +395,14 @@ fn amounts(amounts: &spec::ResourceAmounts) -> ResourceAmounts {
         nano_cpus: amounts.cpus.map(|c| (c * 1e9).round() as i64),
         memory_bytes: amounts.memory.as_ref().map(|m| m.bytes() as i64),
         pids: amounts.pids,
+        generic_resources: amounts
+            .generic_resources
+            .iter()
+            .map(|g| definition::GenericResource {
+                kind: g.kind.clone(),
+                value: g.value,
+            })
+            .collect(),
     }
 }
 
@@ -407,6 +420,7 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
         })
         .collect();
     ports.sort();
+    let caps = definition::effective_caps(&spec.cap_add, &spec.cap_drop);
     ServiceDefinition {
         name: service.metadata.name.clone(),
         image: definition::normalize_image(&spec.image),
@@ -440,6 +454,7 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
             timeout_ns: nanos(h.timeout.as_ref()),
             retries: h.retries.map(|r| r as i64),
             start_period_ns: nanos(h.start_period.as_ref()),
+            start_interval_ns: nanos(h.start_interval.as_ref()),
         }),
         update_config: spec.update_config.as_ref().map(update_policy),
         rollback_config: spec.rollback_config.as_ref().map(update_policy),
@@ -455,7 +470,10 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
             max_replicas: p.max_replicas.filter(|m| *m > 0),
         }),
         resources: spec.resources.as_ref().map(|r| Resources {
-            limits: r.limits.as_ref().map(amounts),
+            limits: r.limits.as_ref().map(|a| ResourceAmounts {
+                generic_resources: Vec::new(),
+                ..amounts(a)
+            }),
             reservations: r.reservations.as_ref().map(|a| ResourceAmounts {
                 pids: None,
                 ..amounts(a)
@@ -492,10 +510,20 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
         stop_signal: spec.stop_signal.clone(),
         // Docker reports `false` for these as absent: the canonical form does the same.
         read_only: spec.read_only.filter(|r| *r),
+        // The engine stores an unset isolation as `default`: both read as unset.
+        isolation: spec.isolation.filter(|i| *i != spec::Isolation::Default),
+        credential_spec: spec.credential_spec.as_ref().and_then(|c| {
+            c.file
+                .clone()
+                .map(definition::CredentialSpec::File)
+                .or_else(|| c.registry.clone().map(definition::CredentialSpec::Registry))
+        }),
+        oom_score_adj: spec.oom_score_adj,
         tty: spec.tty.filter(|t| *t),
         open_stdin: spec.stdin_open.filter(|o| *o),
-        capability_add: spec.cap_add.clone(),
-        capability_drop: spec.cap_drop.clone(),
+        // Normalised as the docker CLI sends them (`net_admin` → `CAP_NET_ADMIN`, sorted).
+        capability_add: caps.0,
+        capability_drop: caps.1,
         sysctls: spec.sysctls.clone(),
         ulimits: spec
             .ulimits

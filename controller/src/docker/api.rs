@@ -18,6 +18,13 @@ use crate::desired::definition::{NetworkDefinition, ServiceDefinition};
 /// that every request can be counted. [`DockerEngine`](super::DockerEngine) implements them
 /// over the Docker Engine API; tests use an in-memory swarm.
 pub trait SwarmApi: Send + Sync + 'static {
+    /// The negotiated Engine API version, when known: spec fields it does not know are
+    /// refused at validation. `None` (the default, for engines that are not a real daemon)
+    /// skips that check.
+    fn engine_api_version(&self) -> Option<crate::spec::EngineApiVersion> {
+        None
+    }
+
     /// Fails with [`DockerError::NotAManager`] unless the engine manages a swarm.
     fn ensure_manager(&self) -> impl Future<Output = Result<(), DockerError>> + Send;
 

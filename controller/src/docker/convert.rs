@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
-    EndpointSpec, EndpointSpecModeEnum, HealthConfig, Ipam, IpamConfig, Limit,
+    EndpointSpec, EndpointSpecModeEnum, GenericResourcesInner,
+    GenericResourcesInnerDiscreteResourceSpec, HealthConfig, Ipam, IpamConfig, Limit,
     Mount as DockerMount, MountBindOptions, MountBindOptionsPropagationEnum, MountTmpfsOptions,
     MountType as DockerMountType, MountVolumeOptions, MountVolumeOptionsDriverConfig, Network,
     NetworkAttachmentConfig, NetworkCreateRequest, ResourceObject, ResourcesUlimits, Service,
@@ -16,7 +17,8 @@ use bollard::models::{
     ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig,
     ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, TaskSpec,
     TaskSpecContainerSpec, TaskSpecContainerSpecConfigs, TaskSpecContainerSpecDnsConfig,
-    TaskSpecContainerSpecFile, TaskSpecContainerSpecFile1, TaskSpecContainerSpecPrivileges,
+    TaskSpecContainerSpecFile, TaskSpecContainerSpecFile1, TaskSpecContainerSpecIsolationEnum,
+    TaskSpecContainerSpecPrivileges, TaskSpecContainerSpecPrivilegesCredentialSpec,
     TaskSpecContainerSpecSecrets, TaskSpecLogDriver, TaskSpecPlacement,
     TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
     TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
@@ -28,11 +30,11 @@ use super::{
     VirtualIp,
 };
 use crate::desired::definition::{
-    BindPropagation, DnsConfig, EndpointMode, EngineOnlyMountType, FailureAction, FileMount,
-    Healthcheck, LogDriver, Mode, Mount, MountKind, MountType, NetworkDefinition,
-    OPERATOR_LABEL_PREFIX, Placement, Port, Protocol, PublishMode, ResourceAmounts, Resources,
-    RestartCondition, RestartPolicy, ServiceDefinition, Ulimit, UpdateOrder, UpdatePolicy,
-    VolumeOptions, normalize_image,
+    BindPropagation, CredentialSpec, DnsConfig, EndpointMode, EngineOnlyMountType, FailureAction,
+    FileMount, GenericResource, Healthcheck, Isolation, LogDriver, Mode, Mount, MountKind,
+    MountType, NetworkDefinition, OPERATOR_LABEL_PREFIX, Placement, Port, Protocol, PublishMode,
+    ResourceAmounts, Resources, RestartCondition, RestartPolicy, ServiceDefinition, Ulimit,
+    UpdateOrder, UpdatePolicy, VolumeOptions, normalize_image,
 };
 
 fn to_hash_map(map: &BTreeMap<String, String>) -> HashMap<String, String> {
@@ -178,12 +180,18 @@ pub(crate) fn to_service_spec(
             timeout: h.timeout_ns,
             retries: h.retries,
             start_period: h.start_period_ns,
-            start_interval: None,
+            start_interval: h.start_interval_ns,
         }),
         hostname: definition.hostname.clone(),
         init: definition.init,
         stop_signal: definition.stop_signal.clone(),
         read_only: definition.read_only,
+        isolation: definition.isolation.map(|i| match i {
+            Isolation::Default => TaskSpecContainerSpecIsolationEnum::DEFAULT,
+            Isolation::Process => TaskSpecContainerSpecIsolationEnum::PROCESS,
+            Isolation::Hyperv => TaskSpecContainerSpecIsolationEnum::HYPERV,
+        }),
+        oom_score_adj: definition.oom_score_adj,
         tty: definition.tty,
         open_stdin: definition.open_stdin,
         capability_add: non_empty(&definition.capability_add),
@@ -211,7 +219,19 @@ pub(crate) fn to_service_spec(
             }),
         // What `docker service create` and `docker stack deploy` send too, so that a service
         // inspects the same whichever wrote it.
-        privileges: Some(TaskSpecContainerSpecPrivileges::default()),
+        privileges: Some(TaskSpecContainerSpecPrivileges {
+            credential_spec: definition.credential_spec.as_ref().map(|c| match c {
+                CredentialSpec::File(file) => TaskSpecContainerSpecPrivilegesCredentialSpec {
+                    file: Some(file.clone()),
+                    ..Default::default()
+                },
+                CredentialSpec::Registry(value) => TaskSpecContainerSpecPrivilegesCredentialSpec {
+                    registry: Some(value.clone()),
+                    ..Default::default()
+                },
+            }),
+            ..Default::default()
+        }),
         // The ids are filled in by the engine adapter, which resolves the names (swarm wants
         // both and checks that they match).
         configs: (!definition.configs.is_empty()).then(|| {
@@ -260,7 +280,20 @@ pub(crate) fn to_service_spec(
             reservations: r.reservations.as_ref().map(|l| ResourceObject {
                 nano_cpus: l.nano_cpus,
                 memory_bytes: l.memory_bytes,
-                generic_resources: None,
+                generic_resources: (!l.generic_resources.is_empty()).then(|| {
+                    l.generic_resources
+                        .iter()
+                        .map(|g| GenericResourcesInner {
+                            discrete_resource_spec: Some(
+                                GenericResourcesInnerDiscreteResourceSpec {
+                                    kind: Some(g.kind.clone()),
+                                    value: Some(g.value),
+                                },
+                            ),
+                            named_resource_spec: None,
+                        })
+                        .collect()
+                }),
             }),
             ..Default::default()
         }),
@@ -349,9 +382,8 @@ pub(crate) fn to_service_spec(
                 EndpointMode::Dnsrr => EndpointSpecModeEnum::DNSRR,
             }),
             ports: Some(
-                definition
-                    .ports
-                    .iter()
+                wire_port_order(&definition.ports)
+                    .into_iter()
                     .map(|p| EndpointPortConfig {
                         name: None,
                         protocol: Some(match p.protocol {
@@ -370,6 +402,16 @@ pub(crate) fn to_service_spec(
             ),
         }),
     }
+}
+
+/// Ports in the order `docker stack deploy` sends them: by published port (unpublished
+/// first), then by target port. The engine keeps the order it is sent, so a service moved
+/// between the tools would otherwise inspect differently. The definition keeps its own sorted
+/// order (its hash does not change); only the wire order follows the CLI.
+fn wire_port_order(ports: &[Port]) -> Vec<&Port> {
+    let mut ordered: Vec<&Port> = ports.iter().collect();
+    ordered.sort_by_key(|p| (p.published.unwrap_or(0), p.target, p.protocol, p.mode));
+    ordered
 }
 
 fn to_mount(mount: &Mount) -> DockerMount {
@@ -619,6 +661,7 @@ pub(crate) fn from_service(
             timeout_ns: non_zero(h.timeout),
             retries: non_zero(h.retries),
             start_period_ns: non_zero(h.start_period),
+            start_interval_ns: non_zero(h.start_interval),
         }),
         update_config: spec.update_config.as_ref().map(from_update_config),
         rollback_config: spec.rollback_config.as_ref().map(from_rollback_config),
@@ -648,11 +691,29 @@ pub(crate) fn from_service(
                 nano_cpus: non_zero(l.nano_cpus),
                 memory_bytes: non_zero(l.memory_bytes),
                 pids: non_zero(l.pids),
+                generic_resources: Vec::new(),
             }),
             reservations: r.reservations.as_ref().map(|l| ResourceAmounts {
                 nano_cpus: non_zero(l.nano_cpus),
                 memory_bytes: non_zero(l.memory_bytes),
                 pids: None,
+                // Named resources (`GPU=UUID`) no spec can ask for: kept with an empty kind,
+                // so that they show as drift instead of vanishing.
+                generic_resources: l
+                    .generic_resources
+                    .iter()
+                    .flatten()
+                    .map(|g| match &g.discrete_resource_spec {
+                        Some(d) => GenericResource {
+                            kind: d.kind.clone().unwrap_or_default(),
+                            value: d.value.unwrap_or(0),
+                        },
+                        None => GenericResource {
+                            kind: String::new(),
+                            value: 0,
+                        },
+                    })
+                    .collect(),
             }),
         }),
         mounts,
@@ -663,6 +724,24 @@ pub(crate) fn from_service(
         init: container.init,
         stop_signal: container.stop_signal.clone().filter(|s| !s.is_empty()),
         read_only: container.read_only.filter(|r| *r),
+        isolation: container.isolation.and_then(|i| match i {
+            TaskSpecContainerSpecIsolationEnum::PROCESS => Some(Isolation::Process),
+            TaskSpecContainerSpecIsolationEnum::HYPERV => Some(Isolation::Hyperv),
+            // The engine's default, which it stores for an unset isolation.
+            TaskSpecContainerSpecIsolationEnum::DEFAULT
+            | TaskSpecContainerSpecIsolationEnum::EMPTY => None,
+        }),
+        credential_spec: container
+            .privileges
+            .as_ref()
+            .and_then(|p| p.credential_spec.as_ref())
+            .and_then(|c| {
+                let set = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+                set(&c.file)
+                    .map(CredentialSpec::File)
+                    .or_else(|| set(&c.registry).map(CredentialSpec::Registry))
+            }),
+        oom_score_adj: non_zero(container.oom_score_adj),
         tty: container.tty.filter(|t| *t),
         open_stdin: container.open_stdin.filter(|o| *o),
         capability_add: container.capability_add.clone().unwrap_or_default(),
@@ -905,6 +984,7 @@ mod tests {
             timeout_ns: Some(3_000_000_000),
             retries: Some(3),
             start_period_ns: None,
+            start_interval_ns: Some(1_000_000_000),
         });
         definition.placement = Some(Placement {
             constraints: vec!["node.role==manager".into()],
@@ -999,6 +1079,21 @@ mod tests {
         definition.init = Some(false);
         definition.stop_signal = Some("SIGQUIT".into());
         definition.read_only = Some(true);
+        definition.isolation = Some(Isolation::Process);
+        definition.credential_spec = Some(CredentialSpec::Registry("gmsa-web".into()));
+        definition.oom_score_adj = Some(-500);
+        definition.resources = Some(Resources {
+            limits: None,
+            reservations: Some(ResourceAmounts {
+                nano_cpus: None,
+                memory_bytes: None,
+                pids: None,
+                generic_resources: vec![GenericResource {
+                    kind: "gpu".into(),
+                    value: 2,
+                }],
+            }),
+        });
         definition.tty = Some(true);
         definition.open_stdin = Some(true);
         definition.capability_add = vec!["NET_ADMIN".into(), "SYS_TIME".into()];
@@ -1061,6 +1156,11 @@ mod tests {
         // operator keep their spec hash.
         let json = serde_json::to_string(&sample_service("a")).unwrap();
         for absent in [
+            "isolation",
+            "credentialSpec",
+            "oomScoreAdj",
+            "genericResources",
+            "startIntervalNs",
             "hostname",
             "ulimits",
             "networkAliases",
@@ -1069,6 +1169,33 @@ mod tests {
         ] {
             assert!(!json.contains(absent), "{absent} in {json}");
         }
+    }
+
+    #[test]
+    fn ports_go_out_in_the_order_stack_deploy_sends_them() {
+        let port = |target, published, protocol| Port {
+            target,
+            published,
+            protocol,
+            mode: PublishMode::Ingress,
+        };
+        let mut definition = sample_service("ports");
+        definition.ports = vec![
+            port(8080, Some(29080), Protocol::Tcp),
+            port(8081, Some(29081), Protocol::Udp),
+            port(8082, Some(29082), Protocol::Tcp),
+            port(8083, None, Protocol::Tcp),
+        ];
+        let spec = to_service_spec(&definition, &BTreeMap::new());
+        let sent: Vec<i64> = spec
+            .endpoint_spec
+            .unwrap()
+            .ports
+            .unwrap()
+            .iter()
+            .map(|p| p.target_port.unwrap())
+            .collect();
+        assert_eq!(sent, [8083, 8080, 8081, 8082]);
     }
 
     #[test]

@@ -191,6 +191,10 @@ fn event_action(action: &str) -> Option<EventAction> {
 }
 
 impl SwarmApi for DockerEngine {
+    fn engine_api_version(&self) -> Option<crate::spec::EngineApiVersion> {
+        self.api_version.parse().ok()
+    }
+
     async fn ensure_manager(&self) -> Result<(), DockerError> {
         let info = self
             .bound(Op::Info, self.docker.info())

@@ -39,6 +39,10 @@ impl<A> LeaderGate<A> {
 }
 
 impl<A: SwarmApi> SwarmApi for LeaderGate<A> {
+    fn engine_api_version(&self) -> Option<crate::spec::EngineApiVersion> {
+        self.inner.engine_api_version()
+    }
+
     async fn ensure_manager(&self) -> Result<(), DockerError> {
         self.inner.ensure_manager().await
     }

@@ -1473,6 +1473,7 @@ mod tests {
             networks: BTreeMap::new(),
             errors,
             source: None,
+            warnings: vec![],
         }
     }
 

@@ -183,6 +183,7 @@ tr[data-degraded=true] td:first-child { border-left: 4px solid var(--bad); }
 tr[data-ready=true] td:first-child { border-left: 4px solid var(--ok); }
 tr[data-ready=false][data-degraded=false] td:first-child { border-left: 4px solid var(--warn); }
 .errors li { color: var(--bad); margin: .2em 0; word-break: break-word; }
+.warnings li { color: var(--warn); margin: .2em 0; word-break: break-word; }
 .columns { display: flex; gap: .8em; overflow-x: auto; padding-bottom: .5em; }
 .node { flex: 1 0 15em; max-width: 24em; background: #fff; border: 1px solid var(--line);
         border-radius: 6px; padding: .5em; }
@@ -293,6 +294,12 @@ pub fn render_board(overview: &Overview) -> Markup {
             section.errors {
                 h2 { "Spec errors (" (status.errors.len()) ")" }
                 ul { @for error in &status.errors { (spec_error(error)) } }
+            }
+        }
+        @if !status.warnings.is_empty() {
+            section.warnings {
+                h2 { "Spec warnings (" (status.warnings.len()) ")" }
+                ul { @for warning in &status.warnings { (spec_error(warning)) } }
             }
         }
         section.nodes {
@@ -514,6 +521,28 @@ mod tests {
         let follower = render_board(&overview).into_string();
         assert!(follower.contains("data-leader=\"false\""), "{follower}");
         assert!(follower.contains("the leader acts"), "{follower}");
+    }
+
+    #[test]
+    fn spec_warnings_have_their_own_section() {
+        let mut overview = sample_overview(&sample_world());
+        let html = render_board(&overview).into_string();
+        assert!(!html.contains("Spec warnings"), "none: no section");
+        overview.status.warnings.push(StatusSpecError {
+            file: "shop/docker-stack.yml".into(),
+            line: Some(4),
+            column: Some(5),
+            field: "services.web.build".into(),
+            message: "ignored: stack deploy does not build".into(),
+        });
+        let html = render_board(&overview).into_string();
+        assert!(html.contains("Spec warnings (1)"), "{html}");
+        assert!(
+            html.contains(
+                "<code>shop/docker-stack.yml:4:5</code>: <code>services.web.build</code>"
+            ),
+            "{html}"
+        );
     }
 
     #[test]

@@ -51,6 +51,10 @@ pub struct StatusFile {
     /// Where the specs come from, with `--source git` (absent for `dir` and `swarm`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<source::SourceStatus>,
+    /// What loaded with a warning: keys of a SwarmStack's compose files that stack deploy
+    /// would ignore too, located in the compose file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<StatusSpecError>,
 }
 
 /// A spec problem as the status file shows it.
@@ -218,6 +222,12 @@ pub fn build(
             .map(|e| status_error(e, spec_dir))
             .collect(),
         source: world.source.clone(),
+        warnings: world
+            .desired
+            .warnings
+            .iter()
+            .map(|e| status_error(e, spec_dir))
+            .collect(),
     }
 }
 
@@ -913,6 +923,7 @@ pub fn same_content(a: &StatusFile, b: &StatusFile) -> bool {
         && a.networks == b.networks
         && a.errors == b.errors
         && a.source == b.source
+        && a.warnings == b.warnings
 }
 
 /// Replaces `path` atomically: write a temporary file in the same directory, fsync it, rename

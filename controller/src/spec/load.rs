@@ -19,6 +19,7 @@ use serde_saphyr::{
 use super::encrypted::AgeIdentities;
 use super::files;
 use super::located::{DocumentFields, FieldLocations, Located, Position, SpecError, field_path};
+use super::stack::SwarmStack;
 use super::types::{
     API_VERSION, Content, DataSpec, KINDS, Object, SwarmConfig, SwarmNetwork, SwarmSecret,
     SwarmService,
@@ -70,6 +71,19 @@ impl FileLoad {
 pub struct LoadedDir {
     /// Each spec file (path as joined onto the directory) and its outcome.
     pub files: BTreeMap<PathBuf, FileLoad>,
+    /// What was loaded with a warning: keys of SwarmStacks' compose files that stack deploy
+    /// would ignore too, located in the compose file.
+    pub warnings: Vec<SpecError>,
+}
+
+/// What loading a file learns besides its objects: the files its SwarmStacks read (compose
+/// files, env files, configs and secrets: none of them is a spec file) and its warnings.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sidecar {
+    /// The files read, canonical.
+    pub(crate) reads: std::collections::BTreeSet<PathBuf>,
+    /// Warnings, located.
+    pub(crate) warnings: Vec<SpecError>,
 }
 
 impl LoadedDir {
@@ -179,37 +193,57 @@ pub fn load_dir_cached(
     paths.sort_by(|a, b| a.0.cmp(&b.0));
     let mut files = BTreeMap::new();
     let mut next_cache = BTreeMap::new();
+    let mut sidecar = Sidecar::default();
     for (path, stamp) in paths {
         let cached = cache
             .files
             .remove(&path)
             .filter(|(cached, _)| Some(*cached) == stamp)
             .map(|(_, load)| load);
-        let load = match cached {
-            Some(load) => load,
+        let (load, self_contained) = match cached {
+            Some(load) => (load, true),
             None => {
-                let load = load_file_with(&path, identities);
+                let before = sidecar.reads.len() + sidecar.warnings.len();
+                let load = load_file_inner(&path, identities, &mut sidecar);
+                // A SwarmStack depends on its compose files: never cached.
+                let self_contained = before == sidecar.reads.len() + sidecar.warnings.len();
                 // Deleted between listing and reading (a `rm` racing the reload): the file is
                 // gone, not broken, and must not hold back the pruning of what it declared. A
                 // symlink whose target is missing or loops is still there, and broken.
                 if matches!(load, FileLoad::Failed(_)) && entry_vanished(&path) {
                     continue;
                 }
-                load
+                (load, self_contained)
             }
         };
         // A file's stamp stands for its whole outcome only when the outcome depends on no other
         // file: a config's `file:` or a service's `envFile` can change on their own, and a
         // failed file may be fixed by creating what it refers to.
         if let Some(stamp) = stamp
+            && self_contained
             && is_self_contained(&load)
         {
             next_cache.insert(path.clone(), (stamp, load.clone()));
         }
         files.insert(path, load);
     }
+    // The files a SwarmStack reads are its, not spec files: a compose file would only fail as
+    // one ("missing apiVersion"), and a config that happens to be YAML too.
+    if !sidecar.reads.is_empty() {
+        files.retain(|path, _| {
+            path.canonicalize()
+                .map_or(true, |real| !sidecar.reads.contains(&real))
+        });
+        next_cache.retain(|path, _| {
+            path.canonicalize()
+                .map_or(true, |real| !sidecar.reads.contains(&real))
+        });
+    }
     cache.files = next_cache;
-    Ok(LoadedDir { files })
+    Ok(LoadedDir {
+        files,
+        warnings: sidecar.warnings,
+    })
 }
 
 /// Whether a file's outcome depends on nothing but its own text.
@@ -293,6 +327,10 @@ pub fn load_file(path: &Path) -> FileLoad {
 
 /// Loads one spec file, decrypting the `.age` files it refers to with `identities`.
 pub fn load_file_with(path: &Path, identities: &AgeIdentities) -> FileLoad {
+    load_file_inner(path, identities, &mut Sidecar::default())
+}
+
+fn load_file_inner(path: &Path, identities: &AgeIdentities, sidecar: &mut Sidecar) -> FileLoad {
     match std::fs::metadata(path) {
         Ok(meta) if meta.len() > MAX_FILE_BYTES => {
             return FileLoad::Failed(vec![SpecError::file(
@@ -312,7 +350,7 @@ pub fn load_file_with(path: &Path, identities: &AgeIdentities) -> FileLoad {
     }
     match std::fs::read(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => load_str_with(path, &text, identities),
+            Ok(text) => load_str_inner(path, &text, identities, sidecar),
             Err(_) => FileLoad::Failed(vec![SpecError::file(
                 path,
                 "file is not valid UTF-8: spec files must be UTF-8 YAML",
@@ -334,15 +372,25 @@ pub fn load_str(file: &Path, text: &str) -> FileLoad {
 /// Loads the spec documents in `text`, reporting errors against `file`; `.age` files they
 /// refer to are decrypted with `identities`.
 pub fn load_str_with(file: &Path, text: &str, identities: &AgeIdentities) -> FileLoad {
+    load_str_inner(file, text, identities, &mut Sidecar::default())
+}
+
+fn load_str_inner(
+    file: &Path,
+    text: &str,
+    identities: &AgeIdentities,
+    sidecar: &mut Sidecar,
+) -> FileLoad {
     let mut objects = Vec::new();
     let mut errors = Vec::new();
     for doc in split_documents(text) {
         if !doc.has_content {
             continue;
         }
-        match load_document(file, &doc.text, identities) {
-            Ok(Some(object)) => objects.push(object),
-            Ok(None) => {}
+        match load_document(file, &doc.text, identities, sidecar) {
+            Ok(LoadedDocument::Object(object)) => objects.push(object),
+            Ok(LoadedDocument::Stack(mut stack)) => objects.append(&mut stack),
+            Ok(LoadedDocument::Empty) => {}
             Err(mut errs) => errors.append(&mut errs),
         }
     }
@@ -353,19 +401,31 @@ pub fn load_str_with(file: &Path, text: &str, identities: &AgeIdentities) -> Fil
     }
 }
 
+/// What one document holds.
+#[derive(Debug)]
+pub(crate) enum LoadedDocument {
+    /// Nothing (a null document).
+    Empty,
+    /// One object.
+    Object(Located<Object>),
+    /// A SwarmStack's objects, in the order its compose files convert them.
+    Stack(Vec<Located<Object>>),
+}
+
 /// Loads one document (padded with empty lines so positions are those of the whole file).
-/// `Ok(None)` for an empty (null) document.
+/// What a SwarmStack reads and warns about goes into `sidecar`.
 pub(crate) fn load_document(
     file: &Path,
     text: &str,
     identities: &AgeIdentities,
-) -> Result<Option<Located<Object>>, Vec<SpecError>> {
+    sidecar: &mut Sidecar,
+) -> Result<LoadedDocument, Vec<SpecError>> {
     let root =
         parse_nodes(text).map_err(|e| vec![convert_error(file, &e, &FieldLocations::default())])?;
     let root_pos = position(&root);
     let Node::Map(entries) = &root.value else {
         if matches!(root.value, Node::Null) {
-            return Ok(None);
+            return Ok(LoadedDocument::Empty);
         }
         return Err(vec![SpecError::at(
             file,
@@ -438,6 +498,14 @@ pub(crate) fn load_document(
     if !errors.is_empty() {
         return Err(errors);
     }
+    let name_pos = get("metadata").and_then(|metadata| match &metadata.value {
+        Node::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| k.value.as_key().as_deref() == Some("name"))
+            .and_then(|(_, v)| position(v)),
+        _ => None,
+    });
+    let (line, column) = name_pos.or(root_pos).unwrap_or((1, 1));
     let object = match kind {
         Some("SwarmService") => {
             let mut service = typed::<SwarmService>(file, text, &fields)?;
@@ -476,17 +544,21 @@ pub(crate) fn load_document(
             secret.spec.content = read_content(file, &secret.spec, &fields, identities)?;
             secret.into()
         }
+        Some("SwarmStack") => {
+            let stack = typed::<SwarmStack>(file, text, &fields)?;
+            let at = Located {
+                value: (),
+                file: file.to_owned(),
+                line,
+                column,
+                fields: std::sync::Arc::new(fields),
+            };
+            return super::stack::expand(&stack, &at, identities, sidecar)
+                .map(LoadedDocument::Stack);
+        }
         _ => unreachable!("kind checked against KINDS above"),
     };
-    let name_pos = get("metadata").and_then(|metadata| match &metadata.value {
-        Node::Map(entries) => entries
-            .iter()
-            .find(|(k, _)| k.value.as_key().as_deref() == Some("name"))
-            .and_then(|(_, v)| position(v)),
-        _ => None,
-    });
-    let (line, column) = name_pos.or(root_pos).unwrap_or((1, 1));
-    Ok(Some(Located {
+    Ok(LoadedDocument::Object(Located {
         value: object,
         file: file.to_owned(),
         line,
@@ -513,7 +585,7 @@ fn parse_nodes(text: &str) -> Result<Spanned<Node>, serde_saphyr::Error> {
 
 /// Reads the service's `envFile`s and merges them under `env` (later files win over earlier
 /// ones, `env` over all), so that everything downstream sees one environment.
-fn merge_env_files(
+pub(super) fn merge_env_files(
     file: &Path,
     service: &mut SwarmService,
     fields: &DocumentFields,
@@ -567,7 +639,7 @@ pub fn is_applied_secret_name(logical: &str, applied: &str) -> bool {
 }
 
 /// The content of a config or secret from its one source. Messages never quote the content.
-fn read_content(
+pub(super) fn read_content(
     file: &Path,
     spec: &DataSpec,
     fields: &DocumentFields,
@@ -1215,7 +1287,7 @@ mod tests {
         );
         assert_eq!(
             e[1].message,
-            "unknown kind `Deployment`: allowed kinds are SwarmService, SwarmNetwork, SwarmConfig, SwarmSecret"
+            "unknown kind `Deployment`: allowed kinds are SwarmService, SwarmNetwork, SwarmConfig, SwarmSecret, SwarmStack"
         );
         let (l, _, f, m) =
             one("apiVersion: swarm-operator.io/v1alpha1\nmetadata: {name: a}\nspec: {}\n");

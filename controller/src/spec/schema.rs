@@ -4,6 +4,7 @@ use std::path::Path;
 
 use schemars::{JsonSchema, Schema, schema_for};
 
+use super::stack::SwarmStack;
 use super::types::{SwarmConfig, SwarmNetwork, SwarmSecret, SwarmService};
 
 /// Base of the schemas' `$id`s.
@@ -40,6 +41,11 @@ pub fn schemas() -> Vec<(String, String)> {
             "swarmsecret",
             "SwarmSecret",
             "A Docker Swarm secret managed by swarm-operator, versioned by content hash (apiVersion swarm-operator.io/v1alpha1).",
+        ),
+        schema::<SwarmStack>(
+            "swarmstack",
+            "SwarmStack",
+            "A compose stack managed by swarm-operator: its compose files converted on every reload into services, networks, configs and secrets named and labelled as `docker stack deploy` names them (apiVersion swarm-operator.io/v1alpha1).",
         ),
     ]
 }

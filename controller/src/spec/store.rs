@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::encrypted::AgeIdentities;
+use super::engine_api::{self, EngineApiVersion};
 use super::load::{FileLoad, LoadCache, LoadDirError, load_dir_cached};
 use super::located::{Located, SpecError};
 use super::types::Object;
@@ -18,6 +19,9 @@ pub struct Desired {
     pub objects: Vec<Located<Object>>,
     /// Every problem found, with its location.
     pub errors: Vec<SpecError>,
+    /// What loaded with a warning (keys of a SwarmStack's compose files that stack deploy
+    /// would ignore too), located.
+    pub warnings: Vec<SpecError>,
     /// `false` when some file failed: then `objects` may lack objects the failed files declare
     /// (a file that failed on its first load contributes nothing), so nothing may be pruned
     /// on the grounds that it is missing from `objects`.
@@ -40,6 +44,7 @@ pub struct SpecStore {
     failed: BTreeSet<PathBuf>,
     cache: LoadCache,
     identities: AgeIdentities,
+    engine_api: Option<EngineApiVersion>,
 }
 
 impl SpecStore {
@@ -53,6 +58,12 @@ impl SpecStore {
             identities,
             ..Self::default()
         }
+    }
+
+    /// Validated reloads also refuse service fields that `version` (the engine's negotiated
+    /// API version) does not know; `None` (no engine to ask) skips that check.
+    pub fn set_engine_api(&mut self, version: Option<EngineApiVersion>) {
+        self.engine_api = version;
     }
 
     /// Re-reads `dir` (loading only: syntax, types, apiVersion/kind, unknown fields).
@@ -89,6 +100,7 @@ impl SpecStore {
         existing_networks: Option<&BTreeSet<String>>,
     ) -> Result<Desired, LoadDirError> {
         let loaded = load_dir_cached(dir, &mut self.cache, &self.identities)?;
+        let warnings = loaded.warnings;
         let mut errors = Vec::new();
         let mut fresh: BTreeMap<PathBuf, Vec<Located<Object>>> = BTreeMap::new();
         let mut failed = BTreeSet::new();
@@ -116,7 +128,14 @@ impl SpecStore {
                 )
                 .cloned()
                 .collect();
-            for error in validate(&candidate, existing) {
+            let engine_errors = self
+                .engine_api
+                .map(|engine| engine_api::check(&candidate, engine))
+                .unwrap_or_default();
+            for error in validate(&candidate, existing)
+                .into_iter()
+                .chain(engine_errors)
+            {
                 // Errors about last good objects of already failed files would point at text
                 // that is no longer there: the load errors of that file stand for it.
                 if fresh.contains_key(&error.file) {
@@ -136,6 +155,7 @@ impl SpecStore {
         Ok(Desired {
             objects: self.objects().cloned().collect(),
             errors,
+            warnings,
             complete: self.failed.is_empty(),
             failed_files: self.failed.clone(),
         })
@@ -166,6 +186,43 @@ mod tests {
             .and_then(|o| o.value.as_service())
             .map(|s| s.spec.image.clone())
             .unwrap()
+    }
+
+    /// A field the engine does not know fails its file like any validation error, and keeps
+    /// the file's last good objects; without an engine version nothing is checked.
+    #[test]
+    fn fields_newer_than_the_engine_fail_their_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.yaml");
+        std::fs::write(&a, svc("alpha", "img:1")).unwrap();
+        let networks = BTreeSet::from(["net".to_owned()]);
+        let mut store = SpecStore::new();
+        store.set_engine_api(Some(EngineApiVersion::new(1, 41)));
+        let first = store.reload_validated(dir.path(), &networks).unwrap();
+        assert!(first.errors.is_empty(), "{:?}", first.errors);
+        std::fs::write(
+            &a,
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {name: alpha}\nspec: {image: img:2, networks: [net], oomScoreAdj: 10}\n",
+        )
+        .unwrap();
+        let refused = store.reload_validated(dir.path(), &networks).unwrap();
+        assert_eq!(refused.errors.len(), 1, "{:?}", refused.errors);
+        assert!(
+            refused.errors[0]
+                .to_string()
+                .contains("spec.oomScoreAdj: needs Docker Engine API 1.46"),
+            "{}",
+            refused.errors[0]
+        );
+        assert_eq!(
+            image(&refused, "alpha"),
+            "img:1",
+            "the last good spec stays"
+        );
+        store.set_engine_api(None);
+        let unchecked = store.reload_validated(dir.path(), &networks).unwrap();
+        assert!(unchecked.errors.is_empty(), "{:?}", unchecked.errors);
+        assert_eq!(image(&unchecked, "alpha"), "img:2");
     }
 
     #[test]

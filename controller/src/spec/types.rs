@@ -61,7 +61,13 @@ pub enum SecretKind {
 }
 
 /// The kinds of document a spec directory may hold.
-pub const KINDS: [&str; 4] = ["SwarmService", "SwarmNetwork", "SwarmConfig", "SwarmSecret"];
+pub const KINDS: [&str; 5] = [
+    "SwarmService",
+    "SwarmNetwork",
+    "SwarmConfig",
+    "SwarmSecret",
+    "SwarmStack",
+];
 
 /// Name and labels of an object.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
@@ -438,6 +444,18 @@ pub struct ServiceSpec {
     /// Mount the container's root filesystem read-only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_only: Option<bool>,
+    /// Isolation technology of the containers: `default`, `process` or `hyperv` (the last
+    /// two only on Windows nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<Isolation>,
+    /// Windows gMSA credential spec of the containers: exactly one of `file` or `registry`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_spec: Option<CredentialSpecSpec>,
+    /// Adjustment of the containers' OOM-killer score (-1000 to 1000). Needs Engine API 1.46
+    /// (Docker 27).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = -1000, max = 1000))]
+    pub oom_score_adj: Option<i64>,
     /// Allocate a pseudo-TTY.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tty: Option<bool>,
@@ -701,7 +719,8 @@ pub enum ConcurrencyPolicy {
     Forbid,
     /// The previous run's tasks are replaced by the new run's.
     Replace,
-    /// Refused by validation: swarm runs one run of a job service at a time.
+    /// Refused by validation: a run is a service update, and swarm stops the previous run's
+    /// tasks when it starts the next, so runs of one job service cannot overlap.
     Allow,
 }
 
@@ -837,6 +856,9 @@ pub struct HealthcheckSpec {
     /// Grace period after start during which failures do not count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_period: Option<DurationStr>,
+    /// Time between checks during the start period. Needs Engine API 1.44 (Docker 25).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_interval: Option<DurationStr>,
 }
 
 /// Rolling update (or rollback) policy.
@@ -977,6 +999,58 @@ pub struct ResourceAmounts {
     /// Maximum number of processes (limits only; 0 or -1 = unlimited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids: Option<i64>,
+    /// Node-advertised resources a task needs (reservations only), e.g. `[{kind: gpu,
+    /// value: 2}]`; nodes advertise them in their engine's `node-generic-resources`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub generic_resources: Vec<GenericResourceSpec>,
+}
+
+/// A countable resource a node advertises (compose's `discrete_resource_spec`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GenericResourceSpec {
+    /// The resource's name, e.g. `gpu`.
+    #[schemars(length(min = 1))]
+    pub kind: String,
+    /// How many of it a task reserves.
+    pub value: i64,
+}
+
+/// Isolation technology of a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// The daemon's default (`process` on Linux).
+    Default,
+    /// Namespaces of the host kernel (Windows: process isolation).
+    Process,
+    /// A Hyper-V utility VM per container (Windows only).
+    Hyperv,
+}
+
+impl Isolation {
+    /// The engine's (and compose's) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Default => "default",
+            Isolation::Process => "process",
+            Isolation::Hyperv => "hyperv",
+        }
+    }
+}
+
+/// Where a Windows container's gMSA credential spec comes from: exactly one of `file` and
+/// `registry` (compose's third form, a swarm config, is not supported yet).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CredentialSpecSpec {
+    /// A file under the node's `CredentialSpecs` directory of the docker data root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// A value under the node's `HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion\
+    /// Virtualization\Containers\CredentialSpecs` registry key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<String>,
 }
 
 /// A mount into the containers.

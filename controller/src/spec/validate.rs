@@ -329,7 +329,7 @@ fn service(object: &Located<Object>, spec: &ServiceSpec, errors: &mut Vec<SpecEr
     if spec.concurrency_policy == Some(crate::spec::ConcurrencyPolicy::Allow) {
         err(
             "spec.concurrencyPolicy".into(),
-            "Allow cannot be honoured: swarm runs one run of a job service at a time (a new run replaces the running tasks); use Forbid (default) or Replace".into(),
+            "Allow cannot be honoured: a job service has one run at a time (a run is a service update, and swarm stops the running tasks of the previous run when it starts the next); use Forbid (default: the next run waits for the running one) or Replace (it stops the running one), or a second service for runs that must overlap".into(),
         );
     }
     if spec.max_concurrent.is_some() && spec.mode != ServiceMode::ReplicatedJob {
@@ -429,6 +429,37 @@ fn service(object: &Located<Object>, spec: &ServiceSpec, errors: &mut Vec<SpecEr
                 );
             }
         }
+        if resources
+            .limits
+            .as_ref()
+            .is_some_and(|l| !l.generic_resources.is_empty())
+        {
+            err(
+                "spec.resources.limits.genericResources".into(),
+                "generic resources can only be reserved, not limited: move them to `reservations`"
+                    .into(),
+            );
+        }
+        for (i, g) in resources
+            .reservations
+            .iter()
+            .flat_map(|r| r.generic_resources.iter())
+            .enumerate()
+        {
+            let field = field_path::index("spec.resources.reservations.genericResources", i);
+            if g.kind.trim().is_empty() {
+                err(
+                    format!("{field}.kind"),
+                    "kind must name a resource like `gpu`".into(),
+                );
+            }
+            if g.value < 1 {
+                err(
+                    format!("{field}.value"),
+                    format!("value {} reserves nothing: give 1 or more", g.value),
+                );
+            }
+        }
         if let Some(pids) = resources.reservations.as_ref().and_then(|r| r.pids) {
             err(
                 "spec.resources.reservations.pids".into(),
@@ -440,6 +471,14 @@ fn service(object: &Located<Object>, spec: &ServiceSpec, errors: &mut Vec<SpecEr
         self::mount(&field_path::index("spec.mounts", i), mount, &mut err);
     }
     stack_fields(spec, &mut err);
+    if let Some(c) = &spec.credential_spec
+        && c.file.is_some() == c.registry.is_some()
+    {
+        err(
+            "spec.credentialSpec".into(),
+            "give exactly one of `file` or `registry`".into(),
+        );
+    }
     if let Some(placement) = &spec.placement {
         for (i, c) in placement.constraints.iter().enumerate() {
             if !["==", "!="].iter().any(|op| c.contains(op)) {

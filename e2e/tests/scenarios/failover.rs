@@ -1,9 +1,13 @@
 //! Scenario 13: the operator's own high availability on 3 managers + 1 worker. The operator is
 //! redeployed in its HA form (a replica on every manager, a leader elected through a lease in
 //! the swarm, specs stored in the swarm by `apply`); the leader's node is killed; another
-//! replica takes over, and a spec applied after the failover is applied.
+//! replica takes over, and a spec applied after the failover is applied. A job scheduled every
+//! 5 s runs throughout: each scheduled time runs once, by one replica, across the failover too
+//! (issue 18: three operator replicas never run a job twice).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use xtask::cluster::Node;
@@ -18,6 +22,10 @@ const HA_SPECS: &str = "/srv/swarm-operator/ha-specs";
 const LEASE: &str = "swarm-operator-lease-default";
 /// The issue's target: node stop → first reconcile by the new leader.
 const FAILOVER_TARGET: Duration = Duration::from_secs(20);
+/// The scheduled job that runs through the failover.
+pub(crate) const JOB: &str = "e2e-cron-tick";
+/// Its period: `*/5 * * * * *`.
+const JOB_PERIOD_NS: i128 = 5_000_000_000;
 
 fn docker(m: &Manager, args: &[&str]) -> Result<String, String> {
     m.docker(args).output().map_err(|e| e.to_string())
@@ -173,11 +181,157 @@ fn runs_replicas(m: &Manager, svc: &str, n: u64, lost: &str) -> bool {
     spec == Some(n) && running == n
 }
 
-/// Writes the manifests into `HA_SPECS` on `node` with account-service at `replicas`, and
-/// applies them from there.
-fn apply_manifests(e: &Env, m: &Manager, account_replicas: u64) -> Outcome {
+/// The job: the probe resolving a name (it exits 0 at once), every 5 s; a time missed by up
+/// to 30 s (a failover) runs once, late.
+fn job_spec() -> String {
+    format!(
+        "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {JOB}}}\nspec:\n  image: {PROBE}\n  mode: replicated-job\n  args: [resolve, localhost]\n  restartPolicy: {{condition: none}}\n  schedule: \"*/5 * * * * *\"\n  startingDeadline: 30s\n"
+    )
+}
+
+/// One reading of the job's service: its `ForceUpdate` (one more per run) and `UpdatedAt`
+/// (the time of its last write, in Unix nanoseconds), and when it was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct JobReading {
+    force_update: u64,
+    updated_at: i128,
+    seen: Instant,
+}
+
+fn read_job(m: &Manager) -> Option<JobReading> {
+    let out = m
+        .docker([
+            "service",
+            "inspect",
+            "--format",
+            "{{.Spec.TaskTemplate.ForceUpdate}} {{.UpdatedAt.UnixNano}}",
+            JOB,
+        ])
+        .output()
+        .ok()?;
+    let (force, updated) = out.trim().split_once(' ')?;
+    Some(JobReading {
+        force_update: force.parse().ok()?,
+        updated_at: updated.parse().ok()?,
+        seen: Instant::now(),
+    })
+}
+
+/// Reads the job's service every half second from whichever manager answers, keeping each
+/// reading that differs from the one before, until `stop`.
+fn watch_job(
+    managers: Vec<Manager>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Vec<JobReading>> {
+    std::thread::spawn(move || {
+        let mut readings: Vec<JobReading> = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            if let Some(r) = managers.iter().find_map(read_job) {
+                let last = readings.last().map(|l| (l.force_update, l.updated_at));
+                if last != Some((r.force_update, r.updated_at)) {
+                    readings.push(r);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        readings
+    })
+}
+
+/// Scheduled times (multiples of the period) in `(after, upto]`.
+fn slots_between(after: i128, upto: i128) -> i128 {
+    upto.div_euclid(JOB_PERIOD_NS) - after.div_euclid(JOB_PERIOD_NS)
+}
+
+/// Each run is due at a scheduled time after the previous run's write (`UpdatedAt`) and
+/// written at or after it: so between two readings, no more runs than scheduled times, and no
+/// write that is not a run. Returns a line describing the readings around `killed`.
+fn check_runs(readings: &[JobReading], killed: Instant) -> Result<String, String> {
+    let mut around_kill = String::from("no run seen after the kill");
+    for pair in readings.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        let runs = b
+            .force_update
+            .checked_sub(a.force_update)
+            .ok_or_else(|| format!("ForceUpdate went back: {a:?} -> {b:?}"))?;
+        ensure(runs > 0, || {
+            format!(
+                "a write that is not a run (UpdatedAt moved, ForceUpdate did not): {a:?} -> {b:?}"
+            )
+        })?;
+        let slots = slots_between(a.updated_at, b.updated_at);
+        ensure(i128::from(runs) <= slots, || {
+            format!(
+                "{runs} run(s) for {slots} scheduled time(s) between writes at {} and {} (ns): a time ran twice",
+                a.updated_at, b.updated_at
+            )
+        })?;
+        if a.seen <= killed && b.seen > killed {
+            around_kill = format!(
+                "first change after the kill: {runs} run(s), {slots} scheduled time(s) since the run before ({:.1} s apart)",
+                (b.updated_at - a.updated_at) as f64 / 1e9
+            );
+        }
+    }
+    Ok(around_kill)
+}
+
+/// Removes ANSI colour sequences (`ESC [ … m`) from a log line.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The scheduled times of the job's runs that operator replicas logged on `node` (every
+/// operator container there, running or exited), as `YYYY-MM-DD HH:MM:SS`.
+fn logged_runs(node: &Node) -> Result<Vec<String>, String> {
+    let filter = format!("label=com.docker.swarm.service.name={}", operator::SERVICE);
+    let ids = node
+        .docker(["ps", "-aq", "--filter", &filter])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let mut dues = Vec::new();
+    for id in ids.lines() {
+        let (_, out, err) = node
+            .docker(["logs", id])
+            .output_any()
+            .map_err(|e| e.to_string())?;
+        for line in out.lines().chain(err.lines()).map(strip_ansi) {
+            if !line.contains("ran the scheduled job") || !line.contains(JOB) {
+                continue;
+            }
+            let due = line
+                .split_once("due")
+                .map(|(_, rest)| rest.trim_start_matches(['=', '"', ':']))
+                .and_then(|rest| rest.get(..19))
+                .ok_or_else(|| format!("no due time in {line:?}"))?;
+            dues.push(due.to_owned());
+        }
+    }
+    Ok(dues)
+}
+
+/// Writes the manifests into `HA_SPECS` on `node` with account-service at `replicas` (and the
+/// scheduled job when `job`), and applies them from there.
+fn apply_manifests(e: &Env, m: &Manager, account_replicas: u64, job: bool) -> Outcome {
     m.put_specs(&e.root.join("manifests"), HA_SPECS)
         .map_err(|x| x.to_string())?;
+    if job {
+        m.write_file(&format!("{HA_SPECS}/{JOB}.yaml"), &job_spec())
+            .map_err(|x| x.to_string())?;
+    }
     let account = e.original_spec("account-service.yaml")?;
     m.write_file(
         &format!("{HA_SPECS}/account-service.yaml"),
@@ -203,7 +357,7 @@ pub fn operator_failover(e: &Env) -> Outcome {
     let versions_before = (version(&e.m, ACCOUNT)?, version(&e.m, QUOTE)?);
 
     // The HA form takes over the running system: same specs, stored in the swarm.
-    apply_manifests(e, &e.m, 3)?;
+    apply_manifests(e, &e.m, 3, true)?;
     operator::deploy(&e.m, Deployment::HighAvailability).map_err(|x| x.to_string())?;
     e.m.wait_converged(&[operator::SERVICE], 3, Duration::from_secs(120))
         .map_err(|x| x.to_string())?;
@@ -247,6 +401,21 @@ pub fn operator_failover(e: &Env) -> Outcome {
         )
     })?;
 
+    // The scheduled job runs every 5 s from now on; watch it from any manager that answers.
+    let stop_watch = Arc::new(AtomicBool::new(false));
+    let watcher = watch_job(
+        managers
+            .iter()
+            .map(|n| Manager::Node(n.name.clone()))
+            .collect(),
+        Arc::clone(&stop_watch),
+    );
+    e.wait(
+        "two scheduled runs of the job",
+        Duration::from_secs(60),
+        || read_job(&e.m).is_some_and(|r| r.force_update >= 2),
+    )?;
+
     // Kill the leader's node; watch from a surviving manager.
     let victim = e
         .cluster
@@ -272,6 +441,7 @@ pub fn operator_failover(e: &Env) -> Outcome {
             ""
         }
     );
+    let force_at_kill = read_job(&e.m).map_or(0, |r| r.force_update);
     let killed = Instant::now();
     e.cluster.kill_node(&victim).map_err(|x| x.to_string())?;
     let result = (|| {
@@ -339,13 +509,13 @@ pub fn operator_failover(e: &Env) -> Outcome {
         })?;
 
         // A spec change applied after the failover is applied by the new leader.
-        apply_manifests(e, &survivor, 4)?;
+        apply_manifests(e, &survivor, 4, true)?;
         e.wait(
             "account-service at 4 replicas",
             Duration::from_secs(120),
             || runs_replicas(&survivor, ACCOUNT, 4, &victim.name),
         )?;
-        apply_manifests(e, &survivor, 3)?;
+        apply_manifests(e, &survivor, 3, true)?;
         e.wait(
             "account-service back at 3",
             Duration::from_secs(120),
@@ -354,8 +524,23 @@ pub fn operator_failover(e: &Env) -> Outcome {
         let (after, _) = app_objects(&survivor)?;
         ensure(after == before, || {
             format!("objects changed identity: {before:?} -> {after:?}")
-        })
+        })?;
+        // The new leader goes on running the job.
+        e.wait(
+            "two runs by the new leader",
+            Duration::from_secs(60),
+            || read_job(&survivor).is_some_and(|r| r.force_update >= force_at_kill + 2),
+        )
     })();
+    // The job's runs, from the swarm: then the job goes (the specs without it).
+    stop_watch.store(true, Ordering::Relaxed);
+    let readings = watcher.join().unwrap_or_default();
+    let runs = check_runs(&readings, killed);
+    let removed = apply_manifests(e, &survivor, 3, false).and_then(|()| {
+        e.wait("the job removed", Duration::from_secs(60), || {
+            !survivor.docker(["service", "inspect", JOB]).succeeds()
+        })
+    });
     e.cluster.start_node(&victim).map_err(|x| x.to_string())?;
     let rejoined = e.wait(
         "the killed node back in the swarm",
@@ -373,5 +558,58 @@ pub fn operator_failover(e: &Env) -> Outcome {
                 .is_ok_and(|s| s == "ready")
         },
     );
-    result.and(rejoined)
+    let logged = rejoined.and_then(|()| {
+        let runs = runs?;
+        eprintln!("    job: {} readings; {runs}", readings.len());
+        check_logged_runs(&managers, &readings)
+    });
+    result.and(removed).and(logged)
+}
+
+/// The operator replicas' logs, the killed leader's included: no scheduled time was run twice,
+/// and they ran as many times as the swarm counted up to the last reading.
+fn check_logged_runs(managers: &[Node], readings: &[JobReading]) -> Outcome {
+    let last = readings
+        .last()
+        .ok_or("the job was never read from the swarm")?;
+    let mut by_node = Vec::new();
+    let mut dues = Vec::new();
+    for node in managers {
+        let logged = logged_runs(node)?;
+        by_node.push(format!("{}: {}", node.name, logged.len()));
+        dues.extend(logged);
+    }
+    eprintln!("    runs logged per manager: {}", by_node.join(", "));
+    let distinct: BTreeSet<&String> = dues.iter().collect();
+    ensure(distinct.len() == dues.len(), || {
+        format!("a scheduled time was run twice: {dues:?}")
+    })?;
+    // Every run logged before the last reading's write is counted in its ForceUpdate (the
+    // job's runs are its only writes: `check_runs`); later runs are due after that write.
+    let before_last = dues
+        .iter()
+        .filter_map(|d| unix_seconds(d))
+        .filter(|s| i128::from(*s) * 1_000_000_000 <= last.updated_at)
+        .count();
+    ensure(before_last as u64 == last.force_update, || {
+        format!(
+            "{before_last} run(s) logged up to the last reading, the swarm counted {}: {dues:?}",
+            last.force_update
+        )
+    })
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) as Unix seconds.
+fn unix_seconds(text: &str) -> Option<i64> {
+    let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    // Days from the civil date (H. Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
 }
