@@ -45,6 +45,10 @@ pub fn base(server: &Server) -> String {
 
 /// A plain HTTP client for the tests themselves.
 pub fn client() -> reqwest::Client {
+    // Workspace feature unification builds reqwest with `rustls-no-provider` (the operator's git
+    // client brings its own ring configuration): a client needs a provider installed even for
+    // plain http. Installing twice is refused, which is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
