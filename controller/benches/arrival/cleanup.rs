@@ -1,0 +1,125 @@
+//! Emptying the swarm of the bench's objects between runs, timed: removing thousands of
+//! services (and stopping their containers) is slow in itself and worth knowing.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use bollard::Docker;
+use bollard::query_parameters::{ListContainersOptions, ListServicesOptions};
+use futures_util::StreamExt;
+
+use crate::swarm::{BENCH_LABEL, docker};
+
+/// How long emptying took.
+pub struct Emptied {
+    pub services_removed: usize,
+    /// Until the engine listed none of the services.
+    pub services_gone: Duration,
+    /// Until no container of them was left either.
+    pub containers_gone: Duration,
+}
+
+/// Ids of the services whose [`BENCH_LABEL`] value starts with `prefix`.
+async fn bench_services(engine: &Docker, prefix: &str) -> Result<Vec<String>> {
+    let filters = HashMap::from([("label".to_owned(), vec![BENCH_LABEL.to_owned()])]);
+    let services = engine
+        .list_services(Some(ListServicesOptions {
+            filters: Some(filters),
+            status: None,
+        }))
+        .await?;
+    Ok(services
+        .into_iter()
+        .filter(|s| {
+            s.spec
+                .as_ref()
+                .and_then(|spec| spec.labels.as_ref()?.get(BENCH_LABEL))
+                .is_some_and(|v| v.starts_with(prefix))
+        })
+        .filter_map(|s| s.id)
+        .collect())
+}
+
+/// Containers (running or not) whose name starts with `prefix`: task containers are named
+/// `SERVICE.SLOT.TASK`, and every bench service's name starts with the prefix.
+async fn bench_containers(engine: &Docker, prefix: &str) -> Result<usize> {
+    let filters = HashMap::from([("name".to_owned(), vec![prefix.to_owned()])]);
+    let containers = engine
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await?;
+    Ok(containers
+        .iter()
+        .filter(|c| {
+            c.names
+                .iter()
+                .flatten()
+                .any(|n| n.trim_start_matches('/').starts_with(prefix))
+        })
+        .count())
+}
+
+/// Removes every service and network of the bench (names and labels start with `prefix`) and
+/// waits until neither they nor their containers are left.
+pub async fn empty_swarm(engine: &Docker, prefix: &str, timeout: Duration) -> Result<Emptied> {
+    let start = Instant::now();
+    let ids = bench_services(engine, prefix).await?;
+    // 16 removals in flight: the engine serialises them through raft anyway.
+    let failures: Vec<String> = futures_util::stream::iter(ids.iter())
+        .map(|id| async move {
+            engine
+                .delete_service(id)
+                .await
+                .err()
+                .map(|e| format!("{id}: {e}"))
+        })
+        .buffer_unordered(16)
+        .filter_map(|failed| async move { failed })
+        .collect()
+        .await;
+    if let Some(first) = failures.first() {
+        eprintln!("    {} removals failed, e.g. {first}", failures.len());
+    }
+    while !bench_services(engine, prefix).await?.is_empty() {
+        if start.elapsed() > timeout {
+            bail!("bench services {prefix}* still listed after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let services_gone = start.elapsed();
+    loop {
+        let left = bench_containers(engine, prefix).await?;
+        if left == 0 {
+            break;
+        }
+        if start.elapsed() > timeout {
+            bail!("{left} containers {prefix}* still there after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let containers_gone = start.elapsed();
+    // A stack's default network goes once its services are gone.
+    if let Ok(names) = docker(&[
+        "network",
+        "ls",
+        "--filter",
+        &format!("name={prefix}"),
+        "--format",
+        "{{.Name}}",
+    ])
+    .await
+    {
+        for name in names.lines().filter(|n| n.starts_with(prefix)) {
+            let _ = docker(&["network", "rm", name]).await;
+        }
+    }
+    Ok(Emptied {
+        services_removed: ids.len(),
+        services_gone,
+        containers_gone,
+    })
+}

@@ -1,0 +1,138 @@
+//! What a user puts in front of each contender: N spec files for the operator, arriving in
+//! one of the ways files really arrive, and the same N services as one compose file.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use tokio::process::Command;
+
+use crate::swarm::{BENCH_LABEL, TEST_IMAGE};
+
+/// How the spec files land in the watched directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// `cp -r prepared/. specs/`: a bulk copy, like unpacking an archive.
+    Copy,
+    /// Each prepared file renamed into the directory (`mv prepared/* specs/`, a `git
+    /// checkout` that writes beside and renames).
+    Rename,
+    /// A loop writing one file after another (open, write, close), like a generating script.
+    Loop,
+}
+
+impl Arrival {
+    pub fn parse(name: &str) -> Result<Arrival> {
+        match name.trim() {
+            "copy" => Ok(Arrival::Copy),
+            "rename" => Ok(Arrival::Rename),
+            "loop" => Ok(Arrival::Loop),
+            other => bail!("unknown arrival {other:?} in BENCH_ARRIVALS (copy, rename, loop)"),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Arrival::Copy => "copy",
+            Arrival::Rename => "rename",
+            Arrival::Loop => "loop",
+        }
+    }
+}
+
+/// The service every contender deploys: `replicas` tasks of the local static busybox image
+/// (never pulled), like the integration tests' services.
+pub struct ServiceShape {
+    pub replicas: u32,
+}
+
+/// N spec files written to `prepared`, ready to arrive in `specs`.
+pub struct PreparedSpecs {
+    pub prepared: PathBuf,
+    pub files: Vec<(String, String)>,
+}
+
+impl ServiceShape {
+    /// One SwarmService spec; `label` is the value of [`BENCH_LABEL`] the poller counts.
+    pub fn spec(&self, name: &str, label: &str) -> String {
+        format!(
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: {name}\n  labels: {{{BENCH_LABEL}: {label}}}\nspec:\n  image: {TEST_IMAGE}\n  replicas: {}\n  args: [sleep, \"3600\"]\n  endpointMode: dnsrr\n  stopGracePeriod: 1s\n",
+            self.replicas
+        )
+    }
+
+    /// The same `n` services as a compose file for `docker stack deploy`.
+    pub fn compose(&self, n: usize, label: &str) -> String {
+        let mut text = String::from("version: \"3.8\"\nservices:\n");
+        for i in 0..n {
+            // Writing to a String can not fail.
+            let _ = write!(
+                text,
+                "  s{i:05}:\n    image: {TEST_IMAGE}\n    command: [sleep, \"3600\"]\n    stop_grace_period: 1s\n    deploy:\n      replicas: {}\n      endpoint_mode: dnsrr\n      labels: {{{BENCH_LABEL}: {label}}}\n",
+                self.replicas
+            );
+        }
+        text
+    }
+
+    /// Writes `n` spec files named `{service_prefix}s{i}.yaml` into a fresh `prepared`.
+    pub fn prepare(
+        &self,
+        prepared: &Path,
+        n: usize,
+        service_prefix: &str,
+        label: &str,
+    ) -> Result<PreparedSpecs> {
+        std::fs::create_dir_all(prepared)?;
+        let files: Vec<(String, String)> = (0..n)
+            .map(|i| {
+                let name = format!("{service_prefix}s{i:05}");
+                (format!("{name}.yaml"), self.spec(&name, label))
+            })
+            .collect();
+        for (file, text) in &files {
+            std::fs::write(prepared.join(file), text)?;
+        }
+        Ok(PreparedSpecs {
+            prepared: prepared.to_owned(),
+            files,
+        })
+    }
+}
+
+impl PreparedSpecs {
+    /// Lands the files in `specs` the way `arrival` says; returns when the last one is there.
+    pub async fn land(&self, arrival: Arrival, specs: &Path) -> Result<()> {
+        match arrival {
+            Arrival::Copy => {
+                let mut source = self.prepared.clone().into_os_string();
+                source.push("/.");
+                let status = Command::new("cp")
+                    .arg("-r")
+                    .arg(&source)
+                    .arg(specs)
+                    .status()
+                    .await
+                    .context("running cp")?;
+                if !status.success() {
+                    bail!(
+                        "cp -r {} {}: {status}",
+                        self.prepared.display(),
+                        specs.display()
+                    );
+                }
+            }
+            Arrival::Rename => {
+                for (file, _) in &self.files {
+                    std::fs::rename(self.prepared.join(file), specs.join(file))?;
+                }
+            }
+            Arrival::Loop => {
+                for (file, text) in &self.files {
+                    std::fs::write(specs.join(file), text)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

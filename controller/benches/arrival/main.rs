@@ -1,0 +1,460 @@
+//! Scale as a user meets it: N spec files arrive in the operator's directory (bulk copy,
+//! renames, or a writing loop), or the same N services go to `docker stack deploy`, and a
+//! poller outside both times until `docker service ls` shows them all. See
+//! `controller/BENCHMARK.md`, "Round 3".
+
+mod cleanup;
+mod files;
+mod operator;
+mod poller;
+// The scale bench's Docker CLI helpers, test image and load average; not all of it is used.
+#[allow(dead_code)]
+#[path = "../scale/swarm.rs"]
+mod swarm;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, anyhow, bail};
+use bollard::Docker;
+
+use crate::files::{Arrival, ServiceShape};
+use crate::operator::Operator;
+use crate::poller::Seen;
+use crate::swarm::{ENGINE_SOCKET, docker, ensure_test_image, load_average};
+
+struct Config {
+    /// Spec files (services) per run.
+    n: usize,
+    runs: usize,
+    arrivals: Vec<Arrival>,
+    /// `--concurrency` values to try; `None` is the operator's default (no flag).
+    concurrencies: Vec<Option<usize>>,
+    replicas: u32,
+    /// Whether to run `docker stack deploy` too.
+    stack: bool,
+    /// The operator's `RUST_LOG`.
+    log_filter: String,
+    /// Where to keep the operators' logs (for their timestamps); dropped with the temp dir
+    /// otherwise.
+    keep_logs: Option<std::path::PathBuf>,
+    timeout: Duration,
+}
+
+fn env_text(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn env_num<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
+    match env_text(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| anyhow!("{name}={v:?} is not a number")),
+    }
+}
+
+impl Config {
+    fn from_env() -> Result<Config> {
+        let arrivals = env_text("BENCH_ARRIVALS")
+            .unwrap_or_else(|| "copy,loop".to_owned())
+            .split(',')
+            .map(Arrival::parse)
+            .collect::<Result<Vec<_>>>()?;
+        let concurrencies = match env_text("BENCH_CONCURRENCY") {
+            None => vec![None],
+            Some(list) => list
+                .split(',')
+                .map(|c| match c.trim() {
+                    "default" => Ok(None),
+                    c => c
+                        .parse()
+                        .map(Some)
+                        .map_err(|_| anyhow!("BENCH_CONCURRENCY: {c:?} is not a number")),
+                })
+                .collect::<Result<Vec<_>>>()?,
+        };
+        Ok(Config {
+            n: env_num("BENCH_N", 500usize)?.max(1),
+            runs: env_num("BENCH_RUNS", 3usize)?.max(1),
+            arrivals,
+            concurrencies,
+            replicas: env_num("BENCH_REPLICAS", 1u32)?,
+            stack: env_num("BENCH_STACK", 1u8)? != 0,
+            log_filter: env_text("BENCH_OPERATOR_LOG").unwrap_or_else(|| "info".to_owned()),
+            keep_logs: env_text("BENCH_KEEP_LOGS").map(Into::into),
+            timeout: Duration::from_secs(env_num("BENCH_TIMEOUT_SECS", 1200)?),
+        })
+    }
+}
+
+/// One contender's way of deploying: `docker stack deploy`, or an operator with a way of
+/// arrival and a concurrency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Contender {
+    Stack,
+    Operator {
+        arrival: ArrivalKey,
+        concurrency: Option<usize>,
+    },
+}
+
+/// [`Arrival`] ordered, for the summary's keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct ArrivalKey(u8);
+
+impl From<Arrival> for ArrivalKey {
+    fn from(a: Arrival) -> Self {
+        ArrivalKey(a as u8)
+    }
+}
+
+impl ArrivalKey {
+    fn arrival(self) -> Arrival {
+        [Arrival::Copy, Arrival::Rename, Arrival::Loop][self.0 as usize]
+    }
+}
+
+impl std::fmt::Display for Contender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Contender::Stack => write!(f, "stack deploy"),
+            Contender::Operator {
+                arrival,
+                concurrency,
+            } => {
+                write!(f, "operator, {}", arrival.arrival().name())?;
+                match concurrency {
+                    Some(c) => write!(f, ", --concurrency {c}"),
+                    None => write!(f, ", default concurrency"),
+                }
+            }
+        }
+    }
+}
+
+/// One timed deployment.
+struct Attempt {
+    /// Until the last file was written / `stack deploy` returned.
+    landed: Duration,
+    seen: Seen,
+    load: String,
+    /// The operator's memory after converging, after 5 s more, and its CPU.
+    memory: Option<(operator::Memory, operator::Memory, Duration)>,
+    removal: cleanup::Emptied,
+}
+
+struct Bench {
+    cfg: Config,
+    engine: Docker,
+    /// `sobenchPID`: every service, network and label value starts with it.
+    prefix: String,
+    work: tempfile::TempDir,
+    shape: ServiceShape,
+    results: BTreeMap<Contender, Vec<Attempt>>,
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn utc_now() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+impl Bench {
+    /// Deploys N services with `contender`, timed from outside, then empties the swarm.
+    async fn attempt(&mut self, run: usize, contender: Contender) -> Result<()> {
+        let n = self.cfg.n;
+        let tag = format!("{}r{run}x{}", self.prefix, self.results.len());
+        let label = format!("{tag}-all");
+        let load = load_average();
+        eprintln!("-- run {run}: {contender} ({n} services, {tag}), load {load}");
+        let mut operator = None;
+        let (landed, seen) = match contender {
+            Contender::Stack => {
+                let compose = self.work.path().join(format!("{tag}.yml"));
+                std::fs::write(&compose, self.shape.compose(n, &label))?;
+                eprintln!("   stopwatch starts {}", utc_now());
+                let start = Instant::now();
+                let args = [
+                    "stack",
+                    "deploy",
+                    "--detach=true",
+                    "--resolve-image",
+                    "never",
+                    "-c",
+                    compose.to_str().context("compose path")?,
+                    &tag,
+                ];
+                let deploy = docker(&args);
+                let poll = poller::wait_for(&self.engine, &label, n, start, self.cfg.timeout);
+                let (deployed, seen) = tokio::join!(
+                    async {
+                        let r = deploy.await;
+                        (r, start.elapsed())
+                    },
+                    poll
+                );
+                deployed.0?;
+                (deployed.1, seen?)
+            }
+            Contender::Operator {
+                arrival,
+                concurrency,
+            } => {
+                let specs = self.work.path().join(format!("{tag}-specs"));
+                std::fs::create_dir_all(&specs)?;
+                // A sentinel first: the operator is up and has listed the swarm before the
+                // stopwatch starts, as a running operator would be.
+                let sentinel = format!("{tag}-sentinel");
+                std::fs::write(
+                    specs.join("sentinel.yaml"),
+                    self.shape.spec(&sentinel, &sentinel),
+                )?;
+                let prepared = self.shape.prepare(
+                    &self.work.path().join(format!("{tag}-prepared")),
+                    n,
+                    &format!("{tag}-"),
+                    &label,
+                )?;
+                let process = Operator::start(
+                    &specs,
+                    self.work.path(),
+                    &tag,
+                    concurrency,
+                    &self.cfg.log_filter,
+                )?;
+                operator = Some(process);
+                poller::wait_for(&self.engine, &sentinel, 1, Instant::now(), self.cfg.timeout)
+                    .await
+                    .context("waiting for the operator's sentinel service")?;
+                eprintln!("   stopwatch starts {}", utc_now());
+                let start = Instant::now();
+                let land = async {
+                    let r = prepared.land(arrival.arrival(), &specs).await;
+                    (r, start.elapsed())
+                };
+                let poll = poller::wait_for(&self.engine, &label, n, start, self.cfg.timeout);
+                let (landed, seen) = tokio::join!(land, poll);
+                landed.0?;
+                (landed.1, seen?)
+            }
+        };
+        eprintln!(
+            "   landed {}, first seen {}, all seen {} (slowest list {})",
+            secs(landed),
+            secs(seen.first),
+            secs(seen.all),
+            secs(seen.slowest_poll)
+        );
+        let memory = match &mut operator {
+            None => None,
+            Some(process) => {
+                let at_convergence = process.memory();
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let later = process.memory();
+                let cpu = process.cpu();
+                let clean = process.stop().await;
+                let problems = process.problems();
+                if !clean || !problems.is_empty() {
+                    eprintln!(
+                        "   operator: exited cleanly {clean}, {} WARN/ERROR lines, e.g. {:?}",
+                        problems.len(),
+                        problems.first()
+                    );
+                }
+                if let Some(dir) = &self.cfg.keep_logs {
+                    std::fs::create_dir_all(dir)?;
+                    let kept = dir.join(format!("{tag}.log"));
+                    std::fs::copy(&process.log, &kept)?;
+                    eprintln!("   log kept at {}", kept.display());
+                }
+                at_convergence
+                    .zip(later)
+                    .zip(cpu)
+                    .map(|((a, b), c)| (a, b, c))
+            }
+        };
+        if let Some((a, b, cpu)) = memory {
+            eprintln!(
+                "   operator RSS {:.1} MB at convergence, {:.1} MB 5 s later, peak {:.1} MB, CPU {}",
+                a.rss_mb,
+                b.rss_mb,
+                b.peak_mb,
+                secs(cpu)
+            );
+        }
+        let removal = cleanup::empty_swarm(&self.engine, &self.prefix, self.cfg.timeout).await?;
+        eprintln!(
+            "   removed {} services: listed none after {}, no container after {}",
+            removal.services_removed,
+            secs(removal.services_gone),
+            secs(removal.containers_gone)
+        );
+        self.results.entry(contender).or_default().push(Attempt {
+            landed,
+            seen,
+            load,
+            memory,
+            removal,
+        });
+        Ok(())
+    }
+
+    async fn run(&mut self) -> Result<()> {
+        let mut operators = Vec::new();
+        for &arrival in &self.cfg.arrivals {
+            for &concurrency in &self.cfg.concurrencies {
+                operators.push(Contender::Operator {
+                    arrival: arrival.into(),
+                    concurrency,
+                });
+            }
+        }
+        for run in 0..self.cfg.runs {
+            // Alternate who goes first, so that a trend in the machine's load favours no one.
+            let mut order = operators.clone();
+            if self.cfg.stack {
+                if run % 2 == 0 {
+                    order.insert(0, Contender::Stack);
+                } else {
+                    order.push(Contender::Stack);
+                }
+            }
+            for contender in order {
+                self.attempt(run, contender).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Median and spread per contender, as markdown.
+    fn summary(&self) -> String {
+        let median = |mut v: Vec<f64>| -> (f64, f64, f64) {
+            v.sort_by(f64::total_cmp);
+            let mid = v.len() / 2;
+            let median = if v.len() % 2 == 1 {
+                v[mid]
+            } else {
+                (v[mid - 1] + v[mid]) / 2.0
+            };
+            (median, v[0], v[v.len() - 1])
+        };
+        let fmt = |(m, lo, hi): (f64, f64, f64)| format!("{m:.2} s ({lo:.2}–{hi:.2})");
+        let stack_median = self
+            .results
+            .get(&Contender::Stack)
+            .map(|a| median(a.iter().map(|a| a.seen.all.as_secs_f64()).collect()).0);
+        let mut out = format!(
+            "{} services, replicas {}, {} runs each; median (min–max)\n\n| contender | all seen | ratio to stack deploy | first seen | first seen after landing | landed | operator RSS at convergence / +5 s / peak (MB) | operator CPU | removal: services / containers gone | load (1 min) |\n|---|---|---|---|---|---|---|---|---|---|\n",
+            self.cfg.n, self.cfg.replicas, self.cfg.runs
+        );
+        for (contender, attempts) in &self.results {
+            let all = median(attempts.iter().map(|a| a.seen.all.as_secs_f64()).collect());
+            let ratio = stack_median.map_or("–".to_owned(), |s| format!("{:.2}×", all.0 / s));
+            let first = median(
+                attempts
+                    .iter()
+                    .map(|a| a.seen.first.as_secs_f64())
+                    .collect(),
+            );
+            let after_landing = median(
+                attempts
+                    .iter()
+                    .map(|a| a.seen.first.as_secs_f64() - a.landed.as_secs_f64())
+                    .collect(),
+            );
+            let landed = median(attempts.iter().map(|a| a.landed.as_secs_f64()).collect());
+            let memory: Vec<_> = attempts.iter().filter_map(|a| a.memory).collect();
+            let (rss, cpu) = if memory.is_empty() {
+                ("–".to_owned(), "–".to_owned())
+            } else {
+                (
+                    format!(
+                        "{:.1} / {:.1} / {:.1}",
+                        median(memory.iter().map(|m| m.0.rss_mb).collect()).0,
+                        median(memory.iter().map(|m| m.1.rss_mb).collect()).0,
+                        median(memory.iter().map(|m| m.1.peak_mb).collect()).0
+                    ),
+                    fmt(median(memory.iter().map(|m| m.2.as_secs_f64()).collect())),
+                )
+            };
+            let removal = format!(
+                "{} / {}",
+                fmt(median(
+                    attempts
+                        .iter()
+                        .map(|a| a.removal.services_gone.as_secs_f64())
+                        .collect()
+                )),
+                fmt(median(
+                    attempts
+                        .iter()
+                        .map(|a| a.removal.containers_gone.as_secs_f64())
+                        .collect()
+                ))
+            );
+            let loads: Vec<&str> = attempts.iter().map(|a| a.load.as_str()).collect();
+            out.push_str(&format!(
+                "| {contender} | **{}** | {ratio} | {} | {} | {} | {rss} | {cpu} | {removal} | {} |\n",
+                fmt(all),
+                fmt(first),
+                fmt(after_landing),
+                fmt(landed),
+                loads.join(", ")
+            ));
+        }
+        out
+    }
+}
+
+fn main() -> Result<()> {
+    let cfg = Config::from_env()?;
+    if std::env::var("DOCKER_HOST").is_ok_and(|h| h != format!("unix://{ENGINE_SOCKET}")) {
+        bail!("this bench talks to {ENGINE_SOCKET}; unset DOCKER_HOST");
+    }
+    let work = tempfile::Builder::new()
+        .prefix("swarm-operator-arrival")
+        .tempdir()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let engine = Docker::connect_with_unix(ENGINE_SOCKET, 120, bollard::API_DEFAULT_VERSION)?
+            .negotiate_version()
+            .await?;
+        let state = docker(&["info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"])
+            .await
+            .context("no Docker engine answers")?;
+        if state != "active true" {
+            bail!("the local engine is not a swarm manager ({state}); run `docker swarm init --advertise-addr 127.0.0.1`");
+        }
+        ensure_test_image().await?;
+        let prefix = format!("sobench{}", std::process::id() % 100_000);
+        eprintln!(
+            "swarm-operator arrival bench {prefix}: {} services, {} runs, arrivals {:?}, concurrency {:?}, replicas {}, load {} at {}",
+            cfg.n, cfg.runs, cfg.arrivals, cfg.concurrencies, cfg.replicas, load_average(), utc_now()
+        );
+        let mut bench = Bench {
+            shape: ServiceShape { replicas: cfg.replicas },
+            cfg,
+            engine,
+            prefix,
+            work,
+            results: BTreeMap::new(),
+        };
+        let result = tokio::select! {
+            r = bench.run() => r,
+            _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+        };
+        println!("\n{}", bench.summary());
+        eprintln!("cleaning up {}*", bench.prefix);
+        if let Err(e) = cleanup::empty_swarm(&bench.engine, &bench.prefix, bench.cfg.timeout).await {
+            eprintln!("cleanup: {e:#}");
+        }
+        if let Err(e) = &result {
+            eprintln!("bench failed: {e:#}");
+        }
+        result
+    })
+}
