@@ -226,10 +226,18 @@ impl Bench {
                     concurrency,
                     &self.cfg.log_filter,
                 )?;
-                operator = Some(process);
-                poller::wait_for(&self.engine, &sentinel, 1, Instant::now(), self.cfg.timeout)
-                    .await
-                    .context("waiting for the operator's sentinel service")?;
+                let process = operator.insert(process);
+                let sentinel_seen =
+                    poller::wait_for(&self.engine, &sentinel, 1, Instant::now(), self.cfg.timeout);
+                tokio::select! {
+                    seen = sentinel_seen => {
+                        seen.context("waiting for the operator's sentinel service")?;
+                    }
+                    status = process.exited() => bail!(
+                        "the operator exited ({status}) before its sentinel service appeared; see {}",
+                        process.log.display()
+                    ),
+                }
                 eprintln!("   stopwatch starts {}", utc_now());
                 let start = Instant::now();
                 let land = async {

@@ -91,6 +91,17 @@ impl Operator {
             .collect()
     }
 
+    /// Waits until the process exits by itself (never, for a healthy operator).
+    pub async fn exited(&mut self) -> String {
+        match self.child.as_mut() {
+            Some(child) => match child.wait().await {
+                Ok(status) => status.to_string(),
+                Err(e) => e.to_string(),
+            },
+            None => std::future::pending().await,
+        }
+    }
+
     /// SIGTERM, then SIGKILL after 30 s; whether it exited cleanly.
     pub async fn stop(&mut self) -> bool {
         let Some(mut child) = self.child.take() else {
