@@ -699,3 +699,166 @@ fn a_commit_writes_only_the_objects_whose_spec_changed() {
     );
     assert_eq!(swarm.service_version("api"), api_version, "api not written");
 }
+
+/// Everything a running operator shows: its status file, `/api/v1/status` and its log.
+fn shown(swarm: &Swarm, operator: &Operator) -> String {
+    let status = std::fs::read_to_string(&swarm.status).unwrap_or_default();
+    let (_, api) = operator.http_get("/api/v1/status").unwrap_or_default();
+    format!("{status}\n{api}\n{}", operator.log())
+}
+
+/// `run --source git` over https (git http-backend behind TLS with basic auth) with
+/// `--git-token-file` and `--git-ca-file`: a wrong token is refused with an error that says
+/// what to do, the right one applies the spec; no token ever shows, at `RUST_LOG=debug`.
+#[test]
+fn https_with_a_token_through_the_running_operator() {
+    use support::git_servers::{HTTPS_TOKEN, HttpsGitServer, Upstream};
+    let Some(swarm) = Swarm::start("git_op_https") else {
+        return;
+    };
+    let Some(upstream) = Upstream::new("git_op_https") else {
+        return;
+    };
+    let Some(server) = HttpsGitServer::start("git_op_https", upstream.root()) else {
+        return;
+    };
+    let pushed = upstream.commit(
+        "specs",
+        &[(&spec_file("web.yaml"), &swarm.service_spec("web", 1, None))],
+        "web",
+    );
+    let url = server.url("specs");
+    let ca = server.ca();
+    let cache = upstream.root().join("cache");
+    let wrong_token = "sot-wrong-token-9b2d";
+    let wrong_file = server.token_file("wrong", wrong_token);
+    let token_file = server.token_file("token", HTTPS_TOKEN);
+    let run = |token: &Path, log_name: &str| {
+        GitRun {
+            log_name,
+            extra: vec![
+                "--git-token-file",
+                token.to_str().unwrap(),
+                "--git-ca-file",
+                ca.to_str().unwrap(),
+            ],
+            rust_log: Some("debug"),
+            ..GitRun::new(&url, "1s", &cache)
+        }
+        .start(&swarm)
+    };
+
+    let mut operator = run(&wrong_file, "-wrong");
+    let status = swarm.wait_status("the refused token in the status", CONVERGE, |s| {
+        source(s)["error"].is_string()
+    });
+    let error = source(&status)["error"].as_str().unwrap();
+    assert!(
+        error.contains("the git server refused the token of --git-token-file")
+            && error.contains(&url),
+        "the error says what to do and names the remote: {error}"
+    );
+    assert!(revision(&status).is_none(), "{status}");
+    assert!(
+        operator.log().contains(" DEBUG "),
+        "the log is at debug level"
+    );
+    let everything = shown(&swarm, &operator);
+    assert!(!everything.contains(wrong_token), "{everything}");
+    assert!(operator.stop());
+
+    let operator = run(&token_file, "");
+    swarm.wait_status("the commit applied over https", CONVERGE, |s| {
+        revision(s) == Some(pushed.as_str()) && source(s)["error"].is_null()
+    });
+    swarm.wait("the service from https", CONVERGE, || {
+        swarm.service_replicas("web") == Some(1)
+    });
+    let everything = shown(&swarm, &operator);
+    assert!(
+        everything.contains(&pushed),
+        "the shown things are read: {everything}"
+    );
+    assert!(
+        !everything.contains(HTTPS_TOKEN),
+        "the token never shows: {everything}"
+    );
+    let status = swarm.status().unwrap();
+    assert_eq!(
+        source(&status)["url"],
+        url.as_str(),
+        "the URL as given, no credentials"
+    );
+}
+
+/// `run --source git` over ssh with `--git-ssh-key` and `--git-known-hosts`: a known_hosts
+/// without the server's key is refused with an error that says what to do, the right one
+/// applies the spec; the private key never shows.
+#[test]
+fn ssh_with_a_deploy_key_through_the_running_operator() {
+    use support::git_servers::{SshGitServer, Upstream};
+    let Some(swarm) = Swarm::start("git_op_ssh") else {
+        return;
+    };
+    let Some(upstream) = Upstream::new("git_op_ssh") else {
+        return;
+    };
+    let Some(server) = SshGitServer::start("git_op_ssh") else {
+        return;
+    };
+    let pushed = upstream.commit(
+        "specs",
+        &[(&spec_file("web.yaml"), &swarm.service_spec("web", 1, None))],
+        "web",
+    );
+    let url = server.url(&upstream.bare("specs"));
+    let key = server.deploy_key();
+    let cache = upstream.root().join("cache");
+    let run = |known_hosts: &Path, log_name: &str| {
+        GitRun {
+            log_name,
+            extra: vec![
+                "--git-ssh-key",
+                key.to_str().unwrap(),
+                "--git-known-hosts",
+                known_hosts.to_str().unwrap(),
+            ],
+            rust_log: Some("debug"),
+            ..GitRun::new(&url, "1s", &cache)
+        }
+        .start(&swarm)
+    };
+    let private_key = std::fs::read_to_string(&key).unwrap();
+    // The last line of the base64 body holds private key material (the first ones are a
+    // header every OpenSSH key shares).
+    let key_body = private_key
+        .lines()
+        .rfind(|l| !l.starts_with("-----"))
+        .unwrap()
+        .to_owned();
+
+    let wrong_hosts = server.wrong_known_hosts();
+    let mut operator = run(&wrong_hosts, "-wrong");
+    let status = swarm.wait_status("the unknown host key in the status", CONVERGE, |s| {
+        source(s)["error"].is_string()
+    });
+    let error = source(&status)["error"].as_str().unwrap();
+    assert!(
+        error.contains("the server's host key is not in the known hosts (--git-known-hosts)"),
+        "the error says what to do: {error}"
+    );
+    assert!(revision(&status).is_none(), "{status}");
+    assert!(!shown(&swarm, &operator).contains(&key_body));
+    assert!(operator.stop());
+
+    let known_hosts = server.known_hosts();
+    let operator = run(&known_hosts, "");
+    swarm.wait_status("the commit applied over ssh", CONVERGE, |s| {
+        revision(s) == Some(pushed.as_str()) && source(s)["error"].is_null()
+    });
+    swarm.wait("the service from ssh", CONVERGE, || {
+        swarm.service_replicas("web") == Some(1)
+    });
+    let everything = shown(&swarm, &operator);
+    assert!(!everything.contains(&key_body), "the key never shows");
+}
