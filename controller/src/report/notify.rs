@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use backon::{BackoffBuilder as _, ExponentialBackoff, ExponentialBuilder};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Method, Request, StatusCode};
@@ -47,7 +48,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// (about 10 minutes), then the event is given up and logged.
 const RETRY_MIN: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(30);
-const MAX_ATTEMPTS: u32 = 25;
+const MAX_ATTEMPTS: usize = 25;
 /// One POST (connect, TLS handshake, answer) may take this long before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A 429's `Retry-After` is honoured up to this long.
@@ -720,7 +721,7 @@ async fn deliver_one(
 ) -> Option<DeliveryOutcome> {
     let (sink, receiver) = (&webhook.sink.name, &webhook.url.public);
     let body = webhook.format.body(event);
-    let mut delay = RETRY_MIN;
+    let mut delays = retry_delays();
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -757,11 +758,11 @@ async fn deliver_one(
                    "notification not delivered before shutdown");
             return None;
         }
-        if attempt == MAX_ATTEMPTS {
+        let Some(delay) = delays.next() else {
             warn!(%sink, %receiver, %why, object = %event.object, attempts = attempt,
                   "giving up on a notification");
             return Some(DeliveryOutcome::Failed);
-        }
+        };
         // The receiver's own wish (429), within bounds, else the backoff.
         let wait = retry_after.map_or(delay, |after| after.clamp(delay, RETRY_AFTER_MAX));
         if std::mem::replace(failing, true) {
@@ -775,8 +776,20 @@ async fn deliver_one(
             // Shutdown does not wait for the delay: the last attempt is made now.
             () = stopping.token.cancelled() => {}
         }
-        delay = (delay * 2).min(RETRY_MAX);
     }
+}
+
+/// The delays between the attempts of one delivery: [`RETRY_MIN`] doubling to [`RETRY_MAX`],
+/// one fewer than [`MAX_ATTEMPTS`], then none (give up). A 429's `Retry-After` replaces a
+/// delay but does not slow the doubling down. No jitter: one webhook's events go out one at a
+/// time, so there is no herd of retries to spread, and the README promises this schedule.
+fn retry_delays() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(RETRY_MIN)
+        .with_max_delay(RETRY_MAX)
+        .with_factor(2.0)
+        .with_max_times(MAX_ATTEMPTS - 1)
+        .build()
 }
 
 /// A receiver's answer.
@@ -1274,6 +1287,36 @@ mod tests {
         assert_eq!(count("the webhook's queue is full"), 1, "{logs}");
         assert_eq!(logs.lines().count(), 3, "one line per burst edge:\n{logs}");
         drop(silent);
+    }
+
+    #[test]
+    fn a_delivery_retries_on_the_documented_schedule_then_gives_up() {
+        let delays: Vec<Duration> = retry_delays().collect();
+        assert_eq!(
+            delays.len(),
+            MAX_ATTEMPTS - 1,
+            "one delay between two attempts"
+        );
+        let ms = Duration::from_millis;
+        assert_eq!(
+            delays[..7],
+            [
+                ms(500),
+                ms(1000),
+                ms(2000),
+                ms(4000),
+                ms(8000),
+                ms(16_000),
+                RETRY_MAX
+            ],
+            "500 ms doubling, capped at 30 s"
+        );
+        assert!(delays[7..].iter().all(|d| *d == RETRY_MAX), "{delays:?}");
+        let total: Duration = delays.iter().sum();
+        assert!(
+            (Duration::from_secs(9 * 60)..=Duration::from_secs(10 * 60)).contains(&total),
+            "about 10 minutes before giving up: {total:?}"
+        );
     }
 
     #[test]
