@@ -288,8 +288,8 @@ pub fn push_to_applied(e: &Env) -> Outcome {
         }
         wait_revision(e, &last)?;
         for line in [
-            summary("push -> commit loaded", loaded_after),
             summary("push -> service written at it", written_after),
+            summary("push -> commit recorded as loaded", loaded_after),
             summary("push -> applied (every object Ready at it)", applied_after),
         ] {
             println!("    {line}");
