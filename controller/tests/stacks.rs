@@ -43,6 +43,28 @@ fn normalize(spec: &mut Value, network_names: &BTreeMap<String, String>) {
             n["Target"] = network_names.get(&id).cloned().unwrap_or(id).into();
         }
     }
+    // A credential spec names its config by id: compared by the name of the reference that
+    // has that id.
+    let credential_config = spec
+        .pointer("/TaskTemplate/ContainerSpec/Privileges/CredentialSpec/Config")
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned);
+    if let Some(id) = credential_config {
+        let name = spec
+            .pointer("/TaskTemplate/ContainerSpec/Configs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|r| r["ConfigID"] == id.as_str())
+            .and_then(|r| r["ConfigName"].as_str())
+            .map_or_else(
+                || format!("no reference has id {id}"),
+                |n| unversioned(n).to_owned(),
+            );
+        spec["TaskTemplate"]["ContainerSpec"]["Privileges"]["CredentialSpec"]["Config"] =
+            name.into();
+    }
     for (list, id, name) in [
         ("Configs", "ConfigID", "ConfigName"),
         ("Secrets", "SecretID", "SecretName"),
@@ -437,7 +459,8 @@ fn import_compose_and_the_operator_deploy_what_stack_deploy_deploys() {
 
 /// Issue 18: one compose file with every key `docker stack deploy` converts into a service
 /// spec that an Engine API 1.41 engine stores (`fixtures/stacks/every`: capabilities, ulimits,
-/// sysctls, init, read-only root, stop signal, isolation, a credential spec, generic
+/// sysctls, init, read-only root, stop signal, isolation, credential specs (a registry value
+/// and a swarm config, which gets a runtime reference), generic
 /// resources, a pids limit, max replicas per node, update and rollback policies, every mount
 /// form with its options, ports and configs/secrets in both forms, logging, DNS, hosts, all
 /// four modes) deploys to the same services either way, field by field.

@@ -273,6 +273,18 @@ impl DesiredState {
                         file_mounts(&service.spec.configs, DataKind::Config, &versions);
                     definition.secrets =
                         file_mounts(&service.spec.secrets, DataKind::Secret, &versions);
+                    if let Some(definition::CredentialSpec::Config(name)) =
+                        &mut definition.credential_spec
+                        && !service
+                            .spec
+                            .credential_spec
+                            .as_ref()
+                            .is_some_and(|c| c.external)
+                        && let Some(version) = versions.get(&(DataKind::Config, name.clone()))
+                    {
+                        // A declared config is named by its current version, as a mount is.
+                        *name = version.clone();
+                    }
                     if let Some(deadline) = &service.spec.progress_deadline {
                         state
                             .progress_deadlines
@@ -517,6 +529,7 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
                 .clone()
                 .map(definition::CredentialSpec::File)
                 .or_else(|| c.registry.clone().map(definition::CredentialSpec::Registry))
+                .or_else(|| c.config.clone().map(definition::CredentialSpec::Config))
         }),
         oom_score_adj: spec.oom_score_adj,
         tty: spec.tty.filter(|t| *t),
