@@ -512,6 +512,40 @@ fn validate_refuses_fields_the_engine_does_not_know() {
         );
         assert!(stdout.contains(&expected), "{stdout}");
     }
+    // In a SwarmStack, the error is at the key in the compose file, not at the SwarmStack.
+    std::fs::remove_file(swarm.specs.path().join("web.yaml")).unwrap();
+    std::fs::write(
+        swarm.specs.path().join("docker-stack.yml"),
+        format!(
+            "services:\n  web:\n    image: {}\n    oom_score_adj: 100\n",
+            support::TEST_IMAGE
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        swarm.specs.path().join("stack.yaml"),
+        format!(
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmStack\nmetadata: {{name: {}st}}\nspec:\n  composeFiles: [docker-stack.yml]\n",
+            swarm.prefix
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_swarm-operator"))
+        .arg("validate")
+        .arg(swarm.specs.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if minor >= 46 {
+        assert!(out.status.success(), "{stdout}");
+    } else {
+        assert_eq!(out.status.code(), Some(1), "{stdout}");
+        let expected = format!(
+            "docker-stack.yml:4:5: services.web.oom_score_adj: needs Docker Engine API 1.46 or later; the engine speaks {engine}"
+        );
+        assert!(stdout.contains(&expected), "{stdout}");
+        assert!(!stdout.contains("stack.yaml:"), "not at the SwarmStack: {stdout}");
+    }
 }
 
 /// Removes this test's services, then its configs and secrets, also when the test fails

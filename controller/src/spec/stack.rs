@@ -86,6 +86,7 @@ pub(super) fn expand(
         compose_files: &stack.spec.compose_files,
         env_file: stack.spec.env_file.as_deref(),
         variables: &stack.spec.variables,
+        engine_api: sidecar.engine_api,
     };
     sidecar.reads.extend(live::named_files(&request));
     let converted = live::read(&request, identities).map_err(|e| errors_of(e, at))?;
