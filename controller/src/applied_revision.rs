@@ -345,6 +345,7 @@ mod tests {
             endpoints: vec![],
             last_error: None,
             schedule: None,
+            stack: None,
         }
     }
 
@@ -358,6 +359,7 @@ mod tests {
                     id: Some("n".into()),
                     conditions: ready(ConditionStatus::True),
                     last_error: None,
+                    stack: None,
                 },
             )]),
             errors: vec![],

@@ -1460,6 +1460,7 @@ mod tests {
             endpoints: vec![],
             last_error: None,
             schedule: None,
+            stack: None,
         }
     }
 
