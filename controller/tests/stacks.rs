@@ -479,6 +479,76 @@ fn every_key_stack_deploy_maps_deploys_the_same_either_way() {
     );
 }
 
+/// Issue 18: a native `updateConfig`/`rollbackConfig` without `parallelism` sends what the
+/// docker CLI sends (1), so the same service made by `docker stack deploy` and by a native
+/// spec has the same policies and a service moved between the tools needs no update.
+#[test]
+fn native_update_and_rollback_policies_get_the_clis_defaults() {
+    let Some(swarm) = Swarm::start("nativedefaults") else {
+        return;
+    };
+    let cli_stack = format!("{}cli", swarm.prefix);
+    remove_stack(&cli_stack);
+    let compose = tempfile::tempdir().unwrap();
+    let file = compose.path().join("stack.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "services:\n  web:\n    image: {}\n    deploy:\n      replicas: 0\n      update_config: {{delay: 5s, order: start-first}}\n      rollback_config: {{monitor: 5s}}\n",
+            support::TEST_IMAGE
+        ),
+    )
+    .unwrap();
+    let out = docker_output(&[
+        "stack",
+        "deploy",
+        "-d",
+        "--resolve-image",
+        "never",
+        "-c",
+        file.to_str().unwrap(),
+        &cli_stack,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let native = swarm.name("web");
+    swarm.write_spec(
+        "web.yaml",
+        &format!(
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {native}}}\nspec:\n  image: {}\n  replicas: 0\n  updateConfig: {{delay: 5s, order: start-first}}\n  rollbackConfig: {{monitor: 5s}}\n",
+            support::TEST_IMAGE
+        ),
+    );
+    let mut operator = swarm.operator();
+    wait_for("native service", CONVERGE, || {
+        docker_output(&["service", "inspect", &native])
+            .status
+            .success()
+    });
+    let policies = |service: &str| -> Vec<Value> {
+        ["UpdateConfig", "RollbackConfig"]
+            .iter()
+            .map(|field| {
+                let format = format!("{{{{json .Spec.{field}}}}}");
+                serde_json::from_str(&docker(&[
+                    "service", "inspect", "--format", &format, service,
+                ]))
+                .unwrap()
+            })
+            .collect()
+    };
+    let by_cli = policies(&format!("{cli_stack}_web"));
+    let by_operator = policies(&native);
+    remove_stack(&cli_stack);
+    assert!(operator.stop(), "{}", operator.log());
+    assert_eq!(by_cli[0]["Parallelism"], 1, "{by_cli:?}");
+    assert_eq!(by_cli[1]["Parallelism"], 1, "{by_cli:?}");
+    assert_eq!(by_operator, by_cli);
+}
+
 /// `validate` asks the engine for its API version: a field the engine would drop without a
 /// word is an error at its location, naming the version it needs and the engine's.
 #[test]
@@ -544,7 +614,10 @@ fn validate_refuses_fields_the_engine_does_not_know() {
             "docker-stack.yml:4:5: services.web.oom_score_adj: needs Docker Engine API 1.46 or later; the engine speaks {engine}"
         );
         assert!(stdout.contains(&expected), "{stdout}");
-        assert!(!stdout.contains("stack.yaml:"), "not at the SwarmStack: {stdout}");
+        assert!(
+            !stdout.contains("stack.yaml:"),
+            "not at the SwarmStack: {stdout}"
+        );
     }
 }
 

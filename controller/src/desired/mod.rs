@@ -393,7 +393,10 @@ fn nanos(duration: Option<&spec::DurationStr>) -> Option<i64> {
 
 fn update_policy(policy: &spec::UpdatePolicy) -> UpdatePolicy {
     UpdatePolicy {
-        parallelism: policy.parallelism.map(|p| p as i64),
+        // What the docker CLI sends when it is left out (`docker service create`'s flag
+        // default, `docker stack deploy`'s convertUpdateConfig): a service moved between the
+        // tools needs no update.
+        parallelism: Some(policy.parallelism.map_or(1, |p| p as i64)),
         delay_ns: nanos(policy.delay.as_ref()),
         failure_action: policy.failure_action,
         monitor_ns: nanos(policy.monitor.as_ref()),

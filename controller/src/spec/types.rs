@@ -866,7 +866,7 @@ pub struct HealthcheckSpec {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdatePolicy {
-    /// Tasks updated at once (0 = all at once).
+    /// Tasks updated at once (0 = all at once; default 1, what the docker CLI sends).
     #[serde(
         default,
         deserialize_with = "de_opt_count",
