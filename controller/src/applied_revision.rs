@@ -423,6 +423,7 @@ mod tests {
             endpoints: vec![],
             last_error: None,
             schedule: None,
+            stack: None,
         }
     }
 
@@ -436,6 +437,7 @@ mod tests {
                     id: Some("n".into()),
                     conditions: ready(ConditionStatus::True),
                     last_error: None,
+                    stack: None,
                 },
             )]),
             errors: vec![],

@@ -1313,14 +1313,10 @@ impl<'a> Reader<'a> {
             match e.key.as_str() {
                 "file" => spec.file = self.string(&e.value, &p),
                 "registry" => spec.registry = self.string(&e.value, &p),
+                // The name of a top-level `configs:` entry, resolved in the conversion.
                 "config" => {
-                    self.bad(
-                        &e.value,
-                        &p,
-                        "a credential spec from a swarm config is not supported by the operator \
-                         yet: use `file` or `registry`",
-                    );
-                    return None;
+                    self.gate(e, &p, Feature::CredentialSpecConfig);
+                    spec.config = self.string(&e.value, &p);
                 }
                 _ => {
                     self.drop_key(e, &p, "not a credential_spec option");
@@ -1330,7 +1326,11 @@ impl<'a> Reader<'a> {
             given += 1;
         }
         if given != 1 {
-            self.bad(node, path, "give exactly one of `file` or `registry`");
+            self.bad(
+                node,
+                path,
+                "give exactly one of `file`, `registry` or `config`",
+            );
             return None;
         }
         Some(spec)

@@ -630,6 +630,15 @@ fn every_key_fixture_imports_without_a_drop() {
             value: 2
         }])
     );
+    // `credential_spec.config` names the compose config: the spec names its swarm name.
+    let gmsa = service(&objects, "ev_gmsa");
+    assert_eq!(
+        gmsa.credential_spec,
+        Some(crate::spec::CredentialSpecSpec {
+            config: Some("ev_credspec".into()),
+            ..Default::default()
+        })
+    );
     let app = service(&objects, "ev_app");
     assert_eq!(app.cap_add, ["CAP_CHOWN", "CAP_NET_ADMIN", "CAP_SYS_TIME"]);
     assert_eq!(app.cap_drop, ["ALL"]);

@@ -109,13 +109,10 @@ fn is_collectable(data: &ObservedData, desired: &DesiredState, observed: &Observ
     true
 }
 
-/// The swarm names of the configs or secrets a definition mounts.
+/// The swarm names of the configs or secrets a definition mounts (or, for a credential spec,
+/// references).
 pub fn mounts(definition: &ServiceDefinition, kind: DataKind) -> BTreeSet<String> {
-    let list = match kind {
-        DataKind::Config => &definition.configs,
-        DataKind::Secret => &definition.secrets,
-    };
-    list.iter().map(|m| m.name.clone()).collect()
+    definition.data_names(kind)
 }
 
 /// The networks, configs and secrets that `definition` needs, that the operator creates from

@@ -582,7 +582,8 @@ impl DockerEngine {
         let ids = |list: Vec<ObservedData>| -> HashMap<String, String> {
             list.into_iter().map(|d| (d.name, d.id)).collect()
         };
-        let configs = match definition.configs.is_empty() {
+        let config_names = definition.data_names(DataKind::Config);
+        let configs = match config_names.is_empty() {
             true => HashMap::new(),
             false => ids(self.list_data(DataKind::Config).await?),
         };
@@ -591,9 +592,7 @@ impl DockerEngine {
             false => ids(self.list_data(DataKind::Secret).await?),
         };
         fill_data_ids(&mut spec, &configs, &secrets).map_err(|missing| DockerError::NotFound {
-            kind: if configs.contains_key(&missing)
-                || definition.configs.iter().any(|c| c.name == missing)
-            {
+            kind: if configs.contains_key(&missing) || config_names.contains(&missing) {
                 Resource::Config
             } else {
                 Resource::Secret

@@ -1535,6 +1535,7 @@ mod tests {
             endpoints: vec![],
             last_error: None,
             schedule: None,
+            stack: None,
         }
     }
 

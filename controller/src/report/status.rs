@@ -105,6 +105,10 @@ pub struct ServiceStatus {
     /// A scheduled job's runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<ScheduleStatus>,
+    /// The stack the service belongs to (its `com.docker.stack.namespace` label, as
+    /// `docker stack services` sees it): a SwarmStack's, or an imported stack's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
 }
 
 /// One network's status.
@@ -117,6 +121,17 @@ pub struct NetworkStatus {
     pub conditions: Vec<Condition>,
     /// The last error writing this network, or why it is left alone.
     pub last_error: Option<String>,
+    /// The stack the network belongs to (its `com.docker.stack.namespace` label).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
+}
+
+/// The stack an object with `labels` belongs to, as `docker stack` tells it.
+fn stack_of(labels: &BTreeMap<String, String>) -> Option<String> {
+    labels
+        .get(crate::compose::stack::NAMESPACE_LABEL)
+        .filter(|s| !s.is_empty())
+        .cloned()
 }
 
 /// A Kubernetes-style condition.
@@ -755,6 +770,10 @@ fn service_status(
                     runs,
                 }
             }),
+        stack: desired
+            .map(|d| &d.definition)
+            .or(observed.map(|o| &o.definition))
+            .and_then(|d| stack_of(&d.labels)),
     }
 }
 
@@ -914,6 +933,13 @@ fn network_status(
         last_error: error
             .map(|(_, message)| message)
             .or_else(|| conflict.filter(is_problem).map(|c| c.message)),
+        stack: world
+            .desired
+            .networks
+            .get(name)
+            .map(|d| &d.definition)
+            .or(observed.map(|o| &o.definition))
+            .and_then(|d| stack_of(&d.labels)),
     }
 }
 

@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use crate::yaml::{self, DuplicateKeys, Node, Value};
 
 use super::encrypted::AgeIdentities;
+use super::engine_api::EngineApiVersion;
 use super::files;
 use super::located::{DocumentFields, FieldLocations, Located, SpecError, field_path};
 use super::stack::SwarmStack;
@@ -78,6 +79,9 @@ pub struct LoadedDir {
 /// files, env files, configs and secrets: none of them is a spec file) and its warnings.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Sidecar {
+    /// Given, not learnt: the engine's API version, against which a SwarmStack's compose keys
+    /// are checked where they are written (`None`: not checked).
+    pub(crate) engine_api: Option<EngineApiVersion>,
     /// The files read, canonical.
     pub(crate) reads: std::collections::BTreeSet<PathBuf>,
     /// Warnings, located.
@@ -153,6 +157,16 @@ impl FileStamp {
 #[derive(Debug, Clone, Default)]
 pub struct LoadCache {
     files: BTreeMap<PathBuf, (FileStamp, FileLoad)>,
+    engine_api: Option<EngineApiVersion>,
+}
+
+impl LoadCache {
+    /// SwarmStacks loaded with this cache refuse compose keys `version` (the engine's
+    /// negotiated API version) does not know, at the key; `None` checks nothing. Their files
+    /// are never cached, so the next load applies it.
+    pub fn set_engine_api(&mut self, version: Option<EngineApiVersion>) {
+        self.engine_api = version;
+    }
 }
 
 /// Like [`load_dir`], but reuses the outcome of files whose stamp did not change since the
@@ -191,7 +205,10 @@ pub fn load_dir_cached(
     paths.sort_by(|a, b| a.0.cmp(&b.0));
     let mut files = BTreeMap::new();
     let mut next_cache = BTreeMap::new();
-    let mut sidecar = Sidecar::default();
+    let mut sidecar = Sidecar {
+        engine_api: cache.engine_api,
+        ..Sidecar::default()
+    };
     for (path, stamp) in paths {
         let cached = cache
             .files
