@@ -84,18 +84,28 @@ pub fn run(root: &Path, opts: &TestOptions) -> Result<(), TestError> {
     // The only freshness check of `crds/` (there is no unit-test twin): it regenerates with
     // the real binary, so it also catches a generated file that was never committed.
     phase("crds freshness", || check_crds(root))?;
-    phase("cargo test (unit + integration)", || {
+    let static_build = (!opts.skip_e2e).then(|| images::prebuild_in_background(root));
+    let tests = phase("cargo test (unit + integration)", || {
         cargo(root)
             .args(["test", "--workspace", "--exclude", "e2e"])
             .run()?;
         cargo(root)
             .args(["test", "-p", "e2e", "--lib", "--bins"])
             .run()
-    })?;
-    if opts.skip_e2e {
+    });
+    // Wait for the background build even when the tests failed: its cargo must not outlive us.
+    let static_build = static_build.map(|handle| {
+        phase(
+            "images: static release build (overlapped with the tests)",
+            || handle.join().expect("the static build thread panicked"),
+        )
+    });
+    tests?;
+    let Some(static_build) = static_build else {
         eprintln!("skipping images and e2e (--skip-e2e)");
         return Ok(());
-    }
+    };
+    static_build?;
     e2e(root, opts.nodes.max(1), &[])
 }
 

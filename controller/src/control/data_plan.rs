@@ -318,7 +318,7 @@ mod tests {
         let conflict = one.conflict.unwrap();
         assert_eq!(
             conflict.reason,
-            crate::control::plan::ConflictReason::WaitingForDependency
+            crate::control::plan::ConflictReason::WaitingForDependencies
         );
         assert!(conflict.message.contains(&format!("config/{}", v1.name)));
     }

@@ -259,7 +259,7 @@ pub enum ConflictReason {
     /// refusal: other writes still happen.
     ExternallyManaged,
     /// A service in `dependsOn` is not ready yet (or, for a removal, a dependent still exists).
-    WaitingForDependency,
+    WaitingForDependencies,
     /// Swarm rolled the service's update back (or is rolling it back): the rolled-back spec is
     /// held until the spec changes, instead of being written again.
     RolledBack,
@@ -353,7 +353,7 @@ pub fn plan(desired: &DesiredState, observed: &Observed) -> Plan {
 
 /// Plans one object: the unit of work of the reconciler. A write that needs a network, config
 /// or secret the operator creates and that does not exist yet waits for it (the conflict
-/// [`ConflictReason::WaitingForDependency`]); that object's own reconcile creates it, and its
+/// [`ConflictReason::WaitingForDependencies`]); that object's own reconcile creates it, and its
 /// appearance triggers the waiting object again.
 pub fn plan_object(key: &ObjectKey, desired: &DesiredState, observed: &Observed) -> ObjectPlan {
     let object = plan_ordered(key, desired, observed);
@@ -385,7 +385,7 @@ fn plan_ordered(key: &ObjectKey, desired: &DesiredState, observed: &Observed) ->
 fn waiting_for(key: &ObjectKey, missing: &ObjectKey) -> ObjectPlan {
     conflict(
         key,
-        ConflictReason::WaitingForDependency,
+        ConflictReason::WaitingForDependencies,
         format!("waiting for dependencies: {missing} is being created"),
     )
 }
@@ -454,11 +454,11 @@ fn plan_unsuspended(key: &ObjectKey, desired: &DesiredState, observed: &Observed
             cause: UpdateCause::SpecChanged,
             ..
         }) => match unready_dependency(&d.policy.depends_on, desired, observed) {
-            Some(message) => conflict(key, ConflictReason::WaitingForDependency, message),
+            Some(message) => conflict(key, ConflictReason::WaitingForDependencies, message),
             None => plan,
         },
         Some(Action::RemoveService { name, .. }) => match remaining_dependent(name, observed) {
-            Some(message) => conflict(key, ConflictReason::WaitingForDependency, message),
+            Some(message) => conflict(key, ConflictReason::WaitingForDependencies, message),
             None => plan,
         },
         _ => plan,
@@ -1464,7 +1464,7 @@ mod tests {
         let p = plan(&desired, &Observed::default());
         let keys: Vec<String> = p.actions.iter().map(|a| a.key().to_string()).collect();
         assert_eq!(keys, ["service/db"]);
-        assert_eq!(p.conflicts[0].reason, ConflictReason::WaitingForDependency);
+        assert_eq!(p.conflicts[0].reason, ConflictReason::WaitingForDependencies);
         assert_eq!(
             p.conflicts[0].message,
             "waiting for dependency db: it does not exist yet"
@@ -1527,7 +1527,7 @@ mod tests {
         let keys: Vec<String> = p.actions.iter().map(|a| a.key().to_string()).collect();
         assert_eq!(keys, ["service/api"], "db waits for api: {p:?}");
         assert_eq!(p.conflicts[0].key, ObjectKey::service("db"));
-        assert_eq!(p.conflicts[0].reason, ConflictReason::WaitingForDependency);
+        assert_eq!(p.conflicts[0].reason, ConflictReason::WaitingForDependencies);
         observed.services.remove("api");
         assert_eq!(plan(&after, &observed).actions.len(), 1);
     }

@@ -896,7 +896,7 @@ mod tests {
         let outcome = ctx.world.snapshot().outcomes[&service].clone();
         assert_eq!(outcome.error, None);
         let conflict = outcome.conflict.expect("waiting");
-        assert_eq!(conflict.reason, ConflictReason::WaitingForDependency);
+        assert_eq!(conflict.reason, ConflictReason::WaitingForDependencies);
         assert!(
             conflict.message.contains("network/my_network"),
             "{conflict:?}"

@@ -128,7 +128,7 @@ pub(super) fn waiting_for_dependency(state: &WorldState) -> Vec<ObjectKey> {
         .filter(|(_, o)| {
             o.conflict
                 .as_ref()
-                .is_some_and(|c| c.reason == ConflictReason::WaitingForDependency)
+                .is_some_and(|c| c.reason == ConflictReason::WaitingForDependencies)
         })
         .map(|(key, _)| key.clone())
         .collect()

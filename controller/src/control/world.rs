@@ -415,69 +415,41 @@ impl Reflector {
     ) {
         match observation {
             Observation::Services { ticket, services } => {
-                let listed: BTreeSet<String> =
-                    services.iter().map(|s| s.definition.name.clone()).collect();
-                for service in services {
-                    let name = service.definition.name.clone();
-                    self.merge_service(state, ticket, &name, Some(service), now, changed);
-                }
-                let absent: Vec<String> = state
-                    .observed
-                    .services
-                    .keys()
-                    .filter(|name| !listed.contains(*name))
-                    .cloned()
-                    .collect();
-                for name in absent {
-                    self.merge_service(state, ticket, &name, None, now, changed);
-                }
-                // A removal this list confirms needs no tombstone any more.
-                self.freshness
-                    .removed
-                    .retain(|key, (at, _)| key.kind != ObjectKind::Service || ticket.0 < *at);
+                let listed = services.into_iter().map(|s| (s.definition.name.clone(), s));
+                self.merge_list(
+                    state,
+                    ticket,
+                    ObjectKind::Service,
+                    listed,
+                    |this, state, name, read| {
+                        this.merge_service(state, ticket, name, read, now, changed);
+                    },
+                );
                 state.swarm_observed = true;
             }
             Observation::Networks { ticket, networks } => {
-                let listed: BTreeSet<String> =
-                    networks.iter().map(|n| n.definition.name.clone()).collect();
-                for network in networks {
-                    let name = network.definition.name.clone();
-                    self.merge_network(state, ticket, &name, Some(network), now, changed);
-                }
-                let absent: Vec<String> = state
-                    .observed
-                    .networks
-                    .keys()
-                    .filter(|name| !listed.contains(*name))
-                    .cloned()
-                    .collect();
-                for name in absent {
-                    self.merge_network(state, ticket, &name, None, now, changed);
-                }
-                self.freshness
-                    .removed
-                    .retain(|key, (at, _)| key.kind != ObjectKind::Network || ticket.0 < *at);
+                let listed = networks.into_iter().map(|n| (n.definition.name.clone(), n));
+                self.merge_list(
+                    state,
+                    ticket,
+                    ObjectKind::Network,
+                    listed,
+                    |this, state, name, read| {
+                        this.merge_network(state, ticket, name, read, now, changed);
+                    },
+                );
             }
             Observation::Data { ticket, kind, list } => {
-                let listed: BTreeSet<String> = list.iter().map(|d| d.name.clone()).collect();
-                for data in list {
-                    let name = data.name.clone();
-                    self.merge_data(state, ticket, kind, &name, Some(data), now, changed);
-                }
-                let absent: Vec<String> = state
-                    .observed
-                    .data(kind)
-                    .keys()
-                    .filter(|name| !listed.contains(*name))
-                    .cloned()
-                    .collect();
-                for name in absent {
-                    self.merge_data(state, ticket, kind, &name, None, now, changed);
-                }
-                let object_kind = ObjectKind::from(kind);
-                self.freshness
-                    .removed
-                    .retain(|key, (at, _)| key.kind != object_kind || ticket.0 < *at);
+                let listed = list.into_iter().map(|d| (d.name.clone(), d));
+                self.merge_list(
+                    state,
+                    ticket,
+                    kind.into(),
+                    listed,
+                    |this, state, name, read| {
+                        this.merge_data(state, ticket, kind, name, read, now, changed);
+                    },
+                );
             }
             Observation::Service {
                 ticket,
@@ -503,6 +475,31 @@ impl Reflector {
                 }
             }
         }
+    }
+
+    /// Merges a full list of `kind` issued at `ticket` (`listed`: each object with its name):
+    /// each listed object, then each one the view holds and the list lacks, as gone (`merge`
+    /// decides whether the list is recent enough to prove that); a removal the list confirms
+    /// needs no tombstone any more.
+    fn merge_list<T>(
+        &mut self,
+        state: &mut WorldState,
+        ticket: Ticket,
+        kind: ObjectKind,
+        listed: impl Iterator<Item = (String, T)>,
+        mut merge: impl FnMut(&mut Self, &mut WorldState, &str, Option<T>),
+    ) {
+        let mut names = BTreeSet::new();
+        for (name, read) in listed {
+            merge(self, state, &name, Some(read));
+            names.insert(name);
+        }
+        for name in absent_from(&state.observed, kind, &names) {
+            merge(self, state, &name, None);
+        }
+        self.freshness
+            .removed
+            .retain(|key, (at, _)| key.kind != kind || ticket.0 < *at);
     }
 
     /// Merges one read of service `name` (`None`: the read says it does not exist).
@@ -818,6 +815,23 @@ impl Reflector {
                 changed.extend(wake::data_changed(state, kind, &name, previous.as_ref()));
             }
         }
+    }
+}
+
+/// The names of `kind` the view holds that are not in `listed`.
+fn absent_from(observed: &Observed, kind: ObjectKind, listed: &BTreeSet<String>) -> Vec<String> {
+    fn absent<V>(cached: &BTreeMap<String, V>, listed: &BTreeSet<String>) -> Vec<String> {
+        cached
+            .keys()
+            .filter(|name| !listed.contains(*name))
+            .cloned()
+            .collect()
+    }
+    match kind {
+        ObjectKind::Service => absent(&observed.services, listed),
+        ObjectKind::Network => absent(&observed.networks, listed),
+        ObjectKind::Config => absent(observed.data(DataKind::Config), listed),
+        ObjectKind::Secret => absent(observed.data(DataKind::Secret), listed),
     }
 }
 
