@@ -1464,7 +1464,10 @@ mod tests {
         let p = plan(&desired, &Observed::default());
         let keys: Vec<String> = p.actions.iter().map(|a| a.key().to_string()).collect();
         assert_eq!(keys, ["service/db"]);
-        assert_eq!(p.conflicts[0].reason, ConflictReason::WaitingForDependencies);
+        assert_eq!(
+            p.conflicts[0].reason,
+            ConflictReason::WaitingForDependencies
+        );
         assert_eq!(
             p.conflicts[0].message,
             "waiting for dependency db: it does not exist yet"
@@ -1527,7 +1530,10 @@ mod tests {
         let keys: Vec<String> = p.actions.iter().map(|a| a.key().to_string()).collect();
         assert_eq!(keys, ["service/api"], "db waits for api: {p:?}");
         assert_eq!(p.conflicts[0].key, ObjectKey::service("db"));
-        assert_eq!(p.conflicts[0].reason, ConflictReason::WaitingForDependencies);
+        assert_eq!(
+            p.conflicts[0].reason,
+            ConflictReason::WaitingForDependencies
+        );
         observed.services.remove("api");
         assert_eq!(plan(&after, &observed).actions.len(), 1);
     }
