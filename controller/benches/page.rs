@@ -6,7 +6,9 @@
 //! The world holds N services loaded from real spec files, each with R running tasks spread
 //! over the nodes. The status publisher builds the status and the overview once per change and
 //! every open page shares its snapshot (whose board is rendered once); `--file-sd` builds the
-//! discovery once per snapshot. The medians of those steps are printed, with the
+//! discovery once per snapshot. A reader's snapshot of the view (`World::snapshot`) and the
+//! copy the reflector's next write makes of the view's maps are timed too. The medians of
+//! those steps are printed, with the
 //! size of the page and of the JSON. Then the idle scenario: the page served with
 //! `BENCH_STREAMS` (default 20) open event streams and nothing changing for `BENCH_IDLE_SECS`
 //! (default 20), and the CPU the process used meanwhile.
