@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use super::model::Dropped;
 use super::stack::CopiedKind;
-use super::tree::Origin;
 use super::{ImportError, env_file_vars, source};
 use crate::spec::files::{self, FileProblem};
 use crate::spec::{SwarmConfig, SwarmNetwork, SwarmSecret, SwarmService};
+use crate::yaml::Origin;
 
 /// What a SwarmStack asks for, as written in it (paths relative to the SwarmStack's file).
 #[derive(Clone, Copy)]

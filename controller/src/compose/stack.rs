@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use super::model::{Compose, DependencyCondition, Dropped, Gated, Invalid, Service, SourceFile};
-use super::tree::Origin;
 use crate::spec::{
     ApiVersion, BindPropagation, ConfigKind, DataSpec, DnsSpec, EndpointMode, FileMode,
     FileReference, HealthcheckSpec, IpamSpec, LoggingSpec, MountSpec, MountType, NetworkKind,
@@ -14,6 +13,7 @@ use crate::spec::{
     ServiceKind, ServiceMode, ServiceSpec, SwarmConfig, SwarmNetwork, SwarmSecret, SwarmService,
     UpdatePolicy, VolumeOptionsSpec,
 };
+use crate::yaml::Origin;
 
 /// The label `docker stack` uses to find a stack's objects.
 pub const NAMESPACE_LABEL: &str = "com.docker.stack.namespace";

@@ -509,7 +509,7 @@ fn depends_on_cycles_and_unknown_conditions_are_invalid() {
 #[test]
 fn reported_keys_cannot_drive_the_terminal() {
     let dropped = Dropped {
-        origin: tree::Origin {
+        origin: crate::yaml::Origin {
             file: std::sync::Arc::new(PathBuf::from("s.yml")),
             line: 4,
             column: 5,

@@ -311,6 +311,35 @@ struct Freshness {
     removed: HashMap<ObjectKey, (u64, String)>,
 }
 
+impl Freshness {
+    /// Whether a read of `key`, an object that never changes in place (a network, a config or
+    /// secret version), issued at `ticket`, is left unmerged: it says nothing (absent, and not
+    /// cached), or it was issued too early to be trusted: before the cached entry was last
+    /// confirmed (absent, or another incarnation: `read_id` is not `cached_id`) or before our
+    /// own removal of the same id.
+    fn ignores(
+        &self,
+        key: &ObjectKey,
+        ticket: Ticket,
+        cached_id: Option<&str>,
+        read_id: Option<&str>,
+    ) -> bool {
+        let seen_at = self.seen_at.get(key).copied().unwrap_or(0);
+        match (cached_id, read_id) {
+            (None, None) => true,
+            (Some(_), None) => ticket.0 < seen_at,
+            (cached_id, Some(read_id)) => {
+                let removed_before = self
+                    .removed
+                    .get(key)
+                    .is_some_and(|(removed_at, id)| id == read_id && ticket.0 < *removed_at);
+                let older_other = cached_id.is_some_and(|c| c != read_id) && ticket.0 < seen_at;
+                removed_before || older_other
+            }
+        }
+    }
+}
+
 /// The single writer of the [`World`]: applies reports in order and sends the keys whose
 /// state changed to `changes`.
 pub struct Reflector {
@@ -625,23 +654,14 @@ impl Reflector {
         changed: &mut BTreeSet<ObjectKey>,
     ) {
         let key = ObjectKey::network(name);
-        let seen_at = self.freshness.seen_at.get(&key).copied().unwrap_or(0);
-        let cached = state.observed.networks.get(name);
-        match (cached, &read) {
-            (None, None) => return,
-            (Some(_), None) if ticket.0 < seen_at => return,
-            (_, Some(read)) => {
-                if let Some((removed_at, id)) = self.freshness.removed.get(&key)
-                    && *id == read.id
-                    && ticket.0 < *removed_at
-                {
-                    return;
-                }
-                if cached.is_some_and(|c| c.id != read.id) && ticket.0 < seen_at {
-                    return;
-                }
-            }
-            _ => {}
+        let cached_id = state.observed.networks.get(name).map(|c| c.id.as_str());
+        if self.freshness.ignores(
+            &key,
+            ticket,
+            cached_id,
+            read.as_ref().map(|r| r.id.as_str()),
+        ) {
+            return;
         }
         self.freshness.seen_at.insert(key.clone(), now);
         let previous = match read {
@@ -673,23 +693,14 @@ impl Reflector {
         changed: &mut BTreeSet<ObjectKey>,
     ) {
         let key = ObjectKey::data(kind, name);
-        let seen_at = self.freshness.seen_at.get(&key).copied().unwrap_or(0);
-        let cached = state.observed.data(kind).get(name);
-        match (cached, &read) {
-            (None, None) => return,
-            (Some(_), None) if ticket.0 < seen_at => return,
-            (_, Some(read)) => {
-                if let Some((removed_at, id)) = self.freshness.removed.get(&key)
-                    && *id == read.id
-                    && ticket.0 < *removed_at
-                {
-                    return;
-                }
-                if cached.is_some_and(|c| c.id != read.id) && ticket.0 < seen_at {
-                    return;
-                }
-            }
-            _ => {}
+        let cached_id = state.observed.data(kind).get(name).map(|c| c.id.as_str());
+        if self.freshness.ignores(
+            &key,
+            ticket,
+            cached_id,
+            read.as_ref().map(|r| r.id.as_str()),
+        ) {
+            return;
         }
         self.freshness.seen_at.insert(key.clone(), now);
         // The leader lease's and the stored specs' label updates are not changes of a version.

@@ -14,7 +14,7 @@ use super::located::{DocumentFields, Located, SpecError};
 use super::types::{ApiVersion, Object, ObjectMeta, SUSPEND_ANNOTATION};
 use crate::compose::ImportError;
 use crate::compose::live::{self, LiveStackError, StackRequest};
-use crate::compose::tree::Origin;
+use crate::yaml::Origin;
 
 /// The `kind` of a stack document: always `SwarmStack`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
