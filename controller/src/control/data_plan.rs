@@ -170,6 +170,7 @@ pub fn siblings(
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     use super::*;
     use crate::control::plan::{PlanDisplay, plan};
@@ -244,7 +245,7 @@ mod tests {
         swarm.configs.insert(foreign.name.clone(), foreign);
         swarm
             .services
-            .insert("web".into(), mounting(&v3.name, &[&v2.name]));
+            .insert("web".into(), Arc::new(mounting(&v3.name, &[&v2.name])));
         let p = plan(&desired, &swarm);
         let removed: Vec<String> = p.actions.iter().map(|a| a.key().to_string()).collect();
         assert_eq!(removed, [format!("config/{}", v1.name)], "{p:?}");
@@ -253,7 +254,9 @@ mod tests {
             format!("- config/{} (no longer used)\n", v1.name)
         );
         // Without the rollback's spec, v2 goes too.
-        swarm.services.insert("web".into(), mounting(&v3.name, &[]));
+        swarm
+            .services
+            .insert("web".into(), Arc::new(mounting(&v3.name, &[])));
         assert_eq!(plan(&desired, &swarm).actions.len(), 2);
     }
 

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -531,7 +532,7 @@ fn plan_by_kind(key: &ObjectKey, desired: &DesiredState, observed: &Observed) ->
         ObjectKind::Service => plan_service(
             key,
             desired.services.get(&key.name),
-            observed.services.get(&key.name),
+            observed.services.get(&key.name).map(Arc::as_ref),
             desired,
         ),
         ObjectKind::Network => plan_network(
@@ -923,7 +924,7 @@ mod tests {
         for (name, d) in &desired.services {
             observed.services.insert(
                 name.clone(),
-                ObservedService {
+                Arc::new(ObservedService {
                     id: format!("id-{name}"),
                     version: 10,
                     definition: d.definition.clone(),
@@ -931,7 +932,7 @@ mod tests {
                     virtual_ips: vec![],
                     update_status: None,
                     revision: Default::default(),
-                },
+                }),
             );
         }
         for (name, d) in &desired.networks {
@@ -994,8 +995,7 @@ mod tests {
     fn replicas_scaled_by_hand_are_drift() {
         let desired = state(&[("quote", "a.yaml")], &[]);
         let mut observed = converged(&desired);
-        observed.services.get_mut("quote").unwrap().definition.mode =
-            Mode::Replicated { replicas: 1 };
+        observed.service_mut("quote").unwrap().definition.mode = Mode::Replicated { replicas: 1 };
         let plan = plan(&desired, &observed);
         match &plan.actions[..] {
             [
@@ -1046,8 +1046,7 @@ mod tests {
         let desired = state(&[("quote", "a.yaml")], &[]);
         let mut observed = converged(&desired);
         observed
-            .services
-            .get_mut("quote")
+            .service_mut("quote")
             .unwrap()
             .definition
             .update_config = Some(docker_default_update_policy());
@@ -1107,16 +1106,16 @@ mod tests {
     fn unowned_services_are_never_touched() {
         let desired = state(&[("quote", "a.yaml")], &[]);
         let mut observed = converged(&desired);
-        for service in observed.services.values_mut() {
+        for service in observed.services.values_mut().map(Arc::make_mut) {
             service.ownership = Ownership::default();
             service.definition.mode = Mode::Replicated { replicas: 7 };
         }
         observed.services.insert(
             "someone-elses".into(),
-            ObservedService {
+            Arc::new(ObservedService {
                 ownership: Ownership::default(),
-                ..observed.services["quote"].clone()
-            },
+                ..(*observed.services["quote"]).clone()
+            }),
         );
         let plan = plan(&desired, &observed);
         assert!(plan.is_empty(), "{plan:?}");
@@ -1192,8 +1191,7 @@ mod tests {
     fn plan_display_shows_field_changes() {
         let desired = state(&[("quote", "a.yaml")], &[]);
         let mut observed = converged(&desired);
-        observed.services.get_mut("quote").unwrap().definition.mode =
-            Mode::Replicated { replicas: 1 };
+        observed.service_mut("quote").unwrap().definition.mode = Mode::Replicated { replicas: 1 };
         let text = PlanDisplay(&plan(&desired, &observed), Values::Hidden).to_string();
         assert_eq!(
             text,
@@ -1210,8 +1208,7 @@ mod tests {
         let mut desired = state(&[("quote", "a.yaml"), ("new", "a.yaml")], &[]);
         let mut observed = converged(&desired);
         observed.services.remove("new");
-        observed.services.get_mut("quote").unwrap().definition.mode =
-            Mode::Replicated { replicas: 1 };
+        observed.service_mut("quote").unwrap().definition.mode = Mode::Replicated { replicas: 1 };
         suspend(&mut desired, "quote");
         suspend(&mut desired, "new");
         let p = plan(&desired, &observed);
@@ -1266,7 +1263,7 @@ mod tests {
     }
 
     fn scaled(observed: &mut Observed, name: &str, replicas: u64) {
-        observed.services.get_mut(name).unwrap().definition.mode = Mode::Replicated { replicas };
+        observed.service_mut(name).unwrap().definition.mode = Mode::Replicated { replicas };
     }
 
     #[test]
@@ -1358,7 +1355,7 @@ mod tests {
         let mut desired = state(&[("quote", "a.yaml")], &[]);
         ignore(&mut desired, "quote", &[DriftField::Image]);
         let mut observed = converged(&desired);
-        observed.services.get_mut("quote").unwrap().definition.image = "quote:sha-updated".into();
+        observed.service_mut("quote").unwrap().definition.image = "quote:sha-updated".into();
         let p = plan(&desired, &observed);
         assert!(p.is_empty(), "{p:?}");
         assert_eq!(p.conflicts[0].reason, ConflictReason::ExternallyManaged);
@@ -1368,7 +1365,7 @@ mod tests {
     /// spec is back, with `state`.
     fn rolled_back(desired: &DesiredState, state: UpdateState) -> Observed {
         let mut observed = converged(desired);
-        let service = observed.services.get_mut("quote").unwrap();
+        let service = observed.service_mut("quote").unwrap();
         service.ownership.spec_hash = Some("before".into());
         service.definition.image = "before:1".into();
         service.update_status = Some(crate::docker::UpdateStatus {
@@ -1404,7 +1401,7 @@ mod tests {
 
         // Marked: held, whatever swarm's update status says now.
         let mut marked = rolled_back(&desired, UpdateState::ROLLBACK_COMPLETED);
-        let service = marked.services.get_mut("quote").unwrap();
+        let service = marked.service_mut("quote").unwrap();
         service.ownership.rolled_back = Some(mark.clone());
         service.update_status = None;
         let plan = plan_object(&ObjectKey::service("quote"), &desired, &marked);
@@ -1478,11 +1475,11 @@ mod tests {
         // db exists with 2 of 3 replicas running: still waiting.
         let mut observed = converged(&desired);
         observed.services.remove("api");
-        observed.tasks = vec![
+        observed.tasks = Arc::new(vec![
             task("db", "running"),
             task("db", "running"),
             task("db", "starting"),
-        ];
+        ]);
         let p = plan(&desired, &observed);
         assert!(p.is_empty(), "{p:?}");
         assert!(
@@ -1490,7 +1487,7 @@ mod tests {
             "{p:?}"
         );
         // All running: api is created.
-        observed.tasks[2] = task("db", "running");
+        Arc::make_mut(&mut observed.tasks)[2] = task("db", "running");
         let p = plan(&desired, &observed);
         assert!(
             matches!(&p.actions[..], [Action::CreateService { desired }] if desired.definition.name == "api")
