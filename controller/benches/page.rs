@@ -6,13 +6,16 @@
 //! The world holds N services loaded from real spec files, each with R running tasks spread
 //! over the nodes. The status publisher builds the status and the overview once per change and
 //! every open page shares its snapshot (whose board is rendered once); `--file-sd` builds the
-//! discovery once per snapshot. The medians of those steps are printed, with the
+//! discovery once per snapshot. A reader's snapshot of the view (`World::snapshot`) and the
+//! copy the reflector's next write makes of the view's maps are timed too. The medians of
+//! those steps are printed, with the
 //! size of the page and of the JSON. Then the idle scenario: the page served with
 //! `BENCH_STREAMS` (default 20) open event streams and nothing changing for `BENCH_IDLE_SECS`
 //! (default 20), and the CPU the process used meanwhile.
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use swarm_operator::control::triggers;
@@ -22,8 +25,8 @@ use swarm_operator::docker::{
     Ownership, TaskAddress, TaskState,
 };
 use swarm_operator::election::Leadership;
-use swarm_operator::report::status::publisher::{Publisher, PublisherConfig};
-use swarm_operator::report::{activity, file_sd, overview, page, status};
+use swarm_operator::report::status::publisher::{Publisher, PublisherConfig, Snapshot};
+use swarm_operator::report::{activity, file_sd, page, status};
 use swarm_operator::spec::SpecStore;
 
 fn env_num(name: &str, default: usize) -> usize {
@@ -77,7 +80,7 @@ fn world(services: usize, replicas: usize, nodes: usize) -> WorldState {
         let id = format!("id-{name}");
         world.observed.services.insert(
             name.clone(),
-            ObservedService {
+            Arc::new(ObservedService {
                 id: id.clone(),
                 version: 1,
                 definition: object.definition.clone(),
@@ -85,11 +88,11 @@ fn world(services: usize, replicas: usize, nodes: usize) -> WorldState {
                 virtual_ips: vec![],
                 update_status: None,
                 revision: Default::default(),
-            },
+            }),
         );
         for slot in 1..=replicas {
             ip += 1;
-            world.observed.tasks.push(ObservedTask {
+            Arc::make_mut(&mut world.observed.tasks).push(ObservedTask {
                 id: format!("{name}-task{slot}"),
                 service_id: id.clone(),
                 slot: Some(slot as u64),
@@ -108,7 +111,7 @@ fn world(services: usize, replicas: usize, nodes: usize) -> WorldState {
             });
         }
     }
-    world.desired = desired;
+    world.desired = Arc::new(desired);
     world.specs_loaded = true;
     world.swarm_observed = true;
     world
@@ -145,10 +148,24 @@ fn main() {
     });
     println!("status::build                    {status_time:>10.2?}");
     let (overview_time, view) = median(rounds, || {
-        let status = status::build(&world, Path::new("/specs"), Some(&built), now);
-        overview::build(&world, status, log.recent(), true)
+        Snapshot::build(
+            &world,
+            Path::new("/specs"),
+            Some(&built),
+            log.recent(),
+            true,
+            now,
+        )
     });
-    println!("status + overview::build         {overview_time:>10.2?}");
+    let view = view.overview().clone();
+    println!("Snapshot::build (status+overview) {overview_time:>10.2?}");
+    // What a reader's snapshot costs: the `Arc` clone under the lock, and the reflector's
+    // first write after it, which copies the view's maps (a name and an `Arc` per entry).
+    let shared = World::from_state(world.clone());
+    let (snapshot_time, _) = median(rounds, || shared.snapshot());
+    println!("World::snapshot                  {snapshot_time:>10.2?}");
+    let (copy_time, _) = median(rounds, || world.clone());
+    println!("copy on write after a snapshot   {copy_time:>10.2?}");
     let (board_time, board) = median(rounds, || page::render_board(&view).into_string());
     println!(
         "page::render_board               {board_time:>10.2?}   ({} KiB)",

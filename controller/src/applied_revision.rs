@@ -31,6 +31,10 @@ pub const LOADED_LABEL: &str = "swarm-operator.io/loaded-revision";
 /// Label with the last commit at which every object was Ready.
 pub const APPLIED_LABEL: &str = "swarm-operator.io/applied-revision";
 
+/// Label with the commit a follower's push hook asked the leader to fetch (see
+/// [`crate::push_hook::pass_on`]): written by followers, kept by the leader's writes.
+pub const FETCH_REQUESTED_LABEL: &str = "swarm-operator.io/fetch-requested";
+
 /// How often `wait --revision` reads the record.
 pub const WAIT_POLL: Duration = Duration::from_secs(1);
 
@@ -161,6 +165,14 @@ impl RevisionRecord {
                 .inspect_config(&self.name)
                 .await
                 .map_err(|e| self.error(e))?;
+            // A follower's fetch request is not the leader's to erase.
+            let mut labels = labels.clone();
+            if let Some(requested) = current
+                .as_ref()
+                .and_then(|c| c.labels.get(FETCH_REQUESTED_LABEL))
+            {
+                labels.insert(FETCH_REQUESTED_LABEL.to_owned(), requested.clone());
+            }
             let outcome = match current {
                 Some(config) if config.labels == labels => return Ok(()),
                 Some(config) => {
@@ -188,6 +200,72 @@ impl RevisionRecord {
         // Three lost races in a row: another writer is active (a leader change); the next
         // change writes again.
         Ok(())
+    }
+}
+
+impl RevisionRecord {
+    /// The commit a follower last asked the leader to fetch, if any.
+    pub async fn fetch_requested(&self) -> Result<Option<Revision>, RecordError> {
+        let config = self
+            .api
+            .inspect_config(&self.name)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(config.and_then(|c| {
+            c.labels
+                .get(FETCH_REQUESTED_LABEL)
+                .and_then(|v| Revision::parse(v).ok())
+        }))
+    }
+
+    /// Asks the leader to fetch `revision`: one compare-and-swap write of the label (none if it
+    /// already says so; re-read on a conflict). Whether it was written.
+    pub async fn request_fetch(&self, revision: &Revision) -> Result<bool, RecordError> {
+        for _ in 0..3 {
+            let current = self
+                .api
+                .inspect_config(&self.name)
+                .await
+                .map_err(|e| self.error(e))?;
+            let outcome = match current {
+                Some(config)
+                    if config.labels.get(FETCH_REQUESTED_LABEL).map(String::as_str)
+                        == Some(revision.as_str()) =>
+                {
+                    return Ok(false);
+                }
+                Some(config) => {
+                    let mut labels = config.labels.clone();
+                    labels.insert(FETCH_REQUESTED_LABEL.to_owned(), revision.to_string());
+                    self.api
+                        .update_config_labels(
+                            &config.id,
+                            config.version,
+                            &self.name,
+                            &labels,
+                            &config.data,
+                        )
+                        .await
+                }
+                None => {
+                    let labels = BTreeMap::from([
+                        (MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned()),
+                        (INSTANCE_LABEL.to_owned(), self.instance.clone()),
+                        (FETCH_REQUESTED_LABEL.to_owned(), revision.to_string()),
+                    ]);
+                    self.api
+                        .create_config(&self.name, &labels, &self.data())
+                        .await
+                }
+            }
+            .map_err(|e| self.error(e))?;
+            if outcome == CasOutcome::Written {
+                return Ok(true);
+            }
+        }
+        // Three lost races: the record is busy (the leader writing progress); the follower
+        // fetched anyway and the leader's poll finds the commit.
+        Ok(false)
     }
 }
 
@@ -345,6 +423,7 @@ mod tests {
             endpoints: vec![],
             last_error: None,
             schedule: None,
+            stack: None,
         }
     }
 
@@ -358,6 +437,7 @@ mod tests {
                     id: Some("n".into()),
                     conditions: ready(ConditionStatus::True),
                     last_error: None,
+                    stack: None,
                 },
             )]),
             errors: vec![],

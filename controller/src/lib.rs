@@ -20,6 +20,7 @@
 //! * [`election`]: high availability: the leader lease and the gate before every write.
 //! * [`compose`]: `import-compose`: compose stack files turned into spec files.
 //! * [`cli`]: the commands, one module each; the binary only parses and wires.
+//! * [`yaml`]: YAML read one way for spec and compose files: limits, positions, typed values.
 //! * [`redact`], [`pem`], [`atomic_file`], [`allocator`]: small pieces the groups share.
 
 pub mod spec;
@@ -51,3 +52,4 @@ pub mod allocator;
 pub mod atomic_file;
 pub mod pem;
 pub mod redact;
+pub mod yaml;

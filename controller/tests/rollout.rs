@@ -134,8 +134,8 @@ fn a_good_update_progresses_with_counts_then_is_ready() {
     assert!(lines[0].starts_with("NAME "), "{}", show(&table));
     let row: Vec<&str> = lines[1].split_whitespace().collect();
     assert_eq!(
-        row[..5],
-        [svc.as_str(), "SwarmService", "3/3", "3", "Ready"],
+        row[..6],
+        [svc.as_str(), "SwarmService", "-", "3/3", "3", "Ready"],
         "{}",
         show(&table)
     );

@@ -43,6 +43,28 @@ fn normalize(spec: &mut Value, network_names: &BTreeMap<String, String>) {
             n["Target"] = network_names.get(&id).cloned().unwrap_or(id).into();
         }
     }
+    // A credential spec names its config by id: compared by the name of the reference that
+    // has that id.
+    let credential_config = spec
+        .pointer("/TaskTemplate/ContainerSpec/Privileges/CredentialSpec/Config")
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned);
+    if let Some(id) = credential_config {
+        let name = spec
+            .pointer("/TaskTemplate/ContainerSpec/Configs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|r| r["ConfigID"] == id.as_str())
+            .and_then(|r| r["ConfigName"].as_str())
+            .map_or_else(
+                || format!("no reference has id {id}"),
+                |n| unversioned(n).to_owned(),
+            );
+        spec["TaskTemplate"]["ContainerSpec"]["Privileges"]["CredentialSpec"]["Config"] =
+            name.into();
+    }
     for (list, id, name) in [
         ("Configs", "ConfigID", "ConfigName"),
         ("Secrets", "SecretID", "SecretName"),
@@ -437,7 +459,8 @@ fn import_compose_and_the_operator_deploy_what_stack_deploy_deploys() {
 
 /// Issue 18: one compose file with every key `docker stack deploy` converts into a service
 /// spec that an Engine API 1.41 engine stores (`fixtures/stacks/every`: capabilities, ulimits,
-/// sysctls, init, read-only root, stop signal, isolation, a credential spec, generic
+/// sysctls, init, read-only root, stop signal, isolation, credential specs (a registry value
+/// and a swarm config, which gets a runtime reference), generic
 /// resources, a pids limit, max replicas per node, update and rollback policies, every mount
 /// form with its options, ports and configs/secrets in both forms, logging, DNS, hosts, all
 /// four modes) deploys to the same services either way, field by field.
@@ -454,6 +477,76 @@ fn every_key_stack_deploy_maps_deploys_the_same_either_way() {
         diffs.len(),
         diffs.join("\n")
     );
+}
+
+/// Issue 18: a native `updateConfig`/`rollbackConfig` without `parallelism` sends what the
+/// docker CLI sends (1), so the same service made by `docker stack deploy` and by a native
+/// spec has the same policies and a service moved between the tools needs no update.
+#[test]
+fn native_update_and_rollback_policies_get_the_clis_defaults() {
+    let Some(swarm) = Swarm::start("nativedefaults") else {
+        return;
+    };
+    let cli_stack = format!("{}cli", swarm.prefix);
+    remove_stack(&cli_stack);
+    let compose = tempfile::tempdir().unwrap();
+    let file = compose.path().join("stack.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "services:\n  web:\n    image: {}\n    deploy:\n      replicas: 0\n      update_config: {{delay: 5s, order: start-first}}\n      rollback_config: {{monitor: 5s}}\n",
+            support::TEST_IMAGE
+        ),
+    )
+    .unwrap();
+    let out = docker_output(&[
+        "stack",
+        "deploy",
+        "-d",
+        "--resolve-image",
+        "never",
+        "-c",
+        file.to_str().unwrap(),
+        &cli_stack,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let native = swarm.name("web");
+    swarm.write_spec(
+        "web.yaml",
+        &format!(
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {native}}}\nspec:\n  image: {}\n  replicas: 0\n  updateConfig: {{delay: 5s, order: start-first}}\n  rollbackConfig: {{monitor: 5s}}\n",
+            support::TEST_IMAGE
+        ),
+    );
+    let mut operator = swarm.operator();
+    wait_for("native service", CONVERGE, || {
+        docker_output(&["service", "inspect", &native])
+            .status
+            .success()
+    });
+    let policies = |service: &str| -> Vec<Value> {
+        ["UpdateConfig", "RollbackConfig"]
+            .iter()
+            .map(|field| {
+                let format = format!("{{{{json .Spec.{field}}}}}");
+                serde_json::from_str(&docker(&[
+                    "service", "inspect", "--format", &format, service,
+                ]))
+                .unwrap()
+            })
+            .collect()
+    };
+    let by_cli = policies(&format!("{cli_stack}_web"));
+    let by_operator = policies(&native);
+    remove_stack(&cli_stack);
+    assert!(operator.stop(), "{}", operator.log());
+    assert_eq!(by_cli[0]["Parallelism"], 1, "{by_cli:?}");
+    assert_eq!(by_cli[1]["Parallelism"], 1, "{by_cli:?}");
+    assert_eq!(by_operator, by_cli);
 }
 
 /// `validate` asks the engine for its API version: a field the engine would drop without a
@@ -488,6 +581,43 @@ fn validate_refuses_fields_the_engine_does_not_know() {
             "web.yaml:6:16: spec.oomScoreAdj: needs Docker Engine API 1.46 or later; the engine speaks {engine}"
         );
         assert!(stdout.contains(&expected), "{stdout}");
+    }
+    // In a SwarmStack, the error is at the key in the compose file, not at the SwarmStack.
+    std::fs::remove_file(swarm.specs.path().join("web.yaml")).unwrap();
+    std::fs::write(
+        swarm.specs.path().join("docker-stack.yml"),
+        format!(
+            "services:\n  web:\n    image: {}\n    oom_score_adj: 100\n",
+            support::TEST_IMAGE
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        swarm.specs.path().join("stack.yaml"),
+        format!(
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmStack\nmetadata: {{name: {}st}}\nspec:\n  composeFiles: [docker-stack.yml]\n",
+            swarm.prefix
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_swarm-operator"))
+        .arg("validate")
+        .arg(swarm.specs.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if minor >= 46 {
+        assert!(out.status.success(), "{stdout}");
+    } else {
+        assert_eq!(out.status.code(), Some(1), "{stdout}");
+        let expected = format!(
+            "docker-stack.yml:4:5: services.web.oom_score_adj: needs Docker Engine API 1.46 or later; the engine speaks {engine}"
+        );
+        assert!(stdout.contains(&expected), "{stdout}");
+        assert!(
+            !stdout.contains("stack.yaml:"),
+            "not at the SwarmStack: {stdout}"
+        );
     }
 }
 

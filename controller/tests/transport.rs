@@ -10,47 +10,16 @@
 
 mod support;
 
-use std::io::{BufRead as _, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use support::pki::Pki;
+use support::process::{Running, free_port, wait_for_port};
+use support::sshd::Sshd;
 use support::{Swarm, output_within, require_tool};
 
 const ENGINE_SOCKET: &str = "/var/run/docker.sock";
-
-/// A child process killed on drop (socat, sshd, the operator).
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
-fn run_ok(program: &str, args: &[&str], dir: &Path) {
-    let output = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("running {program}: {e}"));
-    assert!(
-        output.status.success(),
-        "{program} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, in `dir`, named as
 /// DOCKER_CERT_PATH expects (`ca.pem`, `cert.pem`, `key.pem`) plus `server-*.pem`.
@@ -90,16 +59,6 @@ fn tls_proxy(certs: &Path, port: u16) -> Running {
     let running = Running(child);
     wait_for_port(port);
     running
-}
-
-fn wait_for_port(port: u16) {
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("nothing listens on 127.0.0.1:{port}");
 }
 
 /// How a command reaches the engine: environment variables set and removed, extra global
@@ -444,54 +403,15 @@ fn tls_docker_host_and_contexts_reach_the_swarm() {
 /// `ssh` on PATH that reads this test's ssh config (the system ssh reads the user's config from
 /// the passwd home, not $HOME, so a test cannot hand it one any other way).
 struct SshSetup {
-    dir: tempfile::TempDir,
-    _sshd: Running,
+    sshd: Sshd,
     port: u16,
 }
 
 impl SshSetup {
-    fn start(sshd: &Path) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path();
-        for key in ["host_key", "client_key"] {
-            run_ok(
-                "ssh-keygen",
-                &["-q", "-t", "ed25519", "-N", "", "-f", key],
-                path,
-            );
-        }
-        std::fs::copy(path.join("client_key.pub"), path.join("authorized_keys")).expect("copy");
-        let port = free_port();
-        std::fs::write(
-            path.join("sshd_config"),
-            format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/host_key\n\
-                 AuthorizedKeysFile {dir}/authorized_keys\nPidFile {dir}/sshd.pid\n\
-                 PermitRootLogin prohibit-password\nPasswordAuthentication no\n\
-                 KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n",
-                dir = path.display()
-            ),
-        )
-        .expect("write sshd_config");
-        // sshd's privilege separation directory (the Debian service creates it at boot).
-        std::fs::create_dir_all("/run/sshd").expect("creating /run/sshd");
-        let log = std::fs::File::create(path.join("sshd.log")).expect("sshd log");
-        let child = Command::new(sshd)
-            .args(["-D", "-e", "-f"])
-            .arg(path.join("sshd_config"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting sshd");
-        let sshd = Running(child);
-        wait_for_port(port);
-        let host_key = std::fs::read_to_string(path.join("host_key.pub")).expect("host key");
-        let host_key: Vec<&str> = host_key.split_whitespace().take(2).collect();
-        std::fs::write(
-            path.join("known_hosts"),
-            format!("[127.0.0.1]:{port} {}\n", host_key.join(" ")),
-        )
-        .expect("write known_hosts");
+    fn start(test: &str) -> Option<Self> {
+        let sshd = Sshd::start(test, &["client_key"], &[])?;
+        let port = sshd.port;
+        let path = sshd.dir();
         // Strict host key checking stays on: the key is known, not trusted blindly.
         std::fs::write(
             path.join("ssh_config"),
@@ -521,31 +441,20 @@ impl SshSetup {
         .expect("write ssh wrapper");
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        SshSetup {
-            dir,
-            _sshd: sshd,
-            port,
-        }
+        Some(SshSetup { sshd, port })
     }
 
     /// PATH with the config-reading `ssh` first.
     fn path_var(&self) -> String {
         format!(
             "{}:{}",
-            self.dir.path().join("bin").display(),
+            self.sshd.dir().join("bin").display(),
             std::env::var("PATH").unwrap_or_default()
         )
     }
 
     fn log(&self) -> String {
-        let mut log = String::new();
-        if let Ok(file) = std::fs::File::open(self.dir.path().join("sshd.log")) {
-            for line in BufReader::new(file).lines().map_while(Result::ok) {
-                log.push_str(&line);
-                log.push('\n');
-            }
-        }
-        log
+        self.sshd.log()
     }
 }
 
@@ -562,25 +471,9 @@ fn ssh_docker_host_reaches_the_swarm() {
     let Some(swarm) = Swarm::start("ssh_transport") else {
         return;
     };
-    let (Some(sshd), Some(_), Some(_)) = (
-        Some(PathBuf::from("/usr/sbin/sshd"))
-            .filter(|p| p.is_file())
-            .or_else(|| require_tool("ssh_transport", "sshd", "openssh-server")),
-        require_tool("ssh_transport", "ssh", "openssh-client"),
-        require_tool("ssh_transport", "ssh-keygen", "openssh-client"),
-    ) else {
+    let Some(ssh) = SshSetup::start("ssh_transport") else {
         return;
     };
-    // sshd must run as root to log a user in; a rootless runner cannot host the test.
-    if !Path::new("/proc/self").exists() || effective_uid() != 0 {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but the tests do not run as root (sshd needs it)"
-        );
-        eprintln!("SKIPPED ssh_transport: not root, sshd cannot log in a user");
-        return;
-    }
-    let ssh = SshSetup::start(&sshd);
     let reach = Reach::default()
         .env("PATH", ssh.path_var())
         .env("DOCKER_HOST", "ssh://root@swarm-manager");
@@ -611,18 +504,4 @@ fn ssh_docker_host_reaches_the_swarm() {
         "{}",
         text(&refused)
     );
-}
-
-/// The effective uid, from /proc (no libc call in a test).
-fn effective_uid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2))
-                .and_then(|uid| uid.parse().ok())
-        })
-        .unwrap_or(u32::MAX)
 }

@@ -1,4 +1,4 @@
-//! The e2e scenarios of issue 4 on a docker-in-docker swarm of 3 managers + 1 worker: converge, discovery/LB, scale, drift, removal, bad input, node loss, operator restart, VIP; of issue 9: rollouts waited on with the operator's `wait`; and of issue 11: the operator's own failover.
+//! The e2e scenarios of issue 4 on a docker-in-docker swarm of 3 managers + 1 worker: converge, discovery/LB, scale, drift, removal, bad input, node loss, operator restart, VIP; of issue 9: rollouts waited on with the operator's `wait`; of issue 11: the operator's own failover; and of issue 19: a push to a git repository applied via its webhook.
 //!
 //! Reuses the cluster named by `SWARM_E2E_CLUSTER` (set by `cargo xtask e2e` / `cargo xtask test`),
 //! else brings one up itself (building missing images) and tears it down at the end. Without a
@@ -23,6 +23,8 @@ use xtask::{docker, images, interrupt, operator};
 
 #[path = "scenarios/failover.rs"]
 mod failover;
+#[path = "scenarios/git_push.rs"]
+mod git_push;
 #[path = "scenarios/rollout.rs"]
 mod rollout;
 
@@ -55,7 +57,7 @@ type Scenario = fn(&Env) -> Verdict;
 
 /// In the order they run: each builds on the state the previous ones left (s1 converges the
 /// app the others edit, break and restore).
-const SCENARIOS: [(&str, Scenario); 13] = [
+const SCENARIOS: [(&str, Scenario); 14] = [
     ("s1_converge", |e| pass(converge(e))),
     ("s2_discovery_and_load_balancing", |e| pass(discovery(e))),
     ("s3_scale_by_spec_edit", |e| pass(scale(e))),
@@ -76,6 +78,11 @@ const SCENARIOS: [(&str, Scenario); 13] = [
     // Last: it redeploys the operator in its HA form and kills a manager.
     ("s13_operator_failover", |e| {
         pass(failover::operator_failover(e))
+    }),
+    // Its own operator instance and service; it replaces the operator service with the git
+    // form and removes it at the end.
+    ("s14_git_push_to_applied", |e| {
+        pass(git_push::push_to_applied(e))
     }),
 ];
 
@@ -209,6 +216,7 @@ fn setup() -> Result<Env, String> {
         "vip-echo",
         rollout::SERVICE,
         failover::JOB,
+        git_push::WEB,
     ] {
         let _ = m.docker(["service", "rm", svc]).output();
     }

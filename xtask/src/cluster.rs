@@ -10,13 +10,18 @@ use crate::interrupt::{self, Interrupted};
 use crate::timing::phase;
 
 /// The node image: Debian bookworm with Debian's docker.io (and sshd, for reaching a node's
-/// engine over `ssh://` as the docker CLI does), built once and reused. The tag names what is
-/// in it, so that an image built with an older package list is rebuilt, not reused.
-pub const NODE_IMAGE: &str = "swarm-operator-node:bookworm-sshd";
+/// engine over `ssh://` as the docker CLI does; and git, whose `git daemon` serves the e2e git
+/// scenario's repository from a container on the cluster's bridge), built once and reused. The
+/// tag names what is in it, so that an image built with an older package list is rebuilt, not
+/// reused.
+pub const NODE_IMAGE: &str = "swarm-operator-node:bookworm-sshd-git";
 /// The packages debootstrap adds to the minimal base (see [`NODE_IMAGE`]).
-const NODE_PACKAGES: &str = "docker.io,iproute2,iptables,ca-certificates,openssh-server";
+const NODE_PACKAGES: &str = "docker.io,iproute2,iptables,ca-certificates,openssh-server,git";
 /// Label on every container, volume and network of a cluster; the value is the run's prefix.
 pub const LABEL: &str = "swarm-operator.xtask.cluster";
+/// Label on a cluster's helper containers that are not nodes (the e2e git server); the value
+/// is the run's prefix. The teardown removes them; [`Cluster::attach`] does not list them.
+pub const AUX_LABEL: &str = "swarm-operator.xtask.aux";
 /// Label carrying a node's swarm role (`manager` / `worker`).
 pub const ROLE_LABEL: &str = "swarm-operator.xtask.role";
 /// Environment variable through which `cargo xtask` hands an existing cluster's prefix to the e2e tests.
@@ -393,13 +398,17 @@ impl Drop for Cluster {
     }
 }
 
-/// Remove everything labelled with this prefix: containers (with their anonymous volumes), named
-/// volumes, the network, and the empty cgroups the inner engines left under `/sys/fs/cgroup`.
+/// Remove everything labelled with this prefix: containers (nodes and helpers, with their
+/// anonymous volumes), named volumes, the network, and the empty cgroups the inner engines left
+/// under `/sys/fs/cgroup`.
 pub fn remove_prefix(prefix: &str) {
     let filter = format!("label={LABEL}={prefix}");
-    let ids = Cmd::docker(["ps", "-aq", "--filter", &filter])
-        .output()
-        .unwrap_or_default();
+    let aux = format!("label={AUX_LABEL}={prefix}");
+    let ids = [&filter, &aux]
+        .iter()
+        .filter_map(|f| Cmd::docker(["ps", "-aq", "--filter", f]).output().ok())
+        .collect::<Vec<_>>()
+        .join("\n");
     let names = Cmd::docker(["ps", "-a", "--format", "{{.Names}}", "--filter", &filter])
         .output()
         .unwrap_or_default();

@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod cmd;
 pub mod demo;
 pub mod docker;
+pub mod git_server;
 pub mod images;
 pub mod interrupt;
 pub mod operator;

@@ -19,6 +19,26 @@ pub const WEB_CONFIG_SECRET: &str = "swarm-operator-web-config";
 /// Where that secret is mounted in the operator's container.
 const WEB_CONFIG_TARGET: &str = "/run/secrets/web-config.yml";
 
+/// The docker secret holding the push webhook's secret (`--git-webhook-secret-file`).
+pub const GIT_HOOK_SECRET: &str = "swarm-operator-git-hook";
+/// Where that secret is mounted in the operator's container.
+const GIT_HOOK_TARGET: &str = "/run/secrets/git-hook";
+
+/// The operator reading its specs from a git repository (`--source git`), as
+/// manifests/operator/README.md deploys it, with push webhooks reachable on a node port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GitDeployment<'a> {
+    /// `--git-url`: a URL the operator's container reaches.
+    pub url: &'a str,
+    /// `--instance`: whose lease, revision record and objects these are.
+    pub instance: &'a str,
+    /// The manager (hostname) the one replica runs on.
+    pub node: &'a str,
+    /// The node port `/hooks/git` (the metrics address) is published on, in host mode: no
+    /// routing mesh is needed, and none routes without IPVS.
+    pub hook_port: u16,
+}
+
 /// The status page published outside the swarm, behind basic auth (the demo's form).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishedPage {
@@ -43,6 +63,10 @@ pub enum Deployment<'a> {
     /// The high-availability form: a replica on every manager, one leader elected through a
     /// lease in the swarm, the specs read from the swarm (stored there by `apply`).
     HighAvailability,
+    /// One replica following a git repository, with leader election (so the revision record
+    /// is written the way several replicas write it) and the push hook's secret as
+    /// [`GIT_HOOK_SECRET`]; deployed with [`deploy_git`].
+    Git(GitDeployment<'a>),
 }
 
 /// The `docker service create` arguments. Keep in sync with manifests/operator/README.md.
@@ -124,6 +148,40 @@ pub fn create_args(deployment: Deployment<'_>, page: Option<&PublishedPage>) -> 
                 .map(String::from),
             );
         }
+        Deployment::Git(git) => {
+            args.extend(["--replicas", "1"].map(String::from));
+            args.push("--constraint".into());
+            args.push(format!("node.hostname=={}", git.node));
+            args.push("--publish".into());
+            args.push(format!(
+                "mode=host,published={},target={METRICS_PORT}",
+                git.hook_port
+            ));
+            args.push("--secret".into());
+            args.push(format!(
+                "source={GIT_HOOK_SECRET},target={}",
+                GIT_HOOK_TARGET.trim_start_matches("/run/secrets/")
+            ));
+            args.push(IMAGE.into());
+            args.extend(
+                [
+                    "run",
+                    "--source",
+                    "git",
+                    "--instance",
+                    git.instance,
+                    "--git-url",
+                    git.url,
+                    // The push hook fetches: the poll is only the safety net.
+                    "--git-poll",
+                    "1h",
+                    "--git-webhook-secret-file",
+                    GIT_HOOK_TARGET,
+                    "--leader-election",
+                ]
+                .map(String::from),
+            );
+        }
     }
     args.extend(
         [
@@ -158,25 +216,45 @@ pub fn deploy_with(
         manager.docker(["service", "rm", SERVICE]).output()?;
     }
     if let Some(page) = page {
-        // The removed service's tasks may hold the secret for a moment after `service rm`.
-        let _ = crate::cluster::wait_for(
-            "the old web config secret to be free",
-            std::time::Duration::from_secs(30),
-            || {
-                Ok(manager
-                    .docker(["secret", "rm", WEB_CONFIG_SECRET])
-                    .succeeds()
-                    || !manager
-                        .docker(["secret", "inspect", WEB_CONFIG_SECRET])
-                        .succeeds())
-            },
-        );
-        manager
-            .docker(["secret", "create", WEB_CONFIG_SECRET, "-"])
-            .stdin_bytes(page.web_config.as_bytes().to_vec())
-            .output()?;
+        replace_secret(manager, WEB_CONFIG_SECRET, page.web_config.as_bytes())?;
     }
     manager.docker(create_args(deployment, page)).output()?;
+    Ok(())
+}
+
+/// (Re)deploy the operator in its [`Deployment::Git`] form, with `hook_secret` as the push
+/// webhook's secret (replacing [`GIT_HOOK_SECRET`] once the old operator service is gone).
+pub fn deploy_git(
+    manager: &Manager,
+    git: GitDeployment<'_>,
+    hook_secret: &[u8],
+) -> Result<(), CmdError> {
+    if manager.docker(["service", "inspect", SERVICE]).succeeds() {
+        manager.docker(["service", "rm", SERVICE]).output()?;
+    }
+    replace_secret(manager, GIT_HOOK_SECRET, hook_secret)?;
+    manager
+        .docker(create_args(Deployment::Git(git), None))
+        .output()?;
+    Ok(())
+}
+
+/// Creates the secret `name` with `value`, removing an older one first (a secret in use cannot
+/// be changed, so this runs after the old operator service is gone).
+fn replace_secret(manager: &Manager, name: &str, value: &[u8]) -> Result<(), CmdError> {
+    // The removed service's tasks may hold the secret for a moment after `service rm`.
+    let _ = crate::cluster::wait_for(
+        &format!("the old secret {name} to be free"),
+        std::time::Duration::from_secs(30),
+        || {
+            Ok(manager.docker(["secret", "rm", name]).succeeds()
+                || !manager.docker(["secret", "inspect", name]).succeeds())
+        },
+    );
+    manager
+        .docker(["secret", "create", name, "-"])
+        .stdin_bytes(value.to_vec())
+        .output()?;
     Ok(())
 }
 

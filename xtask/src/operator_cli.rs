@@ -1,4 +1,4 @@
-//! The operator's read-only commands (`wait`, `get`) run on a swarm manager in a one-off container of the operator image, against that manager's engine.
+//! The operator's read-only commands (`wait`, `wait --revision`, `get`) run on a swarm manager in a one-off container of the operator image, against that manager's engine.
 
 use std::fmt;
 use std::time::Duration;
@@ -163,6 +163,81 @@ pub fn wait(manager: &Manager, wait: &Wait<'_>) -> Result<WaitReport, OperatorCl
     })
 }
 
+/// How `wait --revision` ended, by its exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevisionExit {
+    /// 0: the commit is applied (every object Ready at it).
+    Applied,
+    /// 1: the operator loaded the commit and moved on to another one before applying it.
+    MovedPast,
+    /// 2: time ran out (or the command's own error); stderr says where the operator stands.
+    TimedOut,
+}
+
+/// What one `wait --revision` said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevisionReport {
+    /// How it ended.
+    pub exit: RevisionExit,
+    /// `3f2a9c1 applied: …` on success.
+    pub stdout: String,
+    /// Why not, otherwise.
+    pub stderr: String,
+}
+
+impl fmt::Display for RevisionReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "wait --revision {:?}\nstdout:\n{}stderr:\n{}",
+            self.exit, self.stdout, self.stderr
+        )
+    }
+}
+
+/// The operator's arguments for `wait --revision`.
+fn wait_revision_args(instance: &str, revision: &str, timeout: Duration) -> Vec<String> {
+    vec![
+        "wait".into(),
+        "--revision".into(),
+        revision.into(),
+        "--instance".into(),
+        instance.into(),
+        "--timeout".into(),
+        format!("{}s", timeout.as_secs().max(1)),
+    ]
+}
+
+/// Runs `swarm-operator wait --revision SHA --instance INSTANCE` on `manager`: what a CI job
+/// runs after `git push`. Returns once the command does (`timeout` bounds that).
+pub fn wait_revision(
+    manager: &Manager,
+    instance: &str,
+    revision: &str,
+    timeout: Duration,
+) -> Result<RevisionReport, OperatorCliError> {
+    let args = wait_revision_args(instance, revision, timeout);
+    let (code, stdout, stderr) = run(manager, None, &args)?;
+    let exit = match code {
+        Some(0) => RevisionExit::Applied,
+        Some(1) => RevisionExit::MovedPast,
+        Some(2) => RevisionExit::TimedOut,
+        code => {
+            return Err(OperatorCliError::Exit {
+                command: args.join(" "),
+                manager: manager.describe(),
+                code,
+                stderr,
+            });
+        }
+    };
+    Ok(RevisionReport {
+        exit,
+        stdout,
+        stderr,
+    })
+}
+
 /// Runs `swarm-operator get NAMES -o json` on `manager`: the named objects' status as JSON
 /// (`{"services": {…}, "networks": {…}}`, the status file's shapes).
 pub fn get_json(
@@ -209,6 +284,23 @@ mod tests {
         assert_eq!(
             wait_args(&named),
             ["wait", "a", "b", "--for", "deleted", "--timeout", "1s"]
+        );
+    }
+
+    #[test]
+    fn wait_revision_arguments_follow_the_cli() {
+        let sha = "3f2a9c1e".repeat(5);
+        assert_eq!(
+            wait_revision_args("e2e-git", &sha, Duration::from_secs(90)),
+            [
+                "wait",
+                "--revision",
+                sha.as_str(),
+                "--instance",
+                "e2e-git",
+                "--timeout",
+                "90s"
+            ]
         );
     }
 }

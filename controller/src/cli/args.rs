@@ -30,13 +30,14 @@ const MAX_FLAG_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 /// A duration flag (`30s`, `5m`, `1h30m`): more than zero (a zero period would spin or panic
 /// the timers) and at most a year. Every duration flag uses it.
 pub fn positive_duration(text: &str) -> Result<Duration, String> {
-    let duration =
-        humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 30s, 5m, 1h)"))?;
+    // The same grammar as durations in specs and compose files (Go's), so one word means one
+    // thing everywhere.
+    let duration = crate::spec::quantity::parse_duration(text).map_err(|e| e.to_string())?;
     if duration.is_zero() {
         return Err("must be more than zero".to_owned());
     }
     if duration > MAX_FLAG_DURATION {
-        return Err("must be at most 366d".to_owned());
+        return Err("must be at most 8784h (366 days)".to_owned());
     }
     Ok(duration)
 }

@@ -40,6 +40,8 @@ pub struct Row {
     pub name: String,
     /// Its kind.
     pub kind: RowKind,
+    /// The stack it belongs to, `-` for none.
+    pub stack: String,
     /// `running/expected` for services, `-` for networks.
     pub ready: String,
     /// Running tasks of the current spec (services).
@@ -52,8 +54,9 @@ pub struct Row {
     pub endpoints: String,
 }
 
-/// The selected objects of a status: every object when `names` is empty. Names not found are
-/// returned apart.
+/// The selected objects of a status: every object when `names` is empty. A name is an
+/// object's, or `swarmstack/NAME` for every object of that stack. Names not found are returned
+/// apart.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Selection {
@@ -69,29 +72,42 @@ pub struct Selection {
 impl Selection {
     /// Picks `names` (all when empty) out of `status`.
     pub fn of(status: &StatusFile, names: &[String]) -> Selection {
-        let wanted = |name: &String| names.is_empty() || names.contains(name);
+        let stacks: Vec<&str> = names.iter().filter_map(|n| stack_selector(n)).collect();
+        let wanted = |name: &String, stack: Option<&String>| {
+            names.is_empty()
+                || names.contains(name)
+                || stack.is_some_and(|s| stacks.contains(&s.as_str()))
+        };
         let mut selection = Selection {
             services: status
                 .services
                 .iter()
-                .filter(|(name, _)| wanted(name))
+                .filter(|(name, s)| wanted(name, s.stack.as_ref()))
                 .map(|(n, s)| (n.clone(), s.clone()))
                 .collect(),
             networks: status
                 .networks
                 .iter()
-                .filter(|(name, _)| wanted(name))
+                .filter(|(name, n)| wanted(name, n.stack.as_ref()))
                 .map(|(n, s)| (n.clone(), s.clone()))
                 .collect(),
             missing: Vec::new(),
         };
-        selection.missing = names
-            .iter()
-            .filter(|n| {
-                !selection.services.contains_key(*n) && !selection.networks.contains_key(*n)
-            })
-            .cloned()
-            .collect();
+        let found = |name: &String| match stack_selector(name) {
+            Some(stack) => {
+                let of_stack = |s: Option<&String>| s.is_some_and(|s| s == stack);
+                selection
+                    .services
+                    .values()
+                    .any(|s| of_stack(s.stack.as_ref()))
+                    || selection
+                        .networks
+                        .values()
+                        .any(|n| of_stack(n.stack.as_ref()))
+            }
+            None => selection.services.contains_key(name) || selection.networks.contains_key(name),
+        };
+        selection.missing = names.iter().filter(|n| !found(n)).cloned().collect();
         selection
     }
 
@@ -100,6 +116,7 @@ impl Selection {
         let services = self.services.iter().map(|(name, s)| Row {
             name: name.clone(),
             kind: RowKind::SwarmService,
+            stack: s.stack.clone().unwrap_or_else(|| "-".to_owned()),
             ready: format!(
                 "{}/{}",
                 s.running_replicas,
@@ -118,6 +135,7 @@ impl Selection {
         let networks = self.networks.iter().map(|(name, n)| Row {
             name: name.clone(),
             kind: RowKind::SwarmNetwork,
+            stack: n.stack.clone().unwrap_or_else(|| "-".to_owned()),
             ready: "-".to_owned(),
             up_to_date: "-".to_owned(),
             status: summary(&n.conditions),
@@ -126,6 +144,12 @@ impl Selection {
         });
         services.chain(networks).collect()
     }
+}
+
+/// The stack `name` selects when it is `swarmstack/NAME` (the kind in any case).
+fn stack_selector(name: &str) -> Option<&str> {
+    let (kind, stack) = name.split_once('/')?;
+    kind.eq_ignore_ascii_case("swarmstack").then_some(stack)
 }
 
 /// Degraded's reason when it holds, else Progressing's, else `Ready` or Ready's reason.
@@ -267,9 +291,10 @@ impl Printer {
 }
 
 /// The header line's cells.
-const HEADER: [&str; 7] = [
+const HEADER: [&str; 8] = [
     "NAME",
     "KIND",
+    "STACK",
     "READY",
     "UP-TO-DATE",
     "STATUS",
@@ -277,10 +302,11 @@ const HEADER: [&str; 7] = [
     "ENDPOINTS",
 ];
 
-fn cells(row: &Row) -> [&str; 7] {
+fn cells(row: &Row) -> [&str; 8] {
     [
         &row.name,
         row.kind.as_str(),
+        &row.stack,
         &row.ready,
         &row.up_to_date,
         &row.status,
@@ -304,7 +330,7 @@ pub fn table_of(rows: &[Row], shown: &[Row], header: bool) -> String {
         }
     }
     let mut out = String::new();
-    let mut line = |cells: [&str; 7]| {
+    let mut line = |cells: [&str; 8]| {
         let mut text = String::new();
         for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
             if i + 1 == cells.len() {
@@ -339,7 +365,8 @@ pub enum OutputFormat {
 /// The arguments of `get`.
 #[derive(clap::Args)]
 pub struct GetArgs {
-    /// Objects to show (default: every object of the instance).
+    /// Objects to show (default: every object of the instance); `swarmstack/NAME` shows every
+    /// object of stack NAME.
     pub names: Vec<String>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
@@ -402,7 +429,9 @@ pub async fn run(args: GetArgs, context: Option<&str>) -> Result<ExitCode, CliEr
                 eprintln!("{}{at}: {}: {}", error.file, error.field, error.message);
             }
             for name in &selection.missing {
-                eprintln!("{name}: no service or network of that name (instance {instance:?})");
+                eprintln!(
+                    "{name}: no service or network of that name or stack (instance {instance:?})"
+                );
             }
             if names.is_empty() && selection.services.is_empty() && selection.networks.is_empty() {
                 eprintln!("no services or networks of instance {instance:?}");
@@ -466,6 +495,7 @@ mod tests {
                 .collect(),
             last_error: None,
             schedule: None,
+            stack: None,
         }
     }
 
@@ -517,20 +547,30 @@ mod tests {
                 ],
             ),
         );
+        for name in ["api", "web"] {
+            status.services.get_mut(name).unwrap().stack = Some("shop".into());
+        }
         let all = Selection::of(&status, &[]);
         let text = table(&all.rows("2026-01-01T00:03:10Z"), true);
         assert_eq!(
             text,
             "\
-NAME   KIND           READY   UP-TO-DATE   STATUS          AGE   ENDPOINTS
-api    SwarmService   3/3     1            RollingUpdate   3m    10.0.0.1,10.0.0.2,10.0.0.3
-db     SwarmService   3/3     3            Ready           3m    10.0.0.1,10.0.0.2,10.0.0.3
-web    SwarmService   2/3     0            UpdatePaused    3m    10.0.0.1,10.0.0.2
+NAME   KIND           STACK   READY   UP-TO-DATE   STATUS          AGE   ENDPOINTS
+api    SwarmService   shop    3/3     1            RollingUpdate   3m    10.0.0.1,10.0.0.2,10.0.0.3
+db     SwarmService   -       3/3     3            Ready           3m    10.0.0.1,10.0.0.2,10.0.0.3
+web    SwarmService   shop    2/3     0            UpdatePaused    3m    10.0.0.1,10.0.0.2
 "
         );
         let some = Selection::of(&status, &["db".to_owned(), "nope".to_owned()]);
         assert_eq!(some.services.keys().collect::<Vec<_>>(), ["db"]);
         assert_eq!(some.missing, ["nope"]);
+        // A stack selects its objects; a stack with none is missing like a name.
+        let stack = Selection::of(
+            &status,
+            &["SwarmStack/shop".to_owned(), "swarmstack/none".to_owned()],
+        );
+        assert_eq!(stack.services.keys().collect::<Vec<_>>(), ["api", "web"]);
+        assert_eq!(stack.missing, ["swarmstack/none"]);
     }
 
     #[test]

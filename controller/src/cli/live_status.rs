@@ -15,7 +15,8 @@ use crate::control::triggers;
 use crate::control::world::{self, Reflector, Reporter, World};
 use crate::desired::DesiredState;
 use crate::docker::{DockerError, SwarmApi};
-use crate::report::status::{self, ConditionReason, StatusFile};
+use crate::report::status::publisher;
+use crate::report::status::{ConditionReason, StatusFile};
 use crate::spec::SpecStore;
 use crate::spec::load::LoadDirError;
 
@@ -43,7 +44,9 @@ pub struct LiveStatus {
     stop: CancellationToken,
     /// `None`: opened without a spec directory.
     specs_dir: Option<PathBuf>,
-    last: Option<StatusFile>,
+    /// The previous look, built as the operator's publisher builds its snapshots (with the
+    /// same code): the only memory of the conditions' transition times.
+    previous: Option<publisher::Snapshot>,
 }
 
 /// What one look at the swarm found.
@@ -150,26 +153,34 @@ impl LiveStatus {
             _reporter: reporter,
             stop,
             specs_dir: specs.map(Path::to_owned),
-            last: None,
+            previous: None,
         })
     }
 
     /// The status now.
     pub fn snapshot(&mut self) -> Snapshot {
         let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-        let state = self.world.read();
+        let view = self.world.snapshot();
         let specs_dir = self.specs_dir.as_deref().unwrap_or(Path::new(""));
-        let status = status::build(&state, specs_dir, self.last.as_ref(), &now);
-        let existing = state
+        // No activity log and no leadership: nothing here acts.
+        let built = publisher::Snapshot::build(
+            &view,
+            specs_dir,
+            self.previous.as_ref().map(publisher::Snapshot::status),
+            Vec::new(),
+            false,
+            &now,
+        );
+        let existing = view
             .observed
             .services
             .keys()
-            .chain(state.observed.networks.keys())
+            .chain(view.observed.networks.keys())
             .cloned()
             .collect();
-        let specs = self.specs_dir.is_some().then(|| SpecView::of(&state));
-        drop(state);
-        self.last = Some(status.clone());
+        let specs = self.specs_dir.is_some().then(|| SpecView::of(&view));
+        let status = built.status().clone();
+        self.previous = Some(built);
         Snapshot {
             status,
             existing,

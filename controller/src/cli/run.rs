@@ -18,7 +18,7 @@ use crate::election::{ElectionConfig, Elector, Leadership, SwarmLeaseStore};
 use crate::git::checkout::{Limits, RepoPath};
 use crate::git::credentials::{Auth, AuthFiles};
 use crate::git::{GitConfig, GitSource, RemoteUrl};
-use crate::push_hook::{FollowedRef, HookConfig, HookSecret};
+use crate::push_hook::{self, FollowedRef, HookConfig, HookSecret, PassOn};
 use crate::report::notify::{NotifyConfig, PayloadFormat};
 use crate::spec::in_swarm::SpecConfigs;
 use crate::web::{self, WebConfig};
@@ -381,10 +381,26 @@ pub async fn run(args: RunArgs, context: Option<&str>) -> Result<ExitCode, CliEr
                 .map_err(CliError::GitOpenPanicked)??;
             tokio::spawn(source.run(stop_mirroring.clone()));
             let dir = handle.specs_dir();
+            // Hooks reaching a follower are passed on through the revision record, which the
+            // leader reads (only with an election: a single replica leads always).
+            let pass_on = leader_election.then(|| PassOn {
+                record: RevisionRecord::new(api.clone(), &instance),
+                leadership: leadership.clone(),
+            });
+            if pass_on.is_some() && hook_secret.is_some() {
+                tokio::spawn(push_hook::pass_on::follow_requests(
+                    RevisionRecord::new(api.clone(), &instance),
+                    leadership.clone(),
+                    handle.trigger.clone(),
+                    handle.updates.clone(),
+                    stop_mirroring.clone(),
+                ));
+            }
             push_hook = hook_secret.map(|secret| HookConfig {
                 secret,
                 followed,
                 fetch_now: handle.trigger.clone(),
+                pass_on,
             });
             git_source = Some(handle);
             dir

@@ -529,6 +529,7 @@ mod tests {
             endpoints: vec![],
             last_error: None,
             schedule: None,
+            stack: None,
         };
         Snapshot {
             status: StatusFile {

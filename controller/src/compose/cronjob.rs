@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 
 use super::model::{Deploy, Dropped, Invalid};
-use super::tree::Origin;
 use crate::spec::{ConcurrencyPolicy, ServiceMode, ServiceSpec};
+use crate::yaml::Origin;
 
 /// The prefix of swarm-cronjob's labels.
 pub const PREFIX: &str = "swarm.cronjob.";
@@ -264,7 +264,8 @@ fn every_pattern(duration: &str) -> Result<String, String> {
             "`@every {duration}` has no cron pattern: the period must divide a minute, an hour or a day evenly (e.g. `@every 15m`); give a cron pattern instead"
         )
     };
-    let period = humantime::parse_duration(duration).map_err(|_| unusable())?;
+    // swarm-cronjob reads the period with Go's `time.ParseDuration`.
+    let period = crate::spec::quantity::parse_duration(duration).map_err(|_| unusable())?;
     if period.subsec_nanos() != 0 || period.is_zero() {
         return Err(unusable());
     }

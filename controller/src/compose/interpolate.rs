@@ -7,7 +7,7 @@
 //! at most [`MAX_TOTAL_BYTES`]. No error quotes the value or a variable's content, only the
 //! variable's name.
 
-use super::tree::{Node, Origin, Value};
+use crate::yaml::{Node, Origin, Value};
 
 /// How deep `${A:-${B:-…}}` may nest (the docker CLI has no limit; real files use one or two).
 pub const MAX_NESTING: usize = 10;

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use super::model::Dropped;
 use super::stack::CopiedKind;
-use super::tree::Origin;
 use super::{ImportError, env_file_vars, source};
 use crate::spec::files::{self, FileProblem};
 use crate::spec::{SwarmConfig, SwarmNetwork, SwarmSecret, SwarmService};
+use crate::yaml::Origin;
 
 /// What a SwarmStack asks for, as written in it (paths relative to the SwarmStack's file).
 #[derive(Clone, Copy)]
@@ -25,6 +25,9 @@ pub struct StackRequest<'a> {
     pub env_file: Option<&'a str>,
     /// `spec.variables`: win over the env file.
     pub variables: &'a BTreeMap<String, String>,
+    /// The engine's negotiated API version: a key it does not know is an error at the key in
+    /// the compose file. `None` (no engine asked) checks nothing.
+    pub engine_api: Option<crate::spec::EngineApiVersion>,
 }
 
 /// A stack converted: spec objects whose `file:` and `envFile` paths are relative to the
@@ -185,7 +188,12 @@ pub fn read(
                 .map(|(_, v)| v.clone())
         })
     };
-    let (stack, warnings) = super::convert(&compose_files, request.name, &lookup)?;
+    let (mut stack, warnings) = super::convert(&compose_files, request.name, &lookup)?;
+    if let Some(engine) = request.engine_api {
+        stack
+            .invalid
+            .extend(super::refused_by(&stack.gated, engine));
+    }
     if !stack.invalid.is_empty() {
         return Err(ImportError::Invalid(stack.invalid).into());
     }
@@ -271,6 +279,7 @@ mod tests {
             compose_files,
             env_file: None,
             variables,
+            engine_api: None,
         }
     }
 

@@ -5,8 +5,8 @@
 //! the deprecated `serde_yaml` into types without positions (so the report could not say
 //! file:line), neither interpolates, and both model `docker compose` rather than the subset and
 //! defaults of `docker stack deploy`; interpolation and multi-file merging happen on the untyped
-//! tree before typing anyway. The tree here comes from `serde-saphyr` (already the spec
-//! loader) with spans, and the conversion follows the docker CLI's `cli/compose/convert`.
+//! tree before typing anyway. The tree is the crate's one spanned-YAML tree ([`crate::yaml`],
+//! the spec loader's too), and the conversion follows the docker CLI's `cli/compose/convert`.
 
 pub mod cronjob;
 pub mod interpolate;
@@ -16,7 +16,6 @@ pub mod names;
 pub mod output;
 pub mod source;
 pub mod stack;
-pub mod tree;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -59,7 +58,7 @@ pub enum ImportError {
     },
     /// A compose file is not valid YAML.
     #[error(transparent)]
-    Parse(#[from] tree::ParseError),
+    Parse(#[from] crate::yaml::ParseError),
     /// `${VAR?error}` or a malformed `$`.
     #[error(transparent)]
     Interpolation(#[from] interpolate::InterpolationError),
@@ -242,8 +241,8 @@ pub fn convert(
                 "not UTF-8 text".to_owned(),
             ))
         })?;
-        let mut root = tree::parse(file, &text)?;
-        if let tree::Value::Map(entries) = &mut root.value {
+        let mut root = parse_file(file, &text)?;
+        if let crate::yaml::Value::Map(entries) = &mut root.value {
             for entry in entries.iter_mut().filter(|e| !e.key.starts_with("x-")) {
                 interpolate::interpolate(&mut entry.value, lookup, &mut warnings)?;
             }
@@ -271,6 +270,23 @@ pub fn convert(
 }
 
 /// The directory of compose file `file`, absolute: relative paths in it resolve there.
+/// Parses one compose file's text into the spanned tree; repeated keys are refused (as
+/// stack deploy refuses them), and an empty file is an empty mapping.
+pub(crate) fn parse_file(
+    file: &Path,
+    text: &str,
+) -> Result<crate::yaml::Node, crate::yaml::ParseError> {
+    use crate::yaml::{DuplicateKeys, Node, Value};
+    let root = crate::yaml::parse(file, text, DuplicateKeys::Refuse)?;
+    Ok(match root.value {
+        Value::Null => Node {
+            value: Value::Map(Vec::new()),
+            origin: root.origin,
+        },
+        _ => root,
+    })
+}
+
 fn base_dir(file: &Path) -> PathBuf {
     let dir = file
         .parent()
@@ -397,7 +413,7 @@ fn plan_writes(stack: &stack::Stack) -> Result<Vec<Pending>, ImportError> {
             .map(|f| (f.origin.clone(), f.field.clone()));
         let (origin, field) = origin.unwrap_or_else(|| {
             (
-                tree::Origin {
+                crate::yaml::Origin {
                     file: Default::default(),
                     line: 0,
                     column: 0,

@@ -4,9 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use super::tree::{Entry, Node, Origin, Value};
 use crate::spec::engine_api::Feature;
 use crate::spec::{
     CredentialSpecSpec, DurationStr, FailureAction, FileMode, FileReference, GenericResourceSpec,
@@ -14,6 +12,7 @@ use crate::spec::{
     ResourceAmounts, ResourcesSpec, RestartCondition, RestartPolicySpec, UlimitSpec, UpdateOrder,
     UpdatePolicy,
 };
+use crate::yaml::{Entry, Node, Origin, Value};
 
 /// A key of the compose files that the import leaves out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -386,7 +385,7 @@ impl<'a> Reader<'a> {
 
     fn u64(&mut self, node: &Node, path: &str) -> Option<u64> {
         match &node.value {
-            Value::Int(i) if *i >= 0 => Some(*i as u64),
+            Value::Int(i) if u64::try_from(*i).is_ok() => u64::try_from(*i).ok(),
             Value::Str(s) if s.trim().parse::<u64>().is_ok() => s.trim().parse().ok(),
             _ => {
                 self.bad(node, path, "expected a non-negative integer");
@@ -397,7 +396,7 @@ impl<'a> Reader<'a> {
 
     fn i64(&mut self, node: &Node, path: &str) -> Option<i64> {
         match &node.value {
-            Value::Int(i) => Some(*i),
+            Value::Int(i) if i64::try_from(*i).is_ok() => i64::try_from(*i).ok(),
             Value::Str(s) if s.trim().parse::<i64>().is_ok() => s.trim().parse().ok(),
             _ => {
                 self.bad(node, path, "expected an integer");
@@ -420,9 +419,9 @@ impl<'a> Reader<'a> {
 
     fn duration(&mut self, node: &Node, path: &str) -> Option<DurationStr> {
         let text = self.string(node, path)?;
-        match parse_go_duration(&text) {
-            Some(d) => Some(DurationStr(d)),
-            None => {
+        match crate::spec::quantity::parse_duration(text.trim()) {
+            Ok(d) => Some(DurationStr(d)),
+            Err(_) => {
                 self.bad(node, path, "not a duration like `10s`, `1m30s`, `1.5s`");
                 None
             }
@@ -1314,14 +1313,10 @@ impl<'a> Reader<'a> {
             match e.key.as_str() {
                 "file" => spec.file = self.string(&e.value, &p),
                 "registry" => spec.registry = self.string(&e.value, &p),
+                // The name of a top-level `configs:` entry, resolved in the conversion.
                 "config" => {
-                    self.bad(
-                        &e.value,
-                        &p,
-                        "a credential spec from a swarm config is not supported by the operator \
-                         yet: use `file` or `registry`",
-                    );
-                    return None;
+                    self.gate(e, &p, Feature::CredentialSpecConfig);
+                    spec.config = self.string(&e.value, &p);
                 }
                 _ => {
                     self.drop_key(e, &p, "not a credential_spec option");
@@ -1331,7 +1326,11 @@ impl<'a> Reader<'a> {
             given += 1;
         }
         if given != 1 {
-            self.bad(node, path, "give exactly one of `file` or `registry`");
+            self.bad(
+                node,
+                path,
+                "give exactly one of `file`, `registry` or `config`",
+            );
             return None;
         }
         Some(spec)
@@ -1533,41 +1532,6 @@ fn normalize_path(path: &Path) -> String {
         }
     }
     out.display().to_string()
-}
-
-/// Go's `time.ParseDuration`: `1h30m`, `1.5s`, `300ms`, `2us`, `0`.
-pub fn parse_go_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    if text == "0" {
-        return Some(Duration::ZERO);
-    }
-    let mut rest = text;
-    let mut nanos: f64 = 0.0;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..number_len].parse().ok()?;
-        rest = &rest[number_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let factor = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        nanos += number * factor;
-        rest = &rest[unit_len..];
-    }
-    Some(Duration::from_nanos(nanos.round() as u64))
 }
 
 /// docker's `units.RAMInBytes`: a number with an optional binary unit, case-insensitive
@@ -1867,16 +1831,6 @@ fn merge_service(b: &mut Service, o: Service) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_go_duration("300ms"), Some(Duration::from_millis(300)));
-        assert_eq!(parse_go_duration("0"), Some(Duration::ZERO));
-        assert_eq!(parse_go_duration("10"), None, "Go needs a unit");
-        assert_eq!(parse_go_duration("1d"), None);
-    }
 
     #[test]
     fn ram_sizes_are_binary_like_docker() {

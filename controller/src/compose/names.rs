@@ -6,7 +6,7 @@ use std::fmt;
 
 use super::model::{Compose, Invalid};
 use super::stack::scope;
-use super::tree::Origin;
+use crate::yaml::Origin;
 
 /// Longest object name: swarm's limit for service names (a DNS label), applied to every kind.
 pub const MAX_NAME_LEN: usize = 63;
@@ -188,7 +188,7 @@ mod tests {
     #[test]
     fn two_configs_with_one_swarm_name_are_refused_at_the_second() {
         let text = "configs:\n  a: {file: ./x, name: s_b}\n  b: {file: ./x}\n";
-        let root = super::super::tree::parse(std::path::Path::new("c.yml"), text).unwrap();
+        let root = super::super::parse_file(std::path::Path::new("c.yml"), text).unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("x"), "x").unwrap();
         let mut reader = super::super::model::Reader {

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use super::model::{Compose, DependencyCondition, Dropped, Gated, Invalid, Service, SourceFile};
-use super::tree::Origin;
 use crate::spec::{
     ApiVersion, BindPropagation, ConfigKind, DataSpec, DnsSpec, EndpointMode, FileMode,
     FileReference, HealthcheckSpec, IpamSpec, LoggingSpec, MountSpec, MountType, NetworkKind,
@@ -14,6 +13,7 @@ use crate::spec::{
     ServiceKind, ServiceMode, ServiceSpec, SwarmConfig, SwarmNetwork, SwarmSecret, SwarmService,
     UpdatePolicy, VolumeOptionsSpec,
 };
+use crate::yaml::Origin;
 
 /// The label `docker stack` uses to find a stack's objects.
 pub const NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
@@ -491,6 +491,23 @@ fn convert_service(
     };
     let configs = refs(&s.configs, &compose.configs, "config", &mut invalid);
     let secrets = refs(&s.secrets, &compose.secrets, "secret", &mut invalid);
+    // docker/cli's convertCredentialSpec: `config` names a top-level config, which the service
+    // then gets by its swarm name (a runtime reference, added when the spec is rendered).
+    let credential_spec = s.credential_spec.clone().map(|mut c| {
+        if let Some(key) = c.config.take() {
+            match compose.configs.get(&key) {
+                Some(decl) => {
+                    c.config = Some(decl.name.clone().unwrap_or_else(|| scope(stack, &key)));
+                    c.external = decl.external;
+                }
+                None => invalid(
+                    "credential_spec.config",
+                    format!("undefined config `{key}`: declare it under the top-level `configs:`"),
+                ),
+            }
+        }
+        c
+    });
 
     let mode = match s.deploy.mode.as_deref() {
         None | Some("replicated") => ServiceMode::Replicated,
@@ -614,7 +631,7 @@ fn convert_service(
         stop_signal: s.stop_signal.clone(),
         read_only: s.read_only.filter(|r| *r),
         isolation: s.isolation,
-        credential_spec: s.credential_spec.clone(),
+        credential_spec,
         oom_score_adj: s.oom_score_adj,
         tty: s.tty.filter(|t| *t),
         stdin_open: s.stdin_open.filter(|o| *o),

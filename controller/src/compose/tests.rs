@@ -509,7 +509,7 @@ fn depends_on_cycles_and_unknown_conditions_are_invalid() {
 #[test]
 fn reported_keys_cannot_drive_the_terminal() {
     let dropped = Dropped {
-        origin: tree::Origin {
+        origin: crate::yaml::Origin {
             file: std::sync::Arc::new(PathBuf::from("s.yml")),
             line: 4,
             column: 5,
@@ -629,6 +629,15 @@ fn every_key_fixture_imports_without_a_drop() {
             kind: "gpu".into(),
             value: 2
         }])
+    );
+    // `credential_spec.config` names the compose config: the spec names its swarm name.
+    let gmsa = service(&objects, "ev_gmsa");
+    assert_eq!(
+        gmsa.credential_spec,
+        Some(crate::spec::CredentialSpecSpec {
+            config: Some("ev_credspec".into()),
+            ..Default::default()
+        })
     );
     let app = service(&objects, "ev_app");
     assert_eq!(app.cap_add, ["CAP_CHOWN", "CAP_NET_ADMIN", "CAP_SYS_TIME"]);

@@ -109,13 +109,10 @@ fn is_collectable(data: &ObservedData, desired: &DesiredState, observed: &Observ
     true
 }
 
-/// The swarm names of the configs or secrets a definition mounts.
+/// The swarm names of the configs or secrets a definition mounts (or, for a credential spec,
+/// references).
 pub fn mounts(definition: &ServiceDefinition, kind: DataKind) -> BTreeSet<String> {
-    let list = match kind {
-        DataKind::Config => &definition.configs,
-        DataKind::Secret => &definition.secrets,
-    };
-    list.iter().map(|m| m.name.clone()).collect()
+    definition.data_names(kind)
 }
 
 /// The networks, configs and secrets that `definition` needs, that the operator creates from
@@ -173,6 +170,7 @@ pub fn siblings(
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     use super::*;
     use crate::control::plan::{PlanDisplay, plan};
@@ -247,7 +245,7 @@ mod tests {
         swarm.configs.insert(foreign.name.clone(), foreign);
         swarm
             .services
-            .insert("web".into(), mounting(&v3.name, &[&v2.name]));
+            .insert("web".into(), Arc::new(mounting(&v3.name, &[&v2.name])));
         let p = plan(&desired, &swarm);
         let removed: Vec<String> = p.actions.iter().map(|a| a.key().to_string()).collect();
         assert_eq!(removed, [format!("config/{}", v1.name)], "{p:?}");
@@ -256,7 +254,9 @@ mod tests {
             format!("- config/{} (no longer used)\n", v1.name)
         );
         // Without the rollback's spec, v2 goes too.
-        swarm.services.insert("web".into(), mounting(&v3.name, &[]));
+        swarm
+            .services
+            .insert("web".into(), Arc::new(mounting(&v3.name, &[])));
         assert_eq!(plan(&desired, &swarm).actions.len(), 2);
     }
 
@@ -315,7 +315,7 @@ mod tests {
         let conflict = one.conflict.unwrap();
         assert_eq!(
             conflict.reason,
-            crate::control::plan::ConflictReason::WaitingForDependency
+            crate::control::plan::ConflictReason::WaitingForDependencies
         );
         assert!(conflict.message.contains(&format!("config/{}", v1.name)));
     }

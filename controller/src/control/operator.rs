@@ -424,8 +424,8 @@ async fn reload(
         Ok(mut desired) => {
             desired.revision = revision.map(crate::revision::Revision::from);
             let unchanged = {
-                let state = world.read();
-                state.specs_loaded && state.desired == desired
+                let state = world.snapshot();
+                state.specs_loaded && *state.desired == desired
             };
             if !unchanged {
                 reporter.desired(desired).await;

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -258,7 +259,7 @@ pub enum ConflictReason {
     /// refusal: other writes still happen.
     ExternallyManaged,
     /// A service in `dependsOn` is not ready yet (or, for a removal, a dependent still exists).
-    WaitingForDependency,
+    WaitingForDependencies,
     /// Swarm rolled the service's update back (or is rolling it back): the rolled-back spec is
     /// held until the spec changes, instead of being written again.
     RolledBack,
@@ -352,7 +353,7 @@ pub fn plan(desired: &DesiredState, observed: &Observed) -> Plan {
 
 /// Plans one object: the unit of work of the reconciler. A write that needs a network, config
 /// or secret the operator creates and that does not exist yet waits for it (the conflict
-/// [`ConflictReason::WaitingForDependency`]); that object's own reconcile creates it, and its
+/// [`ConflictReason::WaitingForDependencies`]); that object's own reconcile creates it, and its
 /// appearance triggers the waiting object again.
 pub fn plan_object(key: &ObjectKey, desired: &DesiredState, observed: &Observed) -> ObjectPlan {
     let object = plan_ordered(key, desired, observed);
@@ -384,7 +385,7 @@ fn plan_ordered(key: &ObjectKey, desired: &DesiredState, observed: &Observed) ->
 fn waiting_for(key: &ObjectKey, missing: &ObjectKey) -> ObjectPlan {
     conflict(
         key,
-        ConflictReason::WaitingForDependency,
+        ConflictReason::WaitingForDependencies,
         format!("waiting for dependencies: {missing} is being created"),
     )
 }
@@ -453,11 +454,11 @@ fn plan_unsuspended(key: &ObjectKey, desired: &DesiredState, observed: &Observed
             cause: UpdateCause::SpecChanged,
             ..
         }) => match unready_dependency(&d.policy.depends_on, desired, observed) {
-            Some(message) => conflict(key, ConflictReason::WaitingForDependency, message),
+            Some(message) => conflict(key, ConflictReason::WaitingForDependencies, message),
             None => plan,
         },
         Some(Action::RemoveService { name, .. }) => match remaining_dependent(name, observed) {
-            Some(message) => conflict(key, ConflictReason::WaitingForDependency, message),
+            Some(message) => conflict(key, ConflictReason::WaitingForDependencies, message),
             None => plan,
         },
         _ => plan,
@@ -531,7 +532,7 @@ fn plan_by_kind(key: &ObjectKey, desired: &DesiredState, observed: &Observed) ->
         ObjectKind::Service => plan_service(
             key,
             desired.services.get(&key.name),
-            observed.services.get(&key.name),
+            observed.services.get(&key.name).map(Arc::as_ref),
             desired,
         ),
         ObjectKind::Network => plan_network(
@@ -923,7 +924,7 @@ mod tests {
         for (name, d) in &desired.services {
             observed.services.insert(
                 name.clone(),
-                ObservedService {
+                Arc::new(ObservedService {
                     id: format!("id-{name}"),
                     version: 10,
                     definition: d.definition.clone(),
@@ -931,7 +932,7 @@ mod tests {
                     virtual_ips: vec![],
                     update_status: None,
                     revision: Default::default(),
-                },
+                }),
             );
         }
         for (name, d) in &desired.networks {
@@ -994,8 +995,7 @@ mod tests {
     fn replicas_scaled_by_hand_are_drift() {
         let desired = state(&[("quote", "a.yaml")], &[]);
         let mut observed = converged(&desired);
-        observed.services.get_mut("quote").unwrap().definition.mode =
-            Mode::Replicated { replicas: 1 };
+        observed.service_mut("quote").unwrap().definition.mode = Mode::Replicated { replicas: 1 };
         let plan = plan(&desired, &observed);
         match &plan.actions[..] {
             [
@@ -1046,8 +1046,7 @@ mod tests {
         let desired = state(&[("quote", "a.yaml")], &[]);
         let mut observed = converged(&desired);
         observed
-            .services
-            .get_mut("quote")
+            .service_mut("quote")
             .unwrap()
             .definition
             .update_config = Some(docker_default_update_policy());
@@ -1107,16 +1106,16 @@ mod tests {
     fn unowned_services_are_never_touched() {
         let desired = state(&[("quote", "a.yaml")], &[]);
         let mut observed = converged(&desired);
-        for service in observed.services.values_mut() {
+        for service in observed.services.values_mut().map(Arc::make_mut) {
             service.ownership = Ownership::default();
             service.definition.mode = Mode::Replicated { replicas: 7 };
         }
         observed.services.insert(
             "someone-elses".into(),
-            ObservedService {
+            Arc::new(ObservedService {
                 ownership: Ownership::default(),
-                ..observed.services["quote"].clone()
-            },
+                ..(*observed.services["quote"]).clone()
+            }),
         );
         let plan = plan(&desired, &observed);
         assert!(plan.is_empty(), "{plan:?}");
@@ -1192,8 +1191,7 @@ mod tests {
     fn plan_display_shows_field_changes() {
         let desired = state(&[("quote", "a.yaml")], &[]);
         let mut observed = converged(&desired);
-        observed.services.get_mut("quote").unwrap().definition.mode =
-            Mode::Replicated { replicas: 1 };
+        observed.service_mut("quote").unwrap().definition.mode = Mode::Replicated { replicas: 1 };
         let text = PlanDisplay(&plan(&desired, &observed), Values::Hidden).to_string();
         assert_eq!(
             text,
@@ -1210,8 +1208,7 @@ mod tests {
         let mut desired = state(&[("quote", "a.yaml"), ("new", "a.yaml")], &[]);
         let mut observed = converged(&desired);
         observed.services.remove("new");
-        observed.services.get_mut("quote").unwrap().definition.mode =
-            Mode::Replicated { replicas: 1 };
+        observed.service_mut("quote").unwrap().definition.mode = Mode::Replicated { replicas: 1 };
         suspend(&mut desired, "quote");
         suspend(&mut desired, "new");
         let p = plan(&desired, &observed);
@@ -1266,7 +1263,7 @@ mod tests {
     }
 
     fn scaled(observed: &mut Observed, name: &str, replicas: u64) {
-        observed.services.get_mut(name).unwrap().definition.mode = Mode::Replicated { replicas };
+        observed.service_mut(name).unwrap().definition.mode = Mode::Replicated { replicas };
     }
 
     #[test]
@@ -1358,7 +1355,7 @@ mod tests {
         let mut desired = state(&[("quote", "a.yaml")], &[]);
         ignore(&mut desired, "quote", &[DriftField::Image]);
         let mut observed = converged(&desired);
-        observed.services.get_mut("quote").unwrap().definition.image = "quote:sha-updated".into();
+        observed.service_mut("quote").unwrap().definition.image = "quote:sha-updated".into();
         let p = plan(&desired, &observed);
         assert!(p.is_empty(), "{p:?}");
         assert_eq!(p.conflicts[0].reason, ConflictReason::ExternallyManaged);
@@ -1368,7 +1365,7 @@ mod tests {
     /// spec is back, with `state`.
     fn rolled_back(desired: &DesiredState, state: UpdateState) -> Observed {
         let mut observed = converged(desired);
-        let service = observed.services.get_mut("quote").unwrap();
+        let service = observed.service_mut("quote").unwrap();
         service.ownership.spec_hash = Some("before".into());
         service.definition.image = "before:1".into();
         service.update_status = Some(crate::docker::UpdateStatus {
@@ -1404,7 +1401,7 @@ mod tests {
 
         // Marked: held, whatever swarm's update status says now.
         let mut marked = rolled_back(&desired, UpdateState::ROLLBACK_COMPLETED);
-        let service = marked.services.get_mut("quote").unwrap();
+        let service = marked.service_mut("quote").unwrap();
         service.ownership.rolled_back = Some(mark.clone());
         service.update_status = None;
         let plan = plan_object(&ObjectKey::service("quote"), &desired, &marked);
@@ -1467,7 +1464,10 @@ mod tests {
         let p = plan(&desired, &Observed::default());
         let keys: Vec<String> = p.actions.iter().map(|a| a.key().to_string()).collect();
         assert_eq!(keys, ["service/db"]);
-        assert_eq!(p.conflicts[0].reason, ConflictReason::WaitingForDependency);
+        assert_eq!(
+            p.conflicts[0].reason,
+            ConflictReason::WaitingForDependencies
+        );
         assert_eq!(
             p.conflicts[0].message,
             "waiting for dependency db: it does not exist yet"
@@ -1475,11 +1475,11 @@ mod tests {
         // db exists with 2 of 3 replicas running: still waiting.
         let mut observed = converged(&desired);
         observed.services.remove("api");
-        observed.tasks = vec![
+        observed.tasks = Arc::new(vec![
             task("db", "running"),
             task("db", "running"),
             task("db", "starting"),
-        ];
+        ]);
         let p = plan(&desired, &observed);
         assert!(p.is_empty(), "{p:?}");
         assert!(
@@ -1487,7 +1487,7 @@ mod tests {
             "{p:?}"
         );
         // All running: api is created.
-        observed.tasks[2] = task("db", "running");
+        Arc::make_mut(&mut observed.tasks)[2] = task("db", "running");
         let p = plan(&desired, &observed);
         assert!(
             matches!(&p.actions[..], [Action::CreateService { desired }] if desired.definition.name == "api")
@@ -1530,7 +1530,10 @@ mod tests {
         let keys: Vec<String> = p.actions.iter().map(|a| a.key().to_string()).collect();
         assert_eq!(keys, ["service/api"], "db waits for api: {p:?}");
         assert_eq!(p.conflicts[0].key, ObjectKey::service("db"));
-        assert_eq!(p.conflicts[0].reason, ConflictReason::WaitingForDependency);
+        assert_eq!(
+            p.conflicts[0].reason,
+            ConflictReason::WaitingForDependencies
+        );
         observed.services.remove("api");
         assert_eq!(plan(&after, &observed).actions.len(), 1);
     }

@@ -245,7 +245,7 @@ async fn attempts<A: SwarmApi>(
 }
 
 fn current_plan<A>(ctx: &Context<A>, key: &ObjectKey) -> ObjectPlan {
-    let world = ctx.world.read();
+    let world = ctx.world.snapshot();
     plan_object(key, &world.desired, &world.observed)
 }
 
@@ -258,7 +258,7 @@ fn is_scheduled<A>(ctx: &Context<A>, key: &ObjectKey) -> bool {
     key.kind == crate::control::plan::ObjectKind::Service
         && ctx
             .world
-            .read()
+            .snapshot()
             .desired
             .services
             .get(&key.name)
@@ -279,7 +279,7 @@ async fn scheduled_run<A: SwarmApi>(
         return idle;
     }
     let (spec, id, version, updated_at, active, mut desired) = {
-        let world = ctx.world.read();
+        let world = ctx.world.snapshot();
         let Some(desired) = world.desired.services.get(&key.name) else {
             return idle;
         };
@@ -456,7 +456,7 @@ fn missing_applied_secret<A>(
     key: &ObjectKey,
     definition: &ServiceDefinition,
 ) -> Result<(), Retry> {
-    let world = ctx.world.read();
+    let world = ctx.world.snapshot();
     let missing = definition
         .secrets
         .iter()
@@ -510,7 +510,7 @@ async fn apply<A: SwarmApi>(
 ) -> Result<(), Retry> {
     match action {
         Action::CreateNetwork { mut desired } => {
-            desired.revision = current_revision(&ctx.world.read());
+            desired.revision = current_revision(&ctx.world.snapshot());
             info!(%key, "creating network");
             match ctx
                 .api
@@ -532,7 +532,7 @@ async fn apply<A: SwarmApi>(
         }
         Action::CreateService { mut desired } => {
             {
-                let world = ctx.world.read();
+                let world = ctx.world.snapshot();
                 desired.revision = current_revision(&world);
                 if let Some(missing) = desired
                     .definition
@@ -585,7 +585,7 @@ async fn apply<A: SwarmApi>(
             missing_applied_secret(ctx, key, &desired.definition)?;
             let force_update = ctx
                 .world
-                .read()
+                .snapshot()
                 .observed
                 .services
                 .get(&key.name)
@@ -594,7 +594,7 @@ async fn apply<A: SwarmApi>(
             // the task template of its own (and, for a job, no run is asked for here).
             let mut desired = desired;
             desired.definition.force_update = force_update;
-            desired.revision = current_revision(&ctx.world.read());
+            desired.revision = current_revision(&ctx.world.snapshot());
             match cause {
                 UpdateCause::SpecChanged => info!(%key, changes = ?fields, "updating service"),
                 UpdateCause::Drift => warn!(%key, changes = ?fields, "correcting drift"),
@@ -713,7 +713,7 @@ async fn apply<A: SwarmApi>(
             }
         }
         Action::CreateData { desired } => {
-            let instance = ctx.world.read().desired.instance.clone();
+            let instance = ctx.world.snapshot().desired.instance.clone();
             let labels = desired.labels(&instance);
             info!(%key, "creating version");
             match ctx.api.create_data(&desired, &labels).await {
@@ -780,7 +780,7 @@ async fn service_names<A: SwarmApi>(ctx: &Context<A>, ids: Vec<String>) -> Vec<S
     for id in ids {
         let known = ctx
             .world
-            .read()
+            .snapshot()
             .observed
             .services
             .values()
@@ -893,10 +893,10 @@ mod tests {
         // The network is created in the same reload: the service's plan waits for it, which
         // is progress, not an error.
         reconcile(ctx.clone(), service.clone()).await.unwrap();
-        let outcome = ctx.world.read().outcomes[&service].clone();
+        let outcome = ctx.world.snapshot().outcomes[&service].clone();
         assert_eq!(outcome.error, None);
         let conflict = outcome.conflict.expect("waiting");
-        assert_eq!(conflict.reason, ConflictReason::WaitingForDependency);
+        assert_eq!(conflict.reason, ConflictReason::WaitingForDependencies);
         assert!(
             conflict.message.contains("network/my_network"),
             "{conflict:?}"
@@ -918,7 +918,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            ctx.world.read().outcomes[&service],
+            ctx.world.snapshot().outcomes[&service],
             ObjectOutcome::default()
         );
         // The page's activity log tells the same story, newest first (the wait for the network
@@ -1007,7 +1007,7 @@ mod tests {
             "{:?}",
             ctx.activity.recent()
         );
-        assert_eq!(ctx.world.read().outcomes.get(&key), None);
+        assert_eq!(ctx.world.snapshot().outcomes.get(&key), None);
     }
 
     #[tokio::test(start_paused = true)]
@@ -1247,7 +1247,7 @@ mod tests {
         );
         assert!(err.to_string().contains("free the port or change"), "{err}");
         assert_eq!(
-            ctx.world.read().outcomes[&key]
+            ctx.world.snapshot().outcomes[&key]
                 .error
                 .as_ref()
                 .map(|e| e.0.clone()),
@@ -1319,7 +1319,7 @@ mod tests {
         let ctx = context(swarm.clone(), desired_state()).await;
         let id = attach_unmanaged_user(&swarm, &ctx).await;
         // No relist: the view does not know `user`.
-        assert!(!ctx.world.read().observed.services.contains_key("user"));
+        assert!(!ctx.world.snapshot().observed.services.contains_key("user"));
         remove_every_spec(&ctx).await;
         let key = ObjectKey::network("my_network");
         let err = reconcile(ctx.clone(), key.clone()).await.unwrap_err();
@@ -1332,7 +1332,7 @@ mod tests {
             message.contains(r#"["user"]"#) && !message.contains(&id),
             "{message}"
         );
-        assert!(ctx.world.read().observed.services.contains_key("user"));
+        assert!(ctx.world.snapshot().observed.services.contains_key("user"));
     }
 
     #[tokio::test]
@@ -1363,7 +1363,7 @@ mod tests {
             .unwrap();
         assert!(
             !ctx.world
-                .read()
+                .snapshot()
                 .observed
                 .networks
                 .contains_key("my_network")

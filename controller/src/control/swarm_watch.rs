@@ -129,7 +129,7 @@ async fn reread<A: SwarmApi>(
 
 /// Whether an event can tell the cache anything it does not know yet.
 fn worth_reading(world: &World, event: &SwarmEvent) -> Option<Reread> {
-    let state = world.read();
+    let state = world.snapshot();
     match event {
         SwarmEvent::Service { id, name, action } => {
             let cached = state.observed.services.get(name);

@@ -128,7 +128,7 @@ pub(super) fn waiting_for_dependency(state: &WorldState) -> Vec<ObjectKey> {
         .filter(|(_, o)| {
             o.conflict
                 .as_ref()
-                .is_some_and(|c| c.reason == ConflictReason::WaitingForDependency)
+                .is_some_and(|c| c.reason == ConflictReason::WaitingForDependencies)
         })
         .map(|(key, _)| key.clone())
         .collect()
@@ -309,7 +309,7 @@ fn undesired_owned(state: &WorldState) -> Vec<ObjectKey> {
 
 /// Every key the operator reconciles right now (the initial pass).
 pub fn all_keys(world: &World) -> Vec<ObjectKey> {
-    let state = world.read();
+    let state = world.snapshot();
     crate::control::plan::all_keys(&state.desired, &state.observed)
         .into_iter()
         .collect()

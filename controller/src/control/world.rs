@@ -15,10 +15,17 @@
 //! The reflector says which keys changed, so that only those are reconciled: an event about
 //! one object costs one read and at most one reconcile, and a relist costs nothing for the
 //! objects that did not change.
+//!
+//! Readers never hold the lock while they work: like kube-runtime's `Store::state()`, which
+//! hands out `Arc`s of the cached objects, [`World::snapshot`] hands out the whole view as an
+//! immutable `Arc<WorldState>` (taken under the lock, which is released at once). The view
+//! holds each service, the task list and the desired state behind their own `Arc`, so the
+//! reflector's next write after a snapshot was taken copies only the maps' entries (a name and
+//! an `Arc` each), never an object, and later writes copy nothing while no snapshot is held.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, RwLock};
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -71,11 +78,12 @@ impl ObjectOutcome {
 }
 
 /// Everything the operator knows right now. Only the reflector changes it; everyone else
-/// gets `&WorldState` through [`World::read`].
-#[derive(Debug, Default)]
+/// gets an immutable snapshot of it through [`World::snapshot`].
+#[derive(Debug, Default, Clone)]
 pub struct WorldState {
-    /// What the spec directory asks for.
-    pub desired: DesiredState,
+    /// What the spec directory asks for: replaced whole by each reload, shared with the
+    /// snapshots until then.
+    pub desired: Arc<DesiredState>,
     /// What the swarm looks like, merged from every read and write.
     pub observed: Observed,
     /// Per-object outcome of the last reconcile.
@@ -96,7 +104,9 @@ pub struct Ticket(u64);
 /// Read access to the shared view, plus the signal that it changed.
 #[derive(Debug, Clone, Default)]
 pub struct World {
-    state: Arc<RwLock<WorldState>>,
+    /// The lock guards only the swap of the `Arc`: readers clone it, the reflector replaces
+    /// what it points to (in place when no snapshot holds it).
+    state: Arc<RwLock<Arc<WorldState>>>,
     /// Number of reports applied so far (the reflector's clock).
     applied: Arc<AtomicU64>,
     changed: Arc<Notify>,
@@ -107,15 +117,16 @@ impl World {
     /// by the reflector).
     pub fn from_state(state: WorldState) -> Self {
         World {
-            state: Arc::new(RwLock::new(state)),
+            state: Arc::new(RwLock::new(Arc::new(state))),
             ..World::default()
         }
     }
 
-    /// Read access. Hold it briefly: the reflector waits.
-    pub fn read(&self) -> RwLockReadGuard<'_, WorldState> {
+    /// The view as it is now, immutable: hold it as long as needed, the reflector keeps
+    /// writing meanwhile (its next write copies the maps' entries, not the objects).
+    pub fn snapshot(&self) -> Arc<WorldState> {
         // A panic while holding the lock is a bug we would rather surface than hide.
-        self.state.read().expect("world lock poisoned")
+        Arc::clone(&self.state.read().expect("world lock poisoned"))
     }
 
     /// Waits until something changed since the last wait.
@@ -130,7 +141,7 @@ impl World {
 
     /// Whether both the specs and the swarm have been read once (readiness).
     pub fn is_ready(&self) -> bool {
-        let state = self.read();
+        let state = self.snapshot();
         state.specs_loaded && state.swarm_observed
     }
 }
@@ -300,6 +311,35 @@ struct Freshness {
     removed: HashMap<ObjectKey, (u64, String)>,
 }
 
+impl Freshness {
+    /// Whether a read of `key`, an object that never changes in place (a network, a config or
+    /// secret version), issued at `ticket`, is left unmerged: it says nothing (absent, and not
+    /// cached), or it was issued too early to be trusted: before the cached entry was last
+    /// confirmed (absent, or another incarnation: `read_id` is not `cached_id`) or before our
+    /// own removal of the same id.
+    fn ignores(
+        &self,
+        key: &ObjectKey,
+        ticket: Ticket,
+        cached_id: Option<&str>,
+        read_id: Option<&str>,
+    ) -> bool {
+        let seen_at = self.seen_at.get(key).copied().unwrap_or(0);
+        match (cached_id, read_id) {
+            (None, None) => true,
+            (Some(_), None) => ticket.0 < seen_at,
+            (cached_id, Some(read_id)) => {
+                let removed_before = self
+                    .removed
+                    .get(key)
+                    .is_some_and(|(removed_at, id)| id == read_id && ticket.0 < *removed_at);
+                let older_other = cached_id.is_some_and(|c| c != read_id) && ticket.0 < seen_at;
+                removed_before || older_other
+            }
+        }
+    }
+}
+
 /// The single writer of the [`World`]: applies reports in order and sends the keys whose
 /// state changed to `changes`.
 pub struct Reflector {
@@ -338,38 +378,40 @@ impl Reflector {
         let mut changed = BTreeSet::new();
         {
             let shared = self.world.state.clone();
-            let mut state = shared.write().expect("world lock poisoned");
+            let mut guard = shared.write().expect("world lock poisoned");
+            // Copy on write: the view is copied (shallowly) only if a snapshot still holds it.
+            let state = Arc::make_mut(&mut guard);
             match report {
                 Report::Observed(observation) => {
                     let tasks_changed = matches!(&observation,
-                        Observation::Tasks(tasks) if *tasks != state.observed.tasks);
-                    self.observe(&mut state, observation, now, &mut changed);
+                        Observation::Tasks(tasks) if *tasks != *state.observed.tasks);
+                    self.observe(state, observation, now, &mut changed);
                     if tasks_changed || !changed.is_empty() {
                         // A dependency may have become ready (its tasks run, its update
                         // finished, or a dependent is gone): look at the waiters again.
-                        changed.extend(wake::waiting_for_dependency(&state));
+                        changed.extend(wake::waiting_for_dependency(state));
                     }
                 }
                 Report::Written(written) => {
-                    self.written(&mut state, written, now, &mut changed);
+                    self.written(state, written, now, &mut changed);
                     if !changed.is_empty() {
                         // Something a service waits for now exists.
-                        changed.extend(wake::waiting_for_dependency(&state));
+                        changed.extend(wake::waiting_for_dependency(state));
                     }
                 }
                 Report::Desired(desired) => {
                     let (keys, prune_rules_changed) =
                         wake::desired_changes(&state.desired, &desired);
                     changed.extend(keys);
-                    let before = std::mem::replace(&mut state.desired, desired);
+                    let before = std::mem::replace(&mut state.desired, Arc::new(desired));
                     state.specs_loaded = true;
-                    changed.extend(wake::data_spec_changes(&before, &state));
+                    changed.extend(wake::data_spec_changes(&before, state));
                     if prune_rules_changed {
                         // What may be removed changed: the objects not desired any more whose
                         // plan it changes need a new look. Only those: one that fails either
                         // way (a network still in use) keeps its backoff, whatever else the
                         // reload brought (a file failing or loading again elsewhere).
-                        changed.extend(wake::prune_rule_changes(&before, &state));
+                        changed.extend(wake::prune_rule_changes(&before, state));
                     }
                 }
                 Report::Source(status) => {
@@ -385,7 +427,7 @@ impl Reflector {
                     state.outcomes.insert(key, outcome);
                 }
             }
-            let relevant = wake::relevant_keys(&state, changed);
+            let relevant = wake::relevant_keys(state, changed);
             for key in relevant {
                 let _ = self.changes.send(key);
             }
@@ -402,69 +444,41 @@ impl Reflector {
     ) {
         match observation {
             Observation::Services { ticket, services } => {
-                let listed: BTreeSet<String> =
-                    services.iter().map(|s| s.definition.name.clone()).collect();
-                for service in services {
-                    let name = service.definition.name.clone();
-                    self.merge_service(state, ticket, &name, Some(service), now, changed);
-                }
-                let absent: Vec<String> = state
-                    .observed
-                    .services
-                    .keys()
-                    .filter(|name| !listed.contains(*name))
-                    .cloned()
-                    .collect();
-                for name in absent {
-                    self.merge_service(state, ticket, &name, None, now, changed);
-                }
-                // A removal this list confirms needs no tombstone any more.
-                self.freshness
-                    .removed
-                    .retain(|key, (at, _)| key.kind != ObjectKind::Service || ticket.0 < *at);
+                let listed = services.into_iter().map(|s| (s.definition.name.clone(), s));
+                self.merge_list(
+                    state,
+                    ticket,
+                    ObjectKind::Service,
+                    listed,
+                    |this, state, name, read| {
+                        this.merge_service(state, ticket, name, read, now, changed);
+                    },
+                );
                 state.swarm_observed = true;
             }
             Observation::Networks { ticket, networks } => {
-                let listed: BTreeSet<String> =
-                    networks.iter().map(|n| n.definition.name.clone()).collect();
-                for network in networks {
-                    let name = network.definition.name.clone();
-                    self.merge_network(state, ticket, &name, Some(network), now, changed);
-                }
-                let absent: Vec<String> = state
-                    .observed
-                    .networks
-                    .keys()
-                    .filter(|name| !listed.contains(*name))
-                    .cloned()
-                    .collect();
-                for name in absent {
-                    self.merge_network(state, ticket, &name, None, now, changed);
-                }
-                self.freshness
-                    .removed
-                    .retain(|key, (at, _)| key.kind != ObjectKind::Network || ticket.0 < *at);
+                let listed = networks.into_iter().map(|n| (n.definition.name.clone(), n));
+                self.merge_list(
+                    state,
+                    ticket,
+                    ObjectKind::Network,
+                    listed,
+                    |this, state, name, read| {
+                        this.merge_network(state, ticket, name, read, now, changed);
+                    },
+                );
             }
             Observation::Data { ticket, kind, list } => {
-                let listed: BTreeSet<String> = list.iter().map(|d| d.name.clone()).collect();
-                for data in list {
-                    let name = data.name.clone();
-                    self.merge_data(state, ticket, kind, &name, Some(data), now, changed);
-                }
-                let absent: Vec<String> = state
-                    .observed
-                    .data(kind)
-                    .keys()
-                    .filter(|name| !listed.contains(*name))
-                    .cloned()
-                    .collect();
-                for name in absent {
-                    self.merge_data(state, ticket, kind, &name, None, now, changed);
-                }
-                let object_kind = ObjectKind::from(kind);
-                self.freshness
-                    .removed
-                    .retain(|key, (at, _)| key.kind != object_kind || ticket.0 < *at);
+                let listed = list.into_iter().map(|d| (d.name.clone(), d));
+                self.merge_list(
+                    state,
+                    ticket,
+                    kind.into(),
+                    listed,
+                    |this, state, name, read| {
+                        this.merge_data(state, ticket, kind, name, read, now, changed);
+                    },
+                );
             }
             Observation::Service {
                 ticket,
@@ -485,11 +499,36 @@ impl Reflector {
                 }
             }
             Observation::Tasks(tasks) => {
-                if state.observed.tasks != tasks {
-                    state.observed.tasks = tasks;
+                if *state.observed.tasks != tasks {
+                    state.observed.tasks = Arc::new(tasks);
                 }
             }
         }
+    }
+
+    /// Merges a full list of `kind` issued at `ticket` (`listed`: each object with its name):
+    /// each listed object, then each one the view holds and the list lacks, as gone (`merge`
+    /// decides whether the list is recent enough to prove that); a removal the list confirms
+    /// needs no tombstone any more.
+    fn merge_list<T>(
+        &mut self,
+        state: &mut WorldState,
+        ticket: Ticket,
+        kind: ObjectKind,
+        listed: impl Iterator<Item = (String, T)>,
+        mut merge: impl FnMut(&mut Self, &mut WorldState, &str, Option<T>),
+    ) {
+        let mut names = BTreeSet::new();
+        for (name, read) in listed {
+            merge(self, state, &name, Some(read));
+            names.insert(name);
+        }
+        for name in absent_from(&state.observed, kind, &names) {
+            merge(self, state, &name, None);
+        }
+        self.freshness
+            .removed
+            .retain(|key, (at, _)| key.kind != kind || ticket.0 < *at);
     }
 
     /// Merges one read of service `name` (`None`: the read says it does not exist).
@@ -553,7 +592,12 @@ impl Reflector {
                 // A read equal to what is cached (every service on a resync, most of them on a
                 // relist) is dropped, not swapped in: the long-lived copy stays where it is in
                 // the heap, and the read's memory is freed with the rest of the response.
-                if state.observed.services.get(name) == Some(&read) {
+                if state
+                    .observed
+                    .services
+                    .get(name)
+                    .is_some_and(|c| **c == read)
+                {
                     return;
                 }
                 // A read whose spec equals the cached one keeps the cached spec's memory, for
@@ -561,8 +605,10 @@ impl Reflector {
                 // operator created is cached as written, without swarm's version and
                 // timestamps, and re-allocating all their specs amid the relist's transient
                 // memory left the heap fragmented (3 MB more resident at 500 services).
+                // (Only where no snapshot shares the cached copy: the snapshot keeps it alive
+                // anyway, and copying it to keep its memory in place would defeat the point.)
                 let mut read = read;
-                if let Some(cached) = state.observed.services.get_mut(name) {
+                if let Some(cached) = state.observed.services.get_mut(name).and_then(Arc::get_mut) {
                     if cached.definition == read.definition {
                         std::mem::swap(&mut cached.definition, &mut read.definition);
                     }
@@ -570,7 +616,10 @@ impl Reflector {
                         std::mem::swap(&mut cached.ownership, &mut read.ownership);
                     }
                 }
-                let previous = state.observed.services.insert(name.to_owned(), read);
+                let previous = state
+                    .observed
+                    .services
+                    .insert(name.to_owned(), Arc::new(read));
                 let current = &state.observed.services[name];
                 if previous
                     .as_ref()
@@ -605,23 +654,14 @@ impl Reflector {
         changed: &mut BTreeSet<ObjectKey>,
     ) {
         let key = ObjectKey::network(name);
-        let seen_at = self.freshness.seen_at.get(&key).copied().unwrap_or(0);
-        let cached = state.observed.networks.get(name);
-        match (cached, &read) {
-            (None, None) => return,
-            (Some(_), None) if ticket.0 < seen_at => return,
-            (_, Some(read)) => {
-                if let Some((removed_at, id)) = self.freshness.removed.get(&key)
-                    && *id == read.id
-                    && ticket.0 < *removed_at
-                {
-                    return;
-                }
-                if cached.is_some_and(|c| c.id != read.id) && ticket.0 < seen_at {
-                    return;
-                }
-            }
-            _ => {}
+        let cached_id = state.observed.networks.get(name).map(|c| c.id.as_str());
+        if self.freshness.ignores(
+            &key,
+            ticket,
+            cached_id,
+            read.as_ref().map(|r| r.id.as_str()),
+        ) {
+            return;
         }
         self.freshness.seen_at.insert(key.clone(), now);
         let previous = match read {
@@ -653,23 +693,14 @@ impl Reflector {
         changed: &mut BTreeSet<ObjectKey>,
     ) {
         let key = ObjectKey::data(kind, name);
-        let seen_at = self.freshness.seen_at.get(&key).copied().unwrap_or(0);
-        let cached = state.observed.data(kind).get(name);
-        match (cached, &read) {
-            (None, None) => return,
-            (Some(_), None) if ticket.0 < seen_at => return,
-            (_, Some(read)) => {
-                if let Some((removed_at, id)) = self.freshness.removed.get(&key)
-                    && *id == read.id
-                    && ticket.0 < *removed_at
-                {
-                    return;
-                }
-                if cached.is_some_and(|c| c.id != read.id) && ticket.0 < seen_at {
-                    return;
-                }
-            }
-            _ => {}
+        let cached_id = state.observed.data(kind).get(name).map(|c| c.id.as_str());
+        if self.freshness.ignores(
+            &key,
+            ticket,
+            cached_id,
+            read.as_ref().map(|r| r.id.as_str()),
+        ) {
+            return;
         }
         self.freshness.seen_at.insert(key.clone(), now);
         // The leader lease's and the stored specs' label updates are not changes of a version.
@@ -716,7 +747,7 @@ impl Reflector {
                 state
                     .observed
                     .services
-                    .insert(name, written_service(id, 0, &desired));
+                    .insert(name, Arc::new(written_service(id, 0, &desired)));
             }
             Written::ServiceUpdated {
                 id,
@@ -749,7 +780,7 @@ impl Reflector {
                         .created_at
                         .clone_from(&cached.revision.created_at);
                 }
-                state.observed.services.insert(name, service);
+                state.observed.services.insert(name, Arc::new(service));
             }
             Written::ServiceRemoved { name, id } => {
                 let key = ObjectKey::service(&name);
@@ -798,6 +829,23 @@ impl Reflector {
     }
 }
 
+/// The names of `kind` the view holds that are not in `listed`.
+fn absent_from(observed: &Observed, kind: ObjectKind, listed: &BTreeSet<String>) -> Vec<String> {
+    fn absent<V>(cached: &BTreeMap<String, V>, listed: &BTreeSet<String>) -> Vec<String> {
+        cached
+            .keys()
+            .filter(|name| !listed.contains(*name))
+            .cloned()
+            .collect()
+    }
+    match kind {
+        ObjectKind::Service => absent(&observed.services, listed),
+        ObjectKind::Network => absent(&observed.networks, listed),
+        ObjectKind::Config => absent(observed.data(DataKind::Config), listed),
+        ObjectKind::Secret => absent(observed.data(DataKind::Secret), listed),
+    }
+}
+
 /// What the cache holds right after we wrote a service, until a read confirms it.
 fn written_service(
     id: String,
@@ -822,7 +870,7 @@ fn written_service(
 
 /// The networks the swarm has, by name (spec validation accepts references to them).
 pub fn existing_networks(world: &World) -> BTreeSet<String> {
-    world.read().observed.networks.keys().cloned().collect()
+    world.snapshot().observed.networks.keys().cloned().collect()
 }
 
 #[cfg(test)]
@@ -908,7 +956,7 @@ mod tests {
                 services: vec![],
             })
             .await; // ...and the list, which does not show it, arrives.
-        assert!(f.world.read().observed.services.contains_key("a"));
+        assert!(f.world.snapshot().observed.services.contains_key("a"));
         assert_eq!(drain(&mut f.changes), [], "nothing changed, nothing to do");
         // A list issued after the create proves it gone.
         let ticket = f.world.ticket();
@@ -918,7 +966,7 @@ mod tests {
                 services: vec![],
             })
             .await;
-        assert!(!f.world.read().observed.services.contains_key("a"));
+        assert!(!f.world.snapshot().observed.services.contains_key("a"));
         assert_eq!(drain(&mut f.changes), [ObjectKey::service("a")]);
     }
 
@@ -932,7 +980,7 @@ mod tests {
                 desired: desired("a"),
             })
             .await;
-        let cached_image = f.world.read().observed.services["a"]
+        let cached_image = f.world.snapshot().observed.services["a"]
             .definition
             .image
             .as_ptr();
@@ -943,7 +991,7 @@ mod tests {
                 services: vec![read(&desired("a"), "s1", 7)],
             })
             .await;
-        let state = f.world.read();
+        let state = f.world.snapshot();
         let service = &state.observed.services["a"];
         assert_eq!(service.version, 7, "swarm's version is taken");
         assert_eq!(
@@ -987,7 +1035,10 @@ mod tests {
                 service: Some(Box::new(read(&desired("a"), "s1", 10))),
             })
             .await;
-        assert_eq!(f.world.read().observed.services["a"].definition.image, "v2");
+        assert_eq!(
+            f.world.snapshot().observed.services["a"].definition.image,
+            "v2"
+        );
         // So does a list with an even older version.
         f.reporter
             .observed(Observation::Services {
@@ -995,7 +1046,10 @@ mod tests {
                 services: vec![read(&desired("a"), "s1", 9)],
             })
             .await;
-        assert_eq!(f.world.read().observed.services["a"].definition.image, "v2");
+        assert_eq!(
+            f.world.snapshot().observed.services["a"].definition.image,
+            "v2"
+        );
         assert_eq!(drain(&mut f.changes), []);
         // The read-back with the new version is taken, and changes nothing the plan sees.
         let ticket = f.world.ticket();
@@ -1006,7 +1060,7 @@ mod tests {
                 service: Some(Box::new(read(&v2, "s1", 12))),
             })
             .await;
-        assert_eq!(f.world.read().observed.services["a"].version, 12);
+        assert_eq!(f.world.snapshot().observed.services["a"].version, 12);
         assert_eq!(drain(&mut f.changes), []);
         // Someone else's later change is taken and triggers the key.
         let mut drifted = read(&v2, "s1", 15);
@@ -1045,7 +1099,7 @@ mod tests {
                 services: vec![read(&desired("a"), "s1", 3)],
             })
             .await;
-        assert!(f.world.read().observed.services.is_empty());
+        assert!(f.world.snapshot().observed.services.is_empty());
         assert_eq!(drain(&mut f.changes), []);
         // A new service of the same name (another id), read later, is real.
         f.reporter
@@ -1055,7 +1109,7 @@ mod tests {
                 service: Some(Box::new(read(&desired("a"), "s2", 8))),
             })
             .await;
-        assert_eq!(f.world.read().observed.services["a"].id, "s2");
+        assert_eq!(f.world.snapshot().observed.services["a"].id, "s2");
     }
 
     #[tokio::test]
@@ -1129,7 +1183,7 @@ mod tests {
         with_desired(&f, &["a"]).await;
         observe_owned_network(&f, "held").await;
         drain(&mut f.changes);
-        let mut state = f.world.read().desired.clone();
+        let mut state = DesiredState::clone(&f.world.snapshot().desired);
         state.failed_files.insert("other.yaml".into());
         f.reporter.desired(state.clone()).await;
         state.failed_files.clear();
@@ -1192,7 +1246,7 @@ mod tests {
         let mut f = fixture();
         with_desired(&f, &["a", "b", "c"]).await;
         assert_eq!(drain(&mut f.changes).len(), 3);
-        let mut state = f.world.read().desired.clone();
+        let mut state = DesiredState::clone(&f.world.snapshot().desired);
         let mut b = state.services["b"].definition.clone();
         b.image = "new".into();
         state.services.insert(

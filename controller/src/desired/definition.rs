@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::desired::data_objects::DataKind;
 use crate::redact::{self, Values};
 
 // The spec's closed sets are the canonical ones: they serialize to the engine's wire names, so
@@ -193,6 +194,8 @@ pub enum CredentialSpec {
     File(String),
     /// A value under the node's credential spec registry key.
     Registry(String),
+    /// A swarm config (its swarm name), which the service gets as a runtime reference.
+    Config(String),
 }
 
 /// Resource limits and reservations.
@@ -449,6 +452,23 @@ impl std::fmt::Debug for ServiceDefinition {
 }
 
 impl ServiceDefinition {
+    /// The swarm names of the configs or secrets the service needs: those mounted as files
+    /// and, for configs, the one its credential spec names.
+    pub fn data_names(&self, kind: DataKind) -> BTreeSet<String> {
+        let list = match kind {
+            DataKind::Config => &self.configs,
+            DataKind::Secret => &self.secrets,
+        };
+        let credential_config = match (kind, &self.credential_spec) {
+            (DataKind::Config, Some(CredentialSpec::Config(name))) => Some(name.clone()),
+            _ => None,
+        };
+        list.iter()
+            .map(|m| m.name.clone())
+            .chain(credential_config)
+            .collect()
+    }
+
     /// A replicated service of one task running `image`-less defaults: the base that
     /// conversions and tests fill in, so adding a field does not touch every constructor.
     pub fn empty(name: &str) -> Self {

@@ -273,6 +273,18 @@ impl DesiredState {
                         file_mounts(&service.spec.configs, DataKind::Config, &versions);
                     definition.secrets =
                         file_mounts(&service.spec.secrets, DataKind::Secret, &versions);
+                    if let Some(definition::CredentialSpec::Config(name)) =
+                        &mut definition.credential_spec
+                        && !service
+                            .spec
+                            .credential_spec
+                            .as_ref()
+                            .is_some_and(|c| c.external)
+                        && let Some(version) = versions.get(&(DataKind::Config, name.clone()))
+                    {
+                        // A declared config is named by its current version, as a mount is.
+                        *name = version.clone();
+                    }
                     if let Some(deadline) = &service.spec.progress_deadline {
                         state
                             .progress_deadlines
@@ -381,7 +393,10 @@ fn nanos(duration: Option<&spec::DurationStr>) -> Option<i64> {
 
 fn update_policy(policy: &spec::UpdatePolicy) -> UpdatePolicy {
     UpdatePolicy {
-        parallelism: policy.parallelism.map(|p| p as i64),
+        // What the docker CLI sends when it is left out (`docker service create`'s flag
+        // default, `docker stack deploy`'s convertUpdateConfig): a service moved between the
+        // tools needs no update.
+        parallelism: Some(policy.parallelism.map_or(1, |p| p as i64)),
         delay_ns: nanos(policy.delay.as_ref()),
         failure_action: policy.failure_action,
         monitor_ns: nanos(policy.monitor.as_ref()),
@@ -517,6 +532,7 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
                 .clone()
                 .map(definition::CredentialSpec::File)
                 .or_else(|| c.registry.clone().map(definition::CredentialSpec::Registry))
+                .or_else(|| c.config.clone().map(definition::CredentialSpec::Config))
         }),
         oom_score_adj: spec.oom_score_adj,
         tty: spec.tty.filter(|t| *t),

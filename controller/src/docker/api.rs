@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 
 use futures_util::Stream;
 
@@ -152,13 +153,13 @@ pub trait SwarmApi: Send + Sync + 'static {
             Ok(Observed {
                 services: services
                     .into_iter()
-                    .map(|s| (s.definition.name.clone(), s))
+                    .map(|s| (s.definition.name.clone(), Arc::new(s)))
                     .collect(),
                 networks: networks
                     .into_iter()
                     .map(|n| (n.definition.name.clone(), n))
                     .collect(),
-                tasks,
+                tasks: Arc::new(tasks),
                 nodes: nodes.into_iter().map(|n| (n.id.clone(), n)).collect(),
                 configs: by_name(configs),
                 secrets: by_name(secrets),

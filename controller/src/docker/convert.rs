@@ -229,27 +229,18 @@ pub(crate) fn to_service_spec(
                     registry: Some(value.clone()),
                     ..Default::default()
                 },
+                // The name for now: `fill_data_ids` puts the config's id in its place, which
+                // is what the engine expects.
+                CredentialSpec::Config(name) => TaskSpecContainerSpecPrivilegesCredentialSpec {
+                    config: Some(name.clone()),
+                    ..Default::default()
+                },
             }),
             ..Default::default()
         }),
         // The ids are filled in by the engine adapter, which resolves the names (swarm wants
         // both and checks that they match).
-        configs: (!definition.configs.is_empty()).then(|| {
-            definition
-                .configs
-                .iter()
-                .map(|c| TaskSpecContainerSpecConfigs {
-                    file: Some(TaskSpecContainerSpecFile1 {
-                        name: Some(c.target.clone()),
-                        uid: Some(c.uid.clone()),
-                        gid: Some(c.gid.clone()),
-                        mode: Some(c.mode),
-                    }),
-                    config_name: Some(c.name.clone()),
-                    ..Default::default()
-                })
-                .collect()
-        }),
+        configs: config_references(definition),
         secrets: (!definition.secrets.is_empty()).then(|| {
             definition
                 .secrets
@@ -466,8 +457,39 @@ fn sorted<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
     items
 }
 
+/// The config references of a service: its file mounts and, as `docker stack deploy` adds it,
+/// a runtime reference (no file) to the config its credential spec names; sorted by name
+/// (stably, so a file mount of the same config comes first), as the CLI sorts them.
+fn config_references(definition: &ServiceDefinition) -> Option<Vec<TaskSpecContainerSpecConfigs>> {
+    let files = definition
+        .configs
+        .iter()
+        .map(|c| TaskSpecContainerSpecConfigs {
+            file: Some(TaskSpecContainerSpecFile1 {
+                name: Some(c.target.clone()),
+                uid: Some(c.uid.clone()),
+                gid: Some(c.gid.clone()),
+                mode: Some(c.mode),
+            }),
+            config_name: Some(c.name.clone()),
+            ..Default::default()
+        });
+    let runtime = match &definition.credential_spec {
+        Some(CredentialSpec::Config(name)) => Some(TaskSpecContainerSpecConfigs {
+            runtime: Some(HashMap::new()),
+            config_name: Some(name.clone()),
+            ..Default::default()
+        }),
+        _ => None,
+    };
+    let mut references: Vec<_> = files.chain(runtime).collect();
+    references.sort_by(|a, b| a.config_name.cmp(&b.config_name));
+    (!references.is_empty()).then_some(references)
+}
+
 /// Fills in the config and secret ids of a rendered service spec from `ids` (swarm name →
-/// id); returns the first name that has no id.
+/// id), and the id of the config a credential spec names; returns the first name that has no
+/// id.
 pub(crate) fn fill_data_ids(
     spec: &mut ServiceSpec,
     config_ids: &HashMap<String, String>,
@@ -483,6 +505,14 @@ pub(crate) fn fill_data_ids(
     for c in container.configs.iter_mut().flatten() {
         let name = c.config_name.clone().unwrap_or_default();
         c.config_id = Some(config_ids.get(&name).cloned().ok_or(name)?);
+    }
+    if let Some(config) = container
+        .privileges
+        .as_mut()
+        .and_then(|p| p.credential_spec.as_mut())
+        .and_then(|c| c.config.as_mut())
+    {
+        *config = config_ids.get(config).cloned().ok_or(config.clone())?;
     }
     for s in container.secrets.iter_mut().flatten() {
         let name = s.secret_name.clone().unwrap_or_default();
@@ -740,6 +770,18 @@ pub(crate) fn from_service(
                 set(&c.file)
                     .map(CredentialSpec::File)
                     .or_else(|| set(&c.registry).map(CredentialSpec::Registry))
+                    .or_else(|| {
+                        // The engine stores the config's id: named by the reference that has
+                        // it, as a spec names it (an id no reference has is kept, as drift).
+                        let id = set(&c.config)?;
+                        let name = container
+                            .configs
+                            .iter()
+                            .flatten()
+                            .find(|r| r.config_id.as_deref() == Some(id.as_str()))
+                            .and_then(|r| r.config_name.clone());
+                        Some(CredentialSpec::Config(name.unwrap_or(id)))
+                    })
             }),
         oom_score_adj: non_zero(container.oom_score_adj),
         tty: container.tty.filter(|t| *t),
@@ -1169,6 +1211,87 @@ mod tests {
         ] {
             assert!(!json.contains(absent), "{absent} in {json}");
         }
+    }
+
+    /// As `docker stack deploy`: a credential spec from a config gets a runtime reference to
+    /// that config (sorted among the file mounts by name), and names the config's id; it reads
+    /// back as the config's name.
+    #[test]
+    fn a_credential_spec_config_is_a_runtime_reference_named_by_id() {
+        let mut definition = sample_service("gmsa");
+        definition.credential_spec = Some(CredentialSpec::Config("b_spec-0123456789".into()));
+        definition.configs = ["a_conf", "c_conf"]
+            .map(|name| crate::desired::definition::FileMount {
+                name: name.into(),
+                target: format!("/{name}"),
+                uid: "0".into(),
+                gid: "0".into(),
+                mode: 0o444,
+            })
+            .to_vec();
+        let mut spec = to_service_spec(&definition, &BTreeMap::new());
+        let ids: HashMap<String, String> = ["a_conf", "b_spec-0123456789", "c_conf"]
+            .map(|n| (n.to_owned(), format!("id-{n}")))
+            .into();
+        fill_data_ids(&mut spec, &ids, &HashMap::new()).expect("every id is known");
+        let container = spec
+            .task_template
+            .as_ref()
+            .and_then(|t| t.container_spec.as_ref())
+            .unwrap();
+        let references: Vec<(String, bool, bool)> = container
+            .configs
+            .iter()
+            .flatten()
+            .map(|c| {
+                (
+                    c.config_name.clone().unwrap(),
+                    c.file.is_some(),
+                    c.runtime.is_some(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            references,
+            [
+                ("a_conf".to_owned(), true, false),
+                ("b_spec-0123456789".to_owned(), false, true),
+                ("c_conf".to_owned(), true, false),
+            ]
+        );
+        let credential = container
+            .privileges
+            .as_ref()
+            .and_then(|p| p.credential_spec.as_ref())
+            .unwrap();
+        assert_eq!(credential.config.as_deref(), Some("id-b_spec-0123456789"));
+        assert_eq!(
+            (credential.file.clone(), credential.registry.clone()),
+            (None, None)
+        );
+        // The runtime reference is serialized as swarm wants it: `"Runtime": {}`.
+        let json = serde_json::to_value(&container.configs).unwrap();
+        assert_eq!(json[1]["Runtime"], serde_json::json!({}));
+        assert!(json[1].get("File").is_none());
+        let read = from_service(&echo(spec), &HashMap::new()).expect("converts");
+        assert_eq!(read.definition.credential_spec, definition.credential_spec);
+        assert_eq!(read.definition.configs, definition.configs);
+        assert_eq!(
+            read.definition
+                .data_names(crate::desired::data_objects::DataKind::Config)
+                .into_iter()
+                .collect::<Vec<_>>(),
+            ["a_conf", "b_spec-0123456789", "c_conf"]
+        );
+        // A config the swarm does not have is named, as for a mount.
+        let mut spec = to_service_spec(&definition, &BTreeMap::new());
+        let without: HashMap<String, String> = [("a_conf", "1"), ("c_conf", "2")]
+            .map(|(n, i)| (n.to_owned(), i.to_owned()))
+            .into();
+        assert_eq!(
+            fill_data_ids(&mut spec, &without, &HashMap::new()),
+            Err("b_spec-0123456789".to_owned())
+        );
     }
 
     #[test]

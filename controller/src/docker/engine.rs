@@ -473,26 +473,22 @@ impl SwarmApi for DockerEngine {
 
     async fn list_data(&self, kind: DataKind) -> Result<Vec<ObservedData>, DockerError> {
         let op = data_op(kind, DataOp::List);
-        let labels = |l: Option<&HashMap<String, String>>| -> BTreeMap<String, String> {
-            l.into_iter()
-                .flatten()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        };
-        Ok(match kind {
+        // bollard has a type for configs and another for secrets, of one shape: each is read as
+        // (id, spec name, spec labels), then made an ObservedData by one piece of code.
+        type IdNameLabels = (
+            Option<String>,
+            Option<String>,
+            Option<HashMap<String, String>>,
+        );
+        let listed: Vec<IdNameLabels> = match kind {
             DataKind::Config => self
                 .bound(op, self.docker.list_configs(None))
                 .await?
                 .map_err(|e| classify(e, op, Resource::Config, ""))?
                 .into_iter()
-                .filter_map(|c| {
-                    let spec = c.spec?;
-                    Some(ObservedData {
-                        kind,
-                        id: c.id?,
-                        name: spec.name?,
-                        labels: labels(spec.labels.as_ref()),
-                    })
+                .map(|c| {
+                    let spec = c.spec.unwrap_or_default();
+                    (c.id, spec.name, spec.labels)
                 })
                 .collect(),
             DataKind::Secret => self
@@ -500,17 +496,24 @@ impl SwarmApi for DockerEngine {
                 .await?
                 .map_err(|e| classify(e, op, Resource::Secret, ""))?
                 .into_iter()
-                .filter_map(|c| {
-                    let spec = c.spec?;
-                    Some(ObservedData {
-                        kind,
-                        id: c.id?,
-                        name: spec.name?,
-                        labels: labels(spec.labels.as_ref()),
-                    })
+                .map(|s| {
+                    let spec = s.spec.unwrap_or_default();
+                    (s.id, spec.name, spec.labels)
                 })
                 .collect(),
-        })
+        };
+        // One without an id or a name (no spec) is not one the operator can refer to.
+        Ok(listed
+            .into_iter()
+            .filter_map(|(id, name, labels)| {
+                Some(ObservedData {
+                    kind,
+                    id: id?,
+                    name: name?,
+                    labels: labels.unwrap_or_default().into_iter().collect(),
+                })
+            })
+            .collect())
     }
 
     async fn create_data(
@@ -579,7 +582,8 @@ impl DockerEngine {
         let ids = |list: Vec<ObservedData>| -> HashMap<String, String> {
             list.into_iter().map(|d| (d.name, d.id)).collect()
         };
-        let configs = match definition.configs.is_empty() {
+        let config_names = definition.data_names(DataKind::Config);
+        let configs = match config_names.is_empty() {
             true => HashMap::new(),
             false => ids(self.list_data(DataKind::Config).await?),
         };
@@ -588,9 +592,7 @@ impl DockerEngine {
             false => ids(self.list_data(DataKind::Secret).await?),
         };
         fill_data_ids(&mut spec, &configs, &secrets).map_err(|missing| DockerError::NotFound {
-            kind: if configs.contains_key(&missing)
-                || definition.configs.iter().any(|c| c.name == missing)
-            {
+            kind: if configs.contains_key(&missing) || config_names.contains(&missing) {
                 Resource::Config
             } else {
                 Resource::Secret

@@ -421,15 +421,9 @@ fn store_service(
     id
 }
 
-/// The config or secret mounts of `definition` of one kind.
-fn mounts(
-    definition: &ServiceDefinition,
-    kind: DataKind,
-) -> impl Iterator<Item = &crate::desired::definition::FileMount> {
-    match kind {
-        DataKind::Config => definition.configs.iter(),
-        DataKind::Secret => definition.secrets.iter(),
-    }
+/// The swarm names of the configs or secrets of one kind that `definition` references.
+fn mounts(definition: &ServiceDefinition, kind: DataKind) -> impl Iterator<Item = String> {
+    definition.data_names(kind).into_iter()
 }
 
 fn data_resource(kind: DataKind) -> Resource {
@@ -443,14 +437,10 @@ fn data_resource(kind: DataKind) -> Resource {
 fn missing_data(state: &State, definition: &ServiceDefinition) -> Result<(), DockerError> {
     for kind in [DataKind::Config, DataKind::Secret] {
         for mount in mounts(definition, kind) {
-            if !state
-                .data
-                .iter()
-                .any(|d| d.kind == kind && d.name == mount.name)
-            {
+            if !state.data.iter().any(|d| d.kind == kind && d.name == mount) {
                 return Err(DockerError::NotFound {
                     kind: data_resource(kind),
-                    name: mount.name.clone(),
+                    name: mount,
                 });
             }
         }
@@ -663,7 +653,6 @@ impl SwarmApi for MemorySwarm {
                 service.revision.previous_mounts = [DataKind::Config, DataKind::Secret]
                     .into_iter()
                     .flat_map(|kind| mounts(&before.definition, kind))
-                    .map(|m| m.name.clone())
                     .collect();
             }
             s.pending_events.push(SwarmEvent::Service {
@@ -737,7 +726,7 @@ impl SwarmApi for MemorySwarm {
             let name = s.data[at].name.clone();
             if s.services
                 .values()
-                .any(|svc| mounts(&svc.definition, kind).any(|m| m.name == name))
+                .any(|svc| mounts(&svc.definition, kind).any(|m| m == name))
             {
                 return Err(DockerError::Refused {
                     op: super::data_op(kind, super::DataOp::Remove),

@@ -2,6 +2,7 @@
 //! that name what changed.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -235,13 +236,15 @@ impl NodeAvailability {
 /// Everything the operator reads from the swarm in one observation.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {
-    /// Services by name.
-    pub services: BTreeMap<String, ObservedService>,
+    /// Services by name, each shared: the view's snapshots hold the same service, and a
+    /// change replaces that one service's `Arc` (copy on write), not the map's other entries.
+    pub services: BTreeMap<String, Arc<ObservedService>>,
     /// Networks by name (swarm-scoped and local ones, so references to existing networks
     /// resolve).
     pub networks: BTreeMap<String, ObservedNetwork>,
-    /// All tasks, of every service.
-    pub tasks: Vec<ObservedTask>,
+    /// All tasks, of every service: replaced whole by each task list (shared with the view's
+    /// snapshots until then).
+    pub tasks: Arc<Vec<ObservedTask>>,
     /// Nodes by id.
     pub nodes: BTreeMap<String, ObservedNode>,
     /// Configs by name (names and labels: the operator never reads their content).
@@ -251,6 +254,11 @@ pub struct Observed {
 }
 
 impl Observed {
+    /// Service `name`, to change: copied first if a snapshot of the view shares it.
+    pub fn service_mut(&mut self, name: &str) -> Option<&mut ObservedService> {
+        self.services.get_mut(name).map(Arc::make_mut)
+    }
+
     /// The configs or the secrets, by name.
     pub fn data(&self, kind: DataKind) -> &BTreeMap<String, ObservedData> {
         match kind {

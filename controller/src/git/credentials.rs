@@ -315,6 +315,10 @@ impl super::fetch::Access for Auth {
     fn scrub(&self, text: &str) -> String {
         Auth::scrub(self, text)
     }
+
+    fn explain(&self, error: &gix::Error) -> String {
+        Auth::explain(self, error)
+    }
 }
 
 impl Auth {

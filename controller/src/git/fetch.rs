@@ -53,6 +53,9 @@ impl fmt::Debug for Revision {
     }
 }
 
+/// The port of `git daemon` when a `git://` URL names none.
+const GIT_DAEMON_PORT: u16 = 9418;
+
 /// A connection to the remote, as [`Access::configure_connection`] gets it.
 pub type Connection<'remote, 'repo> =
     gix::remote::Connection<'remote, 'static, 'repo, Box<dyn Transport + Send>>;
@@ -77,6 +80,19 @@ pub trait Access: Send + Sync + fmt::Debug + 'static {
     /// `text` without any secret of these credentials (a token), before an error keeps it.
     fn scrub(&self, text: &str) -> String {
         text.to_owned()
+    }
+
+    /// Why a connection or fetch failed, in one line without any secret: what to do about
+    /// it where the credentials can tell (a refused token, an unknown host key), then the
+    /// library's messages.
+    fn explain(&self, error: &gix::Error) -> String {
+        let mut messages: Vec<String> = Vec::new();
+        for message in error.iter_errors().map(ToString::to_string) {
+            if !messages.iter().any(|m| m.contains(&message)) {
+                messages.push(message);
+            }
+        }
+        self.scrub(&messages.join(": "))
     }
 }
 
@@ -239,15 +255,22 @@ impl Fetcher {
             .with_fetch_tags(gix::remote::fetch::Tags::None)
             .with_refspecs([refspec.as_str()], gix::remote::Direction::Fetch)
             .map_err(|e| self.fetch_error(&e.to_string()))?;
-        let mut connection = remote
-            .connect(gix::remote::Direction::Fetch)
-            .map_err(|e| self.fetch_error(&describe(&e)))?;
+        let mut connection = match self.url.connect_url().scheme {
+            // gix's own git:// connection has no read timeout: a peer that accepts and never
+            // answers would hold this thread forever after the deadline gave up on it.
+            gix::url::Scheme::Git => {
+                remote.to_connection_with_transport(self.git_daemon_transport()?)
+            }
+            _ => remote
+                .connect(gix::remote::Direction::Fetch)
+                .map_err(|e| self.explained(e))?,
+        };
         // Never the configured helpers (which may prompt): `Access` sets what there is.
         connection.set_credentials(|_| Ok(None));
         self.access.configure_connection(&mut connection);
         let prepared = connection
             .prepare_fetch(gix::progress::Discard, Default::default())
-            .map_err(|e| self.fetch_error(&describe(&e)))?;
+            .map_err(|e| self.explained(e))?;
         if prepared.ref_map().mappings.is_empty() {
             return Err(GitError::RefNotFound {
                 url: self.url.to_string(),
@@ -256,7 +279,7 @@ impl Fetcher {
         }
         let outcome = prepared
             .receive(gix::progress::Discard, interrupt)
-            .map_err(|e| self.fetch_error(&describe(&e)))?;
+            .map_err(|e| self.explained(e))?;
         let objects_received = match &outcome.status {
             gix::remote::fetch::Status::Change {
                 write_pack_bundle, ..
@@ -278,6 +301,72 @@ impl Fetcher {
             url: self.url.to_string(),
             reference: self.reference.clone(),
             message: self.access.scrub(&self.url.scrub(message)),
+        }
+    }
+
+    /// A `git://` connection whose every read and write is bounded by the fetch's deadline,
+    /// built as gix's own (`gix_transport::client::git::connect`) is, which sets none.
+    fn git_daemon_transport(&self) -> Result<Box<dyn Transport + Send>, GitError> {
+        use gix::protocol::transport::client::git;
+        use std::net::{TcpStream, ToSocketAddrs as _};
+        let url = self.url.connect_url();
+        let host = url
+            .host_unbracketed()
+            .ok_or_else(|| self.fetch_error("a git:// URL needs a host"))?;
+        let port = url.port;
+        let address = (host, port.unwrap_or(GIT_DAEMON_PORT))
+            .to_socket_addrs()
+            .map_err(|e| self.fetch_error(&format!("resolving the git server: {e}")))?
+            .next()
+            .ok_or_else(|| self.fetch_error("the git server's name resolves to no address"))?;
+        let io_error = |what: &str, e: std::io::Error| self.fetch_error(&format!("{what}: {e}"));
+        let read = TcpStream::connect_timeout(&address, self.deadline)
+            .map_err(|e| io_error("connecting to the git server", e))?;
+        read.set_read_timeout(Some(self.deadline))
+            .and_then(|()| read.set_write_timeout(Some(self.deadline)))
+            .map_err(|e| io_error("setting the connection's timeouts", e))?;
+        let write = read
+            .try_clone()
+            .map_err(|e| io_error("cloning the git server connection", e))?;
+        let virtual_host = url.host().unwrap_or(host).to_owned();
+        Ok(Box::new(git::blocking_io::Connection::new(
+            read,
+            write,
+            gix::protocol::transport::Protocol::V2,
+            url.path.clone(),
+            Some((virtual_host, port)),
+            git::ConnectMode::Daemon,
+            false,
+        )))
+    }
+
+    /// A failed connection or fetch, explained by the credentials (see [`Access::explain`]).
+    fn explained<E>(&self, error: E) -> GitError
+    where
+        gix::Error: From<E>,
+    {
+        let error = gix::Error::from(error);
+        // A read or write of the remote that hit its timeout (the git:// connection's).
+        let timed_out = error.iter_errors().any(|e| {
+            e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                )
+            })
+        });
+        if timed_out {
+            return GitError::TimedOut {
+                url: self.url.to_string(),
+                reference: self.reference.clone(),
+                after: self.deadline,
+            };
+        }
+        let explained = self.access.explain(&error);
+        GitError::Fetch {
+            url: self.url.to_string(),
+            reference: self.reference.clone(),
+            message: self.access.scrub(&self.url.scrub(&explained)),
         }
     }
 
@@ -409,5 +498,40 @@ mod tests {
         assert_eq!(full_ref_name("refs/tags/v1").unwrap(), "refs/tags/v1");
         assert!(full_ref_name("a..b").is_err());
         assert!(full_ref_name("bad ref").is_err());
+    }
+
+    /// A `git://` peer that accepts and never answers: the fetch's own thread ends with a
+    /// timeout naming the remote instead of blocking forever.
+    #[test]
+    fn a_git_daemon_that_never_answers_times_out_and_frees_the_fetch_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let url = RemoteUrl::parse(&format!("git://127.0.0.1:{port}/specs.git")).unwrap();
+        let deadline = Duration::from_secs(1);
+        let fetcher = Fetcher::open(
+            &dir.path().join("cache.git"),
+            url.clone(),
+            "main",
+            Arc::new(Anonymous),
+            deadline,
+        )
+        .unwrap();
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(fetcher.fetch_blocking(&AtomicBool::new(false)));
+        });
+        // Accepted and held open, never answered.
+        let (_held, _) = listener.accept().unwrap();
+        // Generous for a loaded machine: without a read timeout it never returns at all.
+        let error = result
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the fetch thread returns")
+            .expect_err("nothing was fetched");
+        assert!(
+            matches!(&error, GitError::TimedOut { after, .. } if *after == deadline),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains(&url.to_string()), "{error}");
     }
 }

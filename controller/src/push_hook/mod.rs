@@ -7,12 +7,16 @@
 //!   `--web-config`'s basic auth (a forge cannot send it) but is served over its TLS.
 //! * **What it does**: a push to the ref the operator follows wakes the fetch (a request
 //!   already pending absorbs it); a push to another ref, or an event without a ref (GitHub's
-//!   `ping`), is accepted (202) and ignored. Only the body's `ref` field is read.
+//!   `ping`), is accepted (202) and ignored. Only the body's `ref` and `after` fields are read.
+//! * **On a follower** (`--leader-election`): it fetches too (keeping its cache warm) and
+//!   passes the pushed commit on to the leader ([`pass_on`]), so a load balancer may send the
+//!   hook to any replica.
 //! * **Bounds**: bodies over [`MAX_BODY`] get 413, a body must arrive within [`BODY_TIMEOUT`],
 //!   and requests beyond a burst of [`BURST`] then [`PER_SECOND`] a second get 429, checked
 //!   before the body is read or a signature computed.
 //! * **Never logged**: the secret, the signature headers, the body.
 
+pub mod pass_on;
 pub mod rate;
 pub mod signature;
 
@@ -28,6 +32,7 @@ use http_body_util::BodyExt as _;
 use serde::Deserialize;
 use tracing::{debug, info};
 
+pub use pass_on::PassOn;
 pub use rate::RateLimit;
 pub use signature::{HookSecret, Refusal, Scheme, SecretError};
 
@@ -73,6 +78,8 @@ pub struct HookConfig {
     pub followed: FollowedRef,
     /// Woken for a push to `followed`: the git source fetches at once.
     pub fetch_now: crate::git::FetchTrigger,
+    /// How a follower passes the push on to the leader (`None` without leader election).
+    pub pass_on: Option<PassOn>,
 }
 
 #[derive(Clone)]
@@ -93,6 +100,7 @@ pub fn router(config: HookConfig) -> Router {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Answer {
     Fetching,
+    PassedOn,
     OtherRef,
     NoRef,
     NotJson,
@@ -107,6 +115,10 @@ impl IntoResponse for Answer {
     fn into_response(self) -> Response {
         let (status, text) = match self {
             Answer::Fetching => (StatusCode::ACCEPTED, "fetching\n".to_owned()),
+            Answer::PassedOn => (
+                StatusCode::ACCEPTED,
+                "fetching; passed on to the leader\n".to_owned(),
+            ),
             Answer::OtherRef => (
                 StatusCode::ACCEPTED,
                 "ignored: a push to a ref this operator does not follow\n".to_owned(),
@@ -152,12 +164,16 @@ impl IntoResponse for Answer {
 struct Push {
     #[serde(rename = "ref")]
     git_ref: Option<String>,
+    /// The pushed commit (GitHub, Gitea/Forgejo and GitLab all send it; zeros for a deleted
+    /// branch).
+    after: Option<String>,
 }
 
 async fn hook(State(state): State<HookState>, request: Request) -> Answer {
     let answer = answer(&state, request).await;
     match answer {
         Answer::Fetching => info!("push hook: fetching now"),
+        Answer::PassedOn => info!("push hook: fetching now, and passing it on to the leader"),
         Answer::Refused(refusal) => info!(%refusal, "push hook refused"),
         answer => debug!(?answer, "push hook"),
     }
@@ -196,7 +212,15 @@ async fn answer(state: &HookState, request: Request) -> Answer {
         None => Answer::NoRef,
         Some(r) if r == state.config.followed.as_str() => {
             state.config.fetch_now.fetch_now();
-            Answer::Fetching
+            let pushed = push
+                .after
+                .as_deref()
+                .and_then(|a| crate::revision::Revision::parse(a).ok())
+                .filter(|r| r.as_str().bytes().any(|b| b != b'0'));
+            match (&state.config.pass_on, pushed) {
+                (Some(pass_on), Some(pushed)) if pass_on.pass(&pushed) => Answer::PassedOn,
+                _ => Answer::Fetching,
+            }
         }
         Some(_) => Answer::OtherRef,
     }
@@ -224,6 +248,7 @@ mod tests {
             secret: HookSecret::new(SECRET),
             followed: FollowedRef::new("main"),
             fetch_now: fetch_now.clone(),
+            pass_on: None,
         });
         (router, fetch_now)
     }

@@ -217,7 +217,7 @@ pub async fn writer(
             continue;
         }
         let snapshot = snapshots.borrow_and_update().clone();
-        let discovery = build_from(&world.read(), snapshot.status());
+        let discovery = build_from(&world.snapshot(), snapshot.status());
         if discovery.skipped != skipped {
             for (service, why) in &discovery.skipped {
                 if skipped.get(service) != Some(why) {
@@ -249,6 +249,8 @@ pub async fn writer(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::desired::definition::Port;
     use crate::report::overview::tests::{sample_world, task};
@@ -286,11 +288,8 @@ mod tests {
     #[test]
     fn ready_follows_the_status_condition() {
         let mut world = sample_world();
-        world
-            .observed
-            .tasks
-            .push(task("t5", "svc-web", 3, "n1", "running"));
-        world.observed.tasks.retain(|t| t.id != "t3");
+        Arc::make_mut(&mut world.observed.tasks).push(task("t5", "svc-web", 3, "n1", "running"));
+        Arc::make_mut(&mut world.observed.tasks).retain(|t| t.id != "t3");
         let discovery = build(&world);
         assert_eq!(discovery.groups.len(), 3);
         assert!(discovery.groups.iter().all(|g| label(g, "ready") == "true"));
@@ -299,7 +298,7 @@ mod tests {
     #[test]
     fn the_port_comes_from_the_label_else_the_first_target_port() {
         let mut world = sample_world();
-        let web = world.observed.services.get_mut("web").unwrap();
+        let web = world.observed.service_mut("web").unwrap();
         web.definition.labels.remove(PORT_LABEL);
         web.definition.ports = vec![Port {
             target: 8080,
@@ -309,7 +308,7 @@ mod tests {
         }];
         assert_eq!(build(&world).groups[0].targets, ["10.0.1.1:8080"]);
 
-        let web = world.observed.services.get_mut("web").unwrap();
+        let web = world.observed.service_mut("web").unwrap();
         web.definition.ports.clear();
         let discovery = build(&world);
         assert!(discovery.groups.is_empty());
@@ -318,7 +317,7 @@ mod tests {
             "{discovery:?}"
         );
 
-        let web = world.observed.services.get_mut("web").unwrap();
+        let web = world.observed.service_mut("web").unwrap();
         web.definition
             .labels
             .insert(PORT_LABEL.into(), "http".into());

@@ -234,7 +234,7 @@ impl Metrics {
 
     /// Updates the gauges derived from the world (managed objects, spec errors).
     pub fn observe_world(&self, world: &World) {
-        let state = world.read();
+        let state = world.snapshot();
         let services = state
             .observed
             .services

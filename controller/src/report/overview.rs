@@ -143,7 +143,7 @@ pub fn build(
 /// ones are history), by service id: one pass over the task list rather than one per service.
 pub fn live_tasks_by_service(world: &WorldState) -> HashMap<&str, Vec<&ObservedTask>> {
     let mut by_service: HashMap<&str, Vec<&ObservedTask>> = HashMap::new();
-    for task in &world.observed.tasks {
+    for task in world.observed.tasks.iter() {
         if task.desired_state.is(&TaskState::RUNNING) {
             by_service.entry(&task.service_id).or_default().push(task);
         }
@@ -177,6 +177,7 @@ pub fn image_tag(image: &str) -> &str {
 #[cfg(test)]
 pub(crate) mod tests {
     use std::path::Path;
+    use std::sync::Arc;
 
     use super::*;
     use crate::desired::DesiredObject;
@@ -251,11 +252,13 @@ pub(crate) mod tests {
         ]);
         let desired = DesiredObject::new(web.clone(), "web.yaml".into(), DEFAULT_INSTANCE);
         let mut world = WorldState::default();
-        world.desired.instance = DEFAULT_INSTANCE.into();
-        world.desired.services.insert("web".into(), desired.clone());
+        Arc::make_mut(&mut world.desired).instance = DEFAULT_INSTANCE.into();
+        Arc::make_mut(&mut world.desired)
+            .services
+            .insert("web".into(), desired.clone());
         world.observed.services.insert(
             "web".into(),
-            ObservedService {
+            Arc::new(ObservedService {
                 id: "svc-web".into(),
                 version: 7,
                 definition: web,
@@ -263,11 +266,11 @@ pub(crate) mod tests {
                 virtual_ips: vec![],
                 update_status: None,
                 revision: Default::default(),
-            },
+            }),
         );
         world.observed.services.insert(
             "other".into(),
-            ObservedService {
+            Arc::new(ObservedService {
                 id: "svc-other".into(),
                 version: 1,
                 definition: sample_service("other"),
@@ -275,7 +278,7 @@ pub(crate) mod tests {
                 virtual_ips: vec![],
                 update_status: None,
                 revision: Default::default(),
-            },
+            }),
         );
         for n in [
             node("n2", "worker-1", NodeRole::Worker, NodeAvailability::Drain),
@@ -288,13 +291,13 @@ pub(crate) mod tests {
         ] {
             world.observed.nodes.insert(n.id.clone(), n);
         }
-        world.observed.tasks = vec![
+        world.observed.tasks = Arc::new(vec![
             task("t3", "svc-web", 3, "n2", "starting"),
             task("t1", "svc-web", 1, "n1", "running"),
             task("t2", "svc-web", 2, "n2", "running"),
             task("t0", "svc-web", 1, "n1", "shutdown"),
             task("t9", "svc-other", 1, "n1", "running"),
-        ];
+        ]);
         world.specs_loaded = true;
         world.swarm_observed = true;
         world
@@ -351,10 +354,7 @@ pub(crate) mod tests {
     #[test]
     fn a_task_not_placed_yet_is_unassigned() {
         let mut world = sample_world();
-        world
-            .observed
-            .tasks
-            .push(task("t4", "svc-web", 4, "", "pending"));
+        Arc::make_mut(&mut world.observed.tasks).push(task("t4", "svc-web", 4, "", "pending"));
         let overview = sample_overview(&world);
         assert_eq!(overview.unassigned.len(), 1);
         assert_eq!(overview.unassigned[0].task, "t4");

@@ -6,6 +6,7 @@
 //! policy lets only the page's own CSS and few lines of plain JavaScript apply. Both are in the
 //! binary and served from the same address (no CDN, no framework), so the page works offline.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -174,6 +175,7 @@ h2 { font-size: 1em; margin: 1.2em 0 .4em; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; background: #fff; min-width: 100%; }
 th, td { text-align: left; padding: .35em .6em; border-bottom: 1px solid var(--line); vertical-align: top; }
+tbody.stack th { background: #f6f8fa; font-weight: 600; }
 td small { display: block; color: var(--off); }
 .cond-true.cond-Ready, .cond-false.cond-Degraded { color: var(--ok); }
 .cond-false.cond-Ready { color: var(--warn); }
@@ -285,7 +287,16 @@ pub fn render_board(overview: &Overview) -> Markup {
                 div.scroll { table {
                     thead { tr { th { "service" } th { "replicas" } th { "Ready" } th { "Progressing" } th { "Degraded" } } }
                     tbody {
-                        @for (name, service) in &status.services { (service_row(name, service)) }
+                        @for (name, service) in status.services.iter().filter(|(_, s)| s.stack.is_none()) {
+                            (service_row(name, service))
+                        }
+                    }
+                    // A stack's services under its name, as `docker stack services` lists them.
+                    @for (stack, services) in by_stack(&status.services) {
+                        tbody.stack data-stack=(stack) {
+                            tr { th colspan="5" { "stack " code { (stack) } " (" (services.len()) ")" } }
+                            @for (name, service) in services { (service_row(name, service)) }
+                        }
                     }
                 } }
             }
@@ -324,6 +335,19 @@ pub fn render_board(overview: &Overview) -> Markup {
             }
         }
     }
+}
+
+/// The services that belong to a stack, by stack, each stack's by name.
+fn by_stack(
+    services: &BTreeMap<String, ServiceStatus>,
+) -> BTreeMap<&str, Vec<(&String, &ServiceStatus)>> {
+    let mut stacks: BTreeMap<&str, Vec<(&String, &ServiceStatus)>> = BTreeMap::new();
+    for (name, service) in services {
+        if let Some(stack) = &service.stack {
+            stacks.entry(stack).or_default().push((name, service));
+        }
+    }
+    stacks
 }
 
 /// The conditions, in the order of the table's columns, with their column titles.
@@ -433,6 +457,32 @@ mod tests {
     use std::time::Duration;
 
     const HOSTILE: &str = "<img src=x onerror=alert(1)>\"'&";
+
+    /// A stack's services are listed under the stack's name, after the services of no stack.
+    #[test]
+    fn a_stacks_services_are_grouped_under_its_name() {
+        let mut overview = sample_overview(&sample_world());
+        let web = overview.status.services["web"].clone();
+        for name in ["shop_web", "shop_api"] {
+            let mut service = web.clone();
+            service.stack = Some("shop".into());
+            overview.status.services.insert(name.into(), service);
+        }
+        let html = render_board(&overview).into_string();
+        let alone = html.find("data-service=\"web\"").expect("web is listed");
+        let group = html
+            .find("data-stack=\"shop\"")
+            .expect("the stack is a group");
+        let api = html
+            .find("data-service=\"shop_api\"")
+            .expect("shop_api is listed");
+        let shop_web = html
+            .find("data-service=\"shop_web\"")
+            .expect("shop_web is listed");
+        assert!(alone < group && group < api && api < shop_web, "{html}");
+        assert!(html.contains("stack <code>shop</code> (2)"), "{html}");
+        assert_eq!(html.matches("data-stack=").count(), 1, "{html}");
+    }
 
     #[test]
     fn hostile_names_and_messages_are_shown_as_text() {

@@ -105,6 +105,10 @@ pub struct ServiceStatus {
     /// A scheduled job's runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<ScheduleStatus>,
+    /// The stack the service belongs to (its `com.docker.stack.namespace` label, as
+    /// `docker stack services` sees it): a SwarmStack's, or an imported stack's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
 }
 
 /// One network's status.
@@ -117,6 +121,17 @@ pub struct NetworkStatus {
     pub conditions: Vec<Condition>,
     /// The last error writing this network, or why it is left alone.
     pub last_error: Option<String>,
+    /// The stack the network belongs to (its `com.docker.stack.namespace` label).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
+}
+
+/// The stack an object with `labels` belongs to, as `docker stack` tells it.
+fn stack_of(labels: &BTreeMap<String, String>) -> Option<String> {
+    labels
+        .get(crate::compose::stack::NAMESPACE_LABEL)
+        .filter(|s| !s.is_empty())
+        .cloned()
 }
 
 /// A Kubernetes-style condition.
@@ -182,7 +197,7 @@ pub fn build(
     let mut networks = BTreeMap::new();
     // One pass over the tasks, not one per service: a large swarm has tens of thousands.
     let mut tasks_by_service: HashMap<&str, Vec<&ObservedTask>> = HashMap::new();
-    for task in &world.observed.tasks {
+    for task in world.observed.tasks.iter() {
         tasks_by_service
             .entry(task.service_id.as_str())
             .or_default()
@@ -755,6 +770,10 @@ fn service_status(
                     runs,
                 }
             }),
+        stack: desired
+            .map(|d| &d.definition)
+            .or(observed.map(|o| &o.definition))
+            .and_then(|d| stack_of(&d.labels)),
     }
 }
 
@@ -914,6 +933,13 @@ fn network_status(
         last_error: error
             .map(|(_, message)| message)
             .or_else(|| conflict.filter(is_problem).map(|c| c.message)),
+        stack: world
+            .desired
+            .networks
+            .get(name)
+            .map(|d| &d.definition)
+            .or(observed.map(|o| &o.definition))
+            .and_then(|d| stack_of(&d.labels)),
     }
 }
 
@@ -945,6 +971,8 @@ pub fn read(path: &Path) -> Option<StatusFile> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::desired::DesiredObject;
     use crate::desired::definition::{definition_hash, tests::sample_service};
@@ -974,7 +1002,7 @@ mod tests {
         let definition = sample_service("quote");
         let hash = definition_hash(&definition);
         let mut world = WorldState::default();
-        world.desired.services.insert(
+        Arc::make_mut(&mut world.desired).services.insert(
             "quote".into(),
             DesiredObject {
                 definition: definition.clone(),
@@ -987,7 +1015,7 @@ mod tests {
         );
         world.observed.services.insert(
             "quote".into(),
-            ObservedService {
+            Arc::new(ObservedService {
                 id: "svc".into(),
                 version: 1,
                 definition,
@@ -999,7 +1027,7 @@ mod tests {
                 virtual_ips: vec![],
                 update_status: None,
                 revision: Default::default(),
-            },
+            }),
         );
         world.observed.nodes.insert(
             "n1".into(),
@@ -1011,7 +1039,7 @@ mod tests {
                 availability: crate::docker::NodeAvailability::Active,
             },
         );
-        world.observed.tasks = tasks;
+        world.observed.tasks = Arc::new(tasks);
         world
     }
 
@@ -1026,14 +1054,12 @@ mod tests {
             max_concurrent: 2,
             total_completions: 2,
         };
-        let desired = w.desired.services.get_mut("quote").unwrap();
-        desired.definition.mode = mode.clone();
-        w.observed
+        let desired = Arc::make_mut(&mut w.desired)
             .services
             .get_mut("quote")
-            .unwrap()
-            .definition
-            .mode = mode;
+            .unwrap();
+        desired.definition.mode = mode.clone();
+        w.observed.service_mut("quote").unwrap().definition.mode = mode;
         w
     }
 
@@ -1133,19 +1159,18 @@ mod tests {
             ));
         }
         let mut w = job_world(tasks);
-        let desired = w.desired.services.get_mut("quote").unwrap();
+        let desired = Arc::make_mut(&mut w.desired)
+            .services
+            .get_mut("quote")
+            .unwrap();
         desired.policy.schedule = Some(crate::desired::ScheduleSpec {
             schedule: "@hourly".into(),
             time_zone: None,
             concurrency: Default::default(),
             starting_deadline: None,
         });
-        w.observed
-            .services
-            .get_mut("quote")
-            .unwrap()
-            .revision
-            .updated_at = Some("2026-01-01T00:03:00Z".into());
+        w.observed.service_mut("quote").unwrap().revision.updated_at =
+            Some("2026-01-01T00:03:00Z".into());
         let status = build(&w, Path::new("/specs"), None, "2026-01-01T00:03:02Z");
         let schedule = status.services["quote"].schedule.clone().unwrap();
         assert_eq!(
@@ -1243,7 +1268,7 @@ mod tests {
         update: Option<(UpdateState, &str)>,
     ) -> WorldState {
         let mut w = world(tasks);
-        let service = w.observed.services.get_mut("quote").unwrap();
+        let service = w.observed.service_mut("quote").unwrap();
         service.revision = crate::docker::ServiceRevision {
             template: Some(spec.to_owned()),
             created_at: Some("2025-12-31T00:00:00Z".into()),
@@ -1476,7 +1501,7 @@ mod tests {
              (task n1, at 2026-01-01T00:00:01Z)"
         );
         let mut w = rolling(tasks, "new", "2025-06-01T00:00:00Z", None);
-        w.desired
+        Arc::make_mut(&mut w.desired)
             .progress_deadlines
             .insert("quote".into(), std::time::Duration::from_secs(3600));
         let extended = build_at(&w, &later, "2026-01-01T00:10:01Z");
@@ -1533,12 +1558,7 @@ mod tests {
             "2026-01-01T00:00:00Z",
             Some((UpdateState::COMPLETED, "update completed")),
         );
-        w.observed
-            .services
-            .get_mut("quote")
-            .unwrap()
-            .ownership
-            .spec_hash = Some("0ld".into());
+        w.observed.service_mut("quote").unwrap().ownership.spec_hash = Some("0ld".into());
         let quote = &build(&w, Path::new("/specs"), None, "2026-01-01T00:30:00Z").services["quote"];
         assert_eq!(
             conditions(quote),
@@ -1647,7 +1667,7 @@ mod tests {
         // A network whose spec is gone waits for the services still attached to it.
         let mut w = world(vec![]);
         // The directory holds specs (the service's), so what it no longer lists is removed.
-        w.desired.prune_allowed = true;
+        Arc::make_mut(&mut w.desired).prune_allowed = true;
         w.observed.networks.insert(
             "old_net".into(),
             crate::docker::ObservedNetwork::owned_for_test("old_net", "net.yaml"),
@@ -1698,7 +1718,7 @@ mod tests {
     #[test]
     fn a_network_that_nothing_removes_is_not_reported_as_being_removed() {
         let mut w = world(vec![]);
-        w.desired = crate::desired::DesiredState::default();
+        w.desired = Arc::default();
         w.observed.networks.insert(
             "kept_net".into(),
             crate::docker::ObservedNetwork::owned_for_test("kept_net", "net.yaml"),
@@ -1730,7 +1750,7 @@ mod tests {
             ]
         );
         // With specs present, the same network is being removed.
-        w.desired.prune_allowed = true;
+        Arc::make_mut(&mut w.desired).prune_allowed = true;
         let status = build(&w, Path::new("/specs"), None, "2026-01-01T00:00:00Z");
         assert_eq!(
             status.networks["kept_net"].conditions[1].reason,

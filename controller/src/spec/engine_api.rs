@@ -71,6 +71,8 @@ pub enum Feature {
     Sysctls,
     /// `placement.maxReplicas`.
     MaxReplicasPerNode,
+    /// `credentialSpec.config`.
+    CredentialSpecConfig,
 }
 
 impl Feature {
@@ -84,7 +86,9 @@ impl Feature {
             | Feature::Ulimits
             | Feature::PidsLimit
             | Feature::JobMode => EngineApiVersion::new(1, 41),
-            Feature::Sysctls | Feature::MaxReplicasPerNode => EngineApiVersion::new(1, 40),
+            Feature::Sysctls | Feature::MaxReplicasPerNode | Feature::CredentialSpecConfig => {
+                EngineApiVersion::new(1, 40)
+            }
         }
     }
 
@@ -100,6 +104,7 @@ impl Feature {
             Feature::JobMode => "spec.mode",
             Feature::Sysctls => "spec.sysctls",
             Feature::MaxReplicasPerNode => "spec.placement.maxReplicas",
+            Feature::CredentialSpecConfig => "spec.credentialSpec.config",
         }
     }
 
@@ -142,6 +147,12 @@ pub fn features(spec: &ServiceSpec) -> Vec<Feature> {
                 .as_ref()
                 .is_some_and(|p| p.max_replicas.is_some()),
             Feature::MaxReplicasPerNode,
+        ),
+        (
+            spec.credential_spec
+                .as_ref()
+                .is_some_and(|c| c.config.is_some()),
+            Feature::CredentialSpecConfig,
         ),
     ]
     .into_iter()

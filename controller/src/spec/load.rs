@@ -10,15 +10,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-use serde::de::{self, DeserializeOwned};
-use serde_saphyr::{
-    Budget, DefaultMessageFormatter, DuplicateKeyPolicy, MessageFormatter, Spanned,
-};
+use serde::de::DeserializeOwned;
+
+use crate::yaml::{self, DuplicateKeys, Node, Value};
 
 use super::encrypted::AgeIdentities;
+use super::engine_api::EngineApiVersion;
 use super::files;
-use super::located::{DocumentFields, FieldLocations, Located, Position, SpecError, field_path};
+use super::located::{DocumentFields, FieldLocations, Located, SpecError, field_path};
 use super::stack::SwarmStack;
 use super::types::{
     API_VERSION, Content, DataSpec, KINDS, Object, SwarmConfig, SwarmNetwork, SwarmSecret,
@@ -26,7 +25,7 @@ use super::types::{
 };
 
 /// Files larger than this are rejected unread: specs are small, and this bounds memory.
-pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+pub const MAX_FILE_BYTES: u64 = yaml::MAX_FILE_BYTES;
 
 /// Why a spec directory could not be read at all.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +79,9 @@ pub struct LoadedDir {
 /// files, env files, configs and secrets: none of them is a spec file) and its warnings.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Sidecar {
+    /// Given, not learnt: the engine's API version, against which a SwarmStack's compose keys
+    /// are checked where they are written (`None`: not checked).
+    pub(crate) engine_api: Option<EngineApiVersion>,
     /// The files read, canonical.
     pub(crate) reads: std::collections::BTreeSet<PathBuf>,
     /// Warnings, located.
@@ -155,6 +157,16 @@ impl FileStamp {
 #[derive(Debug, Clone, Default)]
 pub struct LoadCache {
     files: BTreeMap<PathBuf, (FileStamp, FileLoad)>,
+    engine_api: Option<EngineApiVersion>,
+}
+
+impl LoadCache {
+    /// SwarmStacks loaded with this cache refuse compose keys `version` (the engine's
+    /// negotiated API version) does not know, at the key; `None` checks nothing. Their files
+    /// are never cached, so the next load applies it.
+    pub fn set_engine_api(&mut self, version: Option<EngineApiVersion>) {
+        self.engine_api = version;
+    }
 }
 
 /// Like [`load_dir`], but reuses the outcome of files whose stamp did not change since the
@@ -193,7 +205,10 @@ pub fn load_dir_cached(
     paths.sort_by(|a, b| a.0.cmp(&b.0));
     let mut files = BTreeMap::new();
     let mut next_cache = BTreeMap::new();
-    let mut sidecar = Sidecar::default();
+    let mut sidecar = Sidecar {
+        engine_api: cache.engine_api,
+        ..Sidecar::default()
+    };
     for (path, stamp) in paths {
         let cached = cache
             .files
@@ -421,10 +436,10 @@ pub(crate) fn load_document(
     sidecar: &mut Sidecar,
 ) -> Result<LoadedDocument, Vec<SpecError>> {
     let root =
-        parse_nodes(text).map_err(|e| vec![convert_error(file, &e, &FieldLocations::default())])?;
-    let root_pos = position(&root);
-    let Node::Map(entries) = &root.value else {
-        if matches!(root.value, Node::Null) {
+        parse_nodes(file, text).map_err(|e| vec![SpecError::at(file, e.at, "", e.message)])?;
+    let root_pos = root.origin.position();
+    let Value::Map(_) = &root.value else {
+        if matches!(root.value, Value::Null) {
             return Ok(LoadedDocument::Empty);
         }
         return Err(vec![SpecError::at(
@@ -433,7 +448,7 @@ pub(crate) fn load_document(
             "",
             format!(
                 "a spec document must be a mapping with apiVersion, kind, metadata and spec, not {}",
-                root.value.describe()
+                describe(&root)
             ),
         )]);
     };
@@ -443,21 +458,16 @@ pub(crate) fn load_document(
     let fields = DocumentFields::deferred(text);
 
     let mut errors = Vec::new();
-    let get = |key: &str| {
-        entries
-            .iter()
-            .find(|(k, _)| k.value.as_key().as_deref() == Some(key))
-            .map(|(_, v)| v)
-    };
+    let get = |key: &str| root.get(key);
     match get("apiVersion") {
-        Some(v) if v.value.as_str() == Some(API_VERSION) => {}
+        Some(v) if v.as_str() == Some(API_VERSION) => {}
         Some(v) => errors.push(SpecError::at(
             file,
-            position(v),
+            v.origin.position(),
             "apiVersion",
             format!(
                 "unknown apiVersion {}: the only supported apiVersion is `{API_VERSION}`",
-                v.value.describe()
+                describe(v)
             ),
         )),
         None => errors.push(SpecError::at(
@@ -468,15 +478,15 @@ pub(crate) fn load_document(
         )),
     }
     let kind = match get("kind") {
-        Some(v) if v.value.as_str().is_some_and(|k| KINDS.contains(&k)) => v.value.as_str(),
+        Some(v) if v.as_str().is_some_and(|k| KINDS.contains(&k)) => v.as_str(),
         Some(v) => {
             errors.push(SpecError::at(
                 file,
-                position(v),
+                v.origin.position(),
                 "kind",
                 format!(
                     "unknown kind {}: allowed kinds are {}",
-                    v.value.describe(),
+                    describe(v),
                     KINDS.join(", ")
                 ),
             ));
@@ -498,13 +508,9 @@ pub(crate) fn load_document(
     if !errors.is_empty() {
         return Err(errors);
     }
-    let name_pos = get("metadata").and_then(|metadata| match &metadata.value {
-        Node::Map(entries) => entries
-            .iter()
-            .find(|(k, _)| k.value.as_key().as_deref() == Some("name"))
-            .and_then(|(_, v)| position(v)),
-        _ => None,
-    });
+    let name_pos = get("metadata")
+        .and_then(|metadata| metadata.get("name"))
+        .and_then(|name| name.origin.position());
     let (line, column) = name_pos.or(root_pos).unwrap_or((1, 1));
     let object = match kind {
         Some("SwarmService") => {
@@ -571,16 +577,40 @@ pub(crate) fn load_document(
 /// parse, which a loaded document always does.
 pub(super) fn field_locations(text: &str) -> FieldLocations {
     let mut fields = FieldLocations::default();
-    if let Ok(root) = parse_nodes(text) {
-        record_fields(&root, "", &mut fields);
+    if let Ok(root) = parse_nodes(Path::new(""), text) {
+        root.walk(
+            "",
+            &field_path::key,
+            &field_path::index,
+            &mut |path, key, node| {
+                if let Some(p) = key.and_then(yaml::Origin::position) {
+                    fields.insert_key(path, p);
+                }
+                if let Some(p) = node.origin.position() {
+                    fields.insert(path, p);
+                }
+            },
+        );
     }
     fields
 }
 
-/// A document's YAML tree with positions. Duplicate keys pass through (the typed parse rejects
+/// A document's YAML tree with positions. Duplicate keys are kept (the typed parse rejects
 /// them, and their positions are then known).
-fn parse_nodes(text: &str) -> Result<Spanned<Node>, serde_saphyr::Error> {
-    serde_saphyr::from_str_with_options(text, options(DuplicateKeyPolicy::PassThrough))
+fn parse_nodes(file: &Path, text: &str) -> Result<Node, yaml::ParseError> {
+    yaml::parse(file, text, DuplicateKeys::Keep)
+}
+
+/// For messages about `apiVersion` and `kind`: the value itself for scalars (these two are
+/// never secret), its shape otherwise.
+fn describe(node: &Node) -> String {
+    match &node.value {
+        Value::Null => "null".to_owned(),
+        Value::Str(s) => format!("`{s}`"),
+        Value::Seq(_) => "a sequence".to_owned(),
+        Value::Map(_) => "a mapping".to_owned(),
+        _ => format!("`{}`", node.scalar().unwrap_or_default()),
+    }
 }
 
 /// Reads the service's `envFile`s and merges them under `env` (later files win over earlier
@@ -714,38 +744,14 @@ fn typed<T: DeserializeOwned>(
     text: &str,
     fields: &DocumentFields,
 ) -> Result<T, Vec<SpecError>> {
-    serde_saphyr::from_str_with_options(text, options(DuplicateKeyPolicy::Error))
-        .map_err(|e| vec![convert_error(file, &e, fields.locations())])
-}
-
-/// Parser options: duplicate keys are errors, and a budget far above any real spec file but
-/// small enough that alias bombs and giant documents fail fast.
-fn options(duplicate_keys: DuplicateKeyPolicy) -> serde_saphyr::Options {
-    let mut budget = Budget::default();
-    budget.max_events = 200_000;
-    budget.max_aliases = 1_000;
-    budget.max_anchors = 1_000;
-    budget.max_nodes = 100_000;
-    budget.max_depth = 32;
-    budget.max_documents = 1;
-    budget.max_total_scalar_bytes = MAX_FILE_BYTES as usize;
-    budget.max_recorded_anchor_events = 100_000;
-    let mut options = serde_saphyr::Options::default();
-    options.budget = Some(budget);
-    options.duplicate_keys = duplicate_keys;
-    options.with_snippet = false;
-    options
+    yaml::from_str(text).map_err(|e| vec![convert_error(file, &e, fields.locations())])
 }
 
 /// Turns a parser error into a [`SpecError`], recovering the field path from its position.
 fn convert_error(file: &Path, err: &serde_saphyr::Error, fields: &FieldLocations) -> SpecError {
-    let err = err.without_snippet();
-    let pos = err
-        .location()
-        .filter(|l| l.line() > 0)
-        .map(|l| (l.line() as usize, l.column().max(1) as usize));
-    let base = DefaultMessageFormatter.format_message(err).into_owned();
-    let (field, message) = match (err, pos) {
+    let pos = yaml::error_position(err);
+    let base = yaml::error_message(err);
+    let (field, message) = match (err.without_snippet(), pos) {
         (
             serde_saphyr::Error::SerdeUnknownField {
                 field, expected, ..
@@ -801,38 +807,6 @@ fn convert_error(file: &Path, err: &serde_saphyr::Error, fields: &FieldLocations
         (_, None) => (String::new(), base),
     };
     SpecError::at(file, pos, field, message)
-}
-
-fn position<T>(s: &Spanned<T>) -> Option<Position> {
-    let l = s.referenced;
-    (l.line() > 0).then(|| (l.line() as usize, l.column().max(1) as usize))
-}
-
-fn record_fields(node: &Spanned<Node>, path: &str, fields: &mut FieldLocations) {
-    match &node.value {
-        Node::Map(entries) => {
-            for (k, v) in entries {
-                let child = field_path::key(path, &k.value.as_key().unwrap_or_default());
-                if let Some(p) = position(k) {
-                    fields.insert_key(child.clone(), p);
-                }
-                if let Some(p) = position(v) {
-                    fields.insert(child.clone(), p);
-                }
-                record_fields(v, &child, fields);
-            }
-        }
-        Node::Seq(items) => {
-            for (i, v) in items.iter().enumerate() {
-                let child = field_path::index(path, i);
-                if let Some(p) = position(v) {
-                    fields.insert(child.clone(), p);
-                }
-                record_fields(v, &child, fields);
-            }
-        }
-        _ => {}
-    }
 }
 
 /// One document's text, padded with empty lines so positions match the file.
@@ -906,114 +880,6 @@ pub(crate) fn split_documents(text: &str) -> Vec<Document> {
     }
     docs.push(cur);
     docs
-}
-
-/// A YAML node of any shape, with the position of every child: the loader's view of a document
-/// before it is typed.
-#[derive(Debug)]
-enum Node {
-    Null,
-    Bool(bool),
-    Int(i128),
-    Float(f64),
-    Str(String),
-    Seq(Vec<Spanned<Node>>),
-    Map(Vec<(Spanned<Node>, Spanned<Node>)>),
-}
-
-impl Node {
-    fn as_str(&self) -> Option<&str> {
-        match self {
-            Node::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    /// The node as a mapping key (scalars only).
-    fn as_key(&self) -> Option<String> {
-        match self {
-            Node::Str(s) => Some(s.clone()),
-            Node::Bool(b) => Some(b.to_string()),
-            Node::Int(i) => Some(i.to_string()),
-            Node::Float(f) => Some(f.to_string()),
-            Node::Null => Some("null".to_owned()),
-            Node::Seq(_) | Node::Map(_) => None,
-        }
-    }
-
-    /// For messages: the value itself for scalars, its shape otherwise.
-    fn describe(&self) -> String {
-        match self {
-            Node::Null => "null".to_owned(),
-            Node::Str(s) => format!("`{s}`"),
-            Node::Seq(_) => "a sequence".to_owned(),
-            Node::Map(_) => "a mapping".to_owned(),
-            other => format!("`{}`", other.as_key().unwrap_or_default()),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Node {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> de::Visitor<'de> for V {
-            type Value = Node;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any YAML node")
-            }
-            fn visit_unit<E>(self) -> Result<Node, E> {
-                Ok(Node::Null)
-            }
-            fn visit_none<E>(self) -> Result<Node, E> {
-                Ok(Node::Null)
-            }
-            fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
-                Node::deserialize(d)
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Node, E> {
-                Ok(Node::Bool(v))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Node, E> {
-                Ok(Node::Int(v.into()))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Node, E> {
-                Ok(Node::Int(v.into()))
-            }
-            fn visit_i128<E>(self, v: i128) -> Result<Node, E> {
-                Ok(Node::Int(v))
-            }
-            fn visit_u128<E>(self, v: u128) -> Result<Node, E> {
-                Ok(Node::Int(i128::try_from(v).unwrap_or(i128::MAX)))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Node, E> {
-                Ok(Node::Float(v))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Node, E> {
-                Ok(Node::Str(v.to_owned()))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Node, E> {
-                Ok(Node::Str(v))
-            }
-            fn visit_bytes<E>(self, v: &[u8]) -> Result<Node, E> {
-                Ok(Node::Str(String::from_utf8_lossy(v).into_owned()))
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
-                let mut items = Vec::new();
-                while let Some(item) = seq.next_element()? {
-                    items.push(item);
-                }
-                Ok(Node::Seq(items))
-            }
-            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
-                let mut entries = Vec::new();
-                while let Some(entry) = map.next_entry()? {
-                    entries.push(entry);
-                }
-                Ok(Node::Map(entries))
-            }
-        }
-        d.deserialize_any(V)
-    }
 }
 
 #[cfg(test)]

@@ -63,54 +63,92 @@ impl From<Duration> for DurationStr {
 impl FromStr for DurationStr {
     type Err = QuantityError;
 
+    /// A spec's duration: [`parse_duration`]'s grammar with whole numbers only, so that what
+    /// a spec says is exactly what it means (no rounding of `0.1ns`).
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let bad = || QuantityError::Duration {
-            input: input.to_owned(),
-        };
-        let overflow = || QuantityError::DurationOverflow {
-            input: input.to_owned(),
-        };
-        if input == "0" {
-            return Ok(DurationStr(Duration::ZERO));
+        if input.contains('.') {
+            return Err(QuantityError::Duration {
+                input: input.to_owned(),
+            });
         }
-        if input.is_empty() {
+        parse_duration(input).map(DurationStr)
+    }
+}
+
+/// The crate's one duration parser: Go's `time.ParseDuration`, which Docker, compose files and
+/// swarm-cronjob read: a sequence of numbers, each with an optional fraction and a unit (`ns`,
+/// `us`/`µs`, `ms`, `s`, `m`, `h`), as in `1h30m`, `1.5s`, `300ms`; or `0`. No sign, no spaces,
+/// no days. Fractions are truncated to the nanosecond, as Go does; the total must fit in Go's
+/// 64-bit nanoseconds.
+pub fn parse_duration(input: &str) -> Result<Duration, QuantityError> {
+    let bad = || QuantityError::Duration {
+        input: input.to_owned(),
+    };
+    let overflow = || QuantityError::DurationOverflow {
+        input: input.to_owned(),
+    };
+    if input == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if input.is_empty() {
+        return Err(bad());
+    }
+    let mut rest = input;
+    let mut total: u128 = 0;
+    while !rest.is_empty() {
+        let whole_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let whole = &rest[..whole_len];
+        rest = &rest[whole_len..];
+        let fraction = match rest.strip_prefix('.') {
+            Some(after) => {
+                let len = after.bytes().take_while(u8::is_ascii_digit).count();
+                rest = &after[len..];
+                &after[..len]
+            }
+            None => "",
+        };
+        if whole.is_empty() && fraction.is_empty() {
             return Err(bad());
         }
-        let mut rest = input;
-        let mut total: u128 = 0;
-        while !rest.is_empty() {
-            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-            if digits == 0 {
-                return Err(bad());
-            }
-            let number: u128 = rest[..digits].parse().map_err(|_| overflow())?;
-            rest = &rest[digits..];
-            let unit_len = rest
-                .char_indices()
-                .find(|(_, c)| c.is_ascii_digit())
-                .map_or(rest.len(), |(i, _)| i);
-            let nanos_per_unit: u128 = match &rest[..unit_len] {
-                "h" => 3_600_000_000_000,
-                "m" => 60_000_000_000,
-                "s" => 1_000_000_000,
-                "ms" => 1_000_000,
-                "us" | "µs" => 1_000,
-                "ns" => 1,
-                _ => return Err(bad()),
-            };
-            rest = &rest[unit_len..];
-            total = number
-                .checked_mul(nanos_per_unit)
-                .and_then(|n| total.checked_add(n))
-                .ok_or_else(overflow)?;
-        }
-        if total > i64::MAX as u128 {
-            return Err(overflow());
-        }
-        let secs = (total / 1_000_000_000) as u64;
-        let nanos = (total % 1_000_000_000) as u32;
-        Ok(DurationStr(Duration::new(secs, nanos)))
+        let unit_len = rest
+            .char_indices()
+            .find(|(_, c)| c.is_ascii_digit() || *c == '.')
+            .map_or(rest.len(), |(i, _)| i);
+        let nanos_per_unit: u128 = match &rest[..unit_len] {
+            "h" => 3_600_000_000_000,
+            "m" => 60_000_000_000,
+            "s" => 1_000_000_000,
+            "ms" => 1_000_000,
+            "us" | "µs" => 1_000,
+            "ns" => 1,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| overflow())?
+        };
+        // Digits beyond the nanosecond change nothing: 19 keep the arithmetic in range.
+        let fraction = &fraction[..fraction.len().min(19)];
+        let fraction_nanos = if fraction.is_empty() {
+            0
+        } else {
+            let digits: u128 = fraction.parse().map_err(|_| bad())?;
+            digits * nanos_per_unit / 10u128.pow(fraction.len() as u32)
+        };
+        total = whole
+            .checked_mul(nanos_per_unit)
+            .and_then(|n| n.checked_add(fraction_nanos))
+            .and_then(|n| total.checked_add(n))
+            .ok_or_else(overflow)?;
     }
+    if total > i64::MAX as u128 {
+        return Err(overflow());
+    }
+    let secs = (total / 1_000_000_000) as u64;
+    let nanos = (total % 1_000_000_000) as u32;
+    Ok(Duration::new(secs, nanos))
 }
 
 impl fmt::Display for DurationStr {
@@ -362,6 +400,29 @@ mod tests {
         }
         assert!(matches!(
             "99999999999h".parse::<DurationStr>(),
+            Err(QuantityError::DurationOverflow { .. })
+        ));
+    }
+
+    #[test]
+    fn go_durations_take_fractions_and_refuse_what_go_refuses() {
+        let go = |s: &str| parse_duration(s).ok();
+        assert_eq!(go("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(go("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(go(".5s"), Some(Duration::from_millis(500)));
+        assert_eq!(go("1.5h30m"), Some(Duration::from_secs(7200)));
+        assert_eq!(go("300ms"), Some(Duration::from_millis(300)));
+        assert_eq!(
+            go("0.0000000019s"),
+            Some(Duration::from_nanos(1)),
+            "truncated"
+        );
+        assert_eq!(go("0"), Some(Duration::ZERO));
+        for bad in ["10", "1d", "", ".s", "1 s", "-1s", "1..5s", "5min"] {
+            assert_eq!(go(bad), None, "{bad}");
+        }
+        assert!(matches!(
+            parse_duration("3000000h"),
             Err(QuantityError::DurationOverflow { .. })
         ));
     }

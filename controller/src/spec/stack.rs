@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 use super::encrypted::AgeIdentities;
 use super::load::{Sidecar, merge_env_files, read_content};
 use super::located::{DocumentFields, Located, SpecError};
-use super::types::{ApiVersion, Object, ObjectMeta, SUSPEND_ANNOTATION};
+use super::types::{ApiVersion, DataSpec, Object, ObjectMeta, SUSPEND_ANNOTATION};
 use crate::compose::ImportError;
 use crate::compose::live::{self, LiveStackError, StackRequest};
-use crate::compose::tree::Origin;
+use crate::yaml::Origin;
 
 /// The `kind` of a stack document: always `SwarmStack`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
@@ -86,6 +86,7 @@ pub(super) fn expand(
         compose_files: &stack.spec.compose_files,
         env_file: stack.spec.env_file.as_deref(),
         variables: &stack.spec.variables,
+        engine_api: sidecar.engine_api,
     };
     sidecar.reads.extend(live::named_files(&request));
     let converted = live::read(&request, identities).map_err(|e| errors_of(e, at))?;
@@ -137,37 +138,33 @@ pub(super) fn expand(
         suspend(&mut network.metadata, stack);
         objects.push(network.into());
     }
-    for mut config in converted.configs.clone() {
-        match read_content(&at.file, &config.spec, &none, identities) {
-            Ok(content) => config.spec.content = content,
+    // Configs and secrets alike: their file read as a spec's own, a problem at the compose
+    // line that named the file.
+    let mut read_data = |metadata: &mut ObjectMeta, spec: &mut DataSpec| -> bool {
+        match read_content(&at.file, spec, &none, identities) {
+            Ok(content) => spec.content = content,
             Err(problems) => {
-                let written = config.spec.file.clone().unwrap_or_default();
+                let written = spec.file.clone().unwrap_or_default();
                 errors.extend(
                     problems
                         .iter()
                         .map(|p| in_compose(&written, p.message.clone())),
                 );
-                continue;
+                return false;
             }
         }
-        suspend(&mut config.metadata, stack);
-        objects.push(config.into());
+        suspend(metadata, stack);
+        true
+    };
+    for mut config in converted.configs.clone() {
+        if read_data(&mut config.metadata, &mut config.spec) {
+            objects.push(config.into());
+        }
     }
     for mut secret in converted.secrets.clone() {
-        match read_content(&at.file, &secret.spec, &none, identities) {
-            Ok(content) => secret.spec.content = content,
-            Err(problems) => {
-                let written = secret.spec.file.clone().unwrap_or_default();
-                errors.extend(
-                    problems
-                        .iter()
-                        .map(|p| in_compose(&written, p.message.clone())),
-                );
-                continue;
-            }
+        if read_data(&mut secret.metadata, &mut secret.spec) {
+            objects.push(secret.into());
         }
-        suspend(&mut secret.metadata, stack);
-        objects.push(secret.into());
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -280,6 +277,38 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    /// A config's or a secret's file that can not be read is an error at the compose line
+    /// naming it; the stack yields nothing then.
+    #[test]
+    fn unreadable_config_and_secret_files_point_at_their_compose_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(
+            root,
+            "stack.yaml",
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmStack\nmetadata: {name: shop}\nspec:\n  composeFiles: [docker-stack.yml]\n",
+        );
+        write(
+            root,
+            "docker-stack.yml",
+            "services:\n  web: {image: busybox}\nconfigs:\n  site:\n    file: ./site.conf\nsecrets:\n  token:\n    file: ./token.txt\n",
+        );
+        let loaded = load_dir(root).unwrap();
+        let errors: Vec<(String, Option<usize>)> = loaded
+            .errors()
+            .iter()
+            .map(|e| (e.file.display().to_string(), e.line))
+            .collect();
+        let compose = root.join("docker-stack.yml").display().to_string();
+        assert_eq!(
+            errors,
+            [(compose.clone(), Some(5)), (compose, Some(8))],
+            "{:?}",
+            loaded.errors()
+        );
+        assert!(loaded.objects().is_empty());
     }
 
     #[test]

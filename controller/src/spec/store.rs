@@ -64,6 +64,7 @@ impl SpecStore {
     /// API version) does not know; `None` (no engine to ask) skips that check.
     pub fn set_engine_api(&mut self, version: Option<EngineApiVersion>) {
         self.engine_api = version;
+        self.cache.set_engine_api(version);
     }
 
     /// Re-reads `dir` (loading only: syntax, types, apiVersion/kind, unknown fields).
@@ -223,6 +224,51 @@ mod tests {
         let unchecked = store.reload_validated(dir.path(), &networks).unwrap();
         assert!(unchecked.errors.is_empty(), "{:?}", unchecked.errors);
         assert_eq!(image(&unchecked, "alpha"), "img:2");
+    }
+
+    /// In a SwarmStack, a compose key the engine does not know is an error at the key in the
+    /// compose file (file:line:column), not at the SwarmStack; the stack keeps its last good
+    /// objects, and an engine that knows the key takes it.
+    #[test]
+    fn compose_keys_newer_than_the_engine_are_errors_in_the_compose_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(
+            root.join("stack.yaml"),
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmStack\nmetadata: {name: shop}\nspec:\n  composeFiles: [docker-stack.yml]\n",
+        )
+        .unwrap();
+        let compose = root.join("docker-stack.yml");
+        std::fs::write(&compose, "services:\n  web:\n    image: img:1\n").unwrap();
+        let networks = BTreeSet::new();
+        let mut store = SpecStore::new();
+        store.set_engine_api(Some(EngineApiVersion::new(1, 41)));
+        let first = store.reload_validated(root, &networks).unwrap();
+        assert!(first.errors.is_empty(), "{:?}", first.errors);
+        std::fs::write(
+            &compose,
+            "services:\n  web:\n    image: img:2\n    oom_score_adj: 100\n",
+        )
+        .unwrap();
+        let refused = store.reload_validated(root, &networks).unwrap();
+        let errors: Vec<String> = refused.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            [format!(
+                "{}:4:5: services.web.oom_score_adj: {}",
+                compose.display(),
+                crate::spec::engine_api::Feature::OomScoreAdj.refusal(EngineApiVersion::new(1, 41))
+            )]
+        );
+        assert_eq!(
+            image(&refused, "shop_web"),
+            "img:1",
+            "the last good spec stays"
+        );
+        store.set_engine_api(Some(EngineApiVersion::new(1, 46)));
+        let newer = store.reload_validated(root, &networks).unwrap();
+        assert!(newer.errors.is_empty(), "{:?}", newer.errors);
+        assert_eq!(image(&newer, "shop_web"), "img:2");
     }
 
     #[test]

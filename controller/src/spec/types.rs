@@ -448,7 +448,8 @@ pub struct ServiceSpec {
     /// two only on Windows nodes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isolation: Option<Isolation>,
-    /// Windows gMSA credential spec of the containers: exactly one of `file` or `registry`.
+    /// Windows gMSA credential spec of the containers: exactly one of `file`, `registry` or
+    /// `config`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_spec: Option<CredentialSpecSpec>,
     /// Adjustment of the containers' OOM-killer score (-1000 to 1000). Needs Engine API 1.46
@@ -865,7 +866,7 @@ pub struct HealthcheckSpec {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdatePolicy {
-    /// Tasks updated at once (0 = all at once).
+    /// Tasks updated at once (0 = all at once; default 1, what the docker CLI sends).
     #[serde(
         default,
         deserialize_with = "de_opt_count",
@@ -1039,8 +1040,8 @@ impl Isolation {
     }
 }
 
-/// Where a Windows container's gMSA credential spec comes from: exactly one of `file` and
-/// `registry` (compose's third form, a swarm config, is not supported yet).
+/// Where a Windows container's gMSA credential spec comes from: exactly one of `file`,
+/// `registry` and `config`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CredentialSpecSpec {
@@ -1051,6 +1052,15 @@ pub struct CredentialSpecSpec {
     /// Virtualization\Containers\CredentialSpecs` registry key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry: Option<String>,
+    /// `metadata.name` of a `SwarmConfig` holding the credential spec (or, with `external`, the
+    /// name of a config that exists on the swarm already). As `docker stack deploy` does, the
+    /// service gets the config as a runtime reference (not mounted as a file) and the
+    /// credential spec names the config's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+    /// The `config` is not declared by a spec but exists on the swarm already.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub external: bool,
 }
 
 /// A mount into the containers.

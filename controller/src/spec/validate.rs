@@ -157,11 +157,7 @@ fn file_references(objects: &[Located<Object>]) -> Vec<SpecError> {
             for (i, reference) in refs.iter().enumerate() {
                 let field = field_path::index(list, i);
                 if !reference.external && !known.contains(reference.name.as_str()) {
-                    let names = if known.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        known.iter().copied().collect::<Vec<_>>().join(", ")
-                    };
+                    let names = declared_list(known);
                     errors.push(o.error_at(
                         format!("{field}.name"),
                         format!(
@@ -183,8 +179,30 @@ fn file_references(objects: &[Located<Object>]) -> Vec<SpecError> {
                 }
             }
         }
+        if let Some(credential_spec) = &s.spec.credential_spec
+            && let Some(name) = &credential_spec.config
+            && !credential_spec.external
+            && !configs.contains(name.as_str())
+        {
+            errors.push(o.error_at(
+                "spec.credentialSpec.config",
+                format!(
+                    "no SwarmConfig named `{name}` (declared: {}); for one that exists on the swarm already, add `external: true`",
+                    declared_list(&configs)
+                ),
+            ));
+        }
     }
     errors
+}
+
+/// The names a reference may use, for an error message.
+fn declared_list(known: &BTreeSet<&str>) -> String {
+    if known.is_empty() {
+        "none".to_owned()
+    } else {
+        known.iter().copied().collect::<Vec<_>>().join(", ")
+    }
 }
 
 /// Checks of one object on its own.
@@ -471,13 +489,19 @@ fn service(object: &Located<Object>, spec: &ServiceSpec, errors: &mut Vec<SpecEr
         self::mount(&field_path::index("spec.mounts", i), mount, &mut err);
     }
     stack_fields(spec, &mut err);
-    if let Some(c) = &spec.credential_spec
-        && c.file.is_some() == c.registry.is_some()
-    {
-        err(
-            "spec.credentialSpec".into(),
-            "give exactly one of `file` or `registry`".into(),
-        );
+    if let Some(c) = &spec.credential_spec {
+        let given = [c.file.is_some(), c.registry.is_some(), c.config.is_some()];
+        if given.into_iter().filter(|g| *g).count() != 1 {
+            err(
+                "spec.credentialSpec".into(),
+                "give exactly one of `file`, `registry` or `config`".into(),
+            );
+        } else if c.external && c.config.is_none() {
+            err(
+                "spec.credentialSpec.external".into(),
+                "`external` only applies to a `config`".into(),
+            );
+        }
     }
     if let Some(placement) = &spec.placement {
         for (i, c) in placement.constraints.iter().enumerate() {
@@ -1287,6 +1311,41 @@ mod tests {
         );
         assert_eq!(e.len(), 1);
         assert!(e[0].message.contains("only referenced"), "{}", e[0].message);
+    }
+
+    /// `credentialSpec.config` names a SwarmConfig (or, `external`, a config on the swarm);
+    /// exactly one source; `external` only with a config.
+    #[test]
+    fn a_credential_spec_config_is_a_known_config() {
+        let config = "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmConfig\nmetadata: {name: gmsa}\nspec: {data: x}\n";
+        let with = |spec: &str| format!("{config}---\n{}", svc("a", spec));
+        assert!(check(&with("  credentialSpec: {config: gmsa}\n")).is_empty());
+        assert!(
+            check(&with(
+                "  credentialSpec: {config: theirs, external: true}\n"
+            ))
+            .is_empty()
+        );
+        let e = check(&with("  credentialSpec: {config: nope}\n"));
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert_eq!(e[0].field, "spec.credentialSpec.config");
+        assert!(
+            e[0].message
+                .contains("no SwarmConfig named `nope` (declared: gmsa)"),
+            "{}",
+            e[0].message
+        );
+        let e = check(&with("  credentialSpec: {config: gmsa, file: spec.json}\n"));
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(
+            e[0].message
+                .contains("exactly one of `file`, `registry` or `config`")
+        );
+        let e = check(&with(
+            "  credentialSpec: {file: spec.json, external: true}\n",
+        ));
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert_eq!(e[0].field, "spec.credentialSpec.external");
     }
 
     #[test]

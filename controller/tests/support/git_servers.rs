@@ -2,13 +2,12 @@
 //! upstream of bare repositories pushed to with the git CLI, sshd serving `git-upload-pack` to
 //! a deploy key, and `git http-backend` behind lighttpd with TLS (a test CA) and basic auth.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
 use super::pki::Pki;
 use super::require_tool;
+use super::sshd::Sshd;
 
 /// The token the https server accepts (as the basic-auth password of any user named in
 /// [`HTTPS_USER`]); never a real one.
@@ -16,73 +15,7 @@ pub const HTTPS_TOKEN: &str = "sot-test-token-4f1c9a7e";
 /// The user the https server knows: the operator's default username for a token.
 pub const HTTPS_USER: &str = "x-access-token";
 
-/// A child process killed on drop.
-pub struct Running(pub Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A free loopback port.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
-/// Waits until something accepts connections on 127.0.0.1:`port`.
-pub fn wait_for_port(port: u16) {
-    for _ in 0..400 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("nothing listens on 127.0.0.1:{port}");
-}
-
-/// Runs `program args` in `dir`; panics with its stderr on failure; its stdout.
-pub fn run_ok(program: &str, args: &[&str], dir: &Path) -> String {
-    let output = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("running {program}: {e}"));
-    assert!(
-        output.status.success(),
-        "{program} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
-/// Whether the tests run as root (sshd must be root to log a user in); under `CI=true` not
-/// being root fails the test, elsewhere it is skipped with a printed reason.
-pub fn require_root(test: &str) -> bool {
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2))
-                .and_then(|uid| uid.parse::<u32>().ok())
-        });
-    if uid == Some(0) {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI is set but the tests do not run as root (sshd needs it)"
-    );
-    eprintln!("SKIPPED {test}: not root, sshd cannot log in a user");
-    false
-}
+use super::process::{Running, free_port, run_ok, wait_for_port};
 
 /// A directory of bare repositories and a work tree per repository to commit and push from,
 /// with the git CLI (as a developer pushes).
@@ -163,8 +96,7 @@ fn path_str(path: &Path) -> String {
 /// sshd on a loopback port serving the upstream's repositories to root with a deploy key (as
 /// GitHub's and Gitea's deploy keys serve one repository over ssh), its host key made here.
 pub struct SshGitServer {
-    dir: tempfile::TempDir,
-    _sshd: Running,
+    sshd: Sshd,
     /// Its port on 127.0.0.1.
     pub port: u16,
 }
@@ -173,64 +105,11 @@ impl SshGitServer {
     /// Starts sshd, or `None` (skipped, with a printed reason) without sshd, ssh-keygen or
     /// root.
     pub fn start(test: &str) -> Option<SshGitServer> {
-        let sshd = Some(PathBuf::from("/usr/sbin/sshd"))
-            .filter(|p| p.is_file())
-            .or_else(|| require_tool(test, "sshd", "openssh-server"))?;
-        require_tool(test, "ssh", "openssh-client")?;
-        require_tool(test, "ssh-keygen", "openssh-client")?;
-        if !require_root(test) {
-            return None;
-        }
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path();
-        for key in ["host_key", "deploy_key", "other_host_key"] {
-            run_ok(
-                "ssh-keygen",
-                &["-q", "-t", "ed25519", "-N", "", "-C", key, "-f", key],
-                path,
-            );
-        }
-        std::fs::copy(path.join("deploy_key.pub"), path.join("authorized_keys")).expect("copy");
-        let port = free_port();
-        std::fs::write(
-            path.join("sshd_config"),
-            format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/host_key\n\
-                 AuthorizedKeysFile {dir}/authorized_keys\nPidFile {dir}/sshd.pid\n\
-                 PermitRootLogin prohibit-password\nPasswordAuthentication no\n\
-                 KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n",
-                dir = path.display()
-            ),
-        )
-        .expect("write sshd_config");
-        // sshd's privilege separation directory (the Debian service creates it at boot).
-        std::fs::create_dir_all("/run/sshd").expect("creating /run/sshd");
-        let log = std::fs::File::create(path.join("sshd.log")).expect("sshd log");
-        let child = Command::new(sshd)
-            .args(["-D", "-e", "-f"])
-            .arg(path.join("sshd_config"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting sshd");
-        let sshd = Running(child);
-        wait_for_port(port);
-        for (file, key) in [
-            ("known_hosts", "host_key.pub"),
-            ("wrong_known_hosts", "other_host_key.pub"),
-        ] {
-            let host_key = std::fs::read_to_string(path.join(key)).expect("host key");
-            let host_key: Vec<&str> = host_key.split_whitespace().take(2).collect();
-            std::fs::write(
-                path.join(file),
-                format!("[127.0.0.1]:{port} {}\n", host_key.join(" ")),
-            )
-            .expect("write known_hosts");
-        }
+        let sshd = Sshd::start(test, &["deploy_key"], &["other_host_key"])?;
+        sshd.write_known_hosts("wrong_known_hosts", "other_host_key.pub");
         Some(SshGitServer {
-            dir,
-            _sshd: sshd,
-            port,
+            port: sshd.port,
+            sshd,
         })
     }
 
@@ -241,23 +120,23 @@ impl SshGitServer {
 
     /// The deploy key (mode 0600, as ssh-keygen writes it).
     pub fn deploy_key(&self) -> PathBuf {
-        self.dir.path().join("deploy_key")
+        self.sshd.dir().join("deploy_key")
     }
 
     /// A known_hosts file with the server's host key.
     pub fn known_hosts(&self) -> PathBuf {
-        self.dir.path().join("known_hosts")
+        self.sshd.dir().join("known_hosts")
     }
 
     /// A known_hosts file with another key for the server's address: what a client sees when
     /// someone else answers in the server's place.
     pub fn wrong_known_hosts(&self) -> PathBuf {
-        self.dir.path().join("wrong_known_hosts")
+        self.sshd.dir().join("wrong_known_hosts")
     }
 
     /// sshd's log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+        self.sshd.log()
     }
 }
 

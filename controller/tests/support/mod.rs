@@ -6,6 +6,8 @@
 pub mod git;
 pub mod git_servers;
 pub mod pki;
+pub mod process;
+pub mod sshd;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -188,6 +190,8 @@ impl Swarm {
             .with_extension(format!("operator{log_name}.log"));
         let log_file = std::fs::File::create(&log).expect("operator log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_swarm-operator"));
+        command.env("RUST_LOG", "info,swarm_operator=debug");
+        // After the defaults: a test may set its own RUST_LOG.
         for (key, value) in env {
             match value {
                 Some(value) => command.env(key, value),
@@ -203,7 +207,6 @@ impl Swarm {
             .args(extra_args)
             .arg("--metrics-addr")
             .arg(metrics_addr.to_string())
-            .env("RUST_LOG", "info,swarm_operator=debug")
             // Its own instance: operators of other tests (or a benchmark) on the same swarm
             // then never prune this test's services, nor this one theirs.
             .env("SWARM_OPERATOR_INSTANCE", &self.prefix)

@@ -1,7 +1,7 @@
 //! Builds the status and the page's overview once per change of the view, writes the status
 //! file, and publishes both to every viewer as one immutable [`Snapshot`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -9,9 +9,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::control::world::World;
+use crate::control::world::{World, WorldState};
 use crate::election::Leadership;
-use crate::report::activity::ActivityLog;
+use crate::report::activity::{ActivityEvent, ActivityLog};
 use crate::report::metrics::Metrics;
 use crate::report::notify::{Notifier, StatusEvents};
 use crate::report::overview::{self, Overview};
@@ -48,6 +48,22 @@ impl Snapshot {
         }
     }
 
+    /// The one way a status is built, by the publisher and by `get`/`wait` alike: from `view`,
+    /// with the conditions' transition times carried over from `previous` (the previous
+    /// snapshot's status, or the status file read at start) where a condition did not change.
+    /// `now` (RFC 3339) stamps new transitions and `generatedAt`.
+    pub fn build(
+        view: &WorldState,
+        specs_dir: &Path,
+        previous: Option<&StatusFile>,
+        activity: Vec<ActivityEvent>,
+        leader: bool,
+        now: &str,
+    ) -> Self {
+        let status = status::build(view, specs_dir, previous, now);
+        Snapshot::new(overview::build(view, status, activity, leader))
+    }
+
     /// The overview (status, nodes and tasks, activity, leadership).
     pub fn overview(&self) -> &Overview {
         &self.overview
@@ -82,6 +98,9 @@ pub struct PublisherConfig {
 /// The one builder of the status: see [`Publisher::run`].
 pub struct Publisher {
     config: PublisherConfig,
+    /// The status file as read at start, until [`Publisher::run`] has written and announced
+    /// the first snapshot's changes from it.
+    seed: Option<StatusFile>,
     world: World,
     activity: ActivityLog,
     metrics: Arc<Metrics>,
@@ -100,20 +119,19 @@ impl Publisher {
         metrics: Arc<Metrics>,
         notifier: Notifier,
     ) -> Self {
-        let previous = status::read(&config.status_file);
-        let first = {
-            let state = world.read();
-            let status = status::build(&state, &config.specs_dir, previous.as_ref(), &now());
-            overview::build(
-                &state,
-                status,
-                activity.recent(),
-                config.leadership.is_leader(),
-            )
-        };
-        let (sender, _) = watch::channel(Arc::new(Snapshot::new(first)));
+        let seed = status::read(&config.status_file);
+        let first = Snapshot::build(
+            &world.snapshot(),
+            &config.specs_dir,
+            seed.as_ref(),
+            activity.recent(),
+            config.leadership.is_leader(),
+            &now(),
+        );
+        let (sender, _) = watch::channel(Arc::new(first));
         Publisher {
             config,
+            seed,
             world,
             activity,
             metrics,
@@ -136,6 +154,7 @@ impl Publisher {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), StatusError> {
         let Publisher {
             config,
+            seed,
             world,
             activity,
             metrics,
@@ -143,13 +162,30 @@ impl Publisher {
             sender,
         } = self;
         let mut leadership = config.leadership.clone();
-        // What the conditions' transition times and the notifications are computed against:
-        // the last status built (written, unless `unwritten`).
-        let mut last: Option<StatusFile> = status::read(&config.status_file);
-        let mut unwritten = false;
+        // The previous snapshot is the only memory: of the conditions' transition times, and
+        // of what was announced. The first one was built against the status file; what changed
+        // since that file is written and announced on the first pass.
+        let mut status_events = StatusEvents::default();
+        let mut unwritten = {
+            let first = sender.borrow().clone();
+            let changed = seed
+                .as_ref()
+                .is_none_or(|s| !status::same_content(s, first.status()));
+            if changed {
+                announce(
+                    &notifier,
+                    &mut status_events,
+                    &world.snapshot(),
+                    seed.as_ref(),
+                    first.status(),
+                    config.leadership.is_leader(),
+                );
+            }
+            changed
+        };
+        drop(seed);
         let mut retry: Option<Duration> = None;
         let mut pace = DEBOUNCE;
-        let mut status_events = StatusEvents::default();
         loop {
             let stopping = match retry {
                 Some(delay) => tokio::select! {
@@ -169,34 +205,39 @@ impl Publisher {
             }
             let started = Instant::now();
             let leader = config.leadership.is_leader();
-            let (next, view, changed) = {
-                let state = world.read();
-                let next = status::build(&state, &config.specs_dir, last.as_ref(), &now());
-                let changed = last
-                    .as_ref()
-                    .is_none_or(|l| !status::same_content(l, &next));
-                if changed {
-                    let revision = state.desired.revision.as_ref();
-                    let events = status_events
-                        .changes(last.as_ref(), &next, |name| {
-                            state.desired.services.get(name).map(|d| d.hash.clone())
-                        })
-                        .into_iter()
-                        .map(|event| event.at(revision));
-                    // Followers see the same changes; only the leader announces them.
-                    if leader {
-                        events.for_each(|e| notifier.send(e));
-                    }
-                }
-                let view = overview::build(&state, next.clone(), activity.recent(), leader);
-                (next, view, changed)
-            };
-            // Only a change of what the page shows wakes its event streams.
-            if !same_view(sender.borrow().overview(), &view) {
-                sender.send_replace(Arc::new(Snapshot::new(view)));
+            let previous = sender.borrow().clone();
+            // A snapshot of the view: the reflector keeps writing while the status is built.
+            let view = world.snapshot();
+            let next = Snapshot::build(
+                &view,
+                &config.specs_dir,
+                Some(previous.status()),
+                activity.recent(),
+                leader,
+                &now(),
+            );
+            let changed = !status::same_content(previous.status(), next.status());
+            if changed {
+                announce(
+                    &notifier,
+                    &mut status_events,
+                    &view,
+                    Some(previous.status()),
+                    next.status(),
+                    leader,
+                );
             }
+            drop(view);
+            let next = Arc::new(next);
+            // Only a change of what the page shows wakes its event streams. A status whose
+            // content did not change is not published either, so the previous snapshot keeps
+            // the transition times the next pass starts from.
+            if !same_view(previous.overview(), next.overview()) {
+                sender.send_replace(next.clone());
+            }
+            drop(previous);
             if stopping || retry.is_some() || unwritten || changed {
-                match status::write_atomic(&config.status_file, &next) {
+                match status::write_atomic(&config.status_file, next.status()) {
                     Ok(()) => {
                         if retry.take().is_some() {
                             info!(path = %config.status_file.display(), "status file written again");
@@ -215,7 +256,7 @@ impl Publisher {
                     }
                 }
             }
-            last = Some(next);
+            drop(next);
             // The pass allocated the whole status several times over (built, copied into the
             // overview, serialized); without this the resident size keeps the peak of the
             // largest pass.
@@ -226,6 +267,28 @@ impl Publisher {
                 return Ok(());
             }
         }
+    }
+}
+
+/// Announces the changes from `previous` to `next` (both built by [`Snapshot::build`]): only
+/// the leader does; followers see the same changes and keep quiet.
+fn announce(
+    notifier: &Notifier,
+    status_events: &mut StatusEvents,
+    view: &WorldState,
+    previous: Option<&StatusFile>,
+    next: &StatusFile,
+    leader: bool,
+) {
+    let revision = view.desired.revision.as_ref();
+    let events = status_events
+        .changes(previous, next, |name| {
+            view.desired.services.get(name).map(|d| d.hash.clone())
+        })
+        .into_iter()
+        .map(|event| event.at(revision));
+    if leader {
+        events.for_each(|e| notifier.send(e));
     }
 }
 
@@ -250,7 +313,9 @@ mod tests {
 
     use super::*;
     use crate::control::plan::ObjectKey;
-    use crate::control::world::Reflector;
+    use crate::control::world::{Observation, Reflector};
+    use crate::desired::DesiredState;
+    use crate::docker::ObservedService;
     use crate::report::activity::ActivityKind;
     use crate::report::overview::tests::{sample_overview, sample_world};
 
@@ -319,7 +384,7 @@ mod tests {
         let (tx, _keys) = tokio::sync::mpsc::unbounded_channel();
         let (reflector, reporter) = Reflector::new(world.clone(), tx);
         tokio::spawn(reflector.run());
-        let mut desired = world.read().desired.clone();
+        let mut desired = world.snapshot().desired.as_ref().clone();
         desired.instance = "other".into();
         reporter.desired(desired).await;
         tokio::time::timeout(soon, page.changed())
@@ -329,6 +394,119 @@ mod tests {
         assert_eq!(page.borrow().overview().instance, "other");
         stop.cancel();
         running.await.expect("publisher").expect("final write");
+    }
+
+    /// `services` services of this instance, desired and running one task each.
+    fn large_world(services: usize) -> WorldState {
+        use crate::desired::DesiredObject;
+        use crate::desired::definition::DEFAULT_INSTANCE;
+        use crate::desired::definition::tests::sample_service;
+        use crate::docker::{ObservedService, Ownership};
+        use crate::report::overview::tests::task;
+
+        let mut world = WorldState::default();
+        let desired = Arc::make_mut(&mut world.desired);
+        let tasks = Arc::make_mut(&mut world.observed.tasks);
+        for i in 0..services {
+            let name = format!("svc{i:04}");
+            let object =
+                DesiredObject::new(sample_service(&name), "a.yaml".into(), DEFAULT_INSTANCE);
+            let id = format!("id-{name}");
+            world.observed.services.insert(
+                name.clone(),
+                Arc::new(ObservedService {
+                    id: id.clone(),
+                    version: 1,
+                    definition: object.definition.clone(),
+                    ownership: Ownership::from_labels(&object.owner_labels()),
+                    virtual_ips: vec![],
+                    update_status: None,
+                    revision: Default::default(),
+                }),
+            );
+            tasks.push(task(&format!("t-{name}"), &id, 1, "n1", "running"));
+            desired.services.insert(name, object);
+        }
+        world.specs_loaded = true;
+        world.swarm_observed = true;
+        world
+    }
+
+    /// The point of snapshots: a status built from a large view (3,000 services) does not
+    /// hold the reflector off. The reader keeps its snapshot until told to let go, which is
+    /// only after the reflector applied two writes; with a lock guard instead of a snapshot
+    /// those writes would wait for the reader, and the test would fail at its deadline.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_status_build_over_a_snapshot_does_not_block_the_reflector() {
+        let world = World::from_state(large_world(3_000));
+        let (tx, _keys) = tokio::sync::mpsc::unbounded_channel();
+        let (reflector, reporter) = Reflector::new(world.clone(), tx);
+        tokio::spawn(reflector.run());
+        let (holding, held) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let reader = {
+            let world = world.clone();
+            std::thread::spawn(move || {
+                let view = world.snapshot();
+                holding.send(()).expect("test waits");
+                let started = Instant::now();
+                let built =
+                    Snapshot::build(&view, Path::new("/specs"), None, Vec::new(), true, "now");
+                let took = started.elapsed();
+                released.recv().expect("released");
+                (view, built, took)
+            })
+        };
+        tokio::task::block_in_place(|| held.recv()).expect("reader holds its snapshot");
+        let before = world.snapshot();
+
+        // Two writes while the reader holds its snapshot: an observation of one service, and
+        // a reload that drops another.
+        let started = Instant::now();
+        let mut changed = ObservedService::clone(&before.observed.services["svc0001"]);
+        changed.version = 2;
+        changed.definition.image = "changed".into();
+        let mut desired = DesiredState::clone(&before.desired);
+        desired.services.remove("svc0002");
+        let writes = async {
+            reporter
+                .observed(Observation::Service {
+                    ticket: world.ticket(),
+                    name: "svc0001".into(),
+                    service: Some(Box::new(changed)),
+                })
+                .await;
+            reporter.desired(desired).await;
+        };
+        tokio::time::timeout(Duration::from_secs(120), writes)
+            .await
+            .expect("the reflector wrote while a snapshot was held");
+        let wrote = started.elapsed();
+        let after = world.snapshot();
+        release.send(()).expect("reader waits");
+        let (view, built, took) = reader.join().expect("reader");
+        println!("status build over the snapshot: {took:?}; two writes meanwhile: {wrote:?}");
+
+        assert_eq!(
+            after.observed.services["svc0001"].definition.image,
+            "changed"
+        );
+        assert!(!after.desired.services.contains_key("svc0002"));
+        // The reader's snapshot and what it built are the view as it was.
+        assert!(Arc::ptr_eq(&view, &before));
+        assert_ne!(
+            view.observed.services["svc0001"].definition.image,
+            "changed"
+        );
+        assert!(view.desired.services.contains_key("svc0002"));
+        assert_eq!(built.status().services.len(), 3_000);
+        // The write copied the maps' entries, not the objects: every other service is the
+        // same allocation in both views, and so is the task list, which did not change.
+        assert!(Arc::ptr_eq(
+            &before.observed.services["svc0003"],
+            &after.observed.services["svc0003"]
+        ));
+        assert!(Arc::ptr_eq(&before.observed.tasks, &after.observed.tasks));
     }
 
     #[test]

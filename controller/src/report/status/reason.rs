@@ -98,7 +98,7 @@ pub enum ConditionReason {
     ExternallyManaged,
     /// Progressing: the service waits for a `dependsOn` service to be ready (or, for a
     /// removal, for a dependent to be gone).
-    WaitingForDependency,
+    WaitingForDependencies,
     /// Ready (jobs): the job's current run completed.
     Completed,
     /// Ready (False) and Progressing (jobs): the job's current run is under way.
@@ -135,7 +135,7 @@ impl ConditionReason {
         ConditionReason::AsExpected,
         ConditionReason::Suspended,
         ConditionReason::ExternallyManaged,
-        ConditionReason::WaitingForDependency,
+        ConditionReason::WaitingForDependencies,
         ConditionReason::Completed,
         ConditionReason::JobRunning,
     ];
@@ -170,7 +170,7 @@ impl ConditionReason {
             ConditionReason::AsExpected => "AsExpected",
             ConditionReason::Suspended => "Suspended",
             ConditionReason::ExternallyManaged => "ExternallyManaged",
-            ConditionReason::WaitingForDependency => "WaitingForDependency",
+            ConditionReason::WaitingForDependencies => "WaitingForDependencies",
             ConditionReason::Completed => "Completed",
             ConditionReason::JobRunning => "JobRunning",
         }
@@ -196,7 +196,7 @@ impl ConditionReason {
             | ConditionReason::Removing
             | ConditionReason::WaitingForUsers
             | ConditionReason::WaitingForNetwork
-            | ConditionReason::WaitingForDependency => &[(Progressing, True)],
+            | ConditionReason::WaitingForDependencies => &[(Progressing, True)],
             ConditionReason::Converged | ConditionReason::Suspended => &[(Progressing, False)],
             ConditionReason::UpdatePaused
             | ConditionReason::RollbackPaused
@@ -230,7 +230,7 @@ impl From<&ConflictReason> for ConditionReason {
             ConflictReason::PruneWithheld => ConditionReason::PruneWithheld,
             ConflictReason::Suspended => ConditionReason::Suspended,
             ConflictReason::ExternallyManaged => ConditionReason::ExternallyManaged,
-            ConflictReason::WaitingForDependency => ConditionReason::WaitingForDependency,
+            ConflictReason::WaitingForDependencies => ConditionReason::WaitingForDependencies,
             ConflictReason::RolledBack => ConditionReason::RolledBack,
         }
     }
@@ -276,7 +276,7 @@ mod tests {
         (ConditionReason::AsExpected, "AsExpected", &[(Degraded, False)]),
         (ConditionReason::Suspended, "Suspended", &[(Progressing, False)]),
         (ConditionReason::ExternallyManaged, "ExternallyManaged", &[(Degraded, False)]),
-        (ConditionReason::WaitingForDependency, "WaitingForDependency", &[(Progressing, True)]),
+        (ConditionReason::WaitingForDependencies, "WaitingForDependencies", &[(Progressing, True)]),
         (ConditionReason::Completed, "Completed", &[(Ready, True)]),
         (ConditionReason::JobRunning, "JobRunning", &[(Ready, False), (Progressing, True)]),
     ];
@@ -337,7 +337,7 @@ mod tests {
         // Holding an object on purpose is not a degradation: the user asked for it.
         for (conflict, condition) in [
             (ConflictReason::Suspended, (Progressing, False)),
-            (ConflictReason::WaitingForDependency, (Progressing, True)),
+            (ConflictReason::WaitingForDependencies, (Progressing, True)),
             (ConflictReason::ExternallyManaged, (Degraded, False)),
         ] {
             let reason = ConditionReason::from(&conflict);
