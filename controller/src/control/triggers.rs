@@ -112,9 +112,16 @@ pub fn watch_specs(dir: &Path) -> Result<(RecommendedWatcher, mpsc::Receiver<()>
     tokio::spawn(async move {
         let mut quiet_deadline: Option<Instant> = None;
         loop {
+            // The deadline first: `timeout_at` would poll the receiver first, and a stream of
+            // events that never leaves it empty (a script writing thousands of files) would
+            // hold the reload until the stream stops.
             let next = async {
                 match quiet_deadline {
-                    Some(deadline) => tokio::time::timeout_at(deadline, raw_rx.recv()).await,
+                    Some(deadline) => tokio::select! {
+                        biased;
+                        () = tokio::time::sleep_until(deadline) => Err(()),
+                        event = raw_rx.recv() => Ok(event),
+                    },
                     None => Ok(raw_rx.recv().await),
                 }
             };
@@ -129,7 +136,7 @@ pub fn watch_specs(dir: &Path) -> Result<(RecommendedWatcher, mpsc::Receiver<()>
                 Ok(Some(Urgency::WhenQuiet)) => {
                     quiet_deadline = Some(Instant::now() + QUIET_AFTER_WRITES);
                 }
-                Err(_elapsed) => {
+                Err(()) => {
                     quiet_deadline = None;
                     debug!("spec directory changed");
                     if tx.try_send(()).is_err() && tx.is_closed() {
@@ -140,4 +147,37 @@ pub fn watch_specs(dir: &Path) -> Result<(RecommendedWatcher, mpsc::Receiver<()>
         }
     });
     Ok((watcher, rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A script writing file after file without pause: the first reload signal comes while it
+    /// still writes, not once it stops.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stream_of_writes_signals_before_it_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_watcher, mut changes) = watch_specs(dir.path()).unwrap();
+        let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let path = dir.path().to_owned();
+        let still = writing.clone();
+        // Far longer than BURST_SETTLE, however loaded the machine: 20,000 files.
+        let writer = std::thread::spawn(move || {
+            for i in 0..20_000 {
+                std::fs::write(path.join(format!("s{i:05}.yaml")), "x").unwrap();
+            }
+            still.store(false, std::sync::atomic::Ordering::SeqCst);
+        });
+        tokio::time::timeout(Duration::from_secs(120), changes.recv())
+            .await
+            .expect("a signal")
+            .expect("the watcher runs");
+        let signalled_while_writing = writing.load(std::sync::atomic::Ordering::SeqCst);
+        writer.join().unwrap();
+        assert!(
+            signalled_while_writing,
+            "the first reload signal came only after the last of 20,000 writes"
+        );
+    }
 }
