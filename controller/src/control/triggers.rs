@@ -1,5 +1,5 @@
 //! Watching the spec directory: a saved file is applied at once (after its burst, a few
-//! milliseconds), a stream of partial writes once it goes quiet.
+//! milliseconds), a stream of partial writes once it goes quiet, and never later than 300 ms while writes go on.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,6 +30,13 @@ pub enum TriggerError {
 /// How long a file that is being written without being closed (a partial write, an editor
 /// that keeps it open) must stay quiet before it is read.
 const QUIET_AFTER_WRITES: Duration = Duration::from_millis(150);
+
+/// The longest a change waits while writes keep coming: a script writing thousands of files
+/// one by one (each one opened, written, closed) never leaves the directory quiet, and waiting
+/// for the stream to end would hold the first create until the last file. Past this, the
+/// directory is read as it is; a file caught mid-write is held as any broken file is (its last
+/// good objects stay) and the next reload, at most this long after, reads it whole.
+const MAX_HOLD: Duration = Duration::from_millis(300);
 
 /// How long a saved, renamed or removed file waits for the rest of its burst: `rm a.yaml
 /// b.yaml`, a `git checkout` or an editor's save dance touch several files within a
@@ -111,6 +118,8 @@ pub fn watch_specs(dir: &Path) -> Result<(RecommendedWatcher, mpsc::Receiver<()>
     let (tx, rx) = mpsc::channel(1);
     tokio::spawn(async move {
         let mut quiet_deadline: Option<Instant> = None;
+        // When the pending change was first seen: no deadline moves past it + MAX_HOLD.
+        let mut pending_since: Option<Instant> = None;
         loop {
             // The deadline first: `timeout_at` would poll the receiver first, and a stream of
             // events that never leaves it empty (a script writing thousands of files) would
@@ -131,13 +140,17 @@ pub fn watch_specs(dir: &Path) -> Result<(RecommendedWatcher, mpsc::Receiver<()>
                     // Never later than a pending deadline: a stream of saves still reloads
                     // every BURST_SETTLE.
                     let settle = Instant::now() + BURST_SETTLE;
+                    pending_since.get_or_insert_with(Instant::now);
                     quiet_deadline = Some(quiet_deadline.map_or(settle, |d| d.min(settle)));
                 }
                 Ok(Some(Urgency::WhenQuiet)) => {
-                    quiet_deadline = Some(Instant::now() + QUIET_AFTER_WRITES);
+                    let since = *pending_since.get_or_insert_with(Instant::now);
+                    quiet_deadline =
+                        Some((Instant::now() + QUIET_AFTER_WRITES).min(since + MAX_HOLD));
                 }
                 Err(()) => {
                     quiet_deadline = None;
+                    pending_since = None;
                     debug!("spec directory changed");
                     if tx.try_send(()).is_err() && tx.is_closed() {
                         return;
@@ -147,4 +160,47 @@ pub fn watch_specs(dir: &Path) -> Result<(RecommendedWatcher, mpsc::Receiver<()>
         }
     });
     Ok((watcher, rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A script that writes file after file (open, write, close: each one a create, a modify
+    /// and a close event) must not hold the reload until it stops: the first signal comes while
+    /// it is still writing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stream_of_written_files_is_reloaded_before_it_ends() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (_watcher, mut changes) = watch_specs(dir.path()).expect("watch");
+        let path = dir.path().to_owned();
+        let writer = tokio::task::spawn_blocking(move || {
+            // Long enough (several MAX_HOLDs even on an idle machine) that a reload held until
+            // the stream ends could not arrive before it.
+            let until = std::time::Instant::now() + Duration::from_secs(3);
+            let mut n = 0u32;
+            while std::time::Instant::now() < until {
+                std::fs::write(path.join(format!("s{n}.yaml")), "kind: SwarmService\n")
+                    .expect("write");
+                n += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            n
+        });
+        let mut during = 0;
+        let writer = {
+            let mut writer = writer;
+            loop {
+                tokio::select! {
+                    Some(()) = changes.recv() => during += 1,
+                    written = &mut writer => break written.expect("writer"),
+                }
+            }
+        };
+        assert!(writer > 10, "the writer wrote only {writer} files");
+        assert!(
+            during >= 1,
+            "no reload signal while {writer} files were being written over 3 s"
+        );
+    }
 }
