@@ -932,3 +932,58 @@ async fn a_scheduled_job_runs_once_per_time_and_only_on_the_leader() {
         }
     }
 }
+
+/// An engine that gives no answer at start (restarting, or slower than `--engine-timeout`)
+/// is waited for with backoff, not a reason to exit; once it answers, the operator goes on as
+/// usual. Shutdown during that wait ends the operator cleanly.
+#[tokio::test(start_paused = true)]
+async fn an_engine_that_does_not_answer_at_start_is_waited_for() {
+    use crate::docker::DockerError;
+    use crate::docker::memory::FailRule;
+
+    let swarm = MemorySwarm::default();
+    let unanswered = |_: &str| DockerError::Timeout {
+        op: Op::Info,
+        after: Duration::from_secs(20),
+    };
+    swarm.fail(FailRule {
+        op: Op::Info,
+        name: None,
+        times: Some(3),
+        make: unanswered,
+    });
+    let dir = TempDir::new().unwrap();
+    write_spec(
+        &dir.path().join("specs"),
+        "a.yaml",
+        &service_yaml("a", "img:1", ""),
+    );
+    let running = start(&swarm, dir, Duration::from_secs(3600));
+    // Paused time: the backoff's 1 + 2 + 4 s (with jitter) pass at once.
+    eventually(Duration::from_secs(120), "a", || {
+        owned_services(&swarm) == 1
+    })
+    .await;
+    assert_eq!(
+        swarm.count(Op::Info),
+        4,
+        "three unanswered checks, then one answered"
+    );
+    running.stop().await;
+
+    // Never answered: shutdown still ends it, with success.
+    let silent = MemorySwarm::default();
+    silent.fail(FailRule {
+        op: Op::Info,
+        name: None,
+        times: None,
+        make: unanswered,
+    });
+    let dir = TempDir::new().unwrap();
+    let running = start(&silent, dir, Duration::from_secs(3600));
+    eventually(Duration::from_secs(120), "several attempts", || {
+        silent.count(Op::Info) >= 3
+    })
+    .await;
+    running.stop().await;
+}

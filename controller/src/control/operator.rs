@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
@@ -130,6 +131,45 @@ impl OperatorConfig {
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(5 * 60);
 
+/// Startup's waits for an engine that gives no answer (unreachable, restarting, or slower than
+/// `--engine-timeout` under load): 1 s doubling (plus jitter) to 30 s.
+const STARTUP_RETRY_MIN: Duration = Duration::from_secs(1);
+const STARTUP_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Runs one of startup's calls until the engine answers it, waiting with backoff while it gives
+/// no answer at all, so that an operator started beside a busy or restarting engine waits for
+/// it instead of exiting. An error of the engine's own (not a manager, refused) is returned at
+/// once. `None` when shutdown came first.
+async fn until_answered<T, Fut>(
+    what: &str,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    mut call: impl FnMut() -> Fut,
+) -> Result<Option<T>, DockerError>
+where
+    Fut: Future<Output = Result<T, DockerError>>,
+{
+    let mut delays = ExponentialBuilder::default()
+        .with_min_delay(STARTUP_RETRY_MIN)
+        .with_max_delay(STARTUP_RETRY_MAX)
+        .with_jitter()
+        .without_max_times()
+        .build();
+    loop {
+        match call().await {
+            Ok(answer) => return Ok(Some(answer)),
+            Err(error) if swarm_watch::unanswered(&error) => {
+                let delay = delays.next().unwrap_or(STARTUP_RETRY_MAX);
+                warn!(%error, retry_in = ?delay, "{what}: waiting for the Docker engine");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = shutdown.as_mut() => return Ok(None),
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 /// How long shutdown waits for in-flight reconciles before dropping them: with the lease
 /// release and the webhooks' grace, SIGTERM ends the process within 10 s whatever the engine
 /// does.
@@ -150,7 +190,17 @@ pub async fn run<A: SwarmApi>(
 ) -> Result<(), OperatorError> {
     let metrics = Arc::new(Metrics::new());
     let api = Arc::new(Metered::new(api, metrics.clone()));
-    api.ensure_manager().await?;
+    tokio::pin!(shutdown);
+    if until_answered(
+        "checking that this engine is a swarm manager",
+        &mut shutdown,
+        || api.ensure_manager(),
+    )
+    .await?
+    .is_none()
+    {
+        return Ok(());
+    }
     let world = World::default();
     let stop = CancellationToken::new();
     let (notifier, delivery) = Notifier::start(config.notify.clone(), metrics.clone()).await?;
@@ -187,7 +237,13 @@ pub async fn run<A: SwarmApi>(
     let reflector_task = tokio::spawn(reflector.run());
 
     // First look, before anything runs, so the first plan sees the whole swarm.
-    swarm_watch::relist(api.as_ref(), &world, &reporter).await?;
+    let first_look = until_answered("listing the swarm", &mut shutdown, || {
+        swarm_watch::relist(api.as_ref(), &world, &reporter)
+    });
+    if first_look.await?.is_none() {
+        stop.cancel();
+        return Ok(());
+    }
     let mut store = SpecStore::with_identities(config.age_identities.clone());
     store.set_engine_api(api.engine_api_version());
     // With a git source, the specs are read once a commit is checked out and made current
@@ -290,7 +346,6 @@ pub async fn run<A: SwarmApi>(
           "operator running");
 
     let mut leadership = config.leadership.clone();
-    tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,

@@ -188,7 +188,7 @@ pub async fn run<A: SwarmApi>(
 }
 
 /// Whether the engine gave no answer at all (as opposed to an error of its own).
-fn unanswered(error: &DockerError) -> bool {
+pub(crate) fn unanswered(error: &DockerError) -> bool {
     matches!(
         error,
         DockerError::Timeout { .. } | DockerError::Transport { .. }
