@@ -147,59 +147,27 @@ impl RevisionRecord {
 
     /// Records `progress` (compare-and-swap on the config's version, re-read on a conflict).
     pub async fn write(&self, progress: &Progress) -> Result<(), RecordError> {
-        let mut labels = BTreeMap::from([
-            (MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned()),
-            (INSTANCE_LABEL.to_owned(), self.instance.clone()),
-        ]);
+        let mut wanted = self.own_labels();
         for (key, revision) in [
             (LOADED_LABEL, &progress.loaded),
             (APPLIED_LABEL, &progress.applied),
         ] {
             if let Some(revision) = revision {
-                labels.insert(key.to_owned(), revision.to_string());
-            }
-        }
-        for _ in 0..3 {
-            let current = self
-                .api
-                .inspect_config(&self.name)
-                .await
-                .map_err(|e| self.error(e))?;
-            // A follower's fetch request is not the leader's to erase.
-            let mut labels = labels.clone();
-            if let Some(requested) = current
-                .as_ref()
-                .and_then(|c| c.labels.get(FETCH_REQUESTED_LABEL))
-            {
-                labels.insert(FETCH_REQUESTED_LABEL.to_owned(), requested.clone());
-            }
-            let outcome = match current {
-                Some(config) if config.labels == labels => return Ok(()),
-                Some(config) => {
-                    self.api
-                        .update_config_labels(
-                            &config.id,
-                            config.version,
-                            &self.name,
-                            &labels,
-                            &config.data,
-                        )
-                        .await
-                }
-                None => {
-                    self.api
-                        .create_config(&self.name, &labels, &self.data())
-                        .await
-                }
-            }
-            .map_err(|e| self.error(e))?;
-            if outcome == CasOutcome::Written {
-                return Ok(());
+                wanted.insert(key.to_owned(), revision.to_string());
             }
         }
         // Three lost races in a row: another writer is active (a leader change); the next
         // change writes again.
-        Ok(())
+        self.swap_labels(|current| {
+            // A follower's fetch request is not the leader's to erase.
+            let mut labels = wanted.clone();
+            if let Some(requested) = current.and_then(|c| c.get(FETCH_REQUESTED_LABEL)) {
+                labels.insert(FETCH_REQUESTED_LABEL.to_owned(), requested.clone());
+            }
+            (current != Some(&labels)).then_some(labels)
+        })
+        .await
+        .map(drop)
     }
 }
 
@@ -219,24 +187,50 @@ impl RevisionRecord {
     }
 
     /// Asks the leader to fetch `revision`: one compare-and-swap write of the label (none if it
-    /// already says so; re-read on a conflict). Whether it was written.
+    /// already says so; re-read on a conflict). Whether it was written: after three lost races
+    /// (the leader writing progress) it was not, and the leader's poll finds the commit.
     pub async fn request_fetch(&self, revision: &Revision) -> Result<bool, RecordError> {
+        self.swap_labels(|current| {
+            if current
+                .and_then(|c| c.get(FETCH_REQUESTED_LABEL))
+                .map(String::as_str)
+                == Some(revision.as_str())
+            {
+                return None;
+            }
+            let mut labels = current.cloned().unwrap_or_else(|| self.own_labels());
+            labels.insert(FETCH_REQUESTED_LABEL.to_owned(), revision.to_string());
+            Some(labels)
+        })
+        .await
+    }
+
+    /// The labels that make the record ours.
+    fn own_labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned()),
+            (INSTANCE_LABEL.to_owned(), self.instance.clone()),
+        ])
+    }
+
+    /// The one compare-and-swap of the record's labels: `wanted` turns the current labels (none
+    /// before the config exists) into the labels to store, or `None` when they already say it.
+    /// Re-read and retried on a conflict, three times at most. Whether it wrote.
+    async fn swap_labels(
+        &self,
+        wanted: impl Fn(Option<&BTreeMap<String, String>>) -> Option<BTreeMap<String, String>>,
+    ) -> Result<bool, RecordError> {
         for _ in 0..3 {
             let current = self
                 .api
                 .inspect_config(&self.name)
                 .await
                 .map_err(|e| self.error(e))?;
+            let Some(labels) = wanted(current.as_ref().map(|c| &c.labels)) else {
+                return Ok(false);
+            };
             let outcome = match current {
-                Some(config)
-                    if config.labels.get(FETCH_REQUESTED_LABEL).map(String::as_str)
-                        == Some(revision.as_str()) =>
-                {
-                    return Ok(false);
-                }
                 Some(config) => {
-                    let mut labels = config.labels.clone();
-                    labels.insert(FETCH_REQUESTED_LABEL.to_owned(), revision.to_string());
                     self.api
                         .update_config_labels(
                             &config.id,
@@ -248,11 +242,6 @@ impl RevisionRecord {
                         .await
                 }
                 None => {
-                    let labels = BTreeMap::from([
-                        (MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned()),
-                        (INSTANCE_LABEL.to_owned(), self.instance.clone()),
-                        (FETCH_REQUESTED_LABEL.to_owned(), revision.to_string()),
-                    ]);
                     self.api
                         .create_config(&self.name, &labels, &self.data())
                         .await
@@ -263,8 +252,6 @@ impl RevisionRecord {
                 return Ok(true);
             }
         }
-        // Three lost races: the record is busy (the leader writing progress); the follower
-        // fetched anyway and the leader's poll finds the commit.
         Ok(false)
     }
 }
