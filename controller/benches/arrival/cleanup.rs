@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use bollard::Docker;
-use bollard::query_parameters::{ListContainersOptions, ListServicesOptions};
+use bollard::query_parameters::{ListContainersOptions, ListServicesOptions, ListTasksOptions};
 use futures_util::StreamExt;
 
 use crate::swarm::{BENCH_LABEL, docker};
@@ -18,6 +18,8 @@ pub struct Emptied {
     pub services_gone: Duration,
     /// Until no container of them was left either.
     pub containers_gone: Duration,
+    /// Until the engine listed no task of them either.
+    pub tasks_gone: Duration,
 }
 
 /// Ids of the services whose [`BENCH_LABEL`] value starts with `prefix`.
@@ -63,8 +65,19 @@ async fn bench_containers(engine: &Docker, prefix: &str) -> Result<usize> {
         .count())
 }
 
+/// Tasks (any state) of the services `ids`.
+async fn tasks_of(engine: &Docker, ids: &std::collections::HashSet<&str>) -> Result<usize> {
+    let tasks = engine.list_tasks(None::<ListTasksOptions>).await?;
+    Ok(tasks
+        .iter()
+        .filter(|t| t.service_id.as_deref().is_some_and(|s| ids.contains(s)))
+        .count())
+}
+
 /// Removes every service and network of the bench (names and labels start with `prefix`) and
-/// waits until neither they nor their containers are left.
+/// waits until neither they, their containers nor their tasks are left: the swarm deletes the
+/// tasks of a removed service in the background (thousands of raft writes), and a run started
+/// before that ends would share the manager with it.
 pub async fn empty_swarm(engine: &Docker, prefix: &str, timeout: Duration) -> Result<Emptied> {
     let start = Instant::now();
     let ids = bench_services(engine, prefix).await?;
@@ -102,6 +115,18 @@ pub async fn empty_swarm(engine: &Docker, prefix: &str, timeout: Duration) -> Re
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let containers_gone = start.elapsed();
+    let removed: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+    loop {
+        let left = tasks_of(engine, &removed).await?;
+        if left == 0 {
+            break;
+        }
+        if start.elapsed() > timeout {
+            bail!("{left} tasks of removed services {prefix}* still there after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let tasks_gone = start.elapsed();
     // A stack's default network goes once its services are gone.
     if let Ok(names) = docker(&[
         "network",
@@ -121,5 +146,6 @@ pub async fn empty_swarm(engine: &Docker, prefix: &str, timeout: Duration) -> Re
         services_removed: ids.len(),
         services_gone,
         containers_gone,
+        tasks_gone,
     })
 }

@@ -41,10 +41,20 @@ impl Arrival {
 }
 
 /// The service every contender deploys: `replicas` tasks of the local static busybox image
-/// (never pulled), like the integration tests' services.
+/// (never pulled), like the integration tests' services. Stopped with SIGKILL: `sleep` as PID 1
+/// ignores SIGTERM, so every stop would wait out the grace period and the cleanup between
+/// runs (500 containers: 95–219 s) would dominate the bench.
 pub struct ServiceShape {
     pub replicas: u32,
+    /// A placement constraint no node meets: the tasks are created (in raft, as for any
+    /// service) but stay pending, so no container starts. 5,000 running containers do not fit
+    /// on one 24 GiB machine (about 9 MB each, measured), while the control plane's work the
+    /// stopwatch measures is the same.
+    pub unplaceable: bool,
 }
+
+/// The node label [`ServiceShape::unplaceable`] asks for; no node has it.
+const NOWHERE: &str = "node.labels.swarm-operator-bench==nowhere";
 
 /// N spec files written to `prepared`, ready to arrive in `specs`.
 pub struct PreparedSpecs {
@@ -55,8 +65,13 @@ pub struct PreparedSpecs {
 impl ServiceShape {
     /// One SwarmService spec; `label` is the value of [`BENCH_LABEL`] the poller counts.
     pub fn spec(&self, name: &str, label: &str) -> String {
+        let placement = if self.unplaceable {
+            format!("  placement: {{constraints: [\"{NOWHERE}\"]}}\n")
+        } else {
+            String::new()
+        };
         format!(
-            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: {name}\n  labels: {{{BENCH_LABEL}: {label}}}\nspec:\n  image: {TEST_IMAGE}\n  replicas: {}\n  args: [sleep, \"3600\"]\n  endpointMode: dnsrr\n  stopGracePeriod: 1s\n",
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: {name}\n  labels: {{{BENCH_LABEL}: {label}}}\nspec:\n  image: {TEST_IMAGE}\n  replicas: {}\n  args: [sleep, \"3600\"]\n  endpointMode: dnsrr\n  stopSignal: SIGKILL\n  stopGracePeriod: 1s\n{placement}",
             self.replicas
         )
     }
@@ -64,11 +79,16 @@ impl ServiceShape {
     /// The same `n` services as a compose file for `docker stack deploy`.
     pub fn compose(&self, n: usize, label: &str) -> String {
         let mut text = String::from("version: \"3.8\"\nservices:\n");
+        let placement = if self.unplaceable {
+            format!("      placement: {{constraints: [\"{NOWHERE}\"]}}\n")
+        } else {
+            String::new()
+        };
         for i in 0..n {
             // Writing to a String can not fail.
             let _ = write!(
                 text,
-                "  s{i:05}:\n    image: {TEST_IMAGE}\n    command: [sleep, \"3600\"]\n    stop_grace_period: 1s\n    deploy:\n      replicas: {}\n      endpoint_mode: dnsrr\n      labels: {{{BENCH_LABEL}: {label}}}\n",
+                "  s{i:05}:\n    image: {TEST_IMAGE}\n    command: [sleep, \"3600\"]\n    stop_signal: SIGKILL\n    stop_grace_period: 1s\n    deploy:\n      replicas: {}\n      endpoint_mode: dnsrr\n      labels: {{{BENCH_LABEL}: {label}}}\n{placement}",
                 self.replicas
             );
         }

@@ -31,6 +31,8 @@ struct Config {
     /// `--concurrency` values to try; `None` is the operator's default (no flag).
     concurrencies: Vec<Option<usize>>,
     replicas: u32,
+    /// `BENCH_PLACEMENT=nowhere`: tasks that no node can take (see [`ServiceShape`]).
+    unplaceable: bool,
     /// Whether to run `docker stack deploy` too.
     stack: bool,
     /// The operator's `RUST_LOG`.
@@ -81,6 +83,11 @@ impl Config {
             arrivals,
             concurrencies,
             replicas: env_num("BENCH_REPLICAS", 1u32)?,
+            unplaceable: match env_text("BENCH_PLACEMENT").as_deref() {
+                None | Some("node") => false,
+                Some("nowhere") => true,
+                Some(other) => bail!("BENCH_PLACEMENT={other:?}: node (default) or nowhere"),
+            },
             stack: env_num("BENCH_STACK", 1u8)? != 0,
             log_filter: env_text("BENCH_OPERATOR_LOG").unwrap_or_else(|| "info".to_owned()),
             keep_logs: env_text("BENCH_KEEP_LOGS").map(Into::into),
@@ -167,7 +174,10 @@ impl Bench {
     /// Deploys N services with `contender`, timed from outside, then empties the swarm.
     async fn attempt(&mut self, run: usize, contender: Contender) -> Result<()> {
         let n = self.cfg.n;
-        let tag = format!("{}r{run}x{}", self.prefix, self.results.len());
+        // One tag per attempt: a directory, a sentinel or a label used twice would let one
+        // attempt find what the last one left.
+        let attempt = self.results.values().map(Vec::len).sum::<usize>();
+        let tag = format!("{}r{run}x{attempt}", self.prefix);
         let label = format!("{tag}-all");
         let load = load_average();
         eprintln!("-- run {run}: {contender} ({n} services, {tag}), load {load}");
@@ -296,10 +306,11 @@ impl Bench {
         }
         let removal = cleanup::empty_swarm(&self.engine, &self.prefix, self.cfg.timeout).await?;
         eprintln!(
-            "   removed {} services: listed none after {}, no container after {}",
+            "   removed {} services: listed none after {}, no container after {}, no task after {}",
             removal.services_removed,
             secs(removal.services_gone),
-            secs(removal.containers_gone)
+            secs(removal.containers_gone),
+            secs(removal.tasks_gone)
         );
         self.results.entry(contender).or_default().push(Attempt {
             landed,
@@ -356,8 +367,11 @@ impl Bench {
             .get(&Contender::Stack)
             .map(|a| median(a.iter().map(|a| a.seen.all.as_secs_f64()).collect()).0);
         let mut out = format!(
-            "{} services, replicas {}, {} runs each; median (min–max)\n\n| contender | all seen | ratio to stack deploy | first seen | first seen after landing | landed | operator RSS at convergence / +5 s / peak (MB) | operator CPU | removal: services / containers gone | load (1 min) |\n|---|---|---|---|---|---|---|---|---|---|\n",
-            self.cfg.n, self.cfg.replicas, self.cfg.runs
+            "{} services, replicas {}{}, {} runs each; median (min–max)\n\n| contender | all seen | ratio to stack deploy | first seen | first seen after landing | landed | operator RSS at convergence / +5 s / peak (MB) | operator CPU | removal: services / containers gone | load (1 min) |\n|---|---|---|---|---|---|---|---|---|---|\n",
+            self.cfg.n,
+            self.cfg.replicas,
+            if self.cfg.unplaceable { " (placed nowhere: tasks pending)" } else { "" },
+            self.cfg.runs
         );
         for (contender, attempts) in &self.results {
             let all = median(attempts.iter().map(|a| a.seen.all.as_secs_f64()).collect());
@@ -440,11 +454,21 @@ fn main() -> Result<()> {
         ensure_test_image().await?;
         let prefix = format!("sobench{}", std::process::id() % 100_000);
         eprintln!(
-            "swarm-operator arrival bench {prefix}: {} services, {} runs, arrivals {:?}, concurrency {:?}, replicas {}, load {} at {}",
-            cfg.n, cfg.runs, cfg.arrivals, cfg.concurrencies, cfg.replicas, load_average(), utc_now()
+            "swarm-operator arrival bench {prefix}: {} services, {} runs, arrivals {:?}, concurrency {:?}, replicas {}{}, load {} at {}",
+            cfg.n,
+            cfg.runs,
+            cfg.arrivals,
+            cfg.concurrencies,
+            cfg.replicas,
+            if cfg.unplaceable { " placed nowhere" } else { "" },
+            load_average(),
+            utc_now()
         );
         let mut bench = Bench {
-            shape: ServiceShape { replicas: cfg.replicas },
+            shape: ServiceShape {
+                replicas: cfg.replicas,
+                unplaceable: cfg.unplaceable,
+            },
             cfg,
             engine,
             prefix,

@@ -35,8 +35,9 @@ pub async fn count(engine: &Docker, label: &str) -> Result<usize> {
 
 /// Polls until `want` services labelled `label` exist; times are since `start`. While none
 /// exists a list is cheap, so it polls every 10 ms (the first create's time to within a list
-/// call); afterwards every 100 ms, so that listing thousands of services does not take much of
-/// the machine the contenders share.
+/// call); afterwards every 100 ms, or after as long as the last list took if that was longer
+/// (at 5,000 services one list costs the engine a few hundred ms), so that the poller keeps the
+/// engine busy at most half the time on the machine the contenders share.
 pub async fn wait_for(
     engine: &Docker,
     label: &str,
@@ -50,7 +51,8 @@ pub async fn wait_for(
     loop {
         let asked = Instant::now();
         let have = count(engine, label).await?;
-        slowest_poll = slowest_poll.max(asked.elapsed());
+        let took = asked.elapsed();
+        slowest_poll = slowest_poll.max(took);
         // Seen when the answer arrives, as a user reading `docker service ls` would.
         let elapsed = start.elapsed();
         if have > 0 && first.is_none() {
@@ -70,7 +72,11 @@ pub async fn wait_for(
             shown = elapsed.as_secs() / 10;
             eprintln!("    … {have}/{want} after {elapsed:.0?}");
         }
-        let pause = if have == 0 { 10 } else { 100 };
-        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let pause = if have == 0 {
+            Duration::from_millis(10)
+        } else {
+            took.max(Duration::from_millis(100))
+        };
+        tokio::time::sleep(pause).await;
     }
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use backon::{BackoffBuilder as _, ExponentialBackoff, ExponentialBuilder};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -19,10 +20,13 @@ use crate::report::status::{self, StatusError, StatusFile};
 
 /// Coalesces bursts (a rollout touches many tasks) into one pass.
 const DEBOUNCE: Duration = Duration::from_millis(100);
-/// Building and writing the status grows with the swarm (about 50 ms for 3,000 services):
-/// while the world keeps changing, the publisher waits four times what the last pass took, so
-/// it never takes more than a fifth of a core from the reconciles it reports on.
-const PACE_FACTOR: u32 = 4;
+/// Building and writing the status grows with the swarm (about 50 ms for 3,000 services, a
+/// 5.9 MB file at 5,000): while the world keeps changing, the publisher waits nine times what
+/// the last pass took, so it never takes more than a tenth of a core. On a manager the operator
+/// shares the cores with the engine, whose raft work bounds how fast a burst of creates lands:
+/// at 5,000 services a factor of 4 made the status passes the operator's largest CPU cost
+/// during convergence (controller/BENCHMARK.md, "scale as users meet it").
+const PACE_FACTOR: u32 = 9;
 const PACE_MAX: Duration = Duration::from_secs(2);
 /// Conditions also change with time alone (a rollout passing its deadline, a lease lapsing);
 /// nothing is written or published unless the content changed.
@@ -185,6 +189,8 @@ impl Publisher {
         };
         drop(seed);
         let mut retry: Option<Duration> = None;
+        // The delays of the current run of failed writes; `None` after a success.
+        let mut retries: Option<ExponentialBackoff> = None;
         let mut pace = DEBOUNCE;
         loop {
             let stopping = match retry {
@@ -242,12 +248,22 @@ impl Publisher {
                         if retry.take().is_some() {
                             info!(path = %config.status_file.display(), "status file written again");
                         }
+                        retries = None;
                         metrics.status_write_succeeded();
                         unwritten = false;
                     }
                     Err(error) if stopping => return Err(error),
                     Err(error) => {
-                        let delay = retry.map_or(RETRY_MIN, |d| (d * 2).min(RETRY_MAX));
+                        let delay = retries
+                            .get_or_insert_with(|| {
+                                ExponentialBuilder::default()
+                                    .with_min_delay(RETRY_MIN)
+                                    .with_max_delay(RETRY_MAX)
+                                    .without_max_times()
+                                    .build()
+                            })
+                            .next()
+                            .unwrap_or(RETRY_MAX);
                         warn!(%error, retry_in = ?delay,
                               "writing the status file failed (full or read-only file system?); retrying");
                         metrics.status_write_failed(&error);
