@@ -9,11 +9,15 @@
 //! the spec loader's too), and the conversion follows the docker CLI's `cli/compose/convert`.
 
 pub mod cronjob;
+mod decls;
+mod fields;
 pub mod interpolate;
 pub mod live;
 pub mod model;
 pub mod names;
+mod node_de;
 pub mod output;
+mod sections;
 pub mod source;
 pub mod stack;
 

@@ -1,0 +1,218 @@
+//! The `deploy:` sections that are derived: compose's shape of the spec's types (serde remote
+//! definitions, since the spec's own derives read the spec format), and why each key they
+//! leave out is dropped.
+
+use serde::Deserialize;
+
+use super::fields;
+use crate::spec::{
+    DurationStr, FailureAction, GenericResourceSpec, MemoryQuantity, PlacementPreference,
+    PlacementSpec, ResourceAmounts, ResourcesSpec, RestartCondition, RestartPolicySpec,
+    UpdateOrder, UpdatePolicy,
+};
+
+/// `deploy.restart_policy`.
+#[derive(Deserialize)]
+pub struct RestartPolicy(#[serde(with = "RestartPolicyDef")] pub RestartPolicySpec);
+
+#[derive(Deserialize)]
+#[serde(remote = "RestartPolicySpec")]
+struct RestartPolicyDef {
+    #[serde(default)]
+    condition: Option<RestartCondition>,
+    #[serde(default, deserialize_with = "fields::duration")]
+    delay: Option<DurationStr>,
+    #[serde(default)]
+    max_attempts: Option<u64>,
+    #[serde(default, deserialize_with = "fields::duration")]
+    window: Option<DurationStr>,
+}
+
+/// Why a key of `restart_policy` is left out.
+pub fn restart_policy_dropped(_keys: &[&str]) -> &'static str {
+    "not a restart policy option"
+}
+
+/// `deploy.update_config` and `deploy.rollback_config`.
+#[derive(Deserialize)]
+pub struct UpdateConfig(#[serde(with = "UpdatePolicyDef")] pub UpdatePolicy);
+
+#[derive(Deserialize)]
+#[serde(remote = "UpdatePolicy")]
+struct UpdatePolicyDef {
+    #[serde(default)]
+    parallelism: Option<u64>,
+    #[serde(default, deserialize_with = "fields::duration")]
+    delay: Option<DurationStr>,
+    #[serde(default)]
+    failure_action: Option<FailureAction>,
+    #[serde(default, deserialize_with = "fields::duration")]
+    monitor: Option<DurationStr>,
+    #[serde(default)]
+    max_failure_ratio: Option<f64>,
+    #[serde(default)]
+    order: Option<UpdateOrder>,
+}
+
+/// Why a key of `update_config` or `rollback_config` is left out.
+pub fn update_config_dropped(_keys: &[&str]) -> &'static str {
+    "not an update policy option"
+}
+
+/// `deploy.resources`: `pids` is a limit only and `generic_resources` a reservation only, as
+/// stack deploy converts them.
+#[derive(Deserialize)]
+pub struct Resources(#[serde(with = "ResourcesDef")] pub ResourcesSpec);
+
+#[derive(Deserialize)]
+#[serde(remote = "ResourcesSpec")]
+struct ResourcesDef {
+    #[serde(default, deserialize_with = "limits")]
+    limits: Option<ResourceAmounts>,
+    #[serde(default, deserialize_with = "reservations")]
+    reservations: Option<ResourceAmounts>,
+}
+
+fn limits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ResourceAmounts>, D::Error> {
+    LimitsDef::deserialize(d).map(Some)
+}
+
+fn reservations<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<ResourceAmounts>, D::Error> {
+    ReservationsDef::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(remote = "ResourceAmounts")]
+struct LimitsDef {
+    #[serde(default)]
+    cpus: Option<f64>,
+    #[serde(default, deserialize_with = "fields::memory")]
+    memory: Option<MemoryQuantity>,
+    /// Needs Engine API 1.41: gated where the section is read.
+    #[serde(default)]
+    pids: Option<i64>,
+    #[serde(skip)]
+    generic_resources: Vec<GenericResourceSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(remote = "ResourceAmounts")]
+struct ReservationsDef {
+    #[serde(default)]
+    cpus: Option<f64>,
+    #[serde(default, deserialize_with = "fields::memory")]
+    memory: Option<MemoryQuantity>,
+    #[serde(skip)]
+    pids: Option<i64>,
+    #[serde(default, deserialize_with = "generic_resources")]
+    generic_resources: Vec<GenericResourceSpec>,
+}
+
+/// `generic_resources: [{discrete_resource_spec: {kind, value}}]`, the only form stack deploy
+/// converts.
+fn generic_resources<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<GenericResourceSpec>, D::Error> {
+    #[derive(Deserialize)]
+    struct Item {
+        #[serde(default, deserialize_with = "discrete")]
+        discrete_resource_spec: Option<GenericResourceSpec>,
+    }
+    let items = Vec::<Item>::deserialize(d)?;
+    Ok(items
+        .into_iter()
+        .filter_map(|i| i.discrete_resource_spec)
+        .collect())
+}
+
+fn discrete<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<GenericResourceSpec>, D::Error> {
+    #[derive(Deserialize)]
+    struct Discrete {
+        #[serde(default)]
+        kind: Option<String>,
+        #[serde(default)]
+        value: Option<i64>,
+    }
+    let Discrete { kind, value } = Discrete::deserialize(d)?;
+    match (kind, value) {
+        (Some(kind), Some(value)) if !kind.is_empty() && value >= 1 => {
+            Ok(Some(GenericResourceSpec { kind, value }))
+        }
+        _ => Err(serde::de::Error::custom(
+            "needs `kind` (e.g. gpu) and a `value` of 1 or more",
+        )),
+    }
+}
+
+/// Why a key of `resources` is left out.
+pub fn resources_dropped(keys: &[&str]) -> &'static str {
+    match keys {
+        [_] => "not a resources option",
+        [
+            "reservations",
+            "generic_resources",
+            "discrete_resource_spec",
+            _,
+        ] => "not a discrete resource option",
+        ["reservations", "generic_resources", _] => "not converted by docker stack deploy",
+        _ => "not supported by the spec kinds",
+    }
+}
+
+/// `deploy.placement`.
+#[derive(Deserialize)]
+pub struct Placement(#[serde(with = "PlacementDef")] pub PlacementSpec);
+
+#[derive(Deserialize)]
+#[serde(remote = "PlacementSpec")]
+struct PlacementDef {
+    #[serde(default, deserialize_with = "fields::strings")]
+    constraints: Vec<String>,
+    #[serde(default, deserialize_with = "preferences")]
+    preferences: Vec<PlacementPreference>,
+    /// Needs Engine API 1.40: gated where the section is read.
+    #[serde(default, rename = "max_replicas_per_node")]
+    max_replicas: Option<u64>,
+}
+
+fn preferences<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<PlacementPreference>, D::Error> {
+    Ok(Vec::<Preference>::deserialize(d)?
+        .into_iter()
+        .map(|p| p.0)
+        .collect())
+}
+
+/// One preference; refused where it was written when it names no attribute to spread over.
+#[derive(Deserialize)]
+#[serde(try_from = "Spread")]
+struct Preference(PlacementPreference);
+
+#[derive(Deserialize)]
+struct Spread {
+    #[serde(default)]
+    spread: Option<String>,
+}
+
+impl TryFrom<Spread> for Preference {
+    type Error = &'static str;
+
+    fn try_from(s: Spread) -> Result<Preference, &'static str> {
+        s.spread
+            .map(|spread| Preference(PlacementPreference { spread }))
+            .ok_or("a preference must be `spread: <node attribute>`")
+    }
+}
+
+/// Why a key of `placement` is left out.
+pub fn placement_dropped(keys: &[&str]) -> &'static str {
+    match keys {
+        ["preferences", ..] => "not a placement preference option",
+        _ => "not a placement option",
+    }
+}
