@@ -790,7 +790,14 @@ impl<'a> Reader<'a> {
                         None => None,
                     }
                 }
-                "credential_spec" => s.credential_spec = self.credential_spec(v, &p),
+                "credential_spec" => {
+                    if let Some(config) = entry(v, "config") {
+                        let cp = format!("{p}.config");
+                        self.gate(config, &cp, Feature::CredentialSpecConfig);
+                    }
+                    let spec = self.section(v, &p, sections::credential_spec_dropped);
+                    s.credential_spec = spec.map(|c: sections::CredentialSpec| c.0);
+                }
                 "oom_score_adj" => {
                     self.gate(e, &p, Feature::OomScoreAdj);
                     s.oom_score_adj = self.i64(v, &p);
@@ -816,27 +823,12 @@ impl<'a> Reader<'a> {
                 }
                 "ulimits" => {
                     self.gate(e, &p, Feature::Ulimits);
-                    for u in self.map(v, &p) {
-                        let up = format!("{p}.{}", u.key);
-                        let limit = match &u.value.value {
-                            Value::Map(_) => {
-                                let soft = u.value.get("soft").and_then(|n| self.i64(n, &up));
-                                let hard = u.value.get("hard").and_then(|n| self.i64(n, &up));
-                                UlimitSpec {
-                                    soft: soft.unwrap_or(0),
-                                    hard: hard.unwrap_or(0),
-                                }
-                            }
-                            _ => {
-                                let single = self.i64(&u.value, &up).unwrap_or(0);
-                                UlimitSpec {
-                                    soft: single,
-                                    hard: single,
-                                }
-                            }
-                        };
-                        s.ulimits.insert(u.key.clone(), limit);
-                    }
+                    let ulimits = self.section(v, &p, sections::ulimits_dropped);
+                    s.ulimits = ulimits
+                        .map(|u: sections::Ulimits| {
+                            u.0.into_iter().map(|(k, u)| (k, u.0)).collect()
+                        })
+                        .unwrap_or_default();
                 }
                 "extra_hosts" => {
                     s.extra_hosts = match &v.value {
@@ -1271,38 +1263,6 @@ impl<'a> Reader<'a> {
             }
         }
         d
-    }
-
-    /// `credential_spec: {file | registry | config}`: exactly one.
-    fn credential_spec(&mut self, node: &Node, path: &str) -> Option<CredentialSpecSpec> {
-        let mut spec = CredentialSpecSpec::default();
-        let mut given = 0;
-        for e in self.map(node, path) {
-            let p = format!("{path}.{}", e.key);
-            match e.key.as_str() {
-                "file" => spec.file = self.string(&e.value, &p),
-                "registry" => spec.registry = self.string(&e.value, &p),
-                // The name of a top-level `configs:` entry, resolved in the conversion.
-                "config" => {
-                    self.gate(e, &p, Feature::CredentialSpecConfig);
-                    spec.config = self.string(&e.value, &p);
-                }
-                _ => {
-                    self.drop_key(e, &p, "not a credential_spec option");
-                    continue;
-                }
-            }
-            given += 1;
-        }
-        if given != 1 {
-            self.bad(
-                node,
-                path,
-                "give exactly one of `file`, `registry` or `config`",
-            );
-            return None;
-        }
-        Some(spec)
     }
 
     /// A config or secret: the derived declaration, and its file resolved inside the compose

@@ -1,14 +1,19 @@
-//! The `deploy:` sections that are derived: compose's shape of the spec's types (serde remote
+//! A service's derived sections (`deploy`'s restart, update, rollback, resources and
+//! placement, `credential_spec`, `ulimits`): compose's shape of the spec's types (serde remote
 //! definitions, since the spec's own derives read the spec format), and why each key they
 //! leave out is dropped.
 
+use std::collections::BTreeMap;
+use std::fmt;
+
 use serde::Deserialize;
+use serde::de::{self, Visitor};
 
 use super::fields;
 use crate::spec::{
-    DurationStr, FailureAction, GenericResourceSpec, MemoryQuantity, PlacementPreference,
-    PlacementSpec, ResourceAmounts, ResourcesSpec, RestartCondition, RestartPolicySpec,
-    UpdateOrder, UpdatePolicy,
+    CredentialSpecSpec, DurationStr, FailureAction, GenericResourceSpec, MemoryQuantity,
+    PlacementPreference, PlacementSpec, ResourceAmounts, ResourcesSpec, RestartCondition,
+    RestartPolicySpec, UlimitSpec, UpdateOrder, UpdatePolicy,
 };
 
 /// `deploy.restart_policy`.
@@ -215,4 +220,94 @@ pub fn placement_dropped(keys: &[&str]) -> &'static str {
         ["preferences", ..] => "not a placement preference option",
         _ => "not a placement option",
     }
+}
+
+/// `credential_spec`: exactly one of `file`, `registry` or `config` (a top-level config's
+/// name, resolved in the conversion; gated where the section is read).
+#[derive(Deserialize)]
+#[serde(try_from = "CredentialSpecKeys")]
+pub struct CredentialSpec(pub CredentialSpecSpec);
+
+#[derive(Deserialize)]
+struct CredentialSpecKeys {
+    #[serde(default)]
+    file: Option<String>,
+    #[serde(default)]
+    registry: Option<String>,
+    #[serde(default)]
+    config: Option<String>,
+}
+
+impl TryFrom<CredentialSpecKeys> for CredentialSpec {
+    type Error = &'static str;
+
+    fn try_from(k: CredentialSpecKeys) -> Result<CredentialSpec, &'static str> {
+        let given = [k.file.is_some(), k.registry.is_some(), k.config.is_some()];
+        if given.iter().filter(|g| **g).count() != 1 {
+            return Err("give exactly one of `file`, `registry` or `config`");
+        }
+        Ok(CredentialSpec(CredentialSpecSpec {
+            file: k.file,
+            registry: k.registry,
+            config: k.config,
+            external: false,
+        }))
+    }
+}
+
+/// Why a key of `credential_spec` is left out.
+pub fn credential_spec_dropped(_keys: &[&str]) -> &'static str {
+    "not a credential_spec option"
+}
+
+/// `ulimits`: per name, one number for both limits or `{soft, hard}` (a missing one is 0).
+#[derive(Deserialize)]
+pub struct Ulimits(pub BTreeMap<String, Ulimit>);
+
+/// One ulimit.
+pub struct Ulimit(pub UlimitSpec);
+
+impl<'de> Deserialize<'de> for Ulimit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct SoftHard {
+            #[serde(default)]
+            soft: i64,
+            #[serde(default)]
+            hard: i64,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Ulimit;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an integer")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Ulimit, E> {
+                Ok(Ulimit(UlimitSpec { soft: v, hard: v }))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Ulimit, E> {
+                let v = i64::try_from(v).map_err(|_| E::custom("expected an integer"))?;
+                self.visit_i64(v)
+            }
+            // Interpolated values are strings; the docker CLI casts them by the schema.
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Ulimit, E> {
+                let v = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| E::custom("expected an integer"))?;
+                self.visit_i64(v)
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Ulimit, A::Error> {
+                let SoftHard { soft, hard } =
+                    SoftHard::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(Ulimit(UlimitSpec { soft, hard }))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Why a key of `ulimits` is left out.
+pub fn ulimits_dropped(_keys: &[&str]) -> &'static str {
+    "not a ulimit option"
 }

@@ -971,3 +971,75 @@ networks:
     external.sort_unstable();
     assert_eq!(external, [("front", true), ("shared-back", true)]);
 }
+
+/// `ulimits` (one number, an interpolated one, or soft and hard) and `credential_spec`
+/// (exactly one source) are derived too: their unknown keys are dropped where written, and
+/// two sources are refused at the section.
+#[test]
+fn ulimits_and_credential_specs_are_read_and_their_unknown_keys_dropped() {
+    let text = "\
+services:
+  a:
+    image: x
+    ulimits:
+      nproc: '65535'
+      nofile: {soft: 20000, hard: 40000, max: 1}
+    credential_spec:
+      registry: r
+      user: me
+  b:
+    image: x
+    credential_spec: {file: f, registry: r}
+";
+    let (_dir, stack) = convert_text(text, &[]);
+    let dropped: Vec<(usize, usize, &str, &str)> = stack
+        .dropped
+        .iter()
+        .map(|d| {
+            let at = (d.origin.line, d.origin.column);
+            (at.0, at.1, d.path.as_str(), d.reason.as_str())
+        })
+        .collect();
+    assert_eq!(
+        dropped,
+        [
+            (
+                6,
+                42,
+                "services.a.ulimits.nofile.max",
+                "not a ulimit option"
+            ),
+            (
+                9,
+                7,
+                "services.a.credential_spec.user",
+                "not a credential_spec option"
+            ),
+        ]
+    );
+    let invalid: Vec<String> = stack.invalid.iter().map(ToString::to_string).collect();
+    assert_eq!(invalid.len(), 1, "{invalid:#?}");
+    assert!(
+        invalid[0].ends_with(
+            "s.yml:12:22: services.b.credential_spec: give exactly one of `file`, `registry` or `config`"
+        ),
+        "{}",
+        invalid[0]
+    );
+    let a = &stack
+        .services
+        .iter()
+        .find(|s| s.metadata.name == "st_a")
+        .unwrap()
+        .spec;
+    let limits: Vec<(&str, i64, i64)> = a
+        .ulimits
+        .iter()
+        .map(|(name, u)| (name.as_str(), u.soft, u.hard))
+        .collect();
+    assert_eq!(limits, [("nofile", 20000, 40000), ("nproc", 65535, 65535)]);
+    assert_eq!(
+        a.credential_spec.as_ref().unwrap().registry.as_deref(),
+        Some("r")
+    );
+}
