@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 
 use crate::spec::engine_api::Feature;
 use crate::spec::{
-    CredentialSpecSpec, DurationStr, FileMode, FileReference, Isolation, PlacementSpec, PortSpec,
-    Protocol, PublishMode, ResourceAmounts, ResourcesSpec, RestartPolicySpec, UlimitSpec,
-    UpdatePolicy,
+    CredentialSpecSpec, DurationStr, FileReference, Isolation, PlacementSpec, PortSpec, Protocol,
+    PublishMode, ResourceAmounts, ResourcesSpec, RestartPolicySpec, UlimitSpec, UpdatePolicy,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -751,7 +750,12 @@ impl<'a> Reader<'a> {
                         }
                     }
                 }
-                "networks" => s.networks = self.service_networks(v, &p),
+                "networks" => {
+                    let networks = self.section(v, &p, sections::networks_dropped);
+                    s.networks = networks
+                        .map(|n: sections::Networks| n.0)
+                        .unwrap_or_default();
+                }
                 "volumes" => {
                     if let Value::Seq(items) = &v.value {
                         for (i, item) in items.iter().enumerate() {
@@ -761,8 +765,16 @@ impl<'a> Reader<'a> {
                         }
                     }
                 }
-                "configs" => s.configs = self.file_refs(v, &p),
-                "secrets" => s.secrets = self.file_refs(v, &p),
+                "configs" | "secrets" => {
+                    let refs = self.section(v, &p, sections::file_refs_dropped);
+                    let refs = refs.map(|r: sections::FileRefs| r.0.into_iter().map(|r| r.0));
+                    let refs = refs.map(Iterator::collect).unwrap_or_default();
+                    if key == "configs" {
+                        s.configs = refs;
+                    } else {
+                        s.secrets = refs;
+                    }
+                }
                 "healthcheck" => {
                     if let Some(e) = entry(v, "start_interval") {
                         let ep = format!("{p}.start_interval");
@@ -1000,37 +1012,6 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn service_networks(
-        &mut self,
-        node: &Node,
-        path: &str,
-    ) -> BTreeMap<String, Option<Vec<String>>> {
-        let mut out = BTreeMap::new();
-        match &node.value {
-            Value::Seq(_) => {
-                for name in self.strings(node, path) {
-                    out.insert(name, None);
-                }
-            }
-            Value::Map(entries) => {
-                for e in entries {
-                    let p = format!("{path}.{}", e.key);
-                    let mut aliases = None;
-                    for a in self.map(&e.value, &p) {
-                        let ap = format!("{p}.{}", a.key);
-                        match a.key.as_str() {
-                            "aliases" => aliases = Some(self.strings(&a.value, &ap)),
-                            _ => self.drop_key(a, &ap, "not supported by swarm services"),
-                        }
-                    }
-                    out.insert(e.key.clone(), aliases);
-                }
-            }
-            _ => self.bad(node, path, "expected a list or mapping of networks"),
-        }
-        out
-    }
-
     fn volume_mount(&mut self, node: &Node, path: &str) -> Option<VolumeMount> {
         let mut m = VolumeMount {
             origin: Some(node.origin.clone()),
@@ -1158,47 +1139,6 @@ impl<'a> Reader<'a> {
             });
         }
         Some(m)
-    }
-
-    fn file_refs(&mut self, node: &Node, path: &str) -> Vec<FileReference> {
-        let Value::Seq(items) = &node.value else {
-            if !matches!(node.value, Value::Null) {
-                self.bad(node, path, "expected a list");
-            }
-            return Vec::new();
-        };
-        let mut refs = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            let ip = format!("{path}[{i}]");
-            let mut r = FileReference::default();
-            match &item.value {
-                Value::Map(_) => {
-                    for e in self.map(item, &ip) {
-                        let p = format!("{ip}.{}", e.key);
-                        let v = &e.value;
-                        match e.key.as_str() {
-                            "source" => r.name = self.string(v, &p).unwrap_or_default(),
-                            "target" => r.target = self.string(v, &p),
-                            "uid" => r.uid = self.string(v, &p),
-                            "gid" => r.gid = self.string(v, &p),
-                            "mode" => {
-                                let text = self.string(v, &p).unwrap_or_default();
-                                // The YAML parser reads `0440` as a float; its digits are the mode.
-                                let text = text.strip_suffix(".0").unwrap_or(&text).to_owned();
-                                match FileMode::parse_octal(&text) {
-                                    Some(mode) => r.mode = Some(mode),
-                                    None => self.bad(v, &p, "not an octal file mode like 0440"),
-                                }
-                            }
-                            _ => self.drop_key(e, &p, "not a config/secret reference option"),
-                        }
-                    }
-                }
-                _ => r.name = self.string(item, &ip).unwrap_or_default(),
-            }
-            refs.push(r);
-        }
-        refs
     }
 
     fn deploy(&mut self, node: &Node, path: &str) -> Deploy {

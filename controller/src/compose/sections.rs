@@ -1,5 +1,6 @@
 //! A service's derived sections (`deploy`'s restart, update, rollback, resources and
-//! placement, `credential_spec`, `ulimits`): compose's shape of the spec's types (serde remote
+//! placement, `credential_spec`, `ulimits`, `configs`/`secrets` references, `networks`):
+//! compose's shape of the spec's types (serde remote
 //! definitions, since the spec's own derives read the spec format), and why each key they
 //! leave out is dropped.
 
@@ -11,9 +12,9 @@ use serde::de::{self, Visitor};
 
 use super::fields;
 use crate::spec::{
-    CredentialSpecSpec, DurationStr, FailureAction, GenericResourceSpec, MemoryQuantity,
-    PlacementPreference, PlacementSpec, ResourceAmounts, ResourcesSpec, RestartCondition,
-    RestartPolicySpec, UlimitSpec, UpdateOrder, UpdatePolicy,
+    CredentialSpecSpec, DurationStr, FailureAction, FileMode, FileReference, GenericResourceSpec,
+    MemoryQuantity, PlacementPreference, PlacementSpec, ResourceAmounts, ResourcesSpec,
+    RestartCondition, RestartPolicySpec, UlimitSpec, UpdateOrder, UpdatePolicy,
 };
 
 /// `deploy.restart_policy`.
@@ -310,4 +311,137 @@ impl<'de> Deserialize<'de> for Ulimit {
 /// Why a key of `ulimits` is left out.
 pub fn ulimits_dropped(_keys: &[&str]) -> &'static str {
     "not a ulimit option"
+}
+
+/// A service's `configs` or `secrets`: names, or `{source, target, uid, gid, mode}`.
+#[derive(Deserialize)]
+pub struct FileRefs(pub Vec<FileRef>);
+
+/// One reference.
+pub struct FileRef(pub FileReference);
+
+impl<'de> Deserialize<'de> for FileRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Long {
+            #[serde(default)]
+            source: Option<String>,
+            #[serde(default)]
+            target: Option<String>,
+            #[serde(default)]
+            uid: Option<String>,
+            #[serde(default)]
+            gid: Option<String>,
+            #[serde(default, deserialize_with = "file_mode")]
+            mode: Option<FileMode>,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FileRef;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_unit<E>(self) -> Result<FileRef, E> {
+                Ok(FileRef(FileReference::default()))
+            }
+            fn visit_str<E>(self, name: &str) -> Result<FileRef, E> {
+                Ok(FileRef(FileReference {
+                    name: name.to_owned(),
+                    ..FileReference::default()
+                }))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<FileRef, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<FileRef, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<FileRef, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<FileRef, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<FileRef, A::Error> {
+                let long = Long::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(FileRef(FileReference {
+                    name: long.source.unwrap_or_default(),
+                    target: long.target,
+                    uid: long.uid,
+                    gid: long.gid,
+                    mode: long.mode,
+                    external: false,
+                }))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An octal file mode (`0440`, `"0440"`).
+fn file_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<FileMode>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    // The YAML parser reads `0440` as a float; its digits are the mode.
+    let text = text.strip_suffix(".0").unwrap_or(&text);
+    FileMode::parse_octal(text)
+        .map(Some)
+        .ok_or_else(|| de::Error::custom("not an octal file mode like 0440"))
+}
+
+/// Why a key of a config or secret reference is left out.
+pub fn file_refs_dropped(_keys: &[&str]) -> &'static str {
+    "not a config/secret reference option"
+}
+
+/// A service's `networks`: a list of names, or a mapping of name to null or `{aliases}`
+/// (`None`: no aliases given).
+pub struct Networks(pub BTreeMap<String, Option<Vec<String>>>);
+
+impl<'de> Deserialize<'de> for Networks {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Attachment {
+            #[serde(default, deserialize_with = "some_strings")]
+            aliases: Option<Vec<String>>,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Networks;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list or mapping of networks")
+            }
+            fn visit_unit<E>(self) -> Result<Networks, E> {
+                Ok(Networks(BTreeMap::new()))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Networks, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(name) = seq.next_element::<Option<String>>()? {
+                    out.extend(name.map(|n| (n, None)));
+                }
+                Ok(Networks(out))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Networks, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some((name, attachment)) =
+                    map.next_entry::<String, Option<Attachment>>()?
+                {
+                    out.insert(name, attachment.and_then(|a| a.aliases));
+                }
+                Ok(Networks(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `aliases:` given, even empty, is a list (null is an empty one).
+fn some_strings<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    fields::strings(d).map(Some)
+}
+
+/// Why a key of a service's network attachment is left out.
+pub fn networks_dropped(_keys: &[&str]) -> &'static str {
+    "not supported by swarm services"
 }

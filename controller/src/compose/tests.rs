@@ -1043,3 +1043,80 @@ services:
         Some("r")
     );
 }
+
+/// A service's `networks` (aliases) and `configs`/`secrets` references (long syntax, an octal
+/// mode) are derived: unknown keys are dropped where written, and a mode that is not octal is
+/// refused at the mode.
+#[test]
+fn service_networks_and_file_references_are_read_and_their_unknown_keys_dropped() {
+    let text = "\
+services:
+  a:
+    image: x
+    networks:
+      back:
+        aliases: [db]
+        ipv4_address: 10.0.0.5
+      front:
+    configs:
+      - source: app
+        target: /etc/app.conf
+        mode: 0440
+        x-note: 1
+    secrets: [{source: key, mode: rw}]
+networks:
+  back:
+  front:
+configs:
+  app:
+    file: ./app.conf
+secrets:
+  key:
+    file: ./app.conf
+";
+    let (_dir, stack) = convert_text(text, &[]);
+    let dropped: Vec<(usize, usize, &str, &str)> = stack
+        .dropped
+        .iter()
+        .map(|d| {
+            let at = (d.origin.line, d.origin.column);
+            (at.0, at.1, d.path.as_str(), d.reason.as_str())
+        })
+        .collect();
+    assert_eq!(
+        dropped,
+        [
+            (
+                7,
+                9,
+                "services.a.networks.back.ipv4_address",
+                "not supported by swarm services"
+            ),
+            (
+                13,
+                9,
+                "services.a.configs[0].x-note",
+                "not a config/secret reference option"
+            ),
+        ]
+    );
+    let invalid: Vec<String> = stack.invalid.iter().map(ToString::to_string).collect();
+    assert_eq!(invalid.len(), 1, "{invalid:#?}");
+    assert!(
+        invalid[0]
+            .ends_with("s.yml:14:35: services.a.secrets[0].mode: not an octal file mode like 0440"),
+        "{}",
+        invalid[0]
+    );
+    let a = &stack
+        .services
+        .iter()
+        .find(|s| s.metadata.name == "st_a")
+        .unwrap()
+        .spec;
+    assert_eq!(a.networks, ["st_back", "st_front"]);
+    assert_eq!(a.network_aliases["st_back"], ["db", "a"]);
+    let config = &a.configs[0];
+    assert_eq!(config.target.as_deref(), Some("/etc/app.conf"));
+    assert_eq!(config.mode.map(|m| m.0), Some(0o440));
+}
