@@ -25,10 +25,20 @@ pub fn string_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, St
     Ok(map.into_iter().filter_map(|(k, v)| Some((k, v?))).collect())
 }
 
-/// Labels: a mapping, or a list of `KEY=VALUE` (a `KEY` alone has an empty value). A mapping
-/// value that is not a scalar is an empty value, and a null list item is left out, as the
-/// hand-written reader had it.
+/// Labels: [`key_values`], a `KEY` without value having an empty one.
 pub fn labels<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let pairs = key_values(d)?;
+    Ok(pairs
+        .into_iter()
+        .map(|(k, v)| (k, v.unwrap_or_default()))
+        .collect())
+}
+
+/// Compose's "list or dict": a mapping, or a list of `KEY=VALUE` (`None`: a `KEY` alone, or a
+/// mapping value that is null or not a scalar); a null list item is left out.
+pub fn key_values<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, Option<String>>, D::Error> {
     /// A mapping value's text, if it is a scalar.
     struct Text(Option<String>);
     impl<'de> Deserialize<'de> for Text {
@@ -41,7 +51,7 @@ pub fn labels<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String
     }
     struct V;
     impl<'de> Visitor<'de> for V {
-        type Value = BTreeMap<String, String>;
+        type Value = BTreeMap<String, Option<String>>;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a mapping or a list of `KEY=VALUE`")
         }
@@ -51,7 +61,7 @@ pub fn labels<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String
         fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut out = BTreeMap::new();
             while let Some((key, Text(value))) = map.next_entry::<String, Text>()? {
-                out.insert(key, value.unwrap_or_default());
+                out.insert(key, value);
             }
             Ok(out)
         }
@@ -60,8 +70,8 @@ pub fn labels<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String
             while let Some(item) = seq.next_element::<Option<String>>()? {
                 let Some(text) = item else { continue };
                 match text.split_once('=') {
-                    Some((k, v)) => out.insert(k.to_owned(), v.to_owned()),
-                    None => out.insert(text, String::new()),
+                    Some((k, v)) => out.insert(k.to_owned(), Some(v.to_owned())),
+                    None => out.insert(text, None),
                 };
             }
             Ok(out)
@@ -69,6 +79,12 @@ pub fn labels<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String
     }
     d.deserialize_any(V)
 }
+
+/// A value that is one [`key_values`] form as a whole, to read with `Reader::section`.
+#[derive(serde::Deserialize)]
+pub struct KeyValues(
+    #[serde(deserialize_with = "key_values")] pub BTreeMap<String, Option<String>>,
+);
 
 /// A string or a list of strings (compose's `string_or_list`): a string is a list of one.
 pub fn strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {

@@ -1,6 +1,7 @@
 //! The part of the compose file format that `docker stack deploy` honours, read from an
 //! interpolated tree (every key it does not honour is recorded as dropped, with its origin),
-//! and merged across several files with the docker CLI's rules.
+//! and merged across several files with the docker CLI's rules. Derived sections
+//! (`sections`, `decls`) are read through `Reader::section`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -572,29 +573,11 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A mapping or a list of `KEY=VALUE` (the compose "list or dict" form).
+    /// A mapping or a list of `KEY=VALUE` (the compose "list or dict" form); it leaves no key
+    /// out.
     fn key_values(&mut self, node: &Node, path: &str) -> BTreeMap<String, Option<String>> {
-        let mut out = BTreeMap::new();
-        match &node.value {
-            Value::Map(entries) => {
-                for e in entries {
-                    out.insert(e.key.clone(), e.value.scalar());
-                }
-            }
-            Value::Seq(items) => {
-                for item in items {
-                    if let Some(text) = self.string(item, path) {
-                        match text.split_once('=') {
-                            Some((k, v)) => out.insert(k.to_owned(), Some(v.to_owned())),
-                            None => out.insert(text, None),
-                        };
-                    }
-                }
-            }
-            Value::Null => {}
-            _ => self.bad(node, path, "expected a mapping or a list of `KEY=VALUE`"),
-        }
-        out
+        let pairs = self.section(node, path, |_| "not a KEY=VALUE entry");
+        pairs.map(|p: fields::KeyValues| p.0).unwrap_or_default()
     }
 
     fn labels(&mut self, node: &Node, path: &str) -> BTreeMap<String, String> {
