@@ -6,16 +6,16 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::spec::engine_api::Feature;
-use crate::spec::{
-    CredentialSpecSpec, DurationStr, FileReference, Isolation, PlacementSpec, PortSpec, Protocol,
-    PublishMode, ResourceAmounts, ResourcesSpec, RestartPolicySpec, UlimitSpec, UpdatePolicy,
-};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::node_de::{self, key_path};
 use super::{decls, fields, sections};
+use crate::spec::engine_api::Feature;
+use crate::spec::{
+    CredentialSpecSpec, DurationStr, FileReference, Isolation, PlacementSpec, PortSpec, Protocol,
+    PublishMode, ResourceAmounts, ResourcesSpec, RestartPolicySpec, UlimitSpec, UpdatePolicy,
+};
 use crate::yaml::{Entry, Node, Origin, Value};
 
 /// A key of the compose files that the import leaves out.

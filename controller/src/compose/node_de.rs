@@ -52,7 +52,7 @@ impl Error {
     }
 
     /// Located at `node` (path `path`) unless a deeper node already claimed it.
-    fn at(mut self, node: &Node, path: &str) -> Error {
+    fn located(mut self, node: &Node, path: &str) -> Error {
         if self.at.is_none() {
             self.at = Some((node.origin.clone(), path.to_owned()));
         }
@@ -132,7 +132,7 @@ impl<'n> NodeDeserializer<'n> {
     }
 
     fn fail<T>(&self, message: impl Into<String>) -> Result<T, Error> {
-        Err(Error::text(message).at(self.node, &self.path))
+        Err(Error::text(message).located(self.node, &self.path))
     }
 
     fn expected<T>(&self, what: &str) -> Result<T, Error> {
@@ -140,7 +140,7 @@ impl<'n> NodeDeserializer<'n> {
     }
 
     fn locate<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
-        result.map_err(|e| e.at(self.node, &self.path))
+        result.map_err(|e| e.located(self.node, &self.path))
     }
 
     /// The node's text if it is a string, trimmed, for the number casts.
@@ -409,7 +409,7 @@ impl<'de> de::MapAccess<'de> for MapAccess<'_, '_> {
         // Located here too: a `deserialize_with` function's own error (a duration that does
         // not parse) is made after the value's deserializer returned.
         seed.deserialize(NodeDeserializer::new(&entry.value, &path))
-            .map_err(|e| e.at(&entry.value, &path))
+            .map_err(|e| e.located(&entry.value, &path))
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -435,7 +435,7 @@ impl<'de> de::SeqAccess<'de> for SeqAccess<'_, '_> {
         let path = format!("{}[{i}]", self.path);
         seed.deserialize(NodeDeserializer::new(item, &path))
             .map(Some)
-            .map_err(|e| e.at(item, &path))
+            .map_err(|e| e.located(item, &path))
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -455,7 +455,7 @@ mod tests {
     use crate::yaml::{DuplicateKeys, parse};
 
     fn from_node<T: de::DeserializeOwned>(node: &Node, path: &str) -> Result<T, Error> {
-        T::deserialize(NodeDeserializer::new(node, path)).map_err(|e| e.at(node, path))
+        T::deserialize(NodeDeserializer::new(node, path)).map_err(|e| e.located(node, path))
     }
 
     fn tree(text: &str) -> Node {
