@@ -150,9 +150,15 @@ impl<'de> Deserialize<'de> for OneOrMany {
     }
 }
 
-/// An optional size as `docker stack deploy` reads `memory:` (docker's `RAMInBytes`: `512M`,
-/// `1g`, `64kb`, powers of 1024) or a number of bytes; a negative number is no size.
+/// An optional memory size, as [`ram_bytes`].
 pub fn memory<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MemoryQuantity>, D::Error> {
+    Ok(ram_bytes(d)?.map(MemoryQuantity))
+}
+
+/// An optional size as `docker stack deploy` reads `memory:` and a tmpfs `size:` (docker's
+/// `RAMInBytes`: `512M`, `1g`, `64kb`, powers of 1024) or a number of bytes; a negative number
+/// is no size.
+pub fn ram_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     struct V;
     impl<'de> Visitor<'de> for V {
         type Value = Option<u64>;
@@ -183,5 +189,5 @@ pub fn memory<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MemoryQuantity>,
                 .ok_or_else(|| E::custom("not a size like `512M`, `1g`, `64k`"))
         }
     }
-    Ok(d.deserialize_any(V)?.map(MemoryQuantity))
+    d.deserialize_any(V)
 }

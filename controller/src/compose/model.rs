@@ -533,20 +533,6 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn bytes(&mut self, node: &Node, path: &str) -> Option<u64> {
-        if let Value::Int(i) = node.value {
-            return u64::try_from(i).ok();
-        }
-        let text = self.string(node, path)?;
-        match parse_ram_bytes(&text) {
-            Some(b) => Some(b),
-            None => {
-                self.bad(node, path, "not a size like `512M`, `1g`, `64k`");
-                None
-            }
-        }
-    }
-
     fn strings(&mut self, node: &Node, path: &str) -> Vec<String> {
         match &node.value {
             Value::Seq(items) => items.iter().filter_map(|i| self.string(i, path)).collect(),
@@ -933,48 +919,20 @@ impl<'a> Reader<'a> {
     fn port(&mut self, node: &Node, path: &str) -> Vec<PortSpec> {
         match &node.value {
             Value::Map(_) => {
-                let mut port = PortSpec::default();
-                for e in self.map(node, path) {
-                    let p = format!("{path}.{}", e.key);
-                    match e.key.as_str() {
-                        "target" => {
-                            port.target = self
-                                .u64(&e.value, &p)
-                                .and_then(|t| u16::try_from(t).ok())
-                                .unwrap_or(0);
-                        }
-                        "published" => {
-                            port.published = self
-                                .u64(&e.value, &p)
-                                .and_then(|t| u16::try_from(t).ok())
-                                .filter(|p| *p != 0);
-                        }
-                        "protocol" => match self.string(&e.value, &p).as_deref() {
-                            Some("udp") => port.protocol = Protocol::Udp,
-                            Some("sctp") => port.protocol = Protocol::Sctp,
-                            Some("tcp") | None => {}
-                            Some(_) => {
-                                self.bad(&e.value, &p, "unknown protocol: tcp, udp or sctp");
-                            }
-                        },
-                        "mode" => match self.string(&e.value, &p).as_deref() {
-                            Some("host") => port.mode = PublishMode::Host,
-                            Some("ingress") | None => {}
-                            Some(_) => {
-                                self.bad(&e.value, &p, "unknown port mode: ingress or host");
-                            }
-                        },
-                        "host_ip" | "name" | "app_protocol" => {
-                            self.drop_key(e, &p, "ignored by docker stack deploy");
-                        }
-                        _ => self.drop_key(e, &p, "not a port option"),
-                    }
-                }
-                if port.target == 0 {
+                let long = self.section(node, path, sections::port_dropped);
+                let Some(long): Option<sections::LongPort> = long else {
+                    return Vec::new();
+                };
+                let Some(target) = long.target.filter(|t| *t != 0) else {
                     self.bad(node, path, "a port needs `target` (1-65535)");
                     return Vec::new();
-                }
-                vec![port]
+                };
+                vec![PortSpec {
+                    target,
+                    published: long.published.filter(|p| *p != 0),
+                    protocol: long.protocol.unwrap_or_default(),
+                    mode: long.mode.unwrap_or_default(),
+                }]
             }
             _ => {
                 let Some(text) = self.string(node, path) else {
@@ -1002,64 +960,18 @@ impl<'a> Reader<'a> {
         };
         match &node.value {
             Value::Map(_) => {
-                for e in self.map(node, path) {
-                    let p = format!("{path}.{}", e.key);
-                    let v = &e.value;
-                    match e.key.as_str() {
-                        "type" => m.kind = self.string(v, &p).unwrap_or_default(),
-                        "source" => m.source = self.string(v, &p),
-                        "target" => m.target = self.string(v, &p).unwrap_or_default(),
-                        "read_only" => m.read_only = self.bool(v, &p).unwrap_or(false),
-                        "bind" => {
-                            for b in self.map(v, &p) {
-                                let bp = format!("{p}.{}", b.key);
-                                match b.key.as_str() {
-                                    "propagation" => {
-                                        m.bind_propagation = self.string(&b.value, &bp);
-                                    }
-                                    _ => self.drop_key(
-                                        b,
-                                        &bp,
-                                        "not supported by docker stack deploy",
-                                    ),
-                                }
-                            }
-                        }
-                        "volume" => {
-                            for b in self.map(v, &p) {
-                                let bp = format!("{p}.{}", b.key);
-                                match b.key.as_str() {
-                                    "nocopy" => m.no_copy = self.bool(&b.value, &bp),
-                                    _ => self.drop_key(
-                                        b,
-                                        &bp,
-                                        "not supported by docker stack deploy",
-                                    ),
-                                }
-                            }
-                        }
-                        "tmpfs" => {
-                            for b in self.map(v, &p) {
-                                let bp = format!("{p}.{}", b.key);
-                                match b.key.as_str() {
-                                    "size" => m.tmpfs_size = self.bytes(&b.value, &bp),
-                                    _ => self.drop_key(
-                                        b,
-                                        &bp,
-                                        "not supported by docker stack deploy",
-                                    ),
-                                }
-                            }
-                        }
-                        "consistency" => {
-                            self.drop_key(e, &p, "only meaningful on Docker Desktop for Mac");
-                        }
-                        _ => self.drop_key(e, &p, "not a volume option"),
-                    }
-                }
+                let long: sections::LongVolume =
+                    self.section(node, path, sections::volume_dropped)?;
+                m.kind = long.kind.unwrap_or_default();
                 if m.kind.is_empty() {
                     m.kind = "volume".into();
                 }
+                m.source = long.source;
+                m.target = long.target.unwrap_or_default();
+                m.read_only = long.read_only;
+                m.bind_propagation = long.bind.propagation;
+                m.no_copy = long.volume.nocopy;
+                m.tmpfs_size = long.tmpfs.size;
             }
             _ => {
                 let text = self.string(node, path)?;

@@ -1,6 +1,6 @@
 //! A service's derived sections (`deploy`'s restart, update, rollback, resources and
-//! placement, `credential_spec`, `ulimits`, `configs`/`secrets` references, `networks`):
-//! compose's shape of the spec's types (serde remote
+//! placement, `credential_spec`, `ulimits`, `configs`/`secrets` references, `networks`, the
+//! long syntax of a port or a volume): compose's shape of the spec's types (serde remote
 //! definitions, since the spec's own derives read the spec format), and why each key they
 //! leave out is dropped.
 
@@ -13,8 +13,8 @@ use serde::de::{self, Visitor};
 use super::fields;
 use crate::spec::{
     CredentialSpecSpec, DurationStr, FailureAction, FileMode, FileReference, GenericResourceSpec,
-    MemoryQuantity, PlacementPreference, PlacementSpec, ResourceAmounts, ResourcesSpec,
-    RestartCondition, RestartPolicySpec, UlimitSpec, UpdateOrder, UpdatePolicy,
+    MemoryQuantity, PlacementPreference, PlacementSpec, Protocol, PublishMode, ResourceAmounts,
+    ResourcesSpec, RestartCondition, RestartPolicySpec, UlimitSpec, UpdateOrder, UpdatePolicy,
 };
 
 /// `deploy.restart_policy`.
@@ -444,4 +444,68 @@ fn some_strings<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<Str
 /// Why a key of a service's network attachment is left out.
 pub fn networks_dropped(_keys: &[&str]) -> &'static str {
     "not supported by swarm services"
+}
+
+/// A port's long syntax (the short one is one string, read by hand); `target` is required by
+/// the reader, which says so at the port.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct LongPort {
+    pub target: Option<u16>,
+    pub published: Option<u16>,
+    pub protocol: Option<Protocol>,
+    pub mode: Option<PublishMode>,
+}
+
+/// Why a key of a port is left out.
+pub fn port_dropped(keys: &[&str]) -> &'static str {
+    match keys {
+        ["host_ip" | "name" | "app_protocol"] => "ignored by docker stack deploy",
+        _ => "not a port option",
+    }
+}
+
+/// A service volume's long syntax (the short one is one string, read by hand).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct LongVolume {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub source: Option<String>,
+    pub target: Option<String>,
+    pub read_only: bool,
+    pub bind: BindOptions,
+    pub volume: VolumeOptions,
+    pub tmpfs: TmpfsOptions,
+}
+
+/// `bind:` of a volume.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct BindOptions {
+    pub propagation: Option<String>,
+}
+
+/// `volume:` of a volume.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct VolumeOptions {
+    pub nocopy: Option<bool>,
+}
+
+/// `tmpfs:` of a volume.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct TmpfsOptions {
+    #[serde(deserialize_with = "fields::ram_bytes")]
+    pub size: Option<u64>,
+}
+
+/// Why a key of a volume is left out.
+pub fn volume_dropped(keys: &[&str]) -> &'static str {
+    match keys {
+        ["consistency"] => "only meaningful on Docker Desktop for Mac",
+        ["bind" | "volume" | "tmpfs", _] => "not supported by docker stack deploy",
+        _ => "not a volume option",
+    }
 }

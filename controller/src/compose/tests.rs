@@ -1120,3 +1120,103 @@ secrets:
     assert_eq!(config.target.as_deref(), Some("/etc/app.conf"));
     assert_eq!(config.mode.map(|m| m.0), Some(0o440));
 }
+
+/// The long syntax of a port and of a volume is derived, one item at a time: unknown keys are
+/// dropped where written with the reasons they had, a bad word is refused at its value, a
+/// port without `target` at the port, and the next items are still read.
+#[test]
+fn long_ports_and_volumes_are_read_item_by_item_and_their_unknown_keys_dropped() {
+    let text = "\
+services:
+  a:
+    image: x
+    ports:
+      - target: 80
+        published: 8080
+        protocol: udp
+        host_ip: 127.0.0.1
+        x-extra: 1
+      - {target: 81, mode: sideways}
+      - published: 9000
+    volumes:
+      - type: tmpfs
+        target: /cache
+        tmpfs: {size: 64m, mode: 1777}
+      - type: bind
+        source: ./data
+        target: /data
+        consistency: cached
+        bind: {propagation: rshared, create_host_path: true}
+";
+    let (_dir, stack) = convert_text(text, &[]);
+    let dropped: Vec<(usize, usize, &str, &str)> = stack
+        .dropped
+        .iter()
+        .map(|d| {
+            let at = (d.origin.line, d.origin.column);
+            (at.0, at.1, d.path.as_str(), d.reason.as_str())
+        })
+        .collect();
+    let stack_deploy = "not supported by docker stack deploy";
+    assert_eq!(
+        dropped,
+        [
+            (
+                8,
+                9,
+                "services.a.ports[0].host_ip",
+                "ignored by docker stack deploy"
+            ),
+            (9, 9, "services.a.ports[0].x-extra", "not a port option"),
+            (15, 28, "services.a.volumes[0].tmpfs.mode", stack_deploy),
+            (
+                19,
+                9,
+                "services.a.volumes[1].consistency",
+                "only meaningful on Docker Desktop for Mac"
+            ),
+            (
+                20,
+                38,
+                "services.a.volumes[1].bind.create_host_path",
+                stack_deploy
+            ),
+        ]
+    );
+    let invalid: Vec<String> = stack.invalid.iter().map(ToString::to_string).collect();
+    assert_eq!(invalid.len(), 2, "{invalid:#?}");
+    assert!(
+        invalid[0]
+            .ends_with("s.yml:10:28: services.a.ports[1].mode: unknown mode: ingress or host"),
+        "{}",
+        invalid[0]
+    );
+    assert!(
+        invalid[1].ends_with("s.yml:11:9: services.a.ports[2]: a port needs `target` (1-65535)"),
+        "{}",
+        invalid[1]
+    );
+    let a = &stack
+        .services
+        .iter()
+        .find(|s| s.metadata.name == "st_a")
+        .unwrap()
+        .spec;
+    let ports: Vec<(u16, Option<u16>, crate::spec::Protocol)> = a
+        .ports
+        .iter()
+        .map(|p| (p.target, p.published, p.protocol))
+        .collect();
+    assert_eq!(ports, [(80, Some(8080), crate::spec::Protocol::Udp)]);
+    let tmpfs = a.mounts.iter().find(|m| m.target == "/cache").unwrap();
+    assert_eq!(tmpfs.tmpfs_size.map(|s| s.0), Some(64 << 20));
+    let bind = a.mounts.iter().find(|m| m.target == "/data").unwrap();
+    assert!(
+        bind.source
+            .as_deref()
+            .is_some_and(|s| s.ends_with("/data") && s.starts_with('/')),
+        "{:?}",
+        bind.source
+    );
+    assert!(bind.bind_propagation.is_some());
+}
