@@ -7,13 +7,21 @@
 //! defaults of `docker stack deploy`; interpolation and multi-file merging happen on the untyped
 //! tree before typing anyway. The tree is the crate's one spanned-YAML tree ([`crate::yaml`],
 //! the spec loader's too), and the conversion follows the docker CLI's `cli/compose/convert`.
+//! Sections of fixed shape are serde-derived over that tree (`node_de`, located errors
+//! without values) and `serde_ignored` reports the keys they leave out; keys whose short and
+//! long forms mix in one list (ports, volumes, depends_on, env_file) or that need the tree's
+//! origins per key (a service's and `deploy`'s own keys) are read by hand in [`model`].
 
 pub mod cronjob;
+mod decls;
+mod fields;
 pub mod interpolate;
 pub mod live;
 pub mod model;
 pub mod names;
+mod node_de;
 pub mod output;
+mod sections;
 pub mod source;
 pub mod stack;
 

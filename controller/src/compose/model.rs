@@ -1,16 +1,20 @@
 //! The part of the compose file format that `docker stack deploy` honours, read from an
 //! interpolated tree (every key it does not honour is recorded as dropped, with its origin),
-//! and merged across several files with the docker CLI's rules.
+//! and merged across several files with the docker CLI's rules. Derived sections
+//! (`sections`, `decls`) are read through `Reader::section`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::node_de::{self, key_path};
+use super::{decls, fields, sections};
 use crate::spec::engine_api::Feature;
 use crate::spec::{
-    CredentialSpecSpec, DurationStr, FailureAction, FileMode, FileReference, GenericResourceSpec,
-    Isolation, MemoryQuantity, PlacementPreference, PlacementSpec, PortSpec, Protocol, PublishMode,
-    ResourceAmounts, ResourcesSpec, RestartCondition, RestartPolicySpec, UlimitSpec, UpdateOrder,
-    UpdatePolicy,
+    CredentialSpecSpec, DurationStr, FileReference, Isolation, PlacementSpec, PortSpec, Protocol,
+    PublishMode, ResourceAmounts, ResourcesSpec, RestartPolicySpec, UlimitSpec, UpdatePolicy,
 };
 use crate::yaml::{Entry, Node, Origin, Value};
 
@@ -155,20 +159,29 @@ impl DependencyCondition {
 }
 
 /// `logging:`.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
 pub struct Logging {
     pub driver: Option<String>,
+    #[serde(deserialize_with = "fields::string_map")]
     pub options: BTreeMap<String, String>,
 }
 
 /// `healthcheck:`.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
 pub struct Healthcheck {
+    #[serde(deserialize_with = "fields::healthcheck_test")]
     pub test: Vec<String>,
+    #[serde(deserialize_with = "fields::duration")]
     pub interval: Option<DurationStr>,
+    #[serde(deserialize_with = "fields::duration")]
     pub timeout: Option<DurationStr>,
     pub retries: Option<u64>,
+    #[serde(deserialize_with = "fields::duration")]
     pub start_period: Option<DurationStr>,
+    /// Needs Engine API 1.44: gated where the section is read.
+    #[serde(deserialize_with = "fields::duration")]
     pub start_interval: Option<DurationStr>,
     pub disable: bool,
 }
@@ -307,6 +320,41 @@ pub struct Reader<'a> {
 
 type Fields<'n> = Vec<&'n Entry>;
 
+/// Why a key of a derived section is left out, from the keys of its path inside the section
+/// (`["limits", "foo"]` for `deploy.resources.limits.foo`).
+type Reason = fn(&[&str]) -> &'static str;
+
+/// One step of a path inside a section, as `serde_ignored` reports it.
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+fn steps(path: &serde_ignored::Path<'_>, out: &mut Vec<Step>) {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => {}
+        Path::Seq { parent, index } => {
+            steps(parent, out);
+            out.push(Step::Index(*index));
+        }
+        Path::Map { parent, key } => {
+            steps(parent, out);
+            out.push(Step::Key(key.clone()));
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => {
+            steps(parent, out);
+        }
+    }
+}
+
+/// The entry of mapping `node` with key `key`.
+fn entry<'n>(node: &'n Node, key: &str) -> Option<&'n Entry> {
+    node.entries()?.iter().find(|e| e.key == key)
+}
+
 impl<'a> Reader<'a> {
     fn drop_key(&mut self, entry: &Entry, path: &str, reason: &str) {
         self.dropped.push(Dropped {
@@ -329,6 +377,75 @@ impl<'a> Reader<'a> {
             origin: node.origin.clone(),
             path: path.to_owned(),
             message: message.into(),
+        });
+    }
+
+    /// Reads the derived section `T` at `node`: every key its types do not declare is recorded
+    /// as dropped, where it was written, with `reason`; a value that does not fit is recorded
+    /// as invalid (the first of the section: serde stops there), and the section is `None`.
+    fn section<T: DeserializeOwned>(
+        &mut self,
+        node: &Node,
+        path: &str,
+        reason: Reason,
+    ) -> Option<T> {
+        let mut ignored = Vec::new();
+        let result: Result<T, _> =
+            serde_ignored::deserialize(node_de::NodeDeserializer::new(node, path), |p| {
+                let mut found = Vec::new();
+                steps(&p, &mut found);
+                ignored.push(found);
+            });
+        for found in ignored {
+            self.drop_ignored(node, path, &found, reason);
+        }
+        match result {
+            Ok(section) => Some(section),
+            Err(e) => {
+                let message = e.message();
+                let (origin, path) =
+                    e.at.unwrap_or_else(|| (node.origin.clone(), path.to_owned()));
+                self.invalid.push(Invalid {
+                    origin,
+                    path,
+                    message,
+                });
+                None
+            }
+        }
+    }
+
+    /// Records the key that `serde_ignored` found at `found` below `node`, located in the tree.
+    fn drop_ignored(&mut self, node: &Node, path: &str, found: &[Step], reason: Reason) {
+        let mut at = node;
+        let mut origin = node.origin.clone();
+        let mut path = path.to_owned();
+        let mut keys = Vec::new();
+        for step in found {
+            match step {
+                Step::Key(key) => {
+                    if let Some(e) = entry(at, key) {
+                        origin = e.origin.clone();
+                        at = &e.value;
+                    }
+                    path = key_path(&path, key);
+                    keys.push(key.as_str());
+                }
+                Step::Index(i) => {
+                    if let Value::Seq(items) = &at.value
+                        && let Some(item) = items.get(*i)
+                    {
+                        origin = item.origin.clone();
+                        at = item;
+                    }
+                    path = format!("{path}[{i}]");
+                }
+            }
+        }
+        self.dropped.push(Dropped {
+            origin,
+            path,
+            reason: reason(&keys).to_owned(),
         });
     }
 
@@ -405,38 +522,12 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn f64(&mut self, node: &Node, path: &str) -> Option<f64> {
-        match &node.value {
-            Value::Int(i) => Some(*i as f64),
-            Value::Float(f) => Some(*f),
-            Value::Str(s) if s.trim().parse::<f64>().is_ok() => s.trim().parse().ok(),
-            _ => {
-                self.bad(node, path, "expected a number");
-                None
-            }
-        }
-    }
-
     fn duration(&mut self, node: &Node, path: &str) -> Option<DurationStr> {
         let text = self.string(node, path)?;
         match crate::spec::quantity::parse_duration(text.trim()) {
             Ok(d) => Some(DurationStr(d)),
             Err(_) => {
                 self.bad(node, path, "not a duration like `10s`, `1m30s`, `1.5s`");
-                None
-            }
-        }
-    }
-
-    fn bytes(&mut self, node: &Node, path: &str) -> Option<u64> {
-        if let Value::Int(i) = node.value {
-            return u64::try_from(i).ok();
-        }
-        let text = self.string(node, path)?;
-        match parse_ram_bytes(&text) {
-            Some(b) => Some(b),
-            None => {
-                self.bad(node, path, "not a size like `512M`, `1g`, `64k`");
                 None
             }
         }
@@ -468,29 +559,11 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A mapping or a list of `KEY=VALUE` (the compose "list or dict" form).
+    /// A mapping or a list of `KEY=VALUE` (the compose "list or dict" form); it leaves no key
+    /// out.
     fn key_values(&mut self, node: &Node, path: &str) -> BTreeMap<String, Option<String>> {
-        let mut out = BTreeMap::new();
-        match &node.value {
-            Value::Map(entries) => {
-                for e in entries {
-                    out.insert(e.key.clone(), e.value.scalar());
-                }
-            }
-            Value::Seq(items) => {
-                for item in items {
-                    if let Some(text) = self.string(item, path) {
-                        match text.split_once('=') {
-                            Some((k, v)) => out.insert(k.to_owned(), Some(v.to_owned())),
-                            None => out.insert(text, None),
-                        };
-                    }
-                }
-            }
-            Value::Null => {}
-            _ => self.bad(node, path, "expected a mapping or a list of `KEY=VALUE`"),
-        }
-        out
+        let pairs = self.section(node, path, |_| "not a KEY=VALUE entry");
+        pairs.map(|p: fields::KeyValues| p.0).unwrap_or_default()
     }
 
     fn labels(&mut self, node: &Node, path: &str) -> BTreeMap<String, String> {
@@ -500,35 +573,17 @@ impl<'a> Reader<'a> {
             .collect()
     }
 
-    fn string_map(&mut self, node: &Node, path: &str) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        for e in self.map(node, path) {
-            if let Some(v) = self.string(&e.value, &format!("{path}.{}", e.key)) {
-                out.insert(e.key.clone(), v);
-            }
-        }
-        out
-    }
-
-    /// `external: true` or the legacy `external: {name: x}` (which also names the object).
-    fn external(&mut self, node: &Node, path: &str, name: &mut Option<String>) -> bool {
-        match &node.value {
-            Value::Map(_) => {
-                if let Some(n) = node.get("name") {
-                    *name = self.string(n, &format!("{path}.name"));
-                }
-                true
-            }
-            _ => self.bool(node, path).unwrap_or(false),
-        }
-    }
-
     /// The file `node` names, if it is inside the compose file's directory (and exists);
     /// otherwise the problem is recorded at `node`, without the path as written (it may come
     /// from the environment).
     fn source_file(&mut self, node: &Node, path: &str) -> Option<SourceFile> {
         let written = self.string(node, path)?;
-        match super::source::resolve_inside(self.base_dir, &written) {
+        self.resolve_file(&written, node, path)
+    }
+
+    /// The file `written` at `node` names, as [`Reader::source_file`] finds it.
+    fn resolve_file(&mut self, written: &str, node: &Node, path: &str) -> Option<SourceFile> {
+        match super::source::resolve_inside(self.base_dir, written) {
             Ok(resolved) => Some(SourceFile {
                 path: resolved,
                 origin: node.origin.clone(),
@@ -574,8 +629,11 @@ impl<'a> Reader<'a> {
                 "networks" => {
                     for n in self.map(&e.value, "networks") {
                         let path = format!("networks.{}", n.key);
-                        let mut network = self.network(&n.value, &path);
+                        let network: Option<decls::Network> =
+                            self.section(&n.value, &path, decls::network_dropped);
+                        let mut network = NetworkDecl::from(network.unwrap_or_default());
                         network.origin = Some(n.origin.clone());
+                        network.name_origin = name_origin(&n.value);
                         // An external object is called by its key unless named (loader rule).
                         if network.external && network.name.is_none() {
                             network.name = Some(n.key.clone());
@@ -586,8 +644,11 @@ impl<'a> Reader<'a> {
                 "volumes" => {
                     for v in self.map(&e.value, "volumes") {
                         let path = format!("volumes.{}", v.key);
-                        let mut volume = self.volume_decl(&v.value, &path);
+                        let volume: Option<decls::Volume> =
+                            self.section(&v.value, &path, decls::volume_dropped);
+                        let mut volume = VolumeDecl::from(volume.unwrap_or_default());
                         volume.origin = Some(v.origin.clone());
+                        volume.name_origin = name_origin(&v.value);
                         if volume.external && volume.name.is_none() {
                             volume.name = Some(v.key.clone());
                         }
@@ -597,8 +658,11 @@ impl<'a> Reader<'a> {
                 "configs" | "secrets" => {
                     for o in self.map(&e.value, key) {
                         let path = format!("{key}.{}", o.key);
-                        let mut decl = self.file_object(&o.value, &path);
-                        decl.origin = Some(o.origin.clone());
+                        let decl = self.file_object(&o.value, &path);
+                        let mut decl = FileObjectDecl {
+                            origin: Some(o.origin.clone()),
+                            ..decl
+                        };
                         if decl.external && decl.name.is_none() {
                             decl.name = Some(o.key.clone());
                         }
@@ -655,7 +719,12 @@ impl<'a> Reader<'a> {
                         }
                     }
                 }
-                "networks" => s.networks = self.service_networks(v, &p),
+                "networks" => {
+                    let networks = self.section(v, &p, sections::networks_dropped);
+                    s.networks = networks
+                        .map(|n: sections::Networks| n.0)
+                        .unwrap_or_default();
+                }
                 "volumes" => {
                     if let Value::Seq(items) = &v.value {
                         for (i, item) in items.iter().enumerate() {
@@ -665,9 +734,24 @@ impl<'a> Reader<'a> {
                         }
                     }
                 }
-                "configs" => s.configs = self.file_refs(v, &p),
-                "secrets" => s.secrets = self.file_refs(v, &p),
-                "healthcheck" => s.healthcheck = Some(self.healthcheck(v, &p)),
+                "configs" | "secrets" => {
+                    let refs = self.section(v, &p, sections::file_refs_dropped);
+                    let refs = refs.map(|r: sections::FileRefs| r.0.into_iter().map(|r| r.0));
+                    let refs = refs.map(Iterator::collect).unwrap_or_default();
+                    if key == "configs" {
+                        s.configs = refs;
+                    } else {
+                        s.secrets = refs;
+                    }
+                }
+                "healthcheck" => {
+                    if let Some(e) = entry(v, "start_interval") {
+                        let ep = format!("{p}.start_interval");
+                        self.gate(e, &ep, Feature::HealthcheckStartInterval);
+                    }
+                    let healthcheck = self.section(v, &p, |_| "not supported by the spec kinds");
+                    s.healthcheck = Some(healthcheck.unwrap_or_default());
+                }
                 "stop_grace_period" => s.stop_grace_period = self.duration(v, &p),
                 "stop_signal" => s.stop_signal = self.string(v, &p),
                 "user" => s.user = self.string(v, &p),
@@ -687,7 +771,14 @@ impl<'a> Reader<'a> {
                         None => None,
                     }
                 }
-                "credential_spec" => s.credential_spec = self.credential_spec(v, &p),
+                "credential_spec" => {
+                    if let Some(config) = entry(v, "config") {
+                        let cp = format!("{p}.config");
+                        self.gate(config, &cp, Feature::CredentialSpecConfig);
+                    }
+                    let spec = self.section(v, &p, sections::credential_spec_dropped);
+                    s.credential_spec = spec.map(|c: sections::CredentialSpec| c.0);
+                }
                 "oom_score_adj" => {
                     self.gate(e, &p, Feature::OomScoreAdj);
                     s.oom_score_adj = self.i64(v, &p);
@@ -713,27 +804,12 @@ impl<'a> Reader<'a> {
                 }
                 "ulimits" => {
                     self.gate(e, &p, Feature::Ulimits);
-                    for u in self.map(v, &p) {
-                        let up = format!("{p}.{}", u.key);
-                        let limit = match &u.value.value {
-                            Value::Map(_) => {
-                                let soft = u.value.get("soft").and_then(|n| self.i64(n, &up));
-                                let hard = u.value.get("hard").and_then(|n| self.i64(n, &up));
-                                UlimitSpec {
-                                    soft: soft.unwrap_or(0),
-                                    hard: hard.unwrap_or(0),
-                                }
-                            }
-                            _ => {
-                                let single = self.i64(&u.value, &up).unwrap_or(0);
-                                UlimitSpec {
-                                    soft: single,
-                                    hard: single,
-                                }
-                            }
-                        };
-                        s.ulimits.insert(u.key.clone(), limit);
-                    }
+                    let ulimits = self.section(v, &p, sections::ulimits_dropped);
+                    s.ulimits = ulimits
+                        .map(|u: sections::Ulimits| {
+                            u.0.into_iter().map(|(k, u)| (k, u.0)).collect()
+                        })
+                        .unwrap_or_default();
                 }
                 "extra_hosts" => {
                     s.extra_hosts = match &v.value {
@@ -747,16 +823,8 @@ impl<'a> Reader<'a> {
                 "dns" => s.dns = self.strings(v, &p),
                 "dns_search" => s.dns_search = self.strings(v, &p),
                 "logging" => {
-                    let mut logging = Logging::default();
-                    for l in self.map(v, &p) {
-                        let lp = format!("{p}.{}", l.key);
-                        match l.key.as_str() {
-                            "driver" => logging.driver = self.string(&l.value, &lp),
-                            "options" => logging.options = self.string_map(&l.value, &lp),
-                            _ => self.drop_key(l, &lp, "not a logging option"),
-                        }
-                    }
-                    s.logging = Some(logging);
+                    let logging = self.section(v, &p, |_| "not a logging option");
+                    s.logging = Some(logging.unwrap_or_default());
                 }
                 "restart" => s.restart = self.string(v, &p),
                 "deploy" => s.deploy = self.deploy(v, &p),
@@ -851,48 +919,20 @@ impl<'a> Reader<'a> {
     fn port(&mut self, node: &Node, path: &str) -> Vec<PortSpec> {
         match &node.value {
             Value::Map(_) => {
-                let mut port = PortSpec::default();
-                for e in self.map(node, path) {
-                    let p = format!("{path}.{}", e.key);
-                    match e.key.as_str() {
-                        "target" => {
-                            port.target = self
-                                .u64(&e.value, &p)
-                                .and_then(|t| u16::try_from(t).ok())
-                                .unwrap_or(0);
-                        }
-                        "published" => {
-                            port.published = self
-                                .u64(&e.value, &p)
-                                .and_then(|t| u16::try_from(t).ok())
-                                .filter(|p| *p != 0);
-                        }
-                        "protocol" => match self.string(&e.value, &p).as_deref() {
-                            Some("udp") => port.protocol = Protocol::Udp,
-                            Some("sctp") => port.protocol = Protocol::Sctp,
-                            Some("tcp") | None => {}
-                            Some(_) => {
-                                self.bad(&e.value, &p, "unknown protocol: tcp, udp or sctp");
-                            }
-                        },
-                        "mode" => match self.string(&e.value, &p).as_deref() {
-                            Some("host") => port.mode = PublishMode::Host,
-                            Some("ingress") | None => {}
-                            Some(_) => {
-                                self.bad(&e.value, &p, "unknown port mode: ingress or host");
-                            }
-                        },
-                        "host_ip" | "name" | "app_protocol" => {
-                            self.drop_key(e, &p, "ignored by docker stack deploy");
-                        }
-                        _ => self.drop_key(e, &p, "not a port option"),
-                    }
-                }
-                if port.target == 0 {
+                let long = self.section(node, path, sections::port_dropped);
+                let Some(long): Option<sections::LongPort> = long else {
+                    return Vec::new();
+                };
+                let Some(target) = long.target.filter(|t| *t != 0) else {
                     self.bad(node, path, "a port needs `target` (1-65535)");
                     return Vec::new();
-                }
-                vec![port]
+                };
+                vec![PortSpec {
+                    target,
+                    published: long.published.filter(|p| *p != 0),
+                    protocol: long.protocol.unwrap_or_default(),
+                    mode: long.mode.unwrap_or_default(),
+                }]
             }
             _ => {
                 let Some(text) = self.string(node, path) else {
@@ -913,37 +953,6 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn service_networks(
-        &mut self,
-        node: &Node,
-        path: &str,
-    ) -> BTreeMap<String, Option<Vec<String>>> {
-        let mut out = BTreeMap::new();
-        match &node.value {
-            Value::Seq(_) => {
-                for name in self.strings(node, path) {
-                    out.insert(name, None);
-                }
-            }
-            Value::Map(entries) => {
-                for e in entries {
-                    let p = format!("{path}.{}", e.key);
-                    let mut aliases = None;
-                    for a in self.map(&e.value, &p) {
-                        let ap = format!("{p}.{}", a.key);
-                        match a.key.as_str() {
-                            "aliases" => aliases = Some(self.strings(&a.value, &ap)),
-                            _ => self.drop_key(a, &ap, "not supported by swarm services"),
-                        }
-                    }
-                    out.insert(e.key.clone(), aliases);
-                }
-            }
-            _ => self.bad(node, path, "expected a list or mapping of networks"),
-        }
-        out
-    }
-
     fn volume_mount(&mut self, node: &Node, path: &str) -> Option<VolumeMount> {
         let mut m = VolumeMount {
             origin: Some(node.origin.clone()),
@@ -951,64 +960,18 @@ impl<'a> Reader<'a> {
         };
         match &node.value {
             Value::Map(_) => {
-                for e in self.map(node, path) {
-                    let p = format!("{path}.{}", e.key);
-                    let v = &e.value;
-                    match e.key.as_str() {
-                        "type" => m.kind = self.string(v, &p).unwrap_or_default(),
-                        "source" => m.source = self.string(v, &p),
-                        "target" => m.target = self.string(v, &p).unwrap_or_default(),
-                        "read_only" => m.read_only = self.bool(v, &p).unwrap_or(false),
-                        "bind" => {
-                            for b in self.map(v, &p) {
-                                let bp = format!("{p}.{}", b.key);
-                                match b.key.as_str() {
-                                    "propagation" => {
-                                        m.bind_propagation = self.string(&b.value, &bp);
-                                    }
-                                    _ => self.drop_key(
-                                        b,
-                                        &bp,
-                                        "not supported by docker stack deploy",
-                                    ),
-                                }
-                            }
-                        }
-                        "volume" => {
-                            for b in self.map(v, &p) {
-                                let bp = format!("{p}.{}", b.key);
-                                match b.key.as_str() {
-                                    "nocopy" => m.no_copy = self.bool(&b.value, &bp),
-                                    _ => self.drop_key(
-                                        b,
-                                        &bp,
-                                        "not supported by docker stack deploy",
-                                    ),
-                                }
-                            }
-                        }
-                        "tmpfs" => {
-                            for b in self.map(v, &p) {
-                                let bp = format!("{p}.{}", b.key);
-                                match b.key.as_str() {
-                                    "size" => m.tmpfs_size = self.bytes(&b.value, &bp),
-                                    _ => self.drop_key(
-                                        b,
-                                        &bp,
-                                        "not supported by docker stack deploy",
-                                    ),
-                                }
-                            }
-                        }
-                        "consistency" => {
-                            self.drop_key(e, &p, "only meaningful on Docker Desktop for Mac");
-                        }
-                        _ => self.drop_key(e, &p, "not a volume option"),
-                    }
-                }
+                let long: sections::LongVolume =
+                    self.section(node, path, sections::volume_dropped)?;
+                m.kind = long.kind.unwrap_or_default();
                 if m.kind.is_empty() {
                     m.kind = "volume".into();
                 }
+                m.source = long.source;
+                m.target = long.target.unwrap_or_default();
+                m.read_only = long.read_only;
+                m.bind_propagation = long.bind.propagation;
+                m.no_copy = long.volume.nocopy;
+                m.tmpfs_size = long.tmpfs.size;
             }
             _ => {
                 let text = self.string(node, path)?;
@@ -1073,78 +1036,6 @@ impl<'a> Reader<'a> {
         Some(m)
     }
 
-    fn file_refs(&mut self, node: &Node, path: &str) -> Vec<FileReference> {
-        let Value::Seq(items) = &node.value else {
-            if !matches!(node.value, Value::Null) {
-                self.bad(node, path, "expected a list");
-            }
-            return Vec::new();
-        };
-        let mut refs = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            let ip = format!("{path}[{i}]");
-            let mut r = FileReference::default();
-            match &item.value {
-                Value::Map(_) => {
-                    for e in self.map(item, &ip) {
-                        let p = format!("{ip}.{}", e.key);
-                        let v = &e.value;
-                        match e.key.as_str() {
-                            "source" => r.name = self.string(v, &p).unwrap_or_default(),
-                            "target" => r.target = self.string(v, &p),
-                            "uid" => r.uid = self.string(v, &p),
-                            "gid" => r.gid = self.string(v, &p),
-                            "mode" => {
-                                let text = self.string(v, &p).unwrap_or_default();
-                                // The YAML parser reads `0440` as a float; its digits are the mode.
-                                let text = text.strip_suffix(".0").unwrap_or(&text).to_owned();
-                                match FileMode::parse_octal(&text) {
-                                    Some(mode) => r.mode = Some(mode),
-                                    None => self.bad(v, &p, "not an octal file mode like 0440"),
-                                }
-                            }
-                            _ => self.drop_key(e, &p, "not a config/secret reference option"),
-                        }
-                    }
-                }
-                _ => r.name = self.string(item, &ip).unwrap_or_default(),
-            }
-            refs.push(r);
-        }
-        refs
-    }
-
-    fn healthcheck(&mut self, node: &Node, path: &str) -> Healthcheck {
-        let mut h = Healthcheck::default();
-        for e in self.map(node, path) {
-            let p = format!("{path}.{}", e.key);
-            let v = &e.value;
-            match e.key.as_str() {
-                "test" => {
-                    h.test = match &v.value {
-                        Value::Seq(_) => self.strings(v, &p),
-                        // A string test is a shell command (docker: CMD-SHELL).
-                        _ => self
-                            .string(v, &p)
-                            .map(|t| vec!["CMD-SHELL".to_owned(), t])
-                            .unwrap_or_default(),
-                    }
-                }
-                "interval" => h.interval = self.duration(v, &p),
-                "timeout" => h.timeout = self.duration(v, &p),
-                "start_period" => h.start_period = self.duration(v, &p),
-                "start_interval" => {
-                    self.gate(e, &p, Feature::HealthcheckStartInterval);
-                    h.start_interval = self.duration(v, &p);
-                }
-                "retries" => h.retries = self.u64(v, &p),
-                "disable" => h.disable = self.bool(v, &p).unwrap_or(false),
-                _ => self.drop_key(e, &p, "not supported by the spec kinds"),
-            }
-        }
-        h
-    }
-
     fn deploy(&mut self, node: &Node, path: &str) -> Deploy {
         let mut d = Deploy::default();
         for e in self.map(node, path) {
@@ -1164,69 +1055,44 @@ impl<'a> Reader<'a> {
                     d.labels = self.labels(v, &p);
                     d.origins.extend(label_origins(v));
                 }
-                "resources" => d.resources = self.resources(v, &p),
-                "restart_policy" => {
-                    let mut r = RestartPolicySpec::default();
-                    for f in self.map(v, &p) {
-                        let fp = format!("{p}.{}", f.key);
-                        match f.key.as_str() {
-                            "condition" => {
-                                r.condition = match self.string(&f.value, &fp).as_deref() {
-                                    Some("none") => Some(RestartCondition::None),
-                                    Some("on-failure") => Some(RestartCondition::OnFailure),
-                                    Some("any") => Some(RestartCondition::Any),
-                                    Some(_) => {
-                                        self.bad(
-                                            &f.value,
-                                            &fp,
-                                            "unknown condition: none, on-failure or any",
-                                        );
-                                        None
-                                    }
-                                    None => None,
-                                }
-                            }
-                            "delay" => r.delay = self.duration(&f.value, &fp),
-                            "max_attempts" => r.max_attempts = self.u64(&f.value, &fp),
-                            "window" => r.window = self.duration(&f.value, &fp),
-                            _ => self.drop_key(f, &fp, "not a restart policy option"),
-                        }
+                "resources" => {
+                    let pids = entry(v, "limits").and_then(|l| entry(&l.value, "pids"));
+                    if let Some(pids) = pids {
+                        let pp = format!("{p}.limits.pids");
+                        self.gate(pids, &pp, Feature::PidsLimit);
                     }
-                    d.restart_policy = Some(r);
+                    let resources = self.section(v, &p, sections::resources_dropped);
+                    d.resources = resources
+                        .map(|r: sections::Resources| r.0)
+                        .unwrap_or_default();
                 }
-                "update_config" => d.update_config = Some(self.update_policy(v, &p)),
-                "rollback_config" => d.rollback_config = Some(self.update_policy(v, &p)),
-                "placement" => {
-                    for f in self.map(v, &p) {
-                        let fp = format!("{p}.{}", f.key);
-                        match f.key.as_str() {
-                            "constraints" => d.placement.constraints = self.strings(&f.value, &fp),
-                            "preferences" => {
-                                if let Value::Seq(items) = &f.value.value {
-                                    for item in items {
-                                        if let Some(spread) =
-                                            item.get("spread").and_then(Node::scalar)
-                                        {
-                                            d.placement
-                                                .preferences
-                                                .push(PlacementPreference { spread });
-                                        } else {
-                                            self.bad(
-                                                item,
-                                                &fp,
-                                                "a preference must be `spread: <node attribute>`",
-                                            );
-                                        }
-                                    }
-                                }
-                            }
-                            "max_replicas_per_node" => {
-                                self.gate(f, &fp, Feature::MaxReplicasPerNode);
-                                d.placement.max_replicas = self.u64(&f.value, &fp);
-                            }
-                            _ => self.drop_key(f, &fp, "not a placement option"),
-                        }
+                "restart_policy" => {
+                    let policy = self.section(v, &p, sections::restart_policy_dropped);
+                    let policy = policy.map(|r: sections::RestartPolicy| r.0);
+                    d.restart_policy = Some(policy.unwrap_or_default());
+                }
+                "update_config" | "rollback_config" => {
+                    let policy = self.section(v, &p, sections::update_config_dropped);
+                    let policy = Some(
+                        policy
+                            .map(|u: sections::UpdateConfig| u.0)
+                            .unwrap_or_default(),
+                    );
+                    if e.key == "update_config" {
+                        d.update_config = policy;
+                    } else {
+                        d.rollback_config = policy;
                     }
+                }
+                "placement" => {
+                    if let Some(max) = entry(v, "max_replicas_per_node") {
+                        let mp = format!("{p}.max_replicas_per_node");
+                        self.gate(max, &mp, Feature::MaxReplicasPerNode);
+                    }
+                    let placement = self.section(v, &p, sections::placement_dropped);
+                    d.placement = placement
+                        .map(|pl: sections::Placement| pl.0)
+                        .unwrap_or_default();
                 }
                 _ => self.drop_key(e, &p, "not supported by the spec kinds"),
             }
@@ -1234,259 +1100,27 @@ impl<'a> Reader<'a> {
         d
     }
 
-    fn resources(&mut self, node: &Node, path: &str) -> ResourcesSpec {
-        let mut r = ResourcesSpec::default();
-        for e in self.map(node, path) {
-            let p = format!("{path}.{}", e.key);
-            let mut amounts = ResourceAmounts::default();
-            for f in self.map(&e.value, &p) {
-                let fp = format!("{p}.{}", f.key);
-                match f.key.as_str() {
-                    "cpus" => amounts.cpus = self.f64(&f.value, &fp),
-                    "memory" => amounts.memory = self.bytes(&f.value, &fp).map(MemoryQuantity),
-                    "pids" if e.key == "limits" => {
-                        self.gate(f, &fp, Feature::PidsLimit);
-                        amounts.pids = self.i64(&f.value, &fp);
-                    }
-                    "generic_resources" if e.key == "reservations" => {
-                        amounts.generic_resources = self.generic_resources(&f.value, &fp);
-                    }
-                    _ => self.drop_key(f, &fp, "not supported by the spec kinds"),
-                }
-            }
-            match e.key.as_str() {
-                "limits" => r.limits = Some(amounts),
-                "reservations" => r.reservations = Some(amounts),
-                _ => self.drop_key(e, &p, "not a resources option"),
-            }
-        }
-        r
-    }
-
-    /// `generic_resources: [{discrete_resource_spec: {kind, value}}]`, the only form stack
-    /// deploy converts.
-    fn generic_resources(&mut self, node: &Node, path: &str) -> Vec<GenericResourceSpec> {
-        let Value::Seq(items) = &node.value else {
-            if !matches!(node.value, Value::Null) {
-                self.bad(node, path, "expected a list");
-            }
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            let ip = format!("{path}[{i}]");
-            for e in self.map(item, &ip) {
-                let p = format!("{ip}.{}", e.key);
-                if e.key != "discrete_resource_spec" {
-                    self.drop_key(e, &p, "not converted by docker stack deploy");
-                    continue;
-                }
-                let mut resource = GenericResourceSpec::default();
-                for f in self.map(&e.value, &p) {
-                    let fp = format!("{p}.{}", f.key);
-                    match f.key.as_str() {
-                        "kind" => resource.kind = self.string(&f.value, &fp).unwrap_or_default(),
-                        "value" => resource.value = self.i64(&f.value, &fp).unwrap_or(0),
-                        _ => self.drop_key(f, &fp, "not a discrete resource option"),
-                    }
-                }
-                if resource.kind.is_empty() || resource.value < 1 {
-                    self.bad(
-                        &e.value,
-                        &p,
-                        "needs `kind` (e.g. gpu) and a `value` of 1 or more",
-                    );
-                } else {
-                    out.push(resource);
-                }
-            }
-        }
-        out
-    }
-
-    /// `credential_spec: {file | registry | config}`: exactly one.
-    fn credential_spec(&mut self, node: &Node, path: &str) -> Option<CredentialSpecSpec> {
-        let mut spec = CredentialSpecSpec::default();
-        let mut given = 0;
-        for e in self.map(node, path) {
-            let p = format!("{path}.{}", e.key);
-            match e.key.as_str() {
-                "file" => spec.file = self.string(&e.value, &p),
-                "registry" => spec.registry = self.string(&e.value, &p),
-                // The name of a top-level `configs:` entry, resolved in the conversion.
-                "config" => {
-                    self.gate(e, &p, Feature::CredentialSpecConfig);
-                    spec.config = self.string(&e.value, &p);
-                }
-                _ => {
-                    self.drop_key(e, &p, "not a credential_spec option");
-                    continue;
-                }
-            }
-            given += 1;
-        }
-        if given != 1 {
-            self.bad(
-                node,
-                path,
-                "give exactly one of `file`, `registry` or `config`",
-            );
-            return None;
-        }
-        Some(spec)
-    }
-
-    fn update_policy(&mut self, node: &Node, path: &str) -> UpdatePolicy {
-        let mut u = UpdatePolicy::default();
-        for e in self.map(node, path) {
-            let p = format!("{path}.{}", e.key);
-            let v = &e.value;
-            match e.key.as_str() {
-                "parallelism" => u.parallelism = self.u64(v, &p),
-                "delay" => u.delay = self.duration(v, &p),
-                "monitor" => u.monitor = self.duration(v, &p),
-                "max_failure_ratio" => u.max_failure_ratio = self.f64(v, &p),
-                "failure_action" => {
-                    u.failure_action = match self.string(v, &p).as_deref() {
-                        Some("pause") => Some(FailureAction::Pause),
-                        Some("continue") => Some(FailureAction::Continue),
-                        Some("rollback") => Some(FailureAction::Rollback),
-                        Some(_) => {
-                            self.bad(v, &p, "unknown failure_action: continue, pause or rollback");
-                            None
-                        }
-                        None => None,
-                    }
-                }
-                "order" => {
-                    u.order = match self.string(v, &p).as_deref() {
-                        Some("stop-first") => Some(UpdateOrder::StopFirst),
-                        Some("start-first") => Some(UpdateOrder::StartFirst),
-                        Some(_) => {
-                            self.bad(v, &p, "unknown order: start-first or stop-first");
-                            None
-                        }
-                        None => None,
-                    }
-                }
-                _ => self.drop_key(e, &p, "not an update policy option"),
-            }
-        }
-        u
-    }
-
-    fn network(&mut self, node: &Node, path: &str) -> NetworkDecl {
-        let mut n = NetworkDecl::default();
-        for e in self.map(node, path) {
-            let p = format!("{path}.{}", e.key);
-            let v = &e.value;
-            match e.key.as_str() {
-                "name" => {
-                    n.name = self.string(v, &p);
-                    n.name_origin = Some(v.origin.clone());
-                }
-                "driver" => n.driver = self.string(v, &p),
-                "driver_opts" => n.driver_opts = self.string_map(v, &p),
-                "attachable" => n.attachable = self.bool(v, &p).unwrap_or(false),
-                "internal" => n.internal = self.bool(v, &p).unwrap_or(false),
-                "labels" => n.labels = self.labels(v, &p),
-                "external" => {
-                    let mut name = None;
-                    n.external = self.external(v, &p, &mut name);
-                    n.name = name.or(n.name.take());
-                }
-                "ipam" => {
-                    for f in self.map(v, &p) {
-                        let fp = format!("{p}.{}", f.key);
-                        match f.key.as_str() {
-                            "driver" => n.ipam_driver = self.string(&f.value, &fp),
-                            "config" => {
-                                if let Value::Seq(items) = &f.value.value {
-                                    for item in items {
-                                        for c in self.map(item, &fp) {
-                                            let cp = format!("{fp}.{}", c.key);
-                                            match c.key.as_str() {
-                                                "subnet" => {
-                                                    n.subnets.extend(self.string(&c.value, &cp));
-                                                }
-                                                _ => self.drop_key(
-                                                    c,
-                                                    &cp,
-                                                    "ignored by docker stack deploy",
-                                                ),
-                                            }
-                                        }
-                                    }
-                                }
-                            }
-                            _ => self.drop_key(f, &fp, "ignored by docker stack deploy"),
-                        }
-                    }
-                }
-                _ => self.drop_key(e, &p, "not supported by docker stack deploy"),
-            }
-        }
-        n
-    }
-
-    fn volume_decl(&mut self, node: &Node, path: &str) -> VolumeDecl {
-        let mut d = VolumeDecl::default();
-        for e in self.map(node, path) {
-            let p = format!("{path}.{}", e.key);
-            let v = &e.value;
-            match e.key.as_str() {
-                "name" => {
-                    d.name = self.string(v, &p);
-                    d.name_origin = Some(v.origin.clone());
-                }
-                "driver" => d.driver = self.string(v, &p),
-                "driver_opts" => d.driver_opts = Some(self.string_map(v, &p)),
-                "labels" => d.labels = self.labels(v, &p),
-                "external" => {
-                    let mut name = None;
-                    d.external = self.external(v, &p, &mut name);
-                    d.name = name.or(d.name.take());
-                }
-                _ => self.drop_key(e, &p, "not supported by docker stack deploy"),
-            }
-        }
-        d
-    }
-
+    /// A config or secret: the derived declaration, and its file resolved inside the compose
+    /// file's directory.
     fn file_object(&mut self, node: &Node, path: &str) -> FileObjectDecl {
-        let mut d = FileObjectDecl::default();
-        for e in self.map(node, path) {
-            let p = format!("{path}.{}", e.key);
-            let v = &e.value;
-            match e.key.as_str() {
-                "name" => {
-                    d.name = self.string(v, &p);
-                    d.name_origin = Some(v.origin.clone());
-                }
-                "file" => d.file = self.source_file(v, &p),
-                "labels" => d.labels = self.labels(v, &p),
-                "external" => {
-                    let mut name = None;
-                    d.external = self.external(v, &p, &mut name);
-                    d.name = name.or(d.name.take());
-                }
-                "template_driver" | "driver" | "driver_opts" => self.drop_key(
-                    e,
-                    &p,
-                    "not supported by the spec kinds (content is always the file)",
-                ),
-                _ => self.drop_key(
-                    e,
-                    &p,
-                    "not supported by docker stack deploy (only `file` and `external`)",
-                ),
-            }
+        let read: Option<decls::FileObject> = self.section(node, path, decls::file_object_dropped);
+        let read = read.unwrap_or_default();
+        let written = read.file.clone();
+        let mut d = FileObjectDecl::from(read);
+        d.name_origin = name_origin(node);
+        if let (Some(written), Some(file)) = (written, entry(node, "file")) {
+            d.file = self.resolve_file(&written, &file.value, &key_path(path, "file"));
         }
         if d.file.is_none() && !d.external && node.get("file").is_none() {
             self.bad(node, path, "needs `file:` (or `external: true`)");
         }
         d
     }
+}
+
+/// Where the `name:` of a declaration was written (its value), if it has one.
+fn name_origin(node: &Node) -> Option<Origin> {
+    entry(node, "name").map(|e| e.value.origin.clone())
 }
 
 /// `host=ip` (newer compose syntax) → `host:ip`; `host:ip` as it is. The address may contain

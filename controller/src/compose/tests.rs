@@ -738,3 +738,485 @@ fn a_swarm_cronjob_stack_imports_as_scheduled_jobs() {
         );
     }
 }
+
+/// Writes `text` as `s.yml` (with an `app.conf` beside it) and converts it.
+fn convert_text(text: &str, vars: &[(&str, &str)]) -> (tempfile::TempDir, stack::Stack) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.yml");
+    std::fs::write(&file, text).unwrap();
+    std::fs::write(dir.path().join("app.conf"), "x").unwrap();
+    let (stack, _warnings) = convert(&[file], "st", &env(vars)).unwrap();
+    (dir, stack)
+}
+
+/// Keys the derived sections do not declare are reported where they were written, with the
+/// reason the hand-written reader gave for each section (and nested level); what the sections
+/// do declare is read.
+#[test]
+fn keys_the_derived_sections_leave_out_are_located_with_their_reason() {
+    let text = "\
+services:
+  a:
+    image: x
+    logging:
+      driver: json-file
+      mode: non-blocking
+    healthcheck:
+      test: curl -f localhost
+      start_intervall: 2s
+    deploy:
+      restart_policy:
+        condition: on-failure
+        backoff: 3
+      update_config:
+        parallelism: 2
+        speed: fast
+      resources:
+        limits:
+          cpus: '0.5'
+          generic_resources: []
+        reservations:
+          devices: []
+          generic_resources:
+            - named_resource_spec: {kind: ssd, value: one}
+            - discrete_resource_spec: {kind: gpu, value: 1, extra: 1}
+        shares: 1
+      placement:
+        constraints: node.role == manager
+        preferences:
+          - spread: node.labels.zone
+            weight: 2
+        affinity: x
+networks:
+  back:
+    driver: overlay
+    enable_ipv6: true
+    ipam:
+      config:
+        - subnet: 10.9.0.0/24
+          ip_range: 10.9.0.0/25
+volumes:
+  data:
+    external: {name: shared-data}
+    scope: global
+configs:
+  app:
+    file: ./app.conf
+    template_driver: golang
+";
+    let (_dir, stack) = convert_text(text, &[]);
+    assert!(stack.invalid.is_empty(), "{:#?}", stack.invalid);
+    let dropped: Vec<(usize, usize, &str, &str)> = stack
+        .dropped
+        .iter()
+        .map(|d| {
+            let at = (d.origin.line, d.origin.column);
+            (at.0, at.1, d.path.as_str(), d.reason.as_str())
+        })
+        .collect();
+    let spec_kinds = "not supported by the spec kinds";
+    let stack_deploy = "not supported by docker stack deploy";
+    assert_eq!(
+        dropped,
+        [
+            (6, 7, "services.a.logging.mode", "not a logging option"),
+            (9, 7, "services.a.healthcheck.start_intervall", spec_kinds),
+            (
+                13,
+                9,
+                "services.a.deploy.restart_policy.backoff",
+                "not a restart policy option"
+            ),
+            (
+                16,
+                9,
+                "services.a.deploy.update_config.speed",
+                "not an update policy option"
+            ),
+            (
+                20,
+                11,
+                "services.a.deploy.resources.limits.generic_resources",
+                spec_kinds
+            ),
+            (
+                22,
+                11,
+                "services.a.deploy.resources.reservations.devices",
+                spec_kinds
+            ),
+            (
+                24,
+                15,
+                "services.a.deploy.resources.reservations.generic_resources[0].named_resource_spec",
+                "not converted by docker stack deploy"
+            ),
+            (
+                25,
+                61,
+                "services.a.deploy.resources.reservations.generic_resources[1].discrete_resource_spec.extra",
+                "not a discrete resource option"
+            ),
+            (
+                26,
+                9,
+                "services.a.deploy.resources.shares",
+                "not a resources option"
+            ),
+            (
+                31,
+                13,
+                "services.a.deploy.placement.preferences[0].weight",
+                "not a placement preference option"
+            ),
+            (
+                32,
+                9,
+                "services.a.deploy.placement.affinity",
+                "not a placement option"
+            ),
+            (36, 5, "networks.back.enable_ipv6", stack_deploy),
+            (
+                40,
+                11,
+                "networks.back.ipam.config[0].ip_range",
+                "ignored by docker stack deploy"
+            ),
+            (44, 5, "volumes.data.scope", stack_deploy),
+            (
+                48,
+                5,
+                "configs.app.template_driver",
+                "not supported by the spec kinds (content is always the file)"
+            ),
+        ]
+    );
+    let a = &stack.services[0].spec;
+    assert_eq!(
+        a.healthcheck.as_ref().unwrap().test,
+        ["CMD-SHELL", "curl -f localhost"]
+    );
+    let limits = a.resources.as_ref().unwrap().limits.as_ref().unwrap();
+    assert_eq!(limits.cpus, Some(0.5));
+    let reservations = a.resources.as_ref().unwrap().reservations.as_ref().unwrap();
+    assert_eq!(reservations.generic_resources.len(), 1);
+    let placement = a.placement.as_ref().unwrap();
+    assert_eq!(placement.constraints, ["node.role == manager"]);
+    assert_eq!(placement.preferences[0].spread, "node.labels.zone");
+}
+
+/// A bad value in one derived section does not hide one in another: each is reported where it
+/// was written, without the value; within a section, the first one stops it (serde).
+#[test]
+fn bad_values_in_several_derived_sections_are_each_located_and_never_shown() {
+    let text = "\
+services:
+  a:
+    image: x
+    logging:
+      options:
+        max-size: [\"${SECRET}\"]
+    healthcheck:
+      interval: ${SECRET}
+    deploy:
+      restart_policy:
+        condition: ${SECRET}
+      update_config:
+        order: ${SECRET}
+        parallelism: ${SECRET}
+networks:
+  back:
+    attachable: ${SECRET}
+";
+    let secret = "Hostile-Value-7731";
+    let (_dir, stack) = convert_text(text, &[("SECRET", secret)]);
+    let lines: Vec<String> = stack.invalid.iter().map(ToString::to_string).collect();
+    let expected = [
+        "s.yml:6:19: services.a.logging.options.max-size: expected a string, found a list",
+        "s.yml:8:17: services.a.healthcheck.interval: not a duration like `10s`, `1m30s`, `1.5s`",
+        "s.yml:11:20: services.a.deploy.restart_policy.condition: unknown condition: none, on-failure or any",
+        "s.yml:13:16: services.a.deploy.update_config.order: unknown order: stop-first or start-first",
+        "s.yml:17:17: networks.back.attachable: not a boolean: write true or false",
+    ];
+    assert_eq!(lines.len(), expected.len(), "{lines:#?}");
+    for (line, expected) in lines.iter().zip(expected) {
+        assert!(line.contains(expected), "{line}\nexpected {expected}");
+        assert!(!line.contains(secret), "{line}");
+    }
+}
+
+/// The legacy `external: {name: x}` names the external object; `external: 'yes'` (a string
+/// after interpolation) is cast like the docker CLI casts it.
+#[test]
+fn external_declarations_keep_their_legacy_name_and_cast_interpolated_booleans() {
+    let text = "\
+services:
+  a:
+    image: x
+    networks: [back, front]
+networks:
+  back:
+    name: ignored
+    external: {name: shared-back}
+  front:
+    external: ${EXTERNAL}
+";
+    let (_dir, stack) = convert_text(text, &[("EXTERNAL", "yes")]);
+    assert!(stack.invalid.is_empty(), "{:#?}", stack.invalid);
+    let mut external: Vec<(&str, bool)> = stack
+        .networks
+        .iter()
+        .map(|n| (n.metadata.name.as_str(), n.spec.external))
+        .collect();
+    external.sort_unstable();
+    assert_eq!(external, [("front", true), ("shared-back", true)]);
+}
+
+/// `ulimits` (one number, an interpolated one, or soft and hard) and `credential_spec`
+/// (exactly one source) are derived too: their unknown keys are dropped where written, and
+/// two sources are refused at the section.
+#[test]
+fn ulimits_and_credential_specs_are_read_and_their_unknown_keys_dropped() {
+    let text = "\
+services:
+  a:
+    image: x
+    ulimits:
+      nproc: '65535'
+      nofile: {soft: 20000, hard: 40000, max: 1}
+    credential_spec:
+      registry: r
+      user: me
+  b:
+    image: x
+    credential_spec: {file: f, registry: r}
+";
+    let (_dir, stack) = convert_text(text, &[]);
+    let dropped: Vec<(usize, usize, &str, &str)> = stack
+        .dropped
+        .iter()
+        .map(|d| {
+            let at = (d.origin.line, d.origin.column);
+            (at.0, at.1, d.path.as_str(), d.reason.as_str())
+        })
+        .collect();
+    assert_eq!(
+        dropped,
+        [
+            (
+                6,
+                42,
+                "services.a.ulimits.nofile.max",
+                "not a ulimit option"
+            ),
+            (
+                9,
+                7,
+                "services.a.credential_spec.user",
+                "not a credential_spec option"
+            ),
+        ]
+    );
+    let invalid: Vec<String> = stack.invalid.iter().map(ToString::to_string).collect();
+    assert_eq!(invalid.len(), 1, "{invalid:#?}");
+    assert!(
+        invalid[0].ends_with(
+            "s.yml:12:22: services.b.credential_spec: give exactly one of `file`, `registry` or `config`"
+        ),
+        "{}",
+        invalid[0]
+    );
+    let a = &stack
+        .services
+        .iter()
+        .find(|s| s.metadata.name == "st_a")
+        .unwrap()
+        .spec;
+    let limits: Vec<(&str, i64, i64)> = a
+        .ulimits
+        .iter()
+        .map(|(name, u)| (name.as_str(), u.soft, u.hard))
+        .collect();
+    assert_eq!(limits, [("nofile", 20000, 40000), ("nproc", 65535, 65535)]);
+    assert_eq!(
+        a.credential_spec.as_ref().unwrap().registry.as_deref(),
+        Some("r")
+    );
+}
+
+/// A service's `networks` (aliases) and `configs`/`secrets` references (long syntax, an octal
+/// mode) are derived: unknown keys are dropped where written, and a mode that is not octal is
+/// refused at the mode.
+#[test]
+fn service_networks_and_file_references_are_read_and_their_unknown_keys_dropped() {
+    let text = "\
+services:
+  a:
+    image: x
+    networks:
+      back:
+        aliases: [db]
+        ipv4_address: 10.0.0.5
+      front:
+    configs:
+      - source: app
+        target: /etc/app.conf
+        mode: 0440
+        x-note: 1
+    secrets: [{source: key, mode: rw}]
+networks:
+  back:
+  front:
+configs:
+  app:
+    file: ./app.conf
+secrets:
+  key:
+    file: ./app.conf
+";
+    let (_dir, stack) = convert_text(text, &[]);
+    let dropped: Vec<(usize, usize, &str, &str)> = stack
+        .dropped
+        .iter()
+        .map(|d| {
+            let at = (d.origin.line, d.origin.column);
+            (at.0, at.1, d.path.as_str(), d.reason.as_str())
+        })
+        .collect();
+    assert_eq!(
+        dropped,
+        [
+            (
+                7,
+                9,
+                "services.a.networks.back.ipv4_address",
+                "not supported by swarm services"
+            ),
+            (
+                13,
+                9,
+                "services.a.configs[0].x-note",
+                "not a config/secret reference option"
+            ),
+        ]
+    );
+    let invalid: Vec<String> = stack.invalid.iter().map(ToString::to_string).collect();
+    assert_eq!(invalid.len(), 1, "{invalid:#?}");
+    assert!(
+        invalid[0]
+            .ends_with("s.yml:14:35: services.a.secrets[0].mode: not an octal file mode like 0440"),
+        "{}",
+        invalid[0]
+    );
+    let a = &stack
+        .services
+        .iter()
+        .find(|s| s.metadata.name == "st_a")
+        .unwrap()
+        .spec;
+    assert_eq!(a.networks, ["st_back", "st_front"]);
+    assert_eq!(a.network_aliases["st_back"], ["db", "a"]);
+    let config = &a.configs[0];
+    assert_eq!(config.target.as_deref(), Some("/etc/app.conf"));
+    assert_eq!(config.mode.map(|m| m.0), Some(0o440));
+}
+
+/// The long syntax of a port and of a volume is derived, one item at a time: unknown keys are
+/// dropped where written with the reasons they had, a bad word is refused at its value, a
+/// port without `target` at the port, and the next items are still read.
+#[test]
+fn long_ports_and_volumes_are_read_item_by_item_and_their_unknown_keys_dropped() {
+    let text = "\
+services:
+  a:
+    image: x
+    ports:
+      - target: 80
+        published: 8080
+        protocol: udp
+        host_ip: 127.0.0.1
+        x-extra: 1
+      - {target: 81, mode: sideways}
+      - published: 9000
+    volumes:
+      - type: tmpfs
+        target: /cache
+        tmpfs: {size: 64m, mode: 1777}
+      - type: bind
+        source: ./data
+        target: /data
+        consistency: cached
+        bind: {propagation: rshared, create_host_path: true}
+";
+    let (_dir, stack) = convert_text(text, &[]);
+    let dropped: Vec<(usize, usize, &str, &str)> = stack
+        .dropped
+        .iter()
+        .map(|d| {
+            let at = (d.origin.line, d.origin.column);
+            (at.0, at.1, d.path.as_str(), d.reason.as_str())
+        })
+        .collect();
+    let stack_deploy = "not supported by docker stack deploy";
+    assert_eq!(
+        dropped,
+        [
+            (
+                8,
+                9,
+                "services.a.ports[0].host_ip",
+                "ignored by docker stack deploy"
+            ),
+            (9, 9, "services.a.ports[0].x-extra", "not a port option"),
+            (15, 28, "services.a.volumes[0].tmpfs.mode", stack_deploy),
+            (
+                19,
+                9,
+                "services.a.volumes[1].consistency",
+                "only meaningful on Docker Desktop for Mac"
+            ),
+            (
+                20,
+                38,
+                "services.a.volumes[1].bind.create_host_path",
+                stack_deploy
+            ),
+        ]
+    );
+    let invalid: Vec<String> = stack.invalid.iter().map(ToString::to_string).collect();
+    assert_eq!(invalid.len(), 2, "{invalid:#?}");
+    assert!(
+        invalid[0]
+            .ends_with("s.yml:10:28: services.a.ports[1].mode: unknown mode: ingress or host"),
+        "{}",
+        invalid[0]
+    );
+    assert!(
+        invalid[1].ends_with("s.yml:11:9: services.a.ports[2]: a port needs `target` (1-65535)"),
+        "{}",
+        invalid[1]
+    );
+    let a = &stack
+        .services
+        .iter()
+        .find(|s| s.metadata.name == "st_a")
+        .unwrap()
+        .spec;
+    let ports: Vec<(u16, Option<u16>, crate::spec::Protocol)> = a
+        .ports
+        .iter()
+        .map(|p| (p.target, p.published, p.protocol))
+        .collect();
+    assert_eq!(ports, [(80, Some(8080), crate::spec::Protocol::Udp)]);
+    let tmpfs = a.mounts.iter().find(|m| m.target == "/cache").unwrap();
+    assert_eq!(tmpfs.tmpfs_size.map(|s| s.0), Some(64 << 20));
+    let bind = a.mounts.iter().find(|m| m.target == "/data").unwrap();
+    assert!(
+        bind.source
+            .as_deref()
+            .is_some_and(|s| s.ends_with("/data") && s.starts_with('/')),
+        "{:?}",
+        bind.source
+    );
+    assert!(bind.bind_propagation.is_some());
+}
