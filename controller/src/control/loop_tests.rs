@@ -401,6 +401,29 @@ async fn a_daemon_restart_relists_and_repairs_only_what_changed_meanwhile() {
     running.stop().await;
 }
 
+/// A spec file caught between its truncation and its new content (`cp` over it, a slow writer)
+/// is empty for a moment. Read then, it must not count as declaring nothing, which would prune
+/// its service (a remove, then a create with a new id): it is held like a broken file.
+#[tokio::test(start_paused = true)]
+async fn a_spec_file_caught_empty_mid_write_keeps_its_service() {
+    let swarm = MemorySwarm::default();
+    let running = start_with_service_a(&swarm, Duration::from_secs(3600)).await;
+    let specs = running.dir.path().join("specs");
+    // A second file, so that the directory is not empty (an empty one is never pruned).
+    write_spec(&specs, "b.yaml", &service_yaml("b", "img:1", ""));
+    eventually(Duration::from_secs(10), "b", || owned_services(&swarm) == 2).await;
+    std::fs::write(specs.join("a.yaml"), "").unwrap();
+    let status = running.dir.path().join("status.json");
+    eventually(Duration::from_secs(10), "the empty file read", || {
+        owned_services(&swarm) < 2
+            || std::fs::read_to_string(&status).is_ok_and(|s| s.contains("file is empty"))
+    })
+    .await;
+    assert_eq!(owned_services(&swarm), 2, "the service of an empty file was pruned");
+    assert_eq!(swarm.count(Op::RemoveService), 0, "a remove was sent");
+    running.stop().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn drift_is_corrected_by_the_event_alone() {
     let swarm = MemorySwarm::default();

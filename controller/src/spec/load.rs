@@ -356,6 +356,17 @@ fn load_file_inner(path: &Path, identities: &AgeIdentities, sidecar: &mut Sideca
                 ),
             )]);
         }
+        // Zero bytes is what a file is between its truncation and its new content (`cp` over
+        // it, a slow writer), and a reload may land right there while other files of a burst
+        // are read. Read as "declares nothing" it would prune what it declared (a remove and a
+        // create with a new id); held like a broken file, its objects stay until it is whole.
+        Ok(meta) if meta.len() == 0 => {
+            return FileLoad::Failed(vec![SpecError::file(
+                path,
+                "file is empty (still being written?): the objects it declared are kept; \
+                 write a spec into it, or delete the file to remove them",
+            )]);
+        }
         Ok(_) => {}
         Err(_) => {
             if let Some(broken) = broken_symlink(path) {
