@@ -370,7 +370,11 @@ impl Bench {
             "{} services, replicas {}{}, {} runs each; median (min–max)\n\n| contender | all seen | ratio to stack deploy | first seen | first seen after landing | landed | operator RSS at convergence / +5 s / peak (MB) | operator CPU | removal: services / containers gone | load (1 min) |\n|---|---|---|---|---|---|---|---|---|---|\n",
             self.cfg.n,
             self.cfg.replicas,
-            if self.cfg.unplaceable { " (placed nowhere: tasks pending)" } else { "" },
+            if self.cfg.unplaceable {
+                " (placed nowhere: tasks pending)"
+            } else {
+                ""
+            },
             self.cfg.runs
         );
         for (contender, attempts) in &self.results {

@@ -419,7 +419,11 @@ async fn a_spec_file_caught_empty_mid_write_keeps_its_service() {
             || std::fs::read_to_string(&status).is_ok_and(|s| s.contains("file is empty"))
     })
     .await;
-    assert_eq!(owned_services(&swarm), 2, "the service of an empty file was pruned");
+    assert_eq!(
+        owned_services(&swarm),
+        2,
+        "the service of an empty file was pruned"
+    );
     assert_eq!(swarm.count(Op::RemoveService), 0, "a remove was sent");
     running.stop().await;
 }

@@ -436,14 +436,20 @@ mod tests {
         stream_opened(&swarm, 1, Duration::from_secs(1)).await;
         tokio::time::sleep(Duration::from_secs(10)).await;
         let fast = swarm.count(Op::ListTasks);
-        assert!((9..=11).contains(&fast), "a quick list is polled every second: {fast} in 10 s");
+        assert!(
+            (9..=11).contains(&fast),
+            "a quick list is polled every second: {fast} in 10 s"
+        );
         swarm.set_latency(Op::ListTasks, Duration::from_secs(1));
         tokio::time::sleep(Duration::from_secs(2)).await;
         let before = swarm.count(Op::ListTasks);
         tokio::time::sleep(Duration::from_secs(60)).await;
         let slow = swarm.count(Op::ListTasks) - before;
         // Each poll: 1 s answering, then 5 s of pause (6 s a poll).
-        assert!((9..=11).contains(&slow), "a 1 s list is polled every 6 s: {slow} in 60 s");
+        assert!(
+            (9..=11).contains(&slow),
+            "a 1 s list is polled every 6 s: {slow} in 60 s"
+        );
         stop.cancel();
         task.await.unwrap();
     }
