@@ -739,6 +739,21 @@ fn a_swarm_cronjob_stack_imports_as_scheduled_jobs() {
     }
 }
 
+/// The dropped keys as (line, column, path, reason), in the order reported.
+fn dropped_at(dropped: &[model::Dropped]) -> Vec<(usize, usize, &str, &str)> {
+    dropped
+        .iter()
+        .map(|d| {
+            (
+                d.origin.line,
+                d.origin.column,
+                d.path.as_str(),
+                d.reason.as_str(),
+            )
+        })
+        .collect()
+}
+
 /// Writes `text` as `s.yml` (with an `app.conf` beside it) and converts it.
 fn convert_text(text: &str, vars: &[(&str, &str)]) -> (tempfile::TempDir, stack::Stack) {
     let dir = tempfile::tempdir().unwrap();
@@ -806,14 +821,7 @@ configs:
 ";
     let (_dir, stack) = convert_text(text, &[]);
     assert!(stack.invalid.is_empty(), "{:#?}", stack.invalid);
-    let dropped: Vec<(usize, usize, &str, &str)> = stack
-        .dropped
-        .iter()
-        .map(|d| {
-            let at = (d.origin.line, d.origin.column);
-            (at.0, at.1, d.path.as_str(), d.reason.as_str())
-        })
-        .collect();
+    let dropped = dropped_at(&stack.dropped);
     let spec_kinds = "not supported by the spec kinds";
     let stack_deploy = "not supported by docker stack deploy";
     assert_eq!(
@@ -992,14 +1000,7 @@ services:
     credential_spec: {file: f, registry: r}
 ";
     let (_dir, stack) = convert_text(text, &[]);
-    let dropped: Vec<(usize, usize, &str, &str)> = stack
-        .dropped
-        .iter()
-        .map(|d| {
-            let at = (d.origin.line, d.origin.column);
-            (at.0, at.1, d.path.as_str(), d.reason.as_str())
-        })
-        .collect();
+    let dropped = dropped_at(&stack.dropped);
     assert_eq!(
         dropped,
         [
@@ -1075,14 +1076,7 @@ secrets:
     file: ./app.conf
 ";
     let (_dir, stack) = convert_text(text, &[]);
-    let dropped: Vec<(usize, usize, &str, &str)> = stack
-        .dropped
-        .iter()
-        .map(|d| {
-            let at = (d.origin.line, d.origin.column);
-            (at.0, at.1, d.path.as_str(), d.reason.as_str())
-        })
-        .collect();
+    let dropped = dropped_at(&stack.dropped);
     assert_eq!(
         dropped,
         [
@@ -1149,14 +1143,7 @@ services:
         bind: {propagation: rshared, create_host_path: true}
 ";
     let (_dir, stack) = convert_text(text, &[]);
-    let dropped: Vec<(usize, usize, &str, &str)> = stack
-        .dropped
-        .iter()
-        .map(|d| {
-            let at = (d.origin.line, d.origin.column);
-            (at.0, at.1, d.path.as_str(), d.reason.as_str())
-        })
-        .collect();
+    let dropped = dropped_at(&stack.dropped);
     let stack_deploy = "not supported by docker stack deploy";
     assert_eq!(
         dropped,
