@@ -349,14 +349,20 @@ async fn watch<A: SwarmApi>(
             }
             () = tokio::time::sleep_until(next_task_poll) => {
                 let started = Instant::now();
-                match api.list_tasks().await {
-                    Ok(tasks) => reporter.observed(Observation::Tasks(tasks)).await,
+                let pause = match api.list_tasks().await {
+                    Ok(tasks) => {
+                        reporter.observed(Observation::Tasks(tasks)).await;
+                        task_poll_pause(config.task_poll, started.elapsed())
+                    }
+                    // A failed poll's time is the engine's silence, not the list's cost: ask
+                    // again after the period (readiness comes back with the first answer).
                     Err(error) => {
                         suspect |= unanswered(&error);
                         warn!(%error, "polling tasks");
+                        config.task_poll
                     }
-                }
-                next_task_poll = Instant::now() + task_poll_pause(config.task_poll, started.elapsed());
+                };
+                next_task_poll = Instant::now() + pause;
             }
         }
         let Some(why) = reconnect else { continue };

@@ -331,10 +331,19 @@ impl<S: LeaseStore> Elector<S> {
         self.term = Some(term);
         let until = since + self.config.renew_deadline;
         self.tenure.send_if_modified(|tenure| {
-            let was_leading = *tenure != Tenure::Follower;
+            // Whether writes were let through until now: a leader whose renewals failed for a
+            // while (a hung engine) is still the leader, but its writes were refused once its
+            // tenure came within WRITE_MARGIN of the end, and the reconciles that met the
+            // refusal wait for a change. A renewal that lets writes through again is a
+            // transition like becoming leader: waiters look at every key again.
+            let could_write = match *tenure {
+                Tenure::Follower => false,
+                Tenure::Until(deadline) => Instant::now() + WRITE_MARGIN < deadline,
+                Tenure::Always => true,
+            };
             *tenure = Tenure::Until(until);
-            // Waiters care about transitions only; a renewal extends silently.
-            !was_leading
+            // Otherwise a renewal extends silently.
+            !could_write
         });
     }
 

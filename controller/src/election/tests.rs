@@ -391,3 +391,45 @@ async fn a_write_needs_a_margin_of_tenure_left() {
 fn always_leads() {
     assert!(Leadership::always().is_leader());
 }
+
+/// A leader whose renewals failed long enough for its writes to be refused (its tenure within
+/// WRITE_MARGIN of the end) but not long enough to step down announces the renewal that lets
+/// writes through again, as it announces becoming leader: the reconciles that met the refusal
+/// wait for a change, and the operator looks at every key again on it. An ordinary renewal
+/// stays silent.
+#[tokio::test(start_paused = true)]
+async fn a_renewal_that_lets_writes_through_again_is_announced() {
+    let store = MemoryLease::default();
+    let (mut elector, leadership) = Elector::new(store.clone(), ElectionConfig::new("a"));
+    elector.step().await;
+    let mut watcher = leadership.clone();
+    tokio::time::timeout(Duration::from_millis(10), watcher.changed())
+        .await
+        .expect("becoming leader is announced");
+
+    sleep(RENEW_PERIOD).await;
+    elector.step().await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(10), watcher.changed())
+            .await
+            .is_err(),
+        "an ordinary renewal is announced"
+    );
+
+    store.failing.store(true, Ordering::SeqCst);
+    sleep(RENEW_PERIOD).await;
+    elector.step().await;
+    sleep(RENEW_DEADLINE - RENEW_PERIOD - WRITE_MARGIN + Duration::from_millis(500)).await;
+    assert!(leadership.is_leader(), "still leading");
+    assert!(!leadership.may_write(), "writes refused near the deadline");
+
+    store.failing.store(false, Ordering::SeqCst);
+    elector.step().await;
+    assert!(
+        leadership.may_write(),
+        "writes let through after the renewal"
+    );
+    tokio::time::timeout(Duration::from_millis(10), watcher.changed())
+        .await
+        .expect("the renewal that lets writes through again is announced");
+}
