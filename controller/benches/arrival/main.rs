@@ -4,9 +4,15 @@
 //! `controller/BENCHMARK.md`, "Round 3".
 
 mod cleanup;
+#[path = "../scale/env.rs"]
+mod env;
 mod files;
 mod operator;
 mod poller;
+// Shared with the scale bench, which uses all of it.
+#[allow(dead_code)]
+#[path = "../scale/process.rs"]
+mod process;
 // The scale bench's Docker CLI helpers, test image and load average; not all of it is used.
 #[allow(dead_code)]
 #[path = "../scale/swarm.rs"]
@@ -18,8 +24,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result, anyhow, bail};
 use bollard::Docker;
 
+use crate::env::{env_num, env_text};
 use crate::files::{Arrival, ServiceShape};
-use crate::operator::Operator;
 use crate::poller::Seen;
 use crate::swarm::{ENGINE_SOCKET, docker, ensure_test_image, load_average};
 
@@ -41,20 +47,6 @@ struct Config {
     /// otherwise.
     keep_logs: Option<std::path::PathBuf>,
     timeout: Duration,
-}
-
-fn env_text(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-fn env_num<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
-    match env_text(name) {
-        None => Ok(default),
-        Some(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| anyhow!("{name}={v:?} is not a number")),
-    }
 }
 
 impl Config {
@@ -148,7 +140,7 @@ struct Attempt {
     seen: Seen,
     load: String,
     /// The operator's memory after converging, after 5 s more, and its CPU.
-    memory: Option<(operator::Memory, operator::Memory, Duration)>,
+    memory: Option<(process::Memory, process::Memory, Duration)>,
     removal: cleanup::Emptied,
 }
 
@@ -229,7 +221,7 @@ impl Bench {
                     &format!("{tag}-"),
                     &label,
                 )?;
-                let process = Operator::start(
+                let process = operator::start(
                     &specs,
                     self.work.path(),
                     &tag,
@@ -274,7 +266,7 @@ impl Bench {
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 let later = process.memory();
                 let cpu = process.cpu();
-                let clean = process.stop().await;
+                let clean = process.stop(Duration::from_secs(30)).await;
                 let problems = process.problems();
                 if !clean || !problems.is_empty() {
                     eprintln!(
@@ -298,9 +290,9 @@ impl Bench {
         if let Some((a, b, cpu)) = memory {
             eprintln!(
                 "   operator RSS {:.1} MB at convergence, {:.1} MB 5 s later, peak {:.1} MB, CPU {}",
-                a.rss_mb,
-                b.rss_mb,
-                b.peak_mb,
+                a.rss_mb(),
+                b.rss_mb(),
+                b.peak_mb(),
                 secs(cpu)
             );
         }
@@ -400,9 +392,9 @@ impl Bench {
                 (
                     format!(
                         "{:.1} / {:.1} / {:.1}",
-                        median(memory.iter().map(|m| m.0.rss_mb).collect()).0,
-                        median(memory.iter().map(|m| m.1.rss_mb).collect()).0,
-                        median(memory.iter().map(|m| m.1.peak_mb).collect()).0
+                        median(memory.iter().map(|m| m.0.rss_mb()).collect()).0,
+                        median(memory.iter().map(|m| m.1.rss_mb()).collect()).0,
+                        median(memory.iter().map(|m| m.1.peak_mb()).collect()).0
                     ),
                     fmt(median(memory.iter().map(|m| m.2.as_secs_f64()).collect())),
                 )

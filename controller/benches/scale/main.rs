@@ -2,7 +2,11 @@
 //! swarm (see `controller/BENCHMARK.md` for what it measures and how to run it).
 
 mod churn;
+mod env;
 mod operator_process;
+// Shared with the arrival bench, which uses all of it.
+#[allow(dead_code)]
+mod process;
 mod report;
 mod scenario_churn;
 mod scenario_edit;
@@ -17,6 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use bollard::Docker;
 
+use crate::env::{env_num, env_text};
 use crate::operator_process::OperatorProcess;
 use crate::report::Report;
 use crate::specs::SpecDir;
@@ -60,20 +65,6 @@ pub struct Config {
     retry_watch: Duration,
     churn_rate: f64,
     timeout: Duration,
-}
-
-fn env_text(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-fn env_num<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
-    match env_text(name) {
-        None => Ok(default),
-        Some(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| anyhow!("{name}={v:?} is not a number")),
-    }
 }
 
 impl Config {

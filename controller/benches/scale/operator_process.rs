@@ -4,41 +4,22 @@
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
+
+use crate::process::{Memory, Watched};
 
 /// The operator's count of its own Engine API calls (added by issue 7; absent before).
 const REQUESTS_METRIC: &str = "swarm_operator_docker_requests_total";
 
 pub struct OperatorProcess {
-    child: Option<Child>,
-    pid: u32,
+    process: Watched,
     metrics: SocketAddr,
-    log: PathBuf,
     status: PathBuf,
-}
-
-/// Resident memory of a process, from `/proc/PID/status`.
-#[derive(Debug, Clone, Copy)]
-pub struct Memory {
-    pub rss_kib: u64,
-    pub peak_kib: u64,
-}
-
-impl std::fmt::Display for Memory {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "VmRSS {:.1} MB, VmHWM {:.1} MB",
-            self.rss_kib as f64 / 1024.0,
-            self.peak_kib as f64 / 1024.0
-        )
-    }
 }
 
 /// Series of [`REQUESTS_METRIC`] by label set (`op="…",outcome="…"`).
@@ -57,9 +38,9 @@ impl OperatorProcess {
         // A free port: bind, read, release (nothing else on this machine races for it in the
         // instant before the operator binds it again).
         let metrics = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let log = work.join(format!("{name}.log"));
         let status = work.join(format!("{name}.status.json"));
-        let child = Command::new(env!("CARGO_BIN_EXE_swarm-operator"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_swarm-operator"));
+        command
             .args(["run", "--specs"])
             .arg(specs)
             .arg("--status")
@@ -68,47 +49,22 @@ impl OperatorProcess {
             .arg("--metrics-addr")
             .arg(metrics.to_string())
             .env("DOCKER_HOST", docker_host)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting swarm-operator")?;
-        let pid = child.id().context("the operator exited at once")?;
+            .env("RUST_LOG", "info");
+        let process = Watched::spawn(command, work.join(format!("{name}.log")))?;
         Ok(OperatorProcess {
-            child: Some(child),
-            pid,
+            process,
             metrics,
-            log,
             status,
         })
     }
 
     pub fn memory(&self) -> Option<Memory> {
-        let text = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
-        let field = |name: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        };
-        Some(Memory {
-            rss_kib: field("VmRSS:")?,
-            peak_kib: field("VmHWM:")?,
-        })
+        self.process.memory()
     }
 
-    /// CPU time (user + system) the process used so far, from `/proc/PID/stat`.
+    /// CPU time (user + system) the process used so far.
     pub fn cpu(&self) -> Option<Duration> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
-        // pid (comm) state … : utime and stime are fields 14 and 15, 12 and 13 after `comm`.
-        let (_, after_comm) = stat.rsplit_once(") ")?;
-        let fields: Vec<&str> = after_comm.split(' ').collect();
-        let ticks: u64 =
-            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        // USER_HZ is 100 on every Linux architecture this runs on.
-        Some(Duration::from_millis(ticks * 10))
+        self.process.cpu()
     }
 
     /// The operator's [`REQUESTS_METRIC`] now; `None` when it does not export it (or the
@@ -151,36 +107,16 @@ impl OperatorProcess {
 
     /// WARN and ERROR lines of the log.
     pub fn problems(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("ERROR") || l.contains("WARN"))
-            .map(str::to_owned)
-            .collect()
+        self.process.problems()
     }
 
     pub fn log_tail(&self, lines: usize) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(lines).collect();
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        self.process.log_tail(lines)
     }
 
     /// SIGTERM, then SIGKILL after 20 s; whether it exited cleanly.
     pub async fn stop(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else {
-            return true;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status()
-            .await;
-        match tokio::time::timeout(Duration::from_secs(20), child.wait()).await {
-            Ok(status) => status.is_ok_and(|s| s.success()),
-            Err(_) => {
-                let _ = child.kill().await;
-                false
-            }
-        }
+        self.process.stop(Duration::from_secs(20)).await
     }
 }
 
