@@ -136,6 +136,18 @@ enum Tenure {
     Always,
 }
 
+impl Tenure {
+    /// Whether a write may start now: leading, with at least [`WRITE_MARGIN`] of the tenure
+    /// left (by the monotonic clock).
+    fn lets_writes_through(&self) -> bool {
+        match *self {
+            Tenure::Follower => false,
+            Tenure::Until(deadline) => Instant::now() + WRITE_MARGIN < deadline,
+            Tenure::Always => true,
+        }
+    }
+}
+
 /// A read-only view of this replica's leadership, cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Leadership {
@@ -169,11 +181,7 @@ impl Leadership {
     /// of its tenure left (a cheap local check by the monotonic clock, made right before each
     /// write, so that a lease lost in the middle of a reconcile stops its next write).
     pub fn may_write(&self) -> bool {
-        match *self.tenure.borrow() {
-            Tenure::Follower => false,
-            Tenure::Until(deadline) => Instant::now() + WRITE_MARGIN < deadline,
-            Tenure::Always => true,
-        }
+        self.tenure.borrow().lets_writes_through()
     }
 
     /// A leadership that holds until `deadline` and then lapses, as if renewals stopped.
@@ -336,11 +344,7 @@ impl<S: LeaseStore> Elector<S> {
             // tenure came within WRITE_MARGIN of the end, and the reconciles that met the
             // refusal wait for a change. A renewal that lets writes through again is a
             // transition like becoming leader: waiters look at every key again.
-            let could_write = match *tenure {
-                Tenure::Follower => false,
-                Tenure::Until(deadline) => Instant::now() + WRITE_MARGIN < deadline,
-                Tenure::Always => true,
-            };
+            let could_write = tenure.lets_writes_through();
             *tenure = Tenure::Until(until);
             // Otherwise a renewal extends silently.
             !could_write
