@@ -267,6 +267,20 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, serde_saphyr::Erro
     serde_saphyr::from_str_with_options(text, options(DuplicateKeys::Refuse))
 }
 
+/// Where a value was written, its content skipped: for a typed reader that needs one field's
+/// position without building the whole tree of positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct At(pub Position);
+
+impl<'de> Deserialize<'de> for At {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let spanned = Spanned::<de::IgnoredAny>::deserialize(deserializer)?;
+        let l = spanned.referenced;
+        // The same position [`parse`] gives the node (see `origin`).
+        Ok(At((l.line() as usize, l.column().max(1) as usize)))
+    }
+}
+
 fn origin<T>(s: &Spanned<T>, file: &Arc<PathBuf>) -> Origin {
     let l = s.referenced;
     Origin {

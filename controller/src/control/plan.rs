@@ -1049,7 +1049,7 @@ mod tests {
             .service_mut("quote")
             .unwrap()
             .definition
-            .update_config = Some(docker_default_update_policy());
+            .update_config = Some(Box::new(docker_default_update_policy()));
         assert!(plan(&desired, &observed).is_empty());
     }
 

@@ -274,7 +274,7 @@ impl DesiredState {
                     definition.secrets =
                         file_mounts(&service.spec.secrets, DataKind::Secret, &versions);
                     if let Some(definition::CredentialSpec::Config(name)) =
-                        &mut definition.credential_spec
+                        definition.credential_spec.as_deref_mut()
                         && !service
                             .spec
                             .credential_spec
@@ -470,20 +470,20 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
             retries: h.retries.map(|r| r as i64),
             start_period_ns: nanos(h.start_period.as_ref()),
             start_interval_ns: nanos(h.start_interval.as_ref()),
-        }),
-        update_config: spec.update_config.as_ref().map(update_policy),
-        rollback_config: spec.rollback_config.as_ref().map(update_policy),
+        }).map(Box::new),
+        update_config: spec.update_config.as_ref().map(update_policy).map(Box::new),
+        rollback_config: spec.rollback_config.as_ref().map(update_policy).map(Box::new),
         restart_policy: spec.restart_policy.as_ref().map(|p| RestartPolicy {
             condition: p.condition,
             delay_ns: nanos(p.delay.as_ref()),
             max_attempts: p.max_attempts.map(|m| m as i64),
             window_ns: nanos(p.window.as_ref()),
-        }),
+        }).map(Box::new),
         placement: spec.placement.as_ref().map(|p| Placement {
             constraints: p.constraints.clone(),
             spread_preferences: p.preferences.iter().map(|p| p.spread.clone()).collect(),
             max_replicas: p.max_replicas.filter(|m| *m > 0),
-        }),
+        }).map(Box::new),
         resources: spec.resources.as_ref().map(|r| Resources {
             limits: r.limits.as_ref().map(|a| ResourceAmounts {
                 generic_resources: Vec::new(),
@@ -493,7 +493,7 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
                 pids: None,
                 ..amounts(a)
             }),
-        }),
+        }).map(Box::new),
         mounts: spec
             .mounts
             .iter()
@@ -533,7 +533,7 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
                 .map(definition::CredentialSpec::File)
                 .or_else(|| c.registry.clone().map(definition::CredentialSpec::Registry))
                 .or_else(|| c.config.clone().map(definition::CredentialSpec::Config))
-        }),
+        }).map(Box::new),
         oom_score_adj: spec.oom_score_adj,
         tty: spec.tty.filter(|t| *t),
         open_stdin: spec.stdin_open.filter(|o| *o),
@@ -563,11 +563,11 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
             nameservers: d.nameservers.clone(),
             search: d.search.clone(),
             options: d.options.clone(),
-        }),
+        }).map(Box::new),
         log_driver: spec.logging.as_ref().map(|l| LogDriver {
             name: l.driver.clone(),
             options: l.options.clone(),
-        }),
+        }).map(Box::new),
         network_aliases: spec
             .network_aliases
             .iter()

@@ -220,7 +220,7 @@ pub(crate) fn to_service_spec(
         // What `docker service create` and `docker stack deploy` send too, so that a service
         // inspects the same whichever wrote it.
         privileges: Some(TaskSpecContainerSpecPrivileges {
-            credential_spec: definition.credential_spec.as_ref().map(|c| match c {
+            credential_spec: definition.credential_spec.as_deref().map(|c| match c {
                 CredentialSpec::File(file) => TaskSpecContainerSpecPrivilegesCredentialSpec {
                     file: Some(file.clone()),
                     ..Default::default()
@@ -364,8 +364,8 @@ pub(crate) fn to_service_spec(
         labels: Some(labels),
         task_template: Some(task_template),
         mode: Some(mode),
-        update_config: definition.update_config.as_ref().map(to_update_config),
-        rollback_config: definition.rollback_config.as_ref().map(to_rollback_config),
+        update_config: definition.update_config.as_deref().map(to_update_config),
+        rollback_config: definition.rollback_config.as_deref().map(to_rollback_config),
         networks: None,
         endpoint_spec: Some(EndpointSpec {
             mode: Some(match definition.endpoint_mode {
@@ -474,7 +474,7 @@ fn config_references(definition: &ServiceDefinition) -> Option<Vec<TaskSpecConta
             config_name: Some(c.name.clone()),
             ..Default::default()
         });
-    let runtime = match &definition.credential_spec {
+    let runtime = match definition.credential_spec.as_deref() {
         Some(CredentialSpec::Config(name)) => Some(TaskSpecContainerSpecConfigs {
             runtime: Some(HashMap::new()),
             config_name: Some(name.clone()),
@@ -692,9 +692,9 @@ pub(crate) fn from_service(
             retries: non_zero(h.retries),
             start_period_ns: non_zero(h.start_period),
             start_interval_ns: non_zero(h.start_interval),
-        }),
-        update_config: spec.update_config.as_ref().map(from_update_config),
-        rollback_config: spec.rollback_config.as_ref().map(from_rollback_config),
+        }).map(Box::new),
+        update_config: spec.update_config.as_ref().map(from_update_config).map(Box::new),
+        rollback_config: spec.rollback_config.as_ref().map(from_rollback_config).map(Box::new),
         restart_policy: task.restart_policy.as_ref().map(|p| RestartPolicy {
             condition: p.condition.and_then(|c| match c {
                 TaskSpecRestartPolicyConditionEnum::EMPTY => None,
@@ -705,7 +705,7 @@ pub(crate) fn from_service(
             delay_ns: non_zero(p.delay),
             max_attempts: p.max_attempts,
             window_ns: non_zero(p.window),
-        }),
+        }).map(Box::new),
         placement: task.placement.as_ref().map(|p| Placement {
             constraints: p.constraints.clone().unwrap_or_default(),
             spread_preferences: p
@@ -715,7 +715,7 @@ pub(crate) fn from_service(
                 .filter_map(|pref| pref.spread.as_ref()?.spread_descriptor.clone())
                 .collect(),
             max_replicas: p.max_replicas.filter(|m| *m > 0).map(|m| m as u64),
-        }),
+        }).map(Box::new),
         resources: task.resources.as_ref().map(|r| Resources {
             limits: r.limits.as_ref().map(|l| ResourceAmounts {
                 nano_cpus: non_zero(l.nano_cpus),
@@ -745,7 +745,7 @@ pub(crate) fn from_service(
                     })
                     .collect(),
             }),
-        }),
+        }).map(Box::new),
         mounts,
         stop_grace_period_ns: container.stop_grace_period,
         user: container.user.clone().filter(|u| !u.is_empty()),
@@ -782,7 +782,7 @@ pub(crate) fn from_service(
                             .and_then(|r| r.config_name.clone());
                         Some(CredentialSpec::Config(name.unwrap_or(id)))
                     })
-            }),
+            }).map(Box::new),
         oom_score_adj: non_zero(container.oom_score_adj),
         tty: container.tty.filter(|t| *t),
         open_stdin: container.open_stdin.filter(|o| *o),
@@ -808,13 +808,13 @@ pub(crate) fn from_service(
             nameservers: d.nameservers.clone().unwrap_or_default(),
             search: d.search.clone().unwrap_or_default(),
             options: d.options.clone().unwrap_or_default(),
-        }),
+        }).map(Box::new),
         log_driver: task.log_driver.as_ref().and_then(|l| {
             Some(LogDriver {
                 name: l.name.clone().filter(|n| !n.is_empty())?,
                 options: all_labels(l.options.as_ref()),
             })
-        }),
+        }).map(Box::new),
         network_aliases,
         configs: sorted(container.configs.iter().flatten().filter_map(|c| {
             let file = c.file.as_ref()?;
@@ -1020,19 +1020,19 @@ mod tests {
             protocol: Protocol::Udp,
             mode: PublishMode::Host,
         }];
-        definition.healthcheck = Some(Healthcheck {
+        definition.healthcheck = Some(Box::new(Healthcheck {
             test: vec!["CMD".into(), "/healthcheck".into()],
             interval_ns: Some(3_000_000_000),
             timeout_ns: Some(3_000_000_000),
             retries: Some(3),
             start_period_ns: None,
             start_interval_ns: Some(1_000_000_000),
-        });
-        definition.placement = Some(Placement {
+        }));
+        definition.placement = Some(Box::new(Placement {
             constraints: vec!["node.role==manager".into()],
             spread_preferences: vec!["node.labels.zone".into()],
             max_replicas: Some(2),
-        });
+        }));
         definition.mounts = vec![Mount {
             kind: MountKind::Spec(MountType::Tmpfs),
             source: None,
@@ -1043,28 +1043,28 @@ mod tests {
             bind_propagation: None,
             volume: None,
         }];
-        definition.update_config = Some(UpdatePolicy {
+        definition.update_config = Some(Box::new(UpdatePolicy {
             parallelism: Some(2),
             delay_ns: Some(1_000_000_000),
             failure_action: Some(FailureAction::Rollback),
             monitor_ns: None,
             max_failure_ratio: Some(0.5),
             order: Some(UpdateOrder::StartFirst),
-        });
-        definition.rollback_config = Some(UpdatePolicy {
+        }));
+        definition.rollback_config = Some(Box::new(UpdatePolicy {
             parallelism: None,
             delay_ns: None,
             failure_action: Some(FailureAction::Continue),
             monitor_ns: None,
             max_failure_ratio: None,
             order: Some(UpdateOrder::StopFirst),
-        });
-        definition.restart_policy = Some(RestartPolicy {
+        }));
+        definition.restart_policy = Some(Box::new(RestartPolicy {
             condition: Some(RestartCondition::OnFailure),
             delay_ns: None,
             max_attempts: Some(3),
             window_ns: None,
-        });
+        }));
         let owner = Ownership::labels("abc", "quote.yaml", "team-a");
         let networks = HashMap::from([("id-my_network".to_owned(), "my_network".to_owned())]);
         let observed = from_service(&echo(to_service_spec(&definition, &owner)), &networks)
@@ -1122,9 +1122,9 @@ mod tests {
         definition.stop_signal = Some("SIGQUIT".into());
         definition.read_only = Some(true);
         definition.isolation = Some(Isolation::Process);
-        definition.credential_spec = Some(CredentialSpec::Registry("gmsa-web".into()));
+        definition.credential_spec = Some(Box::new(CredentialSpec::Registry("gmsa-web".into())));
         definition.oom_score_adj = Some(-500);
-        definition.resources = Some(Resources {
+        definition.resources = Some(Box::new(Resources {
             limits: None,
             reservations: Some(ResourceAmounts {
                 nano_cpus: None,
@@ -1135,7 +1135,7 @@ mod tests {
                     value: 2,
                 }],
             }),
-        });
+        }));
         definition.tty = Some(true);
         definition.open_stdin = Some(true);
         definition.capability_add = vec!["NET_ADMIN".into(), "SYS_TIME".into()];
@@ -1149,15 +1149,15 @@ mod tests {
             },
         )]);
         definition.hosts = vec!["10.0.0.5 db.local".into()];
-        definition.dns = Some(DnsConfig {
+        definition.dns = Some(Box::new(DnsConfig {
             nameservers: vec!["10.0.0.2".into()],
             search: vec!["example.org".into()],
             options: vec!["ndots:2".into()],
-        });
-        definition.log_driver = Some(LogDriver {
+        }));
+        definition.log_driver = Some(Box::new(LogDriver {
             name: "json-file".into(),
             options: BTreeMap::from([("max-size".into(), "10m".into())]),
-        });
+        }));
         definition.network_aliases =
             BTreeMap::from([("my_network".into(), vec!["web".into(), "www".into()])]);
         definition.mounts = vec![
@@ -1219,7 +1219,7 @@ mod tests {
     #[test]
     fn a_credential_spec_config_is_a_runtime_reference_named_by_id() {
         let mut definition = sample_service("gmsa");
-        definition.credential_spec = Some(CredentialSpec::Config("b_spec-0123456789".into()));
+        definition.credential_spec = Some(Box::new(CredentialSpec::Config("b_spec-0123456789".into())));
         definition.configs = ["a_conf", "c_conf"]
             .map(|name| crate::desired::definition::FileMount {
                 name: name.into(),

@@ -4,6 +4,7 @@
 pub mod encrypted;
 pub mod engine_api;
 pub mod files;
+mod header;
 pub mod in_swarm;
 pub mod load;
 pub mod located;
