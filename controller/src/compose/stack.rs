@@ -609,17 +609,17 @@ fn convert_service(
             .collect(),
         endpoint_mode,
         ports: s.ports.clone(),
-        healthcheck,
-        update_config: update_policy(&s.deploy.update_config),
-        rollback_config: update_policy(&s.deploy.rollback_config),
-        restart_policy,
+        healthcheck: healthcheck.map(Box::new),
+        update_config: update_policy(&s.deploy.update_config).map(Box::new),
+        rollback_config: update_policy(&s.deploy.rollback_config).map(Box::new),
+        restart_policy: restart_policy.map(Box::new),
         // Stack deploy always sends a placement and resources (empty when the file has none).
-        placement: Some(PlacementSpec {
+        placement: Some(Box::new(PlacementSpec {
             constraints: s.deploy.placement.constraints.clone(),
             preferences: s.deploy.placement.preferences.clone(),
             max_replicas: s.deploy.placement.max_replicas,
-        }),
-        resources: Some(s.deploy.resources.clone()),
+        })),
+        resources: Some(Box::new(s.deploy.resources.clone())),
         mounts,
         stop_grace_period: s.stop_grace_period,
         user: s.user.clone(),
@@ -631,7 +631,7 @@ fn convert_service(
         stop_signal: s.stop_signal.clone(),
         read_only: s.read_only.filter(|r| *r),
         isolation: s.isolation,
-        credential_spec,
+        credential_spec: credential_spec.map(Box::new),
         oom_score_adj: s.oom_score_adj,
         tty: s.tty.filter(|t| *t),
         stdin_open: s.stdin_open.filter(|o| *o),
@@ -640,15 +640,21 @@ fn convert_service(
         sysctls: s.sysctls.clone(),
         ulimits: s.ulimits.clone(),
         extra_hosts: s.extra_hosts.clone(),
-        dns: (!s.dns.is_empty() || !s.dns_search.is_empty()).then(|| DnsSpec {
-            nameservers: s.dns.clone(),
-            search: s.dns_search.clone(),
-            options: Vec::new(),
-        }),
-        logging: s.logging.as_ref().map(|l| LoggingSpec {
-            driver: l.driver.clone().unwrap_or_default(),
-            options: l.options.clone(),
-        }),
+        dns: (!s.dns.is_empty() || !s.dns_search.is_empty())
+            .then(|| DnsSpec {
+                nameservers: s.dns.clone(),
+                search: s.dns_search.clone(),
+                options: Vec::new(),
+            })
+            .map(Box::new),
+        logging: s
+            .logging
+            .as_ref()
+            .map(|l| LoggingSpec {
+                driver: l.driver.clone().unwrap_or_default(),
+                options: l.options.clone(),
+            })
+            .map(Box::new),
         configs,
         secrets,
         drift_policy: None,

@@ -633,8 +633,8 @@ fn every_key_fixture_imports_without_a_drop() {
     // `credential_spec.config` names the compose config: the spec names its swarm name.
     let gmsa = service(&objects, "ev_gmsa");
     assert_eq!(
-        gmsa.credential_spec,
-        Some(crate::spec::CredentialSpecSpec {
+        gmsa.credential_spec.as_deref(),
+        Some(&crate::spec::CredentialSpecSpec {
             config: Some("ev_credspec".into()),
             ..Default::default()
         })

@@ -463,37 +463,61 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
         networks: spec.networks.clone(),
         endpoint_mode: spec.endpoint_mode,
         ports,
-        healthcheck: spec.healthcheck.as_ref().map(|h| Healthcheck {
-            test: h.test.clone(),
-            interval_ns: nanos(h.interval.as_ref()),
-            timeout_ns: nanos(h.timeout.as_ref()),
-            retries: h.retries.map(|r| r as i64),
-            start_period_ns: nanos(h.start_period.as_ref()),
-            start_interval_ns: nanos(h.start_interval.as_ref()),
-        }).map(Box::new),
-        update_config: spec.update_config.as_ref().map(update_policy).map(Box::new),
-        rollback_config: spec.rollback_config.as_ref().map(update_policy).map(Box::new),
-        restart_policy: spec.restart_policy.as_ref().map(|p| RestartPolicy {
-            condition: p.condition,
-            delay_ns: nanos(p.delay.as_ref()),
-            max_attempts: p.max_attempts.map(|m| m as i64),
-            window_ns: nanos(p.window.as_ref()),
-        }).map(Box::new),
-        placement: spec.placement.as_ref().map(|p| Placement {
-            constraints: p.constraints.clone(),
-            spread_preferences: p.preferences.iter().map(|p| p.spread.clone()).collect(),
-            max_replicas: p.max_replicas.filter(|m| *m > 0),
-        }).map(Box::new),
-        resources: spec.resources.as_ref().map(|r| Resources {
-            limits: r.limits.as_ref().map(|a| ResourceAmounts {
-                generic_resources: Vec::new(),
-                ..amounts(a)
-            }),
-            reservations: r.reservations.as_ref().map(|a| ResourceAmounts {
-                pids: None,
-                ..amounts(a)
-            }),
-        }).map(Box::new),
+        healthcheck: spec
+            .healthcheck
+            .as_ref()
+            .map(|h| Healthcheck {
+                test: h.test.clone(),
+                interval_ns: nanos(h.interval.as_ref()),
+                timeout_ns: nanos(h.timeout.as_ref()),
+                retries: h.retries.map(|r| r as i64),
+                start_period_ns: nanos(h.start_period.as_ref()),
+                start_interval_ns: nanos(h.start_interval.as_ref()),
+            })
+            .map(Box::new),
+        update_config: spec
+            .update_config
+            .as_deref()
+            .map(update_policy)
+            .map(Box::new),
+        rollback_config: spec
+            .rollback_config
+            .as_deref()
+            .map(update_policy)
+            .map(Box::new),
+        restart_policy: spec
+            .restart_policy
+            .as_ref()
+            .map(|p| RestartPolicy {
+                condition: p.condition,
+                delay_ns: nanos(p.delay.as_ref()),
+                max_attempts: p.max_attempts.map(|m| m as i64),
+                window_ns: nanos(p.window.as_ref()),
+            })
+            .map(Box::new),
+        placement: spec
+            .placement
+            .as_ref()
+            .map(|p| Placement {
+                constraints: p.constraints.clone(),
+                spread_preferences: p.preferences.iter().map(|p| p.spread.clone()).collect(),
+                max_replicas: p.max_replicas.filter(|m| *m > 0),
+            })
+            .map(Box::new),
+        resources: spec
+            .resources
+            .as_ref()
+            .map(|r| Resources {
+                limits: r.limits.as_ref().map(|a| ResourceAmounts {
+                    generic_resources: Vec::new(),
+                    ..amounts(a)
+                }),
+                reservations: r.reservations.as_ref().map(|a| ResourceAmounts {
+                    pids: None,
+                    ..amounts(a)
+                }),
+            })
+            .map(Box::new),
         mounts: spec
             .mounts
             .iter()
@@ -527,13 +551,17 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
         read_only: spec.read_only.filter(|r| *r),
         // The engine stores an unset isolation as `default`: both read as unset.
         isolation: spec.isolation.filter(|i| *i != spec::Isolation::Default),
-        credential_spec: spec.credential_spec.as_ref().and_then(|c| {
-            c.file
-                .clone()
-                .map(definition::CredentialSpec::File)
-                .or_else(|| c.registry.clone().map(definition::CredentialSpec::Registry))
-                .or_else(|| c.config.clone().map(definition::CredentialSpec::Config))
-        }).map(Box::new),
+        credential_spec: spec
+            .credential_spec
+            .as_ref()
+            .and_then(|c| {
+                c.file
+                    .clone()
+                    .map(definition::CredentialSpec::File)
+                    .or_else(|| c.registry.clone().map(definition::CredentialSpec::Registry))
+                    .or_else(|| c.config.clone().map(definition::CredentialSpec::Config))
+            })
+            .map(Box::new),
         oom_score_adj: spec.oom_score_adj,
         tty: spec.tty.filter(|t| *t),
         open_stdin: spec.stdin_open.filter(|o| *o),
@@ -559,15 +587,23 @@ pub fn service_definition(service: &spec::SwarmService) -> ServiceDefinition {
             .iter()
             .map(|h| docker_host_entry(h))
             .collect(),
-        dns: spec.dns.as_ref().map(|d| DnsConfig {
-            nameservers: d.nameservers.clone(),
-            search: d.search.clone(),
-            options: d.options.clone(),
-        }).map(Box::new),
-        log_driver: spec.logging.as_ref().map(|l| LogDriver {
-            name: l.driver.clone(),
-            options: l.options.clone(),
-        }).map(Box::new),
+        dns: spec
+            .dns
+            .as_ref()
+            .map(|d| DnsConfig {
+                nameservers: d.nameservers.clone(),
+                search: d.search.clone(),
+                options: d.options.clone(),
+            })
+            .map(Box::new),
+        log_driver: spec
+            .logging
+            .as_ref()
+            .map(|l| LogDriver {
+                name: l.driver.clone(),
+                options: l.options.clone(),
+            })
+            .map(Box::new),
         network_aliases: spec
             .network_aliases
             .iter()

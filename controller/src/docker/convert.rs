@@ -365,7 +365,10 @@ pub(crate) fn to_service_spec(
         task_template: Some(task_template),
         mode: Some(mode),
         update_config: definition.update_config.as_deref().map(to_update_config),
-        rollback_config: definition.rollback_config.as_deref().map(to_rollback_config),
+        rollback_config: definition
+            .rollback_config
+            .as_deref()
+            .map(to_rollback_config),
         networks: None,
         endpoint_spec: Some(EndpointSpec {
             mode: Some(match definition.endpoint_mode {
@@ -685,67 +688,93 @@ pub(crate) fn from_service(
             }
         },
         ports,
-        healthcheck: container.health_check.as_ref().map(|h| Healthcheck {
-            test: h.test.clone().unwrap_or_default(),
-            interval_ns: non_zero(h.interval),
-            timeout_ns: non_zero(h.timeout),
-            retries: non_zero(h.retries),
-            start_period_ns: non_zero(h.start_period),
-            start_interval_ns: non_zero(h.start_interval),
-        }).map(Box::new),
-        update_config: spec.update_config.as_ref().map(from_update_config).map(Box::new),
-        rollback_config: spec.rollback_config.as_ref().map(from_rollback_config).map(Box::new),
-        restart_policy: task.restart_policy.as_ref().map(|p| RestartPolicy {
-            condition: p.condition.and_then(|c| match c {
-                TaskSpecRestartPolicyConditionEnum::EMPTY => None,
-                TaskSpecRestartPolicyConditionEnum::NONE => Some(RestartCondition::None),
-                TaskSpecRestartPolicyConditionEnum::ON_FAILURE => Some(RestartCondition::OnFailure),
-                TaskSpecRestartPolicyConditionEnum::ANY => Some(RestartCondition::Any),
-            }),
-            delay_ns: non_zero(p.delay),
-            max_attempts: p.max_attempts,
-            window_ns: non_zero(p.window),
-        }).map(Box::new),
-        placement: task.placement.as_ref().map(|p| Placement {
-            constraints: p.constraints.clone().unwrap_or_default(),
-            spread_preferences: p
-                .preferences
-                .iter()
-                .flatten()
-                .filter_map(|pref| pref.spread.as_ref()?.spread_descriptor.clone())
-                .collect(),
-            max_replicas: p.max_replicas.filter(|m| *m > 0).map(|m| m as u64),
-        }).map(Box::new),
-        resources: task.resources.as_ref().map(|r| Resources {
-            limits: r.limits.as_ref().map(|l| ResourceAmounts {
-                nano_cpus: non_zero(l.nano_cpus),
-                memory_bytes: non_zero(l.memory_bytes),
-                pids: non_zero(l.pids),
-                generic_resources: Vec::new(),
-            }),
-            reservations: r.reservations.as_ref().map(|l| ResourceAmounts {
-                nano_cpus: non_zero(l.nano_cpus),
-                memory_bytes: non_zero(l.memory_bytes),
-                pids: None,
-                // Named resources (`GPU=UUID`) no spec can ask for: kept with an empty kind,
-                // so that they show as drift instead of vanishing.
-                generic_resources: l
-                    .generic_resources
+        healthcheck: container
+            .health_check
+            .as_ref()
+            .map(|h| Healthcheck {
+                test: h.test.clone().unwrap_or_default(),
+                interval_ns: non_zero(h.interval),
+                timeout_ns: non_zero(h.timeout),
+                retries: non_zero(h.retries),
+                start_period_ns: non_zero(h.start_period),
+                start_interval_ns: non_zero(h.start_interval),
+            })
+            .map(Box::new),
+        update_config: spec
+            .update_config
+            .as_ref()
+            .map(from_update_config)
+            .map(Box::new),
+        rollback_config: spec
+            .rollback_config
+            .as_ref()
+            .map(from_rollback_config)
+            .map(Box::new),
+        restart_policy: task
+            .restart_policy
+            .as_ref()
+            .map(|p| RestartPolicy {
+                condition: p.condition.and_then(|c| match c {
+                    TaskSpecRestartPolicyConditionEnum::EMPTY => None,
+                    TaskSpecRestartPolicyConditionEnum::NONE => Some(RestartCondition::None),
+                    TaskSpecRestartPolicyConditionEnum::ON_FAILURE => {
+                        Some(RestartCondition::OnFailure)
+                    }
+                    TaskSpecRestartPolicyConditionEnum::ANY => Some(RestartCondition::Any),
+                }),
+                delay_ns: non_zero(p.delay),
+                max_attempts: p.max_attempts,
+                window_ns: non_zero(p.window),
+            })
+            .map(Box::new),
+        placement: task
+            .placement
+            .as_ref()
+            .map(|p| Placement {
+                constraints: p.constraints.clone().unwrap_or_default(),
+                spread_preferences: p
+                    .preferences
                     .iter()
                     .flatten()
-                    .map(|g| match &g.discrete_resource_spec {
-                        Some(d) => GenericResource {
-                            kind: d.kind.clone().unwrap_or_default(),
-                            value: d.value.unwrap_or(0),
-                        },
-                        None => GenericResource {
-                            kind: String::new(),
-                            value: 0,
-                        },
-                    })
+                    .filter_map(|pref| pref.spread.as_ref()?.spread_descriptor.clone())
                     .collect(),
-            }),
-        }).map(Box::new),
+                max_replicas: p.max_replicas.filter(|m| *m > 0).map(|m| m as u64),
+            })
+            .map(Box::new),
+        resources: task
+            .resources
+            .as_ref()
+            .map(|r| Resources {
+                limits: r.limits.as_ref().map(|l| ResourceAmounts {
+                    nano_cpus: non_zero(l.nano_cpus),
+                    memory_bytes: non_zero(l.memory_bytes),
+                    pids: non_zero(l.pids),
+                    generic_resources: Vec::new(),
+                }),
+                reservations: r.reservations.as_ref().map(|l| ResourceAmounts {
+                    nano_cpus: non_zero(l.nano_cpus),
+                    memory_bytes: non_zero(l.memory_bytes),
+                    pids: None,
+                    // Named resources (`GPU=UUID`) no spec can ask for: kept with an empty kind,
+                    // so that they show as drift instead of vanishing.
+                    generic_resources: l
+                        .generic_resources
+                        .iter()
+                        .flatten()
+                        .map(|g| match &g.discrete_resource_spec {
+                            Some(d) => GenericResource {
+                                kind: d.kind.clone().unwrap_or_default(),
+                                value: d.value.unwrap_or(0),
+                            },
+                            None => GenericResource {
+                                kind: String::new(),
+                                value: 0,
+                            },
+                        })
+                        .collect(),
+                }),
+            })
+            .map(Box::new),
         mounts,
         stop_grace_period_ns: container.stop_grace_period,
         user: container.user.clone().filter(|u| !u.is_empty()),
@@ -782,7 +811,8 @@ pub(crate) fn from_service(
                             .and_then(|r| r.config_name.clone());
                         Some(CredentialSpec::Config(name.unwrap_or(id)))
                     })
-            }).map(Box::new),
+            })
+            .map(Box::new),
         oom_score_adj: non_zero(container.oom_score_adj),
         tty: container.tty.filter(|t| *t),
         open_stdin: container.open_stdin.filter(|o| *o),
@@ -804,17 +834,25 @@ pub(crate) fn from_service(
             })
             .collect(),
         hosts: container.hosts.clone().unwrap_or_default(),
-        dns: container.dns_config.as_ref().map(|d| DnsConfig {
-            nameservers: d.nameservers.clone().unwrap_or_default(),
-            search: d.search.clone().unwrap_or_default(),
-            options: d.options.clone().unwrap_or_default(),
-        }).map(Box::new),
-        log_driver: task.log_driver.as_ref().and_then(|l| {
-            Some(LogDriver {
-                name: l.name.clone().filter(|n| !n.is_empty())?,
-                options: all_labels(l.options.as_ref()),
+        dns: container
+            .dns_config
+            .as_ref()
+            .map(|d| DnsConfig {
+                nameservers: d.nameservers.clone().unwrap_or_default(),
+                search: d.search.clone().unwrap_or_default(),
+                options: d.options.clone().unwrap_or_default(),
             })
-        }).map(Box::new),
+            .map(Box::new),
+        log_driver: task
+            .log_driver
+            .as_ref()
+            .and_then(|l| {
+                Some(LogDriver {
+                    name: l.name.clone().filter(|n| !n.is_empty())?,
+                    options: all_labels(l.options.as_ref()),
+                })
+            })
+            .map(Box::new),
         network_aliases,
         configs: sorted(container.configs.iter().flatten().filter_map(|c| {
             let file = c.file.as_ref()?;
@@ -1219,7 +1257,8 @@ mod tests {
     #[test]
     fn a_credential_spec_config_is_a_runtime_reference_named_by_id() {
         let mut definition = sample_service("gmsa");
-        definition.credential_spec = Some(Box::new(CredentialSpec::Config("b_spec-0123456789".into())));
+        definition.credential_spec =
+            Some(Box::new(CredentialSpec::Config("b_spec-0123456789".into())));
         definition.configs = ["a_conf", "c_conf"]
             .map(|name| crate::desired::definition::FileMount {
                 name: name.into(),

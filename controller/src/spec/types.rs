@@ -394,22 +394,22 @@ pub struct ServiceSpec {
     pub ports: Vec<PortSpec>,
     /// Container health check (overrides the image's `HEALTHCHECK`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub healthcheck: Option<HealthcheckSpec>,
+    pub healthcheck: Option<Box<HealthcheckSpec>>,
     /// How rolling updates are done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub update_config: Option<UpdatePolicy>,
+    pub update_config: Option<Box<UpdatePolicy>>,
     /// How automatic rollbacks are done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rollback_config: Option<UpdatePolicy>,
+    pub rollback_config: Option<Box<UpdatePolicy>>,
     /// When swarm restarts tasks that exit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restart_policy: Option<RestartPolicySpec>,
+    pub restart_policy: Option<Box<RestartPolicySpec>>,
     /// Where tasks may run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub placement: Option<PlacementSpec>,
+    pub placement: Option<Box<PlacementSpec>>,
     /// CPU, memory and pids limits and reservations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ResourcesSpec>,
+    pub resources: Option<Box<ResourcesSpec>>,
     /// Volumes, bind mounts and tmpfs mounts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<MountSpec>,
@@ -451,7 +451,7 @@ pub struct ServiceSpec {
     /// Windows gMSA credential spec of the containers: exactly one of `file`, `registry` or
     /// `config`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credential_spec: Option<CredentialSpecSpec>,
+    pub credential_spec: Option<Box<CredentialSpecSpec>>,
     /// Adjustment of the containers' OOM-killer score (-1000 to 1000). Needs Engine API 1.46
     /// (Docker 27).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -481,10 +481,10 @@ pub struct ServiceSpec {
     pub extra_hosts: Vec<String>,
     /// DNS settings of the containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dns: Option<DnsSpec>,
+    pub dns: Option<Box<DnsSpec>>,
     /// Log driver of the containers and its options.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub logging: Option<LoggingSpec>,
+    pub logging: Option<Box<LoggingSpec>>,
     /// Extra DNS names of the service on its networks, by network name (as listed in
     /// `networks`): e.g. `{backend: [db, postgres]}`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
