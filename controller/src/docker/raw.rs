@@ -164,7 +164,12 @@ impl RawClient {
         let tasks: Vec<RawTask> = self
             .get_json(Op::ListTasks, Resource::Service, "", &path)
             .await?;
-        Ok(tasks.into_iter().map(RawTask::into_observed).collect())
+        // Collected in place, the list would keep the capacity of the raw tasks (larger
+        // each, and the parser's growth slack): it is kept until the next relist.
+        let mut observed: Vec<ObservedTask> =
+            tasks.into_iter().map(RawTask::into_observed).collect();
+        observed.shrink_to_fit();
+        Ok(observed)
     }
 }
 

@@ -955,9 +955,11 @@ pub fn same_content(a: &StatusFile, b: &StatusFile) -> bool {
 /// Replaces `path` atomically: write a temporary file in the same directory, fsync it, rename
 /// it over the old one, fsync the directory. Readers see the old or the new file, never half.
 pub fn write_atomic(path: &Path, status: &StatusFile) -> Result<(), StatusError> {
-    let mut json = serde_json::to_vec_pretty(status).expect("status serializes to JSON");
-    json.push(b'\n');
-    crate::atomic_file::replace(path, ".status-", &json).map_err(|source| StatusError::Write {
+    crate::atomic_file::replace_with(path, ".status-", |out| {
+        serde_json::to_writer_pretty(&mut *out, status)?;
+        out.write_all(b"\n")
+    })
+    .map_err(|source| StatusError::Write {
         path: path.to_owned(),
         source,
     })
