@@ -151,8 +151,8 @@ pub enum Action {
         version: u64,
         /// The service's name.
         name: String,
-        /// The service as it is on the swarm.
-        current: ServiceDefinition,
+        /// The service as it is on the swarm (boxed: the other actions hold theirs boxed).
+        current: Box<ServiceDefinition>,
         /// Its operator labels with the mark added.
         labels: BTreeMap<String, String>,
         /// The mark.
@@ -657,7 +657,7 @@ fn plan_service(
                 != Some(desired.hash.as_str())
                 || observed.ownership.source_file.as_deref() != Some(&desired.source_file)
                 || observed.ownership.policy != desired.policy.labels();
-            let changes = field_changes(&written.definition, &observed.definition, spec_changed);
+            let changes = field_changes(&*written.definition, &observed.definition, spec_changed);
             if !spec_changed && changes.is_empty() {
                 return ObjectPlan {
                     action: None,
@@ -742,7 +742,7 @@ fn rollback_hold(
                     id: observed.id.clone(),
                     version: observed.version,
                     name: key.name.clone(),
-                    current: observed.definition.clone(),
+                    current: Box::new(observed.definition.clone()),
                     labels: ownership.to_labels(),
                     mark,
                 }),
@@ -818,7 +818,7 @@ fn plan_network(
             })
         }
         (Some(desired), Some(observed)) => {
-            let changes = field_changes(&desired.definition, &observed.definition, false);
+            let changes = field_changes(&*desired.definition, &observed.definition, false);
             if changes.is_empty() {
                 return ObjectPlan::default();
             }
@@ -927,7 +927,7 @@ mod tests {
                 Arc::new(ObservedService {
                     id: format!("id-{name}"),
                     version: 10,
-                    definition: d.definition.clone(),
+                    definition: (*d.definition).clone(),
                     ownership: Ownership::from_labels(&d.owner_labels()),
                     virtual_ips: vec![],
                     update_status: None,
@@ -936,7 +936,7 @@ mod tests {
             );
         }
         for (name, d) in &desired.networks {
-            let mut definition = d.definition.clone();
+            let mut definition = (*d.definition).clone();
             // Docker allocates a subnet when the spec names none: not a difference.
             definition.subnet = Some("10.0.1.0/24".into());
             observed.networks.insert(

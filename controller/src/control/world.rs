@@ -855,7 +855,7 @@ fn written_service(
     ObservedService {
         id,
         version,
-        definition: desired.definition.clone(),
+        definition: (*desired.definition).clone(),
         ownership: Ownership::from_labels(&desired.owner_labels()),
         virtual_ips: Vec::new(),
         update_status: None,
@@ -1018,7 +1018,7 @@ mod tests {
         let stale_ticket = f.world.ticket();
         let mut v2 = desired("a");
         v2.definition.image = "v2".into();
-        v2 = DesiredObject::new(v2.definition, "a.yaml".into(), DEFAULT_INSTANCE);
+        v2 = DesiredObject::new(*v2.definition, "a.yaml".into(), DEFAULT_INSTANCE);
         f.reporter
             .written(Written::ServiceUpdated {
                 id: "s1".into(),
@@ -1247,7 +1247,7 @@ mod tests {
         with_desired(&f, &["a", "b", "c"]).await;
         assert_eq!(drain(&mut f.changes).len(), 3);
         let mut state = DesiredState::clone(&f.world.snapshot().desired);
-        let mut b = state.services["b"].definition.clone();
+        let mut b = (*state.services["b"].definition).clone();
         b.image = "new".into();
         state.services.insert(
             "b".into(),

@@ -771,7 +771,7 @@ fn service_status(
                 }
             }),
         stack: desired
-            .map(|d| &d.definition)
+            .map(|d| &*d.definition)
             .or(observed.map(|o| &o.definition))
             .and_then(|d| stack_of(&d.labels)),
     }
@@ -937,7 +937,7 @@ fn network_status(
             .desired
             .networks
             .get(name)
-            .map(|d| &d.definition)
+            .map(|d| &*d.definition)
             .or(observed.map(|o| &o.definition))
             .and_then(|d| stack_of(&d.labels)),
     }
@@ -1007,7 +1007,7 @@ mod tests {
         Arc::make_mut(&mut world.desired).services.insert(
             "quote".into(),
             DesiredObject {
-                definition: definition.clone(),
+                definition: Box::new(definition.clone()),
                 hash: hash.clone(),
                 source_file: "a.yaml".into(),
                 instance: crate::desired::definition::DEFAULT_INSTANCE.into(),

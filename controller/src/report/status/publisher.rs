@@ -433,7 +433,7 @@ mod tests {
                 Arc::new(ObservedService {
                     id: id.clone(),
                     version: 1,
-                    definition: object.definition.clone(),
+                    definition: (*object.definition).clone(),
                     ownership: Ownership::from_labels(&object.owner_labels()),
                     virtual_ips: vec![],
                     update_status: None,
