@@ -4,8 +4,10 @@
 //! pass (the whole status built and serialized) allocate megabytes that are freed right after.
 //! glibc keeps freed memory for reuse, per arena, so the resident size follows the peaks, not
 //! what is live. Two knobs bring it back towards what is live: one arena, and handing free
-//! pages back after each burst. Measured with 500 services: 23 MB resident before, 19.3–19.5 MB
-//! after (together with `opt-level = "s"` for this crate, see the workspace's Cargo.toml).
+//! pages back after each burst (a status pass, a task poll, a resync). Measured with 500
+//! services in round 2: 23 MB resident before, 19.3–19.5 MB after (together with
+//! `opt-level = "s"` for this crate, see the workspace's Cargo.toml); the binary's own pages
+//! have grown since (controller/BENCHMARK.md, "Parse once, on every core").
 //! Pages that still hold a few long-lived objects can't be handed back: the rest is done by not
 //! re-allocating long-lived data amid a burst (see "Memory" in docs/architecture.md).
 
