@@ -289,8 +289,9 @@ impl Bench {
         };
         if let Some((a, b, cpu)) = memory {
             eprintln!(
-                "   operator RSS {:.1} MB at convergence, {:.1} MB 5 s later, peak {:.1} MB, CPU {}",
+                "   operator RSS {:.1} MB at convergence (RssAnon {:.1} MB), {:.1} MB 5 s later, peak {:.1} MB, CPU {}",
                 a.rss_mb(),
+                a.anon_mb(),
                 b.rss_mb(),
                 b.peak_mb(),
                 secs(cpu)
@@ -359,7 +360,7 @@ impl Bench {
             .get(&Contender::Stack)
             .map(|a| median(a.iter().map(|a| a.seen.all.as_secs_f64()).collect()).0);
         let mut out = format!(
-            "{} services, replicas {}{}, {} runs each; median (min–max)\n\n| contender | all seen | ratio to stack deploy | first seen | first seen after landing | landed | operator RSS at convergence / +5 s / peak (MB) | operator CPU | removal: services / containers gone | load (1 min) |\n|---|---|---|---|---|---|---|---|---|---|\n",
+            "{} services, replicas {}{}, {} runs each; median (min–max)\n\n| contender | all seen | ratio to stack deploy | first seen | first seen after landing | landed | operator RSS (of it RssAnon) at convergence / +5 s / peak (MB) | operator CPU | removal: services / containers gone | load (1 min) |\n|---|---|---|---|---|---|---|---|---|---|\n",
             self.cfg.n,
             self.cfg.replicas,
             if self.cfg.unplaceable {
@@ -391,8 +392,9 @@ impl Bench {
             } else {
                 (
                     format!(
-                        "{:.1} / {:.1} / {:.1}",
+                        "{:.1} ({:.1}) / {:.1} / {:.1}",
                         median(memory.iter().map(|m| m.0.rss_mb()).collect()).0,
+                        median(memory.iter().map(|m| m.0.anon_mb()).collect()).0,
                         median(memory.iter().map(|m| m.1.rss_mb()).collect()).0,
                         median(memory.iter().map(|m| m.1.peak_mb()).collect()).0
                     ),

@@ -20,12 +20,19 @@ pub struct Watched {
 #[derive(Debug, Clone, Copy)]
 pub struct Memory {
     pub rss_kib: u64,
+    /// The anonymous part of `rss_kib` (`RssAnon`): the heap and stacks, without the binary's
+    /// own pages (clean, file-backed, about 15 MB of the operator's RSS).
+    pub anon_kib: u64,
     pub peak_kib: u64,
 }
 
 impl Memory {
     pub fn rss_mb(&self) -> f64 {
         self.rss_kib as f64 / 1024.0
+    }
+
+    pub fn anon_mb(&self) -> f64 {
+        self.anon_kib as f64 / 1024.0
     }
 
     pub fn peak_mb(&self) -> f64 {
@@ -37,8 +44,9 @@ impl std::fmt::Display for Memory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "VmRSS {:.1} MB, VmHWM {:.1} MB",
+            "VmRSS {:.1} MB (RssAnon {:.1} MB), VmHWM {:.1} MB",
             self.rss_mb(),
+            self.anon_mb(),
             self.peak_mb()
         )
     }
@@ -73,6 +81,7 @@ impl Watched {
         };
         Some(Memory {
             rss_kib: field("VmRSS:")?,
+            anon_kib: field("RssAnon:")?,
             peak_kib: field("VmHWM:")?,
         })
     }
