@@ -227,7 +227,7 @@ pub fn error_position(err: &serde_saphyr::Error) -> Option<Position> {
     err.without_snippet()
         .location()
         .filter(|l| l.line() > 0)
-        .map(|l| (l.line() as usize, l.column().max(1) as usize))
+        .map(position)
 }
 
 /// The parser's message without its position or a snippet of the text; a breach of the
@@ -275,18 +275,22 @@ pub struct At(pub Position);
 impl<'de> Deserialize<'de> for At {
     fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let spanned = Spanned::<de::IgnoredAny>::deserialize(deserializer)?;
-        let l = spanned.referenced;
-        // The same position [`parse`] gives the node (see `origin`).
-        Ok(At((l.line() as usize, l.column().max(1) as usize)))
+        Ok(At(position(spanned.referenced)))
     }
 }
 
+/// A parser location as a 1-based position: the one conversion, so that a node of the tree,
+/// an [`At`] and an error at the same place agree.
+fn position(l: serde_saphyr::Location) -> Position {
+    (l.line() as usize, l.column().max(1) as usize)
+}
+
 fn origin<T>(s: &Spanned<T>, file: &Arc<PathBuf>) -> Origin {
-    let l = s.referenced;
+    let (line, column) = position(s.referenced);
     Origin {
         file: Arc::clone(file),
-        line: l.line() as usize,
-        column: l.column().max(1) as usize,
+        line,
+        column,
     }
 }
 
