@@ -16,6 +16,8 @@ use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 
 use crate::yaml::{self, At, Position};
 
+use super::types::{API_VERSION, KINDS};
+
 /// What a spec document's dispatch needs from it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(super) struct Header {
@@ -32,6 +34,16 @@ impl Header {
     /// (the caller reads it through the tree then, to say why).
     pub fn read(text: &str) -> Option<Header> {
         yaml::from_str::<Header>(text).ok()
+    }
+
+    /// The kind and where the name is, if this is a spec's header: the apiVersion and a kind
+    /// this operator knows, and a name. Anything else is for the tree to explain.
+    pub fn into_spec_dispatch(self) -> Option<(String, Position)> {
+        if self.api_version.as_deref() != Some(API_VERSION) {
+            return None;
+        }
+        let kind = self.kind.filter(|k| KINDS.contains(&k.as_str()))?;
+        Some((kind, self.name_at?))
     }
 }
 

@@ -207,7 +207,7 @@ pub fn load_dir_cached(
     paths.sort_by(|a, b| a.0.cmp(&b.0));
     // Cached outcomes first; the files to parse (all of them when a burst of new files lands)
     // are parsed on every core, each with its own sidecar, and put back in path order.
-    let mut outcomes: Vec<(PathBuf, Option<FileStamp>, Option<FileLoad>)> = paths
+    let outcomes: Vec<(PathBuf, Option<FileStamp>, Option<FileLoad>)> = paths
         .into_iter()
         .map(|(path, stamp)| {
             let cached = cache
@@ -230,7 +230,7 @@ pub fn load_dir_cached(
         engine_api: cache.engine_api,
         ..Sidecar::default()
     };
-    for (path, stamp, cached) in outcomes.drain(..) {
+    for (path, stamp, cached) in outcomes {
         let (load, self_contained) = match cached {
             Some(load) => (load, true),
             None => {
@@ -303,8 +303,12 @@ fn parse_files(
             })
             .collect()
     };
+    if paths.len() < PARSE_ON_ONE_THREAD_BELOW {
+        return parse_all(paths);
+    }
+    // Asked only for a burst: it reads the cgroup's CPU quota from /proc and /sys.
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    if threads < 2 || paths.len() < PARSE_ON_ONE_THREAD_BELOW {
+    if threads < 2 {
         return parse_all(paths);
     }
     let chunk = paths.len().div_ceil(threads);
@@ -509,17 +513,9 @@ pub(crate) fn load_document(
     identities: &AgeIdentities,
     sidecar: &mut Sidecar,
 ) -> Result<LoadedDocument, Vec<SpecError>> {
-    let header = Header::read(text).filter(|h| {
-        h.api_version.as_deref() == Some(API_VERSION)
-            && h.kind.as_deref().is_some_and(|k| KINDS.contains(&k))
-    });
-    let (kind, (line, column)) = match header {
-        Some(Header {
-            kind: Some(kind),
-            name_at: Some(at),
-            ..
-        }) => (kind, at),
-        _ => match dispatch_by_tree(file, text)? {
+    let (kind, (line, column)) = match Header::read(text).and_then(Header::into_spec_dispatch) {
+        Some(dispatch) => dispatch,
+        None => match dispatch_by_tree(file, text)? {
             Some(dispatch) => dispatch,
             None => return Ok(LoadedDocument::Empty),
         },
@@ -1321,14 +1317,11 @@ mod tests {
         }
         let mut compared = 0;
         for text in &texts {
-            let Some(header) = Header::read(text) else {
-                continue;
-            };
-            let (Some(kind), Some(at)) = (header.kind, header.name_at) else {
+            let Some(dispatch) = Header::read(text).and_then(Header::into_spec_dispatch) else {
                 continue;
             };
             let tree = dispatch_by_tree(Path::new("f.yaml"), text).expect("a spec document");
-            assert_eq!(tree, Some((kind, at)), "{text}");
+            assert_eq!(tree, Some(dispatch), "{text}");
             compared += 1;
         }
         assert!(compared >= 8, "only {compared} documents compared");
