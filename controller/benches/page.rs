@@ -83,7 +83,7 @@ fn world(services: usize, replicas: usize, nodes: usize) -> WorldState {
             Arc::new(ObservedService {
                 id: id.clone(),
                 version: 1,
-                definition: (*object.definition).clone(),
+                definition: std::sync::Arc::clone(&object.definition),
                 ownership: Ownership::from_labels(&object.owner_labels()),
                 virtual_ips: vec![],
                 update_status: None,

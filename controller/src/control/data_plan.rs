@@ -214,7 +214,7 @@ mod tests {
         ObservedService {
             id: "s1".into(),
             version: 3,
-            definition,
+            definition: definition.into(),
             ownership: Ownership::default(),
             virtual_ips: Vec::new(),
             update_status: None,
@@ -296,7 +296,7 @@ mod tests {
         desired.services.insert(
             "web".into(),
             crate::desired::DesiredObject::new(
-                service.definition,
+                std::sync::Arc::unwrap_or_clone(service.definition),
                 "a.yaml".into(),
                 DEFAULT_INSTANCE,
             ),

@@ -742,7 +742,7 @@ fn rollback_hold(
                     id: observed.id.clone(),
                     version: observed.version,
                     name: key.name.clone(),
-                    current: Box::new(observed.definition.clone()),
+                    current: Box::new((*observed.definition).clone()),
                     labels: ownership.to_labels(),
                     mark,
                 }),
@@ -782,8 +782,12 @@ fn apply_drift_policy(
             continue;
         }
         match field {
-            DriftField::Replicas => written.definition.mode = observed.definition.mode.clone(),
-            DriftField::Image => written.definition.image = observed.definition.image.clone(),
+            DriftField::Replicas => {
+                Arc::make_mut(&mut written.definition).mode = observed.definition.mode.clone();
+            }
+            DriftField::Image => {
+                Arc::make_mut(&mut written.definition).image = observed.definition.image.clone();
+            }
         }
         external.push(format!(
             "{}: {swarm_value} on the swarm, {spec_value} in the spec",
@@ -927,7 +931,7 @@ mod tests {
                 Arc::new(ObservedService {
                     id: format!("id-{name}"),
                     version: 10,
-                    definition: (*d.definition).clone(),
+                    definition: Arc::clone(&d.definition),
                     ownership: Ownership::from_labels(&d.owner_labels()),
                     virtual_ips: vec![],
                     update_status: None,
@@ -995,7 +999,8 @@ mod tests {
     fn replicas_scaled_by_hand_are_drift() {
         let desired = state(&[("quote", "a.yaml")], &[]);
         let mut observed = converged(&desired);
-        observed.service_mut("quote").unwrap().definition.mode = Mode::Replicated { replicas: 1 };
+        Arc::make_mut(&mut observed.service_mut("quote").unwrap().definition).mode =
+            Mode::Replicated { replicas: 1 };
         let plan = plan(&desired, &observed);
         match &plan.actions[..] {
             [
@@ -1020,7 +1025,7 @@ mod tests {
         let observed = converged(&desired);
         let mut edited = desired;
         let svc = edited.services.get_mut("quote").unwrap();
-        svc.definition.image = "goblog/quote-service:v2".into();
+        Arc::make_mut(&mut svc.definition).image = "goblog/quote-service:v2".into();
         svc.hash = crate::desired::definition::definition_hash(&svc.definition);
         let plan = plan(&edited, &observed);
         match &plan.actions[..] {
@@ -1045,11 +1050,8 @@ mod tests {
     fn docker_defaults_for_unset_fields_are_not_drift() {
         let desired = state(&[("quote", "a.yaml")], &[]);
         let mut observed = converged(&desired);
-        observed
-            .service_mut("quote")
-            .unwrap()
-            .definition
-            .update_config = Some(Box::new(docker_default_update_policy()));
+        Arc::make_mut(&mut observed.service_mut("quote").unwrap().definition).update_config =
+            Some(Box::new(docker_default_update_policy()));
         assert!(plan(&desired, &observed).is_empty());
     }
 
@@ -1108,7 +1110,7 @@ mod tests {
         let mut observed = converged(&desired);
         for service in observed.services.values_mut().map(Arc::make_mut) {
             service.ownership = Ownership::default();
-            service.definition.mode = Mode::Replicated { replicas: 7 };
+            Arc::make_mut(&mut service.definition).mode = Mode::Replicated { replicas: 7 };
         }
         observed.services.insert(
             "someone-elses".into(),
@@ -1191,7 +1193,8 @@ mod tests {
     fn plan_display_shows_field_changes() {
         let desired = state(&[("quote", "a.yaml")], &[]);
         let mut observed = converged(&desired);
-        observed.service_mut("quote").unwrap().definition.mode = Mode::Replicated { replicas: 1 };
+        Arc::make_mut(&mut observed.service_mut("quote").unwrap().definition).mode =
+            Mode::Replicated { replicas: 1 };
         let text = PlanDisplay(&plan(&desired, &observed), Values::Hidden).to_string();
         assert_eq!(
             text,
@@ -1208,7 +1211,8 @@ mod tests {
         let mut desired = state(&[("quote", "a.yaml"), ("new", "a.yaml")], &[]);
         let mut observed = converged(&desired);
         observed.services.remove("new");
-        observed.service_mut("quote").unwrap().definition.mode = Mode::Replicated { replicas: 1 };
+        Arc::make_mut(&mut observed.service_mut("quote").unwrap().definition).mode =
+            Mode::Replicated { replicas: 1 };
         suspend(&mut desired, "quote");
         suspend(&mut desired, "new");
         let p = plan(&desired, &observed);
@@ -1263,7 +1267,8 @@ mod tests {
     }
 
     fn scaled(observed: &mut Observed, name: &str, replicas: u64) {
-        observed.service_mut(name).unwrap().definition.mode = Mode::Replicated { replicas };
+        Arc::make_mut(&mut observed.service_mut(name).unwrap().definition).mode =
+            Mode::Replicated { replicas };
     }
 
     #[test]
@@ -1311,7 +1316,7 @@ mod tests {
         // An image change in the spec: written, with the swarm's 7 replicas kept.
         let mut edited = desired.clone();
         let svc = edited.services.get_mut("quote").unwrap();
-        svc.definition.image = "goblog/quote-service:v2".into();
+        Arc::make_mut(&mut svc.definition).image = "goblog/quote-service:v2".into();
         svc.hash = crate::desired::definition::definition_hash(&svc.definition);
         let p = plan(&edited, &observed);
         match &p.actions[..] {
@@ -1333,7 +1338,7 @@ mod tests {
         // The spec's replicas change 3 → 5: the new spec value is applied.
         let mut rescaled = desired.clone();
         let svc = rescaled.services.get_mut("quote").unwrap();
-        svc.definition.mode = Mode::Replicated { replicas: 5 };
+        Arc::make_mut(&mut svc.definition).mode = Mode::Replicated { replicas: 5 };
         svc.hash = crate::desired::definition::definition_hash(&svc.definition);
         ignore(&mut rescaled, "quote", &[DriftField::Replicas]);
         let p = plan(&rescaled, &observed);
@@ -1355,7 +1360,8 @@ mod tests {
         let mut desired = state(&[("quote", "a.yaml")], &[]);
         ignore(&mut desired, "quote", &[DriftField::Image]);
         let mut observed = converged(&desired);
-        observed.service_mut("quote").unwrap().definition.image = "quote:sha-updated".into();
+        Arc::make_mut(&mut observed.service_mut("quote").unwrap().definition).image =
+            "quote:sha-updated".into();
         let p = plan(&desired, &observed);
         assert!(p.is_empty(), "{p:?}");
         assert_eq!(p.conflicts[0].reason, ConflictReason::ExternallyManaged);
@@ -1367,7 +1373,7 @@ mod tests {
         let mut observed = converged(desired);
         let service = observed.service_mut("quote").unwrap();
         service.ownership.spec_hash = Some("before".into());
-        service.definition.image = "before:1".into();
+        Arc::make_mut(&mut service.definition).image = "before:1".into();
         service.update_status = Some(crate::docker::UpdateStatus {
             state,
             message: "update rolled back due to failure".into(),
@@ -1417,7 +1423,7 @@ mod tests {
         // A new spec is written (without the mark).
         let mut edited = desired;
         let svc = edited.services.get_mut("quote").unwrap();
-        svc.definition.image = "fixed:2".into();
+        Arc::make_mut(&mut svc.definition).image = "fixed:2".into();
         svc.hash = crate::desired::definition::definition_hash(&svc.definition);
         let plan = plan_object(&ObjectKey::service("quote"), &edited, &marked);
         assert!(
@@ -1505,7 +1511,7 @@ mod tests {
         let mut edited = desired.clone();
         for name in ["db", "api"] {
             let svc = edited.services.get_mut(name).unwrap();
-            svc.definition.image = "v2".into();
+            Arc::make_mut(&mut svc.definition).image = "v2".into();
             svc.hash = crate::desired::definition::definition_hash(&svc.definition);
         }
         let p = plan(&edited, &observed);

@@ -303,7 +303,7 @@ async fn scheduled_run<A: SwarmApi>(
                 .filter(|t| t.service_id == observed.id),
         );
         let mut desired = desired.clone();
-        desired.definition.force_update = observed.definition.force_update;
+        Arc::make_mut(&mut desired.definition).force_update = observed.definition.force_update;
         desired.revision = current_revision(&world);
         (
             spec,
@@ -345,7 +345,7 @@ async fn scheduled_run<A: SwarmApi>(
         }
         schedule::Decision::Fire { due } => due,
     };
-    desired.definition.force_update += 1;
+    Arc::make_mut(&mut desired.definition).force_update += 1;
     match ctx
         .api
         .update_service(&id, version, &desired.definition, &desired.owner_labels())
@@ -593,7 +593,7 @@ async fn apply<A: SwarmApi>(
             // The swarm's ForceUpdate counter is carried over: lowering it would be a change of
             // the task template of its own (and, for a job, no run is asked for here).
             let mut desired = desired;
-            desired.definition.force_update = force_update;
+            Arc::make_mut(&mut desired.definition).force_update = force_update;
             desired.revision = current_revision(&ctx.world.snapshot());
             match cause {
                 UpdateCause::SpecChanged => info!(%key, changes = ?fields, "updating service"),
@@ -1043,13 +1043,14 @@ mod tests {
             },
         );
         let quote = desired.services.get_mut("quote").unwrap();
-        quote.definition.secrets = vec![crate::desired::definition::FileMount {
-            name: name.clone(),
-            target: "db".into(),
-            uid: "0".into(),
-            gid: "0".into(),
-            mode: 0o400,
-        }];
+        Arc::make_mut(&mut quote.definition).secrets =
+            vec![crate::desired::definition::FileMount {
+                name: name.clone(),
+                target: "db".into(),
+                uid: "0".into(),
+                gid: "0".into(),
+                mode: 0o400,
+            }];
         let ctx = context(swarm.clone(), desired).await;
         let err = reconcile(ctx.clone(), ObjectKey::service("quote"))
             .await
@@ -1080,18 +1081,14 @@ mod tests {
 
     fn mounting(desired: &mut DesiredState, data: &DesiredData) {
         desired.data = BTreeMap::from([(data.name.clone(), data.clone())]);
-        desired
-            .services
-            .get_mut("quote")
-            .unwrap()
-            .definition
-            .secrets = vec![crate::desired::definition::FileMount {
-            name: data.name.clone(),
-            target: "db".into(),
-            uid: "0".into(),
-            gid: "0".into(),
-            mode: 0o400,
-        }];
+        Arc::make_mut(&mut desired.services.get_mut("quote").unwrap().definition).secrets =
+            vec![crate::desired::definition::FileMount {
+                name: data.name.clone(),
+                target: "db".into(),
+                uid: "0".into(),
+                gid: "0".into(),
+                mode: 0o400,
+            }];
     }
 
     #[tokio::test]

@@ -57,7 +57,7 @@ pub(super) fn unblocked_by(
         .chain(unmounted(
             state,
             &previous.definition,
-            current.map(|c| &c.definition),
+            current.map(|c| &*c.definition),
         ))
         .collect()
 }

@@ -210,7 +210,13 @@ pub async fn collect_unused<A: SwarmApi>(
         .list_services()
         .await?
         .into_iter()
-        .flat_map(|s| s.definition.secrets.into_iter().map(|m| m.name))
+        .flat_map(|s| {
+            s.definition
+                .secrets
+                .iter()
+                .map(|m| m.name.clone())
+                .collect::<Vec<_>>()
+        })
         .collect();
     let mut collected = Collected::default();
     for secret in secrets {

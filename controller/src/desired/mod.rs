@@ -23,10 +23,11 @@ use crate::spec::{self, DriftField, LoadDirError, Located, Object, SpecError, Sp
 /// A desired object with its identity in the operator's labels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredObject<T> {
-    /// The canonical definition. Boxed: the maps of desired objects hold every object
-    /// inline in their nodes, a service's definition is 672 bytes, and a node has room for
-    /// eleven (7.4 MB of nodes at 5,000 services, heaptrack).
-    pub definition: Box<T>,
+    /// The canonical definition. Behind a pointer: the maps of desired objects hold every
+    /// object inline in their nodes, a service's definition is 672 bytes, and a node has room
+    /// for eleven (7.4 MB of nodes at 5,000 services, heaptrack). Shared: the view's observed
+    /// service holds the same definition while the two are equal.
+    pub definition: std::sync::Arc<T>,
     /// Hash of the definition, written as the spec-hash label.
     pub hash: String,
     /// File name (not path) of the spec it came from, written as the source-file label.
@@ -48,7 +49,7 @@ impl<T: Serialize> DesiredObject<T> {
     pub fn new(definition: T, source_file: String, instance: &str) -> Self {
         DesiredObject {
             hash: definition::definition_hash(&definition),
-            definition: Box::new(definition),
+            definition: std::sync::Arc::new(definition),
             source_file,
             instance: instance.to_owned(),
             policy: ObjectPolicy::default(),

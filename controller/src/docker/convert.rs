@@ -894,7 +894,7 @@ pub(crate) fn from_service(
     Some(ObservedService {
         id: service.id.clone()?,
         version: service.version.as_ref()?.index?,
-        definition,
+        definition: definition.into(),
         ownership: Ownership::from_labels(&labels),
         virtual_ips,
         update_status: service.update_status.as_ref().map(|u| UpdateStatus {
@@ -1107,7 +1107,7 @@ mod tests {
         let networks = HashMap::from([("id-my_network".to_owned(), "my_network".to_owned())]);
         let observed = from_service(&echo(to_service_spec(&definition, &owner)), &networks)
             .expect("a complete service converts");
-        assert_eq!(observed.definition, definition);
+        assert_eq!(*observed.definition, definition);
         assert_eq!(observed.version, 7);
         assert!(observed.ownership.is_owned_by("team-a"));
         assert!(!observed.ownership.is_owned_by("default"));
@@ -1231,7 +1231,7 @@ mod tests {
             &networks,
         )
         .expect("a complete service converts");
-        assert_eq!(observed.definition, definition);
+        assert_eq!(*observed.definition, definition);
         // Unset, the new fields stay out of the hash input: services written by an older
         // operator keep their spec hash.
         let json = serde_json::to_string(&sample_service("a")).unwrap();
@@ -1392,7 +1392,7 @@ mod tests {
         );
         let mut desired = definition;
         desired.mounts[0].kind = MountKind::Spec(MountType::Volume);
-        assert_ne!(observed.definition, desired);
+        assert_ne!(*observed.definition, desired);
     }
 
     #[test]

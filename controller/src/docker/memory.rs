@@ -187,7 +187,7 @@ impl MemorySwarm {
             let Some(current) = state.services.get(name).cloned() else {
                 return;
             };
-            let mut definition = current.definition.clone();
+            let mut definition = (*current.definition).clone();
             change(&mut definition);
             let labels = current.ownership.to_labels();
             store_service(&mut state, Some(current.id), definition, &labels)
@@ -209,7 +209,12 @@ impl MemorySwarm {
                 return;
             };
             let labels = previous.ownership.to_labels();
-            let id = store_service(&mut state, Some(previous.id), previous.definition, &labels);
+            let id = store_service(
+                &mut state,
+                Some(previous.id),
+                Arc::unwrap_or_clone(previous.definition),
+                &labels,
+            );
             if let Some(service) = state.services.get_mut(name) {
                 service.update_status = Some(super::UpdateStatus {
                     state: super::UpdateState::ROLLBACK_STARTED,
@@ -407,7 +412,7 @@ fn store_service(
         id: id.clone(),
         version: state.index,
         ownership: Ownership::from_labels(labels),
-        definition,
+        definition: definition.into(),
         virtual_ips: Vec::new(),
         update_status: None,
         revision: crate::docker::ServiceRevision {

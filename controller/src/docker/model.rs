@@ -61,8 +61,9 @@ pub struct ObservedService {
     /// The swarm's version index of the service, sent with an update (compare-and-swap).
     /// 0 while unknown: the operator created it and has not read it back yet.
     pub version: u64,
-    /// Its spec in canonical form.
-    pub definition: ServiceDefinition,
+    /// Its spec in canonical form. Shared with the desired service when the two are equal
+    /// (the steady state): the view then holds one definition per service, not two.
+    pub definition: Arc<ServiceDefinition>,
     /// The operator's labels.
     pub ownership: Ownership,
     /// Virtual IPs per network (VIP mode only).

@@ -299,8 +299,8 @@ mod tests {
     fn the_port_comes_from_the_label_else_the_first_target_port() {
         let mut world = sample_world();
         let web = world.observed.service_mut("web").unwrap();
-        web.definition.labels.remove(PORT_LABEL);
-        web.definition.ports = vec![Port {
+        Arc::make_mut(&mut web.definition).labels.remove(PORT_LABEL);
+        Arc::make_mut(&mut web.definition).ports = vec![Port {
             target: 8080,
             published: Some(80),
             protocol: Protocol::Tcp,
@@ -309,7 +309,7 @@ mod tests {
         assert_eq!(build(&world).groups[0].targets, ["10.0.1.1:8080"]);
 
         let web = world.observed.service_mut("web").unwrap();
-        web.definition.ports.clear();
+        Arc::make_mut(&mut web.definition).ports.clear();
         let discovery = build(&world);
         assert!(discovery.groups.is_empty());
         assert!(
@@ -318,7 +318,7 @@ mod tests {
         );
 
         let web = world.observed.service_mut("web").unwrap();
-        web.definition
+        Arc::make_mut(&mut web.definition)
             .labels
             .insert(PORT_LABEL.into(), "http".into());
         let discovery = build(&world);

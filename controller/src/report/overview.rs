@@ -261,7 +261,7 @@ pub(crate) mod tests {
             Arc::new(ObservedService {
                 id: "svc-web".into(),
                 version: 7,
-                definition: web,
+                definition: web.into(),
                 ownership: Ownership::from_labels(&desired.owner_labels()),
                 virtual_ips: vec![],
                 update_status: None,
@@ -273,7 +273,7 @@ pub(crate) mod tests {
             Arc::new(ObservedService {
                 id: "svc-other".into(),
                 version: 1,
-                definition: sample_service("other"),
+                definition: sample_service("other").into(),
                 ownership: Ownership::default(),
                 virtual_ips: vec![],
                 update_status: None,

@@ -772,7 +772,7 @@ fn service_status(
             }),
         stack: desired
             .map(|d| &*d.definition)
-            .or(observed.map(|o| &o.definition))
+            .or(observed.map(|o| &*o.definition))
             .and_then(|d| stack_of(&d.labels)),
     }
 }
@@ -1007,7 +1007,7 @@ mod tests {
         Arc::make_mut(&mut world.desired).services.insert(
             "quote".into(),
             DesiredObject {
-                definition: Box::new(definition.clone()),
+                definition: Arc::new(definition.clone()),
                 hash: hash.clone(),
                 source_file: "a.yaml".into(),
                 instance: crate::desired::definition::DEFAULT_INSTANCE.into(),
@@ -1020,7 +1020,7 @@ mod tests {
             Arc::new(ObservedService {
                 id: "svc".into(),
                 version: 1,
-                definition,
+                definition: definition.into(),
                 ownership: Ownership::from_labels(&Ownership::labels(
                     &hash,
                     "a.yaml",
@@ -1060,8 +1060,8 @@ mod tests {
             .services
             .get_mut("quote")
             .unwrap();
-        desired.definition.mode = mode.clone();
-        w.observed.service_mut("quote").unwrap().definition.mode = mode;
+        Arc::make_mut(&mut desired.definition).mode = mode.clone();
+        Arc::make_mut(&mut w.observed.service_mut("quote").unwrap().definition).mode = mode;
         w
     }
 

@@ -433,7 +433,7 @@ mod tests {
                 Arc::new(ObservedService {
                     id: id.clone(),
                     version: 1,
-                    definition: (*object.definition).clone(),
+                    definition: Arc::clone(&object.definition),
                     ownership: Ownership::from_labels(&object.owner_labels()),
                     virtual_ips: vec![],
                     update_status: None,
@@ -481,7 +481,7 @@ mod tests {
         let started = Instant::now();
         let mut changed = ObservedService::clone(&before.observed.services["svc0001"]);
         changed.version = 2;
-        changed.definition.image = "changed".into();
+        Arc::make_mut(&mut changed.definition).image = "changed".into();
         let mut desired = DesiredState::clone(&before.desired);
         desired.services.remove("svc0002");
         let writes = async {
