@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The operator's resident memory with N services at steady state, as `ps` would show it.
+#
+#   controller/benches/resident.sh N [VAR=value ...]
+#
+# Writes N one-service spec files (placed nowhere: `node.labels.swarm-operator-bench==nowhere`,
+# so no container runs and the figure is the operator's alone), starts
+# `swarm-operator run --specs DIR --status FILE --instance I --allow-empty-prune` as a user
+# would (VAR=value pairs go into its environment, e.g. LD_PRELOAD= an other allocator), waits
+# until `docker service ls` lists all N, waits SETTLE seconds (default 30), and prints its
+# VmRSS, RssAnon (heap and stacks), RssFile (the binary's own pages) and VmHWM. Then it deletes
+# the files, waits until the operator has removed every service, and stops it.
+#
+# Needs a swarm manager and a release build (BIN, default target/release/swarm-operator).
+# Used for the memory figures in controller/BENCHMARK.md.
+set -euo pipefail
+
+n=${1:?usage: resident.sh N [VAR=value ...]}
+shift
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bin=${BIN:-$root/target/release/swarm-operator}
+settle=${SETTLE:-30}
+label="swarm-operator-resident=$$"
+work=$(mktemp -d)
+specs=$work/specs
+mkdir -p "$specs"
+pid=
+
+count() { docker service ls -q --filter "label=$label" | wc -l; }
+
+cleanup() {
+    rm -f "$specs"/*.yaml
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        while [ "$(count)" -gt 0 ]; do sleep 2; done
+        kill "$pid"
+        wait "$pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+for i in $(seq -w 1 "$n"); do
+    cat >"$specs/s$i.yaml" <<EOF
+apiVersion: swarm-operator.io/v1alpha1
+kind: SwarmService
+metadata:
+  name: resident$$-$i
+  labels: {swarm-operator-resident: "$$"}
+spec:
+  image: swarm-operator-test/busybox:dev
+  replicas: 1
+  args: [sleep, "3600"]
+  endpointMode: dnsrr
+  stopSignal: SIGKILL
+  stopGracePeriod: 1s
+  placement:
+    constraints: ["node.labels.swarm-operator-bench==nowhere"]
+EOF
+done
+
+env "$@" "$bin" run --specs "$specs" --status "$work/status.json" --instance "resident$$" \
+    --allow-empty-prune >"$work/operator.log" 2>&1 &
+pid=$!
+started=$(date +%s)
+while [ "$(count)" -lt "$n" ]; do
+    kill -0 "$pid" || { cat "$work/operator.log"; exit 1; }
+    sleep 2
+done
+echo "$n services listed after $(($(date +%s) - started)) s; reading in $settle s"
+sleep "$settle"
+grep -E '^(VmRSS|RssAnon|RssFile|VmHWM)' "/proc/$pid/status" | tr -s ' \t' ' ' | tr '\n' ' '
+echo
