@@ -21,7 +21,8 @@
 //! * [`compose`]: `import-compose`: compose stack files turned into spec files.
 //! * [`cli`]: the commands, one module each; the binary only parses and wires.
 //! * [`yaml`]: YAML read one way for spec and compose files: limits, positions, typed values.
-//! * [`redact`], [`pem`], [`atomic_file`], [`allocator`]: small pieces the groups share.
+//! * [`redact`], [`pem`], [`atomic_file`], [`allocator`], [`labels`]: small pieces the groups
+//!   share.
 
 pub mod spec;
 
@@ -50,6 +51,7 @@ pub mod cli;
 
 pub mod allocator;
 pub mod atomic_file;
+pub mod labels;
 pub mod pem;
 pub mod redact;
 pub mod yaml;

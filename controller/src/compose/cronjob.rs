@@ -61,7 +61,7 @@ impl Reports<'_> {
 pub(super) fn convert(
     deploy: &Deploy,
     spec: &mut ServiceSpec,
-    labels: &mut BTreeMap<String, String>,
+    labels: &mut crate::labels::Labels,
     reports: &mut Reports<'_>,
 ) {
     if is_scheduler(&spec.image) {
@@ -393,7 +393,7 @@ mod tests {
             "{:?}",
             idle.metadata.labels
         );
-        assert_eq!(idle.metadata.labels["team"], "data");
+        assert_eq!(idle.metadata.labels.get("team").unwrap(), "data");
 
         let fanout = spec(&stack, "st_fanout");
         assert_eq!(
@@ -426,7 +426,14 @@ mod tests {
         let disabled = spec(&stack, "st_disabled");
         assert_eq!(disabled.spec.mode, ServiceMode::Replicated);
         assert_eq!(disabled.spec.schedule, None);
-        assert_eq!(disabled.metadata.labels["swarm.cronjob.enable"], "false");
+        assert_eq!(
+            disabled
+                .metadata
+                .labels
+                .get("swarm.cronjob.enable")
+                .unwrap(),
+            "false"
+        );
 
         let dropped: Vec<(usize, &str)> = stack
             .dropped

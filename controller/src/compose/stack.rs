@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use super::model::{Compose, DependencyCondition, Dropped, Gated, Invalid, Service, SourceFile};
+use crate::labels::Labels;
 use crate::spec::{
     ApiVersion, BindPropagation, ConfigKind, DataSpec, DnsSpec, EndpointMode, FileMode,
     FileReference, HealthcheckSpec, IpamSpec, LoggingSpec, MountSpec, MountType, NetworkKind,
@@ -71,10 +72,16 @@ pub(super) fn scope(stack: &str, name: &str) -> String {
     format!("{stack}_{name}")
 }
 
-fn with_namespace(stack: &str, labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    let mut labels = labels.clone();
-    labels.insert(NAMESPACE_LABEL.to_owned(), stack.to_owned());
+fn with_namespace<M: FromIterator<(String, String)>>(
+    stack: &str,
+    labels: &BTreeMap<String, String>,
+) -> M {
+    // Collected maps keep the last of equal keys: the namespace wins over a user's label.
     labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .chain([(NAMESPACE_LABEL.to_owned(), stack.to_owned())])
+        .collect()
 }
 
 /// Converts the merged compose model of stack `stack`.
@@ -150,7 +157,7 @@ pub fn convert(compose: &Compose, stack: &str, lookup: &dyn Fn(&str) -> Option<S
             metadata: ObjectMeta {
                 name: swarm_name,
                 labels: if decl.external {
-                    BTreeMap::new()
+                    Labels::new()
                 } else {
                     with_namespace(stack, &decl.labels)
                 },
@@ -338,7 +345,7 @@ fn convert_service(
             "a service needs an image (stack deploy does not build)".into(),
         );
     }
-    let mut labels = with_namespace(stack, &s.deploy.labels);
+    let mut labels: Labels = with_namespace(stack, &s.deploy.labels);
     labels.insert(IMAGE_LABEL.to_owned(), image.clone());
 
     // Environment: names without a value come from the environment at import time, as

@@ -120,9 +120,12 @@ fn shop_stack_is_named_and_labelled_like_stack_deploy() {
         unreachable!()
     };
     let labels = &proxy_object.metadata.labels;
-    assert_eq!(labels[NAMESPACE_LABEL], "shop");
-    assert_eq!(labels[IMAGE_LABEL], "swarm-operator-test/busybox:dev");
-    assert_eq!(labels["tier"], "edge");
+    assert_eq!(labels.get(NAMESPACE_LABEL).unwrap(), "shop");
+    assert_eq!(
+        labels.get(IMAGE_LABEL).unwrap(),
+        "swarm-operator-test/busybox:dev"
+    );
+    assert_eq!(labels.get("tier").unwrap(), "edge");
     assert_eq!(proxy.container_labels[NAMESPACE_LABEL], "shop");
 
     let api = service(&objects, "shop_api");
@@ -150,7 +153,7 @@ fn shop_stack_is_named_and_labelled_like_stack_deploy() {
         unreachable!()
     };
     assert_eq!(back.spec.options["encrypted"], "");
-    assert_eq!(back.metadata.labels["purpose"], "backend");
+    assert_eq!(back.metadata.labels.get("purpose").unwrap(), "backend");
     // Config and secret files were copied next to the specs; the secret is private.
     let copied = out.path().join("files/secrets/shop_api_key/api.key");
     assert_eq!(
@@ -302,7 +305,7 @@ fn ledger_merges_files_in_order_and_reads_dot_env() {
     let Object::Service(s) = meta(&objects, "SwarmService", "ledger_ledger") else {
         unreachable!()
     };
-    assert_eq!(s.metadata.labels["env"], "production");
+    assert_eq!(s.metadata.labels.get("env").unwrap(), "production");
     let worker = service(&objects, "ledger_worker");
     let restart = worker.restart_policy.as_ref().unwrap();
     assert_eq!(

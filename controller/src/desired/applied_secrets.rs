@@ -80,7 +80,7 @@ pub fn prepare(
                     logical_name: secret.metadata.name.clone(),
                     name: versioned_name(&secret.metadata.name, &secret.spec.content),
                     content: secret.spec.content.clone(),
-                    labels: secret.metadata.labels.clone(),
+                    labels: secret.metadata.labels.clone().into_iter().collect(),
                     origin: DataOrigin::Spec,
                 };
                 match reference_document(secret, &data.name) {
@@ -305,7 +305,7 @@ mod tests {
             panic!("{:?}", objects[1].value)
         };
         assert_eq!(db.spec.applied_secret.as_deref(), Some(names[0]));
-        assert_eq!(db.metadata.labels["team"], "a");
+        assert_eq!(db.metadata.labels.get("team").unwrap(), "a");
         assert!(db.spec.content.0.is_empty());
     }
 

@@ -12,6 +12,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::desired::data_objects::DataKind;
+use crate::labels::Labels;
 use crate::redact::{self, Values};
 
 // The spec's closed sets are the canonical ones: they serialize to the engine's wire names, so
@@ -335,7 +336,7 @@ pub struct ServiceDefinition {
     /// Environment, sorted by name.
     pub env: BTreeMap<String, String>,
     /// Service labels set by the user (operator labels excluded).
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     /// Labels on the containers.
     pub container_labels: BTreeMap<String, String>,
     /// Network names, in the order given.
@@ -483,7 +484,7 @@ impl ServiceDefinition {
             command: None,
             args: None,
             env: BTreeMap::new(),
-            labels: BTreeMap::new(),
+            labels: Labels::new(),
             container_labels: BTreeMap::new(),
             networks: Vec::new(),
             endpoint_mode: EndpointMode::Vip,
@@ -727,7 +728,7 @@ pub(crate) mod tests {
             command: None,
             args: None,
             env: BTreeMap::from([("RUST_LOG".to_owned(), "info".to_owned())]),
-            labels: BTreeMap::new(),
+            labels: Labels::new(),
             container_labels: BTreeMap::new(),
             networks: vec!["my_network".to_owned()],
             endpoint_mode: EndpointMode::Dnsrr,

@@ -36,13 +36,18 @@ use crate::desired::definition::{
     ResourceAmounts, Resources, RestartCondition, RestartPolicy, ServiceDefinition, Ulimit,
     UpdateOrder, UpdatePolicy, VolumeOptions, normalize_image,
 };
+use crate::labels::Labels;
 
-fn to_hash_map(map: &BTreeMap<String, String>) -> HashMap<String, String> {
-    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+fn to_hash_map<'a>(
+    map: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> HashMap<String, String> {
+    map.into_iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// User labels: everything but the operator's own.
-fn user_labels(labels: Option<&HashMap<String, String>>) -> BTreeMap<String, String> {
+fn user_labels(labels: Option<&HashMap<String, String>>) -> Labels {
     labels
         .into_iter()
         .flatten()
@@ -1020,7 +1025,7 @@ pub(crate) fn from_network(network: &Network) -> Option<ObservedNetwork> {
             attachable: network.attachable.unwrap_or(false),
             internal: network.internal.unwrap_or(false),
             options,
-            labels: user_labels(network.labels.as_ref()),
+            labels: user_labels(network.labels.as_ref()).into_iter().collect(),
             subnet: ipam_config.and_then(|c| c.subnet.clone()),
             gateway: ipam_config.and_then(|c| c.gateway.clone()),
         },

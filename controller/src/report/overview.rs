@@ -246,7 +246,7 @@ pub(crate) mod tests {
     pub(crate) fn sample_world() -> WorldState {
         let mut web = sample_service("web");
         web.image = "registry:5000/team/web:1.4".into();
-        web.labels = BTreeMap::from([
+        web.labels = crate::labels::Labels::from_iter([
             ("prometheus.io/port".to_owned(), "9100".to_owned()),
             ("app.kubernetes.io/name".to_owned(), "web".to_owned()),
         ]);

@@ -127,11 +127,8 @@ pub struct NetworkStatus {
 }
 
 /// The stack an object with `labels` belongs to, as `docker stack` tells it.
-fn stack_of(labels: &BTreeMap<String, String>) -> Option<String> {
-    labels
-        .get(crate::compose::stack::NAMESPACE_LABEL)
-        .filter(|s| !s.is_empty())
-        .cloned()
+fn stack_of(namespace: Option<&String>) -> Option<String> {
+    namespace.filter(|s| !s.is_empty()).cloned()
 }
 
 /// A Kubernetes-style condition.
@@ -773,7 +770,7 @@ fn service_status(
         stack: desired
             .map(|d| &*d.definition)
             .or(observed.map(|o| &*o.definition))
-            .and_then(|d| stack_of(&d.labels)),
+            .and_then(|d| stack_of(d.labels.get(crate::compose::stack::NAMESPACE_LABEL))),
     }
 }
 
@@ -939,7 +936,7 @@ fn network_status(
             .get(name)
             .map(|d| &*d.definition)
             .or(observed.map(|o| &o.definition))
-            .and_then(|d| stack_of(&d.labels)),
+            .and_then(|d| stack_of(d.labels.get(crate::compose::stack::NAMESPACE_LABEL))),
     }
 }
 

@@ -1045,7 +1045,7 @@ mod tests {
         let n = o[0].value.as_network().unwrap();
         assert_eq!(n.spec, NetworkSpec::default());
         assert_eq!(n.spec.driver, "overlay");
-        assert_eq!(n.metadata.labels["a"], "b");
+        assert_eq!(n.metadata.labels.get("a").unwrap(), "b");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, de};
 
 use super::quantity::{DurationStr, MemoryQuantity};
+use crate::labels::Labels;
 
 /// The only `apiVersion` this operator understands.
 pub const API_VERSION: &str = "swarm-operator.io/v1alpha1";
@@ -81,8 +82,8 @@ pub struct ObjectMeta {
     )]
     pub name: String,
     /// Labels put on the swarm service or network itself (not on its containers).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
     /// Notes for the operator, never written to the swarm. `swarm-operator.io/suspend: "true"`
     /// stops reconciling the object (nothing is created, updated or removed).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
