@@ -862,7 +862,6 @@ fn absent_from(observed: &Observed, kind: ObjectKind, listed: &BTreeSet<String>)
     }
 }
 
-/// What the cache holds right after we wrote a service, until a read confirms it.
 /// Points each desired service at the observed service's definition where the two are equal,
 /// so that a reload (which builds every definition anew) leaves one definition per service in
 /// the view, not two. O(services) comparisons, next to a reload that builds as many.
@@ -876,6 +875,7 @@ fn share_observed_definitions(desired: &mut DesiredState, observed: &Observed) {
     }
 }
 
+/// What the cache holds right after we wrote a service, until a read confirms it.
 fn written_service(
     id: String,
     version: u64,
