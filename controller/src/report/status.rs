@@ -126,7 +126,8 @@ pub struct NetworkStatus {
     pub stack: Option<String>,
 }
 
-/// The stack an object with `labels` belongs to, as `docker stack` tells it.
+/// The stack an object belongs to, from the value of its namespace label (as `docker stack`
+/// tells it): none when unset or empty.
 fn stack_of(namespace: Option<&String>) -> Option<String> {
     namespace.filter(|s| !s.is_empty()).cloned()
 }
