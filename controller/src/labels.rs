@@ -1,10 +1,12 @@
 //! Labels: string maps of a few entries, stored as one sorted vector.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::ops::{Deref, DerefMut};
 
 use litemap::LiteMap;
 use schemars::JsonSchema;
+use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A set of labels: sorted by key, and serialized, deserialized, compared and described (JSON
@@ -27,6 +29,12 @@ impl Labels {
     /// Whether there are none (a path for `skip_serializing_if`).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// The same labels as a `BTreeMap`, for the objects that keep theirs in one (configs,
+    /// secrets and networks: few per swarm).
+    pub fn to_btree_map(&self) -> BTreeMap<String, String> {
+        self.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 }
 
@@ -79,11 +87,29 @@ impl Serialize for Labels {
 }
 
 impl<'de> Deserialize<'de> for Labels {
+    /// A map of strings, read straight into one vector (no `BTreeMap` on the way: this runs
+    /// for every spec of a burst); of a repeated key the last is kept, as a `BTreeMap` does.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // Through a BTreeMap: the same accepted input and the same treatment of a repeated key
-        // as every other map of a spec.
-        let map = BTreeMap::<String, String>::deserialize(deserializer)?;
-        Ok(map.into_iter().collect())
+        struct LabelsVisitor;
+
+        impl<'de> Visitor<'de> for LabelsVisitor {
+            type Value = Labels;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                // What a `BTreeMap` says, so the messages stay the same.
+                f.write_str("a map")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Labels, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+                while let Some(entry) = map.next_entry::<String, String>()? {
+                    entries.push(entry);
+                }
+                Ok(entries.into_iter().collect())
+            }
+        }
+
+        deserializer.deserialize_map(LabelsVisitor)
     }
 }
 

@@ -80,7 +80,7 @@ pub fn prepare(
                     logical_name: secret.metadata.name.clone(),
                     name: versioned_name(&secret.metadata.name, &secret.spec.content),
                     content: secret.spec.content.clone(),
-                    labels: secret.metadata.labels.clone().into_iter().collect(),
+                    labels: secret.metadata.labels.to_btree_map(),
                     origin: DataOrigin::Spec,
                 };
                 match reference_document(secret, &data.name) {
@@ -211,11 +211,11 @@ pub async fn collect_unused<A: SwarmApi>(
         .await?
         .into_iter()
         .flat_map(|s| {
-            s.definition
+            // The list's own copy: taken, not cloned.
+            std::sync::Arc::unwrap_or_clone(s.definition)
                 .secrets
-                .iter()
-                .map(|m| m.name.clone())
-                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|m| m.name)
         })
         .collect();
     let mut collected = Collected::default();

@@ -263,7 +263,7 @@ impl DesiredState {
                     logical_name: meta.name.clone(),
                     name,
                     content: spec.content.clone(),
-                    labels: meta.labels.clone().into_iter().collect(),
+                    labels: meta.labels.to_btree_map(),
                     origin,
                 });
         }
@@ -638,7 +638,7 @@ fn network_definition(network: &spec::SwarmNetwork) -> NetworkDefinition {
         attachable: spec.attachable,
         internal: spec.internal,
         options: spec.options.clone(),
-        labels: network.metadata.labels.clone().into_iter().collect(),
+        labels: network.metadata.labels.to_btree_map(),
         subnet: spec.ipam.as_ref().and_then(|i| i.subnet.clone()),
         gateway: spec.ipam.as_ref().and_then(|i| i.gateway.clone()),
     }

@@ -36,7 +36,6 @@ use crate::desired::definition::{
     ResourceAmounts, Resources, RestartCondition, RestartPolicy, ServiceDefinition, Ulimit,
     UpdateOrder, UpdatePolicy, VolumeOptions, normalize_image,
 };
-use crate::labels::Labels;
 
 fn to_hash_map<'a>(
     map: impl IntoIterator<Item = (&'a String, &'a String)>,
@@ -47,7 +46,7 @@ fn to_hash_map<'a>(
 }
 
 /// User labels: everything but the operator's own.
-fn user_labels(labels: Option<&HashMap<String, String>>) -> Labels {
+fn user_labels<M: FromIterator<(String, String)>>(labels: Option<&HashMap<String, String>>) -> M {
     labels
         .into_iter()
         .flatten()
@@ -1025,7 +1024,7 @@ pub(crate) fn from_network(network: &Network) -> Option<ObservedNetwork> {
             attachable: network.attachable.unwrap_or(false),
             internal: network.internal.unwrap_or(false),
             options,
-            labels: user_labels(network.labels.as_ref()).into_iter().collect(),
+            labels: user_labels(network.labels.as_ref()),
             subnet: ipam_config.and_then(|c| c.subnet.clone()),
             gateway: ipam_config.and_then(|c| c.gateway.clone()),
         },
