@@ -11,7 +11,8 @@
 # VmRSS, RssAnon (heap and stacks), RssFile (the binary's own pages) and VmHWM. Then it deletes
 # the files, waits until the operator has removed every service, and stops it.
 #
-# Needs a swarm manager and a release build (BIN, default target/release/swarm-operator).
+# Needs a swarm manager and a release build (BIN, default target/release/swarm-operator). Each
+# wait gives up after TIMEOUT seconds (default 600).
 # Used for the memory figures in controller/BENCHMARK.md.
 set -euo pipefail
 
@@ -20,18 +21,29 @@ shift
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${BIN:-$root/target/release/swarm-operator}
 settle=${SETTLE:-30}
+timeout=${TIMEOUT:-600}
 label="swarm-operator-resident=$$"
 work=$(mktemp -d)
 specs=$work/specs
 mkdir -p "$specs"
 pid=
 
-count() { docker service ls -q --filter "label=$label" | wc -l; }
+count() { timeout 60 docker service ls -q --filter "label=$label" | wc -l; }
+
+# Fails once `timeout` seconds have passed since $1 (the wait's start, in epoch seconds).
+within() {
+    if [ $(($(date +%s) - $1)) -gt "$timeout" ]; then
+        echo "gave up after ${timeout} s: $2" >&2
+        return 1
+    fi
+}
 
 cleanup() {
     rm -f "$specs"/*.yaml
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        while [ "$(count)" -gt 0 ]; do sleep 2; done
+        local since
+        since=$(date +%s)
+        while [ "$(count)" -gt 0 ] && within "$since" "the operator removing its services"; do sleep 2; done
         kill "$pid"
         wait "$pid" 2>/dev/null || true
     fi
@@ -64,6 +76,7 @@ pid=$!
 started=$(date +%s)
 while [ "$(count)" -lt "$n" ]; do
     kill -0 "$pid" || { cat "$work/operator.log"; exit 1; }
+    within "$started" "$n services listed" || exit 1
     sleep 2
 done
 echo "$n services listed after $(($(date +%s) - started)) s; reading in $settle s"
