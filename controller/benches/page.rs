@@ -54,6 +54,7 @@ fn world(services: usize, replicas: usize, nodes: usize) -> WorldState {
         &networks,
         false,
         "default",
+        swarm_operator::spec::ReadScope::Whole,
     )
     .expect("loading the specs");
     assert!(desired.errors.is_empty(), "{:?}", desired.errors);

@@ -129,6 +129,7 @@ impl LiveStatus {
                 &world::existing_networks(&world),
                 false,
                 instance,
+                crate::spec::ReadScope::Whole,
             )?,
             None => DesiredState {
                 instance: instance.to_owned(),

@@ -72,7 +72,11 @@ fn is_collectable(data: &ObservedData, desired: &DesiredState, observed: &Observ
     let Some(logical) = data.logical_name() else {
         return false;
     };
-    if !is_versioned_by(data, &desired.instance) || desired.data.contains_key(&data.name) {
+    if !is_versioned_by(data, &desired.instance)
+        || desired.data.contains_key(&data.name)
+        // A service not read yet may mount it.
+        || desired.partial
+    {
         return false;
     }
     let mounted =
@@ -276,6 +280,12 @@ mod tests {
         desired.failed_files.insert("broken.yaml".into());
         assert!(plan(&desired, &swarm).is_empty(), "nor does a failing file");
         desired.failed_files.clear();
+        desired.partial = true;
+        assert!(
+            plan(&desired, &swarm).is_empty(),
+            "nor a first read of a burst"
+        );
+        desired.partial = false;
         assert_eq!(plan(&desired, &swarm).actions.len(), 1);
         // The label without the operator's ownership is not enough.
         let mut unowned = observed(&v1, DEFAULT_INSTANCE);

@@ -428,6 +428,52 @@ async fn a_spec_file_caught_empty_mid_write_keeps_its_service() {
     running.stop().await;
 }
 
+/// A burst of new files (read first files first, then whole) creates each service once and
+/// removes nothing, though the burst also moves an existing service to a file of its own and
+/// its first file needs a network from its last.
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_new_files_creates_each_service_once_and_removes_nothing() {
+    let swarm = MemorySwarm::default();
+    swarm.set_latency(Op::CreateService, Duration::from_millis(5));
+    let running = start_with_service_a(&swarm, Duration::from_secs(3600)).await;
+    let specs = running.dir.path().join("specs");
+    let new = crate::spec::BURST_FILES + 100;
+    for i in 0..new {
+        let extra = if i == 0 { "  networks: [late]\n" } else { "" };
+        let name = format!("s-{i:04}");
+        write_spec(
+            &specs,
+            &format!("{name}.yaml"),
+            &service_yaml(&name, "img:1", extra),
+        );
+    }
+    write_spec(
+        &specs,
+        "z-late.yaml",
+        "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmNetwork\nmetadata: {name: late}\nspec: {}\n",
+    );
+    std::fs::rename(specs.join("a.yaml"), specs.join("z-a.yaml")).unwrap();
+    eventually(
+        Duration::from_secs(120),
+        "every service of the burst",
+        || owned_services(&swarm) == 1 + new,
+    )
+    .await;
+    assert_eq!(
+        swarm.count(Op::CreateService),
+        1 + new,
+        "one create per service"
+    );
+    assert_eq!(swarm.count(Op::RemoveService), 0, "a remove was sent");
+    assert_eq!(swarm.services()["s-0000"].definition.networks, ["late"]);
+    let status = std::fs::read_to_string(running.dir.path().join("status.json")).unwrap();
+    assert!(
+        !status.contains("not found"),
+        "a spec error was reported: {status}"
+    );
+    running.stop().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn drift_is_corrected_by_the_event_alone() {
     let swarm = MemorySwarm::default();

@@ -30,7 +30,7 @@ use crate::report::page;
 use crate::report::status;
 use crate::report::status::publisher::{Publisher, PublisherConfig};
 use crate::runtime::{self, Runner, RunnerConfig};
-use crate::spec::SpecStore;
+use crate::spec::{ReadScope, SpecStore};
 use crate::web;
 
 /// Errors that stop the operator.
@@ -254,7 +254,9 @@ pub async fn run<A: SwarmApi>(
         follow_git(source, &reporter, &source_activity, &mut revision).await;
     }
     if git.is_none() || revision.is_some() {
-        reload(&world, &reporter, &mut store, &config, revision).await;
+        // Nothing reconciles yet: the first read is whole.
+        let first = ReadScope::Whole;
+        reload(&world, &reporter, &mut store, &config, revision, first).await;
     }
 
     let ctx = Arc::new(Context {
@@ -370,17 +372,17 @@ pub async fn run<A: SwarmApi>(
                 }
             }
             Some(()) = spec_changes.recv() => {
-                reload(&world, &reporter, &mut store, &config, revision).await;
+                reload(&world, &reporter, &mut store, &config, revision, ReadScope::FirstOfBurst).await;
             }
             () = git_changed(&mut git) => {
                 let source = git.as_mut().expect("git_changed waits only with a git source");
                 if follow_git(source, &reporter, &source_activity, &mut revision).await {
-                    reload(&world, &reporter, &mut store, &config, revision).await;
+                    reload(&world, &reporter, &mut store, &config, revision, ReadScope::FirstOfBurst).await;
                 }
             }
             _ = spec_poll.tick() => {
                 if git.is_none() || revision.is_some() {
-                    reload(&world, &reporter, &mut store, &config, revision).await;
+                    reload(&world, &reporter, &mut store, &config, revision, ReadScope::FirstOfBurst).await;
                 }
             }
         }
@@ -461,36 +463,73 @@ async fn follow_git(
 /// Re-reads the spec directory and hands the result to the reflector, which reconciles the
 /// keys whose spec changed. An unreadable directory changes nothing. `revision` is the commit
 /// the directory holds (git source).
+///
+/// A burst of new files (a `cp -r`, a checkout, a generating script) is handed over in two
+/// steps: its first files as soon as they are read, so that their objects are created while
+/// the rest is parsed, then the whole directory (`scope` [`ReadScope::FirstOfBurst`]). The reading
+/// runs on a blocking thread: the reflector and the reconciles go on meanwhile.
 async fn reload(
     world: &World,
     reporter: &Reporter,
     store: &mut SpecStore,
     config: &OperatorConfig,
     revision: Option<Revision>,
+    mut scope: ReadScope,
 ) {
-    let started = std::time::Instant::now();
-    let existing = world::existing_networks(world);
-    match triggers::reload_specs(
-        store,
-        &config.specs_dir,
-        &existing,
-        config.allow_empty_prune,
-        &config.instance,
-    ) {
-        Ok(mut desired) => {
-            desired.revision = revision.map(crate::revision::Revision::from);
-            let unchanged = {
-                let state = world.snapshot();
-                state.specs_loaded && *state.desired == desired
-            };
-            // How long a reload of the whole directory takes, for the time from a file's
-            // arrival to the first write (BENCHMARK.md, "scale as users meet it").
-            debug!(services = desired.services.len(), files_failing = desired.failed_files.len(),
-                   elapsed = ?started.elapsed(), unchanged, "specs reloaded");
-            if !unchanged {
-                reporter.desired(desired).await;
+    loop {
+        let started = std::time::Instant::now();
+        let existing = world::existing_networks(world);
+        let (dir, allow_empty_prune, instance) = (
+            config.specs_dir.clone(),
+            config.allow_empty_prune,
+            config.instance.clone(),
+        );
+        let mut taken = std::mem::take(store);
+        let read = tokio::task::spawn_blocking(move || {
+            let read = triggers::reload_specs(
+                &mut taken,
+                &dir,
+                &existing,
+                allow_empty_prune,
+                &instance,
+                scope,
+            );
+            (taken, read)
+        })
+        .await;
+        let read = match read {
+            Ok((taken, read)) => {
+                *store = taken;
+                read
+            }
+            // A panic while reading is the bug it would be on this task, raised here.
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        };
+        match read {
+            Ok(mut desired) => {
+                desired.revision = revision.map(crate::revision::Revision::from);
+                let unchanged = {
+                    let state = world.snapshot();
+                    state.specs_loaded && *state.desired == desired
+                };
+                // How long a reload takes, for the time from a file's arrival to the first
+                // write (BENCHMARK.md, "scale as users meet it").
+                debug!(services = desired.services.len(), files_failing = desired.failed_files.len(),
+                       partial = desired.partial, elapsed = ?started.elapsed(), unchanged,
+                       "specs reloaded");
+                let partial = desired.partial;
+                if !unchanged {
+                    reporter.desired(desired).await;
+                }
+                if !partial {
+                    return;
+                }
+                scope = ReadScope::Whole;
+            }
+            Err(error) => {
+                warn!(%error, "spec directory unreadable; keeping the last good specs");
+                return;
             }
         }
-        Err(error) => warn!(%error, "spec directory unreadable; keeping the last good specs"),
     }
 }

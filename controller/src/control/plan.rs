@@ -571,6 +571,11 @@ fn prune_blocker(
     ownership: &Ownership,
     desired: &DesiredState,
 ) -> Option<ObjectPlan> {
+    if desired.partial {
+        // Its spec may be in a file of the burst not read yet: nothing to do, nothing to
+        // report; the whole read that follows decides.
+        return Some(ObjectPlan::default());
+    }
     if let Some(file) = ownership
         .source_file
         .as_ref()
@@ -1081,6 +1086,44 @@ mod tests {
         assert_eq!(plan.conflicts.len(), 1);
         assert_eq!(plan.conflicts[0].reason, ConflictReason::SpecFileFailed);
         assert_eq!(plan.conflicts[0].key, ObjectKey::service("quote"));
+    }
+
+    /// The first files of a burst create and update; an owned object they do not declare may
+    /// be in a file not read yet: no removal, and no conflict to report either.
+    #[test]
+    fn a_first_read_of_a_burst_creates_and_updates_but_removes_nothing() {
+        let before = state(
+            &[("quote", "a.yaml"), ("account", "b.yaml")],
+            &[("net", "a.yaml")],
+        );
+        let observed = converged(&before);
+        let mut first = state(&[("account", "b.yaml"), ("new", "c.yaml")], &[]);
+        Arc::make_mut(&mut first.services.get_mut("account").unwrap().definition).image =
+            "account:2".into();
+        first.partial = true;
+        let plan_first = plan(&first, &observed);
+        let keys: Vec<String> = plan_first
+            .actions
+            .iter()
+            .map(|a| a.key().to_string())
+            .collect();
+        assert_eq!(keys, ["service/new", "service/account"], "{plan_first:?}");
+        assert!(plan_first.conflicts.is_empty(), "{plan_first:?}");
+        first.partial = false;
+        let removals = plan(&first, &observed)
+            .actions
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a,
+                    Action::RemoveService { .. } | Action::RemoveNetwork { .. }
+                )
+            })
+            .count();
+        assert_eq!(
+            removals, 2,
+            "the whole read removes what it does not declare"
+        );
     }
 
     #[test]

@@ -11,8 +11,8 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::desired::DesiredState;
-use crate::spec::SpecStore;
 use crate::spec::load::LoadDirError;
+use crate::spec::{ReadScope, SpecStore};
 
 /// Errors setting up a trigger.
 #[derive(Debug, thiserror::Error)]
@@ -76,10 +76,21 @@ pub fn reload_specs(
     existing_networks: &std::collections::BTreeSet<String>,
     allow_empty_prune: bool,
     instance: &str,
+    scope: ReadScope,
 ) -> Result<DesiredState, LoadDirError> {
-    let desired = DesiredState::load(store, dir, existing_networks, allow_empty_prune, instance)?;
-    for error in &desired.errors {
-        warn!(%error, "spec problem");
+    let desired = DesiredState::load_scoped(
+        store,
+        dir,
+        existing_networks,
+        allow_empty_prune,
+        instance,
+        scope,
+    )?;
+    // A first read of a burst repeats the last whole read's errors: they were logged then.
+    if !desired.partial {
+        for error in &desired.errors {
+            warn!(%error, "spec problem");
+        }
     }
     Ok(desired)
 }

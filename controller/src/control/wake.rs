@@ -173,6 +173,7 @@ pub(super) fn desired_changes(
         keys.extend(new.networks.keys().map(ObjectKey::network));
     }
     let prune_rules_changed = old.prune_allowed != new.prune_allowed
+        || old.partial != new.partial
         || old.failed_files != new.failed_files
         || old.instance != new.instance
         || suspension_changed;

@@ -193,6 +193,11 @@ pub struct DesiredState {
     /// The commit these specs were read from (`run --source git`; `None` for the other
     /// sources). A new commit whose specs are the same reconciles nothing.
     pub revision: Option<Revision>,
+    /// Read from the first files of a burst, the rest still to read
+    /// ([`spec::ReadScope::FirstOfBurst`]): what is desired is created and updated, but nothing
+    /// is removed and no old config or secret version is collected, since an object not
+    /// desired may be declared by a file not read yet.
+    pub partial: bool,
 }
 
 impl Default for DesiredState {
@@ -209,6 +214,7 @@ impl Default for DesiredState {
             prune_allowed: false,
             all_suspended: false,
             revision: None,
+            partial: false,
         }
     }
 }
@@ -371,7 +377,28 @@ impl DesiredState {
         allow_empty_prune: bool,
         instance: &str,
     ) -> Result<Self, LoadDirError> {
-        let loaded = store.reload_validated(dir, existing_networks)?;
+        let whole = spec::ReadScope::Whole;
+        Self::load_scoped(
+            store,
+            dir,
+            existing_networks,
+            allow_empty_prune,
+            instance,
+            whole,
+        )
+    }
+
+    /// [`DesiredState::load`] of the `scope` asked for: a first read of a burst is
+    /// [`DesiredState::partial`].
+    pub fn load_scoped(
+        store: &mut SpecStore,
+        dir: &Path,
+        existing_networks: &BTreeSet<String>,
+        allow_empty_prune: bool,
+        instance: &str,
+        scope: spec::ReadScope,
+    ) -> Result<Self, LoadDirError> {
+        let loaded = store.reload_validated_scoped(dir, existing_networks, scope)?;
         let failed_files = loaded
             .failed_files
             .iter()
@@ -386,6 +413,7 @@ impl DesiredState {
         );
         state.all_suspended = dir.join(SUSPEND_FILE).exists();
         state.warnings = loaded.warnings;
+        state.partial = loaded.unread_files > 0;
         Ok(state)
     }
 }

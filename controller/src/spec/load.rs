@@ -75,6 +75,23 @@ pub struct LoadedDir {
     /// What was loaded with a warning: keys of SwarmStacks' compose files that stack deploy
     /// would ignore too, located in the compose file.
     pub warnings: Vec<SpecError>,
+    /// Spec files left for the next load by a [`FirstOfBurst`] (in path order): neither read
+    /// nor cached.
+    pub unread: Vec<PathBuf>,
+}
+
+/// How a load of a burst of new spec files may read its first files only, so that the objects
+/// they declare can be created while the rest is parsed.
+#[derive(Clone, Copy)]
+pub struct FirstOfBurst<'a> {
+    /// A burst is this many files that need parsing and that `is_known` does not know.
+    pub burst: usize,
+    /// In a burst, only this many of its new files are parsed (the first in path order);
+    /// every other file that needs parsing is left unread.
+    pub first: usize,
+    /// Whether the caller has loaded the file before (its last good objects stand in for it
+    /// while it is unread).
+    pub is_known: &'a dyn Fn(&Path) -> bool,
 }
 
 /// What loading a file learns besides its objects: the files its SwarmStacks read (compose
@@ -179,6 +196,17 @@ pub fn load_dir_cached(
     cache: &mut LoadCache,
     identities: &AgeIdentities,
 ) -> Result<LoadedDir, LoadDirError> {
+    load_dir_cached_first(dir, cache, identities, None)
+}
+
+/// Like [`load_dir_cached`]; with `first`, a burst of new files is read only in part (see
+/// [`FirstOfBurst`]) and the files left are listed in [`LoadedDir::unread`].
+pub fn load_dir_cached_first(
+    dir: &Path,
+    cache: &mut LoadCache,
+    identities: &AgeIdentities,
+    first: Option<FirstOfBurst<'_>>,
+) -> Result<LoadedDir, LoadDirError> {
     let read_dir_err = |source| LoadDirError::ReadDir {
         dir: dir.to_owned(),
         source,
@@ -207,7 +235,7 @@ pub fn load_dir_cached(
     paths.sort_by(|a, b| a.0.cmp(&b.0));
     // Cached outcomes first; the files to parse (all of them when a burst of new files lands)
     // are parsed on every core, each with its own sidecar, and put back in path order.
-    let outcomes: Vec<(PathBuf, Option<FileStamp>, Option<FileLoad>)> = paths
+    let mut outcomes: Vec<(PathBuf, Option<FileStamp>, Option<FileLoad>)> = paths
         .into_iter()
         .map(|(path, stamp)| {
             let cached = cache
@@ -218,6 +246,10 @@ pub fn load_dir_cached(
             (path, stamp, cached)
         })
         .collect();
+    let unread = match first {
+        Some(first) => leave_most_of_a_burst(&mut outcomes, first),
+        None => Vec::new(),
+    };
     let to_parse: Vec<&Path> = outcomes
         .iter()
         .filter(|(_, _, cached)| cached.is_none())
@@ -275,7 +307,40 @@ pub fn load_dir_cached(
     Ok(LoadedDir {
         files,
         warnings: sidecar.warnings,
+        unread,
     })
+}
+
+/// Takes out of `outcomes` (and returns) the files a first read of a burst leaves unread:
+/// nothing unless the new files to parse are a burst; then every file to parse but the first
+/// `first.first` new ones. Cached outcomes always stay: they cost nothing.
+fn leave_most_of_a_burst(
+    outcomes: &mut Vec<(PathBuf, Option<FileStamp>, Option<FileLoad>)>,
+    first: FirstOfBurst<'_>,
+) -> Vec<PathBuf> {
+    let is_new =
+        |path: &Path, cached: &Option<FileLoad>| cached.is_none() && !(first.is_known)(path);
+    let new = outcomes
+        .iter()
+        .filter(|(path, _, cached)| is_new(path, cached))
+        .count();
+    if new < first.burst {
+        return Vec::new();
+    }
+    let mut unread = Vec::new();
+    let mut taken = 0;
+    outcomes.retain(|(path, _, cached)| {
+        if cached.is_some() {
+            return true;
+        }
+        if is_new(path, cached) && taken < first.first {
+            taken += 1;
+            return true;
+        }
+        unread.push(path.clone());
+        false
+    });
+    unread
 }
 
 /// Below this many files a reload parses on one thread: starting threads costs more than the

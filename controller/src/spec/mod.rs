@@ -23,6 +23,6 @@ pub use located::{DocumentFields, FieldLocations, Located, SpecError, field_path
 pub use quantity::{DurationStr, MemoryQuantity, QuantityError};
 pub use schema::{crds, write_crds};
 pub use stack::{StackKind, StackSpec, SwarmStack};
-pub use store::{Desired, SpecStore};
+pub use store::{BURST_FILES, Desired, FIRST_OF_BURST, ReadScope, SpecStore};
 pub use types::*;
 pub use validate::{validate, validate_object};
