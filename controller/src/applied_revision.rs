@@ -393,7 +393,7 @@ mod tests {
             status,
             reason: ConditionReason::AllReplicasRunning,
             message: String::new(),
-            last_transition_time: String::new(),
+            last_transition_time: "".into(),
         }]
     }
 

@@ -467,7 +467,7 @@ mod tests {
             status: holds.into(),
             reason,
             message: String::new(),
-            last_transition_time: String::new(),
+            last_transition_time: "".into(),
         }
     }
 

@@ -522,7 +522,7 @@ mod tests {
                     status: (*holds).into(),
                     reason: *reason,
                     message: format!("{reason} message"),
-                    last_transition_time: String::new(),
+                    last_transition_time: "".into(),
                 })
                 .collect(),
             virtual_ips: vec![],

@@ -8,6 +8,7 @@ pub mod source;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -145,8 +146,10 @@ pub struct Condition {
     pub reason: ConditionReason,
     /// For humans.
     pub message: String,
-    /// When `status` last changed (RFC 3339).
-    pub last_transition_time: String,
+    /// When `status` last changed (RFC 3339). Shared: every condition that changes in one
+    /// build, and every later status that keeps it, holds the same text (three conditions on
+    /// each of thousands of services).
+    pub last_transition_time: Arc<str>,
 }
 
 /// One task of a service, where it runs and how to reach it.
@@ -190,6 +193,8 @@ pub fn build(
     previous: Option<&StatusFile>,
     now: &str,
 ) -> StatusFile {
+    let transition: Arc<str> = Arc::from(now);
+    let now = &transition;
     // Every object the operator reconciles: desired, or owned by this instance.
     let mut services = BTreeMap::new();
     let mut networks = BTreeMap::new();
@@ -225,7 +230,7 @@ pub fn build(
         }
     }
     StatusFile {
-        generated_at: now.to_owned(),
+        generated_at: now.to_string(),
         services,
         networks,
         errors: world
@@ -557,7 +562,7 @@ fn service_status(
     name: &str,
     tasks: &[&ObservedTask],
     previous: Option<&ServiceStatus>,
-    now: &str,
+    now: &Arc<str>,
 ) -> ServiceStatus {
     let desired = world.desired.services.get(name);
     let observed = world.observed.services.get(name);
@@ -592,7 +597,7 @@ fn service_status(
                     c.kind == ConditionType::Progressing && c.status == ConditionStatus::True
                 })
             })
-            .map(|c| c.last_transition_time.as_str());
+            .map(|c| &*c.last_transition_time);
         Rollout::observe(
             world,
             name,
@@ -801,7 +806,7 @@ fn condition_from_plan(
 /// A condition that keeps its previous transition time while its status stays the same.
 fn make_condition(
     previous: &[Condition],
-    now: &str,
+    now: &Arc<str>,
     kind: ConditionType,
     holds: bool,
     reason: ConditionReason,
@@ -816,7 +821,7 @@ fn make_condition(
         .iter()
         .find(|c| c.kind == kind && c.status == status)
         .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| now.to_owned());
+        .unwrap_or_else(|| now.clone());
     Condition {
         kind,
         status,
@@ -830,7 +835,7 @@ fn network_status(
     world: &WorldState,
     name: &str,
     previous: Option<&NetworkStatus>,
-    now: &str,
+    now: &Arc<str>,
 ) -> NetworkStatus {
     let desired = world.desired.networks.contains_key(name);
     let observed = world
@@ -1585,8 +1590,19 @@ mod tests {
         );
         assert_eq!(
             condition(&second.services["quote"], ConditionType::Ready).last_transition_time,
-            "2026-01-01T00:00:00Z"
+            "2026-01-01T00:00:00Z".into()
         );
+        // One text for every condition of a build, kept by reference, not copied.
+        let times = |status: &StatusFile| -> Vec<Arc<str>> {
+            status.services["quote"]
+                .conditions
+                .iter()
+                .map(|c| c.last_transition_time.clone())
+                .collect()
+        };
+        let (before, after) = (times(&first), times(&second));
+        assert!(before.iter().all(|t| Arc::ptr_eq(t, &before[0])));
+        assert!(before.iter().zip(&after).all(|(b, a)| Arc::ptr_eq(b, a)));
         assert!(same_content(&first, &second));
         let w = world(vec![
             task("t1", 1, "running", "running", "10.0.1.7"),
@@ -1601,7 +1617,7 @@ mod tests {
         );
         assert_eq!(
             condition(&third.services["quote"], ConditionType::Ready).last_transition_time,
-            "2026-01-01T00:09:00Z"
+            "2026-01-01T00:09:00Z".into()
         );
     }
 
