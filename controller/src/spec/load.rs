@@ -75,9 +75,8 @@ pub struct LoadedDir {
     /// What was loaded with a warning: keys of SwarmStacks' compose files that stack deploy
     /// would ignore too, located in the compose file.
     pub warnings: Vec<SpecError>,
-    /// Spec files left for the next load by a [`FirstOfBurst`] (in path order): neither read
-    /// nor cached.
-    pub unread: Vec<PathBuf>,
+    /// How many spec files a [`FirstOfBurst`] left for the next load: neither read nor cached.
+    pub unread: usize,
 }
 
 /// How a load of a burst of new spec files may read its first files only, so that the objects
@@ -200,7 +199,7 @@ pub fn load_dir_cached(
 }
 
 /// Like [`load_dir_cached`]; with `first`, a burst of new files is read only in part (see
-/// [`FirstOfBurst`]) and the files left are listed in [`LoadedDir::unread`].
+/// [`FirstOfBurst`]) and the files left are counted in [`LoadedDir::unread`].
 pub fn load_dir_cached_first(
     dir: &Path,
     cache: &mut LoadCache,
@@ -248,7 +247,7 @@ pub fn load_dir_cached_first(
         .collect();
     let unread = match first {
         Some(first) => leave_most_of_a_burst(&mut outcomes, first),
-        None => Vec::new(),
+        None => 0,
     };
     let to_parse: Vec<&Path> = outcomes
         .iter()
@@ -311,13 +310,13 @@ pub fn load_dir_cached_first(
     })
 }
 
-/// Takes out of `outcomes` (and returns) the files a first read of a burst leaves unread:
+/// Takes out of `outcomes` (and counts) the files a first read of a burst leaves unread:
 /// nothing unless the new files to parse are a burst; then every file to parse but the first
 /// `first.first` new ones. Cached outcomes always stay: they cost nothing.
 fn leave_most_of_a_burst(
     outcomes: &mut Vec<(PathBuf, Option<FileStamp>, Option<FileLoad>)>,
     first: FirstOfBurst<'_>,
-) -> Vec<PathBuf> {
+) -> usize {
     let is_new =
         |path: &Path, cached: &Option<FileLoad>| cached.is_none() && !(first.is_known)(path);
     let new = outcomes
@@ -325,9 +324,9 @@ fn leave_most_of_a_burst(
         .filter(|(path, _, cached)| is_new(path, cached))
         .count();
     if new < first.burst {
-        return Vec::new();
+        return 0;
     }
-    let mut unread = Vec::new();
+    let before = outcomes.len();
     let mut taken = 0;
     outcomes.retain(|(path, _, cached)| {
         if cached.is_some() {
@@ -337,10 +336,9 @@ fn leave_most_of_a_burst(
             taken += 1;
             return true;
         }
-        unread.push(path.clone());
         false
     });
-    unread
+    before - outcomes.len()
 }
 
 /// Below this many files a reload parses on one thread: starting threads costs more than the

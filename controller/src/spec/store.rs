@@ -150,7 +150,7 @@ impl SpecStore {
             is_known: &is_known,
         });
         let loaded = load_dir_cached_first(dir, &mut self.cache, &self.identities, first)?;
-        let unread_files = loaded.unread.len();
+        let unread_files = loaded.unread;
         let warnings = loaded.warnings;
         let mut errors = Vec::new();
         let mut fresh: BTreeMap<PathBuf, Vec<Located<Object>>> = BTreeMap::new();
