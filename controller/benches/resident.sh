@@ -83,3 +83,11 @@ echo "$n services listed after $(($(date +%s) - started)) s; reading in $settle 
 sleep "$settle"
 grep -E '^(VmRSS|RssAnon|RssFile|VmHWM)' "/proc/$pid/status" | tr -s ' \t' ' ' | tr '\n' ' '
 echo
+# The binary's resident size per section kind: its mappings' Rss, Anonymous (pages written:
+# relocated pointers, .data) and the rest (clean pages read from the file).
+awk -v bin="$(readlink -f "$bin")" '
+    /^[0-9a-f]+-[0-9a-f]+ / { mine = ($6 == bin); perms = $2; next }
+    mine && $1 == "Rss:" { rss[perms] += $2 }
+    mine && $1 == "Anonymous:" { anon[perms] += $2 }
+    END { for (p in rss) printf "binary %s: Rss %d kB (Anonymous %d kB)\n", p, rss[p], anon[p] }
+' "/proc/$pid/smaps"
