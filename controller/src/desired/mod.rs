@@ -326,6 +326,8 @@ impl DesiredState {
                 }
             }
         }
+        state.services = rebuilt(std::mem::take(&mut state.services));
+        state.networks = rebuilt(std::mem::take(&mut state.networks));
         let has_objects = !state.services.is_empty() || !state.networks.is_empty();
         state.prune_allowed = has_objects || allow_empty_prune;
         state
@@ -359,6 +361,14 @@ fn file_mounts(
         .collect();
     mounts.sort();
     mounts
+}
+
+/// The same map with full nodes. Inserting names in order (the files are read in path order)
+/// leaves every node of a `BTreeMap` about half empty, and a desired object is 256 bytes
+/// inline in its node: built again from its sorted entries, the map of 5,000 services takes
+/// 1.1 MB less for as long as the desired state lives (until the next reload).
+fn rebuilt<T>(map: BTreeMap<String, T>) -> BTreeMap<String, T> {
+    map.into_iter().collect()
 }
 
 /// Keeps the first object of a name (validation reports the duplicate).

@@ -195,9 +195,12 @@ pub fn build(
 ) -> StatusFile {
     let transition: Arc<str> = Arc::from(now);
     let now = &transition;
-    // Every object the operator reconciles: desired, or owned by this instance.
-    let mut services = BTreeMap::new();
-    let mut networks = BTreeMap::new();
+    // Every object the operator reconciles: desired, or owned by this instance. Gathered in
+    // vectors and made maps at once: a map built from sorted entries has full nodes, one built
+    // by inserting them in order leaves every node about half empty (a service's status is
+    // 296 bytes, inline in the map's nodes: 1.3 MB of empty slots at 5,000 services).
+    let mut services = Vec::new();
+    let mut networks = Vec::new();
     // One pass over the tasks, not one per service: a large swarm has tens of thousands.
     let mut tasks_by_service: HashMap<&str, Vec<&ObservedTask>> = HashMap::new();
     for task in world.observed.tasks.iter() {
@@ -217,12 +220,12 @@ pub fn build(
                     .and_then(|s| tasks_by_service.get(s.id.as_str()))
                     .map_or(&[][..], Vec::as_slice);
                 let status = service_status(world, &key.name, tasks, previous, now);
-                services.insert(key.name, status);
+                services.push((key.name, status));
             }
             ObjectKind::Network => {
                 let previous = previous.and_then(|p| p.networks.get(&key.name));
                 let status = network_status(world, &key.name, previous, now);
-                networks.insert(key.name, status);
+                networks.push((key.name, status));
             }
             // Versions show through the services that mount them (a failure to create one
             // is the reconcile's error, in the activity log and the metrics).
@@ -231,8 +234,8 @@ pub fn build(
     }
     StatusFile {
         generated_at: now.to_string(),
-        services,
-        networks,
+        services: BTreeMap::from_iter(services),
+        networks: BTreeMap::from_iter(networks),
         errors: world
             .desired
             .errors
