@@ -256,7 +256,9 @@ pub fn load_dir_cached_first(
         .collect();
     let mut parsed = parse_files(&to_parse, identities, cache.engine_api).into_iter();
     let mut files = BTreeMap::new();
-    let mut next_cache = BTreeMap::new();
+    // In path order: made a map at once below, with full nodes (inserted one by one in order,
+    // every node of the cache, which lives until the next reload, would stay half empty).
+    let mut next_cache = Vec::new();
     let mut sidecar = Sidecar {
         engine_api: cache.engine_api,
         ..Sidecar::default()
@@ -286,7 +288,7 @@ pub fn load_dir_cached_first(
             && self_contained
             && is_self_contained(&load)
         {
-            next_cache.insert(path.clone(), (stamp, load.clone()));
+            next_cache.push((path.clone(), (stamp, load.clone())));
         }
         files.insert(path, load);
     }
@@ -297,12 +299,12 @@ pub fn load_dir_cached_first(
             path.canonicalize()
                 .map_or(true, |real| !sidecar.reads.contains(&real))
         });
-        next_cache.retain(|path, _| {
+        next_cache.retain(|(path, _)| {
             path.canonicalize()
                 .map_or(true, |real| !sidecar.reads.contains(&real))
         });
     }
-    cache.files = next_cache;
+    cache.files = BTreeMap::from_iter(next_cache);
     Ok(LoadedDir {
         files,
         warnings: sidecar.warnings,
