@@ -39,7 +39,10 @@ fn packs_relative_relocations() -> bool {
         .unwrap_or_default()
         .split(',')
         .any(|f| f == "crt-static");
-    let mut link = Command::new("cc");
+    // The linker cargo was told to use for this target (`target.<triple>.linker`), else the
+    // one rustc calls by default: the probe must try the linker the binaries get.
+    let linker = env::var_os("RUSTC_LINKER").unwrap_or_else(|| "cc".into());
+    let mut link = Command::new(linker);
     link.arg(&source).arg("-o").arg(&probe).arg("-fPIE");
     link.arg(if static_pie { "-static-pie" } else { "-pie" });
     link.arg("-Wl,-z,pack-relative-relocs");
