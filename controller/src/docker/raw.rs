@@ -41,13 +41,7 @@ impl RawClient {
         path_and_query: &str,
     ) -> Result<T, DockerError> {
         let body = self.get(op, kind, name, path_and_query).await?;
-        serde_json::from_slice(&body).map_err(|e| DockerError::Undecodable {
-            op,
-            message: format!(
-                "{path_and_query}: {}",
-                redact::without_quoted(&e.to_string())
-            ),
-        })
+        serde_json::from_slice(&body).map_err(|e| undecodable(op, path_and_query, &e))
     }
 
     /// GETs `path_and_query` and returns the body of a successful answer; an error answer
@@ -102,16 +96,14 @@ impl RawClient {
     pub(crate) async fn list_services<T>(
         &self,
         api_version: &str,
-        convert: impl FnMut(RawService) -> Option<T>,
+        mut convert: impl FnMut(RawService) -> Option<T>,
     ) -> Result<Vec<T>, DockerError> {
         let path = format!("/v{api_version}/services");
         let body = self
             .get(Op::ListServices, Resource::Service, "", &path)
             .await?;
-        decode_services(&body, convert).map_err(|e| DockerError::Undecodable {
-            op: Op::ListServices,
-            message: format!("{path}: {e}"),
-        })
+        decode_each(&body, |service| Ok(convert(service_from_value(service)?)))
+            .map_err(|e| undecodable(Op::ListServices, &path, &e))
     }
 
     /// Reads one service by name or id; `None` when it does not exist.
@@ -161,13 +153,13 @@ impl RawClient {
         api_version: &str,
     ) -> Result<Vec<ObservedTask>, DockerError> {
         let path = format!("/v{api_version}/tasks");
-        let tasks: Vec<RawTask> = self
-            .get_json(Op::ListTasks, Resource::Service, "", &path)
+        let body = self
+            .get(Op::ListTasks, Resource::Service, "", &path)
             .await?;
-        // Collected in place, the list would keep the capacity of the raw tasks (larger
-        // each, and the parser's growth slack): it is kept until the next relist.
-        let mut observed: Vec<ObservedTask> =
-            tasks.into_iter().map(RawTask::into_observed).collect();
+        // One task at a time, as services are: the list is kept until the tasks change.
+        let mut observed = decode_each(&body, |task: RawTask| Ok(Some(task.into_observed())))
+            .map_err(|e| undecodable(Op::ListTasks, &path, &e))?;
+        // Without the growth slack: the list is kept until the next change.
         observed.shrink_to_fit();
         Ok(observed)
     }
@@ -195,40 +187,59 @@ struct ErrorBody {
     message: String,
 }
 
-/// Decodes a JSON array of services one element at a time, converting each (see
-/// [`RawClient::list_services`]).
-fn decode_services<T>(
+/// An answer that does not decode, as an error naming the request. serde's messages quote the
+/// offending value (`invalid type: string "…"`), which may be an environment value: left out.
+fn undecodable(op: Op, path: &str, error: &serde_json::Error) -> DockerError {
+    DockerError::Undecodable {
+        op,
+        message: format!("{path}: {}", redact::without_quoted(&error.to_string())),
+    }
+}
+
+/// Decodes a JSON array one element at a time, converting each before the next is read.
+///
+/// A list of every service or task decoded whole first (each element a JSON tree of its
+/// spec) holds megabytes for a moment at thousands of objects, and what the operator keeps of
+/// each, allocated amid those trees, pins their pages after they are freed: the heap stays at
+/// the peak. Converted one by one, the next element's tree reuses the memory of the last.
+fn decode_each<E: serde::de::DeserializeOwned, T>(
     body: &[u8],
-    convert: impl FnMut(RawService) -> Option<T>,
+    convert: impl FnMut(E) -> Result<Option<T>, serde_json::Error>,
 ) -> Result<Vec<T>, serde_json::Error> {
     let mut decoder = serde_json::Deserializer::from_slice(body);
     let converted = serde::Deserializer::deserialize_seq(
         &mut decoder,
-        ServiceSeq {
+        EachSeq {
             convert,
             converted: Vec::new(),
+            element: std::marker::PhantomData,
         },
     )?;
     decoder.end()?;
     Ok(converted)
 }
 
-struct ServiceSeq<T, F> {
+struct EachSeq<E, T, F> {
     convert: F,
     converted: Vec<T>,
+    element: std::marker::PhantomData<fn() -> E>,
 }
 
-impl<'de, T, F: FnMut(RawService) -> Option<T>> serde::de::Visitor<'de> for ServiceSeq<T, F> {
+impl<'de, E, T, F> serde::de::Visitor<'de> for EachSeq<E, T, F>
+where
+    E: serde::de::DeserializeOwned,
+    F: FnMut(E) -> Result<Option<T>, serde_json::Error>,
+{
     type Value = Vec<T>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a list of services")
+        f.write_str("a list")
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<Vec<T>, A::Error> {
-        while let Some(service) = seq.next_element::<serde_json::Value>()? {
-            let service = service_from_value(service).map_err(serde::de::Error::custom)?;
-            self.converted.extend((self.convert)(service));
+        while let Some(element) = seq.next_element::<E>()? {
+            let converted = (self.convert)(element).map_err(serde::de::Error::custom)?;
+            self.converted.extend(converted);
         }
         Ok(self.converted)
     }
@@ -450,13 +461,13 @@ mod tests {
             {"ID": "s2", "Spec": {"Name": "b"}}
         ]"#;
         let mut seen = Vec::new();
-        let converted = decode_services(body, |raw| {
-            let service = raw.service;
+        let converted = decode_each(body, |value| {
+            let service = service_from_value(value)?.service;
             seen.push(service.id.clone());
             let health = service
                 .spec
                 .and_then(|s| s.task_template?.container_spec?.health_check?.test);
-            Some((service.id?, health))
+            Ok(service.id.map(|id| (id, health)))
         })
         .unwrap();
         assert_eq!(seen, [Some("s1".to_owned()), Some("s2".to_owned())]);
@@ -472,8 +483,32 @@ mod tests {
             "every service, the engine's `Healthcheck` key read"
         );
         for bad in [&b"{}"[..], b"[{\"ID\": 3}]", b"[] []"] {
-            assert!(decode_services(bad, Some).is_err(), "{bad:?}");
+            let decoded = decode_each(bad, |value| Ok(Some(service_from_value(value)?)));
+            assert!(decoded.is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_task_list_is_decoded_one_task_at_a_time_and_its_errors_quote_no_value() {
+        let body = br#"[
+            {"ID": "t1", "ServiceID": "s1", "Slot": 1, "Status": {"State": "running"}},
+            {"ID": "t2", "ServiceID": "s1", "Slot": 2, "Status": {"State": "pending"}}
+        ]"#;
+        let mut seen = Vec::new();
+        let tasks = decode_each(body, |task: RawTask| {
+            seen.push(task.id.clone());
+            Ok(Some(task.into_observed()))
+        })
+        .unwrap();
+        assert_eq!(seen, ["t1", "t2"]);
+        let slots: Vec<_> = tasks.iter().map(|t| (t.id.as_str(), t.slot)).collect();
+        assert_eq!(slots, [("t1", Some(1)), ("t2", Some(2))]);
+
+        let bad = br#"[{"ID": "t1", "Slot": "hunter2-in-a-slot"}]"#;
+        let error = decode_each(bad, |task: RawTask| Ok(Some(task.into_observed()))).unwrap_err();
+        let error = undecodable(Op::ListTasks, "/v1.41/tasks", &error).to_string();
+        assert!(error.contains("/v1.41/tasks"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
     }
 
     #[test]
