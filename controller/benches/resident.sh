@@ -11,6 +11,9 @@
 # VmRSS, RssAnon (heap and stacks), RssFile (the binary's own pages) and VmHWM. Then it deletes
 # the files, waits until the operator has removed every service, and stops it.
 #
+# RESTART=1: once all N are listed and SETTLE has passed, the operator is stopped and started
+# again, and the figures are read SETTLE seconds after the restart.
+#
 # Needs a swarm manager and a release build (BIN, default target/release/swarm-operator). Each
 # wait gives up after TIMEOUT seconds (default 600).
 # Used for the memory figures in controller/BENCHMARK.md.
@@ -80,6 +83,17 @@ while [ "$(count)" -lt "$n" ]; do
     sleep 2
 done
 echo "$n services listed after $(($(date +%s) - started)) s; reading in $settle s"
+if [ -n "${RESTART:-}" ]; then
+    # The operator restarted over a swarm that already has every service: what it holds
+    # without the burst that created them (the difference is the burst's fragmentation).
+    sleep "$settle"
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    env "$@" "$bin" run --specs "$specs" --status "$work/status.json" --instance "resident$$" \
+        --allow-empty-prune >>"$work/operator.log" 2>&1 &
+    pid=$!
+    echo "restarted; reading in $settle s"
+fi
 sleep "$settle"
 grep -E '^(VmRSS|RssAnon|RssFile|VmHWM)' "/proc/$pid/status" | tr -s ' \t' ' ' | tr '\n' ' '
 echo
