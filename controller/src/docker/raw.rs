@@ -156,7 +156,7 @@ impl RawClient {
         let body = self
             .get(Op::ListTasks, Resource::Service, "", &path)
             .await?;
-        // One task at a time, as services are: the list is kept until the tasks change.
+        // One task at a time, as services are (see `decode_each`).
         let mut observed = decode_each(&body, |task: RawTask| Ok(Some(task.into_observed())))
             .map_err(|e| undecodable(Op::ListTasks, &path, &e))?;
         // Without the growth slack: the list is kept until the next change.
@@ -364,7 +364,7 @@ impl RawTask {
                 .ok()
                 .map(|spec| template_fingerprint(&spec))
         });
-        let addresses = self
+        let mut addresses: Vec<TaskAddress> = self
             .networks_attachments
             .iter()
             .flat_map(|attachment| {
@@ -381,6 +381,9 @@ impl RawTask {
                 })
             })
             .collect();
+        // Kept until the tasks change; collected from a flat map, one address would have
+        // room for four.
+        addresses.shrink_to_fit();
         ObservedTask {
             id: self.id,
             service_id: self.service_id,
@@ -561,6 +564,11 @@ mod tests {
                 network: "my_network".into(),
                 ip: "10.0.1.9".into()
             }]
+        );
+        assert_eq!(
+            task.addresses.capacity(),
+            1,
+            "kept until the tasks change: no slack"
         );
     }
 }

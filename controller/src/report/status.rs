@@ -623,7 +623,12 @@ fn service_status(
         .map(|service| JobRun::observe(&service.definition.mode, service, tasks));
     let endpoints = owned
         .map(|_| {
-            live_tasks(tasks)
+            // Collected from a slice, so with room for exactly the live tasks: collected from
+            // the filter, the list would have room for at least four 112-byte endpoints, and a
+            // service with one replica keeps its status until the next pass (1.7 MB of empty
+            // slots at 5,000 services, heaptrack).
+            let live: Vec<&ObservedTask> = live_tasks(tasks).collect();
+            live.iter()
                 .map(|t| Endpoint {
                     task: t.id.clone(),
                     slot: t.slot,
@@ -1224,6 +1229,11 @@ mod tests {
         assert_eq!(quote.desired_replicas, Some(3));
         assert_eq!(quote.running_replicas, 3);
         assert_eq!(quote.endpoints.len(), 3);
+        assert_eq!(
+            quote.endpoints.capacity(),
+            3,
+            "room for the live tasks only: the status is kept until the next pass"
+        );
         assert_eq!(quote.endpoints[0].node.as_deref(), Some("node-1"));
         assert_eq!(quote.endpoints[0].addresses[0].ip, "10.0.1.7");
         assert_eq!(
