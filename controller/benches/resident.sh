@@ -73,9 +73,14 @@ spec:
 EOF
 done
 
-env "$@" "$bin" run --specs "$specs" --status "$work/status.json" --instance "resident$$" \
-    --allow-empty-prune >"$work/operator.log" 2>&1 &
-pid=$!
+# Starts the operator as a user would, the VAR=value pairs ($@) in its environment.
+start_operator() {
+    env "$@" "$bin" run --specs "$specs" --status "$work/status.json" --instance "resident$$" \
+        --allow-empty-prune >>"$work/operator.log" 2>&1 &
+    pid=$!
+}
+
+start_operator "$@"
 started=$(date +%s)
 while [ "$(count)" -lt "$n" ]; do
     kill -0 "$pid" || { cat "$work/operator.log"; exit 1; }
@@ -89,9 +94,7 @@ if [ -n "${RESTART:-}" ]; then
     sleep "$settle"
     kill "$pid"
     wait "$pid" 2>/dev/null || true
-    env "$@" "$bin" run --specs "$specs" --status "$work/status.json" --instance "resident$$" \
-        --allow-empty-prune >>"$work/operator.log" 2>&1 &
-    pid=$!
+    start_operator "$@"
     echo "restarted; reading in $settle s"
 fi
 sleep "$settle"
