@@ -132,7 +132,7 @@ impl LiveStatus {
                 crate::spec::ReadScope::Whole,
             )?,
             None => DesiredState {
-                instance: instance.to_owned(),
+                instance: instance.into(),
                 ..DesiredState::default()
             },
         };

@@ -530,7 +530,7 @@ async fn a_rolled_back_update_is_held_not_written_again() {
         "the rolled-back spec stays"
     );
     let mark = after.ownership.rolled_back.as_ref().unwrap();
-    assert_eq!(mark.spec_hash, failing_hash);
+    assert_eq!(*mark.spec_hash, *failing_hash);
     assert!(mark.reason.contains("rolled back"), "{mark:?}");
     assert_eq!(
         calls_for(&swarm, Op::UpdateService, "a").len(),

@@ -479,7 +479,7 @@ fn unready_dependency(
             return waiting("it does not exist yet".to_owned());
         };
         if let Some(spec) = desired.services.get(name)
-            && service.ownership.spec_hash.as_deref() != Some(spec.hash.as_str())
+            && service.ownership.spec_hash.as_deref() != Some(&*spec.hash)
         {
             return waiting("its spec change is not rolled out yet".to_owned());
         }
@@ -579,7 +579,7 @@ fn prune_blocker(
     if let Some(file) = ownership
         .source_file
         .as_ref()
-        .filter(|f| desired.failed_files.contains(*f))
+        .filter(|f| desired.failed_files.contains(&***f))
     {
         return Some(conflict(
             key,
@@ -658,8 +658,7 @@ fn plan_service(
                     external.join(", ")
                 ),
             });
-            let spec_changed = observed.ownership.spec_hash.as_deref()
-                != Some(desired.hash.as_str())
+            let spec_changed = observed.ownership.spec_hash.as_deref() != Some(&*desired.hash)
                 || observed.ownership.source_file.as_deref() != Some(&desired.source_file)
                 || observed.ownership.policy != desired.policy.labels();
             let changes = field_changes(&*written.definition, &observed.definition, spec_changed);
@@ -709,7 +708,7 @@ fn rollback_hold(
         )
     };
     if let Some(mark) = &observed.ownership.rolled_back
-        && mark.spec_hash == desired.hash
+        && *mark.spec_hash == *desired.hash
     {
         return Some(conflict(
             key,
@@ -717,7 +716,7 @@ fn rollback_hold(
             held(&mark.spec_hash, &mark.reason),
         ));
     }
-    if observed.ownership.spec_hash.as_deref() == Some(desired.hash.as_str()) {
+    if observed.ownership.spec_hash.as_deref() == Some(&*desired.hash) {
         return None;
     }
     let update = observed.update_status.as_ref()?;
@@ -732,7 +731,7 @@ fn rollback_hold(
         )),
         UpdateState::ROLLBACK_COMPLETED | UpdateState::ROLLBACK_PAUSED => {
             let mark = RolledBack {
-                spec_hash: desired.hash.clone(),
+                spec_hash: desired.hash.to_string(),
                 reason: update.message.clone(),
             };
             let mut ownership = observed.ownership.clone();
@@ -1031,7 +1030,7 @@ mod tests {
         let mut edited = desired;
         let svc = edited.services.get_mut("quote").unwrap();
         Arc::make_mut(&mut svc.definition).image = "goblog/quote-service:v2".into();
-        svc.hash = crate::desired::definition::definition_hash(&svc.definition);
+        svc.hash = crate::desired::definition::definition_hash(&svc.definition).into();
         let plan = plan(&edited, &observed);
         match &plan.actions[..] {
             [
@@ -1360,7 +1359,7 @@ mod tests {
         let mut edited = desired.clone();
         let svc = edited.services.get_mut("quote").unwrap();
         Arc::make_mut(&mut svc.definition).image = "goblog/quote-service:v2".into();
-        svc.hash = crate::desired::definition::definition_hash(&svc.definition);
+        svc.hash = crate::desired::definition::definition_hash(&svc.definition).into();
         let p = plan(&edited, &observed);
         match &p.actions[..] {
             [
@@ -1382,7 +1381,7 @@ mod tests {
         let mut rescaled = desired.clone();
         let svc = rescaled.services.get_mut("quote").unwrap();
         Arc::make_mut(&mut svc.definition).mode = Mode::Replicated { replicas: 5 };
-        svc.hash = crate::desired::definition::definition_hash(&svc.definition);
+        svc.hash = crate::desired::definition::definition_hash(&svc.definition).into();
         ignore(&mut rescaled, "quote", &[DriftField::Replicas]);
         let p = plan(&rescaled, &observed);
         match &p.actions[..] {
@@ -1445,7 +1444,7 @@ mod tests {
             labels[crate::desired::definition::SPEC_HASH_LABEL],
             "before"
         );
-        assert_eq!(mark.spec_hash, desired.services["quote"].hash);
+        assert_eq!(*mark.spec_hash, *desired.services["quote"].hash);
         assert_eq!(plan.conflict.unwrap().reason, ConflictReason::RolledBack);
 
         // Marked: held, whatever swarm's update status says now.
@@ -1467,7 +1466,7 @@ mod tests {
         let mut edited = desired;
         let svc = edited.services.get_mut("quote").unwrap();
         Arc::make_mut(&mut svc.definition).image = "fixed:2".into();
-        svc.hash = crate::desired::definition::definition_hash(&svc.definition);
+        svc.hash = crate::desired::definition::definition_hash(&svc.definition).into();
         let plan = plan_object(&ObjectKey::service("quote"), &edited, &marked);
         assert!(
             matches!(
@@ -1555,7 +1554,7 @@ mod tests {
         for name in ["db", "api"] {
             let svc = edited.services.get_mut(name).unwrap();
             Arc::make_mut(&mut svc.definition).image = "v2".into();
-            svc.hash = crate::desired::definition::definition_hash(&svc.definition);
+            svc.hash = crate::desired::definition::definition_hash(&svc.definition).into();
         }
         let p = plan(&edited, &observed);
         let keys: Vec<String> = p.actions.iter().map(|a| a.key().to_string()).collect();

@@ -624,6 +624,9 @@ impl Reflector {
                 {
                     read.definition = Arc::clone(&desired.definition);
                 }
+                if let Some(desired) = state.desired.services.get(name) {
+                    read.ownership.share_text(desired);
+                }
                 // The same for its labels, where no snapshot shares the cached copy (the
                 // snapshot keeps it alive anyway, and copying it to keep its memory in place
                 // would defeat the point).
@@ -863,14 +866,25 @@ fn absent_from(observed: &Observed, kind: ObjectKind, listed: &BTreeSet<String>)
 }
 
 /// Points each desired service at the observed service's definition where the two are equal,
-/// so that a reload (which builds every definition anew) leaves one definition per service in
-/// the view, not two. O(services) comparisons, next to a reload that builds as many.
+/// and at its hash, source file and instance texts, so that a reload (which builds every
+/// definition anew) leaves one of each per service in the view, not two. O(services)
+/// comparisons, next to a reload that builds as many.
 fn share_observed_definitions(desired: &mut DesiredState, observed: &Observed) {
     for (name, object) in &mut desired.services {
-        if let Some(service) = observed.services.get(name)
-            && service.definition == object.definition
-        {
+        let Some(service) = observed.services.get(name) else {
+            continue;
+        };
+        if service.definition == object.definition {
             object.definition = Arc::clone(&service.definition);
+        }
+        for (theirs, mine) in [
+            (&service.ownership.spec_hash, &mut object.hash),
+            (&service.ownership.source_file, &mut object.source_file),
+            (&service.ownership.instance, &mut object.instance),
+        ] {
+            if let Some(theirs) = theirs.as_ref().filter(|t| ***t == **mine) {
+                *mine = Arc::clone(theirs);
+            }
         }
     }
 }
@@ -885,7 +899,11 @@ fn written_service(
         id,
         version,
         definition: Arc::clone(&desired.definition),
-        ownership: Ownership::from_labels(&desired.owner_labels()),
+        ownership: {
+            let mut ownership = Ownership::from_labels(&desired.owner_labels());
+            ownership.share_text(desired);
+            ownership
+        },
         virtual_ips: Vec::new(),
         update_status: None,
         // Unknown until read back: no task counts as running the new spec meanwhile, so that
@@ -1036,7 +1054,7 @@ mod tests {
     /// service found on the swarm shares the desired definition, and a reload (which builds
     /// every definition anew) shares the observed one; a service that differs keeps its own.
     #[tokio::test]
-    async fn equal_desired_and_observed_services_share_one_definition() {
+    async fn equal_desired_and_observed_services_share_one_definition_and_their_label_texts() {
         let f = fixture();
         with_desired(&f, &["a", "b"]).await;
         let mut drifted = read(&desired("b"), "s2", 3);
@@ -1053,9 +1071,23 @@ mod tests {
                 &state.observed.services[name].definition,
             )
         };
+        // The hash, source file and instance labels are one text each, drifted or not (the
+        // labels of a hand-edited service still name the spec the operator wrote).
+        let texts_shared = |state: &WorldState, name: &str| {
+            let desired = &state.desired.services[name];
+            let ownership = &state.observed.services[name].ownership;
+            [
+                (&desired.hash, &ownership.spec_hash),
+                (&desired.source_file, &ownership.source_file),
+                (&desired.instance, &ownership.instance),
+            ]
+            .into_iter()
+            .all(|(d, o)| o.as_ref().is_some_and(|o| Arc::ptr_eq(d, o)))
+        };
         let state = f.world.snapshot();
         assert!(shared(&state, "a"), "found as asked: one definition");
         assert!(!shared(&state, "b"), "drifted: its own");
+        assert!(texts_shared(&state, "a") && texts_shared(&state, "b"));
         let observed_a = Arc::clone(&state.observed.services["a"].definition);
         drop(state);
 
@@ -1070,6 +1102,10 @@ mod tests {
             &observed_a
         ));
         assert!(!shared(&state, "b"));
+        assert!(
+            texts_shared(&state, "a") && texts_shared(&state, "b"),
+            "the reload takes the observed texts"
+        );
         assert_eq!(
             state.desired.services["b"].definition.image,
             desired("b").definition.image

@@ -7,6 +7,7 @@ pub mod definition;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -27,13 +28,16 @@ pub struct DesiredObject<T> {
     /// object inline in their nodes, a service's definition is 672 bytes, and a node has room
     /// for eleven (7.4 MB of nodes at 5,000 services, heaptrack). Shared: the view's observed
     /// service holds the same definition while the two are equal.
-    pub definition: std::sync::Arc<T>,
-    /// Hash of the definition, written as the spec-hash label.
-    pub hash: String,
-    /// File name (not path) of the spec it came from, written as the source-file label.
-    pub source_file: String,
-    /// The operator instance that owns it.
-    pub instance: String,
+    pub definition: Arc<T>,
+    /// Hash of the definition, written as the spec-hash label. Shared text: the view's observed
+    /// service and the status hold this one while they carry the same hash (three copies of
+    /// 64 characters a service otherwise).
+    pub hash: Arc<str>,
+    /// File name (not path) of the spec it came from, written as the source-file label
+    /// (shared with the observed service's label while they are the same).
+    pub source_file: Arc<str>,
+    /// The operator instance that owns it: one text for every object of the desired state.
+    pub instance: Arc<str>,
     /// How the operator treats it (suspend, drift policy, dependencies): never written to the
     /// swarm and not part of the hash, so changing it alone causes no write.
     pub policy: ObjectPolicy,
@@ -46,12 +50,12 @@ pub struct DesiredObject<T> {
 
 impl<T: Serialize> DesiredObject<T> {
     /// A desired object, hashed, with the default policy.
-    pub fn new(definition: T, source_file: String, instance: &str) -> Self {
+    pub fn new(definition: T, source_file: String, instance: impl Into<Arc<str>>) -> Self {
         DesiredObject {
-            hash: definition::definition_hash(&definition),
-            definition: std::sync::Arc::new(definition),
-            source_file,
-            instance: instance.to_owned(),
+            hash: definition::definition_hash(&definition).into(),
+            definition: Arc::new(definition),
+            source_file: source_file.into(),
+            instance: instance.into(),
             policy: ObjectPolicy::default(),
             revision: None,
         }
@@ -166,7 +170,7 @@ impl<T> DesiredObject<T> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredState {
     /// The operator instance: only objects it owns are updated or removed.
-    pub instance: String,
+    pub instance: Arc<str>,
     /// Services by name.
     pub services: BTreeMap<String, DesiredObject<ServiceDefinition>>,
     /// Networks by name.
@@ -203,7 +207,7 @@ pub struct DesiredState {
 impl Default for DesiredState {
     fn default() -> Self {
         DesiredState {
-            instance: DEFAULT_INSTANCE.to_owned(),
+            instance: DEFAULT_INSTANCE.into(),
             services: BTreeMap::new(),
             networks: BTreeMap::new(),
             data: BTreeMap::new(),
@@ -240,7 +244,7 @@ impl DesiredState {
         instance: &str,
     ) -> Self {
         let mut state = DesiredState {
-            instance: instance.to_owned(),
+            instance: instance.into(),
             errors,
             failed_files,
             ..Default::default()
@@ -303,7 +307,7 @@ impl DesiredState {
                     insert_first(&mut state.services, definition.name.clone(), || {
                         DesiredObject {
                             policy: ObjectPolicy::of_service(service, &definition),
-                            ..DesiredObject::new(definition, source_file, instance)
+                            ..DesiredObject::new(definition, source_file, state.instance.clone())
                         }
                     });
                 }
@@ -320,7 +324,7 @@ impl DesiredState {
                                 suspended: network.metadata.is_suspended(),
                                 ..ObjectPolicy::default()
                             },
-                            ..DesiredObject::new(definition, source_file, instance)
+                            ..DesiredObject::new(definition, source_file, state.instance.clone())
                         }
                     });
                 }

@@ -2,8 +2,11 @@
 //! hash, source file), and the rolled-back marker.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
+
+use crate::desired::DesiredObject;
 
 use crate::desired::definition::{
     DEFAULT_INSTANCE, DEPENDS_ON_LABEL, INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
@@ -18,11 +21,11 @@ pub struct Ownership {
     pub managed: bool,
     /// The operator instance that owns it (`None`: written before instances existed, which
     /// counts as the default instance).
-    pub instance: Option<String>,
+    pub instance: Option<Arc<str>>,
     /// The spec hash it was last written from.
-    pub spec_hash: Option<String>,
+    pub spec_hash: Option<Arc<str>>,
     /// The spec file it came from.
-    pub source_file: Option<String>,
+    pub source_file: Option<Arc<str>>,
     /// The policy labels ([`SPEC_VALUE_LABEL_PREFIX`]…, [`DEPENDS_ON_LABEL`]) it was last
     /// written with.
     pub policy: BTreeMap<String, String>,
@@ -49,9 +52,9 @@ impl Ownership {
     pub fn from_labels(labels: &BTreeMap<String, String>) -> Self {
         Ownership {
             managed: labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE),
-            instance: labels.get(INSTANCE_LABEL).cloned(),
-            spec_hash: labels.get(SPEC_HASH_LABEL).cloned(),
-            source_file: labels.get(SOURCE_FILE_LABEL).cloned(),
+            instance: labels.get(INSTANCE_LABEL).map(|v| v.as_str().into()),
+            spec_hash: labels.get(SPEC_HASH_LABEL).map(|v| v.as_str().into()),
+            source_file: labels.get(SOURCE_FILE_LABEL).map(|v| v.as_str().into()),
             policy: labels
                 .iter()
                 .filter(|(k, _)| k.starts_with(SPEC_VALUE_LABEL_PREFIX) || *k == DEPENDS_ON_LABEL)
@@ -76,13 +79,13 @@ impl Ownership {
             labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned());
         }
         for (label, value) in [
-            (INSTANCE_LABEL, &self.instance),
-            (SPEC_HASH_LABEL, &self.spec_hash),
-            (SOURCE_FILE_LABEL, &self.source_file),
-            (crate::revision::REVISION_LABEL, &self.revision),
+            (INSTANCE_LABEL, self.instance.as_deref()),
+            (SPEC_HASH_LABEL, self.spec_hash.as_deref()),
+            (SOURCE_FILE_LABEL, self.source_file.as_deref()),
+            (crate::revision::REVISION_LABEL, self.revision.as_deref()),
         ] {
             if let Some(value) = value {
-                labels.insert(label.to_owned(), value.clone());
+                labels.insert(label.to_owned(), value.to_owned());
             }
         }
         if let Some(mark) = &self.rolled_back {
@@ -103,6 +106,20 @@ impl Ownership {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Points the texts it shares with `desired` (instance, spec hash, source file) at
+    /// `desired`'s: one copy of each in the view, however many services carry them.
+    pub fn share_text<T>(&mut self, desired: &DesiredObject<T>) {
+        for (mine, theirs) in [
+            (&mut self.instance, &desired.instance),
+            (&mut self.spec_hash, &desired.hash),
+            (&mut self.source_file, &desired.source_file),
+        ] {
+            if mine.as_deref() == Some(&**theirs) {
+                *mine = Some(Arc::clone(theirs));
+            }
+        }
     }
 
     /// Whether the operator instance `instance` owns the object.

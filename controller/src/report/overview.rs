@@ -133,7 +133,7 @@ pub fn build(
     unassigned.sort_by(|a, b| (&a.service, a.slot).cmp(&(&b.service, b.slot)));
     unassigned.shrink_to_fit();
     Overview {
-        instance: world.desired.instance.clone(),
+        instance: world.desired.instance.to_string(),
         leader,
         status,
         nodes,

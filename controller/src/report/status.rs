@@ -86,11 +86,11 @@ pub struct ServiceStatus {
     pub updated_replicas: u64,
     /// Hash of the spec the spec directory asks for (`None`: no spec, e.g. read without one).
     #[serde(default)]
-    pub spec_hash: Option<String>,
+    pub spec_hash: Option<Arc<str>>,
     /// Hash of the spec the swarm has, from the service's label: the conditions describe the
     /// rollout of this spec; it equals `specHash` once the operator wrote the current one.
     #[serde(default)]
-    pub observed_spec_hash: Option<String>,
+    pub observed_spec_hash: Option<Arc<str>>,
     /// When the service was created (RFC 3339).
     #[serde(default)]
     pub created_at: Option<String>,
@@ -390,7 +390,7 @@ impl Rollout {
             Some((reason, u.message.clone()))
         });
         // The operator's mark outlives swarm's UpdateStatus (writing the mark resets it).
-        let desired_hash = world.desired.services.get(name).map(|d| d.hash.as_str());
+        let desired_hash = world.desired.services.get(name).map(|d| &*d.hash);
         let stuck = match &service.ownership.rolled_back {
             Some(mark) if desired_hash == Some(mark.spec_hash.as_str()) => Some((
                 ConditionReason::RolledBack,
@@ -403,7 +403,7 @@ impl Rollout {
         };
         let spec_pending = world.desired.services.get(name).and_then(|desired| {
             let running = service.ownership.spec_hash.clone().unwrap_or_default();
-            (running != desired.hash).then(|| (running, desired.hash.clone()))
+            (running != desired.hash).then(|| (running.to_string(), desired.hash.to_string()))
         });
         let mut rollout = Rollout {
             expected,
@@ -1018,7 +1018,7 @@ mod tests {
             "quote".into(),
             DesiredObject {
                 definition: Arc::new(definition.clone()),
-                hash: hash.clone(),
+                hash: hash.as_str().into(),
                 source_file: "a.yaml".into(),
                 instance: crate::desired::definition::DEFAULT_INSTANCE.into(),
                 policy: Default::default(),

@@ -299,7 +299,7 @@ fn announce(
     let revision = view.desired.revision.as_ref();
     let events = status_events
         .changes(previous, next, |name| {
-            view.desired.services.get(name).map(|d| d.hash.clone())
+            view.desired.services.get(name).map(|d| d.hash.to_string())
         })
         .into_iter()
         .map(|event| event.at(revision));
