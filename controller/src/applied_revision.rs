@@ -392,7 +392,7 @@ mod tests {
             kind: ConditionType::Ready,
             status,
             reason: ConditionReason::AllReplicasRunning,
-            message: String::new(),
+            message: "".into(),
             last_transition_time: "".into(),
         }]
     }

@@ -466,7 +466,7 @@ mod tests {
             kind,
             status: holds.into(),
             reason,
-            message: String::new(),
+            message: "".into(),
             last_transition_time: "".into(),
         }
     }

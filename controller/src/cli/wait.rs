@@ -170,7 +170,7 @@ pub fn verdict(goal: Goal, name: &str, snapshot: &Snapshot) -> Verdict {
         if !swarm_decides {
             return Verdict::Failed {
                 reason: degraded.reason,
-                message: degraded.message.clone(),
+                message: degraded.message.to_string(),
             };
         }
     }
@@ -521,7 +521,7 @@ mod tests {
                     kind: *kind,
                     status: (*holds).into(),
                     reason: *reason,
-                    message: format!("{reason} message"),
+                    message: format!("{reason} message").into(),
                     last_transition_time: "".into(),
                 })
                 .collect(),

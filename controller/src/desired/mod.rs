@@ -73,8 +73,9 @@ pub struct ObjectPolicy {
     pub spec_values: BTreeMap<DriftField, String>,
     /// Services that must be ready before this one is created or updated.
     pub depends_on: Vec<String>,
-    /// When a job runs again (changing it alone writes nothing).
-    pub schedule: Option<ScheduleSpec>,
+    /// When a job runs again (changing it alone writes nothing). Boxed: a desired object is
+    /// inline in the desired map's nodes, and few services are scheduled jobs.
+    pub schedule: Option<Box<ScheduleSpec>>,
 }
 
 /// A job's `schedule`, `timeZone` and `concurrencyPolicy`, as validated.
@@ -107,15 +108,17 @@ impl ObjectPolicy {
             drift_ignore,
             spec_values,
             depends_on: service.spec.depends_on.clone(),
-            schedule: service.spec.schedule.as_ref().map(|schedule| ScheduleSpec {
-                schedule: schedule.clone(),
-                time_zone: service.spec.time_zone.clone(),
-                concurrency: service.spec.concurrency_policy.unwrap_or_default(),
-                starting_deadline: service
-                    .spec
-                    .starting_deadline
-                    .as_ref()
-                    .map(spec::DurationStr::as_duration),
+            schedule: service.spec.schedule.as_ref().map(|schedule| {
+                Box::new(ScheduleSpec {
+                    schedule: schedule.clone(),
+                    time_zone: service.spec.time_zone.clone(),
+                    concurrency: service.spec.concurrency_policy.unwrap_or_default(),
+                    starting_deadline: service
+                        .spec
+                        .starting_deadline
+                        .as_ref()
+                        .map(spec::DurationStr::as_duration),
+                })
             }),
         }
     }

@@ -879,7 +879,7 @@ impl StatusEvents {
                         EventKind::RolloutSucceeded,
                         &object,
                         ready.reason.as_str(),
-                        &ready.message,
+                        &*ready.message,
                         Some(hash.clone()),
                     ));
                 }
@@ -908,7 +908,7 @@ impl StatusEvents {
                     kind,
                     &object,
                     degraded.reason.as_str(),
-                    &degraded.message,
+                    &*degraded.message,
                     hash.clone(),
                 ));
             }

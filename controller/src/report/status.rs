@@ -6,7 +6,7 @@ pub mod publisher;
 mod reason;
 pub mod source;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -144,8 +144,9 @@ pub struct Condition {
     pub status: ConditionStatus,
     /// CamelCase machine-readable reason.
     pub reason: ConditionReason,
-    /// For humans.
-    pub message: String,
+    /// For humans. Shared: every condition of one build with the same message holds one text
+    /// (thousands of services are "nothing in progress").
+    pub message: Arc<str>,
     /// When `status` last changed (RFC 3339). Shared: every condition that changes in one
     /// build, and every later status that keeps it, holds the same text (three conditions on
     /// each of thousands of services).
@@ -159,10 +160,10 @@ pub struct Endpoint {
     pub task: String,
     /// Replica slot (replicated services).
     pub slot: Option<u64>,
-    /// Node hostname (or id when unknown).
-    pub node: Option<String>,
+    /// Node hostname (or id when unknown). Shared within a status, as is the state.
+    pub node: Option<Arc<str>>,
     /// Task state: `running`, `starting`, `preparing`, …
-    pub state: String,
+    pub state: Arc<str>,
     /// Address per network.
     pub addresses: Vec<StatusAddress>,
 }
@@ -185,6 +186,32 @@ impl From<&TaskAddress> for StatusAddress {
     }
 }
 
+/// The texts one status build shares between its services: the time it stamps on new
+/// transitions, and one allocation per distinct condition message and task state.
+struct SharedTexts {
+    now: Arc<str>,
+    pool: HashSet<Arc<str>>,
+}
+
+impl SharedTexts {
+    fn new(now: &str) -> Self {
+        SharedTexts {
+            now: Arc::from(now),
+            pool: HashSet::new(),
+        }
+    }
+
+    /// `text`, shared with every earlier equal text of the build.
+    fn share(&mut self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.pool.get(text) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<str> = Arc::from(text);
+        self.pool.insert(Arc::clone(&shared));
+        shared
+    }
+}
+
 /// Builds the status from the shared view. `previous` keeps condition transition times;
 /// `now` is the RFC 3339 timestamp to use for new transitions and `generatedAt`.
 pub fn build(
@@ -193,8 +220,7 @@ pub fn build(
     previous: Option<&StatusFile>,
     now: &str,
 ) -> StatusFile {
-    let transition: Arc<str> = Arc::from(now);
-    let now = &transition;
+    let mut texts = SharedTexts::new(now);
     // Every object the operator reconciles: desired, or owned by this instance. Gathered in
     // vectors and made maps at once: a map built from sorted entries has full nodes, one built
     // by inserting them in order leaves every node about half empty (a service's status is
@@ -219,12 +245,12 @@ pub fn build(
                     .get(&key.name)
                     .and_then(|s| tasks_by_service.get(s.id.as_str()))
                     .map_or(&[][..], Vec::as_slice);
-                let status = service_status(world, &key.name, tasks, previous, now);
+                let status = service_status(world, &key.name, tasks, previous, &mut texts);
                 services.push((key.name, status));
             }
             ObjectKind::Network => {
                 let previous = previous.and_then(|p| p.networks.get(&key.name));
-                let status = network_status(world, &key.name, previous, now);
+                let status = network_status(world, &key.name, previous, &mut texts);
                 networks.push((key.name, status));
             }
             // Versions show through the services that mount them (a failure to create one
@@ -233,7 +259,7 @@ pub fn build(
         }
     }
     StatusFile {
-        generated_at: now.to_string(),
+        generated_at: now.to_owned(),
         services: BTreeMap::from_iter(services),
         networks: BTreeMap::from_iter(networks),
         errors: world
@@ -565,8 +591,9 @@ fn service_status(
     name: &str,
     tasks: &[&ObservedTask],
     previous: Option<&ServiceStatus>,
-    now: &Arc<str>,
+    texts: &mut SharedTexts,
 ) -> ServiceStatus {
+    let now = &Arc::clone(&texts.now);
     let desired = world.desired.services.get(name);
     let observed = world.observed.services.get(name);
     let outcome = world.outcomes.get(&ObjectKey::service(name));
@@ -627,8 +654,11 @@ fn service_status(
                 .map(|t| Endpoint {
                     task: t.id.clone(),
                     slot: t.slot,
-                    node: t.node_id.as_deref().map(|id| world.observed.node_name(id)),
-                    state: t.state.to_string(),
+                    node: t
+                        .node_id
+                        .as_deref()
+                        .map(|id| texts.share(&world.observed.node_name(id))),
+                    state: texts.share(&t.state.to_string()),
                     addresses: t.addresses.iter().map(StatusAddress::from).collect(),
                 })
                 .collect();
@@ -739,8 +769,8 @@ fn service_status(
     };
 
     let previous_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
-    let condition = |kind, holds, reason, message| {
-        make_condition(previous_conditions, now, kind, holds, reason, message)
+    let mut condition = |kind, holds, reason, message: String| {
+        make_condition(previous_conditions, texts, kind, holds, reason, &message)
     };
     ServiceStatus {
         desired_replicas,
@@ -813,11 +843,11 @@ fn condition_from_plan(
 /// A condition that keeps its previous transition time while its status stays the same.
 fn make_condition(
     previous: &[Condition],
-    now: &Arc<str>,
+    texts: &mut SharedTexts,
     kind: ConditionType,
     holds: bool,
     reason: ConditionReason,
-    message: String,
+    message: &str,
 ) -> Condition {
     let status = ConditionStatus::from(holds);
     debug_assert!(
@@ -828,12 +858,12 @@ fn make_condition(
         .iter()
         .find(|c| c.kind == kind && c.status == status)
         .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| now.clone());
+        .unwrap_or_else(|| Arc::clone(&texts.now));
     Condition {
         kind,
         status,
         reason,
-        message,
+        message: texts.share(message),
         last_transition_time,
     }
 }
@@ -842,7 +872,7 @@ fn network_status(
     world: &WorldState,
     name: &str,
     previous: Option<&NetworkStatus>,
-    now: &Arc<str>,
+    texts: &mut SharedTexts,
 ) -> NetworkStatus {
     let desired = world.desired.networks.contains_key(name);
     let observed = world
@@ -920,8 +950,8 @@ fn network_status(
         ),
     };
     let previous_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
-    let condition = |kind, holds, reason, message| {
-        make_condition(previous_conditions, now, kind, holds, reason, message)
+    let mut condition = |kind, holds, reason, message: String| {
+        make_condition(previous_conditions, texts, kind, holds, reason, &message)
     };
     NetworkStatus {
         id: observed.map(|n| n.id.clone()),
@@ -1102,7 +1132,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            condition(&status.services["quote"], Progressing).message,
+            &*condition(&status.services["quote"], Progressing).message,
             "1/2 completed, 1 running"
         );
         let done = job_world(vec![
@@ -1175,12 +1205,12 @@ mod tests {
             .services
             .get_mut("quote")
             .unwrap();
-        desired.policy.schedule = Some(crate::desired::ScheduleSpec {
+        desired.policy.schedule = Some(Box::new(crate::desired::ScheduleSpec {
             schedule: "@hourly".into(),
             time_zone: None,
             concurrency: Default::default(),
             starting_deadline: None,
-        });
+        }));
         w.observed.service_mut("quote").unwrap().revision.updated_at =
             Some("2026-01-01T00:03:00Z".into());
         let status = build(&w, Path::new("/specs"), None, "2026-01-01T00:03:02Z");
@@ -1235,6 +1265,12 @@ mod tests {
         );
         assert_eq!(quote.endpoints[0].node.as_deref(), Some("node-1"));
         assert_eq!(quote.endpoints[0].addresses[0].ip, "10.0.1.7");
+        let (first, second) = (&quote.endpoints[0], &quote.endpoints[1]);
+        assert!(
+            Arc::ptr_eq(&first.state, &second.state)
+                && Arc::ptr_eq(first.node.as_ref().unwrap(), second.node.as_ref().unwrap()),
+            "one text per state and node within a status"
+        );
         assert_eq!(
             condition(quote, ConditionType::Ready).status,
             ConditionStatus::True
@@ -1247,6 +1283,28 @@ mod tests {
             condition(quote, ConditionType::Degraded).status,
             ConditionStatus::False
         );
+    }
+
+    #[test]
+    fn services_in_the_same_condition_share_its_message() {
+        let mut w = world(vec![task("t1", 1, "running", "running", "10.0.1.7")]);
+        let quote = w.desired.services["quote"].clone();
+        Arc::make_mut(&mut w.desired)
+            .services
+            .insert("quote-2".into(), quote);
+        let observed = Arc::clone(&w.observed.services["quote"]);
+        w.observed.services.insert("quote-2".into(), observed);
+        let status = build(&w, Path::new("/specs"), None, "2026-01-01T00:00:00Z");
+        let (a, b) = (&status.services["quote"], &status.services["quote-2"]);
+        for kind in [
+            ConditionType::Ready,
+            ConditionType::Progressing,
+            ConditionType::Degraded,
+        ] {
+            let (a, b) = (condition(a, kind), condition(b, kind));
+            assert_eq!(a.message, b.message);
+            assert!(Arc::ptr_eq(&a.message, &b.message), "{kind:?}: one text");
+        }
     }
 
     #[test]
@@ -1264,7 +1322,7 @@ mod tests {
         let degraded = condition(quote, ConditionType::Degraded);
         assert_eq!(degraded.status, ConditionStatus::True);
         assert_eq!(degraded.reason, ConditionReason::TasksFailing);
-        assert_eq!(degraded.message, "exit 1 (task t2)");
+        assert_eq!(&*degraded.message, "exit 1 (task t2)");
     }
 
     /// A task of the given spec fingerprint, for the rollout tests.
@@ -1340,7 +1398,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            condition(quote, Progressing).message,
+            &*condition(quote, Progressing).message,
             "1/3 updated, 2 running"
         );
         assert_eq!((quote.running_replicas, quote.updated_replicas), (2, 1));
@@ -1365,7 +1423,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            condition(quote, Ready).message,
+            &*condition(quote, Ready).message,
             "2/3 replicas run the current spec"
         );
 
@@ -1420,7 +1478,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            condition(quote, Degraded).message,
+            &*condition(quote, Degraded).message,
             "update paused due to failure or early termination of task n1failedtask0; \
              last task error: No such image: quote:missing (task n1failedtask, \
              at 2026-01-01T00:00:01Z)"
@@ -1455,7 +1513,7 @@ mod tests {
         );
         // The exit code is already in the error: not repeated.
         assert_eq!(
-            condition(quote, Degraded).message,
+            &*condition(quote, Degraded).message,
             "rollback completed; last task error: task: non-zero exit (1) \
              (task n1, at 2026-01-01T00:00:01Z)"
         );
@@ -1512,7 +1570,7 @@ mod tests {
         let degraded = condition(&overdue.services["quote"], Degraded);
         assert_eq!(degraded.reason, ConditionReason::ProgressDeadlineExceeded);
         assert_eq!(
-            degraded.message,
+            &*degraded.message,
             "the rollout has not finished within 10m (since 2026-01-01T00:00:00Z): \
              0/3 updated, 0 running; last task error: task: non-zero exit (3) \
              (task n1, at 2026-01-01T00:00:01Z)"
@@ -1689,7 +1747,7 @@ mod tests {
                 (degraded.status, degraded.reason),
                 (ConditionStatus::True, reason)
             );
-            assert_eq!(degraded.message, "what blocks it");
+            assert_eq!(&*degraded.message, "what blocks it");
         }
 
         // A network whose spec is gone waits for the services still attached to it.
