@@ -54,4 +54,5 @@ pub mod atomic_file;
 pub mod labels;
 pub mod pem;
 pub mod redact;
+pub mod shared_text;
 pub mod yaml;

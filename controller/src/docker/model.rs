@@ -111,16 +111,17 @@ pub struct ObservedTask {
     pub state: EngineValue<TaskState>,
     /// What swarm wants it to be: `running`, `shutdown`, …
     pub desired_state: EngineValue<TaskState>,
-    /// Swarm's status message.
-    pub message: String,
+    /// Swarm's status message. Shared with the other tasks of one read that say the same, as
+    /// are the error and the template.
+    pub message: Arc<str>,
     /// Error of a failed or rejected task.
-    pub error: Option<String>,
+    pub error: Option<Arc<str>>,
     /// The container's exit code, once it exited (0 is not reported).
     pub exit_code: Option<i64>,
     /// When the task last changed state (RFC 3339).
     pub timestamp: Option<String>,
     /// Fingerprint of the spec the task runs (see [`ServiceRevision::template`]).
-    pub template: Option<String>,
+    pub template: Option<Arc<str>>,
     /// Addresses per network, from the task's `NetworksAttachments`.
     pub addresses: Vec<TaskAddress>,
 }
@@ -158,7 +159,7 @@ impl ObservedTask {
             node_id: None,
             state: EngineValue::parse("state", state),
             desired_state: EngineValue::parse("desired", "running"),
-            message: String::new(),
+            message: "".into(),
             error: None,
             exit_code: None,
             timestamp: None,

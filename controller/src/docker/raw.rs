@@ -17,6 +17,7 @@ use super::convert::{strip_prefix_len, template_fingerprint};
 use super::transport::EngineTransport;
 use super::{DockerError, EngineValue, ObservedTask, Op, Resource, TaskAddress};
 use crate::redact;
+use crate::shared_text::TextPool;
 
 /// Reads over the adapter's [`EngineTransport`], the one bollard uses too, so that connections
 /// (and a TLS session or an ssh process) are shared and reused across polls.
@@ -156,9 +157,13 @@ impl RawClient {
         let body = self
             .get(Op::ListTasks, Resource::Service, "", &path)
             .await?;
-        // One task at a time, as services are (see `decode_each`).
-        let mut observed = decode_each(&body, |task: RawTask| Ok(Some(task.into_observed())))
-            .map_err(|e| undecodable(Op::ListTasks, &path, &e))?;
+        // One task at a time, as services are (see `decode_each`); the texts many tasks repeat
+        // (status message, error, template fingerprint) one allocation each.
+        let mut texts = TextPool::new();
+        let mut observed = decode_each(&body, |task: RawTask| {
+            Ok(Some(task.into_observed(&mut texts)))
+        })
+        .map_err(|e| undecodable(Op::ListTasks, &path, &e))?;
         // Without the growth slack: the list is kept until the next change.
         observed.shrink_to_fit();
         Ok(observed)
@@ -354,7 +359,7 @@ struct RawAttachedNetwork {
 }
 
 impl RawTask {
-    fn into_observed(self) -> ObservedTask {
+    fn into_observed(self, texts: &mut TextPool) -> ObservedTask {
         let template = self.spec.and_then(|mut spec| {
             // The same key fix as for a service, so that both fingerprints read the same model.
             let mut wrapped = serde_json::json!({ "Spec": { "TaskTemplate": spec.take() } });
@@ -362,7 +367,7 @@ impl RawTask {
             let spec = wrapped.pointer_mut("/Spec/TaskTemplate")?.take();
             serde_json::from_value::<TaskSpec>(spec)
                 .ok()
-                .map(|spec| template_fingerprint(&spec))
+                .map(|spec| texts.share(&template_fingerprint(&spec)))
         });
         let mut addresses: Vec<TaskAddress> = self
             .networks_attachments
@@ -391,8 +396,12 @@ impl RawTask {
             node_id: self.node_id.filter(|n| !n.is_empty()),
             state: EngineValue::parse("Task.Status.State", &self.status.state),
             desired_state: EngineValue::parse("Task.DesiredState", &self.desired_state),
-            message: self.status.message,
-            error: self.status.err.filter(|e| !e.is_empty()),
+            message: texts.share(&self.status.message),
+            error: self
+                .status
+                .err
+                .filter(|e| !e.is_empty())
+                .map(|e| texts.share(&e)),
             exit_code: self
                 .status
                 .container_status
@@ -409,6 +418,7 @@ impl RawTask {
 mod tests {
     use super::*;
     use bollard::models::TaskState;
+    use std::sync::Arc;
 
     #[test]
     fn the_engines_healthcheck_key_is_read() {
@@ -453,7 +463,7 @@ mod tests {
         );
         serde_json::from_str::<RawTask>(&json)
             .unwrap()
-            .into_observed()
+            .into_observed(&mut TextPool::new())
     }
 
     #[test]
@@ -494,21 +504,34 @@ mod tests {
     #[test]
     fn a_task_list_is_decoded_one_task_at_a_time_and_its_errors_quote_no_value() {
         let body = br#"[
-            {"ID": "t1", "ServiceID": "s1", "Slot": 1, "Status": {"State": "running"}},
-            {"ID": "t2", "ServiceID": "s1", "Slot": 2, "Status": {"State": "pending"}}
+            {"ID": "t1", "ServiceID": "s1", "Slot": 1,
+             "Status": {"State": "pending", "Message": "pending task scheduling",
+                        "Err": "no suitable node"}},
+            {"ID": "t2", "ServiceID": "s1", "Slot": 2,
+             "Status": {"State": "pending", "Message": "pending task scheduling",
+                        "Err": "no suitable node"}}
         ]"#;
         let mut seen = Vec::new();
+        let mut texts = TextPool::new();
         let tasks = decode_each(body, |task: RawTask| {
             seen.push(task.id.clone());
-            Ok(Some(task.into_observed()))
+            Ok(Some(task.into_observed(&mut texts)))
         })
         .unwrap();
         assert_eq!(seen, ["t1", "t2"]);
         let slots: Vec<_> = tasks.iter().map(|t| (t.id.as_str(), t.slot)).collect();
         assert_eq!(slots, [("t1", Some(1)), ("t2", Some(2))]);
+        // What both say is one text.
+        assert_eq!(&*tasks[0].message, "pending task scheduling");
+        assert!(Arc::ptr_eq(&tasks[0].message, &tasks[1].message));
+        let errors = (&tasks[0].error, &tasks[1].error);
+        assert!(matches!(errors, (Some(a), Some(b)) if Arc::ptr_eq(a, b)));
 
         let bad = br#"[{"ID": "t1", "Slot": "hunter2-in-a-slot"}]"#;
-        let error = decode_each(bad, |task: RawTask| Ok(Some(task.into_observed()))).unwrap_err();
+        let error = decode_each(bad, |task: RawTask| {
+            Ok(Some(task.into_observed(&mut TextPool::new())))
+        })
+        .unwrap_err();
         let error = undecodable(Op::ListTasks, "/v1.41/tasks", &error).to_string();
         assert!(error.contains("/v1.41/tasks"), "{error}");
         assert!(!error.contains("hunter2"), "{error}");
@@ -554,7 +577,11 @@ mod tests {
             "NetworksAttachments":[{"Network":{"ID":"net1","Spec":{"Name":"my_network"}},
                                     "Addresses":["10.0.1.9/24"]}]}]"#;
         let tasks: Vec<RawTask> = serde_json::from_str(json).unwrap();
-        let task = tasks.into_iter().next().unwrap().into_observed();
+        let task = tasks
+            .into_iter()
+            .next()
+            .unwrap()
+            .into_observed(&mut TextPool::new());
         assert_eq!(task.slot, Some(2));
         assert_eq!(task.state, EngineValue::Known(TaskState::RUNNING));
         assert_eq!(task.desired_state, EngineValue::Known(TaskState::RUNNING));

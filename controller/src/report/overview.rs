@@ -211,7 +211,7 @@ pub(crate) mod tests {
                     "running"
                 },
             ),
-            message: String::new(),
+            message: "".into(),
             error: None,
             exit_code: None,
             timestamp: None,

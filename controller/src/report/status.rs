@@ -6,7 +6,7 @@ pub mod publisher;
 mod reason;
 pub mod source;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,6 +20,7 @@ use crate::docker::{
 use crate::spec::DriftField;
 
 use crate::control::world::{Blocker, WorldState};
+use crate::shared_text::TextPool;
 use crate::spec::SpecError;
 use job::JobRun;
 pub use job::{RunOutcome, RunRecord, ScheduleStatus};
@@ -187,28 +188,23 @@ impl From<&TaskAddress> for StatusAddress {
 }
 
 /// The texts one status build shares between its services: the time it stamps on new
-/// transitions, and one allocation per distinct condition message and task state.
+/// transitions, and one allocation per distinct condition message, task state and node.
 struct SharedTexts {
     now: Arc<str>,
-    pool: HashSet<Arc<str>>,
+    pool: TextPool,
 }
 
 impl SharedTexts {
     fn new(now: &str) -> Self {
         SharedTexts {
             now: Arc::from(now),
-            pool: HashSet::new(),
+            pool: TextPool::new(),
         }
     }
 
     /// `text`, shared with every earlier equal text of the build.
     fn share(&mut self, text: &str) -> Arc<str> {
-        if let Some(shared) = self.pool.get(text) {
-            return Arc::clone(shared);
-        }
-        let shared: Arc<str> = Arc::from(text);
-        self.pool.insert(Arc::clone(&shared));
-        shared
+        self.pool.share(text)
     }
 }
 
@@ -305,7 +301,7 @@ fn live_tasks<'a>(own: &'a [&'a ObservedTask]) -> impl Iterator<Item = &'a Obser
 /// swarm, our own write not read back yet) counts as current: nothing tells them apart.
 fn runs_current_spec(service: &ObservedService, task: &ObservedTask) -> bool {
     match (&service.revision.template, &task.template) {
-        (Some(service), Some(task)) => service == task,
+        (Some(service), Some(task)) => **service == **task,
         _ => true,
     }
 }
@@ -1028,8 +1024,8 @@ mod tests {
             node_id: Some("n1".into()),
             state: EngineValue::parse("state", state),
             desired_state: EngineValue::parse("desired", desired),
-            message: String::new(),
-            error: (state == "failed").then(|| "exit 1".to_owned()),
+            message: "".into(),
+            error: (state == "failed").then(|| "exit 1".into()),
             exit_code: None,
             timestamp: None,
             template: None,
@@ -1328,7 +1324,7 @@ mod tests {
     /// A task of the given spec fingerprint, for the rollout tests.
     fn versioned(id: &str, slot: u64, state: &str, desired: &str, spec: &str) -> ObservedTask {
         ObservedTask {
-            template: Some(spec.to_owned()),
+            template: Some(spec.into()),
             timestamp: Some(format!("2026-01-01T00:00:0{slot}Z")),
             ..task(id, slot, state, desired, "10.0.1.1")
         }
