@@ -918,8 +918,9 @@ mod tests {
             ]
         );
         assert_eq!(
-            ctx.world.snapshot().outcomes[&service],
-            ObjectOutcome::default()
+            ctx.world.snapshot().outcomes.get(&service),
+            None,
+            "a clean outcome leaves no entry"
         );
         // The page's activity log tells the same story, newest first (the wait for the network
         // is not an error).

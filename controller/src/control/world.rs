@@ -86,7 +86,8 @@ pub struct WorldState {
     pub desired: Arc<DesiredState>,
     /// What the swarm looks like, merged from every read and write.
     pub observed: Observed,
-    /// Per-object outcome of the last reconcile.
+    /// Per-object outcome of the last reconcile; no entry for one that had no error and no
+    /// plan conflict.
     pub outcomes: BTreeMap<ObjectKey, ObjectOutcome>,
     /// The spec directory has been read at least once.
     pub specs_loaded: bool,
@@ -422,10 +423,18 @@ impl Reflector {
                     state.source = Some(status);
                 }
                 Report::Outcome(key, outcome) => {
-                    if state.outcomes.get(&key) == Some(&outcome) {
+                    // A clean outcome is no entry: every object reconciled without a problem
+                    // would otherwise keep one (about 300 bytes each with its key, in a map
+                    // filled one entry at a time).
+                    if outcome == ObjectOutcome::default() {
+                        if state.outcomes.remove(&key).is_none() {
+                            return;
+                        }
+                    } else if state.outcomes.get(&key) == Some(&outcome) {
                         return;
+                    } else {
+                        state.outcomes.insert(key, outcome);
                     }
-                    state.outcomes.insert(key, outcome);
                 }
             }
             let relevant = wake::relevant_keys(state, changed);
