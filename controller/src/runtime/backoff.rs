@@ -74,6 +74,11 @@ impl<K: Eq + Hash + Clone> KeyedBackoff<K> {
         self.sequences.remove(key);
     }
 
+    /// Gives back the room of keys reset since the table last grew.
+    pub fn shrink_to_fit(&mut self) {
+        self.sequences.shrink_to_fit();
+    }
+
     /// Consecutive failures recorded for `key` since its last reset.
     #[must_use]
     pub fn failures(&self, key: &K) -> u32 {

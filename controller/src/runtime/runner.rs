@@ -199,6 +199,7 @@ where
         let mut triggers_open = true;
         let mut stopping = false;
         let mut last_depth = None;
+        let mut was_idle = true;
         // Armed at shutdown when there is a grace.
         let mut grace_ends: Option<Instant> = None;
 
@@ -217,6 +218,18 @@ where
                 last_depth = Some(depth);
                 observer.on_queue_depth(depth);
             }
+            // Every table grows to a burst's size and keeps it: give the room back once the
+            // burst has run (a few small allocations on a quiet swarm, where bursts are one key).
+            let idle = depth == 0 && in_flight.is_empty();
+            if idle && !was_idle {
+                scheduler.shrink_to_fit();
+                ready.shrink_to_fit();
+                ready_set.shrink_to_fit();
+                held.shrink_to_fit();
+                running.shrink_to_fit();
+                backoff.shrink_to_fit();
+            }
+            was_idle = idle;
             if stopping && in_flight.is_empty() {
                 break;
             }

@@ -183,6 +183,14 @@ where
         self.pending.is_empty()
     }
 
+    /// Gives back the room a burst left behind: after thousands of keys were due at once (a
+    /// start over a large swarm, a mass edit), the tables stay at their peak size, about 250
+    /// bytes a key, until shrunk.
+    pub fn shrink_to_fit(&mut self) {
+        self.pending.shrink_to_fit();
+        self.queue.compact();
+    }
+
     /// Poll for the next due key. `Pending` while nothing is due, including when empty.
     pub fn poll_next_due(&mut self, cx: &mut Context<'_>) -> Poll<K> {
         match self.queue.poll_expired(cx) {
@@ -262,6 +270,27 @@ mod tests {
             "emitted once, at the earliest time"
         );
         assert!(scheduler.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drained_burst_gives_its_room_back() {
+        let mut scheduler = Scheduler::new();
+        for i in 0..5_000 {
+            scheduler.schedule(ScheduleRequest::now(i));
+        }
+        for _ in 0..5_000 {
+            scheduler.next_due().await;
+        }
+        assert!(scheduler.is_empty());
+        assert!(scheduler.pending.capacity() >= 5_000 && scheduler.queue.capacity() >= 5_000);
+        scheduler.shrink_to_fit();
+        assert_eq!(
+            (scheduler.pending.capacity(), scheduler.queue.capacity()),
+            (0, 0)
+        );
+        // And it still works.
+        scheduler.schedule(ScheduleRequest::now(7));
+        assert_eq!(scheduler.next_due().await, 7);
     }
 
     #[tokio::test(start_paused = true)]
