@@ -735,7 +735,7 @@ fn rollback_hold(
                 reason: update.message.clone(),
             };
             let mut ownership = observed.ownership.clone();
-            ownership.rolled_back = Some(mark.clone());
+            ownership.rolled_back = Some(Box::new(mark.clone()));
             Some(ObjectPlan {
                 conflict: Some(Conflict {
                     key: key.clone(),
@@ -1416,11 +1416,11 @@ mod tests {
         let service = observed.service_mut("quote").unwrap();
         service.ownership.spec_hash = Some("before".into());
         Arc::make_mut(&mut service.definition).image = "before:1".into();
-        service.update_status = Some(crate::docker::UpdateStatus {
+        service.update_status = Some(Box::new(crate::docker::UpdateStatus {
             state,
             message: "update rolled back due to failure".into(),
             started_at: None,
-        });
+        }));
         observed
     }
 
@@ -1450,7 +1450,7 @@ mod tests {
         // Marked: held, whatever swarm's update status says now.
         let mut marked = rolled_back(&desired, UpdateState::ROLLBACK_COMPLETED);
         let service = marked.service_mut("quote").unwrap();
-        service.ownership.rolled_back = Some(mark.clone());
+        service.ownership.rolled_back = Some(Box::new(mark.clone()));
         service.update_status = None;
         let plan = plan_object(&ObjectKey::service("quote"), &desired, &marked);
         assert_eq!(plan.action, None);

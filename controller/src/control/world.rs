@@ -1326,11 +1326,11 @@ mod tests {
         with_desired(&f, &["a"]).await;
         let with_update = |version, state, message: &str| {
             let mut service = read(&desired("a"), "s1", version);
-            service.update_status = Some(crate::docker::UpdateStatus {
+            service.update_status = Some(Box::new(crate::docker::UpdateStatus {
                 state,
                 message: message.into(),
                 started_at: None,
-            });
+            }));
             Observation::Service {
                 ticket: f.world.ticket(),
                 name: "a".into(),

@@ -901,10 +901,12 @@ pub(crate) fn from_service(
         definition: definition.into(),
         ownership: Ownership::from_labels(&labels),
         virtual_ips,
-        update_status: service.update_status.as_ref().map(|u| UpdateStatus {
-            state: u.state.unwrap_or(UpdateState::EMPTY),
-            message: u.message.clone().unwrap_or_default(),
-            started_at: u.started_at.clone(),
+        update_status: service.update_status.as_ref().map(|u| {
+            Box::new(UpdateStatus {
+                state: u.state.unwrap_or(UpdateState::EMPTY),
+                message: u.message.clone().unwrap_or_default(),
+                started_at: u.started_at.clone(),
+            })
         }),
         revision: ServiceRevision {
             template: spec.task_template.as_ref().map(template_fingerprint),

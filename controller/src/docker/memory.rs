@@ -216,11 +216,11 @@ impl MemorySwarm {
                 &labels,
             );
             if let Some(service) = state.services.get_mut(name) {
-                service.update_status = Some(super::UpdateStatus {
+                service.update_status = Some(Box::new(super::UpdateStatus {
                     state: super::UpdateState::ROLLBACK_STARTED,
                     message: message.to_owned(),
                     started_at: None,
-                });
+                }));
             }
             id
         };
@@ -244,10 +244,12 @@ impl MemorySwarm {
             service.version = index;
             service
                 .update_status
-                .get_or_insert_with(|| super::UpdateStatus {
-                    state: update_state,
-                    message: format!("update {update_state}"),
-                    started_at: None,
+                .get_or_insert_with(|| {
+                    Box::new(super::UpdateStatus {
+                        state: update_state,
+                        message: format!("update {update_state}"),
+                        started_at: None,
+                    })
                 })
                 .state = update_state;
             service.id.clone()

@@ -68,8 +68,9 @@ pub struct ObservedService {
     pub ownership: Ownership,
     /// Virtual IPs per network (VIP mode only).
     pub virtual_ips: Vec<VirtualIp>,
-    /// Swarm's rolling-update state, if an update ever ran.
-    pub update_status: Option<UpdateStatus>,
+    /// Swarm's rolling-update state, if an update ever ran. Boxed, as the rolled-back mark of
+    /// its ownership is: every service of the view holds room for what few have.
+    pub update_status: Option<Box<UpdateStatus>>,
     /// Which spec its tasks should run, and when it was created and changed.
     pub revision: ServiceRevision,
 }

@@ -30,7 +30,7 @@ pub struct Ownership {
     /// written with.
     pub policy: BTreeMap<String, String>,
     /// The spec swarm rolled back, if the operator marked one ([`ROLLED_BACK_SPEC_LABEL`]).
-    pub rolled_back: Option<RolledBack>,
+    pub rolled_back: Option<Box<RolledBack>>,
     /// The commit it was last written at ([`crate::revision::REVISION_LABEL`]); not compared
     /// by the plan.
     pub revision: Option<String>,
@@ -60,12 +60,14 @@ impl Ownership {
                 .filter(|(k, _)| k.starts_with(SPEC_VALUE_LABEL_PREFIX) || *k == DEPENDS_ON_LABEL)
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            rolled_back: labels.get(ROLLED_BACK_SPEC_LABEL).map(|hash| RolledBack {
-                spec_hash: hash.clone(),
-                reason: labels
-                    .get(ROLLED_BACK_REASON_LABEL)
-                    .cloned()
-                    .unwrap_or_default(),
+            rolled_back: labels.get(ROLLED_BACK_SPEC_LABEL).map(|hash| {
+                Box::new(RolledBack {
+                    spec_hash: hash.clone(),
+                    reason: labels
+                        .get(ROLLED_BACK_REASON_LABEL)
+                        .cloned()
+                        .unwrap_or_default(),
+                })
             }),
             revision: labels.get(crate::revision::REVISION_LABEL).cloned(),
         }

@@ -106,7 +106,7 @@ pub struct ServiceStatus {
     pub last_error: Option<String>,
     /// A scheduled job's runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schedule: Option<ScheduleStatus>,
+    pub schedule: Option<Box<ScheduleStatus>>,
     /// The stack the service belongs to (its `com.docker.stack.namespace` label, as
     /// `docker stack services` sees it): a SwarmStack's, or an imported stack's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -797,14 +797,14 @@ fn service_status(
             .filter(|_| desired.is_some_and(|d| d.policy.schedule.is_some()))
             .map(|service| {
                 let runs = job::history(tasks);
-                ScheduleStatus {
+                Box::new(ScheduleStatus {
                     last_schedule_time: service.revision.updated_at.clone(),
                     last_successful_time: runs
                         .iter()
                         .find(|r| r.outcome == RunOutcome::Completed)
                         .and_then(|r| r.at.clone()),
                     runs,
-                }
+                })
             }),
         stack: desired
             .map(|d| &*d.definition)
@@ -1346,10 +1346,12 @@ mod tests {
             updated_at: Some(since.to_owned()),
             previous_mounts: Vec::new(),
         };
-        service.update_status = update.map(|(state, message)| crate::docker::UpdateStatus {
-            state,
-            message: message.to_owned(),
-            started_at: Some(since.to_owned()),
+        service.update_status = update.map(|(state, message)| {
+            Box::new(crate::docker::UpdateStatus {
+                state,
+                message: message.to_owned(),
+                started_at: Some(since.to_owned()),
+            })
         });
         w
     }
