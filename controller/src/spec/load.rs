@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
@@ -44,7 +45,8 @@ pub enum LoadDirError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum FileLoad {
     /// Every document was valid (as far as loading goes); the objects in document order.
-    Ok(Vec<Located<Object>>),
+    /// Shared: the load cache and the spec store's last good objects hold the same list.
+    Ok(Arc<[Located<Object>]>),
     /// At least one problem; nothing from this file should be used. Holds every problem found.
     Failed(Vec<SpecError>),
 }
@@ -553,7 +555,7 @@ fn load_str_inner(
         }
     }
     if errors.is_empty() {
-        FileLoad::Ok(objects)
+        FileLoad::Ok(objects.into())
     } else {
         FileLoad::Failed(errors)
     }
@@ -631,7 +633,7 @@ pub(crate) fn load_document(
             let stack = typed::<SwarmStack>(file, text, &fields)?;
             let at = Located {
                 value: (),
-                file: file.to_owned(),
+                file: std::sync::Arc::from(file),
                 line,
                 column,
                 fields: std::sync::Arc::new(fields),
@@ -643,7 +645,7 @@ pub(crate) fn load_document(
     };
     Ok(LoadedDocument::Object(Located {
         value: object,
-        file: file.to_owned(),
+        file: std::sync::Arc::from(file),
         line,
         column,
         fields: std::sync::Arc::new(fields),
@@ -1055,7 +1057,7 @@ mod tests {
 
     fn ok(text: &str) -> Vec<Located<Object>> {
         match load(text) {
-            FileLoad::Ok(o) => o,
+            FileLoad::Ok(o) => o.to_vec(),
             FileLoad::Failed(e) => panic!("expected success, got {e:#?}"),
         }
     }
@@ -1449,7 +1451,7 @@ mod tests {
         assert_eq!(quote.endpoint_mode, EndpointMode::Dnsrr);
         assert_eq!(quote.ports[0].mode, PublishMode::Host);
         assert_eq!(quote.healthcheck.as_ref().unwrap().retries, Some(3));
-        assert_eq!(objects[2].file, dir.join("goblog.yaml"));
+        assert_eq!(*objects[2].file, *dir.join("goblog.yaml"));
     }
 
     #[test]

@@ -148,8 +148,9 @@ pub mod field_path {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Located<T> {
     pub value: T,
-    /// The file it was read from.
-    pub file: PathBuf,
+    /// The file it was read from. Shared: a file's objects are held by the load cache and by
+    /// the last good objects, and cloned into every reload.
+    pub file: std::sync::Arc<Path>,
     /// 1-based line of `metadata.name` (or of the document).
     pub line: usize,
     /// 1-based column of `metadata.name` (or of the document).
@@ -166,7 +167,7 @@ impl<T> Located<T> {
     pub fn new(value: T, file: impl Into<PathBuf>, line: usize, column: usize) -> Self {
         Located {
             value,
-            file: file.into(),
+            file: std::sync::Arc::from(file.into()),
             line,
             column,
             fields: std::sync::Arc::default(),
@@ -183,7 +184,7 @@ impl<T> Located<T> {
             .nearest(&field)
             .unwrap_or((self.line, self.column));
         SpecError {
-            file: self.file.clone(),
+            file: self.file.to_path_buf(),
             line: Some(line),
             column: Some(column),
             field,

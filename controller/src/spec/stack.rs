@@ -379,7 +379,7 @@ mod tests {
         };
         assert_eq!(site.spec.content.0, b"listen: 80\n");
         assert!(
-            objects.iter().all(|o| o.file == root.join("stack.yaml")),
+            objects.iter().all(|o| *o.file == *root.join("stack.yaml")),
             "every object is the SwarmStack file's: it holds them when a compose file breaks"
         );
     }

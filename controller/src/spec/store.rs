@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::encrypted::AgeIdentities;
 use super::engine_api::{self, EngineApiVersion};
@@ -65,7 +66,7 @@ pub const FIRST_OF_BURST: usize = 256;
 /// * a directory that cannot be listed changes nothing and returns the error.
 #[derive(Debug, Clone, Default)]
 pub struct SpecStore {
-    last_good: BTreeMap<PathBuf, Vec<Located<Object>>>,
+    last_good: BTreeMap<PathBuf, Arc<[Located<Object>]>>,
     failed: BTreeSet<PathBuf>,
     cache: LoadCache,
     identities: AgeIdentities,
@@ -133,7 +134,7 @@ impl SpecStore {
 
     /// The objects currently held (last good of every file).
     pub fn objects(&self) -> impl Iterator<Item = &Located<Object>> {
-        self.last_good.values().flatten()
+        self.last_good.values().flat_map(|objects| objects.iter())
     }
 
     fn reload_with(
@@ -153,7 +154,7 @@ impl SpecStore {
         let unread_files = loaded.unread;
         let warnings = loaded.warnings;
         let mut errors = Vec::new();
-        let mut fresh: BTreeMap<PathBuf, Vec<Located<Object>>> = BTreeMap::new();
+        let mut fresh: BTreeMap<PathBuf, Arc<[Located<Object>]>> = BTreeMap::new();
         let mut failed = BTreeSet::new();
         for (path, load) in loaded.files {
             match load {
@@ -170,7 +171,7 @@ impl SpecStore {
         if let Some(existing) = existing_networks {
             let candidate: Vec<Located<Object>> = fresh
                 .values()
-                .flatten()
+                .flat_map(|objects| objects.iter())
                 .chain(
                     self.last_good
                         .iter()
@@ -178,7 +179,7 @@ impl SpecStore {
                         .filter(|(p, _)| {
                             failed.contains(*p) || (unread_files > 0 && !fresh.contains_key(*p))
                         })
-                        .flat_map(|(_, objects)| objects),
+                        .flat_map(|(_, objects)| objects.iter()),
                 )
                 .cloned()
                 .collect();
@@ -227,7 +228,7 @@ impl SpecStore {
     /// failed now is treated as unread: it may refer to objects of files not read yet.
     fn first_of_burst(
         &self,
-        fresh: BTreeMap<PathBuf, Vec<Located<Object>>>,
+        fresh: BTreeMap<PathBuf, Arc<[Located<Object>]>>,
         unread_files: usize,
     ) -> Desired {
         let not_read_now = |e: &&SpecError| !fresh.contains_key(&e.file);
@@ -251,7 +252,7 @@ impl SpecStore {
                 objects.extend(kept.iter().cloned());
             }
             last_good.next_if(|(kept, _)| **kept == path);
-            objects.extend(read);
+            objects.extend(read.iter().cloned());
         }
         objects.extend(last_good.flat_map(|(_, kept)| kept.iter().cloned()));
         Desired {
@@ -422,6 +423,20 @@ mod tests {
         std::fs::write(dir.path().join("app.conf"), "two").unwrap();
         let second = content(&store.reload(dir.path()).unwrap());
         assert_ne!(first, second, "the new content is seen");
+    }
+
+    #[test]
+    fn an_unchanged_file_is_one_list_in_the_cache_and_the_last_good_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.yaml");
+        std::fs::write(&a, svc("alpha", "img:1")).unwrap();
+        let mut store = SpecStore::new();
+        store.reload(dir.path()).unwrap();
+        let first = Arc::clone(&store.last_good[&a]);
+        store.reload(dir.path()).unwrap();
+        // The cache handed back the list it shares with the store, not a copy of it.
+        assert!(Arc::ptr_eq(&first, &store.last_good[&a]));
+        assert!(Arc::ptr_eq(&first[0].file, &store.last_good[&a][0].file));
     }
 
     #[test]

@@ -868,7 +868,7 @@ mod tests {
 
     fn objects(file: &str, text: &str) -> Vec<Located<Object>> {
         match load_str(Path::new(file), text) {
-            FileLoad::Ok(o) => o,
+            FileLoad::Ok(o) => o.to_vec(),
             FileLoad::Failed(e) => panic!("{e:#?}"),
         }
     }
