@@ -19,7 +19,7 @@ use crate::desired::data_objects::{
 };
 use crate::docker::{DockerError, Ownership, SwarmApi};
 use crate::spec::in_swarm::applied_secrets_named;
-use crate::spec::load::{LoadedDocument, Sidecar, load_document, split_documents};
+use crate::spec::load::{LoadedDocument, Sidecar, TextOrigin, load_document, split_documents};
 use crate::spec::{AgeIdentities, DataSpec, Object, SpecError, SwarmSecret};
 
 /// Why `apply` refuses a SwarmStack.
@@ -56,7 +56,13 @@ pub fn prepare(
             out.push_str(&doc.raw);
             continue;
         }
-        let located = match load_document(path, &doc.text, identities, &mut Sidecar::default()) {
+        let located = match load_document(
+            path,
+            &doc.text,
+            identities,
+            &mut Sidecar::default(),
+            TextOrigin::Memory,
+        ) {
             Ok(LoadedDocument::Object(located)) => located,
             Ok(LoadedDocument::Empty) => {
                 out.push_str(&doc.raw);
@@ -97,7 +103,7 @@ pub fn prepare(
             Object::Service(service) if !service.spec.env_file.is_empty() => {
                 errors.push(SpecError::at(
                     path,
-                    located.fields.locations().nearest("spec.envFile"),
+                    located.fields.locations(path).nearest("spec.envFile"),
                     "spec.envFile",
                     "`apply` does not store env files: their values would be readable by anyone with access to the swarm's configs; put secret values in a SwarmSecret (mounted as a file), or give plain settings under `env`",
                 ));
@@ -105,7 +111,7 @@ pub fn prepare(
             Object::Config(config) if config.spec.file.is_some() => {
                 errors.push(SpecError::at(
                     path,
-                    located.fields.locations().nearest("spec.file"),
+                    located.fields.locations(path).nearest("spec.file"),
                     "spec.file",
                     "`apply` stores spec files only, not the files they name: give this config's content inline (`data` or `dataBase64`), or run the operator on the spec directory",
                 ));

@@ -510,7 +510,7 @@ fn load_file_inner(path: &Path, identities: &AgeIdentities, sidecar: &mut Sideca
     }
     match std::fs::read(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => load_str_inner(path, &text, identities, sidecar),
+            Ok(text) => load_str_inner(path, &text, identities, sidecar, TextOrigin::File),
             Err(_) => FileLoad::Failed(vec![SpecError::file(
                 path,
                 "file is not valid UTF-8: spec files must be UTF-8 YAML",
@@ -532,7 +532,13 @@ pub fn load_str(file: &Path, text: &str) -> FileLoad {
 /// Loads the spec documents in `text`, reporting errors against `file`; `.age` files they
 /// refer to are decrypted with `identities`.
 pub fn load_str_with(file: &Path, text: &str, identities: &AgeIdentities) -> FileLoad {
-    load_str_inner(file, text, identities, &mut Sidecar::default())
+    load_str_inner(
+        file,
+        text,
+        identities,
+        &mut Sidecar::default(),
+        TextOrigin::Memory,
+    )
 }
 
 fn load_str_inner(
@@ -540,6 +546,7 @@ fn load_str_inner(
     text: &str,
     identities: &AgeIdentities,
     sidecar: &mut Sidecar,
+    origin: TextOrigin,
 ) -> FileLoad {
     let mut objects = Vec::new();
     let mut errors = Vec::new();
@@ -547,7 +554,7 @@ fn load_str_inner(
         if !doc.has_content {
             continue;
         }
-        match load_document(file, &doc.text, identities, sidecar) {
+        match load_document(file, &doc.text, identities, sidecar, origin) {
             Ok(LoadedDocument::Object(object)) => objects.push(object),
             Ok(LoadedDocument::Stack(mut stack)) => objects.append(&mut stack),
             Ok(LoadedDocument::Empty) => {}
@@ -559,6 +566,17 @@ fn load_str_inner(
     } else {
         FileLoad::Failed(errors)
     }
+}
+
+/// Where a text being loaded comes from, which says whether its documents can be read again
+/// later to locate an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TextOrigin {
+    /// The spec file `file` as it is on disk: a loaded document's text is dropped, and read
+    /// from the file again if an error ever needs its field positions.
+    File,
+    /// A text only in memory (given to [`load_str`], a document `apply` stores): kept.
+    Memory,
 }
 
 /// What one document holds.
@@ -579,6 +597,7 @@ pub(crate) fn load_document(
     text: &str,
     identities: &AgeIdentities,
     sidecar: &mut Sidecar,
+    origin: TextOrigin,
 ) -> Result<LoadedDocument, Vec<SpecError>> {
     let (kind, (line, column)) = match Header::read(text).and_then(Header::into_spec_dispatch) {
         Some(dispatch) => dispatch,
@@ -603,7 +622,7 @@ pub(crate) fn load_document(
             if config.spec.applied_secret.is_some() {
                 return Err(vec![SpecError::at(
                     file,
-                    fields.locations().nearest("spec.appliedSecret"),
+                    fields.locations(file).nearest("spec.appliedSecret"),
                     "spec.appliedSecret",
                     "only a SwarmSecret refers to a swarm secret `apply` created; give a config's content as `file`, `data` or `dataBase64`",
                 )]);
@@ -618,7 +637,7 @@ pub(crate) fn load_document(
             {
                 return Err(vec![SpecError::at(
                     file,
-                    fields.locations().nearest("spec.appliedSecret"),
+                    fields.locations(file).nearest("spec.appliedSecret"),
                     "spec.appliedSecret",
                     format!(
                         "`{applied}` is not `{}-` and 10 lower-case hex digits: it names the swarm secret `apply` created for this content; apply the secret again instead of editing it",
@@ -642,6 +661,12 @@ pub(crate) fn load_document(
                 .map(LoadedDocument::Stack);
         }
         _ => unreachable!("kind checked against KINDS above"),
+    };
+    // A SwarmStack's document keeps its text (above): its objects' errors point into it
+    // while the stack is expanded, and stacks are few.
+    let fields = match origin {
+        TextOrigin::File => fields.found_in_file(),
+        TextOrigin::Memory => fields,
     };
     Ok(LoadedDocument::Object(Located {
         value: object,
@@ -737,6 +762,30 @@ fn dispatch_by_tree(file: &Path, text: &str) -> Result<Option<(String, Position)
 
 /// The field positions of one document's text (see [`DocumentFields`]); empty if it does not
 /// parse, which a loaded document always does.
+/// The text of the document of spec file `file` that `is_it` recognises, as the loader splits
+/// and pads it ([`split_documents`]); `None` when the file is gone, no longer a regular file,
+/// larger than a spec file may be, not UTF-8, or no longer holds that document.
+pub(super) fn document_again(file: &Path, is_it: impl Fn(&str) -> bool) -> Option<String> {
+    use std::io::Read;
+    if !std::fs::metadata(file).ok()?.is_file() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .ok()?
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return None;
+    }
+    let text = String::from_utf8(bytes).ok()?;
+    split_documents(&text)
+        .into_iter()
+        .map(|document| document.text)
+        .find(|text| is_it(text))
+}
+
 pub(super) fn field_locations(text: &str) -> FieldLocations {
     let mut fields = FieldLocations::default();
     if let Ok(root) = parse_nodes(Path::new(""), text) {
@@ -801,7 +850,7 @@ pub(super) fn merge_env_files(
                 let field = field_path::index("spec.envFile", i);
                 errors.push(SpecError::at(
                     file,
-                    fields.locations().nearest(&field),
+                    fields.locations(file).nearest(&field),
                     field,
                     problem.to_string(),
                 ));
@@ -840,7 +889,7 @@ pub(super) fn read_content(
     let error = |field: &str, message: String| {
         vec![SpecError::at(
             file,
-            fields.locations().nearest(field),
+            fields.locations(file).nearest(field),
             field,
             message,
         )]
@@ -906,7 +955,7 @@ fn typed<T: DeserializeOwned>(
     text: &str,
     fields: &DocumentFields,
 ) -> Result<T, Vec<SpecError>> {
-    yaml::from_str(text).map_err(|e| vec![convert_error(file, &e, fields.locations())])
+    yaml::from_str(text).map_err(|e| vec![convert_error(file, &e, fields.locations(file))])
 }
 
 /// Turns a parser error into a [`SpecError`], recovering the field path from its position.
@@ -1135,10 +1184,15 @@ mod tests {
         assert_eq!(o[1].value.name(), "svc");
         assert_eq!((o[1].line, o[1].column), (13, 9));
         assert_eq!(
-            o[1].fields.locations().get("spec.ports[0].published"),
+            o[1].fields
+                .locations(&o[1].file)
+                .get("spec.ports[0].published"),
             Some((18, 16))
         );
-        assert_eq!(o[1].fields.locations().get("spec.image"), Some((15, 10)));
+        assert_eq!(
+            o[1].fields.locations(&o[1].file).get("spec.image"),
+            Some((15, 10))
+        );
     }
 
     #[test]
@@ -1506,13 +1560,13 @@ mod tests {
         );
         assert_eq!(
             o[0].fields
-                .locations()
+                .locations(&o[0].file)
                 .get(r#"metadata.labels["app.kubernetes.io/name"]"#),
             Some((6, 29))
         );
         assert_eq!(
             o[0].fields
-                .locations()
+                .locations(&o[0].file)
                 .nearest(r#"metadata.labels["app.kubernetes.io/name"].x"#),
             Some((6, 29))
         );

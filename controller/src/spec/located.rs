@@ -84,38 +84,89 @@ impl FieldLocations {
 /// spec, where its text is 300 bytes).
 #[derive(Default)]
 pub struct DocumentFields {
-    /// The document's text, padded with empty lines so positions are those of the file.
-    text: Box<str>,
+    source: TextSource,
     found: std::sync::OnceLock<FieldLocations>,
+}
+
+/// Where a document's text is found when its positions are first asked for.
+#[derive(Default, PartialEq)]
+enum TextSource {
+    /// No text: positions are those of the document (a value built without one).
+    #[default]
+    Nothing,
+    /// The text itself, padded with empty lines so positions are those of the file: while
+    /// it is loaded, and for a document not read from a spec file of its own.
+    Kept(Box<str>),
+    /// The document of its spec file whose text has this digest, read again when needed:
+    /// kept, the texts of every loaded document were as large as the objects' own strings
+    /// (1.8 MB at 5,000 specs) for the rare error that needs them. A file changed since
+    /// is read again anyway: its errors point at the document until then.
+    InFile { digest: u64 },
+}
+
+/// A digest of a document's text, to recognise it in its file again (within one process).
+fn text_digest(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
 }
 
 impl DocumentFields {
     /// Positions to be read from `text` when first needed.
     pub fn deferred(text: &str) -> Self {
         DocumentFields {
-            text: text.into(),
+            source: TextSource::Kept(text.into()),
             found: std::sync::OnceLock::new(),
         }
     }
 
-    /// The positions (read from the text on the first call).
-    pub fn locations(&self) -> &FieldLocations {
-        self.found
-            .get_or_init(|| super::load::field_locations(&self.text))
+    /// The same positions, the text dropped: it is the document of the object's spec file,
+    /// found there again if an error ever needs it.
+    #[must_use]
+    pub fn found_in_file(self) -> Self {
+        let source = match self.source {
+            TextSource::Kept(text) => TextSource::InFile {
+                digest: text_digest(&text),
+            },
+            other => other,
+        };
+        DocumentFields {
+            source,
+            found: self.found,
+        }
+    }
+
+    /// The positions (read from the text on the first call; from `file`, the object's spec
+    /// file, if the text was dropped).
+    pub fn locations(&self, file: &Path) -> &FieldLocations {
+        self.found.get_or_init(|| match &self.source {
+            TextSource::Nothing => FieldLocations::default(),
+            TextSource::Kept(text) => super::load::field_locations(text),
+            TextSource::InFile { digest } => {
+                super::load::document_again(file, |text| text_digest(text) == *digest)
+                    .map(|text| super::load::field_locations(&text))
+                    .unwrap_or_default()
+            }
+        })
     }
 }
 
 impl fmt::Debug for DocumentFields {
     /// Never the text: a secret's document holds its content.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DocumentFields(<{} bytes>)", self.text.len())
+        match &self.source {
+            TextSource::Nothing => write!(f, "DocumentFields(none)"),
+            TextSource::Kept(text) => write!(f, "DocumentFields(<{} bytes>)", text.len()),
+            TextSource::InFile { .. } => write!(f, "DocumentFields(<in its file>)"),
+        }
     }
 }
 
 impl PartialEq for DocumentFields {
     /// The same text has the same positions.
     fn eq(&self, other: &Self) -> bool {
-        self.text == other.text
+        self.source == other.source
     }
 }
 
@@ -180,7 +231,7 @@ impl<T> Located<T> {
         let field = field.into();
         let (line, column) = self
             .fields
-            .locations()
+            .locations(&self.file)
             .nearest(&field)
             .unwrap_or((self.line, self.column));
         SpecError {
@@ -258,3 +309,34 @@ impl fmt::Display for SpecError {
 }
 
 impl std::error::Error for SpecError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "\napiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {name: a}\nspec:\n  image: img:1\n";
+
+    #[test]
+    fn a_dropped_text_is_found_again_in_its_file_and_only_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.yaml");
+        // A document after a marker line: its text padded as the loader splits the file.
+        let content = format!("---{TEXT}");
+        std::fs::write(&file, &content).unwrap();
+        let padded = crate::spec::load::split_documents(&content)
+            .into_iter()
+            .find(|d| d.has_content)
+            .unwrap()
+            .text;
+        let fields = DocumentFields::deferred(&padded).found_in_file();
+        assert_eq!(format!("{fields:?}"), "DocumentFields(<in its file>)");
+        assert_eq!(fields.locations(&file).get("spec.image"), Some((6, 10)));
+
+        // Changed since: no position rather than a wrong one (errors then point at the document).
+        let stale = DocumentFields::deferred(&padded).found_in_file();
+        std::fs::write(&file, format!("---{}", TEXT.replace("img:1", "img:2"))).unwrap();
+        assert!(stale.locations(&file).is_empty());
+        let gone = DocumentFields::deferred(&padded).found_in_file();
+        assert!(gone.locations(&dir.path().join("gone.yaml")).is_empty());
+    }
+}

@@ -202,7 +202,7 @@ fn errors_of(error: LiveStackError, at: &Located<()>) -> Vec<SpecError> {
         SpecError::at(
             &at.file,
             at.fields
-                .locations()
+                .locations(&at.file)
                 .nearest(field)
                 .or(Some((at.line, at.column))),
             field,

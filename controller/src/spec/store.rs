@@ -440,6 +440,31 @@ mod tests {
     }
 
     #[test]
+    fn an_error_found_after_loading_points_at_its_field_read_again_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // The second document of the file, its network reference on line 10.
+        std::fs::write(
+            dir.path().join("a.yaml"),
+            format!(
+                "{}---\n{}",
+                svc("first", "img:1").replace("networks: [net]", "networks: []"),
+                "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: second\nspec:\n  image: img:1\n  networks:\n  - missing\n"
+            ),
+        )
+        .unwrap();
+        let mut store = SpecStore::new();
+        let loaded = store
+            .reload_validated(dir.path(), &BTreeSet::new())
+            .unwrap();
+        let error = loaded
+            .errors
+            .iter()
+            .find(|e| e.field == "spec.networks[0]")
+            .expect("the missing network");
+        assert_eq!((error.line, error.column), (Some(13), Some(5)), "{error}");
+    }
+
+    #[test]
     fn failed_file_keeps_last_good_and_deleted_file_drops() {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.yaml");
