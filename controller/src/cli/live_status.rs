@@ -130,7 +130,9 @@ impl LiveStatus {
                 false,
                 instance,
                 crate::spec::ReadScope::Whole,
-            )?,
+                None,
+            )?
+            .expect("built when there is nothing to compare with"),
             None => DesiredState {
                 instance: instance.into(),
                 ..DesiredState::default()

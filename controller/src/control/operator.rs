@@ -484,6 +484,13 @@ async fn reload(
             config.allow_empty_prune,
             config.instance.clone(),
         );
+        // What a reload that reads nothing new would build again: then nothing is built.
+        let previous = {
+            let state = world.snapshot();
+            (state.specs_loaded
+                && state.desired.revision == revision.map(crate::revision::Revision::from))
+            .then(|| Arc::clone(&state.desired))
+        };
         let mut taken = std::mem::take(store);
         let read = tokio::task::spawn_blocking(move || {
             let read = triggers::reload_specs(
@@ -493,6 +500,7 @@ async fn reload(
                 allow_empty_prune,
                 &instance,
                 scope,
+                previous.as_deref(),
             );
             (taken, read)
         })
@@ -506,7 +514,11 @@ async fn reload(
             Err(error) => std::panic::resume_unwind(error.into_panic()),
         };
         match read {
-            Ok(mut desired) => {
+            Ok(None) => {
+                debug!(elapsed = ?started.elapsed(), "specs reloaded: nothing read anew");
+                return;
+            }
+            Ok(Some(mut desired)) => {
                 desired.revision = revision.map(crate::revision::Revision::from);
                 let unchanged = {
                     let state = world.snapshot();

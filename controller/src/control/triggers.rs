@@ -66,7 +66,8 @@ fn urgency(event: &Event) -> Option<Urgency> {
 }
 
 /// Re-reads the spec directory. `existing_networks` are the networks the swarm has (spec
-/// validation accepts references to them).
+/// validation accepts references to them). `None` when it found what `previous` was built
+/// from (see [`DesiredState::load_unless_same`]).
 ///
 /// A directory that can not be read returns the error and changes nothing (so prunes
 /// nothing); the caller reports it.
@@ -77,22 +78,27 @@ pub fn reload_specs(
     allow_empty_prune: bool,
     instance: &str,
     scope: ReadScope,
-) -> Result<DesiredState, LoadDirError> {
-    let desired = DesiredState::load_scoped(
+    previous: Option<&DesiredState>,
+) -> Result<Option<DesiredState>, LoadDirError> {
+    let Some(desired) = DesiredState::load_unless_same(
         store,
         dir,
         existing_networks,
         allow_empty_prune,
         instance,
         scope,
-    )?;
+        previous,
+    )?
+    else {
+        return Ok(None);
+    };
     // A first read of a burst repeats the last whole read's errors: they were logged then.
     if !desired.partial {
         for error in &desired.errors {
             warn!(%error, "spec problem");
         }
     }
-    Ok(desired)
+    Ok(Some(desired))
 }
 
 /// Watches the spec directory; sends one `()` per change worth a reload, coalesced: while the

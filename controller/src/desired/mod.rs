@@ -335,8 +335,7 @@ impl DesiredState {
         }
         state.services = rebuilt(std::mem::take(&mut state.services));
         state.networks = rebuilt(std::mem::take(&mut state.networks));
-        let has_objects = !state.services.is_empty() || !state.networks.is_empty();
-        state.prune_allowed = has_objects || allow_empty_prune;
+        state.prune_allowed = state.has_objects() || allow_empty_prune;
         state
     }
 }
@@ -415,7 +414,42 @@ impl DesiredState {
         instance: &str,
         scope: spec::ReadScope,
     ) -> Result<Self, LoadDirError> {
+        let built = Self::load_unless_same(
+            store,
+            dir,
+            existing_networks,
+            allow_empty_prune,
+            instance,
+            scope,
+            None,
+        )?;
+        Ok(built.expect("built when there is nothing to compare with"))
+    }
+
+    /// [`DesiredState::load_scoped`], or `None` when it would build `previous` again: the
+    /// store read exactly what its previous whole read found, `previous` (what that read
+    /// built) is whole too, and the suspend file, the instance and the prune rule are as they
+    /// were. A quiet directory's periodic reload then builds nothing.
+    pub fn load_unless_same(
+        store: &mut SpecStore,
+        dir: &Path,
+        existing_networks: &BTreeSet<String>,
+        allow_empty_prune: bool,
+        instance: &str,
+        scope: spec::ReadScope,
+        previous: Option<&DesiredState>,
+    ) -> Result<Option<Self>, LoadDirError> {
         let loaded = store.reload_validated_scoped(dir, existing_networks, scope)?;
+        let all_suspended = dir.join(SUSPEND_FILE).exists();
+        if loaded.same_as_last
+            && let Some(previous) = previous
+            && !previous.partial
+            && previous.all_suspended == all_suspended
+            && *previous.instance == *instance
+            && previous.prune_allowed == (previous.has_objects() || allow_empty_prune)
+        {
+            return Ok(None);
+        }
         let failed_files = loaded
             .failed_files
             .iter()
@@ -428,10 +462,16 @@ impl DesiredState {
             allow_empty_prune,
             instance,
         );
-        state.all_suspended = dir.join(SUSPEND_FILE).exists();
+        state.all_suspended = all_suspended;
         state.warnings = loaded.warnings;
         state.partial = loaded.unread_files > 0;
-        Ok(state)
+        Ok(Some(state))
+    }
+
+    /// Whether it desires any service or network (what lets an empty directory prune only
+    /// with `--allow-empty-prune`).
+    fn has_objects(&self) -> bool {
+        !self.services.is_empty() || !self.networks.is_empty()
     }
 }
 
@@ -762,5 +802,43 @@ mod tests {
         assert_eq!(state("a", "b").services["both"], before.services["both"]);
         let text = format!("{:?}", after.data);
         assert!(!text.contains("hunter2"), "secret content in Debug: {text}");
+    }
+
+    #[test]
+    fn a_reload_that_reads_nothing_new_builds_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.yaml"),
+            "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {name: a}\nspec: {image: img:1}\n",
+        )
+        .unwrap();
+        let mut store = SpecStore::new();
+        let mut load = |previous: Option<&DesiredState>| {
+            let whole = spec::ReadScope::Whole;
+            let none = BTreeSet::new();
+            DesiredState::load_unless_same(
+                &mut store,
+                dir.path(),
+                &none,
+                false,
+                "i",
+                whole,
+                previous,
+            )
+            .unwrap()
+        };
+        let first = load(None).expect("nothing to compare with");
+        assert!(load(Some(&first)).is_none(), "nothing read anew");
+        // Not in a spec file, and news all the same.
+        std::fs::write(dir.path().join(SUSPEND_FILE), "").unwrap();
+        let suspended = load(Some(&first)).expect("the suspend file appeared");
+        assert!(suspended.all_suspended);
+        assert!(load(Some(&suspended)).is_none());
+        // A partial state is never taken for the whole one.
+        let partial = DesiredState {
+            partial: true,
+            ..suspended.clone()
+        };
+        assert_eq!(load(Some(&partial)), Some(suspended));
     }
 }
