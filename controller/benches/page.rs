@@ -55,8 +55,10 @@ fn world(services: usize, replicas: usize, nodes: usize) -> WorldState {
         false,
         "default",
         swarm_operator::spec::ReadScope::Whole,
+        None,
     )
-    .expect("loading the specs");
+    .expect("loading the specs")
+    .expect("built when there is nothing to compare with");
     assert!(desired.errors.is_empty(), "{:?}", desired.errors);
     let mut world = WorldState::default();
     for n in 0..nodes {
