@@ -371,7 +371,7 @@ fn engine_errors_are_classified() {
 /// The adapter's network names stay current: a service attached to a network made after the
 /// last network list shows the network's name, not its id (the list is decoded one service at
 /// a time, such a service converted after the networks are listed again), and networks that
-/// went away are forgotten.
+/// went away are forgotten. A sharing list keeps the caller's equal definitions.
 #[test]
 fn the_adapter_keeps_network_names_current() {
     use swarm_operator::docker::{DockerEngine, SwarmApi};
@@ -400,6 +400,39 @@ fn the_adapter_keeps_network_names_current() {
         };
         assert!(find(&early).definition.networks.is_empty());
         assert_eq!(find(&late).definition.networks, [late_net.as_str()]);
+
+        // A sharing list keeps the definition the caller holds where it equals the listed one
+        // (the relist's way of not re-allocating every spec), and only there.
+        let held = std::sync::Arc::clone(&find(&early).definition);
+        let mut other = (*find(&late).definition).clone();
+        other.image = "not-what-is-listed".into();
+        let other = std::sync::Arc::new(other);
+        let lookup =
+            |name: &str, listed: &swarm_operator::desired::definition::ServiceDefinition| {
+                [&held, &other]
+                    .into_iter()
+                    .find(|d| d.name == name && ***d == *listed)
+                    .cloned()
+            };
+        let shared = engine
+            .list_services_sharing(swarm_operator::docker::KnownDefinitions::new(&lookup))
+            .await
+            .expect("listing services");
+        let find_shared = |name: &str| {
+            shared
+                .iter()
+                .find(|s| s.definition.name == name)
+                .unwrap_or_else(|| panic!("{name} missing from the sharing list"))
+        };
+        assert!(std::sync::Arc::ptr_eq(
+            &find_shared(&early).definition,
+            &held
+        ));
+        assert!(!std::sync::Arc::ptr_eq(
+            &find_shared(&late).definition,
+            &other
+        ));
+        assert_eq!(find_shared(&late).definition, find(&late).definition);
 
         // Networks that go away are forgotten (on a busy swarm the map would otherwise grow
         // with every network ever seen): one removed by the adapter at once, one removed by

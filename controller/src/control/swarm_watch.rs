@@ -15,7 +15,8 @@ use tracing::{debug, info, warn};
 
 use crate::control::world::{Observation, Reporter, World};
 use crate::desired::data_objects::DataKind;
-use crate::docker::{Deadlines, DockerError, EventAction, SwarmApi, SwarmEvent};
+use crate::desired::definition::ServiceDefinition;
+use crate::docker::{Deadlines, DockerError, EventAction, KnownDefinitions, SwarmApi, SwarmEvent};
 
 /// How often and how fast the watcher reads.
 #[derive(Debug, Clone, Copy)]
@@ -97,8 +98,15 @@ pub async fn relist<A: SwarmApi>(
             .await;
     }
     let ticket = world.ticket();
-    let (services, tasks, nodes) =
-        tokio::join!(api.list_services(), api.list_tasks(), api.list_nodes());
+    // A snapshot per service, not one held through the list: the reflector's writes meanwhile
+    // would copy the view's maps for it.
+    let held =
+        |name: &str, listed: &ServiceDefinition| world.snapshot().held_definition(name, listed);
+    let (services, tasks, nodes) = tokio::join!(
+        api.list_services_sharing(KnownDefinitions::new(&held)),
+        api.list_tasks(),
+        api.list_nodes()
+    );
     reporter
         .observed(Observation::Services {
             ticket,

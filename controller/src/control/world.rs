@@ -97,6 +97,29 @@ pub struct WorldState {
     pub source: Option<crate::report::status::source::SourceStatus>,
 }
 
+impl WorldState {
+    /// The long-lived definition of service `name` that equals `read`, for a read to keep
+    /// instead of its own copy: the cached one (re-allocating every spec amid a relist's
+    /// transient memory left the heap fragmented, 3 MB more resident at 500 services: the
+    /// common case on the first resync, where every service the operator created is cached as
+    /// written, without swarm's version and timestamps), else the desired one (a service found
+    /// on the swarm as the specs ask: the view then holds one definition per service, not two,
+    /// 1.5–2 kB a service).
+    pub fn held_definition(
+        &self,
+        name: &str,
+        read: &ServiceDefinition,
+    ) -> Option<Arc<ServiceDefinition>> {
+        let cached = self.observed.services.get(name).map(|c| &c.definition);
+        let desired = self.desired.services.get(name).map(|d| &d.definition);
+        [cached, desired]
+            .into_iter()
+            .flatten()
+            .find(|held| ***held == *read)
+            .map(Arc::clone)
+    }
+}
+
 /// Marks when a read of the swarm was issued, relative to the reports the reflector applied.
 /// Take it with [`World::ticket`] *before* sending the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -611,27 +634,8 @@ impl Reflector {
                     return;
                 }
                 let mut read = read;
-                // A read keeps the long-lived definition it equals instead of its own copy:
-                // the cached one (re-allocating every spec amid a relist's transient memory
-                // left the heap fragmented, 3 MB more resident at 500 services: the common case
-                // on the first resync, where every service the operator created is cached as
-                // written, without swarm's version and timestamps), else the desired one (a
-                // service found on the swarm as the specs ask: the view then holds one
-                // definition per service, not two, 1.5–2 kB a service).
-                if let Some(cached) = state
-                    .observed
-                    .services
-                    .get(name)
-                    .filter(|c| c.definition == read.definition)
-                {
-                    read.definition = Arc::clone(&cached.definition);
-                } else if let Some(desired) = state
-                    .desired
-                    .services
-                    .get(name)
-                    .filter(|d| d.definition == read.definition)
-                {
-                    read.definition = Arc::clone(&desired.definition);
+                if let Some(held) = state.held_definition(name, &read.definition) {
+                    read.definition = held;
                 }
                 if let Some(desired) = state.desired.services.get(name) {
                     read.ownership.share_text(desired);
@@ -1119,6 +1123,36 @@ mod tests {
             state.desired.services["b"].definition.image,
             desired("b").definition.image
         );
+    }
+
+    /// What a listed definition may be replaced by: the view's copy, the desired one when the
+    /// view's differs (a drifted service), nothing when neither equals it.
+    #[tokio::test]
+    async fn a_listed_definition_is_replaced_by_the_held_equal_one() {
+        let f = fixture();
+        with_desired(&f, &["a", "b"]).await;
+        let cached = read(&desired("a"), "s1", 7);
+        let mut drifted = read(&desired("b"), "s2", 3);
+        Arc::make_mut(&mut drifted.definition).image = "hand-edited".into();
+        f.reporter
+            .observed(Observation::Services {
+                ticket: f.world.ticket(),
+                services: vec![cached, drifted],
+            })
+            .await;
+        let state = f.world.snapshot();
+        let listed = |name: &str| (*desired(name).definition).clone();
+
+        let held = state.held_definition("a", &listed("a")).expect("a is held");
+        assert!(Arc::ptr_eq(&held, &state.observed.services["a"].definition));
+        let held = state
+            .held_definition("b", &listed("b"))
+            .expect("b is desired");
+        assert!(Arc::ptr_eq(&held, &state.desired.services["b"].definition));
+        let mut unknown = listed("b");
+        unknown.image = "something else".into();
+        assert!(state.held_definition("b", &unknown).is_none());
+        assert!(state.held_definition("c", &listed("c")).is_none());
     }
 
     #[tokio::test]

@@ -22,9 +22,9 @@ use super::endpoint::Endpoint;
 use super::raw::{RawClient, error_chain};
 use super::transport::EngineTransport;
 use super::{
-    DataOp, Deadlines, DockerError, EventAction, NodeAvailability, NodeRole, ObservedNetwork,
-    ObservedNode, ObservedService, ObservedTask, Op, Ownership, Resource, SwarmApi, SwarmEvent,
-    data_op,
+    DataOp, Deadlines, DockerError, EventAction, KnownDefinitions, NodeAvailability, NodeRole,
+    ObservedNetwork, ObservedNode, ObservedService, ObservedTask, Op, Ownership, Resource,
+    SwarmApi, SwarmEvent, data_op,
 };
 use crate::desired::data_objects::{DataKind, DesiredData, ObservedData};
 use crate::desired::definition::{NetworkDefinition, ServiceDefinition};
@@ -264,13 +264,24 @@ impl SwarmApi for DockerEngine {
     }
 
     async fn list_services(&self) -> Result<Vec<ObservedService>, DockerError> {
+        self.list_services_sharing(KnownDefinitions::new(&|_, _| None))
+            .await
+    }
+
+    async fn list_services_sharing(
+        &self,
+        known: KnownDefinitions<'_>,
+    ) -> Result<Vec<ObservedService>, DockerError> {
         let names = self.network_names();
         // A service on a network created since the networks were last listed is kept aside
         // (rare) and converted once the networks are listed again.
         let mut on_unknown_networks = Vec::new();
         let listed = self.raw.list_services(&self.api_version, |service| {
             if service_network_ids(&service.service).all(|id| names.contains_key(id)) {
-                from_raw(service, &names)
+                from_raw(service, &names).map(|mut service| {
+                    known.share(&mut service);
+                    service
+                })
             } else {
                 on_unknown_networks.push(service);
                 None
@@ -283,7 +294,11 @@ impl SwarmApi for DockerEngine {
             services.extend(
                 on_unknown_networks
                     .into_iter()
-                    .filter_map(|s| from_raw(s, &names)),
+                    .filter_map(|s| from_raw(s, &names))
+                    .map(|mut service| {
+                        known.share(&mut service);
+                        service
+                    }),
             );
         }
         Ok(services)

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use futures_util::{Stream, StreamExt};
 
 use super::{
-    DataOp, DockerError, ObservedNetwork, ObservedNode, ObservedService, ObservedTask, Op,
-    RequestObserver, RequestOutcome, SwarmApi, SwarmEvent, data_op,
+    DataOp, DockerError, KnownDefinitions, ObservedNetwork, ObservedNode, ObservedService,
+    ObservedTask, Op, RequestObserver, RequestOutcome, SwarmApi, SwarmEvent, data_op,
 };
 use crate::desired::data_objects::{DataKind, DesiredData, ObservedData};
 use crate::desired::definition::{NetworkDefinition, ServiceDefinition};
@@ -51,6 +51,14 @@ impl<A: SwarmApi> SwarmApi for Metered<A> {
 
     async fn list_services(&self) -> Result<Vec<ObservedService>, DockerError> {
         let result = self.inner.list_services().await;
+        self.count(Op::ListServices, result)
+    }
+
+    async fn list_services_sharing(
+        &self,
+        known: KnownDefinitions<'_>,
+    ) -> Result<Vec<ObservedService>, DockerError> {
+        let result = self.inner.list_services_sharing(known).await;
         self.count(Op::ListServices, result)
     }
 

@@ -9,8 +9,8 @@ use super::Leadership;
 use crate::desired::data_objects::{DataKind, DesiredData, ObservedData};
 use crate::desired::definition::{NetworkDefinition, ServiceDefinition};
 use crate::docker::{
-    DataOp, DockerError, ObservedNetwork, ObservedNode, ObservedService, ObservedTask, Op,
-    SwarmApi, SwarmEvent, data_op,
+    DataOp, DockerError, KnownDefinitions, ObservedNetwork, ObservedNode, ObservedService,
+    ObservedTask, Op, SwarmApi, SwarmEvent, data_op,
 };
 
 /// Checks [`Leadership::may_write`] immediately before every write and refuses the write with
@@ -53,6 +53,13 @@ impl<A: SwarmApi> SwarmApi for LeaderGate<A> {
 
     async fn list_services(&self) -> Result<Vec<ObservedService>, DockerError> {
         self.inner.list_services().await
+    }
+
+    async fn list_services_sharing(
+        &self,
+        known: KnownDefinitions<'_>,
+    ) -> Result<Vec<ObservedService>, DockerError> {
+        self.inner.list_services_sharing(known).await
     }
 
     async fn list_networks(&self) -> Result<Vec<ObservedNetwork>, DockerError> {
