@@ -27,6 +27,13 @@ impl TextPool {
     }
 }
 
+/// Points `mine` at `theirs` when the two texts are equal, so that the view holds one copy.
+pub fn adopt_if_equal(mine: &mut Arc<str>, theirs: &Arc<str>) {
+    if **mine == **theirs {
+        *mine = Arc::clone(theirs);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,5 +47,16 @@ mod tests {
         assert!(Arc::ptr_eq(&first, &again));
         assert_eq!(&*other, "started");
         assert!(!Arc::ptr_eq(&first, &other));
+    }
+
+    #[test]
+    fn an_equal_text_is_adopted_and_a_different_one_is_not() {
+        let theirs: Arc<str> = Arc::from("a.yaml");
+        let mut equal: Arc<str> = Arc::from("a.yaml");
+        let mut different: Arc<str> = Arc::from("b.yaml");
+        adopt_if_equal(&mut equal, &theirs);
+        adopt_if_equal(&mut different, &theirs);
+        assert!(Arc::ptr_eq(&equal, &theirs));
+        assert_eq!(&*different, "b.yaml");
     }
 }

@@ -36,6 +36,7 @@ use crate::desired::definition::ServiceDefinition;
 use crate::desired::{DesiredObject, DesiredState};
 use crate::docker::Observed;
 use crate::docker::{ObservedNetwork, ObservedNode, ObservedService, ObservedTask, Ownership};
+use crate::shared_text::adopt_if_equal;
 
 /// Why the last reconcile of an object did not finish its work, as the status reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -890,13 +891,10 @@ fn share_observed_definitions(desired: &mut DesiredState, observed: &Observed) {
         if service.definition == object.definition {
             object.definition = Arc::clone(&service.definition);
         }
-        for (theirs, mine) in [
-            (&service.ownership.spec_hash, &mut object.hash),
-            (&service.ownership.source_file, &mut object.source_file),
-            (&service.ownership.instance, &mut object.instance),
-        ] {
-            if let Some(theirs) = theirs.as_ref().filter(|t| ***t == **mine) {
-                *mine = Arc::clone(theirs);
+        let theirs = service.ownership.label_texts();
+        for (mine, theirs) in object.label_texts_mut().into_iter().zip(theirs) {
+            if let Some(theirs) = theirs {
+                adopt_if_equal(mine, theirs);
             }
         }
     }

@@ -158,6 +158,17 @@ pub fn drift_value(definition: &ServiceDefinition, field: DriftField) -> Option<
 pub const SUSPEND_FILE: &str = ".suspend";
 
 impl<T> DesiredObject<T> {
+    /// Its instance, spec hash and source file texts, in [`Ownership::label_texts_mut`]'s
+    /// order: what an observed object written from it carries as labels.
+    pub fn label_texts_mut(&mut self) -> [&mut Arc<str>; 3] {
+        [&mut self.instance, &mut self.hash, &mut self.source_file]
+    }
+
+    /// [`DesiredObject::label_texts_mut`], to read.
+    pub fn label_texts(&self) -> [&Arc<str>; 3] {
+        [&self.instance, &self.hash, &self.source_file]
+    }
+
     /// The operator's labels to write on the object.
     pub fn owner_labels(&self) -> BTreeMap<String, String> {
         let mut labels = Ownership::labels(&self.hash, &self.source_file, &self.instance);
@@ -393,40 +404,20 @@ impl DesiredState {
         allow_empty_prune: bool,
         instance: &str,
     ) -> Result<Self, LoadDirError> {
-        let whole = spec::ReadScope::Whole;
-        Self::load_scoped(
-            store,
-            dir,
-            existing_networks,
-            allow_empty_prune,
-            instance,
-            whole,
-        )
-    }
-
-    /// [`DesiredState::load`] of the `scope` asked for: a first read of a burst is
-    /// [`DesiredState::partial`].
-    pub fn load_scoped(
-        store: &mut SpecStore,
-        dir: &Path,
-        existing_networks: &BTreeSet<String>,
-        allow_empty_prune: bool,
-        instance: &str,
-        scope: spec::ReadScope,
-    ) -> Result<Self, LoadDirError> {
         let built = Self::load_unless_same(
             store,
             dir,
             existing_networks,
             allow_empty_prune,
             instance,
-            scope,
+            spec::ReadScope::Whole,
             None,
         )?;
         Ok(built.expect("built when there is nothing to compare with"))
     }
 
-    /// [`DesiredState::load_scoped`], or `None` when it would build `previous` again: the
+    /// [`DesiredState::load`] of the `scope` asked for (a first read of a burst is
+    /// [`DesiredState::partial`]), or `None` when it would build `previous` again: the
     /// store read exactly what its previous whole read found, `previous` (what that read
     /// built) is whole too, and the suspend file, the instance and the prune rule are as they
     /// were. A quiet directory's periodic reload then builds nothing.

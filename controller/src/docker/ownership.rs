@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::desired::DesiredObject;
+use crate::shared_text::adopt_if_equal;
 
 use crate::desired::definition::{
     DEFAULT_INSTANCE, DEPENDS_ON_LABEL, INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
@@ -113,15 +114,30 @@ impl Ownership {
     /// Points the texts it shares with `desired` (instance, spec hash, source file) at
     /// `desired`'s: one copy of each in the view, however many services carry them.
     pub fn share_text<T>(&mut self, desired: &DesiredObject<T>) {
-        for (mine, theirs) in [
-            (&mut self.instance, &desired.instance),
-            (&mut self.spec_hash, &desired.hash),
-            (&mut self.source_file, &desired.source_file),
-        ] {
-            if mine.as_deref() == Some(&**theirs) {
-                *mine = Some(Arc::clone(theirs));
+        for (mine, theirs) in self
+            .label_texts_mut()
+            .into_iter()
+            .zip(desired.label_texts())
+        {
+            if let Some(mine) = mine {
+                adopt_if_equal(mine, theirs);
             }
         }
+    }
+
+    /// Its instance, spec hash and source file labels, in
+    /// [`DesiredObject::label_texts_mut`]'s order.
+    pub fn label_texts_mut(&mut self) -> [&mut Option<Arc<str>>; 3] {
+        [
+            &mut self.instance,
+            &mut self.spec_hash,
+            &mut self.source_file,
+        ]
+    }
+
+    /// [`Ownership::label_texts_mut`], to read.
+    pub fn label_texts(&self) -> [&Option<Arc<str>>; 3] {
+        [&self.instance, &self.spec_hash, &self.source_file]
     }
 
     /// Whether the operator instance `instance` owns the object.

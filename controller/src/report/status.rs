@@ -201,11 +201,6 @@ impl SharedTexts {
             pool: TextPool::new(),
         }
     }
-
-    /// `text`, shared with every earlier equal text of the build.
-    fn share(&mut self, text: &str) -> Arc<str> {
-        self.pool.share(text)
-    }
 }
 
 /// Builds the status from the shared view. `previous` keeps condition transition times;
@@ -653,8 +648,8 @@ fn service_status(
                     node: t
                         .node_id
                         .as_deref()
-                        .map(|id| texts.share(&world.observed.node_name(id))),
-                    state: texts.share(&t.state.to_string()),
+                        .map(|id| texts.pool.share(&world.observed.node_name(id))),
+                    state: texts.pool.share(&t.state.to_string()),
                     addresses: t.addresses.iter().map(StatusAddress::from).collect(),
                 })
                 .collect();
@@ -859,7 +854,7 @@ fn make_condition(
         kind,
         status,
         reason,
-        message: texts.share(message),
+        message: texts.pool.share(message),
         last_transition_time,
     }
 }
