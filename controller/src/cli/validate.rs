@@ -82,15 +82,13 @@ pub fn validate_dir(
         None => {
             // Two passes: the first learns which networks are referenced, the second treats
             // them all as existing, so that only a live swarm can call one missing.
-            let loaded = store.reload(dir)?;
-            let referenced: BTreeSet<String> = loaded
-                .objects
+            let objects = store.reload(dir)?.objects();
+            let referenced: BTreeSet<String> = objects
                 .iter()
                 .filter_map(|o| o.value.as_service())
                 .flat_map(|s| s.spec.networks.iter().cloned())
                 .chain(
-                    loaded
-                        .objects
+                    objects
                         .iter()
                         .filter_map(|o| o.value.as_network())
                         .filter(|n| n.spec.external)

@@ -447,7 +447,7 @@ impl DesiredState {
             .map(|p| source_file_name(p))
             .collect();
         let mut state = DesiredState::build(
-            &loaded.objects,
+            &loaded.objects(),
             loaded.errors,
             failed_files,
             allow_empty_prune,

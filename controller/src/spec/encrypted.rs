@@ -478,7 +478,7 @@ mod tests {
         let desired = d.store().reload(d.dir.path()).unwrap();
         assert!(desired.errors.is_empty(), "{:?}", desired.errors);
         let mut seen = 0;
-        for object in &desired.objects {
+        for object in &desired.objects() {
             match &object.value {
                 crate::spec::Object::Secret(s) => assert_eq!(s.spec.content.0, b"hunter2-db"),
                 crate::spec::Object::Config(c) => assert_eq!(c.spec.content.0, b"[a]\nb=c\n"),
@@ -503,20 +503,20 @@ mod tests {
         }
         let d = Dir::new();
         let mut store = d.store();
-        let first = store.reload(d.dir.path()).unwrap();
+        let first = store.reload(d.dir.path()).unwrap().objects();
         let before = std::fs::read(d.dir.path().join("db.txt.age")).unwrap();
         d.seal("db.txt.age", b"hunter2-db", true);
         let after = std::fs::read(d.dir.path().join("db.txt.age")).unwrap();
         assert_ne!(before, after, "age output is randomized");
-        let second = store.reload(d.dir.path()).unwrap();
+        let second = store.reload(d.dir.path()).unwrap().objects();
         let name = |c| crate::desired::data_objects::versioned_name("db", c);
-        assert_eq!(name(secret(&first.objects)), name(secret(&second.objects)));
+        assert_eq!(name(secret(&first)), name(secret(&second)));
         use sha2::Digest as _;
         let hex: String = sha2::Sha256::digest(b"hunter2-db")
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        assert_eq!(name(secret(&second.objects)), format!("db-{}", &hex[..10]));
+        assert_eq!(name(secret(&second)), format!("db-{}", &hex[..10]));
     }
 
     /// A file that cannot be decrypted fails its spec file with the position of the field
@@ -546,8 +546,12 @@ mod tests {
             "{}",
             e.message
         );
-        assert_eq!(held.objects, good.objects, "the last good objects are kept");
-        assert_eq!(secret(&held.objects).0, b"hunter2-db");
+        assert_eq!(
+            held.objects(),
+            good.objects(),
+            "the last good objects are kept"
+        );
+        assert_eq!(secret(&held.objects()).0, b"hunter2-db");
 
         // Without identities, and damaged: the same place, and what to do.
         let desired = crate::spec::SpecStore::new().reload(d.dir.path()).unwrap();

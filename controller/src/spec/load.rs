@@ -20,6 +20,7 @@ use super::encrypted::AgeIdentities;
 use super::engine_api::EngineApiVersion;
 use super::files;
 use super::header::Header;
+use super::kept::{self, KeptObjects};
 use super::located::{DocumentFields, FieldLocations, Located, Position, SpecError, field_path};
 use super::stack::SwarmStack;
 use super::types::{
@@ -69,11 +70,40 @@ impl FileLoad {
     }
 }
 
-/// Every spec file of a directory, loaded.
+/// The outcome of loading one file, as the spec store takes it: the objects as they are kept
+/// between reloads ([`kept`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeptLoad {
+    /// Every document was valid; the objects in document order.
+    Ok(KeptObjects),
+    /// At least one problem: every problem found.
+    Failed(Vec<SpecError>),
+}
+
+impl From<FileLoad> for KeptLoad {
+    fn from(load: FileLoad) -> Self {
+        match load {
+            FileLoad::Ok(objects) => KeptLoad::Ok(kept::keep(&objects)),
+            FileLoad::Failed(errors) => KeptLoad::Failed(errors),
+        }
+    }
+}
+
+impl From<KeptLoad> for FileLoad {
+    fn from(load: KeptLoad) -> Self {
+        match load {
+            KeptLoad::Ok(objects) => FileLoad::Ok(kept::objects(&objects).collect()),
+            KeptLoad::Failed(errors) => FileLoad::Failed(errors),
+        }
+    }
+}
+
+/// Every spec file of a directory, loaded: each one's outcome as a [`FileLoad`], or as a
+/// [`KeptLoad`] for the spec store.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct LoadedDir {
+pub struct LoadedDir<L = FileLoad> {
     /// Each spec file (path as joined onto the directory) and its outcome.
-    pub files: BTreeMap<PathBuf, FileLoad>,
+    pub files: BTreeMap<PathBuf, L>,
     /// What was loaded with a warning: keys of SwarmStacks' compose files that stack deploy
     /// would ignore too, located in the compose file.
     pub warnings: Vec<SpecError>,
@@ -176,7 +206,7 @@ impl FileStamp {
 /// `stat` per file instead of a parse per file.
 #[derive(Debug, Clone, Default)]
 pub struct LoadCache {
-    files: BTreeMap<PathBuf, (FileStamp, FileLoad)>,
+    files: BTreeMap<PathBuf, (FileStamp, KeptObjects)>,
     engine_api: Option<EngineApiVersion>,
 }
 
@@ -197,7 +227,16 @@ pub fn load_dir_cached(
     cache: &mut LoadCache,
     identities: &AgeIdentities,
 ) -> Result<LoadedDir, LoadDirError> {
-    load_dir_cached_first(dir, cache, identities, None)
+    let loaded = load_dir_cached_first(dir, cache, identities, None)?;
+    Ok(LoadedDir {
+        files: loaded
+            .files
+            .into_iter()
+            .map(|(path, load)| (path, load.into()))
+            .collect(),
+        warnings: loaded.warnings,
+        unread: loaded.unread,
+    })
 }
 
 /// Like [`load_dir_cached`]; with `first`, a burst of new files is read only in part (see
@@ -207,7 +246,7 @@ pub fn load_dir_cached_first(
     cache: &mut LoadCache,
     identities: &AgeIdentities,
     first: Option<FirstOfBurst<'_>>,
-) -> Result<LoadedDir, LoadDirError> {
+) -> Result<LoadedDir<KeptLoad>, LoadDirError> {
     let read_dir_err = |source| LoadDirError::ReadDir {
         dir: dir.to_owned(),
         source,
@@ -236,14 +275,14 @@ pub fn load_dir_cached_first(
     paths.sort_by(|a, b| a.0.cmp(&b.0));
     // Cached outcomes first; the files to parse (all of them when a burst of new files lands)
     // are parsed on every core, each with its own sidecar, and put back in path order.
-    let mut outcomes: Vec<(PathBuf, Option<FileStamp>, Option<FileLoad>)> = paths
+    let mut outcomes: Vec<(PathBuf, Option<FileStamp>, Option<KeptObjects>)> = paths
         .into_iter()
         .map(|(path, stamp)| {
             let cached = cache
                 .files
                 .remove(&path)
                 .filter(|(cached, _)| Some(*cached) == stamp)
-                .map(|(_, load)| load);
+                .map(|(_, objects)| objects);
             (path, stamp, cached)
         })
         .collect();
@@ -267,30 +306,25 @@ pub fn load_dir_cached_first(
     };
     for (path, stamp, cached) in outcomes {
         let (load, self_contained) = match cached {
-            Some(load) => (load, true),
+            Some(objects) => (KeptLoad::Ok(objects), true),
             None => {
-                let (load, own) = parsed.next().expect("one outcome per file parsed");
-                // A SwarmStack depends on its compose files: never cached.
-                let self_contained = own.reads.is_empty() && own.warnings.is_empty();
-                sidecar.reads.extend(own.reads);
-                sidecar.warnings.extend(own.warnings);
+                let parsed = parsed.next().expect("one outcome per file parsed");
+                sidecar.reads.extend(parsed.own.reads);
+                sidecar.warnings.extend(parsed.own.warnings);
                 // Deleted between listing and reading (a `rm` racing the reload): the file is
                 // gone, not broken, and must not hold back the pruning of what it declared. A
                 // symlink whose target is missing or loops is still there, and broken.
-                if matches!(load, FileLoad::Failed(_)) && entry_vanished(&path) {
+                if matches!(parsed.load, KeptLoad::Failed(_)) && entry_vanished(&path) {
                     continue;
                 }
-                (load, self_contained)
+                (parsed.load, parsed.self_contained)
             }
         };
-        // A file's stamp stands for its whole outcome only when the outcome depends on no other
-        // file: a config's `file:` or a service's `envFile` can change on their own, and a
-        // failed file may be fixed by creating what it refers to.
         if let Some(stamp) = stamp
             && self_contained
-            && is_self_contained(&load)
+            && let KeptLoad::Ok(objects) = &load
         {
-            next_cache.push((path.clone(), (stamp, load.clone())));
+            next_cache.push((path.clone(), (stamp, Arc::clone(objects))));
         }
         files.insert(path, load);
     }
@@ -318,11 +352,11 @@ pub fn load_dir_cached_first(
 /// nothing unless the new files to parse are a burst; then every file to parse but the first
 /// `first.first` new ones. Cached outcomes always stay: they cost nothing.
 fn leave_most_of_a_burst(
-    outcomes: &mut Vec<(PathBuf, Option<FileStamp>, Option<FileLoad>)>,
+    outcomes: &mut Vec<(PathBuf, Option<FileStamp>, Option<KeptObjects>)>,
     first: FirstOfBurst<'_>,
 ) -> usize {
     let is_new =
-        |path: &Path, cached: &Option<FileLoad>| cached.is_none() && !(first.is_known)(path);
+        |path: &Path, cached: &Option<KeptObjects>| cached.is_none() && !(first.is_known)(path);
     let new = outcomes
         .iter()
         .filter(|(path, _, cached)| is_new(path, cached))
@@ -349,15 +383,28 @@ fn leave_most_of_a_burst(
 /// parse of a few small files.
 const PARSE_ON_ONE_THREAD_BELOW: usize = 64;
 
+/// One file parsed by [`parse_files`].
+struct ParsedFile {
+    load: KeptLoad,
+    own: Sidecar,
+    /// Whether its outcome depends on nothing but its own text, so that its stamp stands for
+    /// it in the cache: a config's `file:` or a service's `envFile` can change on their own, a
+    /// SwarmStack depends on its compose files, and a failed file may be fixed by creating
+    /// what it refers to.
+    self_contained: bool,
+}
+
 /// Loads `paths`, each with its own sidecar, in their order. A burst of new files is parsed on
 /// every core: the first create waits for the whole reload (5,000 one-service files: 0.87 s
-/// on one core of this project's 2-core reference machine).
+/// on one core of this project's 2-core reference machine). Each file's objects are made
+/// [`kept`] as soon as it is parsed: the typed copy is freed before the next file's is made,
+/// instead of all of them after the burst, around what is kept.
 fn parse_files(
     paths: &[&Path],
     identities: &AgeIdentities,
     engine_api: Option<EngineApiVersion>,
-) -> Vec<(FileLoad, Sidecar)> {
-    let parse_all = |paths: &[&Path]| -> Vec<(FileLoad, Sidecar)> {
+) -> Vec<ParsedFile> {
+    let parse_all = |paths: &[&Path]| -> Vec<ParsedFile> {
         paths
             .iter()
             .map(|path| {
@@ -366,7 +413,13 @@ fn parse_files(
                     ..Sidecar::default()
                 };
                 let load = load_file_inner(path, identities, &mut own);
-                (load, own)
+                let self_contained =
+                    own.reads.is_empty() && own.warnings.is_empty() && is_self_contained(&load);
+                ParsedFile {
+                    load: load.into(),
+                    own,
+                    self_contained,
+                }
             })
             .collect()
     };

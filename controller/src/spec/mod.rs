@@ -6,6 +6,7 @@ pub mod engine_api;
 pub mod files;
 mod header;
 pub mod in_swarm;
+pub mod kept;
 pub mod load;
 pub mod located;
 pub mod quantity;

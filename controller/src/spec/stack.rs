@@ -435,7 +435,7 @@ mod tests {
         let mut store = crate::spec::SpecStore::new();
         let desired = store.reload(root).unwrap();
         assert_eq!(
-            names(&desired.objects),
+            names(&desired.objects()),
             ["SwarmNetwork/shop_default", "SwarmService/shop_web"]
         );
         assert_eq!(desired.warnings.len(), 1, "{:?}", desired.warnings);
@@ -455,7 +455,7 @@ mod tests {
             [&root.join("stack.yaml")]
         );
         assert_eq!(
-            names(&desired.objects),
+            names(&desired.objects()),
             ["SwarmNetwork/shop_default", "SwarmService/shop_web"],
             "the last good objects are held"
         );

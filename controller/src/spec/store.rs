@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use super::encrypted::AgeIdentities;
 use super::engine_api::{self, EngineApiVersion};
-use super::load::{FileLoad, FirstOfBurst, LoadCache, LoadDirError, load_dir_cached_first};
+use super::kept::{self, KeptObjects};
+use super::load::{FirstOfBurst, KeptLoad, LoadCache, LoadDirError, load_dir_cached_first};
 use super::located::{Located, SpecError};
 use super::types::Object;
 use super::validate::validate;
@@ -16,8 +17,8 @@ use super::validate::validate;
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Desired {
     /// Objects of files that loaded, plus the last good objects of files that now fail
-    /// (in file, then document order).
-    pub objects: Vec<Located<Object>>,
+    /// (in file, then document order), per file as kept ([`Desired::objects`] decodes them).
+    kept: Vec<KeptObjects>,
     /// Every problem found, with its location.
     pub errors: Vec<SpecError>,
     /// What loaded with a warning (keys of a SwarmStack's compose files that stack deploy
@@ -40,6 +41,18 @@ pub struct Desired {
     /// What is built from it would be built again the same (the periodic reload of a quiet
     /// directory: rebuilding 5,000 definitions only to find them equal cost 10 MB of heap).
     pub same_as_last: bool,
+}
+
+impl Desired {
+    /// Objects of files that loaded, plus the last good objects of files that now fail
+    /// (in file, then document order). Decoded from what the store keeps on every call: a
+    /// reload that is [`Desired::same_as_last`] need not ask.
+    pub fn objects(&self) -> Vec<Located<Object>> {
+        self.kept
+            .iter()
+            .flat_map(|file| kept::objects(file))
+            .collect()
+    }
 }
 
 /// How much of the spec directory a reload reads.
@@ -71,7 +84,7 @@ pub const FIRST_OF_BURST: usize = 256;
 /// * a directory that cannot be listed changes nothing and returns the error.
 #[derive(Debug, Clone, Default)]
 pub struct SpecStore {
-    last_good: BTreeMap<PathBuf, Arc<[Located<Object>]>>,
+    last_good: BTreeMap<PathBuf, KeptObjects>,
     failed: BTreeSet<PathBuf>,
     cache: LoadCache,
     identities: AgeIdentities,
@@ -82,6 +95,11 @@ pub struct SpecStore {
     last_warnings: Vec<SpecError>,
     /// Whether a whole read has been made (what `same_as_last` compares with).
     read_whole: bool,
+    /// The existing networks the last whole read was validated against, when every file
+    /// loaded and nothing failed validation: the same objects validated against the same
+    /// networks would fail nothing either, and a quiet directory's periodic reload then
+    /// decodes none of them.
+    clean_with: Option<BTreeSet<String>>,
 }
 
 impl SpecStore {
@@ -102,6 +120,7 @@ impl SpecStore {
     pub fn set_engine_api(&mut self, version: Option<EngineApiVersion>) {
         self.engine_api = version;
         self.cache.set_engine_api(version);
+        self.clean_with = None;
     }
 
     /// Re-reads `dir` (loading only: syntax, types, apiVersion/kind, unknown fields).
@@ -140,8 +159,11 @@ impl SpecStore {
     }
 
     /// The objects currently held (last good of every file).
-    pub fn objects(&self) -> impl Iterator<Item = &Located<Object>> {
-        self.last_good.values().flat_map(|objects| objects.iter())
+    pub fn objects(&self) -> Vec<Located<Object>> {
+        self.last_good
+            .values()
+            .flat_map(|objects| kept::objects(objects))
+            .collect()
     }
 
     fn reload_with(
@@ -161,24 +183,36 @@ impl SpecStore {
         let unread_files = loaded.unread;
         let warnings = loaded.warnings;
         let mut errors = Vec::new();
-        let mut fresh: BTreeMap<PathBuf, Arc<[Located<Object>]>> = BTreeMap::new();
+        let mut fresh: BTreeMap<PathBuf, KeptObjects> = BTreeMap::new();
         let mut failed = BTreeSet::new();
         for (path, load) in loaded.files {
             match load {
-                FileLoad::Ok(objects) => {
+                KeptLoad::Ok(objects) => {
                     fresh.insert(path, objects);
                 }
-                FileLoad::Failed(mut errs) => {
+                KeptLoad::Failed(mut errs) => {
                     errors.append(&mut errs);
                     failed.insert(path);
                 }
             }
         }
+        // The cache hands back the very lists the store holds: equal pointers, no comparison.
+        let same_objects = self.read_whole
+            && unread_files == 0
+            && failed.is_empty()
+            && self.failed.is_empty()
+            && fresh.len() == self.last_good.len()
+            && fresh.iter().all(|(path, objects)| {
+                self.last_good
+                    .get(path)
+                    .is_some_and(|kept| Arc::ptr_eq(kept, objects))
+            });
 
-        if let Some(existing) = existing_networks {
+        if let Some(existing) = existing_networks
+            && !(same_objects && self.clean_with.as_ref() == Some(existing))
+        {
             let candidate: Vec<Located<Object>> = fresh
                 .values()
-                .flat_map(|objects| objects.iter())
                 .chain(
                     self.last_good
                         .iter()
@@ -186,9 +220,9 @@ impl SpecStore {
                         .filter(|(p, _)| {
                             failed.contains(*p) || (unread_files > 0 && !fresh.contains_key(*p))
                         })
-                        .flat_map(|(_, objects)| objects.iter()),
+                        .map(|(_, objects)| objects),
                 )
-                .cloned()
+                .flat_map(|objects| kept::objects(objects))
                 .collect();
             let engine_errors = self
                 .engine_api
@@ -230,13 +264,14 @@ impl SpecStore {
         self.last_good
             .retain(|path, _| failed.contains(path) || fresh.contains_key(path));
         self.last_good.extend(fresh);
+        self.clean_with = existing_networks.filter(|_| failed.is_empty()).cloned();
         self.failed = failed;
         self.last_errors.clone_from(&errors);
         self.last_warnings.clone_from(&warnings);
         self.read_whole = true;
 
         Ok(Desired {
-            objects: self.objects().cloned().collect(),
+            kept: self.last_good.values().cloned().collect(),
             errors,
             warnings,
             complete: self.failed.is_empty(),
@@ -251,7 +286,7 @@ impl SpecStore {
     /// failed now is treated as unread: it may refer to objects of files not read yet.
     fn first_of_burst(
         &self,
-        fresh: BTreeMap<PathBuf, Arc<[Located<Object>]>>,
+        fresh: BTreeMap<PathBuf, KeptObjects>,
         unread_files: usize,
     ) -> Desired {
         let not_read_now = |e: &&SpecError| !fresh.contains_key(&e.file);
@@ -272,14 +307,14 @@ impl SpecStore {
         // Path order, as a whole read gives: duplicate names keep the first object.
         for (path, read) in fresh {
             while let Some((_, kept)) = last_good.next_if(|(kept, _)| **kept < path) {
-                objects.extend(kept.iter().cloned());
+                objects.push(Arc::clone(kept));
             }
             last_good.next_if(|(kept, _)| **kept == path);
-            objects.extend(read.iter().cloned());
+            objects.push(read);
         }
-        objects.extend(last_good.flat_map(|(_, kept)| kept.iter().cloned()));
+        objects.extend(last_good.map(|(_, kept)| Arc::clone(kept)));
         Desired {
-            objects,
+            kept: objects,
             errors,
             // A stack's warnings are located in its compose files: the last whole read's stand.
             warnings: self.last_warnings.clone(),
@@ -302,14 +337,14 @@ mod tests {
     }
 
     fn names(d: &Desired) -> Vec<String> {
-        d.objects
+        d.objects()
             .iter()
             .map(|o| o.value.name().to_owned())
             .collect()
     }
 
     fn image(d: &Desired, name: &str) -> String {
-        d.objects
+        d.objects()
             .iter()
             .find(|o| o.value.name() == name)
             .and_then(|o| o.value.as_service())
@@ -431,7 +466,7 @@ mod tests {
         )
         .unwrap();
         let content = |d: &Desired| {
-            d.objects
+            d.objects()
                 .iter()
                 .find_map(|o| match &o.value {
                     Object::Config(c) => Some(c.clone()),
@@ -548,6 +583,35 @@ mod tests {
         );
     }
 
+    /// A quiet directory that validated clean is not validated again (nor decoded) while the
+    /// swarm's networks stay the same; when they change, it is, without any file changing.
+    #[test]
+    fn a_clean_quiet_directory_is_validated_again_when_the_networks_change() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), svc("alpha", "img:1")).unwrap();
+        let known: BTreeSet<String> = ["net".to_owned()].into();
+        let mut store = SpecStore::new();
+        let first = store.reload_validated(dir.path(), &known).unwrap();
+        assert!(first.complete && first.errors.is_empty());
+        let quiet = store.reload_validated(dir.path(), &known).unwrap();
+        assert!(quiet.same_as_last && quiet.complete);
+        assert_eq!(names(&quiet), ["alpha"]);
+
+        let gone = store
+            .reload_validated(dir.path(), &BTreeSet::new())
+            .unwrap();
+        assert!(!gone.complete, "the network went away: validated again");
+        assert_eq!(gone.errors[0].field, "spec.networks[0]");
+        let back = store.reload_validated(dir.path(), &known).unwrap();
+        assert!(back.complete && back.errors.is_empty() && !back.same_as_last);
+        assert!(
+            store
+                .reload_validated(dir.path(), &known)
+                .unwrap()
+                .same_as_last
+        );
+    }
+
     #[test]
     fn failed_file_keeps_last_good_and_deleted_file_drops() {
         let dir = tempfile::tempdir().unwrap();
@@ -595,7 +659,7 @@ mod tests {
         assert_eq!(names(&store.reload(dir.path()).unwrap()), ["beta"]);
         std::fs::remove_file(&b).unwrap();
         let d = store.reload(dir.path()).unwrap();
-        assert!(d.complete && d.objects.is_empty());
+        assert!(d.complete && d.objects().is_empty());
     }
 
     #[test]
@@ -605,7 +669,7 @@ mod tests {
         let mut store = SpecStore::new();
         let d = store.reload(dir.path()).unwrap();
         assert!(!d.complete);
-        assert!(d.objects.is_empty());
+        assert!(d.objects().is_empty());
         assert_eq!(d.errors.len(), 1);
     }
 
@@ -616,7 +680,7 @@ mod tests {
         let mut store = SpecStore::new();
         store.reload(dir.path()).unwrap();
         assert!(store.reload(&dir.path().join("missing")).is_err());
-        assert_eq!(store.objects().count(), 1);
+        assert_eq!(store.objects().len(), 1);
     }
 
     #[test]
@@ -665,7 +729,7 @@ mod tests {
         std::fs::remove_file(&a).unwrap();
         std::fs::remove_file(&b).unwrap();
         let d = store.reload(dir.path()).unwrap();
-        assert!(d.complete && d.objects.is_empty());
+        assert!(d.complete && d.objects().is_empty());
     }
 
     fn net(name: &str) -> String {
@@ -723,13 +787,13 @@ mod tests {
             "the last whole read's errors, no new one"
         );
         assert_eq!(first.failed_files, before.failed_files);
-        assert_eq!(store.objects().count(), 1, "a first read keeps nothing");
+        assert_eq!(store.objects().len(), 1, "a first read keeps nothing");
 
         let whole = store
             .reload_validated_scoped(dir.path(), &existing, ReadScope::Whole)
             .unwrap();
         assert_eq!(whole.unread_files, 0);
-        assert_eq!(whole.objects.len(), 1 + new + 1);
+        assert_eq!(whole.objects().len(), 1 + new + 1);
         assert_eq!(image(&whole, "alpha"), "img:2");
         assert_eq!(
             whole.errors, before.errors,
