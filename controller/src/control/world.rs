@@ -337,6 +337,18 @@ struct Freshness {
 }
 
 impl Freshness {
+    /// Gives back the room of a burst: 5,000 creates leave 5,000 pending writes, confirmed by
+    /// the next list, and a table sized for them (330 kB) for as long as the operator runs.
+    fn shrink(&mut self) {
+        fn shrink<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
+            if map.capacity() > 64 && map.capacity() > 4 * map.len() {
+                map.shrink_to_fit();
+            }
+        }
+        shrink(&mut self.pending);
+        shrink(&mut self.removed);
+    }
+
     /// Whether a read of `key`, an object that never changes in place (a network, a config or
     /// secret version), issued at `ticket`, is left unmerged: it says nothing (absent, and not
     /// cached), or it was issued too early to be trusted: before the cached entry was last
@@ -563,6 +575,7 @@ impl Reflector {
         self.freshness
             .removed
             .retain(|key, (at, _)| key.kind != kind || ticket.0 < *at);
+        self.freshness.shrink();
     }
 
     /// Merges one read of service `name` (`None`: the read says it does not exist).
@@ -1151,6 +1164,32 @@ mod tests {
         unknown.image = "something else".into();
         assert!(state.held_definition("b", &unknown).is_none());
         assert!(state.held_definition("c", &listed("c")).is_none());
+    }
+
+    /// The tables of a burst's pending writes shrink once the writes are confirmed; a table
+    /// still in use keeps its room.
+    #[test]
+    fn freshness_gives_back_the_room_of_a_burst() {
+        let mut freshness = Freshness::default();
+        for i in 0..5_000_u64 {
+            freshness.pending.insert(format!("s{i}"), (i, 0));
+        }
+        freshness.pending.retain(|name, _| name == "s7");
+        let burst = freshness.pending.capacity();
+        freshness.shrink();
+        assert!(
+            freshness.pending.capacity() < burst / 64,
+            "{burst} -> {}",
+            freshness.pending.capacity()
+        );
+        assert_eq!(freshness.pending["s7"], (7, 0));
+
+        for i in 0..1_000_u64 {
+            freshness.pending.insert(format!("s{i}"), (i, 0));
+        }
+        let in_use = freshness.pending.capacity();
+        freshness.shrink();
+        assert_eq!(freshness.pending.capacity(), in_use);
     }
 
     #[tokio::test]
