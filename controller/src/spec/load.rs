@@ -102,8 +102,9 @@ impl From<KeptLoad> for FileLoad {
 /// [`KeptLoad`] for the spec store.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LoadedDir<L = FileLoad> {
-    /// Each spec file (path as joined onto the directory) and its outcome.
-    pub files: BTreeMap<PathBuf, L>,
+    /// Each spec file (path as joined onto the directory) and its outcome. The path is the
+    /// one its objects' [`Located::file`] share, where they name it.
+    pub files: BTreeMap<Arc<Path>, L>,
     /// What was loaded with a warning: keys of SwarmStacks' compose files that stack deploy
     /// would ignore too, located in the compose file.
     pub warnings: Vec<SpecError>,
@@ -206,7 +207,7 @@ impl FileStamp {
 /// `stat` per file instead of a parse per file.
 #[derive(Debug, Clone, Default)]
 pub struct LoadCache {
-    files: BTreeMap<PathBuf, (FileStamp, KeptObjects)>,
+    files: BTreeMap<Arc<Path>, (FileStamp, KeptObjects)>,
     engine_api: Option<EngineApiVersion>,
 }
 
@@ -275,14 +276,14 @@ pub fn load_dir_cached_first(
     paths.sort_by(|a, b| a.0.cmp(&b.0));
     // Cached outcomes first; the files to parse (all of them when a burst of new files lands)
     // are parsed on every core, each with its own sidecar, and put back in path order.
-    let mut outcomes: Vec<(PathBuf, Option<FileStamp>, Option<KeptObjects>)> = paths
+    let mut outcomes: Vec<(PathBuf, Option<FileStamp>, Option<Cached>)> = paths
         .into_iter()
         .map(|(path, stamp)| {
             let cached = cache
                 .files
-                .remove(&path)
-                .filter(|(cached, _)| Some(*cached) == stamp)
-                .map(|(_, objects)| objects);
+                .remove_entry(path.as_path())
+                .filter(|(_, (cached, _))| Some(*cached) == stamp)
+                .map(|(path, (_, objects))| (path, objects));
             (path, stamp, cached)
         })
         .collect();
@@ -305,8 +306,8 @@ pub fn load_dir_cached_first(
         ..Sidecar::default()
     };
     for (path, stamp, cached) in outcomes {
-        let (load, self_contained) = match cached {
-            Some(objects) => (KeptLoad::Ok(objects), true),
+        let (path, load, self_contained) = match cached {
+            Some((path, objects)) => (path, KeptLoad::Ok(objects), true),
             None => {
                 let parsed = parsed.next().expect("one outcome per file parsed");
                 sidecar.reads.extend(parsed.own.reads);
@@ -317,14 +318,18 @@ pub fn load_dir_cached_first(
                 if matches!(parsed.load, KeptLoad::Failed(_)) && entry_vanished(&path) {
                     continue;
                 }
-                (parsed.load, parsed.self_contained)
+                (
+                    shared_path(path, &parsed.load),
+                    parsed.load,
+                    parsed.self_contained,
+                )
             }
         };
         if let Some(stamp) = stamp
             && self_contained
             && let KeptLoad::Ok(objects) = &load
         {
-            next_cache.push((path.clone(), (stamp, Arc::clone(objects))));
+            next_cache.push((Arc::clone(&path), (stamp, Arc::clone(objects))));
         }
         files.insert(path, load);
     }
@@ -348,15 +353,30 @@ pub fn load_dir_cached_first(
     })
 }
 
+/// A cached file's path (as its objects share it) and objects.
+type Cached = (Arc<Path>, KeptObjects);
+
+/// `path` as the objects of its file share it (one copy of each path in the cache, the spec
+/// store and the objects), or a new one.
+fn shared_path(path: PathBuf, load: &KeptLoad) -> Arc<Path> {
+    match load {
+        KeptLoad::Ok(objects) => objects
+            .iter()
+            .map(|object| &object.file)
+            .find(|file| ***file == *path)
+            .map_or_else(|| Arc::from(path), Arc::clone),
+        KeptLoad::Failed(_) => Arc::from(path),
+    }
+}
+
 /// Takes out of `outcomes` (and counts) the files a first read of a burst leaves unread:
 /// nothing unless the new files to parse are a burst; then every file to parse but the first
 /// `first.first` new ones. Cached outcomes always stay: they cost nothing.
 fn leave_most_of_a_burst(
-    outcomes: &mut Vec<(PathBuf, Option<FileStamp>, Option<KeptObjects>)>,
+    outcomes: &mut Vec<(PathBuf, Option<FileStamp>, Option<Cached>)>,
     first: FirstOfBurst<'_>,
 ) -> usize {
-    let is_new =
-        |path: &Path, cached: &Option<KeptObjects>| cached.is_none() && !(first.is_known)(path);
+    let is_new = |path: &Path, cached: &Option<Cached>| cached.is_none() && !(first.is_known)(path);
     let new = outcomes
         .iter()
         .filter(|(path, _, cached)| is_new(path, cached))

@@ -336,8 +336,12 @@ mod tests {
             "no missing apiVersion for the compose files"
         );
         assert_eq!(
-            loaded.files.keys().collect::<Vec<_>>(),
-            [&root.join("stack.yaml")]
+            loaded
+                .files
+                .keys()
+                .map(|p| p.to_path_buf())
+                .collect::<Vec<_>>(),
+            [root.join("stack.yaml")]
         );
         let objects = loaded.objects();
         assert_eq!(
@@ -406,7 +410,9 @@ mod tests {
         assert_eq!((errors[0].line, errors[0].column), (Some(4), Some(17)));
         assert_eq!(errors[0].field, "services.web.deploy.replicas");
         assert!(
-            !loaded.files.contains_key(&root.join("docker-stack.yml")),
+            !loaded
+                .files
+                .contains_key(root.join("docker-stack.yml").as_path()),
             "a broken stack's compose files are still not spec files"
         );
         write(root, "docker-stack.prod.yml", "services: {}\n");
@@ -483,7 +489,7 @@ mod tests {
             errors[0].message
         );
         assert!(matches!(
-            loaded.files[&deploy.join("stack.yaml")],
+            loaded.files[deploy.join("stack.yaml").as_path()],
             FileLoad::Failed(_)
         ));
     }

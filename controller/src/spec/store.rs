@@ -84,7 +84,7 @@ pub const FIRST_OF_BURST: usize = 256;
 /// * a directory that cannot be listed changes nothing and returns the error.
 #[derive(Debug, Clone, Default)]
 pub struct SpecStore {
-    last_good: BTreeMap<PathBuf, KeptObjects>,
+    last_good: BTreeMap<Arc<Path>, KeptObjects>,
     failed: BTreeSet<PathBuf>,
     cache: LoadCache,
     identities: AgeIdentities,
@@ -183,7 +183,7 @@ impl SpecStore {
         let unread_files = loaded.unread;
         let warnings = loaded.warnings;
         let mut errors = Vec::new();
-        let mut fresh: BTreeMap<PathBuf, KeptObjects> = BTreeMap::new();
+        let mut fresh: BTreeMap<Arc<Path>, KeptObjects> = BTreeMap::new();
         let mut failed = BTreeSet::new();
         for (path, load) in loaded.files {
             match load {
@@ -192,7 +192,7 @@ impl SpecStore {
                 }
                 KeptLoad::Failed(mut errs) => {
                     errors.append(&mut errs);
-                    failed.insert(path);
+                    failed.insert(path.to_path_buf());
                 }
             }
         }
@@ -218,7 +218,8 @@ impl SpecStore {
                         .iter()
                         // Read in part: every file not read (or not loaded) stands as it was.
                         .filter(|(p, _)| {
-                            failed.contains(*p) || (unread_files > 0 && !fresh.contains_key(*p))
+                            failed.contains(&***p)
+                                || (unread_files > 0 && !fresh.contains_key(&***p))
                         })
                         .map(|(_, objects)| objects),
                 )
@@ -234,12 +235,12 @@ impl SpecStore {
             {
                 // Errors about last good objects of already failed files would point at text
                 // that is no longer there: the load errors of that file stand for it.
-                if fresh.contains_key(&error.file) {
+                if fresh.contains_key(error.file.as_path()) {
                     failed.insert(error.file.clone());
                     errors.push(error);
                 }
             }
-            fresh.retain(|path, _| !failed.contains(path));
+            fresh.retain(|path, _| !failed.contains(&**path));
         }
 
         if unread_files > 0 {
@@ -259,10 +260,10 @@ impl SpecStore {
             && self
                 .last_good
                 .keys()
-                .all(|path| fresh.contains_key(path) || failed.contains(path));
+                .all(|path| fresh.contains_key(path) || failed.contains(&**path));
         // Deleted files drop out; failed files keep what they had.
         self.last_good
-            .retain(|path, _| failed.contains(path) || fresh.contains_key(path));
+            .retain(|path, _| failed.contains(&**path) || fresh.contains_key(path));
         self.last_good.extend(fresh);
         self.clean_with = existing_networks.filter(|_| failed.is_empty()).cloned();
         self.failed = failed;
@@ -286,10 +287,10 @@ impl SpecStore {
     /// failed now is treated as unread: it may refer to objects of files not read yet.
     fn first_of_burst(
         &self,
-        fresh: BTreeMap<PathBuf, KeptObjects>,
+        fresh: BTreeMap<Arc<Path>, KeptObjects>,
         unread_files: usize,
     ) -> Desired {
-        let not_read_now = |e: &&SpecError| !fresh.contains_key(&e.file);
+        let not_read_now = |e: &&SpecError| !fresh.contains_key(e.file.as_path());
         let errors = self
             .last_errors
             .iter()
@@ -299,7 +300,7 @@ impl SpecStore {
         let failed_files = self
             .failed
             .iter()
-            .filter(|path| !fresh.contains_key(*path))
+            .filter(|path| !fresh.contains_key(path.as_path()))
             .cloned()
             .collect();
         let mut objects = Vec::new();
@@ -491,11 +492,14 @@ mod tests {
         std::fs::write(&a, svc("alpha", "img:1")).unwrap();
         let mut store = SpecStore::new();
         store.reload(dir.path()).unwrap();
-        let first = Arc::clone(&store.last_good[&a]);
+        let first = Arc::clone(&store.last_good[a.as_path()]);
         store.reload(dir.path()).unwrap();
         // The cache handed back the list it shares with the store, not a copy of it.
-        assert!(Arc::ptr_eq(&first, &store.last_good[&a]));
-        assert!(Arc::ptr_eq(&first[0].file, &store.last_good[&a][0].file));
+        let (path, kept) = store.last_good.get_key_value(a.as_path()).unwrap();
+        assert!(Arc::ptr_eq(&first, kept));
+        assert!(Arc::ptr_eq(&first[0].file, &kept[0].file));
+        // One copy of the path: the store's key is the one its objects hold.
+        assert!(Arc::ptr_eq(path, &kept[0].file));
     }
 
     #[test]
