@@ -250,8 +250,12 @@ impl DesiredState {
     /// `objects` should contain, for a file that failed, its last good objects (see the spec
     /// store); `failed_files` names the files that failed now. Duplicate names keep the first
     /// object (validation reports the duplicate).
-    pub fn build(
-        objects: &[Located<Object>],
+    ///
+    /// `objects` is walked twice (configs and secrets first: services refer to their
+    /// versions), each object needed only while it is looked at: the spec store's objects are
+    /// decoded one at a time, not all 5,000 at once around what the build keeps.
+    pub fn build<O: std::borrow::Borrow<Located<Object>>>(
+        objects: impl Iterator<Item = O> + Clone,
         errors: Vec<SpecError>,
         failed_files: BTreeSet<String>,
         allow_empty_prune: bool,
@@ -265,8 +269,8 @@ impl DesiredState {
         };
         // Versions first: services refer to them by logical name.
         let mut versions: BTreeMap<(DataKind, String), String> = BTreeMap::new();
-        for located in objects {
-            let (kind, meta, spec) = match &located.value {
+        for located in objects.clone() {
+            let (kind, meta, spec) = match &located.borrow().value {
                 Object::Config(c) => (DataKind::Config, &c.metadata, &c.spec),
                 Object::Secret(s) => (DataKind::Secret, &s.metadata, &s.spec),
                 _ => continue,
@@ -292,6 +296,7 @@ impl DesiredState {
                 });
         }
         for located in objects {
+            let located = located.borrow();
             let source_file = source_file_name(&located.file);
             match &located.value {
                 Object::Service(service) => {
@@ -430,7 +435,7 @@ impl DesiredState {
         scope: spec::ReadScope,
         previous: Option<&DesiredState>,
     ) -> Result<Option<Self>, LoadDirError> {
-        let loaded = store.reload_validated_scoped(dir, existing_networks, scope)?;
+        let mut loaded = store.reload_validated_scoped(dir, existing_networks, scope)?;
         let all_suspended = dir.join(SUSPEND_FILE).exists();
         if loaded.same_as_last
             && let Some(previous) = previous
@@ -446,9 +451,10 @@ impl DesiredState {
             .iter()
             .map(|p| source_file_name(p))
             .collect();
+        let errors = std::mem::take(&mut loaded.errors);
         let mut state = DesiredState::build(
-            &loaded.objects(),
-            loaded.errors,
+            loaded.objects_one_by_one(),
+            errors,
             failed_files,
             allow_empty_prune,
             instance,
@@ -734,7 +740,13 @@ mod tests {
         let FileLoad::Ok(objects) = load_str(Path::new("s.yaml"), &text) else {
             panic!("loads")
         };
-        DesiredState::build(&objects, Vec::new(), BTreeSet::new(), false, "default")
+        DesiredState::build(
+            objects.iter(),
+            Vec::new(),
+            BTreeSet::new(),
+            false,
+            "default",
+        )
     }
 
     #[test]
@@ -770,7 +782,13 @@ mod tests {
             let FileLoad::Ok(objects) = load_str(Path::new("j.yaml"), &text) else {
                 panic!("loads")
             };
-            let s = DesiredState::build(&objects, Vec::new(), BTreeSet::new(), false, "default");
+            let s = DesiredState::build(
+                objects.iter(),
+                Vec::new(),
+                BTreeSet::new(),
+                false,
+                "default",
+            );
             s.services["j"].definition.mode.clone()
         };
         let both = |max_concurrent, total_completions| Mode::ReplicatedJob {

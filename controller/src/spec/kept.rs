@@ -84,7 +84,7 @@ pub fn keep(objects: &[Located<Object>]) -> KeptObjects {
 }
 
 /// The objects of `kept`, in their order.
-pub fn objects(kept: &[Located<KeptObject>]) -> impl Iterator<Item = Located<Object>> + '_ {
+pub fn objects(kept: &[Located<KeptObject>]) -> impl Iterator<Item = Located<Object>> + Clone + '_ {
     kept.iter().map(|located| Located {
         value: located.value.object(),
         file: Arc::clone(&located.file),

@@ -48,10 +48,12 @@ impl Desired {
     /// (in file, then document order). Decoded from what the store keeps on every call: a
     /// reload that is [`Desired::same_as_last`] need not ask.
     pub fn objects(&self) -> Vec<Located<Object>> {
-        self.kept
-            .iter()
-            .flat_map(|file| kept::objects(file))
-            .collect()
+        self.objects_one_by_one().collect()
+    }
+
+    /// [`Desired::objects`], each decoded when the iteration reaches it.
+    pub fn objects_one_by_one(&self) -> impl Iterator<Item = Located<Object>> + Clone + '_ {
+        self.kept.iter().flat_map(|file| kept::objects(file))
     }
 }
 
