@@ -51,7 +51,7 @@ fn world(services: usize, replicas: usize, nodes: usize) -> WorldState {
     let desired = triggers::reload_specs(
         &mut SpecStore::new(),
         dir.path(),
-        &networks,
+        swarm_operator::desired::OnSwarm::networks_only(&networks),
         false,
         "default",
         swarm_operator::spec::ReadScope::Whole,

@@ -415,7 +415,9 @@ fn the_adapter_keeps_network_names_current() {
                     .cloned()
             };
         let shared = engine
-            .list_services_sharing(swarm_operator::docker::KnownDefinitions::new(&lookup))
+            .list_services_sharing(swarm_operator::desired::definition::KnownDefinitions::new(
+                &lookup,
+            ))
             .await
             .expect("listing services");
         let find_shared = |name: &str| {

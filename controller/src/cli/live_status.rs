@@ -13,7 +13,7 @@ use crate::control::plan::{self, ObjectKind};
 use crate::control::swarm_watch::{self, WatchConfig};
 use crate::control::triggers;
 use crate::control::world::{self, Reflector, Reporter, World};
-use crate::desired::DesiredState;
+use crate::desired::{DesiredState, OnSwarm};
 use crate::docker::{DockerError, SwarmApi};
 use crate::report::status::publisher;
 use crate::report::status::{ConditionReason, StatusFile};
@@ -126,7 +126,7 @@ impl LiveStatus {
             Some(dir) => triggers::reload_specs(
                 &mut SpecStore::with_identities(identities.clone()),
                 dir,
-                &world::existing_networks(&world),
+                OnSwarm::networks_only(&world::existing_networks(&world)),
                 false,
                 instance,
                 crate::spec::ReadScope::Whole,

@@ -19,6 +19,8 @@ use crate::control::swarm_watch::{self, WatchConfig};
 use crate::control::triggers;
 use crate::control::wake;
 use crate::control::world::{self, Reflector, Reporter, World};
+use crate::desired::OnSwarm;
+use crate::desired::definition::{KnownDefinitions, ServiceDefinition};
 use crate::docker::{Deadlines, DockerError, Metered, SwarmApi};
 use crate::election::{LeaderGate, Leadership};
 use crate::git::{self, Revision, SourceHandle};
@@ -492,11 +494,20 @@ async fn reload(
             .then(|| Arc::clone(&state.desired))
         };
         let mut taken = std::mem::take(store);
+        let view = world.clone();
         let read = tokio::task::spawn_blocking(move || {
+            // A snapshot per service, as a relist takes them (see `swarm_watch::relist`).
+            let held = |name: &str, built: &ServiceDefinition| {
+                view.snapshot().held_definition(name, built)
+            };
+            let on_swarm = OnSwarm {
+                networks: &existing,
+                definitions: KnownDefinitions::new(&held),
+            };
             let read = triggers::reload_specs(
                 &mut taken,
                 &dir,
-                &existing,
+                on_swarm,
                 allow_empty_prune,
                 &instance,
                 scope,

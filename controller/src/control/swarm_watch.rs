@@ -15,8 +15,8 @@ use tracing::{debug, info, warn};
 
 use crate::control::world::{Observation, Reporter, World};
 use crate::desired::data_objects::DataKind;
-use crate::desired::definition::ServiceDefinition;
-use crate::docker::{Deadlines, DockerError, EventAction, KnownDefinitions, SwarmApi, SwarmEvent};
+use crate::desired::definition::{KnownDefinitions, ServiceDefinition};
+use crate::docker::{Deadlines, DockerError, EventAction, SwarmApi, SwarmEvent};
 
 /// How often and how fast the watcher reads.
 #[derive(Debug, Clone, Copy)]

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::desired::DesiredState;
+use crate::desired::{DesiredState, OnSwarm};
 use crate::spec::load::LoadDirError;
 use crate::spec::{ReadScope, SpecStore};
 
@@ -65,8 +65,8 @@ fn urgency(event: &Event) -> Option<Urgency> {
     }
 }
 
-/// Re-reads the spec directory. `existing_networks` are the networks the swarm has (spec
-/// validation accepts references to them). `None` when it found what `previous` was built
+/// Re-reads the spec directory. `on_swarm` is what the swarm has: its networks (spec
+/// validation accepts references to them) and the view's definitions (kept where equal). `None` when it found what `previous` was built
 /// from (see [`DesiredState::load_unless_same`]).
 ///
 /// A directory that can not be read returns the error and changes nothing (so prunes
@@ -74,7 +74,7 @@ fn urgency(event: &Event) -> Option<Urgency> {
 pub fn reload_specs(
     store: &mut SpecStore,
     dir: &Path,
-    existing_networks: &std::collections::BTreeSet<String>,
+    on_swarm: OnSwarm<'_>,
     allow_empty_prune: bool,
     instance: &str,
     scope: ReadScope,
@@ -83,7 +83,7 @@ pub fn reload_specs(
     let Some(desired) = DesiredState::load_unless_same(
         store,
         dir,
-        existing_networks,
+        on_swarm,
         allow_empty_prune,
         instance,
         scope,

@@ -7,6 +7,7 @@
 //! causes zero writes.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -704,6 +705,44 @@ fn diff_values(
             old: old.to_string(),
             new: new.to_string(),
         }),
+    }
+}
+
+/// The service definitions a caller already holds, looked up by service name and compared with
+/// one just read or built: the caller's copy is kept instead (a relist,
+/// [`crate::docker::SwarmApi::list_services_sharing`]; a reload,
+/// [`crate::desired::DesiredState::build`]), and the new one is freed at once, before the next
+/// is made, instead of all of them later around what is kept.
+#[derive(Clone, Copy)]
+pub struct KnownDefinitions<'a>(
+    &'a (dyn Fn(&str, &ServiceDefinition) -> Option<Arc<ServiceDefinition>> + Sync),
+);
+
+impl<'a> KnownDefinitions<'a> {
+    /// `lookup(name, listed)` answers the held definition of service `name` when it equals
+    /// `listed`.
+    pub fn new(
+        lookup: &'a (dyn Fn(&str, &ServiceDefinition) -> Option<Arc<ServiceDefinition>> + Sync),
+    ) -> Self {
+        KnownDefinitions(lookup)
+    }
+
+    /// Nothing held: every definition stays its own.
+    pub fn none() -> Self {
+        fn nothing(_: &str, _: &ServiceDefinition) -> Option<Arc<ServiceDefinition>> {
+            None
+        }
+        KnownDefinitions(&nothing)
+    }
+
+    /// The held definition equal to `definition`, else `definition` itself.
+    pub fn share(self, definition: Arc<ServiceDefinition>) -> Arc<ServiceDefinition> {
+        (self.0)(&definition.name, &definition).unwrap_or(definition)
+    }
+
+    /// The held definition equal to `definition`, else `definition` made shared.
+    pub fn share_new(self, definition: ServiceDefinition) -> Arc<ServiceDefinition> {
+        (self.0)(&definition.name, &definition).unwrap_or_else(|| Arc::new(definition))
     }
 }
 

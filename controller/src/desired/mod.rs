@@ -13,9 +13,10 @@ use serde::Serialize;
 
 use crate::desired::data_objects::{DataKind, DataOrigin, DesiredData, versioned_name};
 use crate::desired::definition::{
-    DEFAULT_INSTANCE, DEPENDS_ON_LABEL, DnsConfig, FileMount, Healthcheck, LogDriver, Mode, Mount,
-    MountKind, NetworkDefinition, Placement, Port, ResourceAmounts, Resources, RestartPolicy,
-    SPEC_VALUE_LABEL_PREFIX, ServiceDefinition, Ulimit, UpdatePolicy, VolumeOptions,
+    DEFAULT_INSTANCE, DEPENDS_ON_LABEL, DnsConfig, FileMount, Healthcheck, KnownDefinitions,
+    LogDriver, Mode, Mount, MountKind, NetworkDefinition, Placement, Port, ResourceAmounts,
+    Resources, RestartPolicy, SPEC_VALUE_LABEL_PREFIX, ServiceDefinition, Ulimit, UpdatePolicy,
+    VolumeOptions,
 };
 use crate::docker::Ownership;
 use crate::revision::{REVISION_LABEL, Revision};
@@ -50,10 +51,15 @@ pub struct DesiredObject<T> {
 
 impl<T: Serialize> DesiredObject<T> {
     /// A desired object, hashed, with the default policy.
-    pub fn new(definition: T, source_file: String, instance: impl Into<Arc<str>>) -> Self {
+    pub fn new(
+        definition: impl Into<Arc<T>>,
+        source_file: String,
+        instance: impl Into<Arc<str>>,
+    ) -> Self {
+        let definition = definition.into();
         DesiredObject {
-            hash: definition::definition_hash(&definition).into(),
-            definition: Arc::new(definition),
+            hash: definition::definition_hash(&*definition).into(),
+            definition,
             source_file: source_file.into(),
             instance: instance.into(),
             policy: ObjectPolicy::default(),
@@ -253,13 +259,15 @@ impl DesiredState {
     ///
     /// `objects` is walked twice (configs and secrets first: services refer to their
     /// versions), each object needed only while it is looked at: the spec store's objects are
-    /// decoded one at a time, not all 5,000 at once around what the build keeps.
+    /// decoded one at a time, not all 5,000 at once around what the build keeps. A service's
+    /// definition that `known` holds an equal one of is that one (see [`KnownDefinitions`]).
     pub fn build<O: std::borrow::Borrow<Located<Object>>>(
         objects: impl Iterator<Item = O> + Clone,
         errors: Vec<SpecError>,
         failed_files: BTreeSet<String>,
         allow_empty_prune: bool,
         instance: &str,
+        known: KnownDefinitions<'_>,
     ) -> Self {
         let mut state = DesiredState {
             instance: instance.into(),
@@ -326,7 +334,11 @@ impl DesiredState {
                     insert_first(&mut state.services, definition.name.clone(), || {
                         DesiredObject {
                             policy: ObjectPolicy::of_service(service, &definition),
-                            ..DesiredObject::new(definition, source_file, state.instance.clone())
+                            ..DesiredObject::new(
+                                known.share_new(definition),
+                                source_file,
+                                state.instance.clone(),
+                            )
                         }
                     });
                 }
@@ -398,6 +410,25 @@ fn insert_first<T>(map: &mut BTreeMap<String, T>, name: String, make: impl FnOnc
     map.entry(name).or_insert_with(make);
 }
 
+/// What the swarm already has, as a reload uses it.
+#[derive(Clone, Copy)]
+pub struct OnSwarm<'a> {
+    /// Its networks: services may refer to them without a `SwarmNetwork` spec.
+    pub networks: &'a BTreeSet<String>,
+    /// The definitions the view holds: a service built equal to one keeps that one.
+    pub definitions: KnownDefinitions<'a>,
+}
+
+impl<'a> OnSwarm<'a> {
+    /// `networks`, with no definitions to share (no view of the swarm's services).
+    pub fn networks_only(networks: &'a BTreeSet<String>) -> Self {
+        OnSwarm {
+            networks,
+            definitions: KnownDefinitions::none(),
+        }
+    }
+}
+
 impl DesiredState {
     /// Re-reads the spec directory through `store` (which keeps the last good objects of files
     /// that fail) and builds the desired state. `existing_networks` are the networks already on
@@ -412,7 +443,7 @@ impl DesiredState {
         let built = Self::load_unless_same(
             store,
             dir,
-            existing_networks,
+            OnSwarm::networks_only(existing_networks),
             allow_empty_prune,
             instance,
             spec::ReadScope::Whole,
@@ -429,13 +460,13 @@ impl DesiredState {
     pub fn load_unless_same(
         store: &mut SpecStore,
         dir: &Path,
-        existing_networks: &BTreeSet<String>,
+        on_swarm: OnSwarm<'_>,
         allow_empty_prune: bool,
         instance: &str,
         scope: spec::ReadScope,
         previous: Option<&DesiredState>,
     ) -> Result<Option<Self>, LoadDirError> {
-        let mut loaded = store.reload_validated_scoped(dir, existing_networks, scope)?;
+        let mut loaded = store.reload_validated_scoped(dir, on_swarm.networks, scope)?;
         let all_suspended = dir.join(SUSPEND_FILE).exists();
         if loaded.same_as_last
             && let Some(previous) = previous
@@ -458,6 +489,7 @@ impl DesiredState {
             failed_files,
             allow_empty_prune,
             instance,
+            on_swarm.definitions,
         );
         state.all_suspended = all_suspended;
         state.warnings = loaded.warnings;
@@ -746,7 +778,41 @@ mod tests {
             BTreeSet::new(),
             false,
             "default",
+            KnownDefinitions::none(),
         )
+    }
+
+    /// A built definition equal to one the view holds is that one (the new copy is dropped at
+    /// once); one that differs stays its own, and the hash is the same either way.
+    #[test]
+    fn a_built_definition_equal_to_a_held_one_is_the_held_one() {
+        let built = state("a", "b");
+        let held = Arc::new((*built.services["plain"].definition).clone());
+        let mut other = (*built.services["both"].definition).clone();
+        other.image = "y".into();
+        let other = Arc::new(other);
+        let lookup = |name: &str, definition: &ServiceDefinition| {
+            [&held, &other]
+                .into_iter()
+                .find(|h| h.name == name && ***h == *definition)
+                .cloned()
+        };
+        let text = "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {name: plain}\nspec: {image: x}\n---\napiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {name: both}\nspec: {image: x}\n";
+        let FileLoad::Ok(objects) = load_str(Path::new("s.yaml"), text) else {
+            panic!("loads")
+        };
+        let shared = DesiredState::build(
+            objects.iter(),
+            Vec::new(),
+            BTreeSet::new(),
+            false,
+            "default",
+            KnownDefinitions::new(&lookup),
+        );
+        assert!(Arc::ptr_eq(&shared.services["plain"].definition, &held));
+        assert_eq!(shared.services["plain"].hash, built.services["plain"].hash);
+        assert!(!Arc::ptr_eq(&shared.services["both"].definition, &other));
+        assert_ne!(shared.services["both"].definition, other);
     }
 
     #[test]
@@ -788,6 +854,7 @@ mod tests {
                 BTreeSet::new(),
                 false,
                 "default",
+                KnownDefinitions::none(),
             );
             s.services["j"].definition.mode.clone()
         };
@@ -828,7 +895,7 @@ mod tests {
             DesiredState::load_unless_same(
                 &mut store,
                 dir.path(),
-                &none,
+                OnSwarm::networks_only(&none),
                 false,
                 "i",
                 whole,

@@ -13,31 +13,7 @@ use super::model::{
 };
 use super::request::{DataOp, data_op};
 use crate::desired::data_objects::{DataKind, DesiredData, ObservedData};
-use crate::desired::definition::{NetworkDefinition, ServiceDefinition};
-
-/// The service definitions a caller already holds, looked up by service name and compared
-/// with a listed one ([`SwarmApi::list_services_sharing`]).
-#[derive(Clone, Copy)]
-pub struct KnownDefinitions<'a>(
-    &'a (dyn Fn(&str, &ServiceDefinition) -> Option<Arc<ServiceDefinition>> + Sync),
-);
-
-impl<'a> KnownDefinitions<'a> {
-    /// `lookup(name, listed)` answers the held definition of service `name` when it equals
-    /// `listed`.
-    pub fn new(
-        lookup: &'a (dyn Fn(&str, &ServiceDefinition) -> Option<Arc<ServiceDefinition>> + Sync),
-    ) -> Self {
-        KnownDefinitions(lookup)
-    }
-
-    /// Replaces `service`'s definition by the held equal one, if there is one.
-    pub fn share(self, service: &mut ObservedService) {
-        if let Some(known) = (self.0)(&service.definition.name, &service.definition) {
-            service.definition = known;
-        }
-    }
-}
+use crate::desired::definition::{KnownDefinitions, NetworkDefinition, ServiceDefinition};
 
 /// The operations the operator needs from a swarm: one method per Engine API request, so
 /// that every request can be counted. [`DockerEngine`](super::DockerEngine) implements them
@@ -74,7 +50,7 @@ pub trait SwarmApi: Send + Sync + 'static {
         async move {
             let mut services = self.list_services().await?;
             for service in &mut services {
-                known.share(service);
+                service.definition = known.share(Arc::clone(&service.definition));
             }
             Ok(services)
         }

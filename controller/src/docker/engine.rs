@@ -22,12 +22,12 @@ use super::endpoint::Endpoint;
 use super::raw::{RawClient, error_chain};
 use super::transport::EngineTransport;
 use super::{
-    DataOp, Deadlines, DockerError, EventAction, KnownDefinitions, NodeAvailability, NodeRole,
-    ObservedNetwork, ObservedNode, ObservedService, ObservedTask, Op, Ownership, Resource,
-    SwarmApi, SwarmEvent, data_op,
+    DataOp, Deadlines, DockerError, EventAction, NodeAvailability, NodeRole, ObservedNetwork,
+    ObservedNode, ObservedService, ObservedTask, Op, Ownership, Resource, SwarmApi, SwarmEvent,
+    data_op,
 };
 use crate::desired::data_objects::{DataKind, DesiredData, ObservedData};
-use crate::desired::definition::{NetworkDefinition, ServiceDefinition};
+use crate::desired::definition::{KnownDefinitions, NetworkDefinition, ServiceDefinition};
 use crate::redact;
 
 /// A connection to one Docker engine (a swarm manager).
@@ -264,8 +264,7 @@ impl SwarmApi for DockerEngine {
     }
 
     async fn list_services(&self) -> Result<Vec<ObservedService>, DockerError> {
-        self.list_services_sharing(KnownDefinitions::new(&|_, _| None))
-            .await
+        self.list_services_sharing(KnownDefinitions::none()).await
     }
 
     async fn list_services_sharing(
@@ -279,7 +278,7 @@ impl SwarmApi for DockerEngine {
         let listed = self.raw.list_services(&self.api_version, |service| {
             if service_network_ids(&service.service).all(|id| names.contains_key(id)) {
                 from_raw(service, &names).map(|mut service| {
-                    known.share(&mut service);
+                    service.definition = known.share(service.definition);
                     service
                 })
             } else {
@@ -296,7 +295,7 @@ impl SwarmApi for DockerEngine {
                     .into_iter()
                     .filter_map(|s| from_raw(s, &names))
                     .map(|mut service| {
-                        known.share(&mut service);
+                        service.definition = known.share(service.definition);
                         service
                     }),
             );

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use futures_util::{Stream, StreamExt};
 
 use super::{
-    DataOp, DockerError, KnownDefinitions, ObservedNetwork, ObservedNode, ObservedService,
-    ObservedTask, Op, RequestObserver, RequestOutcome, SwarmApi, SwarmEvent, data_op,
+    DataOp, DockerError, ObservedNetwork, ObservedNode, ObservedService, ObservedTask, Op,
+    RequestObserver, RequestOutcome, SwarmApi, SwarmEvent, data_op,
 };
 use crate::desired::data_objects::{DataKind, DesiredData, ObservedData};
-use crate::desired::definition::{NetworkDefinition, ServiceDefinition};
+use crate::desired::definition::{KnownDefinitions, NetworkDefinition, ServiceDefinition};
 
 /// Wraps an API and reports each request to an observer.
 #[derive(Clone)]

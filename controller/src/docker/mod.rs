@@ -24,7 +24,7 @@ mod raw;
 mod request;
 pub mod transport;
 
-pub use api::{KnownDefinitions, SwarmApi};
+pub use api::SwarmApi;
 pub use bollard::models::{ServiceUpdateStatusStateEnum as UpdateState, TaskState};
 pub use deadlines::Deadlines;
 pub use engine::DockerEngine;

@@ -7,10 +7,10 @@ use futures_util::Stream;
 
 use super::Leadership;
 use crate::desired::data_objects::{DataKind, DesiredData, ObservedData};
-use crate::desired::definition::{NetworkDefinition, ServiceDefinition};
+use crate::desired::definition::{KnownDefinitions, NetworkDefinition, ServiceDefinition};
 use crate::docker::{
-    DataOp, DockerError, KnownDefinitions, ObservedNetwork, ObservedNode, ObservedService,
-    ObservedTask, Op, SwarmApi, SwarmEvent, data_op,
+    DataOp, DockerError, ObservedNetwork, ObservedNode, ObservedService, ObservedTask, Op,
+    SwarmApi, SwarmEvent, data_op,
 };
 
 /// Checks [`Leadership::may_write`] immediately before every write and refuses the write with
