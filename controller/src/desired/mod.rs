@@ -769,7 +769,12 @@ mod tests {
         let text = format!(
             "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmConfig\nmetadata: {{name: conf}}\nspec: {{data: {conf}}}\n---\napiVersion: swarm-operator.io/v1alpha1\nkind: SwarmSecret\nmetadata: {{name: token}}\nspec: {{data: {token}}}\n---\napiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: both}}\nspec:\n  image: x\n  configs: [{{name: conf, target: /etc/c, mode: 0440}}]\n  secrets: [{{name: token}}, {{name: shared, external: true}}]\n---\napiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: plain}}\nspec: {{image: x}}\n"
         );
-        let FileLoad::Ok(objects) = load_str(Path::new("s.yaml"), &text) else {
+        build_text(&text, KnownDefinitions::none())
+    }
+
+    /// The desired state of the spec file `text`, sharing what `known` holds.
+    fn build_text(text: &str, known: KnownDefinitions<'_>) -> DesiredState {
+        let FileLoad::Ok(objects) = load_str(Path::new("s.yaml"), text) else {
             panic!("loads")
         };
         DesiredState::build(
@@ -778,7 +783,7 @@ mod tests {
             BTreeSet::new(),
             false,
             "default",
-            KnownDefinitions::none(),
+            known,
         )
     }
 
@@ -798,17 +803,7 @@ mod tests {
                 .cloned()
         };
         let text = "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {name: plain}\nspec: {image: x}\n---\napiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {name: both}\nspec: {image: x}\n";
-        let FileLoad::Ok(objects) = load_str(Path::new("s.yaml"), text) else {
-            panic!("loads")
-        };
-        let shared = DesiredState::build(
-            objects.iter(),
-            Vec::new(),
-            BTreeSet::new(),
-            false,
-            "default",
-            KnownDefinitions::new(&lookup),
-        );
+        let shared = build_text(text, KnownDefinitions::new(&lookup));
         assert!(Arc::ptr_eq(&shared.services["plain"].definition, &held));
         assert_eq!(shared.services["plain"].hash, built.services["plain"].hash);
         assert!(!Arc::ptr_eq(&shared.services["both"].definition, &other));
@@ -845,18 +840,10 @@ mod tests {
             let text = format!(
                 "apiVersion: swarm-operator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: j}}\nspec:\n  image: x\n  mode: replicated-job\n{extra}"
             );
-            let FileLoad::Ok(objects) = load_str(Path::new("j.yaml"), &text) else {
-                panic!("loads")
-            };
-            let s = DesiredState::build(
-                objects.iter(),
-                Vec::new(),
-                BTreeSet::new(),
-                false,
-                "default",
-                KnownDefinitions::none(),
-            );
-            s.services["j"].definition.mode.clone()
+            build_text(&text, KnownDefinitions::none()).services["j"]
+                .definition
+                .mode
+                .clone()
         };
         let both = |max_concurrent, total_completions| Mode::ReplicatedJob {
             max_concurrent,
