@@ -8,7 +8,8 @@
 # `swarm-operator run --specs DIR --status FILE --instance I --allow-empty-prune` as a user
 # would (VAR=value pairs go into its environment, e.g. LD_PRELOAD= an other allocator), waits
 # until `docker service ls` lists all N, waits SETTLE seconds (default 30), and prints its
-# VmRSS, RssAnon (heap and stacks), RssFile (the binary's own pages) and VmHWM. Then it deletes
+# VmRSS, RssAnon (heap and stacks), RssFile (the binary's own pages) and VmHWM, three times 5 s
+# apart. Then it deletes
 # the files, waits until the operator has removed every service, and stops it.
 #
 # RESTART=1: once all N are listed and SETTLE has passed, the operator is stopped and started
@@ -98,8 +99,13 @@ if [ -n "${RESTART:-}" ]; then
     echo "restarted; reading in $settle s"
 fi
 sleep "$settle"
-grep -E '^(VmRSS|RssAnon|RssFile|VmHWM)' "/proc/$pid/status" | tr -s ' \t' ' ' | tr '\n' ' '
-echo
+# Three readings 5 s apart: a periodic resync (every 30 s from the start) allocates for a few
+# seconds, and a reading that lands on it shows that moment, not what the operator keeps.
+for reading in 1 2 3; do
+    [ "$reading" = 1 ] || sleep 5
+    grep -E '^(VmRSS|RssAnon|RssFile|VmHWM)' "/proc/$pid/status" | tr -s ' \t' ' ' | tr '\n' ' '
+    echo
+done
 # The binary's resident size per section kind: its mappings' Rss, Anonymous (pages written:
 # relocated pointers, .data) and the rest (clean pages read from the file).
 awk -v bin="$(readlink -f "$bin")" '
