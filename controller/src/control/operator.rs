@@ -496,10 +496,7 @@ async fn reload(
         let mut taken = std::mem::take(store);
         let view = world.clone();
         let read = tokio::task::spawn_blocking(move || {
-            // A snapshot per service, as a relist takes them (see `swarm_watch::relist`).
-            let held = |name: &str, built: &ServiceDefinition| {
-                view.snapshot().held_definition(name, built)
-            };
+            let held = |name: &str, built: &ServiceDefinition| view.held_definition(name, built);
             let on_swarm = OnSwarm {
                 networks: &existing,
                 definitions: KnownDefinitions::new(&held),

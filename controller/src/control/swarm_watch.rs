@@ -98,10 +98,7 @@ pub async fn relist<A: SwarmApi>(
             .await;
     }
     let ticket = world.ticket();
-    // A snapshot per service, not one held through the list: the reflector's writes meanwhile
-    // would copy the view's maps for it.
-    let held =
-        |name: &str, listed: &ServiceDefinition| world.snapshot().held_definition(name, listed);
+    let held = |name: &str, listed: &ServiceDefinition| world.held_definition(name, listed);
     let (services, tasks, nodes) = tokio::join!(
         api.list_services_sharing(KnownDefinitions::new(&held)),
         api.list_tasks(),

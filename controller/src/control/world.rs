@@ -154,6 +154,17 @@ impl World {
         Arc::clone(&self.state.read().expect("world lock poisoned"))
     }
 
+    /// [`WorldState::held_definition`] in the view as it is now. A snapshot per call: one held
+    /// through a whole list or reload would make the reflector's writes meanwhile copy the
+    /// view's maps for it.
+    pub fn held_definition(
+        &self,
+        name: &str,
+        read: &ServiceDefinition,
+    ) -> Option<Arc<ServiceDefinition>> {
+        self.snapshot().held_definition(name, read)
+    }
+
     /// Waits until something changed since the last wait.
     pub async fn changed(&self) {
         self.changed.notified().await;

@@ -48,11 +48,8 @@ pub trait SwarmApi: Send + Sync + 'static {
         known: KnownDefinitions<'_>,
     ) -> impl Future<Output = Result<Vec<ObservedService>, DockerError>> + Send {
         async move {
-            let mut services = self.list_services().await?;
-            for service in &mut services {
-                service.definition = known.share(Arc::clone(&service.definition));
-            }
-            Ok(services)
+            let services = self.list_services().await?;
+            Ok(services.into_iter().map(|s| s.sharing(known)).collect())
         }
     }
 

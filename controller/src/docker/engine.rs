@@ -277,10 +277,7 @@ impl SwarmApi for DockerEngine {
         let mut on_unknown_networks = Vec::new();
         let listed = self.raw.list_services(&self.api_version, |service| {
             if service_network_ids(&service.service).all(|id| names.contains_key(id)) {
-                from_raw(service, &names).map(|mut service| {
-                    service.definition = known.share(service.definition);
-                    service
-                })
+                from_raw(service, &names).map(|service| service.sharing(known))
             } else {
                 on_unknown_networks.push(service);
                 None
@@ -294,10 +291,7 @@ impl SwarmApi for DockerEngine {
                 on_unknown_networks
                     .into_iter()
                     .filter_map(|s| from_raw(s, &names))
-                    .map(|mut service| {
-                        service.definition = known.share(service.definition);
-                        service
-                    }),
+                    .map(|service| service.sharing(known)),
             );
         }
         Ok(services)

@@ -11,7 +11,7 @@ use super::UpdateState;
 use super::engine_value::EngineValue;
 use super::ownership::Ownership;
 use crate::desired::data_objects::{DataKind, ObservedData};
-use crate::desired::definition::{NetworkDefinition, ServiceDefinition};
+use crate::desired::definition::{KnownDefinitions, NetworkDefinition, ServiceDefinition};
 
 /// A service's virtual IP on one network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +73,14 @@ pub struct ObservedService {
     pub update_status: Option<Box<UpdateStatus>>,
     /// Which spec its tasks should run, and when it was created and changed.
     pub revision: ServiceRevision,
+}
+
+impl ObservedService {
+    /// The same service, with the held definition `known` has equal to its own, if any.
+    pub fn sharing(mut self, known: KnownDefinitions<'_>) -> Self {
+        self.definition = known.share(self.definition);
+        self
+    }
 }
 
 /// A network as read from the swarm.

@@ -73,25 +73,14 @@ pub type KeptObjects = Arc<[Located<KeptObject>]>;
 pub fn keep(objects: &[Located<Object>]) -> KeptObjects {
     objects
         .iter()
-        .map(|located| Located {
-            value: KeptObject::keep(&located.value),
-            file: Arc::clone(&located.file),
-            line: located.line,
-            column: located.column,
-            fields: Arc::clone(&located.fields),
-        })
+        .map(|located| located.with_value(KeptObject::keep(&located.value)))
         .collect()
 }
 
 /// The objects of `kept`, in their order.
 pub fn objects(kept: &[Located<KeptObject>]) -> impl Iterator<Item = Located<Object>> + Clone + '_ {
-    kept.iter().map(|located| Located {
-        value: located.value.object(),
-        file: Arc::clone(&located.file),
-        line: located.line,
-        column: located.column,
-        fields: Arc::clone(&located.fields),
-    })
+    kept.iter()
+        .map(|located| located.with_value(located.value.object()))
 }
 
 #[cfg(test)]

@@ -228,6 +228,17 @@ impl<T> Located<T> {
         }
     }
 
+    /// `value` at this value's place (file, position, field positions).
+    pub fn with_value<U>(&self, value: U) -> Located<U> {
+        Located {
+            value,
+            file: std::sync::Arc::clone(&self.file),
+            line: self.line,
+            column: self.column,
+            fields: std::sync::Arc::clone(&self.fields),
+        }
+    }
+
     /// An error about field `field` of this value, located at that field when its position is
     /// known, else at the nearest enclosing field, else at the document.
     pub fn error_at(&self, field: impl Into<String>, message: impl Into<String>) -> SpecError {

@@ -198,17 +198,12 @@ impl SpecStore {
                 }
             }
         }
-        // The cache hands back the very lists the store holds: equal pointers, no comparison.
         let same_objects = self.read_whole
             && unread_files == 0
             && failed.is_empty()
             && self.failed.is_empty()
             && fresh.len() == self.last_good.len()
-            && fresh.iter().all(|(path, objects)| {
-                self.last_good
-                    .get(path)
-                    .is_some_and(|kept| Arc::ptr_eq(kept, objects))
-            });
+            && self.holds(&fresh);
 
         if let Some(existing) = existing_networks
             && !(same_objects && self.clean_with.as_ref() == Some(existing))
@@ -249,16 +244,11 @@ impl SpecStore {
             return Ok(self.first_of_burst(fresh, unread_files));
         }
 
-        // The cache hands back the very lists the store holds: equal pointers, no comparison.
         let same_as_last = self.read_whole
             && failed == self.failed
             && errors == self.last_errors
             && warnings == self.last_warnings
-            && fresh.iter().all(|(path, objects)| {
-                self.last_good
-                    .get(path)
-                    .is_some_and(|kept| Arc::ptr_eq(kept, objects))
-            })
+            && self.holds(&fresh)
             && self
                 .last_good
                 .keys()
@@ -281,6 +271,16 @@ impl SpecStore {
             failed_files: self.failed.clone(),
             unread_files: 0,
             same_as_last,
+        })
+    }
+
+    /// Whether every list read is the one the store keeps for its file. The cache hands back
+    /// the very lists the store holds: equal pointers, no comparison.
+    fn holds(&self, read: &BTreeMap<Arc<Path>, KeptObjects>) -> bool {
+        read.iter().all(|(path, objects)| {
+            self.last_good
+                .get(path)
+                .is_some_and(|kept| Arc::ptr_eq(kept, objects))
         })
     }
 
