@@ -43,6 +43,20 @@ async fn bench_services(engine: &Docker, prefix: &str) -> Result<Vec<String>> {
         .collect())
 }
 
+/// How many services of the swarm are not the bench's (names starting with `prefix`).
+pub async fn other_services(engine: &Docker, prefix: &str) -> Result<usize> {
+    let services = engine.list_services(None::<ListServicesOptions>).await?;
+    Ok(services
+        .iter()
+        .filter(|s| {
+            !s.spec
+                .as_ref()
+                .and_then(|spec| spec.name.as_deref())
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .count())
+}
+
 /// Containers (running or not) whose name starts with `prefix`: task containers are named
 /// `SERVICE.SLOT.TASK`, and every bench service's name starts with the prefix.
 async fn bench_containers(engine: &Docker, prefix: &str) -> Result<usize> {
@@ -127,19 +141,34 @@ pub async fn empty_swarm(engine: &Docker, prefix: &str, timeout: Duration) -> Re
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let tasks_gone = start.elapsed();
-    // A stack's default network goes once its services are gone.
-    if let Ok(names) = docker(&[
-        "network",
-        "ls",
-        "--filter",
-        &format!("name={prefix}"),
-        "--format",
-        "{{.Name}}",
-    ])
-    .await
-    {
-        for name in names.lines().filter(|n| n.starts_with(prefix)) {
+    // The contenders' networks go once their services are gone: the next run's network takes
+    // the same subnet, which must be free.
+    let networks = || async {
+        // Filtered here: 20.10's `--filter name=` matches a swarm network's whole name only.
+        docker(&["network", "ls", "--format", "{{.Name}}"])
+            .await
+            .map(|names| {
+                names
+                    .lines()
+                    .filter(|n| n.starts_with(prefix))
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+    };
+    loop {
+        let left = networks().await?;
+        if left.is_empty() {
+            break;
+        }
+        for name in &left {
+            // A removal the engine refuses (a task still attached) is tried again below.
             let _ = docker(&["network", "rm", name]).await;
+        }
+        if start.elapsed() > timeout {
+            bail!("bench networks {left:?} still there after {timeout:?}");
+        }
+        if !networks().await?.is_empty() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
     Ok(Emptied {

@@ -29,6 +29,9 @@ use crate::files::{Arrival, ServiceShape};
 use crate::poller::Seen;
 use crate::swarm::{ENGINE_SOCKET, docker, ensure_test_image, load_average};
 
+/// What every bench service, network and label value starts with (then the bench's process id).
+const PREFIX: &str = "sobench";
+
 struct Config {
     /// Spec files (services) per run.
     n: usize,
@@ -141,6 +144,9 @@ struct Attempt {
     load: String,
     /// The operator's memory after converging, after 5 s more, and its CPU.
     memory: Option<(process::Memory, process::Memory, Duration)>,
+    /// The Docker engine's CPU time from the start of the stopwatch until all were seen: the
+    /// work a contender costs the manager (the poller's lists are the same for both).
+    engine_cpu: Option<Duration>,
     removal: cleanup::Emptied,
 }
 
@@ -152,6 +158,20 @@ struct Bench {
     work: tempfile::TempDir,
     shape: ServiceShape,
     results: BTreeMap<Contender, Vec<Attempt>>,
+    /// `dockerd`'s process id, when this machine runs it (for its CPU time).
+    engine_pid: Option<u32>,
+}
+
+/// The process id of the local `dockerd`, found by name among `/proc`'s processes.
+fn engine_pid() -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+            (comm.trim_end() == "dockerd").then_some(pid)
+        })
 }
 
 fn secs(d: Duration) -> String {
@@ -174,11 +194,13 @@ impl Bench {
         let load = load_average();
         eprintln!("-- run {run}: {contender} ({n} services, {tag}), load {load}");
         let mut operator = None;
+        let engine_cpu_at_start;
         let (landed, seen) = match contender {
             Contender::Stack => {
                 let compose = self.work.path().join(format!("{tag}.yml"));
                 std::fs::write(&compose, self.shape.compose(n, &label))?;
                 eprintln!("   stopwatch starts {}", utc_now());
+                engine_cpu_at_start = self.engine_cpu();
                 let start = Instant::now();
                 let args = [
                     "stack",
@@ -213,7 +235,7 @@ impl Bench {
                 let sentinel = format!("{tag}-sentinel");
                 std::fs::write(
                     specs.join("sentinel.yaml"),
-                    self.shape.spec(&sentinel, &sentinel),
+                    self.shape.spec(&sentinel, &sentinel, None),
                 )?;
                 let prepared = self.shape.prepare(
                     &self.work.path().join(format!("{tag}-prepared")),
@@ -241,6 +263,7 @@ impl Bench {
                     ),
                 }
                 eprintln!("   stopwatch starts {}", utc_now());
+                engine_cpu_at_start = self.engine_cpu();
                 let start = Instant::now();
                 let land = async {
                     let r = prepared.land(arrival.arrival(), &specs).await;
@@ -252,12 +275,17 @@ impl Bench {
                 (landed.1, seen?)
             }
         };
+        let engine_cpu = self
+            .engine_cpu()
+            .zip(engine_cpu_at_start)
+            .map(|(end, start)| end.saturating_sub(start));
         eprintln!(
-            "   landed {}, first seen {}, all seen {} (slowest list {})",
+            "   landed {}, first seen {}, all seen {} (slowest list {}), engine CPU {}",
             secs(landed),
             secs(seen.first),
             secs(seen.all),
-            secs(seen.slowest_poll)
+            secs(seen.slowest_poll),
+            engine_cpu.map_or("?".to_owned(), secs)
         );
         let memory = match &mut operator {
             None => None,
@@ -310,9 +338,14 @@ impl Bench {
             seen,
             load,
             memory,
+            engine_cpu,
             removal,
         });
         Ok(())
+    }
+
+    fn engine_cpu(&self) -> Option<Duration> {
+        process::cpu_of(self.engine_pid?)
     }
 
     async fn run(&mut self) -> Result<()> {
@@ -360,7 +393,7 @@ impl Bench {
             .get(&Contender::Stack)
             .map(|a| median(a.iter().map(|a| a.seen.all.as_secs_f64()).collect()).0);
         let mut out = format!(
-            "{} services, replicas {}{}, {} runs each; median (min–max)\n\n| contender | all seen | ratio to stack deploy | first seen | first seen after landing | landed | operator RSS (of it RssAnon) at convergence / +5 s / peak (MB) | operator CPU | removal: services / containers gone | load (1 min) |\n|---|---|---|---|---|---|---|---|---|---|\n",
+            "{} services, replicas {}{}, {} runs each; median (min–max)\n\n| contender | all seen | ratio to stack deploy | first seen | first seen after landing | landed | operator RSS (of it RssAnon) at convergence / +5 s / peak (MB) | operator CPU | engine CPU until all seen | removal: services / containers gone | load (1 min) |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
             self.cfg.n,
             self.cfg.replicas,
             if self.cfg.unplaceable {
@@ -416,9 +449,18 @@ impl Bench {
                         .collect()
                 ))
             );
+            let engine_cpus: Vec<f64> = attempts
+                .iter()
+                .filter_map(|a| a.engine_cpu.map(|c| c.as_secs_f64()))
+                .collect();
+            let engine_cpu = if engine_cpus.is_empty() {
+                "–".to_owned()
+            } else {
+                fmt(median(engine_cpus))
+            };
             let loads: Vec<&str> = attempts.iter().map(|a| a.load.as_str()).collect();
             out.push_str(&format!(
-                "| {contender} | **{}** | {ratio} | {} | {} | {} | {rss} | {cpu} | {removal} | {} |\n",
+                "| {contender} | **{}** | {ratio} | {} | {} | {} | {rss} | {cpu} | {engine_cpu} | {removal} | {} |\n",
                 fmt(all),
                 fmt(first),
                 fmt(after_landing),
@@ -450,7 +492,20 @@ fn main() -> Result<()> {
             bail!("the local engine is not a swarm manager ({state}); run `docker swarm init --advertise-addr 127.0.0.1`");
         }
         ensure_test_image().await?;
-        let prefix = format!("sobench{}", std::process::id() % 100_000);
+        // An earlier bench that was interrupted may have left its services and networks: they
+        // would share the manager with every run (347 tasks left unallocated on an old network
+        // made every run of an afternoon 1.5–2x slower, measured).
+        let leftovers = cleanup::empty_swarm(&engine, PREFIX, cfg.timeout).await?;
+        if leftovers.services_removed > 0 {
+            eprintln!("removed {} services an earlier bench left", leftovers.services_removed);
+        }
+        let others = cleanup::other_services(&engine, PREFIX).await?;
+        if others > 0 {
+            eprintln!(
+                "WARNING: the swarm holds {others} services besides the bench's; they share the manager and move every figure"
+            );
+        }
+        let prefix = format!("{PREFIX}{}", std::process::id() % 100_000);
         eprintln!(
             "swarm-operator arrival bench {prefix}: {} services, {} runs, arrivals {:?}, concurrency {:?}, replicas {}{}, load {} at {}",
             cfg.n,
@@ -472,6 +527,7 @@ fn main() -> Result<()> {
             prefix,
             work,
             results: BTreeMap::new(),
+            engine_pid: engine_pid(),
         };
         let result = tokio::select! {
             r = bench.run() => r,

@@ -88,14 +88,7 @@ impl Watched {
 
     /// CPU time (user + system) the process used so far, from `/proc/PID/stat`.
     pub fn cpu(&self) -> Option<Duration> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
-        // pid (comm) state … : utime and stime are fields 14 and 15, 12 and 13 after `comm`.
-        let (_, after_comm) = stat.rsplit_once(") ")?;
-        let fields: Vec<&str> = after_comm.split(' ').collect();
-        let ticks: u64 =
-            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        // USER_HZ is 100 on every Linux architecture this runs on.
-        Some(Duration::from_millis(ticks * 10))
+        cpu_of(self.pid)
     }
 
     /// WARN and ERROR lines of the log.
@@ -142,4 +135,15 @@ impl Watched {
             }
         }
     }
+}
+
+/// CPU time (user + system) process `pid` used so far, from `/proc/PID/stat`.
+pub fn cpu_of(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // pid (comm) state … : utime and stime are fields 14 and 15, 12 and 13 after `comm`.
+    let (_, after_comm) = stat.rsplit_once(") ")?;
+    let fields: Vec<&str> = after_comm.split(' ').collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux architecture this runs on.
+    Some(Duration::from_millis(ticks * 10))
 }
