@@ -202,10 +202,11 @@ pub struct RunArgs {
     /// Let an empty spec directory remove every managed object.
     #[arg(long)]
     pub allow_empty_prune: bool,
-    /// Reconciles running at once (1 to 1024).
-    #[arg(long, default_value_t = 8,
+    /// Reconciles running at once (1 to 1024) [default: 64, or 8 over ssh, where each
+    /// connection is an ssh session].
+    #[arg(long,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
-    pub concurrency: usize,
+    pub concurrency: Option<usize>,
     /// Instance name: several operators can share a swarm, each owning only its objects.
     #[arg(long, env = "SWARM_OPERATOR_INSTANCE", default_value = "default")]
     pub instance: String,
@@ -342,6 +343,7 @@ pub async fn run(args: RunArgs, context: Option<&str>) -> Result<ExitCode, CliEr
         events_silence,
     };
     let api = connect(context).await?.with_deadlines(deadlines);
+    let concurrency = concurrency.unwrap_or_else(|| api.default_concurrency());
     let stop_electing = CancellationToken::new();
     let (leadership, elector) = if leader_election {
         let identity = identity.unwrap_or_else(default_identity);

@@ -347,7 +347,7 @@ pub async fn run<A: SwarmApi>(
     spec_poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
     spec_poll.reset();
     info!(specs = %config.specs_dir.display(), status = %config.status_file.display(),
-          "operator running");
+          concurrency = config.concurrency, "operator running");
 
     let mut leadership = config.leadership.clone();
     loop {

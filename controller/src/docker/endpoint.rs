@@ -214,6 +214,23 @@ pub enum Endpoint {
     Ssh(SshTarget),
 }
 
+impl Endpoint {
+    /// Reconciles run at once when `run --concurrency` is not given. Swarm's manager takes
+    /// concurrent writes well: 5,000 creates over the local socket took 8.2 s with 8 in flight,
+    /// 5.0 s with 64 and 4.0 s with 128, and the engine spent less CPU the more were in flight
+    /// (10.1, 5.7, 4.3 s: its scheduler and allocator passes cost by the time a burst lasts),
+    /// measured by the arrival bench. Over ssh every connection is an ssh session of its own
+    /// (a child `ssh` running `docker system dial-stdio`), and sshd lets only 10 sessions
+    /// authenticate at once by default (`MaxStartups 10:30:100`, dropping others at random):
+    /// there, 8.
+    pub fn default_concurrency(&self) -> usize {
+        match self {
+            Endpoint::Unix { .. } | Endpoint::Tcp { .. } => 64,
+            Endpoint::Ssh(_) => 8,
+        }
+    }
+}
+
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -702,6 +719,23 @@ mod tests {
             panic!("expected TLS");
         };
         assert!(!tls.verify);
+    }
+
+    #[test]
+    fn fewer_reconciles_run_at_once_over_ssh() {
+        let home = Home::new();
+        let mut inputs = home.inputs();
+        let mut default_for = |host: &str| {
+            inputs.docker_host = Some(host.into());
+            resolve(&inputs)
+                .expect("resolves")
+                .endpoint
+                .default_concurrency()
+        };
+        assert_eq!(default_for("unix:///var/run/docker.sock"), 64);
+        assert_eq!(default_for("tcp://10.0.0.5:2376"), 64);
+        // Each connection is an ssh session; sshd admits 10 at once by default.
+        assert_eq!(default_for("ssh://deploy@manager.example"), 8);
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub struct DockerEngine {
     /// Network id → name, refreshed by every network listing. Services reference networks by
     /// id; keeping the map here lets a single-service read (after a write) be one API call.
     network_names: Arc<Mutex<HashMap<String, String>>>,
+    /// [`Endpoint::default_concurrency`] of the endpoint connected to.
+    default_concurrency: usize,
     /// Every call below is bounded by these.
     deadlines: Deadlines,
 }
@@ -82,8 +84,14 @@ impl DockerEngine {
             raw,
             api_version,
             network_names: Arc::default(),
+            default_concurrency: endpoint.default_concurrency(),
             deadlines: Deadlines::default(),
         })
+    }
+
+    /// Reconciles to run at once unless told otherwise ([`Endpoint::default_concurrency`]).
+    pub fn default_concurrency(&self) -> usize {
+        self.default_concurrency
     }
 
     /// The same connection with other deadlines (`run --engine-timeout` …).
