@@ -47,6 +47,13 @@ const LOCAL_AUTHORITY: &str = "api.moby.localhost";
 /// large list just take more, smaller reads (a 10 MB list: 160 instead of 25).
 const READ_BUFFER_MAX: usize = 64 * 1024;
 
+/// Idle connections kept per engine. A burst opens one for each request in flight (64 by
+/// default, [`super::Endpoint::default_concurrency`]); kept idle afterwards, each holds its
+/// buffers (2 MB at 5,000 services: 39.7–39.9 MB resident against 37.7 MB with 8 in flight,
+/// `resident.sh`), while the steady state uses a few at a time (a task poll, a re-read, a
+/// status write; the event stream holds its own).
+const POOL_IDLE_MAX: usize = 8;
+
 /// bollard's request body (its `BodyType`, which it does not export by name).
 pub(crate) type EngineBody = Either<
     Full<Bytes>,
@@ -120,6 +127,7 @@ impl EngineTransport {
             .wrap_connector(Dialer { dial });
         let client = Client::builder(TokioExecutor::new())
             .http1_max_buf_size(READ_BUFFER_MAX)
+            .pool_max_idle_per_host(POOL_IDLE_MAX)
             .build(Bounded {
                 inner: connector,
                 limit,
