@@ -143,33 +143,25 @@ pub async fn empty_swarm(engine: &Docker, prefix: &str, timeout: Duration) -> Re
     let tasks_gone = start.elapsed();
     // The contenders' networks go once their services are gone: the next run's network takes
     // the same subnet, which must be free.
-    let networks = || async {
-        // Filtered here: 20.10's `--filter name=` matches a swarm network's whole name only.
-        docker(&["network", "ls", "--format", "{{.Name}}"])
-            .await
-            .map(|names| {
-                names
-                    .lines()
-                    .filter(|n| n.starts_with(prefix))
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
-    };
     loop {
-        let left = networks().await?;
+        // Filtered here: 20.10's `--filter name=` matches a swarm network's whole name only.
+        let left: Vec<String> = docker(&["network", "ls", "--format", "{{.Name}}"])
+            .await?
+            .lines()
+            .filter(|n| n.starts_with(prefix))
+            .map(str::to_owned)
+            .collect();
         if left.is_empty() {
             break;
         }
         for name in &left {
-            // A removal the engine refuses (a task still attached) is tried again below.
+            // A removal the engine refuses (a task still attached) is tried again next pass.
             let _ = docker(&["network", "rm", name]).await;
         }
         if start.elapsed() > timeout {
             bail!("bench networks {left:?} still there after {timeout:?}");
         }
-        if !networks().await?.is_empty() {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     Ok(Emptied {
         services_removed: ids.len(),

@@ -74,7 +74,8 @@ pub struct OperatorConfig {
     pub web: Option<web::Listener>,
     /// Allow an empty spec directory to remove every managed object.
     pub allow_empty_prune: bool,
-    /// Reconciles running at once.
+    /// Reconciles running at once (`run` passes `--concurrency` or the endpoint's default,
+    /// [`crate::docker::endpoint::Endpoint::default_concurrency`]; [`OperatorConfig::new`] takes 8).
     pub concurrency: usize,
     /// This operator's instance name; it owns only objects labelled with it.
     pub instance: String,
